@@ -1,0 +1,81 @@
+#include "bind/arrays.h"
+
+#include <sstream>
+
+namespace fastml::bind {
+
+std::string shape_str(const py::array& a) {
+  std::ostringstream os;
+  os << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
+  if (a.ndim() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+std::vector<py::ssize_t> shape_of(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+namespace {
+py::array as_array(const py::handle& obj, const char* op, const char* arg) {
+  FASTML_CHECK_TYPE(py::isinstance<py::array>(obj), op, ": expected a numpy array for ", arg, ", got ",
+                    py::str(py::type::of(obj)).cast<std::string>());
+  return py::reinterpret_borrow<py::array>(obj);
+}
+}  // namespace
+
+py::array input_f32(const py::handle& obj, const char* op, const char* arg) {
+  py::array a = as_array(obj, op, arg);
+  FASTML_CHECK_TYPE(a.dtype().num() == kNpyFloat32, op, ": expected float32 for ", arg, ", got ", dtype_str(a));
+  if (!(a.flags() & py::array::c_style)) a = py::array::ensure(a, py::array::c_style);
+  return a;
+}
+
+py::array input_i64(const py::handle& obj, const char* op, const char* arg) {
+  py::array a = as_array(obj, op, arg);
+  const auto dt = a.dtype();
+  FASTML_CHECK_TYPE(dt.kind() == 'i' && dt.itemsize() == 8, op, ": expected int64 for ", arg, ", got ",
+                    dtype_str(a));
+  if (!(a.flags() & py::array::c_style)) a = py::array::ensure(a, py::array::c_style);
+  return a;
+}
+
+py::array inplace_f32(const py::handle& obj, const char* op, const char* arg) {
+  py::array a = as_array(obj, op, arg);
+  FASTML_CHECK_TYPE(a.dtype().num() == kNpyFloat32, op, ": expected float32 for ", arg, " (updated in place), got ",
+                    dtype_str(a));
+  FASTML_CHECK(a.flags() & py::array::c_style, op, ": expected a C-contiguous array for ", arg,
+               " (updated in place, so it cannot be copied), got a strided view of shape ", shape_str(a));
+  FASTML_CHECK(a.writeable(), op, ": expected a writeable array for ", arg, ", got a read-only one");
+  return a;
+}
+
+py::array output_f32(const py::handle& out, const std::vector<py::ssize_t>& shape, const char* op) {
+  if (out.is_none()) return py::array_t<float>(shape);
+  py::array a = inplace_f32(out, op, "out");
+  bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; same && i < shape.size(); ++i) same = a.shape(i) == shape[i];
+  if (!same) {
+    std::ostringstream os;
+    os << "(";
+    for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+    os << (shape.size() == 1 ? ",)" : ")");
+    FASTML_CHECK(false, op, ": expected out of shape ", os.str(), ", got ", shape_str(a));
+  }
+  return a;
+}
+
+bool partially_overlaps(const py::array& a, const py::array& b) {
+  const auto pa = reinterpret_cast<uintptr_t>(a.data());
+  const auto pb = reinterpret_cast<uintptr_t>(b.data());
+  const auto na = static_cast<uintptr_t>(a.nbytes());
+  const auto nb = static_cast<uintptr_t>(b.nbytes());
+  if (na == 0 || nb == 0) return false;
+  if (pa == pb && na == nb) return false;
+  return pa < pb + nb && pb < pa + na;
+}
+
+}  // namespace fastml::bind

@@ -1,0 +1,86 @@
+// 8-lane float vector for AVX2 + FMA. Include only from *_avx2.cpp files (namespace fastml::cpu::avx2).
+// Same contract as vec_avx512.h.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace fastml::cpu::avx2 {
+
+struct VecF {
+  static constexpr int N = 8;
+  using Mask = __m256;
+  __m256 v;
+
+  static __m256i tail_mask(int n) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+  }
+  static VecF load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static VecF load_tail(const float* p, int n, float fill = 0.f) {
+    const __m256i m = tail_mask(n);
+    return {_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))};
+  }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  void store_tail(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
+  void stream(float* p) const { _mm256_stream_ps(p, v); }
+  static VecF set1(float x) { return {_mm256_set1_ps(x)}; }
+  static VecF zero() { return {_mm256_setzero_ps()}; }
+
+  friend VecF operator+(VecF a, VecF b) { return {_mm256_add_ps(a.v, b.v)}; }
+  friend VecF operator-(VecF a, VecF b) { return {_mm256_sub_ps(a.v, b.v)}; }
+  friend VecF operator*(VecF a, VecF b) { return {_mm256_mul_ps(a.v, b.v)}; }
+  friend VecF operator/(VecF a, VecF b) { return {_mm256_div_ps(a.v, b.v)}; }
+  friend VecF operator-(VecF a) { return {_mm256_xor_ps(a.v, _mm256_set1_ps(-0.f))}; }
+  friend VecF fmadd(VecF a, VecF b, VecF c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  friend VecF fnmadd(VecF a, VecF b, VecF c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }
+  friend VecF fmsub(VecF a, VecF b, VecF c) { return {_mm256_fmsub_ps(a.v, b.v, c.v)}; }
+  friend VecF max(VecF a, VecF b) { return {_mm256_max_ps(a.v, b.v)}; }
+  friend VecF min(VecF a, VecF b) { return {_mm256_min_ps(a.v, b.v)}; }
+  friend VecF abs(VecF a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.f), a.v)}; }
+  friend VecF sqrt(VecF a) { return {_mm256_sqrt_ps(a.v)}; }
+  friend VecF round_nearest(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+  friend VecF trunc(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)}; }
+  // a * 2^n for integer-valued n in [-252, 254]: two exact power-of-two steps, so only the last
+  // multiply rounds (correct denormals and overflow to inf).
+  friend VecF ldexp(VecF a, VecF n) {
+    const __m256i ni = _mm256_cvtps_epi32(n.v);
+    const __m256i n1 = _mm256_srai_epi32(ni, 1);
+    const __m256i n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return {_mm256_mul_ps(_mm256_mul_ps(a.v, s1), s2)};
+  }
+  friend VecF copysign(VecF a, VecF s) {
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    return {_mm256_or_ps(_mm256_andnot_ps(sign, a.v), _mm256_and_ps(sign, s.v))};
+  }
+
+  friend Mask cmp_lt(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
+  friend Mask cmp_le(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ); }
+  friend Mask cmp_gt(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ); }
+  friend Mask cmp_ge(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
+  friend Mask cmp_eq(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
+  friend Mask cmp_ne(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_NEQ_UQ); }
+  friend Mask is_nan(VecF a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
+  friend Mask mask_and(Mask a, Mask b) { return _mm256_and_ps(a, b); }
+  friend Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }
+  friend bool mask_any(Mask m) { return _mm256_movemask_ps(m) != 0; }
+  friend VecF select(Mask m, VecF a, VecF b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
+
+  float hsum() const {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  float hmax() const {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+}  // namespace fastml::cpu::avx2

@@ -1,0 +1,66 @@
+// 16-lane float vector for AVX-512F/DQ/BW/VL. Include only from *_avx512.cpp files: everything here is
+// in namespace fastml::cpu::avx512 so nothing can be merged with code compiled for another ISA.
+// Semantics shared by vec_{scalar,avx2,avx512}.h: max(a, b)/min(a, b) return b when either is NaN
+// (x86 MAXPS/MINPS), so clamp(x) as max(lo, x) keeps a NaN x; tails are masked, never over-read.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace fastml::cpu::avx512 {
+
+struct VecF {
+  static constexpr int N = 16;
+  using Mask = __mmask16;
+  __m512 v;
+
+  static VecF load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static VecF load_tail(const float* p, int n, float fill = 0.f) {
+    return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p)};
+  }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  void store_tail(float* p, int n) const { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+  void stream(float* p) const { _mm512_stream_ps(p, v); }
+  static VecF set1(float x) { return {_mm512_set1_ps(x)}; }
+  static VecF zero() { return {_mm512_setzero_ps()}; }
+  static Mask tail_mask(int n) { return static_cast<Mask>((1u << n) - 1u); }
+
+  friend VecF operator+(VecF a, VecF b) { return {_mm512_add_ps(a.v, b.v)}; }
+  friend VecF operator-(VecF a, VecF b) { return {_mm512_sub_ps(a.v, b.v)}; }
+  friend VecF operator*(VecF a, VecF b) { return {_mm512_mul_ps(a.v, b.v)}; }
+  friend VecF operator/(VecF a, VecF b) { return {_mm512_div_ps(a.v, b.v)}; }
+  friend VecF operator-(VecF a) { return {_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(INT32_MIN)))}; }
+  friend VecF fmadd(VecF a, VecF b, VecF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }   // a*b + c
+  friend VecF fnmadd(VecF a, VecF b, VecF c) { return {_mm512_fnmadd_ps(a.v, b.v, c.v)}; } // c - a*b
+  friend VecF fmsub(VecF a, VecF b, VecF c) { return {_mm512_fmsub_ps(a.v, b.v, c.v)}; }   // a*b - c
+  friend VecF max(VecF a, VecF b) { return {_mm512_max_ps(a.v, b.v)}; }
+  friend VecF min(VecF a, VecF b) { return {_mm512_min_ps(a.v, b.v)}; }
+  friend VecF abs(VecF a) { return {_mm512_abs_ps(a.v)}; }
+  friend VecF sqrt(VecF a) { return {_mm512_sqrt_ps(a.v)}; }
+  friend VecF round_nearest(VecF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+  friend VecF trunc(VecF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)}; }
+  // a * 2^n for integer-valued n, exact in the normal range, correctly rounded into denormals / inf.
+  friend VecF ldexp(VecF a, VecF n) { return {_mm512_scalef_ps(a.v, n.v)}; }
+  // copy the sign bit of s onto |a|
+  friend VecF copysign(VecF a, VecF s) {
+    return {_mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(a.v), _mm512_castps_si512(s.v),
+                                                          _mm512_set1_epi32(INT32_MIN), 0xd8))};
+  }
+
+  friend Mask cmp_lt(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
+  friend Mask cmp_le(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ); }
+  friend Mask cmp_gt(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
+  friend Mask cmp_ge(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ); }
+  friend Mask cmp_eq(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
+  friend Mask cmp_ne(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_NEQ_UQ); }
+  friend Mask is_nan(VecF a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
+  friend Mask mask_and(Mask a, Mask b) { return static_cast<Mask>(a & b); }
+  friend Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
+  friend bool mask_any(Mask m) { return m != 0; }
+  friend VecF select(Mask m, VecF a, VecF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }  // m ? a : b
+
+  float hsum() const { return _mm512_reduce_add_ps(v); }
+  float hmax() const { return _mm512_reduce_max_ps(v); }
+};
+
+}  // namespace fastml::cpu::avx512

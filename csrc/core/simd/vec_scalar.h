@@ -1,0 +1,56 @@
+// One-lane "vector" so that the generic kernels compile to plain C++ for the scalar variant.
+// Same contract as vec_avx512.h (max/min return b on NaN, like x86).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace fastml::cpu::scalar {
+
+struct VecF {
+  static constexpr int N = 1;
+  using Mask = bool;
+  float v;
+
+  static VecF load(const float* p) { return {*p}; }
+  static VecF load_tail(const float* p, int n, float fill = 0.f) { return {n > 0 ? *p : fill}; }
+  void store(float* p) const { *p = v; }
+  void store_tail(float* p, int n) const { if (n > 0) *p = v; }
+  void stream(float* p) const { *p = v; }
+  static VecF set1(float x) { return {x}; }
+  static VecF zero() { return {0.f}; }
+
+  friend VecF operator+(VecF a, VecF b) { return {a.v + b.v}; }
+  friend VecF operator-(VecF a, VecF b) { return {a.v - b.v}; }
+  friend VecF operator*(VecF a, VecF b) { return {a.v * b.v}; }
+  friend VecF operator/(VecF a, VecF b) { return {a.v / b.v}; }
+  friend VecF operator-(VecF a) { return {-a.v}; }
+  friend VecF fmadd(VecF a, VecF b, VecF c) { return {a.v * b.v + c.v}; }
+  friend VecF fnmadd(VecF a, VecF b, VecF c) { return {c.v - a.v * b.v}; }
+  friend VecF fmsub(VecF a, VecF b, VecF c) { return {a.v * b.v - c.v}; }
+  friend VecF max(VecF a, VecF b) { return {a.v > b.v ? a.v : b.v}; }
+  friend VecF min(VecF a, VecF b) { return {a.v < b.v ? a.v : b.v}; }
+  friend VecF abs(VecF a) { return {std::fabs(a.v)}; }
+  friend VecF sqrt(VecF a) { return {std::sqrt(a.v)}; }
+  friend VecF round_nearest(VecF a) { return {std::nearbyint(a.v)}; }
+  friend VecF trunc(VecF a) { return {std::trunc(a.v)}; }
+  friend VecF ldexp(VecF a, VecF n) { return {std::ldexp(a.v, static_cast<int>(n.v))}; }
+  friend VecF copysign(VecF a, VecF s) { return {std::copysign(a.v, s.v)}; }
+
+  friend Mask cmp_lt(VecF a, VecF b) { return a.v < b.v; }
+  friend Mask cmp_le(VecF a, VecF b) { return a.v <= b.v; }
+  friend Mask cmp_gt(VecF a, VecF b) { return a.v > b.v; }
+  friend Mask cmp_ge(VecF a, VecF b) { return a.v >= b.v; }
+  friend Mask cmp_eq(VecF a, VecF b) { return a.v == b.v; }
+  friend Mask cmp_ne(VecF a, VecF b) { return !(a.v == b.v); }
+  friend Mask is_nan(VecF a) { return a.v != a.v; }
+  friend Mask mask_and(Mask a, Mask b) { return a && b; }
+  friend Mask mask_or(Mask a, Mask b) { return a || b; }
+  friend bool mask_any(Mask m) { return m; }
+  friend VecF select(Mask m, VecF a, VecF b) { return m ? a : b; }
+
+  float hsum() const { return v; }
+  float hmax() const { return v; }
+};
+
+}  // namespace fastml::cpu::scalar

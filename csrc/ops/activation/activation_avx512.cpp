@@ -1,0 +1,9 @@
+// Activation kernels, avx512 variant: the generic bodies of activation_impl.h over the avx512 VecF.
+// Maths and contract: activation.h. Test: FASTML_ISA=avx512 pytest tests/test_activation.py
+#include "core/simd/vec_avx512.h"
+#include "ops/activation/activation_impl.h"
+
+namespace fastml::cpu::avx512 {
+extern const ActivationKernels activation_kernels_avx512;
+constexpr ActivationKernels activation_kernels_avx512 = activation_impl::make_kernels<VecF>();
+}  // namespace fastml::cpu::avx512

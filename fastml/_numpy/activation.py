@@ -1,0 +1,119 @@
+"""NumPy backend of the activations. f(x, out, param) -> out; computes in x.dtype."""
+import math
+
+import numpy as np
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+try:  # scipy's erfc is vectorised; libm's through np.vectorize is exact but slow
+    from scipy.special import erfc as _erfc_fast
+except ImportError:  # pragma: no cover - depends on the environment
+    _erfc_fast = None
+
+
+def _erfc(z):
+    if _erfc_fast is not None:
+        return _erfc_fast(z)
+    from ..reference._special import erfc
+
+    return erfc(z)
+
+
+def _alloc(x, out):
+    return np.empty_like(x) if out is None else out
+
+
+def _sigmoid(x, out):
+    # 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below: no overflow for any finite x
+    y = _alloc(x, out)
+    e = np.exp(-np.abs(x))
+    np.divide(1.0, 1.0 + e, out=y, where=x >= 0)
+    np.divide(e, 1.0 + e, out=y, where=~(x >= 0))
+    y[np.isnan(x)] = np.nan
+    return y
+
+
+def relu(x, out, param):
+    return _where(x < 0, x.dtype.type(0), x, out)
+
+
+def _where(cond, a, b, out):
+    r = np.where(cond, a, b).astype(b.dtype if isinstance(b, np.ndarray) else a.dtype, copy=False)
+    if out is None:
+        return r
+    out[...] = r
+    return out
+
+
+def leaky_relu(x, out, slope):
+    return _where(x > 0, x, x * x.dtype.type(slope), out)
+
+
+def sigmoid(x, out, param):
+    return _sigmoid(x, out)
+
+
+def tanh(x, out, param):
+    return np.tanh(x, out=_alloc(x, out))
+
+
+def gelu(x, out, param):
+    x64 = x.astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore"):  # gelu(-inf) = -inf * 0 = NaN, as in torch
+        y = x64 * (0.5 * _erfc(-x64 / math.sqrt(2.0)))
+    return _store(y, x, out)
+
+
+def _gelu_tanh_gate(x64):
+    with np.errstate(over="ignore"):
+        return _sigmoid(2.0 * _SQRT_2_OVER_PI * (x64 + _GELU_C * x64**3), None)
+
+
+def gelu_tanh(x, out, param):
+    x64 = x.astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore"):
+        return _store(x64 * _gelu_tanh_gate(x64), x, out)
+
+
+def _store(y64, like, out):
+    if out is None:
+        return y64.astype(like.dtype, copy=False)
+    out[...] = y64
+    return out
+
+
+def relu_backward(g, x, out, param):
+    return _where(x <= 0, g.dtype.type(0), g, out)
+
+
+def leaky_relu_backward(g, x, out, slope):
+    return _where(x > 0, g, g * g.dtype.type(slope), out)
+
+
+def sigmoid_backward(g, y, out, param):
+    return np.multiply(g, y * (1 - y), out=_alloc(g, out))
+
+
+def tanh_backward(g, y, out, param):
+    return np.multiply(g, 1 - y * y, out=_alloc(g, out))
+
+
+def gelu_backward(g, x, out, param):
+    x64 = x.astype(np.float64, copy=False)
+    with np.errstate(under="ignore"):
+        pdf = np.exp(-0.5 * x64 * x64) / math.sqrt(2.0 * math.pi)
+    d = 0.5 * _erfc(-x64 / math.sqrt(2.0)) + x64 * pdf
+    return _store(g * d, g, out)
+
+
+def gelu_tanh_backward(g, x, out, param):
+    x64 = x.astype(np.float64, copy=False)
+    s = _gelu_tanh_gate(x64)
+    du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * x64 * x64)
+    return _store(g * (s + x64 * 2.0 * s * (1.0 - s) * du), g, out)
+
+
+# Indexed like the compiled module's activation kinds (csrc/ops/activation/activation.h).
+FORWARD = (relu, leaky_relu, sigmoid, tanh, gelu, gelu_tanh)
+BACKWARD = (relu_backward, leaky_relu_backward, sigmoid_backward, tanh_backward, gelu_backward, gelu_tanh_backward)

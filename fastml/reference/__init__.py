@@ -1,0 +1,10 @@
+"""Float64 NumPy mirrors of the public ops: the test oracle.
+
+Every function here has the signature of its public counterpart (minus ``out=``/``inplace``), computes in
+float64 with numerically stable formulas, raises no floating-point warnings, and returns float64. They are
+written for clarity, not speed; tests compare every backend and ISA against them.
+"""
+from .activation import *  # noqa: F401,F403
+from .activation import __all__ as _act_all
+
+__all__ = list(_act_all)

@@ -1,0 +1,102 @@
+"""fastml.info(), threads, ISA switching and backend selection."""
+import numpy as np
+import pytest
+
+import fastml
+import fastml.functional as F
+from fastml import _backend as B
+
+
+def test_info_reports_everything(capsys):
+    d = fastml.info()
+    printed = capsys.readouterr().out
+    assert d["version"] == fastml.__version__ and fastml.__version__ in printed
+    for key in ("cpu_extension", "compiled_isas", "active_isa", "cpu", "threads", "openmp", "cuda_extension"):
+        assert key in d
+    if d["cpu_extension"]:
+        assert d["active_isa"] in d["supported_isas"]
+        assert "scalar" in d["compiled_isas"]["activation"]
+        assert d["threads"] >= 1 and d["openmp"]["library"]
+        assert d["cpu"]["l1d_bytes"] >= 0
+
+
+def test_compiled_module_present():
+    # CI builds from a clean checkout: the compiled module must be there, not silently replaced by NumPy.
+    assert B.HAS_CPU_EXT, B.CPU_IMPORT_ERROR
+
+
+def test_variants_and_ops():
+    C = B._C
+    if C is None:
+        pytest.skip("compiled module missing")
+    assert "activation" in C.ops()
+    assert C.variants("activation")[0] == "scalar"
+    with pytest.raises(ValueError, match="unknown op"):
+        C.variants("no_such_op")
+
+
+def test_set_num_threads(threads):
+    fastml.set_num_threads(1)
+    assert fastml.get_num_threads() == 1
+    fastml.set_num_threads(2)
+    assert fastml.get_num_threads() == 2
+    with pytest.raises(ValueError, match=">= 1"):
+        fastml.set_num_threads(0)
+
+
+def test_use_isa_restores():
+    if not B.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    before = B._C.get_isa()
+    with fastml.use_isa("scalar"):
+        assert B._C.get_isa() == "scalar"
+    assert B._C.get_isa() == before
+    with pytest.raises(ValueError, match="expected an ISA name"):
+        with fastml.use_isa("sse9"):
+            pass
+
+
+def test_use_backend_validation():
+    with pytest.raises(ValueError, match="expected one of"):
+        with fastml.use_backend("tpu"):
+            pass
+    with fastml.use_backend("numpy"):
+        assert B.forced_backend() == "numpy"
+    assert B.forced_backend() is None
+
+
+def test_forced_cpu_keeps_float64():
+    if not B.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    x = np.array([1e-300, -1.0, 2.0])  # 1e-300 would flush to 0 in float32
+    with fastml.use_backend("cpu"):
+        y = F.relu(x)
+    assert y.dtype == np.float64 and y[0] == 1e-300
+
+
+def test_float64_stays_float64():
+    x = np.linspace(-2, 2, 9)
+    assert F.gelu(x).dtype == np.float64
+    assert F.sigmoid(x.astype(np.float32)).dtype == np.float32
+
+
+def test_backend_env_var(monkeypatch):
+    import subprocess
+    import sys
+
+    code = "import fastml, fastml._backend as B; print(B.forced_backend())"
+    env = dict(**__import__('os').environ, FASTML_BACKEND="numpy")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "numpy"
+
+
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+def test_fastml_isa_env_var():
+    import os
+    import subprocess
+    import sys
+
+    code = "import fastml._backend as B; print(B._C.get_isa())"
+    env = dict(os.environ, FASTML_ISA="scalar")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "scalar"
