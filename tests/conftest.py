@@ -57,6 +57,7 @@ def threads():
 
 def pytest_report_header(config):
     d = fastml.info(print_=False)
-    return [f"fastml {d['version']}: cpu extension {d['cpu_extension']}, active ISA {d['active_isa']}, "
+    return [f"fastml {d['version']} from {os.path.dirname(fastml.__file__)}",
+            f"cpu extension {d['cpu_extension']}, active ISA {d['active_isa']}, "
             f"supported {d['supported_isas']}, threads {d['threads']}, cuda {d['cuda_extension']}",
             f"FASTML_ISA={os.environ.get('FASTML_ISA', '')} FASTML_BACKEND={os.environ.get('FASTML_BACKEND', '')}"]
