@@ -221,6 +221,7 @@ def test_torch_parity(rng, name):
     # its erf form has ~1e-3 relative error near x = -3): agree loosely, and be at least as accurate.
     yt_np = yt.detach().numpy()
     np.testing.assert_allclose(y, yt_np, rtol=2e-3, atol=1e-6)
-    assert np.abs(y - ref).max() <= np.abs(yt_np - ref).max() + 1e-7
+    if name.startswith("gelu"):
+        assert np.abs(y - ref).max() <= np.abs(yt_np - ref).max() + 1e-7
     s = x if saved == "input" else y
     np.testing.assert_allclose(bwd(g, s, **kw), xt.grad.numpy(), rtol=2e-5, atol=2e-6)

@@ -39,6 +39,11 @@ struct VecF {
   friend VecF min(VecF a, VecF b) { return {_mm256_min_ps(a.v, b.v)}; }
   friend VecF abs(VecF a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.f), a.v)}; }
   friend VecF sqrt(VecF a) { return {_mm256_sqrt_ps(a.v)}; }
+  // 1/a within ~2 ulp for |a| in [2^-125, 2^125] (RCPPS 12 bits + one Newton step).
+  friend VecF recip(VecF a) {
+    const __m256 r = _mm256_rcp_ps(a.v);
+    return {_mm256_mul_ps(r, _mm256_fnmadd_ps(a.v, r, _mm256_set1_ps(2.0f)))};
+  }
   friend VecF round_nearest(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
   friend VecF trunc(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)}; }
   // a * 2^n for integer-valued n in [-252, 254]: two exact power-of-two steps, so only the last

@@ -32,6 +32,7 @@ struct VecF {
   friend VecF min(VecF a, VecF b) { return {a.v < b.v ? a.v : b.v}; }
   friend VecF abs(VecF a) { return {std::fabs(a.v)}; }
   friend VecF sqrt(VecF a) { return {std::sqrt(a.v)}; }
+  friend VecF recip(VecF a) { return {1.0f / a.v}; }
   friend VecF round_nearest(VecF a) { return {std::nearbyint(a.v)}; }
   friend VecF trunc(VecF a) { return {std::trunc(a.v)}; }
   friend VecF ldexp(VecF a, VecF n) { return {std::ldexp(a.v, static_cast<int>(n.v))}; }

@@ -106,10 +106,8 @@ template <class V>
 void gelu_tanh_backward(int64_t n, const float* dy, const float* x, float* dx, float) {
   map2<V>(n, dy, x, dx, [](V g, V v) {
     const V one = V::set1(1.0f);
-    const V e = simd::exp(-gelu_tanh_u2(v));
-    const V s = one / (one + e);
-    // 1 - s, without cancellation when s -> 1 (and without inf * 0 when e overflows, s -> 0)
-    const V s1 = select(cmp_lt(s, V::set1(0.5f)), one - s, e * s);
+    V s, s1;  // sigmoid(2u) and 1 - sigmoid(2u), each accurate in relative terms
+    simd::sigmoid_pair(gelu_tanh_u2(v), s, s1);
     const V du = V::set1(kSqrt2OverPi) * fmadd(V::set1(3.0f * kGeluTanhC) * v, v, one);
     const V ds = V::set1(2.0f) * s * s1 * du;  // d sigmoid(2u) / dx
     return g * fmadd(v, ds, s);
