@@ -15,7 +15,7 @@ from ._backend import (
 )
 from ._info import info
 from ._version import __version__
-from . import functional, reference  # noqa: E402
+from . import functional, optim, reference  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -23,6 +23,7 @@ __all__ = [
     "functional",
     "get_num_threads",
     "info",
+    "optim",
     "reference",
     "set_num_threads",
     "use_backend",
