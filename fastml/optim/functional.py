@@ -49,6 +49,8 @@ def _as_list(x):
 
 
 def _number(op, name, value):
+    if type(value) is float and value == value:  # the common case, checked cheaply
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{op}: expected a real number for {name}, got {type(value).__name__}")
     v = float(value)
@@ -72,6 +74,8 @@ def _unit(op, name, value):
 
 
 def _flag(op, name, value):
+    if value is True or value is False:
+        return value
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{op}: expected a bool for {name}, got {type(value).__name__}")
     return bool(value)
@@ -140,8 +144,8 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     momentum = _nonneg(op, "momentum", momentum)
     dampening = _number(op, "dampening", dampening)
     weight_decay = _nonneg(op, "weight_decay", weight_decay)
-    nesterov, maximize, first_step = (_flag(op, n, v) for n, v in
-                                      (("nesterov", nesterov), ("maximize", maximize), ("first_step", first_step)))
+    nesterov, maximize = _flag(op, "nesterov", nesterov), _flag(op, "maximize", maximize)
+    first_step = _flag(op, "first_step", first_step)
     if nesterov and (momentum <= 0.0 or dampening != 0.0):
         raise ValueError(f"{op}: nesterov requires momentum > 0 and dampening == 0, got momentum={momentum!r}, "
                          f"dampening={dampening!r}")
@@ -149,15 +153,16 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
                   "momentum > 0 requires momentum_buffers" if momentum > 0.0 else None)
     if momentum == 0.0:
         bufs = None
-    kw = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
-              maximize=maximize, first_step=first_step)
     if not ps:
         return
-    if _B.is_device_array(ps[0]):
-        return _B.cuda_module().sgd_step(ps, gs, bufs, **kw)
-    if _host_backend(op, ps) == "cpu":
+    if type(ps[0]) is np.ndarray and _host_backend(op, ps) == "cpu":
         _C.sgd_step(ps, gs, bufs, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step)
         return
+    kw = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+              maximize=maximize, first_step=first_step)
+    if _B.is_device_array(ps[0]):
+        return _B.cuda_module().sgd_step(ps, gs, bufs, **kw)
+    _host_backend(op, ps)
     _np_optim.sgd_step(ps, gs, bufs, **kw)
 
 
@@ -200,15 +205,16 @@ def rmsprop_step(params, grads, square_avgs, *, lr=1e-2, alpha=0.99, eps=1e-8, w
         bufs = None
     if not centered:
         gavg = None
-    kw = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, momentum_buffers=bufs,
-              centered=centered, grad_avgs=gavg, maximize=maximize)
     if not ps:
         return
-    if _B.is_device_array(ps[0]):
-        return _B.cuda_module().rmsprop_step(ps, gs, sq, **kw)
-    if _host_backend(op, ps) == "cpu":
+    if type(ps[0]) is np.ndarray and _host_backend(op, ps) == "cpu":
         _C.rmsprop_step(ps, gs, sq, bufs, gavg, lr, alpha, eps, weight_decay, momentum, centered, maximize)
         return
+    kw = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, momentum_buffers=bufs,
+              centered=centered, grad_avgs=gavg, maximize=maximize)
+    if _B.is_device_array(ps[0]):
+        return _B.cuda_module().rmsprop_step(ps, gs, sq, **kw)
+    _host_backend(op, ps)
     _np_optim.rmsprop_step(ps, gs, sq, **kw)
 
 
@@ -233,15 +239,16 @@ def _adam(op, decoupled, params, grads, exp_avgs, exp_avg_sqs, step, lr, betas, 
                   "amsgrad=True requires max_exp_avg_sqs" if amsgrad else None)
     if not amsgrad:
         vmax = None
-    kw = dict(step=step, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-              max_exp_avg_sqs=vmax, maximize=maximize)
     if not ps:
         return
-    if _B.is_device_array(ps[0]):
-        return getattr(_B.cuda_module(), op)(ps, gs, m, v, **kw)
-    if _host_backend(op, ps) == "cpu":
+    if type(ps[0]) is np.ndarray and _host_backend(op, ps) == "cpu":
         _C.adam_step(ps, gs, m, v, vmax, step, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize)
         return
+    kw = dict(step=step, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+              max_exp_avg_sqs=vmax, maximize=maximize)
+    if _B.is_device_array(ps[0]):
+        return getattr(_B.cuda_module(), op)(ps, gs, m, v, **kw)
+    _host_backend(op, ps)
     _np_optim.adam_step(ps, gs, m, v, decoupled=decoupled, **kw)
 
 

@@ -9,6 +9,7 @@
 //   momentum > 0: b = b * momentum + g / d;  p = fma(b, -lr, p)
 //   else:         p = p + (-lr g) / d
 // Variants: rmsprop_{scalar,avx2,avx512}.cpp over rmsprop_impl.h. Test: pytest tests/test_optim.py.
+// Bench: python -m fastml.bench --ops rmsprop.
 #pragma once
 #include <cstdint>
 #include <vector>

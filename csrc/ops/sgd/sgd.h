@@ -8,6 +8,7 @@
 // (torch's add(alpha=) is one fused multiply-add; mul_ rounds on its own.) The first step (torch: the
 // buffer is None) copies g into b without dampening.
 // Variants: sgd_{scalar,avx2,avx512}.cpp over sgd_impl.h. Test: pytest tests/test_optim.py.
+// Bench: python -m fastml.bench --ops sgd.
 #pragma once
 #include <cstdint>
 #include <vector>
