@@ -202,11 +202,21 @@ def _torch_opt(torch, kind, tparams, cfg):
 
 @pytest.mark.parametrize("kind,cfg", CASES, ids=CASE_IDS)
 def test_trajectory_matches_torch(backend, kind, cfg):
+    _trajectory(backend, kind, cfg, np.float32)
+
+
+@pytest.mark.parametrize("kind,cfg", CASES, ids=CASE_IDS)
+def test_trajectory_matches_torch_float64(kind, cfg):
+    _trajectory("numpy", kind, cfg, np.float64)  # float64 always runs the NumPy backend, in float64
+
+
+def _trajectory(backend, kind, cfg, dtype):
     torch = pytest.importorskip("torch")
+    eps = float(np.finfo(dtype).eps)
     rng = np.random.default_rng(7)
     shapes = [(7,), (33, 4), (1000,)]
     steps = 100
-    ps, _, st = make_state(rng, kind, shapes, warm=False)
+    ps, _, st = make_state(rng, kind, shapes, dtype=dtype, warm=False)
     tps = [torch.from_numpy(p.copy()).requires_grad_() for p in ps]
     opt = _torch_opt(torch, kind, tps, cfg)
     tv = [np.abs(p).astype(np.float64) for p in ps]  # |p0| + total variation of the torch trajectory
@@ -214,7 +224,7 @@ def test_trajectory_matches_torch(backend, kind, cfg):
         # a gradient that depends on the parameters (a quadratic bowl, upside down when maximizing, so the
         # dynamics contract) plus noise, like training
         sign = -1.0 if cfg.get("maximize") else 1.0
-        gs = [(sign * 0.5 * p + rng.standard_normal(p.shape)).astype(np.float32) for p in ps]
+        gs = [(sign * 0.5 * p + rng.standard_normal(p.shape)).astype(dtype) for p in ps]
         prev = [tp.detach().numpy().copy() for tp in tps]
         for tp, g in zip(tps, gs):
             tp.grad = torch.from_numpy(g.copy())
@@ -231,7 +241,7 @@ def test_trajectory_matches_torch(backend, kind, cfg):
             # torch's CPU sqrt (MKL VML) is not correctly rounded: a few ulp per step along the path. The
             # NumPy backend also rounds each of torch's fused multiply-adds twice: a looser factor.
             err = np.abs(ps[i].astype(np.float64) - want)
-            bound = (16 if backend == "numpy" else 4) * EPS32 * tv[i] + 1e-30
+            bound = (16 if backend == "numpy" else 4) * eps * tv[i] + 1e-300
             assert np.all(err <= bound), (f"{kind} param {i}: max error {err.max():.3g}, "
                                           f"{int((err > bound).sum())} elements out of tolerance")
 
