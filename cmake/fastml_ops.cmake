@@ -30,6 +30,19 @@ function(fastml_add_op op)
 endfunction()
 
 fastml_add_op(activation ISAS scalar avx2 avx512)
+fastml_add_op(sgd ISAS scalar avx2 avx512)
+fastml_add_op(rmsprop ISAS scalar avx2 avx512)
+fastml_add_op(adam ISAS scalar avx2 avx512)
+
+# Optimizer steps round every operation where torch does (trajectory parity with torch.optim): the
+# compiler must not contract a separate multiply and add into an FMA; the fused ones are explicit.
+if(NOT MSVC)
+  foreach(op sgd rmsprop adam)
+    foreach(isa scalar avx2 avx512)
+      set_property(SOURCE csrc/ops/${op}/${op}_${isa}.cpp APPEND PROPERTY COMPILE_OPTIONS "-ffp-contract=off")
+    endforeach()
+  endforeach()
+endif()
 
 # Assemble the generated registry headers (declarations + calls) used by the module files.
 set(FASTML_BIND_DECLS "")

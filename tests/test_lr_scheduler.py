@@ -94,3 +94,19 @@ def test_bitwise_equal_to_torch(name, kwargs):
         topt.step()
         tsched.step()
         sched.step()
+
+
+def test_scheduler_drives_a_fastml_optimizer():
+    import numpy as np
+
+    import fastml
+
+    p = [np.ones(4, np.float32)]
+    opt = fastml.optim.SGD(p, lr=0.5)
+    sched = S.StepLR(opt, step_size=1, gamma=0.5)
+    for expected in (0.5, 0.25, 0.125):
+        before = p[0].copy()
+        opt.step([np.ones(4, np.float32)])
+        np.testing.assert_allclose(before - p[0], expected)  # the step used the scheduled lr
+        sched.step()
+    assert opt.lr == 0.0625

@@ -1,4 +1,6 @@
-"""Optimizers: functional in-place steps (fastml.optim.functional), classes, and LR schedules."""
-from . import lr_scheduler
+"""Optimizers: ``fastml.optim.functional`` (stateless in-place steps over explicit state), the
+torch-like classes ``SGD``, ``RMSprop``, ``Adam``, ``AdamW`` built on them, and ``lr_scheduler``."""
+from . import functional, lr_scheduler
+from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
-__all__ = ["lr_scheduler"]
+__all__ = ["functional", "lr_scheduler", "Optimizer", "SGD", "RMSprop", "Adam", "AdamW"]

@@ -6,5 +6,6 @@ written for clarity, not speed; tests compare every backend and ISA against them
 """
 from .activation import *  # noqa: F401,F403
 from .activation import __all__ as _act_all
+from . import optim  # noqa: F401  (fastml.reference.optim.adam_step, ...)
 
 __all__ = list(_act_all)

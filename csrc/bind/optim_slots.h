@@ -1,0 +1,75 @@
+// Lists of arrays -> std::vector<ParamSlot> for the multi-tensor optimizer steps (bind_sgd/rmsprop/adam).
+// Every array of every tensor is validated here, before the caller writes anything:
+//   params[i] and each state list's [i]: inplace_f32 (C-contiguous, writeable float32, never copied) and
+//   the shape of params[i]; grads[i]: input_f32 (any float32 array; a strided one is copied once, the
+//   copy kept alive in `keep`) of the same shape. All lists must have the same length.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bind/arrays.h"
+#include "core/view.h"
+
+namespace fastml::bind {
+
+struct StateList {
+  const char* name;
+  py::handle list;  // None -> the slot's buffer stays null
+};
+
+inline py::list as_list(py::handle obj, const char* op, const char* name) {
+  FASTML_CHECK_TYPE(py::isinstance<py::list>(obj), op, ": expected a list of arrays for ", name, ", got ",
+                    py::str(py::type::of(obj)).cast<std::string>());
+  return py::reinterpret_borrow<py::list>(obj);
+}
+
+inline std::vector<ParamSlot> optim_slots(const char* op, py::handle params, py::handle grads,
+                                          const std::vector<StateList>& states, std::vector<py::array>& keep) {
+  const py::list ps = as_list(params, op, "params");
+  const py::list gs = as_list(grads, op, "grads");
+  const size_t n = ps.size();
+  FASTML_CHECK(gs.size() == n, op, ": expected ", n, " arrays in grads (one per parameter), got ", gs.size());
+  std::vector<py::list> ss;
+  for (const StateList& s : states) {
+    if (s.list.is_none()) {
+      ss.emplace_back();
+      continue;
+    }
+    ss.push_back(as_list(s.list, op, s.name));
+    FASTML_CHECK(ss.back().size() == n, op, ": expected ", n, " arrays in ", s.name, " (one per parameter), got ",
+                 ss.back().size());
+  }
+  std::vector<ParamSlot> slots(n);
+  keep.reserve(keep.size() + n * (2 + states.size()));
+  for (size_t i = 0; i < n; ++i) {
+    const std::string idx = "[" + std::to_string(i) + "]";
+    py::array p = inplace_f32(ps[i], op, ("params" + idx).c_str());
+    py::array g = input_f32(gs[i], op, ("grads" + idx).c_str());
+    FASTML_CHECK(shape_of(g) == shape_of(p), op, ": expected grads", idx, " of shape ", shape_str(p),
+                 " (its parameter's), got ", shape_str(g));
+    ParamSlot& slot = slots[i];
+    slot.param = f32(p);
+    slot.grad = cf32(g);
+    slot.size = static_cast<int64_t>(p.size());
+    float** bufs[3] = {&slot.buf0, &slot.buf1, &slot.buf2};
+    for (size_t k = 0; k < states.size(); ++k) {
+      *bufs[k] = nullptr;
+      if (states[k].list.is_none()) continue;
+      const std::string name = states[k].name + idx;
+      py::array b = inplace_f32(ss[k][i], op, name.c_str());
+      FASTML_CHECK(shape_of(b) == shape_of(p), op, ": expected ", name, " of shape ", shape_str(p),
+                   " (its parameter's), got ", shape_str(b));
+      *bufs[k] = f32(b);
+      keep.push_back(std::move(b));
+    }
+    keep.push_back(std::move(p));
+    keep.push_back(std::move(g));
+  }
+  return slots;
+}
+
+}  // namespace fastml::bind
