@@ -79,7 +79,8 @@ class Optimizer:
         return self._buffers
 
     def _hparams(self):
-        return {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        # only the optimizer's own hyperparameters: schedulers add keys such as 'initial_lr' to the group
+        return {k: v for k, v in self.param_groups[0].items() if k in self.defaults}
 
     def step(self, grads):
         """Applies one update with ``grads`` (a list of arrays matching ``params``; a single array is
