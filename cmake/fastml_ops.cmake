@@ -42,7 +42,7 @@ endfunction()
 fastml_add_op(activation ISAS scalar avx2 avx512 CUDA)
 
 # CUDA-only families (their CPU ops live in their own folders once they exist).
-#fastml_add_cuda_op(softmax)
+fastml_add_cuda_op(softmax)
 #fastml_add_cuda_op(optim)
 
 # Assemble the generated registry headers (declarations + calls) used by the module files.
