@@ -43,7 +43,7 @@ fastml_add_op(activation ISAS scalar avx2 avx512 CUDA)
 
 # CUDA-only families (their CPU ops live in their own folders once they exist).
 fastml_add_cuda_op(softmax)
-#fastml_add_cuda_op(optim)
+fastml_add_cuda_op(optim)
 
 # Assemble the generated registry headers (declarations + calls) used by the module files.
 set(FASTML_BIND_DECLS "")
