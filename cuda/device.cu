@@ -42,6 +42,9 @@ DeviceInfo device_info() {
   if (err != cudaSuccess || info.device_count == 0) {
     std::ostringstream os;
     os << "device_info: no usable CUDA device (";
+    if (info.driver_version == 0) {
+      os << "no NVIDIA driver found; ";
+    }
     if (err != cudaSuccess) {
       os << "cudaGetDeviceCount: " << cudaGetErrorName(err) << ": " << cudaGetErrorString(err);
     } else {

@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(kSoftmaxWarpsPerBlock * kWarpSize)
 template <bool Log>
 __global__ void __launch_bounds__(kSoftmaxBlockSize) softmax_forward_kernel__block_per_row(SoftmaxParams p) {
   __shared__ float sm[kWarpSize], ss[kWarpSize];
-  __shared__ MaxSum row_stats;
+  __shared__ float row_m, row_s;
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int nwarps = blockDim.x / kWarpSize;
   for (int64_t row = blockIdx.x; row < p.outer; row += gridDim.x) {
@@ -118,13 +118,18 @@ __global__ void __launch_bounds__(kSoftmaxBlockSize) softmax_forward_kernel__blo
         w.s = ss[lane];
       }
       w = finish(warp_merge(w));
-      if (lane == 0) row_stats = w;
+      if (lane == 0) {
+        row_m = w.m;
+        row_s = w.s;
+      }
     }
     __syncthreads();
-    const MaxSum r = row_stats;
+    MaxSum r;
+    r.m = row_m;
+    r.s = row_s;
     const float log_s = Log ? logf(r.s) : 0.0f;
     for (int64_t j = threadIdx.x; j < p.dim; j += blockDim.x) y[j] = forward_value<Log>(x[j], r, log_s);
-    __syncthreads();  // row_stats / sm / ss are rewritten by the next row
+    __syncthreads();  // row_m, row_s, sm, ss are rewritten by the next row
   }
 }
 

@@ -1,0 +1,682 @@
+"""The CUDA backend (fastml._C_cuda + fastml/_cuda_ops.py).
+
+Three groups:
+* the compiled module without a GPU: it imports, lists its ops, and device_info() raises RuntimeError;
+* the __cuda_array_interface__ parsing and validation in fastml/_cuda_ops.py, with fake device arrays
+  and a recorder in place of the compiled module (no GPU needed; errors must come before any launch);
+* the kernels on a real GPU (torch CUDA tensors and/or CuPy) against float64 references: activations
+  (fastml.reference), softmax/log_softmax and the optimizer steps (float64 NumPy written out below).
+  These are skipped, with the reason, when the module was not built or no GPU/driver is present.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import fastml.functional as F
+import fastml.reference as R
+from fastml import _backend as B
+from fastml import _cuda_ops as CO
+from _tolerance import EPS32, assert_close, assert_error_within, condition_number
+
+
+def _gpu_skip_reason():
+    if not B.HAS_CUDA_EXT:
+        return f"CUDA module not available: {B.CUDA_IMPORT_ERROR}"
+    try:
+        B._C_cuda.device_info()
+    except RuntimeError as exc:
+        return f"no usable GPU: {exc}"
+    return None
+
+
+GPU_SKIP = _gpu_skip_reason()
+gpu = pytest.mark.skipif(GPU_SKIP is not None, reason=str(GPU_SKIP))
+needs_ext = pytest.mark.skipif(not B.HAS_CUDA_EXT, reason=f"CUDA module not available: {B.CUDA_IMPORT_ERROR}")
+
+
+# ================================ 1. the module on any machine =====================================
+
+@needs_ext
+def test_cuda_module_imports_and_lists_ops():
+    import fastml._C_cuda as m
+
+    assert {"activation", "softmax", "optim"} <= set(m.ops())
+    for name in ("activation_forward", "activation_backward", "softmax_forward", "softmax_backward",
+                 "sgd_step", "rmsprop_step", "adam_step", "device_info"):
+        assert callable(getattr(m, name))
+
+
+@needs_ext
+def test_cuda_device_info_raises_or_describes():
+    if GPU_SKIP is None:
+        d = B._C_cuda.device_info()
+        assert d["device_count"] >= 1 and len(d["devices"]) == d["device_count"]
+        assert isinstance(d["name"], str) and len(d["compute_capability"]) == 2 and d["total_memory"] > 0
+        assert d["runtime_version"] > 0 and d["driver_version"] > 0
+    else:
+        with pytest.raises(RuntimeError, match="device_info: no usable CUDA device"):
+            B._C_cuda.device_info()
+
+
+# ====================== 2. interface parsing and validation (no GPU needed) ========================
+
+class FakeDeviceArray:
+    """Anything with a __cuda_array_interface__; not a torch/CuPy type, so fastml cannot allocate like it."""
+
+    def __init__(self, shape, ptr=1 << 20, typestr="<f4", strides=None, readonly=False, version=3, **extra):
+        self.__cuda_array_interface__ = dict(shape=tuple(shape), typestr=typestr, data=(ptr, readonly),
+                                             strides=strides, version=version, **extra)
+
+
+class Recorder:
+    """Stands in for fastml._C_cuda: records the calls instead of launching."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        def record(*args):
+            self.calls.append((name, args))
+        return record
+
+
+@pytest.fixture
+def rec(monkeypatch):
+    r = Recorder()
+    monkeypatch.setattr(CO, "_K", r)
+    return r
+
+
+def test_parse_interface_fields(rec):
+    a = CO.parse(FakeDeviceArray((2, 3), ptr=4096), "op", "x")
+    assert (a.ptr, a.shape, a.size, a.nbytes, a.c_contiguous, a.readonly) == (4096, (2, 3), 6, 24, True, False)
+    assert CO.parse(FakeDeviceArray((2, 3), strides=(12, 4)), "op", "x").c_contiguous
+    assert CO.parse(FakeDeviceArray((2, 1), strides=(4, 99)), "op", "x").c_contiguous  # size-1 dims don't matter
+    assert not CO.parse(FakeDeviceArray((2, 3), strides=(24, 8)), "op", "x").c_contiguous
+    assert not CO.parse(FakeDeviceArray((2, 3), strides=(4, 8)), "op", "x").c_contiguous  # Fortran order
+    assert CO.parse(FakeDeviceArray((0, 3), ptr=0), "op", "x").size == 0  # empty arrays may have a null pointer
+    assert CO.parse(FakeDeviceArray(()), "op", "x").size == 1
+
+
+@pytest.mark.parametrize("stream,expected", [("absent", 1), (None, 1), (1, 1), (2, 2), (0x7F00DEAD, 0x7F00DEAD)])
+def test_parse_stream(rec, stream, expected):
+    extra = {} if stream == "absent" else {"stream": stream}
+    x = FakeDeviceArray((5,), **extra)
+    assert CO.parse(x, "op", "x").stream == expected
+    CO.activation_forward(0, x, FakeDeviceArray((5,), ptr=1 << 30))
+    assert rec.calls[-1][1][-1] == expected  # the kernel runs on the array's stream
+
+
+def test_parse_rejects(rec):
+    with pytest.raises(TypeError, match=r"relu: expected float32 for input, got float64"):
+        CO.activation_forward(0, FakeDeviceArray((3,), typestr="<f8"), None)
+    with pytest.raises(TypeError, match=r"expected float32 for input, got float16"):
+        CO.activation_forward(0, FakeDeviceArray((3,), typestr="<f2"), None)
+    with pytest.raises(TypeError, match=r"expected float32 for input, got int32"):
+        CO.activation_forward(0, FakeDeviceArray((3,), typestr="<i4"), None)
+    with pytest.raises(TypeError, match="without a mask"):
+        CO.activation_forward(0, FakeDeviceArray((3,), mask=FakeDeviceArray((3,), typestr="|b1")), None)
+    with pytest.raises(TypeError, match="version >= 2"):
+        CO.activation_forward(0, FakeDeviceArray((3,), version=1), None)
+    with pytest.raises(ValueError, match="stream handle other than 0"):
+        CO.activation_forward(0, FakeDeviceArray((3,), stream=0), None)
+    with pytest.raises(TypeError, match=r"relu: expected a CUDA array .* for input, got numpy.ndarray"):
+        CO.activation_forward(0, np.zeros(3, np.float32), None)
+    with pytest.raises(ValueError, match="non-null data pointer"):
+        CO.activation_forward(0, FakeDeviceArray((3,), ptr=0), None)
+    assert rec.calls == []
+
+
+def test_activation_validation_before_launch(rec):
+    x = FakeDeviceArray((4, 5), ptr=1 << 20)
+    with pytest.raises(ValueError, match=r"activation: unknown kind 6"):
+        CO.activation_forward(6, x, None)
+    with pytest.raises(TypeError, match="cannot allocate an output like a .*FakeDeviceArray.*pass out="):
+        CO.activation_forward(0, x, None)
+    with pytest.raises(ValueError, match=r"sigmoid: expected out of shape \(4, 5\), got \(20,\)"):
+        CO.activation_forward(2, x, FakeDeviceArray((20,), ptr=1 << 30))
+    with pytest.raises(ValueError, match="tanh: expected a writeable array for out"):
+        CO.activation_forward(3, x, FakeDeviceArray((4, 5), ptr=1 << 30, readonly=True))
+    with pytest.raises(ValueError, match="gelu: expected a C-contiguous array for out"):
+        CO.activation_forward(4, x, FakeDeviceArray((4, 5), ptr=1 << 30, strides=(40, 4)))
+    with pytest.raises(ValueError, match="relu: out partially overlaps input"):
+        CO.activation_forward(0, x, FakeDeviceArray((4, 5), ptr=(1 << 20) + 4))
+    with pytest.raises(ValueError, match=r"expected a C-contiguous array for input \(fastml cannot copy"):
+        CO.activation_forward(0, FakeDeviceArray((4, 5), strides=(40, 8)), FakeDeviceArray((4, 5), ptr=1 << 30))
+    with pytest.raises(ValueError, match=r"sigmoid_backward: expected grad_output of shape \(4, 5\), got \(5, 4\)"):
+        CO.activation_backward(2, FakeDeviceArray((5, 4)), x, FakeDeviceArray((5, 4), ptr=1 << 30))
+    with pytest.raises(TypeError, match=r"sigmoid: expected a CUDA array .* for output, got numpy.ndarray"):
+        CO.activation_backward(2, x, np.zeros((4, 5), np.float32), None)
+    with pytest.raises(ValueError, match="gelu_backward: out partially overlaps an input"):
+        CO.activation_backward(5, x, FakeDeviceArray((4, 5), ptr=1 << 30), FakeDeviceArray((4, 5), ptr=(1 << 30) + 8))
+    assert rec.calls == []
+    # exact aliasing is allowed; the launch receives pointers, sizes, the parameter and the stream
+    out = CO.activation_forward(1, x, x, 0.25)
+    assert out is x
+    assert rec.calls == [("activation_forward", (1, 1 << 20, 1 << 20, 20, 0.25, 1))]
+    g, s, o = FakeDeviceArray((4, 5), ptr=8192), FakeDeviceArray((4, 5), ptr=1 << 24), FakeDeviceArray((4, 5), ptr=1 << 28)
+    assert CO.activation_backward(4, g, s, o) is o
+    assert rec.calls[-1] == ("activation_backward", (4, 8192, 1 << 24, 1 << 28, 20, 0.0, 1))
+
+
+@pytest.mark.parametrize("shape,dim,split", [
+    ((2, 3, 4), 1, (2, 3, 4)), ((2, 3, 4), -1, (6, 4, 1)), ((2, 3, 4), 0, (1, 2, 12)), ((7,), 0, (1, 7, 1)),
+    ((), 0, (1, 1, 1)), ((), -1, (1, 1, 1)), ((3, 0, 2), 2, (0, 2, 1))])
+def test_softmax_split_and_launch_args(rec, shape, dim, split):
+    x, y = FakeDeviceArray(shape, ptr=4096), FakeDeviceArray(shape, ptr=1 << 30)
+    assert CO.softmax_forward(x, dim, True, y) is y
+    assert rec.calls[-1] == ("softmax_forward", (4096, 1 << 30, *split, True, 1))
+    g = FakeDeviceArray(shape, ptr=1 << 26, stream=2)
+    assert CO.softmax_backward(g, x, dim, False, y) is y
+    assert rec.calls[-1] == ("softmax_backward", (1 << 26, 4096, 1 << 30, *split, False, 2))
+
+
+def test_softmax_validation_before_launch(rec):
+    x, y = FakeDeviceArray((2, 3)), FakeDeviceArray((2, 3), ptr=1 << 30)
+    with pytest.raises(ValueError, match=r"softmax: expected dim in \[-2, 1\] for an input of shape \(2, 3\), got 2"):
+        CO.softmax_forward(x, 2, False, y)
+    with pytest.raises(ValueError, match=r"log_softmax: expected dim in \[-1, 0\] .* got 1"):
+        CO.softmax_forward(FakeDeviceArray(()), 1, True, y)
+    with pytest.raises(TypeError, match="softmax: expected an int for dim, got float"):
+        CO.softmax_forward(x, 1.0, False, y)
+    with pytest.raises(ValueError, match=r"log_softmax_backward: expected grad_output of shape \(2, 3\), got \(3, 2\)"):
+        CO.softmax_backward(FakeDeviceArray((3, 2)), x, 1, True, y)
+    with pytest.raises(ValueError, match=r"softmax: expected out of shape \(2, 3\), got \(6,\)"):
+        CO.softmax_forward(x, 1, False, FakeDeviceArray((6,), ptr=1 << 30))
+    with pytest.raises(ValueError, match="softmax_backward: out partially overlaps an input"):
+        CO.softmax_backward(x, FakeDeviceArray((2, 3), ptr=1 << 24), 1, False, FakeDeviceArray((2, 3), ptr=(1 << 24) + 4))
+    assert rec.calls == []
+
+
+def _fakes(shapes, base):
+    out, p = [], base
+    for s in shapes:
+        out.append(FakeDeviceArray(s, ptr=p))
+        p += 4 * max(math.prod(s), 1) + 256
+    return out
+
+
+SHAPES = [(3,), (2, 5), (0,), (7,)]
+
+
+def test_optim_launch_args(rec):
+    P, G, M, V, X = (_fakes(SHAPES, b << 24) for b in range(1, 6))
+    CO.sgd_step(P, G, M, lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True, maximize=False,
+                first_step=True)
+    name, args = rec.calls[-1]
+    assert name == "sgd_step"
+    assert args[0] == [p.__cuda_array_interface__["data"][0] for p in P]
+    assert args[2] == [m.__cuda_array_interface__["data"][0] for m in M]
+    assert args[3] == [3, 10, 0, 7] and args[4:] == (0.1, 0.9, 0.0, 0.01, True, False, True, 1)
+    CO.sgd_step(P, G, None, lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=True,
+                first_step=False)
+    assert rec.calls[-1][1][2] == []  # no buffers without momentum
+    CO.rmsprop_step(P, G, M, lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.0, momentum=0.5, momentum_buffers=V,
+                    centered=True, grad_avgs=X, maximize=False)
+    name, args = rec.calls[-1]
+    assert name == "rmsprop_step" and args[3] == [v.__cuda_array_interface__["data"][0] for v in V]
+    assert args[5] == [3, 10, 0, 7] and args[6:] == (0.01, 0.9, 1e-6, 0.0, 0.5, True, False, 1)
+    CO.adam_step(P, G, M, V, step=3, lr=1e-3, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.1, amsgrad=True,
+                 max_exp_avg_sqs=X, maximize=False, decoupled=True)
+    name, args = rec.calls[-1]
+    assert name == "adam_step" and args[4] == [x.__cuda_array_interface__["data"][0] for x in X]
+    assert args[6:] == (3, 1e-3, 0.8, 0.99, 1e-8, 0.1, True, False, True, 1)
+
+
+def test_optim_validation_before_launch(rec):
+    P, G, M, V, X = (_fakes(SHAPES, b << 24) for b in range(1, 6))
+    kw = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False, first_step=False)
+    with pytest.raises(ValueError, match=r"sgd_step: expected 4 grads \(one per param\), got 3"):
+        CO.sgd_step(P, G[:3], M, **kw)
+    with pytest.raises(ValueError, match="sgd_step: expected momentum_buffers with momentum=0.9, got None"):
+        CO.sgd_step(P, G, None, **kw)
+    with pytest.raises(ValueError, match=r"sgd_step: expected lr >= 0.0, got -0.1"):
+        CO.sgd_step(P, G, M, **{**kw, "lr": -0.1})
+    with pytest.raises(ValueError, match="nesterov"):
+        CO.sgd_step(P, G, M, **{**kw, "nesterov": True, "dampening": 0.1})
+    with pytest.raises(ValueError, match=r"sgd_step: expected grads\[1\] of shape \(2, 5\), got \(10,\)"):
+        CO.sgd_step(P, [G[0], FakeDeviceArray((10,), ptr=G[1].__cuda_array_interface__["data"][0]), G[2], G[3]], M, **kw)
+    with pytest.raises(TypeError, match=r"sgd_step: expected float32 for momentum_buffers\[0\], got float64"):
+        CO.sgd_step(P, G, [FakeDeviceArray((3,), typestr="<f8", ptr=9 << 24)] + M[1:], **kw)
+    with pytest.raises(ValueError, match=r"expected a writeable array for params\[3\]"):
+        CO.sgd_step(P[:3] + [FakeDeviceArray((7,), ptr=9 << 24, readonly=True)], G, M, **kw)
+    with pytest.raises(ValueError, match=r"expected a C-contiguous array for params\[1\] \(updated in place"):
+        CO.sgd_step([P[0], FakeDeviceArray((2, 5), ptr=9 << 24, strides=(4, 8))] + P[2:], G, M, **kw)
+    with pytest.raises(ValueError, match=r"expected params\[0\] and momentum_buffers\[0\] to be separate"):
+        CO.sgd_step(P, G, [P[0]] + M[1:], **kw)
+    with pytest.raises(ValueError, match=r"expected grads\[3\] not to overlap params\[3\]"):
+        CO.sgd_step(P, G[:3] + [P[3]], M, **kw)
+    with pytest.raises(TypeError, match="sgd_step: expected a list of CUDA arrays for params"):
+        CO.sgd_step(P[0], G, M, **kw)
+    rkw = dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, momentum_buffers=None, centered=True,
+               grad_avgs=None, maximize=False)
+    with pytest.raises(ValueError, match="rmsprop_step: expected grad_avgs with centered=True, got None"):
+        CO.rmsprop_step(P, G, M, **rkw)
+    with pytest.raises(ValueError, match=r"rmsprop_step: expected alpha >= 0.0, got -0.5"):
+        CO.rmsprop_step(P, G, M, **{**rkw, "alpha": -0.5, "centered": False})
+    with pytest.raises(ValueError, match=r"rmsprop_step: expected 4 square_avgs \(one per param\), got 2"):
+        CO.rmsprop_step(P, G, M[:2], **{**rkw, "centered": False})
+    akw = dict(step=1, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, max_exp_avg_sqs=None,
+               maximize=False, decoupled=False)
+    with pytest.raises(ValueError, match=r"adam_step: expected step >= 1 \(the count of this update\), got 0"):
+        CO.adam_step(P, G, M, V, **{**akw, "step": 0})
+    with pytest.raises(ValueError, match=r"adamw_step: expected betas in \[0, 1\), got \(0.9, 1.0\)"):
+        CO.adam_step(P, G, M, V, **{**akw, "betas": (0.9, 1.0), "decoupled": True})
+    with pytest.raises(ValueError, match=r"adam_step: expected eps >= 0.0, got nan"):
+        CO.adam_step(P, G, M, V, **{**akw, "eps": float("nan")})
+    with pytest.raises(ValueError, match="adam_step: expected max_exp_avg_sqs with amsgrad=True, got None"):
+        CO.adam_step(P, G, M, V, **{**akw, "amsgrad": True})
+    with pytest.raises(ValueError, match=r"adam_step: expected exp_avg_sqs\[1\] of shape \(2, 5\), got \(5, 2\)"):
+        CO.adam_step(P, G, M, [V[0], FakeDeviceArray((5, 2), ptr=9 << 24), V[2], V[3]], **akw)
+    assert rec.calls == []
+
+
+def test_public_api_routes_device_arrays(monkeypatch, rec):
+    monkeypatch.setattr(B, "_C_cuda", rec)  # cuda_module() only checks that the module is there
+    x, y = FakeDeviceArray((8,), ptr=4096), FakeDeviceArray((8,), ptr=1 << 30)
+    assert F.leaky_relu(x, 0.3, out=y) is y
+    assert rec.calls[-1] == ("activation_forward", (1, 4096, 1 << 30, 8, 0.3, 1))
+    assert F.gelu_backward(x, y, approximate="tanh", out=x) is x
+    assert rec.calls[-1] == ("activation_backward", (5, 4096, 1 << 30, 4096, 8, 0.0, 1))
+    assert F.relu(y, inplace=True) is y
+    assert rec.calls[-1] == ("activation_forward", (0, 1 << 30, 1 << 30, 8, 0.0, 1))
+
+
+def test_public_api_without_cuda_module(monkeypatch):
+    monkeypatch.setattr(B, "_C_cuda", None)
+    with pytest.raises(RuntimeError, match="CUDA module is unavailable"):
+        F.relu(FakeDeviceArray((8,)))
+
+
+# ================================= 3. kernels on a real GPU ========================================
+
+def _libraries():
+    params = []
+    try:
+        import torch
+        ok = torch.cuda.is_available()
+    except ImportError:
+        ok = False
+    params.append(pytest.param("torch", id="torch", marks=[] if ok else [pytest.mark.skip(
+        reason="torch with CUDA not available")]))
+    try:
+        import cupy
+        ok = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, or CUDARuntimeError without a driver
+        ok = False
+    params.append(pytest.param("cupy", id="cupy", marks=[] if ok else [pytest.mark.skip(reason="CuPy not available")]))
+    return params
+
+
+class Lib:
+    def __init__(self, name):
+        self.name = name
+        if name == "torch":
+            import torch
+            self.m = torch
+        else:
+            import cupy
+            self.m = cupy
+
+    def dev(self, a):
+        a = np.ascontiguousarray(a)
+        return self.m.from_numpy(a).cuda() if self.name == "torch" else self.m.asarray(a)
+
+    def host(self, a):
+        if self.name == "torch":
+            return a.cpu().numpy()
+        return self.m.asnumpy(a)
+
+    def sync(self):
+        (self.m.cuda.synchronize() if self.name == "torch" else self.m.cuda.Device().synchronize())
+
+    def is_mine(self, a):
+        return type(a).__module__.split(".")[0] == self.name
+
+
+@pytest.fixture(params=_libraries())
+def lib(request):
+    if GPU_SKIP is not None:
+        pytest.skip(GPU_SKIP)
+    return Lib(request.param)
+
+
+ACT = {  # name -> (forward, reference fwd, backward, reference bwd, saved, kwargs, fwd ulps, bwd ulps)
+    "relu": (F.relu, R.relu, F.relu_backward, R.relu_backward, "input", {}, 0, 0),
+    "leaky_relu": (F.leaky_relu, R.leaky_relu, F.leaky_relu_backward, R.leaky_relu_backward, "input",
+                   {"negative_slope": 0.2}, 1, 1),
+    "sigmoid": (F.sigmoid, R.sigmoid, F.sigmoid_backward, R.sigmoid_backward, "output", {}, 4, 4),
+    "tanh": (F.tanh, R.tanh, F.tanh_backward, R.tanh_backward, "output", {}, 4, 4),
+    # normcdff is documented to 5 ulp; the product with x and the density add a few more
+    "gelu": (F.gelu, R.gelu, F.gelu_backward, R.gelu_backward, "input", {}, 12, 24),
+    "gelu_tanh": (F.gelu, R.gelu, F.gelu_backward, R.gelu_backward, "input", {"approximate": "tanh"}, 8, 16),
+}
+GPU_SIZES = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 1025, (1 << 21) + 3]
+
+
+def _act_inputs(rng, n):
+    x = rng.standard_normal(n) * 4
+    x[: n // 7] = np.linspace(-30, 30, n // 7)
+    return x.astype(np.float32)
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
+@pytest.mark.parametrize("n", GPU_SIZES)
+@pytest.mark.parametrize("name", list(ACT))
+def test_cuda_activation_forward_backward(lib, rng, name, n, offset):
+    fwd, rfwd, bwd, rbwd, saved, kw, ulps, bulps = ACT[name]
+    x = _act_inputs(rng, n + offset)
+    g = rng.standard_normal(n + offset).astype(np.float32)
+    xd, gd = lib.dev(x)[offset:], lib.dev(g)[offset:]  # offset 1: 4-byte misaligned -> scalar path
+    x, g = x[offset:], g[offset:]
+    y = fwd(xd, **kw)
+    assert lib.is_mine(y) and tuple(y.shape) == (n,)
+    yh = lib.host(y)
+    assert_close(yh, rfwd(x, **kw), ulps=ulps, cond=condition_number(lambda v: rfwd(v, **kw), x), what=f"{name} n={n}")
+    s = x if saved == "input" else yh
+    sd = xd if saved == "input" else y
+    gx = lib.host(bwd(gd, sd, **kw))
+    atol = 4 * EPS32 * np.abs(g).max(initial=0.0) if saved == "output" else None
+    if name.startswith("gelu"):
+        atol = 1e-30
+    cond = condition_number(lambda v: rbwd(np.ones_like(v), v if saved == "input" else rfwd(v, **kw), **kw), x)
+    assert_close(gx, rbwd(g, s, **kw), ulps=bulps, atol=atol, cond=cond, what=f"{name}_backward n={n}")
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", list(ACT))
+def test_cuda_activation_nonfinite_inplace_noncontiguous(lib, rng, name):
+    fwd, rfwd, bwd, rbwd, saved, kw, ulps, _ = ACT[name]
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 88.8, -88.8, 1e30, -1e30] * 3, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref = rfwd(x, **kw)
+    assert_close(lib.host(fwd(lib.dev(x), **kw)), ref, ulps=ulps + 1, what=name)
+    xd = lib.dev(x)
+    assert fwd(xd, out=xd, **kw) is xd  # exact aliasing
+    assert_close(lib.host(xd), ref, ulps=ulps + 1, what=f"{name} in place")
+    base = rng.standard_normal((6, 10, 9)).astype(np.float32)
+    view = lib.dev(base)[:, ::2, 1:]  # copied once with the caller's library
+    y = fwd(view, **kw)
+    assert tuple(y.shape) == (6, 5, 8)
+    assert_close(lib.host(y), rfwd(base[:, ::2, 1:], **kw), ulps=ulps, what=f"{name} strided")
+    with pytest.raises(ValueError, match="expected a C-contiguous array for out"):
+        fwd(lib.dev(base[:, :5, :8]), out=lib.dev(base)[:, ::2, 1:], **kw)
+
+
+# ---- softmax (float64 references written out: max-subtracted, NaN/inf semantics of torch) --------
+
+def _ref_softmax(x, dim, log):
+    x = x.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        m = np.max(x, axis=dim, keepdims=True)
+        z = x - m
+        s = np.sum(np.exp(z), axis=dim, keepdims=True)
+        return z - np.log(s) if log else np.exp(z) / s
+
+
+def _ref_softmax_backward(g, y, dim, log):
+    g, y = g.astype(np.float64), y.astype(np.float64)
+    if log:
+        return g - np.exp(y) * np.sum(g, axis=dim, keepdims=True)
+    return y * (g - np.sum(g * y, axis=dim, keepdims=True))
+
+
+def _check_within(got, ref, bound, what):
+    got = got.astype(np.float64)
+    assert np.array_equal(np.isnan(got), np.isnan(ref)), f"{what}: NaN positions differ"
+    fin = ~np.isnan(ref)
+    err = np.abs(got[fin] - ref[fin])
+    b = np.broadcast_to(bound, ref.shape)[fin]
+    assert np.all(err <= b), f"{what}: max error {err.max():.3g}, worst error/bound {np.max(err / b):.3g}"
+
+
+SOFTMAX_CASES = [((1, 1), 1), ((3, 1), 1), ((5, 7), 1), ((4, 32), 1), ((3, 33), -1), ((2, 1024), 1),
+                 ((2, 1025), 1), ((3, 5000), 1), ((2, 3, 4, 5), 1), ((2, 3, 4, 5), 0), ((2, 3000, 3), 1),
+                 ((4, 97), 0), ((7,), 0), ((), 0), ((0, 5), 1), ((4, 0), 1), ((1, 33, 1), 1)]
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,dim", SOFTMAX_CASES)
+def test_cuda_softmax_forward_backward(lib, rng, shape, dim, log):
+    x = (rng.standard_normal(shape) * 5).astype(np.float32)
+    y = CO.softmax_forward(lib.dev(x), dim, log, None)
+    assert lib.is_mine(y) and tuple(y.shape) == shape
+    yh = lib.host(y)
+    n = shape[dim] if shape else 1
+    c = (8 + 4 * math.sqrt(n)) * EPS32
+    ref = _ref_softmax(x, dim if shape else None, log)
+    if log:
+        z = np.abs(x - np.max(x, axis=dim if shape else None, keepdims=True))
+        _check_within(yh, ref, c * (1 + z + np.abs(ref)), f"log_softmax{shape} dim={dim}")
+    else:
+        _check_within(yh, ref, c * np.abs(ref) + 1e-30, f"softmax{shape} dim={dim}")
+        if x.size:
+            np.testing.assert_allclose(np.sum(yh.astype(np.float64), axis=dim if shape else None), 1.0, rtol=2 * c)
+    g = rng.standard_normal(shape).astype(np.float32)
+    gx = lib.host(CO.softmax_backward(lib.dev(g), y, dim, log, None))
+    ax = dim if shape else None
+    rb = _ref_softmax_backward(g, yh, ax, log)
+    y64, g64 = yh.astype(np.float64), g.astype(np.float64)
+    if log:
+        bound = c * (np.abs(g64) + np.exp(y64) * np.sum(np.abs(g64), axis=ax, keepdims=True))
+    else:
+        bound = c * np.abs(y64) * (np.abs(g64) + np.sum(np.abs(g64 * y64), axis=ax, keepdims=True))
+    _check_within(gx, rb, bound + 1e-30, f"{'log_' if log else ''}softmax_backward{shape} dim={dim}")
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("n,inner", [(5, 1), (33, 1), (2000, 1), (6, 3)], ids=["warp", "warp33", "block", "strided"])
+def test_cuda_softmax_nonfinite_rows(lib, n, inner, log):
+    x = np.zeros((6, n, inner), np.float32)
+    x[0] = -np.inf                                 # all -inf -> NaN row
+    x[1, 2] = np.nan                               # NaN anywhere -> NaN row
+    x[2, 1] = np.inf                               # +inf -> NaN row (inf - inf in torch's formula)
+    x[3, ::2] = -np.inf                            # some -inf -> 0 (softmax) / -inf (log_softmax) there
+    x[4] = np.linspace(-80, 80, n)[:, None]        # wide range, no overflow
+    x[5, -1] = 1e30                                # one dominant finite value
+    got = lib.host(CO.softmax_forward(lib.dev(x), 1, log, None))
+    ref = _ref_softmax(x, 1, log)
+    assert np.array_equal(np.isnan(got), np.isnan(ref))
+    assert np.isnan(got[:3]).all()
+    assert np.array_equal(np.isinf(got), np.isinf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-5, atol=1e-6 if not log else 1e-4)
+
+
+@gpu
+@pytest.mark.cuda
+def test_cuda_softmax_out_inplace_and_torch_parity(lib, rng):
+    x = (rng.standard_normal((8, 300)) * 3).astype(np.float32)
+    xd = lib.dev(x)
+    ref = lib.host(CO.softmax_forward(xd, -1, False, None))
+    assert CO.softmax_forward(xd, -1, False, xd) is xd  # exact aliasing
+    np.testing.assert_array_equal(lib.host(xd), ref)
+    if lib.name == "torch":
+        import torch
+
+        t = torch.from_numpy(x).cuda()
+        for log, fn in ((False, torch.softmax), (True, torch.log_softmax)):
+            np.testing.assert_allclose(lib.host(CO.softmax_forward(t, 1, log, None)), fn(t, 1).cpu().numpy(),
+                                       rtol=2e-6, atol=2e-6)
+
+
+# ---- optimizers (float64 references of torch's single-tensor formulas) -----------------------------
+
+OPT_SHAPES = [(1,), (33,), (0,), (1000, 7), ((1 << 19) + 1001,)] + [(n,) for n in range(1, 31)]  # 35 tensors
+
+
+def _ref_sgd(p, g, b, t, lr, momentum, dampening, weight_decay, nesterov, maximize):
+    g = -g if maximize else g
+    if weight_decay:
+        g = g + weight_decay * p
+    if momentum:
+        b = g.copy() if t == 1 else momentum * b + (1 - dampening) * g
+        g = g + momentum * b if nesterov else b
+    return p - lr * g, b
+
+
+def _ref_rmsprop(p, g, v, b, a, lr, alpha, eps, weight_decay, momentum, centered, maximize):
+    g = -g if maximize else g
+    if weight_decay:
+        g = g + weight_decay * p
+    v = alpha * v + (1 - alpha) * g * g
+    if centered:
+        a = a + (1 - alpha) * (g - a)
+        avg = np.sqrt(v - a * a) + eps
+    else:
+        avg = np.sqrt(v) + eps
+    if momentum > 0:
+        b = momentum * b + g / avg
+        return p - lr * b, v, b, a
+    return p - lr * g / avg, v, b, a
+
+
+def _ref_adam(p, g, m, v, vmax, t, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled):
+    b1, b2 = betas
+    g = -g if maximize else g
+    if weight_decay:
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+    m = m + (1 - b1) * (g - m)
+    v = b2 * v + (1 - b2) * g * g
+    vh = v
+    if amsgrad:
+        vmax = np.maximum(vmax, v)
+        vh = vmax
+    denom = np.sqrt(vh) / math.sqrt(1 - b2**t) + eps
+    return p - lr / (1 - b1**t) * m / denom, m, v, vmax
+
+
+def _opt_run(lib, rng, kind, opts, steps=4):
+    """Runs `steps` updates on the GPU (float32), in float64 and in float32 NumPy; returns the three."""
+    P = [rng.standard_normal(s).astype(np.float32) for s in OPT_SHAPES]
+    Gs = [[rng.standard_normal(s).astype(np.float32) for s in OPT_SHAPES] for _ in range(steps)]
+    nstate = {"sgd": 1, "rmsprop": 3, "adam": 3}[kind]
+    dev_p = [lib.dev(p) for p in P]
+    dev_s = [[lib.dev(np.zeros_like(p)) for p in P] for _ in range(nstate)]
+    ref = {dt: ([p.astype(dt) for p in P], [[np.zeros(p.shape, dt) for p in P] for _ in range(nstate)])
+           for dt in (np.float64, np.float32)}
+    for t in range(1, steps + 1):
+        dev_g = [lib.dev(g) for g in Gs[t - 1]]
+        if kind == "sgd":
+            CO.sgd_step(dev_p, dev_g, dev_s[0], first_step=(t == 1), **opts)
+        elif kind == "rmsprop":
+            CO.rmsprop_step(dev_p, dev_g, dev_s[0], momentum_buffers=dev_s[1], grad_avgs=dev_s[2], **opts)
+        else:
+            CO.adam_step(dev_p, dev_g, dev_s[0], dev_s[1], step=t, max_exp_avg_sqs=dev_s[2], **opts)
+        for dt, (rp, rs) in ref.items():
+            for i in range(len(P)):
+                g = Gs[t - 1][i].astype(dt)
+                with np.errstate(all="ignore"):
+                    if kind == "sgd":
+                        rp[i], rs[0][i] = _ref_sgd(rp[i], g, rs[0][i], t, **opts)
+                    elif kind == "rmsprop":
+                        rp[i], rs[0][i], rs[1][i], rs[2][i] = _ref_rmsprop(rp[i], g, rs[0][i], rs[1][i], rs[2][i], **opts)
+                    else:
+                        rp[i], rs[0][i], rs[1][i], rs[2][i] = _ref_adam(rp[i], g, rs[0][i], rs[1][i], rs[2][i], t,
+                                                                        **opts)
+                assert rp[i].dtype == dt  # NumPy keeps float32 with Python-float scalars (NEP 50)
+    got = [lib.host(p) for p in dev_p]
+    return got, ref[np.float64][0], ref[np.float32][0]
+
+
+SGD_OPTS = [dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False),
+            dict(lr=0.05, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True, maximize=False),
+            dict(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.0, nesterov=False, maximize=True)]
+RMSPROP_OPTS = [dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False),
+                dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.1, momentum=0.5, centered=True, maximize=False),
+                dict(lr=0.02, alpha=0.95, eps=1e-8, weight_decay=0.0, momentum=0.9, centered=False, maximize=True)]
+ADAM_OPTS = [dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
+                  decoupled=False),
+             dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, amsgrad=True, maximize=False,
+                  decoupled=False),
+             dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05, amsgrad=True, maximize=True,
+                  decoupled=True)]
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind,opts", [("sgd", o) for o in SGD_OPTS] + [("rmsprop", o) for o in RMSPROP_OPTS]
+                         + [("adam", o) for o in ADAM_OPTS])
+def test_cuda_optimizer_trajectories(lib, rng, kind, opts):
+    got, ref64, ref32 = _opt_run(lib, rng, kind, opts)
+    for i, (g, r, b) in enumerate(zip(got, ref64, ref32)):
+        assert g.shape == r.shape
+        assert_error_within(g, r, b, factor=2.0, floor=2 * EPS32 * max(float(np.max(np.abs(r), initial=0)), 1e-30),
+                            what=f"{kind} tensor {i} shape {r.shape}")
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", ["sgd", "rmsprop", "adam", "adamw"])
+def test_cuda_optimizer_torch_parity(lib, rng, kind):
+    if lib.name != "torch":
+        pytest.skip("parity against torch.optim needs torch tensors")
+    import torch
+
+    P = [rng.standard_normal(s).astype(np.float32) for s in [(3,), (40, 9), (1025,)]]
+    ours = [lib.dev(p) for p in P]
+    theirs = [torch.nn.Parameter(lib.dev(p)) for p in P]
+    if kind == "sgd":
+        opt = torch.optim.SGD(theirs, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, foreach=False)
+        state = [[torch.zeros_like(p) for p in ours]]
+    elif kind == "rmsprop":
+        opt = torch.optim.RMSprop(theirs, lr=0.01, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.1,
+                                  foreach=False)
+        state = [[torch.zeros_like(p) for p in ours] for _ in range(3)]
+    else:
+        cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+        opt = cls(theirs, lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1, amsgrad=True, foreach=False)
+        state = [[torch.zeros_like(p) for p in ours] for _ in range(3)]
+    for t in range(1, 6):
+        grads = [lib.dev(rng.standard_normal(p.shape).astype(np.float32)) for p in P]
+        for p, g in zip(theirs, grads):
+            p.grad = g.clone()
+        opt.step()
+        if kind == "sgd":
+            CO.sgd_step(ours, grads, state[0], lr=0.05, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True,
+                        maximize=False, first_step=(t == 1))
+        elif kind == "rmsprop":
+            CO.rmsprop_step(ours, grads, state[0], lr=0.01, alpha=0.9, eps=1e-8, weight_decay=0.1, momentum=0.5,
+                            momentum_buffers=state[1], centered=True, grad_avgs=state[2], maximize=False)
+        else:
+            CO.adam_step(ours, grads, state[0], state[1], step=t, lr=1e-2, betas=(0.8, 0.99), eps=1e-8,
+                         weight_decay=0.1, amsgrad=True, max_exp_avg_sqs=state[2],
+                         maximize=False, decoupled=(kind == "adamw"))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(lib.host(a), b.detach().cpu().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@gpu
+@pytest.mark.cuda
+def test_cuda_runs_on_the_callers_stream(lib, rng):
+    x = rng.standard_normal(1 << 20).astype(np.float32)
+    if lib.name == "torch":
+        import torch
+
+        s = torch.cuda.Stream()
+        with torch.cuda.stream(s):
+            xd = lib.dev(x)
+            y = F.sigmoid(xd)
+            z = CO.softmax_forward(y, 0, True, None)
+        s.synchronize()
+    else:
+        import cupy
+
+        with cupy.cuda.Stream(non_blocking=True) as s:
+            xd = lib.dev(x)
+            y = F.sigmoid(xd)
+            z = CO.softmax_forward(y, 0, True, None)
+        s.synchronize()
+    assert_close(lib.host(y), R.sigmoid(x), ulps=4)
+    assert np.isfinite(lib.host(z)).all()
