@@ -681,3 +681,19 @@ def test_cuda_runs_on_the_callers_stream(lib, rng):
         s.synchronize()
     assert_close(lib.host(y), R.sigmoid(x), ulps=4)
     assert np.isfinite(lib.host(z)).all()
+
+
+def test_is_device_array_accepts_tensors_that_refuse_the_interface():
+    class RequiresGrad:  # torch raises RuntimeError (not AttributeError) for CUDA tensors with requires_grad
+        @property
+        def __cuda_array_interface__(self):
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires grad.")
+
+    class HostOnly:
+        @property
+        def __cuda_array_interface__(self):
+            raise AttributeError("not a CUDA tensor")
+
+    assert B.is_device_array(RequiresGrad())
+    assert not B.is_device_array(HostOnly())
+    assert not B.is_device_array(np.zeros(3, np.float32))
