@@ -385,6 +385,19 @@ def test_cuda_activation_forward_backward(lib, rng, name, n, offset):
 
 @gpu
 @pytest.mark.cuda
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
+@pytest.mark.parametrize("name", ["relu", "sigmoid"])
+def test_cuda_activation_grid_stride(lib, rng, name, offset):
+    # more elements than the capped grid covers in one pass (8192 blocks x 256 threads x 4 floats)
+    fwd, rfwd, bwd, rbwd, saved, kw, ulps, bulps = ACT[name]
+    n = 8192 * 256 * 4 + 5
+    x = rng.standard_normal(n + offset).astype(np.float32)
+    y = lib.host(fwd(lib.dev(x)[offset:], **kw))
+    assert_close(y, rfwd(x[offset:], **kw), ulps=ulps, what=f"{name} n={n}")
+
+
+@gpu
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", list(ACT))
 def test_cuda_activation_nonfinite_inplace_noncontiguous(lib, rng, name):
     fwd, rfwd, bwd, rbwd, saved, kw, ulps, _ = ACT[name]
@@ -433,7 +446,8 @@ def _check_within(got, ref, bound, what):
 
 SOFTMAX_CASES = [((1, 1), 1), ((3, 1), 1), ((5, 7), 1), ((4, 32), 1), ((3, 33), -1), ((2, 1024), 1),
                  ((2, 1025), 1), ((3, 5000), 1), ((2, 3, 4, 5), 1), ((2, 3, 4, 5), 0), ((2, 3000, 3), 1),
-                 ((4, 97), 0), ((7,), 0), ((), 0), ((0, 5), 1), ((4, 0), 1), ((1, 33, 1), 1)]
+                 ((4, 97), 0), ((7,), 0), ((), 0), ((0, 5), 1), ((4, 0), 1), ((1, 33, 1), 1),
+                 ((300000, 3), 1)]  # more rows than the warp kernel's capped grid: its grid-stride loop
 
 
 @gpu
