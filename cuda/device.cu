@@ -18,12 +18,21 @@ DeviceGuard::DeviceGuard(std::uintptr_t ptr) {
   if (ptr == 0) return;
   cudaPointerAttributes attr{};
   FASTML_CUDA_CHECK(cudaPointerGetAttributes(&attr, reinterpret_cast<const void*>(ptr)));
-  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) {
-    std::ostringstream os;
-    os << "expected a pointer to CUDA device memory, got 0x" << std::hex << ptr << " (host or unregistered memory)";
-    throw std::invalid_argument(os.str());
-  }
   FASTML_CUDA_CHECK(cudaGetDevice(&old_));
+  if (attr.type == cudaMemoryTypeUnregistered) {
+    // Plain host memory: usable by kernels only where the GPU can access pageable memory (HMM/ATS,
+    // e.g. Grace Hopper). Elsewhere a launch would fault and poison the context, so refuse it here.
+    int pageable = 0;
+    FASTML_CUDA_CHECK(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, old_));
+    if (!pageable) {
+      std::ostringstream os;
+      os << "expected a pointer to CUDA device memory, got 0x" << std::hex << ptr
+         << " (host memory that this GPU cannot access)";
+      throw std::invalid_argument(os.str());
+    }
+    return;
+  }
+  // device / managed / registered host memory: run on the device that owns it
   if (attr.device >= 0 && attr.device != old_) {
     FASTML_CUDA_CHECK(cudaSetDevice(attr.device));
     switched_ = true;
