@@ -41,7 +41,7 @@ _LEGACY_DEFAULT_STREAM = 1
 class DeviceArray:
     """A parsed ``__cuda_array_interface__``: the object, its pointer, shape, strides and stream."""
 
-    __slots__ = ("obj", "ptr", "shape", "strides", "readonly", "stream", "library", "size")
+    __slots__ = ("obj", "ptr", "shape", "strides", "readonly", "_stream", "library", "size")
 
     def __init__(self, obj, ptr, shape, strides, readonly, stream, library):
         self.obj = obj
@@ -49,9 +49,17 @@ class DeviceArray:
         self.shape = shape
         self.strides = strides
         self.readonly = readonly
-        self.stream = stream
+        self._stream = stream  # None: torch's current stream, looked up when first needed
         self.library = library
         self.size = math.prod(shape)
+
+    @property
+    def stream(self):
+        if self._stream is None:
+            import torch
+
+            self._stream = int(torch.cuda.current_stream(self.obj.device).cuda_stream) or _LEGACY_DEFAULT_STREAM
+        return self._stream
 
     @property
     def nbytes(self):
@@ -103,25 +111,40 @@ def _interface(obj, op, arg):
     return iface, lib
 
 
-def _stream_of(obj, iface, lib, op, arg):
-    if "stream" in iface:
-        s = iface["stream"]
-        if s is None:
-            return _LEGACY_DEFAULT_STREAM
-        s = int(s)
-        if s == 0:
-            raise ValueError(f"{op}: expected a stream handle other than 0 in {arg}.__cuda_array_interface__ "
-                             "(0 is disallowed by the protocol), got 0")
-        return s
-    if lib == "torch":
-        import torch
+def _stream_of(iface, op, arg):
+    if "stream" not in iface:
+        return None  # decided by the caller (torch: its current stream; others: legacy default)
+    s = iface["stream"]
+    if s is None:
+        return _LEGACY_DEFAULT_STREAM
+    s = int(s)
+    if s == 0:
+        raise ValueError(f"{op}: expected a stream handle other than 0 in {arg}.__cuda_array_interface__ "
+                         "(0 is disallowed by the protocol), got 0")
+    return s
 
-        return int(torch.cuda.current_stream(obj.device).cuda_stream) or _LEGACY_DEFAULT_STREAM
-    return _LEGACY_DEFAULT_STREAM
+
+def _parse_torch(obj, op, arg):
+    """torch tensors, read directly (faster than building their __cuda_array_interface__ dict)."""
+    import torch
+
+    if not obj.is_cuda:
+        raise TypeError(f"{op}: expected a CUDA array (with __cuda_array_interface__) for {arg}, "
+                        f"got a torch tensor on {obj.device}")
+    if obj.dtype != torch.float32:
+        raise TypeError(f"{op}: expected float32 for {arg}, got {str(obj.dtype).replace('torch.', '')}")
+    if obj.layout != torch.strided:
+        raise TypeError(f"{op}: expected a dense (strided) tensor for {arg}, got layout {obj.layout}")
+    shape = tuple(obj.shape)
+    ptr = obj.data_ptr() if obj.numel() > 0 else 0
+    strides = None if obj.is_contiguous() else tuple(4 * st for st in obj.stride())
+    return DeviceArray(obj, ptr, shape, strides, False, None, "torch")
 
 
 def parse(obj, op, arg):
     """Read and check ``obj.__cuda_array_interface__`` (float32, no mask) into a :class:`DeviceArray`."""
+    if _library(obj) == "torch" and hasattr(type(obj), "is_cuda"):
+        return _parse_torch(obj, op, arg)
     iface, lib = _interface(obj, op, arg)
     version = iface.get("version", 0)
     if not isinstance(version, int) or version < 2:
@@ -145,7 +168,9 @@ def parse(obj, op, arg):
             raise TypeError(f"{op}: expected {len(shape)} strides for {arg}, got {strides}")
     if any(n < 0 for n in shape):
         raise TypeError(f"{op}: expected a non-negative shape for {arg}, got {shape}")
-    stream = _stream_of(obj, iface, lib, op, arg)
+    stream = _stream_of(iface, op, arg)
+    if stream is None and lib != "torch":
+        stream = _LEGACY_DEFAULT_STREAM
     a = DeviceArray(obj, ptr, shape, strides, bool(readonly), stream, lib)
     if a.size > 0 and ptr == 0:
         raise ValueError(f"{op}: expected a non-null data pointer for {arg} of shape {shape}, got 0")

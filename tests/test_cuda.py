@@ -286,3 +286,43 @@ def test_is_device_array_accepts_tensors_that_refuse_the_interface():
     assert B.is_device_array(RequiresGrad())
     assert not B.is_device_array(HostOnly())
     assert not B.is_device_array(np.zeros(3, np.float32))
+
+
+def test_torch_tensors_are_read_without_the_interface_dict(rec):
+    torch = pytest.importorskip("torch")
+
+    class TorchLike:  # what _cuda_ops reads from a torch CUDA tensor (type's module starts with "torch")
+        def __init__(self, t, ptr, is_cuda=True):
+            self.t, self.ptr, self.is_cuda_ = t, ptr, is_cuda
+
+        is_cuda = property(lambda self: self.is_cuda_)
+        dtype = property(lambda self: self.t.dtype)
+        layout = property(lambda self: self.t.layout)
+        shape = property(lambda self: self.t.shape)
+        device = property(lambda self: "cuda:0" if self.is_cuda_ else "cpu")
+
+        def numel(self):
+            return self.t.numel()
+
+        def data_ptr(self):
+            return self.ptr
+
+        def is_contiguous(self):
+            return self.t.is_contiguous()
+
+        def stride(self):
+            return self.t.stride()
+
+    TorchLike.__module__ = "torch.fake"
+    a = CO.parse(TorchLike(torch.zeros(3, 4), 4096), "op", "x")
+    assert (a.library, a.ptr, a.shape, a.strides, a.c_contiguous) == ("torch", 4096, (3, 4), None, True)
+    a = CO.parse(TorchLike(torch.zeros(4, 3).t(), 4096), "op", "x")
+    assert a.strides == (4, 12) and not a.c_contiguous
+    assert CO.parse(TorchLike(torch.zeros(0, 4), 4096), "op", "x").ptr == 0
+    with pytest.raises(TypeError, match=r"relu: expected float32 for input, got float64"):
+        CO.activation_forward(0, TorchLike(torch.zeros(3, dtype=torch.float64), 4096), None)
+    with pytest.raises(TypeError, match=r"relu: expected a CUDA array .* for input, got a torch tensor on cpu"):
+        CO.activation_forward(0, TorchLike(torch.zeros(3), 4096, is_cuda=False), None)
+    with pytest.raises(ValueError, match=r"relu: expected a C-contiguous array for out \(updated in place"):
+        CO.activation_forward(0, TorchLike(torch.zeros(4, 3), 4096), TorchLike(torch.zeros(3, 4).t(), 1 << 30))
+    assert rec.calls == []
