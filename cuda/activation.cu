@@ -27,12 +27,12 @@ constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 
 enum Kind : int { kRelu = 0, kLeakyRelu, kSigmoid, kTanh, kGelu, kGeluTanh };
 
-__device__ __forceinline__ float gelu_tanh_u2(float x) {  // 2u
+__host__ __device__ __forceinline__ float gelu_tanh_u2(float x) {  // 2u
   return (2.0f * kSqrt2OverPi) * fmaf(kGeluTanhC * x, x * x, x);
 }
 
 template <int K>
-__device__ __forceinline__ float act_forward(float x, float a) {
+__host__ __device__ __forceinline__ float act_forward(float x, float a) {
   if constexpr (K == kRelu) {
     return x < 0.0f ? 0.0f : x;
   } else if constexpr (K == kLeakyRelu) {
@@ -49,7 +49,7 @@ __device__ __forceinline__ float act_forward(float x, float a) {
 }
 
 template <int K>
-__device__ __forceinline__ float act_backward(float g, float s, float a) {
+__host__ __device__ __forceinline__ float act_backward(float g, float s, float a) {
   if constexpr (K == kRelu) {
     return s <= 0.0f ? 0.0f : g;
   } else if constexpr (K == kLeakyRelu) {
