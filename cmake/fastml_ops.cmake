@@ -4,7 +4,12 @@
 #   fastml_add_op(<op> ISAS scalar [avx2] [avx512] [CUDA])
 #
 # expects csrc/ops/<op>/<op>.cpp, csrc/ops/<op>/<op>_<isa>.cpp, csrc/bind/bind_<op>.cpp and, with CUDA,
-# cuda/<op>.cu exporting bind_<op>_cuda(module&) through cuda/bind_cuda.cpp.
+# cuda/<op>.cu (kernels, launches, entries; no pybind11) plus cuda/bind_<op>_cuda.cpp defining
+# fastml::cuda::bind_<op>_cuda(module&), which cuda/bind_cuda.cpp calls through the generated registry.
+#
+#   fastml_add_cuda_op(<name>)
+#
+# registers a CUDA-only op family (cuda/<name>.cu + cuda/bind_<name>_cuda.cpp) that has no CPU folder.
 
 function(fastml_add_op op)
   cmake_parse_arguments(ARG "CUDA" "" "ISAS" ${ARGN})
@@ -24,15 +29,25 @@ function(fastml_add_op op)
   set(FASTML_BIND_OPS ${FASTML_BIND_OPS} ${op} PARENT_SCOPE)
   set(FASTML_VARIANT_LINES "${FASTML_VARIANT_LINES}    {\"${op}\", \"${built_str}\"},\n" PARENT_SCOPE)
   if(ARG_CUDA)
-    set(FASTML_CUDA_SOURCES ${FASTML_CUDA_SOURCES} cuda/${op}.cu PARENT_SCOPE)
+    set(FASTML_CUDA_SOURCES ${FASTML_CUDA_SOURCES} cuda/${op}.cu cuda/bind_${op}_cuda.cpp PARENT_SCOPE)
     set(FASTML_CUDA_OPS ${FASTML_CUDA_OPS} ${op} PARENT_SCOPE)
   endif()
 endfunction()
 
-fastml_add_op(activation ISAS scalar avx2 avx512)
+function(fastml_add_cuda_op op)
+  set(FASTML_CUDA_SOURCES ${FASTML_CUDA_SOURCES} cuda/${op}.cu cuda/bind_${op}_cuda.cpp PARENT_SCOPE)
+  set(FASTML_CUDA_OPS ${FASTML_CUDA_OPS} ${op} PARENT_SCOPE)
+endfunction()
+
+fastml_add_op(activation ISAS scalar avx2 avx512 CUDA)
 fastml_add_op(sgd ISAS scalar avx2 avx512)
 fastml_add_op(rmsprop ISAS scalar avx2 avx512)
 fastml_add_op(adam ISAS scalar avx2 avx512)
+
+# CUDA families whose kernels are grouped differently from the CPU ops: cuda/softmax.cu serves the
+# softmax op, cuda/optim.cu the sgd, rmsprop and adam ops.
+fastml_add_cuda_op(softmax)
+fastml_add_cuda_op(optim)
 
 # Optimizer steps round every operation where torch does (trajectory parity with torch.optim): the
 # compiler must not contract a separate multiply and add into an FMA; the fused ones are explicit.

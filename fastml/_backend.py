@@ -97,7 +97,14 @@ def cpu_fast_path(x) -> bool:
 
 def is_device_array(x) -> bool:
     """True for GPU arrays (CuPy, torch CUDA tensors, anything with ``__cuda_array_interface__``)."""
-    return type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__")
+    if type(x) is np.ndarray:
+        return False
+    try:
+        return hasattr(x, "__cuda_array_interface__")
+    except RuntimeError:
+        # torch refuses the interface (RuntimeError, not AttributeError) on CUDA tensors that require
+        # grad; they are device arrays all the same (fastml/_cuda_ops.py reads them through .detach()).
+        return True
 
 
 def as_float_array(x, op: str, arg: str) -> np.ndarray:

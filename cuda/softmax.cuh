@@ -1,0 +1,27 @@
+// CUDA softmax / log_softmax: parameters, launch constants and entry points (plain C++: included by
+// cuda/bind_softmax_cuda.cpp and cuda/softmax.cu). Layout: a C-contiguous tensor viewed as
+// (outer, dim, inner), softmax over the middle axis; element (o, d, i) is at (o * dim + d) * inner + i.
+#pragma once
+#include <cstdint>
+
+namespace fastml::cuda {
+
+inline constexpr int kSoftmaxWarpMaxDim = 1024;    // rows up to this length: one warp per row
+inline constexpr int kSoftmaxWarpsPerBlock = 4;    // warp-per-row kernel: 4 rows per 128-thread block
+inline constexpr int kSoftmaxBlockSize = 512;      // longer rows: one 512-thread block per row
+inline constexpr int kSoftmaxStridedBlockSize = 256;  // inner > 1: one thread per (outer, inner) column
+inline constexpr int64_t kSoftmaxMaxBlocks = 65535;   // grid-stride beyond this
+
+struct SoftmaxParams {
+  const float* x;   // forward: input; backward: grad_output
+  const float* y;   // backward: the forward output (softmax or log_softmax); forward: unused
+  float* out;       // forward: output; backward: grad_input (may alias x or y exactly)
+  int64_t outer, dim, inner;
+};
+
+void softmax_forward_cuda(std::uintptr_t input, std::uintptr_t out, int64_t outer, int64_t dim, int64_t inner,
+                          bool log, std::uintptr_t stream);
+void softmax_backward_cuda(std::uintptr_t grad_output, std::uintptr_t output, std::uintptr_t grad_input,
+                           int64_t outer, int64_t dim, int64_t inner, bool log, std::uintptr_t stream);
+
+}  // namespace fastml::cuda

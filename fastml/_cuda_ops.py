@@ -1,0 +1,499 @@
+"""Python side of the CUDA backend: arrays that expose ``__cuda_array_interface__`` (CuPy arrays, torch
+CUDA tensors) run on the GPU zero-copy, on the caller's stream, and results come back as the caller's
+array type.
+
+The public functions (``fastml.functional``, ``fastml.optim.functional``) call these when their input is
+a device array. Here every argument is read from its ``__cuda_array_interface__`` (version 2 or 3: data
+pointer, shape, strides, typestr, read-only flag, stream) and validated exactly like the CPU path
+("op: expected ..., got ..." ``ValueError``/``TypeError``) before anything is allocated or launched.
+Then raw device pointers (ints), sizes and the stream handle go to ``fastml._C_cuda``, which releases
+the GIL around the (asynchronous) launch.
+
+Rules, as on the CPU:
+
+* float32 only (typestr ``'<f4'``); anything else is a ``TypeError`` (no silent casts).
+* Inputs that are not C-contiguous are copied once with the caller's library (``.contiguous()`` for torch,
+  ``cupy.ascontiguousarray`` for CuPy). Arrays that are written (``out=``, parameters, optimizer state)
+  must be C-contiguous and writeable: an update must never land in a temporary copy.
+* ``out`` may alias an input exactly; partial overlaps are rejected.
+* Stream: the interface's ``stream`` field (v3: 1 = legacy default stream, 2 = per-thread default
+  stream, other ints = a ``cudaStream_t``; 0 is invalid). Without a stream field, torch tensors run on
+  torch's current stream of their device, everything else on the legacy default stream.
+* Outputs are allocated with the caller's library (``torch.empty_like`` / ``cupy.empty_like``).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import operator
+
+from . import _backend as _B
+
+# The compiled module; a module attribute so that tests can substitute a recorder for it.
+_K = _B._C_cuda
+
+_ACT_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu")
+_ACT_SAVED = ("input", "input", "output", "output", "input", "input")  # csrc/ops/activation/activation.h
+
+_LEGACY_DEFAULT_STREAM = 1
+
+
+class DeviceArray:
+    """A parsed ``__cuda_array_interface__``: the object, its pointer, shape, strides and stream."""
+
+    __slots__ = ("obj", "ptr", "shape", "strides", "readonly", "_stream", "library", "size")
+
+    def __init__(self, obj, ptr, shape, strides, readonly, stream, library):
+        self.obj = obj
+        self.ptr = ptr
+        self.shape = shape
+        self.strides = strides
+        self.readonly = readonly
+        self._stream = stream  # None: torch's current stream, looked up when first needed
+        self.library = library
+        self.size = math.prod(shape)
+
+    @property
+    def stream(self):
+        if self._stream is None:
+            import torch
+
+            self._stream = int(torch.cuda.current_stream(self.obj.device).cuda_stream) or _LEGACY_DEFAULT_STREAM
+        return self._stream
+
+    @property
+    def nbytes(self):
+        return self.size * 4
+
+    @property
+    def c_contiguous(self):
+        if self.strides is None or self.size <= 1:
+            return True
+        expected = 4
+        for n, s in zip(reversed(self.shape), reversed(self.strides)):
+            if n != 1 and s != expected:
+                return False
+            expected *= n
+        return True
+
+
+def _type_name(obj):
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}" if t.__module__ not in (None, "builtins") else t.__qualname__
+
+
+def _library(obj):
+    """'torch', 'cupy' or None (another producer of __cuda_array_interface__)."""
+    root = (type(obj).__module__ or "").split(".", 1)[0]
+    return root if root in ("torch", "cupy") else None
+
+
+def _dtype_name(typestr):
+    try:
+        import numpy as np
+
+        return str(np.dtype(typestr))
+    except TypeError:
+        return repr(typestr)
+
+
+def _interface(obj, op, arg):
+    lib = _library(obj)
+    try:
+        if lib == "torch" and obj.requires_grad:
+            obj = obj.detach()  # same storage; torch refuses the interface on tensors that require grad
+        iface = obj.__cuda_array_interface__
+    except AttributeError:
+        raise TypeError(f"{op}: expected a CUDA array (with __cuda_array_interface__) for {arg}, "
+                        f"got {_type_name(obj)}") from None
+    if not isinstance(iface, dict):
+        raise TypeError(f"{op}: expected a dict from {arg}.__cuda_array_interface__, got {type(iface).__name__}")
+    return iface, lib
+
+
+def _stream_of(iface, op, arg):
+    if "stream" not in iface:
+        return None  # decided by the caller (torch: its current stream; others: legacy default)
+    s = iface["stream"]
+    if s is None:
+        return _LEGACY_DEFAULT_STREAM
+    s = int(s)
+    if s == 0:
+        raise ValueError(f"{op}: expected a stream handle other than 0 in {arg}.__cuda_array_interface__ "
+                         "(0 is disallowed by the protocol), got 0")
+    return s
+
+
+def _parse_torch(obj, op, arg):
+    """torch tensors, read directly (faster than building their __cuda_array_interface__ dict)."""
+    import torch
+
+    if not obj.is_cuda:
+        raise TypeError(f"{op}: expected a CUDA array (with __cuda_array_interface__) for {arg}, "
+                        f"got a torch tensor on {obj.device}")
+    if obj.dtype != torch.float32:
+        raise TypeError(f"{op}: expected float32 for {arg}, got {str(obj.dtype).replace('torch.', '')}")
+    if obj.layout != torch.strided:
+        raise TypeError(f"{op}: expected a dense (strided) tensor for {arg}, got layout {obj.layout}")
+    shape = tuple(obj.shape)
+    ptr = obj.data_ptr() if obj.numel() > 0 else 0
+    strides = None if obj.is_contiguous() else tuple(4 * st for st in obj.stride())
+    return DeviceArray(obj, ptr, shape, strides, False, None, "torch")
+
+
+def parse(obj, op, arg):
+    """Read and check ``obj.__cuda_array_interface__`` (float32, no mask) into a :class:`DeviceArray`."""
+    if _library(obj) == "torch" and hasattr(type(obj), "is_cuda"):
+        return _parse_torch(obj, op, arg)
+    iface, lib = _interface(obj, op, arg)
+    version = iface.get("version", 0)
+    if not isinstance(version, int) or version < 2:
+        raise TypeError(f"{op}: expected __cuda_array_interface__ version >= 2 for {arg}, got {version!r}")
+    typestr = iface.get("typestr")
+    if typestr != "<f4":
+        raise TypeError(f"{op}: expected float32 for {arg}, got {_dtype_name(typestr)}")
+    if iface.get("mask") is not None:
+        raise TypeError(f"{op}: expected an array without a mask for {arg}, got a masked array")
+    try:
+        shape = tuple(operator.index(n) for n in iface["shape"])
+        ptr, readonly = iface["data"]
+        ptr = operator.index(ptr)
+    except (KeyError, TypeError, ValueError):
+        raise TypeError(f"{op}: expected a valid __cuda_array_interface__ (shape, data) for {arg}, "
+                        f"got {iface!r}") from None
+    strides = iface.get("strides")
+    if strides is not None:
+        strides = tuple(operator.index(s) for s in strides)
+        if len(strides) != len(shape):
+            raise TypeError(f"{op}: expected {len(shape)} strides for {arg}, got {strides}")
+    if any(n < 0 for n in shape):
+        raise TypeError(f"{op}: expected a non-negative shape for {arg}, got {shape}")
+    stream = _stream_of(iface, op, arg)
+    if stream is None and lib != "torch":
+        stream = _LEGACY_DEFAULT_STREAM
+    a = DeviceArray(obj, ptr, shape, strides, bool(readonly), stream, lib)
+    if a.size > 0 and ptr == 0:
+        raise ValueError(f"{op}: expected a non-null data pointer for {arg} of shape {shape}, got 0")
+    return a
+
+
+def input_array(obj, op, arg):
+    """A read-only input: parsed, and copied once with the caller's library when not C-contiguous."""
+    a = parse(obj, op, arg)
+    if a.c_contiguous:
+        return a
+    if a.library == "torch":
+        return parse(obj.detach().contiguous(), op, arg)
+    if a.library == "cupy":
+        import cupy
+
+        return parse(cupy.ascontiguousarray(obj), op, arg)
+    raise ValueError(f"{op}: expected a C-contiguous array for {arg} (fastml cannot copy a "
+                     f"{_type_name(obj)}), got strides {a.strides} for shape {a.shape}")
+
+
+def inplace_array(obj, op, arg):
+    """An array that is written (out=, parameters, optimizer state): C-contiguous and writeable."""
+    a = parse(obj, op, arg)
+    if not a.c_contiguous:
+        raise ValueError(f"{op}: expected a C-contiguous array for {arg} (updated in place, so it cannot be "
+                         f"copied), got a strided view of shape {a.shape}")
+    if a.readonly:
+        raise ValueError(f"{op}: expected a writeable array for {arg}, got a read-only one")
+    return a
+
+
+def _shape_str(shape):
+    return str(tuple(shape))
+
+
+def _device_of(a):
+    if a.library == "torch":
+        return ("cuda", a.obj.device.index)
+    if a.library == "cupy":
+        return ("cuda", a.obj.device.id)
+    return None
+
+
+def check_same_device(op, arrays):
+    """Arrays whose library reports a device must all be on the same one."""
+    first = None
+    for name, a in arrays:
+        d = _device_of(a)
+        if d is None:
+            continue
+        if first is None:
+            first = (name, d)
+        elif d != first[1]:
+            raise ValueError(f"{op}: expected {name} on the device of {first[0]} (cuda:{first[1][1]}), "
+                             f"got cuda:{d[1]}")
+
+
+def partially_overlaps(a, b):
+    if a.nbytes == 0 or b.nbytes == 0:
+        return False
+    if a.ptr == b.ptr and a.nbytes == b.nbytes:
+        return False
+    return a.ptr < b.ptr + b.nbytes and b.ptr < a.ptr + a.nbytes
+
+
+def overlaps(a, b):
+    return a.nbytes > 0 and b.nbytes > 0 and a.ptr < b.ptr + b.nbytes and b.ptr < a.ptr + a.nbytes
+
+
+def empty_like(a, op):
+    """A new C-contiguous float32 array of a's shape, from a's library."""
+    if a.library == "torch":
+        import torch
+
+        return parse(torch.empty_like(a.obj, memory_format=torch.contiguous_format).detach(), op, "out")
+    if a.library == "cupy":
+        import cupy
+
+        return parse(cupy.empty_like(a.obj, order="C"), op, "out")
+    raise TypeError(f"{op}: cannot allocate an output like a {_type_name(a.obj)} (only torch and CuPy arrays "
+                    "are known); pass out=")
+
+
+def output_array(out, like, op):
+    """``out`` checked against ``like``'s shape, or a new array of the caller's type."""
+    if out is None:
+        return empty_like(like, op)
+    o = inplace_array(out, op, "out")
+    if o.shape != like.shape:
+        raise ValueError(f"{op}: expected out of shape {_shape_str(like.shape)}, got {_shape_str(o.shape)}")
+    return o
+
+
+# ---- activations ------------------------------------------------------------------------------------
+
+def _act_kind(kind):
+    k = operator.index(kind)
+    if not 0 <= k < len(_ACT_NAMES):
+        raise ValueError(f"activation: unknown kind {k}")
+    return k
+
+
+def activation_forward(kind, input, out=None, param=0.0):
+    """``y = f(x)`` for the activation ``kind`` (csrc/ops/activation/activation.h ActKind order)."""
+    k = _act_kind(kind)
+    op = _ACT_NAMES[k]
+    x = input_array(input, op, "input")
+    y = output_array(out, x, op)
+    check_same_device(op, [("input", x), ("out", y)])
+    if partially_overlaps(x, y):
+        raise ValueError(f"{op}: out partially overlaps input (only exact aliasing is allowed)")
+    _K.activation_forward(k, x.ptr, y.ptr, x.size, float(param), x.stream)
+    return y.obj
+
+
+def activation_backward(kind, grad_output, saved, out=None, param=0.0):
+    """``grad_input = grad_output * f'(saved)``; ``saved`` is the input or the output (see ActKind)."""
+    k = _act_kind(kind)
+    op = _ACT_NAMES[k]
+    saved_name = _ACT_SAVED[k]
+    g = input_array(grad_output, op, "grad_output")
+    s = input_array(saved, op, saved_name)
+    if g.shape != s.shape:
+        raise ValueError(f"{op}_backward: expected grad_output of shape {_shape_str(s.shape)}, "
+                         f"got {_shape_str(g.shape)}")
+    gx = output_array(out, g, op)
+    check_same_device(op, [("grad_output", g), (saved_name, s), ("out", gx)])
+    if partially_overlaps(g, gx) or partially_overlaps(s, gx):
+        raise ValueError(f"{op}_backward: out partially overlaps an input (only exact aliasing is allowed)")
+    _K.activation_backward(k, g.ptr, s.ptr, gx.ptr, g.size, float(param), g.stream)
+    return gx.obj
+
+
+# ---- softmax ----------------------------------------------------------------------------------------
+
+def _split_dim(shape, dim, op):
+    """(outer, dim, inner) sizes of ``shape`` around axis ``dim`` (a 0-d array is one row of one)."""
+    try:
+        d = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"{op}: expected an int for dim, got {type(dim).__name__}") from None
+    nd = len(shape)
+    lo, hi = (-1, 0) if nd == 0 else (-nd, nd - 1)
+    if not lo <= d <= hi:
+        raise ValueError(f"{op}: expected dim in [{lo}, {hi}] for an input of shape {_shape_str(shape)}, got {d}")
+    if nd == 0:
+        return 1, 1, 1
+    d %= nd
+    return math.prod(shape[:d]), shape[d], math.prod(shape[d + 1:])
+
+
+def softmax_forward(input, dim, log, out=None):
+    """softmax (``log=False``) or log_softmax (``log=True``) of ``input`` along ``dim``."""
+    op = "log_softmax" if log else "softmax"
+    x = input_array(input, op, "input")
+    outer, n, inner = _split_dim(x.shape, dim, op)
+    y = output_array(out, x, op)
+    check_same_device(op, [("input", x), ("out", y)])
+    if partially_overlaps(x, y):
+        raise ValueError(f"{op}: out partially overlaps input (only exact aliasing is allowed)")
+    _K.softmax_forward(x.ptr, y.ptr, outer, n, inner, bool(log), x.stream)
+    return y.obj
+
+
+def softmax_backward(grad_output, output, dim, log, out=None):
+    """Gradient of softmax / log_softmax along ``dim`` from the forward ``output``."""
+    op = "log_softmax_backward" if log else "softmax_backward"
+    g = input_array(grad_output, op, "grad_output")
+    y = input_array(output, op, "output")
+    if g.shape != y.shape:
+        raise ValueError(f"{op}: expected grad_output of shape {_shape_str(y.shape)}, got {_shape_str(g.shape)}")
+    outer, n, inner = _split_dim(g.shape, dim, op)
+    gx = output_array(out, g, op)
+    check_same_device(op, [("grad_output", g), ("output", y), ("out", gx)])
+    if partially_overlaps(g, gx) or partially_overlaps(y, gx):
+        raise ValueError(f"{op}: out partially overlaps an input (only exact aliasing is allowed)")
+    _K.softmax_backward(g.ptr, y.ptr, gx.ptr, outer, n, inner, bool(log), g.stream)
+    return gx.obj
+
+
+# ---- optimizers ---------------------------------------------------------------------------------------
+
+def _as_list(seq, op, arg):
+    if isinstance(seq, (list, tuple)):
+        return list(seq)
+    raise TypeError(f"{op}: expected a list of CUDA arrays for {arg}, got {_type_name(seq)}")
+
+
+def _tensor_lists(op, params, grads, states):
+    """Parse params (in place), grads (inputs) and the named state lists (in place, or None).
+
+    Returns (params, grads, {name: list or None}) of DeviceArrays after checking lengths, shapes, devices
+    and that nothing written overlaps anything else."""
+    ps = _as_list(params, op, "params")
+    gs = _as_list(grads, op, "grads")
+    if len(gs) != len(ps):
+        raise ValueError(f"{op}: expected {len(ps)} grads (one per param), got {len(gs)}")
+    P = [inplace_array(p, op, f"params[{i}]") for i, p in enumerate(ps)]
+    G = [input_array(g, op, f"grads[{i}]") for i, g in enumerate(gs)]
+    S = {}
+    for name, lst in states.items():
+        if lst is None:
+            S[name] = None
+            continue
+        lst = _as_list(lst, op, name)
+        if len(lst) != len(ps):
+            raise ValueError(f"{op}: expected {len(ps)} {name} (one per param), got {len(lst)}")
+        S[name] = [inplace_array(s, op, f"{name}[{i}]") for i, s in enumerate(lst)]
+    for i, p in enumerate(P):
+        if G[i].shape != p.shape:
+            raise ValueError(f"{op}: expected grads[{i}] of shape {_shape_str(p.shape)}, got {_shape_str(G[i].shape)}")
+        for name, lst in S.items():
+            if lst is not None and lst[i].shape != p.shape:
+                raise ValueError(f"{op}: expected {name}[{i}] of shape {_shape_str(p.shape)}, "
+                                 f"got {_shape_str(lst[i].shape)}")
+    named = [(f"params[{i}]", p) for i, p in enumerate(P)] + [(f"grads[{i}]", g) for i, g in enumerate(G)]
+    written = [(f"params[{i}]", p) for i, p in enumerate(P)]
+    for name, lst in S.items():
+        if lst is not None:
+            named += [(f"{name}[{i}]", s) for i, s in enumerate(lst)]
+            written += [(f"{name}[{i}]", s) for i, s in enumerate(lst)]
+    check_same_device(op, named)
+    _check_no_overlap(op, written, [(f"grads[{i}]", g) for i, g in enumerate(G)])
+    return P, G, S
+
+
+def _check_no_overlap(op, written, read):
+    """Every written array is disjoint from every other array of the call (reads may share memory)."""
+    w = sorted(((a.ptr, a.ptr + a.nbytes, name) for name, a in written if a.nbytes > 0), key=lambda e: e[:2])
+    for (s0, e0, n0), (s1, e1, n1) in zip(w, w[1:]):
+        if s1 < e0:
+            raise ValueError(f"{op}: expected {n0} and {n1} to be separate arrays, got overlapping memory")
+    starts = [s for s, _, _ in w]
+    for name, a in read:
+        if a.nbytes == 0:
+            continue
+        # written intervals are disjoint and sorted: only the last one starting before a's end can overlap a
+        k = bisect.bisect_right(starts, a.ptr + a.nbytes - 1) - 1
+        if k >= 0 and a.ptr < w[k][1]:
+            raise ValueError(f"{op}: expected {name} not to overlap {w[k][2]} (which is updated), got "
+                             "overlapping memory")
+
+
+def _check_hyper(op, **kw):
+    for name, (value, lo, hi) in kw.items():
+        v = float(value)
+        if not (lo <= v <= hi):  # also rejects NaN
+            rng = f">= {lo}" if hi == math.inf else f"in [{lo}, {hi}]"
+            raise ValueError(f"{op}: expected {name} {rng}, got {value}")
+
+
+def _ptrs(arrays):
+    return [] if arrays is None else [a.ptr for a in arrays]
+
+
+def _stream(P, G):
+    return P[0].stream if P else (G[0].stream if G else _LEGACY_DEFAULT_STREAM)
+
+
+def sgd_step(params, grads, momentum_buffers, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+             nesterov=False, maximize=False, first_step=False):
+    """One SGD step (torch.optim.SGD), in place on params and momentum_buffers."""
+    op = "sgd_step"
+    _check_hyper(op, lr=(lr, 0.0, math.inf), momentum=(momentum, 0.0, math.inf),
+                 weight_decay=(weight_decay, 0.0, math.inf))
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"{op}: expected momentum > 0 and dampening == 0 with nesterov=True, "
+                         f"got momentum={momentum}, dampening={dampening}")
+    if momentum != 0 and momentum_buffers is None:
+        raise ValueError(f"{op}: expected momentum_buffers with momentum={momentum}, got None")
+    P, G, S = _tensor_lists(op, params, grads, {"momentum_buffers": momentum_buffers if momentum != 0 else None})
+    _K.sgd_step(_ptrs(P), _ptrs(G), _ptrs(S["momentum_buffers"]), [p.size for p in P], float(lr), float(momentum),
+                float(dampening), float(weight_decay), bool(nesterov), bool(maximize), bool(first_step), _stream(P, G))
+
+
+def rmsprop_step(params, grads, square_avgs, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 momentum_buffers=None, centered=False, grad_avgs=None, maximize=False):
+    """One RMSprop step (torch.optim.RMSprop), in place on params and the state lists."""
+    op = "rmsprop_step"
+    _check_hyper(op, lr=(lr, 0.0, math.inf), alpha=(alpha, 0.0, math.inf), eps=(eps, 0.0, math.inf),
+                 weight_decay=(weight_decay, 0.0, math.inf), momentum=(momentum, 0.0, math.inf))
+    if momentum > 0 and momentum_buffers is None:
+        raise ValueError(f"{op}: expected momentum_buffers with momentum={momentum}, got None")
+    if centered and grad_avgs is None:
+        raise ValueError(f"{op}: expected grad_avgs with centered=True, got None")
+    if square_avgs is None:
+        raise ValueError(f"{op}: expected a list of square_avgs, got None")
+    P, G, S = _tensor_lists(op, params, grads, {
+        "square_avgs": square_avgs,
+        "momentum_buffers": momentum_buffers if momentum > 0 else None,
+        "grad_avgs": grad_avgs if centered else None})
+    _K.rmsprop_step(_ptrs(P), _ptrs(G), _ptrs(S["square_avgs"]), _ptrs(S["momentum_buffers"]),
+                    _ptrs(S["grad_avgs"]), [p.size for p in P], float(lr), float(alpha), float(eps),
+                    float(weight_decay), float(momentum), bool(centered), bool(maximize), _stream(P, G))
+
+
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+              weight_decay=0.0, amsgrad=False, max_exp_avg_sqs=None, maximize=False, decoupled=False):
+    """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step, in place; ``step`` counts this
+    update (1 on the first call), as torch's ``state['step']`` after its increment."""
+    op = "adamw_step" if decoupled else "adam_step"
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"{op}: expected betas as a pair (beta1, beta2), got {betas!r}") from None
+    _check_hyper(op, lr=(lr, 0.0, math.inf), eps=(eps, 0.0, math.inf), beta1=(beta1, 0.0, 1.0),
+                 beta2=(beta2, 0.0, 1.0), weight_decay=(weight_decay, 0.0, math.inf))
+    if float(beta1) >= 1.0 or float(beta2) >= 1.0:
+        raise ValueError(f"{op}: expected betas in [0, 1), got {tuple(betas)}")
+    try:
+        t = operator.index(step)
+    except TypeError:
+        raise TypeError(f"{op}: expected an int for step, got {type(step).__name__}") from None
+    if t < 1:
+        raise ValueError(f"{op}: expected step >= 1 (the count of this update), got {t}")
+    if amsgrad and max_exp_avg_sqs is None:
+        raise ValueError(f"{op}: expected max_exp_avg_sqs with amsgrad=True, got None")
+    if exp_avgs is None or exp_avg_sqs is None:
+        raise ValueError(f"{op}: expected lists of exp_avgs and exp_avg_sqs, got None")
+    P, G, S = _tensor_lists(op, params, grads, {
+        "exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs,
+        "max_exp_avg_sqs": max_exp_avg_sqs if amsgrad else None})
+    _K.adam_step(_ptrs(P), _ptrs(G), _ptrs(S["exp_avgs"]), _ptrs(S["exp_avg_sqs"]), _ptrs(S["max_exp_avg_sqs"]),
+                 [p.size for p in P], t, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+                 bool(amsgrad), bool(maximize), bool(decoupled), _stream(P, G))
