@@ -497,3 +497,8 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9
     _K.adam_step(_ptrs(P), _ptrs(G), _ptrs(S["exp_avgs"]), _ptrs(S["exp_avg_sqs"]), _ptrs(S["max_exp_avg_sqs"]),
                  [p.size for p in P], t, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
                  bool(amsgrad), bool(maximize), bool(decoupled), _stream(P, G))
+
+
+def adamw_step(params, grads, exp_avgs, exp_avg_sqs, **kw):
+    """One AdamW step (decoupled weight decay): ``adam_step(..., decoupled=True)``."""
+    return adam_step(params, grads, exp_avgs, exp_avg_sqs, decoupled=True, **kw)

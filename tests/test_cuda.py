@@ -326,3 +326,12 @@ def test_torch_tensors_are_read_without_the_interface_dict(rec):
     with pytest.raises(ValueError, match=r"relu: expected a C-contiguous array for out \(updated in place"):
         CO.activation_forward(0, TorchLike(torch.zeros(4, 3), 4096), TorchLike(torch.zeros(3, 4).t(), 1 << 30))
     assert rec.calls == []
+
+
+def test_every_name_the_public_api_dispatches_to_exists():
+    # fastml.functional / fastml.optim.functional call these on device arrays (by name)
+    import fastml._cuda_ops as CO2
+
+    for name in ("activation_forward", "activation_backward", "softmax_forward", "softmax_backward",
+                 "sgd_step", "rmsprop_step", "adam_step", "adamw_step"):
+        assert callable(getattr(CO2, name, None)), name
