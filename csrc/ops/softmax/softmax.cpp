@@ -44,7 +44,7 @@ void softmax_forward(const AxisView& v, const float* x, float* y, bool log, Soft
   const SoftmaxKernels& k = select_kernels(softmax_tables);
   const int li = log ? 1 : 0;
   bool online = variant == SoftmaxRowVariant::online;
-  if (variant == SoftmaxRowVariant::automatic) online = log || v.dim > online_threshold_elems();
+  if (variant == SoftmaxRowVariant::automatic) online = v.dim > online_threshold_elems();
   const SoftmaxRowsFn rows = online ? k.forward_rows__online[li] : k.forward_rows[li];
   const SoftmaxStripFn strip = k.forward_strip[li];
   const int64_t D = v.dim, inner = v.inner;
