@@ -69,7 +69,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             lp_t = np.take_along_axis(logp, tc[:, None], axis=1)[:, 0]
             wt = np.where(ignore, 0.0, w[tc])
             nll = np.where(ignore, 0.0, -wt * lp_t)
-            smooth = np.where(ignore, 0.0, -np.sum(logp * wb, axis=1))
+            # torch adds the smoothing term only when eps > 0 (so a -inf logit does not give 0 * inf)
+            smooth = np.where(ignore, 0.0, -np.sum(logp * wb, axis=1)) if eps > 0 else np.zeros_like(nll)
             if reduction == "none":
                 out = (1.0 - eps) * nll + (eps / C) * smooth
             else:
