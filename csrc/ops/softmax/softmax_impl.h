@@ -36,23 +36,32 @@ inline float row_max(int64_t n, const float* x) {
   return max(max(m0, m1), max(m2, m3)).hmax();
 }
 
-// sum_i exp(x_i - m); with kStore also y_i = exp(x_i - m). Tail lanes load -inf and add exp(-inf) = 0.
-template <class V, bool kStore>
-inline float row_exp_sum(int64_t n, const float* x, float* y, float m) {
+// sum_i exp(x_i - m); with kStore also y_i = exp(x_i - m) (kStoreShifted: y_i = x_i - m instead).
+// Tail lanes load -inf and add exp(-inf) = 0.
+// `prefetch` (optional): the next row, requested line by line while this compute-heavy pass runs, so
+// the next row's DRAM reads overlap the exp work instead of stalling the light max pass.
+template <class V, bool kStore, bool kStoreShifted = false>
+inline float row_exp_sum(int64_t n, const float* x, float* y, float m, const float* prefetch = nullptr) {
   constexpr int N = V::N;
   const V vm = V::set1(m);
   V s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
   int64_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N) {
-    const V e0 = simd::exp(V::load(x + i) - vm);
-    const V e1 = simd::exp(V::load(x + i + N) - vm);
-    const V e2 = simd::exp(V::load(x + i + 2 * N) - vm);
-    const V e3 = simd::exp(V::load(x + i + 3 * N) - vm);
+    if (prefetch)
+      for (int k = 0; k < 4 * N; k += 16) __builtin_prefetch(prefetch + i + k);
+    const V z0 = V::load(x + i) - vm;
+    const V z1 = V::load(x + i + N) - vm;
+    const V z2 = V::load(x + i + 2 * N) - vm;
+    const V z3 = V::load(x + i + 3 * N) - vm;
+    const V e0 = simd::exp(z0);
+    const V e1 = simd::exp(z1);
+    const V e2 = simd::exp(z2);
+    const V e3 = simd::exp(z3);
     if constexpr (kStore) {
-      e0.store(y + i);
-      e1.store(y + i + N);
-      e2.store(y + i + 2 * N);
-      e3.store(y + i + 3 * N);
+      (kStoreShifted ? z0 : e0).store(y + i);
+      (kStoreShifted ? z1 : e1).store(y + i + N);
+      (kStoreShifted ? z2 : e2).store(y + i + 2 * N);
+      (kStoreShifted ? z3 : e3).store(y + i + 3 * N);
     }
     s0 = s0 + e0;
     s1 = s1 + e1;
@@ -60,14 +69,16 @@ inline float row_exp_sum(int64_t n, const float* x, float* y, float m) {
     s3 = s3 + e3;
   }
   for (; i + N <= n; i += N) {
-    const V e = simd::exp(V::load(x + i) - vm);
-    if constexpr (kStore) e.store(y + i);
+    const V z = V::load(x + i) - vm;
+    const V e = simd::exp(z);
+    if constexpr (kStore) (kStoreShifted ? z : e).store(y + i);
     s0 = s0 + e;
   }
   if (i < n) {
     const int r = static_cast<int>(n - i);
-    const V e = simd::exp(V::load_tail(x + i, r, kNegInf) - vm);
-    if constexpr (kStore) e.store_tail(y + i, r);
+    const V z = V::load_tail(x + i, r, kNegInf) - vm;
+    const V e = simd::exp(z);
+    if constexpr (kStore) (kStoreShifted ? z : e).store_tail(y + i, r);
     s0 = s0 + e;
   }
   return ((s0 + s1) + (s2 + s3)).hsum();
@@ -92,12 +103,15 @@ template <class V, bool kLog>
 void forward_rows(int64_t rows, int64_t D, const float* x, float* y) {
   for (int64_t r = 0; r < rows; ++r, x += D, y += D) {
     const float m = row_max<V>(D, x);
-    const V vm = V::set1(m);
+    const float* next = r + 1 < rows ? x + D : nullptr;
     if constexpr (kLog) {
-      const V ls = V::set1(std::log(row_exp_sum<V, false>(D, x, nullptr, m)));
-      row_map<V>(D, x, y, [vm, ls](V v) { return (v - vm) - ls; });
+      // The sum pass also stores z = x - m, so the first write of each output line (a read-for-ownership
+      // from DRAM) overlaps the exp work instead of stalling the light final pass; y = z - log s then
+      // runs in L1 (4096 x 1024, 1 thread: 2.48 -> 1.54 ms).
+      const V ls = V::set1(std::log(row_exp_sum<V, true, true>(D, x, y, m, next)));
+      row_map<V>(D, y, y, [ls](V z) { return z - ls; });
     } else {
-      const V rs = V::set1(1.0f / row_exp_sum<V, true>(D, x, y, m));
+      const V rs = V::set1(1.0f / row_exp_sum<V, true>(D, x, y, m, next));
       row_map<V>(D, y, y, [rs](V e) { return e * rs; });
     }
   }
