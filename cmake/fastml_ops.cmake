@@ -32,6 +32,7 @@ endfunction()
 fastml_add_op(activation ISAS scalar avx2 avx512)
 fastml_add_op(softmax ISAS scalar avx2 avx512)
 fastml_add_op(cross_entropy ISAS scalar avx2 avx512)
+fastml_add_op(pointwise_loss ISAS scalar avx2 avx512)
 
 # Assemble the generated registry headers (declarations + calls) used by the module files.
 set(FASTML_BIND_DECLS "")

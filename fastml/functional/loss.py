@@ -1,8 +1,10 @@
 """Losses and their gradients (torch.nn.functional names, arguments and numerics).
 
 Losses run on host (NumPy) arrays only: a CUDA array raises TypeError. float32 class-index
-``cross_entropy`` runs the compiled fused log-softmax + NLL kernels; everything else (float64, probability
-targets, BCE, MSE) runs on the NumPy backend in the input's dtype. Reductions ('mean', 'sum') are added
+``cross_entropy`` runs the compiled fused log-softmax + NLL kernels, float32 ``mse_loss`` and
+``binary_cross_entropy_with_logits`` (weight / pos_weight varying along the last dim only) the compiled
+elementwise kernels; everything else (float64, probability targets, other broadcasts) runs on the NumPy
+backend in the input's dtype. Reductions ('mean', 'sum') are added
 in float64 in a fixed order, so results do not depend on the thread count, and return a 0-d array of the
 input's dtype. 'mean' over zero elements (or zero total weight) is NaN, as in torch.
 
@@ -167,6 +169,30 @@ def _bce_args(op, input, target, weight, pos_weight):
     return x, t, _broadcast_param(weight, x, op, "weight"), _broadcast_param(pos_weight, x, op, "pos_weight")
 
 
+_MSE, _BCE = 0, 1  # kinds of the compiled elementwise losses (csrc/ops/pointwise_loss/pointwise_loss.h)
+
+
+def _last_dim_vector(a, x):
+    """(ok, values): a (C,) float array when ``a`` (already checked broadcastable to x) varies along the last
+    dim only (the compiled kernels' layout); ok=False for any other broadcast (the NumPy path runs it)."""
+    if a is None:
+        return True, None
+    C = x.shape[-1] if x.ndim else 1
+    if a.size == 1:
+        return True, np.full(C, a.reshape(()), dtype=a.dtype)
+    if a.ndim >= 1 and a.shape[-1] == C and a.size == C:
+        return True, np.ascontiguousarray(a.reshape(C))
+    return False, None
+
+
+def _bce_compiled(x, w, pw, op):
+    if _B.host_backend(x.dtype, op) != "cpu":
+        return None
+    ok_w, wv = _last_dim_vector(w, x)
+    ok_p, pv = _last_dim_vector(pw, x)
+    return (wv, pv) if ok_w and ok_p else None
+
+
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
     """Binary cross-entropy on logits (torch.nn.functional.binary_cross_entropy_with_logits).
 
@@ -177,6 +203,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     _host_only(op, input, target, weight, pos_weight)
     red = _reduction(reduction, op)
     x, t, w, pw = _bce_args(op, input, target, weight, pos_weight)
+    vecs = _bce_compiled(x, w, pw, op)
+    if vecs is not None:
+        return _C.pointwise_loss_forward(_BCE, x, t, vecs[0], vecs[1], red)
     return _np_loss.binary_cross_entropy_with_logits(x, t, w, red, pw)
 
 
@@ -188,6 +217,9 @@ def binary_cross_entropy_with_logits_backward(grad_output, input, target, weight
     red = _reduction(reduction, op)
     x, t, w, pw = _bce_args(op, input, target, weight, pos_weight)
     go = _grad_output(grad_output, x, red, x.shape, op)
+    vecs = _bce_compiled(x, w, pw, op)
+    if vecs is not None:
+        return _C.pointwise_loss_backward(_BCE, go, x, t, vecs[0], vecs[1], red)
     return _np_loss.binary_cross_entropy_with_logits_backward(go, x, t, w, red, pw)
 
 
@@ -208,6 +240,8 @@ def mse_loss(input, target, reduction="mean"):
     _host_only(op, input, target)
     red = _reduction(reduction, op)
     x, t = _mse_args(op, input, target)
+    if _B.host_backend(x.dtype, op) == "cpu":
+        return _C.pointwise_loss_forward(_MSE, x, t, None, None, red)
     return _np_loss.mse_loss(x, t, red)
 
 
@@ -218,4 +252,6 @@ def mse_loss_backward(grad_output, input, target, reduction="mean"):
     red = _reduction(reduction, op)
     x, t = _mse_args(op, input, target)
     go = _grad_output(grad_output, x, red, x.shape, op)
+    if _B.host_backend(x.dtype, op) == "cpu":
+        return _C.pointwise_loss_backward(_MSE, go, x, t, None, None, red)
     return _np_loss.mse_loss_backward(go, x, t, red)

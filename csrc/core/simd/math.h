@@ -89,3 +89,26 @@ inline V normal_cdf(V x) {
 }
 
 }  // namespace fastml::simd
+
+namespace fastml::simd {
+
+// log(1 + u) for u in [0, 1] (e.g. u = exp(-|x|) in softplus / log-sigmoid), no range reduction needed:
+// with s = u / (2 + u) in [0, 1/3], log(1 + u) = 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ...); the
+// series is cut after s^16 (error < 9^-9 relative) and is within ~2 ulp in float32. NaN passes through.
+template <class V>
+inline V log1p_unit(V u) {
+  const V s = u / (V::set1(2.0f) + u);
+  const V z = s * s;
+  V p = V::set1(1.0f / 17.0f);
+  p = fmadd(p, z, V::set1(1.0f / 15.0f));
+  p = fmadd(p, z, V::set1(1.0f / 13.0f));
+  p = fmadd(p, z, V::set1(1.0f / 11.0f));
+  p = fmadd(p, z, V::set1(1.0f / 9.0f));
+  p = fmadd(p, z, V::set1(1.0f / 7.0f));
+  p = fmadd(p, z, V::set1(1.0f / 5.0f));
+  p = fmadd(p, z, V::set1(1.0f / 3.0f));
+  const V two_s = s + s;
+  return fmadd(two_s * z, p, two_s);  // 2s + 2s z P(z)
+}
+
+}  // namespace fastml::simd
