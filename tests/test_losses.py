@@ -236,3 +236,15 @@ def test_bce_log_sigmoid_accuracy(backend):
         log_sigmoid = np.minimum(x64, 0.0) - np.log1p(np.exp(-np.abs(x64)))
         scale = np.abs(x64) * (1 - tv) + np.abs(log_sigmoid) + np.abs(ref)
         assert np.all(np.abs(got - ref) <= 8 * eps_of(np.float32) * scale + 1e-37)
+
+
+def test_losses_noncontiguous(backend, rng):
+    base = rng.standard_normal((6, 10, 8)).astype(np.float32)
+    x, t = base[::2, 1::2, :5], base[1::2, ::2, 3:]
+    w = (rng.random(10) + 0.5).astype(np.float32)[::2]
+    for red in REDUCTIONS:
+        np.testing.assert_allclose(F.mse_loss(x, t, reduction=red), R.mse_loss(x, t, reduction=red),
+                                   rtol=1e-5, atol=1e-6)
+        kw = dict(weight=w[:5], reduction=red, pos_weight=w[:5])
+        np.testing.assert_allclose(F.binary_cross_entropy_with_logits(x, np.abs(t) / 3, **kw),
+                                   R.binary_cross_entropy_with_logits(x, np.abs(t) / 3, **kw), rtol=1e-5, atol=1e-6)

@@ -356,3 +356,28 @@ def test_softmax_torch_parity(rng, shape, dim, log):
     zt = (torch.log_softmax if log else torch.softmax)(torch.from_numpy(z), 1).numpy()
     zy = FWD[log][0](z, 1)
     assert np.array_equal(np.isnan(zy), np.isnan(zt)) and np.array_equal(np.isinf(zy), np.isinf(zt))
+
+
+class _FakeDeviceArray:
+    """Stands in for a CuPy array / torch CUDA tensor: only the interface attribute matters for routing."""
+    __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (0, False), "version": 3}
+
+
+def test_softmax_device_arrays_route_to_cuda_module(monkeypatch):
+    calls = []
+
+    class FakeCuda:
+        def softmax_forward(self, input, dim, log, out):
+            calls.append(("forward", dim, log, out))
+            return "fwd"
+
+        def softmax_backward(self, grad_output, output, dim, log, out):
+            calls.append(("backward", dim, log, out))
+            return "bwd"
+
+    monkeypatch.setattr(B, "cuda_module", lambda: FakeCuda())
+    d = _FakeDeviceArray()
+    assert F.softmax(d, 1) == "fwd" and F.log_softmax(d, 0) == "fwd"
+    assert F.softmax_backward(d, d, -1) == "bwd" and F.log_softmax_backward(d, d, 1, out=d) == "bwd"
+    assert calls == [("forward", 1, False, None), ("forward", 0, True, None), ("backward", -1, False, None),
+                     ("backward", 1, True, d)]
