@@ -27,14 +27,18 @@ inline float position_loss(const CrossEntropyParams& p, int64_t t, float m, floa
 }
 
 // s = sum exp(x - m); with kSmooth also sw = sum w_c (x_c - m) (w null: all ones).
+// `prefetch` (optional): the next row, requested while this exp pass runs (see softmax_impl.h).
 template <class V, bool kSmooth>
-inline void row_stats(int64_t C, const float* x, const float* w, float m, float* s_out, float* sw_out) {
+inline void row_stats(int64_t C, const float* x, const float* w, float m, float* s_out, float* sw_out,
+                      const float* prefetch) {
   constexpr int N = V::N;
   const V vm = V::set1(m);
   const V one = V::set1(1.0f);
   V s0 = V::zero(), s1 = V::zero(), a0 = V::zero(), a1 = V::zero();
   int64_t i = 0;
   for (; i + 2 * N <= C; i += 2 * N) {
+    if (prefetch)
+      for (int k = 0; k < 2 * N; k += 16) __builtin_prefetch(prefetch + i + k);
     const V z0 = V::load(x + i) - vm;
     const V z1 = V::load(x + i + N) - vm;
     s0 = s0 + simd::exp(z0);
@@ -71,7 +75,7 @@ void forward_rows_impl(const CrossEntropyParams& p, int64_t count, const float* 
     }
     const float m = softmax_impl::row_max<V>(C, x);
     float s, sw;
-    row_stats<V, kSmooth>(C, x, p.weight, m, &s, &sw);
+    row_stats<V, kSmooth>(C, x, p.weight, m, &s, &sw, r + 1 < count ? x + C : nullptr);
     loss[r] = position_loss(p, t[r], m, s, sw, x[t[r]]);
   }
 }
@@ -95,7 +99,7 @@ void backward_rows(const CrossEntropyParams& p, int64_t count, const float* x, c
       continue;
     }
     const float m = softmax_impl::row_max<V>(C, x);
-    const float s = softmax_impl::row_exp_sum<V, false>(C, x, nullptr, m);
+    const float s = softmax_impl::row_exp_sum<V, false>(C, x, nullptr, m, r + 1 < count ? x + C : nullptr);
     const double gs = g[r * gstride];
     const double wt = p.weight ? p.weight[tr] : 1.0;
     const double a = (1.0 - p.smoothing) * wt + b * p.wsum;
