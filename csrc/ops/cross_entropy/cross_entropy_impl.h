@@ -18,7 +18,7 @@ using softmax_impl::kNegInf;
 
 inline float position_loss(const CrossEntropyParams& p, int64_t t, float m, float s, float sw, float xt) {
   if (t == p.ignore_index) return 0.0f;
-  const double ls = std::log(static_cast<double>(s));
+  const double ls = std::log(s);  // float log: s already carries float rounding (relative eps)
   const double wt = p.weight ? p.weight[t] : 1.0;
   const double zt = static_cast<double>(xt) - static_cast<double>(m);
   double loss = (1.0 - p.smoothing) * wt * (ls - zt);
