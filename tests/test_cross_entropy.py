@@ -321,6 +321,8 @@ def test_cross_entropy_bad_inputs(backend):
         F.cross_entropy(x, t, reduction="avg")
     with pytest.raises(ValueError, match="label_smoothing in"):
         F.cross_entropy(x, t, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="at least one class"):
+        F.cross_entropy(np.zeros((2, 0), np.float32), np.full(2, -100, np.int64))
     with pytest.raises(ValueError, match="0-d"):
         F.cross_entropy(np.float32(1.0), np.array(0))
     with pytest.raises(ValueError, match="scalar grad_output"):

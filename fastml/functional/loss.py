@@ -77,6 +77,8 @@ def _ce_args(op, input, target, weight, label_smoothing):
     if x.ndim == 0:
         raise ValueError(f"{op}: expected input of shape (C,), (N, C) or (N, C, d1, ...), got a 0-d array")
     C = x.shape[0] if x.ndim == 1 else x.shape[1]
+    if C == 0:
+        raise ValueError(f"{op}: expected at least one class (C >= 1), got input of shape {x.shape}")
     t = np.asarray(target)
     if t.dtype.kind == "f":
         probs = True
