@@ -253,14 +253,15 @@ inline void strip_forward_block(int64_t D, int64_t inner, const float* x, float*
     for (int k = 0; k < U; ++k) m[k] = max(m[k], c.load(x + d * inner, k));
   for (int64_t d = 0; d < D; ++d)
     for (int k = 0; k < U; ++k) {
-      const V e = simd::exp(c.load(x + d * inner, k) - m[k]);
-      if constexpr (!kLog) c.store(e, y + d * inner, k);
+      const V z = c.load(x + d * inner, k) - m[k];
+      const V e = simd::exp(z);
+      c.store(kLog ? z : e, y + d * inner, k);  // log: z = x - m, finished below (as the row kernel)
       s[k] = s[k] + e;
     }
   if constexpr (kLog) {
     lane_log<V, U>(s);
     for (int64_t d = 0; d < D; ++d)
-      for (int k = 0; k < U; ++k) c.store((c.load(x + d * inner, k) - m[k]) - s[k], y + d * inner, k);
+      for (int k = 0; k < U; ++k) c.store(c.load(y + d * inner, k) - s[k], y + d * inner, k);
   } else {
     for (int k = 0; k < U; ++k) s[k] = V::set1(1.0f) / s[k];
     for (int64_t d = 0; d < D; ++d)
