@@ -381,3 +381,14 @@ def test_softmax_device_arrays_route_to_cuda_module(monkeypatch):
     assert F.softmax_backward(d, d, -1) == "bwd" and F.log_softmax_backward(d, d, 1, out=d) == "bwd"
     assert calls == [("forward", 1, False, None), ("forward", 0, True, None), ("backward", -1, False, None),
                      ("backward", 1, True, d)]
+
+
+def test_log_softmax_strided_log_of_sums(backend, rng):
+    """The strided log_softmax takes the log of each column's sum with a vector log: sums from 1 (one
+    dominant logit) to 1e5 (uniform columns), checked against float64 to a few ulp."""
+    for D in (1, 2, 3, 7, 21, 100, 1000, 12345, 100000):
+        x = np.zeros((D, 20), np.float32)
+        np.testing.assert_allclose(F.log_softmax(x, 0)[0], -np.log(np.float64(D)), rtol=4 * EPS32, atol=0)
+    x = np.zeros((3, 4096), np.float32)
+    x[1:] = np.log(rng.random((2, 4096)) * 2).astype(np.float32)  # sums spread over [1, 5)
+    check_forward(F.log_softmax(x, 0), x, 0, True, ulps=4)

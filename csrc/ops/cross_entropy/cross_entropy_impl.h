@@ -16,9 +16,10 @@ namespace fastml::cross_entropy_impl {
 using softmax_impl::Cols;
 using softmax_impl::kNegInf;
 
-inline float position_loss(const CrossEntropyParams& p, int64_t t, float m, float s, float sw, float xt) {
+// ls = log s in float: s already carries float rounding (relative eps).
+inline float position_loss(const CrossEntropyParams& p, int64_t t, float m, float ls_f, float sw, float xt) {
   if (t == p.ignore_index) return 0.0f;
-  const double ls = std::log(s);  // float log: s already carries float rounding (relative eps)
+  const double ls = ls_f;
   const double wt = p.weight ? p.weight[t] : 1.0;
   const double zt = static_cast<double>(xt) - static_cast<double>(m);
   double loss = (1.0 - p.smoothing) * wt * (ls - zt);
@@ -76,7 +77,7 @@ void forward_rows_impl(const CrossEntropyParams& p, int64_t count, const float* 
     const float m = softmax_impl::row_max<V>(C, x);
     float s, sw;
     row_stats<V, kSmooth>(C, x, p.weight, m, &s, &sw, r + 1 < count ? x + C : nullptr);
-    loss[r] = position_loss(p, t[r], m, s, sw, x[t[r]]);
+    loss[r] = position_loss(p, t[r], m, std::log(s), sw, x[t[r]]);
   }
 }
 
@@ -146,7 +147,7 @@ inline void strip_forward_block(const CrossEntropyParams& p, const float* x, con
   alignas(64) float mt[U * N], st[U * N], at[U * N];
   for (int k = 0; k < U; ++k) {
     m[k].store(mt + k * N);
-    s[k].store(st + k * N);
+    simd::log(s[k]).store(st + k * N);  // log s of every position at once
     a[k].store(at + k * N);
   }
   const int w = (U - 1) * N + last;

@@ -234,11 +234,8 @@ struct Cols {
 };
 
 template <class V, int U>
-inline void lane_log(V* s) {  // one scalar log per column (per softmax row)
-  alignas(64) float t[U * V::N];
-  for (int k = 0; k < U; ++k) s[k].store(t + k * V::N);
-  for (int j = 0; j < U * V::N; ++j) t[j] = std::log(t[j]);
-  for (int k = 0; k < U; ++k) s[k] = V::load(t + k * V::N);
+inline void lane_log(V* s) {  // log of each column's sum (simd::log: no scalar call per softmax row)
+  for (int k = 0; k < U; ++k) s[k] = simd::log(s[k]);
 }
 
 template <class V, int U, bool kLog>
