@@ -11,9 +11,11 @@
 // o*D*inner + d*inner + i, C-contiguous.
 //   inner == 1  contiguous rows of D; row kernels vectorise along the row.
 //   inner > 1   the reduced axis is strided; strip kernels vectorise across `inner` (a strip of w
-//               adjacent columns is reduced over d together), so nothing is transposed.
+//               adjacent columns is reduced over d together, same three passes, log s of all columns
+//               by simd::log), so nothing is transposed.
 // Variants (kernel table entries):
-//   forward_rows          three passes: max | exp, store, sum | scale (softmax) or (x - m) - log s.
+//   forward_rows          three passes: max | exp, sum, store exp (softmax) or x - m (log_softmax) |
+//                         scale by 1/s, or subtract log s; the exp pass prefetches the next row.
 //   forward_rows__online  two passes (Milakov & Gimelshein 2018, "Online normalizer calculation for
 //                         softmax"): a running max rescales the partial sums block by block, so x is
 //                         read twice instead of three times; softmax then evaluates exp twice.
