@@ -117,3 +117,56 @@ def gelu_tanh_backward(g, x, out, param):
 # Indexed like the compiled module's activation kinds (csrc/ops/activation/activation.h).
 FORWARD = (relu, leaky_relu, sigmoid, tanh, gelu, gelu_tanh)
 BACKWARD = (relu_backward, leaky_relu_backward, sigmoid_backward, tanh_backward, gelu_backward, gelu_tanh_backward)
+
+
+# ---- softmax family: f(x, dim, out) with dim already normalised -----------------------------------
+
+def norm_dim(dim, ndim, op):
+    """torch's rule: an integer in [-max(ndim, 1), max(ndim, 1) - 1]; returns it as a non-negative axis."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: expected an integer dim, got {type(dim).__name__}")
+    span = max(ndim, 1)
+    if not -span <= dim < span:
+        raise ValueError(f"{op}: expected dim in [{-span}, {span - 1}], got {dim}")
+    return int(dim) % span
+
+
+def _rows(x, dim):
+    return (x.reshape(1), 0) if x.ndim == 0 else (x, dim)
+
+
+def softmax(x, dim, log, out):
+    """exp(x - m) / sum exp(x - m) (or (x - m) - log sum) along dim, in x.dtype."""
+    y = _alloc(x, out)
+    if x.size == 0:
+        return y
+    xr, d = _rows(x, dim)
+    yr = y.reshape(xr.shape)
+    m = np.max(xr, axis=d, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN / all -inf rows give NaN
+        z = xr - m
+        if log:
+            s = np.sum(np.exp(z), axis=d, keepdims=True)
+            np.subtract(z, np.log(s), out=yr)
+        else:
+            np.exp(z, out=yr)
+            np.divide(yr, np.sum(yr, axis=d, keepdims=True), out=yr)
+    return y
+
+
+def softmax_backward(g, y, dim, log, out):
+    """softmax: y * (g - sum g*y); log_softmax: g - exp(y) * sum g (along dim), in g.dtype."""
+    dx = _alloc(g, out)
+    if g.size == 0:
+        return dx
+    gr, d = _rows(g, dim)
+    yr = y.reshape(gr.shape)
+    dxr = dx.reshape(gr.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if log:
+            s = np.sum(gr, axis=d, keepdims=True)
+            np.subtract(gr, np.exp(yr) * s, out=dxr)
+        else:
+            s = np.sum(gr * yr, axis=d, keepdims=True)
+            np.multiply(gr - s, yr, out=dxr)
+    return dx

@@ -16,6 +16,7 @@ from .._numpy import activation as _np_act
 __all__ = [
     "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
     "tanh", "tanh_backward", "gelu", "gelu_backward",
+    "softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
 ]
 
 # Kinds of the compiled kernels (csrc/ops/activation/activation.h: ActKind).
@@ -155,3 +156,75 @@ def gelu_backward(grad_output, input, approximate="none", *, out=None):
     if _B.cpu_fast_path(grad_output) and _B.cpu_fast_path(input):
         return _C.activation_backward(kind, grad_output, input, out, 0.0)
     return _backward("gelu_backward", kind, grad_output, input, "input", out, 0.0)
+
+
+# ---- softmax family ---------------------------------------------------------------------------------
+
+def _softmax_forward(op, input, dim, log, out):
+    if _B.is_device_array(input):
+        return _B.cuda_module().softmax_forward(input, dim, log, out)
+    x = _B.as_float_array(input, op, "input")
+    if _B.host_backend(x.dtype, op) == "cpu":
+        return _C.softmax_forward(x, dim, log, out)
+    d = _np_act.norm_dim(dim, x.ndim, op)
+    if out is not None:
+        _B.check_out(out, x.shape, x.dtype, op)
+    return _np_act.softmax(x, d, log, out)
+
+
+def _softmax_backward(op, grad_output, output, dim, log, out):
+    if _B.is_device_array(grad_output) or _B.is_device_array(output):
+        return _B.cuda_module().softmax_backward(grad_output, output, dim, log, out)
+    g = _B.as_float_array(grad_output, op, "grad_output")
+    y = _B.as_float_array(output, op, "output")
+    if g.shape != y.shape:
+        raise ValueError(f"{op}: expected grad_output of shape {y.shape} (the output's), got {g.shape}")
+    if g.dtype != y.dtype:
+        raise TypeError(f"{op}: expected output of dtype {g.dtype} (grad_output's), got {y.dtype}")
+    if _B.host_backend(g.dtype, op) == "cpu":
+        return _C.softmax_backward(g, y, dim, log, out)
+    d = _np_act.norm_dim(dim, y.ndim, op)
+    if out is not None:
+        _B.check_out(out, g.shape, g.dtype, op)
+    return _np_act.softmax_backward(g, y, d, log, out)
+
+
+def softmax(input, dim=-1, *, out=None):
+    """Softmax along ``dim``: ``y = exp(x - max) / sum(exp(x - max))`` (torch.softmax numerics).
+
+    Shapes: input (*) -> output (*), same dtype; any rank (a 0-d input is one row of length 1, so
+    its softmax is 1), ``dim`` in ``[-ndim, ndim - 1]`` (else ValueError). Stable for any finite
+    logits (max subtraction). Non-finite values as in torch: -inf entries get 0, a row of all -inf
+    or one holding NaN or +inf is NaN. ``out=`` may be the input itself. float32 rows are exact to a
+    few ulp (vectorised exp, one reciprocal per row).
+    """
+    if _B.cpu_fast_path(input):
+        return _C.softmax_forward(input, dim, False, out)
+    return _softmax_forward("softmax", input, dim, False, out)
+
+
+def log_softmax(input, dim=-1, *, out=None):
+    """Log-softmax along ``dim``: ``y = (x - max) - log(sum(exp(x - max)))`` (torch.log_softmax).
+
+    Same shapes and rules as :func:`softmax`; -inf entries give -inf, all -inf rows NaN.
+    """
+    if _B.cpu_fast_path(input):
+        return _C.softmax_forward(input, dim, True, out)
+    return _softmax_forward("log_softmax", input, dim, True, out)
+
+
+def softmax_backward(grad_output, output, dim=-1, *, out=None):
+    """Gradient of softmax from its *output* y: ``grad_input = y * (g - sum(g * y, dim))``.
+
+    Shapes: grad_output (*), output (*) -> grad_input (*), all the same shape and dtype.
+    """
+    if _B.cpu_fast_path(grad_output) and _B.cpu_fast_path(output):
+        return _C.softmax_backward(grad_output, output, dim, False, out)
+    return _softmax_backward("softmax_backward", grad_output, output, dim, False, out)
+
+
+def log_softmax_backward(grad_output, output, dim=-1, *, out=None):
+    """Gradient of log_softmax from its *output* y: ``grad_input = g - exp(y) * sum(g, dim)``."""
+    if _B.cpu_fast_path(grad_output) and _B.cpu_fast_path(output):
+        return _C.softmax_backward(grad_output, output, dim, True, out)
+    return _softmax_backward("log_softmax_backward", grad_output, output, dim, True, out)

@@ -7,5 +7,7 @@ written for clarity, not speed; tests compare every backend and ISA against them
 from .activation import *  # noqa: F401,F403
 from .activation import __all__ as _act_all
 from . import optim  # noqa: F401  (fastml.reference.optim.adam_step, ...)
+from .loss import *  # noqa: F401,F403
+from .loss import __all__ as _loss_all
 
-__all__ = list(_act_all)
+__all__ = list(_act_all) + list(_loss_all)

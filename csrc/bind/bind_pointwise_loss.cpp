@@ -1,0 +1,100 @@
+// Bindings of the elementwise losses (mse_loss, binary_cross_entropy_with_logits): shape / dtype checks,
+// GIL release, call the entry (ops/pointwise_loss/pointwise_loss.h). No maths here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <limits>
+#include <vector>
+
+#include "bind/arrays.h"
+#include "ops/pointwise_loss/pointwise_loss.h"
+
+namespace fastml::bind {
+
+namespace {
+
+const char* const kOps[kNumPointwiseLosses] = {"mse_loss", "binary_cross_entropy_with_logits"};
+
+struct LossArgs {
+  PointwiseLoss kind;
+  py::array x, t, w, pw;
+  int64_t C = 1;
+  const float* pw_ptr = nullptr;
+  const float* w_ptr = nullptr;
+};
+
+LossArgs loss_args(int k, py::handle input, py::handle target, py::handle weight, py::handle pos_weight, int red) {
+  FASTML_CHECK(k >= 0 && k < kNumPointwiseLosses, "pointwise_loss: unknown kind ", k);
+  FASTML_CHECK(red >= 0 && red <= 2, kOps[k], ": unknown reduction code ", red);
+  LossArgs a;
+  a.kind = static_cast<PointwiseLoss>(k);
+  const char* op = kOps[k];
+  a.x = input_f32(input, op, "input");
+  a.t = input_f32(target, op, "target");
+  FASTML_CHECK(shape_of(a.t) == shape_of(a.x), op, ": expected target of shape ", shape_str(a.x), ", got ",
+               shape_str(a.t));
+  a.C = a.x.ndim() > 0 ? a.x.shape(a.x.ndim() - 1) : 1;
+  auto vec = [&](py::handle h, const char* arg, py::array* dst) -> const float* {
+    if (h.is_none()) return nullptr;
+    *dst = input_f32(h, op, arg);
+    FASTML_CHECK(dst->ndim() == 1 && dst->shape(0) == a.C, op, ": expected ", arg, " of shape (", a.C,
+                 ",) (broadcast along the last dim), got ", shape_str(*dst));
+    return cf32(*dst);
+  };
+  a.w_ptr = vec(weight, "weight", &a.w);
+  a.pw_ptr = vec(pos_weight, "pos_weight", &a.pw);
+  FASTML_CHECK(a.kind == PointwiseLoss::bce_with_logits || (!a.w_ptr && !a.pw_ptr), op,
+               ": takes no weight / pos_weight");
+  return a;
+}
+
+}  // namespace
+
+void bind_pointwise_loss(py::module_& m) {
+  m.def("pointwise_loss_forward", [](int k, py::handle input, py::handle target, py::handle weight,
+                                     py::handle pos_weight, int reduction) -> py::array {
+    LossArgs a = loss_args(k, input, target, weight, pos_weight, reduction);
+    const int64_t n = a.x.size();
+    py::array out = reduction == 0 ? py::array_t<float>(shape_of(a.x)) : py::array_t<float>(std::vector<py::ssize_t>{});
+    float* po = f32(out);
+    const float* px = cf32(a.x);
+    const float* pt = cf32(a.t);
+    double total;
+    {
+      py::gil_scoped_release nogil;
+      total = pointwise_loss_forward(a.kind, n, a.C, px, pt, a.w_ptr, a.pw_ptr, reduction == 0 ? po : nullptr);
+    }
+    if (reduction == 2) *po = static_cast<float>(total);
+    if (reduction == 1) *po = n ? static_cast<float>(total / n) : std::numeric_limits<float>::quiet_NaN();
+    return out;
+  }, py::arg("kind"), py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"),
+     py::arg("reduction"));
+
+  m.def("pointwise_loss_backward", [](int k, py::handle grad_output, py::handle input, py::handle target,
+                                      py::handle weight, py::handle pos_weight, int reduction) -> py::array {
+    LossArgs a = loss_args(k, input, target, weight, pos_weight, reduction);
+    const char* op = kOps[k];
+    py::array g = input_f32(grad_output, op, "grad_output");
+    if (reduction == 0) {
+      FASTML_CHECK(shape_of(g) == shape_of(a.x), op, "_backward: expected grad_output of shape ", shape_str(a.x),
+                   ", got ", shape_str(g));
+    } else {
+      FASTML_CHECK(g.size() == 1, op, "_backward: expected a scalar grad_output, got shape ", shape_str(g));
+    }
+    const int64_t n = a.x.size();
+    py::array dx = py::array_t<float>(shape_of(a.x));
+    const float* px = cf32(a.x);
+    const float* pt = cf32(a.t);
+    const float* pg = cf32(g);
+    float* pdx = f32(dx);
+    const float scale = reduction == 1 ? static_cast<float>(1.0 / static_cast<double>(n ? n : 1)) : 1.0f;
+    {
+      py::gil_scoped_release nogil;
+      pointwise_loss_backward(a.kind, n, a.C, px, pt, a.w_ptr, a.pw_ptr, pg, reduction == 0 ? 1 : 0, scale, pdx);
+    }
+    return dx;
+  }, py::arg("kind"), py::arg("grad_output"), py::arg("input"), py::arg("target"), py::arg("weight"),
+     py::arg("pos_weight"), py::arg("reduction"));
+}
+
+}  // namespace fastml::bind
