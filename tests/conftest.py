@@ -61,3 +61,23 @@ def pytest_report_header(config):
             f"cpu extension {d['cpu_extension']}, active ISA {d['active_isa']}, "
             f"supported {d['supported_isas']}, threads {d['threads']}, cuda {d['cuda_extension']}",
             f"FASTML_ISA={os.environ.get('FASTML_ISA', '')} FASTML_BACKEND={os.environ.get('FASTML_BACKEND', '')}"]
+
+
+def run_python(args, env_extra=None, **kw):
+    """Run ``python <args>`` importing the same fastml as this test process (not whatever a source
+    folder in the working directory would shadow it with). Returns the CompletedProcess."""
+    import subprocess
+    import sys
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastml.__file__)))
+    env = dict(os.environ, **(env_extra or {}))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture
+def python_run():
+    """``python_run(args, env_extra=None)``: see run_python."""
+    return run_python

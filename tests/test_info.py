@@ -80,23 +80,14 @@ def test_float64_stays_float64():
     assert F.sigmoid(x.astype(np.float32)).dtype == np.float32
 
 
-def test_backend_env_var(monkeypatch):
-    import subprocess
-    import sys
-
+def test_backend_env_var(python_run):
     code = "import fastml, fastml._backend as B; print(B.forced_backend())"
-    env = dict(**__import__('os').environ, FASTML_BACKEND="numpy")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = python_run(["-c", code], {"FASTML_BACKEND": "numpy"}, check=True)
     assert out.stdout.strip() == "numpy"
 
 
 @pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
-def test_fastml_isa_env_var():
-    import os
-    import subprocess
-    import sys
-
+def test_fastml_isa_env_var(python_run):
     code = "import fastml._backend as B; print(B._C.get_isa())"
-    env = dict(os.environ, FASTML_ISA="scalar")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = python_run(["-c", code], {"FASTML_ISA": "scalar"}, check=True)
     assert out.stdout.strip() == "scalar"
