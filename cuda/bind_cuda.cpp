@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bind/errors.h"
 #include "core/check.h"
 #include "cuda_api.h"
 #include "fastml_cuda_registry.h"
@@ -17,13 +18,10 @@ namespace py = pybind11;
 PYBIND11_MODULE(_C_cuda, m) {
   m.doc() = "fastml CUDA kernels (raw device pointers; use fastml.functional / fastml.optim with CUDA arrays)";
 
+  fastml::bind::register_error_translators();
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
-    } catch (const fastml::TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
-    } catch (const fastml::ValueError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const fastml::cuda::CudaError& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }

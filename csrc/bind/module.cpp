@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #endif
 
+#include "bind/errors.h"
 #include "core/check.h"
 #include "core/isa.h"
 #include "core/parallel.h"
@@ -55,15 +56,7 @@ fastml::Isa parse_isa(const std::string& name) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastml compiled CPU kernels (runtime-dispatched scalar / AVX2 / AVX-512, OpenMP)";
 
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const fastml::TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
-    } catch (const fastml::ValueError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
-    }
-  });
+  fastml::bind::register_error_translators();
 
   m.attr("__version__") = FASTML_VERSION;
 

@@ -4,35 +4,14 @@
 #pragma once
 #include <cstdint>
 
+#include "core/simd/map.h"
 #include "core/simd/math.h"
 #include "ops/activation/activation.h"
 
 namespace fastml::activation_impl {
 
-template <class V, class F>
-inline void map1(int64_t n, const float* x, float* y, F f) {
-  constexpr int N = V::N;
-  int64_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
-    const V a = f(V::load(x + i));
-    const V b = f(V::load(x + i + N));
-    a.store(y + i);
-    b.store(y + i + N);
-  }
-  for (; i + N <= n; i += N) f(V::load(x + i)).store(y + i);
-  if (i < n) f(V::load_tail(x + i, static_cast<int>(n - i))).store_tail(y + i, static_cast<int>(n - i));
-}
-
-template <class V, class F>
-inline void map2(int64_t n, const float* a, const float* b, float* y, F f) {
-  constexpr int N = V::N;
-  int64_t i = 0;
-  for (; i + N <= n; i += N) f(V::load(a + i), V::load(b + i)).store(y + i);
-  if (i < n) {
-    const int r = static_cast<int>(n - i);
-    f(V::load_tail(a + i, r), V::load_tail(b + i, r)).store_tail(y + i, r);
-  }
-}
+using simd::map1;
+using simd::map2;
 
 inline constexpr float kSqrt2OverPi = 0.7978845608028654f;
 inline constexpr float kGeluTanhC = 0.044715f;
