@@ -30,6 +30,7 @@ function(fastml_add_op op)
 endfunction()
 
 fastml_add_op(activation ISAS scalar avx2 avx512)
+fastml_add_op(probe ISAS scalar avx2 avx512)
 
 # Assemble the generated registry headers (declarations + calls) used by the module files.
 set(FASTML_BIND_DECLS "")
