@@ -137,14 +137,19 @@ def ceilings(threads: int | None = None, mode: str = "full", refresh: bool = Fal
     return result
 
 
-def triad_at(footprint_bytes: int, threads: int | None = None, repeats: int = 5) -> float | None:
-    """STREAM triad GB/s over three arrays totalling about `footprint_bytes` (cached per process)."""
+def triad_at(footprint_bytes: int, threads: int | None = None, repeats: int | None = None) -> float | None:
+    """STREAM triad GB/s over three arrays totalling about `footprint_bytes` (cached per process).
+
+    Best of `repeats` passes; by default as many as stream about 1 GB (3 to 40), because on a shared
+    machine one unlucky pass would otherwise set the ceiling too low."""
     C = B._C
     if C is None or footprint_bytes <= 0:
         return None
     threads = int(threads or C.get_num_threads())
     n = max(1024, (int(footprint_bytes) // 12 + 4095) // 4096 * 4096)  # 48 KiB steps: shapes share a probe
     key = (n, threads, C.get_isa())
+    if repeats is None:
+        repeats = int(min(40, max(3, 1e9 // (12 * n))))
     if key not in _triad_cache:
         _triad_cache[key] = C.probe_triad(n, threads, repeats)
     return _triad_cache[key]

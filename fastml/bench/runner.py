@@ -164,7 +164,7 @@ def run_case(case, quick: bool, ceil: dict | None, threads: int, target_s: float
     prepared = case.build()
     ws = None
     if prepared.bytes and ceil is not None:
-        ws = machine.triad_at(prepared.bytes, threads, repeats=3 if quick else 5)
+        ws = machine.triad_at(prepared.bytes, threads)
     timings = time_impls(prepared.impls, target_s, min_samples=3 if quick else 7,
                          sample_ns=300_000 if quick else 1_000_000)
     ev = evaluate(case, prepared, timings, ceil, ws)
