@@ -46,6 +46,20 @@ def test_probe_fma_peak_positive_finite(isa):
 
 
 @needs_ext
+@pytest.mark.parametrize("n", [1, 17, 4097, 70001])
+def test_probe_triad_arrays_computes_the_triad(n):
+    rng = np.random.default_rng(n)
+    b, c = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+    a = np.zeros(n, np.float32)
+    B._C.probe_triad_arrays(a, b, c, 0.5, 2)
+    np.testing.assert_allclose(a, b + np.float32(0.5) * c, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="expected arrays of"):
+        B._C.probe_triad_arrays(a, b[: n // 2], c)
+    with pytest.raises((ValueError, TypeError)):
+        B._C.probe_triad_arrays(a.astype(np.float64), b, c)
+
+
+@needs_ext
 def test_probe_active_isa_and_bad_arguments():
     assert _finite_positive(B._C.probe_fma_peak("active", 0, 0.02))  # 0 threads = fastml's thread count
     with pytest.raises(ValueError, match="expected isa"):
@@ -142,6 +156,7 @@ def test_cli_quick_json(tmp_path):
         assert rows["fastml"]["median_s"] > 0 and rows["numpy"]["median_s"] > 0
         if r["group"] == "activation":
             assert rows["fastml"]["gbs"] > 0 and rows["fastml"]["pct_triad"] > 0
+            assert rows[runner.TRIAD]["gbs"] == pytest.approx(r["ws_triad_gbs"]) and r["ws_triad_gbs"] > 0
             assert rows["numpy"]["vs_numpy"] == pytest.approx(1.0)
         assert all(b["status"] in ("PASS", "MISS", "n/a") for b in r["bars"])
         if h["torch"] is None:

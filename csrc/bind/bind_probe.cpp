@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "bind/arrays.h"
 #include "core/check.h"
 #include "core/parallel.h"
 #include "ops/probe/probe.h"
@@ -41,6 +42,21 @@ void bind_probe(py::module_& m) {
     return probe_fma_peak(which, threads, seconds);
   }, py::arg("isa") = "active", py::arg("threads") = 0, py::arg("seconds") = 0.2,
      "Float32 FMA throughput in GFLOP/s (12 independent FMA chains per thread, 2 flops per lane).");
+  m.def("probe_triad_arrays", [](py::handle a, py::handle b, py::handle c, float s, int threads) {
+    FASTML_CHECK(threads >= 0, "probe_triad_arrays: expected threads >= 0 (0 = fastml's thread count), got ", threads);
+    py::array pa = inplace_f32(a, "probe_triad_arrays", "a");
+    py::array pb = inplace_f32(b, "probe_triad_arrays", "b");
+    py::array pc = inplace_f32(c, "probe_triad_arrays", "c");
+    FASTML_CHECK(pb.size() == pa.size() && pc.size() == pa.size(), "probe_triad_arrays: expected arrays of ",
+                 pa.size(), " elements, got ", pb.size(), " and ", pc.size());
+    float* da = f32(pa);
+    const float* db = cf32(pb);
+    const float* dc = cf32(pc);
+    const int64_t n = pa.size();
+    py::gil_scoped_release nogil;
+    probe_triad_pass(n, da, db, dc, s, threads);
+  }, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("scalar") = 0.5f, py::arg("threads") = 0,
+     "One STREAM triad pass a = b + scalar*c over C-contiguous float32 arrays of equal size (in place on a).");
   m.attr("probe_fma_chains") = kFmaChains;
 }
 

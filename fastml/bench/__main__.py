@@ -30,7 +30,8 @@ def _parse(argv):
     p.add_argument("--time", type=float, default=None, metavar="S",
                    help="seconds of samples per implementation (default 0.3, --quick 0.02)")
     p.add_argument("--probe", choices=("full", "quick", "off"), default="full",
-                   help="machine ceilings: full (DRAM-size triad, cached in ~/.cache/fastml), quick, or off")
+                   help="machine ceilings: full (DRAM-size triad, cached in ~/.cache/fastml; default), "
+                        "quick (48 MiB triad, not cached: %%dram is then against that level), or off")
     p.add_argument("--remeasure", action="store_true", help="ignore the cached machine ceilings")
     return p.parse_args(argv)
 
@@ -121,8 +122,7 @@ def main(argv=None) -> int:
         if threadpoolctl is not None:
             blas = [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
                     for d in threadpoolctl.threadpool_info() if d.get("user_api") == "blas"]
-        probe = "quick" if (args.quick and args.probe == "full" and not _has_cache(machine, threads)) else args.probe
-        ceil = machine.ceilings(threads, mode=probe, refresh=args.remeasure)
+        ceil = machine.ceilings(threads, mode=args.probe, refresh=args.remeasure)
         header = _header(threads, ceil, torch_mod, blas)
         print(_format_header(header), flush=True)
         target = args.time if args.time is not None else (0.02 if args.quick else 0.3)
@@ -138,6 +138,10 @@ def main(argv=None) -> int:
             print(f"  {b['status']:<5} {name:<44} {b['bar']}")
         counts = {s: sum(1 for _, b in bars if b["status"] == s) for s in ("PASS", "MISS", "n/a")}
         print("  " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    contended = [r["case"] for r in results if r.get("contended")]
+    if contended:
+        print(f"\n{len(contended)} case(s) ran while other processes competed for the CPU (see their notes): "
+              + ", ".join(contended))
     skipped = [r for r in results if r.get("skipped")]
     if skipped:
         print(f"\n{len(skipped)} case(s) skipped (op not available yet): "
@@ -147,11 +151,6 @@ def main(argv=None) -> int:
             json.dump({"header": header, "results": results}, f, indent=1, default=str)
         print(f"\nwrote {args.json}")
     return 0
-
-
-def _has_cache(machine, threads) -> bool:
-    path = machine._cache_path(machine.cpu_summary(), threads)
-    return bool(path and os.path.exists(path))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ Samples are then taken round-robin over the implementations (the starting one ro
 slow drift of this shared machine's speed hits every implementation alike, until each has had
 ``target_s`` of samples. The reported time is the median of the per-call sample times. The garbage
 collector is paused while timing. Caches are NOT flushed between calls: inputs of the 4096x1024 cases
-(16 MiB per array) may stay in a large L3, which is why the percentage is taken against the triad
-measured over the same working-set size (``%triad``) as well as the DRAM triad (``%dram``).
+(16 MiB per array) may stay in a large L3. So every memory-bound case also times a STREAM triad pass
+(``_C.probe_triad_arrays``) over three arrays of the same total size as the case's working set, as one
+more implementation in the same round-robin: ``%triad`` is the op's GB/s over that triad's GB/s, two
+medians measured under the same conditions (cache level, other load). ``%dram`` is against the DRAM
+triad of the machine ceilings (fastml.bench.machine).
 """
 from __future__ import annotations
 
@@ -16,9 +19,12 @@ import gc
 import math
 import time
 
-from . import machine
+import numpy as np
+
+from .. import _backend as B
 
 _FAMILIES = ("fastml", "numpy", "torch")
+TRIAD = "(triad)"  # the STREAM triad over the case's working-set size, timed interleaved with the impls
 
 
 def time_impls(impls: dict, target_s: float, min_samples: int = 5, sample_ns: int = 1_000_000,
@@ -83,6 +89,13 @@ def evaluate(case, prepared, timings: dict, ceil: dict | None, ws_triad: float |
     for name, t in timings.items():
         row = {"impl": name, **t}
         med = t.get("median_s")
+        if name == TRIAD:
+            if med:
+                row["gbs"] = ws_triad
+                row["pct_triad"] = 100.0
+                row["pct_dram"] = 100.0 * ws_triad / ceil["triad_gbs"] if ceil else None
+            rows.append(row)
+            continue
         if med:
             if prepared.bytes:
                 row["gbs"] = prepared.bytes / med * 1e-9
@@ -131,18 +144,21 @@ def format_case(result: dict) -> str:
     head = f"{result['group']}: {result['case']}"
     if result.get("skipped"):
         return f"{head}  SKIPPED: {result['skipped']}"
-    lines = [head + (f"  ({result['bytes'] / (1 << 20):.1f} MiB moved/call, triad over the same working set "
-                     f"{_f(result.get('ws_triad_gbs'), '.1f', ' GB/s')})" if result.get("bytes") else "")]
+    lines = [head + (f"  ({result['bytes'] / (1 << 20):.1f} MiB moved/call; {TRIAD} = STREAM triad over the same "
+                     f"working-set size, timed alongside)" if result.get("bytes") else "")]
     torch_missing = result.get("torch") is None
-    lines.append(f"  {'impl':<15}{'median':>11}{'GB/s':>9}{'%triad':>8}{'%dram':>8}{'vs numpy':>10}{'vs torch':>10}")
+    lines.append(f"  {'impl':<15}{'median':>11}{'min':>11}{'GB/s':>9}{'%triad':>8}{'%dram':>8}{'vs numpy':>10}{'vs torch':>10}")
     for r in result["rows"]:
         if "error" in r:
             lines.append(f"  {r['impl']:<15}  ERROR {r['error']}")
             continue
         vt = "n/a" if torch_missing else _f(r.get("vs_torch"), ".2f", "x")
-        lines.append(f"  {r['impl']:<15}{fmt_time(r['median_s']):>11}{_f(r.get('gbs'), '.1f'):>9}"
+        vt = "-" if r["impl"] == TRIAD else vt
+        vn = "-" if r["impl"] == TRIAD else _f(r.get("vs_numpy"), ".2f", "x")
+        lines.append(f"  {r['impl']:<15}{fmt_time(r['median_s']):>11}{fmt_time(r['min_s']):>11}"
+                     f"{_f(r.get('gbs'), '.1f'):>9}"
                      f"{_f(r.get('pct_triad'), '.0f', '%'):>8}{_f(r.get('pct_dram'), '.0f', '%'):>8}"
-                     f"{_f(r.get('vs_numpy'), '.2f', 'x'):>10}{vt:>10}")
+                     f"{vn:>10}{vt:>10}")
     if torch_missing:
         lines.append(f"  {'torch':<15}{'n/a (torch not importable)':>26}")
     for b in result["bars"]:
@@ -162,14 +178,27 @@ def run_case(case, quick: bool, ceil: dict | None, threads: int, target_s: float
     if missing:
         return {**base, "skipped": missing}
     prepared = case.build()
-    ws = None
-    if prepared.bytes and ceil is not None:
-        ws = machine.triad_at(prepared.bytes, threads)
-    timings = time_impls(prepared.impls, target_s, min_samples=3 if quick else 7,
+    impls = dict(prepared.impls)
+    triad_bytes = None
+    if prepared.bytes and B._C is not None:
+        n = max(1024, prepared.bytes // 12)
+        ta, tb, tc = np.zeros(n, np.float32), np.ones(n, np.float32), np.full(n, 2.0, np.float32)
+        impls[TRIAD] = lambda: B._C.probe_triad_arrays(ta, tb, tc, 0.5, threads)
+        triad_bytes = 12 * n
+    timings = time_impls(impls, target_s, min_samples=3 if quick else 7,
                          sample_ns=300_000 if quick else 1_000_000)
+    t_triad = timings.get(TRIAD, {}).get("median_s")
+    ws = triad_bytes / t_triad * 1e-9 if t_triad else None
     ev = evaluate(case, prepared, timings, ceil, ws)
-    res = {**base, "bytes": prepared.bytes, "flops": prepared.flops, "ws_triad_gbs": ws,
-           "ref_numpy": prepared.ref_numpy, "ref_torch": prepared.ref_torch, "notes": prepared.notes, **ev}
+    notes = list(prepared.notes)
+    # A triad over a working set no larger than DRAM-size can only be slower than the DRAM triad when
+    # something else is using the cores or the memory bus: say so next to the numbers it spoils.
+    contended = bool(ws and ceil and ws < 0.5 * ceil["triad_gbs"])
+    if contended:
+        notes.insert(0, f"CONTENDED: the triad alongside ran at {ws:.1f} GB/s, under half the machine's DRAM triad "
+                        f"({ceil['triad_gbs']:.1f} GB/s): other processes were running; rerun before trusting this case")
+    res = {**base, "bytes": prepared.bytes, "flops": prepared.flops, "ws_triad_gbs": ws, "contended": contended,
+           "ref_numpy": prepared.ref_numpy, "ref_torch": prepared.ref_torch, "notes": notes, **ev}
     del prepared
     gc.collect()
     return res

@@ -94,6 +94,22 @@ double probe_stream(StreamKind kind, int64_t n, int threads, int repeats) {
   return best;
 }
 
+void probe_triad_pass(int64_t n, float* a, const float* b, const float* c, float s, int threads) {
+  if (n <= 0) return;
+  const int T = resolve_threads(threads);
+  const ProbeKernels& k = select_kernels(probe_tables);
+  if (T <= 1) {
+    k.triad(n, a, b, c, s);
+    return;
+  }
+#pragma omp parallel num_threads(T)
+  {
+    int64_t lo, hi;
+    chunk_of(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+    if (hi > lo) k.triad(hi - lo, a + lo, b + lo, c + lo, s);
+  }
+}
+
 double probe_fma_peak(Isa isa, int threads, double seconds) {
   FASTML_CHECK(isa_supported(isa), "probe_fma_peak: this CPU cannot run ", isa_name(isa));
   const ProbeKernels* table = probe_tables[static_cast<int>(isa)];

@@ -40,6 +40,11 @@ enum class StreamKind : int { triad = 0, copy = 1, read = 2 };
 // repeats the pass inside each timed sample so a sample lasts about a millisecond.
 double probe_stream(StreamKind kind, int64_t n, int threads, int repeats);
 
+// One triad pass a = b + s*c over caller-owned arrays of n floats on `threads` threads (same chunking as
+// probe_stream). The benchmark runner times it interleaved with the op under test, over the same
+// working-set size, so that "% of triad" compares two numbers measured under the same conditions.
+void probe_triad_pass(int64_t n, float* a, const float* b, const float* c, float s, int threads);
+
 // FMA throughput in GFLOP/s of the kernels compiled for `isa` on `threads` threads, best of 3 samples
 // lasting about seconds/3 each. Throws ValueError when the CPU cannot run `isa` or it was not compiled.
 double probe_fma_peak(Isa isa, int threads, double seconds);
