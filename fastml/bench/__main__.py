@@ -83,6 +83,10 @@ def _format_header(h) -> str:
                      f"({c['fma_gflops_1t']:.0f} on 1); triad {c['triad_gbs']:.1f} GB/s ({c['triad_gbs_1t']:.1f} on 1), "
                      f"copy {c['copy_gbs']:.1f}, read {c['read_gbs']:.1f} GB/s over {c['triad_footprint_bytes'] / mib:.0f} MiB "
                      f"({c['triad_level']}); {c['counting']}")
+        by_isa = c.get("fma_gflops_by_isa") or {}
+        if by_isa:
+            lines.append("  FMA peak per ISA (1 / %d threads): " % c["threads"]
+                         + ", ".join(f"{k} {v[0]:.0f} / {v[1]:.0f}" for k, v in by_isa.items()) + " GFLOP/s")
     else:
         lines.append("  ceilings: not measured (--probe off or no compiled module)")
     lines.append("  timing:  median of per-call times, implementations interleaved round-robin, caches not flushed;"

@@ -1,7 +1,8 @@
 """Measured machine ceilings: the numbers fastml's benchmark percentages are relative to.
 
 * FMA peak (GFLOP/s, float32): 12 independent FMA chains per thread on the active ISA
-  (``_C.probe_fma_peak``), on 1 thread and on ``threads`` threads.
+  (``_C.probe_fma_peak``), on 1 thread and on ``threads`` threads; and the same for every ISA variant
+  the CPU can run (``fma_gflops_by_isa``; the scalar variant has no FMA instruction: mul + add).
 * STREAM triad ``a = b + s*c`` (GB/s, 3 x 4 bytes per element, write-allocate NOT counted, as STREAM
   does) over arrays whose total footprint is at least twice the last-level cache the CPU reports, so the
   number is DRAM bandwidth (or the VM's share of it), on 1 and ``threads`` threads; also copy and read.
@@ -102,6 +103,10 @@ def measure(threads: int | None = None, mode: str = "full") -> dict:
         "read_gbs": C.probe_read(n, threads, reps),
         "counting": "STREAM convention: triad 3x4 B/elem, copy 2x4, read 1x4; write-allocate not counted",
     }
+    # per compiled ISA the CPU can run: (1 thread, `threads` threads)
+    out["fma_gflops_by_isa"] = {
+        isa: [C.probe_fma_peak(isa, 1, fma_s / 2), C.probe_fma_peak(isa, threads, fma_s / 2)]
+        for isa in C.variants("probe") if C.isa_supported(isa)}
     out["seconds"] = time.perf_counter() - t0
     out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return out

@@ -147,7 +147,11 @@ def format_case(result: dict) -> str:
     lines = [head + (f"  ({result['bytes'] / (1 << 20):.1f} MiB moved/call; {TRIAD} = STREAM triad over the same "
                      f"working-set size, timed alongside)" if result.get("bytes") else "")]
     torch_missing = result.get("torch") is None
-    lines.append(f"  {'impl':<15}{'median':>11}{'min':>11}{'GB/s':>9}{'%triad':>8}{'%dram':>8}{'vs numpy':>10}{'vs torch':>10}")
+    # memory-bound cases show GB/s and % of the triads; compute-bound ones (flops, no bytes) GFLOP/s and % FMA peak
+    by_flops = bool(result.get("flops")) and not result.get("bytes")
+    unit, pa, pb = ("GFLOP/s", "pct_fma", None) if by_flops else ("GB/s", "pct_triad", "pct_dram")
+    ha, hb = ("%fma", "") if by_flops else ("%triad", "%dram")
+    lines.append(f"  {'impl':<15}{'median':>11}{'min':>11}{unit:>9}{ha:>8}{hb:>8}{'vs numpy':>10}{'vs torch':>10}")
     for r in result["rows"]:
         if "error" in r:
             lines.append(f"  {r['impl']:<15}  ERROR {r['error']}")
@@ -156,8 +160,8 @@ def format_case(result: dict) -> str:
         vt = "-" if r["impl"] == TRIAD else vt
         vn = "-" if r["impl"] == TRIAD else _f(r.get("vs_numpy"), ".2f", "x")
         lines.append(f"  {r['impl']:<15}{fmt_time(r['median_s']):>11}{fmt_time(r['min_s']):>11}"
-                     f"{_f(r.get('gbs'), '.1f'):>9}"
-                     f"{_f(r.get('pct_triad'), '.0f', '%'):>8}{_f(r.get('pct_dram'), '.0f', '%'):>8}"
+                     f"{_f(r.get('gflops' if by_flops else 'gbs'), '.1f'):>9}"
+                     f"{_f(r.get(pa), '.0f', '%'):>8}{_f(r.get(pb), '.0f', '%') if pb else '':>8}"
                      f"{vn:>10}{vt:>10}")
     if torch_missing:
         lines.append(f"  {'torch':<15}{'n/a (torch not importable)':>26}")
