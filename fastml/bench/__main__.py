@@ -135,12 +135,12 @@ def main(argv=None) -> int:
             res = runner.run_case(case, args.quick, ceil, threads, target, torch_mod)
             results.append(res)
             print("\n" + runner.format_case(res), flush=True)
-    bars = [(r["case"], b) for r in results for b in r.get("bars", [])]
+    bars = [(r["case"], b, r.get("contended")) for r in results for b in r.get("bars", [])]
     if bars:
         print("\nbars:")
-        for name, b in bars:
-            print(f"  {b['status']:<5} {name:<44} {b['bar']}")
-        counts = {s: sum(1 for _, b in bars if b["status"] == s) for s in ("PASS", "MISS", "n/a")}
+        for name, b, busy in bars:
+            print(f"  {b['status']:<5} {name:<44} {b['bar']}" + ("  (contended run: not conclusive)" if busy else ""))
+        counts = {s: sum(1 for _, b, _ in bars if b["status"] == s) for s in ("PASS", "MISS", "n/a")}
         print("  " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     contended = [r["case"] for r in results if r.get("contended")]
     if contended:
