@@ -136,6 +136,9 @@ def ceilings(threads: int | None = None, mode: str = "full", refresh: bool = Fal
         if result is not None:  # a ceiling is the best ever observed: keep the higher of old and new
             for k in _BEST_OF_KEYS:
                 fresh[k] = max(fresh[k], result.get(k) or 0.0)
+            for isa, old in (result.get("fma_gflops_by_isa") or {}).items():
+                if isa in fresh["fma_gflops_by_isa"]:
+                    fresh["fma_gflops_by_isa"][isa] = [max(a, b) for a, b in zip(fresh["fma_gflops_by_isa"][isa], old)]
             fresh["measurements"] = int(result.get("measurements", 1)) + 1
         result = fresh
         result["source"] = "measured now" if result.get("measurements", 1) == 1 else \
