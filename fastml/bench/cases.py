@@ -189,7 +189,7 @@ def _act_specs(torch):
             np=lambda x, o: np.maximum(x, F32(0), out=o),
             th=(lambda x, o: T.clamp_min(x, 0.0, out=o)) if T else None,
             th_alloc=(lambda x: T.relu(x)) if T else None,
-            note="torch row: torch.clamp_min(x, 0, out=) (torch.relu has no out=); torch(alloc): torch.relu"),
+            torch_note="torch row: torch.clamp_min(x, 0, out=) (torch.relu has no out=); torch(alloc): torch.relu"),
         "leaky_relu": dict(
             fm=lambda F, x, o: F.leaky_relu(x, 0.01, out=o),
             np=lambda x, o: np.maximum(x, np.multiply(x, F32(0.01), out=o), out=o),
@@ -261,7 +261,10 @@ def _build_activation(op, shape):
         F = _F()
         backward = op.endswith("_backward")
         x = _randn(shape, 2.0)
-        impls, notes = {}, [spec["note"]] if spec.get("note") else []
+        notes = [spec["note"]] if spec.get("note") else []
+        if torch is not None and spec.get("torch_note"):
+            notes.append(spec["torch_note"])
+        impls = {}
         if not backward:
             o_fm, o_np = np.empty_like(x), np.empty_like(x)
             impls["fastml"] = lambda: spec["fm"](F, x, o_fm)
