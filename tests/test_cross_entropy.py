@@ -380,3 +380,96 @@ def test_cross_entropy_torch_parity(rng, shape, probs):
             assert loss.shape == tuple(lt.shape), what
             np.testing.assert_allclose(loss, lt.detach().numpy(), rtol=2e-5, atol=2e-6, err_msg=what)
             np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=2e-4, atol=2e-6, err_msg=what)
+
+
+# ---- out= -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(5,), (6, 17), (3, 1, 70), (2, 9, 3, 5)], ids=str)
+@pytest.mark.parametrize("probs", [False, True])
+@pytest.mark.parametrize("red", REDUCTIONS)
+def test_cross_entropy_out_matches_allocating(backend, rng, shape, probs, red, dtype):
+    x, t = _make(rng, shape, dtype, probs=probs)
+    C = shape[0] if len(shape) == 1 else shape[1]
+    kw = dict(weight=(rng.random(C) + 0.5).astype(dtype), reduction=red, label_smoothing=0.1)
+    want = F.cross_entropy(x, t, **kw)
+    out = np.full(want.shape, 7.0, dtype)
+    assert F.cross_entropy(x, t, **kw, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    go = rng.standard_normal(want.shape).astype(dtype)
+    gwant = F.cross_entropy_backward(go, x, t, **kw)
+    gout = np.full(shape, 7.0, dtype)
+    assert F.cross_entropy_backward(go, x, t, **kw, out=gout) is gout
+    np.testing.assert_array_equal(gout, gwant)
+    # the gradient may overwrite the logits in place
+    xa = x.copy()
+    assert F.cross_entropy_backward(go, xa, t, **kw, out=xa) is xa
+    np.testing.assert_array_equal(xa, gwant)
+
+
+def _raises_untouched(out, call, exc, match):
+    before = out.copy()
+    with pytest.raises(exc, match=match):
+        call(out)
+    np.testing.assert_array_equal(out, before)
+
+
+@pytest.mark.parametrize("probs", [False, True])
+def test_cross_entropy_bad_out(backend, rng, probs):
+    x, t = _make(rng, (4, 3, 5), probs=probs)
+    go = rng.standard_normal((4, 5)).astype(np.float32)
+    fwd = lambda o, **k: F.cross_entropy(x, t, out=o, **k)
+    bwd = lambda o, **k: F.cross_entropy_backward(go if k.get("reduction") == "none" else np.float32(2.0), x, t,
+                                                  out=o, **k)
+    for op, fn, good in (("cross_entropy", fwd, (4, 5)), ("cross_entropy_backward", bwd, (4, 3, 5))):
+        none = dict(reduction="none")
+        _raises_untouched(np.full((4, 4), 3.0, np.float32), lambda o: fn(o, **none), ValueError,
+                          rf"{op}: expected out of shape \({', '.join(map(str, good))}\), got \(4, 4\)")
+        _raises_untouched(np.full(good, 3.0, np.float64), lambda o: fn(o, **none), TypeError,
+                          rf"{op}: expected float32 for out")
+        wide = np.full(good[:-1] + (2 * good[-1],), 3.0, np.float32)
+        _raises_untouched(wide, lambda o: fn(o[..., ::2], **none), ValueError, rf"{op}: expected a C-contiguous")
+        ro = np.full(good, 3.0, np.float32)
+        ro.flags.writeable = False
+        _raises_untouched(ro, lambda o: fn(o, **none), ValueError, rf"{op}: expected a writeable array for out")
+        with pytest.raises(TypeError, match="expected a numpy array for out"):
+            fn(np.full(good, 3.0).tolist(), **none)
+    # reduced forward: out is 0-d
+    _raises_untouched(np.full((4, 5), 3.0, np.float32), lambda o: fwd(o), ValueError,
+                      r"cross_entropy: expected out of shape \(\), got \(4, 5\)")
+    _raises_untouched(np.full((1,), 3.0, np.float32), lambda o: fwd(o, reduction="sum"), ValueError,
+                      r"cross_entropy: expected out of shape \(\), got \(1,\)")
+    out0 = np.full((), 3.0, np.float32)
+    assert fwd(out0, reduction="sum") is out0 and out0 == F.cross_entropy(x, t, reduction="sum")
+    if not probs:  # a bad class index is found before anything is written
+        tb = t.copy()
+        tb[3, 4] = 3
+        _raises_untouched(np.full((4, 5), 3.0, np.float32),
+                          lambda o: F.cross_entropy(x, tb, reduction="none", out=o), ValueError, "got 3 at flat")
+        _raises_untouched(np.full((4, 3, 5), 3.0, np.float32),
+                          lambda o: F.cross_entropy_backward(np.float32(1), x, tb, out=o), ValueError, "got 3 at")
+
+
+def test_cross_entropy_out_overlaps(backend, rng):
+    # backward: a partial overlap with the input raises; out may not share memory with grad_output or weight
+    buf = rng.standard_normal(2 * 60).astype(np.float32)
+    x = buf[:60].reshape(4, 3, 5)
+    t = rng.integers(0, 3, (4, 5)).astype(np.int64)
+    _raises_untouched(buf, lambda b: F.cross_entropy_backward(np.float32(1), x, t, out=b[5:65].reshape(4, 3, 5)),
+                      ValueError, r"cross_entropy_backward: out partially overlaps input")
+    # C == 1: the (N, inner) grad_output has the gradient's size, yet exact aliasing is refused too
+    x1 = rng.standard_normal((3, 1, 70)).astype(np.float32)
+    t1 = np.zeros((3, 70), np.int64)
+    g1 = rng.standard_normal((3, 70)).astype(np.float32)
+    _raises_untouched(g1, lambda g: F.cross_entropy_backward(g, x1, t1, reduction="none", out=g.reshape(3, 1, 70)),
+                      ValueError, "expected out not to share memory with grad_output")
+    w = np.ones(4, np.float32)
+    x2 = rng.standard_normal(4).astype(np.float32)
+    _raises_untouched(w, lambda o: F.cross_entropy_backward(np.float32(1), x2, np.array(1), weight=o, out=o),
+                      ValueError, "expected out not to share memory with weight")
+    # forward: out shares no memory with any argument
+    _raises_untouched(x1, lambda a: F.cross_entropy(a, t1, reduction="none", out=a.reshape(3, 70)),
+                      ValueError, "expected out not to share memory with input")
+    xs = rng.standard_normal((6, 4)).astype(np.float32)
+    _raises_untouched(xs, lambda a: F.cross_entropy(a, t1[0, :6], reduction="none", out=a.reshape(-1)[2:8]),
+                      ValueError, "expected out not to share memory with input")

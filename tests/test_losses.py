@@ -248,3 +248,120 @@ def test_losses_noncontiguous(backend, rng):
         kw = dict(weight=w[:5], reduction=red, pos_weight=w[:5])
         np.testing.assert_allclose(F.binary_cross_entropy_with_logits(x, np.abs(t) / 3, **kw),
                                    R.binary_cross_entropy_with_logits(x, np.abs(t) / 3, **kw), rtol=1e-5, atol=1e-6)
+
+
+# ---- out= -------------------------------------------------------------------------------------------
+
+def _pointwise_calls(rng, shape, dtype, red):
+    """(name, allocating call, call(out), out shape) for the four elementwise loss functions."""
+    x, t, w, pw = _bce_case(rng, shape, dtype, True, True)
+    go = rng.standard_normal(shape if red == "none" else ()).astype(dtype)
+    kw = dict(weight=w, reduction=red, pos_weight=pw)
+    loss_shape = shape if red == "none" else ()
+    return [
+        ("bce", lambda **o: F.binary_cross_entropy_with_logits(x, t, **kw, **o), loss_shape),
+        ("bce_backward", lambda **o: F.binary_cross_entropy_with_logits_backward(go, x, t, **kw, **o), shape),
+        ("mse", lambda **o: F.mse_loss(x, t, reduction=red, **o), loss_shape),
+        ("mse_backward", lambda **o: F.mse_loss_backward(go, x, t, reduction=red, **o), shape),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1,), (17,), (3, 33), (2, 3, 1025)], ids=str)
+@pytest.mark.parametrize("red", REDUCTIONS)
+def test_losses_out_matches_allocating(backend, rng, shape, red, dtype):
+    for name, call, out_shape in _pointwise_calls(rng, shape, dtype, red):
+        want = call()
+        out = np.full(out_shape, 7.0, dtype)
+        got = call(out=out)
+        assert got is out, name
+        assert want.shape == out_shape and want.dtype == dtype, name
+        np.testing.assert_array_equal(out, want, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [9, 1025])
+def test_losses_out_exact_aliasing(backend, rng, n, dtype):
+    """out may be the input, the target or an elementwise grad_output itself: same values as a fresh array."""
+    x, t, w, pw = _bce_case(rng, (3, n), dtype, True, True)
+    go = rng.standard_normal((3, n)).astype(dtype)
+    kw = dict(weight=w, pos_weight=pw)
+    cases = [
+        (lambda a, o: F.binary_cross_entropy_with_logits(a[0], a[1], reduction="none", **kw, **o), (0, 1)),
+        (lambda a, o: F.binary_cross_entropy_with_logits_backward(a[2], a[0], a[1], reduction="none", **kw, **o),
+         (0, 1, 2)),
+        (lambda a, o: F.binary_cross_entropy_with_logits_backward(np.asarray(a[2][0, 0]), a[0], a[1], **kw, **o),
+         (0, 1)),
+        (lambda a, o: F.mse_loss(a[0], a[1], reduction="none", **o), (0, 1)),
+        (lambda a, o: F.mse_loss_backward(a[2], a[0], a[1], reduction="none", **o), (0, 1, 2)),
+        (lambda a, o: F.mse_loss_backward(np.asarray(a[2][0, 0]), a[0], a[1], reduction="sum", **o), (0, 1)),
+    ]
+    for i, (call, aliases) in enumerate(cases):
+        want = call((x, t, go), {})
+        for k in aliases:
+            args = [x.copy(), t.copy(), go.copy()]
+            got = call(args, dict(out=args[k]))
+            assert got is args[k]
+            np.testing.assert_array_equal(got, want, err_msg=f"case {i}, out = argument {k}")
+
+
+def _raises_untouched(out, call, exc, match):
+    before = out.copy()
+    with pytest.raises(exc, match=match):
+        call(out)
+    np.testing.assert_array_equal(out, before)
+
+
+def test_losses_bad_out(backend, rng):
+    shape = (4, 9)
+    x, t, w, pw = _bce_case(rng, shape, np.float32, True, True)
+    go = rng.standard_normal(shape).astype(np.float32)
+    fns = {
+        "binary_cross_entropy_with_logits": lambda o, **k: F.binary_cross_entropy_with_logits(
+            x, t, weight=w, pos_weight=pw, out=o, **k),
+        "binary_cross_entropy_with_logits_backward": lambda o, **k: F.binary_cross_entropy_with_logits_backward(
+            go if k.get("reduction") == "none" else np.float32(1.5), x, t, weight=w, pos_weight=pw, out=o, **k),
+        "mse_loss": lambda o, **k: F.mse_loss(x, t, out=o, **k),
+        "mse_loss_backward": lambda o, **k: F.mse_loss_backward(
+            go if k.get("reduction") == "none" else np.float32(1.5), x, t, out=o, **k),
+    }
+    for op, fn in fns.items():
+        backward = op.endswith("_backward")
+        none = {"reduction": "none"}
+        good = shape
+        # wrong shape: for the forward 'mean' the result is 0-d, so a (1,) or an input-shaped out is wrong
+        _raises_untouched(np.full((4, 8), 3.0, np.float32), lambda o: fn(o, **none), ValueError,
+                          rf"{op}: expected out of shape \(4, 9\), got \(4, 8\)")
+        if not backward:
+            _raises_untouched(np.full(good, 3.0, np.float32), lambda o: fn(o), ValueError,
+                              rf"{op}: expected out of shape \(\), got \(4, 9\)")
+            _raises_untouched(np.full((1,), 3.0, np.float32), lambda o: fn(o, reduction="sum"), ValueError,
+                              r"expected out of shape \(\), got \(1,\)")
+        _raises_untouched(np.full(good, 3.0, np.float64), lambda o: fn(o, **none), TypeError,
+                          rf"{op}: expected float32 for out")
+        strided = np.full((4, 18), 3.0, np.float32)
+        _raises_untouched(strided, lambda o: fn(o[:, ::2], **none), ValueError, rf"{op}: expected a C-contiguous")
+        ro = np.full(good, 3.0, np.float32)
+        ro.flags.writeable = False
+        _raises_untouched(ro, lambda o: fn(o, **none), ValueError, rf"{op}: expected a writeable array for out")
+        with pytest.raises(TypeError, match="expected a numpy array for out"):
+            fn([[0.0] * 9] * 4, **none)
+    # partial overlap with the input / target / grad_output, and any overlap with weight / pos_weight
+    buf = rng.standard_normal(2 * x.size).astype(np.float32)
+    xa = buf[:x.size].reshape(shape)
+    xa[...] = x
+    for call in (lambda o: F.mse_loss(xa, t, reduction="none", out=o),
+                 lambda o: F.mse_loss_backward(go, xa, t, reduction="none", out=o),
+                 lambda o: F.binary_cross_entropy_with_logits(t, xa, reduction="none", out=o),
+                 lambda o: F.binary_cross_entropy_with_logits_backward(xa, x, t, reduction="none", out=o)):
+        _raises_untouched(buf, lambda b: call(b[3:3 + x.size].reshape(shape)), ValueError,
+                          r"out partially overlaps (input|target|grad_output) \(only exact aliasing")
+    o = np.full(shape, 3.0, np.float32)
+    for kw in (dict(weight=o[1]), dict(pos_weight=o[2]), dict(weight=o[0:1])):
+        _raises_untouched(o, lambda b: F.binary_cross_entropy_with_logits(x, t, reduction="none", out=b, **kw),
+                          ValueError, r"expected out not to share memory with (pos_)?weight")
+        _raises_untouched(o, lambda b: F.binary_cross_entropy_with_logits_backward(go, x, t, reduction="none",
+                                                                                    out=b, **kw),
+                          ValueError, r"expected out not to share memory with (pos_)?weight")
+    # bad arguments other than out are still reported first, and nothing is written
+    _raises_untouched(o, lambda b: F.mse_loss(x, t[:3], reduction="none", out=b), ValueError, "target of shape")

@@ -1,5 +1,9 @@
 // Bindings of cross_entropy (class-index targets): shape / dtype / target checks, GIL release, call the
 // entry (ops/cross_entropy/cross_entropy.h). Probability targets run on the NumPy backend.
+// out= (optional, both directions): validated by output_f32 before anything is computed and written by the
+// kernels directly. The forward's out must not share memory with any argument; the backward's out may be
+// the input itself (every row / strip reads its logits before writing their gradients) but must not share
+// memory with grad_output (the strip kernel reads it again after writing dx), target or weight.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -68,6 +72,14 @@ CeArgs ce_args(py::handle input, py::handle target, py::handle weight, int64_t i
   return a;
 }
 
+// Any shared byte (partial overlap or the same buffer) between out and an argument: ValueError naming it.
+void check_disjoint(const py::array& out, const py::array& a, const char* op, const char* arg) {
+  if (!a || a.nbytes() == 0 || out.nbytes() == 0) return;
+  const bool same = a.data() == out.data() && a.nbytes() == out.nbytes();
+  FASTML_CHECK(!same && !partially_overlaps(out, a), op, ": expected out not to share memory with ", arg,
+               ", got an array overlapping it");
+}
+
 Reduction reduction_of(int r, const char* op) {
   FASTML_CHECK(r >= 0 && r <= 2, op, ": unknown reduction code ", r);
   return static_cast<Reduction>(r);
@@ -77,14 +89,17 @@ Reduction reduction_of(int r, const char* op) {
 
 void bind_cross_entropy(py::module_& m) {
   m.def("cross_entropy_forward", [](py::handle input, py::handle target, py::handle weight, int64_t ignore_index,
-                                    int reduction, float smoothing) -> py::array {
+                                    int reduction, float smoothing, py::handle out) -> py::array {
     const char* op = "cross_entropy";
     const Reduction red = reduction_of(reduction, op);
     CeArgs a = ce_args(input, target, weight, ignore_index, smoothing, op);
     const float* px = cf32(a.x);
     const int64_t* pt = static_cast<const int64_t*>(a.t.data());
     const int64_t npos = a.t.size();
-    py::array loss = red == Reduction::none ? py::array_t<float>(a.loss_shape) : py::array_t<float>(std::vector<py::ssize_t>{});
+    py::array loss = output_f32(out, red == Reduction::none ? a.loss_shape : std::vector<py::ssize_t>{}, op);
+    check_disjoint(loss, a.x, op, "input");
+    check_disjoint(loss, a.t, op, "target");
+    check_disjoint(loss, a.w, op, "weight");
     float* pl = f32(loss);
     double total = 0.0, denom = 0.0;
     {
@@ -96,10 +111,11 @@ void bind_cross_entropy(py::module_& m) {
     if (red == Reduction::mean) *pl = static_cast<float>(total / denom);  // 0 / 0 -> NaN, as torch
     return loss;
   }, py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
-     py::arg("label_smoothing"));
+     py::arg("label_smoothing"), py::arg("out") = py::none());
 
   m.def("cross_entropy_backward", [](py::handle grad_output, py::handle input, py::handle target, py::handle weight,
-                                     int64_t ignore_index, int reduction, float smoothing) -> py::array {
+                                     int64_t ignore_index, int reduction, float smoothing,
+                                     py::handle out) -> py::array {
     const char* op = "cross_entropy_backward";
     const Reduction red = reduction_of(reduction, op);
     CeArgs a = ce_args(input, target, weight, ignore_index, smoothing, op);
@@ -111,7 +127,11 @@ void bind_cross_entropy(py::module_& m) {
       FASTML_CHECK(g.size() == 1, op, ": expected a scalar grad_output for reduction='",
                    red == Reduction::mean ? "mean" : "sum", "', got shape ", shape_str(g));
     }
-    py::array dx = py::array_t<float>(shape_of(a.x));
+    py::array dx = output_f32(out, shape_of(a.x), op);
+    FASTML_CHECK(!partially_overlaps(a.x, dx), op, ": out partially overlaps input (only exact aliasing is allowed)");
+    check_disjoint(dx, g, op, "grad_output");
+    check_disjoint(dx, a.t, op, "target");
+    check_disjoint(dx, a.w, op, "weight");
     const float* px = cf32(a.x);
     const float* pg = cf32(g);
     const int64_t* pt = static_cast<const int64_t*>(a.t.data());
@@ -126,7 +146,7 @@ void bind_cross_entropy(py::module_& m) {
     }
     return dx;
   }, py::arg("grad_output"), py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("ignore_index"),
-     py::arg("reduction"), py::arg("label_smoothing"));
+     py::arg("reduction"), py::arg("label_smoothing"), py::arg("out") = py::none());
 }
 
 }  // namespace fastml::bind

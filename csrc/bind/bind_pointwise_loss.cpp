@@ -1,9 +1,14 @@
 // Bindings of the elementwise losses (mse_loss, binary_cross_entropy_with_logits): shape / dtype checks,
 // GIL release, call the entry (ops/pointwise_loss/pointwise_loss.h). No maths here.
+// out= (optional): validated by output_f32 before anything is computed and written by the kernels directly.
+// The kernels are elementwise and load each vector of x / t / grad_output before storing that vector of the
+// result, so out may be exactly the input, the target or grad_output (the same buffer); a partial overlap
+// with them, or any overlap with weight / pos_weight, raises.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "bind/arrays.h"
@@ -48,14 +53,36 @@ LossArgs loss_args(int k, py::handle input, py::handle target, py::handle weight
   return a;
 }
 
+// Exact aliasing of out with an elementwise operand is fine; a partial overlap is not.
+void check_elementwise(const py::array& out, const py::array& a, const std::string& op, const char* arg) {
+  FASTML_CHECK(!partially_overlaps(out, a), op, ": out partially overlaps ", arg, " (only exact aliasing is allowed)");
+}
+
+// weight / pos_weight (broadcast along rows): no shared byte at all.
+void check_disjoint(const py::array& out, const py::array& a, const std::string& op, const char* arg) {
+  if (!a || a.nbytes() == 0 || out.nbytes() == 0) return;
+  const bool same = a.data() == out.data() && a.nbytes() == out.nbytes();
+  FASTML_CHECK(!same && !partially_overlaps(out, a), op, ": expected out not to share memory with ", arg,
+               ", got an array overlapping it");
+}
+
+void check_out_overlaps(const py::array& out, const LossArgs& a, const std::string& op) {
+  check_elementwise(out, a.x, op, "input");
+  check_elementwise(out, a.t, op, "target");
+  check_disjoint(out, a.w, op, "weight");
+  check_disjoint(out, a.pw, op, "pos_weight");
+}
+
 }  // namespace
 
 void bind_pointwise_loss(py::module_& m) {
   m.def("pointwise_loss_forward", [](int k, py::handle input, py::handle target, py::handle weight,
-                                     py::handle pos_weight, int reduction) -> py::array {
+                                     py::handle pos_weight, int reduction, py::handle out_arg) -> py::array {
     LossArgs a = loss_args(k, input, target, weight, pos_weight, reduction);
+    const std::string op = kOps[k];
     const int64_t n = a.x.size();
-    py::array out = reduction == 0 ? py::array_t<float>(shape_of(a.x)) : py::array_t<float>(std::vector<py::ssize_t>{});
+    py::array out = output_f32(out_arg, reduction == 0 ? shape_of(a.x) : std::vector<py::ssize_t>{}, op.c_str());
+    check_out_overlaps(out, a, op);
     float* po = f32(out);
     const float* px = cf32(a.x);
     const float* pt = cf32(a.t);
@@ -68,21 +95,24 @@ void bind_pointwise_loss(py::module_& m) {
     if (reduction == 1) *po = n ? static_cast<float>(total / n) : std::numeric_limits<float>::quiet_NaN();
     return out;
   }, py::arg("kind"), py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"),
-     py::arg("reduction"));
+     py::arg("reduction"), py::arg("out") = py::none());
 
   m.def("pointwise_loss_backward", [](int k, py::handle grad_output, py::handle input, py::handle target,
-                                      py::handle weight, py::handle pos_weight, int reduction) -> py::array {
+                                      py::handle weight, py::handle pos_weight, int reduction,
+                                      py::handle out) -> py::array {
     LossArgs a = loss_args(k, input, target, weight, pos_weight, reduction);
-    const char* op = kOps[k];
-    py::array g = input_f32(grad_output, op, "grad_output");
+    const std::string op = std::string(kOps[k]) + "_backward";
+    py::array g = input_f32(grad_output, op.c_str(), "grad_output");
     if (reduction == 0) {
-      FASTML_CHECK(shape_of(g) == shape_of(a.x), op, "_backward: expected grad_output of shape ", shape_str(a.x),
+      FASTML_CHECK(shape_of(g) == shape_of(a.x), op, ": expected grad_output of shape ", shape_str(a.x),
                    ", got ", shape_str(g));
     } else {
-      FASTML_CHECK(g.size() == 1, op, "_backward: expected a scalar grad_output, got shape ", shape_str(g));
+      FASTML_CHECK(g.size() == 1, op, ": expected a scalar grad_output, got shape ", shape_str(g));
     }
     const int64_t n = a.x.size();
-    py::array dx = py::array_t<float>(shape_of(a.x));
+    py::array dx = output_f32(out, shape_of(a.x), op.c_str());
+    check_out_overlaps(dx, a, op);
+    check_elementwise(dx, g, op, "grad_output");
     const float* px = cf32(a.x);
     const float* pt = cf32(a.t);
     const float* pg = cf32(g);
@@ -94,7 +124,7 @@ void bind_pointwise_loss(py::module_& m) {
     }
     return dx;
   }, py::arg("kind"), py::arg("grad_output"), py::arg("input"), py::arg("target"), py::arg("weight"),
-     py::arg("pos_weight"), py::arg("reduction"));
+     py::arg("pos_weight"), py::arg("reduction"), py::arg("out") = py::none());
 }
 
 }  // namespace fastml::bind

@@ -16,6 +16,16 @@ Shape rules (checked before anything is computed; violations raise ValueError, w
   to the input's shape (pos_weight (C,) applies along the last dim, as in torch) without enlarging it.
 * mse_loss: target of exactly the input's shape (torch broadcasts with a warning; fastml requires
   equal shapes).
+
+``out=`` (keyword-only, every function): the array to write the result into, which is then returned. It
+must be a C-contiguous, writeable NumPy array of the input's dtype and of the result's exact shape (the
+input's for the ``*_backward`` gradients; the per-position loss shape for reduction='none', else ``()``, a
+0-d array), or the call raises (TypeError for a wrong dtype / type, ValueError otherwise) before anything
+is computed or written. Aliasing rules (checked the same way on every backend): the gradients' ``out``
+may be the input itself; for ``mse_loss``/``binary_cross_entropy_with_logits`` (both directions) it may also
+be the target or an elementwise grad_output. A partial overlap with any of those raises, and so does any
+shared memory with ``weight``/``pos_weight`` or, for ``cross_entropy``, with anything other than the
+backward's input.
 """
 from __future__ import annotations
 
@@ -46,6 +56,40 @@ def _host_only(op, *arrays):
             raise TypeError(f"{op}: losses run on host (NumPy) arrays, got a device array ({type(a).__name__})")
     if _B.forced_backend() == "cuda":
         raise TypeError(f"{op}: losses run on host (NumPy) arrays; the 'cuda' backend is forced")
+
+
+def _byte_range(a):
+    start = a.__array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
+def _out_overlaps(out, op, exact_ok=(), disjoint=()):
+    """NumPy-path mirror of the compiled checks (csrc/bind: partially_overlaps): ``exact_ok`` are
+    (name, array) pairs that out may alias exactly but not partially, ``disjoint`` ones it may not touch.
+    Strided arrays are skipped, as the compiled path copies them before the kernel runs."""
+    o0, o1 = _byte_range(out)
+    if o0 == o1:
+        return
+    for pairs, exact in ((exact_ok, True), (disjoint, False)):
+        for arg, a in pairs:
+            if a is None or not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.nbytes == 0:
+                continue
+            a0, a1 = _byte_range(a)
+            if not (a0 < o1 and o0 < a1):
+                continue
+            if (a0, a1) == (o0, o1):
+                if exact:
+                    continue
+            elif exact:
+                raise ValueError(f"{op}: out partially overlaps {arg} (only exact aliasing is allowed)")
+            raise ValueError(f"{op}: expected out not to share memory with {arg}, got an array overlapping it")
+
+
+def _into(result, out):
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def _same_dtype(a, x, op, arg):
@@ -105,7 +149,16 @@ def _ce_args(op, input, target, weight, label_smoothing):
     return x, t, w, eps, probs
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+def _ce_loss_shape(x, t, probs):
+    """Shape of the reduction='none' loss: the target's for class indices, the input's without C for
+    probabilities."""
+    if not probs:
+        return t.shape
+    return x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
+                  out=None):
     """Cross-entropy between logits and class targets (torch.nn.functional.cross_entropy).
 
     input (C,), (N, C) or (N, C, d1, ...) logits; target int64 class indices (shape without the C axis)
@@ -115,37 +168,47 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     over the non-ignored positions. With probabilities, ``q = target * (1 - eps) + eps / C`` and
     ``loss = -sum_c w_c q_c log p_c``; 'mean' divides by the number of positions (N * d1 * ...).
     A class index outside [0, C) (other than ignore_index) raises ValueError naming it.
-    Returns the (N, d1, ...) losses for reduction='none', else a 0-d array.
+    Returns the (N, d1, ...) losses for reduction='none' (``()`` for a (C,) input), else a 0-d array;
+    with ``out=`` (that shape, the input's dtype; sharing no memory with any argument) writes it there
+    and returns ``out``.
     """
     op = "cross_entropy"
-    _host_only(op, input, target, weight)
+    _host_only(op, input, target, weight, out)
     red = _reduction(reduction, op)
     x, t, w, eps, probs = _ce_args(op, input, target, weight, label_smoothing)
     ignore_index = int(ignore_index)
     if not probs and _B.host_backend(x.dtype, op) == "cpu":
-        return _C.cross_entropy_forward(x, t, w, ignore_index, red, eps)
-    return _np_loss.cross_entropy(x, t, w, ignore_index, red, eps, probs)
+        return _C.cross_entropy_forward(x, t, w, ignore_index, red, eps, out)
+    if out is not None:
+        _B.check_out(out, _ce_loss_shape(x, t, probs) if red == 0 else (), x.dtype, op)
+        _out_overlaps(out, op, disjoint=(("input", x), ("target", t), ("weight", w)))
+    return _into(_np_loss.cross_entropy(x, t, w, ignore_index, red, eps, probs), out)
 
 
 def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index=-100, reduction="mean",
-                           label_smoothing=0.0):
+                           label_smoothing=0.0, *, out=None):
     """Gradient of :func:`cross_entropy` with respect to ``input`` (same shape as input).
 
     ``grad_output`` is a scalar for 'mean'/'sum' and has the 'none' loss's shape otherwise. With class
     indices, per non-ignored position (upstream gradient g, divided by the weight sum for 'mean'):
     ``dx_c = g * ((a p_c - eps / C * w_c) - [c == t] (1 - eps) w_t)``, ``a = (1 - eps) w_t + eps / C * sum(w)``;
     ignored positions get 0. With probabilities ``dx_c = g * (p_c sum_k w_k q_k - w_c q_c)``.
+    ``out=`` (the input's shape and dtype) receives the gradient and is returned; it may be the input
+    itself, but must not share memory with grad_output, target or weight.
     """
     op = "cross_entropy_backward"
-    _host_only(op, grad_output, input, target, weight)
+    _host_only(op, grad_output, input, target, weight, out)
     red = _reduction(reduction, op)
     x, t, w, eps, probs = _ce_args(op, input, target, weight, label_smoothing)
-    loss_shape = t.shape[:1] + t.shape[2:] if probs and x.ndim > 1 else (() if probs else t.shape)
-    go = _grad_output(grad_output, x, red, loss_shape, op)
+    go = _grad_output(grad_output, x, red, _ce_loss_shape(x, t, probs), op)
     ignore_index = int(ignore_index)
     if not probs and _B.host_backend(x.dtype, op) == "cpu":
-        return _C.cross_entropy_backward(go, x, t, w, ignore_index, red, eps)
-    return _np_loss.cross_entropy_backward(go, x, t, w, ignore_index, red, eps, probs)
+        return _C.cross_entropy_backward(go, x, t, w, ignore_index, red, eps, out)
+    if out is not None:
+        _B.check_out(out, x.shape, x.dtype, op)
+        _out_overlaps(out, op, exact_ok=(("input", x),),
+                      disjoint=(("grad_output", go), ("target", t), ("weight", w)))
+    return _into(_np_loss.cross_entropy_backward(go, x, t, w, ignore_index, red, eps, probs), out)
 
 
 # ---- binary_cross_entropy_with_logits ---------------------------------------------------------------
@@ -195,34 +258,55 @@ def _bce_compiled(x, w, pw, op):
     return (wv, pv) if ok_w and ok_p else None
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+def _bce_params_disjoint(out, w, pw, op):
+    """out may not share memory with weight / pos_weight, checked on the caller's arrays on every backend
+    (the compiled path may pass the kernels an expanded copy, which the binding could not relate to out)."""
+    if isinstance(out, np.ndarray):
+        _out_overlaps(out, op, disjoint=(("weight", w), ("pos_weight", pw)))
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None, *, out=None):
     """Binary cross-entropy on logits (torch.nn.functional.binary_cross_entropy_with_logits).
 
     ``loss = weight * ((1 - t) x - (1 + (pos_weight - 1) t) * log_sigmoid(x))`` with the stable
     ``log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``. Shapes: input (*), target (*) -> (*) or a 0-d array.
+    ``out=`` (that shape, the input's dtype) receives the loss and is returned; it may be the input or the
+    target itself.
     """
     op = "binary_cross_entropy_with_logits"
-    _host_only(op, input, target, weight, pos_weight)
+    _host_only(op, input, target, weight, pos_weight, out)
     red = _reduction(reduction, op)
     x, t, w, pw = _bce_args(op, input, target, weight, pos_weight)
+    _bce_params_disjoint(out, w, pw, op)
     vecs = _bce_compiled(x, w, pw, op)
     if vecs is not None:
-        return _C.pointwise_loss_forward(_BCE, x, t, vecs[0], vecs[1], red)
-    return _np_loss.binary_cross_entropy_with_logits(x, t, w, red, pw)
+        return _C.pointwise_loss_forward(_BCE, x, t, vecs[0], vecs[1], red, out)
+    if out is not None:
+        _B.check_out(out, x.shape if red == 0 else (), x.dtype, op)
+        _out_overlaps(out, op, exact_ok=(("input", x), ("target", t)))
+    return _into(_np_loss.binary_cross_entropy_with_logits(x, t, w, red, pw), out)
 
 
 def binary_cross_entropy_with_logits_backward(grad_output, input, target, weight=None, reduction="mean",
-                                              pos_weight=None):
-    """``dx = grad_output * weight * ((pos_weight t + 1 - t) sigmoid(x) - pos_weight t)`` (/ numel for 'mean')."""
+                                              pos_weight=None, *, out=None):
+    """``dx = grad_output * weight * ((pos_weight t + 1 - t) sigmoid(x) - pos_weight t)`` (/ numel for 'mean').
+
+    ``out=`` (the input's shape and dtype) receives dx and is returned; it may be the input, the target or
+    grad_output itself.
+    """
     op = "binary_cross_entropy_with_logits_backward"
-    _host_only(op, grad_output, input, target, weight, pos_weight)
+    _host_only(op, grad_output, input, target, weight, pos_weight, out)
     red = _reduction(reduction, op)
     x, t, w, pw = _bce_args(op, input, target, weight, pos_weight)
     go = _grad_output(grad_output, x, red, x.shape, op)
+    _bce_params_disjoint(out, w, pw, op)
     vecs = _bce_compiled(x, w, pw, op)
     if vecs is not None:
-        return _C.pointwise_loss_backward(_BCE, go, x, t, vecs[0], vecs[1], red)
-    return _np_loss.binary_cross_entropy_with_logits_backward(go, x, t, w, red, pw)
+        return _C.pointwise_loss_backward(_BCE, go, x, t, vecs[0], vecs[1], red, out)
+    if out is not None:
+        _B.check_out(out, x.shape, x.dtype, op)
+        _out_overlaps(out, op, exact_ok=(("input", x), ("target", t), ("grad_output", go)))
+    return _into(_np_loss.binary_cross_entropy_with_logits_backward(go, x, t, w, red, pw), out)
 
 
 # ---- mse_loss -------------------------------------------------------------------------------------------
@@ -236,24 +320,38 @@ def _mse_args(op, input, target):
     return x, t
 
 
-def mse_loss(input, target, reduction="mean"):
-    """Mean squared error ``(x - t)^2``, reduced. Shapes: input (*), target (*) (equal) -> (*) or 0-d."""
+def mse_loss(input, target, reduction="mean", *, out=None):
+    """Mean squared error ``(x - t)^2``, reduced. Shapes: input (*), target (*) (equal) -> (*) or 0-d.
+
+    ``out=`` (that shape, the input's dtype) receives the loss and is returned; it may be the input or the
+    target itself.
+    """
     op = "mse_loss"
-    _host_only(op, input, target)
+    _host_only(op, input, target, out)
     red = _reduction(reduction, op)
     x, t = _mse_args(op, input, target)
     if _B.host_backend(x.dtype, op) == "cpu":
-        return _C.pointwise_loss_forward(_MSE, x, t, None, None, red)
-    return _np_loss.mse_loss(x, t, red)
+        return _C.pointwise_loss_forward(_MSE, x, t, None, None, red, out)
+    if out is not None:
+        _B.check_out(out, x.shape if red == 0 else (), x.dtype, op)
+        _out_overlaps(out, op, exact_ok=(("input", x), ("target", t)))
+    return _into(_np_loss.mse_loss(x, t, red), out)
 
 
-def mse_loss_backward(grad_output, input, target, reduction="mean"):
-    """``dx = 2 (x - t) * grad_output`` (/ numel for 'mean')."""
+def mse_loss_backward(grad_output, input, target, reduction="mean", *, out=None):
+    """``dx = 2 (x - t) * grad_output`` (/ numel for 'mean').
+
+    ``out=`` (the input's shape and dtype) receives dx and is returned; it may be the input, the target or
+    grad_output itself.
+    """
     op = "mse_loss_backward"
-    _host_only(op, grad_output, input, target)
+    _host_only(op, grad_output, input, target, out)
     red = _reduction(reduction, op)
     x, t = _mse_args(op, input, target)
     go = _grad_output(grad_output, x, red, x.shape, op)
     if _B.host_backend(x.dtype, op) == "cpu":
-        return _C.pointwise_loss_backward(_MSE, go, x, t, None, None, red)
-    return _np_loss.mse_loss_backward(go, x, t, red)
+        return _C.pointwise_loss_backward(_MSE, go, x, t, None, None, red, out)
+    if out is not None:
+        _B.check_out(out, x.shape, x.dtype, op)
+        _out_overlaps(out, op, exact_ok=(("input", x), ("target", t), ("grad_output", go)))
+    return _into(_np_loss.mse_loss_backward(go, x, t, red), out)
