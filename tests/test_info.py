@@ -91,3 +91,26 @@ def test_fastml_isa_env_var(python_run):
     code = "import fastml._backend as B; print(B._C.get_isa())"
     out = python_run(["-c", code], {"FASTML_ISA": "scalar"}, check=True)
     assert out.stdout.strip() == "scalar"
+
+
+def test_missing_compiled_module_falls_back_with_one_warning(python_run):
+    # A finder that makes `import fastml._C` fail, as a broken build or a missing library would.
+    code = r"""
+import sys, warnings
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "fastml._C":
+            raise ImportError("libfoo.so: cannot open shared object file")
+sys.meta_path.insert(0, Block())
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    import fastml, fastml.functional as F
+    import numpy as np
+    y = F.sigmoid(np.array([0.0, 1.0], dtype=np.float32))
+d = fastml.info(print_=False)
+msgs = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
+print(len(msgs), "could not be imported" in msgs[0], d["cpu_extension"], "libfoo" in d["cpu_extension_error"],
+      y.dtype, round(float(y[1]), 6))
+"""
+    out = python_run(["-c", code], check=True)
+    assert out.stdout.split() == ["1", "True", "False", "True", "float32", "0.731059"], out.stdout + out.stderr
