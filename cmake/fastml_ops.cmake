@@ -1,14 +1,17 @@
 # The one op registry. Each line adds an op's C++ entry, its per-ISA kernels (each compiled with its own
 # flags), its binding, its CUDA source, and the variant list that fastml._C.variants(op) reports.
 #
-#   fastml_add_op(<op> ISAS scalar [avx2] [avx512] [CUDA])
+#   fastml_add_op(<op> [DIR <folder>] ISAS scalar [avx2] [avx512] [CUDA])
 #
-# expects csrc/ops/<op>/<op>.cpp, csrc/ops/<op>/<op>_<isa>.cpp, csrc/bind/bind_<op>.cpp and, with CUDA,
+# expects csrc/ops/<op>/<op>.cpp (or <folder>/<op>.cpp when DIR is given, e.g. the GEMM engine in csrc/gemm), csrc/ops/<op>/<op>_<isa>.cpp, csrc/bind/bind_<op>.cpp and, with CUDA,
 # cuda/<op>.cu exporting bind_<op>_cuda(module&) through cuda/bind_cuda.cpp.
 
 function(fastml_add_op op)
-  cmake_parse_arguments(ARG "CUDA" "" "ISAS" ${ARGN})
+  cmake_parse_arguments(ARG "CUDA" "DIR" "ISAS" ${ARGN})
   set(dir csrc/ops/${op})
+  if(ARG_DIR)
+    set(dir ${ARG_DIR})
+  endif()
   set(srcs ${dir}/${op}.cpp csrc/bind/bind_${op}.cpp)
   set(built "")
   foreach(isa IN LISTS ARG_ISAS)
@@ -30,6 +33,7 @@ function(fastml_add_op op)
 endfunction()
 
 fastml_add_op(activation ISAS scalar avx2 avx512)
+fastml_add_op(gemm DIR csrc/gemm ISAS scalar avx2 avx512)
 
 # Assemble the generated registry headers (declarations + calls) used by the module files.
 set(FASTML_BIND_DECLS "")

@@ -1,0 +1,325 @@
+// SGEMM driver (baseline flags): blocking, packing schedule, threading and the small-shape paths.
+// Contract: gemm.h; kernels: gemm_kernels.h. Five loops after BLIS (Van Zee & van de Geijn, 2015):
+//   jc (NC columns of C) -> pc (KC of K; op(B) panel KC x NC packed cooperatively by all threads)
+//   -> ic (MC rows; each thread packs its own MC x KC block of op(A)) -> jr (NR) -> ir (MR) -> microkernel.
+// Block sizes from the caches the CPU reports: a KC x NR sliver of B stays in L1 across the ir loop
+// (KC = 2/3 L1 / (4 NR), e.g. 256 for 48 KiB and NR = 32), the MC x KC block of A in L2 (<= L2 / 4),
+// the KC x NC panel of B in the outer cache (NC <= 4096, capped because the L3 of a shared VM is not ours).
+// K blocks depend only on (K, ISA), so every element's sum order, and hence the result, is the same for
+// any thread count; threads only split rows (ic blocks) or, when there are too few rows, columns (jr).
+// Paths that skip packing: op(B) = B (no transpose) with a single ic block is read in place by the
+// microkernel (each B sliver is used once from memory and then from L1), and M <= kDotMaxM with
+// op(B) = B^T uses the dot kernel (rows of A against rows of B, both contiguous along K).
+#include "gemm/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+#include "core/check.h"
+#include "core/parallel.h"
+#include "gemm/gemm_kernels.h"
+
+namespace fastml {
+namespace {
+
+constexpr int64_t kDotMaxM = 4;            // small-M transposed-B path (batch-1..4 inference)
+constexpr int64_t kParallelMacs = 1 << 20; // below ~1M multiply-adds one thread is faster than fork-join
+constexpr int64_t kMaxNc = 4096;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Grow-only 64-byte aligned scratch, one per thread, reused across calls (no allocation in the hot path).
+struct Scratch {
+  float* p = nullptr;
+  int64_t cap = 0;
+  float* get(int64_t n) {
+    if (n > cap) {
+      std::free(p);
+      const int64_t bytes = round_up(std::max<int64_t>(n, 1) * int64_t(sizeof(float)), 64);
+      p = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes)));
+      if (!p) {
+        cap = 0;
+        throw std::bad_alloc();
+      }
+      cap = bytes / int64_t(sizeof(float));
+    }
+    return p;
+  }
+  ~Scratch() { std::free(p); }
+};
+thread_local Scratch t_apack;  // this thread's MC x KC block of op(A)
+thread_local Scratch t_bpack;  // the KC x NC panel of op(B) (owned by the calling thread, shared by the team)
+
+struct Blocking {
+  int64_t kc, mc, nc;
+};
+
+Blocking blocking_for(const GemmKernels& kt) {
+  const CpuInfo& ci = cpu_info();
+  const int64_t l1 = ci.l1d_bytes > 0 ? ci.l1d_bytes : 32 * 1024;
+  const int64_t l2 = ci.l2_bytes > 0 ? ci.l2_bytes : 256 * 1024;
+  int64_t kc = (l1 * 2 / 3) / (4 * kt.nr) / 16 * 16;
+  kc = std::clamp<int64_t>(kc, 64, 1024);
+  int64_t mc = (l2 / 4) / (4 * kc) / kt.mr * kt.mr;
+  mc = std::max<int64_t>(mc, kt.mr);
+  return {kc, mc, kMaxNc / kt.nr * kt.nr};
+}
+
+// K blocks of nearly equal size, each <= kc_max: a function of K and the ISA only.
+int64_t k_block(int64_t K, int64_t kc_max) {
+  const int64_t nk = std::max<int64_t>(1, ceil_div(K, kc_max));
+  return ceil_div(K, nk);
+}
+
+struct Problem {
+  Trans ta, tb;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
+  const GemmEpilogue* ep;
+  const PackedB* pb;
+};
+
+GemmTile tile_for(const Problem& p, bool first, bool last, int64_t i, int64_t j) {
+  GemmTile t;
+  t.alpha = p.alpha;
+  t.beta = first ? p.beta : 1.0f;
+  if (last && p.ep && p.ep->bias && p.ep->bias_kind != GemmBias::none) {
+    t.bias_kind = p.ep->bias_kind;
+    t.bias = p.ep->bias + (t.bias_kind == GemmBias::row ? i : j);
+  }
+  return t;
+}
+
+bool has_act(const Problem& p) { return p.ep && p.ep->act != GemmAct::none; }
+
+// K == 0 or alpha == 0: C = beta * C (+ bias, act) without reading A or B.
+void run_scale(const Problem& p, const GemmKernels& kt) {
+  for (int64_t i = 0; i < p.M; ++i) {
+    float* c = p.C + i * p.ldc;
+    for (int64_t j = 0; j < p.N; ++j) c[j] = p.beta == 0.0f ? 0.0f : p.beta * c[j];
+    if (p.ep && p.ep->bias && p.ep->bias_kind != GemmBias::none) {
+      for (int64_t j = 0; j < p.N; ++j) c[j] += p.ep->bias_kind == GemmBias::row ? p.ep->bias[i] : p.ep->bias[j];
+    }
+    if (has_act(p)) kt.act(p.ep->act, p.N, c);
+  }
+}
+
+// Small M, op(A) = A, op(B) = B^T: each C element is a dot product of two contiguous rows.
+void run_dot(const Problem& p, const GemmKernels& kt, int nt) {
+  constexpr int64_t kColBlock = 64;  // columns per block: the block's rows of B stay in L1/L2 across all M rows
+  const int64_t nblocks = ceil_div(p.N, kColBlock);
+  auto block = [&](int64_t jb) {
+    const int64_t j0 = jb * kColBlock, j1 = std::min(p.N, j0 + kColBlock);
+    for (int64_t j = j0; j < j1; j += 8) {
+      const int n = static_cast<int>(std::min<int64_t>(8, j1 - j));
+      for (int64_t i = 0; i < p.M; i += 4) {
+        const int m = static_cast<int>(std::min<int64_t>(4, p.M - i));
+        kt.dot(p.K, p.A + i * p.lda, p.lda, p.B + j * p.ldb, p.ldb, p.C + i * p.ldc + j, p.ldc, m, n,
+               tile_for(p, true, true, i, j));
+      }
+    }
+    if (has_act(p))
+      for (int64_t i = 0; i < p.M; ++i) kt.act(p.ep->act, j1 - j0, p.C + i * p.ldc + j0);
+  };
+  if (nt <= 1 || nblocks < 2) {
+    for (int64_t jb = 0; jb < nblocks; ++jb) block(jb);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t jb = 0; jb < nblocks; ++jb) block(jb);
+}
+
+void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
+  const int MR = kt.mr, NR = kt.nr;
+  const Blocking bl = blocking_for(kt);
+  const int64_t M = p.M, N = p.N, K = p.K;
+  const int64_t kc = p.pb ? p.pb->kc() : k_block(K, bl.kc);
+  // Direct B: with one ic block each B sliver would be packed, then read once; read it in place instead.
+  const bool direct_b = !p.pb && p.tb == Trans::none && M <= bl.mc;
+  const bool pack_b = !p.pb && !direct_b;
+  const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
+  const int64_t n_pad = round_up(N, NR);
+  float* bpanel = pack_b ? t_bpack.get(kc * nc) : nullptr;
+
+  auto body = [&](int t, int T) {
+    // Threads split rows when there are enough of them, else columns of the panel.
+    int tm = 1, tn = 1;
+    int64_t nic = ceil_div(M, bl.mc);
+    if (T > 1 && M >= int64_t(T) * 4 * MR) {
+      tm = T;
+      nic = round_up(nic, T);
+    } else {
+      tn = T;
+    }
+    const int64_t mc = round_up(ceil_div(M, nic), MR);
+    nic = ceil_div(M, mc);
+    const int tmi = t / tn, tni = t % tn;
+    float* abuf = t_apack.get(mc * kc);
+    for (int64_t jc = 0; jc < N; jc += nc) {
+      const int64_t nb = std::min(nc, N - jc);
+      const int64_t ns = ceil_div(nb, NR);
+      for (int64_t pc = 0; pc < K; pc += kc) {
+        const int64_t kb = std::min(kc, K - pc);
+        const bool first = pc == 0, last = pc + kb == K;
+        const float* bp;
+        int64_t sliver_stride, bld;
+        if (pack_b) {
+          if (T > 1 && (jc > 0 || pc > 0)) {
+#pragma omp barrier
+          }
+          const int64_t s0 = ns * t / T, s1 = ns * (t + 1) / T;
+          if (s1 > s0) {
+            const int64_t j = jc + s0 * NR, rows = std::min<int64_t>((s1 - s0) * NR, N - j);
+            if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, bpanel + s0 * NR * kb);
+            else kt.pack_b_transpose(rows, kb, p.B + j * p.ldb + pc, p.ldb, bpanel + s0 * NR * kb);
+          }
+          if (T > 1) {
+#pragma omp barrier
+          }
+          bp = bpanel;
+          sliver_stride = NR * kb;
+          bld = NR;
+        } else if (p.pb) {
+          bp = p.pb->data() + pc * n_pad + jc * kb;
+          sliver_stride = NR * kb;
+          bld = NR;
+        } else {
+          bp = p.B + pc * p.ldb + jc;
+          sliver_stride = NR;
+          bld = p.ldb;
+        }
+        const int64_t s0 = ns * tni / tn, s1 = ns * (tni + 1) / tn;
+        for (int64_t ib = tmi; ib < nic; ib += tm) {
+          const int64_t i0 = ib * mc, mb = std::min(mc, M - i0);
+          if (s1 <= s0) break;
+          if (p.ta == Trans::none) kt.pack_a_transpose(mb, kb, p.A + i0 * p.lda + pc, p.lda, abuf);
+          else kt.pack_a_copy(mb, kb, p.A + pc * p.lda + i0, p.lda, abuf);
+          for (int64_t s = s0; s < s1; ++s) {
+            const int64_t j = jc + s * NR;
+            const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
+            for (int64_t ir = 0; ir < mb; ir += MR) {
+              const int m = static_cast<int>(std::min<int64_t>(MR, mb - ir));
+              float* c = p.C + (i0 + ir) * p.ldc + j;
+              kt.micro(kb, abuf + ir * kb, bp + s * sliver_stride, bld, c, p.ldc, m, n,
+                       tile_for(p, first, last, i0 + ir, j));
+              if (last && has_act(p))
+                for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
+            }
+          }
+        }
+      }
+    }
+  };
+  if (nt <= 1) {
+    body(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  body(omp_get_thread_num(), omp_get_num_threads());
+}
+
+void run_one(const Problem& p, const GemmKernels& kt, int nt) {
+  if (p.M == 0 || p.N == 0) return;
+  if (p.K == 0 || p.alpha == 0.0f) {
+    run_scale(p, kt);
+    return;
+  }
+  if (!p.pb && p.M <= kDotMaxM && p.ta == Trans::none && p.tb == Trans::trans) {
+    run_dot(p, kt, nt);
+    return;
+  }
+  run_packed(p, kt, nt);
+}
+
+int threads_for_gemm(int64_t M, int64_t N, int64_t K) {
+  const int nt = get_num_threads();
+  if (nt <= 1 || omp_in_parallel()) return 1;
+  return M * N * K >= kParallelMacs ? nt : 1;
+}
+
+void check_shapes(const char* op, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
+                  int64_t ldc) {
+  FASTML_CHECK(M >= 0 && N >= 0 && K >= 0, op, ": expected non-negative M, N, K, got ", M, ", ", N, ", ", K);
+  const int64_t wa = ta == Trans::none ? K : M, wb = tb == Trans::none ? N : K;
+  FASTML_CHECK(lda >= std::max<int64_t>(1, wa), op, ": expected lda >= ", std::max<int64_t>(1, wa), ", got ", lda);
+  FASTML_CHECK(ldb >= std::max<int64_t>(1, wb), op, ": expected ldb >= ", std::max<int64_t>(1, wb), ", got ", ldb);
+  FASTML_CHECK(ldc >= std::max<int64_t>(1, N), op, ": expected ldc >= ", std::max<int64_t>(1, N), ", got ", ldc);
+}
+
+}  // namespace
+
+void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue* ep) {
+  check_shapes("sgemm", ta, tb, M, N, K, lda, ldb, ldc);
+  const Problem p{ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, nullptr};
+  run_one(p, select_kernels(gemm_tables), threads_for_gemm(M, N, K));
+}
+
+void sgemm_batched(int64_t batch, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta, float* C,
+                   int64_t ldc, int64_t stride_c, const GemmEpilogue* ep) {
+  check_shapes("sgemm_batched", ta, tb, M, N, K, lda, ldb, ldc);
+  FASTML_CHECK(batch >= 0, "sgemm_batched: expected batch >= 0, got ", batch);
+  if (batch == 0) return;
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  auto item = [&](int64_t b, int nt) {
+    const Problem p{ta, tb, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta, C + b * stride_c,
+                    ldc, ep, nullptr};
+    run_one(p, kt, nt);
+  };
+  const int nt = threads_for_gemm(M * batch, N, K);
+  // Many small products: one thread per product; otherwise each product uses all threads. Either way
+  // every product is computed by the same kernels in the same order, so results do not depend on nt.
+  if (nt > 1 && batch >= nt && M * N * K < 8 * kParallelMacs) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < batch; ++b) item(b, 1);
+    return;
+  }
+  const int nt_item = threads_for_gemm(M, N, K);
+  for (int64_t b = 0; b < batch; ++b) item(b, nt_item);
+}
+
+PackedB::PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb) : K_(K), N_(N) {
+  FASTML_CHECK(K >= 0 && N >= 0, "pack_b: expected non-negative K, N, got ", K, ", ", N);
+  const int64_t wb = tb == Trans::none ? N : K;
+  FASTML_CHECK(ldb >= std::max<int64_t>(1, wb), "pack_b: expected ldb >= ", std::max<int64_t>(1, wb), ", got ", ldb);
+  isa_ = active_isa();
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  kc_ = k_block(K, blocking_for(kt).kc);
+  const int64_t n_pad = round_up(N, kt.nr);
+  const int64_t bytes = round_up(std::max<int64_t>(1, K * n_pad) * int64_t(sizeof(float)), 64);
+  data_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes)));
+  if (!data_) throw std::bad_alloc();
+  for (int64_t pc = 0; pc < K; pc += kc_) {
+    const int64_t kb = std::min(kc_, K - pc);
+    float* dst = data_ + pc * n_pad;
+    if (N == 0) continue;
+    if (tb == Trans::none) kt.pack_b_copy(N, kb, B + pc * ldb, ldb, dst);
+    else kt.pack_b_transpose(N, kb, B + pc, ldb, dst);
+  }
+}
+
+PackedB::~PackedB() { std::free(data_); }
+
+void sgemm_packed(Trans ta, int64_t M, float alpha, const float* A, int64_t lda, const PackedB& B, float beta,
+                  float* C, int64_t ldc, const GemmEpilogue* ep) {
+  const int64_t N = B.n(), K = B.k();
+  check_shapes("sgemm_packed", ta, Trans::none, M, N, K, lda, std::max<int64_t>(1, N), ldc);
+  FASTML_CHECK(B.isa() == active_isa(), "sgemm_packed: expected B packed for the active ISA ",
+               isa_name(active_isa()), ", got one packed for ", isa_name(B.isa()), " (pack it again)");
+  const Problem p{ta, Trans::none, M, N, K, alpha, A, lda, nullptr, 0, beta, C, ldc, ep, &B};
+  run_one(p, select_kernels(gemm_tables), threads_for_gemm(M, N, K));
+}
+
+}  // namespace fastml

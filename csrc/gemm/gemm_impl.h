@@ -1,0 +1,129 @@
+// Generic (ISA-independent) parts of the SGEMM kernel tables, written once over VecF and included by
+// gemm_<isa>.cpp after that ISA's vec header: sliver packing, the small-M dot kernel, the epilogue
+// activation, and the scalar-store helper. Contract: gemm_kernels.h. The microkernels themselves are
+// hand-written per ISA in gemm_<isa>.cpp.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "core/simd/math.h"
+#include "gemm/gemm_kernels.h"
+#include "ops/activation/activation.h"
+
+namespace fastml::gemm_impl {
+
+// dst[p*R + r] = src[p*ld + r], rows beyond `rows_total` zero; consecutive R-row slivers.
+template <int R>
+void pack_copy(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst) {
+  for (int64_t r0 = 0; r0 < rows_total; r0 += R, dst += R * k) {
+    const int rows = static_cast<int>(rows_total - r0 < R ? rows_total - r0 : R);
+    const float* s = src + r0;
+    if (rows == R) {
+      for (int64_t p = 0; p < k; ++p) std::memcpy(dst + p * R, s + p * ld, sizeof(float) * R);
+    } else {
+      for (int64_t p = 0; p < k; ++p) {
+        float* d = dst + p * R;
+        for (int r = 0; r < rows; ++r) d[r] = s[p * ld + r];
+        for (int r = rows; r < R; ++r) d[r] = 0.0f;
+      }
+    }
+  }
+}
+
+// dst[p*R + r] = src[r*ld + p], rows beyond `rows_total` zero; consecutive R-row slivers. Blocked by
+// 8 p so that each source row is read in cache-line sized runs.
+template <int R>
+void pack_transpose(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst) {
+  for (int64_t r0 = 0; r0 < rows_total; r0 += R, dst += R * k) {
+    const int rows = static_cast<int>(rows_total - r0 < R ? rows_total - r0 : R);
+    const float* s = src + r0 * ld;
+    for (int64_t p0 = 0; p0 < k; p0 += 8) {
+      const int pb = static_cast<int>(k - p0 < 8 ? k - p0 : 8);
+      for (int r = 0; r < rows; ++r) {
+        const float* sr = s + r * ld + p0;
+        for (int q = 0; q < pb; ++q) dst[(p0 + q) * R + r] = sr[q];
+      }
+      for (int q = 0; q < pb; ++q)
+        for (int r = rows; r < R; ++r) dst[(p0 + q) * R + r] = 0.0f;
+    }
+  }
+}
+
+// The scalar store shared by the dot kernel (mirrors the microkernels' vector store).
+inline void store_one(float* c, float acc, const GemmTile& t, int i, int j) {
+  float v = acc * t.alpha;
+  if (t.beta != 0.0f) v = t.beta * *c + v;
+  if (t.bias_kind == GemmBias::row) v += t.bias[i];
+  else if (t.bias_kind == GemmBias::col) v += t.bias[j];
+  *c = v;
+}
+
+template <class V, int RM, int RN>
+inline void dot_tile(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                     const GemmTile& t, int j0) {
+  constexpr int N = V::N;
+  V acc[RM][RN];
+  for (int i = 0; i < RM; ++i)
+    for (int j = 0; j < RN; ++j) acc[i][j] = V::zero();
+  int64_t p = 0;
+  for (; p + N <= k; p += N) {
+    V av[RM];
+    for (int i = 0; i < RM; ++i) av[i] = V::load(a + i * lda + p);
+    for (int j = 0; j < RN; ++j) {
+      const V bv = V::load(b + j * ldb + p);
+      for (int i = 0; i < RM; ++i) acc[i][j] = fmadd(av[i], bv, acc[i][j]);
+    }
+  }
+  if (p < k) {
+    const int r = static_cast<int>(k - p);
+    V av[RM];
+    for (int i = 0; i < RM; ++i) av[i] = V::load_tail(a + i * lda + p, r);
+    for (int j = 0; j < RN; ++j) {
+      const V bv = V::load_tail(b + j * ldb + p, r);
+      for (int i = 0; i < RM; ++i) acc[i][j] = fmadd(av[i], bv, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < RM; ++i)
+    for (int j = 0; j < RN; ++j) store_one(c + i * ldc + j, acc[i][j].hsum(), t, i, j0 + j);
+}
+
+// Columns are processed in groups of 4 (of 8 when m == 1, where fewer rows leave registers free);
+// every element's value depends only on its own (row, column) dot product, never on the grouping.
+template <class V>
+void dot(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int m, int n,
+         const GemmTile& t) {
+  int j = 0;
+  if (m == 1) {
+    for (; j + 8 <= n; j += 8) dot_tile<V, 1, 8>(k, a, lda, b + j * ldb, ldb, c + j, ldc, t, j);
+  }
+  for (; j < n; ++j) {
+    const float* bj = b + j * ldb;
+    float* cj = c + j;
+    if (j + 4 <= n) {
+      switch (m) {
+        case 4: dot_tile<V, 4, 4>(k, a, lda, bj, ldb, cj, ldc, t, j); break;
+        case 3: dot_tile<V, 3, 4>(k, a, lda, bj, ldb, cj, ldc, t, j); break;
+        case 2: dot_tile<V, 2, 4>(k, a, lda, bj, ldb, cj, ldc, t, j); break;
+        default: dot_tile<V, 1, 4>(k, a, lda, bj, ldb, cj, ldc, t, j); break;
+      }
+      j += 3;
+      continue;
+    }
+    switch (m) {
+      case 4: dot_tile<V, 4, 1>(k, a, lda, bj, ldb, cj, ldc, t, j); break;
+      case 3: dot_tile<V, 3, 1>(k, a, lda, bj, ldb, cj, ldc, t, j); break;
+      case 2: dot_tile<V, 2, 1>(k, a, lda, bj, ldb, cj, ldc, t, j); break;
+      default: dot_tile<V, 1, 1>(k, a, lda, bj, ldb, cj, ldc, t, j); break;
+    }
+  }
+}
+
+// The activation epilogue reuses the activation op's kernels of the same ISA (same maths, same accuracy).
+inline void act_with(const ActivationKernels& kt, GemmAct act, int64_t n, float* x) {
+  static constexpr ActKind kMap[] = {ActKind::relu, ActKind::relu, ActKind::gelu, ActKind::gelu_tanh,
+                                     ActKind::sigmoid, ActKind::tanh};
+  if (act == GemmAct::none) return;
+  kt.forward[static_cast<int>(kMap[static_cast<int>(act)])](n, x, x, 0.0f);
+}
+
+}  // namespace fastml::gemm_impl
