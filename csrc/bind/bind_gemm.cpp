@@ -48,6 +48,12 @@ Mat as_mat(const py::handle& obj, const char* op, const char* arg, int ndim, boo
                  arg, " (", what, "), got ", s);
     return static_cast<int64_t>(s / 4);
   };
+  m.ptr = static_cast<float*>(const_cast<void*>(a.data()));
+  if (a.size() == 0) {  // nothing is read or written: strides are irrelevant
+    m.ld = std::max<int64_t>(1, m.cols);
+    m.lo = m.hi = reinterpret_cast<const char*>(m.ptr);
+    return m;
+  }
   if (m.cols > 1) FASTML_CHECK(a.strides(off + 1) == 4, op, ": expected ", arg,
                                " with contiguous rows (unit element stride), got strides ", a.strides(off), ", ",
                                a.strides(off + 1), " bytes");
@@ -113,6 +119,18 @@ void bind_gemm(py::module_& m) {
       .def_property_readonly("k", &PackedB::k)
       .def_property_readonly("n", &PackedB::n)
       .def_property_readonly("isa", [](const PackedB& p) { return std::string(isa_name(p.isa())); });
+
+  m.def("gemm_blocking", [] {
+    const GemmBlocking b = gemm_blocking();
+    py::dict d;
+    d["isa"] = isa_name(active_isa());
+    d["mr"] = b.mr;
+    d["nr"] = b.nr;
+    d["kc"] = b.kc;
+    d["mc"] = b.mc;
+    d["nc"] = b.nc;
+    return d;
+  }, "Microkernel tile (mr x nr) and cache blocks (kc, mc, nc) of the active ISA.");
 
   m.def("sgemm", [](py::handle a_, py::handle b_, py::handle c_, bool ta, bool tb, float alpha, float beta,
                     py::handle bias, const std::string& bias_kind, const std::string& act) {

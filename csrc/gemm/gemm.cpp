@@ -8,8 +8,8 @@
 // K blocks depend only on (K, ISA), so every element's sum order, and hence the result, is the same for
 // any thread count; threads only split rows (ic blocks) or, when there are too few rows, columns (jr).
 // Paths that skip packing: op(B) = B (no transpose) with a single ic block is read in place by the
-// microkernel (each B sliver is used once from memory and then from L1), and M <= kDotMaxM with
-// op(B) = B^T uses the dot kernel (rows of A against rows of B, both contiguous along K).
+// microkernel (each B sliver is used once from memory and then from L1), and few rows with op(B) = B^T
+// or few columns use the dot kernel (rows of op(A) against columns of op(B), both contiguous along K).
 #include "gemm/gemm.h"
 
 #include <omp.h>
@@ -25,7 +25,9 @@
 namespace fastml {
 namespace {
 
-constexpr int64_t kDotMaxM = 4;            // small-M transposed-B path (batch-1..4 inference)
+constexpr int64_t kDotMaxM = 4;  // dot path: M <= 4 with op(B) = B^T (batch-1..4 inference) ...
+constexpr int64_t kDotMaxN = 8;  // ... or N <= 8 (where a BLAS also switches to K-split dot products)
+constexpr int64_t kDotMaxMN = 256;  // ... or a tiny C (<= 16 x 16): no tile to fill, and dot accuracy
 constexpr int64_t kParallelMacs = 1 << 20; // below ~1M multiply-adds one thread is faster than fork-join
 constexpr int64_t kMaxNc = 4096;
 
@@ -63,7 +65,7 @@ Blocking blocking_for(const GemmKernels& kt) {
   const int64_t l1 = ci.l1d_bytes > 0 ? ci.l1d_bytes : 32 * 1024;
   const int64_t l2 = ci.l2_bytes > 0 ? ci.l2_bytes : 256 * 1024;
   int64_t kc = (l1 * 2 / 3) / (4 * kt.nr) / 16 * 16;
-  kc = std::clamp<int64_t>(kc, 64, 1024);
+  kc = std::clamp<int64_t>(kc, 64, 256);  // <= 256 also bounds the sequential run of each sum
   int64_t mc = (l2 / 4) / (4 * kc) / kt.mr * kt.mr;
   mc = std::max<int64_t>(mc, kt.mr);
   return {kc, mc, kMaxNc / kt.nr * kt.nr};
@@ -115,29 +117,57 @@ void run_scale(const Problem& p, const GemmKernels& kt) {
   }
 }
 
-// Small M, op(A) = A, op(B) = B^T: each C element is a dot product of two contiguous rows.
+// Few rows or few columns: each C element is a dot product of a row of op(A) and a column of op(B),
+// both read contiguously along K (copied once into scratch when the layout is not already so; only the
+// small operand is ever copied). The dot kernel splits K across vector lanes and reduces them in a fixed
+// tree, which is also what keeps these sums as accurate as a BLAS dot product.
 void run_dot(const Problem& p, const GemmKernels& kt, int nt) {
-  constexpr int64_t kColBlock = 64;  // columns per block: the block's rows of B stay in L1/L2 across all M rows
-  const int64_t nblocks = ceil_div(p.N, kColBlock);
-  auto block = [&](int64_t jb) {
+  constexpr int64_t kColBlock = 64, kRowBlock = 16;
+  const float* A = p.A;
+  int64_t lda = p.lda;
+  const float* B = p.B;
+  int64_t ldb = p.ldb;
+  const int64_t K = p.K;
+  float* scratch = nullptr;
+  if (p.ta == Trans::trans || p.tb == Trans::none) {
+    scratch = t_bpack.get((p.ta == Trans::trans ? p.M * K : 0) + (p.tb == Trans::none ? p.N * K : 0));
+    float* dst = scratch;
+    if (p.ta == Trans::trans) {  // A is K x M: rows of op(A) are its columns
+      for (int64_t i = 0; i < p.M; ++i)
+        for (int64_t k = 0; k < K; ++k) dst[i * K + k] = p.A[k * p.lda + i];
+      A = dst;
+      lda = K;
+      dst += p.M * K;
+    }
+    if (p.tb == Trans::none) {  // B is K x N: columns of op(B) become rows
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < p.N; ++j) dst[j * K + k] = p.B[k * p.ldb + j];
+      B = dst;
+      ldb = K;
+    }
+  }
+  const int64_t ncb = ceil_div(p.N, kColBlock), nrb = ceil_div(p.M, kRowBlock);
+  auto block = [&](int64_t blk) {
+    const int64_t jb = blk % ncb, ib = blk / ncb;
     const int64_t j0 = jb * kColBlock, j1 = std::min(p.N, j0 + kColBlock);
+    const int64_t i0 = ib * kRowBlock, i1 = std::min(p.M, i0 + kRowBlock);
     for (int64_t j = j0; j < j1; j += 8) {
       const int n = static_cast<int>(std::min<int64_t>(8, j1 - j));
-      for (int64_t i = 0; i < p.M; i += 4) {
-        const int m = static_cast<int>(std::min<int64_t>(4, p.M - i));
-        kt.dot(p.K, p.A + i * p.lda, p.lda, p.B + j * p.ldb, p.ldb, p.C + i * p.ldc + j, p.ldc, m, n,
-               tile_for(p, true, true, i, j));
+      for (int64_t i = i0; i < i1; i += 4) {
+        const int m = static_cast<int>(std::min<int64_t>(4, i1 - i));
+        kt.dot(K, A + i * lda, lda, B + j * ldb, ldb, p.C + i * p.ldc + j, p.ldc, m, n, tile_for(p, true, true, i, j));
       }
     }
     if (has_act(p))
-      for (int64_t i = 0; i < p.M; ++i) kt.act(p.ep->act, j1 - j0, p.C + i * p.ldc + j0);
+      for (int64_t i = i0; i < i1; ++i) kt.act(p.ep->act, j1 - j0, p.C + i * p.ldc + j0);
   };
+  const int64_t nblocks = ncb * nrb;
   if (nt <= 1 || nblocks < 2) {
-    for (int64_t jb = 0; jb < nblocks; ++jb) block(jb);
+    for (int64_t b = 0; b < nblocks; ++b) block(b);
     return;
   }
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t jb = 0; jb < nblocks; ++jb) block(jb);
+  for (int64_t b = 0; b < nblocks; ++b) block(b);
 }
 
 void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
@@ -235,7 +265,8 @@ void run_one(const Problem& p, const GemmKernels& kt, int nt) {
     run_scale(p, kt);
     return;
   }
-  if (!p.pb && p.M <= kDotMaxM && p.ta == Trans::none && p.tb == Trans::trans) {
+  const bool dot = p.N <= kDotMaxN || p.M * p.N <= kDotMaxMN || (p.tb == Trans::trans && p.M <= kDotMaxM);
+  if (!p.pb && dot) {
     run_dot(p, kt, nt);
     return;
   }
@@ -288,6 +319,12 @@ void sgemm_batched(int64_t batch, Trans ta, Trans tb, int64_t M, int64_t N, int6
   }
   const int nt_item = threads_for_gemm(M, N, K);
   for (int64_t b = 0; b < batch; ++b) item(b, nt_item);
+}
+
+GemmBlocking gemm_blocking() {
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  const Blocking bl = blocking_for(kt);
+  return {kt.mr, kt.nr, bl.kc, bl.mc, bl.nc};
 }
 
 PackedB::PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb) : K_(K), N_(N) {

@@ -45,6 +45,13 @@ void sgemm_batched(int64_t batch, Trans ta, Trans tb, int64_t M, int64_t N, int6
                    const float* A, int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b,
                    float beta, float* C, int64_t ldc, int64_t stride_c, const GemmEpilogue* ep = nullptr);
 
+// The microkernel tile and cache blocking the active ISA uses (tests and benchmarks report them).
+struct GemmBlocking {
+  int mr, nr;
+  int64_t kc, mc, nc;
+};
+GemmBlocking gemm_blocking();
+
 // op(B) packed once into the microkernel layout of the ISA active at packing time (weights reused
 // across calls: RNN steps, inference). Using it after the active ISA changed raises ValueError.
 class PackedB {

@@ -6,5 +6,7 @@ written for clarity, not speed; tests compare every backend and ISA against them
 """
 from .activation import *  # noqa: F401,F403
 from .activation import __all__ as _act_all
+from .linear import *  # noqa: F401,F403
+from .linear import __all__ as _linear_all
 
-__all__ = list(_act_all)
+__all__ = list(_act_all) + list(_linear_all)
