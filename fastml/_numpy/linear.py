@@ -1,6 +1,11 @@
 """NumPy backend of linear / linear_backward / matmul: computes in the input's dtype (BLAS through NumPy)."""
 import numpy as np
 
+def _rows(a):
+    """Number of rows once the leading dims are flattened (reshape(-1, n) fails on empty arrays)."""
+    return int(np.prod(a.shape[:-1], dtype=np.int64))
+
+
 
 def linear(x, w, b, out):
     y = np.matmul(x, w.T, out=out)
@@ -10,8 +15,8 @@ def linear(x, w, b, out):
 
 
 def linear_backward(g, x, w, output_mask):
-    g2 = g.reshape(-1, w.shape[0])
-    x2 = x.reshape(-1, w.shape[1])
+    g2 = g.reshape(_rows(g), w.shape[0])
+    x2 = x.reshape(_rows(x), w.shape[1])
     gi = np.matmul(g, w) if output_mask[0] else None
     gw = np.matmul(g2.T, x2) if output_mask[1] else None
     gb = g2.sum(axis=0) if output_mask[2] else None

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+def _rows(a):
+    """Number of rows once the leading dims are flattened (reshape(-1, n) fails on empty arrays)."""
+    return int(np.prod(a.shape[:-1], dtype=np.int64))
+
+
 from .. import _backend as _B
 from .._backend import _C
 from .._numpy import linear as _np_lin
@@ -60,8 +65,8 @@ def linear(input, weight, bias=None, *, out=None):
         _B.check_out(out, shape, x.dtype, "linear")
     if _B.host_backend(x.dtype, "linear") != "cpu":
         return _np_lin.linear(x, w, b, out)
-    x2 = x.reshape(-1, w.shape[1])
-    out2 = None if out is None else out.reshape(-1, w.shape[0])
+    x2 = x.reshape(_rows(x), w.shape[1])
+    out2 = None if out is None else out.reshape(_rows(out), w.shape[0])
     y = _C.linear_forward(x2, w, b, out2)
     return out if out is not None else y.reshape(shape)
 
@@ -88,14 +93,14 @@ def linear_backward(grad_output, input, weight, output_mask=(True, True, True)):
     if _B.host_backend(g.dtype, "linear_backward") != "cpu":
         return _np_lin.linear_backward(g, x, w, mask)
     out_f, in_f = w.shape
-    g2 = np.ascontiguousarray(g).reshape(-1, out_f)
+    g2 = np.ascontiguousarray(g).reshape(_rows(g), out_f)
     gi = gw = gb = None
     if mask[0]:
         gi = np.empty(x.shape, dtype=np.float32)
-        _C.sgemm(g2, np.ascontiguousarray(w), gi.reshape(-1, in_f))
+        _C.sgemm(g2, np.ascontiguousarray(w), gi.reshape(_rows(gi), in_f))
     if mask[1]:
         gw = np.empty((out_f, in_f), dtype=np.float32)
-        _C.sgemm(g2, np.ascontiguousarray(x).reshape(-1, in_f), gw, trans_a=True)
+        _C.sgemm(g2, np.ascontiguousarray(x).reshape(_rows(x), in_f), gw, trans_a=True)
     if mask[2]:
         gb = g2.sum(axis=0, dtype=np.float32)
     return gi, gw, gb
@@ -141,8 +146,8 @@ def matmul(a, b, *, out=None):
     xa, ya = _unit_rows(xa), _unit_rows(ya)
     if ya.ndim == 2:
         # No batch in b: fold a's batch dims into the rows of one GEMM when they are uniformly strided.
-        xr = xa.reshape(-1, K) if xa.ndim > 2 else xa  # a view when possible, else one copy
-        _C.sgemm(xr, ya, res.reshape(-1, N))
+        xr = xa.reshape(_rows(xa), K) if xa.ndim > 2 else xa  # a view when possible, else one copy
+        _C.sgemm(xr, ya, res.reshape(xr.shape[0], N))
         return res if res.ndim else res[()]
     nb = int(np.prod(batch)) if batch else 1
     a3 = np.broadcast_to(xa, batch + (M, K)).reshape(nb, M, K)

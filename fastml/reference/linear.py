@@ -6,6 +6,11 @@
 """
 import numpy as np
 
+def _rows(a):
+    """Number of rows once the leading dims are flattened (reshape(-1, n) fails on empty arrays)."""
+    return int(np.prod(a.shape[:-1], dtype=np.int64))
+
+
 __all__ = ["linear", "linear_backward", "matmul"]
 
 
@@ -23,8 +28,8 @@ def linear(input, weight, bias=None):
 
 def linear_backward(grad_output, input, weight, output_mask=(True, True, True)):
     g, x, w = _f64(grad_output), _f64(input), _f64(weight)
-    g2 = g.reshape(-1, w.shape[0])
-    x2 = x.reshape(-1, w.shape[1])
+    g2 = g.reshape(_rows(g), w.shape[0])
+    x2 = x.reshape(_rows(x), w.shape[1])
     gi = np.matmul(g, w) if output_mask[0] else None
     gw = np.matmul(g2.T, x2) if output_mask[1] else None
     gb = g2.sum(axis=0) if output_mask[2] else None
