@@ -132,6 +132,12 @@ void bind_gemm(py::module_& m) {
     return d;
   }, "Microkernel tile (mr x nr) and cache blocks (kc, mc, nc) of the active ISA.");
 
+  m.def("probe_fma_peak", [](int threads, double seconds) {
+    py::gil_scoped_release nogil;
+    return fma_peak_gflops(threads, seconds);
+  }, py::arg("threads") = 1, py::arg("seconds") = 0.2,
+     "Measured FMA peak (GFLOP/s) of the active ISA over `threads` threads: the GEMM benchmark's ceiling.");
+
   m.def("sgemm", [](py::handle a_, py::handle b_, py::handle c_, bool ta, bool tb, float alpha, float beta,
                     py::handle bias, const std::string& bias_kind, const std::string& act) {
     const char* op = "sgemm";

@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <new>
 
@@ -68,7 +69,9 @@ Blocking blocking_for(const GemmKernels& kt) {
   kc = std::clamp<int64_t>(kc, 64, 256);  // <= 256 also bounds the sequential run of each sum
   int64_t mc = (l2 / 4) / (4 * kc) / kt.mr * kt.mr;
   mc = std::max<int64_t>(mc, kt.mr);
-  return {kc, mc, kMaxNc / kt.nr * kt.nr};
+  // The packed KC x NC panel of B stays in L2 while every A sliver of the row block streams over it.
+  const int64_t nc = std::clamp<int64_t>((l2 / 2) / (4 * kc), kt.nr, kMaxNc);
+  return {kc, mc, nc / kt.nr * kt.nr};
 }
 
 // K blocks of nearly equal size, each <= kc_max: a function of K and the ISA only.
@@ -181,6 +184,11 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
   const int64_t n_pad = round_up(N, NR);
   float* bpanel = pack_b ? t_bpack.get(kc * nc) : nullptr;
+  // Loop order inside a row block. Packed panel that fits L2: A sliver outer (it stays in L1, the B
+  // panel streams from L2: BLIS's order with the operands' roles swapped, since here A is broadcast and
+  // B is the vector operand). B read in place, or a larger pre-packed panel: B sliver outer (each sliver
+  // comes from memory once and is reused from L1 by every A sliver of the block).
+  const bool a_outer = pack_b || (p.pb && kc * n_pad * 4 <= cpu_info().l2_bytes / 2);
 
   auto body = [&](int t, int T) {
     // Threads split rows when there are enough of them, else columns of the panel.
@@ -235,17 +243,22 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
           if (s1 <= s0) break;
           if (p.ta == Trans::none) kt.pack_a_transpose(mb, kb, p.A + i0 * p.lda + pc, p.lda, abuf);
           else kt.pack_a_copy(mb, kb, p.A + pc * p.lda + i0, p.lda, abuf);
-          for (int64_t s = s0; s < s1; ++s) {
+          auto tile = [&](int64_t s, int64_t ir) {
             const int64_t j = jc + s * NR;
             const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
-            for (int64_t ir = 0; ir < mb; ir += MR) {
-              const int m = static_cast<int>(std::min<int64_t>(MR, mb - ir));
-              float* c = p.C + (i0 + ir) * p.ldc + j;
-              kt.micro(kb, abuf + ir * kb, bp + s * sliver_stride, bld, c, p.ldc, m, n,
-                       tile_for(p, first, last, i0 + ir, j));
-              if (last && has_act(p))
-                for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
-            }
+            const int m = static_cast<int>(std::min<int64_t>(MR, mb - ir));
+            float* c = p.C + (i0 + ir) * p.ldc + j;
+            kt.micro(kb, abuf + ir * kb, bp + s * sliver_stride, bld, c, p.ldc, m, n,
+                     tile_for(p, first, last, i0 + ir, j));
+            if (last && has_act(p))
+              for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
+          };
+          if (a_outer) {
+            for (int64_t ir = 0; ir < mb; ir += MR)
+              for (int64_t s = s0; s < s1; ++s) tile(s, ir);
+          } else {
+            for (int64_t s = s0; s < s1; ++s)
+              for (int64_t ir = 0; ir < mb; ir += MR) tile(s, ir);
           }
         }
       }
@@ -325,6 +338,30 @@ GemmBlocking gemm_blocking() {
   const GemmKernels& kt = select_kernels(gemm_tables);
   const Blocking bl = blocking_for(kt);
   return {kt.mr, kt.nr, bl.kc, bl.mc, bl.nc};
+}
+
+double fma_peak_gflops(int threads, double seconds) {
+  FASTML_CHECK(threads >= 1, "probe_fma_peak: expected threads >= 1, got ", threads);
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  using clock = std::chrono::steady_clock;
+  auto run = [&](int64_t iters) {
+    volatile float sink = 0.0f;
+    const auto t0 = clock::now();
+#pragma omp parallel num_threads(threads)
+    {
+      const float r = kt.probe(iters);
+      if (r == 12345.0f) sink = r;
+    }
+    (void)sink;
+    return std::chrono::duration<double>(clock::now() - t0).count();
+  };
+  int64_t iters = 1 << 16;
+  double t = run(iters);
+  while (t < seconds / 8 && iters < (int64_t{1} << 40)) t = run(iters *= 4);
+  iters = std::max<int64_t>(1, static_cast<int64_t>(iters * (seconds / 4) / std::max(t, 1e-9)));
+  double best = 1e300;
+  for (int rep = 0; rep < 4; ++rep) best = std::min(best, run(iters));  // min: the machine may be shared
+  return double(threads) * double(iters) * kt.probe_flops / best * 1e-9;
 }
 
 PackedB::PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb) : K_(K), N_(N) {

@@ -52,6 +52,10 @@ struct GemmBlocking {
 };
 GemmBlocking gemm_blocking();
 
+// Measured FMA throughput of the active ISA's vector unit (GFLOP/s summed over `threads` threads, each
+// running independent FMA chains for about `seconds`): the ceiling the GEMM benchmark reports against.
+double fma_peak_gflops(int threads, double seconds);
+
 // op(B) packed once into the microkernel layout of the ISA active at packing time (weights reused
 // across calls: RNN steps, inference). Using it after the active ISA changed raises ValueError.
 class PackedB {

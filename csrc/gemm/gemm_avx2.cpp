@@ -106,11 +106,27 @@ void micro(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int
 
 void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernels_avx2, a, n, x); }
 
+// 12 independent ymm FMA chains (5-cycle latency x 2 ports needs 10).
+float probe(int64_t iters) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+  }
+  __m256 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
+  alignas(32) float t[8];
+  _mm256_store_ps(t, s);
+  return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+
 }  // namespace
 
 extern const GemmKernels gemm_kernels_avx2;
 constexpr GemmKernels gemm_kernels_avx2 = {
     MR, NR, &micro, &gemm_impl::pack_copy<MR>, &gemm_impl::pack_transpose<MR>, &gemm_impl::pack_copy<NR>,
-    &gemm_impl::pack_transpose<NR>, &gemm_impl::dot<VecF>, &act};
+    &gemm_impl::pack_transpose<NR>, &gemm_impl::dot<VecF>, &act, &probe, 12 * 8 * 2};
 
 }  // namespace fastml::cpu::avx2

@@ -38,6 +38,9 @@ using GemmPackFn = void (*)(int64_t rows_total, int64_t k, const float* src, int
 using GemmDotFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                            int64_t ldc, int m, int n, const GemmTile& t);
 using GemmActFn = void (*)(GemmAct act, int64_t n, float* x);  // in place, activation maths of ops/activation
+// FMA throughput probe: `iters` steps of independent FMA chains (enough to cover latency x ports);
+// returns a value that depends on every chain so nothing is optimised away. flops = iters * probe_flops.
+using GemmProbeFn = float (*)(int64_t iters);
 
 struct GemmKernels {
   int mr, nr;                 // microkernel tile
@@ -46,6 +49,8 @@ struct GemmKernels {
   GemmPackFn pack_b_copy, pack_b_transpose;  // R = nr
   GemmDotFn dot;
   GemmActFn act;
+  GemmProbeFn probe;
+  int probe_flops;  // flops per probe iteration
 };
 
 FASTML_DECLARE_KERNEL_TABLES(GemmKernels, gemm)

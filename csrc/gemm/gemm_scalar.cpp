@@ -67,11 +67,20 @@ struct Lanes8 {
 
 void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernels_scalar, a, n, x); }
 
+// 8 independent multiply-add chains.
+float probe(int64_t iters) {
+  float acc[8];
+  for (int i = 0; i < 8; ++i) acc[i] = static_cast<float>(i);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 8; ++i) acc[i] = acc[i] * 0.999999f + 1e-7f;
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 }  // namespace
 
 extern const GemmKernels gemm_kernels_scalar;
 constexpr GemmKernels gemm_kernels_scalar = {
     MR, NR, &micro, &gemm_impl::pack_copy<MR>, &gemm_impl::pack_transpose<MR>, &gemm_impl::pack_copy<NR>,
-    &gemm_impl::pack_transpose<NR>, &gemm_impl::dot<Lanes8>, &act};
+    &gemm_impl::pack_transpose<NR>, &gemm_impl::dot<Lanes8>, &act, &probe, 8 * 2};
 
 }  // namespace fastml::cpu::scalar
