@@ -164,8 +164,10 @@ ACT32 = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda y: F.gelu(y, approx
 @pytest.mark.parametrize("act", list(ACTS))
 @pytest.mark.parametrize("bias_kind", [None, "row", "col"])
 def test_sgemm_fused_epilogue(isa, rng, act, bias_kind):
-    for (M, N, K), (ta, tb) in zip([(3, 70, 40), (33, 47, 300), (130, 90, 520), (2, 50, 64)],
-                                   [(False, False), (True, False), (False, True), (False, True)]):
+    for (M, N, K), (ta, tb) in zip([(3, 70, 40), (33, 47, 300), (130, 90, 520), (2, 50, 64), (1, 300, 520),
+                                    (300, 500, 260)],
+                                   [(False, False), (True, False), (False, True), (False, True), (False, False),
+                                    (False, False)]):
         a, b = _operands(rng, M, N, K, ta, tb, 1)
         c0 = rng.standard_normal((M, N)).astype(np.float32)
         bias = None if bias_kind is None else rng.standard_normal(M if bias_kind == "row" else N).astype(np.float32)
@@ -242,10 +244,12 @@ def test_sgemm_prepacked_b(isa, rng, tb):
                 _C.sgemm_packed(np.zeros((2, K), np.float32), pb, np.zeros((2, N), np.float32))
 
 
-# Shapes that reach every path: dot (M <= 4, B^T), direct B (one row block), packed with row split and
-# with column split, several K blocks, and the fused epilogue.
+# Shapes that reach every path: dot (M <= 4 with B^T, N <= 8), GEMV (M = 1), direct B (one row block),
+# direct A (N <= 4 NR), packed with row split and with column split, several K and N blocks, epilogue.
 THREAD_SHAPES = [(3, 300, 700, False, True), (40, 500, 600, False, False), (600, 200, 700, False, True),
-                 (30, 900, 300, True, True), (1000, 40, 520, True, False), (700, 1, 300, False, False)]
+                 (30, 900, 300, True, True), (1000, 40, 520, True, False), (700, 1, 300, False, False),
+                 (1, 3000, 700, False, False), (1, 2100, 300, True, False), (900, 100, 600, False, False),
+                 (400, 1300, 300, False, False)]
 
 
 def test_sgemm_threads_bitwise_identical(isa, rng, threads):

@@ -173,6 +173,47 @@ void run_dot(const Problem& p, const GemmKernels& kt, int nt) {
   for (int64_t b = 0; b < nblocks; ++b) block(b);
 }
 
+// M = 1 with op(B) = B: stream B row by row (long contiguous reads; a tile kernel would read 32 columns
+// of each row, one row per 4 KiB page or more apart). Columns are split across threads in chunks; each
+// chunk accumulates every K block in scratch (sum in k order within a block, blocks added in order).
+void run_gemv(const Problem& p, const GemmKernels& kt, int nt) {
+  const int64_t kc = k_block(p.K, blocking_for(kt).kc);
+  const float* a = p.A;
+  if (p.ta == Trans::trans && p.lda != 1) {  // A is K x 1: gather it
+    float* g = t_apack.get(p.K);
+    for (int64_t k = 0; k < p.K; ++k) g[k] = p.A[k * p.lda];
+    a = g;
+  }
+  constexpr int64_t kChunk = 1024;  // columns per chunk: 4 KiB of sums stay in L1
+  const int64_t nchunks = ceil_div(p.N, kChunk);
+  auto chunk = [&](int64_t cb) {
+    const int64_t j0 = cb * kChunk, n = std::min(kChunk, p.N - j0);
+    float* t = t_bpack.get(kChunk);
+    float* c = p.C + j0;
+    for (int64_t pc = 0; pc < p.K; pc += kc) {
+      const int64_t kb = std::min(kc, p.K - pc);
+      std::fill(t, t + n, 0.0f);
+      kt.gemv_rows(kb, a + pc, p.B + pc * p.ldb + j0, p.ldb, n, t);
+      const bool first = pc == 0, last = pc + kb == p.K;
+      for (int64_t j = 0; j < n; ++j) {
+        float v = t[j] * p.alpha;
+        if (!first) v = c[j] + v;
+        else if (p.beta != 0.0f) v = p.beta * c[j] + v;
+        if (last && p.ep && p.ep->bias && p.ep->bias_kind != GemmBias::none)
+          v += p.ep->bias_kind == GemmBias::row ? p.ep->bias[0] : p.ep->bias[j0 + j];
+        c[j] = v;
+      }
+    }
+    if (has_act(p)) kt.act(p.ep->act, n, c);
+  };
+  if (nt <= 1 || nchunks < 2) {
+    for (int64_t cb = 0; cb < nchunks; ++cb) chunk(cb);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t cb = 0; cb < nchunks; ++cb) chunk(cb);
+}
+
 void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   const int MR = kt.mr, NR = kt.nr;
   const Blocking bl = blocking_for(kt);
@@ -183,6 +224,9 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   const bool pack_b = !p.pb && !direct_b;
   const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
   const int64_t n_pad = round_up(N, NR);
+  // Few B slivers (N <= 4 NR): each A element is used by at most 4 tiles, too few to repay packing A
+  // (a transposing copy of all of A); the microkernel reads A's rows in place instead.
+  const bool direct_a = p.ta == Trans::none && N <= 4 * NR;
   float* bpanel = pack_b ? t_bpack.get(kc * nc) : nullptr;
   // Loop order inside a row block. Packed panel that fits L2: A sliver outer (it stays in L1, the B
   // panel streams from L2: BLIS's order with the operands' roles swapped, since here A is broadcast and
@@ -203,7 +247,7 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
     const int64_t mc = round_up(ceil_div(M, nic), MR);
     nic = ceil_div(M, mc);
     const int tmi = t / tn, tni = t % tn;
-    float* abuf = t_apack.get(mc * kc);
+    float* abuf = direct_a ? nullptr : t_apack.get(mc * kc);
     for (int64_t jc = 0; jc < N; jc += nc) {
       const int64_t nb = std::min(nc, N - jc);
       const int64_t ns = ceil_div(nb, NR);
@@ -241,15 +285,23 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
         for (int64_t ib = tmi; ib < nic; ib += tm) {
           const int64_t i0 = ib * mc, mb = std::min(mc, M - i0);
           if (s1 <= s0) break;
-          if (p.ta == Trans::none) kt.pack_a_transpose(mb, kb, p.A + i0 * p.lda + pc, p.lda, abuf);
-          else kt.pack_a_copy(mb, kb, p.A + pc * p.lda + i0, p.lda, abuf);
+          if (direct_a) {
+          } else if (p.ta == Trans::none) {
+            kt.pack_a_transpose(mb, kb, p.A + i0 * p.lda + pc, p.lda, abuf);
+          } else {
+            kt.pack_a_copy(mb, kb, p.A + pc * p.lda + i0, p.lda, abuf);
+          }
           auto tile = [&](int64_t s, int64_t ir) {
             const int64_t j = jc + s * NR;
             const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
             const int m = static_cast<int>(std::min<int64_t>(MR, mb - ir));
             float* c = p.C + (i0 + ir) * p.ldc + j;
-            kt.micro(kb, abuf + ir * kb, bp + s * sliver_stride, bld, c, p.ldc, m, n,
-                     tile_for(p, first, last, i0 + ir, j));
+            if (direct_a)
+              kt.micro_direct_a(kb, p.A + (i0 + ir) * p.lda + pc, p.lda, bp + s * sliver_stride, bld, c, p.ldc, m, n,
+                                tile_for(p, first, last, i0 + ir, j));
+            else
+              kt.micro(kb, abuf + ir * kb, bp + s * sliver_stride, bld, c, p.ldc, m, n,
+                       tile_for(p, first, last, i0 + ir, j));
             if (last && has_act(p))
               for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
           };
@@ -281,6 +333,10 @@ void run_one(const Problem& p, const GemmKernels& kt, int nt) {
   const bool dot = p.N <= kDotMaxN || p.M * p.N <= kDotMaxMN || (p.tb == Trans::trans && p.M <= kDotMaxM);
   if (!p.pb && dot) {
     run_dot(p, kt, nt);
+    return;
+  }
+  if (!p.pb && p.M == 1 && p.tb == Trans::none) {
+    run_gemv(p, kt, nt);
     return;
   }
   run_packed(p, kt, nt);

@@ -104,6 +104,11 @@ void micro(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int
   }
 }
 
+void micro_direct_a(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int m, int n, const GemmTile& t) {
+  gemm_impl::micro_direct_a_via_pack<MR, 256>(&micro, k, a, lda, b, ldb, c, ldc, m, n, t);
+}
+
 void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernels_avx2, a, n, x); }
 
 // 12 independent ymm FMA chains (5-cycle latency x 2 ports needs 10).
@@ -126,7 +131,7 @@ float probe(int64_t iters) {
 
 extern const GemmKernels gemm_kernels_avx2;
 constexpr GemmKernels gemm_kernels_avx2 = {
-    MR, NR, &micro, &gemm_impl::pack_copy<MR>, &gemm_impl::pack_transpose<MR>, &gemm_impl::pack_copy<NR>,
+    MR, NR, &micro, &micro_direct_a, &gemm_impl::gemv_rows<VecF>, &gemm_impl::pack_copy<MR>, &gemm_impl::pack_transpose<MR>, &gemm_impl::pack_copy<NR>,
     &gemm_impl::pack_transpose<NR>, &gemm_impl::dot<VecF>, &act, &probe, 12 * 8 * 2};
 
 }  // namespace fastml::cpu::avx2

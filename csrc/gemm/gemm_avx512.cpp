@@ -21,9 +21,10 @@ constexpr int MR = 14;
 constexpr int NR = 32;
 constexpr int64_t kPrefetchK = 8;  // B rows prefetched this many k steps (~110 cycles) ahead
 
-template <int ROWS, bool MASKED>
-inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int n,
-                       const GemmTile& t) {
+// DIRECT_A: A read in place (row i at a + i*lda), else a packed sliver (a[p*MR + i]).
+template <int ROWS, bool MASKED, bool DIRECT_A>
+inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                       int n, const GemmTile& t) {
   __m512 c0[ROWS], c1[ROWS];
 #pragma GCC unroll 14
   for (int i = 0; i < ROWS; ++i) {
@@ -50,11 +51,11 @@ inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, f
     }
 #pragma GCC unroll 14
     for (int i = 0; i < ROWS; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i]);
+      const __m512 ai = _mm512_set1_ps(DIRECT_A ? a[i * lda] : a[i]);
       c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
     }
-    a += MR;
+    a += DIRECT_A ? 1 : MR;
     b += ldb;
   }
   const __m512 va = _mm512_set1_ps(t.alpha);
@@ -91,31 +92,42 @@ inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, f
   }
 }
 
-template <int ROWS>
-inline void micro_n(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int n,
-                    const GemmTile& t) {
-  if (n == NR) micro_rows<ROWS, false>(k, a, b, ldb, c, ldc, n, t);
-  else micro_rows<ROWS, true>(k, a, b, ldb, c, ldc, n, t);
+template <int ROWS, bool DIRECT_A>
+inline void micro_n(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int n, const GemmTile& t) {
+  if (n == NR) micro_rows<ROWS, false, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t);
+  else micro_rows<ROWS, true, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t);
+}
+
+template <bool DIRECT_A>
+void micro_any(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int m,
+               int n, const GemmTile& t) {
+  switch (m) {
+    case 14: micro_n<14, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 13: micro_n<13, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 12: micro_n<12, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 11: micro_n<11, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 10: micro_n<10, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 9: micro_n<9, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 8: micro_n<8, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 7: micro_n<7, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 6: micro_n<6, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 5: micro_n<5, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 4: micro_n<4, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 3: micro_n<3, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 2: micro_n<2, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    default: micro_n<1, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+  }
 }
 
 void micro(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int m, int n,
            const GemmTile& t) {
-  switch (m) {
-    case 14: micro_n<14>(k, a, b, ldb, c, ldc, n, t); break;
-    case 13: micro_n<13>(k, a, b, ldb, c, ldc, n, t); break;
-    case 12: micro_n<12>(k, a, b, ldb, c, ldc, n, t); break;
-    case 11: micro_n<11>(k, a, b, ldb, c, ldc, n, t); break;
-    case 10: micro_n<10>(k, a, b, ldb, c, ldc, n, t); break;
-    case 9: micro_n<9>(k, a, b, ldb, c, ldc, n, t); break;
-    case 8: micro_n<8>(k, a, b, ldb, c, ldc, n, t); break;
-    case 7: micro_n<7>(k, a, b, ldb, c, ldc, n, t); break;
-    case 6: micro_n<6>(k, a, b, ldb, c, ldc, n, t); break;
-    case 5: micro_n<5>(k, a, b, ldb, c, ldc, n, t); break;
-    case 4: micro_n<4>(k, a, b, ldb, c, ldc, n, t); break;
-    case 3: micro_n<3>(k, a, b, ldb, c, ldc, n, t); break;
-    case 2: micro_n<2>(k, a, b, ldb, c, ldc, n, t); break;
-    default: micro_n<1>(k, a, b, ldb, c, ldc, n, t); break;
-  }
+  micro_any<false>(k, a, MR, b, ldb, c, ldc, m, n, t);
+}
+
+void micro_direct_a(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int m, int n, const GemmTile& t) {
+  micro_any<true>(k, a, lda, b, ldb, c, ldc, m, n, t);
 }
 
 // In-register 16x16 transpose: r[i] lane j -> r[j] lane i (unpack ps, unpack pd, two 128-bit shuffles).
@@ -211,7 +223,7 @@ float probe(int64_t iters) {
 
 extern const GemmKernels gemm_kernels_avx512;
 constexpr GemmKernels gemm_kernels_avx512 = {
-    MR, NR, &micro, &pack_copy<MR>, &pack_transpose<MR>, &pack_copy<NR>, &pack_transpose<NR>,
+    MR, NR, &micro, &micro_direct_a, &gemm_impl::gemv_rows<VecF>, &pack_copy<MR>, &pack_transpose<MR>, &pack_copy<NR>, &pack_transpose<NR>,
     &gemm_impl::dot<VecF>, &act, &probe, 24 * 16 * 2};
 
 }  // namespace fastml::cpu::avx512

@@ -34,6 +34,11 @@ using GemmMicroFn = void (*)(int64_t k, const float* a, const float* b, int64_t 
 // op(B) with tb == none.)  Transpose-pack: dst[p*R + r] = src[r*ld + p] (op(A) with ta == none, op(B)
 // with tb == trans). R is MR for A slivers and NR for B slivers; `count` slivers of R rows each are
 // packed from consecutive row groups (rows_total rows in all), sliver s at dst + s*R*k.
+// Same contract with A read in place: a[i*lda + p] (op(A) = A). k <= KC.
+using GemmMicroDirectAFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                                    int64_t ldc, int m, int n, const GemmTile& t);
+// t[j] += sum_{p<k} a[p] * b[p*ldb + j] for j < n (M = 1 with op(B) = B), each sum in p order.
+using GemmGemvFn = void (*)(int64_t k, const float* a, const float* b, int64_t ldb, int64_t n, float* t);
 using GemmPackFn = void (*)(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst);
 using GemmDotFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                            int64_t ldc, int m, int n, const GemmTile& t);
@@ -45,6 +50,8 @@ using GemmProbeFn = float (*)(int64_t iters);
 struct GemmKernels {
   int mr, nr;                 // microkernel tile
   GemmMicroFn micro;
+  GemmMicroDirectAFn micro_direct_a;
+  GemmGemvFn gemv_rows;
   GemmPackFn pack_a_copy, pack_a_transpose;  // R = mr
   GemmPackFn pack_b_copy, pack_b_transpose;  // R = nr
   GemmDotFn dot;

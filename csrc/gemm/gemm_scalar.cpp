@@ -65,6 +65,11 @@ struct Lanes8 {
   float hsum() const { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); }
 };
 
+void micro_direct_a(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int m, int n, const GemmTile& t) {
+  gemm_impl::micro_direct_a_via_pack<MR, 256>(&micro, k, a, lda, b, ldb, c, ldc, m, n, t);
+}
+
 void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernels_scalar, a, n, x); }
 
 // 8 independent multiply-add chains.
@@ -80,7 +85,7 @@ float probe(int64_t iters) {
 
 extern const GemmKernels gemm_kernels_scalar;
 constexpr GemmKernels gemm_kernels_scalar = {
-    MR, NR, &micro, &gemm_impl::pack_copy<MR>, &gemm_impl::pack_transpose<MR>, &gemm_impl::pack_copy<NR>,
+    MR, NR, &micro, &micro_direct_a, &gemm_impl::gemv_rows<VecF>, &gemm_impl::pack_copy<MR>, &gemm_impl::pack_transpose<MR>, &gemm_impl::pack_copy<NR>,
     &gemm_impl::pack_transpose<NR>, &gemm_impl::dot<Lanes8>, &act, &probe, 8 * 2};
 
 }  // namespace fastml::cpu::scalar
