@@ -54,8 +54,9 @@ struct Scratch {
   }
   ~Scratch() { std::free(p); }
 };
-thread_local Scratch t_apack;  // this thread's MC x KC block of op(A)
+thread_local Scratch t_apack;  // op(A) packed for one K block (calling thread's, shared by the team)
 thread_local Scratch t_bpack;  // the KC x NC panel of op(B) (owned by the calling thread, shared by the team)
+thread_local Scratch t_asliver;  // this thread's MR x KC sliver of op(A)
 
 struct Blocking {
   int64_t kc, mc, nc;
@@ -169,7 +170,7 @@ void run_dot(const Problem& p, const GemmKernels& kt, int nt) {
     for (int64_t b = 0; b < nblocks; ++b) block(b);
     return;
   }
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
   for (int64_t b = 0; b < nblocks; ++b) block(b);
 }
 
@@ -184,7 +185,9 @@ void run_gemv(const Problem& p, const GemmKernels& kt, int nt) {
     for (int64_t k = 0; k < p.K; ++k) g[k] = p.A[k * p.lda];
     a = g;
   }
-  constexpr int64_t kChunk = 1024;  // columns per chunk: 4 KiB of sums stay in L1
+  // Columns per chunk: one chunk per thread (whole rows of B are then read in single runs), at most 4096
+  // (16 KiB of sums stay in L1). Chunking never changes a sum, only which thread computes it.
+  const int64_t kChunk = std::min<int64_t>(4096, round_up(ceil_div(p.N, std::max(nt, 1)), 64));
   const int64_t nchunks = ceil_div(p.N, kChunk);
   auto chunk = [&](int64_t cb) {
     const int64_t j0 = cb * kChunk, n = std::min(kChunk, p.N - j0);
@@ -210,7 +213,7 @@ void run_gemv(const Problem& p, const GemmKernels& kt, int nt) {
     for (int64_t cb = 0; cb < nchunks; ++cb) chunk(cb);
     return;
   }
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
   for (int64_t cb = 0; cb < nchunks; ++cb) chunk(cb);
 }
 
@@ -219,56 +222,62 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   const Blocking bl = blocking_for(kt);
   const int64_t M = p.M, N = p.N, K = p.K;
   const int64_t kc = p.pb ? p.pb->kc() : k_block(K, bl.kc);
-  // Direct B: with one ic block each B sliver would be packed, then read once; read it in place instead.
+  // Direct B: with one row block each B sliver would be packed, then read once; read it in place instead.
   const bool direct_b = !p.pb && p.tb == Trans::none && M <= bl.mc;
   const bool pack_b = !p.pb && !direct_b;
-  const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
-  const int64_t n_pad = round_up(N, NR);
   // Few B slivers (N <= 4 NR): each A element is used by at most 4 tiles, too few to repay packing A
   // (a transposing copy of all of A); the microkernel reads A's rows in place instead.
   const bool direct_a = p.ta == Trans::none && N <= 4 * NR;
+  // Loop order. A sliver outer (packed or pre-packed B panel): the A sliver stays in L1 while the B panel
+  // streams from L2 (BLIS's order with the operands' roles swapped: here A is broadcast, B the vector
+  // operand). B read in place: B sliver outer, each sliver comes from memory once and is reused from L1
+  // by all A slivers, which are packed once per K block into a shared buffer.
+  const bool b_outer = direct_b;
+  const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
+  const int64_t n_pad = round_up(N, NR);
+  const int64_t ng = ceil_div(M, MR);  // row groups (A slivers)
   float* bpanel = pack_b ? t_bpack.get(kc * nc) : nullptr;
-  // Loop order inside a row block. Packed panel that fits L2: A sliver outer (it stays in L1, the B
-  // panel streams from L2: BLIS's order with the operands' roles swapped, since here A is broadcast and
-  // B is the vector operand). B read in place, or a larger pre-packed panel: B sliver outer (each sliver
-  // comes from memory once and is reused from L1 by every A sliver of the block).
-  const bool a_outer = pack_b || (p.pb && kc * n_pad * 4 <= cpu_info().l2_bytes / 2);
+  float* ablock = (b_outer && !direct_a) ? t_apack.get(ng * MR * kc) : nullptr;
 
-  auto body = [&](int t, int T) {
-    // Threads split rows when there are enough of them, else columns of the panel.
-    int tm = 1, tn = 1;
-    int64_t nic = ceil_div(M, bl.mc);
-    if (T > 1 && M >= int64_t(T) * 4 * MR) {
-      tm = T;
-      nic = round_up(nic, T);
-    } else {
-      tn = T;
-    }
-    const int64_t mc = round_up(ceil_div(M, nic), MR);
-    nic = ceil_div(M, mc);
-    const int tmi = t / tn, tni = t % tn;
-    float* abuf = direct_a ? nullptr : t_apack.get(mc * kc);
+  // Every phase is a worksharing loop with dynamic scheduling (a thread slowed down by another process on
+  // its core takes fewer items) and an implicit barrier; which thread computes a tile never changes it.
+  auto body = [&](int T) {
+    // Worksharing only inside this call's own team: a single-threaded call may itself run inside another
+    // parallel region (one product per thread of a batch), where an orphaned `omp for` would bind to it.
+    auto items = [&](int64_t n, auto&& fn) {
+      if (T <= 1) {
+        for (int64_t i = 0; i < n; ++i) fn(i);
+        return;
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t i = 0; i < n; ++i) fn(i);
+    };
+    float* asl = (!b_outer && !direct_a) ? t_asliver.get(MR * kc) : nullptr;
     for (int64_t jc = 0; jc < N; jc += nc) {
       const int64_t nb = std::min(nc, N - jc);
       const int64_t ns = ceil_div(nb, NR);
       for (int64_t pc = 0; pc < K; pc += kc) {
         const int64_t kb = std::min(kc, K - pc);
         const bool first = pc == 0, last = pc + kb == K;
+        if (pack_b) {
+          constexpr int64_t kSl = 4;  // slivers per packing item
+          items(ceil_div(ns, kSl), [&](int64_t it) {
+            const int64_t s0 = it * kSl, j = jc + s0 * NR, rows = std::min<int64_t>(kSl * NR, N - j);
+            if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, bpanel + s0 * NR * kb);
+            else kt.pack_b_transpose(rows, kb, p.B + j * p.ldb + pc, p.ldb, bpanel + s0 * NR * kb);
+          });
+        }
+        if (ablock) {
+          constexpr int64_t kGr = 4;  // row groups per packing item
+          items(ceil_div(ng, kGr), [&](int64_t it) {
+            const int64_t i = it * kGr * MR, rows = std::min<int64_t>(kGr * MR, M - i);
+            if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, ablock + i * kb);
+            else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, ablock + i * kb);
+          });
+        }
         const float* bp;
         int64_t sliver_stride, bld;
         if (pack_b) {
-          if (T > 1 && (jc > 0 || pc > 0)) {
-#pragma omp barrier
-          }
-          const int64_t s0 = ns * t / T, s1 = ns * (t + 1) / T;
-          if (s1 > s0) {
-            const int64_t j = jc + s0 * NR, rows = std::min<int64_t>((s1 - s0) * NR, N - j);
-            if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, bpanel + s0 * NR * kb);
-            else kt.pack_b_transpose(rows, kb, p.B + j * p.ldb + pc, p.ldb, bpanel + s0 * NR * kb);
-          }
-          if (T > 1) {
-#pragma omp barrier
-          }
           bp = bpanel;
           sliver_stride = NR * kb;
           bld = NR;
@@ -281,47 +290,45 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
           sliver_stride = NR;
           bld = p.ldb;
         }
-        const int64_t s0 = ns * tni / tn, s1 = ns * (tni + 1) / tn;
-        for (int64_t ib = tmi; ib < nic; ib += tm) {
-          const int64_t i0 = ib * mc, mb = std::min(mc, M - i0);
-          if (s1 <= s0) break;
-          if (direct_a) {
-          } else if (p.ta == Trans::none) {
-            kt.pack_a_transpose(mb, kb, p.A + i0 * p.lda + pc, p.lda, abuf);
-          } else {
-            kt.pack_a_copy(mb, kb, p.A + pc * p.lda + i0, p.lda, abuf);
-          }
-          auto tile = [&](int64_t s, int64_t ir) {
-            const int64_t j = jc + s * NR;
-            const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
-            const int m = static_cast<int>(std::min<int64_t>(MR, mb - ir));
-            float* c = p.C + (i0 + ir) * p.ldc + j;
-            if (direct_a)
-              kt.micro_direct_a(kb, p.A + (i0 + ir) * p.lda + pc, p.lda, bp + s * sliver_stride, bld, c, p.ldc, m, n,
-                                tile_for(p, first, last, i0 + ir, j));
-            else
-              kt.micro(kb, abuf + ir * kb, bp + s * sliver_stride, bld, c, p.ldc, m, n,
-                       tile_for(p, first, last, i0 + ir, j));
-            if (last && has_act(p))
-              for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
-          };
-          if (a_outer) {
-            for (int64_t ir = 0; ir < mb; ir += MR)
-              for (int64_t s = s0; s < s1; ++s) tile(s, ir);
-          } else {
-            for (int64_t s = s0; s < s1; ++s)
-              for (int64_t ir = 0; ir < mb; ir += MR) tile(s, ir);
-          }
+        auto tile = [&](int64_t s, int64_t g, const float* a) {
+          const int64_t j = jc + s * NR, i = g * MR;
+          const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
+          const int m = static_cast<int>(std::min<int64_t>(MR, M - i));
+          float* c = p.C + i * p.ldc + j;
+          const GemmTile t = tile_for(p, first, last, i, j);
+          if (direct_a) kt.micro_direct_a(kb, p.A + i * p.lda + pc, p.lda, bp + s * sliver_stride, bld, c, p.ldc, m, n, t);
+          else kt.micro(kb, a, bp + s * sliver_stride, bld, c, p.ldc, m, n, t);
+          if (last && has_act(p))
+            for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
+        };
+        if (b_outer) {
+          items(ns, [&](int64_t s) {
+            for (int64_t g = 0; g < ng; ++g) tile(s, g, ablock ? ablock + g * MR * kb : nullptr);
+          });
+        } else {
+          // Work items: an A sliver against a range of the panel's B slivers (ranges only when there are
+          // too few row groups to keep every thread busy).
+          const int64_t q = ng >= 4 * T ? 1 : std::min<int64_t>(ns, ceil_div(4 * T, ng));
+          items(ng * q, [&](int64_t u) {
+            const int64_t g = u / q, r = u % q;
+            const int64_t s0 = ns * r / q, s1 = ns * (r + 1) / q;
+            if (asl) {
+              const int64_t i = g * MR, rows = std::min<int64_t>(MR, M - i);
+              if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, asl);
+              else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, asl);
+            }
+            for (int64_t s = s0; s < s1; ++s) tile(s, g, asl);
+          });
         }
       }
     }
   };
   if (nt <= 1) {
-    body(0, 1);
+    body(1);
     return;
   }
 #pragma omp parallel num_threads(nt)
-  body(omp_get_thread_num(), omp_get_num_threads());
+  body(omp_get_num_threads());
 }
 
 void run_one(const Problem& p, const GemmKernels& kt, int nt) {
@@ -382,7 +389,7 @@ void sgemm_batched(int64_t batch, Trans ta, Trans tb, int64_t M, int64_t N, int6
   // Many small products: one thread per product; otherwise each product uses all threads. Either way
   // every product is computed by the same kernels in the same order, so results do not depend on nt.
   if (nt > 1 && batch >= nt && M * N * K < 8 * kParallelMacs) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t b = 0; b < batch; ++b) item(b, 1);
     return;
   }
