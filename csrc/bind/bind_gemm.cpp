@@ -204,6 +204,30 @@ void bind_gemm(py::module_& m) {
   }, py::arg("a"), py::arg("packed"), py::arg("c"), py::arg("trans_a") = false, py::arg("alpha") = 1.0f,
      py::arg("beta") = 0.0f, py::arg("bias") = py::none(), py::arg("bias_kind") = "col", py::arg("act") = "none");
 
+  m.def("matmul2d", [](py::handle a_, py::handle b_, py::handle out) {
+    const char* op = "matmul";
+    py::array a = input_f32(a_, op, "a");
+    py::array b = input_f32(b_, op, "b");
+    FASTML_CHECK(a.ndim() == 2 && b.ndim() == 2, op, ": expected 2-D arrays here, got shapes ", shape_str(a), " and ",
+                 shape_str(b));
+    const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+    FASTML_CHECK(b.shape(0) == K, op, ": expected b with ", K, " rows in its last two dims (a is ", shape_str(a),
+                 "), got ", shape_str(b));
+    py::array c = output_f32(out, {static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)}, op);
+    FASTML_CHECK(!partially_overlaps(a, c) && !partially_overlaps(b, c) && a.data() != c.data() &&
+                     b.data() != c.data(), op, ": out must not overlap a or b");
+    const float* pa = cf32(a);
+    const float* pb = cf32(b);
+    float* pc = f32(c);
+    {
+      py::gil_scoped_release nogil;
+      sgemm(Trans::none, Trans::none, M, N, K, 1.0f, pa, std::max<int64_t>(1, K), pb, std::max<int64_t>(1, N), 0.0f,
+            pc, std::max<int64_t>(1, N));
+    }
+    return c;
+  }, py::arg("a"), py::arg("b"), py::arg("out") = py::none(),
+     "out = a @ b for 2-D float32 arrays (strided input copied once), the hot path of fastml.matmul.");
+
   m.def("linear_forward", [](py::handle x_, py::handle w_, py::handle bias, py::handle out) {
     const char* op = "linear";
     py::array x = input_f32(x_, op, "input");
@@ -211,7 +235,8 @@ void bind_gemm(py::module_& m) {
     FASTML_CHECK(x.ndim() == 2, op, ": expected a 2-D input here, got shape ", shape_str(x));
     FASTML_CHECK(w.ndim() == 2, op, ": expected weight of shape (out_features, in_features), got ", shape_str(w));
     const int64_t M = x.shape(0), K = x.shape(1), N = w.shape(0);
-    FASTML_CHECK(w.shape(1) == K, op, ": expected weight of shape (out_features, ", K, "), got ", shape_str(w));
+    FASTML_CHECK(w.shape(1) == K, op, ": expected input of shape (..., ", w.shape(1), ") (weight is ", shape_str(w),
+                 "), got ", shape_str(x));
     py::array keep;
     GemmEpilogue ep;
     if (!bias.is_none()) {

@@ -38,6 +38,7 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
   }
   const __mmask16 m0 = MASKED ? static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1u) : 0xffff;
   const __mmask16 m1 = MASKED ? static_cast<__mmask16>(n <= 16 ? 0 : (1u << (n - 16)) - 1u) : 0xffff;
+#pragma GCC unroll 4
   for (int64_t p = 0; p < k; ++p) {
     __m512 b0, b1;
     _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchK * ldb), _MM_HINT_T0);

@@ -54,6 +54,9 @@ def linear(input, weight, bias=None, *, out=None):
     Shapes: input (*, in_features), weight (out_features, in_features), bias (out_features,) or None
     -> (*, out_features). ``out`` must be C-contiguous, writeable, of the result's shape and dtype.
     """
+    if (_B.cpu_fast_path(input) and _B.cpu_fast_path(weight) and input.ndim == 2 and weight.ndim == 2
+            and (bias is None or _B.cpu_fast_path(bias))):
+        return _C.linear_forward(input, weight, bias, out)  # hot path: the binding validates shapes and out
     _no_device(input, "linear")
     x = _B.as_float_array(input, "linear", "input")
     w = _B.as_float_array(weight, "linear", "weight")
@@ -120,6 +123,8 @@ def matmul(a, b, *, out=None):
 
     Shapes: a (..., M, K) or (K,), b (..., K, N) or (K,) -> (..., M, N) with the broadcast batch shape.
     """
+    if _B.cpu_fast_path(a) and _B.cpu_fast_path(b) and a.ndim == 2 and b.ndim == 2:
+        return _C.matmul2d(a, b, out)  # hot path (per-call overhead matters for small products)
     _no_device(a, "matmul")
     _no_device(b, "matmul")
     x = _B.as_float_array(a, "matmul", "a")
