@@ -1,15 +1,18 @@
 // SGEMM driver (baseline flags): blocking, packing schedule, threading and the small-shape paths.
-// Contract: gemm.h; kernels: gemm_kernels.h. Five loops after BLIS (Van Zee & van de Geijn, 2015):
-//   jc (NC columns of C) -> pc (KC of K; op(B) panel KC x NC packed cooperatively by all threads)
-//   -> ic (MC rows; each thread packs its own MC x KC block of op(A)) -> jr (NR) -> ir (MR) -> microkernel.
-// Block sizes from the caches the CPU reports: a KC x NR sliver of B stays in L1 across the ir loop
-// (KC = 2/3 L1 / (4 NR), e.g. 256 for 48 KiB and NR = 32), the MC x KC block of A in L2 (<= L2 / 4),
-// the KC x NC panel of B in the outer cache (NC <= 4096, capped because the L3 of a shared VM is not ours).
+// Contract: gemm.h; kernels: gemm_kernels.h. Loops after BLIS (Van Zee & van de Geijn, 2015), with the
+// operands' roles swapped because here A is the broadcast operand and B the vector operand:
+//   jc (NC columns) -> pc (KC of K: the KC x NC panel of op(B) is packed by all threads, kept in L2)
+//   -> row group (an MR x KC sliver of op(A), packed by the thread that takes it, kept in L1)
+//   -> B slivers of the panel (NR columns each, streamed from L2) -> MR x NR microkernel.
+// Block sizes come from the caches the CPU reports: KC = 2/3 L1 / (4 NR) capped at 256 (256 for 48 KiB,
+// NR = 32), NC = L2 / 2 / (4 KC) (1024 for 2 MiB), capped at 4096 because the L3 of a shared VM is not ours.
 // K blocks depend only on (K, ISA), so every element's sum order, and hence the result, is the same for
-// any thread count; threads only split rows (ic blocks) or, when there are too few rows, columns (jr).
-// Paths that skip packing: op(B) = B (no transpose) with a single ic block is read in place by the
-// microkernel (each B sliver is used once from memory and then from L1), and few rows with op(B) = B^T
-// or few columns use the dot kernel (rows of op(A) against columns of op(B), both contiguous along K).
+// any thread count; threads take work items (packing items, row groups x B-sliver ranges) dynamically.
+// Paths that skip packing what they do not reuse:
+//   - op(B) = B with few rows (M <= MC): B is read in place, B sliver outer, A packed once per K block;
+//   - few B slivers (N <= 4 NR, op(A) = A): the microkernel reads A's rows in place;
+//   - M = 1 with op(B) = B: GEMV streaming B row by row;
+//   - N <= 8, a tiny C, or M <= 4 with op(B) = B^T: dot products along K (K split across vector lanes).
 #include "gemm/gemm.h"
 
 #include <omp.h>
@@ -68,9 +71,10 @@ Blocking blocking_for(const GemmKernels& kt) {
   const int64_t l2 = ci.l2_bytes > 0 ? ci.l2_bytes : 256 * 1024;
   int64_t kc = (l1 * 2 / 3) / (4 * kt.nr) / 16 * 16;
   kc = std::clamp<int64_t>(kc, 64, 256);  // <= 256 also bounds the sequential run of each sum
+  // MC: up to this many rows, B is read in place and all of op(A)'s K block is packed once (<= L2 / 4).
   int64_t mc = (l2 / 4) / (4 * kc) / kt.mr * kt.mr;
   mc = std::max<int64_t>(mc, kt.mr);
-  // The packed KC x NC panel of B stays in L2 while every A sliver of the row block streams over it.
+  // The packed KC x NC panel of B stays in L2 while every A sliver streams over it.
   const int64_t nc = std::clamp<int64_t>((l2 / 2) / (4 * kc), kt.nr, kMaxNc);
   return {kc, mc, nc / kt.nr * kt.nr};
 }
