@@ -55,26 +55,32 @@ def bench(threads, repeat, shapes):
         torch.set_num_threads(threads)
     peak = max(fastml._C.probe_fma_peak(threads) for _ in range(3))
     limits = threadpool_limits(limits=threads, user_api="blas") if threadpool_limits else None
-    rows = []
     rng = np.random.default_rng(0)
+    data = []
+    for M, N, K in shapes:
+        a = rng.standard_normal((M, K)).astype(np.float32)
+        b = rng.standard_normal((K, N)).astype(np.float32)
+        data.append((a, b, np.empty((M, N), np.float32)))
+    libs = {"fastml": lambda a, b, c: (lambda: fastml.matmul(a, b, out=c)),
+            "numpy": lambda a, b, c: (lambda: np.matmul(a, b, out=c))}
+    if torch is not None:
+        libs["torch"] = lambda a, b, c: (lambda ta=torch.from_numpy(a), tb=torch.from_numpy(b),
+                                         tc=torch.from_numpy(c): torch.mm(ta, tb, out=tc))
+    res = {shape: {} for shape in shapes}
     try:
-        for M, N, K in shapes:
-            a = rng.standard_normal((M, K)).astype(np.float32)
-            b = rng.standard_normal((K, N)).astype(np.float32)
-            c = np.empty((M, N), np.float32)
-            flops = 2.0 * M * N * K
-            inner = 2000 if M * N * K <= 64 ** 3 else 1
-            res = {}
-            res["fastml"] = _time(_calls(lambda: fastml.matmul(a, b, out=c), inner), repeat)
-            res["numpy"] = _time(_calls(lambda: np.matmul(a, b, out=c), inner), repeat)
-            if torch is not None:
-                ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
-                res["torch"] = _time(_calls(lambda: torch.mm(ta, tb, out=tc), inner), repeat)
-            rows.append(((M, N, K), {k: (flops * inner / v[0] / 1e9, flops * inner / v[1] / 1e9, v[0] / inner * 1e6)
-                                     for k, v in res.items()}))
+        # one library at a time over all shapes: a BLAS's worker threads that keep spinning after its
+        # calls must not steal the cores from the next library's measurements
+        for name, make in libs.items():
+            for (M, N, K), (a, b, c) in zip(shapes, data):
+                inner = 2000 if M * N * K <= 64 ** 3 else 1
+                best, med = _time(_calls(make(a, b, c), inner), repeat)
+                flops = 2.0 * M * N * K * inner
+                res[(M, N, K)][name] = (flops / best / 1e9, flops / med / 1e9, best / inner * 1e6)
+            time.sleep(0.5)
     finally:
         if limits is not None:
             limits.restore_original_limits()
+    rows = [(shape, res[shape]) for shape in shapes]
     return peak, rows
 
 
