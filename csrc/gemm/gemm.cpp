@@ -12,7 +12,7 @@
 //   - op(B) = B with few rows (M <= MC = 10 MR): B read in place, B sliver outer, A packed once per K block;
 //   - few B slivers (N <= 4 NR, op(A) = A): the microkernel reads A's rows in place;
 //   - M = 1 with op(B) = B: GEMV streaming B row by row;
-//   - N <= 8, a tiny C, or M <= 4 with op(B) = B^T: dot products along K (K split across vector lanes).
+//   - N <= 8, a tiny C, or M <= 16 with op(B) = B^T: dot products along K (K split across vector lanes).
 #include "gemm/gemm.h"
 
 #include <omp.h>
@@ -29,7 +29,7 @@
 namespace fastml {
 namespace {
 
-constexpr int64_t kDotMaxM = 4;  // dot path: M <= 4 with op(B) = B^T (batch-1..4 inference) ...
+constexpr int64_t kDotMaxM = 16;  // dot path: M <= 16 with op(B) = B^T (small-batch linear: no B^T packing) ...
 constexpr int64_t kDotMaxN = 8;  // ... or N <= 8 (where a BLAS also switches to K-split dot products)
 constexpr int64_t kDotMaxMN = 256;  // ... or a tiny C (<= 16 x 16): no tile to fill, and dot accuracy
 constexpr int64_t kParallelMacs = 1 << 20; // below ~1M multiply-adds one thread is faster than fork-join
