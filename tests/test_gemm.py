@@ -265,6 +265,34 @@ def test_sgemm_threads_bitwise_identical(isa, rng, threads):
         assert np.array_equal(outs[0], outs[1]), f"{M}x{N}x{K} differs between 1 and 2 threads"
 
 
+@pytest.fixture
+def odd_blocking():
+    """Small KC and NC that are not multiples of the packing items: many K and N blocks with ragged ends."""
+    nr = _C.gemm_blocking()["nr"]
+    _C.gemm_set_blocking(40, 3 * nr)
+    yield
+    _C.gemm_set_blocking(0, 0)
+
+
+def test_sgemm_block_edges(isa, rng, threads, odd_blocking):
+    for M, N, K, ta, tb in [(200, 301, 130, False, False), (150, 200, 97, True, True), (300, 250, 81, False, True),
+                            (33, 500, 90, True, False)]:
+        a, b = _operands(rng, M, N, K, ta, tb, 2)
+        c0 = rng.standard_normal((M, N)).astype(np.float32)
+        bias = rng.standard_normal(N).astype(np.float32)
+        outs = []
+        for nt in (1, 2):
+            fastml.set_num_threads(nt)
+            c = c0.copy()
+            _C.sgemm(a, b, c, ta, tb, 1.5, -0.5, bias=bias, act="relu")
+            outs.append(c)
+        assert np.array_equal(outs[0], outs[1])
+        lin = 1.5 * (_op(a, ta).astype(np.float64) @ _op(b, tb)) - 0.5 * c0 + bias
+        base = np.float32(1.5) * (_op(a, ta) @ _op(b, tb)) - np.float32(0.5) * c0 + bias
+        assert_error_within(outs[0], np.maximum(lin, 0), np.maximum(base, 0), scale=float(np.abs(lin).max()),
+                            what=f"odd blocking {M}x{N}x{K} {ta}{tb}")
+
+
 def test_sgemm_nonfinite_propagates(isa, rng):
     a = rng.standard_normal((20, 40)).astype(np.float32)
     b = rng.standard_normal((40, 50)).astype(np.float32)

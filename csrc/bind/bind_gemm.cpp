@@ -132,6 +132,9 @@ void bind_gemm(py::module_& m) {
     return d;
   }, "Microkernel tile (mr x nr) and cache blocks (kc, mc, nc) of the active ISA.");
 
+  m.def("gemm_set_blocking", &gemm_set_blocking, py::arg("kc") = 0, py::arg("nc") = 0,
+        "Override KC / NC process-wide (0 = from the caches): block-edge tests and tuning only.");
+
   m.def("probe_fma_peak", [](int threads, double seconds) {
     py::gil_scoped_release nogil;
     return fma_peak_gflops(threads, seconds);

@@ -18,6 +18,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <new>
@@ -65,19 +66,23 @@ struct Blocking {
   int64_t kc, mc, nc;
 };
 
+std::atomic<int64_t> g_kc_override{0}, g_nc_override{0};  // tests and tuning only (gemm_set_blocking)
+
 Blocking blocking_for(const GemmKernels& kt) {
   const CpuInfo& ci = cpu_info();
   const int64_t l1 = ci.l1d_bytes > 0 ? ci.l1d_bytes : 32 * 1024;
   const int64_t l2 = ci.l2_bytes > 0 ? ci.l2_bytes : 256 * 1024;
   int64_t kc = (l1 * 2 / 3) / (4 * kt.nr) / 16 * 16;
   kc = std::clamp<int64_t>(kc, 64, 256);  // <= 256 also bounds the sequential run of each sum
+  if (const int64_t o = g_kc_override.load(std::memory_order_relaxed)) kc = o;
   // MC: up to this many rows B is read in place (each B sliver from memory once, reused from L1 by all
   // row groups) and op(A)'s K block is packed once (<= L2 / 4). Measured: beyond ~10 row groups the
   // packed, L2-resident B panel is faster (2 threads at 256 x 256 x 256: 300 vs 270 GFLOP/s).
   int64_t mc = std::min<int64_t>(10 * kt.mr, (l2 / 4) / (4 * kc) / kt.mr * kt.mr);
   mc = std::max<int64_t>(mc, kt.mr);
   // The packed KC x NC panel of B stays in L2 while every A sliver streams over it.
-  const int64_t nc = std::clamp<int64_t>((l2 / 2) / (4 * kc), kt.nr, kMaxNc);
+  int64_t nc = std::clamp<int64_t>((l2 / 2) / (4 * kc), kt.nr, kMaxNc);
+  if (const int64_t o = g_nc_override.load(std::memory_order_relaxed)) nc = std::max<int64_t>(o, kt.nr);
   return {kc, mc, nc / kt.nr * kt.nr};
 }
 
@@ -268,7 +273,7 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
         if (pack_b) {
           constexpr int64_t kSl = 4;  // slivers per packing item
           items(ceil_div(ns, kSl), [&](int64_t it) {
-            const int64_t s0 = it * kSl, j = jc + s0 * NR, rows = std::min<int64_t>(kSl * NR, N - j);
+            const int64_t s0 = it * kSl, j = jc + s0 * NR, rows = std::min<int64_t>(kSl * NR, jc + nb - j);
             if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, bpanel + s0 * NR * kb);
             else kt.pack_b_transpose(rows, kb, p.B + j * p.ldb + pc, p.ldb, bpanel + s0 * NR * kb);
           });
@@ -401,6 +406,13 @@ void sgemm_batched(int64_t batch, Trans ta, Trans tb, int64_t M, int64_t N, int6
   }
   const int nt_item = threads_for_gemm(M, N, K);
   for (int64_t b = 0; b < batch; ++b) item(b, nt_item);
+}
+
+void gemm_set_blocking(int64_t kc, int64_t nc) {
+  FASTML_CHECK(kc >= 0 && nc >= 0, "gemm_set_blocking: expected kc, nc >= 0 (0 = from the caches), got ", kc, ", ",
+               nc);
+  g_kc_override.store(kc, std::memory_order_relaxed);
+  g_nc_override.store(nc, std::memory_order_relaxed);
 }
 
 GemmBlocking gemm_blocking() {

@@ -51,6 +51,9 @@ struct GemmBlocking {
   int64_t kc, mc, nc;
 };
 GemmBlocking gemm_blocking();
+// Process-wide override of KC / NC (0 = derive from the caches again): for tests of the block edges
+// and for tuning experiments. Results stay thread-count invariant under any override.
+void gemm_set_blocking(int64_t kc, int64_t nc);
 
 // Measured FMA throughput of the active ISA's vector unit (GFLOP/s summed over `threads` threads, each
 // running independent FMA chains for about `seconds`): the ceiling the GEMM benchmark reports against.
