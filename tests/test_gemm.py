@@ -293,6 +293,21 @@ def test_sgemm_block_edges(isa, rng, threads, odd_blocking):
                             what=f"odd blocking {M}x{N}x{K} {ta}{tb}")
 
 
+def test_sgemm_prepacked_and_batched_block_edges(isa, rng, odd_blocking):
+    K, N = 130, 301
+    b = rng.standard_normal((N, K)).astype(np.float32)
+    pb = _C.gemm_pack_b(b, True)
+    a = rng.standard_normal((70, K)).astype(np.float32)
+    c = np.empty((70, N), np.float32)
+    _C.sgemm_packed(a, pb, c)
+    assert_error_within(c, a.astype(np.float64) @ b.T, a @ b.T, what="prepacked, odd blocking")
+    a3 = rng.standard_normal((3, 50, 97)).astype(np.float32)
+    b3 = rng.standard_normal((3, 97, 200)).astype(np.float32)
+    c3 = np.empty((3, 50, 200), np.float32)
+    _C.sgemm_batched(a3, b3, c3)
+    assert_error_within(c3, a3.astype(np.float64) @ b3, a3 @ b3, what="batched, odd blocking")
+
+
 def test_sgemm_nonfinite_propagates(isa, rng):
     a = rng.standard_normal((20, 40)).astype(np.float32)
     b = rng.standard_normal((40, 50)).astype(np.float32)
