@@ -1,9 +1,10 @@
 # The one op registry. Each line adds an op's C++ entry, its per-ISA kernels (each compiled with its own
 # flags), its binding, its CUDA source, and the variant list that fastml._C.variants(op) reports.
 #
-#   fastml_add_op(<op> ISAS scalar [avx2] [avx512] [CUDA])
+#   fastml_add_op(<op> [DIR <folder>] ISAS scalar [avx2] [avx512] [CUDA])
 #
-# expects csrc/ops/<op>/<op>.cpp, csrc/ops/<op>/<op>_<isa>.cpp, csrc/bind/bind_<op>.cpp and, with CUDA,
+# expects csrc/ops/<op>/<op>.cpp and csrc/ops/<op>/<op>_<isa>.cpp (or in <folder> with DIR, e.g. the GEMM
+# engine in csrc/gemm), csrc/bind/bind_<op>.cpp and, with CUDA,
 # cuda/<op>.cu (kernels, launches, entries; no pybind11) plus cuda/bind_<op>_cuda.cpp defining
 # fastml::cuda::bind_<op>_cuda(module&), which cuda/bind_cuda.cpp calls through the generated registry.
 #
@@ -12,8 +13,11 @@
 # registers a CUDA-only op family (cuda/<name>.cu + cuda/bind_<name>_cuda.cpp) that has no CPU folder.
 
 function(fastml_add_op op)
-  cmake_parse_arguments(ARG "CUDA" "" "ISAS" ${ARGN})
+  cmake_parse_arguments(ARG "CUDA" "DIR" "ISAS" ${ARGN})
   set(dir csrc/ops/${op})
+  if(ARG_DIR)
+    set(dir ${ARG_DIR})
+  endif()
   set(srcs ${dir}/${op}.cpp csrc/bind/bind_${op}.cpp)
   set(built "")
   foreach(isa IN LISTS ARG_ISAS)
@@ -47,6 +51,7 @@ fastml_add_op(softmax ISAS scalar avx2 avx512)
 fastml_add_op(cross_entropy ISAS scalar avx2 avx512)
 fastml_add_op(pointwise_loss ISAS scalar avx2 avx512)
 fastml_add_op(probe ISAS scalar avx2 avx512)
+fastml_add_op(gemm DIR csrc/gemm ISAS scalar avx2 avx512)
 
 # CUDA families whose kernels are grouped differently from the CPU ops: cuda/softmax.cu serves the
 # softmax op, cuda/optim.cu the sgd, rmsprop and adam ops.

@@ -16,6 +16,7 @@ from ._backend import (
 from ._info import info
 from ._version import __version__
 from . import functional, optim, reference, text  # noqa: E402
+from .functional.linear import matmul  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -23,6 +24,7 @@ __all__ = [
     "functional",
     "get_num_threads",
     "info",
+    "matmul",
     "optim",
     "reference",
     "set_num_threads",

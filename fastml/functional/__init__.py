@@ -3,5 +3,7 @@ from .activation import *  # noqa: F401,F403
 from .activation import __all__ as _activation_all
 from .loss import *  # noqa: F401,F403
 from .loss import __all__ as _loss_all
+from .linear import *  # noqa: F401,F403
+from .linear import __all__ as _linear_all
 
-__all__ = list(_activation_all) + list(_loss_all)
+__all__ = list(_activation_all) + list(_loss_all) + list(_linear_all)

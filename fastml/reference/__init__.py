@@ -9,5 +9,7 @@ from .activation import __all__ as _act_all
 from . import optim  # noqa: F401  (fastml.reference.optim.adam_step, ...)
 from .loss import *  # noqa: F401,F403
 from .loss import __all__ as _loss_all
+from .linear import *  # noqa: F401,F403
+from .linear import __all__ as _linear_all
 
-__all__ = list(_act_all) + list(_loss_all)
+__all__ = list(_act_all) + list(_loss_all) + list(_linear_all)

@@ -1,0 +1,455 @@
+// SGEMM driver (baseline flags): blocking, packing schedule, threading and the small-shape paths.
+// Contract: gemm.h; kernels: gemm_kernels.h. Loops after BLIS (Van Zee & van de Geijn, 2015), with the
+// operands' roles swapped because here A is the broadcast operand and B the vector operand:
+//   jc (NC columns) -> pc (KC of K: the KC x NC panel of op(B) is packed by all threads, kept in L2)
+//   -> row group (an MR x KC sliver of op(A), packed by the thread that takes it, kept in L1)
+//   -> B slivers of the panel (NR columns each, streamed from L2) -> MR x NR microkernel.
+// Block sizes come from the caches the CPU reports: KC = 2/3 L1 / (4 NR) capped at 256 (256 for 48 KiB,
+// NR = 32), NC = L2 / 2 / (4 KC) (1024 for 2 MiB), capped at 4096 because the L3 of a shared VM is not ours.
+// K blocks depend only on (K, ISA), so every element's sum order, and hence the result, is the same for
+// any thread count; threads take work items (packing items, row groups x B-sliver ranges) dynamically.
+// Paths that skip packing what they do not reuse:
+//   - op(B) = B with few rows (M <= MC = 10 MR): B read in place, B sliver outer, A packed once per K block;
+//   - few B slivers (N <= 4 NR, op(A) = A): the microkernel reads A's rows in place;
+//   - M = 1 with op(B) = B: GEMV streaming B row by row;
+//   - N <= 8, a tiny C, or M <= 16 with op(B) = B^T: dot products along K (K split across vector lanes).
+#include "gemm/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "core/check.h"
+#include "core/parallel.h"
+#include "gemm/gemm_kernels.h"
+
+namespace fastml {
+namespace {
+
+constexpr int64_t kDotMaxM = 16;  // dot path: M <= 16 with op(B) = B^T (small-batch linear: no B^T packing) ...
+constexpr int64_t kDotMaxN = 8;  // ... or N <= 8 (where a BLAS also switches to K-split dot products)
+constexpr int64_t kDotMaxMN = 256;  // ... or a tiny C (<= 16 x 16): no tile to fill, and dot accuracy
+constexpr int64_t kParallelMacs = 1 << 20; // below ~1M multiply-adds one thread is faster than fork-join
+constexpr int64_t kMaxNc = 4096;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Grow-only 64-byte aligned scratch, one per thread, reused across calls (no allocation in the hot path).
+struct Scratch {
+  float* p = nullptr;
+  int64_t cap = 0;
+  float* get(int64_t n) {
+    if (n > cap) {
+      std::free(p);
+      const int64_t bytes = round_up(std::max<int64_t>(n, 1) * int64_t(sizeof(float)), 64);
+      p = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes)));
+      if (!p) {
+        cap = 0;
+        throw std::bad_alloc();
+      }
+      cap = bytes / int64_t(sizeof(float));
+    }
+    return p;
+  }
+  ~Scratch() { std::free(p); }
+};
+thread_local Scratch t_apack;  // op(A) packed for one K block (calling thread's, shared by the team)
+thread_local Scratch t_bpack;  // the KC x NC panel of op(B) (owned by the calling thread, shared by the team)
+thread_local Scratch t_asliver;  // this thread's MR x KC sliver of op(A)
+
+struct Blocking {
+  int64_t kc, mc, nc;
+};
+
+std::atomic<int64_t> g_kc_override{0}, g_nc_override{0};  // tests and tuning only (gemm_set_blocking)
+
+Blocking blocking_for(const GemmKernels& kt) {
+  const CpuInfo& ci = cpu_info();
+  const int64_t l1 = ci.l1d_bytes > 0 ? ci.l1d_bytes : 32 * 1024;
+  const int64_t l2 = ci.l2_bytes > 0 ? ci.l2_bytes : 256 * 1024;
+  int64_t kc = (l1 * 2 / 3) / (4 * kt.nr) / 16 * 16;
+  kc = std::clamp<int64_t>(kc, 64, 256);  // <= 256 also bounds the sequential run of each sum
+  if (const int64_t o = g_kc_override.load(std::memory_order_relaxed)) kc = o;
+  // MC: up to this many rows B is read in place (each B sliver from memory once, reused from L1 by all
+  // row groups) and op(A)'s K block is packed once (<= L2 / 4). Measured: beyond ~10 row groups the
+  // packed, L2-resident B panel is faster (2 threads at 256 x 256 x 256: 300 vs 270 GFLOP/s).
+  int64_t mc = std::min<int64_t>(10 * kt.mr, (l2 / 4) / (4 * kc) / kt.mr * kt.mr);
+  mc = std::max<int64_t>(mc, kt.mr);
+  // The packed KC x NC panel of B stays in L2 while every A sliver streams over it.
+  int64_t nc = std::clamp<int64_t>((l2 / 2) / (4 * kc), kt.nr, kMaxNc);
+  if (const int64_t o = g_nc_override.load(std::memory_order_relaxed)) nc = std::max<int64_t>(o, kt.nr);
+  return {kc, mc, nc / kt.nr * kt.nr};
+}
+
+// K blocks of nearly equal size, each <= kc_max: a function of K and the ISA only.
+int64_t k_block(int64_t K, int64_t kc_max) {
+  const int64_t nk = std::max<int64_t>(1, ceil_div(K, kc_max));
+  return ceil_div(K, nk);
+}
+
+struct Problem {
+  Trans ta, tb;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
+  const GemmEpilogue* ep;
+  const PackedB* pb;
+};
+
+GemmTile tile_for(const Problem& p, bool first, bool last, int64_t i, int64_t j) {
+  GemmTile t;
+  t.alpha = p.alpha;
+  t.beta = first ? p.beta : 1.0f;
+  if (last && p.ep && p.ep->bias && p.ep->bias_kind != GemmBias::none) {
+    t.bias_kind = p.ep->bias_kind;
+    t.bias = p.ep->bias + (t.bias_kind == GemmBias::row ? i : j);
+  }
+  return t;
+}
+
+bool has_act(const Problem& p) { return p.ep && p.ep->act != GemmAct::none; }
+
+// K == 0 or alpha == 0: C = beta * C (+ bias, act) without reading A or B.
+void run_scale(const Problem& p, const GemmKernels& kt) {
+  for (int64_t i = 0; i < p.M; ++i) {
+    float* c = p.C + i * p.ldc;
+    for (int64_t j = 0; j < p.N; ++j) c[j] = p.beta == 0.0f ? 0.0f : p.beta * c[j];
+    if (p.ep && p.ep->bias && p.ep->bias_kind != GemmBias::none) {
+      for (int64_t j = 0; j < p.N; ++j) c[j] += p.ep->bias_kind == GemmBias::row ? p.ep->bias[i] : p.ep->bias[j];
+    }
+    if (has_act(p)) kt.act(p.ep->act, p.N, c);
+  }
+}
+
+// Few rows or few columns: each C element is a dot product of a row of op(A) and a column of op(B),
+// both read contiguously along K (copied once into scratch when the layout is not already so; only the
+// small operand is ever copied). The dot kernel splits K across vector lanes and reduces them in a fixed
+// tree, which is also what keeps these sums as accurate as a BLAS dot product.
+void run_dot(const Problem& p, const GemmKernels& kt, int nt) {
+  constexpr int64_t kColBlock = 64, kRowBlock = 16;
+  const float* A = p.A;
+  int64_t lda = p.lda;
+  const float* B = p.B;
+  int64_t ldb = p.ldb;
+  const int64_t K = p.K;
+  float* scratch = nullptr;
+  if (p.ta == Trans::trans || p.tb == Trans::none) {
+    scratch = t_bpack.get((p.ta == Trans::trans ? p.M * K : 0) + (p.tb == Trans::none ? p.N * K : 0));
+    float* dst = scratch;
+    if (p.ta == Trans::trans) {  // A is K x M: rows of op(A) are its columns
+      for (int64_t i = 0; i < p.M; ++i)
+        for (int64_t k = 0; k < K; ++k) dst[i * K + k] = p.A[k * p.lda + i];
+      A = dst;
+      lda = K;
+      dst += p.M * K;
+    }
+    if (p.tb == Trans::none) {  // B is K x N: columns of op(B) become rows
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < p.N; ++j) dst[j * K + k] = p.B[k * p.ldb + j];
+      B = dst;
+      ldb = K;
+    }
+  }
+  const int64_t ncb = ceil_div(p.N, kColBlock), nrb = ceil_div(p.M, kRowBlock);
+  auto block = [&](int64_t blk) {
+    const int64_t jb = blk % ncb, ib = blk / ncb;
+    const int64_t j0 = jb * kColBlock, j1 = std::min(p.N, j0 + kColBlock);
+    const int64_t i0 = ib * kRowBlock, i1 = std::min(p.M, i0 + kRowBlock);
+    for (int64_t j = j0; j < j1; j += 8) {
+      const int n = static_cast<int>(std::min<int64_t>(8, j1 - j));
+      for (int64_t i = i0; i < i1; i += 4) {
+        const int m = static_cast<int>(std::min<int64_t>(4, i1 - i));
+        kt.dot(K, A + i * lda, lda, B + j * ldb, ldb, p.C + i * p.ldc + j, p.ldc, m, n, tile_for(p, true, true, i, j));
+      }
+    }
+    if (has_act(p))
+      for (int64_t i = i0; i < i1; ++i) kt.act(p.ep->act, j1 - j0, p.C + i * p.ldc + j0);
+  };
+  const int64_t nblocks = ncb * nrb;
+  if (nt <= 1 || nblocks < 2) {
+    for (int64_t b = 0; b < nblocks; ++b) block(b);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t b = 0; b < nblocks; ++b) block(b);
+}
+
+// M = 1 with op(B) = B: stream B row by row (long contiguous reads; a tile kernel would read 32 columns
+// of each row, one row per 4 KiB page or more apart). Columns are split across threads in chunks; each
+// chunk accumulates every K block in scratch (sum in k order within a block, blocks added in order).
+void run_gemv(const Problem& p, const GemmKernels& kt, int nt) {
+  const int64_t kc = k_block(p.K, blocking_for(kt).kc);
+  const float* a = p.A;
+  if (p.ta == Trans::trans && p.lda != 1) {  // A is K x 1: gather it
+    float* g = t_apack.get(p.K);
+    for (int64_t k = 0; k < p.K; ++k) g[k] = p.A[k * p.lda];
+    a = g;
+  }
+  // Columns per chunk: one chunk per thread (whole rows of B are then read in single runs), at most 4096
+  // (16 KiB of sums stay in L1). Chunking never changes a sum, only which thread computes it.
+  const int64_t kChunk = std::min<int64_t>(4096, round_up(ceil_div(p.N, std::max(nt, 1)), 64));
+  const int64_t nchunks = ceil_div(p.N, kChunk);
+  auto chunk = [&](int64_t cb) {
+    const int64_t j0 = cb * kChunk, n = std::min(kChunk, p.N - j0);
+    float* t = t_bpack.get(kChunk);
+    float* c = p.C + j0;
+    for (int64_t pc = 0; pc < p.K; pc += kc) {
+      const int64_t kb = std::min(kc, p.K - pc);
+      std::fill(t, t + n, 0.0f);
+      kt.gemv_rows(kb, a + pc, p.B + pc * p.ldb + j0, p.ldb, n, t);
+      const bool first = pc == 0, last = pc + kb == p.K;
+      for (int64_t j = 0; j < n; ++j) {
+        float v = t[j] * p.alpha;
+        if (!first) v = c[j] + v;
+        else if (p.beta != 0.0f) v = p.beta * c[j] + v;
+        if (last && p.ep && p.ep->bias && p.ep->bias_kind != GemmBias::none)
+          v += p.ep->bias_kind == GemmBias::row ? p.ep->bias[0] : p.ep->bias[j0 + j];
+        c[j] = v;
+      }
+    }
+    if (has_act(p)) kt.act(p.ep->act, n, c);
+  };
+  if (nt <= 1 || nchunks < 2) {
+    for (int64_t cb = 0; cb < nchunks; ++cb) chunk(cb);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t cb = 0; cb < nchunks; ++cb) chunk(cb);
+}
+
+void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
+  const int MR = kt.mr, NR = kt.nr;
+  const Blocking bl = blocking_for(kt);
+  const int64_t M = p.M, N = p.N, K = p.K;
+  const int64_t kc = p.pb ? p.pb->kc() : k_block(K, bl.kc);
+  // Direct B: with one row block each B sliver would be packed, then read once; read it in place instead.
+  const bool direct_b = !p.pb && p.tb == Trans::none && M <= bl.mc;
+  const bool pack_b = !p.pb && !direct_b;
+  // Few B slivers (N <= 4 NR): each A element is used by at most 4 tiles, too few to repay packing A
+  // (a transposing copy of all of A); the microkernel reads A's rows in place instead.
+  const bool direct_a = p.ta == Trans::none && N <= 4 * NR;
+  // Loop order. A sliver outer (packed or pre-packed B panel): the A sliver stays in L1 while the B panel
+  // streams from L2 (BLIS's order with the operands' roles swapped: here A is broadcast, B the vector
+  // operand). B read in place: B sliver outer, each sliver comes from memory once and is reused from L1
+  // by all A slivers, which are packed once per K block into a shared buffer.
+  const bool b_outer = direct_b;
+  const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
+  const int64_t n_pad = round_up(N, NR);
+  const int64_t ng = ceil_div(M, MR);  // row groups (A slivers)
+  float* bpanel = pack_b ? t_bpack.get(kc * nc) : nullptr;
+  float* ablock = (b_outer && !direct_a) ? t_apack.get(ng * MR * kc) : nullptr;
+
+  // Every phase is a worksharing loop with dynamic scheduling (a thread slowed down by another process on
+  // its core takes fewer items) and an implicit barrier; which thread computes a tile never changes it.
+  auto body = [&](int T) {
+    // Worksharing only inside this call's own team: a single-threaded call may itself run inside another
+    // parallel region (one product per thread of a batch), where an orphaned `omp for` would bind to it.
+    auto items = [&](int64_t n, auto&& fn) {
+      if (T <= 1) {
+        for (int64_t i = 0; i < n; ++i) fn(i);
+        return;
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t i = 0; i < n; ++i) fn(i);
+    };
+    float* asl = (!b_outer && !direct_a) ? t_asliver.get(MR * kc) : nullptr;
+    for (int64_t jc = 0; jc < N; jc += nc) {
+      const int64_t nb = std::min(nc, N - jc);
+      const int64_t ns = ceil_div(nb, NR);
+      for (int64_t pc = 0; pc < K; pc += kc) {
+        const int64_t kb = std::min(kc, K - pc);
+        const bool first = pc == 0, last = pc + kb == K;
+        if (pack_b) {
+          constexpr int64_t kSl = 4;  // slivers per packing item
+          items(ceil_div(ns, kSl), [&](int64_t it) {
+            const int64_t s0 = it * kSl, j = jc + s0 * NR, rows = std::min<int64_t>(kSl * NR, jc + nb - j);
+            if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, bpanel + s0 * NR * kb);
+            else kt.pack_b_transpose(rows, kb, p.B + j * p.ldb + pc, p.ldb, bpanel + s0 * NR * kb);
+          });
+        }
+        if (ablock) {
+          constexpr int64_t kGr = 4;  // row groups per packing item
+          items(ceil_div(ng, kGr), [&](int64_t it) {
+            const int64_t i = it * kGr * MR, rows = std::min<int64_t>(kGr * MR, M - i);
+            if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, ablock + i * kb);
+            else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, ablock + i * kb);
+          });
+        }
+        const float* bp;
+        int64_t sliver_stride, bld;
+        if (pack_b) {
+          bp = bpanel;
+          sliver_stride = NR * kb;
+          bld = NR;
+        } else if (p.pb) {
+          bp = p.pb->data() + pc * n_pad + jc * kb;
+          sliver_stride = NR * kb;
+          bld = NR;
+        } else {
+          bp = p.B + pc * p.ldb + jc;
+          sliver_stride = NR;
+          bld = p.ldb;
+        }
+        auto tile = [&](int64_t s, int64_t g, const float* a) {
+          const int64_t j = jc + s * NR, i = g * MR;
+          const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
+          const int m = static_cast<int>(std::min<int64_t>(MR, M - i));
+          float* c = p.C + i * p.ldc + j;
+          const GemmTile t = tile_for(p, first, last, i, j);
+          if (direct_a) kt.micro_direct_a(kb, p.A + i * p.lda + pc, p.lda, bp + s * sliver_stride, bld, c, p.ldc, m, n, t);
+          else kt.micro(kb, a, bp + s * sliver_stride, bld, c, p.ldc, m, n, t);
+          if (last && has_act(p))
+            for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
+        };
+        if (b_outer) {
+          items(ns, [&](int64_t s) {
+            for (int64_t g = 0; g < ng; ++g) tile(s, g, ablock ? ablock + g * MR * kb : nullptr);
+          });
+        } else {
+          // Work items: an A sliver against a range of the panel's B slivers (ranges only when there are
+          // too few row groups to keep every thread busy).
+          const int64_t q = ng >= 4 * T ? 1 : std::min<int64_t>(ns, ceil_div(4 * T, ng));
+          items(ng * q, [&](int64_t u) {
+            const int64_t g = u / q, r = u % q;
+            const int64_t s0 = ns * r / q, s1 = ns * (r + 1) / q;
+            if (asl) {
+              const int64_t i = g * MR, rows = std::min<int64_t>(MR, M - i);
+              if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, asl);
+              else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, asl);
+            }
+            for (int64_t s = s0; s < s1; ++s) tile(s, g, asl);
+          });
+        }
+      }
+    }
+  };
+  if (nt <= 1) {
+    body(1);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  body(omp_get_num_threads());
+}
+
+void run_one(const Problem& p, const GemmKernels& kt, int nt) {
+  if (p.M == 0 || p.N == 0) return;
+  if (p.K == 0 || p.alpha == 0.0f) {
+    run_scale(p, kt);
+    return;
+  }
+  const bool dot = p.N <= kDotMaxN || p.M * p.N <= kDotMaxMN || (p.tb == Trans::trans && p.M <= kDotMaxM);
+  if (!p.pb && dot) {
+    run_dot(p, kt, nt);
+    return;
+  }
+  if (!p.pb && p.M == 1 && p.tb == Trans::none) {
+    run_gemv(p, kt, nt);
+    return;
+  }
+  run_packed(p, kt, nt);
+}
+
+int threads_for_gemm(int64_t M, int64_t N, int64_t K) {
+  const int nt = get_num_threads();
+  if (nt <= 1 || omp_in_parallel()) return 1;
+  return M * N * K >= kParallelMacs ? nt : 1;
+}
+
+void check_shapes(const char* op, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
+                  int64_t ldc) {
+  FASTML_CHECK(M >= 0 && N >= 0 && K >= 0, op, ": expected non-negative M, N, K, got ", M, ", ", N, ", ", K);
+  const int64_t wa = ta == Trans::none ? K : M, wb = tb == Trans::none ? N : K;
+  FASTML_CHECK(lda >= std::max<int64_t>(1, wa), op, ": expected lda >= ", std::max<int64_t>(1, wa), ", got ", lda);
+  FASTML_CHECK(ldb >= std::max<int64_t>(1, wb), op, ": expected ldb >= ", std::max<int64_t>(1, wb), ", got ", ldb);
+  FASTML_CHECK(ldc >= std::max<int64_t>(1, N), op, ": expected ldc >= ", std::max<int64_t>(1, N), ", got ", ldc);
+}
+
+}  // namespace
+
+void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue* ep) {
+  check_shapes("sgemm", ta, tb, M, N, K, lda, ldb, ldc);
+  const Problem p{ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, nullptr};
+  run_one(p, select_kernels(gemm_tables), threads_for_gemm(M, N, K));
+}
+
+void sgemm_batched(int64_t batch, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta, float* C,
+                   int64_t ldc, int64_t stride_c, const GemmEpilogue* ep) {
+  check_shapes("sgemm_batched", ta, tb, M, N, K, lda, ldb, ldc);
+  FASTML_CHECK(batch >= 0, "sgemm_batched: expected batch >= 0, got ", batch);
+  if (batch == 0) return;
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  auto item = [&](int64_t b, int nt) {
+    const Problem p{ta, tb, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta, C + b * stride_c,
+                    ldc, ep, nullptr};
+    run_one(p, kt, nt);
+  };
+  const int nt = threads_for_gemm(M * batch, N, K);
+  // Many small products: one thread per product; otherwise each product uses all threads. Either way
+  // every product is computed by the same kernels in the same order, so results do not depend on nt.
+  if (nt > 1 && batch >= nt && M * N * K < 8 * kParallelMacs) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t b = 0; b < batch; ++b) item(b, 1);
+    return;
+  }
+  const int nt_item = threads_for_gemm(M, N, K);
+  for (int64_t b = 0; b < batch; ++b) item(b, nt_item);
+}
+
+void gemm_set_blocking(int64_t kc, int64_t nc) {
+  FASTML_CHECK(kc >= 0 && nc >= 0, "gemm_set_blocking: expected kc, nc >= 0 (0 = from the caches), got ", kc, ", ",
+               nc);
+  g_kc_override.store(kc, std::memory_order_relaxed);
+  g_nc_override.store(nc, std::memory_order_relaxed);
+}
+
+GemmBlocking gemm_blocking() {
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  const Blocking bl = blocking_for(kt);
+  return {kt.mr, kt.nr, bl.kc, bl.mc, bl.nc};
+}
+
+PackedB::PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb) : K_(K), N_(N) {
+  FASTML_CHECK(K >= 0 && N >= 0, "pack_b: expected non-negative K, N, got ", K, ", ", N);
+  const int64_t wb = tb == Trans::none ? N : K;
+  FASTML_CHECK(ldb >= std::max<int64_t>(1, wb), "pack_b: expected ldb >= ", std::max<int64_t>(1, wb), ", got ", ldb);
+  isa_ = active_isa();
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  kc_ = k_block(K, blocking_for(kt).kc);
+  const int64_t n_pad = round_up(N, kt.nr);
+  const int64_t bytes = round_up(std::max<int64_t>(1, K * n_pad) * int64_t(sizeof(float)), 64);
+  data_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes)));
+  if (!data_) throw std::bad_alloc();
+  for (int64_t pc = 0; pc < K; pc += kc_) {
+    const int64_t kb = std::min(kc_, K - pc);
+    float* dst = data_ + pc * n_pad;
+    if (N == 0) continue;
+    if (tb == Trans::none) kt.pack_b_copy(N, kb, B + pc * ldb, ldb, dst);
+    else kt.pack_b_transpose(N, kb, B + pc, ldb, dst);
+  }
+}
+
+PackedB::~PackedB() { std::free(data_); }
+
+void sgemm_packed(Trans ta, int64_t M, float alpha, const float* A, int64_t lda, const PackedB& B, float beta,
+                  float* C, int64_t ldc, const GemmEpilogue* ep) {
+  const int64_t N = B.n(), K = B.k();
+  check_shapes("sgemm_packed", ta, Trans::none, M, N, K, lda, std::max<int64_t>(1, N), ldc);
+  FASTML_CHECK(B.isa() == active_isa(), "sgemm_packed: expected B packed for the active ISA ",
+               isa_name(active_isa()), ", got one packed for ", isa_name(B.isa()), " (pack it again)");
+  const Problem p{ta, Trans::none, M, N, K, alpha, A, lda, nullptr, 0, beta, C, ldc, ep, &B};
+  run_one(p, select_kernels(gemm_tables), threads_for_gemm(M, N, K));
+}
+
+}  // namespace fastml

@@ -1,0 +1,121 @@
+// SGEMM kernels, AVX2 + FMA variant. Contract and packed layouts: gemm_kernels.h; driver: gemm.cpp.
+//
+// Microkernel 6 x 16: 12 ymm accumulators (6 rows x 2 vectors of 8 columns), per k step two ymm loads
+// of B, 6 broadcasts of A, 12 FMAs; 12 + 2 + 1 = 15 of 16 registers (the classic Haswell shape: 12
+// independent chains cover the 5-cycle FMA latency on 2 ports, needing >= 10). The m < 6 edge runs a
+// template instance with fewer rows; the n < 16 edge masks the B loads and C loads/stores (vmaskmov).
+// Packing and the dot kernel are the generic ones of gemm_impl.h compiled for AVX2.
+// Test: FASTML_ISA=avx2 pytest tests/test_gemm.py. Bench: FASTML_ISA=avx2 python benchmarks/bench_gemm.py
+#include <immintrin.h>
+
+#include "core/simd/vec_avx2.h"
+#include "gemm/gemm_impl.h"
+
+namespace fastml::cpu::avx2 {
+namespace {
+
+constexpr int MR = 6;
+constexpr int NR = 16;
+
+inline __m256i lane_mask(int n) {  // lanes < n set (n may be <= 0 or >= 8)
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+template <int ROWS, bool MASKED>
+inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int n,
+                       const GemmTile& t) {
+  __m256 c0[ROWS], c1[ROWS];
+#pragma GCC unroll 6
+  for (int i = 0; i < ROWS; ++i) {
+    c0[i] = _mm256_setzero_ps();
+    c1[i] = _mm256_setzero_ps();
+  }
+  const __m256i m0 = lane_mask(n), m1 = lane_mask(n - 8);
+  for (int64_t p = 0; p < k; ++p) {
+    __m256 b0, b1;
+    if (MASKED) {
+      b0 = _mm256_maskload_ps(b, m0);
+      b1 = _mm256_maskload_ps(b + 8, m1);
+    } else {
+      b0 = _mm256_loadu_ps(b);
+      b1 = _mm256_loadu_ps(b + 8);
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < ROWS; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+    }
+    a += MR;
+    b += ldb;
+  }
+  const __m256 va = _mm256_set1_ps(t.alpha);
+  const __m256 vb = _mm256_set1_ps(t.beta);
+  __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
+  if (t.bias_kind == GemmBias::col) {
+    bias0 = _mm256_maskload_ps(t.bias, m0);
+    bias1 = _mm256_maskload_ps(t.bias + 8, m1);
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < ROWS; ++i) {
+    float* ci = c + i * ldc;
+    __m256 r0 = _mm256_mul_ps(c0[i], va);
+    __m256 r1 = _mm256_mul_ps(c1[i], va);
+    if (t.beta != 0.0f) {
+      const __m256 x0 = MASKED ? _mm256_maskload_ps(ci, m0) : _mm256_loadu_ps(ci);
+      const __m256 x1 = MASKED ? _mm256_maskload_ps(ci + 8, m1) : _mm256_loadu_ps(ci + 8);
+      r0 = _mm256_fmadd_ps(vb, x0, r0);
+      r1 = _mm256_fmadd_ps(vb, x1, r1);
+    }
+    if (t.bias_kind == GemmBias::row) {
+      const __m256 bi = _mm256_set1_ps(t.bias[i]);
+      r0 = _mm256_add_ps(r0, bi);
+      r1 = _mm256_add_ps(r1, bi);
+    } else if (t.bias_kind == GemmBias::col) {
+      r0 = _mm256_add_ps(r0, bias0);
+      r1 = _mm256_add_ps(r1, bias1);
+    }
+    if (MASKED) {
+      _mm256_maskstore_ps(ci, m0, r0);
+      _mm256_maskstore_ps(ci + 8, m1, r1);
+    } else {
+      _mm256_storeu_ps(ci, r0);
+      _mm256_storeu_ps(ci + 8, r1);
+    }
+  }
+}
+
+template <int ROWS>
+inline void micro_n(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int n,
+                    const GemmTile& t) {
+  if (n == NR) micro_rows<ROWS, false>(k, a, b, ldb, c, ldc, n, t);
+  else micro_rows<ROWS, true>(k, a, b, ldb, c, ldc, n, t);
+}
+
+void micro(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int m, int n,
+           const GemmTile& t) {
+  switch (m) {
+    case 6: micro_n<6>(k, a, b, ldb, c, ldc, n, t); break;
+    case 5: micro_n<5>(k, a, b, ldb, c, ldc, n, t); break;
+    case 4: micro_n<4>(k, a, b, ldb, c, ldc, n, t); break;
+    case 3: micro_n<3>(k, a, b, ldb, c, ldc, n, t); break;
+    case 2: micro_n<2>(k, a, b, ldb, c, ldc, n, t); break;
+    default: micro_n<1>(k, a, b, ldb, c, ldc, n, t); break;
+  }
+}
+
+void micro_direct_a(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int m, int n, const GemmTile& t) {
+  gemm_impl::micro_direct_a_via_pack<MR, 256>(&micro, k, a, lda, b, ldb, c, ldc, m, n, t);
+}
+
+void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernels_avx2, a, n, x); }
+
+}  // namespace
+
+extern const GemmKernels gemm_kernels_avx2;
+constexpr GemmKernels gemm_kernels_avx2 = {
+    MR, NR, &micro, &micro_direct_a, &gemm_impl::gemv_rows<VecF>, &gemm_impl::pack_copy<MR>, &gemm_impl::pack_transpose<MR>, &gemm_impl::pack_copy<NR>,
+    &gemm_impl::pack_transpose<NR>, &gemm_impl::dot<VecF>, &act};
+
+}  // namespace fastml::cpu::avx2

@@ -1,0 +1,216 @@
+// SGEMM kernels, AVX-512 variant. Contract and packed layouts: gemm_kernels.h; driver: gemm.cpp.
+//
+// Microkernel 14 x 32: 28 zmm accumulators (14 rows x 2 vectors of 16 columns), per k step two zmm
+// loads of B and 14 broadcasts of A (embedded-broadcast FMAs), 28 FMAs. 28 + 2 B + 1 spare = 31 of 32
+// registers; 28 independent chains hide the 4-cycle FMA latency on 2 FMA ports (needs >= 8), and the
+// 16 loads per 14 cycles fit the 2 load ports. The m < 14 edge runs the same loop with fewer rows
+// (template instance per m), the n < 32 edge masks the B loads and the C loads/stores.
+// Packing: 16x16 in-register transposes for the transposing packs (op(A) no-trans, op(B) trans).
+// Test: FASTML_ISA=avx512 pytest tests/test_gemm.py. Bench: python benchmarks/bench_gemm.py
+#include <immintrin.h>
+
+// GCC 12 flags _mm512_reduce_add_ps (its _mm256_undefined_pd) as uninitialised use: a header false positive.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include "core/simd/vec_avx512.h"
+#include "gemm/gemm_impl.h"
+
+namespace fastml::cpu::avx512 {
+namespace {
+
+constexpr int MR = 14;
+constexpr int NR = 32;
+constexpr int64_t kPrefetchK = 8;  // B rows prefetched this many k steps (~110 cycles) ahead
+
+// DIRECT_A: A read in place (row i at a + i*lda), else a packed sliver (a[p*MR + i]).
+template <int ROWS, bool MASKED, bool DIRECT_A>
+inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                       int n, const GemmTile& t) {
+  __m512 c0[ROWS], c1[ROWS];
+#pragma GCC unroll 14
+  for (int i = 0; i < ROWS; ++i) {
+    c0[i] = _mm512_setzero_ps();
+    c1[i] = _mm512_setzero_ps();
+  }
+#pragma GCC unroll 14
+  for (int i = 0; i < ROWS; ++i) {  // the C tile is needed only after the k loop: fetch it meanwhile
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+  }
+  const __mmask16 m0 = MASKED ? static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1u) : 0xffff;
+  const __mmask16 m1 = MASKED ? static_cast<__mmask16>(n <= 16 ? 0 : (1u << (n - 16)) - 1u) : 0xffff;
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < k; ++p) {
+    __m512 b0, b1;
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchK * ldb), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchK * ldb + 16), _MM_HINT_T0);
+    if (MASKED) {
+      b0 = _mm512_maskz_loadu_ps(m0, b);
+      b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+    } else {
+      b0 = _mm512_loadu_ps(b);
+      b1 = _mm512_loadu_ps(b + 16);
+    }
+#pragma GCC unroll 14
+    for (int i = 0; i < ROWS; ++i) {
+      const __m512 ai = _mm512_set1_ps(DIRECT_A ? a[i * lda] : a[i]);
+      c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+    }
+    a += DIRECT_A ? 1 : MR;
+    b += ldb;
+  }
+  const __m512 va = _mm512_set1_ps(t.alpha);
+  const __m512 vb = _mm512_set1_ps(t.beta);
+  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+  if (t.bias_kind == GemmBias::col) {
+    bias0 = _mm512_maskz_loadu_ps(m0, t.bias);
+    bias1 = _mm512_maskz_loadu_ps(m1, t.bias + 16);
+  }
+#pragma GCC unroll 14
+  for (int i = 0; i < ROWS; ++i) {
+    float* ci = c + i * ldc;
+    __m512 r0 = _mm512_mul_ps(c0[i], va);
+    __m512 r1 = _mm512_mul_ps(c1[i], va);
+    if (t.beta != 0.0f) {
+      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+    }
+    if (t.bias_kind == GemmBias::row) {
+      const __m512 bi = _mm512_set1_ps(t.bias[i]);
+      r0 = _mm512_add_ps(r0, bi);
+      r1 = _mm512_add_ps(r1, bi);
+    } else if (t.bias_kind == GemmBias::col) {
+      r0 = _mm512_add_ps(r0, bias0);
+      r1 = _mm512_add_ps(r1, bias1);
+    }
+    if (MASKED) {
+      _mm512_mask_storeu_ps(ci, m0, r0);
+      _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    } else {
+      _mm512_storeu_ps(ci, r0);
+      _mm512_storeu_ps(ci + 16, r1);
+    }
+  }
+}
+
+template <int ROWS, bool DIRECT_A>
+inline void micro_n(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int n, const GemmTile& t) {
+  if (n == NR) micro_rows<ROWS, false, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t);
+  else micro_rows<ROWS, true, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t);
+}
+
+template <bool DIRECT_A>
+void micro_any(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int m,
+               int n, const GemmTile& t) {
+  switch (m) {
+    case 14: micro_n<14, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 13: micro_n<13, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 12: micro_n<12, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 11: micro_n<11, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 10: micro_n<10, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 9: micro_n<9, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 8: micro_n<8, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 7: micro_n<7, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 6: micro_n<6, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 5: micro_n<5, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 4: micro_n<4, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 3: micro_n<3, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 2: micro_n<2, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    default: micro_n<1, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+  }
+}
+
+void micro(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int m, int n,
+           const GemmTile& t) {
+  micro_any<false>(k, a, MR, b, ldb, c, ldc, m, n, t);
+}
+
+void micro_direct_a(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    int m, int n, const GemmTile& t) {
+  micro_any<true>(k, a, lda, b, ldb, c, ldc, m, n, t);
+}
+
+// In-register 16x16 transpose: r[i] lane j -> r[j] lane i (unpack ps, unpack pd, two 128-bit shuffles).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  __m512 u[4][4];  // u[g][c]: rows 4g..4g+3 of columns c, c+4, c+8, c+12 (one per 128-bit lane)
+  for (int g = 0; g < 4; ++g) {
+    const __m512d x0 = _mm512_castps_pd(t[4 * g]), x1 = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d y0 = _mm512_castps_pd(t[4 * g + 2]), y1 = _mm512_castps_pd(t[4 * g + 3]);
+    u[g][0] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, y0));
+    u[g][1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, y0));
+    u[g][2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, y1));
+    u[g][3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, y1));
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512 v = _mm512_shuffle_f32x4(u[0][c], u[1][c], 0x44);
+    const __m512 w = _mm512_shuffle_f32x4(u[2][c], u[3][c], 0x44);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[0][c], u[1][c], 0xee);
+    const __m512 w2 = _mm512_shuffle_f32x4(u[2][c], u[3][c], 0xee);
+    r[c] = _mm512_shuffle_f32x4(v, w, 0x88);
+    r[c + 4] = _mm512_shuffle_f32x4(v, w, 0xdd);
+    r[c + 8] = _mm512_shuffle_f32x4(v2, w2, 0x88);
+    r[c + 12] = _mm512_shuffle_f32x4(v2, w2, 0xdd);
+  }
+}
+
+// dst[p*R + r] = src[r*ld + p] for one group of up to 16 rows (rows < 16 valid) written at column
+// offset `off` of an R-wide sliver; 16 p per step through transpose16.
+template <int R>
+inline void transpose_group(int rows, int64_t k, const float* src, int64_t ld, float* dst, int off) {
+  const __mmask16 wmask = static_cast<__mmask16>(R - off >= 16 ? 0xffff : (1u << (R - off)) - 1u);
+  int64_t p = 0;
+  __m512 r[16];
+  for (; p < k; p += 16) {
+    const int pb = static_cast<int>(k - p < 16 ? k - p : 16);
+    const __mmask16 lm = static_cast<__mmask16>(pb == 16 ? 0xffff : (1u << pb) - 1u);
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_maskz_loadu_ps(lm, src + i * ld + p) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int q = 0; q < pb; ++q) _mm512_mask_storeu_ps(dst + (p + q) * R + off, wmask, r[q]);
+  }
+}
+
+template <int R>
+void pack_transpose(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst) {
+  for (int64_t r0 = 0; r0 < rows_total; r0 += R, dst += R * k) {
+    const int rows = static_cast<int>(rows_total - r0 < R ? rows_total - r0 : R);
+    for (int off = 0; off < R; off += 16) {
+      const int g = rows - off < 0 ? 0 : (rows - off < 16 ? rows - off : 16);
+      transpose_group<R>(g, k, src + (r0 + off) * ld, ld, dst, off);
+    }
+  }
+}
+
+// dst[p*R + r] = src[p*ld + r] with masked vector copies (R = 14 or 32).
+template <int R>
+void pack_copy(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst) {
+  for (int64_t r0 = 0; r0 < rows_total; r0 += R, dst += R * k) {
+    const int rows = static_cast<int>(rows_total - r0 < R ? rows_total - r0 : R);
+    const float* s = src + r0;
+    for (int off = 0; off < R; off += 16) {
+      const int w = R - off < 16 ? R - off : 16;
+      const int g = rows - off < 0 ? 0 : (rows - off < w ? rows - off : w);
+      const __mmask16 lm = static_cast<__mmask16>((1u << g) - 1u);
+      const __mmask16 wm = static_cast<__mmask16>((1u << w) - 1u);
+      for (int64_t p = 0; p < k; ++p)
+        _mm512_mask_storeu_ps(dst + p * R + off, wm, _mm512_maskz_loadu_ps(lm, s + p * ld + off));
+    }
+  }
+}
+
+void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernels_avx512, a, n, x); }
+
+}  // namespace
+
+extern const GemmKernels gemm_kernels_avx512;
+constexpr GemmKernels gemm_kernels_avx512 = {
+    MR, NR, &micro, &micro_direct_a, &gemm_impl::gemv_rows<VecF>, &pack_copy<MR>, &pack_transpose<MR>, &pack_copy<NR>, &pack_transpose<NR>,
+    &gemm_impl::dot<VecF>, &act};
+
+}  // namespace fastml::cpu::avx512

@@ -1,0 +1,60 @@
+// Kernel-table contract of the SGEMM engine: one signature per kernel family, one table per ISA
+// (gemm_kernels_{scalar,avx2,avx512} in gemm_<isa>.cpp), chosen by gemm.cpp through select_kernels.
+//
+// Packed layouts (BLIS): an A sliver holds MR rows of op(A) for kc steps, element (i, p) at a[p*MR + i];
+// a B sliver holds NR columns of op(B) for kc steps, element (p, j) at b[p*NR + j]. Rows/columns past
+// the matrix edge are zero in the packed buffers.
+//
+// Microkernel (register-blocked MR x NR tile, all ISAs the same contract):
+//   acc(i, j) = sum_{p < k} a[p*MR + i] * b[p*ldb + j]   (summed in p order, one FMA chain per element)
+//   C(i, j)   = alpha * acc + (beta == 0 ? 0 : beta * C(i, j)) [+ bias]     for i < m, j < n
+// b is either a packed sliver (ldb = NR) or op(B) read in place (tb == none, ldb = the matrix's ld).
+// Columns j >= n of b are never read and C is written only inside the m x n edge tile (masked).
+//
+// Dot kernel (small M with op(B) = B^T): C(i, j) = alpha * sum_p a[i*lda + p] * b[j*ldb + p] + ...
+// for i < m <= 4, j < n <= 8, full K per call (vector partial sums, fixed-order horizontal reduction).
+#pragma once
+#include <cstdint>
+
+#include "core/dispatch.h"
+#include "gemm/gemm.h"
+
+namespace fastml {
+
+struct GemmTile {
+  float alpha = 1.0f;
+  float beta = 0.0f;             // 0: C is not read
+  const float* bias = nullptr;   // this tile's bias: bias[i] (row) or bias[j] (col); nullptr for none
+  GemmBias bias_kind = GemmBias::none;
+};
+
+using GemmMicroFn = void (*)(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int m,
+                             int n, const GemmTile& t);
+// Copy-pack: dst[p*R + r] = src[p*ld + r] for r < rows (rows..R-1 zero), p < k. (op(A) with ta == trans,
+// op(B) with tb == none.)  Transpose-pack: dst[p*R + r] = src[r*ld + p] (op(A) with ta == none, op(B)
+// with tb == trans). R is MR for A slivers and NR for B slivers; `count` slivers of R rows each are
+// packed from consecutive row groups (rows_total rows in all), sliver s at dst + s*R*k.
+// Same contract with A read in place: a[i*lda + p] (op(A) = A). k <= KC.
+using GemmMicroDirectAFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                                    int64_t ldc, int m, int n, const GemmTile& t);
+// t[j] += sum_{p<k} a[p] * b[p*ldb + j] for j < n (M = 1 with op(B) = B), each sum in p order.
+using GemmGemvFn = void (*)(int64_t k, const float* a, const float* b, int64_t ldb, int64_t n, float* t);
+using GemmPackFn = void (*)(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst);
+using GemmDotFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                           int64_t ldc, int m, int n, const GemmTile& t);
+using GemmActFn = void (*)(GemmAct act, int64_t n, float* x);  // in place, activation maths of ops/activation
+
+struct GemmKernels {
+  int mr, nr;                 // microkernel tile
+  GemmMicroFn micro;
+  GemmMicroDirectAFn micro_direct_a;
+  GemmGemvFn gemv_rows;
+  GemmPackFn pack_a_copy, pack_a_transpose;  // R = mr
+  GemmPackFn pack_b_copy, pack_b_transpose;  // R = nr
+  GemmDotFn dot;
+  GemmActFn act;
+};
+
+FASTML_DECLARE_KERNEL_TABLES(GemmKernels, gemm)
+
+}  // namespace fastml

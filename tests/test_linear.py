@@ -1,0 +1,182 @@
+"""linear, linear_backward and matmul: references on hand values, then every backend x ISA against them
+(error <= 2x that of the same computation in float32 NumPy), torch parity, NumPy matmul semantics."""
+import numpy as np
+import pytest
+
+import fastml
+import fastml.functional as F
+import fastml.reference as R
+from _tolerance import EPS32, assert_error_within
+
+
+def _within(got, ref, base, what):
+    ref = np.asarray(ref, dtype=np.float64)
+    # floor: 2 ulps of max|ref| (see tests/test_gemm.py: where OpenBLAS uses K-split gemv/dot kernels)
+    assert_error_within(got, ref, base, floor=2 * EPS32 * max(float(np.abs(ref).max(initial=0)), 1e-30), what=what)
+
+
+def test_reference_hand_values():
+    x = np.array([[1.0, 2.0], [3.0, -1.0]])
+    w = np.array([[1.0, 0.0], [0.5, 2.0], [-1.0, 1.0]])
+    b = np.array([0.0, 1.0, -1.0])
+    np.testing.assert_array_equal(R.linear(x, w, b), [[1.0, 5.5, 0.0], [3.0, 0.5, -5.0]])
+    g = np.ones((2, 3))
+    gi, gw, gb = R.linear_backward(g, x, w)
+    np.testing.assert_array_equal(gi, [[0.5, 3.0], [0.5, 3.0]])
+    np.testing.assert_array_equal(gw, [[4.0, 1.0]] * 3)
+    np.testing.assert_array_equal(gb, [2.0, 2.0, 2.0])
+    assert R.linear_backward(g, x, w, (False, True, False))[0] is None
+    np.testing.assert_array_equal(R.matmul([1.0, 2.0], [[1.0], [1.0]]), [3.0])
+
+
+LINEAR_SHAPES = [((1, 7), 5), ((4,), 3), ((5, 33), 17), ((2, 3, 64), 70), ((300, 257), 129), ((3, 1000), 40),
+                 ((0, 8), 4), ((6, 0), 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xshape,out_f", LINEAR_SHAPES, ids=str)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_linear_forward(backend, rng, xshape, out_f, with_bias, dtype):
+    x = rng.standard_normal(xshape).astype(dtype)
+    w = rng.standard_normal((out_f, xshape[-1])).astype(dtype)
+    b = rng.standard_normal(out_f).astype(dtype) if with_bias else None
+    y = F.linear(x, w, b)
+    assert y.dtype == dtype and y.shape == xshape[:-1] + (out_f,)
+    base = x @ w.T + (b if b is not None else 0)
+    _within(y, R.linear(x, w, b), base.astype(dtype), f"{backend} {xshape} {out_f}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xshape,out_f", LINEAR_SHAPES, ids=str)
+def test_linear_backward(backend, rng, xshape, out_f, dtype):
+    x = rng.standard_normal(xshape).astype(dtype)
+    w = rng.standard_normal((out_f, xshape[-1])).astype(dtype)
+    g = rng.standard_normal(xshape[:-1] + (out_f,)).astype(dtype)
+    gi, gw, gb = F.linear_backward(g, x, w)
+    ri, rw, rb = R.linear_backward(g, x, w)
+    rows = int(np.prod(xshape[:-1]))
+    g2, x2 = g.reshape(rows, out_f), x.reshape(rows, xshape[-1])
+    assert gi.dtype == gw.dtype == gb.dtype == dtype
+    _within(gi, ri, g @ w, "grad_input")
+    _within(gw, rw, g2.T @ x2, "grad_weight")
+    _within(gb, rb, g2.sum(0), "grad_bias")
+    for mask in [(True, False, False), (False, True, False), (False, False, True), (False, False, False)]:
+        res = F.linear_backward(g, x, w, output_mask=mask)
+        assert [r is not None for r in res] == list(mask)
+
+
+def test_linear_out_and_noncontiguous(backend, rng):
+    xb = rng.standard_normal((10, 40)).astype(np.float32)
+    x = xb[::2, 3:35]  # strided input is copied once at the boundary
+    w = rng.standard_normal((64, 32)).astype(np.float32).T.copy().T  # Fortran-ordered weight
+    b = rng.standard_normal(64).astype(np.float32)
+    out = np.full((5, 64), np.nan, np.float32)
+    y = F.linear(x, w, b, out=out)
+    assert y is out
+    _within(out, R.linear(x, w, b), x @ w.T + b, "out=")
+
+
+def test_linear_bad_inputs(rng):
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 5)).astype(np.float32)
+    out = np.full((4, 3), 7.0, np.float32)
+    cases = [
+        (ValueError, r"expected input of shape \(\.\.\., 5\)", lambda: F.linear(x[:, :4], w, out=out)),
+        (ValueError, "weight of shape", lambda: F.linear(x, w[0], out=out)),
+        (ValueError, r"bias of shape \(3,\)", lambda: F.linear(x, w, np.ones(4, np.float32), out=out)),
+        (TypeError, "dtype float32", lambda: F.linear(x, w.astype(np.float64), out=out)),
+        (TypeError, "float32 or float64", lambda: F.linear(x.astype(np.int32), w, out=out)),
+        (ValueError, r"out of shape \(4, 3\)", lambda: F.linear(x, w, out=np.empty((4, 4), np.float32))),
+        (TypeError, "float32 for out", lambda: F.linear(x, w, out=np.empty((4, 3), np.float64))),
+        (ValueError, "grad_output of shape", lambda: F.linear_backward(out[:, :2], x, w)),
+        (ValueError, "output_mask", lambda: F.linear_backward(out, x, w, output_mask=(True,))),
+    ]
+    for exc, msg, fn in cases:
+        with pytest.raises(exc, match=msg):
+            fn()
+        assert np.all(out == 7.0)
+
+
+def test_linear_threads_bitwise_identical(rng, threads):
+    x = rng.standard_normal((64, 300)).astype(np.float32)
+    w = rng.standard_normal((500, 300)).astype(np.float32)
+    b = rng.standard_normal(500).astype(np.float32)
+    g = rng.standard_normal((64, 500)).astype(np.float32)
+    res = []
+    for nt in (1, 2):
+        fastml.set_num_threads(nt)
+        res.append((F.linear(x, w, b),) + F.linear_backward(g, x, w))
+    for a, b_ in zip(*res):
+        assert np.array_equal(a, b_)
+
+
+def test_linear_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((7, 3, 96)).astype(np.float32)
+    w = rng.standard_normal((50, 96)).astype(np.float32)
+    b = rng.standard_normal(50).astype(np.float32)
+    g = rng.standard_normal((7, 3, 50)).astype(np.float32)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.linear(tx, tw, tb)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(F.linear(x, w, b), ty.detach().numpy(), rtol=1e-5, atol=1e-4)
+    gi, gw, gb = F.linear_backward(g, x, w)
+    np.testing.assert_allclose(gi, tx.grad.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gw, tw.grad.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gb, tb.grad.numpy(), rtol=1e-5, atol=1e-4)
+
+
+MATMUL_CASES = [((5,), (5,)), ((5,), (5, 3)), ((4, 5), (5,)), ((4, 5), (5, 3)), ((2, 4, 5), (5, 3)),
+                ((5,), (2, 5, 3)), ((2, 4, 5), (2, 5, 3)), ((2, 1, 4, 5), (3, 5, 6)), ((1, 4, 5), (4, 5, 6)),
+                ((3, 4, 5), (5,)), ((40, 300), (300, 70)), ((3, 0, 5), (5, 2)), ((2, 3, 0), (0, 4))]
+
+
+@pytest.mark.parametrize("ashape,bshape", MATMUL_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_numpy_semantics(backend, rng, ashape, bshape, dtype):
+    a = rng.standard_normal(ashape).astype(dtype)
+    b = rng.standard_normal(bshape).astype(dtype)
+    got = fastml.matmul(a, b)
+    want = np.matmul(a, b)
+    assert np.shape(got) == want.shape and np.asarray(got).dtype == want.dtype
+    _within(got, R.matmul(a, b), want, f"{backend} {ashape} @ {bshape}")
+
+
+def test_matmul_views_out_and_mixed_dtypes(backend, rng):
+    a = rng.standard_normal((6, 40, 30)).astype(np.float32)
+    b = rng.standard_normal((30, 6, 50)).astype(np.float32)
+    x = a.transpose(0, 2, 1)[:, ::2]  # (6, 15, 40), transposed and strided
+    y = rng.standard_normal((6, 40, 9)).astype(np.float32)[:, :, ::2]  # non-unit inner stride
+    out = np.empty((6, 15, 5), np.float32)
+    res = fastml.matmul(x, y, out=out)
+    assert res is out
+    _within(out, R.matmul(x, y), np.matmul(x, y), "views")
+    mixed = fastml.matmul(a[0], b[:, 0].astype(np.float64))
+    assert mixed.dtype == np.float64
+    np.testing.assert_allclose(mixed, a[0].astype(np.float64) @ b[:, 0], rtol=1e-6, atol=1e-5)
+    bc = np.broadcast_to(rng.standard_normal(30).astype(np.float32), (40, 30))  # zero row stride
+    _within(fastml.matmul(bc, b[:, 0]), R.matmul(bc, b[:, 0]), bc @ b[:, 0], "broadcast rows")
+
+
+def test_matmul_bad_inputs(rng):
+    a = rng.standard_normal((4, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match="5 rows"):
+        fastml.matmul(a, a)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        fastml.matmul(np.zeros((2, 4, 5), np.float32), np.zeros((3, 5, 4), np.float32))
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        fastml.matmul(np.float32(1.0), a)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        fastml.matmul(a.astype(np.int64), a.T)
+    with pytest.raises(ValueError, match=r"out of shape \(4, 4\)"):
+        fastml.matmul(a, a.T, out=np.empty((4, 5), np.float32))
+
+
+def test_matmul_threads_bitwise_identical(rng, threads):
+    a = rng.standard_normal((8, 70, 130)).astype(np.float32)
+    b = rng.standard_normal((8, 130, 90)).astype(np.float32)
+    res = []
+    for nt in (1, 2):
+        fastml.set_num_threads(nt)
+        res.append(fastml.matmul(a, b))
+    assert np.array_equal(res[0], res[1])
