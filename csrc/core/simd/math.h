@@ -6,20 +6,19 @@
 //             Overflows to +inf above ~88.72, correctly rounded denormals down to ~-103.9, NaN kept.
 //   tanh      d/(d+2), d = expm1(2|x|) (no cancellation near 0): <= 2 ulp.
 //   sigmoid   1/(1+e^{-|x|}) (times e^{-|x|} for x < 0), Newton-refined hardware reciprocal: <= 4 ulp.
-//   erfc(z)   z >= 0, Numerical Recipes' erfcc Chebyshev fit (fractional error < 1.2e-7) with an
+//   erfc(z)/2 z >= 0, Numerical Recipes' erfcc Chebyshev fit (fractional error < 1.2e-7) with an
 //             exact z^2 (FMA split) so the exponent does not amplify rounding for large z.
 #pragma once
 #include <cmath>
 
 namespace fastml::simd {
 
+// e^x for x in [-104, 89] (callers that know their range skip the clamp of exp()).
 template <class V>
-inline V exp(V x) {
+inline V exp_in_range(V x) {
   const V log2e = V::set1(1.44269504088896341f);
   const V ln2_hi = V::set1(0.693359375f);
   const V ln2_lo = V::set1(-2.12194440e-4f);
-  // Clamp with x as the second operand so that a NaN x passes through (max/min return b on NaN).
-  x = min(V::set1(89.0f), max(V::set1(-104.0f), x));
   const V n = round_nearest(x * log2e);
   V r = fnmadd(n, ln2_hi, x);
   r = fnmadd(n, ln2_lo, r);
@@ -31,6 +30,12 @@ inline V exp(V x) {
   p = fmadd(p, r, V::set1(5.0000001201e-1f));
   p = fmadd(p, r * r, r + V::set1(1.0f));
   return ldexp(p, n);
+}
+
+template <class V>
+inline V exp(V x) {
+  // Clamp with x as the second operand so that a NaN x passes through (max/min return b on NaN).
+  return exp_in_range(min(V::set1(89.0f), max(V::set1(-104.0f), x)));
 }
 
 // s = sigmoid(x) and s1 = 1 - s = sigmoid(-x), both without cancellation or overflow:
@@ -84,34 +89,35 @@ inline V tanh(V x) {
   return copysign(d / (d + V::set1(2.0f)), x);
 }
 
-// erfc(z) for z >= 0 (Numerical Recipes, 2nd ed., section 6.2, erfcc).
+// erfc(z) / 2 for z >= 0: Numerical Recipes' erfcc (2nd ed., section 6.2), erfc(z) = t exp(-z^2 + P(t))
+// with t = 1 / (1 + z/2) and a degree-9 Chebyshev fit P (fractional error < 1.2e-7). Written in
+// u = t / 2 = 1 / (2 + z), with P's coefficients scaled by 2^k (exact), so erfc(z)/2 = u exp(-z^2 + P).
+// z^2 = hi + lo is split exactly (FMA) so the exponent does not amplify rounding for large z.
 template <class V>
-inline V erfc_nonneg(V z) {
-  const V one = V::set1(1.0f);
-  z = min(V::set1(16.0f), z);  // erfc(z > 10.1) rounds to exactly 0; keeps z^2 finite (NaN passes)
-  const V t = recip(fmadd(V::set1(0.5f), z, one));
-  V p = V::set1(0.17087277f);
-  p = fmadd(p, t, V::set1(-0.82215223f));
-  p = fmadd(p, t, V::set1(1.48851587f));
-  p = fmadd(p, t, V::set1(-1.13520398f));
-  p = fmadd(p, t, V::set1(0.27886807f));
-  p = fmadd(p, t, V::set1(-0.18628806f));
-  p = fmadd(p, t, V::set1(0.09678418f));
-  p = fmadd(p, t, V::set1(0.37409196f));
-  p = fmadd(p, t, V::set1(1.00002368f));
-  p = fmadd(p, t, V::set1(-1.26551223f));
-  // exp(-z^2 + p) with z^2 = hi + lo exactly: exp(p - hi) * (1 - lo)
+inline V half_erfc_nonneg(V z) {
+  z = min(V::set1(10.2f), z);  // erfc(10.2)/2 < 1e-46 rounds to 0; keeps exp's argument >= -105.4
+  const V u = recip(V::set1(2.0f) + z);
+  V p = V::set1(0.17087277f * 512.0f);
+  p = fmadd(p, u, V::set1(-0.82215223f * 256.0f));
+  p = fmadd(p, u, V::set1(1.48851587f * 128.0f));
+  p = fmadd(p, u, V::set1(-1.13520398f * 64.0f));
+  p = fmadd(p, u, V::set1(0.27886807f * 32.0f));
+  p = fmadd(p, u, V::set1(-0.18628806f * 16.0f));
+  p = fmadd(p, u, V::set1(0.09678418f * 8.0f));
+  p = fmadd(p, u, V::set1(0.37409196f * 4.0f));
+  p = fmadd(p, u, V::set1(1.00002368f * 2.0f));
+  p = fmadd(p, u, V::set1(-1.26551223f));
+  // exp(p - z^2) = exp(p - hi) * (1 - lo), p - hi in [-105.4, 0]
   const V hi = z * z;
   const V lo = fmsub(z, z, hi);
-  const V e = exp(p - hi);
-  return t * fnmadd(e, lo, e);
+  const V e = exp_in_range(p - hi);
+  return u * fnmadd(e, lo, e);
 }
 
 // Phi(x) = P(N(0,1) <= x) = erfc(-x/sqrt 2)/2, accurate in relative terms for x < 0 as well.
 template <class V>
 inline V normal_cdf(V x) {
-  const V half = V::set1(0.5f);
-  const V c = half * erfc_nonneg(abs(x) * V::set1(0.70710678118654752f));
+  const V c = half_erfc_nonneg(abs(x) * V::set1(0.70710678118654752f));
   return select(cmp_lt(x, V::zero()), c, V::set1(1.0f) - c);
 }
 
