@@ -98,15 +98,31 @@ def test_registry_lists_every_op():
     want |= {("loss", op) for base in ("cross_entropy", "mse_loss", "binary_cross_entropy_with_logits")
              for op in (base, base + "_backward")}
     want |= {("optim", op) for op in ("adam_step", "adamw_step", "sgd_step", "rmsprop_step")}
+    want |= {("gemm", op) for op in ("gemm", "linear", "linear_backward")}
     assert want <= have, sorted(want - have)
     shapes = {c.name for c in C.CASES}
     assert {"relu[4096x1024]", "softmax[4096x1024,dim=-1]", "softmax[1024x4096,dim=0]", "adam_step[10M]",
             "adam_step[200 tensors,1M]", "cross_entropy[N=4096,C=1024]", "relu[16]"} <= shapes
+    gemm_names = {f"gemm[{n}^3]" for n in (256, 512, 1024, 2048, 4096)} | {
+        "gemm[32x2048x768]", "gemm[1x4096x4096]", "gemm[4096x64x4096]", "gemm[64x64x64]",
+        "linear[(32,768)->2048]", "linear_backward[(32,768)->2048]"}
+    assert gemm_names <= shapes, sorted(gemm_names - shapes)
     for c in C.CASES:
         assert c.quick or c.full
     assert all(c.quick for c in C.select_cases(None, quick=True))
     sel = {c.op for c in C.select_cases(["relu"], quick=True)}
     assert sel == {"relu", "relu_backward"}
+    assert {c.name for c in C.select_cases(["gemm"])} == gemm_names   # the group: gemm, linear, linear_backward
+    assert {c.name for c in C.select_cases(["linear"])} == {"linear[(32,768)->2048]",
+                                                            "linear_backward[(32,768)->2048]"}
+    quick_squares = {c.name for c in C.select_cases(["gemm"], quick=True) if c.name.endswith("^3]")}
+    assert quick_squares == {"gemm[256^3]", "gemm[512^3]"}
+    bars = {c.name: {b.kind for b in c.bars} for c in C.CASES if c.group == "gemm"}
+    for name in ("gemm[1024^3]", "gemm[2048^3]"):
+        assert "pct_fma" in bars[name], name
+    for name in gemm_names:
+        if name.startswith("gemm[") and name != "gemm[64x64x64]":
+            assert {"vs_torch", "vs_numpy"} <= bars[name], name
 
 
 def test_time_impls_reports_errors_and_medians():
@@ -132,6 +148,62 @@ def test_activation_cases_compute_the_same_thing(threads):
             if torch is not None and isinstance(got, torch.Tensor):
                 got = got.numpy()
             np.testing.assert_allclose(np.asarray(got), ref, rtol=2e-4, atol=2e-5, err_msg=f"{case.name} {name}")
+
+
+@needs_ext
+def test_gemm_cases_compute_the_same_thing(threads):
+    """fastml.matmul, np.matmul and torch.mm of the tiny GEMM case (and the linear / linear_backward cases)
+    write the same product of the same inputs, so the GFLOP/s and ratios compare like with like."""
+    torch = C.torch_or_none()
+    fastml.set_num_threads(1)
+    by_name = {c.name: c for c in C.CASES}
+
+    def as_np(v):
+        if isinstance(v, tuple):
+            return tuple(None if t is None else as_np(t) for t in v)
+        if torch is not None and isinstance(v, torch.Tensor):
+            return v.numpy().copy()
+        return np.array(v, copy=True)
+
+    for name in ("gemm[64x64x64]", "linear[(32,768)->2048]", "linear_backward[(32,768)->2048]"):
+        prepared = by_name[name].build()
+        assert prepared.flops > 0
+        assert {"fastml", "numpy"} <= set(prepared.impls)
+        if torch is not None:
+            assert "torch" in prepared.impls
+        ref = as_np(prepared.impls["fastml"]())
+        refs = ref if isinstance(ref, tuple) else (ref,)
+        assert any(r is not None for r in refs)
+        for impl, fn in prepared.impls.items():
+            got = as_np(fn())
+            gots = got if isinstance(got, tuple) else (got,)
+            assert len(gots) == len(refs), (name, impl)
+            for r, g in zip(refs, gots):
+                assert (r is None) == (g is None), (name, impl)
+                if r is not None:
+                    # K up to 768 of unit normals: float32 sums differ by blocking order, about sqrt(K) eps |x|
+                    np.testing.assert_allclose(g, r, rtol=1e-4, atol=2e-4 * np.abs(r).max(), err_msg=f"{name} {impl}")
+
+
+def test_compute_bound_bars_and_table():
+    """pct_fma / vs_numpy bars and the GFLOP/s (+ GB/s for a GEMV) columns, on made-up timings."""
+    bars = (C.Bar("pct_fma", 85.0, ">= 85% of FMA peak"), C.Bar("vs_numpy", 1.0, ">= 1.0x NumPy"),
+            C.Bar("vs_torch", 1.0, ">= 1.0x torch.mm"))
+    case = C.Case("gemm", "gemm", "8^3", True, (), lambda: None, bars)
+    ceil = {"fma_gflops": 100.0, "triad_gbs": 10.0}
+    timings = {"fastml": {"median_s": 1e-3, "min_s": 1e-3}, "numpy": {"median_s": 2e-3, "min_s": 2e-3},
+               "torch": {"median_s": 0.5e-3, "min_s": 0.5e-3}}
+    ev = runner.evaluate(case, C.Prepared({}, flops=90_000_000), timings, ceil, None)
+    fm = next(r for r in ev["rows"] if r["impl"] == "fastml")
+    assert fm["gflops"] == pytest.approx(90.0) and fm["pct_fma"] == pytest.approx(90.0)
+    assert [(b["kind"], b["status"]) for b in ev["bars"]] == [("pct_fma", "PASS"), ("vs_numpy", "PASS"),
+                                                               ("vs_torch", "MISS")]
+    res = {"case": case.name, "group": "gemm", "torch": "x", "flops": 90_000_000, "bytes": None, **ev}
+    table = runner.format_case(res)
+    assert "GFLOP/s" in table and "%fma" in table and "GB/s" not in table and "90%" in table
+    ev = runner.evaluate(case, C.Prepared({}, flops=90_000_000, bytes=8_000_000), timings, ceil, 9.0)
+    table = runner.format_case({**res, "bytes": 8_000_000, **ev})
+    assert "GFLOP/s" in table and "GB/s" in table and "%triad" in table
 
 
 @needs_ext

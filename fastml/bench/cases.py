@@ -37,7 +37,7 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Bar:
-    kind: str       # "pct_triad" (fastml >= target %), "vs_torch" (fastml ratio >= target), "max_us"
+    kind: str       # "pct_triad" / "pct_fma" (fastml >= target %), "vs_torch" / "vs_numpy" (ratio >= target), "max_us"
     target: float
     label: str
 
@@ -45,7 +45,7 @@ class Bar:
 @dataclass(frozen=True)
 class Case:
     op: str                  # "relu", "relu_backward", "adam_step", ...
-    group: str               # activation | overhead | softmax | loss | optim
+    group: str               # activation | overhead | softmax | loss | optim | gemm
     shape: str               # "4096x1024", "10M", "200x5k", "16"
     quick: bool              # part of the --quick set
     needs: tuple             # ("fastml.functional:softmax", ...) that must exist
@@ -409,14 +409,16 @@ for _op in ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward"
 
 from .cases_loss import register_loss_cases  # noqa: E402
 from .cases_optim import register_optim_cases  # noqa: E402
+from .cases_gemm import register_gemm_cases  # noqa: E402
 
 register_loss_cases(register, Case, ELEMENTWISE_BARS)
 register_optim_cases(register, Bar, Case, Prepared, torch_or_none, _optim)
+register_gemm_cases(register, Bar, Case)
 
 
 # ---------------------------------------------------------------- selection
 
-GROUPS = ("activation", "overhead", "softmax", "loss", "optim")
+GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm")
 
 
 def select_cases(ops=None, quick=False) -> list:

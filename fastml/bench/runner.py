@@ -11,7 +11,9 @@ collector is paused while timing. Caches are NOT flushed between calls: inputs o
 (``_C.probe_triad_arrays``) over three arrays of the same total size as the case's working set, as one
 more implementation in the same round-robin: ``%triad`` is the op's GB/s over that triad's GB/s, two
 medians measured under the same conditions (cache level, other load). ``%dram`` is against the DRAM
-triad of the machine ceilings (fastml.bench.machine).
+triad of the machine ceilings (fastml.bench.machine). Compute-bound cases (flops, no bytes: GEMM) report
+GFLOP/s and ``%fma`` (of the FMA peak measured for the thread count in use); a short FMA probe after their
+timings flags a run that other processes slowed (under half the peak) as contended, as the triad does.
 """
 from __future__ import annotations
 
@@ -112,7 +114,8 @@ def evaluate(case, prepared, timings: dict, ceil: dict | None, ws_triad: float |
     for bar in case.bars:
         value = None
         if fm is not None:
-            value = {"pct_triad": fm.get("pct_triad"), "vs_torch": fm.get("vs_torch"),
+            value = {"pct_triad": fm.get("pct_triad"), "pct_fma": fm.get("pct_fma"),
+                     "vs_torch": fm.get("vs_torch"), "vs_numpy": fm.get("vs_numpy"),
                      "max_us": fm["median_s"] * 1e6}[bar.kind]
         if value is None:
             status = "n/a"
@@ -147,11 +150,16 @@ def format_case(result: dict) -> str:
     lines = [head + (f"  ({result['bytes'] / (1 << 20):.1f} MiB moved/call; {TRIAD} = STREAM triad over the same "
                      f"working-set size, timed alongside)" if result.get("bytes") else "")]
     torch_missing = result.get("torch") is None
-    # memory-bound cases show GB/s and % of the triads; compute-bound ones (flops, no bytes) GFLOP/s and % FMA peak
-    by_flops = bool(result.get("flops")) and not result.get("bytes")
-    unit, pa, pb = ("GFLOP/s", "pct_fma", None) if by_flops else ("GB/s", "pct_triad", "pct_dram")
-    ha, hb = ("%fma", "") if by_flops else ("%triad", "%dram")
-    lines.append(f"  {'impl':<15}{'median':>11}{'min':>11}{unit:>9}{ha:>8}{hb:>8}{'vs numpy':>10}{'vs torch':>10}")
+    # compute-bound cases (flops) show GFLOP/s and % of the FMA peak; memory-bound ones (bytes) GB/s and % of the
+    # triads; a case with both (a GEMV) shows both
+    cols = []  # (header, row key, width, format, suffix)
+    if result.get("flops"):
+        cols += [("GFLOP/s", "gflops", 9, ".1f", ""), ("%fma", "pct_fma", 7, ".0f", "%")]
+    if result.get("bytes") or not result.get("flops"):
+        cols += [("GB/s", "gbs", 9, ".1f", ""), ("%triad", "pct_triad", 8, ".0f", "%"),
+                 ("%dram", "pct_dram", 8, ".0f", "%")]
+    lines.append(f"  {'impl':<15}{'median':>11}{'min':>11}" + "".join(f"{h:>{w}}" for h, _, w, _, _ in cols)
+                 + f"{'vs numpy':>10}{'vs torch':>10}")
     for r in result["rows"]:
         if "error" in r:
             lines.append(f"  {r['impl']:<15}  ERROR {r['error']}")
@@ -159,16 +167,16 @@ def format_case(result: dict) -> str:
         vt = "n/a" if torch_missing else _f(r.get("vs_torch"), ".2f", "x")
         vt = "-" if r["impl"] == TRIAD else vt
         vn = "-" if r["impl"] == TRIAD else _f(r.get("vs_numpy"), ".2f", "x")
-        lines.append(f"  {r['impl']:<15}{fmt_time(r['median_s']):>11}{fmt_time(r['min_s']):>11}"
-                     f"{_f(r.get('gflops' if by_flops else 'gbs'), '.1f'):>9}"
-                     f"{_f(r.get(pa), '.0f', '%'):>8}{_f(r.get(pb), '.0f', '%') if pb else '':>8}"
+        vals = "".join(("-" if r["impl"] == TRIAD and k in ("gflops", "pct_fma") else _f(r.get(k), spec, suf))
+                       .rjust(w) for _, k, w, spec, suf in cols)
+        lines.append(f"  {r['impl']:<15}{fmt_time(r['median_s']):>11}{fmt_time(r['min_s']):>11}{vals}"
                      f"{vn:>10}{vt:>10}")
     if torch_missing:
         lines.append(f"  {'torch':<15}{'n/a (torch not importable)':>26}")
     for b in result["bars"]:
         v = b["value"]
         shown = "n/a" if v is None else (f"{v:.2f} us" if b["kind"] == "max_us" else
-                                          f"{v:.0f}%" if b["kind"] == "pct_triad" else f"{v:.2f}x")
+                                          f"{v:.0f}%" if b["kind"] in ("pct_triad", "pct_fma") else f"{v:.2f}x")
         lines.append(f"  bar {b['bar']:<28} {b['status']:<5} (fastml {shown})")
     for note in result.get("notes", []):
         lines.append(f"  note: {note}")
@@ -201,6 +209,14 @@ def run_case(case, quick: bool, ceil: dict | None, threads: int, target_s: float
     if contended:
         notes.insert(0, f"CONTENDED: the triad alongside ran at {ws:.1f} GB/s, under half the machine's DRAM triad "
                         f"({ceil['triad_gbs']:.1f} GB/s): other processes were running; rerun before trusting this case")
+    elif prepared.flops and not prepared.bytes and ceil and B._C is not None:
+        # compute-bound: the same check with a short FMA-peak probe right after the timings
+        fma_now = B._C.probe_fma_peak("active", threads, 0.02 if quick else 0.05)
+        contended = fma_now < 0.5 * ceil["fma_gflops"]
+        if contended:
+            notes.insert(0, f"CONTENDED: an FMA probe right after ran at {fma_now:.0f} GFLOP/s, under half the "
+                            f"machine's peak ({ceil['fma_gflops']:.0f}): other processes were running; rerun before "
+                            f"trusting this case")
     res = {**base, "bytes": prepared.bytes, "flops": prepared.flops, "ws_triad_gbs": ws, "contended": contended,
            "ref_numpy": prepared.ref_numpy, "ref_torch": prepared.ref_torch, "notes": notes, **ev}
     del prepared
