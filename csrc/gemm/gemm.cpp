@@ -76,6 +76,7 @@ struct Scratch {
 thread_local Scratch t_apack;  // op(A) packed for one K block (calling thread's, shared by the team)
 thread_local Scratch t_bpack;  // the KC x NC panel of op(B) (owned by the calling thread, shared by the team)
 thread_local Scratch t_asliver;  // this thread's MR x KC sliver of op(A)
+thread_local Scratch t_bsliver;  // this thread's KC x NR sliver of op(B) (B read in place, several row groups)
 
 struct Blocking {
   int64_t kc, mc, nc;
@@ -283,6 +284,7 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
       for (int64_t i = 0; i < n; ++i) fn(i);
     };
     float* asl = (!b_outer && !direct_a && !hoist_a) ? t_asliver.get(MR * kc) : nullptr;
+    float* bsl = (b_outer && ng > 1) ? t_bsliver.get(NR * kc) : nullptr;
     auto pack_a_block = [&](int64_t pc, int64_t kb) {
       constexpr int64_t kGr = 4;  // row groups per packing item
       items(ceil_div(ng, kGr), [&](int64_t it) {
@@ -322,20 +324,31 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
         sliver_stride = NR;
         bld = p.ldb;
       }
-      auto tile = [&](int64_t s, int64_t g, const float* a) {
+      auto tile = [&](int64_t s, int64_t g, const float* a, const float* b, int64_t ldb) {
         const int64_t j = jc + s * NR, i = g * MR;
         const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
         const int m = static_cast<int>(std::min<int64_t>(MR, M - i));
         float* c = p.C + i * p.ldc + j;
         const GemmTile t = tile_for(p, first, last, i, j);
-        if (direct_a) kt.micro_direct_a(kb, p.A + i * p.lda + pc, p.lda, bp + s * sliver_stride, bld, c, p.ldc, m, n, t);
-        else kt.micro(kb, a, bp + s * sliver_stride, bld, c, p.ldc, m, n, t);
+        if (direct_a) kt.micro_direct_a(kb, p.A + i * p.lda + pc, p.lda, b, ldb, c, p.ldc, m, n, t);
+        else kt.micro(kb, a, b, ldb, c, p.ldc, m, n, t);
         if (last && has_act(p))
           for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
       };
       if (b_outer) {
+        // With several row groups the sliver is first copied into a contiguous per-thread buffer: read in
+        // place, its kb rows lie ldb apart, and for a ldb that is a multiple of 1 KiB they all fall into
+        // the same few L1 sets, so the reuse by the next row group would come from L2 instead of L1.
         items(ns, [&](int64_t s) {
-          for (int64_t g = 0; g < ng; ++g) tile(s, g, ablock ? ablock + g * MR * kb : nullptr);
+          const float* b = bp + s * sliver_stride;
+          int64_t ldb = bld;
+          if (bsl) {
+            const int64_t j = jc + s * NR;
+            kt.pack_b_copy(std::min<int64_t>(NR, N - j), kb, b, bld, bsl);
+            b = bsl;
+            ldb = NR;
+          }
+          for (int64_t g = 0; g < ng; ++g) tile(s, g, ablock ? ablock + g * MR * kb : nullptr, b, ldb);
         });
       } else {
         // Work items: an A sliver against a range of the panel's B slivers (ranges only when there are
@@ -350,7 +363,7 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
             else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, asl);
           }
           const float* a = hoist_a ? ablock + g * MR * kb : asl;
-          for (int64_t s = s0; s < s1; ++s) tile(s, g, a);
+          for (int64_t s = s0; s < s1; ++s) tile(s, g, a, bp + s * sliver_stride, bld);
         });
       }
     };
