@@ -4,12 +4,16 @@
 //   jc (NC columns) -> pc (KC of K: the KC x NC panel of op(B) is packed by all threads, kept in L2)
 //   -> row group (an MR x KC sliver of op(A), packed by the thread that takes it, kept in L1)
 //   -> B slivers of the panel (NR columns each, streamed from L2) -> MR x NR microkernel.
+// With several column panels the two outer loops swap (pc -> jc) and op(A)'s whole K block is packed
+// once per pc by all threads, instead of once per sliver and panel (the transposing copy of A otherwise
+// costs ~2-4% of a large product per panel).
 // Block sizes come from the caches the CPU reports: KC = 2/3 L1 / (4 NR) capped at 256 (256 for 48 KiB,
 // NR = 32), NC = L2 / 2 / (4 KC) (1024 for 2 MiB), capped at 4096 because the L3 of a shared VM is not ours.
 // K blocks depend only on (K, ISA), so every element's sum order, and hence the result, is the same for
 // any thread count; threads take work items (packing items, row groups x B-sliver ranges) dynamically.
 // Paths that skip packing what they do not reuse:
-//   - op(B) = B with few rows (M <= MC = 10 MR): B read in place, B sliver outer, A packed once per K block;
+//   - op(B) = B with few rows (M <= MC = 10 MR): B sliver outer, A packed once per K block; B read in
+//     place with one row group, else each sliver copied to a contiguous L1 buffer first;
 //   - few B slivers (N <= 4 NR, op(A) = A): the microkernel reads A's rows in place;
 //   - M = 1 with op(B) = B: GEMV streaming B row by row;
 //   - N <= 8, a tiny C, or M <= 16 with op(B) = B^T: dot products along K (K split across vector lanes).
