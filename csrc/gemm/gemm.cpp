@@ -4,12 +4,16 @@
 //   jc (NC columns) -> pc (KC of K: the KC x NC panel of op(B) is packed by all threads, kept in L2)
 //   -> row group (an MR x KC sliver of op(A), packed by the thread that takes it, kept in L1)
 //   -> B slivers of the panel (NR columns each, streamed from L2) -> MR x NR microkernel.
+// With several column panels the two outer loops swap (pc -> jc) and op(A)'s whole K block is packed
+// once per pc by all threads, instead of once per sliver and panel (the transposing copy of A otherwise
+// costs ~2-4% of a large product per panel).
 // Block sizes come from the caches the CPU reports: KC = 2/3 L1 / (4 NR) capped at 256 (256 for 48 KiB,
 // NR = 32), NC = L2 / 2 / (4 KC) (1024 for 2 MiB), capped at 4096 because the L3 of a shared VM is not ours.
 // K blocks depend only on (K, ISA), so every element's sum order, and hence the result, is the same for
 // any thread count; threads take work items (packing items, row groups x B-sliver ranges) dynamically.
 // Paths that skip packing what they do not reuse:
-//   - op(B) = B with few rows (M <= MC = 10 MR): B read in place, B sliver outer, A packed once per K block;
+//   - op(B) = B with few rows (M <= MC = 10 MR): B sliver outer, A packed once per K block; B read in
+//     place with one row group, else each sliver copied to a contiguous L1 buffer first;
 //   - few B slivers (N <= 4 NR, op(A) = A): the microkernel reads A's rows in place;
 //   - M = 1 with op(B) = B: GEMV streaming B row by row;
 //   - N <= 8, a tiny C, or M <= 16 with op(B) = B^T: dot products along K (K split across vector lanes).
@@ -21,6 +25,10 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "core/check.h"
 #include "core/parallel.h"
@@ -34,23 +42,35 @@ constexpr int64_t kDotMaxN = 8;  // ... or N <= 8 (where a BLAS also switches to
 constexpr int64_t kDotMaxMN = 256;  // ... or a tiny C (<= 16 x 16): no tile to fill, and dot accuracy
 constexpr int64_t kParallelMacs = 1 << 20; // below ~1M multiply-adds one thread is faster than fork-join
 constexpr int64_t kMaxNc = 4096;
+constexpr int64_t kMaxABlock = int64_t{4} << 20;  // floats (16 MiB): largest op(A) K block packed at once
+
+constexpr int64_t kHugePage = int64_t{2} << 20;
+constexpr int64_t kHugeMin = int64_t{1} << 20;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// Grow-only 64-byte aligned scratch, one per thread, reused across calls (no allocation in the hot path).
+// Grow-only aligned scratch, one per thread, reused across calls (no allocation in the hot path).
+// Buffers of 1 MiB or more (the packed B panel, the shared A block) are 2 MiB aligned and marked for
+// transparent huge pages: the microkernel streams the whole B panel once per A sliver, and one huge
+// page instead of 256+ small ones takes those page crossings off the TLB.
 struct Scratch {
   float* p = nullptr;
   int64_t cap = 0;
   float* get(int64_t n) {
     if (n > cap) {
       std::free(p);
-      const int64_t bytes = round_up(std::max<int64_t>(n, 1) * int64_t(sizeof(float)), 64);
-      p = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes)));
+      int64_t bytes = round_up(std::max<int64_t>(n, 1) * int64_t(sizeof(float)), 64);
+      const bool huge = bytes >= kHugeMin;
+      if (huge) bytes = round_up(bytes, kHugePage);
+      p = static_cast<float*>(std::aligned_alloc(huge ? kHugePage : 64, static_cast<size_t>(bytes)));
       if (!p) {
         cap = 0;
         throw std::bad_alloc();
       }
+#if defined(MADV_HUGEPAGE)
+      if (huge) madvise(p, static_cast<size_t>(bytes), MADV_HUGEPAGE);  // advisory: failure is harmless
+#endif
       cap = bytes / int64_t(sizeof(float));
     }
     return p;
@@ -60,6 +80,7 @@ struct Scratch {
 thread_local Scratch t_apack;  // op(A) packed for one K block (calling thread's, shared by the team)
 thread_local Scratch t_bpack;  // the KC x NC panel of op(B) (owned by the calling thread, shared by the team)
 thread_local Scratch t_asliver;  // this thread's MR x KC sliver of op(A)
+thread_local Scratch t_bsliver;  // this thread's KC x NR sliver of op(B) (B read in place, several row groups)
 
 struct Blocking {
   int64_t kc, mc, nc;
@@ -246,8 +267,12 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
   const int64_t n_pad = round_up(N, NR);
   const int64_t ng = ceil_div(M, MR);  // row groups (A slivers)
+  // A packed once per K block for all column panels (rather than per sliver and per panel, which
+  // repeats the transposing copy of A N / NC times) when there are several panels and the block fits.
+  const int64_t npanels = ceil_div(N, nc);
+  const bool hoist_a = !b_outer && !direct_a && npanels > 1 && ng * MR * kc <= kMaxABlock;
   float* bpanel = pack_b ? t_bpack.get(kc * nc) : nullptr;
-  float* ablock = (b_outer && !direct_a) ? t_apack.get(ng * MR * kc) : nullptr;
+  float* ablock = ((b_outer || hoist_a) && !direct_a) ? t_apack.get(ng * MR * kc) : nullptr;
 
   // Every phase is a worksharing loop with dynamic scheduling (a thread slowed down by another process on
   // its core takes fewer items) and an implicit barrier; which thread computes a tile never changes it.
@@ -262,75 +287,98 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t i = 0; i < n; ++i) fn(i);
     };
-    float* asl = (!b_outer && !direct_a) ? t_asliver.get(MR * kc) : nullptr;
-    for (int64_t jc = 0; jc < N; jc += nc) {
+    float* asl = (!b_outer && !direct_a && !hoist_a) ? t_asliver.get(MR * kc) : nullptr;
+    float* bsl = (b_outer && ng > 1) ? t_bsliver.get(NR * kc) : nullptr;
+    auto pack_a_block = [&](int64_t pc, int64_t kb) {
+      constexpr int64_t kGr = 4;  // row groups per packing item
+      items(ceil_div(ng, kGr), [&](int64_t it) {
+        const int64_t i = it * kGr * MR, rows = std::min<int64_t>(kGr * MR, M - i);
+        if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, ablock + i * kb);
+        else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, ablock + i * kb);
+      });
+    };
+    // One (column panel, K block) step. Each C element still receives its K blocks in pc order whichever
+    // of the two loop orders below runs them.
+    auto panel = [&](int64_t jc, int64_t pc) {
       const int64_t nb = std::min(nc, N - jc);
       const int64_t ns = ceil_div(nb, NR);
-      for (int64_t pc = 0; pc < K; pc += kc) {
-        const int64_t kb = std::min(kc, K - pc);
-        const bool first = pc == 0, last = pc + kb == K;
-        if (pack_b) {
-          constexpr int64_t kSl = 4;  // slivers per packing item
-          items(ceil_div(ns, kSl), [&](int64_t it) {
-            const int64_t s0 = it * kSl, j = jc + s0 * NR, rows = std::min<int64_t>(kSl * NR, jc + nb - j);
-            if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, bpanel + s0 * NR * kb);
-            else kt.pack_b_transpose(rows, kb, p.B + j * p.ldb + pc, p.ldb, bpanel + s0 * NR * kb);
-          });
-        }
-        if (ablock) {
-          constexpr int64_t kGr = 4;  // row groups per packing item
-          items(ceil_div(ng, kGr), [&](int64_t it) {
-            const int64_t i = it * kGr * MR, rows = std::min<int64_t>(kGr * MR, M - i);
-            if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, ablock + i * kb);
-            else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, ablock + i * kb);
-          });
-        }
-        const float* bp;
-        int64_t sliver_stride, bld;
-        if (pack_b) {
-          bp = bpanel;
-          sliver_stride = NR * kb;
-          bld = NR;
-        } else if (p.pb) {
-          bp = p.pb->data() + pc * n_pad + jc * kb;
-          sliver_stride = NR * kb;
-          bld = NR;
-        } else {
-          bp = p.B + pc * p.ldb + jc;
-          sliver_stride = NR;
-          bld = p.ldb;
-        }
-        auto tile = [&](int64_t s, int64_t g, const float* a) {
-          const int64_t j = jc + s * NR, i = g * MR;
-          const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
-          const int m = static_cast<int>(std::min<int64_t>(MR, M - i));
-          float* c = p.C + i * p.ldc + j;
-          const GemmTile t = tile_for(p, first, last, i, j);
-          if (direct_a) kt.micro_direct_a(kb, p.A + i * p.lda + pc, p.lda, bp + s * sliver_stride, bld, c, p.ldc, m, n, t);
-          else kt.micro(kb, a, bp + s * sliver_stride, bld, c, p.ldc, m, n, t);
-          if (last && has_act(p))
-            for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
-        };
-        if (b_outer) {
-          items(ns, [&](int64_t s) {
-            for (int64_t g = 0; g < ng; ++g) tile(s, g, ablock ? ablock + g * MR * kb : nullptr);
-          });
-        } else {
-          // Work items: an A sliver against a range of the panel's B slivers (ranges only when there are
-          // too few row groups to keep every thread busy).
-          const int64_t q = ng >= 4 * T ? 1 : std::min<int64_t>(ns, ceil_div(4 * T, ng));
-          items(ng * q, [&](int64_t u) {
-            const int64_t g = u / q, r = u % q;
-            const int64_t s0 = ns * r / q, s1 = ns * (r + 1) / q;
-            if (asl) {
-              const int64_t i = g * MR, rows = std::min<int64_t>(MR, M - i);
-              if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, asl);
-              else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, asl);
-            }
-            for (int64_t s = s0; s < s1; ++s) tile(s, g, asl);
-          });
-        }
+      const int64_t kb = std::min(kc, K - pc);
+      const bool first = pc == 0, last = pc + kb == K;
+      if (pack_b) {
+        constexpr int64_t kSl = 4;  // slivers per packing item
+        items(ceil_div(ns, kSl), [&](int64_t it) {
+          const int64_t s0 = it * kSl, j = jc + s0 * NR, rows = std::min<int64_t>(kSl * NR, jc + nb - j);
+          if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, bpanel + s0 * NR * kb);
+          else kt.pack_b_transpose(rows, kb, p.B + j * p.ldb + pc, p.ldb, bpanel + s0 * NR * kb);
+        });
       }
+      if (ablock && !hoist_a) pack_a_block(pc, kb);
+      const float* bp;
+      int64_t sliver_stride, bld;
+      if (pack_b) {
+        bp = bpanel;
+        sliver_stride = NR * kb;
+        bld = NR;
+      } else if (p.pb) {
+        bp = p.pb->data() + pc * n_pad + jc * kb;
+        sliver_stride = NR * kb;
+        bld = NR;
+      } else {
+        bp = p.B + pc * p.ldb + jc;
+        sliver_stride = NR;
+        bld = p.ldb;
+      }
+      auto tile = [&](int64_t s, int64_t g, const float* a, const float* b, int64_t ldb) {
+        const int64_t j = jc + s * NR, i = g * MR;
+        const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
+        const int m = static_cast<int>(std::min<int64_t>(MR, M - i));
+        float* c = p.C + i * p.ldc + j;
+        const GemmTile t = tile_for(p, first, last, i, j);
+        if (direct_a) kt.micro_direct_a(kb, p.A + i * p.lda + pc, p.lda, b, ldb, c, p.ldc, m, n, t);
+        else kt.micro(kb, a, b, ldb, c, p.ldc, m, n, t);
+        if (last && has_act(p))
+          for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
+      };
+      if (b_outer) {
+        // With several row groups the sliver is first copied into a contiguous per-thread buffer: read in
+        // place, its kb rows lie ldb apart, and for a ldb that is a multiple of 1 KiB they all fall into
+        // the same few L1 sets, so the reuse by the next row group would come from L2 instead of L1.
+        items(ns, [&](int64_t s) {
+          const float* b = bp + s * sliver_stride;
+          int64_t ldb = bld;
+          if (bsl) {
+            const int64_t j = jc + s * NR;
+            kt.pack_b_copy(std::min<int64_t>(NR, N - j), kb, b, bld, bsl);
+            b = bsl;
+            ldb = NR;
+          }
+          for (int64_t g = 0; g < ng; ++g) tile(s, g, ablock ? ablock + g * MR * kb : nullptr, b, ldb);
+        });
+      } else {
+        // Work items: an A sliver against a range of the panel's B slivers (ranges only when there are
+        // too few row groups to keep every thread busy).
+        const int64_t q = ng >= 4 * T ? 1 : std::min<int64_t>(ns, ceil_div(4 * T, ng));
+        items(ng * q, [&](int64_t u) {
+          const int64_t g = u / q, r = u % q;
+          const int64_t s0 = ns * r / q, s1 = ns * (r + 1) / q;
+          if (asl) {
+            const int64_t i = g * MR, rows = std::min<int64_t>(MR, M - i);
+            if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, asl);
+            else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, asl);
+          }
+          const float* a = hoist_a ? ablock + g * MR * kb : asl;
+          for (int64_t s = s0; s < s1; ++s) tile(s, g, a, bp + s * sliver_stride, bld);
+        });
+      }
+    };
+    if (hoist_a) {
+      for (int64_t pc = 0; pc < K; pc += kc) {
+        pack_a_block(pc, std::min(kc, K - pc));
+        for (int64_t jc = 0; jc < N; jc += nc) panel(jc, pc);
+      }
+    } else {
+      for (int64_t jc = 0; jc < N; jc += nc)
+        for (int64_t pc = 0; pc < K; pc += kc) panel(jc, pc);
     }
   };
   if (nt <= 1) {

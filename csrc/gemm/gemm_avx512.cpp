@@ -187,19 +187,35 @@ void pack_transpose(int64_t rows_total, int64_t k, const float* src, int64_t ld,
   }
 }
 
-// dst[p*R + r] = src[p*ld + r] with masked vector copies (R = 14 or 32).
+// dst[p*R + r] = src[p*ld + r] with masked vector copies (R = 14 or 32). Row p of the source is read
+// for all slivers at once (one contiguous run per row: the rows are ld apart, usually a page or more, so
+// short per-sliver runs would each start a new memory access), and the rows kPackAhead steps ahead are
+// prefetched (runs up to kPackPrefetchMax floats: the engine's packing items) since no hardware
+// prefetcher follows a stride of a page.
+constexpr int64_t kPackAhead = 8;
+constexpr int64_t kPackPrefetchMax = 512;
+
 template <int R>
 void pack_copy(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst) {
-  for (int64_t r0 = 0; r0 < rows_total; r0 += R, dst += R * k) {
-    const int rows = static_cast<int>(rows_total - r0 < R ? rows_total - r0 : R);
-    const float* s = src + r0;
-    for (int off = 0; off < R; off += 16) {
-      const int w = R - off < 16 ? R - off : 16;
-      const int g = rows - off < 0 ? 0 : (rows - off < w ? rows - off : w);
-      const __mmask16 lm = static_cast<__mmask16>((1u << g) - 1u);
-      const __mmask16 wm = static_cast<__mmask16>((1u << w) - 1u);
-      for (int64_t p = 0; p < k; ++p)
-        _mm512_mask_storeu_ps(dst + p * R + off, wm, _mm512_maskz_loadu_ps(lm, s + p * ld + off));
+  const int64_t nsl = (rows_total + R - 1) / R;
+  const bool pf_rows = rows_total <= kPackPrefetchMax;
+  for (int64_t p = 0; p < k; ++p) {
+    const float* s = src + p * ld;
+    if (pf_rows && p + kPackAhead < k) {
+      const char* pf = reinterpret_cast<const char*>(s + kPackAhead * ld);
+      for (int64_t o = 0; o < rows_total * int64_t(sizeof(float)); o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+    }
+    for (int64_t sl = 0; sl < nsl; ++sl) {
+      const int64_t r0 = sl * R;
+      const int rows = static_cast<int>(rows_total - r0 < R ? rows_total - r0 : R);
+      float* d = dst + sl * R * k + p * R;
+      for (int off = 0; off < R; off += 16) {
+        const int w = R - off < 16 ? R - off : 16;
+        const int g = rows - off < 0 ? 0 : (rows - off < w ? rows - off : w);
+        const __mmask16 lm = static_cast<__mmask16>((1u << g) - 1u);
+        const __mmask16 wm = static_cast<__mmask16>((1u << w) - 1u);
+        _mm512_mask_storeu_ps(d + off, wm, _mm512_maskz_loadu_ps(lm, s + r0 + off));
+      }
     }
   }
 }
