@@ -3,7 +3,8 @@
 Timing (per case): every implementation is called once (warm-up: first-touch of outputs, lazy state,
 thread-pool start), then timed once to pick an inner batch count so one sample lasts >= ~0.5 ms (1 ms in
 full runs): a 16-element op is timed as a batch of thousands of calls, beating the timer resolution.
-Samples are then taken round-robin over the implementations (the starting one rotates each round), so
+Samples are then taken round-robin over the implementations (the starting one rotates each round; each
+turn starts with ~10 ms of untimed calls so that the previous library's spinning threads go idle), so
 slow drift of this shared machine's speed hits every implementation alike, until each has had
 ``target_s`` of samples. The reported time is the median of the per-call sample times. The garbage
 collector is paused while timing. Caches are NOT flushed between calls: inputs of the 4096x1024 cases
@@ -30,8 +31,13 @@ TRIAD = "(triad)"  # the STREAM triad over the case's working-set size, timed in
 
 
 def time_impls(impls: dict, target_s: float, min_samples: int = 5, sample_ns: int = 1_000_000,
-               max_wall_s: float | None = None) -> dict:
-    """{name: {"median_s", "min_s", "samples", "inner"} or {"error": str}} for zero-argument callables."""
+               max_wall_s: float | None = None, settle_ns: int = 0, block_samples: int = 1) -> dict:
+    """{name: {"median_s", "min_s", "samples", "inner"} or {"error": str}} for zero-argument callables.
+
+    Each turn of an implementation first calls it, untimed, for ``settle_ns`` (so that the worker threads
+    of the implementation timed before it -- another OpenMP runtime or BLAS pool, still spinning after
+    its last call -- have gone idle and do not compete for the cores), then takes ``block_samples``
+    timed samples."""
     out, live, inner = {}, [], {}
     gc_was = gc.isenabled()
     gc.disable()
@@ -56,12 +62,19 @@ def time_impls(impls: dict, target_s: float, min_samples: int = 5, sample_ns: in
             order = live[rnd % len(live):] + live[: rnd % len(live)]
             for n in order:
                 fn, k = impls[n], inner[n]
-                t0 = time.perf_counter_ns()
-                for _ in range(k):
-                    fn()
-                dt = time.perf_counter_ns() - t0
-                samples[n].append(dt / k * 1e-9)
-                spent[n] += dt * 1e-9
+                if settle_ns:
+                    t_settle = time.perf_counter_ns()
+                    while True:
+                        fn()
+                        if time.perf_counter_ns() - t_settle >= settle_ns:
+                            break
+                for _ in range(block_samples):
+                    t0 = time.perf_counter_ns()
+                    for _ in range(k):
+                        fn()
+                    dt = time.perf_counter_ns() - t0
+                    samples[n].append(dt / k * 1e-9)
+                    spent[n] += dt * 1e-9
             rnd += 1
             done = all(spent[n] >= target_s and len(samples[n]) >= min_samples for n in live)
             if done or time.perf_counter() - start > cap or rnd >= 10_000:
@@ -197,8 +210,11 @@ def run_case(case, quick: bool, ceil: dict | None, threads: int, target_s: float
         ta, tb, tc = np.zeros(n, np.float32), np.ones(n, np.float32), np.full(n, 2.0, np.float32)
         impls[TRIAD] = lambda: B._C.probe_triad_arrays(ta, tb, tc, 0.5, threads)
         triad_bytes = 12 * n
+    # settle: 10 ms (2 ms quick) of untimed calls at each switch lets the previous library's spinning
+    # worker threads (libgomp spins for milliseconds after a parallel region) go idle first
     timings = time_impls(impls, target_s, min_samples=3 if quick else 7,
-                         sample_ns=300_000 if quick else 1_000_000)
+                         sample_ns=300_000 if quick else 1_000_000,
+                         settle_ns=2_000_000 if quick else 10_000_000, block_samples=2 if quick else 3)
     t_triad = timings.get(TRIAD, {}).get("median_s")
     ws = triad_bytes / t_triad * 1e-9 if t_triad else None
     ev = evaluate(case, prepared, timings, ceil, ws)
