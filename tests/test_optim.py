@@ -410,3 +410,35 @@ def test_device_arrays_forwarded(monkeypatch):
                                                                    weight_decay=0.0, nesterov=False,
                                                                    maximize=False, first_step=True)
     assert calls[3][2]["grad_avgs"] == [m] and calls[3][2]["momentum_buffers"] is None
+
+
+@pytest.mark.parametrize("case", ["state_is_state", "state_is_param", "param_twice", "grad_is_state",
+                                  "grad_overlaps_param", "state_overlaps_other_param"])
+def test_shared_memory_between_updated_arrays_is_rejected(backend, case):
+    # Arrays updated in place must be disjoint (else one update overwrites another's input, or two threads
+    # race on one element); nothing may be written before the error.
+    buf = np.arange(1, 33, dtype=np.float32)
+    p, p2 = buf[:8], buf[8:16]
+    g, g2 = np.ones(8, np.float32), np.ones(8, np.float32)
+    m, v = np.zeros(8, np.float32), np.zeros(8, np.float32)
+    m2, v2 = np.zeros(8, np.float32), np.zeros(8, np.float32)
+    args = {
+        "state_is_state": ([p], [g], [m], [m]),
+        "state_is_param": ([p], [g], [p], [v]),
+        "param_twice": ([p, p], [g, g2], [m, m2], [v, v2]),
+        "grad_is_state": ([p], [m], [m], [v]),
+        "grad_overlaps_param": ([p, p2], [buf[4:12], g2], [m, m2], [v, v2]),
+        "state_overlaps_other_param": ([p, p2], [g, g2], [m, buf[12:20]], [v, v2]),
+    }[case]
+    before = [a.copy() for lst in args for a in lst]
+    with pytest.raises(ValueError, match="not to share memory"):
+        OF.adam_step(*args, step=1, lr=0.1)
+    after = [a for lst in args for a in lst]
+    for b, a in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_grad_may_alias_its_own_param(backend):
+    p = np.full(8, 2.0, np.float32)
+    OF.sgd_step([p], [p], lr=0.25)  # p -= 0.25 * p, elementwise
+    np.testing.assert_array_equal(p, np.full(8, 1.5, np.float32))

@@ -7,6 +7,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +29,43 @@ inline py::list as_list(py::handle obj, const char* op, const char* name) {
   return py::reinterpret_borrow<py::list>(obj);
 }
 
+// Arrays updated in place (params and state buffers) must not share memory with each other, and a gradient
+// must not share memory with any of them except its own parameter (exactly: p -= lr * p is well defined
+// elementwise). Otherwise one update would overwrite another's input, or two threads would update the
+// same element. Byte ranges are sorted once, so a call over many tensors stays O(n log n).
+struct ByteRange {
+  uintptr_t begin, end;
+  std::string name;
+};
+
+inline void check_disjoint(const char* op, std::vector<ByteRange> written, const std::vector<ByteRange>& grads,
+                           const std::vector<ByteRange>& params) {
+  std::sort(written.begin(), written.end(), [](const ByteRange& a, const ByteRange& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < written.size(); ++i)
+    FASTML_CHECK(written[i - 1].end <= written[i].begin, op, ": expected ", written[i - 1].name, " and ",
+                 written[i].name, " not to share memory (both are updated in place)");
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const ByteRange& g = grads[i];
+    if (g.begin == g.end) continue;
+    // the written ranges are disjoint and sorted: only the last one starting before g.end can overlap
+    auto it = std::lower_bound(written.begin(), written.end(), g.end,
+                               [](const ByteRange& w, uintptr_t v) { return w.begin < v; });
+    for (; it != written.begin();) {
+      --it;
+      if (it->end <= g.begin) break;
+      const bool own_param = it->begin == params[i].begin && it->end == params[i].end && g.begin == it->begin &&
+                             g.end == it->end;
+      FASTML_CHECK(own_param, op, ": expected ", g.name, " not to share memory with ", it->name,
+                   " (updated in place)");
+    }
+  }
+}
+
+inline ByteRange byte_range(const py::array& a, std::string name) {
+  const auto b = reinterpret_cast<uintptr_t>(a.data());
+  return {b, b + static_cast<uintptr_t>(a.nbytes()), std::move(name)};
+}
+
 inline std::vector<ParamSlot> optim_slots(const char* op, py::handle params, py::handle grads,
                                           const std::vector<StateList>& states, std::vector<py::array>& keep) {
   const py::list ps = as_list(params, op, "params");
@@ -44,6 +83,7 @@ inline std::vector<ParamSlot> optim_slots(const char* op, py::handle params, py:
                  ss.back().size());
   }
   std::vector<ParamSlot> slots(n);
+  std::vector<ByteRange> written, grad_ranges, param_ranges;
   keep.reserve(keep.size() + n * (2 + states.size()));
   for (size_t i = 0; i < n; ++i) {
     const std::string idx = "[" + std::to_string(i) + "]";
@@ -64,11 +104,16 @@ inline std::vector<ParamSlot> optim_slots(const char* op, py::handle params, py:
       FASTML_CHECK(shape_of(b) == shape_of(p), op, ": expected ", name, " of shape ", shape_str(p),
                    " (its parameter's), got ", shape_str(b));
       *bufs[k] = f32(b);
+      if (b.size() > 0) written.push_back(byte_range(b, name));
       keep.push_back(std::move(b));
     }
+    if (p.size() > 0) written.push_back(byte_range(p, "params" + idx));
+    param_ranges.push_back(byte_range(p, "params" + idx));
+    grad_ranges.push_back(byte_range(g, "grads" + idx));
     keep.push_back(std::move(p));
     keep.push_back(std::move(g));
   }
+  check_disjoint(op, std::move(written), grad_ranges, param_ranges);
   return slots;
 }
 

@@ -4,6 +4,8 @@ the arrays' dtype (float32 or float64). Hyperparameters arrive validated; the ar
 (NaN/Inf propagate silently, no NumPy warnings)."""
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -46,7 +48,37 @@ def validate(op, params, grads, states):
         for name, lst in states:
             if lst is not None:
                 _check_inplace(op, f"{name}[{i}]", lst[i], dtype, p.shape)
+    _check_disjoint(op, params, gs, states)
     return gs
+
+
+try:
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds
+except ImportError:  # numpy < 2.0
+    _byte_bounds = np.byte_bounds
+
+
+def _check_disjoint(op, params, grads, states):
+    """Same rule as the compiled backend (csrc/bind/optim_slots.h): arrays updated in place share no
+    memory with each other; a gradient shares none with them except, exactly, its own parameter."""
+    written = [(f"params[{i}]", p) for i, p in enumerate(params)]
+    written += [(f"{name}[{i}]", a) for name, lst in states if lst is not None for i, a in enumerate(lst)]
+    ranges = sorted((_byte_bounds(a) + (name,) for name, a in written if a.size), key=lambda r: r[0])
+    for (b0, e0, n0), (b1, e1, n1) in zip(ranges, ranges[1:]):
+        if e0 > b1:
+            raise ValueError(f"{op}: expected {n0} and {n1} not to share memory (both are updated in place)")
+    starts = [r[0] for r in ranges]
+    for i, g in enumerate(grads):
+        if not g.size:
+            continue
+        gb, ge = _byte_bounds(g)
+        k = bisect.bisect_left(starts, ge)
+        while k > 0 and ranges[k - 1][1] > gb:
+            k -= 1
+            b, e, name = ranges[k]
+            own = name == f"params[{i}]" and (b, e) == (gb, ge) and g.strides == params[i].strides
+            if not own:
+                raise ValueError(f"{op}: expected grads[{i}] not to share memory with {name} (updated in place)")
 
 
 def _sign_decay(g, p, maximize, weight_decay):

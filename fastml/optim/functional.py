@@ -10,7 +10,9 @@ Arrays
     parameter. ``grads`` may be any array of that dtype and shape (a strided grad is copied once).
     Lists must all have the same length. Everything (arrays and hyperparameters) is validated for every
     tensor before anything is written: a bad call raises ``ValueError``/``TypeError`` and leaves all
-    arrays untouched. Aliasing between a parameter and its state is not supported (as in torch).
+    arrays untouched. The arrays updated in place (params and state) must not share memory with each
+    other, and a gradient must not share memory with any of them except its own parameter (exactly the
+    same array): shared memory raises ``ValueError``.
 
 Numerics
     The update formulas and their order of float32 operations follow ``torch.optim``'s single-tensor
