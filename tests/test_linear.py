@@ -180,3 +180,14 @@ def test_matmul_threads_bitwise_identical(rng, threads):
         fastml.set_num_threads(nt)
         res.append(fastml.matmul(a, b))
     assert np.array_equal(res[0], res[1])
+
+
+def test_matmul_out_returns_out_and_rejects_shared_memory(backend):
+    v = np.ones(5, np.float32)
+    o = np.empty((), np.float32)
+    assert F.matmul(v, v, out=o) is o and o == 5.0
+    a = np.ones((2, 3, 3), np.float32)
+    before = a.copy()
+    with pytest.raises(ValueError, match="matmul: expected out not to share memory with a or b"):
+        F.matmul(a, a[0], out=a)
+    np.testing.assert_array_equal(a, before)

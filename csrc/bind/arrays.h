@@ -16,8 +16,6 @@ namespace fastml::bind {
 namespace py = pybind11;
 
 inline constexpr int kNpyFloat32 = 11;  // NPY_FLOAT
-inline constexpr int kNpyFloat64 = 12;  // NPY_DOUBLE
-inline constexpr int kNpyInt64 = 7;     // NPY_LONG on LP64 (checked through dtype kind/itemsize below)
 
 std::string shape_str(const py::array& a);
 std::string dtype_str(const py::array& a);

@@ -62,7 +62,6 @@ Mat as_mat(const py::handle& obj, const char* op, const char* arg, int ndim, boo
                m.ld, " < ", m.cols);
   m.ld = std::max<int64_t>(m.ld, std::max<int64_t>(1, m.cols));
   m.bstride = (ndim == 3 && m.batch > 1) ? elems(0, "batch") : 0;
-  m.ptr = static_cast<float*>(const_cast<void*>(a.data()));
   m.lo = reinterpret_cast<const char*>(m.ptr);
   const int64_t last = (m.batch > 0 && m.rows > 0 && m.cols > 0)
                            ? (m.batch - 1) * m.bstride + (m.rows - 1) * m.ld + m.cols : 0;

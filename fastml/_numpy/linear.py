@@ -1,10 +1,10 @@
 """NumPy backend of linear / linear_backward / matmul: computes in the input's dtype (BLAS through NumPy)."""
 import numpy as np
 
+
 def _rows(a):
     """Number of rows once the leading dims are flattened (reshape(-1, n) fails on empty arrays)."""
     return int(np.prod(a.shape[:-1], dtype=np.int64))
-
 
 
 def linear(x, w, b, out):

@@ -143,6 +143,10 @@ def gelu(input, approximate="none", *, out=None):
     ``approximate='none'``: ``y = x * Phi(x) = x/2 * erfc(-x/sqrt(2))``;
     ``approximate='tanh'``: ``y = x/2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, evaluated as
     ``x * sigmoid(2u)`` so that it stays accurate in relative terms for x << 0. Shapes: (*) -> (*).
+
+    Differences from torch's float32 CPU kernels: the exact form is accurate to a few ulp over the whole
+    range (torch's loses most digits for x < -3) and ``gelu(+inf) = +inf`` (torch gives NaN); both
+    forms give ``gelu(-inf) = NaN`` (-inf * 0) as torch does.
     """
     kind = _gelu_kind(approximate, "gelu")
     if _B.cpu_fast_path(input):

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-def _rows(a):
-    """Number of rows once the leading dims are flattened (reshape(-1, n) fails on empty arrays)."""
-    return int(np.prod(a.shape[:-1], dtype=np.int64))
-
-
 from .. import _backend as _B
 from .._backend import _C
 from .._numpy import linear as _np_lin
+from .._numpy.linear import _rows
 
 __all__ = ["linear", "linear_backward", "matmul"]
 
@@ -145,6 +141,8 @@ def matmul(a, b, *, out=None):
     dtype = np.result_type(x.dtype, y.dtype)
     if out is not None:
         _B.check_out(out, shape, dtype, "matmul")
+        if np.may_share_memory(out, x) or np.may_share_memory(out, y):
+            raise ValueError("matmul: expected out not to share memory with a or b")
     if dtype != _B.F32 or _B.host_backend(dtype, "matmul") != "cpu":
         return _np_lin.matmul(x, y, out)
     res = out if out is not None else np.empty(shape, dtype=np.float32)
@@ -153,9 +151,9 @@ def matmul(a, b, *, out=None):
         # No batch in b: fold a's batch dims into the rows of one GEMM when they are uniformly strided.
         xr = xa.reshape(_rows(xa), K) if xa.ndim > 2 else xa  # a view when possible, else one copy
         _C.sgemm(xr, ya, res.reshape(xr.shape[0], N))
-        return res if res.ndim else res[()]
+        return out if out is not None else (res if res.ndim else res[()])
     nb = int(np.prod(batch)) if batch else 1
     a3 = np.broadcast_to(xa, batch + (M, K)).reshape(nb, M, K)
     b3 = np.broadcast_to(ya, batch + (K, N)).reshape(nb, K, N)
     _C.sgemm_batched(a3, b3, res.reshape(nb, M, N))
-    return res if res.ndim else res[()]
+    return out if out is not None else (res if res.ndim else res[()])
