@@ -32,38 +32,43 @@ inline py::list as_list(py::handle obj, const char* op, const char* name) {
 // Arrays updated in place (params and state buffers) must not share memory with each other, and a gradient
 // must not share memory with any of them except its own parameter (exactly: p -= lr * p is well defined
 // elementwise). Otherwise one update would overwrite another's input, or two threads would update the
-// same element. Byte ranges are sorted once, so a call over many tensors stays O(n log n).
+// same element. Byte ranges are sorted once, so a call over many tensors stays O(n log n); names are
+// only spelled out for the error message.
 struct ByteRange {
   uintptr_t begin, end;
-  std::string name;
+  int list;  // -2 grads, -1 params, k >= 0: states[k]
+  size_t index;
 };
 
+inline ByteRange byte_range(const py::array& a, int list, size_t index) {
+  const auto b = reinterpret_cast<uintptr_t>(a.data());
+  return {b, b + static_cast<uintptr_t>(a.nbytes()), list, index};
+}
+
 inline void check_disjoint(const char* op, std::vector<ByteRange> written, const std::vector<ByteRange>& grads,
-                           const std::vector<ByteRange>& params) {
+                           const std::vector<StateList>& states) {
+  auto name = [&](const ByteRange& r) {
+    const char* list = r.list == -2 ? "grads" : r.list == -1 ? "params" : states[r.list].name;
+    return std::string(list) + "[" + std::to_string(r.index) + "]";
+  };
   std::sort(written.begin(), written.end(), [](const ByteRange& a, const ByteRange& b) { return a.begin < b.begin; });
   for (size_t i = 1; i < written.size(); ++i)
-    FASTML_CHECK(written[i - 1].end <= written[i].begin, op, ": expected ", written[i - 1].name, " and ",
-                 written[i].name, " not to share memory (both are updated in place)");
+    FASTML_CHECK(written[i - 1].end <= written[i].begin, op, ": expected ", name(written[i - 1]), " and ",
+                 name(written[i]), " not to share memory (both are updated in place)");
   for (size_t i = 0; i < grads.size(); ++i) {
     const ByteRange& g = grads[i];
     if (g.begin == g.end) continue;
-    // the written ranges are disjoint and sorted: only the last one starting before g.end can overlap
+    // the written ranges are disjoint and sorted: walk back from the last one starting before g.end
     auto it = std::lower_bound(written.begin(), written.end(), g.end,
                                [](const ByteRange& w, uintptr_t v) { return w.begin < v; });
-    for (; it != written.begin();) {
+    while (it != written.begin()) {
       --it;
       if (it->end <= g.begin) break;
-      const bool own_param = it->begin == params[i].begin && it->end == params[i].end && g.begin == it->begin &&
-                             g.end == it->end;
-      FASTML_CHECK(own_param, op, ": expected ", g.name, " not to share memory with ", it->name,
+      const bool own_param = it->list == -1 && it->index == i && g.begin == it->begin && g.end == it->end;
+      FASTML_CHECK(own_param, op, ": expected ", name(g), " not to share memory with ", name(*it),
                    " (updated in place)");
     }
   }
-}
-
-inline ByteRange byte_range(const py::array& a, std::string name) {
-  const auto b = reinterpret_cast<uintptr_t>(a.data());
-  return {b, b + static_cast<uintptr_t>(a.nbytes()), std::move(name)};
 }
 
 inline std::vector<ParamSlot> optim_slots(const char* op, py::handle params, py::handle grads,
@@ -83,7 +88,9 @@ inline std::vector<ParamSlot> optim_slots(const char* op, py::handle params, py:
                  ss.back().size());
   }
   std::vector<ParamSlot> slots(n);
-  std::vector<ByteRange> written, grad_ranges, param_ranges;
+  std::vector<ByteRange> written, grad_ranges;
+  written.reserve(n * (1 + states.size()));
+  grad_ranges.reserve(n);
   keep.reserve(keep.size() + n * (2 + states.size()));
   for (size_t i = 0; i < n; ++i) {
     const std::string idx = "[" + std::to_string(i) + "]";
@@ -104,16 +111,15 @@ inline std::vector<ParamSlot> optim_slots(const char* op, py::handle params, py:
       FASTML_CHECK(shape_of(b) == shape_of(p), op, ": expected ", name, " of shape ", shape_str(p),
                    " (its parameter's), got ", shape_str(b));
       *bufs[k] = f32(b);
-      if (b.size() > 0) written.push_back(byte_range(b, name));
+      if (b.size() > 0) written.push_back(byte_range(b, static_cast<int>(k), i));
       keep.push_back(std::move(b));
     }
-    if (p.size() > 0) written.push_back(byte_range(p, "params" + idx));
-    param_ranges.push_back(byte_range(p, "params" + idx));
-    grad_ranges.push_back(byte_range(g, "grads" + idx));
+    if (p.size() > 0) written.push_back(byte_range(p, -1, i));
+    grad_ranges.push_back(byte_range(g, -2, i));
     keep.push_back(std::move(p));
     keep.push_back(std::move(g));
   }
-  check_disjoint(op, std::move(written), grad_ranges, param_ranges);
+  check_disjoint(op, std::move(written), grad_ranges, states);
   return slots;
 }
 
