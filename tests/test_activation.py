@@ -223,5 +223,7 @@ def test_torch_parity(rng, name):
     np.testing.assert_allclose(y, yt_np, rtol=2e-3, atol=1e-6)
     if name.startswith("gelu"):
         assert np.abs(y - ref).max() <= np.abs(yt_np - ref).max() + 1e-7
-    s = x if saved == "input" else y
+    # output-based backwards (sigmoid, tanh) get torch's own output: near saturation 1 - y^2 and y (1 - y)
+    # cancel, so a 1-ulp difference between two correct forward results would dominate the comparison
+    s = x if saved == "input" else yt_np
     np.testing.assert_allclose(bwd(g, s, **kw), xt.grad.numpy(), rtol=2e-5, atol=2e-6)
