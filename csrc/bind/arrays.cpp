@@ -78,4 +78,9 @@ bool partially_overlaps(const py::array& a, const py::array& b) {
   return pa < pb + nb && pb < pa + na;
 }
 
+bool shares_memory(const py::array& a, const py::array& b) {
+  if (a.nbytes() == 0 || b.nbytes() == 0) return false;
+  return partially_overlaps(a, b) || a.data() == b.data();
+}
+
 }  // namespace fastml::bind

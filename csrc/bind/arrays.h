@@ -39,6 +39,9 @@ std::vector<py::ssize_t> shape_of(const py::array& a);
 // no kernel supports). Exact aliasing (same pointer, same size) is allowed where an op says so.
 bool partially_overlaps(const py::array& a, const py::array& b);
 
+// True when a and b share any byte (exact aliasing included): for kernels that support no aliasing at all.
+bool shares_memory(const py::array& a, const py::array& b);
+
 inline float* f32(py::array& a) { return static_cast<float*>(a.mutable_data()); }
 inline const float* cf32(const py::array& a) { return static_cast<const float*>(a.data()); }
 

@@ -210,8 +210,7 @@ void bind_gemm(py::module_& m) {
     FASTML_CHECK(b.shape(0) == K, op, ": expected b with ", K, " rows in its last two dims (a is ", shape_str(a),
                  "), got ", shape_str(b));
     py::array c = output_f32(out, {static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)}, op);
-    FASTML_CHECK(!partially_overlaps(a, c) && !partially_overlaps(b, c) && a.data() != c.data() &&
-                     b.data() != c.data(), op, ": out must not overlap a or b");
+    FASTML_CHECK(!shares_memory(a, c) && !shares_memory(b, c), op, ": out must not overlap a or b");
     const float* pa = cf32(a);
     const float* pb = cf32(b);
     float* pc = f32(c);
@@ -243,8 +242,7 @@ void bind_gemm(py::module_& m) {
       ep.bias_kind = GemmBias::col;
     }
     py::array y = output_f32(out, {static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)}, op);
-    FASTML_CHECK(!partially_overlaps(x, y) && !partially_overlaps(w, y) && x.data() != y.data() &&
-                     w.data() != y.data(), op, ": out must not overlap input or weight");
+    FASTML_CHECK(!shares_memory(x, y) && !shares_memory(w, y), op, ": out must not overlap input or weight");
     const float* px = cf32(x);
     const float* pw = cf32(w);
     float* py_ = f32(y);

@@ -26,6 +26,7 @@ first epoch runs at k * lr0 (the notes' k/sqrt(epoch) at epoch 1).
 """
 from __future__ import annotations
 
+import abc
 import math
 
 __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "LambdaLR", "CosineAnnealingLR", "InverseTimeLR",
@@ -40,7 +41,7 @@ def _groups(optimizer):
     return groups
 
 
-class LRScheduler:
+class LRScheduler(abc.ABC):
     """Base class: subclasses define ``get_lr()`` (the lrs of epoch ``self.last_epoch``)."""
 
     def __init__(self, optimizer, last_epoch: int = -1):
@@ -61,8 +62,9 @@ class LRScheduler:
         self.step()
         self._is_initial = False
 
+    @abc.abstractmethod
     def get_lr(self) -> list:
-        raise NotImplementedError
+        """The learning rates of epoch ``self.last_epoch``, one per param group."""
 
     def step(self) -> None:
         """Advance to the next epoch and write its lr into every param group."""
