@@ -17,10 +17,16 @@ inline int64_t total_size(const std::vector<ParamSlot>& slots) {
   return n;
 }
 
+// Optimizer updates stream 4-7 arrays at several elements/ns per core: below ~16K elements per thread a
+// fork-join costs more than it saves. Chunks start on 16-element (64-byte) boundaries of the concatenation.
+inline constexpr int64_t kMultiTensorGrain = 16384;
+inline constexpr int64_t kMultiTensorAlign = 16;
+
 // fn(slot, begin, end) for every piece [begin, end) of every slot; pieces of one thread are visited in
 // order. Chunk boundaries are aligned to `align` elements of the concatenation.
 template <class F>
-void parallel_over_slots(const std::vector<ParamSlot>& slots, int64_t grain, int64_t align, F&& fn) {
+void parallel_over_slots(const std::vector<ParamSlot>& slots, F&& fn, int64_t grain = kMultiTensorGrain,
+                         int64_t align = kMultiTensorAlign) {
   const int64_t total = total_size(slots);
   parallel_for(total, grain, align, [&](int64_t b, int64_t e) {
     int64_t start = 0;

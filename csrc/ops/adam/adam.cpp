@@ -9,12 +9,6 @@
 
 namespace fastml {
 
-namespace {
-// Adam moves 28 bytes per element: ~16K elements per thread amortise a fork-join (~2 us).
-constexpr int64_t kGrain = 16384;
-constexpr int64_t kAlign = 16;  // chunk boundaries on 64-byte lines of every array
-}  // namespace
-
 AdamCoeffs adam_coeffs(const AdamHyper& h) {
   const double t = static_cast<double>(h.step);
   const double bc1 = 1.0 - std::pow(h.beta1, t);
@@ -45,7 +39,7 @@ void adam_step(const std::vector<ParamSlot>& slots, const AdamHyper& h) {
   FASTML_CHECK(h.weight_decay >= 0.0, op, ": expected weight_decay >= 0, got ", h.weight_decay);
   const AdamCoeffs c = adam_coeffs(h);
   const AdamUpdateFn fn = select_kernels(adam_tables).update;
-  parallel_over_slots(slots, kGrain, kAlign, [&](const ParamSlot& s, int64_t b, int64_t e) {
+  parallel_over_slots(slots, [&](const ParamSlot& s, int64_t b, int64_t e) {
     fn(c, e - b, s.param + b, s.grad + b, s.buf0 + b, s.buf1 + b, c.amsgrad ? s.buf2 + b : nullptr);
   });
 }

@@ -7,11 +7,6 @@
 
 namespace fastml {
 
-namespace {
-constexpr int64_t kGrain = 16384;
-constexpr int64_t kAlign = 16;
-}  // namespace
-
 void rmsprop_step(const std::vector<ParamSlot>& slots, const RmspropHyper& h) {
   const char* op = "rmsprop_step";
   FASTML_CHECK(h.lr >= 0.0, op, ": expected lr >= 0, got ", h.lr);
@@ -37,7 +32,7 @@ void rmsprop_step(const std::vector<ParamSlot>& slots, const RmspropHyper& h) {
                  ": momentum > 0 requires momentum_buffers");
   }
   const RmspropUpdateFn fn = select_kernels(rmsprop_tables).update;
-  parallel_over_slots(slots, kGrain, kAlign, [&](const ParamSlot& s, int64_t b, int64_t e) {
+  parallel_over_slots(slots, [&](const ParamSlot& s, int64_t b, int64_t e) {
     fn(c, e - b, s.param + b, s.grad + b, s.buf0 + b, c.centered ? s.buf1 + b : nullptr,
        c.use_momentum ? s.buf2 + b : nullptr);
   });

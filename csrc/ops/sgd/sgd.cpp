@@ -7,11 +7,6 @@
 
 namespace fastml {
 
-namespace {
-constexpr int64_t kGrain = 16384;
-constexpr int64_t kAlign = 16;
-}  // namespace
-
 void sgd_step(const std::vector<ParamSlot>& slots, const SgdHyper& h) {
   FASTML_CHECK(h.lr >= 0.0, "sgd_step: expected lr >= 0, got ", h.lr);
   FASTML_CHECK(h.momentum >= 0.0, "sgd_step: expected momentum >= 0, got ", h.momentum);
@@ -34,7 +29,7 @@ void sgd_step(const std::vector<ParamSlot>& slots, const SgdHyper& h) {
       FASTML_CHECK(s.buf0 != nullptr || s.size == 0, "sgd_step: momentum > 0 requires momentum_buffers");
   }
   const SgdUpdateFn fn = select_kernels(sgd_tables).update;
-  parallel_over_slots(slots, kGrain, kAlign, [&](const ParamSlot& s, int64_t b, int64_t e) {
+  parallel_over_slots(slots, [&](const ParamSlot& s, int64_t b, int64_t e) {
     fn(c, e - b, s.param + b, s.grad + b, c.use_momentum ? s.buf0 + b : nullptr);
   });
 }
