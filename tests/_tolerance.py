@@ -67,3 +67,16 @@ def condition_number(f, x, h=1e-7):
         fx = f(x)
         c = np.abs(x * d / fx)
     return np.nan_to_num(c, nan=0.0, posinf=0.0)
+
+
+def numeric_vjp(f, x, g, h=1e-6):
+    """Central-difference vector-Jacobian product: d/dx sum(g * f(x)) at float64 ``x``, element by element
+    (the oracle for a backward pass: compare ``<op>_backward(g, x)`` with it)."""
+    x = np.asarray(x, dtype=np.float64)
+    num = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        xm[i] -= h
+        num[i] = np.sum(g * (f(xp) - f(xm))) / (2 * h)
+    return num
