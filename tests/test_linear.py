@@ -65,6 +65,17 @@ def test_linear_backward(backend, rng, xshape, out_f, dtype):
         assert [r is not None for r in res] == list(mask)
 
 
+def test_linear_backward_grad_bias_is_correctly_rounded_over_a_large_batch(backend, rng):
+    # grad_bias sums a column over the whole batch: accumulated in float64 and rounded once, so it is the
+    # float32 rounding of the exact sum (a float32 row-after-row sum drifts by ~1e-4 relative here).
+    g = (1.0 + 1e-3 * rng.standard_normal((200_000, 3))).astype(np.float32)
+    x = rng.standard_normal((200_000, 2)).astype(np.float32)
+    w = rng.standard_normal((3, 2)).astype(np.float32)
+    _, _, gb = F.linear_backward(g, x, w, output_mask=(False, False, True))
+    exact = g.astype(np.float64).sum(axis=0)
+    np.testing.assert_array_equal(gb, exact.astype(np.float32))
+
+
 def test_linear_out_and_noncontiguous(backend, rng):
     xb = rng.standard_normal((10, 40)).astype(np.float32)
     x = xb[::2, 3:35]  # strided input is copied once at the boundary

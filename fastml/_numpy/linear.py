@@ -19,7 +19,7 @@ def linear_backward(g, x, w, output_mask):
     x2 = x.reshape(_rows(x), w.shape[1])
     gi = np.matmul(g, w) if output_mask[0] else None
     gw = np.matmul(g2.T, x2) if output_mask[1] else None
-    gb = g2.sum(axis=0) if output_mask[2] else None
+    gb = g2.sum(axis=0, dtype=np.float64).astype(g.dtype) if output_mask[2] else None  # one rounding
     return gi, gw, gb
 
 
