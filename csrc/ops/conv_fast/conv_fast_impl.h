@@ -1,0 +1,227 @@
+// Generic bodies of the specialised conv kernels (contract and maths: conv_fast.h), written once over
+// VecF and instantiated by conv_fast_<isa>.cpp. All loops over an output row are vectorised along the
+// output width; a row's tail is handled with masked loads/stores (never a read of another row's data
+// that could carry a NaN into a masked-off lane's neighbour).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "ops/conv_fast/conv_fast.h"
+
+namespace fastml::conv_fast_impl {
+
+// ---- padded, phase-split copies ----
+template <class V>
+void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf) {
+  const int64_t sw = g.sw, wq = g.wq;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t ih = r0 + r - g.ph;
+    float* dst = buf + r * g.row_floats();
+    if (ih < 0 || ih >= g.H) {
+      std::memset(dst, 0, sizeof(float) * static_cast<size_t>(g.row_floats()));
+      continue;
+    }
+    const float* src = x + ih * g.W;
+    if (sw == 1) {  // [pw zeros | the row | zeros up to wq]
+      const int64_t lead = g.pw < wq ? g.pw : wq;
+      std::memset(dst, 0, sizeof(float) * static_cast<size_t>(lead));
+      const int64_t n = (g.W < wq - lead) ? g.W : wq - lead;
+      if (n > 0) std::memcpy(dst + lead, src, sizeof(float) * static_cast<size_t>(n));
+      const int64_t done = lead + (n > 0 ? n : 0);
+      std::memset(dst + done, 0, sizeof(float) * static_cast<size_t>(wq - done));
+      continue;
+    }
+    for (int64_t p = 0; p < sw; ++p) {
+      float* d = dst + p * wq;
+      for (int64_t i = 0; i < wq; ++i) {
+        const int64_t col = p + sw * i - g.pw;
+        d[i] = (col >= 0 && col < g.W) ? src[col] : 0.0f;
+      }
+    }
+  }
+}
+
+// gx plane = interior of the padded, phase-split gbuf.
+template <class V>
+void unpad(const ConvGeom& g, const float* gbuf, float* gx) {
+  for (int64_t ih = 0; ih < g.H; ++ih) {
+    const float* row = gbuf + (ih + g.ph) * g.row_floats();
+    float* d = gx + ih * g.W;
+    if (g.sw == 1) {
+      std::memcpy(d, row + g.pw, sizeof(float) * static_cast<size_t>(g.W));
+      continue;
+    }
+    for (int64_t iw = 0; iw < g.W; ++iw) {
+      const int64_t c = iw + g.pw;
+      d[iw] = row[(c % g.sw) * g.wq + c / g.sw];
+    }
+  }
+}
+
+template <class V>
+float sum(int64_t n, const float* x) {
+  constexpr int N = V::N;
+  V a0 = V::zero(), a1 = V::zero();
+  int64_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    a0 = a0 + V::load(x + i);
+    a1 = a1 + V::load(x + i + N);
+  }
+  for (; i + N <= n; i += N) a0 = a0 + V::load(x + i);
+  if (i < n) a1 = a1 + V::load_tail(x + i, static_cast<int>(n - i));
+  return (a0 + a1).hsum();
+}
+
+// ---- depthwise forward: one output plane ----
+// For each output row, up to 4 vectors of outputs are accumulated at once (independent FMA chains),
+// acc = bias + sum_{p,q} w[p,q] * (phase row of padded row i*sh + p*dh)[j + (q*dw)/sw].
+template <class V>
+void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
+  constexpr int N = V::N;
+  const int64_t Wo = g.Wo, rf = g.row_floats();
+  const V vb = V::set1(bias);
+  for (int64_t i = 0; i < g.Ho; ++i) {
+    float* yr = y + i * Wo;
+    const float* base = buf + i * g.sh * rf;
+    int64_t j = 0;
+    for (; j + 4 * N <= Wo; j += 4 * N) {
+      V a0 = vb, a1 = vb, a2 = vb, a3 = vb;
+      for (int64_t p = 0; p < g.kh; ++p) {
+        const float* row = base + p * g.dh * rf + j;
+        for (int64_t q = 0; q < g.kw; ++q) {
+          const int64_t o = q * g.dw;
+          const float* s = row + (o % g.sw) * g.wq + o / g.sw;
+          const V wv = V::set1(w[p * g.kw + q]);
+          a0 = fmadd(V::load(s), wv, a0);
+          a1 = fmadd(V::load(s + N), wv, a1);
+          a2 = fmadd(V::load(s + 2 * N), wv, a2);
+          a3 = fmadd(V::load(s + 3 * N), wv, a3);
+        }
+      }
+      a0.store(yr + j);
+      a1.store(yr + j + N);
+      a2.store(yr + j + 2 * N);
+      a3.store(yr + j + 3 * N);
+    }
+    for (; j < Wo; j += N) {  // the padded rows have >= 16 floats of slack: full loads stay inside them
+      V a = vb;
+      for (int64_t p = 0; p < g.kh; ++p) {
+        const float* row = base + p * g.dh * rf + j;
+        for (int64_t q = 0; q < g.kw; ++q) {
+          const int64_t o = q * g.dw;
+          a = fmadd(V::load(row + (o % g.sw) * g.wq + o / g.sw), V::set1(w[p * g.kw + q]), a);
+        }
+      }
+      if (j + N <= Wo) a.store(yr + j);
+      else a.store_tail(yr + j, static_cast<int>(Wo - j));
+    }
+  }
+}
+
+// ---- transposed conv (grad_input): gbuf[padded i*sh + p*dh, j*sw + q*dw] += w[p,q] * gy[i, j] ----
+template <class V>
+void scatter(const ConvGeom& g, const float* gy, const float* w, float* gbuf) {
+  constexpr int N = V::N;
+  const int64_t Wo = g.Wo, rf = g.row_floats();
+  for (int64_t i = 0; i < g.Ho; ++i) {
+    const float* gr = gy + i * Wo;
+    for (int64_t p = 0; p < g.kh; ++p) {
+      float* row = gbuf + (i * g.sh + p * g.dh) * rf;
+      for (int64_t q = 0; q < g.kw; ++q) {
+        const int64_t o = q * g.dw;
+        float* t = row + (o % g.sw) * g.wq + o / g.sw;
+        const V wv = V::set1(w[p * g.kw + q]);
+        int64_t j = 0;
+        for (; j + N <= Wo; j += N) fmadd(V::load(gr + j), wv, V::load(t + j)).store(t + j);
+        if (j < Wo) {  // masked: lanes past the row must not add 0 * w (NaN for an infinite w) anywhere
+          const int r = static_cast<int>(Wo - j);
+          fmadd(V::load_tail(gr + j, r), wv, V::load_tail(t + j, r)).store_tail(t + j, r);
+        }
+      }
+    }
+  }
+}
+
+// ---- grad_weight partial of one plane: out[p*kw + q] = sum_{i,j} gy[i,j] * xpad[i*sh + p*dh, j*sw + q*dw] ----
+template <class V>
+void corr_taps(const ConvGeom& g, const float* buf, const float* gy, float* out) {
+  constexpr int N = V::N;
+  const int64_t Wo = g.Wo, rf = g.row_floats();
+  for (int64_t p = 0; p < g.kh; ++p) {
+    for (int64_t q = 0; q < g.kw; ++q) {
+      const int64_t o = q * g.dw;
+      const int64_t off = p * g.dh * rf + (o % g.sw) * g.wq + o / g.sw;
+      V a0 = V::zero(), a1 = V::zero();
+      for (int64_t i = 0; i < g.Ho; ++i) {
+        const float* gr = gy + i * Wo;
+        const float* xr = buf + i * g.sh * rf + off;
+        int64_t j = 0;
+        for (; j + 2 * N <= Wo; j += 2 * N) {
+          a0 = fmadd(V::load(gr + j), V::load(xr + j), a0);
+          a1 = fmadd(V::load(gr + j + N), V::load(xr + j + N), a1);
+        }
+        for (; j + N <= Wo; j += N) a0 = fmadd(V::load(gr + j), V::load(xr + j), a0);
+        if (j < Wo) {  // both masked: 0 * (an infinite x past the row) would be NaN
+          const int r = static_cast<int>(Wo - j);
+          a1 = fmadd(V::load_tail(gr + j, r), V::load_tail(xr + j, r), a1);
+        }
+      }
+      out[p * g.kw + q] = (a0 + a1).hsum();
+    }
+  }
+}
+
+// ---- direct conv, tiny C: output rows [oh0, oh1) of every output channel ----
+// Register block: KB = 8 output channels x NV vectors of output columns; each input vector loaded
+// once feeds KB FMAs with broadcast weights wt[(c, p, q), k].
+template <class V>
+void direct_rows(const ConvGeom& g, int64_t C, int64_t K, const float* buf, int64_t rows_per_c, const float* wt,
+                 const float* bias, int64_t oh0, int64_t oh1, float* y, int64_t y_plane) {
+  constexpr int N = V::N;
+  constexpr int KB = 8;
+  constexpr int NV = N >= 16 ? 2 : (N >= 8 ? 2 : 1);
+  const int64_t Wo = g.Wo, rf = g.row_floats(), Kp = (K + KB - 1) / KB * KB;
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t i = oh0; i < oh1; ++i) {
+    const int64_t lr = (i - oh0) * g.sh;  // local padded row of tap row 0
+    for (int64_t k0 = 0; k0 < K; k0 += KB) {
+      const int kb_n = static_cast<int>(K - k0 < KB ? K - k0 : KB);
+      for (int64_t j = 0; j < Wo; j += NV * N) {
+        V acc[KB][NV];
+        for (int b = 0; b < KB; ++b) {
+          const V vb = V::set1(bias[k0 + b]);
+          for (int u = 0; u < NV; ++u) acc[b][u] = vb;
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          const float* cb = buf + c * rows_per_c * rf + lr * rf + j;
+          const float* wc = wt + c * taps * Kp + k0;
+          for (int64_t p = 0; p < g.kh; ++p) {
+            const float* row = cb + p * g.dh * rf;
+            for (int64_t q = 0; q < g.kw; ++q) {
+              const int64_t o = q * g.dw;
+              const float* s = row + (o % g.sw) * g.wq + o / g.sw;
+              V xv[NV];
+              for (int u = 0; u < NV; ++u) xv[u] = V::load(s + u * N);
+              const float* wk = wc + (p * g.kw + q) * Kp;
+              for (int b = 0; b < KB; ++b) {
+                const V wv = V::set1(wk[b]);
+                for (int u = 0; u < NV; ++u) acc[b][u] = fmadd(xv[u], wv, acc[b][u]);
+              }
+            }
+          }
+        }
+        for (int b = 0; b < kb_n; ++b) {
+          float* yr = y + (k0 + b) * y_plane + i * Wo + j;
+          for (int u = 0; u < NV; ++u) {
+            const int64_t jj = j + u * N;
+            if (jj >= Wo) break;
+            if (jj + N <= Wo) acc[b][u].store(yr + u * N);
+            else acc[b][u].store_tail(yr + u * N, static_cast<int>(Wo - jj));
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace fastml::conv_fast_impl
