@@ -20,6 +20,8 @@ constexpr int64_t kSlack = 32;     // zero floats after each phase row: whole-ve
 constexpr int64_t kWorkGrain = 65536;  // multiply-adds per thread below which a call stays on one thread
 constexpr int64_t kDirectKB = 8;   // output-channel register block of direct_rows
 constexpr int64_t kDirectRows = 4; // output rows per direct work item
+constexpr int64_t kScatterKB = 8;  // grad_output planes per scatter call (one gbuf update per 8 FMAs)
+constexpr int64_t kCorrKB = 4;     // grad_output planes per corr_taps call (its register block)
 
 thread_local ConvScratch t_buf;    // this thread's padded plane(s)
 thread_local ConvScratch t_shared; // the calling thread's per-call buffers, read by the whole team
@@ -93,9 +95,10 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
       for (int64_t pl = b; pl < e; ++pl) {
         const int64_t n = pl / a.C, c = pl % a.C;
         std::memset(gbuf, 0, sizeof(float) * static_cast<size_t>(buf_floats));
-        for (int64_t j = 0; j < m; ++j) {
+        for (int64_t j = 0; j < m; j += kScatterKB) {  // the m output channels of input channel c
           const int64_t k = c * m + j;
-          kt.scatter(g, gy + (n * a.K + k) * out_plane, w + k * taps, gbuf);
+          kt.scatter(g, gy + (n * a.K + k) * out_plane, out_plane, w + k * taps, taps, std::min(kScatterKB, m - j),
+                     gbuf);
         }
         kt.unpad(g, gbuf, gx + pl * in_plane);
       }
@@ -115,7 +118,7 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
           kt.pad_rows(g, x + src * in_plane, 0, hp, buf);
           padded = src;
         }
-        kt.corr_taps(g, buf, gp, part + pl * stride);
+        kt.corr_taps(g, buf, gp, 0, 1, part + pl * stride, 0);
       }
       if (gb) part[pl * stride + taps] = kt.sum(out_plane, gp);
     }
@@ -169,7 +172,9 @@ void direct_conv2d_backward(const Conv2dArgs& a, const float* gy, const float* x
       for (int64_t pl = b; pl < e; ++pl) {
         const int64_t n = pl / C, c = pl % C;
         std::memset(gbuf, 0, sizeof(float) * static_cast<size_t>(plane_floats));
-        for (int64_t k = 0; k < K; ++k) kt.scatter(g, gy + (n * K + k) * out_plane, w + (k * C + c) * taps, gbuf);
+        for (int64_t k = 0; k < K; k += kScatterKB)
+          kt.scatter(g, gy + (n * K + k) * out_plane, out_plane, w + (k * C + c) * taps, C * taps,
+                     std::min(kScatterKB, K - k), gbuf);
         kt.unpad(g, gbuf, gx + pl * in_plane);
       }
     });
@@ -177,20 +182,23 @@ void direct_conv2d_backward(const Conv2dArgs& a, const float* gy, const float* x
   if (!gw && !gb) return;
   const int64_t stride = C * taps + 1;  // per (n, k): C*taps partials, then the bias partial
   float* part = t_shared.get(a.N * K * stride);
-  parallel_for(a.N * K, grain_items(out_plane * taps * C), 1, [&](int64_t b, int64_t e) {
+  const int64_t nkb = (K + kCorrKB - 1) / kCorrKB;  // items: (sample, block of kCorrKB output channels)
+  parallel_for(a.N * nkb, grain_items(out_plane * taps * C * kCorrKB), 1, [&](int64_t b, int64_t e) {
     float* buf = t_buf.get(C * plane_floats);
     int64_t padded = -1;  // the sample whose C planes are in buf
-    for (int64_t pl = b; pl < e; ++pl) {
-      const int64_t n = pl / K;
-      const float* gp = gy + pl * out_plane;
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t n = it / nkb, k0 = (it % nkb) * kCorrKB, nk = std::min(kCorrKB, K - k0);
+      const float* gp = gy + (n * K + k0) * out_plane;
+      float* pp = part + (n * K + k0) * stride;
       if (gw) {
         if (n != padded) {
           for (int64_t c = 0; c < C; ++c) kt.pad_rows(g, x + (n * C + c) * in_plane, 0, hp, buf + c * plane_floats);
           padded = n;
         }
-        for (int64_t c = 0; c < C; ++c) kt.corr_taps(g, buf + c * plane_floats, gp, part + pl * stride + c * taps);
+        for (int64_t c = 0; c < C; ++c) kt.corr_taps(g, buf + c * plane_floats, gp, out_plane, nk, pp + c * taps, stride);
       }
-      if (gb) part[pl * stride + C * taps] = kt.sum(out_plane, gp);
+      if (gb)
+        for (int64_t kb = 0; kb < nk; ++kb) pp[kb * stride + C * taps] = kt.sum(out_plane, gp + kb * out_plane);
     }
   });
   reduce_over_batch(a.N, K, stride, part, C * taps, gw, gb);

@@ -52,12 +52,16 @@ struct WinoGeom {
 using ConvPadRowsFn = void (*)(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf);
 // Depthwise forward of one output plane from its padded input plane: y = bias + sum taps (no activation).
 using ConvDwForwardFn = void (*)(const ConvGeom& g, const float* buf, const float* w, float bias, float* y);
-// gbuf (padded, phase-split) += transposed conv of one grad_output plane through taps w.
-using ConvScatterFn = void (*)(const ConvGeom& g, const float* gy, const float* w, float* gbuf);
+// gbuf (padded, phase-split) += transposed conv of nk <= 8 grad_output planes gy + kb*gstride through
+// taps w + kb*wstride (kh*kw each).
+using ConvScatterFn = void (*)(const ConvGeom& g, const float* gy, int64_t gstride, const float* w, int64_t wstride,
+                               int64_t nk, float* gbuf);
 // gx plane = the unpadded interior of gbuf.
 using ConvUnpadFn = void (*)(const ConvGeom& g, const float* gbuf, float* gx);
-// out[tap] = sum_pixels gy * shifted x for every tap (fixed order), x padded in buf.
-using ConvCorrTapsFn = void (*)(const ConvGeom& g, const float* buf, const float* gy, float* out);
+// out[kb*ostride + tap] = sum_pixels gy_kb * shifted x for every tap (fixed order), x padded in buf, for
+// nk <= 4 grad_output planes gy_kb = gy + kb*gstride sharing that input plane.
+using ConvCorrTapsFn = void (*)(const ConvGeom& g, const float* buf, const float* gy, int64_t gstride, int64_t nk,
+                                float* out, int64_t ostride);
 // sum of n floats (fixed order).
 using ConvSumFn = float (*)(int64_t n, const float* x);
 // Direct conv, output rows [oh0, oh1) of all K channels of one sample. buf holds the C padded row blocks

@@ -126,10 +126,14 @@ void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias,
   }
 }
 
-// ---- transposed conv (grad_input): gbuf[padded i*sh + p*dh, j*sw + q*dw] += w[p,q] * gy[i, j] ----
+// ---- transposed conv (grad_input): gbuf[padded i*sh + p*dh, j*sw + q*dw] += sum_kb w_kb[p,q] * gy_kb[i, j] ----
+// for nk <= 8 grad_output planes gy + kb*gstride with taps w + kb*wstride: one read-modify-write of gbuf
+// per nk FMAs. Each gbuf element receives its terms in (i, p, q, kb) order.
 template <class V>
-void scatter(const ConvGeom& g, const float* gy, const float* w, float* gbuf) {
+void scatter(const ConvGeom& g, const float* gy, int64_t gstride, const float* w, int64_t wstride, int64_t nk,
+             float* gbuf) {
   constexpr int N = V::N;
+  constexpr int KB = 8;
   const int64_t Wo = g.Wo, rf = g.row_floats();
   for (int64_t i = 0; i < g.Ho; ++i) {
     const float* gr = gy + i * Wo;
@@ -138,46 +142,85 @@ void scatter(const ConvGeom& g, const float* gy, const float* w, float* gbuf) {
       for (int64_t q = 0; q < g.kw; ++q) {
         const int64_t o = q * g.dw;
         float* t = row + (o % g.sw) * g.wq + o / g.sw;
-        const V wv = V::set1(w[p * g.kw + q]);
+        V wv[KB];
+        for (int b = 0; b < KB; ++b) wv[b] = V::set1(b < nk ? w[b * wstride + p * g.kw + q] : 0.0f);
         int64_t j = 0;
-        for (; j + N <= Wo; j += N) fmadd(V::load(gr + j), wv, V::load(t + j)).store(t + j);
+        for (; j + N <= Wo; j += N) {
+          V acc = V::load(t + j);
+          for (int b = 0; b < KB; ++b) {
+            if (b >= nk) break;
+            acc = fmadd(V::load(gr + b * gstride + j), wv[b], acc);
+          }
+          acc.store(t + j);
+        }
         if (j < Wo) {  // masked: lanes past the row must not add 0 * w (NaN for an infinite w) anywhere
           const int r = static_cast<int>(Wo - j);
-          fmadd(V::load_tail(gr + j, r), wv, V::load_tail(t + j, r)).store_tail(t + j, r);
+          V acc = V::load_tail(t + j, r);
+          for (int b = 0; b < KB; ++b) {
+            if (b >= nk) break;
+            acc = fmadd(V::load_tail(gr + b * gstride + j, r), wv[b], acc);
+          }
+          acc.store_tail(t + j, r);
         }
       }
     }
   }
 }
 
-// ---- grad_weight partial of one plane: out[p*kw + q] = sum_{i,j} gy[i,j] * xpad[i*sh + p*dh, j*sw + q*dw] ----
-template <class V>
-void corr_taps(const ConvGeom& g, const float* buf, const float* gy, float* out) {
+// ---- grad_weight partials: out[kb*ostride + p*kw + q] = sum_{i,j} gy_kb[i,j] * xpad[i*sh + p*dh, j*sw + q*dw] ----
+// for nk <= 4 grad_output planes (gy + kb*gstride) against one padded input plane. Register block: KB
+// planes x QB taps of one kernel row, so each gy vector feeds QB FMAs and each x vector KB FMAs. Each
+// row's partials are added to the running totals in row order (two-level sum, see sum()).
+template <class V, int KB, int QB>
+void corr_block(const ConvGeom& g, const float* buf, const float* gy, int64_t gstride, float* out, int64_t ostride) {
   constexpr int N = V::N;
   const int64_t Wo = g.Wo, rf = g.row_floats();
   for (int64_t p = 0; p < g.kh; ++p) {
-    for (int64_t q = 0; q < g.kw; ++q) {
-      const int64_t o = q * g.dw;
-      const int64_t off = p * g.dh * rf + (o % g.sw) * g.wq + o / g.sw;
-      V tot = V::zero();  // row partials added in row order (two-level sum, see sum())
-      for (int64_t i = 0; i < g.Ho; ++i) {
-        V a0 = V::zero(), a1 = V::zero();
-        const float* gr = gy + i * Wo;
-        const float* xr = buf + i * g.sh * rf + off;
-        int64_t j = 0;
-        for (; j + 2 * N <= Wo; j += 2 * N) {
-          a0 = fmadd(V::load(gr + j), V::load(xr + j), a0);
-          a1 = fmadd(V::load(gr + j + N), V::load(xr + j + N), a1);
-        }
-        for (; j + N <= Wo; j += N) a0 = fmadd(V::load(gr + j), V::load(xr + j), a0);
-        if (j < Wo) {  // both masked: 0 * (an infinite x past the row) would be NaN
-          const int r = static_cast<int>(Wo - j);
-          a1 = fmadd(V::load_tail(gr + j, r), V::load_tail(xr + j, r), a1);
-        }
-        tot = tot + (a0 + a1);
+    for (int64_t q0 = 0; q0 < g.kw; q0 += QB) {
+      const int qn = static_cast<int>(g.kw - q0 < QB ? g.kw - q0 : QB);
+      int64_t off[QB];
+      for (int u = 0; u < QB; ++u) {
+        const int64_t o = (q0 + (u < qn ? u : 0)) * g.dw;
+        off[u] = p * g.dh * rf + (o % g.sw) * g.wq + o / g.sw;
       }
-      out[p * g.kw + q] = tot.hsum();
+      V tot[KB][QB];
+      for (int b = 0; b < KB; ++b)
+        for (int u = 0; u < QB; ++u) tot[b][u] = V::zero();
+      for (int64_t i = 0; i < g.Ho; ++i) {
+        V acc[KB][QB];
+        for (int b = 0; b < KB; ++b)
+          for (int u = 0; u < QB; ++u) acc[b][u] = V::zero();
+        const float* gr = gy + i * Wo;
+        const float* xr = buf + i * g.sh * rf;
+        for (int64_t j = 0; j < Wo; j += N) {
+          const int r = static_cast<int>(Wo - j < N ? Wo - j : N);
+          V gv[KB];
+          for (int b = 0; b < KB; ++b) gv[b] = r == N ? V::load(gr + b * gstride + j) : V::load_tail(gr + b * gstride + j, r);
+          for (int u = 0; u < QB; ++u) {
+            if (u >= qn) break;
+            // masked at the tail: 0 * (an infinite x past the row) would be NaN
+            const V xv = r == N ? V::load(xr + off[u] + j) : V::load_tail(xr + off[u] + j, r);
+            for (int b = 0; b < KB; ++b) acc[b][u] = fmadd(gv[b], xv, acc[b][u]);
+          }
+        }
+        for (int b = 0; b < KB; ++b)
+          for (int u = 0; u < QB; ++u) tot[b][u] = tot[b][u] + acc[b][u];
+      }
+      for (int b = 0; b < KB; ++b)
+        for (int u = 0; u < qn; ++u) out[b * ostride + p * g.kw + q0 + u] = tot[b][u].hsum();
     }
+  }
+}
+
+template <class V>
+void corr_taps(const ConvGeom& g, const float* buf, const float* gy, int64_t gstride, int64_t nk, float* out,
+               int64_t ostride) {
+  constexpr int QB = V::N >= 16 ? 4 : 3;
+  switch (nk) {
+    case 1: corr_block<V, 1, QB>(g, buf, gy, gstride, out, ostride); break;
+    case 2: corr_block<V, 2, QB>(g, buf, gy, gstride, out, ostride); break;
+    case 3: corr_block<V, 3, QB>(g, buf, gy, gstride, out, ostride); break;
+    default: corr_block<V, 4, QB>(g, buf, gy, gstride, out, ostride); break;
   }
 }
 
