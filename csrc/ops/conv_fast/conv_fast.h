@@ -77,6 +77,10 @@ using WinoInputFn = void (*)(const WinoGeom& wg, const float* buf, float* v, int
 // tmp[(a*m + b) * 16 + k] = (A^T M A)[a][b] + bias[k].
 using WinoOutputFn = void (*)(int64_t m, const float* mt, int64_t lde, const float* bias, int64_t kv, float* tmp);
 
+// Winograd filter transform of n 3x3 filters stored transposed (wt[(r*3 + s)*ld + kc], kc < n):
+// U[e*ld + kc] = (G g G^T)[e], e < (m+2)^2.
+using WinoFilterFn = void (*)(int64_t m, int64_t n, int64_t ld, const float* wt, float* U);
+
 struct ConvFastKernels {
   ConvPadRowsFn pad_rows;
   ConvDwForwardFn dw_forward;
@@ -87,6 +91,7 @@ struct ConvFastKernels {
   ConvDirectRowsFn direct_rows;
   WinoInputFn wino_input;
   WinoOutputFn wino_output;
+  WinoFilterFn wino_filter;
 };
 
 FASTML_DECLARE_KERNEL_TABLES(ConvFastKernels, conv_fast)

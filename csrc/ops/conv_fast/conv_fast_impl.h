@@ -169,45 +169,62 @@ void scatter(const ConvGeom& g, const float* gy, int64_t gstride, const float* w
 
 // ---- grad_weight partials: out[kb*ostride + p*kw + q] = sum_{i,j} gy_kb[i,j] * xpad[i*sh + p*dh, j*sw + q*dw] ----
 // for nk <= 4 grad_output planes (gy + kb*gstride) against one padded input plane. Register block: KB
-// planes x QB taps of one kernel row, so each gy vector feeds QB FMAs and each x vector KB FMAs. Each
-// row's partials are added to the running totals in row order (two-level sum, see sum()).
+// planes x QB taps of one kernel row, so each gy vector feeds QB FMAs and each x vector KB FMAs. Rows
+// are the outer loop (one gy row and kh x rows stay in L1 while every tap uses them); each row's
+// register partials are added to per-tap running totals in row order (a two-level sum, see sum()).
+// Taps are processed in groups of at most kMaxTaps (the totals live on the stack).
 template <class V, int KB, int QB>
 void corr_block(const ConvGeom& g, const float* buf, const float* gy, int64_t gstride, float* out, int64_t ostride) {
   constexpr int N = V::N;
+  constexpr int64_t kMaxTaps = 64;
   const int64_t Wo = g.Wo, rf = g.row_floats();
-  for (int64_t p = 0; p < g.kh; ++p) {
-    for (int64_t q0 = 0; q0 < g.kw; q0 += QB) {
-      const int qn = static_cast<int>(g.kw - q0 < QB ? g.kw - q0 : QB);
-      int64_t off[QB];
-      for (int u = 0; u < QB; ++u) {
-        const int64_t o = (q0 + (u < qn ? u : 0)) * g.dw;
-        off[u] = p * g.dh * rf + (o % g.sw) * g.wq + o / g.sw;
-      }
-      V tot[KB][QB];
+  const int64_t qc = g.kw < kMaxTaps ? g.kw : kMaxTaps;          // columns of taps per group
+  const int64_t pg = kMaxTaps / qc;                              // rows of taps per group
+  V tot[KB][kMaxTaps];
+  for (int64_t p0 = 0; p0 < g.kh; p0 += pg) {
+    const int64_t pn = g.kh - p0 < pg ? g.kh - p0 : pg;
+    for (int64_t c0 = 0; c0 < g.kw; c0 += qc) {
+      const int64_t cn = g.kw - c0 < qc ? g.kw - c0 : qc;
       for (int b = 0; b < KB; ++b)
-        for (int u = 0; u < QB; ++u) tot[b][u] = V::zero();
+        for (int64_t t = 0; t < pn * qc; ++t) tot[b][t] = V::zero();
       for (int64_t i = 0; i < g.Ho; ++i) {
-        V acc[KB][QB];
-        for (int b = 0; b < KB; ++b)
-          for (int u = 0; u < QB; ++u) acc[b][u] = V::zero();
         const float* gr = gy + i * Wo;
-        const float* xr = buf + i * g.sh * rf;
-        for (int64_t j = 0; j < Wo; j += N) {
-          const int r = static_cast<int>(Wo - j < N ? Wo - j : N);
-          V gv[KB];
-          for (int b = 0; b < KB; ++b) gv[b] = r == N ? V::load(gr + b * gstride + j) : V::load_tail(gr + b * gstride + j, r);
-          for (int u = 0; u < QB; ++u) {
-            if (u >= qn) break;
-            // masked at the tail: 0 * (an infinite x past the row) would be NaN
-            const V xv = r == N ? V::load(xr + off[u] + j) : V::load_tail(xr + off[u] + j, r);
-            for (int b = 0; b < KB; ++b) acc[b][u] = fmadd(gv[b], xv, acc[b][u]);
+        for (int64_t p = p0; p < p0 + pn; ++p) {
+          const float* xr = buf + (i * g.sh + p * g.dh) * rf;
+          for (int64_t q0 = c0; q0 < c0 + cn; q0 += QB) {
+            const int qn = static_cast<int>(c0 + cn - q0 < QB ? c0 + cn - q0 : QB);
+            const float* xs[QB];
+            for (int u = 0; u < QB; ++u) {
+              const int64_t o = (q0 + (u < qn ? u : 0)) * g.dw;
+              xs[u] = xr + (o % g.sw) * g.wq + o / g.sw;
+            }
+            V acc[KB][QB];
+            for (int b = 0; b < KB; ++b)
+              for (int u = 0; u < QB; ++u) acc[b][u] = V::zero();
+            for (int64_t j = 0; j < Wo; j += N) {
+              const int r = static_cast<int>(Wo - j < N ? Wo - j : N);
+              V gv[KB];
+              for (int b = 0; b < KB; ++b)
+                gv[b] = r == N ? V::load(gr + b * gstride + j) : V::load_tail(gr + b * gstride + j, r);
+              for (int u = 0; u < QB; ++u) {
+                if (u >= qn) break;
+                // masked at the tail: 0 * (an infinite x past the row) would be NaN
+                const V xv = r == N ? V::load(xs[u] + j) : V::load_tail(xs[u] + j, r);
+                for (int b = 0; b < KB; ++b) acc[b][u] = fmadd(gv[b], xv, acc[b][u]);
+              }
+            }
+            const int64_t t0 = (p - p0) * qc + (q0 - c0);
+            for (int b = 0; b < KB; ++b)
+              for (int u = 0; u < QB; ++u) {
+                if (u >= qn) break;
+                tot[b][t0 + u] = tot[b][t0 + u] + acc[b][u];
+              }
           }
         }
-        for (int b = 0; b < KB; ++b)
-          for (int u = 0; u < QB; ++u) tot[b][u] = tot[b][u] + acc[b][u];
       }
       for (int b = 0; b < KB; ++b)
-        for (int u = 0; u < qn; ++u) out[b * ostride + p * g.kw + q0 + u] = tot[b][u].hsum();
+        for (int64_t p = p0; p < p0 + pn; ++p)
+          for (int64_t q = c0; q < c0 + cn; ++q) out[b * ostride + p * g.kw + q] = tot[b][(p - p0) * qc + q - c0].hsum();
     }
   }
 }

@@ -126,10 +126,63 @@ void wino_output(int64_t m, const float* mt, int64_t lde, const float* bias, int
   else wino_output_m<V, 2>(mt, lde, bias, kv, tmp);
 }
 
+// Filter transform U[e * ld + kc] = (G g_kc G^T)[e] for filters kc < n stored transposed, wt[(r*3 + s) * ld + kc],
+// vectorised over kc. G (Lavin & Gray) applied to a column (a, b, c):
+//   F(2x2,3x3): (a, (a+b+c)/2, (a-b+c)/2, c)
+//   F(4x4,3x3): (a/4, -(a+b+c)/6, -(a-b+c)/6, (a + 4c)/24 + b/12, (a + 4c)/24 - b/12, c)
+template <class V, int M>
+inline void g_col(V a, V b, V c, V* r) {
+  if constexpr (M == 2) {
+    const V h = V::set1(0.5f), s = a + c;
+    r[0] = a;
+    r[1] = h * (s + b);
+    r[2] = h * (s - b);
+    r[3] = c;
+  } else {
+    // divisions (correctly rounded) rather than products with the rounded constants 1/6, 1/12, 1/24
+    const V s = a + c, six = V::set1(6.0f);
+    const V u = (a + V::set1(4.0f) * c) / V::set1(24.0f), v = b / V::set1(12.0f);
+    r[0] = a * V::set1(0.25f);
+    r[1] = -((s + b) / six);
+    r[2] = -((s - b) / six);
+    r[3] = u + v;
+    r[4] = u - v;
+    r[5] = c;
+  }
+}
+
+template <class V, int M>
+void wino_filter_m(int64_t n, int64_t ld, const float* wt, float* U) {
+  constexpr int N = V::N;
+  constexpr int A = M + 2;
+  for (int64_t kc = 0; kc < n; kc += N) {
+    const int r = static_cast<int>(n - kc < N ? n - kc : N);
+    V gv[9];
+    for (int t = 0; t < 9; ++t) gv[t] = V::load_tail(wt + t * ld + kc, r);
+    V t[A][3];  // G g: column s of g transformed
+    for (int s = 0; s < 3; ++s) {
+      V col[A];
+      g_col<V, M>(gv[s], gv[3 + s], gv[6 + s], col);
+      for (int i = 0; i < A; ++i) t[i][s] = col[i];
+    }
+    for (int i = 0; i < A; ++i) {  // (G g) G^T: G applied to each row of t
+      V row[A];
+      g_col<V, M>(t[i][0], t[i][1], t[i][2], row);
+      for (int j = 0; j < A; ++j) row[j].store_tail(U + (i * A + j) * ld + kc, r);
+    }
+  }
+}
+
+template <class V>
+void wino_filter(int64_t m, int64_t n, int64_t ld, const float* wt, float* U) {
+  if (m == 4) wino_filter_m<V, 4>(n, ld, wt, U);
+  else wino_filter_m<V, 2>(n, ld, wt, U);
+}
+
 template <class V>
 constexpr ConvFastKernels make_kernels() {
   return ConvFastKernels{&pad_rows<V>,    &dw_forward<V>,  &scatter<V>,     &unpad<V>,      &corr_taps<V>,
-                         &sum<V>,         &direct_rows<V>, &wino_input<V>,  &wino_output<V>};
+                         &sum<V>,         &direct_rows<V>, &wino_input<V>,  &wino_output<V>, &wino_filter<V>};
 }
 
 }  // namespace fastml::conv_fast_impl

@@ -2,7 +2,7 @@
 // CVPR 2016), m = 4 (alpha = 6, 36 products) or m = 2 (alpha = 4, 16 products), stride 1, dilation 1,
 // groups 1, zero padding p in {0, 1}:
 //
-//   U[e][k][c] = (G g[k,c] G^T)[e]            filter transform, once per call, in float64 (then rounded)
+//   U[e][k][c] = (G g[k,c] G^T)[e]            filter transform, once per call (float32, vectorised)
 //   V[e][c][t] = (B^T d[c,t] B)[e]            input transform of tile t (alpha x alpha input patch)
 //   M[e][t][k] = sum_c V[e][c][t] U[e][k][c]  alpha^2 GEMMs (tiles x C) x (C x K) on the SGEMM engine,
 //                                             U^T packed once per call (PackedB), V read transposed
@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "core/parallel.h"
@@ -35,36 +36,35 @@ namespace {
 thread_local ConvScratch t_wino_v, t_wino_m, t_wino_pad, t_wino_tmp;
 thread_local ConvScratch t_wino_u;  // calling thread: transformed filters and the padded bias
 
-constexpr double kG2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-constexpr double kG4[6][3] = {{1.0 / 4, 0, 0},
-                              {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                              {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                              {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                              {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                              {0, 0, 1}};
 constexpr int64_t kBlockBytes = int64_t(1) << 20;  // target size of one thread's V + M buffers
 
-// U[e][k][c] = (G g G^T)[e] for filters g = w[k, c] (3x3), computed in float64 over each filter.
-void filter_transform(int64_t m, int64_t K, int64_t C, const float* w, float* U) {
-  const int64_t A = m + 2, KC = K * C;
-  parallel_for(KC, 2048, 1, [&](int64_t b, int64_t e) {
-    for (int64_t kc = b; kc < e; ++kc) {
-      const float* g = w + kc * 9;
-      double t[6][3];  // G g
-      for (int64_t i = 0; i < A; ++i)
-        for (int j = 0; j < 3; ++j) {
-          double s = 0.0;
-          for (int r = 0; r < 3; ++r) s += (m == 4 ? kG4[i][r] : kG2[i][r]) * double(g[r * 3 + j]);
-          t[i][j] = s;
-        }
-      for (int64_t i = 0; i < A; ++i)
-        for (int64_t j = 0; j < A; ++j) {
-          double s = 0.0;
-          for (int r = 0; r < 3; ++r) s += t[i][r] * (m == 4 ? kG4[j][r] : kG2[j][r]);
-          U[(i * A + j) * KC + kc] = static_cast<float>(s);
-        }
+// U[e][k][c] = (G g G^T)[e] for the filters g = w[k, c] (kernel wino_filter, vectorised over k*C + c on
+// the filters transposed to (9, K*C)), then the alpha^2 matrices U[e]^T packed for the engine; both
+// spread over the threads (each filter / each e is independent).
+void transform_filters(const ConvFastKernels& kt, int64_t m, int64_t K, int64_t C, const float* w, float* wt,
+                       float* U, std::vector<std::unique_ptr<PackedB>>& packed) {
+  const int64_t KC = K * C, E = (m + 2) * (m + 2);
+  constexpr int64_t kChunk = 1024;  // filters per work item
+  parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
+    const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
+    for (int64_t kc = lo; kc < hi; ++kc)
+      for (int t = 0; t < 9; ++t) wt[t * KC + kc] = w[kc * 9 + t];
+    kt.wino_filter(m, hi - lo, KC, wt + lo, U + lo);
+  });
+  // op(B) = U[e]^T (C x K): stored K x C, i.e. tb = trans. Packed in parallel (independent e); an
+  // allocation failure inside the team is carried out of it and rethrown.
+  bool failed = false;
+  parallel_for(E, K * C >= 16384 ? 1 : E, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      try {
+        packed[static_cast<size_t>(i)] = std::make_unique<PackedB>(Trans::trans, C, K, U + i * KC, C);
+      } catch (...) {
+#pragma omp atomic write
+        failed = true;
+      }
     }
   });
+  if (failed) throw std::bad_alloc();
 }
 
 }  // namespace
@@ -86,13 +86,11 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   pg.sw = m;
   pg.wq = wg.wq;
 
-  float* U = t_wino_u.get(E * K * C + K);
-  float* bvec = U + E * K * C;
-  filter_transform(m, K, C, w, U);
+  float* U = t_wino_u.get(2 * E * K * C + K);  // U, then the filters transposed (9 x K*C), then the bias
+  float* bvec = U + 2 * E * K * C;
   for (int64_t k = 0; k < K; ++k) bvec[k] = bias ? bias[k] : 0.0f;
   std::vector<std::unique_ptr<PackedB>> packed(static_cast<size_t>(E));
-  for (int64_t e = 0; e < E; ++e)  // op(B) = U[e]^T (C x K): stored K x C, i.e. tb = trans
-    packed[static_cast<size_t>(e)] = std::make_unique<PackedB>(Trans::trans, C, K, U + e * K * C, C);
+  transform_filters(kt, m, K, C, w, U + E * K * C, U, packed);
 
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
   const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
