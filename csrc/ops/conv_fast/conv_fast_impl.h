@@ -31,11 +31,15 @@ void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float
       std::memset(dst + done, 0, sizeof(float) * static_cast<size_t>(wq - done));
       continue;
     }
-    for (int64_t p = 0; p < sw; ++p) {
-      float* d = dst + p * wq;
-      for (int64_t i = 0; i < wq; ++i) {
-        const int64_t col = p + sw * i - g.pw;
-        d[i] = (col >= 0 && col < g.W) ? src[col] : 0.0f;
+    // zero the row, then deal the input columns out to the phases: padded column c = col + pw goes to
+    // phase c % sw, slot c / sw (counters instead of divisions; columns past the row's slots are dropped)
+    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(g.row_floats()));
+    int64_t phase = g.pw % sw, slot = g.pw / sw;
+    for (int64_t col = 0; col < g.W && slot < wq; ++col) {
+      dst[phase * wq + slot] = src[col];
+      if (++phase == sw) {
+        phase = 0;
+        ++slot;
       }
     }
   }

@@ -11,7 +11,7 @@
 //  G (F(2x2,3x3)) = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
 //  G (F(4x4,3x3)) = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
 // (B^T and A^T: conv_fast_wino_impl.h.) Tiles are processed in blocks of whole tile rows, sized so the
-// per-thread V and M buffers stay around 1 MiB; blocks run in parallel, each thread calling the engine
+// per-thread V and M buffers stay around 4 MiB (each GEMM then has enough tiles to run near the engine's peak); blocks run in parallel, each thread calling the engine
 // serially, so results are bitwise identical for any thread count.
 //
 // Accuracy: F(4x4,3x3) multiplies the input by coefficients up to 5 and the products by up to 8 (A^T),
@@ -36,7 +36,7 @@ namespace {
 thread_local ConvScratch t_wino_v, t_wino_m, t_wino_pad, t_wino_tmp;
 thread_local ConvScratch t_wino_u;  // calling thread: transformed filters and the padded bias
 
-constexpr int64_t kBlockBytes = int64_t(1) << 20;  // target size of one thread's V + M buffers
+constexpr int64_t kBlockBytes = int64_t(4) << 20;  // one thread's V + M buffers: >= ~64 tiles per GEMM at C = K = 256
 
 // U[e][k][c] = (G g G^T)[e] for the filters g = w[k, c] (kernel wino_filter, vectorised over k*C + c on
 // the filters transposed to (9, K*C)), then the alpha^2 matrices U[e]^T packed for the engine; both
