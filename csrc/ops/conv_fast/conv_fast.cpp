@@ -24,6 +24,7 @@ constexpr int64_t kScatterKB = 8;  // grad_output planes per scatter call (one g
 constexpr int64_t kCorrKB = 4;     // grad_output planes per corr_taps call (its register block)
 
 thread_local ConvScratch t_buf;    // this thread's padded plane(s)
+thread_local ConvScratch t_buf2;   // a second padded plane (depthwise backward: grad_output)
 thread_local ConvScratch t_shared; // the calling thread's per-call buffers, read by the whole team
 
 int64_t grain_items(int64_t work_per_item) { return std::max<int64_t>(1, kWorkGrain / std::max<int64_t>(1, work_per_item)); }
@@ -89,7 +90,15 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
   const ConvGeom g = geom_of(a);
   const int64_t m = a.K / a.C, taps = a.kh * a.kw, in_plane = a.H * a.W, out_plane = g.Ho * g.Wo;
   const int64_t hp = a.H + 2 * a.ph, buf_floats = hp * g.row_floats();
-  if (gx) {  // gx[n, c] = sum_{j < m} transposed conv of gy[n, c*m + j] through w[c*m + j]
+  // Stride 1, m = 1, padding within the dilated kernel: grad_input is itself a depthwise correlation,
+  // gx = corr(gy padded by (dh(kh-1) - ph, dw(kw-1) - pw), w flipped), run by the forward kernel (sums
+  // in registers instead of read-modify-writes). Otherwise the scatter below.
+  const bool gather = gx && m == 1 && a.sh == 1 && a.sw == 1 && a.ph <= a.dh * (a.kh - 1) &&
+                      a.pw <= a.dw * (a.kw - 1);
+  const ConvGeom gt = make_conv_geom(g.Ho, g.Wo, a.kh, a.kw, 1, 1, a.dh * (a.kh - 1) - a.ph,
+                                     a.dw * (a.kw - 1) - a.pw, a.dh, a.dw);
+  const int64_t gt_hp = g.Ho + 2 * gt.ph, gt_floats = gather ? gt_hp * gt.row_floats() : 0;
+  if (gx && !gather) {  // gx[n, c] = sum_{j < m} transposed conv of gy[n, c*m + j] through w[c*m + j]
     parallel_for(a.N * a.C, grain_items(out_plane * taps * m), 1, [&](int64_t b, int64_t e) {
       float* gbuf = t_buf.get(buf_floats);
       for (int64_t pl = b; pl < e; ++pl) {
@@ -104,11 +113,17 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
       }
     });
   }
-  if (!gw && !gb) return;
+  if (!gw && !gb && !gather) return;
   const int64_t stride = taps + 1;  // per (n, k): taps partials, then the bias partial
-  float* part = t_shared.get(a.N * a.K * stride);
-  parallel_for(a.N * a.K, grain_items(out_plane * taps), 1, [&](int64_t b, int64_t e) {
+  float* part = t_shared.get(a.N * a.K * stride + (gather ? a.K * taps : 0));
+  float* wf = part + a.N * a.K * stride;  // flipped taps for the gather
+  if (gather)
+    for (int64_t k = 0; k < a.K; ++k)
+      for (int64_t t = 0; t < taps; ++t) wf[k * taps + t] = w[k * taps + taps - 1 - t];
+  // one pass over the (n, k) planes: each grad_output plane is read from memory once for all three
+  parallel_for(a.N * a.K, grain_items(out_plane * taps * (gather ? 2 : 1)), 1, [&](int64_t b, int64_t e) {
     float* buf = t_buf.get(buf_floats);
+    float* gbuf = gather ? t_buf2.get(gt_floats) : nullptr;
     int64_t padded = -1;
     for (int64_t pl = b; pl < e; ++pl) {
       const int64_t n = pl / a.K, k = pl % a.K, src = n * a.C + k / m;
@@ -121,9 +136,13 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
         kt.corr_taps(g, buf, gp, 0, 1, part + pl * stride, 0);
       }
       if (gb) part[pl * stride + taps] = kt.sum(out_plane, gp);
+      if (gather) {  // m == 1: plane pl of gx
+        kt.pad_rows(gt, gp, 0, gt_hp, gbuf);
+        kt.dw_forward(gt, gbuf, wf + k * taps, 0.0f, gx + pl * in_plane);
+      }
     }
   });
-  reduce_over_batch(a.N, a.K, stride, part, taps, gw, gb);
+  if (gw || gb) reduce_over_batch(a.N, a.K, stride, part, taps, gw, gb);
 }
 
 void direct_conv2d_forward(const Conv2dArgs& a, const float* x, const float* w, const float* bias, GemmAct act,

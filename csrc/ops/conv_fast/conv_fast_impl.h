@@ -85,47 +85,42 @@ float sum(int64_t n, const float* x) {
 }
 
 // ---- depthwise forward: one output plane ----
-// For each output row, up to 4 vectors of outputs are accumulated at once (independent FMA chains),
-// acc = bias + sum_{p,q} w[p,q] * (phase row of padded row i*sh + p*dh)[j + (q*dw)/sw].
+// Register block: RB = 4 output rows x 2 vectors of output columns (8 independent FMA chains, each
+// weight broadcast once per block): acc = bias + sum_{p,q} w[p,q] * (phase row of padded row
+// i*sh + p*dh)[j + (q*dw)/sw]. Loads past the row end stay inside the padded rows' >= 32 floats of
+// slack; the stores are masked.
 template <class V>
 void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
   constexpr int N = V::N;
+  constexpr int RB = 4;
   const int64_t Wo = g.Wo, rf = g.row_floats();
   const V vb = V::set1(bias);
-  for (int64_t i = 0; i < g.Ho; ++i) {
-    float* yr = y + i * Wo;
-    const float* base = buf + i * g.sh * rf;
-    int64_t j = 0;
-    for (; j + 4 * N <= Wo; j += 4 * N) {
-      V a0 = vb, a1 = vb, a2 = vb, a3 = vb;
+  for (int64_t i0 = 0; i0 < g.Ho; i0 += RB) {
+    const int rn = static_cast<int>(g.Ho - i0 < RB ? g.Ho - i0 : RB);
+    const float* base = buf + i0 * g.sh * rf;
+    for (int64_t j = 0; j < Wo; j += 2 * N) {
+      V a0[RB], a1[RB];
+      for (int r = 0; r < RB; ++r) a0[r] = a1[r] = vb;
       for (int64_t p = 0; p < g.kh; ++p) {
-        const float* row = base + p * g.dh * rf + j;
         for (int64_t q = 0; q < g.kw; ++q) {
           const int64_t o = q * g.dw;
-          const float* s = row + (o % g.sw) * g.wq + o / g.sw;
+          const float* s = base + p * g.dh * rf + (o % g.sw) * g.wq + o / g.sw + j;
           const V wv = V::set1(w[p * g.kw + q]);
-          a0 = fmadd(V::load(s), wv, a0);
-          a1 = fmadd(V::load(s + N), wv, a1);
-          a2 = fmadd(V::load(s + 2 * N), wv, a2);
-          a3 = fmadd(V::load(s + 3 * N), wv, a3);
+          for (int r = 0; r < RB; ++r) {
+            if (r >= rn) break;
+            const float* sr = s + r * g.sh * rf;
+            a0[r] = fmadd(V::load(sr), wv, a0[r]);
+            a1[r] = fmadd(V::load(sr + N), wv, a1[r]);
+          }
         }
       }
-      a0.store(yr + j);
-      a1.store(yr + j + N);
-      a2.store(yr + j + 2 * N);
-      a3.store(yr + j + 3 * N);
-    }
-    for (; j < Wo; j += N) {  // the padded rows have >= 16 floats of slack: full loads stay inside them
-      V a = vb;
-      for (int64_t p = 0; p < g.kh; ++p) {
-        const float* row = base + p * g.dh * rf + j;
-        for (int64_t q = 0; q < g.kw; ++q) {
-          const int64_t o = q * g.dw;
-          a = fmadd(V::load(row + (o % g.sw) * g.wq + o / g.sw), V::set1(w[p * g.kw + q]), a);
-        }
+      for (int r = 0; r < rn; ++r) {
+        float* yr = y + (i0 + r) * Wo + j;
+        if (j + N <= Wo) a0[r].store(yr);
+        else a0[r].store_tail(yr, static_cast<int>(Wo - j));
+        if (j + 2 * N <= Wo) a1[r].store(yr + N);
+        else if (j + N < Wo) a1[r].store_tail(yr + N, static_cast<int>(Wo - j - N));
       }
-      if (j + N <= Wo) a.store(yr + j);
-      else a.store_tail(yr + j, static_cast<int>(Wo - j));
     }
   }
 }
