@@ -10,6 +10,15 @@
 
 namespace fastml::conv_fast_impl {
 
+// Offset in a padded, phase-split row of padded column o (phase o % sw, slot o / sw): called in the tap
+// loops, so strides 1 and 2 avoid the integer division.
+template <class V>  // a template so each ISA's TU keeps its own copy (no cross-ISA inline merging)
+inline int64_t tap_offset(const ConvGeom& g, int64_t o) {
+  if (g.sw == 1) return o;
+  if (g.sw == 2) return (o & 1) * g.wq + (o >> 1);
+  return (o % g.sw) * g.wq + o / g.sw;
+}
+
 // ---- padded, phase-split copies ----
 template <class V>
 void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf) {
@@ -104,7 +113,7 @@ void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias,
       for (int64_t p = 0; p < g.kh; ++p) {
         for (int64_t q = 0; q < g.kw; ++q) {
           const int64_t o = q * g.dw;
-          const float* s = base + p * g.dh * rf + (o % g.sw) * g.wq + o / g.sw + j;
+          const float* s = base + p * g.dh * rf + tap_offset<V>(g, o) + j;
           const V wv = V::set1(w[p * g.kw + q]);
           for (int r = 0; r < RB; ++r) {
             if (r >= rn) break;
@@ -140,7 +149,7 @@ void scatter(const ConvGeom& g, const float* gy, int64_t gstride, const float* w
       float* row = gbuf + (i * g.sh + p * g.dh) * rf;
       for (int64_t q = 0; q < g.kw; ++q) {
         const int64_t o = q * g.dw;
-        float* t = row + (o % g.sw) * g.wq + o / g.sw;
+        float* t = row + tap_offset<V>(g, o);
         V wv[KB];
         for (int b = 0; b < KB; ++b) wv[b] = V::set1(b < nk ? w[b * wstride + p * g.kw + q] : 0.0f);
         int64_t j = 0;
@@ -195,7 +204,7 @@ void corr_block(const ConvGeom& g, const float* buf, const float* gy, int64_t gs
             const float* xs[QB];
             for (int u = 0; u < QB; ++u) {
               const int64_t o = (q0 + (u < qn ? u : 0)) * g.dw;
-              xs[u] = xr + (o % g.sw) * g.wq + o / g.sw;
+              xs[u] = xr + tap_offset<V>(g, o);
             }
             V acc[KB][QB];
             for (int b = 0; b < KB; ++b)
@@ -268,7 +277,7 @@ void direct_rows(const ConvGeom& g, int64_t C, int64_t K, const float* buf, int6
             const float* row = cb + p * g.dh * rf;
             for (int64_t q = 0; q < g.kw; ++q) {
               const int64_t o = q * g.dw;
-              const float* s = row + (o % g.sw) * g.wq + o / g.sw;
+              const float* s = row + tap_offset<V>(g, o);
               V xv[NV];
               for (int u = 0; u < NV; ++u) xv[u] = V::load(s + u * N);
               const float* wk = wc + (p * g.kw + q) * Kp;
