@@ -181,20 +181,48 @@ void scatter(const ConvGeom& g, const float* gy, int64_t gstride, const float* w
 // are the outer loop (one gy row and kh x rows stay in L1 while every tap uses them); each row's
 // register partials are added to per-tap running totals in row order (a two-level sum, see sum()).
 // Taps are processed in groups of at most kMaxTaps (the totals live on the stack).
+// One output row against QN taps of one kernel row: tot[b*ts + u] += sum_j gy_b[j] * xs[u][j].
+// KB and QN are compile-time so the KB x QN accumulators stay in registers.
+template <class V, int KB, int QN>
+inline void corr_row(const float* gr, int64_t gstride, const float* const* xs, int64_t Wo, V* tot, int64_t ts) {
+  constexpr int N = V::N;
+  V acc[KB][QN];
+  for (int b = 0; b < KB; ++b)
+    for (int u = 0; u < QN; ++u) acc[b][u] = V::zero();
+  int64_t j = 0;
+  for (; j + N <= Wo; j += N) {
+    V gv[KB];
+    for (int b = 0; b < KB; ++b) gv[b] = V::load(gr + b * gstride + j);
+    for (int u = 0; u < QN; ++u) {
+      const V xv = V::load(xs[u] + j);
+      for (int b = 0; b < KB; ++b) acc[b][u] = fmadd(gv[b], xv, acc[b][u]);
+    }
+  }
+  if (j < Wo) {  // masked x too: 0 * (an infinite x past the row) would be NaN
+    const int r = static_cast<int>(Wo - j);
+    V gv[KB];
+    for (int b = 0; b < KB; ++b) gv[b] = V::load_tail(gr + b * gstride + j, r);
+    for (int u = 0; u < QN; ++u) {
+      const V xv = V::load_tail(xs[u] + j, r);
+      for (int b = 0; b < KB; ++b) acc[b][u] = fmadd(gv[b], xv, acc[b][u]);
+    }
+  }
+  for (int b = 0; b < KB; ++b)
+    for (int u = 0; u < QN; ++u) tot[b * ts + u] = tot[b * ts + u] + acc[b][u];
+}
+
 template <class V, int KB, int QB>
 void corr_block(const ConvGeom& g, const float* buf, const float* gy, int64_t gstride, float* out, int64_t ostride) {
-  constexpr int N = V::N;
   constexpr int64_t kMaxTaps = 64;
   const int64_t Wo = g.Wo, rf = g.row_floats();
   const int64_t qc = g.kw < kMaxTaps ? g.kw : kMaxTaps;          // columns of taps per group
   const int64_t pg = kMaxTaps / qc;                              // rows of taps per group
-  V tot[KB][kMaxTaps];
+  V tot[KB * kMaxTaps];                                          // tot[b * kMaxTaps + tap in group]
   for (int64_t p0 = 0; p0 < g.kh; p0 += pg) {
     const int64_t pn = g.kh - p0 < pg ? g.kh - p0 : pg;
     for (int64_t c0 = 0; c0 < g.kw; c0 += qc) {
       const int64_t cn = g.kw - c0 < qc ? g.kw - c0 : qc;
-      for (int b = 0; b < KB; ++b)
-        for (int64_t t = 0; t < pn * qc; ++t) tot[b][t] = V::zero();
+      for (int64_t t = 0; t < KB * kMaxTaps; ++t) tot[t] = V::zero();
       for (int64_t i = 0; i < g.Ho; ++i) {
         const float* gr = gy + i * Wo;
         for (int64_t p = p0; p < p0 + pn; ++p) {
@@ -202,37 +230,21 @@ void corr_block(const ConvGeom& g, const float* buf, const float* gy, int64_t gs
           for (int64_t q0 = c0; q0 < c0 + cn; q0 += QB) {
             const int qn = static_cast<int>(c0 + cn - q0 < QB ? c0 + cn - q0 : QB);
             const float* xs[QB];
-            for (int u = 0; u < QB; ++u) {
-              const int64_t o = (q0 + (u < qn ? u : 0)) * g.dw;
-              xs[u] = xr + tap_offset<V>(g, o);
+            for (int u = 0; u < qn; ++u) xs[u] = xr + tap_offset<V>(g, (q0 + u) * g.dw);
+            V* t = tot + (p - p0) * qc + (q0 - c0);
+            switch (qn) {
+              case 1: corr_row<V, KB, 1>(gr, gstride, xs, Wo, t, kMaxTaps); break;
+              case 2: corr_row<V, KB, 2>(gr, gstride, xs, Wo, t, kMaxTaps); break;
+              case 3: corr_row<V, KB, (QB >= 3 ? 3 : 1)>(gr, gstride, xs, Wo, t, kMaxTaps); break;
+              default: corr_row<V, KB, QB>(gr, gstride, xs, Wo, t, kMaxTaps); break;
             }
-            V acc[KB][QB];
-            for (int b = 0; b < KB; ++b)
-              for (int u = 0; u < QB; ++u) acc[b][u] = V::zero();
-            for (int64_t j = 0; j < Wo; j += N) {
-              const int r = static_cast<int>(Wo - j < N ? Wo - j : N);
-              V gv[KB];
-              for (int b = 0; b < KB; ++b)
-                gv[b] = r == N ? V::load(gr + b * gstride + j) : V::load_tail(gr + b * gstride + j, r);
-              for (int u = 0; u < QB; ++u) {
-                if (u >= qn) break;
-                // masked at the tail: 0 * (an infinite x past the row) would be NaN
-                const V xv = r == N ? V::load(xs[u] + j) : V::load_tail(xs[u] + j, r);
-                for (int b = 0; b < KB; ++b) acc[b][u] = fmadd(gv[b], xv, acc[b][u]);
-              }
-            }
-            const int64_t t0 = (p - p0) * qc + (q0 - c0);
-            for (int b = 0; b < KB; ++b)
-              for (int u = 0; u < QB; ++u) {
-                if (u >= qn) break;
-                tot[b][t0 + u] = tot[b][t0 + u] + acc[b][u];
-              }
           }
         }
       }
       for (int b = 0; b < KB; ++b)
         for (int64_t p = p0; p < p0 + pn; ++p)
-          for (int64_t q = c0; q < c0 + cn; ++q) out[b * ostride + p * g.kw + q] = tot[b][(p - p0) * qc + q - c0].hsum();
+          for (int64_t q = c0; q < c0 + cn; ++q)
+            out[b * ostride + p * g.kw + q] = tot[b * kMaxTaps + (p - p0) * qc + q - c0].hsum();
     }
   }
 }
