@@ -73,10 +73,10 @@ using ConvDirectRowsFn = void (*)(const ConvGeom& g, int64_t C, int64_t K, const
 // Winograd input transform of one channel's tile row: buf = alpha padded rows (m phases of wg.wq floats);
 // v[e * stride_e + j] = (B^T d_j B)[e] for the tiles j < wg.tw of that row.
 using WinoInputFn = void (*)(const WinoGeom& wg, const float* buf, float* v, int64_t stride_e);
-// Winograd output transform of one tile for channels [0, kv), kv <= 16: reads mt[e * lde + k] and writes
-// tmp[(a*m + b) * 16 + k] = (A^T M A)[a][b] + bias[k].
-using WinoOutputFn = void (*)(int64_t m, const float* mt, int64_t lde, const float* bias, int64_t kv, float* tmp);
-
+// Winograd output transform of one tile row of one output channel: mk[e * lde + j] (tiles j < wg.tw) ->
+// output rows a < rows at y + a * Wo, columns j*m + b < Wo, bias added (no activation).
+using WinoOutputFn = void (*)(const WinoGeom& wg, const float* mk, int64_t lde, float bias, float* y, int64_t Wo,
+                              int64_t rows);
 // Winograd filter transform of n 3x3 filters stored transposed (wt[(r*3 + s)*ld + kc], kc < n):
 // U[e*ld + kc] = (G g G^T)[e], e < (m+2)^2.
 using WinoFilterFn = void (*)(int64_t m, int64_t n, int64_t ld, const float* wt, float* U);

@@ -10,9 +10,9 @@
 //                     0  2 -1 -2 1 0;
 //                     0  4  0 -5 0 1]
 // Y = A^T [ (G g G^T) .* (B^T d B) ] A per m x m output tile, d the alpha x alpha input tile (alpha = m + 2).
-// The input transform is vectorised across the tiles of one tile row (the padded rows are split into m
-// phases, so tile j's column l is phase l % m at offset j + l / m: contiguous); the output transform
-// across output channels (the GEMM result is tiles x K, K contiguous).
+// Both transforms are vectorised across the tiles of one tile row: the padded input rows are split into
+// m phases, so tile j's column l is phase l % m at offset j + l / m (contiguous), and the GEMM result
+// holds each output channel's tiles contiguously (K x tiles).
 #pragma once
 #include <cstdint>
 
@@ -95,35 +95,43 @@ void wino_input(const WinoGeom& wg, const float* buf, float* v, int64_t stride_e
   else wino_input_m<V, 2>(wg, buf, v, stride_e);
 }
 
-// One tile, channels [0, kv) (kv <= 16): mt[e * lde + k] -> tmp[(a*m + b) * 16 + k] = Y[a][b] + bias[k].
+// One tile row of one output channel: the GEMM results mk[e * lde + j] of tiles j < wg.tw give the
+// m x m outputs Y_j = A^T M_j A + bias, written to output rows a < rows (y + a * Wo) at columns
+// j*m + b < Wo. Vectorised across tiles; the interleave into the row goes through a small stack tile.
 template <class V, int M>
-void wino_output_m(const float* mt, int64_t lde, const float* bias, int64_t kv, float* tmp) {
+void wino_output_m(const WinoGeom& wg, const float* mk, int64_t lde, float bias, float* y, int64_t Wo, int64_t rows) {
   constexpr int N = V::N;
   constexpr int A = M + 2;
-  for (int64_t k = 0; k < kv; k += N) {
-    const int r = static_cast<int>(kv - k < N ? kv - k : N);
+  const V vb = V::set1(bias);
+  for (int64_t j0 = 0; j0 < wg.tw; j0 += N) {
+    const int r = static_cast<int>(wg.tw - j0 < N ? wg.tw - j0 : N);
     V s[A][M];  // s[e1][b] = sum_e2 m[e1][e2] A[e2][b]
     for (int e1 = 0; e1 < A; ++e1) {
       V row[A];
-      for (int e2 = 0; e2 < A; ++e2) row[e2] = V::load_tail(mt + (e1 * A + e2) * lde + k, r);
+      for (int e2 = 0; e2 < A; ++e2) row[e2] = V::load_tail(mk + (e1 * A + e2) * lde + j0, r);
       if constexpr (M == 4) at_f43(row, s[e1]);
       else at_f23(row, s[e1]);
     }
-    const V vb = V::load_tail(bias + k, r);
+    float tile[M][M][N];  // tile[a][b][lane]
     for (int b = 0; b < M; ++b) {
       V col[A], o[M];
       for (int e1 = 0; e1 < A; ++e1) col[e1] = s[e1][b];
       if constexpr (M == 4) at_f43(col, o);
       else at_f23(col, o);
-      for (int a = 0; a < M; ++a) (o[a] + vb).store_tail(tmp + (a * M + b) * 16 + k, r);
+      for (int a = 0; a < M; ++a) (o[a] + vb).store(tile[a][b]);
+    }
+    const int64_t c0 = j0 * M, cn = (Wo - c0 < int64_t(r) * M) ? Wo - c0 : int64_t(r) * M;
+    for (int64_t a = 0; a < rows; ++a) {
+      float* yr = y + a * Wo + c0;
+      for (int64_t c = 0; c < cn; ++c) yr[c] = tile[a][c % M][c / M];
     }
   }
 }
 
 template <class V>
-void wino_output(int64_t m, const float* mt, int64_t lde, const float* bias, int64_t kv, float* tmp) {
-  if (m == 4) wino_output_m<V, 4>(mt, lde, bias, kv, tmp);
-  else wino_output_m<V, 2>(mt, lde, bias, kv, tmp);
+void wino_output(const WinoGeom& wg, const float* mk, int64_t lde, float bias, float* y, int64_t Wo, int64_t rows) {
+  if (wg.m == 4) wino_output_m<V, 4>(wg, mk, lde, bias, y, Wo, rows);
+  else wino_output_m<V, 2>(wg, mk, lde, bias, y, Wo, rows);
 }
 
 // Filter transform U[e * ld + kc] = (G g_kc G^T)[e] for filters kc < n stored transposed, wt[(r*3 + s) * ld + kc],

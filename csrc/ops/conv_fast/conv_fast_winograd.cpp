@@ -4,9 +4,8 @@
 //
 //   U[e][k][c] = (G g[k,c] G^T)[e]            filter transform, once per call (float32, vectorised)
 //   V[e][c][t] = (B^T d[c,t] B)[e]            input transform of tile t (alpha x alpha input patch)
-//   M[e][t][k] = sum_c V[e][c][t] U[e][k][c]  alpha^2 GEMMs (tiles x C) x (C x K) on the SGEMM engine,
-//                                             U^T packed once per call (PackedB), V read transposed
-//   Y[t][k]    = A^T M[.][t][k] A + bias[k] -> activation   (m x m outputs of tile t, clipped at the edge)
+//   M[e][k][t] = sum_c U[e][k][c] V[e][c][t]  alpha^2 GEMMs (K x C) x (C x tiles) on the SGEMM engine
+//   Y[k][t]    = A^T M[.][k][t] A + bias[k] -> activation   (m x m outputs of tile t, clipped at the edge)
 //
 //  G (F(2x2,3x3)) = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
 //  G (F(4x4,3x3)) = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
@@ -20,9 +19,7 @@
 // Test: pytest tests/test_conv_fast.py -k winograd. Bench: python -m fastml.bench --ops conv_fast
 #include <algorithm>
 #include <cstring>
-#include <memory>
 #include <new>
-#include <vector>
 
 #include "core/parallel.h"
 #include "gemm/gemm_kernels.h"
@@ -33,17 +30,14 @@ namespace fastml {
 
 namespace {
 
-thread_local ConvScratch t_wino_v, t_wino_m, t_wino_pad, t_wino_tmp;
-thread_local ConvScratch t_wino_u;  // calling thread: transformed filters and the padded bias
+thread_local ConvScratch t_wino_v, t_wino_m, t_wino_pad;
+thread_local ConvScratch t_wino_u;  // calling thread: the transformed filters
 
 constexpr int64_t kBlockBytes = int64_t(4) << 20;  // one thread's V + M buffers: >= ~64 tiles per GEMM at C = K = 256
 
 // U[e][k][c] = (G g G^T)[e] for the filters g = w[k, c] (kernel wino_filter, vectorised over k*C + c on
-// the filters transposed to (9, K*C)), then the alpha^2 matrices U[e]^T packed for the engine; both
-// spread over the threads (each filter / each e is independent).
-void transform_filters(const ConvFastKernels& kt, int64_t m, int64_t K, int64_t C, const float* w, float* wt,
-                       float* U, std::vector<std::unique_ptr<PackedB>>& packed) {
-  const int64_t KC = K * C, E = (m + 2) * (m + 2);
+// the filters transposed to (9, K*C)), spread over the threads (each filter is independent).
+void transform_filters(const ConvFastKernels& kt, int64_t m, int64_t KC, const float* w, float* wt, float* U) {
   constexpr int64_t kChunk = 1024;  // filters per work item
   parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
     const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
@@ -51,20 +45,6 @@ void transform_filters(const ConvFastKernels& kt, int64_t m, int64_t K, int64_t 
       for (int t = 0; t < 9; ++t) wt[t * KC + kc] = w[kc * 9 + t];
     kt.wino_filter(m, hi - lo, KC, wt + lo, U + lo);
   });
-  // op(B) = U[e]^T (C x K): stored K x C, i.e. tb = trans. Packed in parallel (independent e); an
-  // allocation failure inside the team is carried out of it and rethrown.
-  bool failed = false;
-  parallel_for(E, K * C >= 16384 ? 1 : E, 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      try {
-        packed[static_cast<size_t>(i)] = std::make_unique<PackedB>(Trans::trans, C, K, U + i * KC, C);
-      } catch (...) {
-#pragma omp atomic write
-        failed = true;
-      }
-    }
-  });
-  if (failed) throw std::bad_alloc();
 }
 
 }  // namespace
@@ -86,11 +66,8 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   pg.sw = m;
   pg.wq = wg.wq;
 
-  float* U = t_wino_u.get(2 * E * K * C + K);  // U, then the filters transposed (9 x K*C), then the bias
-  float* bvec = U + 2 * E * K * C;
-  for (int64_t k = 0; k < K; ++k) bvec[k] = bias ? bias[k] : 0.0f;
-  std::vector<std::unique_ptr<PackedB>> packed(static_cast<size_t>(E));
-  transform_filters(kt, m, K, C, w, U + E * K * C, U, packed);
+  float* U = t_wino_u.get(2 * E * K * C);  // U (E x K x C), then the filters transposed (9 x K*C)
+  transform_filters(kt, m, K * C, w, U + E * K * C, U);
 
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
   const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
@@ -99,37 +76,30 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   const int64_t row_floats = m * wg.wq;
   parallel_for(nblk, 1, 1, [&](int64_t b, int64_t e) {
     float* V = t_wino_v.get(E * C * ldv);
-    float* Mt = t_wino_m.get(E * ldv * K);
-    float* pbuf = t_wino_pad.get(A * row_floats);
-    float* tmp = t_wino_tmp.get(m * m * 16);
-    std::memset(tmp, 0, sizeof(float) * static_cast<size_t>(m * m * 16));
+    float* Mk = t_wino_m.get(E * K * ldv);
+    float* pbuf = t_wino_pad.get((rb * m + 2) * row_floats);
     for (int64_t blk = b; blk < e; ++blk) {
       const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
-      for (int64_t gr = g0; gr < g1; ++gr) {
-        const int64_t n = gr / wg.th, ti = gr % wg.th, to = (gr - g0) * wg.tw;
+      // input transform: per image segment of the block and channel, the padded rows of all its tile
+      // rows are made once (tile rows overlap by 2 input rows), then each tile row is transformed
+      for (int64_t s0 = g0; s0 < g1;) {
+        const int64_t n = s0 / wg.th, ti0 = s0 % wg.th, s1 = std::min(g1, (n + 1) * wg.th);
         for (int64_t c = 0; c < C; ++c) {
-          kt.pad_rows(pg, x + (n * C + c) * a.H * a.W, ti * m, A, pbuf);
-          kt.wino_input(wg, pbuf, V + c * ldv + to, C * ldv);
+          kt.pad_rows(pg, x + (n * C + c) * a.H * a.W, ti0 * m, (s1 - s0) * m + 2, pbuf);
+          for (int64_t gr = s0; gr < s1; ++gr)
+            kt.wino_input(wg, pbuf + (gr - s0) * m * row_floats, V + c * ldv + (gr - g0) * wg.tw, C * ldv);
         }
+        s0 = s1;
       }
-      for (int64_t ee = 0; ee < E; ++ee)
-        sgemm_packed(Trans::trans, T, 1.0f, V + ee * C * ldv, ldv, *packed[static_cast<size_t>(ee)], 0.0f,
-                     Mt + ee * T * K, K);
+      for (int64_t ee = 0; ee < E; ++ee)  // M[e] (K x T) = U[e] (K x C) V[e] (C x T)
+        sgemm(Trans::none, Trans::none, K, T, C, 1.0f, U + ee * K * C, C, V + ee * C * ldv, ldv, 0.0f,
+              Mk + ee * K * T, T);
       for (int64_t gr = g0; gr < g1; ++gr) {
-        const int64_t n = gr / wg.th, ti = gr % wg.th;
-        const int64_t ra = std::min(m, Ho - ti * m);
-        for (int64_t tj = 0; tj < wg.tw; ++tj) {
-          const int64_t t = (gr - g0) * wg.tw + tj, cb = std::min(m, Wo - tj * m);
-          for (int64_t k0 = 0; k0 < K; k0 += 16) {
-            const int64_t kv = std::min<int64_t>(16, K - k0);
-            kt.wino_output(m, Mt + t * K + k0, T * K, bvec + k0, kv, tmp);
-            if (act != GemmAct::none) actf(act, m * m * 16, tmp);
-            for (int64_t kk = 0; kk < kv; ++kk) {
-              float* yk = y + ((n * K + k0 + kk) * Ho + ti * m) * Wo + tj * m;
-              for (int64_t r = 0; r < ra; ++r)
-                for (int64_t s = 0; s < cb; ++s) yk[r * Wo + s] = tmp[(r * m + s) * 16 + kk];
-            }
-          }
+        const int64_t n = gr / wg.th, ti = gr % wg.th, ra = std::min(m, Ho - ti * m);
+        for (int64_t k = 0; k < K; ++k) {
+          float* yk = y + ((n * K + k) * Ho + ti * m) * Wo;
+          kt.wino_output(wg, Mk + k * T + (gr - g0) * wg.tw, K * T, bias ? bias[k] : 0.0f, yk, Wo, ra);
+          if (act != GemmAct::none) actf(act, ra * Wo, yk);
         }
       }
     }
