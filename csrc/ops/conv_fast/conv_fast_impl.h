@@ -3,6 +3,7 @@
 // output width; a row's tail is handled with masked loads/stores (never a read of another row's data
 // that could carry a NaN into a masked-off lane's neighbour).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -20,6 +21,13 @@ inline int64_t tap_offset(const ConvGeom& g, int64_t o) {
 }
 
 // ---- padded, phase-split copies ----
+// dst[b * wq + i] = src[i * SW + b] for i < groups, b < SW (one group of SW columns per phase slot).
+template <class V, int SW>  // templated on V: one copy per ISA translation unit
+inline void deal_groups(const float* src, float* dst, int64_t wq, int64_t groups) {
+  for (int64_t i = 0; i < groups; ++i)
+    for (int b = 0; b < SW; ++b) dst[b * wq + i] = src[i * SW + b];
+}
+
 template <class V>
 void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf) {
   const int64_t sw = g.sw, wq = g.wq;
@@ -43,8 +51,22 @@ void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float
     // zero the row, then deal the input columns out to the phases: padded column c = col + pw goes to
     // phase c % sw, slot c / sw (counters instead of divisions; columns past the row's slots are dropped)
     std::memset(dst, 0, sizeof(float) * static_cast<size_t>(g.row_floats()));
-    int64_t phase = g.pw % sw, slot = g.pw / sw;
-    for (int64_t col = 0; col < g.W && slot < wq; ++col) {
+    int64_t phase = g.pw % sw, slot = g.pw / sw, col = 0;
+    if (sw == 2 || sw == 4) {  // whole groups of sw columns with fixed trip counts (vectorised deinterleave)
+      for (; col < g.W && phase != 0 && slot < wq; ++col) {
+        dst[phase * wq + slot] = src[col];
+        if (++phase == sw) {
+          phase = 0;
+          ++slot;
+        }
+      }
+      const int64_t groups = std::max<int64_t>(0, std::min<int64_t>((g.W - col) / sw, wq - slot));
+      if (sw == 2) deal_groups<V, 2>(src + col, dst + slot, wq, groups);
+      else deal_groups<V, 4>(src + col, dst + slot, wq, groups);
+      col += groups * sw;
+      slot += groups;
+    }
+    for (; col < g.W && slot < wq; ++col) {
       dst[phase * wq + slot] = src[col];
       if (++phase == sw) {
         phase = 0;

@@ -123,7 +123,12 @@ void wino_output_m(const WinoGeom& wg, const float* mk, int64_t lde, float bias,
     const int64_t c0 = j0 * M, cn = (Wo - c0 < int64_t(r) * M) ? Wo - c0 : int64_t(r) * M;
     for (int64_t a = 0; a < rows; ++a) {
       float* yr = y + a * Wo + c0;
-      for (int64_t c = 0; c < cn; ++c) yr[c] = tile[a][c % M][c / M];
+      if (cn == int64_t(r) * M) {  // every tile whole: a fixed inner trip count the compiler can vectorise
+        for (int l = 0; l < r; ++l)
+          for (int b = 0; b < M; ++b) yr[l * M + b] = tile[a][b][l];
+      } else {
+        for (int64_t c = 0; c < cn; ++c) yr[c] = tile[a][c % M][c / M];
+      }
     }
   }
 }
