@@ -182,8 +182,8 @@ def test_winograd_accuracy(backend, rng, tile, case):
     ref = R.conv2d(x, wt, b, (1, 1), (p, p), (1, 1))
     base = _im2col32(x, wt, p) + b.reshape(1, k, 1, 1)
     factor = WINO_FACTOR[tile] if backend != "numpy" else 2.0
-    assert_error_within(y, ref, base, factor=factor,
-                        floor=2 * EPS32 * max(float(np.abs(ref).max(initial=0)), 1e-30), what=f"{backend} {tile} {case}")
+    assert_error_within(y, ref, base, factor=factor, floor=2 * EPS32 * max(float(np.abs(ref).max(initial=0)), 1e-30),
+                        what=f"{backend} {tile} {case}")
 
 
 # ---- finite differences and torch ---------------------------------------------------------------------
@@ -307,6 +307,7 @@ def test_threads_bitwise_identical(rng, threads):
     cases = [("depthwise", _dw_data(rng, (4, 16, 30, 33, 1, 3, 1, 1, 1))),
              ("direct", _direct_data(rng, (4, 3, 40, 41, 16, 5, 2, 2, 1)))]
     xw, ww, bw = _rand(rng, (3, 16, 20, 21)), _rand(rng, (24, 16, 3, 3)), _rand(rng, (24,))
+    xb, wb = _rand(rng, (2, 4, 200, 203)), _rand(rng, (8, 4, 3, 3))  # several tile blocks per call
     results = []
     for nt in (1, 2):
         fastml.set_num_threads(nt)
@@ -317,6 +318,7 @@ def test_threads_bitwise_identical(rng, threads):
             y = fwd(x, w, b, s, p, d)
             r += [y, *bwd(np.cos(y), x, w, s, p, d)]
         r += [CF.winograd_conv2d(xw, ww, bw, tile=t) for t in ("f43", "f23")]
+        r += [CF.winograd_conv2d(xb, wb, None, tile=t, activation="relu") for t in ("f43", "f23")]
         results.append(r)
     for a, b in zip(*results):
         assert a.tobytes() == b.tobytes()

@@ -27,7 +27,9 @@ thread_local ConvScratch t_buf;    // this thread's padded plane(s)
 thread_local ConvScratch t_buf2;   // a second padded plane (depthwise backward: grad_output)
 thread_local ConvScratch t_shared; // the calling thread's per-call buffers, read by the whole team
 
-int64_t grain_items(int64_t work_per_item) { return std::max<int64_t>(1, kWorkGrain / std::max<int64_t>(1, work_per_item)); }
+int64_t grain_items(int64_t work_per_item) {
+  return std::max<int64_t>(1, kWorkGrain / std::max<int64_t>(1, work_per_item));
+}
 
 ConvGeom geom_of(const Conv2dArgs& a) {
   return make_conv_geom(a.H, a.W, a.kh, a.kw, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw);
@@ -68,7 +70,7 @@ void depthwise_conv2d_forward(const Conv2dArgs& a, const float* x, const float* 
   const ConvGeom g = geom_of(a);
   const int64_t m = a.K / a.C, taps = a.kh * a.kw, in_plane = a.H * a.W, out_plane = g.Ho * g.Wo;
   const int64_t hp = a.H + 2 * a.ph, buf_floats = hp * g.row_floats();
-  parallel_for(a.N * a.K, grain_items(out_plane * taps), 1, [&](int64_t b, int64_t e) {
+  parallel_for_guarded(a.N * a.K, grain_items(out_plane * taps), [&](int64_t b, int64_t e) {
     float* buf = t_buf.get(buf_floats);
     int64_t padded = -1;  // the input plane now in buf (k / m repeats m times in a row)
     for (int64_t pl = b; pl < e; ++pl) {
@@ -99,7 +101,7 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
                                      a.dw * (a.kw - 1) - a.pw, a.dh, a.dw);
   const int64_t gt_hp = g.Ho + 2 * gt.ph, gt_floats = gather ? gt_hp * gt.row_floats() : 0;
   if (gx && !gather) {  // gx[n, c] = sum_{j < m} transposed conv of gy[n, c*m + j] through w[c*m + j]
-    parallel_for(a.N * a.C, grain_items(out_plane * taps * m), 1, [&](int64_t b, int64_t e) {
+    parallel_for_guarded(a.N * a.C, grain_items(out_plane * taps * m), [&](int64_t b, int64_t e) {
       float* gbuf = t_buf.get(buf_floats);
       for (int64_t pl = b; pl < e; ++pl) {
         const int64_t n = pl / a.C, c = pl % a.C;
@@ -121,7 +123,8 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
     for (int64_t k = 0; k < a.K; ++k)
       for (int64_t t = 0; t < taps; ++t) wf[k * taps + t] = w[k * taps + taps - 1 - t];
   // one pass over the (n, k) planes: each grad_output plane is read from memory once for all three
-  parallel_for(a.N * a.K, grain_items(out_plane * taps * (gather ? 2 : 1)), 1, [&](int64_t b, int64_t e) {
+  const int64_t grain = grain_items(out_plane * taps * (gather ? 2 : 1));
+  parallel_for_guarded(a.N * a.K, grain, [&](int64_t b, int64_t e) {
     float* buf = t_buf.get(buf_floats);
     float* gbuf = gather ? t_buf2.get(gt_floats) : nullptr;
     int64_t padded = -1;
@@ -164,7 +167,8 @@ void direct_conv2d_forward(const Conv2dArgs& a, const float* x, const float* w, 
   const int64_t nblk = (g.Ho + kDirectRows - 1) / kDirectRows;
   const int64_t rows_per_c = (kDirectRows - 1) * a.sh + (a.kh - 1) * a.dh + 1;
   const int64_t buf_floats = C * rows_per_c * g.row_floats();
-  parallel_for(a.N * nblk, grain_items(kDirectRows * g.Wo * K * C * taps), 1, [&](int64_t b, int64_t e) {
+  const int64_t grain = grain_items(kDirectRows * g.Wo * K * C * taps);
+  parallel_for_guarded(a.N * nblk, grain, [&](int64_t b, int64_t e) {
     float* buf = t_buf.get(buf_floats);
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it / nblk, oh0 = (it % nblk) * kDirectRows, oh1 = std::min(g.Ho, oh0 + kDirectRows);
@@ -186,7 +190,7 @@ void direct_conv2d_backward(const Conv2dArgs& a, const float* gy, const float* x
   const int64_t taps = a.kh * a.kw, in_plane = a.H * a.W, out_plane = g.Ho * g.Wo, C = a.C, K = a.K;
   const int64_t hp = a.H + 2 * a.ph, plane_floats = hp * g.row_floats();
   if (gx) {  // gx[n, c] = sum_k transposed conv of gy[n, k] through w[k, c]
-    parallel_for(a.N * C, grain_items(out_plane * taps * K), 1, [&](int64_t b, int64_t e) {
+    parallel_for_guarded(a.N * C, grain_items(out_plane * taps * K), [&](int64_t b, int64_t e) {
       float* gbuf = t_buf.get(plane_floats);
       for (int64_t pl = b; pl < e; ++pl) {
         const int64_t n = pl / C, c = pl % C;
@@ -202,7 +206,7 @@ void direct_conv2d_backward(const Conv2dArgs& a, const float* gy, const float* x
   const int64_t stride = C * taps + 1;  // per (n, k): C*taps partials, then the bias partial
   float* part = t_shared.get(a.N * K * stride);
   const int64_t nkb = (K + kCorrKB - 1) / kCorrKB;  // items: (sample, block of kCorrKB output channels)
-  parallel_for(a.N * nkb, grain_items(out_plane * taps * C * kCorrKB), 1, [&](int64_t b, int64_t e) {
+  parallel_for_guarded(a.N * nkb, grain_items(out_plane * taps * C * kCorrKB), [&](int64_t b, int64_t e) {
     float* buf = t_buf.get(C * plane_floats);
     int64_t padded = -1;  // the sample whose C planes are in buf
     for (int64_t it = b; it < e; ++it) {
@@ -214,7 +218,8 @@ void direct_conv2d_backward(const Conv2dArgs& a, const float* gy, const float* x
           for (int64_t c = 0; c < C; ++c) kt.pad_rows(g, x + (n * C + c) * in_plane, 0, hp, buf + c * plane_floats);
           padded = n;
         }
-        for (int64_t c = 0; c < C; ++c) kt.corr_taps(g, buf + c * plane_floats, gp, out_plane, nk, pp + c * taps, stride);
+        for (int64_t c = 0; c < C; ++c)
+          kt.corr_taps(g, buf + c * plane_floats, gp, out_plane, nk, pp + c * taps, stride);
       }
       if (gb)
         for (int64_t kb = 0; kb < nk; ++kb) pp[kb * stride + C * taps] = kt.sum(out_plane, gp + kb * out_plane);

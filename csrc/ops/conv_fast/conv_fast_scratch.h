@@ -1,10 +1,17 @@
+// parallel_for_guarded: parallel_for whose body may throw (a workspace allocation failing): the first
+// exception is carried out of the OpenMP team and rethrown on the calling thread instead of terminating.
+//
 // Grow-only, 64-byte aligned float workspace, one per thread (thread_local) and reused across calls, so
 // the convolution entries allocate nothing in the hot path once warm. Baseline code (entries only).
 #pragma once
 #include <cstdint>
 #include <cstdlib>
 #include <algorithm>
+#include <exception>
+#include <mutex>
 #include <new>
+
+#include "core/parallel.h"
 
 namespace fastml {
 
@@ -25,5 +32,20 @@ struct ConvScratch {
   }
   ~ConvScratch() { std::free(p); }
 };
+
+template <class F>
+void parallel_for_guarded(int64_t n, int64_t grain, F&& fn) {
+  std::exception_ptr first;
+  std::mutex mu;
+  parallel_for(n, grain, 1, [&](int64_t b, int64_t e) {
+    try {
+      fn(b, e);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!first) first = std::current_exception();
+    }
+  });
+  if (first) std::rethrow_exception(first);
+}
 
 }  // namespace fastml

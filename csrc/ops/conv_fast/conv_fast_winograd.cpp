@@ -10,8 +10,10 @@
 //  G (F(2x2,3x3)) = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
 //  G (F(4x4,3x3)) = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
 // (B^T and A^T: conv_fast_wino_impl.h.) Tiles are processed in blocks of whole tile rows, sized so the
-// per-thread V and M buffers stay around 4 MiB (each GEMM then has enough tiles to run near the engine's peak); blocks run in parallel, each thread calling the engine
-// serially, so results are bitwise identical for any thread count.
+// per-thread V and M buffers stay around 4 MiB (each GEMM then has enough tiles to run near the
+// engine's peak); blocks run in parallel, each thread calling the engine serially (a single block
+// lets the engine thread itself); the engine's results do not depend on the thread count, so neither
+// do these. Temporaries live in per-thread workspaces reused across calls.
 //
 // Accuracy: F(4x4,3x3) multiplies the input by coefficients up to 5 and the products by up to 8 (A^T),
 // so its rounding error is larger than a direct sum's; tests/test_conv_fast.py measures it against the
@@ -74,7 +76,7 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   const int64_t rb = std::max<int64_t>(1, std::min<int64_t>(R, kBlockBytes / per_tile / wg.tw));
   const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
   const int64_t row_floats = m * wg.wq;
-  parallel_for(nblk, 1, 1, [&](int64_t b, int64_t e) {
+  parallel_for_guarded(nblk, 1, [&](int64_t b, int64_t e) {
     float* V = t_wino_v.get(E * C * ldv);
     float* Mk = t_wino_m.get(E * K * ldv);
     float* pbuf = t_wino_pad.get((rb * m + 2) * row_floats);
