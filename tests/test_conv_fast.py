@@ -47,6 +47,8 @@ DW_CASES = [
     (1, 3, 11, 12, 1, 7, 2, 3, 2),    # k7 s2 d2
     (1, 2, 4, 5, 1, 1, 1, 0, 1),      # 1x1 kernel
     (2, 2, 10, 20, 1, (3, 5), (2, 1), (0, 2), (1, 2)),  # asymmetric everything
+    (1, 2, 12, 13, 1, 9, 1, 4, 1),    # 81 taps: grad_weight totals in groups of kernel rows
+    (1, 1, 3, 80, 1, (1, 70), 3, 0, 1),  # 70 taps in one row: column groups, stride 3
 ]
 
 
@@ -104,6 +106,7 @@ DIRECT_CASES = [
     (1, 2, 1, 1, 4, 3, 1, 1, 1),      # 1x1 input
     (2, 3, 5, 6, 3, 3, 2, 3, 1),      # padding larger than k // 2
     (1, 2, 10, 20, 7, (3, 5), (2, 1), (0, 2), (1, 2)),
+    (1, 2, 4, 75, 3, (2, 67), (1, 4), (1, 0), 1),  # > 64 taps per kernel row, stride 4
 ]
 
 
