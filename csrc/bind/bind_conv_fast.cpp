@@ -5,6 +5,7 @@
 //   _C.direct_conv2d_forward / _C.direct_conv2d_backward                     (same arguments)
 //   _C.winograd_conv2d_forward(x, w, bias, padding, act, out, m)             m = 4: F(4x4,3x3), 2: F(2x2,3x3)
 // stride / padding / dilation are (int, int); act is "none" | "relu" | "gelu" | "gelu_tanh" | "sigmoid" | "tanh".
+// Python API: fastml/functional/_conv_fast.py. Test: pytest tests/test_conv_fast.py
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

@@ -1,7 +1,9 @@
 // Generic bodies of the specialised conv kernels (contract and maths: conv_fast.h), written once over
-// VecF and instantiated by conv_fast_<isa>.cpp. All loops over an output row are vectorised along the
-// output width; a row's tail is handled with masked loads/stores (never a read of another row's data
-// that could carry a NaN into a masked-off lane's neighbour).
+// VecF and instantiated by conv_fast_<isa>.cpp. Every loop over an output row is vectorised along the
+// output width. At a row's end the forward kernels load whole vectors from the padded rows' slack
+// (>= 32 floats inside the buffer) and mask their stores; the reductions and the scatter mask their
+// loads instead, since a lane past the row must add nothing (0 * Inf would be NaN).
+// Test: pytest tests/test_conv_fast.py (every ISA). Bench: python -m fastml.bench --ops conv_fast
 #pragma once
 #include <algorithm>
 #include <cstdint>

@@ -3,10 +3,11 @@
 //
 // Grow-only, 64-byte aligned float workspace, one per thread (thread_local) and reused across calls, so
 // the convolution entries allocate nothing in the hot path once warm. Baseline code (entries only).
+// Test: pytest tests/test_conv_fast.py
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <algorithm>
 #include <exception>
 #include <mutex>
 #include <new>

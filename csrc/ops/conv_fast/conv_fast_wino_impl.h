@@ -13,6 +13,7 @@
 // Both transforms are vectorised across the tiles of one tile row: the padded input rows are split into
 // m phases, so tile j's column l is phase l % m at offset j + l / m (contiguous), and the GEMM result
 // holds each output channel's tiles contiguously (K x tiles).
+// Test: pytest tests/test_conv_fast.py -k winograd. Bench: python -m fastml.bench --ops conv_fast
 #pragma once
 #include <cstdint>
 
