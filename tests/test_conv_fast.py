@@ -32,6 +32,22 @@ def _wout(w, k, s, p, d):
     return (w + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+def test_reference_hand_values():
+    x = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)             # [[1 2 3] [4 5 6] [7 8 9]]
+    w = np.array([[[[1.0, 0.0], [0.0, -1.0]]]])              # x[i,j] - x[i+1,j+1]
+    np.testing.assert_array_equal(R.conv2d(x, w), [[[[-4.0, -4.0], [-4.0, -4.0]]]])
+    np.testing.assert_array_equal(R.conv2d(x, np.ones((1, 1, 2, 2)), [0.5], padding=(1, 1), stride=(2, 2)),
+                                  [[[[1.5, 5.5], [11.5, 28.5]]]])   # corners of the zero-padded 5x5
+    np.testing.assert_array_equal(R.conv2d(x, np.ones((1, 1, 2, 2)), dilation=(2, 2)), [[[[20.0]]]])
+    two = np.concatenate([x, 2 * x], axis=1)                 # depthwise, multiplier 2: k reads channel k // 2
+    y = R.conv2d(two, np.array([1.0, -1.0, 1.0, 3.0]).reshape(4, 1, 1, 1), groups=2)
+    np.testing.assert_array_equal(y[0, :, 0, 0], [1.0, -1.0, 2.0, 6.0])
+    gx, gw, gb = R.conv2d_backward(np.ones((1, 1, 2, 2)), x, w)
+    np.testing.assert_array_equal(gx[0, 0], [[1, 1, 0], [1, 0, -1], [0, -1, -1]])
+    np.testing.assert_array_equal(gw[0, 0], [[12, 16], [24, 28]])
+    np.testing.assert_array_equal(gb, [4.0])
+
+
 # (N, C, H, W, m, k, stride, pad, dil): output widths 1, 7, 8, 9, 15, 16, 17, 33 and the other edges
 DW_CASES = [
     (2, 3, 5, 3, 1, 3, 1, 0, 1),      # W_out 1
