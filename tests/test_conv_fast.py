@@ -318,6 +318,11 @@ def test_empty_batch(backend, rng):
     assert CF.depthwise_conv2d(x, w, None, 1, 1, 1).shape == (0, 6, 8, 8)
     gx, gw, gb = CF.depthwise_conv2d_backward(np.zeros((0, 6, 8, 8), np.float32), x, w, 1, 1, 1)
     assert gx.shape == x.shape and not gw.any() and not gb.any()
+    wd = _rand(rng, (4, 3, 3, 3))
+    assert CF.direct_conv2d(x, wd, None, 1, 1, 1).shape == (0, 4, 8, 8)
+    gx, gw, gb = CF.direct_conv2d_backward(np.zeros((0, 4, 8, 8), np.float32), x, wd, 1, 1, 1)
+    assert gx.shape == x.shape and not gw.any() and not gb.any()
+    assert CF.winograd_conv2d(x, wd, None).shape == (0, 4, 8, 8)
 
 
 def test_threads_bitwise_identical(rng, threads):

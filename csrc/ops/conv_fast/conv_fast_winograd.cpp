@@ -73,7 +73,12 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
 
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
   const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
-  const int64_t rb = std::max<int64_t>(1, std::min<int64_t>(R, kBlockBytes / per_tile / wg.tw));
+  // Blocks of rb tile rows: within the workspace budget, and at least 8 blocks (load balance over the
+  // threads) as long as each keeps >= 64 tiles. Depends on the shape only, never on the thread count
+  // (the block size is the GEMMs' N, which fixes their summation order).
+  const int64_t rb_mem = std::max<int64_t>(1, std::min<int64_t>(R, kBlockBytes / per_tile / wg.tw));
+  const int64_t want = std::max<int64_t>((R + rb_mem - 1) / rb_mem, std::min<int64_t>(8, R * wg.tw / 64));
+  const int64_t rb = std::max<int64_t>(1, (R + want - 1) / std::max<int64_t>(1, want));
   const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
   const int64_t row_floats = m * wg.wq;
   parallel_for_guarded(nblk, 1, [&](int64_t b, int64_t e) {
