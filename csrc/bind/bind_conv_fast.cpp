@@ -1,0 +1,193 @@
+// Bindings of the specialised conv kernels (csrc/ops/conv_fast/conv_fast.h): validate every shape,
+// dtype and parameter before anything is written, allocate or check `out`, release the GIL, call.
+//   _C.depthwise_conv2d_forward(x, w, bias, stride, padding, dilation, act, out)
+//   _C.depthwise_conv2d_backward(grad_output, x, w, stride, padding, dilation, output_mask) -> (gx, gw, gb)
+//   _C.direct_conv2d_forward / _C.direct_conv2d_backward                     (same arguments)
+//   _C.winograd_conv2d_forward(x, w, bias, padding, act, out, m)             m = 4: F(4x4,3x3), 2: F(2x2,3x3)
+// stride / padding / dilation are (int, int); act is "none" | "relu" | "gelu" | "gelu_tanh" | "sigmoid" | "tanh".
+// Python API: fastml/functional/_conv_fast.py. Test: pytest tests/test_conv_fast.py
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <string>
+#include <tuple>
+
+#include "bind/arrays.h"
+#include "ops/conv_fast/conv_fast.h"
+
+namespace fastml::bind {
+
+namespace {
+
+using Pair = std::array<int64_t, 2>;
+enum class Kind { depthwise, direct, winograd };
+
+GemmAct act_of(const std::string& s, const char* op) {
+  if (s == "none") return GemmAct::none;
+  if (s == "relu") return GemmAct::relu;
+  if (s == "gelu") return GemmAct::gelu;
+  if (s == "gelu_tanh") return GemmAct::gelu_tanh;
+  if (s == "sigmoid") return GemmAct::sigmoid;
+  if (s == "tanh") return GemmAct::tanh;
+  FASTML_CHECK(false, op, ": expected activation None, 'relu', 'gelu', 'gelu_tanh', 'sigmoid' or 'tanh', got '", s,
+               "'");
+  return GemmAct::none;
+}
+
+struct Checked {
+  py::array x, w, b;  // b: none when there is no bias
+  bool has_bias = false;
+  Conv2dArgs a{};
+  int64_t Ho = 0, Wo = 0;
+};
+
+// Shapes of x (N, C, H, W) and w (K, C or 1, kh, kw), bias (K,), the parameters, the output size.
+Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py::handle bias, Pair stride,
+              Pair padding, Pair dilation) {
+  Checked r;
+  r.x = input_f32(input, op, "input");
+  r.w = input_f32(weight, op, "weight");
+  FASTML_CHECK(r.x.ndim() == 4, op, ": expected input of shape (N, C, H, W), got ", shape_str(r.x));
+  FASTML_CHECK(r.w.ndim() == 4, op, ": expected weight of shape (K, C/groups, kH, kW), got ", shape_str(r.w));
+  Conv2dArgs& a = r.a;
+  a.N = r.x.shape(0);
+  a.C = r.x.shape(1);
+  a.H = r.x.shape(2);
+  a.W = r.x.shape(3);
+  a.K = r.w.shape(0);
+  a.kh = r.w.shape(2);
+  a.kw = r.w.shape(3);
+  FASTML_CHECK(a.C >= 1 && a.H >= 1 && a.W >= 1, op, ": expected input with C, H, W >= 1, got ", shape_str(r.x));
+  FASTML_CHECK(a.K >= 1 && a.kh >= 1 && a.kw >= 1, op, ": expected weight with K, kH, kW >= 1, got ", shape_str(r.w));
+  if (kind == Kind::depthwise) {
+    FASTML_CHECK(r.w.shape(1) == 1 && a.K % a.C == 0, op, ": expected weight of shape (C*m, 1, kH, kW) with C=",
+                 a.C, " (groups == C), got ", shape_str(r.w));
+  } else {
+    FASTML_CHECK(r.w.shape(1) == a.C, op, ": expected weight of shape (K, C, kH, kW) with C=", a.C, ", got ",
+                 shape_str(r.w));
+  }
+  if (kind == Kind::winograd)
+    FASTML_CHECK(a.kh == 3 && a.kw == 3, op, ": expected a 3x3 kernel, got ", shape_str(r.w));
+  FASTML_CHECK(stride[0] >= 1 && stride[1] >= 1, op, ": expected stride >= 1, got (", stride[0], ", ", stride[1], ")");
+  FASTML_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": expected padding >= 0, got (", padding[0], ", ",
+               padding[1], ")");
+  FASTML_CHECK(dilation[0] >= 1 && dilation[1] >= 1, op, ": expected dilation >= 1, got (", dilation[0], ", ",
+               dilation[1], ")");
+  constexpr int64_t kBig = int64_t(1) << 40;  // keeps every size product far from int64 overflow
+  FASTML_CHECK(stride[0] < kBig && stride[1] < kBig && padding[0] < kBig && padding[1] < kBig &&
+                   dilation[0] < kBig && dilation[1] < kBig,
+               op, ": expected stride, padding and dilation < 2^40");
+  a.sh = stride[0];
+  a.sw = stride[1];
+  a.ph = padding[0];
+  a.pw = padding[1];
+  a.dh = dilation[0];
+  a.dw = dilation[1];
+  const int64_t eh = a.dh * (a.kh - 1) + 1, ew = a.dw * (a.kw - 1) + 1;  // dilated kernel extent
+  FASTML_CHECK(a.H + 2 * a.ph >= eh && a.W + 2 * a.pw >= ew, op, ": expected padded input (",
+               a.H + 2 * a.ph, ", ", a.W + 2 * a.pw, ") at least as large as the dilated kernel (", eh, ", ", ew,
+               "), got input ", shape_str(r.x));
+  r.Ho = (a.H + 2 * a.ph - eh) / a.sh + 1;
+  r.Wo = (a.W + 2 * a.pw - ew) / a.sw + 1;
+  if (!bias.is_none()) {
+    r.b = input_f32(bias, op, "bias");
+    FASTML_CHECK(r.b.ndim() == 1 && r.b.shape(0) == a.K, op, ": expected bias of shape (", a.K, ",), got ",
+                 shape_str(r.b));
+    r.has_bias = true;
+  }
+  return r;
+}
+
+py::array forward(const char* op, Kind kind, py::handle input, py::handle weight, py::handle bias, Pair stride,
+                  Pair padding, Pair dilation, const std::string& act_name, py::handle out, int64_t m) {
+  Checked r = check(op, kind, input, weight, bias, stride, padding, dilation);
+  const GemmAct act = act_of(act_name, op);
+  py::array y = output_f32(out, {r.a.N, r.a.K, r.Ho, r.Wo}, op);
+  FASTML_CHECK(!shares_memory(y, r.x) && !shares_memory(y, r.w) && !(r.has_bias && shares_memory(y, r.b)), op,
+               ": expected out not to share memory with input, weight or bias");
+  const float* px = cf32(r.x);
+  const float* pw = cf32(r.w);
+  const float* pb = r.has_bias ? cf32(r.b) : nullptr;
+  float* py_ = f32(y);
+  {
+    py::gil_scoped_release nogil;
+    if (kind == Kind::depthwise) depthwise_conv2d_forward(r.a, px, pw, pb, act, py_);
+    else if (kind == Kind::direct) direct_conv2d_forward(r.a, px, pw, pb, act, py_);
+    else winograd_conv2d_forward(r.a, m, px, pw, pb, act, py_);
+  }
+  return y;
+}
+
+py::tuple backward(const char* op, Kind kind, py::handle grad_output, py::handle input, py::handle weight,
+                   Pair stride, Pair padding, Pair dilation, std::array<bool, 3> mask) {
+  Checked r = check(op, kind, input, weight, py::none(), stride, padding, dilation);
+  py::array g = input_f32(grad_output, op, "grad_output");
+  const bool ok = g.ndim() == 4 && g.shape(0) == r.a.N && g.shape(1) == r.a.K && g.shape(2) == r.Ho &&
+                  g.shape(3) == r.Wo;
+  FASTML_CHECK(ok, op, ": expected grad_output of shape (", r.a.N, ", ", r.a.K, ", ", r.Ho, ", ", r.Wo, "), got ",
+               shape_str(g));
+  py::object gx = py::none(), gw = py::none(), gb = py::none();
+  float *pgx = nullptr, *pgw = nullptr, *pgb = nullptr;
+  if (mask[0]) {
+    py::array_t<float> t(shape_of(r.x));
+    pgx = t.mutable_data();
+    gx = t;
+  }
+  if (mask[1]) {
+    py::array_t<float> t(shape_of(r.w));
+    pgw = t.mutable_data();
+    gw = t;
+  }
+  if (mask[2]) {
+    py::array_t<float> t(std::vector<py::ssize_t>{r.a.K});
+    pgb = t.mutable_data();
+    gb = t;
+  }
+  const float* pg = cf32(g);
+  const float* px = cf32(r.x);
+  const float* pw = cf32(r.w);
+  {
+    py::gil_scoped_release nogil;
+    if (kind == Kind::depthwise) depthwise_conv2d_backward(r.a, pg, px, pw, pgx, pgw, pgb);
+    else direct_conv2d_backward(r.a, pg, px, pw, pgx, pgw, pgb);
+  }
+  return py::make_tuple(gx, gw, gb);
+}
+
+}  // namespace
+
+void bind_conv_fast(py::module_& m) {
+  m.def("depthwise_conv2d_forward",
+        [](py::handle x, py::handle w, py::handle b, Pair s, Pair p, Pair d, const std::string& act, py::handle out) {
+          return forward("depthwise_conv2d", Kind::depthwise, x, w, b, s, p, d, act, out, 0);
+        }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("act") = "none", py::arg("out") = py::none());
+  m.def("depthwise_conv2d_backward",
+        [](py::handle g, py::handle x, py::handle w, Pair s, Pair p, Pair d, std::array<bool, 3> mask) {
+          return backward("depthwise_conv2d_backward", Kind::depthwise, g, x, w, s, p, d, mask);
+        }, py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("output_mask"));
+  m.def("direct_conv2d_forward",
+        [](py::handle x, py::handle w, py::handle b, Pair s, Pair p, Pair d, const std::string& act, py::handle out) {
+          return forward("direct_conv2d", Kind::direct, x, w, b, s, p, d, act, out, 0);
+        }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("act") = "none", py::arg("out") = py::none());
+  m.def("direct_conv2d_backward",
+        [](py::handle g, py::handle x, py::handle w, Pair s, Pair p, Pair d, std::array<bool, 3> mask) {
+          return backward("direct_conv2d_backward", Kind::direct, g, x, w, s, p, d, mask);
+        }, py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("output_mask"));
+  m.def("winograd_conv2d_forward",
+        [](py::handle x, py::handle w, py::handle b, int64_t padding, const std::string& act, py::handle out,
+           int64_t tile) {
+          const char* op = "winograd_conv2d";
+          FASTML_CHECK(padding == 0 || padding == 1, op, ": expected padding 0 or 1, got ", padding);
+          FASTML_CHECK(tile == 2 || tile == 4, op, ": expected tile m = 2 (F(2x2,3x3)) or 4 (F(4x4,3x3)), got ", tile);
+          return forward(op, Kind::winograd, x, w, b, {1, 1}, {padding, padding}, {1, 1}, act, out, tile);
+        }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("padding"), py::arg("act") = "none",
+        py::arg("out") = py::none(), py::arg("m") = 4);
+}
+
+}  // namespace fastml::bind

@@ -1,0 +1,11 @@
+// Specialised conv kernels, avx2 variant: the generic bodies of conv_fast_impl.h and
+// conv_fast_wino_impl.h over the avx2 VecF. Contract: conv_fast.h.
+// Test: FASTML_ISA=avx2 pytest tests/test_conv_fast.py
+#include "core/simd/vec_avx2.h"
+#include "ops/conv_fast/conv_fast_impl.h"
+#include "ops/conv_fast/conv_fast_wino_impl.h"
+
+namespace fastml::cpu::avx2 {
+extern const ConvFastKernels conv_fast_kernels_avx2;
+constexpr ConvFastKernels conv_fast_kernels_avx2 = conv_fast_impl::make_kernels<VecF>();
+}  // namespace fastml::cpu::avx2

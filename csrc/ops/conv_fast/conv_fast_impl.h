@@ -1,0 +1,341 @@
+// Generic bodies of the specialised conv kernels (contract and maths: conv_fast.h), written once over
+// VecF and instantiated by conv_fast_<isa>.cpp. Every loop over an output row is vectorised along the
+// output width. At a row's end the forward kernels load whole vectors from the padded rows' slack
+// (>= 32 floats inside the buffer) and mask their stores; the reductions and the scatter mask their
+// loads instead, since a lane past the row must add nothing (0 * Inf would be NaN).
+// Test: pytest tests/test_conv_fast.py (every ISA). Bench: python -m fastml.bench --ops conv_fast
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "ops/conv_fast/conv_fast.h"
+
+namespace fastml::conv_fast_impl {
+
+// Offset in a padded, phase-split row of padded column o (phase o % sw, slot o / sw): called in the tap
+// loops, so strides 1 and 2 avoid the integer division.
+template <class V>  // a template so each ISA's TU keeps its own copy (no cross-ISA inline merging)
+inline int64_t tap_offset(const ConvGeom& g, int64_t o) {
+  if (g.sw == 1) return o;
+  if (g.sw == 2) return (o & 1) * g.wq + (o >> 1);
+  return (o % g.sw) * g.wq + o / g.sw;
+}
+
+// ---- padded, phase-split copies ----
+// dst[b * wq + i] = src[i * SW + b] for i < groups, b < SW (one group of SW columns per phase slot).
+template <class V, int SW>  // templated on V: one copy per ISA translation unit
+inline void deal_groups(const float* src, float* dst, int64_t wq, int64_t groups) {
+  for (int64_t i = 0; i < groups; ++i)
+    for (int b = 0; b < SW; ++b) dst[b * wq + i] = src[i * SW + b];
+}
+
+template <class V>
+void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf) {
+  const int64_t sw = g.sw, wq = g.wq;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t ih = r0 + r - g.ph;
+    float* dst = buf + r * g.row_floats();
+    if (ih < 0 || ih >= g.H) {
+      std::memset(dst, 0, sizeof(float) * static_cast<size_t>(g.row_floats()));
+      continue;
+    }
+    const float* src = x + ih * g.W;
+    if (sw == 1) {  // [pw zeros | the row | zeros up to wq]
+      const int64_t lead = g.pw < wq ? g.pw : wq;
+      std::memset(dst, 0, sizeof(float) * static_cast<size_t>(lead));
+      const int64_t n = (g.W < wq - lead) ? g.W : wq - lead;
+      if (n > 0) std::memcpy(dst + lead, src, sizeof(float) * static_cast<size_t>(n));
+      const int64_t done = lead + (n > 0 ? n : 0);
+      std::memset(dst + done, 0, sizeof(float) * static_cast<size_t>(wq - done));
+      continue;
+    }
+    // zero the row, then deal the input columns out to the phases: padded column c = col + pw goes to
+    // phase c % sw, slot c / sw (counters instead of divisions; columns past the row's slots are dropped)
+    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(g.row_floats()));
+    int64_t phase = g.pw % sw, slot = g.pw / sw, col = 0;
+    if (sw == 2 || sw == 4) {  // whole groups of sw columns with fixed trip counts (vectorised deinterleave)
+      for (; col < g.W && phase != 0 && slot < wq; ++col) {
+        dst[phase * wq + slot] = src[col];
+        if (++phase == sw) {
+          phase = 0;
+          ++slot;
+        }
+      }
+      const int64_t groups = std::max<int64_t>(0, std::min<int64_t>((g.W - col) / sw, wq - slot));
+      if (sw == 2) deal_groups<V, 2>(src + col, dst + slot, wq, groups);
+      else deal_groups<V, 4>(src + col, dst + slot, wq, groups);
+      col += groups * sw;
+      slot += groups;
+    }
+    for (; col < g.W && slot < wq; ++col) {
+      dst[phase * wq + slot] = src[col];
+      if (++phase == sw) {
+        phase = 0;
+        ++slot;
+      }
+    }
+  }
+}
+
+// gx plane = interior of the padded, phase-split gbuf.
+template <class V>
+void unpad(const ConvGeom& g, const float* gbuf, float* gx) {
+  for (int64_t ih = 0; ih < g.H; ++ih) {
+    const float* row = gbuf + (ih + g.ph) * g.row_floats();
+    float* d = gx + ih * g.W;
+    if (g.sw == 1) {
+      std::memcpy(d, row + g.pw, sizeof(float) * static_cast<size_t>(g.W));
+      continue;
+    }
+    for (int64_t iw = 0; iw < g.W; ++iw) {
+      const int64_t c = iw + g.pw;
+      d[iw] = row[(c % g.sw) * g.wq + c / g.sw];
+    }
+  }
+}
+
+// Two-level sum (vector partials over blocks of 64 vectors, blocks added in order): the rounding error
+// grows with n / (64 N) + 64 instead of n / N, close to NumPy's pairwise sum for planes of any size.
+template <class V>
+float sum(int64_t n, const float* x) {
+  constexpr int N = V::N;
+  constexpr int64_t kBlock = 64 * N;
+  V tot = V::zero();
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = b + kBlock < n ? b + kBlock : n;
+    V a0 = V::zero(), a1 = V::zero();
+    int64_t i = b;
+    for (; i + 2 * N <= e; i += 2 * N) {
+      a0 = a0 + V::load(x + i);
+      a1 = a1 + V::load(x + i + N);
+    }
+    for (; i + N <= e; i += N) a0 = a0 + V::load(x + i);
+    if (i < e) a1 = a1 + V::load_tail(x + i, static_cast<int>(e - i));
+    tot = tot + (a0 + a1);
+  }
+  return tot.hsum();
+}
+
+// ---- depthwise forward: one output plane ----
+// Register block: RB = 4 output rows x 2 vectors of output columns (8 independent FMA chains, each
+// weight broadcast once per block): acc = bias + sum_{p,q} w[p,q] * (phase row of padded row
+// i*sh + p*dh)[j + (q*dw)/sw]. Loads past the row end stay inside the padded rows' >= 32 floats of
+// slack; the stores are masked.
+template <class V>
+void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
+  constexpr int N = V::N;
+  constexpr int RB = 4;
+  const int64_t Wo = g.Wo, rf = g.row_floats();
+  const V vb = V::set1(bias);
+  for (int64_t i0 = 0; i0 < g.Ho; i0 += RB) {
+    const int rn = static_cast<int>(g.Ho - i0 < RB ? g.Ho - i0 : RB);
+    const float* base = buf + i0 * g.sh * rf;
+    for (int64_t j = 0; j < Wo; j += 2 * N) {
+      V a0[RB], a1[RB];
+      for (int r = 0; r < RB; ++r) a0[r] = a1[r] = vb;
+      for (int64_t p = 0; p < g.kh; ++p) {
+        for (int64_t q = 0; q < g.kw; ++q) {
+          const int64_t o = q * g.dw;
+          const float* s = base + p * g.dh * rf + tap_offset<V>(g, o) + j;
+          const V wv = V::set1(w[p * g.kw + q]);
+          for (int r = 0; r < RB; ++r) {
+            if (r >= rn) break;
+            const float* sr = s + r * g.sh * rf;
+            a0[r] = fmadd(V::load(sr), wv, a0[r]);
+            a1[r] = fmadd(V::load(sr + N), wv, a1[r]);
+          }
+        }
+      }
+      for (int r = 0; r < rn; ++r) {
+        float* yr = y + (i0 + r) * Wo + j;
+        if (j + N <= Wo) a0[r].store(yr);
+        else a0[r].store_tail(yr, static_cast<int>(Wo - j));
+        if (j + 2 * N <= Wo) a1[r].store(yr + N);
+        else if (j + N < Wo) a1[r].store_tail(yr + N, static_cast<int>(Wo - j - N));
+      }
+    }
+  }
+}
+
+// ---- transposed conv (grad_input): gbuf[padded i*sh + p*dh, j*sw + q*dw] += sum_kb w_kb[p,q] * gy_kb[i, j] ----
+// for nk <= 8 grad_output planes gy + kb*gstride with taps w + kb*wstride: one read-modify-write of gbuf
+// per nk FMAs. Each gbuf element receives its terms in (i, p, q, kb) order.
+template <class V>
+void scatter(const ConvGeom& g, const float* gy, int64_t gstride, const float* w, int64_t wstride, int64_t nk,
+             float* gbuf) {
+  constexpr int N = V::N;
+  constexpr int KB = 8;
+  const int64_t Wo = g.Wo, rf = g.row_floats();
+  for (int64_t i = 0; i < g.Ho; ++i) {
+    const float* gr = gy + i * Wo;
+    for (int64_t p = 0; p < g.kh; ++p) {
+      float* row = gbuf + (i * g.sh + p * g.dh) * rf;
+      for (int64_t q = 0; q < g.kw; ++q) {
+        const int64_t o = q * g.dw;
+        float* t = row + tap_offset<V>(g, o);
+        V wv[KB];
+        for (int b = 0; b < KB; ++b) wv[b] = V::set1(b < nk ? w[b * wstride + p * g.kw + q] : 0.0f);
+        int64_t j = 0;
+        for (; j + N <= Wo; j += N) {
+          V acc = V::load(t + j);
+          for (int b = 0; b < KB; ++b) {
+            if (b >= nk) break;
+            acc = fmadd(V::load(gr + b * gstride + j), wv[b], acc);
+          }
+          acc.store(t + j);
+        }
+        if (j < Wo) {  // masked: lanes past the row must not add 0 * w (NaN for an infinite w) anywhere
+          const int r = static_cast<int>(Wo - j);
+          V acc = V::load_tail(t + j, r);
+          for (int b = 0; b < KB; ++b) {
+            if (b >= nk) break;
+            acc = fmadd(V::load_tail(gr + b * gstride + j, r), wv[b], acc);
+          }
+          acc.store_tail(t + j, r);
+        }
+      }
+    }
+  }
+}
+
+// ---- grad_weight partials: out[kb*ostride + p*kw + q] = sum_{i,j} gy_kb[i,j] * xpad[i*sh + p*dh, j*sw + q*dw] ----
+// for nk <= 4 grad_output planes (gy + kb*gstride) against one padded input plane. Register block: KB
+// planes x QB taps of one kernel row, so each gy vector feeds QB FMAs and each x vector KB FMAs. Rows
+// are the outer loop (one gy row and kh x rows stay in L1 while every tap uses them); each row's
+// register partials are added to per-tap running totals in row order (a two-level sum, see sum()).
+// Taps are processed in groups of at most kMaxTaps (the totals live on the stack).
+// One output row against QN taps of one kernel row: tot[b*ts + u] += sum_j gy_b[j] * xs[u][j].
+// KB and QN are compile-time so the KB x QN accumulators stay in registers.
+template <class V, int KB, int QN>
+inline void corr_row(const float* gr, int64_t gstride, const float* const* xs, int64_t Wo, V* tot, int64_t ts) {
+  constexpr int N = V::N;
+  V acc[KB][QN];
+  for (int b = 0; b < KB; ++b)
+    for (int u = 0; u < QN; ++u) acc[b][u] = V::zero();
+  int64_t j = 0;
+  for (; j + N <= Wo; j += N) {
+    V gv[KB];
+    for (int b = 0; b < KB; ++b) gv[b] = V::load(gr + b * gstride + j);
+    for (int u = 0; u < QN; ++u) {
+      const V xv = V::load(xs[u] + j);
+      for (int b = 0; b < KB; ++b) acc[b][u] = fmadd(gv[b], xv, acc[b][u]);
+    }
+  }
+  if (j < Wo) {  // masked x too: 0 * (an infinite x past the row) would be NaN
+    const int r = static_cast<int>(Wo - j);
+    V gv[KB];
+    for (int b = 0; b < KB; ++b) gv[b] = V::load_tail(gr + b * gstride + j, r);
+    for (int u = 0; u < QN; ++u) {
+      const V xv = V::load_tail(xs[u] + j, r);
+      for (int b = 0; b < KB; ++b) acc[b][u] = fmadd(gv[b], xv, acc[b][u]);
+    }
+  }
+  for (int b = 0; b < KB; ++b)
+    for (int u = 0; u < QN; ++u) tot[b * ts + u] = tot[b * ts + u] + acc[b][u];
+}
+
+template <class V, int KB, int QB>
+void corr_block(const ConvGeom& g, const float* buf, const float* gy, int64_t gstride, float* out, int64_t ostride) {
+  constexpr int64_t kMaxTaps = 64;
+  const int64_t Wo = g.Wo, rf = g.row_floats();
+  const int64_t qc = g.kw < kMaxTaps ? g.kw : kMaxTaps;          // columns of taps per group
+  const int64_t pg = kMaxTaps / qc;                              // rows of taps per group
+  V tot[KB * kMaxTaps];                                          // tot[b * kMaxTaps + tap in group]
+  for (int64_t p0 = 0; p0 < g.kh; p0 += pg) {
+    const int64_t pn = g.kh - p0 < pg ? g.kh - p0 : pg;
+    for (int64_t c0 = 0; c0 < g.kw; c0 += qc) {
+      const int64_t cn = g.kw - c0 < qc ? g.kw - c0 : qc;
+      for (int64_t t = 0; t < KB * kMaxTaps; ++t) tot[t] = V::zero();
+      for (int64_t i = 0; i < g.Ho; ++i) {
+        const float* gr = gy + i * Wo;
+        for (int64_t p = p0; p < p0 + pn; ++p) {
+          const float* xr = buf + (i * g.sh + p * g.dh) * rf;
+          for (int64_t q0 = c0; q0 < c0 + cn; q0 += QB) {
+            const int qn = static_cast<int>(c0 + cn - q0 < QB ? c0 + cn - q0 : QB);
+            const float* xs[QB];
+            for (int u = 0; u < qn; ++u) xs[u] = xr + tap_offset<V>(g, (q0 + u) * g.dw);
+            V* t = tot + (p - p0) * qc + (q0 - c0);
+            switch (qn) {
+              case 1: corr_row<V, KB, 1>(gr, gstride, xs, Wo, t, kMaxTaps); break;
+              case 2: corr_row<V, KB, 2>(gr, gstride, xs, Wo, t, kMaxTaps); break;
+              case 3: corr_row<V, KB, (QB >= 3 ? 3 : 1)>(gr, gstride, xs, Wo, t, kMaxTaps); break;
+              default: corr_row<V, KB, QB>(gr, gstride, xs, Wo, t, kMaxTaps); break;
+            }
+          }
+        }
+      }
+      for (int b = 0; b < KB; ++b)
+        for (int64_t p = p0; p < p0 + pn; ++p)
+          for (int64_t q = c0; q < c0 + cn; ++q)
+            out[b * ostride + p * g.kw + q] = tot[b * kMaxTaps + (p - p0) * qc + q - c0].hsum();
+    }
+  }
+}
+
+template <class V>
+void corr_taps(const ConvGeom& g, const float* buf, const float* gy, int64_t gstride, int64_t nk, float* out,
+               int64_t ostride) {
+  constexpr int QB = V::N >= 16 ? 4 : 3;
+  switch (nk) {
+    case 1: corr_block<V, 1, QB>(g, buf, gy, gstride, out, ostride); break;
+    case 2: corr_block<V, 2, QB>(g, buf, gy, gstride, out, ostride); break;
+    case 3: corr_block<V, 3, QB>(g, buf, gy, gstride, out, ostride); break;
+    default: corr_block<V, 4, QB>(g, buf, gy, gstride, out, ostride); break;
+  }
+}
+
+// ---- direct conv, tiny C: output rows [oh0, oh1) of every output channel ----
+// Register block: KB = 8 output channels x NV vectors of output columns; each input vector loaded
+// once feeds KB FMAs with broadcast weights wt[(c, p, q), k].
+template <class V>
+void direct_rows(const ConvGeom& g, int64_t C, int64_t K, const float* buf, int64_t rows_per_c, const float* wt,
+                 const float* bias, int64_t oh0, int64_t oh1, float* y, int64_t y_plane) {
+  constexpr int N = V::N;
+  constexpr int KB = 8;
+  constexpr int NV = N >= 16 ? 2 : (N >= 8 ? 2 : 1);
+  const int64_t Wo = g.Wo, rf = g.row_floats(), Kp = (K + KB - 1) / KB * KB;
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t i = oh0; i < oh1; ++i) {
+    const int64_t lr = (i - oh0) * g.sh;  // local padded row of tap row 0
+    for (int64_t k0 = 0; k0 < K; k0 += KB) {
+      const int kb_n = static_cast<int>(K - k0 < KB ? K - k0 : KB);
+      for (int64_t j = 0; j < Wo; j += NV * N) {
+        V acc[KB][NV];
+        for (int b = 0; b < KB; ++b) {
+          const V vb = V::set1(bias[k0 + b]);
+          for (int u = 0; u < NV; ++u) acc[b][u] = vb;
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          const float* cb = buf + c * rows_per_c * rf + lr * rf + j;
+          const float* wc = wt + c * taps * Kp + k0;
+          for (int64_t p = 0; p < g.kh; ++p) {
+            const float* row = cb + p * g.dh * rf;
+            for (int64_t q = 0; q < g.kw; ++q) {
+              const int64_t o = q * g.dw;
+              const float* s = row + tap_offset<V>(g, o);
+              V xv[NV];
+              for (int u = 0; u < NV; ++u) xv[u] = V::load(s + u * N);
+              const float* wk = wc + (p * g.kw + q) * Kp;
+              for (int b = 0; b < KB; ++b) {
+                const V wv = V::set1(wk[b]);
+                for (int u = 0; u < NV; ++u) acc[b][u] = fmadd(xv[u], wv, acc[b][u]);
+              }
+            }
+          }
+        }
+        for (int b = 0; b < kb_n; ++b) {
+          float* yr = y + (k0 + b) * y_plane + i * Wo + j;
+          for (int u = 0; u < NV; ++u) {
+            const int64_t jj = j + u * N;
+            if (jj >= Wo) break;
+            if (jj + N <= Wo) acc[b][u].store(yr + u * N);
+            else acc[b][u].store_tail(yr + u * N, static_cast<int>(Wo - jj));
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace fastml::conv_fast_impl

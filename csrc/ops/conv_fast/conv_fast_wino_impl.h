@@ -1,0 +1,202 @@
+// Winograd input / output transforms over VecF (the filter transform is done once per call in float64
+// by the entry, conv_fast_winograd.cpp). Matrices of Lavin & Gray 2016 ("Fast Algorithms for
+// Convolutional Neural Networks", section 4.1 for F(2x2,3x3) and 4.2 for F(4x4,3x3)):
+//
+//  F(2x2,3x3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]          A^T = [1 1 1 0; 0 1 -1 -1]
+//  F(4x4,3x3): B^T = [4  0 -5  0 1 0;                                  A^T = [1 1  1 1  1 0;
+//                     0 -4 -4  1 1 0;                                         0 1 -1 2 -2 0;
+//                     0  4 -4 -1 1 0;                                         0 1  1 4  4 0;
+//                     0 -2 -1  2 1 0;                                         0 1 -1 8 -8 1]
+//                     0  2 -1 -2 1 0;
+//                     0  4  0 -5 0 1]
+// Y = A^T [ (G g G^T) .* (B^T d B) ] A per m x m output tile, d the alpha x alpha input tile (alpha = m + 2).
+// Both transforms are vectorised across the tiles of one tile row: the padded input rows are split into
+// m phases, so tile j's column l is phase l % m at offset j + l / m (contiguous), and the GEMM result
+// holds each output channel's tiles contiguously (K x tiles).
+// Test: pytest tests/test_conv_fast.py -k winograd. Bench: python -m fastml.bench --ops conv_fast
+#pragma once
+#include <cstdint>
+
+#include "ops/conv_fast/conv_fast.h"
+
+namespace fastml::conv_fast_impl {
+
+template <class V>
+inline void bt_f23(const V* d, V* r) {
+  r[0] = d[0] - d[2];
+  r[1] = d[1] + d[2];
+  r[2] = d[2] - d[1];
+  r[3] = d[1] - d[3];
+}
+
+template <class V>
+inline void bt_f43(const V* d, V* r) {
+  const V four = V::set1(4.0f), five = V::set1(5.0f), two = V::set1(2.0f);
+  r[0] = fmadd(four, d[0], fnmadd(five, d[2], d[4]));
+  const V a = fnmadd(four, d[2], d[4]);  // d4 - 4 d2
+  const V b = fmsub(four, d[1], d[3]);   // 4 d1 - d3
+  r[1] = a - b;
+  r[2] = a + b;
+  const V c = d[4] - d[2];
+  const V e = two * (d[3] - d[1]);
+  r[3] = c + e;
+  r[4] = c - e;
+  r[5] = fmadd(four, d[1], fnmadd(five, d[3], d[5]));
+}
+
+template <class V>
+inline void at_f23(const V* s, V* o) {
+  o[0] = s[0] + s[1] + s[2];
+  o[1] = s[1] - s[2] - s[3];
+}
+
+template <class V>
+inline void at_f43(const V* s, V* o) {
+  const V p1 = s[1] + s[2], m1 = s[1] - s[2];
+  const V p3 = s[3] + s[4], m3 = s[3] - s[4];
+  o[0] = s[0] + p1 + p3;
+  o[1] = fmadd(V::set1(2.0f), m3, m1);
+  o[2] = fmadd(V::set1(4.0f), p3, p1);
+  o[3] = fmadd(V::set1(8.0f), m3, m1) + s[5];
+}
+
+// One channel's tile row: buf = alpha padded rows (m phases of wg.wq floats each);
+// v[e * stride_e + j] = (B^T d_j B)[e] for tiles j < wg.tw.
+template <class V, int M>
+void wino_input_m(const WinoGeom& wg, const float* buf, float* v, int64_t stride_e) {
+  constexpr int N = V::N;
+  constexpr int A = M + 2;
+  const int64_t wq = wg.wq, rf = M * wq;
+  for (int64_t j = 0; j < wg.tw; j += N) {
+    V t[A][A];  // t[a][e2]: rows transformed
+    for (int a = 0; a < A; ++a) {
+      V d[A];
+      for (int l = 0; l < A; ++l) d[l] = V::load(buf + a * rf + (l % M) * wq + j + l / M);  // slack >= 16
+      if constexpr (M == 4) bt_f43(d, t[a]);
+      else bt_f23(d, t[a]);
+    }
+    const int64_t left = wg.tw - j;
+    for (int e2 = 0; e2 < A; ++e2) {
+      V col[A], r[A];
+      for (int a = 0; a < A; ++a) col[a] = t[a][e2];
+      if constexpr (M == 4) bt_f43(col, r);
+      else bt_f23(col, r);
+      for (int e1 = 0; e1 < A; ++e1) {
+        float* dst = v + (e1 * A + e2) * stride_e + j;
+        if (left >= N) r[e1].store(dst);
+        else r[e1].store_tail(dst, static_cast<int>(left));
+      }
+    }
+  }
+}
+
+template <class V>
+void wino_input(const WinoGeom& wg, const float* buf, float* v, int64_t stride_e) {
+  if (wg.m == 4) wino_input_m<V, 4>(wg, buf, v, stride_e);
+  else wino_input_m<V, 2>(wg, buf, v, stride_e);
+}
+
+// One tile row of one output channel: the GEMM results mk[e * lde + j] of tiles j < wg.tw give the
+// m x m outputs Y_j = A^T M_j A + bias, written to output rows a < rows (y + a * Wo) at columns
+// j*m + b < Wo. Vectorised across tiles; the interleave into the row goes through a small stack tile.
+template <class V, int M>
+void wino_output_m(const WinoGeom& wg, const float* mk, int64_t lde, float bias, float* y, int64_t Wo, int64_t rows) {
+  constexpr int N = V::N;
+  constexpr int A = M + 2;
+  const V vb = V::set1(bias);
+  for (int64_t j0 = 0; j0 < wg.tw; j0 += N) {
+    const int r = static_cast<int>(wg.tw - j0 < N ? wg.tw - j0 : N);
+    V s[A][M];  // s[e1][b] = sum_e2 m[e1][e2] A[e2][b]
+    for (int e1 = 0; e1 < A; ++e1) {
+      V row[A];
+      for (int e2 = 0; e2 < A; ++e2) row[e2] = V::load_tail(mk + (e1 * A + e2) * lde + j0, r);
+      if constexpr (M == 4) at_f43(row, s[e1]);
+      else at_f23(row, s[e1]);
+    }
+    float tile[M][M][N];  // tile[a][b][lane]
+    for (int b = 0; b < M; ++b) {
+      V col[A], o[M];
+      for (int e1 = 0; e1 < A; ++e1) col[e1] = s[e1][b];
+      if constexpr (M == 4) at_f43(col, o);
+      else at_f23(col, o);
+      for (int a = 0; a < M; ++a) (o[a] + vb).store(tile[a][b]);
+    }
+    const int64_t c0 = j0 * M, cn = (Wo - c0 < int64_t(r) * M) ? Wo - c0 : int64_t(r) * M;
+    for (int64_t a = 0; a < rows; ++a) {
+      float* yr = y + a * Wo + c0;
+      if (cn == int64_t(r) * M) {  // every tile whole: a fixed inner trip count the compiler can vectorise
+        for (int l = 0; l < r; ++l)
+          for (int b = 0; b < M; ++b) yr[l * M + b] = tile[a][b][l];
+      } else {
+        for (int64_t c = 0; c < cn; ++c) yr[c] = tile[a][c % M][c / M];
+      }
+    }
+  }
+}
+
+template <class V>
+void wino_output(const WinoGeom& wg, const float* mk, int64_t lde, float bias, float* y, int64_t Wo, int64_t rows) {
+  if (wg.m == 4) wino_output_m<V, 4>(wg, mk, lde, bias, y, Wo, rows);
+  else wino_output_m<V, 2>(wg, mk, lde, bias, y, Wo, rows);
+}
+
+// Filter transform U[e * ld + kc] = (G g_kc G^T)[e] for filters kc < n stored transposed, wt[(r*3 + s) * ld + kc],
+// vectorised over kc. G (Lavin & Gray) applied to a column (a, b, c):
+//   F(2x2,3x3): (a, (a+b+c)/2, (a-b+c)/2, c)
+//   F(4x4,3x3): (a/4, -(a+b+c)/6, -(a-b+c)/6, (a + 4c)/24 + b/12, (a + 4c)/24 - b/12, c)
+template <class V, int M>
+inline void g_col(V a, V b, V c, V* r) {
+  if constexpr (M == 2) {
+    const V h = V::set1(0.5f), s = a + c;
+    r[0] = a;
+    r[1] = h * (s + b);
+    r[2] = h * (s - b);
+    r[3] = c;
+  } else {
+    // divisions (correctly rounded) rather than products with the rounded constants 1/6, 1/12, 1/24
+    const V s = a + c, six = V::set1(6.0f);
+    const V u = (a + V::set1(4.0f) * c) / V::set1(24.0f), v = b / V::set1(12.0f);
+    r[0] = a * V::set1(0.25f);
+    r[1] = -((s + b) / six);
+    r[2] = -((s - b) / six);
+    r[3] = u + v;
+    r[4] = u - v;
+    r[5] = c;
+  }
+}
+
+template <class V, int M>
+void wino_filter_m(int64_t n, int64_t ld, const float* wt, float* U) {
+  constexpr int N = V::N;
+  constexpr int A = M + 2;
+  for (int64_t kc = 0; kc < n; kc += N) {
+    const int r = static_cast<int>(n - kc < N ? n - kc : N);
+    V gv[9];
+    for (int t = 0; t < 9; ++t) gv[t] = V::load_tail(wt + t * ld + kc, r);
+    V t[A][3];  // G g: column s of g transformed
+    for (int s = 0; s < 3; ++s) {
+      V col[A];
+      g_col<V, M>(gv[s], gv[3 + s], gv[6 + s], col);
+      for (int i = 0; i < A; ++i) t[i][s] = col[i];
+    }
+    for (int i = 0; i < A; ++i) {  // (G g) G^T: G applied to each row of t
+      V row[A];
+      g_col<V, M>(t[i][0], t[i][1], t[i][2], row);
+      for (int j = 0; j < A; ++j) row[j].store_tail(U + (i * A + j) * ld + kc, r);
+    }
+  }
+}
+
+template <class V>
+void wino_filter(int64_t m, int64_t n, int64_t ld, const float* wt, float* U) {
+  if (m == 4) wino_filter_m<V, 4>(n, ld, wt, U);
+  else wino_filter_m<V, 2>(n, ld, wt, U);
+}
+
+template <class V>
+constexpr ConvFastKernels make_kernels() {
+  return ConvFastKernels{&pad_rows<V>,    &dw_forward<V>,  &scatter<V>,     &unpad<V>,      &corr_taps<V>,
+                         &sum<V>,         &direct_rows<V>, &wino_input<V>,  &wino_output<V>, &wino_filter<V>};
+}
+
+}  // namespace fastml::conv_fast_impl

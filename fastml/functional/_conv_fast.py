@@ -1,0 +1,236 @@
+"""Specialised 2-D convolution kernels that the general ``conv2d`` routes to (NCHW, zero padding).
+
+The caller has already resolved torch's arguments: ``stride``, ``padding`` and ``dilation`` are
+``(int, int)`` (an int is accepted for both), padding is numeric zero padding (``'same'``/``'valid'``
+and padding modes are resolved upstream). float32 runs the compiled kernels (csrc/ops/conv_fast);
+float64 runs the NumPy backend in float64; other dtypes raise TypeError. Every function validates
+all shapes before writing anything (``out=`` included) and returns the output array(s).
+
+* ``depthwise_conv2d``  groups == C, weight (C*m, 1, kh, kw): output channel k reads input channel k // m.
+* ``direct_conv2d``     groups == 1 for tiny C_in (1..4: first layers), any K / kernel / stride / dilation.
+* ``winograd_conv2d``   3x3, stride 1, dilation 1, groups 1, padding 0 or 1, F(4x4,3x3) or F(2x2,3x3).
+
+Maths (``x`` (N, C, H, W), ``w`` (K, C/groups, kh, kw), ``b`` (K,))::
+
+    H_out = (H + 2 ph - dh (kh - 1) - 1) // sh + 1        (same for W)
+    y[n,k,i,j] = act(b[k] + sum_{c,p,q} w[k,c,p,q] x[n, c_k + c, i sh - ph + p dh, j sw - pw + q dw])
+
+Backward: ``grad_input`` is the transposed convolution of ``grad_output`` through ``w``;
+``grad_weight[k,c,p,q] = sum_{n,i,j} gy[n,k,i,j] x[n, ., i sh - ph + p dh, j sw - pw + q dw]``;
+``grad_bias[k] = sum_{n,i,j} gy[n,k,i,j]``. Weight and bias gradients are summed per sample and then
+over the batch in sample order: bitwise identical for any thread count. ``activation`` is applied in
+the forward only (the backward takes the gradient w.r.t. the pre-activation output).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend as _B
+from .._backend import _C
+from .._numpy import conv_fast as _np_conv
+
+__all__ = ["depthwise_conv2d", "depthwise_conv2d_backward", "winograd_conv2d", "direct_conv2d",
+           "direct_conv2d_backward"]
+
+ACTIVATIONS = (None, "relu", "gelu", "gelu_tanh", "sigmoid", "tanh")
+_TILES = {"f43": 4, "f23": 2}
+
+
+def _pair(v, op, name):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v), int(v)
+    try:
+        a, b = v
+    except (TypeError, ValueError):
+        raise ValueError(f"{op}: expected {name} as (int, int), got {v!r}") from None
+    for e in (a, b):
+        if not isinstance(e, (int, np.integer)) or isinstance(e, bool):
+            raise ValueError(f"{op}: expected {name} as (int, int), got {v!r}")
+    return int(a), int(b)
+
+
+def _act_name(activation, op):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: expected activation None, 'relu', 'gelu', 'gelu_tanh', 'sigmoid' or 'tanh', "
+                         f"got {activation!r}")
+    return "none" if activation is None else activation
+
+
+def _arrays(op, **named):
+    """np.asarray of each non-None argument, all float32 or all float64 (no silent casts)."""
+    out = {}
+    dtype = None
+    for name, v in named.items():
+        if v is None:
+            out[name] = None
+            continue
+        if _B.is_device_array(v):
+            raise TypeError(f"{op}: CUDA arrays are not supported by this op; pass a host (NumPy) array")
+        a = _B.as_float_array(v, op, name)
+        if dtype is None:
+            dtype = a.dtype
+        elif a.dtype != dtype:
+            raise TypeError(f"{op}: expected {name} of dtype {dtype} (like the input), got {a.dtype}")
+        out[name] = a
+    return out, dtype
+
+
+def _check(op, kind, x, w, b, stride, padding, dilation):
+    """Shape checks of the NumPy path (the compiled path does the same in its binding); returns (H_out, W_out)."""
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected input of shape (N, C, H, W), got {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"{op}: expected weight of shape (K, C/groups, kH, kW), got {w.shape}")
+    n, c, h, wd = x.shape
+    k, cw, kh, kw = w.shape
+    if min(c, h, wd) < 1:
+        raise ValueError(f"{op}: expected input with C, H, W >= 1, got {x.shape}")
+    if min(k, kh, kw) < 1:
+        raise ValueError(f"{op}: expected weight with K, kH, kW >= 1, got {w.shape}")
+    if kind == "depthwise":
+        if cw != 1 or k % c:
+            raise ValueError(f"{op}: expected weight of shape (C*m, 1, kH, kW) with C={c} (groups == C), got {w.shape}")
+    elif cw != c:
+        raise ValueError(f"{op}: expected weight of shape (K, C, kH, kW) with C={c}, got {w.shape}")
+    if kind == "winograd" and (kh, kw) != (3, 3):
+        raise ValueError(f"{op}: expected a 3x3 kernel, got {w.shape}")
+    if min(stride) < 1:
+        raise ValueError(f"{op}: expected stride >= 1, got {stride}")
+    if min(padding) < 0:
+        raise ValueError(f"{op}: expected padding >= 0, got {padding}")
+    if min(dilation) < 1:
+        raise ValueError(f"{op}: expected dilation >= 1, got {dilation}")
+    eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    if h + 2 * padding[0] < eh or wd + 2 * padding[1] < ew:
+        raise ValueError(f"{op}: expected padded input ({h + 2 * padding[0]}, {wd + 2 * padding[1]}) at least as "
+                         f"large as the dilated kernel ({eh}, {ew}), got input {x.shape}")
+    if b is not None and b.shape != (k,):
+        raise ValueError(f"{op}: expected bias of shape ({k},), got {b.shape}")
+    return (h + 2 * padding[0] - eh) // stride[0] + 1, (wd + 2 * padding[1] - ew) // stride[1] + 1
+
+
+def _forward(op, kind, input, weight, bias, stride, padding, dilation, activation, out, tile=4):
+    act = _act_name(activation, op)
+    if (_B.cpu_fast_path(input) and _B.cpu_fast_path(weight) and (bias is None or _B.cpu_fast_path(bias))):
+        if kind == "depthwise":
+            return _C.depthwise_conv2d_forward(input, weight, bias, stride, padding, dilation, act, out)
+        if kind == "direct":
+            return _C.direct_conv2d_forward(input, weight, bias, stride, padding, dilation, act, out)
+        return _C.winograd_conv2d_forward(input, weight, bias, padding[0], act, out, tile)
+    arr, dtype = _arrays(op, input=input, weight=weight, bias=bias)
+    x, w, b = arr["input"], arr["weight"], arr["bias"]
+    if _B.host_backend(dtype, op) == "cpu":  # float32 that was not a plain ndarray (lists, subclasses)
+        return _forward(op, kind, np.asarray(x), np.asarray(w), None if b is None else np.asarray(b), stride,
+                        padding, dilation, activation, out, tile)
+    ho, wo = _check(op, kind, x, w, b, stride, padding, dilation)
+    shape = (x.shape[0], w.shape[0], ho, wo)
+    if out is not None:
+        _B.check_out(out, shape, dtype, op)
+        if any(a is not None and np.may_share_memory(out, a) for a in (x, w, b)):
+            raise ValueError(f"{op}: expected out not to share memory with input, weight or bias")
+    groups = x.shape[1] if kind == "depthwise" else 1
+    return _np_conv.conv2d(x, w, b, stride, padding, dilation, groups, activation, out)
+
+
+def _backward(op, kind, grad_output, input, weight, stride, padding, dilation, output_mask):
+    try:
+        mask = tuple(bool(m) for m in output_mask)
+    except TypeError:
+        mask = ()
+    if len(mask) != 3:
+        raise ValueError(f"{op}: expected output_mask of 3 booleans, got {output_mask!r}")
+    if _B.cpu_fast_path(grad_output) and _B.cpu_fast_path(input) and _B.cpu_fast_path(weight):
+        fn = _C.depthwise_conv2d_backward if kind == "depthwise" else _C.direct_conv2d_backward
+        return fn(grad_output, input, weight, stride, padding, dilation, mask)
+    arr, dtype = _arrays(op, grad_output=grad_output, input=input, weight=weight)
+    g, x, w = arr["grad_output"], arr["input"], arr["weight"]
+    if _B.host_backend(dtype, op) == "cpu":
+        return _backward(op, kind, np.asarray(g), np.asarray(x), np.asarray(w), stride, padding, dilation, mask)
+    ho, wo = _check(op, kind, x, w, None, stride, padding, dilation)
+    want = (x.shape[0], w.shape[0], ho, wo)
+    if g.shape != want:
+        raise ValueError(f"{op}: expected grad_output of shape {want}, got {g.shape}")
+    groups = x.shape[1] if kind == "depthwise" else 1
+    return _np_conv.conv2d_backward(g, x, w, stride, padding, dilation, groups, mask)
+
+
+def depthwise_conv2d(x, w, bias, stride, padding, dilation, *, activation=None, out=None):
+    """Depthwise conv2d (``groups == C``): ``torch.nn.functional.conv2d(x, w, bias, stride, padding,
+    dilation, groups=C)`` followed by the fused ``activation``.
+
+    Shapes: x (N, C, H, W), w (C*m, 1, kh, kw) with channel multiplier m >= 1 (output channel k reads
+    input channel k // m), bias (C*m,) or None -> (N, C*m, H_out, W_out). Any kernel size, stride,
+    dilation and padding. Each output plane is computed from a zero-padded copy of its input plane with
+    the output width vectorised, then the activation runs on it while it is in cache (memory bound).
+    """
+    op = "depthwise_conv2d"
+    return _forward(op, "depthwise", x, w, bias, _pair(stride, op, "stride"), _pair(padding, op, "padding"),
+                    _pair(dilation, op, "dilation"), activation, out)
+
+
+def depthwise_conv2d_backward(grad_output, x, w, stride, padding, dilation, output_mask=(True, True, True)):
+    """``(grad_input, grad_weight, grad_bias)`` of ``depthwise_conv2d`` (without activation); ``None``
+    where ``output_mask`` is False. Shapes: grad_output (N, C*m, H_out, W_out), x (N, C, H, W),
+    w (C*m, 1, kh, kw) -> (N, C, H, W), (C*m, 1, kh, kw), (C*m,)."""
+    op = "depthwise_conv2d_backward"
+    return _backward(op, "depthwise", grad_output, x, w, _pair(stride, op, "stride"), _pair(padding, op, "padding"),
+                     _pair(dilation, op, "dilation"), output_mask)
+
+
+def direct_conv2d(x, w, bias, stride, padding, dilation, *, activation=None, out=None):
+    """Dense conv2d (``groups == 1``) by direct summation, for tiny C_in (1..4: RGB / grayscale first
+    layers, where im2col + GEMM has too short a reduction): ``torch.nn.functional.conv2d(x, w, bias,
+    stride, padding, dilation)`` then ``activation``.
+
+    Shapes: x (N, C, H, W), w (K, C, kh, kw), bias (K,) or None -> (N, K, H_out, W_out). Any K, kernel
+    size, stride, dilation, padding (larger C is correct but slower than the GEMM path). Each input vector
+    of output columns feeds 8 output channels held in registers; sums run in (c, p, q) order.
+    """
+    op = "direct_conv2d"
+    return _forward(op, "direct", x, w, bias, _pair(stride, op, "stride"), _pair(padding, op, "padding"),
+                    _pair(dilation, op, "dilation"), activation, out)
+
+
+def direct_conv2d_backward(grad_output, x, w, stride, padding, dilation, output_mask=(True, True, True)):
+    """``(grad_input, grad_weight, grad_bias)`` of ``direct_conv2d`` (without activation); ``None`` where
+    ``output_mask`` is False. Shapes: grad_output (N, K, H_out, W_out), x (N, C, H, W), w (K, C, kh, kw)."""
+    op = "direct_conv2d_backward"
+    return _backward(op, "direct", grad_output, x, w, _pair(stride, op, "stride"), _pair(padding, op, "padding"),
+                     _pair(dilation, op, "dilation"), output_mask)
+
+
+def winograd_conv2d(x, w, bias, *, activation=None, out=None, tile="f43", padding=1):
+    """3x3 conv2d (stride 1, dilation 1, groups 1, zero padding 0 or 1) by Winograd's minimal filtering
+    (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016).
+
+    ``tile='f43'``: F(4x4,3x3), each 4x4 output tile from a 6x6 input tile with 36 multiplies per
+    channel pair instead of 144 (4x fewer); ``'f23'``: F(2x2,3x3), 16 instead of 36 (2.25x fewer).
+    ``Y = A^T [(G g G^T) .* (B^T d B)] A``; the 36 (16) element-wise products summed over C are GEMMs on
+    the SGEMM engine; bias and ``activation`` are applied in the output transform.
+
+    Shapes: x (N, C, H, W), w (K, C, 3, 3), bias (K,) or None -> (N, K, H + 2p - 2, W + 2p - 2).
+
+    Accuracy (float32): the transforms scale values by up to 10 per axis (B^T), 1/24..1 (G) and 8 (A^T),
+    so rounding errors of the sums in the transformed domain are amplified relative to a direct or
+    im2col + GEMM sum. Measured max |error| against the float64 reference, as a multiple of the max
+    |error| of a float32 im2col + GEMM computation of the same convolution (random normal data, C in
+    3..256, 3 seeds; tests/test_conv_fast.py): F(2x2,3x3) <= 1.43x (about as accurate as im2col);
+    F(4x4,3x3) 5-10x at C <= 64, ~12-17x at C = 128, ~18-24x at C = 256 (the amplification grows with C
+    because the transformed-domain sums of C products carry the larger magnitudes). The tests assert
+    2x and 30x. Use ``tile='f23'`` where that accuracy matters (e.g. training with float32 gradients
+    checked against a reference); torch's own Winograd paths have the same property.
+    NaN/Inf in an input tile reach every output of the tiles that read it (a superset of the outputs
+    whose receptive field holds it).
+    """
+    op = "winograd_conv2d"
+    if tile not in _TILES:
+        raise ValueError(f"{op}: expected tile 'f43' or 'f23', got {tile!r}")
+    if isinstance(padding, (tuple, list)):
+        p = _pair(padding, op, "padding")
+        if p[0] != p[1]:
+            raise ValueError(f"{op}: expected the same padding (0 or 1) on both axes, got {tuple(padding)}")
+        padding = p[0]
+    if not isinstance(padding, (int, np.integer)) or padding not in (0, 1):
+        raise ValueError(f"{op}: expected padding 0 or 1, got {padding!r}")
+    p = int(padding)
+    return _forward(op, "winograd", x, w, bias, (1, 1), (p, p), (1, 1), activation, out, _TILES[tile])
