@@ -1,0 +1,315 @@
+// Convolution entry points (contract and formulas: conv.h): tiled im2col / col2im around the SGEMM engine.
+//
+// Work decomposition
+//   forward        units (image, group, tile of output pixels) in parallel; each unit builds its column
+//                  tile in the thread's workspace and runs its GEMM serially (the engine sees we are in
+//                  a parallel region). Tile size depends on the shape only (never on the thread count).
+//   backward data  units (image, group) in parallel when there are enough of them for every thread;
+//                  otherwise units run one after the other, each tile's GEMM is threaded by the engine
+//                  and its col2im is split over channels (no two threads add into the same element).
+//   backward wt    (image, tile) units cut into at most kWeightBlocks fixed blocks; each block sums its
+//                  units into a private partial with beta = 1 GEMMs; partials are added in block order.
+// All three give bitwise identical results for any thread count.
+//
+// Test: pytest tests/test_conv.py. Bench: python -m fastml.bench --ops conv2d
+#include "ops/conv/conv.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "core/parallel.h"
+
+namespace fastml {
+
+namespace {
+
+constexpr int64_t kWeightBlocks = 8;         // fixed split of the weight-gradient sum over (image, tile) units
+constexpr int64_t kForwardTileBytes = 1 << 20;   // column tile of the forward / backward-data passes
+constexpr int64_t kWeightTileBytes = 4 << 20;    // larger tiles for the weight gradient (K of its GEMM)
+constexpr double kFlopsPerThread = 4e5;      // below this much work per thread, stay on one thread
+
+struct Scratch {
+  float* p = nullptr;
+  int64_t cap = 0;
+  float* get(int64_t n) {
+    if (n > cap) {
+      std::free(p);
+      const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + 63) / 64 * 64;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) {
+        cap = 0;
+        throw std::bad_alloc();
+      }
+      cap = static_cast<int64_t>(bytes / sizeof(float));
+    }
+    return p;
+  }
+  ~Scratch() { std::free(p); }
+};
+thread_local Scratch t_cols;      // this thread's column tile
+thread_local Scratch t_partials;  // the calling thread's weight-gradient block partials
+
+// Output pixels per tile: the column tile (rows x tile floats) stays near `bytes`, at least 64 pixels
+// (GEMM efficiency), a multiple of 16, at most P.
+int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes) {
+  int64_t t = bytes / (4 * std::max<int64_t>(rows, 1));
+  t = std::max<int64_t>(64, t / 16 * 16);
+  return std::min(t, P);
+}
+
+template <class F>
+void parallel_units(int64_t units, double flops, F&& fn) {
+  const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kFlopsPerThread * units / std::max(flops, 1.0)));
+  parallel_for(units, grain, 1, [&](int64_t b, int64_t e) {
+    for (int64_t u = b; u < e; ++u) fn(u);
+  });
+}
+
+// Element strides of the input for channel, z, y, x.
+struct InStrides {
+  int64_t c, z, y, x, image;
+};
+InStrides in_strides(const ConvShape& s, bool cl) {
+  const int64_t D = s.in[0], H = s.in[1], W = s.in[2], C = s.C;
+  if (cl) return {1, H * W * C, W * C, C, D * H * W * C};
+  return {D * H * W, H * W, W, 1, C * D * H * W};
+}
+
+// Valid index range [lo, hi) of i in [0, run) for which 0 <= ix0 + i * st < W.
+inline void valid_range(int64_t ix0, int64_t st, int64_t W, int64_t run, int64_t& lo, int64_t& hi) {
+  lo = ix0 >= 0 ? 0 : (-ix0 + st - 1) / st;
+  hi = ix0 > W - 1 ? 0 : std::min<int64_t>(run, (W - 1 - ix0) / st + 1);
+  lo = std::min(lo, run);
+  hi = std::max(hi, lo);
+}
+
+// Visits the output pixels [p0, p0 + tp) as runs along W: fn(j, run, oz, oy, ox) with j the offset in the tile.
+template <class F>
+inline void for_runs(const ConvShape& s, int64_t p0, int64_t tp, F&& fn) {
+  const int64_t oH = s.out[1], oW = s.out[2];
+  int64_t p = p0, j = 0;
+  while (j < tp) {
+    const int64_t oz = p / (oH * oW), rem = p % (oH * oW);
+    const int64_t oy = rem / oW, ox = rem % oW;
+    const int64_t run = std::min(oW - ox, tp - j);
+    fn(j, run, oz, oy, ox);
+    p += run;
+    j += run;
+  }
+}
+
+// cols[(c * kvol + kk) * tp + j] = x[c, input position of output pixel p0 + j under kernel offset kk]
+// for c in [0, Cg); xg points at channel 0 of the group in image n.
+void im2col_tile(const ConvShape& s, const float* xg, const InStrides& st, int64_t Cg, int64_t p0, int64_t tp,
+                 float* cols) {
+  const int64_t kD = s.k[0], kH = s.k[1], kW = s.k[2];
+  const int64_t D = s.in[0], H = s.in[1], W = s.in[2];
+  for (int64_t c = 0; c < Cg; ++c) {
+    const float* xc = xg + c * st.c;
+    for (int64_t a = 0; a < kD; ++a)
+      for (int64_t b = 0; b < kH; ++b)
+        for (int64_t e = 0; e < kW; ++e) {
+          float* row = cols + ((c * kD + a) * kH * kW + b * kW + e) * tp;
+          for_runs(s, p0, tp, [&](int64_t j, int64_t run, int64_t oz, int64_t oy, int64_t ox) {
+            float* dst = row + j;
+            const int64_t iz = oz * s.stride[0] - s.pad[0] + a * s.dil[0];
+            const int64_t iy = oy * s.stride[1] - s.pad[1] + b * s.dil[1];
+            if (iz < 0 || iz >= D || iy < 0 || iy >= H) {
+              std::memset(dst, 0, sizeof(float) * run);
+              return;
+            }
+            const int64_t ix0 = ox * s.stride[2] - s.pad[2] + e * s.dil[2];
+            int64_t lo, hi;
+            valid_range(ix0, s.stride[2], W, run, lo, hi);
+            if (lo > 0) std::memset(dst, 0, sizeof(float) * lo);
+            const float* src = xc + iz * st.z + iy * st.y + (ix0 + lo * s.stride[2]) * st.x;
+            const int64_t step = s.stride[2] * st.x;
+            if (step == 1) {
+              std::memcpy(dst + lo, src, sizeof(float) * (hi - lo));
+            } else {
+              for (int64_t i = lo; i < hi; ++i) dst[i] = src[(i - lo) * step];
+            }
+            if (hi < run) std::memset(dst + hi, 0, sizeof(float) * (run - hi));
+          });
+        }
+  }
+}
+
+// Adjoint of im2col_tile for channels [c0, c1) of the group (NCDHW gradient): gx[...] += cols[...].
+void col2im_tile(const ConvShape& s, const float* cols, int64_t c0, int64_t c1, int64_t p0, int64_t tp, float* gxg) {
+  const int64_t kD = s.k[0], kH = s.k[1], kW = s.k[2];
+  const int64_t D = s.in[0], H = s.in[1], W = s.in[2];
+  for (int64_t c = c0; c < c1; ++c) {
+    float* gc = gxg + c * D * H * W;
+    for (int64_t a = 0; a < kD; ++a)
+      for (int64_t b = 0; b < kH; ++b)
+        for (int64_t e = 0; e < kW; ++e) {
+          const float* row = cols + ((c * kD + a) * kH * kW + b * kW + e) * tp;
+          for_runs(s, p0, tp, [&](int64_t j, int64_t run, int64_t oz, int64_t oy, int64_t ox) {
+            const int64_t iz = oz * s.stride[0] - s.pad[0] + a * s.dil[0];
+            const int64_t iy = oy * s.stride[1] - s.pad[1] + b * s.dil[1];
+            if (iz < 0 || iz >= D || iy < 0 || iy >= H) return;
+            const int64_t ix0 = ox * s.stride[2] - s.pad[2] + e * s.dil[2];
+            int64_t lo, hi;
+            valid_range(ix0, s.stride[2], W, run, lo, hi);
+            float* dst = gc + (iz * H + iy) * W + ix0 + lo * s.stride[2];
+            const float* src = row + j;
+            const int64_t st = s.stride[2];
+            for (int64_t i = lo; i < hi; ++i) dst[(i - lo) * st] += src[i];
+          });
+        }
+  }
+}
+
+}  // namespace
+
+void conv_forward(const ConvShape& s, ConvAlgo algo, const float* x, const float* w, const float* bias,
+                  GemmAct act, float* y) {
+  const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), CK = Cg * s.kvol();
+  const bool direct = algo == ConvAlgo::one_by_one;
+  const int64_t tp = direct ? std::min<int64_t>(P, 1024) : tile_pixels(CK, P, kForwardTileBytes);
+  const int64_t ntiles = (P + tp - 1) / tp;
+  const int64_t units = s.N * G * ntiles;
+  const InStrides st = in_strides(s, s.in_cl);
+  const double flops = 2.0 * s.N * s.K * P * CK;
+  parallel_units(units, flops, [&](int64_t u) {
+    const int64_t t = u % ntiles, g = (u / ntiles) % G, n = u / (ntiles * G);
+    const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+    const float* xg = x + n * st.image + g * Cg * st.c;
+    // op(B) is CK x np: either the column tile (stored CK x np) or the input read in place.
+    const float* Bp;
+    int64_t ldb;
+    bool b_stored_t;  // B stored as np x CK (channels-last 1x1 input)
+    if (direct) {
+      if (s.in_cl) {
+        Bp = xg + p0 * s.C, ldb = s.C, b_stored_t = true;
+      } else {
+        Bp = xg + p0, ldb = P, b_stored_t = false;
+      }
+    } else {
+      float* cols = t_cols.get(CK * np);
+      im2col_tile(s, xg, st, Cg, p0, np, cols);
+      Bp = cols, ldb = np, b_stored_t = false;
+    }
+    const float* wg = w + g * Kg * CK;
+    GemmEpilogue ep;
+    ep.act = act;
+    if (bias) ep.bias = bias + g * Kg;
+    if (!s.out_cl) {
+      ep.bias_kind = bias ? GemmBias::row : GemmBias::none;
+      float* C = y + (n * s.K + g * Kg) * P + p0;
+      sgemm(Trans::none, b_stored_t ? Trans::trans : Trans::none, Kg, np, CK, 1.0f, wg, CK, Bp, ldb, 0.0f, C, P, &ep);
+    } else {
+      ep.bias_kind = bias ? GemmBias::col : GemmBias::none;
+      float* C = y + (n * P + p0) * s.K + g * Kg;
+      sgemm(b_stored_t ? Trans::none : Trans::trans, Trans::trans, np, Kg, CK, 1.0f, Bp, ldb, wg, CK, 0.0f, C, s.K,
+            &ep);
+    }
+  });
+}
+
+void conv_backward_data(const ConvShape& s, const float* dy, const float* w, const float* bias, float* gx) {
+  const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), Pin = s.in_pixels(), CK = Cg * s.kvol();
+  const double flops = 2.0 * s.N * s.K * P * CK;
+  if (s.is_1x1()) {
+    // gx_g (Cg x P) = W_g^T dy_g: disjoint output tiles, no scatter.
+    const int64_t tp = std::min<int64_t>(P, 1024), ntiles = (P + tp - 1) / tp;
+    parallel_units(s.N * G * ntiles, flops, [&](int64_t u) {
+      const int64_t t = u % ntiles, g = (u / ntiles) % G, n = u / (ntiles * G);
+      const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+      GemmEpilogue ep;
+      if (bias) ep.bias = bias + g * Cg, ep.bias_kind = GemmBias::row;
+      sgemm(Trans::trans, Trans::none, Cg, np, Kg, 1.0f, w + g * Kg * CK, CK, dy + (n * s.K + g * Kg) * P + p0, P,
+            0.0f, gx + (n * s.C + g * Cg) * P + p0, P, &ep);
+    });
+    return;
+  }
+  const int64_t tp = tile_pixels(CK, P, kForwardTileBytes), ntiles = (P + tp - 1) / tp;
+  const int64_t units = s.N * G;
+  auto init = [&](int64_t n, int64_t g, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      float* dst = gx + (n * s.C + g * Cg + c) * Pin;
+      const float v = bias ? bias[g * Cg + c] : 0.0f;
+      std::fill(dst, dst + Pin, v);
+    }
+  };
+  if (units >= get_num_threads()) {
+    parallel_units(units, flops, [&](int64_t u) {
+      const int64_t g = u % G, n = u / G;
+      init(n, g, 0, Cg);
+      float* gxg = gx + (n * s.C + g * Cg) * Pin;
+      for (int64_t t = 0; t < ntiles; ++t) {
+        const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+        float* cols = t_cols.get(CK * np);
+        sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dy + (n * s.K + g * Kg) * P + p0, P,
+              0.0f, cols, np);
+        col2im_tile(s, cols, 0, Cg, p0, np, gxg);
+      }
+    });
+    return;
+  }
+  // Few (image, group) units: thread inside each tile instead.
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t g = u % G, n = u / G;
+    float* gxg = gx + (n * s.C + g * Cg) * Pin;
+    parallel_for(Cg, std::max<int64_t>(1, 65536 / std::max<int64_t>(Pin, 1)), 1,
+                 [&](int64_t c0, int64_t c1) { init(n, g, c0, c1); });
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+      float* cols = t_cols.get(CK * np);
+      sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dy + (n * s.K + g * Kg) * P + p0, P,
+            0.0f, cols, np);
+      const int64_t per_c = s.kvol() * np;
+      parallel_for(Cg, std::max<int64_t>(1, 16384 / std::max<int64_t>(per_c, 1)), 1,
+                   [&](int64_t c0, int64_t c1) { col2im_tile(s, cols, c0, c1, p0, np, gxg); });
+    }
+  }
+}
+
+void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, float* gw) {
+  const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), CK = Cg * s.kvol();
+  const bool direct = s.is_1x1();
+  const int64_t tp = direct ? std::min<int64_t>(P, 4096) : tile_pixels(CK, P, kWeightTileBytes);
+  const int64_t ntiles = (P + tp - 1) / tp;
+  const int64_t units = s.N * ntiles;
+  const int64_t per_block = (units + kWeightBlocks - 1) / kWeightBlocks;
+  const int64_t nblocks = (units + per_block - 1) / per_block;
+  const int64_t wsize = s.K * CK;
+  const InStrides st = in_strides(s, false);
+  float* partials = nblocks > 1 ? t_partials.get(nblocks * wsize) : gw;
+  const double flops = 2.0 * s.N * s.K * P * CK;
+  parallel_units(nblocks, flops, [&](int64_t blk) {
+    float* part = partials + (nblocks > 1 ? blk * wsize : 0);
+    const int64_t u0 = blk * per_block, u1 = std::min(units, u0 + per_block);
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = u / ntiles, t = u % ntiles;
+      const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+      const float beta = u == u0 ? 0.0f : 1.0f;
+      for (int64_t g = 0; g < G; ++g) {
+        const float* xg = x + n * st.image + g * Cg * st.c;
+        const float* Bp = xg + p0;  // op(B) = cols^T (np x CK); stored CK x np
+        int64_t ldb = P;
+        if (!direct) {
+          float* cols = t_cols.get(CK * np);
+          im2col_tile(s, xg, st, Cg, p0, np, cols);
+          Bp = cols, ldb = np;
+        }
+        sgemm(Trans::none, Trans::trans, Kg, CK, np, 1.0f, dy + (n * s.K + g * Kg) * P + p0, P, Bp, ldb, beta,
+              part + g * Kg * CK, CK);
+      }
+    }
+  });
+  if (nblocks > 1) {
+    parallel_for(wsize, 16384, 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float acc = partials[i];
+        for (int64_t k = 1; k < nblocks; ++k) acc += partials[k * wsize + i];
+        gw[i] = acc;
+      }
+    });
+  }
+}
+
+}  // namespace fastml
