@@ -248,6 +248,14 @@ def test_channels_last_unbatched_and_out(backend, rng):
     np.testing.assert_allclose(out[0], y, rtol=1e-6, atol=1e-6)
 
 
+def test_empty_batch(backend, rng):
+    x, w, b = data(rng, 2, (0, 3, 5, 5), (4, 3, 3, 3))
+    assert F.conv2d(x, w, b, padding=1).shape == (0, 4, 5, 5)
+    gi, gw, gb = F.conv2d_backward(np.empty((0, 4, 5, 5), np.float32), x, w, padding=1)
+    assert gi.shape == x.shape and not gw.any() and not gb.any()
+    assert F.conv_transpose2d(x[:, :, :, :], w.transpose(1, 0, 2, 3).copy()[:3]).shape == (0, 4, 7, 7)
+
+
 def test_noncontiguous_input(backend, rng):
     big = rng.standard_normal((2, 8, 14, 12)).astype(np.float32)
     x = big[:, ::2, ::2, 1::2]

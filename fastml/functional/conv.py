@@ -165,6 +165,8 @@ def _convnd(nd, input, weight, bias, stride, padding, dilation, groups, padding_
     for a, n in ((x, "input"), (w, "weight"), (b, "bias")):
         if out is not None and a is not None and np.may_share_memory(out, a):
             raise ValueError(f"{op}: expected out not to share memory with {n}")
+    if g.N == 0:
+        return out if out is not None else np.empty(shape, dtype=x.dtype)
     if backend != "cpu":
         y = _np_conv.conv_forward(nd, x, w, b, g, padding_mode, activation, out)
         if cl and out is None:  # same memory format as the input
@@ -208,6 +210,12 @@ def _mask(op, output_mask):
     return m
 
 
+def _empty_grads(x, w, channels, mask):
+    """An empty batch: grad_input is empty, grad_weight and grad_bias are zeros (sums over nothing)."""
+    return (np.empty(x.shape, x.dtype) if mask[0] else None, np.zeros(w.shape, x.dtype) if mask[1] else None,
+            np.zeros(channels, x.dtype) if mask[2] else None)
+
+
 def _c5(a, nd, batched):
     return np.ascontiguousarray(G.to5d(a, nd, batched))
 
@@ -218,6 +226,8 @@ def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, 
     g = G.parse(op, nd, x.shape, w.shape, stride, padding, dilation, groups, padding_mode=padding_mode)
     _check_grad_output(op, go, _result_shape(g, nd, g.K))
     mask = _mask(op, output_mask)
+    if g.N == 0:
+        return _empty_grads(x, w, g.K, mask)
     if _B.host_backend(x.dtype, op) != "cpu":
         return _np_conv.conv_backward(nd, go, x, w, g, mask, padding_mode)
     go5, x5, w5 = _c5(go, nd, g.batched), _c5(x, nd, g.batched), np.ascontiguousarray(G.weight5d(w, nd))
@@ -249,6 +259,8 @@ def _conv_transposend(nd, input, weight, bias, stride, padding, output_padding, 
         for a, n in ((x, "input"), (w, "weight"), (b, "bias")):
             if a is not None and np.may_share_memory(out, a):
                 raise ValueError(f"{op}: expected out not to share memory with {n}")
+    if g.N == 0:
+        return out if out is not None else np.empty(shape, dtype=x.dtype)
     if _B.host_backend(x.dtype, op) != "cpu":
         return _np_conv.conv_transpose_forward(nd, x, w, b, g, out)
     out5 = None if out is None else G.to5d(out, nd, g.batched)
@@ -265,6 +277,8 @@ def _conv_transposend_backward(nd, grad_output, input, weight, stride, padding, 
                 output_padding=output_padding)
     _check_grad_output(op, go, _result_shape(g, nd, g.K))
     mask = _mask(op, output_mask)
+    if g.N == 0:
+        return _empty_grads(x, w, g.K, mask)
     if _B.host_backend(x.dtype, op) != "cpu":
         return _np_conv.conv_transpose_backward(nd, go, x, w, g, mask)
     go5, x5, w5 = _c5(go, nd, g.batched), _c5(x, nd, g.batched), np.ascontiguousarray(G.weight5d(w, nd))
