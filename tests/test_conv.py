@@ -25,6 +25,9 @@ CASES = [
     (2, (2, 4, 1, 1), (7, 4, 1, 1), {}),                                           # 1x1 spatial
     (2, (1, 2, 3, 2), (3, 2, 5, 4), dict(padding=2)),                              # kernel larger than input
     (2, (2, 3, 9, 9), (4, 3, 1, 1), dict(stride=2)),                               # strided 1x1: im2col
+    (2, (2, 3, 5, 4), (4, 3, 1, 2), dict(padding=(1, 2))),                         # padding > kernel extent
+    (2, (2, 16, 6, 5), (8, 16, 3, 3), dict(padding=1)),                            # C/G >= 16: grad_input as a
+    (2, (1, 32, 5, 6), (8, 16, 3, 2), dict(padding=(1, 0), groups=2, dilation=(1, 2))),  # flipped forward conv
     (1, (3, 5, 17), (6, 5, 3), dict(padding=1, stride=2)),
     (1, (2, 4, 16), (4, 2, 4), dict(padding="same", dilation=3, groups=2)),
     (3, (2, 3, 5, 6, 7), (4, 3, 3, 2, 3), dict(padding=(1, 0, 2), stride=(1, 2, 1), dilation=(2, 1, 1))),
@@ -169,6 +172,7 @@ TRANSPOSE_CASES = [
     (2, (2, 4, 5, 6), (4, 3, 3, 2), dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2,
                                          dilation=(1, 2))),
     (2, (1, 3, 4, 4), (3, 2, 1, 1), {}),
+    (2, (1, 4, 5, 5), (4, 16, 3, 3), dict(padding=1)),
     (2, (2, 2, 3, 3), (2, 3, 3, 3), dict(stride=1, dilation=2, output_padding=1)),  # output_padding < dilation
     (3, (1, 2, 3, 4, 3), (2, 2, 2, 3, 2), dict(stride=2, padding=(0, 1, 0))),
 ]
@@ -322,6 +326,8 @@ TORCH_CASES = [
     (2, (2, 4, 9, 8), (6, 2, 3, 2), dict(stride=2, padding=1, groups=2)),
     (2, (1, 3, 10, 7), (5, 3, 4, 2), dict(padding="same", dilation=(1, 2))),
     (2, (2, 6, 7, 9), (6, 1, 3, 3), dict(padding=1, groups=6)),
+    (2, (2, 16, 6, 5), (8, 16, 3, 3), dict(padding=1)),                            # C/G >= 16: grad_input as a
+    (2, (1, 32, 5, 6), (8, 16, 3, 2), dict(padding=(1, 0), groups=2, dilation=(1, 2))),  # flipped forward conv
     (1, (3, 5, 17), (6, 5, 3), dict(padding=1, stride=2)),
     (3, (2, 3, 5, 6, 7), (4, 3, 3, 2, 3), dict(padding=(1, 0, 2), stride=(1, 2, 1))),
 ]

@@ -61,13 +61,18 @@ struct Scratch {
 };
 thread_local Scratch t_cols;      // this thread's column tile
 thread_local Scratch t_partials;  // the calling thread's weight-gradient block partials
+thread_local Scratch t_wflip;     // the calling thread's flipped, channel-swapped weights (backward data)
 
-// Output pixels per tile: the column tile (rows x tile floats) stays near `bytes`, at least 64 pixels
-// (GEMM efficiency), a multiple of 16, at most P.
+// Output pixels per tile: the column tile (rows x tile floats) stays near `bytes` but has at least 128
+// pixels (fewer make the GEMM re-pack the weights too often per flop); tiles are balanced (no short
+// tail tile) and a multiple of 16 pixels where that does not add a tile.
 int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes) {
-  int64_t t = bytes / (4 * std::max<int64_t>(rows, 1));
-  t = std::max<int64_t>(64, t / 16 * 16);
-  return std::min(t, P);
+  const int64_t target = std::max<int64_t>(128, bytes / (4 * std::max<int64_t>(rows, 1)));
+  if (target >= P) return P;
+  const int64_t ntiles = (P + target - 1) / target;
+  const int64_t even = (P + ntiles - 1) / ntiles;
+  const int64_t rounded = (even + 15) / 16 * 16;
+  return (P + rounded - 1) / rounded == ntiles ? rounded : even;
 }
 
 template <class F>
@@ -251,6 +256,30 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
       sgemm(Trans::trans, Trans::none, Cg, np, Kg, 1.0f, w + g * Kg * CK, CK, dy + (n * s.K + g * Kg) * P + p0, P,
             0.0f, gx + (n * s.C + g * Cg) * P + p0, P, &ep);
     });
+    return;
+  }
+  bool flip_ok = Cg >= 16;  // Cg is the M of the flipped GEMM: tiny M (LeNet, depthwise) is faster as col2im
+  for (int d = 0; d < 3; ++d) flip_ok = flip_ok && s.stride[d] == 1 && s.pad[d] <= s.dil[d] * (s.k[d] - 1);
+  if (flip_ok) {
+    // Stride 1: gx is the convolution of dy with the flipped kernels, in and out channels swapped, front
+    // padding dil*(k-1) - pad: a forward pass (gather, tiles in parallel, no scatter-add).
+    const int64_t kv = s.kvol();
+    float* wf = t_wflip.get(s.K * CK);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t c = 0; c < Cg; ++c) {
+          const float* src = w + ((g * Kg + k) * Cg + c) * kv;
+          float* dst = wf + ((g * Cg + c) * Kg + k) * kv;
+          for (int64_t i = 0; i < kv; ++i) dst[kv - 1 - i] = src[i];
+        }
+    ConvShape f = s;
+    f.C = s.K, f.K = s.C;
+    for (int d = 0; d < 3; ++d) {
+      f.in[d] = s.out[d], f.out[d] = s.in[d];
+      f.pad[d] = s.dil[d] * (s.k[d] - 1) - s.pad[d];
+    }
+    f.in_cl = f.out_cl = false;
+    conv_forward(f, ConvAlgo::im2col, dy, wf, bias, GemmAct::none, gx);
     return;
   }
   const int64_t tp = tile_pixels(CK, P, forward_tile_bytes()), ntiles = (P + tp - 1) / tp;
