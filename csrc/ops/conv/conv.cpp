@@ -4,9 +4,11 @@
 //   forward        units (image, group, tile of output pixels) in parallel; each unit builds its column
 //                  tile in the thread's workspace and runs its GEMM serially (the engine sees we are in
 //                  a parallel region). Tile size depends on the shape only (never on the thread count).
-//   backward data  units (image, group) in parallel when there are enough of them for every thread;
-//                  otherwise units run one after the other, each tile's GEMM is threaded by the engine
-//                  and its col2im is split over channels (no two threads add into the same element).
+//   backward data  1x1: tiles of W^T dy in parallel. Stride 1 and C/G >= 16: the forward pass above on
+//                  flipped kernels. Otherwise (col2im): units (image, group) in parallel when there are
+//                  enough of them for every thread; else units run one after the other, each tile's
+//                  GEMM is threaded by the engine and its col2im is split over channels (no two threads
+//                  add into the same element).
 //   backward wt    (image, tile) units cut into at most kWeightBlocks fixed blocks; each block sums its
 //                  units into a private partial with beta = 1 GEMMs; partials are added in block order.
 // All three give bitwise identical results for any thread count.
