@@ -240,6 +240,16 @@ def test_channels_last(backend, rng, algorithm, nd):
     np.testing.assert_allclose(out, y, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+def test_channels_last_padding_mode(backend, rng, mode):
+    x = np.moveaxis(rng.standard_normal((2, 6, 5, 4)).astype(np.float32), -1, 1)
+    w = rng.standard_normal((3, 4, 3, 2)).astype(np.float32)
+    y = F.conv2d(x, w, padding=(1, 2), padding_mode=mode)
+    assert np.moveaxis(y, 1, -1).flags.c_contiguous
+    ref = R.conv2d(x, w, padding=(1, 2), padding_mode=mode)
+    within(y, ref, numpy32(F.conv2d, np.ascontiguousarray(x), w, padding=(1, 2), padding_mode=mode), mode)
+
+
 def test_channels_last_unbatched_and_out(backend, rng):
     x = np.moveaxis(rng.standard_normal((6, 5, 4)).astype(np.float32), -1, 0)   # (C, H, W) over HWC
     w = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
