@@ -203,7 +203,8 @@ void conv_forward(const ConvShape& s, ConvAlgo algo, const float* x, const float
                   GemmAct act, float* y) {
   const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), CK = Cg * s.kvol();
   const bool direct = algo == ConvAlgo::one_by_one;
-  const int64_t tp = direct ? std::min<int64_t>(P, 1024) : tile_pixels(CK, P, forward_tile_bytes());
+  // 1x1 reads the input in place (no workspace): large tiles, measured faster (fewer weight re-packs).
+  const int64_t tp = direct ? std::min<int64_t>(P, 4096) : tile_pixels(CK, P, forward_tile_bytes());
   const int64_t ntiles = (P + tp - 1) / tp;
   const int64_t units = s.N * G * ntiles;
   const InStrides st = in_strides(s, s.in_cl);
