@@ -30,6 +30,7 @@ namespace fastml {
 namespace {
 
 constexpr int64_t kWeightBlocks = 8;         // fixed split of the weight-gradient sum over (image, tile) units
+constexpr int64_t kWeightPartialBytes = 16 << 20;  // budget for the blocks' partial sums
 // Column tile of the forward / backward-data passes: an eighth of L2 (measured best at 2 MB L2: the
 // tile plus the GEMM's packed panels stay cache resident); the weight gradient uses larger tiles (the
 // tile is the K of its GEMM, and each tile re-reads the partial result).
@@ -68,8 +69,8 @@ thread_local Scratch t_wflip;     // the calling thread's flipped, channel-swapp
 // Output pixels per tile: the column tile (rows x tile floats) stays near `bytes` but has at least 128
 // pixels (fewer make the GEMM re-pack the weights too often per flop); tiles are balanced (no short
 // tail tile) and a multiple of 16 pixels where that does not add a tile.
-int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes) {
-  const int64_t target = std::max<int64_t>(128, bytes / (4 * std::max<int64_t>(rows, 1)));
+int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes, int64_t min_pixels = 128) {
+  const int64_t target = std::max<int64_t>(min_pixels, bytes / (4 * std::max<int64_t>(rows, 1)));
   if (target >= P) return P;
   const int64_t ntiles = (P + target - 1) / target;
   const int64_t even = (P + ntiles - 1) / ntiles;
@@ -330,17 +331,24 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
 void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, float* gw) {
   const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), CK = Cg * s.kvol();
   const bool direct = s.is_1x1();
-  const int64_t tp = direct ? std::min<int64_t>(P, 4096) : tile_pixels(CK, P, weight_tile_bytes());
+  const int64_t tp = direct ? std::min<int64_t>(P, 4096) : tile_pixels(CK, P, weight_tile_bytes(), 256);
   const int64_t ntiles = (P + tp - 1) / tp;
   const int64_t units = s.N * ntiles;
-  const int64_t per_block = (units + kWeightBlocks - 1) / kWeightBlocks;
+  // Fixed number of blocks (shape-dependent only): up to 8, fewer for large weights (each block's
+  // partial is one more weight-sized array written and summed), a power of two for even thread loads.
+  int64_t max_blocks = kWeightBlocks;
+  while (max_blocks > 2 && max_blocks * s.K * CK * 4 > kWeightPartialBytes) max_blocks /= 2;
+  const int64_t per_block = (units + max_blocks - 1) / max_blocks;
   const int64_t nblocks = (units + per_block - 1) / per_block;
   const int64_t wsize = s.K * CK;
   const InStrides st = in_strides(s, false);
-  float* partials = nblocks > 1 ? t_partials.get(nblocks * wsize) : gw;
+  // Each block's partial is stored per group as CK x Kg: the GEMM is cols (CK x np) dy_g^T (np x Kg),
+  // whose M = CK keeps the microkernel rows full (measured 1.1-1.4x faster than dy_g cols^T when Kg is
+  // small); the final sum over blocks transposes back to (K, CK).
+  float* partials = t_partials.get(nblocks * wsize);
   const double flops = 2.0 * s.N * s.K * P * CK;
   parallel_units(nblocks, flops, [&](int64_t blk) {
-    float* part = partials + (nblocks > 1 ? blk * wsize : 0);
+    float* part = partials + blk * wsize;
     const int64_t u0 = blk * per_block, u1 = std::min(units, u0 + per_block);
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t n = u / ntiles, t = u % ntiles;
@@ -348,27 +356,40 @@ void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, f
       const float beta = u == u0 ? 0.0f : 1.0f;
       for (int64_t g = 0; g < G; ++g) {
         const float* xg = x + n * st.image + g * Cg * st.c;
-        const float* Bp = xg + p0;  // op(B) = cols^T (np x CK); stored CK x np
-        int64_t ldb = P;
+        const float* Ap = xg + p0;  // cols (CK x np): the input itself for 1x1
+        int64_t lda = P;
         if (!direct) {
           float* cols = t_cols.get(CK * np);
           im2col_tile(s, xg, st, Cg, p0, np, cols);
-          Bp = cols, ldb = np;
+          Ap = cols, lda = np;
         }
-        sgemm(Trans::none, Trans::trans, Kg, CK, np, 1.0f, dy + (n * s.K + g * Kg) * P + p0, P, Bp, ldb, beta,
-              part + g * Kg * CK, CK);
+        sgemm(Trans::none, Trans::trans, CK, Kg, np, 1.0f, Ap, lda, dy + (n * s.K + g * Kg) * P + p0, P, beta,
+              part + g * CK * Kg, Kg);
       }
     }
   });
+  // Sum the block partials in block order (contiguous, in place into block 0), then transpose each
+  // group's CK x Kg sum into gw's (Kg, CK) rows in 32 x 32 tiles.
   if (nblocks > 1) {
     parallel_for(wsize, 16384, 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         float acc = partials[i];
-        for (int64_t k = 1; k < nblocks; ++k) acc += partials[k * wsize + i];
-        gw[i] = acc;
+        for (int64_t blk = 1; blk < nblocks; ++blk) acc += partials[blk * wsize + i];
+        partials[i] = acc;
       }
     });
   }
+  constexpr int64_t kT = 32;
+  const int64_t rt = (CK + kT - 1) / kT, kt = (Kg + kT - 1) / kT;
+  parallel_for(G * rt * kt, std::max<int64_t>(1, 16384 / (kT * kT)), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t g = i / (rt * kt), r0 = (i / kt) % rt * kT, k0 = i % kt * kT;
+      const float* src = partials + g * CK * Kg;
+      float* dst = gw + g * Kg * CK;
+      for (int64_t k = k0; k < std::min(Kg, k0 + kT); ++k)
+        for (int64_t r = r0; r < std::min(CK, r0 + kT); ++r) dst[k * CK + r] = src[r * Kg + k];
+    }
+  });
 }
 
 }  // namespace fastml
