@@ -237,7 +237,7 @@ def test_channels_last(backend, rng, algorithm, nd):
            f"{backend} channels-last")
     out = np.empty(y.shape, np.float32)                 # a C-contiguous out= from channels-last input
     fwd(nd)(x, w, b, padding=pad, groups=2, algorithm=algorithm, activation="relu", out=out)
-    np.testing.assert_allclose(out, y, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out, y, rtol=1e-5, atol=1e-5)   # other output layout: other summation order
 
 
 @pytest.mark.parametrize("mode", ["reflect", "circular"])

@@ -24,6 +24,7 @@
 
 #include "core/isa.h"
 #include "core/parallel.h"
+#include "gemm/gemm_kernels.h"
 
 namespace fastml {
 
@@ -64,6 +65,7 @@ struct Scratch {
 };
 thread_local Scratch t_cols;      // this thread's column tile
 thread_local Scratch t_partials;  // the calling thread's weight-gradient block partials
+thread_local Scratch t_wpack;     // the calling thread's weights packed into microkernel A slivers (forward)
 thread_local Scratch t_wflip;     // the calling thread's flipped, channel-swapped weights (backward data)
 
 // Output pixels per tile: the column tile (rows x tile floats) stays near `bytes` but has at least 128
@@ -198,6 +200,55 @@ void col2im_tile(const ConvShape& s, const float* cols, int64_t c0, int64_t c1, 
   }
 }
 
+// Weights of every group packed once per call into the microkernel's A slivers, K block by K block:
+// group g, K block starting at pc (length kb), sliver s at wp + g*ms*MR*CK + pc*ms*MR + s*MR*kb.
+struct PackedWeights {
+  const GemmKernels* kt;
+  int64_t MR, NR, KC, ms;
+  const float* data;
+};
+
+PackedWeights pack_weights(const float* w, int64_t G, int64_t Kg, int64_t CK) {
+  PackedWeights pw;
+  pw.kt = &select_kernels(gemm_tables);
+  pw.MR = pw.kt->mr, pw.NR = pw.kt->nr, pw.KC = gemm_blocking().kc;
+  pw.ms = (Kg + pw.MR - 1) / pw.MR;
+  float* dst = t_wpack.get(G * pw.ms * pw.MR * CK);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t pc = 0; pc < CK; pc += pw.KC) {
+      const int64_t kb = std::min(pw.KC, CK - pc);
+      pw.kt->pack_a_transpose(Kg, kb, w + g * Kg * CK + pc, CK, dst + g * pw.ms * pw.MR * CK + pc * pw.ms * pw.MR);
+    }
+  pw.data = dst;
+  return pw;
+}
+
+// C (Kg x np, ldc) = act(W_g cols + bias) with cols (CK x np) read in place by the microkernel: the
+// column sliver (kb x NR) stays in L1 while the packed weight slivers stream past it. Each element's
+// sum runs over K blocks in order, the microkernel's p order inside a block (thread-count invariant).
+void weights_times_cols(const PackedWeights& pw, int64_t g, int64_t Kg, int64_t CK, const float* cols, int64_t np,
+                        const float* bias, GemmAct act, float* C, int64_t ldc) {
+  const GemmKernels& kt = *pw.kt;
+  const float* wg = pw.data + g * pw.ms * pw.MR * CK;
+  for (int64_t pc = 0; pc < CK; pc += pw.KC) {
+    const int64_t kb = std::min(pw.KC, CK - pc);
+    const float* ap = wg + pc * pw.ms * pw.MR;
+    for (int64_t j0 = 0; j0 < np; j0 += pw.NR) {
+      const int n = static_cast<int>(std::min(pw.NR, np - j0));
+      for (int64_t s = 0; s < pw.ms; ++s) {
+        const int64_t i0 = s * pw.MR;
+        GemmTile t;
+        t.beta = pc == 0 ? 0.0f : 1.0f;
+        if (pc == 0 && bias) t.bias = bias + i0, t.bias_kind = GemmBias::row;
+        kt.micro(kb, ap + s * pw.MR * kb, cols + pc * np + j0, np, C + i0 * ldc + j0, ldc,
+                 static_cast<int>(std::min(pw.MR, Kg - i0)), n, t);
+      }
+    }
+  }
+  if (act != GemmAct::none)
+    for (int64_t k = 0; k < Kg; ++k) kt.act(act, np, C + k * ldc);
+}
+
 }  // namespace
 
 void conv_forward(const ConvShape& s, ConvAlgo algo, const float* x, const float* w, const float* bias,
@@ -210,10 +261,22 @@ void conv_forward(const ConvShape& s, ConvAlgo algo, const float* x, const float
   const int64_t units = s.N * G * ntiles;
   const InStrides st = in_strides(s, s.in_cl);
   const double flops = 2.0 * s.N * s.K * P * CK;
+  // im2col with NCDHW output: the microkernels are driven here on the weights packed once per call and
+  // the column tile read in place (no per-tile weight re-pack, no copy of the columns into B panels).
+  const bool own_loop = !direct && !s.out_cl;
+  PackedWeights pw{};
+  if (own_loop) pw = pack_weights(w, G, Kg, CK);
   parallel_units(units, flops, [&](int64_t u) {
     const int64_t t = u % ntiles, g = (u / ntiles) % G, n = u / (ntiles * G);
     const int64_t p0 = t * tp, np = std::min(tp, P - p0);
     const float* xg = x + n * st.image + g * Cg * st.c;
+    if (own_loop) {
+      float* cols = t_cols.get(CK * np);
+      im2col_tile(s, xg, st, Cg, p0, np, cols);
+      weights_times_cols(pw, g, Kg, CK, cols, np, bias ? bias + g * Kg : nullptr, act,
+                         y + (n * s.K + g * Kg) * P + p0, P);
+      return;
+    }
     // op(B) is CK x np: either the column tile (stored CK x np) or the input read in place.
     const float* Bp;
     int64_t ldb;
