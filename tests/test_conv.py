@@ -28,6 +28,11 @@ CASES = [
     (2, (2, 3, 5, 4), (4, 3, 1, 2), dict(padding=(1, 2))),                         # padding > kernel extent
     (2, (2, 16, 6, 5), (8, 16, 3, 3), dict(padding=1)),                            # C/G >= 16: grad_input as a
     (2, (1, 32, 5, 6), (8, 16, 3, 2), dict(padding=(1, 0), groups=2, dilation=(1, 2))),  # flipped forward conv
+    (2, (2, 16, 5, 20), (8, 16, 3, 3), dict(padding=1)),                         # stride 1, C/G >= 16
+    (2, (1, 16, 6, 30), (4, 16, 5, 4), dict(padding=(2, 1))),                    # ... and >= 18 offsets, wide
+    (2, (1, 32, 6, 40), (6, 16, 5, 5), dict(padding=(0, 2), groups=2)),          # rows: the shifted-GEMM path
+    (3, (1, 16, 3, 4, 18), (4, 16, 2, 3, 3), dict(padding=1, dilation=(1, 2, 1))),
+    (1, (2, 16, 40), (8, 16, 5), dict(padding=2)),
     (1, (3, 5, 17), (6, 5, 3), dict(padding=1, stride=2)),
     (1, (2, 4, 16), (4, 2, 4), dict(padding="same", dilation=3, groups=2)),
     (3, (2, 3, 5, 6, 7), (4, 3, 3, 2, 3), dict(padding=(1, 0, 2), stride=(1, 2, 1), dilation=(2, 1, 1))),
@@ -154,17 +159,17 @@ def test_float64_runs_in_float64(backend, rng):
 
 @pytest.mark.parametrize("act", ACTS)
 def test_fused_activation(backend, rng, act):
-    x, w, b = data(rng, 2, (2, 5, 7, 6), (9, 5, 3, 3))
-    y = F.conv2d(x, w, b, padding=1, activation=act)
-    ref = R.conv2d(x, w, b, padding=1, activation=act)
+    x, w, b = data(rng, 2, (2, 16, 4, 30), (9, 16, 5, 5))
+    y = F.conv2d(x, w, b, padding=2, activation=act)
+    ref = R.conv2d(x, w, b, padding=2, activation=act)
     if act in ("sigmoid", "tanh"):
         # saturating: the epilogue runs the activation op's own kernels on the accumulated values, so
         # compare with conv + that op (a few ulps), and loosely with the reference
-        z = F.conv2d(x, w, b, padding=1)
+        z = F.conv2d(x, w, b, padding=2)
         assert_close(y, getattr(F, act)(z), ulps=8, atol=1e-7, what=f"{backend} {act}")
         np.testing.assert_allclose(y, ref, atol=2e-5)
     else:
-        within(y, ref, numpy32(F.conv2d, x, w, b, padding=1, activation=act), f"{backend} {act}")
+        within(y, ref, numpy32(F.conv2d, x, w, b, padding=2, activation=act), f"{backend} {act}")
 
 
 TRANSPOSE_CASES = [
@@ -317,7 +322,8 @@ def test_batch_and_threads_bitwise(rng, threads):
         pytest.skip("compiled module missing")
     cases = [((4, 16, 20, 20), (16, 16, 3, 3), dict(padding=1)),
              ((1, 8, 40, 33), (12, 8, 3, 3), dict(padding=1, stride=2)),
-             ((3, 32, 16, 16), (24, 32, 1, 1), {})]
+             ((3, 32, 16, 16), (24, 32, 1, 1), {}),
+             ((2, 16, 12, 40), (16, 16, 5, 5), dict(padding=2))]
     for xs, ws, kw in cases:
         x, w, b = data(rng, 2, xs, ws)
         res = []
@@ -338,6 +344,11 @@ TORCH_CASES = [
     (2, (2, 6, 7, 9), (6, 1, 3, 3), dict(padding=1, groups=6)),
     (2, (2, 16, 6, 5), (8, 16, 3, 3), dict(padding=1)),                            # C/G >= 16: grad_input as a
     (2, (1, 32, 5, 6), (8, 16, 3, 2), dict(padding=(1, 0), groups=2, dilation=(1, 2))),  # flipped forward conv
+    (2, (2, 16, 5, 20), (8, 16, 3, 3), dict(padding=1)),                         # stride 1, C/G >= 16
+    (2, (1, 16, 6, 30), (4, 16, 5, 4), dict(padding=(2, 1))),                    # ... and >= 18 offsets, wide
+    (2, (1, 32, 6, 40), (6, 16, 5, 5), dict(padding=(0, 2), groups=2)),          # rows: the shifted-GEMM path
+    (3, (1, 16, 3, 4, 18), (4, 16, 2, 3, 3), dict(padding=1, dilation=(1, 2, 1))),
+    (1, (2, 16, 40), (8, 16, 5), dict(padding=2)),
     (1, (3, 5, 17), (6, 5, 3), dict(padding=1, stride=2)),
     (3, (2, 3, 5, 6, 7), (4, 3, 3, 2, 3), dict(padding=(1, 0, 2), stride=(1, 2, 1))),
 ]

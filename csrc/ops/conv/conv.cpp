@@ -22,9 +22,14 @@
 #include <new>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "core/isa.h"
 #include "core/parallel.h"
 #include "gemm/gemm_kernels.h"
+#include "ops/conv/conv_shifted.h"
 
 namespace fastml {
 
@@ -45,18 +50,27 @@ int64_t weight_tile_bytes() {
 }
 constexpr double kFlopsPerThread = 4e5;      // below this much work per thread, stay on one thread
 
+// A per-thread buffer grown on demand and reused across calls (no allocation in the steady state).
+// Buffers of 1 MiB and more sit on 2 MiB-aligned memory marked for transparent huge pages: the shifted
+// path reads the padded input with a channel-sized stride, one 4 KiB page per channel otherwise.
 struct Scratch {
+  static constexpr size_t kHugePage = size_t{2} << 20, kHugeMin = size_t{1} << 20;
   float* p = nullptr;
   int64_t cap = 0;
   float* get(int64_t n) {
     if (n > cap) {
       std::free(p);
-      const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + 63) / 64 * 64;
-      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + 63) / 64 * 64;
+      const bool huge = bytes >= kHugeMin;
+      if (huge) bytes = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+      p = static_cast<float*>(std::aligned_alloc(huge ? kHugePage : 64, bytes));
       if (!p) {
         cap = 0;
         throw std::bad_alloc();
       }
+#if defined(MADV_HUGEPAGE)
+      if (huge) madvise(p, bytes, MADV_HUGEPAGE);  // advisory: failure is harmless
+#endif
       cap = static_cast<int64_t>(bytes / sizeof(float));
     }
     return p;
@@ -65,6 +79,7 @@ struct Scratch {
 };
 thread_local Scratch t_cols;      // this thread's column tile
 thread_local Scratch t_partials;  // the calling thread's weight-gradient block partials
+thread_local Scratch t_xpad;      // the calling thread's zero-padded input (stride-1 shifted path)
 thread_local Scratch t_wpack;     // the calling thread's weights packed into microkernel A slivers (forward)
 thread_local Scratch t_wflip;     // the calling thread's flipped, channel-swapped weights (backward data)
 
@@ -249,12 +264,18 @@ void weights_times_cols(const PackedWeights& pw, int64_t g, int64_t Kg, int64_t 
     for (int64_t k = 0; k < Kg; ++k) kt.act(act, np, C + k * ldc);
 }
 
+Scratch& cols_scratch() { return t_cols; }
+
 }  // namespace
 
 void conv_forward(const ConvShape& s, ConvAlgo algo, const float* x, const float* w, const float* bias,
                   GemmAct act, float* y) {
   const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), CK = Cg * s.kvol();
   const bool direct = algo == ConvAlgo::one_by_one;
+  if (!direct && conv_detail::shifted_applies(s)) {
+    conv_detail::conv_forward_shifted(s, x, w, bias, act, y, t_xpad, t_wpack, cols_scratch);
+    return;
+  }
   // 1x1 reads the input in place (no workspace): large tiles, measured faster (fewer weight re-packs).
   const int64_t tp = direct ? std::min<int64_t>(P, 4096) : tile_pixels(CK, P, forward_tile_bytes());
   const int64_t ntiles = (P + tp - 1) / tp;
