@@ -2,15 +2,19 @@
 //
 // Work decomposition
 //   forward        units (image, group, tile of output pixels) in parallel; each unit builds its column
-//                  tile in the thread's workspace and runs its GEMM serially (the engine sees we are in
-//                  a parallel region). Tile size depends on the shape only (never on the thread count).
+//                  tile in the thread's workspace and multiplies it serially: NCDHW output drives the
+//                  GEMM microkernels directly (weights packed once per call, columns read in place),
+//                  channels-last output calls sgemm (which runs serially inside a parallel region).
+//                  Stride 1 with >= 18 kernel offsets and C/G >= 16: conv_shifted.h (no column buffer).
+//                  Tile size depends on the shape only (never on the thread count).
 //   backward data  1x1: tiles of W^T dy in parallel. Stride 1 and C/G >= 16: the forward pass above on
 //                  flipped kernels. Otherwise (col2im): units (image, group) in parallel when there are
 //                  enough of them for every thread; else units run one after the other, each tile's
 //                  GEMM is threaded by the engine and its col2im is split over channels (no two threads
 //                  add into the same element).
-//   backward wt    (image, tile) units cut into at most kWeightBlocks fixed blocks; each block sums its
-//                  units into a private partial with beta = 1 GEMMs; partials are added in block order.
+//   backward wt    (image, tile) units cut into at most kWeightBlocks fixed blocks (fewer for big
+//                  weights); each block sums its units into a private partial (cols dy^T, beta = 1
+//                  GEMMs); partials are added in block order, then transposed into (K, C/G, k...).
 // All three give bitwise identical results for any thread count.
 //
 // Test: pytest tests/test_conv.py. Bench: python -m fastml.bench --ops conv2d

@@ -14,13 +14,15 @@
 //   one_by_one  kernel 1, stride 1, pad 0: y_g = W_g (Kg x Cg) x_g (Cg x P), the input read in place
 //   im2col      per tile of output pixels, the columns (Cg*kvol x tile) are built into a per-thread
 //               workspace (bounded: about L2/8, at least 128 pixels; never the whole unfolded tensor)
-//               and multiplied by the weights; bias and activation in the GEMM epilogue.
+//               and multiplied by the weights; bias and activation in the GEMM epilogue. Stride 1 with
+//               >= 18 kernel offsets and C/G >= 16 skips the column buffer: the microkernels read the
+//               zero-padded input at a shift per kernel offset (conv_shifted.h).
 // Backward data: 1x1 -> one GEMM W_g^T dy; stride 1 with C/G >= 16 -> a forward convolution of dy with
 // the flipped kernels (in/out channels swapped, front padding dil*(k-1) - pad); otherwise col2im of
 // W_g^T dy per tile (scatter-add). Backward weight: sum over fixed blocks of (image, tile) units of
 // dy cols^T (block partials added in block order: bitwise identical for any thread count).
 //
-// Entry: conv.cpp (plain C++; the GEMM engine dispatches the ISA). Binding: csrc/bind/bind_conv.cpp.
+// Entry: conv.cpp + conv_shifted.h (plain C++; the GEMM kernel table supplies the ISA). Binding: csrc/bind/bind_conv.cpp.
 // Test: pytest tests/test_conv.py. Bench: python -m fastml.bench --ops conv2d
 #pragma once
 #include <cstdint>
