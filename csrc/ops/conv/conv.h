@@ -22,7 +22,8 @@
 // W_g^T dy per tile (scatter-add). Backward weight: sum over fixed blocks of (image, tile) units of
 // dy cols^T (block partials added in block order: bitwise identical for any thread count).
 //
-// Entry: conv.cpp + conv_shifted.h (plain C++; the GEMM kernel table supplies the ISA). Binding: csrc/bind/bind_conv.cpp.
+// Entry: conv.cpp + conv_shifted.h (plain C++; the GEMM kernel table supplies the ISA).
+// Binding: csrc/bind/bind_conv.cpp.
 // Test: pytest tests/test_conv.py. Bench: python -m fastml.bench --ops conv2d
 #pragma once
 #include <cstdint>
