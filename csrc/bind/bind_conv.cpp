@@ -44,7 +44,8 @@ void set_common(ConvShape& s, const Dims3& stride, const Dims3& pad, const Dims3
 
 void check_5d(const py::array& a, const char* op, const char* arg) {
   FASTML_CHECK(a.ndim() == 5, op, ": expected a 5-D ", arg, ", got shape ", shape_str(a));
-  for (int d = 0; d < 5; ++d) FASTML_CHECK(a.shape(d) >= 1, op, ": expected a non-empty ", arg, ", got shape ", shape_str(a));
+  for (int d = 0; d < 5; ++d)
+    FASTML_CHECK(a.shape(d) >= 1, op, ": expected a non-empty ", arg, ", got shape ", shape_str(a));
 }
 
 void check_weight(const ConvShape& s, const py::array& w, int64_t Cg, const char* op) {
@@ -56,7 +57,8 @@ void check_weight(const ConvShape& s, const py::array& w, int64_t Cg, const char
 const float* bias_ptr(const py::handle& b, int64_t n, const char* op, py::array& keep) {
   if (b.is_none()) return nullptr;
   keep = input_f32(b, op, "bias");
-  FASTML_CHECK(keep.ndim() == 1 && keep.shape(0) == n, op, ": expected bias of shape (", n, ",), got ", shape_str(keep));
+  FASTML_CHECK(keep.ndim() == 1 && keep.shape(0) == n, op, ": expected bias of shape (", n, ",), got ",
+               shape_str(keep));
   return cf32(keep);
 }
 

@@ -323,7 +323,8 @@ def _make(nd):
                               f"(C_in, C_out/groups, k...).")
     conv_transpose_backward.__doc__ = f"Gradients of conv_transpose{nd}d: (grad_input, grad_weight, grad_bias)."
     for f, name in ((conv, f"conv{nd}d"), (conv_backward, f"conv{nd}d_backward"),
-                    (conv_transpose, f"conv_transpose{nd}d"), (conv_transpose_backward, f"conv_transpose{nd}d_backward")):
+                    (conv_transpose, f"conv_transpose{nd}d"),
+                    (conv_transpose_backward, f"conv_transpose{nd}d_backward")):
         f.__name__ = f.__qualname__ = name
     return conv, conv_backward, conv_transpose, conv_transpose_backward
 
