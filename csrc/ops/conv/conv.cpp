@@ -1,0 +1,490 @@
+// Convolution entry points (contract and formulas: conv.h): tiled im2col / col2im around the SGEMM engine.
+//
+// Work decomposition
+//   forward        units (image, group, tile of output pixels) in parallel; each unit builds its column
+//                  tile in the thread's workspace and multiplies it serially: NCDHW output drives the
+//                  GEMM microkernels directly (weights packed once per call, columns read in place),
+//                  channels-last output calls sgemm (which runs serially inside a parallel region).
+//                  Stride 1 with >= 18 kernel offsets and C/G >= 16: conv_shifted.h (no column buffer).
+//                  Tile size depends on the shape only (never on the thread count).
+//   backward data  1x1: tiles of W^T dy in parallel. Stride 1 and C/G >= 16: the forward pass above on
+//                  flipped kernels. Otherwise (col2im): units (image, group) in parallel when there are
+//                  enough of them for every thread; else units run one after the other, each tile's
+//                  GEMM is threaded by the engine and its col2im is split over channels (no two threads
+//                  add into the same element).
+//   backward wt    (image, tile) units cut into at most kWeightBlocks fixed blocks (fewer for big
+//                  weights); each block sums its units into a private partial (cols dy^T, beta = 1
+//                  GEMMs); partials are added in block order, then transposed into (K, C/G, k...).
+// All three give bitwise identical results for any thread count.
+//
+// Test: pytest tests/test_conv.py. Bench: python -m fastml.bench --ops conv2d
+#include "ops/conv/conv.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include "core/isa.h"
+#include "core/parallel.h"
+#include "gemm/gemm_kernels.h"
+#include "ops/conv/conv_shifted.h"
+
+namespace fastml {
+
+namespace {
+
+constexpr int64_t kWeightBlocks = 8;         // fixed split of the weight-gradient sum over (image, tile) units
+constexpr int64_t kWeightPartialBytes = 16 << 20;  // budget for the blocks' partial sums
+// Column tile of the forward / backward-data passes: an eighth of L2 (measured best at 2 MB L2: the
+// tile plus the GEMM's packed panels stay cache resident); the weight gradient uses larger tiles (the
+// tile is the K of its GEMM, and each tile re-reads the partial result).
+int64_t forward_tile_bytes() {
+  const int64_t l2 = cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20);
+  return std::clamp<int64_t>(l2 / 8, 128 << 10, 512 << 10);
+}
+int64_t weight_tile_bytes() {
+  const int64_t l2 = cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20);
+  return std::clamp<int64_t>(l2 / 2, 512 << 10, 2 << 20);
+}
+constexpr double kFlopsPerThread = 4e5;      // below this much work per thread, stay on one thread
+
+// A per-thread buffer grown on demand and reused across calls (no allocation in the steady state).
+// Buffers of 1 MiB and more sit on 2 MiB-aligned memory marked for transparent huge pages: the shifted
+// path reads the padded input with a channel-sized stride, one 4 KiB page per channel otherwise.
+struct Scratch {
+  static constexpr size_t kHugePage = size_t{2} << 20, kHugeMin = size_t{1} << 20;
+  float* p = nullptr;
+  int64_t cap = 0;
+  float* get(int64_t n) {
+    if (n > cap) {
+      std::free(p);
+      size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + 63) / 64 * 64;
+      const bool huge = bytes >= kHugeMin;
+      if (huge) bytes = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+      p = static_cast<float*>(std::aligned_alloc(huge ? kHugePage : 64, bytes));
+      if (!p) {
+        cap = 0;
+        throw std::bad_alloc();
+      }
+#if defined(MADV_HUGEPAGE)
+      if (huge) madvise(p, bytes, MADV_HUGEPAGE);  // advisory: failure is harmless
+#endif
+      cap = static_cast<int64_t>(bytes / sizeof(float));
+    }
+    return p;
+  }
+  ~Scratch() { std::free(p); }
+};
+thread_local Scratch t_cols;      // this thread's column tile
+thread_local Scratch t_partials;  // the calling thread's weight-gradient block partials
+thread_local Scratch t_xpad;      // the calling thread's zero-padded input (stride-1 shifted path)
+thread_local Scratch t_wpack;     // the calling thread's weights packed into microkernel A slivers (forward)
+thread_local Scratch t_wflip;     // the calling thread's flipped, channel-swapped weights (backward data)
+
+// Output pixels per tile: the column tile (rows x tile floats) stays near `bytes` but has at least 128
+// pixels (fewer make the GEMM re-pack the weights too often per flop); tiles are balanced (no short
+// tail tile) and a multiple of 16 pixels where that does not add a tile.
+int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes, int64_t min_pixels = 128) {
+  const int64_t target = std::max<int64_t>(min_pixels, bytes / (4 * std::max<int64_t>(rows, 1)));
+  if (target >= P) return P;
+  const int64_t ntiles = (P + target - 1) / target;
+  const int64_t even = (P + ntiles - 1) / ntiles;
+  const int64_t rounded = (even + 15) / 16 * 16;
+  return (P + rounded - 1) / rounded == ntiles ? rounded : even;
+}
+
+template <class F>
+void parallel_units(int64_t units, double flops, F&& fn) {
+  const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kFlopsPerThread * units / std::max(flops, 1.0)));
+  parallel_for(units, grain, 1, [&](int64_t b, int64_t e) {
+    for (int64_t u = b; u < e; ++u) fn(u);
+  });
+}
+
+// Element strides of the input for channel, z, y, x.
+struct InStrides {
+  int64_t c, z, y, x, image;
+};
+InStrides in_strides(const ConvShape& s, bool cl) {
+  const int64_t D = s.in[0], H = s.in[1], W = s.in[2], C = s.C;
+  if (cl) return {1, H * W * C, W * C, C, D * H * W * C};
+  return {D * H * W, H * W, W, 1, C * D * H * W};
+}
+
+// Valid index range [lo, hi) of i in [0, run) for which 0 <= ix0 + i * st < W.
+inline void valid_range(int64_t ix0, int64_t st, int64_t W, int64_t run, int64_t& lo, int64_t& hi) {
+  if (st == 1) {
+    lo = std::min(run, std::max<int64_t>(0, -ix0));
+    hi = std::max(lo, std::min(run, W - ix0));
+    return;
+  }
+  lo = ix0 >= 0 ? 0 : (-ix0 + st - 1) / st;
+  hi = ix0 > W - 1 ? 0 : std::min<int64_t>(run, (W - 1 - ix0) / st + 1);
+  lo = std::min(lo, run);
+  hi = std::max(hi, lo);
+}
+
+// The output pixels [p0, p0 + tp) of a tile as runs along W (computed once per tile, reused by every
+// column row): tile offset j, length, and the input coordinates of the run's first pixel at kernel offset 0.
+struct Run {
+  int64_t j, len, z, y, x;
+};
+thread_local std::vector<Run> t_runs;
+
+const std::vector<Run>& tile_runs(const ConvShape& s, int64_t p0, int64_t tp) {
+  std::vector<Run>& runs = t_runs;
+  runs.clear();
+  const int64_t oH = s.out[1], oW = s.out[2];
+  int64_t p = p0, j = 0;
+  while (j < tp) {
+    const int64_t oz = p / (oH * oW), rem = p % (oH * oW);
+    const int64_t oy = rem / oW, ox = rem % oW;
+    const int64_t len = std::min(oW - ox, tp - j);
+    runs.push_back({j, len, oz * s.stride[0] - s.pad[0], oy * s.stride[1] - s.pad[1], ox * s.stride[2] - s.pad[2]});
+    p += len;
+    j += len;
+  }
+  return runs;
+}
+
+// cols[(c * kvol + kk) * tp + j] = x[c, input position of output pixel p0 + j under kernel offset kk]
+// for c in [0, Cg); xg points at channel 0 of the group in image n.
+void im2col_tile(const ConvShape& s, const float* xg, const InStrides& st, int64_t Cg, int64_t p0, int64_t tp,
+                 float* cols) {
+  const int64_t kD = s.k[0], kH = s.k[1], kW = s.k[2];
+  const int64_t D = s.in[0], H = s.in[1], W = s.in[2], sw = s.stride[2];
+  const int64_t step = sw * st.x;
+  const std::vector<Run>& runs = tile_runs(s, p0, tp);
+  for (int64_t c = 0; c < Cg; ++c) {
+    const float* xc = xg + c * st.c;
+    for (int64_t a = 0; a < kD; ++a)
+      for (int64_t b = 0; b < kH; ++b)
+        for (int64_t e = 0; e < kW; ++e) {
+          float* row = cols + ((c * kD + a) * kH * kW + b * kW + e) * tp;
+          for (const Run& r : runs) {
+            float* dst = row + r.j;
+            const int64_t iz = r.z + a * s.dil[0], iy = r.y + b * s.dil[1];
+            if (iz < 0 || iz >= D || iy < 0 || iy >= H) {
+              for (int64_t i = 0; i < r.len; ++i) dst[i] = 0.0f;
+              continue;
+            }
+            const int64_t ix0 = r.x + e * s.dil[2];
+            int64_t lo, hi;
+            valid_range(ix0, sw, W, r.len, lo, hi);
+            for (int64_t i = 0; i < lo; ++i) dst[i] = 0.0f;
+            const float* src = xc + iz * st.z + iy * st.y + (ix0 + lo * sw) * st.x;
+            if (step == 1) {
+              std::memcpy(dst + lo, src, sizeof(float) * (hi - lo));
+            } else {
+              for (int64_t i = lo; i < hi; ++i) dst[i] = src[(i - lo) * step];
+            }
+            for (int64_t i = hi; i < r.len; ++i) dst[i] = 0.0f;
+          }
+        }
+  }
+}
+
+// Adjoint of im2col_tile for channels [c0, c1) of the group (NCDHW gradient): gx[...] += cols[...].
+void col2im_tile(const ConvShape& s, const float* cols, int64_t c0, int64_t c1, int64_t p0, int64_t tp, float* gxg) {
+  const int64_t kD = s.k[0], kH = s.k[1], kW = s.k[2];
+  const int64_t D = s.in[0], H = s.in[1], W = s.in[2], sw = s.stride[2];
+  const std::vector<Run>& runs = tile_runs(s, p0, tp);
+  for (int64_t c = c0; c < c1; ++c) {
+    float* gc = gxg + c * D * H * W;
+    for (int64_t a = 0; a < kD; ++a)
+      for (int64_t b = 0; b < kH; ++b)
+        for (int64_t e = 0; e < kW; ++e) {
+          const float* row = cols + ((c * kD + a) * kH * kW + b * kW + e) * tp;
+          for (const Run& r : runs) {
+            const int64_t iz = r.z + a * s.dil[0], iy = r.y + b * s.dil[1];
+            if (iz < 0 || iz >= D || iy < 0 || iy >= H) continue;
+            const int64_t ix0 = r.x + e * s.dil[2];
+            int64_t lo, hi;
+            valid_range(ix0, sw, W, r.len, lo, hi);
+            float* dst = gc + (iz * H + iy) * W + ix0 + lo * sw;
+            const float* src = row + r.j;
+            if (sw == 1) {
+              for (int64_t i = lo; i < hi; ++i) dst[i - lo] += src[i];
+            } else {
+              for (int64_t i = lo; i < hi; ++i) dst[(i - lo) * sw] += src[i];
+            }
+          }
+        }
+  }
+}
+
+// Weights of every group packed once per call into the microkernel's A slivers, K block by K block:
+// group g, K block starting at pc (length kb), sliver s at wp + g*ms*MR*CK + pc*ms*MR + s*MR*kb.
+struct PackedWeights {
+  const GemmKernels* kt;
+  int64_t MR, NR, KC, ms;
+  const float* data;
+};
+
+PackedWeights pack_weights(const float* w, int64_t G, int64_t Kg, int64_t CK) {
+  PackedWeights pw;
+  pw.kt = &select_kernels(gemm_tables);
+  pw.MR = pw.kt->mr, pw.NR = pw.kt->nr, pw.KC = gemm_blocking().kc;
+  pw.ms = (Kg + pw.MR - 1) / pw.MR;
+  float* dst = t_wpack.get(G * pw.ms * pw.MR * CK);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t pc = 0; pc < CK; pc += pw.KC) {
+      const int64_t kb = std::min(pw.KC, CK - pc);
+      pw.kt->pack_a_transpose(Kg, kb, w + g * Kg * CK + pc, CK, dst + g * pw.ms * pw.MR * CK + pc * pw.ms * pw.MR);
+    }
+  pw.data = dst;
+  return pw;
+}
+
+// C (Kg x np, ldc) = act(W_g cols + bias) with cols (CK x np) read in place by the microkernel: the
+// column sliver (kb x NR) stays in L1 while the packed weight slivers stream past it. Each element's
+// sum runs over K blocks in order, the microkernel's p order inside a block (thread-count invariant).
+void weights_times_cols(const PackedWeights& pw, int64_t g, int64_t Kg, int64_t CK, const float* cols, int64_t ldb,
+                        int64_t np, const float* bias, GemmAct act, float* C, int64_t ldc) {
+  const GemmKernels& kt = *pw.kt;
+  const float* wg = pw.data + g * pw.ms * pw.MR * CK;
+  for (int64_t pc = 0; pc < CK; pc += pw.KC) {
+    const int64_t kb = std::min(pw.KC, CK - pc);
+    const float* ap = wg + pc * pw.ms * pw.MR;
+    for (int64_t j0 = 0; j0 < np; j0 += pw.NR) {
+      const int n = static_cast<int>(std::min(pw.NR, np - j0));
+      for (int64_t s = 0; s < pw.ms; ++s) {
+        const int64_t i0 = s * pw.MR;
+        GemmTile t;
+        t.beta = pc == 0 ? 0.0f : 1.0f;
+        if (pc == 0 && bias) t.bias = bias + i0, t.bias_kind = GemmBias::row;
+        kt.micro(kb, ap + s * pw.MR * kb, cols + pc * ldb + j0, ldb, C + i0 * ldc + j0, ldc,
+                 static_cast<int>(std::min(pw.MR, Kg - i0)), n, t);
+      }
+    }
+  }
+  if (act != GemmAct::none)
+    for (int64_t k = 0; k < Kg; ++k) kt.act(act, np, C + k * ldc);
+}
+
+Scratch& cols_scratch() { return t_cols; }
+
+}  // namespace
+
+void conv_forward(const ConvShape& s, ConvAlgo algo, const float* x, const float* w, const float* bias,
+                  GemmAct act, float* y) {
+  const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), CK = Cg * s.kvol();
+  const bool direct = algo == ConvAlgo::one_by_one;
+  if (!direct && conv_detail::shifted_applies(s)) {
+    conv_detail::conv_forward_shifted(s, x, w, bias, act, y, t_xpad, t_wpack, cols_scratch);
+    return;
+  }
+  // 1x1 reads the input in place (no workspace): large tiles, measured faster (fewer weight re-packs).
+  const int64_t tp = direct ? std::min<int64_t>(P, 4096) : tile_pixels(CK, P, forward_tile_bytes());
+  const int64_t ntiles = (P + tp - 1) / tp;
+  const int64_t units = s.N * G * ntiles;
+  const InStrides st = in_strides(s, s.in_cl);
+  const double flops = 2.0 * s.N * s.K * P * CK;
+  // NCDHW output (im2col, or 1x1 from NCDHW input): the microkernels are driven here on the weights
+  // packed once per call and the column tile (or the input rows) read in place: no per-tile weight
+  // re-pack, no copy of the columns into B panels (measured 1.05-1.2x the sgemm call per tile).
+  // Channels-last output keeps sgemm (pixel-major C).
+  const bool own_loop = !s.out_cl && !(direct && s.in_cl);
+  PackedWeights pw{};
+  if (own_loop) pw = pack_weights(w, G, Kg, CK);
+  parallel_units(units, flops, [&](int64_t u) {
+    const int64_t t = u % ntiles, g = (u / ntiles) % G, n = u / (ntiles * G);
+    const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+    const float* xg = x + n * st.image + g * Cg * st.c;
+    if (own_loop) {
+      const float* cols = xg + p0;  // 1x1: the input rows themselves (ld P)
+      int64_t ldb = P;
+      if (!direct) {
+        float* c = t_cols.get(CK * np);
+        im2col_tile(s, xg, st, Cg, p0, np, c);
+        cols = c, ldb = np;
+      }
+      weights_times_cols(pw, g, Kg, CK, cols, ldb, np, bias ? bias + g * Kg : nullptr, act,
+                         y + (n * s.K + g * Kg) * P + p0, P);
+      return;
+    }
+    // op(B) is CK x np: either the column tile (stored CK x np) or the input read in place.
+    const float* Bp;
+    int64_t ldb;
+    bool b_stored_t;  // B stored as np x CK (channels-last 1x1 input)
+    if (direct) {
+      if (s.in_cl) {
+        Bp = xg + p0 * s.C, ldb = s.C, b_stored_t = true;
+      } else {
+        Bp = xg + p0, ldb = P, b_stored_t = false;
+      }
+    } else {
+      float* cols = t_cols.get(CK * np);
+      im2col_tile(s, xg, st, Cg, p0, np, cols);
+      Bp = cols, ldb = np, b_stored_t = false;
+    }
+    const float* wg = w + g * Kg * CK;
+    GemmEpilogue ep;
+    ep.act = act;
+    if (bias) ep.bias = bias + g * Kg;
+    if (!s.out_cl) {
+      ep.bias_kind = bias ? GemmBias::row : GemmBias::none;
+      float* C = y + (n * s.K + g * Kg) * P + p0;
+      sgemm(Trans::none, b_stored_t ? Trans::trans : Trans::none, Kg, np, CK, 1.0f, wg, CK, Bp, ldb, 0.0f, C, P, &ep);
+    } else {
+      ep.bias_kind = bias ? GemmBias::col : GemmBias::none;
+      float* C = y + (n * P + p0) * s.K + g * Kg;
+      sgemm(b_stored_t ? Trans::none : Trans::trans, Trans::trans, np, Kg, CK, 1.0f, Bp, ldb, wg, CK, 0.0f, C, s.K,
+            &ep);
+    }
+  });
+}
+
+void conv_backward_data(const ConvShape& s, const float* dy, const float* w, const float* bias, float* gx) {
+  const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), Pin = s.in_pixels(), CK = Cg * s.kvol();
+  const double flops = 2.0 * s.N * s.K * P * CK;
+  if (s.is_1x1()) {
+    // gx_g (Cg x P) = W_g^T dy_g: disjoint output tiles, no scatter.
+    const int64_t tp = std::min<int64_t>(P, 1024), ntiles = (P + tp - 1) / tp;
+    parallel_units(s.N * G * ntiles, flops, [&](int64_t u) {
+      const int64_t t = u % ntiles, g = (u / ntiles) % G, n = u / (ntiles * G);
+      const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+      GemmEpilogue ep;
+      if (bias) ep.bias = bias + g * Cg, ep.bias_kind = GemmBias::row;
+      sgemm(Trans::trans, Trans::none, Cg, np, Kg, 1.0f, w + g * Kg * CK, CK, dy + (n * s.K + g * Kg) * P + p0, P,
+            0.0f, gx + (n * s.C + g * Cg) * P + p0, P, &ep);
+    });
+    return;
+  }
+  bool flip_ok = Cg >= 16;  // Cg is the M of the flipped GEMM: tiny M (LeNet, depthwise) is faster as col2im
+  for (int d = 0; d < 3; ++d) flip_ok = flip_ok && s.stride[d] == 1 && s.pad[d] <= s.dil[d] * (s.k[d] - 1);
+  if (flip_ok) {
+    // Stride 1: gx is the convolution of dy with the flipped kernels, in and out channels swapped, front
+    // padding dil*(k-1) - pad: a forward pass (gather, tiles in parallel, no scatter-add).
+    const int64_t kv = s.kvol();
+    float* wf = t_wflip.get(s.K * CK);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t c = 0; c < Cg; ++c) {
+          const float* src = w + ((g * Kg + k) * Cg + c) * kv;
+          float* dst = wf + ((g * Cg + c) * Kg + k) * kv;
+          for (int64_t i = 0; i < kv; ++i) dst[kv - 1 - i] = src[i];
+        }
+    ConvShape f = s;
+    f.C = s.K, f.K = s.C;
+    for (int d = 0; d < 3; ++d) {
+      f.in[d] = s.out[d], f.out[d] = s.in[d];
+      f.pad[d] = s.dil[d] * (s.k[d] - 1) - s.pad[d];
+    }
+    f.in_cl = f.out_cl = false;
+    conv_forward(f, ConvAlgo::im2col, dy, wf, bias, GemmAct::none, gx);
+    return;
+  }
+  const int64_t tp = tile_pixels(CK, P, forward_tile_bytes()), ntiles = (P + tp - 1) / tp;
+  const int64_t units = s.N * G;
+  auto init = [&](int64_t n, int64_t g, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      float* dst = gx + (n * s.C + g * Cg + c) * Pin;
+      const float v = bias ? bias[g * Cg + c] : 0.0f;
+      std::fill(dst, dst + Pin, v);
+    }
+  };
+  if (units >= get_num_threads()) {
+    parallel_units(units, flops, [&](int64_t u) {
+      const int64_t g = u % G, n = u / G;
+      init(n, g, 0, Cg);
+      float* gxg = gx + (n * s.C + g * Cg) * Pin;
+      for (int64_t t = 0; t < ntiles; ++t) {
+        const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+        float* cols = t_cols.get(CK * np);
+        sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dy + (n * s.K + g * Kg) * P + p0, P,
+              0.0f, cols, np);
+        col2im_tile(s, cols, 0, Cg, p0, np, gxg);
+      }
+    });
+    return;
+  }
+  // Few (image, group) units: thread inside each tile instead.
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t g = u % G, n = u / G;
+    float* gxg = gx + (n * s.C + g * Cg) * Pin;
+    parallel_for(Cg, std::max<int64_t>(1, 65536 / std::max<int64_t>(Pin, 1)), 1,
+                 [&](int64_t c0, int64_t c1) { init(n, g, c0, c1); });
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+      float* cols = t_cols.get(CK * np);
+      sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dy + (n * s.K + g * Kg) * P + p0, P,
+            0.0f, cols, np);
+      const int64_t per_c = s.kvol() * np;
+      parallel_for(Cg, std::max<int64_t>(1, 16384 / std::max<int64_t>(per_c, 1)), 1,
+                   [&](int64_t c0, int64_t c1) { col2im_tile(s, cols, c0, c1, p0, np, gxg); });
+    }
+  }
+}
+
+void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, float* gw) {
+  const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), CK = Cg * s.kvol();
+  const bool direct = s.is_1x1();
+  const int64_t tp = direct ? std::min<int64_t>(P, 4096) : tile_pixels(CK, P, weight_tile_bytes(), 256);
+  const int64_t ntiles = (P + tp - 1) / tp;
+  const int64_t units = s.N * ntiles;
+  // Fixed number of blocks (shape-dependent only): up to 8, fewer for large weights (each block's
+  // partial is one more weight-sized array written and summed), a power of two for even thread loads.
+  int64_t max_blocks = kWeightBlocks;
+  while (max_blocks > 2 && max_blocks * s.K * CK * 4 > kWeightPartialBytes) max_blocks /= 2;
+  const int64_t per_block = (units + max_blocks - 1) / max_blocks;
+  const int64_t nblocks = (units + per_block - 1) / per_block;
+  const int64_t wsize = s.K * CK;
+  const InStrides st = in_strides(s, false);
+  // Each block's partial is stored per group as CK x Kg: the GEMM is cols (CK x np) dy_g^T (np x Kg),
+  // whose M = CK keeps the microkernel rows full (measured 1.1-1.4x faster than dy_g cols^T when Kg is
+  // small); the final sum over blocks transposes back to (K, CK).
+  float* partials = t_partials.get(nblocks * wsize);
+  const double flops = 2.0 * s.N * s.K * P * CK;
+  parallel_units(nblocks, flops, [&](int64_t blk) {
+    float* part = partials + blk * wsize;
+    const int64_t u0 = blk * per_block, u1 = std::min(units, u0 + per_block);
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = u / ntiles, t = u % ntiles;
+      const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+      const float beta = u == u0 ? 0.0f : 1.0f;
+      for (int64_t g = 0; g < G; ++g) {
+        const float* xg = x + n * st.image + g * Cg * st.c;
+        const float* Ap = xg + p0;  // cols (CK x np): the input itself for 1x1
+        int64_t lda = P;
+        if (!direct) {
+          float* cols = t_cols.get(CK * np);
+          im2col_tile(s, xg, st, Cg, p0, np, cols);
+          Ap = cols, lda = np;
+        }
+        sgemm(Trans::none, Trans::trans, CK, Kg, np, 1.0f, Ap, lda, dy + (n * s.K + g * Kg) * P + p0, P, beta,
+              part + g * CK * Kg, Kg);
+      }
+    }
+  });
+  // Sum the block partials in block order (contiguous, in place into block 0), then transpose each
+  // group's CK x Kg sum into gw's (Kg, CK) rows in 32 x 32 tiles.
+  if (nblocks > 1) {
+    parallel_for(wsize, 16384, 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float acc = partials[i];
+        for (int64_t blk = 1; blk < nblocks; ++blk) acc += partials[blk * wsize + i];
+        partials[i] = acc;
+      }
+    });
+  }
+  constexpr int64_t kT = 32;
+  const int64_t rt = (CK + kT - 1) / kT, kt = (Kg + kT - 1) / kT;
+  parallel_for(G * rt * kt, std::max<int64_t>(1, 16384 / (kT * kT)), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t g = i / (rt * kt), r0 = (i / kt) % rt * kT, k0 = i % kt * kT;
+      const float* src = partials + g * CK * Kg;
+      float* dst = gw + g * Kg * CK;
+      for (int64_t k = k0; k < std::min(Kg, k0 + kT); ++k)
+        for (int64_t r = r0; r < std::min(CK, r0 + kT); ++r) dst[k * CK + r] = src[r * Kg + k];
+    }
+  });
+}
+
+}  // namespace fastml

@@ -1,0 +1,132 @@
+// Stride-1 forward convolution without a column buffer ("shifted GEMM"), included by conv.cpp only.
+//
+// With the input zero-padded once per call to (Dp, Hp, Wp) = out + dilation*(k-1), output pixel
+// (z, y, x) is given the grid index q = z*Hp*Wp + y*Wp + x, and kernel offset (a, b, e) reads the
+// padded input at q + off(a, b, e), off = a*dD*Hp*Wp + b*dH*Wp + e*dW: for a fixed offset the "column"
+// rows (one per input channel) are the padded input itself, shifted, with a uniform stride (the padded
+// channel size). So the GEMM microkernels read B in place from the padded input, the K sum running
+// over (offset, channel) instead of (channel, offset); the weights are reordered and packed once.
+// Grid points with x >= out W (Wp - oW per row) are computed and dropped when the tile is copied
+// into the output (used only when that waste is small). Loop order per tile: NR pixel columns, then
+// the MR-row weight slivers, then every (offset, channel block): the C micro-tile stays in L1 across
+// the whole K sum. Each element's sum order depends on the shape only (thread-count invariant).
+//
+// Test: pytest tests/test_conv.py (CASES with stride 1). Bench: python -m fastml.bench --ops conv
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "core/parallel.h"
+#include "gemm/gemm_kernels.h"
+#include "ops/conv/conv.h"
+
+namespace fastml::conv_detail {
+
+// True when the shifted path applies and pays: stride 1, NCDHW in and out, C/G >= 16, at least 18
+// kernel offsets (measured 1.1-1.15x the column-buffer path on 3x3x3; even with it on 3x3 and k5 1-D,
+// where the column buffer is cheap relative to the GEMM), little of the grid dropped.
+inline bool shifted_applies(const ConvShape& s) {
+  if (s.in_cl || s.out_cl || s.C / s.G < 16 || s.kvol() < 18) return false;
+  for (int d = 0; d < 3; ++d)
+    if (s.stride[d] != 1) return false;
+  const int64_t Wp = s.out[2] + s.dil[2] * (s.k[2] - 1);
+  return 8 * (Wp - s.out[2]) <= Wp;  // at most 1/8 of the grid computed and dropped
+}
+
+// scratch(n) returns a float buffer of n elements owned by the calling thread (cols_scratch: per thread).
+template <class Scratch>
+void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, const float* bias, GemmAct act,
+                          float* y, Scratch& xpad_scratch, Scratch& wpack_scratch, Scratch& (*cols_scratch)()) {
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  const int64_t MR = kt.mr, NR = kt.nr, KC = gemm_blocking().kc;
+  const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, kv = s.kvol();
+  const int64_t oD = s.out[0], oH = s.out[1], oW = s.out[2], P = s.out_pixels();
+  const int64_t Dp = oD + s.dil[0] * (s.k[0] - 1), Hp = oH + s.dil[1] * (s.k[1] - 1),
+                Wp = oW + s.dil[2] * (s.k[2] - 1);
+  const int64_t HWp = Hp * Wp, Sp = Dp * HWp;
+  const int64_t D = s.in[0], H = s.in[1], W = s.in[2];
+  // 1. the zero-padded input (N, C, Dp, Hp, Wp)
+  float* xp = xpad_scratch.get(s.N * s.C * Sp);
+  parallel_for(s.N * s.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(Sp, 1)), 1, [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc) {
+      const float* src = x + nc * D * H * W;
+      float* dst = xp + nc * Sp;
+      for (int64_t zp = 0; zp < Dp; ++zp)
+        for (int64_t yp = 0; yp < Hp; ++yp) {
+          float* row = dst + zp * HWp + yp * Wp;
+          const int64_t z = zp - s.pad[0], yy = yp - s.pad[1];
+          if (z < 0 || z >= D || yy < 0 || yy >= H) {
+            std::fill(row, row + Wp, 0.0f);
+            continue;
+          }
+          const float* in = src + (z * H + yy) * W;
+          for (int64_t xq = 0; xq < Wp; ++xq) {
+            const int64_t xx = xq - s.pad[2];
+            row[xq] = (xx >= 0 && xx < W) ? in[xx] : 0.0f;
+          }
+        }
+    }
+  });
+  // 2. weights reordered to K = (offset, channel) and packed: group g, offset kk, channel block c0
+  //    (length kb <= KC): sliver i at wp + ((g * kv + kk) * Cg + c0) * ms * MR + i * MR * kb.
+  const int64_t ms = (Kg + MR - 1) / MR;
+  float* wp = wpack_scratch.get(G * kv * Cg * (ms * MR + Kg));
+  float* wr = wp + G * kv * Cg * ms * MR;  // reordered (G, kv, Kg, Cg), packed from
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t kk = 0; kk < kv; ++kk)
+          wr[((g * kv + kk) * Kg + k) * Cg + c] = w[((g * Kg + k) * Cg + c) * kv + kk];
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t kk = 0; kk < kv; ++kk)
+      for (int64_t c0 = 0; c0 < Cg; c0 += KC)
+        kt.pack_a_transpose(Kg, std::min(KC, Cg - c0), wr + (g * kv + kk) * Kg * Cg + c0, Cg,
+                            wp + ((g * kv + kk) * Cg + c0) * ms * MR);
+  // 3. tiles: a run of whole grid rows of one z slice (~512 grid points), per (image, group)
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(oH, 512 / Wp));
+  const int64_t ytiles = (oH + rows - 1) / rows;
+  const int64_t units = s.N * G * oD * ytiles;
+  const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(4e5 * units / (2.0 * s.N * s.K * P * Cg * kv)));
+  parallel_for(units, grain, 1, [&](int64_t ub, int64_t ue) {
+    for (int64_t u = ub; u < ue; ++u) {
+      const int64_t yt = u % ytiles, z = (u / ytiles) % oD, g = (u / (ytiles * oD)) % G, n = u / (ytiles * oD * G);
+      const int64_t y0 = yt * rows, nr = std::min(rows, oH - y0);
+      const int64_t q0 = z * HWp + y0 * Wp, L = (nr - 1) * Wp + oW;  // grid points of the tile
+      float* C = cols_scratch().get(Kg * L);
+      const float* xg = xp + (n * s.C + g * Cg) * Sp + q0;
+      for (int64_t j0 = 0; j0 < L; j0 += NR) {
+        const int nn = static_cast<int>(std::min(NR, L - j0));
+        for (int64_t i = 0; i < ms; ++i) {
+          const int m = static_cast<int>(std::min(MR, Kg - i * MR));
+          bool first = true;
+          for (int64_t a = 0; a < s.k[0]; ++a)
+            for (int64_t b = 0; b < s.k[1]; ++b)
+              for (int64_t e = 0; e < s.k[2]; ++e) {
+                const int64_t kk = (a * s.k[1] + b) * s.k[2] + e;
+                const int64_t off = a * s.dil[0] * HWp + b * s.dil[1] * Wp + e * s.dil[2];
+                for (int64_t c0 = 0; c0 < Cg; c0 += KC) {
+                  const int64_t kb = std::min(KC, Cg - c0);
+                  GemmTile t;
+                  t.beta = first ? 0.0f : 1.0f;
+                  if (first && bias) t.bias = bias + g * Kg + i * MR, t.bias_kind = GemmBias::row;
+                  kt.micro(kb, wp + ((g * kv + kk) * Cg + c0) * ms * MR + i * MR * kb, xg + c0 * Sp + off + j0, Sp,
+                           C + i * MR * L + j0, L, m, nn, t);
+                  first = false;
+                }
+              }
+        }
+      }
+      // 4. keep the x < oW points of each grid row
+      for (int64_t k = 0; k < Kg; ++k) {
+        float* out = y + ((n * s.K + g * Kg + k) * oD + z) * oH * oW + y0 * oW;
+        for (int64_t r = 0; r < nr; ++r) {
+          float* crow = C + k * L + r * Wp;
+          if (act != GemmAct::none) kt.act(act, oW, crow);
+          std::copy(crow, crow + oW, out + r * oW);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace fastml::conv_detail

@@ -1,0 +1,108 @@
+"""Convolution benchmark cases (group ``conv``): conv1d / conv2d / conv3d forward and backward.
+
+Reported in GFLOP/s (2 N K P C/groups kvol flops per forward; backward = grad_input + grad_weight, twice
+that) and % of the measured FMA peak, with the ratios to torch (oneDNN) and to a NumPy im2col baseline
+(fastml's NumPy backend: sliding-window columns + one batched matmul) timed in the same run on the SAME
+float32 arrays (torch through ``torch.from_numpy``).
+
+* forward: fastml ``F.convNd(x, w, b, ..., out=y)`` (preallocated; ``fastml(alloc)`` is the allocating
+  call), torch ``torch.nn.functional.convNd(x, w, b, ...)`` (no out= there), numpy the NumPy backend.
+* backward: fastml ``F.convNd_backward(g, x, w, ..., output_mask=(True, True, False))``, torch
+  ``torch.ops.aten.convolution_backward(g, x, w, None, ..., output_mask=[True, True, False])``.
+
+Shapes (the conv issue): ResNet 3x3 at 56x56 and 14x14, a 1x1 at 28x28, the 7x7/s2 stem, LeNet 5x5,
+depthwise 3x3 (groups = channels), conv1d k5, conv3d 3x3x3. --quick: LeNet and 256@14x14.
+
+Bars (conv issue): forward geometric mean over the shapes >= 1.0x torch and no shape < 0.8x torch
+(per-case bar: 0.8x); backward geometric mean >= 1.0x torch. The geometric means are not a per-case
+bar: read them off the vs-torch column.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .cases import Prepared, _F, torch_or_none
+
+F32 = np.float32
+
+# (label, nd, input shape, weight shape, kwargs, quick)
+SHAPES = (
+    ("N8,C64,56x56->64,3x3,p1", 2, (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), False),
+    ("N8,C256,14x14->256,3x3,p1", 2, (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), True),
+    ("N8,C256,28x28->64,1x1", 2, (8, 256, 28, 28), (64, 256, 1, 1), {}, False),
+    ("N8,C3,224x224->64,7x7,s2,p3", 2, (8, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), False),
+    ("N64,C1,28x28->6,5x5", 2, (64, 1, 28, 28), (6, 1, 5, 5), {}, True),
+    ("dw,N8,C256,28x28,3x3,p1", 2, (8, 256, 28, 28), (256, 1, 3, 3), dict(padding=1, groups=256), False),
+    ("N16,C128,L1024->128,k5,p2", 1, (16, 128, 1024), (128, 128, 5), dict(padding=2), False),
+    ("N2,C32,16x56x56->32,3x3x3,p1", 3, (2, 32, 16, 56, 56), (32, 32, 3, 3, 3), dict(padding=1), False),
+)
+
+FORWARD_NOTE = ("bar: forward geomean >= 1.0x torch over the conv shapes, no shape < 0.8x (per-case bar); "
+                "torch: F.conv{nd}d (allocates; no out=), fastml: out= preallocated, fastml(alloc) allocates")
+BACKWARD_NOTE = ("bar: backward geomean >= 1.0x torch over the conv shapes; grad_input + grad_weight "
+                 "(output_mask (True, True, False)); torch: aten.convolution_backward")
+
+
+def _flops(nd, xs, ws, kw):
+    N = xs[0]
+    K, cg = ws[0], ws[1]
+    kvol = int(np.prod(ws[2:]))
+    stride = kw.get("stride", 1)
+    pad = kw.get("padding", 0)
+    out = [(i + 2 * pad - k) // stride + 1 for i, k in zip(xs[2:], ws[2:])]
+    return 2 * N * K * int(np.prod(out)) * cg * kvol
+
+
+def _build(nd, xs, ws, kw, backward):
+    def build():
+        import fastml
+        torch = torch_or_none()
+        F = _F()
+        fwd, bwd = getattr(F, f"conv{nd}d"), getattr(F, f"conv{nd}d_backward")
+        rng = np.random.default_rng(20240610 + sum(xs) + sum(ws))
+        x = rng.standard_normal(xs, dtype=F32)
+        w = (rng.standard_normal(ws, dtype=F32) / np.sqrt(np.prod(ws[1:]))).astype(F32)
+        b = rng.standard_normal(ws[0], dtype=F32)
+        y = fwd(x, w, b, **kw)
+        flops = _flops(nd, xs, ws, kw)
+        impls = {}
+        if not backward:
+            out = np.empty_like(y)
+            impls["fastml"] = lambda: fwd(x, w, b, out=out, **kw)
+            impls["fastml(alloc)"] = lambda: fwd(x, w, b, **kw)
+
+            def np_fwd():
+                with fastml.use_backend("numpy"):
+                    return fwd(x, w, b, **kw)
+            impls["numpy"] = np_fwd
+            if torch is not None:
+                xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+                tf = getattr(torch.nn.functional, f"conv{nd}d")
+                impls["torch"] = lambda: tf(xt, wt, bt, **kw)
+            return Prepared(impls, flops=flops, notes=[FORWARD_NOTE.format(nd=nd)])
+        g = rng.standard_normal(y.shape, dtype=F32)
+        mask = (True, True, False)
+        impls["fastml"] = lambda: bwd(g, x, w, output_mask=mask, **kw)
+
+        def np_bwd():
+            with fastml.use_backend("numpy"):
+                return bwd(g, x, w, output_mask=mask, **kw)
+        impls["numpy"] = np_bwd
+        if torch is not None:
+            gt, xt, wt = torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(w)
+            s = kw.get("stride", 1)
+            p = kw.get("padding", 0)
+            args = ([s] * nd, [p] * nd, [1] * nd, False, [0] * nd, kw.get("groups", 1), [True, True, False])
+            impls["torch"] = lambda: torch.ops.aten.convolution_backward(gt, xt, wt, None, *args)
+        return Prepared(impls, flops=2 * flops, notes=[BACKWARD_NOTE])
+    return build
+
+
+def register_conv_cases(register, Bar, Case):
+    fwd_bars = (Bar("vs_torch", 0.8, ">= 0.8x torch on every shape (geomean >= 1.0x)"),)
+    for label, nd, xs, ws, kw, quick in SHAPES:
+        op = f"conv{nd}d"
+        register(Case(op, "conv", label, quick, (f"fastml.functional:{op}",), _build(nd, xs, ws, kw, False),
+                      fwd_bars))
+        register(Case(f"{op}_backward", "conv", label, quick, (f"fastml.functional:{op}_backward",),
+                      _build(nd, xs, ws, kw, True)))

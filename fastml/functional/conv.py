@@ -1,0 +1,334 @@
+"""Convolutions (torch.nn.functional names, argument order and numerics), their transposes and explicit
+backwards. Layout NCL / NCHW / NCDHW; unbatched input (C, *spatial) gives unbatched output.
+
+* ``conv1d/2d/3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+  padding_mode='zeros', activation=None, algorithm='auto', out=None)``: ``padding`` is an int, a tuple,
+  ``'valid'`` or ``'same'`` (stride 1 only; even kernels pad the extra element at the end, as torch);
+  ``padding_mode`` pads the input as ``torch.nn.ConvNd`` does (zeros, reflect, replicate, circular);
+  ``activation`` (relu, gelu, gelu_tanh, sigmoid, tanh) is applied in the GEMM epilogue.
+* ``conv_transpose1d/2d/3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+  dilation=1, *, out=None)`` with torch's weight layout (C_in, C_out/groups, k...).
+* ``conv{1,2,3}d_backward(grad_output, input, weight, stride, padding, dilation, groups, output_mask,
+  *, padding_mode)`` and ``conv_transpose{1,2,3}d_backward(grad_output, input, weight, stride, padding,
+  output_padding, groups, dilation, output_mask)`` -> ``(grad_input, grad_weight, grad_bias)``, None
+  where ``output_mask`` is False. grad_bias is summed in float64.
+
+Channels-last input (an N(D)HWC buffer viewed as NC(D)HW, e.g. ``x_nhwc.transpose(0, 3, 1, 2)``) is read
+in place and the output comes back in the same memory format (an N(D)HWC buffer viewed as NC(D)HW).
+
+Algorithms (compiled float32 backend; ``algorithm=`` forces one, 'auto' picks by this heuristic):
+
+* ``'1x1'``    kernel 1, stride 1, padding 0: one GEMM per (image, group, pixel tile) straight on the
+               input (NCHW: W x; channels-last: x W^T), no column buffer.
+* ``'im2col'`` everything else: columns built per tile of output pixels into a bounded per-thread
+               workspace, multiplied on the GEMM engine, bias + activation in its epilogue.
+* ``'depthwise'``, ``'winograd'``, ``'direct'``: specialised kernels living in csrc/ops/conv_fast and
+               fastml/functional/_conv_fast.py; they plug into ``_FAST_PATHS`` below. Until that module
+               is present, forcing them raises ValueError and 'auto' never picks them.
+
+'auto': a fast path from ``_AUTO_FAST_ORDER`` whose ``applies`` accepts the call (none yet), else
+'1x1' when the geometry allows it, else 'im2col'.
+
+float32 runs the compiled kernels (bitwise identical results for any thread count); float64 runs the
+NumPy backend in float64; other dtypes raise TypeError.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend as _B
+from .. import _conv_geometry as G
+from .._backend import _C
+from .._numpy import conv as _np_conv
+
+__all__ = [
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "conv1d_backward", "conv2d_backward", "conv3d_backward",
+    "conv_transpose1d_backward", "conv_transpose2d_backward", "conv_transpose3d_backward",
+]
+
+ACTIVATIONS = (None, "relu", "gelu", "gelu_tanh", "sigmoid", "tanh")
+ALGORITHMS = ("auto", "1x1", "im2col", "depthwise", "winograd", "direct")
+_ALGO_ID = {"im2col": 0, "1x1": 1}
+
+# ---- selection hook for the specialised kernels ---------------------------------------------------
+# name -> object with ``applies(geom, channels_last) -> bool`` and
+# ``forward(x5, w5, bias, geom, activation, channels_last, out5) -> y5`` (5-D float32 arrays, geometry
+# from fastml._conv_geometry.parse, zero padding already resolved into geom.pad_lo / pad_hi).
+# fastml/functional/_conv_fast.py provides them as CONV_FAST_PATHS; 'auto' tries _AUTO_FAST_ORDER first.
+_FAST_PATHS: dict = {}
+_AUTO_FAST_ORDER: tuple = ()   # e.g. ("depthwise", "winograd", "direct") once those kernels are tuned in
+try:
+    from . import _conv_fast  # noqa: F401  (optional: written separately)
+    _FAST_PATHS.update(getattr(_conv_fast, "CONV_FAST_PATHS", {}))
+except ImportError:
+    pass
+
+
+def _no_device(a, op):
+    if _B.is_device_array(a):
+        raise TypeError(f"{op}: CUDA arrays are not supported by this op yet; pass a host (NumPy) array")
+
+
+def _arrays(op, names, arrays):
+    res = []
+    for n, a in zip(names, arrays):
+        if a is None:
+            res.append(None)
+            continue
+        _no_device(a, op)
+        res.append(_B.as_float_array(a, op, n))
+    dt = res[0].dtype
+    for n, a in zip(names, res):
+        if a is not None and a.dtype != dt:
+            raise TypeError(f"{op}: expected {n} of dtype {dt} (the {names[0]}'s), got {a.dtype}")
+    return res
+
+
+def _channels_last(x, batched):
+    """True when x is an N(D)HWC (or (D)HWC unbatched) contiguous buffer viewed as NC(D)HW."""
+    if x.flags.c_contiguous:
+        return False
+    return np.moveaxis(x, 1 if batched else 0, -1).flags.c_contiguous
+
+
+def _cl5(a, nd, batched):
+    """Channels-last 5-D view (N, D, H, W, C) of an NC* array whose channels are innermost in memory."""
+    m = np.moveaxis(a, 1 if batched else 0, -1)
+    if not batched:
+        m = m[None]
+    return m.reshape((m.shape[0],) + (1,) * (3 - nd) + m.shape[1:])
+
+
+def _result_shape(g, nd, channels):
+    sp = g.out_size[3 - nd:]
+    return ((g.N,) if g.batched else ()) + (channels,) + tuple(sp)
+
+
+def _choose_algorithm(op, algorithm, g, cl, backend):
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{op}: expected algorithm in {ALGORITHMS}, got {algorithm!r}")
+    one = all(k == 1 for k in g.kernel) and all(s == 1 for s in g.stride) and not any(g.pad_lo) \
+        and not any(g.pad_hi)
+    if algorithm == "1x1" and not one:
+        raise ValueError(f"{op}: algorithm='1x1' needs kernel 1, stride 1 and padding 0, got kernel {g.kernel}, "
+                         f"stride {g.stride}, padding {g.pad_lo}/{g.pad_hi}")
+    if algorithm in ("depthwise", "winograd", "direct"):
+        path = _FAST_PATHS.get(algorithm)
+        if path is None:
+            raise ValueError(f"{op}: algorithm={algorithm!r} is not available in this build "
+                             f"(fastml.functional._conv_fast missing); available: 'auto', '1x1', 'im2col'")
+        if not path.applies(g, cl):
+            raise ValueError(f"{op}: algorithm={algorithm!r} does not apply to this geometry")
+        return algorithm
+    if algorithm == "auto":
+        if backend == "cpu":
+            for name in _AUTO_FAST_ORDER:
+                path = _FAST_PATHS.get(name)
+                if path is not None and path.applies(g, cl):
+                    return name
+        return "1x1" if one else "im2col"
+    return algorithm
+
+
+def _out_target(op, out, shape, dtype, nd, batched):
+    """Validate out=; return (out5, out_cl) where out5 is its 5-D view in the layout the kernel writes."""
+    if out is None:
+        return None, None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: expected a numpy array for out, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{op}: expected {np.dtype(dtype)} for out, got {out.dtype}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{op}: expected out of shape {tuple(shape)}, got {tuple(out.shape)}")
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: expected a writeable array for out, got a read-only one")
+    if out.flags.c_contiguous:
+        return G.to5d(out, nd, batched), False
+    if _channels_last(out, batched):
+        return _cl5(out, nd, batched), True
+    raise ValueError(f"{op}: expected a C-contiguous (or channels-last) array for out, got a strided view")
+
+
+def _convnd(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, activation, algorithm, out):
+    op = f"conv{nd}d"
+    x, w, b = _arrays(op, ("input", "weight", "bias"), (input, weight, bias))
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: expected activation in {ACTIVATIONS}, got {activation!r}")
+    g = G.parse(op, nd, x.shape, w.shape, stride, padding, dilation, groups,
+                bias_shape=None if b is None else b.shape, padding_mode=padding_mode)
+    backend = _B.host_backend(x.dtype, op)
+    cl = _channels_last(x, g.batched)
+    algo = _choose_algorithm(op, algorithm, g, cl, backend)
+    shape = _result_shape(g, nd, g.K)
+    out5, out_cl = _out_target(op, out, shape, x.dtype, nd, g.batched)
+    for a, n in ((x, "input"), (w, "weight"), (b, "bias")):
+        if out is not None and a is not None and np.may_share_memory(out, a):
+            raise ValueError(f"{op}: expected out not to share memory with {n}")
+    if g.N == 0:
+        return out if out is not None else np.empty(shape, dtype=x.dtype)
+    if backend != "cpu":
+        y = _np_conv.conv_forward(nd, x, w, b, g, padding_mode, activation, out)
+        if cl and out is None:  # same memory format as the input
+            ax = 1 if g.batched else 0
+            y = np.moveaxis(np.ascontiguousarray(np.moveaxis(y, ax, -1)), -1, ax)
+        return y
+    x5 = _cl5(x, nd, g.batched) if cl else np.ascontiguousarray(G.to5d(x, nd, g.batched))
+    if padding_mode != "zeros":
+        # explicit np.pad-style padding (in the input's own memory format), then a padding-0 convolution
+        width = tuple(zip(g.pad_lo, g.pad_hi))
+        x5 = np.pad(x5, ((0, 0),) + width + ((0, 0),) if cl else ((0, 0), (0, 0)) + width,
+                    mode=G.NP_PAD_MODE[padding_mode])
+        g = _np_conv._no_pad(g)
+    if out_cl is None:
+        out_cl = cl
+    w5 = np.ascontiguousarray(G.weight5d(w, nd))
+    act = "none" if activation is None else activation
+    if algo in _ALGO_ID:
+        y5 = _C.conv_forward(x5, w5, b, g.out_size, g.stride, g.pad_lo, g.dilation, g.groups, cl, out_cl,
+                             _ALGO_ID[algo], act, out5)
+    else:
+        y5 = _FAST_PATHS[algo].forward(x5, w5, b, g, activation, cl, out5)
+    if out is not None:
+        return out
+    if out_cl:
+        y = y5.reshape((y5.shape[0],) + y5.shape[4 - nd:])
+        y = np.moveaxis(y, -1, 1)
+        return y if g.batched else y[0]
+    return G.from5d(y5, nd, g.batched)
+
+
+def _check_grad_output(op, go, shape):
+    if tuple(go.shape) != tuple(shape):
+        raise ValueError(f"{op}: expected grad_output of shape {tuple(shape)}, got {tuple(go.shape)}")
+
+
+def _mask(op, output_mask):
+    m = tuple(bool(v) for v in output_mask)
+    if len(m) != 3:
+        raise ValueError(f"{op}: expected output_mask of 3 booleans, got {tuple(output_mask)}")
+    return m
+
+
+def _empty_grads(x, w, channels, mask):
+    """An empty batch: grad_input is empty, grad_weight and grad_bias are zeros (sums over nothing)."""
+    return (np.empty(x.shape, x.dtype) if mask[0] else None, np.zeros(w.shape, x.dtype) if mask[1] else None,
+            np.zeros(channels, x.dtype) if mask[2] else None)
+
+
+def _c5(a, nd, batched):
+    return np.ascontiguousarray(G.to5d(a, nd, batched))
+
+
+def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, output_mask, padding_mode):
+    op = f"conv{nd}d_backward"
+    go, x, w = _arrays(op, ("grad_output", "input", "weight"), (grad_output, input, weight))
+    g = G.parse(op, nd, x.shape, w.shape, stride, padding, dilation, groups, padding_mode=padding_mode)
+    _check_grad_output(op, go, _result_shape(g, nd, g.K))
+    mask = _mask(op, output_mask)
+    if g.N == 0:
+        return _empty_grads(x, w, g.K, mask)
+    if _B.host_backend(x.dtype, op) != "cpu":
+        return _np_conv.conv_backward(nd, go, x, w, g, mask, padding_mode)
+    go5, x5, w5 = _c5(go, nd, g.batched), _c5(x, nd, g.batched), np.ascontiguousarray(G.weight5d(w, nd))
+    gp = g
+    if padding_mode != "zeros":
+        x5 = G.pad_input(x5, g, padding_mode)
+        gp = _np_conv._no_pad(g)
+    gi = gw = gb = None
+    if mask[0]:
+        gx = _C.conv_backward_data(go5, w5, None, gp.in_size, g.stride, gp.pad_lo, g.dilation, g.groups)
+        if padding_mode != "zeros":
+            gx = np.ascontiguousarray(G.unpad_grad(gx, g, padding_mode, g.in_size))
+        gi = G.from5d(gx, nd, g.batched)
+    if mask[1]:
+        gw = _C.conv_backward_weight(go5, x5, g.kernel, g.stride, gp.pad_lo, g.dilation, g.groups).reshape(w.shape)
+    if mask[2]:
+        gb = go5.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(np.float32)
+    return gi, gw, gb
+
+
+def _conv_transposend(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, out):
+    op = f"conv_transpose{nd}d"
+    x, w, b = _arrays(op, ("input", "weight", "bias"), (input, weight, bias))
+    g = G.parse(op, nd, x.shape, w.shape, stride, padding, dilation, groups, transposed=True,
+                output_padding=output_padding, bias_shape=None if b is None else b.shape)
+    shape = _result_shape(g, nd, g.K)
+    if out is not None:
+        _B.check_out(out, shape, x.dtype, op)
+        for a, n in ((x, "input"), (w, "weight"), (b, "bias")):
+            if a is not None and np.may_share_memory(out, a):
+                raise ValueError(f"{op}: expected out not to share memory with {n}")
+    if g.N == 0:
+        return out if out is not None else np.empty(shape, dtype=x.dtype)
+    if _B.host_backend(x.dtype, op) != "cpu":
+        return _np_conv.conv_transpose_forward(nd, x, w, b, g, out)
+    out5 = None if out is None else G.to5d(out, nd, g.batched)
+    y5 = _C.conv_backward_data(_c5(x, nd, g.batched), np.ascontiguousarray(G.weight5d(w, nd)), b, g.out_size,
+                               g.stride, g.pad_lo, g.dilation, g.groups, out5)
+    return out if out is not None else G.from5d(y5, nd, g.batched)
+
+
+def _conv_transposend_backward(nd, grad_output, input, weight, stride, padding, output_padding, groups, dilation,
+                               output_mask):
+    op = f"conv_transpose{nd}d_backward"
+    go, x, w = _arrays(op, ("grad_output", "input", "weight"), (grad_output, input, weight))
+    g = G.parse(op, nd, x.shape, w.shape, stride, padding, dilation, groups, transposed=True,
+                output_padding=output_padding)
+    _check_grad_output(op, go, _result_shape(g, nd, g.K))
+    mask = _mask(op, output_mask)
+    if g.N == 0:
+        return _empty_grads(x, w, g.K, mask)
+    if _B.host_backend(x.dtype, op) != "cpu":
+        return _np_conv.conv_transpose_backward(nd, go, x, w, g, mask)
+    go5, x5, w5 = _c5(go, nd, g.batched), _c5(x, nd, g.batched), np.ascontiguousarray(G.weight5d(w, nd))
+    gi = gw = gb = None
+    if mask[0]:
+        one = all(k == 1 for k in g.kernel) and all(s == 1 for s in g.stride) and not any(g.pad_lo) \
+            and g.in_size == g.out_size
+        gi = G.from5d(_C.conv_forward(go5, w5, None, g.in_size, g.stride, g.pad_lo, g.dilation, g.groups,
+                                      False, False, 1 if one else 0, "none"), nd, g.batched)
+    if mask[1]:
+        gw = _C.conv_backward_weight(x5, go5, g.kernel, g.stride, g.pad_lo, g.dilation, g.groups).reshape(w.shape)
+    if mask[2]:
+        gb = go5.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(np.float32)
+    return gi, gw, gb
+
+
+def _make(nd):
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+             activation=None, algorithm="auto", out=None):
+        return _convnd(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, activation,
+                       algorithm, out)
+
+    def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
+                      output_mask=(True, True, True), *, padding_mode="zeros"):
+        return _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, output_mask,
+                                padding_mode)
+
+    def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                       out=None):
+        return _conv_transposend(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, out)
+
+    def conv_transpose_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
+                                dilation=1, output_mask=(True, True, True)):
+        return _conv_transposend_backward(nd, grad_output, input, weight, stride, padding, output_padding, groups,
+                                          dilation, output_mask)
+
+    sp = {1: "L", 2: "H, W", 3: "D, H, W"}[nd]
+    conv.__doc__ = (f"{nd}-D convolution (torch.nn.functional.conv{nd}d): input (N, C_in, {sp}) or unbatched, "
+                    f"weight (C_out, C_in/groups, k...) -> (N, C_out, out...). See the module docstring.")
+    conv_backward.__doc__ = f"Gradients of conv{nd}d: (grad_input, grad_weight, grad_bias), None where masked."
+    conv_transpose.__doc__ = (f"{nd}-D transposed convolution (torch.nn.functional.conv_transpose{nd}d): weight "
+                              f"(C_in, C_out/groups, k...).")
+    conv_transpose_backward.__doc__ = f"Gradients of conv_transpose{nd}d: (grad_input, grad_weight, grad_bias)."
+    for f, name in ((conv, f"conv{nd}d"), (conv_backward, f"conv{nd}d_backward"),
+                    (conv_transpose, f"conv_transpose{nd}d"),
+                    (conv_transpose_backward, f"conv_transpose{nd}d_backward")):
+        f.__name__ = f.__qualname__ = name
+    return conv, conv_backward, conv_transpose, conv_transpose_backward
+
+
+conv1d, conv1d_backward, conv_transpose1d, conv_transpose1d_backward = _make(1)
+conv2d, conv2d_backward, conv_transpose2d, conv_transpose2d_backward = _make(2)
+conv3d, conv3d_backward, conv_transpose3d, conv_transpose3d_backward = _make(3)

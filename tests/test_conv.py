@@ -1,0 +1,443 @@
+"""conv1d/2d/3d, conv_transpose1d/2d/3d and their backwards: the float64 reference on hand values and
+against central differences, then every backend x ISA against the reference (error <= 2x that of the
+same im2col computation in float32 NumPy), every algorithm on the same inputs, padding modes,
+unbatched / channels-last / strided input, thread-count invariance, torch parity and bad input."""
+import warnings
+
+import numpy as np
+import pytest
+
+import fastml
+import fastml.functional as F
+import fastml.reference as R
+
+from _tolerance import EPS32, assert_close, assert_error_within, numeric_vjp
+
+# (nd, input shape, weight shape, kwargs)
+CASES = [
+    (2, (2, 4, 9, 8), (6, 4, 3, 3), dict(padding=1)),
+    (2, (2, 4, 9, 8), (6, 2, 3, 2), dict(stride=2, padding=(1, 0), groups=2)),
+    (2, (1, 3, 10, 7), (5, 3, 4, 2), dict(padding="same")),                       # even kernels
+    (2, (2, 4, 9, 8), (6, 4, 3, 3), dict(padding="same", dilation=(2, 1))),
+    (2, (2, 3, 8, 8), (4, 3, 3, 3), dict(padding="valid", stride=(2, 3), dilation=2)),
+    (2, (2, 6, 7, 9), (6, 1, 3, 3), dict(padding=1, groups=6)),                   # depthwise
+    (2, (3, 5, 6, 7), (17, 5, 1, 1), {}),                                          # 1x1
+    (2, (2, 4, 1, 1), (7, 4, 1, 1), {}),                                           # 1x1 spatial
+    (2, (1, 2, 3, 2), (3, 2, 5, 4), dict(padding=2)),                              # kernel larger than input
+    (2, (2, 3, 9, 9), (4, 3, 1, 1), dict(stride=2)),                               # strided 1x1: im2col
+    (2, (2, 3, 5, 4), (4, 3, 1, 2), dict(padding=(1, 2))),                         # padding > kernel extent
+    (2, (2, 16, 6, 5), (8, 16, 3, 3), dict(padding=1)),                            # C/G >= 16: grad_input as a
+    (2, (1, 32, 5, 6), (8, 16, 3, 2), dict(padding=(1, 0), groups=2, dilation=(1, 2))),  # flipped forward conv
+    (2, (2, 16, 5, 20), (8, 16, 3, 3), dict(padding=1)),                         # stride 1, C/G >= 16
+    (2, (1, 16, 6, 30), (4, 16, 5, 4), dict(padding=(2, 1))),                    # ... and >= 18 offsets, wide
+    (2, (1, 32, 6, 40), (6, 16, 5, 5), dict(padding=(0, 2), groups=2)),          # rows: the shifted-GEMM path
+    (3, (1, 16, 3, 4, 18), (4, 16, 2, 3, 3), dict(padding=1, dilation=(1, 2, 1))),
+    (1, (2, 16, 40), (8, 16, 5), dict(padding=2)),
+    (1, (3, 5, 17), (6, 5, 3), dict(padding=1, stride=2)),
+    (1, (2, 4, 16), (4, 2, 4), dict(padding="same", dilation=3, groups=2)),
+    (3, (2, 3, 5, 6, 7), (4, 3, 3, 2, 3), dict(padding=(1, 0, 2), stride=(1, 2, 1), dilation=(2, 1, 1))),
+    (3, (1, 2, 3, 4, 4), (2, 2, 1, 1, 1), {}),
+]
+IDS = [f"{nd}d-{x}-{w}-{'-'.join(f'{k}{v}' for k, v in kw.items())}" for nd, x, w, kw in CASES]
+
+ACTS = (None, "relu", "gelu", "gelu_tanh", "sigmoid", "tanh")
+
+
+def fwd(nd):
+    return getattr(F, f"conv{nd}d")
+
+
+def bwd(nd):
+    return getattr(F, f"conv{nd}d_backward")
+
+
+def within(got, ref, base, what):
+    ref = np.asarray(ref, dtype=np.float64)
+    assert np.asarray(got).shape == ref.shape, f"{what}: shape {np.asarray(got).shape} != {ref.shape}"
+    assert_error_within(got, ref, base, floor=2 * EPS32 * max(float(np.abs(ref).max(initial=0)), 1e-30), what=what)
+
+
+def numpy32(fn, *args, **kw):
+    """The baseline: the same computation in float32 by the NumPy backend (im2col + matmul)."""
+    with fastml.use_backend("numpy"):
+        return fn(*args, **kw)
+
+
+def data(rng, nd, xs, ws, dtype=np.float32):
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    return x, w, b
+
+
+# ---------------------------------------------------------------- the reference itself
+
+def test_reference_hand_values():
+    x = np.array([[[1.0, 2.0, 3.0, 4.0]]])
+    w = np.array([[[1.0, 0.0, -1.0]]])
+    np.testing.assert_array_equal(R.conv1d(x, w), [[[-2.0, -2.0]]])
+    np.testing.assert_array_equal(R.conv1d(x, w, padding=1), [[[-2.0, -2.0, -2.0, 3.0]]])
+    np.testing.assert_array_equal(R.conv1d(x, w, np.array([1.0]), stride=2, padding=1), [[[-1.0, -1.0]]])
+    np.testing.assert_array_equal(R.conv1d(x, w, padding="same", padding_mode="replicate"), [[[-1, -2, -2, -1]]])
+    np.testing.assert_array_equal(R.conv_transpose1d(np.array([[[1.0, 10.0]]]), np.array([[[1.0, 2.0, 3.0]]]),
+                                                     stride=2), [[[1.0, 2.0, 13.0, 20.0, 30.0]]])
+    gi, gw, gb = R.conv1d_backward(np.ones((1, 1, 2)), x, w)
+    np.testing.assert_array_equal(gi, [[[1.0, 1.0, -1.0, -1.0]]])
+    np.testing.assert_array_equal(gw, [[[3.0, 5.0, 7.0]]])
+    np.testing.assert_array_equal(gb, [2.0])
+
+
+GRAD_CASES = [
+    (1, (2, 2, 6), (4, 1, 3), dict(stride=2, padding=1, groups=2), "zeros"),
+    (2, (1, 2, 5, 4), (2, 2, 2, 3), dict(padding="same", dilation=(1, 2)), "zeros"),
+    (2, (1, 2, 4, 5), (2, 1, 3, 2), dict(padding=1, groups=2), "reflect"),
+    (2, (1, 1, 4, 4), (2, 1, 3, 3), dict(padding=(2, 1)), "circular"),
+    (3, (1, 2, 3, 3, 4), (2, 2, 2, 2, 2), dict(padding=1, stride=(1, 2, 1)), "replicate"),
+]
+
+
+@pytest.mark.parametrize("nd,xs,ws,kw,mode", GRAD_CASES)
+def test_reference_gradients_vs_finite_differences(rng, nd, xs, ws, kw, mode):
+    x, w, b = data(rng, nd, xs, ws, np.float64)
+    f = getattr(R, f"conv{nd}d")
+    y = f(x, w, b, padding_mode=mode, **kw)
+    g = rng.standard_normal(y.shape)
+    gi, gw, gb = getattr(R, f"conv{nd}d_backward")(g, x, w, padding_mode=mode, **kw)
+    np.testing.assert_allclose(gi, numeric_vjp(lambda v: f(v, w, b, padding_mode=mode, **kw), x, g), atol=1e-7)
+    np.testing.assert_allclose(gw, numeric_vjp(lambda v: f(x, v, b, padding_mode=mode, **kw), w, g), atol=1e-7)
+    np.testing.assert_allclose(gb, numeric_vjp(lambda v: f(x, w, v, padding_mode=mode, **kw), b, g), atol=1e-7)
+
+
+def test_reference_transpose_gradients_vs_finite_differences(rng):
+    x, w = rng.standard_normal((1, 4, 3, 2)), rng.standard_normal((4, 1, 2, 3))
+    b = rng.standard_normal(2)
+    kw = dict(stride=(2, 1), padding=(0, 1), output_padding=(1, 0), groups=2, dilation=(1, 2))
+    y = R.conv_transpose2d(x, w, b, **kw)
+    g = rng.standard_normal(y.shape)
+    gi, gw, gb = R.conv_transpose2d_backward(g, x, w, **kw)
+    np.testing.assert_allclose(gi, numeric_vjp(lambda v: R.conv_transpose2d(v, w, b, **kw), x, g), atol=1e-7)
+    np.testing.assert_allclose(gw, numeric_vjp(lambda v: R.conv_transpose2d(x, v, b, **kw), w, g), atol=1e-7)
+    np.testing.assert_allclose(gb, g.sum(axis=(0, 2, 3)))
+
+
+# ---------------------------------------------------------------- every backend against the reference
+
+@pytest.mark.parametrize("nd,xs,ws,kw", CASES, ids=IDS)
+def test_forward(backend, rng, nd, xs, ws, kw):
+    x, w, b = data(rng, nd, xs, ws)
+    y = fwd(nd)(x, w, b, **kw)
+    assert y.dtype == np.float32
+    within(y, R.__dict__[f"conv{nd}d"](x, w, b, **kw), numpy32(fwd(nd), x, w, b, **kw), f"{backend} forward")
+
+
+@pytest.mark.parametrize("nd,xs,ws,kw", CASES, ids=IDS)
+def test_backward(backend, rng, nd, xs, ws, kw):
+    x, w, _ = data(rng, nd, xs, ws)
+    y = R.__dict__[f"conv{nd}d"](x, w, None, **kw)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    got = bwd(nd)(g, x, w, **kw)
+    ref = R.__dict__[f"conv{nd}d_backward"](g, x, w, **kw)
+    base = numpy32(bwd(nd), g, x, w, **kw)
+    for name, a, r, bs in zip(("grad_input", "grad_weight", "grad_bias"), got, ref, base):
+        assert a.dtype == np.float32
+        within(a, r, bs, f"{backend} {name}")
+    gi, gw, gb = bwd(nd)(g, x, w, output_mask=(False, True, False), **kw)
+    assert gi is None and gb is None
+    np.testing.assert_array_equal(gw, got[1])
+
+
+def test_float64_runs_in_float64(backend, rng):
+    x, w, b = data(rng, 2, (2, 3, 6, 5), (4, 3, 3, 3), np.float64)
+    y = F.conv2d(x, w, b, padding=1)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, R.conv2d(x, w, b, padding=1), rtol=1e-12, atol=1e-12)
+    g = np.ones_like(y)
+    for a, r in zip(F.conv2d_backward(g, x, w, padding=1), R.conv2d_backward(g, x, w, padding=1)):
+        assert a.dtype == np.float64
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_fused_activation(backend, rng, act):
+    x, w, b = data(rng, 2, (2, 16, 4, 30), (9, 16, 5, 5))
+    y = F.conv2d(x, w, b, padding=2, activation=act)
+    ref = R.conv2d(x, w, b, padding=2, activation=act)
+    if act in ("sigmoid", "tanh"):
+        # saturating: the epilogue runs the activation op's own kernels on the accumulated values, so
+        # compare with conv + that op (a few ulps), and loosely with the reference
+        z = F.conv2d(x, w, b, padding=2)
+        assert_close(y, getattr(F, act)(z), ulps=8, atol=1e-7, what=f"{backend} {act}")
+        np.testing.assert_allclose(y, ref, atol=2e-5)
+    else:
+        within(y, ref, numpy32(F.conv2d, x, w, b, padding=2, activation=act), f"{backend} {act}")
+
+
+TRANSPOSE_CASES = [
+    (1, (2, 4, 7), (4, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    (2, (2, 4, 5, 6), (4, 3, 3, 2), dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2,
+                                         dilation=(1, 2))),
+    (2, (1, 3, 4, 4), (3, 2, 1, 1), {}),
+    (2, (1, 4, 5, 5), (4, 16, 3, 3), dict(padding=1)),
+    (2, (2, 2, 3, 3), (2, 3, 3, 3), dict(stride=1, dilation=2, output_padding=1)),  # output_padding < dilation
+    (3, (1, 2, 3, 4, 3), (2, 2, 2, 3, 2), dict(stride=2, padding=(0, 1, 0))),
+]
+
+
+@pytest.mark.parametrize("nd,xs,ws,kw", TRANSPOSE_CASES)
+def test_conv_transpose(backend, rng, nd, xs, ws, kw):
+    x, w, _ = data(rng, nd, xs, ws)
+    b = rng.standard_normal(ws[1] * kw.get("groups", 1)).astype(np.float32)
+    f = getattr(F, f"conv_transpose{nd}d")
+    fb = getattr(F, f"conv_transpose{nd}d_backward")
+    y = f(x, w, b, **kw)
+    within(y, getattr(R, f"conv_transpose{nd}d")(x, w, b, **kw), numpy32(f, x, w, b, **kw), f"{backend} forward")
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    got = fb(g, x, w, **kw)
+    ref = getattr(R, f"conv_transpose{nd}d_backward")(g, x, w, **kw)
+    base = numpy32(fb, g, x, w, **kw)
+    for name, a, r, bs in zip(("grad_input", "grad_weight", "grad_bias"), got, ref, base):
+        within(a, r, bs, f"{backend} {name}")
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("padding", [1, (2, 0), "same"])
+def test_padding_modes(backend, rng, mode, padding):
+    x, w, b = data(rng, 2, (2, 4, 6, 5), (6, 2, 3, 2))
+    kw = dict(padding=padding, groups=2, padding_mode=mode)
+    y = F.conv2d(x, w, b, **kw)
+    within(y, R.conv2d(x, w, b, **kw), numpy32(F.conv2d, x, w, b, **kw), f"{backend} {mode}")
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    got = F.conv2d_backward(g, x, w, **kw)
+    for a, r, bs in zip(got, R.conv2d_backward(g, x, w, **kw), numpy32(F.conv2d_backward, g, x, w, **kw)):
+        within(a, r, bs, f"{backend} {mode} backward")
+
+
+def test_unbatched(backend, rng):
+    x, w, b = data(rng, 2, (4, 7, 6), (5, 4, 3, 3))
+    y = F.conv2d(x, w, b, padding=1)
+    assert y.shape == (5, 7, 6)
+    np.testing.assert_allclose(y, F.conv2d(x[None], w, b, padding=1)[0], rtol=1e-6, atol=1e-5)
+    gi, gw, gb = F.conv2d_backward(np.ones_like(y), x, w, padding=1)
+    assert gi.shape == x.shape and gw.shape == w.shape and gb.shape == (5,)
+    y1 = F.conv1d(x[:, 0], w[:, :, 0], b, padding=1)
+    assert y1.shape == (5, 6)
+    yt = F.conv_transpose2d(x, w.transpose(1, 0, 2, 3)[:4, :4].copy(), None, stride=2)
+    assert yt.shape == (4, 15, 13)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "1x1"])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_channels_last(backend, rng, algorithm, nd):
+    sp = {1: (11,), 2: (7, 6), 3: (3, 4, 5)}[nd]
+    k = 1 if algorithm == "1x1" else 3
+    pad = 0 if algorithm == "1x1" else 1
+    x_cl = rng.standard_normal((2,) + sp + (6,)).astype(np.float32)
+    x = np.moveaxis(x_cl, -1, 1)                      # NC* view of a channels-last buffer
+    w = rng.standard_normal((8, 3) + (k,) * nd).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    y = fwd(nd)(x, w, b, padding=pad, groups=2, algorithm=algorithm, activation="relu")
+    assert np.moveaxis(y, 1, -1).flags.c_contiguous     # same memory format as the input
+    ref = R.__dict__[f"conv{nd}d"](x, w, b, padding=pad, groups=2, activation="relu")
+    within(y, ref, numpy32(fwd(nd), np.ascontiguousarray(x), w, b, padding=pad, groups=2, activation="relu"),
+           f"{backend} channels-last")
+    out = np.empty(y.shape, np.float32)                 # a C-contiguous out= from channels-last input
+    fwd(nd)(x, w, b, padding=pad, groups=2, algorithm=algorithm, activation="relu", out=out)
+    np.testing.assert_allclose(out, y, rtol=1e-5, atol=1e-5)   # other output layout: other summation order
+
+
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+def test_channels_last_padding_mode(backend, rng, mode):
+    x = np.moveaxis(rng.standard_normal((2, 6, 5, 4)).astype(np.float32), -1, 1)
+    w = rng.standard_normal((3, 4, 3, 2)).astype(np.float32)
+    y = F.conv2d(x, w, padding=(1, 2), padding_mode=mode)
+    assert np.moveaxis(y, 1, -1).flags.c_contiguous
+    ref = R.conv2d(x, w, padding=(1, 2), padding_mode=mode)
+    within(y, ref, numpy32(F.conv2d, np.ascontiguousarray(x), w, padding=(1, 2), padding_mode=mode), mode)
+
+
+def test_channels_last_unbatched_and_out(backend, rng):
+    x = np.moveaxis(rng.standard_normal((6, 5, 4)).astype(np.float32), -1, 0)   # (C, H, W) over HWC
+    w = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
+    y = F.conv2d(x, w, padding=1)
+    assert y.shape == (3, 6, 5) and np.moveaxis(y, 0, -1).flags.c_contiguous
+    np.testing.assert_allclose(y, R.conv2d(x, w, padding=1), rtol=1e-5, atol=1e-5)
+    out = np.moveaxis(np.zeros((1, 6, 5, 3), np.float32), -1, 1)               # channels-last out=
+    r = F.conv2d(x[None], w, padding=1, out=out)
+    assert r is out
+    np.testing.assert_allclose(out[0], y, rtol=1e-6, atol=1e-6)
+
+
+def test_empty_batch(backend, rng):
+    x, w, b = data(rng, 2, (0, 3, 5, 5), (4, 3, 3, 3))
+    assert F.conv2d(x, w, b, padding=1).shape == (0, 4, 5, 5)
+    gi, gw, gb = F.conv2d_backward(np.empty((0, 4, 5, 5), np.float32), x, w, padding=1)
+    assert gi.shape == x.shape and not gw.any() and not gb.any()
+    assert F.conv_transpose2d(x[:, :, :, :], w.transpose(1, 0, 2, 3).copy()[:3]).shape == (0, 4, 7, 7)
+
+
+def test_noncontiguous_input(backend, rng):
+    big = rng.standard_normal((2, 8, 14, 12)).astype(np.float32)
+    x = big[:, ::2, ::2, 1::2]
+    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)[:, :, ::-1]
+    y = F.conv2d(x, w, None, padding=1)
+    within(y, R.conv2d(x, w, None, padding=1), numpy32(F.conv2d, x.copy(), w.copy(), None, padding=1), "strided")
+    g = np.ones(y.shape, np.float32)[:, :, ::1]
+    for a, r in zip(F.conv2d_backward(g, x, w, padding=1), R.conv2d_backward(g, x, w, padding=1)):
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)
+
+
+def test_algorithms_agree(rng):
+    """Every compiled path on the same inputs (the NumPy backend ignores the choice)."""
+    if not fastml._backend.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    x, w, b = data(rng, 2, (2, 6, 9, 7), (10, 3, 1, 1))
+    ref = R.conv2d(x, w, b, groups=2)
+    ys = {a: F.conv2d(x, w, b, groups=2, algorithm=a) for a in ("auto", "1x1", "im2col")}
+    for a, y in ys.items():
+        within(y, ref, numpy32(F.conv2d, x, w, b, groups=2), a)
+    for a in ("depthwise", "winograd", "direct"):
+        if a in F.conv._FAST_PATHS:
+            continue
+        with pytest.raises(ValueError, match="not available"):
+            F.conv2d(x, w, b, groups=2, algorithm=a)
+    with pytest.raises(ValueError, match="1x1"):
+        F.conv2d(x, rng.standard_normal((4, 6, 3, 3)).astype(np.float32), algorithm="1x1")
+
+
+def test_out_argument(backend, rng):
+    x, w, b = data(rng, 2, (2, 3, 6, 6), (4, 3, 3, 3))
+    out = np.full((2, 4, 6, 6), np.nan, np.float32)
+    r = F.conv2d(x, w, b, padding=1, out=out)
+    assert r is out
+    np.testing.assert_allclose(out, R.conv2d(x, w, b, padding=1), rtol=1e-4, atol=1e-4)
+    out_t = np.full((2, 3, 8, 8), np.nan, np.float32)
+    r = F.conv_transpose2d(out[:, :, :, :], w, None, out=out_t)
+    assert r is out_t
+    np.testing.assert_allclose(out_t, R.conv_transpose2d(out, w), rtol=1e-4, atol=1e-3)
+
+
+def test_batch_and_threads_bitwise(rng, threads):
+    """1 vs 2 threads: forward, grad_input and grad_weight bitwise identical (fixed reduction split)."""
+    if not fastml._backend.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    cases = [((4, 16, 20, 20), (16, 16, 3, 3), dict(padding=1)),
+             ((1, 8, 40, 33), (12, 8, 3, 3), dict(padding=1, stride=2)),
+             ((3, 32, 16, 16), (24, 32, 1, 1), {}),
+             ((2, 16, 12, 40), (16, 16, 5, 5), dict(padding=2))]
+    for xs, ws, kw in cases:
+        x, w, b = data(rng, 2, xs, ws)
+        res = []
+        for n in (1, 2):
+            fastml.set_num_threads(n)
+            y = F.conv2d(x, w, b, **kw)
+            g = np.cos(y)
+            res.append((y,) + F.conv2d_backward(g, x, w, **kw) + (F.conv_transpose2d(y, w, None, **kw),))
+        for a, c in zip(*res):
+            np.testing.assert_array_equal(a, c)
+
+
+# ---------------------------------------------------------------- torch parity
+
+TORCH_CASES = [
+    (2, (2, 4, 9, 8), (6, 2, 3, 2), dict(stride=2, padding=1, groups=2)),
+    (2, (1, 3, 10, 7), (5, 3, 4, 2), dict(padding="same", dilation=(1, 2))),
+    (2, (2, 6, 7, 9), (6, 1, 3, 3), dict(padding=1, groups=6)),
+    (2, (2, 16, 6, 5), (8, 16, 3, 3), dict(padding=1)),                            # C/G >= 16: grad_input as a
+    (2, (1, 32, 5, 6), (8, 16, 3, 2), dict(padding=(1, 0), groups=2, dilation=(1, 2))),  # flipped forward conv
+    (2, (2, 16, 5, 20), (8, 16, 3, 3), dict(padding=1)),                         # stride 1, C/G >= 16
+    (2, (1, 16, 6, 30), (4, 16, 5, 4), dict(padding=(2, 1))),                    # ... and >= 18 offsets, wide
+    (2, (1, 32, 6, 40), (6, 16, 5, 5), dict(padding=(0, 2), groups=2)),          # rows: the shifted-GEMM path
+    (3, (1, 16, 3, 4, 18), (4, 16, 2, 3, 3), dict(padding=1, dilation=(1, 2, 1))),
+    (1, (2, 16, 40), (8, 16, 5), dict(padding=2)),
+    (1, (3, 5, 17), (6, 5, 3), dict(padding=1, stride=2)),
+    (3, (2, 3, 5, 6, 7), (4, 3, 3, 2, 3), dict(padding=(1, 0, 2), stride=(1, 2, 1))),
+]
+
+
+@pytest.mark.parametrize("nd,xs,ws,kw", TORCH_CASES)
+def test_torch_parity(rng, nd, xs, ws, kw):
+    torch = pytest.importorskip("torch")
+    x, w, b = data(rng, nd, xs, ws)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    with warnings.catch_warnings():  # torch warns that 'same' with even kernels pads a copy
+        warnings.simplefilter("ignore")
+        yt = getattr(torch.nn.functional, f"conv{nd}d")(xt, wt, bt, **kw)
+    y = fwd(nd)(x, w, b, **kw)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    yt.backward(torch.tensor(g))
+    for a, t in zip(bwd(nd)(g, x, w, **kw), (xt.grad, wt.grad, bt.grad)):
+        np.testing.assert_allclose(a, t.numpy(), rtol=1e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_torch_parity_padding_mode(rng, mode):
+    torch = pytest.importorskip("torch")
+    m = torch.nn.Conv2d(4, 6, (3, 2), padding="same", padding_mode=mode, groups=2)
+    x = rng.standard_normal((2, 4, 7, 6)).astype(np.float32)
+    xt = torch.tensor(x, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yt = m(xt)
+    w, b = m.weight.detach().numpy(), m.bias.detach().numpy()
+    y = F.conv2d(x, w, b, padding="same", groups=2, padding_mode=mode)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-5)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    yt.backward(torch.tensor(g))
+    gi, gw, gb = F.conv2d_backward(g, x, w, padding="same", groups=2, padding_mode=mode)
+    np.testing.assert_allclose(gi, xt.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw, m.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gb, m.bias.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_torch_parity_transpose(rng):
+    torch = pytest.importorskip("torch")
+    x, w = rng.standard_normal((2, 4, 5, 6)).astype(np.float32), rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    kw = dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2, dilation=(1, 2))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = torch.nn.functional.conv_transpose2d(xt, wt, bt, **kw)
+    y = F.conv_transpose2d(x, w, b, **kw)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    yt.backward(torch.tensor(g))
+    for a, t in zip(F.conv_transpose2d_backward(g, x, w, **kw), (xt.grad, wt.grad, bt.grad)):
+        np.testing.assert_allclose(a, t.numpy(), rtol=1e-4, atol=2e-4)
+
+
+# ---------------------------------------------------------------- bad input
+
+def _bad_calls(rng):
+    x, w, b = data(rng, 2, (2, 4, 6, 6), (6, 4, 3, 3))
+    return [
+        (ValueError, "C_in=4", lambda o: F.conv2d(x, w[:, :3], out=o)),                          # channel mismatch
+        (ValueError, "groups dividing C_in", lambda o: F.conv2d(x, w, groups=3, out=o)),
+        (ValueError, "groups dividing C_out", lambda o: F.conv2d(x, w[:5, :1], groups=4, out=o)),
+        (ValueError, "output size", lambda o: F.conv2d(x, rng.standard_normal((6, 4, 7, 7)).astype(np.float32),
+                                                       out=o)),
+        (ValueError, "4-D weight", lambda o: F.conv2d(x, w[0], out=o)),
+        (ValueError, "3-D \\(unbatched\\) or 4-D", lambda o: F.conv2d(x[0, 0], w, out=o)),
+        (ValueError, "padding='same' requires stride 1", lambda o: F.conv2d(x, w, stride=2, padding="same", out=o)),
+        (ValueError, "'valid' or 'same'", lambda o: F.conv2d(x, w, padding="full", out=o)),
+        (ValueError, "bias of shape \\(6,\\)", lambda o: F.conv2d(x, w, b[:5], out=o)),
+        (ValueError, "stride >= 1", lambda o: F.conv2d(x, w, stride=0, out=o)),
+        (ValueError, "padding_mode", lambda o: F.conv2d(x, w, padding=1, padding_mode="mirror", out=o)),
+        (ValueError, "padding <= 5", lambda o: F.conv2d(x, w, padding=6, padding_mode="reflect", out=o)),
+        (ValueError, "activation", lambda o: F.conv2d(x, w, activation="swish", out=o)),
+        (ValueError, "algorithm", lambda o: F.conv2d(x, w, algorithm="fft", out=o)),
+        (ValueError, "out of shape", lambda o: F.conv2d(x, w, padding=1, out=o)),
+        (TypeError, "dtype float32", lambda o: F.conv2d(x, w.astype(np.float64), out=o)),
+        (TypeError, "float32 or float64", lambda o: F.conv2d(x.astype(np.int32), w, out=o)),
+        (ValueError, "output_padding smaller", lambda o: F.conv_transpose2d(x, w[:4], output_padding=1)),
+        (ValueError, "grad_output of shape", lambda o: F.conv2d_backward(np.ones((2, 6, 3, 3), np.float32), x, w)),
+        (ValueError, "output_mask", lambda o: F.conv2d_backward(np.ones((2, 6, 4, 4), np.float32), x, w,
+                                                                output_mask=(True,))),
+    ]
+
+
+def test_bad_inputs_raise_and_write_nothing(backend, rng):
+    for exc, msg, call in _bad_calls(rng):
+        out = np.full((2, 6, 4, 4), 7.0, np.float32)
+        with pytest.raises(exc, match=msg):
+            call(out)
+        assert np.all(out == 7.0), msg
