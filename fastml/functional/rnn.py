@@ -70,12 +70,12 @@ class RNNReserve:
 def _cpu_layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, relu):
     out, hn, cn, saved = _C.rnn_layer_forward(_MODE_ID[mode], x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths,
                                               reverse, relu)
-    return out, hn, cn, dict(x=x, w_ih=w_ih, w_hh=w_hh, b_hh=b_hh, w_hr=w_hr, has_bias=b_ih is not None,
+    return out, hn, cn, dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, has_bias=b_ih is not None,
                              lengths=lengths, reverse=reverse, relu=relu, bufs=saved)
 
 
 def _cpu_layer_backward(mode, dy, dhn, dcn, s):
-    return _C.rnn_layer_backward(_MODE_ID[mode], dy, dhn, dcn, s["x"], s["w_ih"], s["w_hh"], s["b_hh"], s["w_hr"],
+    return _C.rnn_layer_backward(_MODE_ID[mode], dy, dhn, dcn, s["x"], s["w_ih"], s["w_hh"], s["w_hr"],
                                  s["lengths"], s["reverse"], s["relu"], s["has_bias"], s["bufs"])
 
 

@@ -1,0 +1,173 @@
+// Bindings of the recurrent layers (csrc/ops/rnn/rnn.h): validate shapes, allocate outputs and the saved
+// buffers, release the GIL, call. No maths here.
+//   _C.rnn_layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, relu)
+//       -> (out, h_n, c_n or None, (gates, hprev, cprev or None, ms or None))
+//   _C.rnn_layer_backward(mode, dy, dh_n, dc_n, x, w_ih, w_hh, w_hr, lengths, reverse, relu, has_bias, saved)
+//       -> (dx, dh0, dc0 or None, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None)
+// mode: 0 rnn, 1 lstm, 2 gru. Shapes: rnn.h.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <vector>
+
+#include "bind/arrays.h"
+#include "ops/rnn/rnn.h"
+
+namespace fastml::bind {
+
+namespace {
+
+constexpr const char* kOp = "rnn_layer";
+
+// An absent optional array: a null handle (a default py::array would be a real empty array).
+py::array none_arr() { return py::reinterpret_steal<py::array>(py::handle()); }
+
+void want(const py::array& a, std::vector<py::ssize_t> shape, const char* arg) {
+  FASTML_CHECK(shape_of(a) == shape, kOp, ": expected ", arg, " of shape ", shape_str(py::array_t<float>(shape)),
+               ", got ", shape_str(a));
+}
+
+py::array opt_f32(const py::handle& h, const char* arg) {
+  return h.is_none() ? none_arr() : input_f32(h, kOp, arg);
+}
+
+const float* ptr_or_null(const py::array& a) { return a ? cf32(a) : nullptr; }
+
+// Reads mode, x, weights, lengths into L (keeping the arrays alive in `keep`) after checking shapes.
+RnnLayer make_layer(int mode, const py::array& x, const py::array& w_ih, const py::array& w_hh,
+                    const py::array& b_ih, const py::array& b_hh, const py::array& w_hr, const py::array& lens,
+                    bool reverse, bool relu) {
+  FASTML_CHECK(mode >= 0 && mode <= 2, kOp, ": unknown mode ", mode);
+  RnnLayer L;
+  L.mode = static_cast<RnnMode>(mode);
+  FASTML_CHECK(x.ndim() == 3, kOp, ": expected x of shape (T, N, I), got ", shape_str(x));
+  L.T = x.shape(0);
+  L.N = x.shape(1);
+  L.I = x.shape(2);
+  const int64_t G = L.gates();
+  FASTML_CHECK(w_hh.ndim() == 2 && w_hh.shape(0) % G == 0 && w_hh.shape(0) > 0, kOp,
+               ": expected w_hh of shape (", G, "*H, P), got ", shape_str(w_hh));
+  L.H = w_hh.shape(0) / G;
+  L.P = w_hh.shape(1);
+  FASTML_CHECK(w_hr || L.P == L.H, kOp, ": expected w_hh of shape (", G * L.H, ", ", L.H, "), got ", shape_str(w_hh));
+  FASTML_CHECK(!w_hr || L.mode == RnnMode::lstm, kOp, ": a projection is only defined for the LSTM");
+  want(w_ih, {G * L.H, L.I}, "w_ih");
+  if (w_hr) want(w_hr, {L.P, L.H}, "w_hr");
+  FASTML_CHECK(bool(b_ih) == bool(b_hh), kOp, ": expected both b_ih and b_hh or neither");
+  if (b_ih) {
+    want(b_ih, {G * L.H}, "b_ih");
+    want(b_hh, {G * L.H}, "b_hh");
+  }
+  if (lens) {
+    want(lens, {L.N}, "lengths");
+    const int64_t* l = static_cast<const int64_t*>(lens.data());
+    for (int64_t n = 0; n < L.N; ++n)
+      FASTML_CHECK(l[n] >= 1 && l[n] <= L.T, kOp, ": expected lengths in [1, ", L.T, "], got ", l[n]);
+    L.lengths = l;
+  }
+  L.reverse = reverse;
+  L.relu = relu;
+  L.x = cf32(x);
+  L.w_ih = cf32(w_ih);
+  L.w_hh = cf32(w_hh);
+  L.b_ih = ptr_or_null(b_ih);
+  L.b_hh = ptr_or_null(b_hh);
+  L.w_hr = ptr_or_null(w_hr);
+  return L;
+}
+
+py::array new_f32(std::vector<py::ssize_t> shape) { return py::array_t<float>(shape); }
+
+}  // namespace
+
+void bind_rnn(py::module_& m) {
+  m.def("rnn_layer_forward", [](int mode, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_,
+                                py::handle w_hh_, py::handle b_ih_, py::handle b_hh_, py::handle w_hr_,
+                                py::handle lengths_, bool reverse, bool relu) {
+    py::array x = input_f32(x_, kOp, "x"), w_ih = input_f32(w_ih_, kOp, "w_ih"), w_hh = input_f32(w_hh_, kOp, "w_hh");
+    py::array b_ih = opt_f32(b_ih_, "b_ih"), b_hh = opt_f32(b_hh_, "b_hh"), w_hr = opt_f32(w_hr_, "w_hr");
+    py::array lens = lengths_.is_none() ? none_arr() : input_i64(lengths_, kOp, "lengths");
+    const RnnLayer L = make_layer(mode, x, w_ih, w_hh, b_ih, b_hh, w_hr, lens, reverse, relu);
+    const bool lstm = L.mode == RnnMode::lstm;
+    py::array h0 = input_f32(h0_, kOp, "h0");
+    want(h0, {L.N, L.P}, "h0");
+    py::array c0 = none_arr();
+    if (lstm) {
+      c0 = input_f32(c0_, kOp, "c0");
+      want(c0, {L.N, L.H}, "c0");
+    }
+    py::array out = new_f32({L.T, L.N, L.P}), hn = new_f32({L.N, L.P});
+    py::array cn = lstm ? new_f32({L.N, L.H}) : none_arr();
+    py::array gates = new_f32({L.T, L.N, L.saved_width()}), hprev = new_f32({L.T, L.N, L.P});
+    py::array cprev = lstm ? new_f32({L.T, L.N, L.H}) : none_arr();
+    py::array ms = L.w_hr ? new_f32({L.T, L.N, L.H}) : none_arr();
+    RnnSaved s;
+    s.gates = f32(gates);
+    s.hprev = f32(hprev);
+    s.cprev = lstm ? f32(cprev) : nullptr;
+    s.ms = L.w_hr ? f32(ms) : nullptr;
+    const float* ph0 = cf32(h0);
+    const float* pc0 = lstm ? cf32(c0) : nullptr;
+    float* pout = f32(out);
+    float* phn = f32(hn);
+    float* pcn = lstm ? f32(cn) : nullptr;
+    {
+      py::gil_scoped_release nogil;
+      rnn_layer_forward(L, ph0, pc0, pout, phn, pcn, s);
+    }
+    auto obj = [](const py::array& a) -> py::object { return a ? py::object(a) : py::object(py::none()); };
+    return py::make_tuple(out, hn, obj(cn), py::make_tuple(gates, hprev, obj(cprev), obj(ms)));
+  });
+
+  m.def("rnn_layer_backward", [](int mode, py::handle dy_, py::handle dhn_, py::handle dcn_, py::handle x_,
+                                 py::handle w_ih_, py::handle w_hh_, py::handle w_hr_, py::handle lengths_,
+                                 bool reverse, bool relu, bool has_bias, py::tuple saved) {
+    py::array x = input_f32(x_, kOp, "x"), w_ih = input_f32(w_ih_, kOp, "w_ih"), w_hh = input_f32(w_hh_, kOp, "w_hh");
+    py::array w_hr = opt_f32(w_hr_, "w_hr");
+    py::array lens = lengths_.is_none() ? none_arr() : input_i64(lengths_, kOp, "lengths");
+    const RnnLayer L = make_layer(mode, x, w_ih, w_hh, none_arr(), none_arr(), w_hr, lens, reverse, relu);
+    const bool lstm = L.mode == RnnMode::lstm;
+    FASTML_CHECK(saved.size() == 4, kOp, ": expected the saved tuple of the forward");
+    py::array gates = inplace_f32(saved[0], kOp, "saved gates"), hprev = inplace_f32(saved[1], kOp, "saved hprev");
+    want(gates, {L.T, L.N, L.saved_width()}, "saved gates");
+    want(hprev, {L.T, L.N, L.P}, "saved hprev");
+    py::array cprev = none_arr(), ms = none_arr();
+    if (lstm) {
+      cprev = inplace_f32(saved[2], kOp, "saved cprev");
+      want(cprev, {L.T, L.N, L.H}, "saved cprev");
+    }
+    if (L.w_hr) {
+      ms = inplace_f32(saved[3], kOp, "saved ms");
+      want(ms, {L.T, L.N, L.H}, "saved ms");
+    }
+    py::array dy = opt_f32(dy_, "grad_output"), dhn = opt_f32(dhn_, "grad_h_n");
+    py::array dcn = lstm ? opt_f32(dcn_, "grad_c_n") : none_arr();
+    if (dy) want(dy, {L.T, L.N, L.P}, "grad_output");
+    if (dhn) want(dhn, {L.N, L.P}, "grad_h_n");
+    if (dcn) want(dcn, {L.N, L.H}, "grad_c_n");
+    RnnSaved s;
+    s.gates = f32(gates);
+    s.hprev = f32(hprev);
+    s.cprev = lstm ? f32(cprev) : nullptr;
+    s.ms = L.w_hr ? f32(ms) : nullptr;
+    const int64_t GH = L.gates() * L.H;
+    py::array dx = new_f32({L.T, L.N, L.I}), dh0 = new_f32({L.N, L.P});
+    py::array dc0 = lstm ? new_f32({L.N, L.H}) : none_arr();
+    py::array dw_ih = new_f32({GH, L.I}), dw_hh = new_f32({GH, L.P});
+    py::array db_ih = has_bias ? new_f32({GH}) : none_arr(), db_hh = has_bias ? new_f32({GH}) : none_arr();
+    py::array dw_hr = L.w_hr ? new_f32({L.P, L.H}) : none_arr();
+    auto p = [](py::array& a) { return a ? f32(a) : nullptr; };
+    const float *pdy = ptr_or_null(dy), *pdhn = ptr_or_null(dhn), *pdcn = ptr_or_null(dcn);
+    float *pdx = p(dx), *pdh0 = p(dh0), *pdc0 = p(dc0), *pwih = p(dw_ih), *pwhh = p(dw_hh);
+    float *pbih = p(db_ih), *pbhh = p(db_hh), *pwhr = p(dw_hr);
+    {
+      py::gil_scoped_release nogil;
+      rnn_layer_backward(L, s, pdy, pdhn, pdcn, pdx, pdh0, pdc0, pwih, pwhh, pbih, pbhh, pwhr);
+    }
+    auto obj = [](const py::array& a) -> py::object { return a ? py::object(a) : py::object(py::none()); };
+    return py::make_tuple(dx, dh0, obj(dc0), dw_ih, dw_hh, obj(db_ih), obj(db_hh), obj(dw_hr));
+  });
+}
+
+}  // namespace fastml::bind

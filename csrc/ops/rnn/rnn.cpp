@@ -1,0 +1,291 @@
+// Recurrent layer entry: input-projection GEMM, the time loop (row blocks with sgemm_packed + fused
+// gate kernels, or the batch <= kGemvRows path that splits hidden units across threads with dot-product
+// kernels), and the backward recurrence followed by the weight-gradient GEMMs. Contract: rnn.h.
+// Test: pytest tests/test_rnn.py. Bench: python -m fastml.bench --ops rnn
+#include "ops/rnn/rnn.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "core/parallel.h"
+#include "gemm/gemm.h"
+
+namespace fastml {
+
+namespace {
+
+// Per-thread scratch reused across calls (no allocation once warm). Slots used by the calling thread:
+// 0 GRU input projection / backward dA, 2 backward GRU dA_h, 3 backward dH (projection), 4 bias;
+// slot 1 by every thread of a team for its gate tile.
+float* scratch(int slot, int64_t n) {
+  thread_local std::vector<float> bufs[5];
+  auto& b = bufs[slot];
+  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+// Rows per block: a function of N alone (so results do not depend on the thread count), two blocks at
+// least so that two threads have work, at most 32 rows so a block's gate tile stays small.
+int64_t row_block(int64_t N) { return std::min<int64_t>(32, std::max<int64_t>(4, (N + 1) / 2)); }
+
+inline void copy(float* d, const float* s, int64_t n) { std::memcpy(d, s, static_cast<size_t>(n) * sizeof(float)); }
+inline void zero(float* d, int64_t n) { std::memset(d, 0, static_cast<size_t>(n) * sizeof(float)); }
+
+struct Ctx {
+  const RnnLayer& L;
+  const RnnSaved& s;
+  int64_t T, N, I, H, P, G, GH, SW;
+  bool lstm, gru, proj;
+  Ctx(const RnnLayer& l, const RnnSaved& sv)
+      : L(l), s(sv), T(l.T), N(l.N), I(l.I), H(l.H), P(l.P), G(l.gates()), GH(l.gates() * l.H),
+        SW(l.saved_width()), lstm(l.mode == RnnMode::lstm), gru(l.mode == RnnMode::gru), proj(l.w_hr != nullptr) {}
+  int64_t time(int64_t k) const { return L.reverse ? T - 1 - k : k; }
+  bool active(int64_t n, int64_t t) const { return L.lengths == nullptr || t < L.lengths[n]; }
+};
+
+// Column sums of a (rows x cols) matrix in row order: fixed order, any thread count.
+void column_sums(const float* a, int64_t rows, int64_t cols, float* out) {
+  parallel_for(cols, 256, 16, [&](int64_t b, int64_t e) {
+    zero(out + b, e - b);
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* r = a + i * cols;
+      for (int64_t j = b; j < e; ++j) out[j] += r[j];
+    }
+  });
+}
+
+// Forward fused pass of units [j0, j0 + cnt) of row n at time t (tn: next time or -1), gate stride H.
+// `gh` is the GRU recurrent product of the row (3 blocks). Writes out / hn / cn and the next step's
+// hprev / cprev slices; inactive rows keep their state and output zeros.
+void forward_row(const Ctx& c, const RnnKernels& kt, const float* gin, const float* gh, int64_t n, int64_t t,
+                 int64_t tn, int64_t j0, int64_t cnt, float* out, float* hn, float* cn) {
+  const RnnSaved& s = c.s;
+  const int64_t P = c.P, H = c.H, N = c.N;
+  float* orow = out + (t * N + n) * P;
+  if (!c.active(n, t)) {
+    if (c.proj) zero(s.ms + (t * N + n) * H + j0, cnt);  // the block zeroes the (P-wide) output row
+    else zero(orow + j0, cnt);
+    if (tn >= 0) {
+      if (!c.proj) copy(s.hprev + (tn * N + n) * P + j0, hn + n * P + j0, cnt);
+      if (c.lstm) copy(s.cprev + (tn * N + n) * H + j0, cn + n * H + j0, cnt);
+    }
+    return;
+  }
+  float* g = s.gates + (t * N + n) * c.SW;
+  if (c.lstm) {
+    float* m = c.proj ? s.ms + (t * N + n) * H : orow;
+    kt.lstm_fwd(cnt, H, g + j0, s.cprev + (t * N + n) * H + j0, cn + n * H + j0, m + j0);
+    if (tn >= 0) copy(s.cprev + (tn * N + n) * H + j0, cn + n * H + j0, cnt);
+    if (c.proj) return;  // h comes from the projection GEMM of the whole block
+  } else if (c.gru) {
+    const float* b_hn = c.L.b_hh ? c.L.b_hh + 2 * H + j0 : nullptr;
+    kt.gru_fwd(cnt, H, gin + (t * N + n) * c.GH + j0, gh + j0, b_hn, s.hprev + (t * N + n) * P + j0, g + j0,
+               orow + j0);
+  } else {
+    kt.rnn_fwd(cnt, g + j0, c.L.relu ? 1 : 0);
+    copy(orow + j0, g + j0, cnt);
+  }
+  copy(hn + n * P + j0, orow + j0, cnt);
+  if (tn >= 0) copy(s.hprev + (tn * N + n) * P + j0, orow + j0, cnt);
+}
+
+// Rows [r0, r1) through all T steps (one thread, no synchronisation).
+void forward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, const PackedB* pk_hr, const float* gin,
+                   int64_t r0, int64_t r1, float* out, float* hn, float* cn) {
+  const RnnSaved& s = c.s;
+  const int64_t m = r1 - r0, N = c.N, P = c.P, H = c.H, GH = c.GH;
+  float* tile = scratch(1, m * std::max(GH, P));
+  for (int64_t k = 0; k < c.T; ++k) {
+    const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
+    const float* A = s.hprev + (t * N + r0) * P;
+    if (c.gru) {
+      sgemm_packed(Trans::none, m, 1.0f, A, P, pk_hh, 0.0f, tile, GH);
+    } else {
+      sgemm_packed(Trans::none, m, 1.0f, A, P, pk_hh, 1.0f, s.gates + (t * N + r0) * GH, GH);
+    }
+    for (int64_t n = r0; n < r1; ++n) forward_row(c, kt, gin, tile + (n - r0) * GH, n, t, tn, 0, H, out, hn, cn);
+    if (c.proj) {
+      sgemm_packed(Trans::none, m, 1.0f, s.ms + (t * N + r0) * H, H, *pk_hr, 0.0f, tile, P);
+      for (int64_t n = r0; n < r1; ++n) {
+        float* orow = out + (t * N + n) * P;
+        if (c.active(n, t)) {
+          copy(orow, tile + (n - r0) * P, P);
+          copy(hn + n * P, orow, P);
+        } else {
+          zero(orow, P);
+        }
+        if (tn >= 0) copy(s.hprev + (tn * N + n) * P, hn + n * P, P);
+      }
+    }
+  }
+}
+
+// Batch <= kGemvRows, no projection: threads split the hidden units; W rows are streamed once per step
+// and batch row; with T == 1 (a cell step) the input projection is computed here too (no GEMM call).
+void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* gin, bool fuse_in, float* out,
+                  float* hn, float* cn) {
+  const int64_t H = c.H, P = c.P, N = c.N, I = c.I, GH = c.GH, G = c.G;
+  const int nt = threads_for(H, 64);
+  float* ghbuf = c.gru ? scratch(1, N * GH) : nullptr;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    int64_t chunk = (H + nth - 1) / nth;
+    chunk = (chunk + 7) / 8 * 8;
+    const int64_t j0 = std::min<int64_t>(H, chunk * tid), j1 = std::min<int64_t>(H, j0 + chunk), cnt = j1 - j0;
+    for (int64_t k = 0; k < c.T; ++k) {
+      const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
+      for (int64_t n = 0; n < N && cnt > 0; ++n) {
+        if (c.active(n, t)) {
+          const float* h = c.s.hprev + (t * N + n) * P;
+          float* grow = gin + (t * N + n) * GH;
+          for (int64_t q = 0; q < G; ++q) {
+            float* y = grow + q * H + j0;
+            if (fuse_in) {
+              if (bias) copy(y, bias + q * H + j0, cnt); else zero(y, cnt);
+              kt.dot_rows(cnt, I, c.L.w_ih + (q * H + j0) * I, I, c.L.x + n * I, y);
+            }
+            const float* w = c.L.w_hh + (q * H + j0) * P;
+            if (c.gru) {
+              float* yh = ghbuf + n * GH + q * H + j0;
+              zero(yh, cnt);
+              kt.dot_rows(cnt, P, w, P, h, yh);
+            } else {
+              kt.dot_rows(cnt, P, w, P, h, y);
+            }
+          }
+        }
+        forward_row(c, kt, gin, c.gru ? ghbuf + n * GH : nullptr, n, t, tn, j0, cnt, out, hn, cn);
+      }
+#pragma omp barrier
+    }
+  }
+}
+
+}  // namespace
+
+void rnn_layer_forward(const RnnLayer& L, const float* h0, const float* c0, float* out, float* hn, float* cn,
+                       const RnnSaved& s) {
+  const RnnKernels& kt = select_kernels(rnn_tables);
+  const Ctx c(L, s);
+  const int64_t T = c.T, N = c.N, I = c.I, H = c.H, P = c.P, GH = c.GH;
+  copy(hn, h0, N * P);
+  if (c.lstm) copy(cn, c0, N * H);
+  if (T == 0 || N == 0) return;
+  float* bias = nullptr;
+  if (L.b_ih) {
+    bias = scratch(4, GH);
+    for (int64_t j = 0; j < GH; ++j) bias[j] = L.b_ih[j] + ((c.gru && j >= 2 * H) ? 0.0f : L.b_hh[j]);
+  }
+  const bool gemv = N <= kGemvRows && !c.proj;
+  const bool fuse_in = gemv && T == 1;
+  float* gin = c.gru ? scratch(0, T * N * GH) : s.gates;  // input projection (+ biases) of every step
+  if (!fuse_in) {
+    GemmEpilogue ep;
+    ep.bias = bias;
+    ep.bias_kind = GemmBias::col;
+    sgemm(Trans::none, Trans::trans, T * N, GH, I, 1.0f, L.x, I, L.w_ih, I, 0.0f, gin, GH, bias ? &ep : nullptr);
+  }
+  const int64_t t0 = c.time(0);
+  copy(s.hprev + t0 * N * P, h0, N * P);
+  if (c.lstm) copy(s.cprev + t0 * N * H, c0, N * H);
+  if (gemv) {
+    forward_gemv(c, kt, bias, gin, fuse_in, out, hn, cn);
+    return;
+  }
+  const PackedB pk_hh(Trans::trans, P, GH, L.w_hh, P);  // op(B) = W_hh^T (P x G H)
+  std::unique_ptr<PackedB> pk_hr;
+  if (c.proj) pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, L.w_hr, H);  // W_hr^T (H x P)
+  const int64_t rb = row_block(N), nb = fixed_blocks(N, rb);
+  parallel_for(nb, 1, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      forward_block(c, kt, pk_hh, pk_hr.get(), gin, i * rb, std::min(N, (i + 1) * rb), out, hn, cn);
+  });
+}
+
+namespace {
+
+// Backward recurrence of rows [r0, r1): dh (N, P) and dc (N, H) carry the gradients w.r.t. the state.
+void backward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, const PackedB* pk_hr, const float* dy,
+                    float* D, float* Dh, float* dHs, int64_t r0, int64_t r1, float* dh, float* dc) {
+  const RnnSaved& s = c.s;
+  const int64_t m = r1 - r0, N = c.N, P = c.P, H = c.H, GH = c.GH;
+  float* tile = c.proj ? scratch(1, m * H) : nullptr;
+  for (int64_t k = c.T - 1; k >= 0; --k) {
+    const int64_t t = c.time(k);
+    for (int64_t n = r0; n < r1; ++n) {
+      const bool act = c.active(n, t);
+      float* d = dh + n * P;
+      if (act && dy) {
+        const float* g = dy + (t * N + n) * P;
+        for (int64_t j = 0; j < P; ++j) d[j] += g[j];
+      }
+      if (c.proj) {
+        if (act) copy(dHs + (t * N + n) * P, d, P); else zero(dHs + (t * N + n) * P, P);
+      }
+    }
+    if (c.proj) sgemm_packed(Trans::none, m, 1.0f, dh + r0 * P, P, *pk_hr, 0.0f, tile, H);
+    for (int64_t n = r0; n < r1; ++n) {
+      float* Drow = D + (t * N + n) * GH;
+      float* Dhrow = Dh + (t * N + n) * GH;
+      float* d = dh + n * P;
+      if (!c.active(n, t)) {
+        zero(Drow, GH);
+        if (c.gru) zero(Dhrow, GH);
+        continue;
+      }
+      const float* g = s.gates + (t * N + n) * c.SW;
+      if (c.lstm) {
+        const float* dm = c.proj ? tile + (n - r0) * H : d;
+        kt.lstm_bwd(H, H, g, s.cprev + (t * N + n) * H, dm, dc + n * H, Drow);
+        zero(d, P);
+      } else if (c.gru) {
+        kt.gru_bwd(H, H, g, s.hprev + (t * N + n) * P, d, Drow, Dhrow, d);
+      } else {
+        kt.rnn_bwd(H, g, d, Drow, c.L.relu ? 1 : 0);
+        zero(d, P);
+      }
+    }
+    sgemm_packed(Trans::none, m, 1.0f, Dh + (t * N + r0) * GH, GH, pk_hh, 1.0f, dh + r0 * P, P);
+  }
+}
+
+}  // namespace
+
+void rnn_layer_backward(const RnnLayer& L, const RnnSaved& s, const float* dy, const float* dhn, const float* dcn,
+                        float* dx, float* dh0, float* dc0, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh,
+                        float* dw_hr) {
+  const RnnKernels& kt = select_kernels(rnn_tables);
+  const Ctx c(L, s);
+  const int64_t T = c.T, N = c.N, I = c.I, H = c.H, P = c.P, GH = c.GH, TN = c.T * c.N;
+  if (dhn) copy(dh0, dhn, N * P); else zero(dh0, N * P);
+  if (c.lstm) {
+    if (dcn) copy(dc0, dcn, N * H); else zero(dc0, N * H);
+  }
+  float* D = scratch(0, std::max<int64_t>(1, TN * GH));
+  float* Dh = c.gru ? scratch(2, std::max<int64_t>(1, TN * GH)) : D;
+  float* dHs = c.proj ? scratch(3, std::max<int64_t>(1, TN * P)) : nullptr;
+  if (TN > 0) {
+    const PackedB pk_hh(Trans::none, GH, P, L.w_hh, P);  // dh = dA W_hh
+    std::unique_ptr<PackedB> pk_hr;
+    if (c.proj) pk_hr = std::make_unique<PackedB>(Trans::none, P, H, L.w_hr, H);  // dm = dh W_hr
+    const int64_t rb = row_block(N), nb = fixed_blocks(N, rb);
+    parallel_for(nb, 1, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        backward_block(c, kt, pk_hh, pk_hr.get(), dy, D, Dh, dHs, i * rb, std::min(N, (i + 1) * rb), dh0, dc0);
+    });
+  }
+  // Weight gradients: big GEMMs over all steps (beta = 0, K = T N may be 0 -> zeros).
+  sgemm(Trans::none, Trans::none, TN, I, GH, 1.0f, D, GH, L.w_ih, I, 0.0f, dx, I);
+  sgemm(Trans::trans, Trans::none, GH, I, TN, 1.0f, D, GH, L.x, I, 0.0f, dw_ih, I);
+  sgemm(Trans::trans, Trans::none, GH, P, TN, 1.0f, Dh, GH, s.hprev, P, 0.0f, dw_hh, P);
+  if (db_ih) column_sums(D, TN, GH, db_ih);
+  if (db_hh) column_sums(Dh, TN, GH, db_hh);
+  if (dw_hr) sgemm(Trans::trans, Trans::none, P, H, TN, 1.0f, dHs, P, s.ms, H, 0.0f, dw_hr, H);
+}
+
+}  // namespace fastml
