@@ -190,8 +190,9 @@ def dropout_keep(seed, layer, shape, p):
     always gives the same mask, on every backend and thread count. (torch's dropout stream cannot be
     reproduced; only the distribution matches.)"""
     n = int(np.prod(shape, dtype=np.int64))
-    key = _splitmix64(np.array([np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ (np.uint64(layer + 1) * _GOLDEN)],
-                               dtype=np.uint64))[0]
+    # uint64 arithmetic wraps silently on arrays (scalars would warn)
+    lay = np.array([layer + 1], dtype=np.uint64) * _GOLDEN
+    key = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ lay)
     k = np.arange(1, n + 1, dtype=np.uint64)
     z = _splitmix64(key + k * _GOLDEN)
     u = (z >> np.uint64(40)).astype(np.float64) * (1.0 / (1 << 24))
