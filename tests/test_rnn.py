@@ -224,6 +224,9 @@ def test_cell_forward_backward(backend, rng, mode, N, I, H):
     with fastml.use_backend("numpy"):
         base = fwd(f32(x), f32(hx), *f32(w), **kw, return_saved=True)
     refs = ref if base_mode == "lstm" else (ref,)
+    plain = fwd(f32(x), f32(hx), *f32(w), **kw)  # the inference path (no saved state) gives the same bits
+    for a, b in zip(plain if base_mode == "lstm" else (plain,), got[:-1]):
+        np.testing.assert_array_equal(a, b)
     for a, r, b in zip(got[:-1], refs, base[:-1]):
         assert a.dtype == np.float32 and a.shape == (N, H)
         assert_error_within(a, r, b, what=f"{mode} cell forward")
@@ -441,6 +444,16 @@ def test_bad_inputs_raise(rng):
         F.gru_cell(x[0], np.zeros((3, 5), np.float32), *f32(w))
     with pytest.raises(ValueError, match="b_ih"):
         F.gru_cell(x[0], None, f32(w[0]), f32(w[1]), f32(w[2][:4]), f32(w[3]))
+    x2 = np.zeros((3, 5), np.float32)  # batched cells take the compiled inference path: same checks
+    with pytest.raises(ValueError, match="gru_cell: expected hx of shape"):
+        F.gru_cell(x2, np.zeros((3, 5), np.float32), *f32(w))
+    with pytest.raises(ValueError, match="lstm_cell: expected w_hh of shape"):
+        wl = f32(make_weights(rng, "lstm", 5, 6))
+        F.lstm_cell(x2, (np.zeros((3, 6), np.float32),) * 2, wl[0], wl[1][:, :5], wl[2], wl[3])
+    with pytest.raises(ValueError, match="lstm_cell: expected c of shape"):
+        F.lstm_cell(x2, (np.zeros((3, 6), np.float32), np.zeros((3, 7), np.float32)), *wl)
+    with pytest.raises(TypeError, match="lstm_cell: expected float32 for w_ih"):
+        F.lstm_cell(x2, (np.zeros((3, 6), np.float32),) * 2, wl[0].astype(np.float64), *wl[1:])
     with pytest.raises(ValueError, match="nonlinearity"):
         F.rnn_cell(x[0], None, *f32(make_weights(rng, "rnn", 5, 6)), nonlinearity="sigmoid")
     with pytest.raises(TypeError, match="saved"):

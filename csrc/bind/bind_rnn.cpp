@@ -23,8 +23,8 @@ constexpr const char* kOp = "rnn_layer";
 // An absent optional array: a null handle (a default py::array would be a real empty array).
 py::array none_arr() { return py::reinterpret_steal<py::array>(py::handle()); }
 
-void want(const py::array& a, std::vector<py::ssize_t> shape, const char* arg) {
-  FASTML_CHECK(shape_of(a) == shape, kOp, ": expected ", arg, " of shape ", shape_str(py::array_t<float>(shape)),
+void want(const py::array& a, std::vector<py::ssize_t> shape, const char* arg, const char* op = kOp) {
+  FASTML_CHECK(shape_of(a) == shape, op, ": expected ", arg, " of shape ", shape_str(py::array_t<float>(shape)),
                ", got ", shape_str(a));
 }
 
@@ -79,6 +79,8 @@ RnnLayer make_layer(int mode, const py::array& x, const py::array& w_ih, const p
 
 py::array new_f32(std::vector<py::ssize_t> shape) { return py::array_t<float>(shape); }
 
+const char* const kCellOps[3] = {"rnn_cell", "lstm_cell", "gru_cell"};
+
 }  // namespace
 
 void bind_rnn(py::module_& m) {
@@ -118,6 +120,61 @@ void bind_rnn(py::module_& m) {
     }
     auto obj = [](const py::array& a) -> py::object { return a ? py::object(a) : py::object(py::none()); };
     return py::make_tuple(out, hn, obj(cn), py::make_tuple(gates, hprev, obj(cprev), obj(ms)));
+  });
+
+  // One cell step without saved state (the inference hot path of lstm_cell / gru_cell / rnn_cell):
+  // x (N, I), h (N, H), c (N, H) (LSTM) -> h' (LSTM: (h', c')). Validates like the Python wrapper.
+  m.def("rnn_cell_forward", [](int mode, py::handle x_, py::handle h_, py::handle c_, py::handle w_ih_,
+                               py::handle w_hh_, py::handle b_ih_, py::handle b_hh_, bool relu) -> py::object {
+    FASTML_CHECK(mode >= 0 && mode <= 2, kOp, ": unknown mode ", mode);
+    const char* op = kCellOps[mode];
+    py::array x = input_f32(x_, op, "input"), w_ih = input_f32(w_ih_, op, "w_ih"), w_hh = input_f32(w_hh_, op, "w_hh");
+    FASTML_CHECK(x.ndim() == 2, op, ": expected input of shape (N, input_size), got ", shape_str(x));
+    RnnLayer L;
+    L.mode = static_cast<RnnMode>(mode);
+    const int64_t G = L.gates();
+    L.T = 1;
+    L.N = x.shape(0);
+    L.I = x.shape(1);
+    FASTML_CHECK(w_ih.ndim() == 2 && w_ih.shape(0) % G == 0 && w_ih.shape(0) > 0, op, ": expected w_ih of shape (",
+                 G, "*hidden_size, ", L.I, "), got ", shape_str(w_ih));
+    L.H = L.P = w_ih.shape(0) / G;
+    want(w_ih, {G * L.H, L.I}, "w_ih", op);
+    want(w_hh, {G * L.H, L.H}, "w_hh", op);
+    FASTML_CHECK(b_ih_.is_none() == b_hh_.is_none(), op, ": expected both b_ih and b_hh or neither");
+    py::array b_ih = opt_f32(b_ih_, "b_ih"), b_hh = opt_f32(b_hh_, "b_hh");
+    if (b_ih) {
+      want(b_ih, {G * L.H}, "b_ih", op);
+      want(b_hh, {G * L.H}, "b_hh", op);
+    }
+    const bool lstm = L.mode == RnnMode::lstm;
+    py::array h = input_f32(h_, op, lstm ? "h" : "hx");
+    want(h, {L.N, L.H}, lstm ? "h" : "hx", op);
+    py::array c = lstm ? input_f32(c_, op, "c") : none_arr();
+    if (lstm) want(c, {L.N, L.H}, "c", op);
+    L.relu = relu;
+    L.x = cf32(x);
+    L.w_ih = cf32(w_ih);
+    L.w_hh = cf32(w_hh);
+    L.b_ih = ptr_or_null(b_ih);
+    L.b_hh = ptr_or_null(b_hh);
+    py::array out = new_f32({L.N, L.H}), hn = new_f32({L.N, L.H});
+    py::array cn = lstm ? new_f32({L.N, L.H}) : none_arr();
+    py::array gates = new_f32({L.N, L.saved_width()}), hprev = new_f32({L.N, L.H});
+    py::array cprev = lstm ? new_f32({L.N, L.H}) : none_arr();
+    RnnSaved s;
+    s.gates = f32(gates);
+    s.hprev = f32(hprev);
+    s.cprev = lstm ? f32(cprev) : nullptr;
+    const float* ph = cf32(h);
+    const float* pc = lstm ? cf32(c) : nullptr;
+    float *pout = f32(out), *phn = f32(hn), *pcn = lstm ? f32(cn) : nullptr;
+    {
+      py::gil_scoped_release nogil;
+      rnn_layer_forward(L, ph, pc, pout, phn, pcn, s);
+    }
+    if (lstm) return py::make_tuple(hn, cn);
+    return std::move(hn);
   });
 
   m.def("rnn_layer_backward", [](int mode, py::handle dy_, py::handle dhn_, py::handle dcn_, py::handle x_,

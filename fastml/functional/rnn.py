@@ -374,9 +374,15 @@ def _cell_forward(mode, op, input, hx, w_ih, w_hh, b_ih, b_hh, relu, return_save
     return res if mode == "lstm" else h
 
 
+def _hot(a):
+    return type(a) is np.ndarray and a.ndim == 2 and a.dtype == _B.F32
+
+
 def rnn_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", *, return_saved=False):
     """``h' = tanh|relu(x W_ih^T + b_ih + h W_hh^T + b_hh)`` (torch.nn.RNNCell). Returns h', or
     ``(h', saved)`` with return_saved."""
+    if not return_saved and _B.cpu_fast_path(input) and _hot(input) and _hot(hx) and nonlinearity in ("tanh", "relu"):
+        return _C.rnn_cell_forward(0, input, hx, None, w_ih, w_hh, b_ih, b_hh, nonlinearity == "relu")
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"rnn_cell: expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}")
     return _cell_forward("rnn", "rnn_cell", input, hx, w_ih, w_hh, b_ih, b_hh, nonlinearity == "relu", return_saved)
@@ -384,11 +390,16 @@ def rnn_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", *
 
 def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, return_saved=False):
     """One LSTM step (torch.nn.LSTMCell). Returns ``(h', c')``, or ``(h', c', saved)`` with return_saved."""
+    if (not return_saved and _B.cpu_fast_path(input) and _hot(input) and type(hx) is tuple and len(hx) == 2
+            and _hot(hx[0]) and _hot(hx[1])):  # inference hot path: the binding validates everything
+        return _C.rnn_cell_forward(1, input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh, False)
     return _cell_forward("lstm", "lstm_cell", input, hx, w_ih, w_hh, b_ih, b_hh, False, return_saved)
 
 
 def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, return_saved=False):
     """One GRU step (torch.nn.GRUCell). Returns h', or ``(h', saved)`` with return_saved."""
+    if not return_saved and _B.cpu_fast_path(input) and _hot(input) and _hot(hx):
+        return _C.rnn_cell_forward(2, input, hx, None, w_ih, w_hh, b_ih, b_hh, False)
     return _cell_forward("gru", "gru_cell", input, hx, w_ih, w_hh, b_ih, b_hh, False, return_saved)
 
 

@@ -197,6 +197,16 @@ void rnn_layer_forward(const RnnLayer& L, const float* h0, const float* c0, floa
     forward_gemv(c, kt, bias, gin, fuse_in, out, hn, cn);
     return;
   }
+  if (T == 1 && !c.proj) {
+    // One step at batch > kGemvRows (a cell call): two GEMMs threaded by the engine, no packing of W_hh
+    // for a single use; then the fused pass over the rows.
+    float* rec = c.gru ? scratch(1, N * GH) : s.gates;
+    sgemm(Trans::none, Trans::trans, N, GH, P, 1.0f, h0, P, L.w_hh, P, c.gru ? 0.0f : 1.0f, rec, GH);
+    parallel_for(N, 8, 1, [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) forward_row(c, kt, gin, c.gru ? rec + n * GH : nullptr, n, 0, -1, 0, H, out, hn, cn);
+    });
+    return;
+  }
   const PackedB pk_hh(Trans::trans, P, GH, L.w_hh, P);  // op(B) = W_hh^T (P x G H)
   std::unique_ptr<PackedB> pk_hr;
   if (c.proj) pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, L.w_hr, H);  // W_hr^T (H x P)
