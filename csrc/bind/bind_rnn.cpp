@@ -1,9 +1,11 @@
 // Bindings of the recurrent layers (csrc/ops/rnn/rnn.h): validate shapes, allocate outputs and the saved
 // buffers, release the GIL, call. No maths here.
-//   _C.rnn_layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, relu)
-//       -> (out, h_n, c_n or None, (gates, hprev, cprev or None, ms or None))
-//   _C.rnn_layer_backward(mode, dy, dh_n, dc_n, x, w_ih, w_hh, w_hr, lengths, reverse, relu, has_bias, saved)
-//       -> (dx, dh0, dc0 or None, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None)
+//   _C.rnn_layers_forward(mode, x, [(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)] * (1 or 2), lengths, relu)
+//       -> [(out, h_n, c_n or None, (gates, hprev, cprev or None, ms or None))] per direction
+//   _C.rnn_layers_backward(mode, x, [(dy, dh_n, dc_n, w_ih, w_hh, w_hr, reverse, has_bias, saved)], lengths, relu)
+//       -> [(dx, dh0, dc0 or None, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None)] per direction
+//   _C.rnn_cell_forward(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, relu) -> h' or (h', c')
+// Two directions (of one bidirectional layer, same x and lengths) run concurrently: rnn.h.
 // mode: 0 rnn, 1 lstm, 2 gru. Shapes: rnn.h.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -79,47 +81,52 @@ RnnLayer make_layer(int mode, const py::array& x, const py::array& w_ih, const p
 
 py::array new_f32(std::vector<py::ssize_t> shape) { return py::array_t<float>(shape); }
 
+py::object obj(const py::array& a) { return a ? py::object(a) : py::object(py::none()); }
+
 const char* const kCellOps[3] = {"rnn_cell", "lstm_cell", "gru_cell"};
 
 }  // namespace
 
 void bind_rnn(py::module_& m) {
-  m.def("rnn_layer_forward", [](int mode, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_,
-                                py::handle w_hh_, py::handle b_ih_, py::handle b_hh_, py::handle w_hr_,
-                                py::handle lengths_, bool reverse, bool relu) {
-    py::array x = input_f32(x_, kOp, "x"), w_ih = input_f32(w_ih_, kOp, "w_ih"), w_hh = input_f32(w_hh_, kOp, "w_hh");
-    py::array b_ih = opt_f32(b_ih_, "b_ih"), b_hh = opt_f32(b_hh_, "b_hh"), w_hr = opt_f32(w_hr_, "w_hr");
+  m.def("rnn_layers_forward", [](int mode, py::handle x_, py::list dirs, py::handle lengths_, bool relu) {
+    py::array x = input_f32(x_, kOp, "x");
     py::array lens = lengths_.is_none() ? none_arr() : input_i64(lengths_, kOp, "lengths");
-    const RnnLayer L = make_layer(mode, x, w_ih, w_hh, b_ih, b_hh, w_hr, lens, reverse, relu);
-    const bool lstm = L.mode == RnnMode::lstm;
-    py::array h0 = input_f32(h0_, kOp, "h0");
-    want(h0, {L.N, L.P}, "h0");
-    py::array c0 = none_arr();
-    if (lstm) {
-      c0 = input_f32(c0_, kOp, "c0");
-      want(c0, {L.N, L.H}, "c0");
+    const int count = static_cast<int>(dirs.size());
+    FASTML_CHECK(count == 1 || count == 2, kOp, ": expected 1 or 2 directions, got ", count);
+    std::vector<py::array> keep;
+    RnnLayer L[2];
+    RnnFwdIO io[2];
+    py::list results;
+    for (int d = 0; d < count; ++d) {
+      py::tuple t = dirs[d].cast<py::tuple>();
+      FASTML_CHECK(t.size() == 8, kOp, ": expected (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse) per direction");
+      py::array w_ih = input_f32(t[2], kOp, "w_ih"), w_hh = input_f32(t[3], kOp, "w_hh");
+      py::array b_ih = opt_f32(t[4], "b_ih"), b_hh = opt_f32(t[5], "b_hh"), w_hr = opt_f32(t[6], "w_hr");
+      L[d] = make_layer(mode, x, w_ih, w_hh, b_ih, b_hh, w_hr, lens, t[7].cast<bool>(), relu);
+      const bool lstm = L[d].mode == RnnMode::lstm;
+      const int64_t T = L[d].T, N = L[d].N, H = L[d].H, P = L[d].P;
+      py::array h0 = input_f32(t[0], kOp, "h0");
+      want(h0, {N, P}, "h0");
+      py::array c0 = none_arr();
+      if (lstm) {
+        c0 = input_f32(t[1], kOp, "c0");
+        want(c0, {N, H}, "c0");
+      }
+      py::array out = new_f32({T, N, P}), hn = new_f32({N, P});
+      py::array cn = lstm ? new_f32({N, H}) : none_arr();
+      py::array gates = new_f32({T, N, L[d].saved_width()}), hprev = new_f32({T, N, P});
+      py::array cprev = lstm ? new_f32({T, N, H}) : none_arr();
+      py::array ms = L[d].w_hr ? new_f32({T, N, H}) : none_arr();
+      io[d] = RnnFwdIO{cf32(h0), lstm ? cf32(c0) : nullptr, f32(out), f32(hn), lstm ? f32(cn) : nullptr,
+                       RnnSaved{f32(gates), f32(hprev), lstm ? f32(cprev) : nullptr, L[d].w_hr ? f32(ms) : nullptr}};
+      for (auto* k : {&w_ih, &w_hh, &b_ih, &b_hh, &w_hr, &h0, &c0}) keep.push_back(*k);
+      results.append(py::make_tuple(out, hn, obj(cn), py::make_tuple(gates, hprev, obj(cprev), obj(ms))));
     }
-    py::array out = new_f32({L.T, L.N, L.P}), hn = new_f32({L.N, L.P});
-    py::array cn = lstm ? new_f32({L.N, L.H}) : none_arr();
-    py::array gates = new_f32({L.T, L.N, L.saved_width()}), hprev = new_f32({L.T, L.N, L.P});
-    py::array cprev = lstm ? new_f32({L.T, L.N, L.H}) : none_arr();
-    py::array ms = L.w_hr ? new_f32({L.T, L.N, L.H}) : none_arr();
-    RnnSaved s;
-    s.gates = f32(gates);
-    s.hprev = f32(hprev);
-    s.cprev = lstm ? f32(cprev) : nullptr;
-    s.ms = L.w_hr ? f32(ms) : nullptr;
-    const float* ph0 = cf32(h0);
-    const float* pc0 = lstm ? cf32(c0) : nullptr;
-    float* pout = f32(out);
-    float* phn = f32(hn);
-    float* pcn = lstm ? f32(cn) : nullptr;
     {
       py::gil_scoped_release nogil;
-      rnn_layer_forward(L, ph0, pc0, pout, phn, pcn, s);
+      rnn_layers_forward(count, L, io);
     }
-    auto obj = [](const py::array& a) -> py::object { return a ? py::object(a) : py::object(py::none()); };
-    return py::make_tuple(out, hn, obj(cn), py::make_tuple(gates, hprev, obj(cprev), obj(ms)));
+    return results;
   });
 
   // One cell step without saved state (the inference hot path of lstm_cell / gru_cell / rnn_cell):
@@ -177,53 +184,61 @@ void bind_rnn(py::module_& m) {
     return std::move(hn);
   });
 
-  m.def("rnn_layer_backward", [](int mode, py::handle dy_, py::handle dhn_, py::handle dcn_, py::handle x_,
-                                 py::handle w_ih_, py::handle w_hh_, py::handle w_hr_, py::handle lengths_,
-                                 bool reverse, bool relu, bool has_bias, py::tuple saved) {
-    py::array x = input_f32(x_, kOp, "x"), w_ih = input_f32(w_ih_, kOp, "w_ih"), w_hh = input_f32(w_hh_, kOp, "w_hh");
-    py::array w_hr = opt_f32(w_hr_, "w_hr");
+  m.def("rnn_layers_backward", [](int mode, py::handle x_, py::list dirs, py::handle lengths_, bool relu) {
+    py::array x = input_f32(x_, kOp, "x");
     py::array lens = lengths_.is_none() ? none_arr() : input_i64(lengths_, kOp, "lengths");
-    const RnnLayer L = make_layer(mode, x, w_ih, w_hh, none_arr(), none_arr(), w_hr, lens, reverse, relu);
-    const bool lstm = L.mode == RnnMode::lstm;
-    FASTML_CHECK(saved.size() == 4, kOp, ": expected the saved tuple of the forward");
-    py::array gates = inplace_f32(saved[0], kOp, "saved gates"), hprev = inplace_f32(saved[1], kOp, "saved hprev");
-    want(gates, {L.T, L.N, L.saved_width()}, "saved gates");
-    want(hprev, {L.T, L.N, L.P}, "saved hprev");
-    py::array cprev = none_arr(), ms = none_arr();
-    if (lstm) {
-      cprev = inplace_f32(saved[2], kOp, "saved cprev");
-      want(cprev, {L.T, L.N, L.H}, "saved cprev");
+    const int count = static_cast<int>(dirs.size());
+    FASTML_CHECK(count == 1 || count == 2, kOp, ": expected 1 or 2 directions, got ", count);
+    std::vector<py::array> keep;
+    RnnLayer L[2];
+    RnnBwdIO io[2];
+    py::list results;
+    for (int d = 0; d < count; ++d) {
+      py::tuple t = dirs[d].cast<py::tuple>();
+      FASTML_CHECK(t.size() == 9, kOp,
+                   ": expected (dy, dh_n, dc_n, w_ih, w_hh, w_hr, reverse, has_bias, saved) per direction");
+      py::array w_ih = input_f32(t[3], kOp, "w_ih"), w_hh = input_f32(t[4], kOp, "w_hh");
+      py::array w_hr = opt_f32(t[5], "w_hr");
+      L[d] = make_layer(mode, x, w_ih, w_hh, none_arr(), none_arr(), w_hr, lens, t[6].cast<bool>(), relu);
+      const RnnLayer& l = L[d];
+      const bool lstm = l.mode == RnnMode::lstm, has_bias = t[7].cast<bool>();
+      py::tuple saved = t[8].cast<py::tuple>();
+      FASTML_CHECK(saved.size() == 4, kOp, ": expected the saved tuple of the forward");
+      py::array gates = inplace_f32(saved[0], kOp, "saved gates"), hprev = inplace_f32(saved[1], kOp, "saved hprev");
+      want(gates, {l.T, l.N, l.saved_width()}, "saved gates");
+      want(hprev, {l.T, l.N, l.P}, "saved hprev");
+      py::array cprev = none_arr(), ms = none_arr();
+      if (lstm) {
+        cprev = inplace_f32(saved[2], kOp, "saved cprev");
+        want(cprev, {l.T, l.N, l.H}, "saved cprev");
+      }
+      if (l.w_hr) {
+        ms = inplace_f32(saved[3], kOp, "saved ms");
+        want(ms, {l.T, l.N, l.H}, "saved ms");
+      }
+      py::array dy = opt_f32(t[0], "grad_output"), dhn = opt_f32(t[1], "grad_h_n");
+      py::array dcn = lstm ? opt_f32(t[2], "grad_c_n") : none_arr();
+      if (dy) want(dy, {l.T, l.N, l.P}, "grad_output");
+      if (dhn) want(dhn, {l.N, l.P}, "grad_h_n");
+      if (dcn) want(dcn, {l.N, l.H}, "grad_c_n");
+      const int64_t GH = l.gates() * l.H;
+      py::array dx = new_f32({l.T, l.N, l.I}), dh0 = new_f32({l.N, l.P});
+      py::array dc0 = lstm ? new_f32({l.N, l.H}) : none_arr();
+      py::array dw_ih = new_f32({GH, l.I}), dw_hh = new_f32({GH, l.P});
+      py::array db_ih = has_bias ? new_f32({GH}) : none_arr(), db_hh = has_bias ? new_f32({GH}) : none_arr();
+      py::array dw_hr = l.w_hr ? new_f32({l.P, l.H}) : none_arr();
+      auto p = [](py::array& a) { return a ? f32(a) : nullptr; };
+      io[d] = RnnBwdIO{RnnSaved{f32(gates), f32(hprev), lstm ? f32(cprev) : nullptr, l.w_hr ? f32(ms) : nullptr},
+                       ptr_or_null(dy), ptr_or_null(dhn), ptr_or_null(dcn), p(dx), p(dh0), p(dc0), p(dw_ih),
+                       p(dw_hh), p(db_ih), p(db_hh), p(dw_hr)};
+      for (auto* k : {&w_ih, &w_hh, &w_hr, &gates, &hprev, &cprev, &ms, &dy, &dhn, &dcn}) keep.push_back(*k);
+      results.append(py::make_tuple(dx, dh0, obj(dc0), dw_ih, dw_hh, obj(db_ih), obj(db_hh), obj(dw_hr)));
     }
-    if (L.w_hr) {
-      ms = inplace_f32(saved[3], kOp, "saved ms");
-      want(ms, {L.T, L.N, L.H}, "saved ms");
-    }
-    py::array dy = opt_f32(dy_, "grad_output"), dhn = opt_f32(dhn_, "grad_h_n");
-    py::array dcn = lstm ? opt_f32(dcn_, "grad_c_n") : none_arr();
-    if (dy) want(dy, {L.T, L.N, L.P}, "grad_output");
-    if (dhn) want(dhn, {L.N, L.P}, "grad_h_n");
-    if (dcn) want(dcn, {L.N, L.H}, "grad_c_n");
-    RnnSaved s;
-    s.gates = f32(gates);
-    s.hprev = f32(hprev);
-    s.cprev = lstm ? f32(cprev) : nullptr;
-    s.ms = L.w_hr ? f32(ms) : nullptr;
-    const int64_t GH = L.gates() * L.H;
-    py::array dx = new_f32({L.T, L.N, L.I}), dh0 = new_f32({L.N, L.P});
-    py::array dc0 = lstm ? new_f32({L.N, L.H}) : none_arr();
-    py::array dw_ih = new_f32({GH, L.I}), dw_hh = new_f32({GH, L.P});
-    py::array db_ih = has_bias ? new_f32({GH}) : none_arr(), db_hh = has_bias ? new_f32({GH}) : none_arr();
-    py::array dw_hr = L.w_hr ? new_f32({L.P, L.H}) : none_arr();
-    auto p = [](py::array& a) { return a ? f32(a) : nullptr; };
-    const float *pdy = ptr_or_null(dy), *pdhn = ptr_or_null(dhn), *pdcn = ptr_or_null(dcn);
-    float *pdx = p(dx), *pdh0 = p(dh0), *pdc0 = p(dc0), *pwih = p(dw_ih), *pwhh = p(dw_hh);
-    float *pbih = p(db_ih), *pbhh = p(db_hh), *pwhr = p(dw_hr);
     {
       py::gil_scoped_release nogil;
-      rnn_layer_backward(L, s, pdy, pdhn, pdcn, pdx, pdh0, pdc0, pwih, pwhh, pbih, pbhh, pwhr);
+      rnn_layers_backward(count, L, io);
     }
-    auto obj = [](const py::array& a) -> py::object { return a ? py::object(a) : py::object(py::none()); };
-    return py::make_tuple(dx, dh0, obj(dc0), dw_ih, dw_hh, obj(db_ih), obj(db_hh), obj(dw_hr));
+    return results;
   });
 }
 

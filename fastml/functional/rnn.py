@@ -67,22 +67,26 @@ class RNNReserve:
 
 # ----------------------------------------------------------------------------------------------- layers
 
-def _cpu_layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, relu):
-    out, hn, cn, saved = _C.rnn_layer_forward(_MODE_ID[mode], x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths,
-                                              reverse, relu)
-    return out, hn, cn, dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, has_bias=b_ih is not None,
-                             lengths=lengths, reverse=reverse, relu=relu, bufs=saved)
+def _layers_forward(backend, mode, x, dirs, lengths, relu):
+    """One layer, 1 or 2 directions: dirs = [(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)] ->
+    [(out, h_n, c_n, saved)]. The compiled backend runs two directions concurrently."""
+    if backend == "numpy":
+        return [_np_rnn.layer_forward(mode, x, *d[:7], lengths, d[7], relu) for d in dirs]
+    res = _C.rnn_layers_forward(_MODE_ID[mode], x, list(dirs), lengths, relu)
+    return [(out, hn, cn, dict(x=x, w_ih=d[2], w_hh=d[3], w_hr=d[6], has_bias=d[4] is not None, lengths=lengths,
+                               reverse=d[7], relu=relu, bufs=bufs))
+            for (out, hn, cn, bufs), d in zip(res, dirs)]
 
 
-def _cpu_layer_backward(mode, dy, dhn, dcn, s):
-    return _C.rnn_layer_backward(_MODE_ID[mode], dy, dhn, dcn, s["x"], s["w_ih"], s["w_hh"], s["w_hr"],
-                                 s["lengths"], s["reverse"], s["relu"], s["has_bias"], s["bufs"])
-
-
-def _layer_fns(backend):
-    if backend == "cpu":
-        return _cpu_layer_forward, _cpu_layer_backward
-    return _np_rnn.layer_forward, _np_rnn.layer_backward
+def _layers_backward(backend, mode, items):
+    """items = [(dy, dh_n, dc_n, saved)] of one layer's directions -> [(dx, dh0, dc0, dw_ih, dw_hh, db_ih,
+    db_hh, dw_hr)]."""
+    if backend == "numpy":
+        return [_np_rnn.layer_backward(mode, *it) for it in items]
+    s0 = items[0][3]
+    dirs = [(dy, dhn, dcn, s["w_ih"], s["w_hh"], s["w_hr"], s["reverse"], s["has_bias"], s["bufs"])
+            for dy, dhn, dcn, s in items]
+    return _C.rnn_layers_backward(_MODE_ID[mode], s0["x"], dirs, s0["lengths"], s0["relu"])
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -185,22 +189,22 @@ def _sequence_forward(mode, op, input, hx, weights, num_layers, bidirectional, b
     use_dropout = bool(training) and dropout > 0 and L > 1
     if use_dropout and seed is None:
         seed = int(np.random.default_rng().integers(0, 2**63))
-    fwd, _ = _layer_fns(backend)
     relu = nonlinearity == "relu"
     hn = np.empty((L * D, N, P), dtype=dt)
     cn = np.empty((L * D, N, H), dtype=dt) if mode == "lstm" else None
     saved, keeps = [], []
     layer_in = x
     for layer in range(L):
-        outs = []
+        dirs = []
         for d in range(D):
             k = layer * D + d
             w = ws[k * per:(k + 1) * per]
             b_ih, b_hh = (w[2], w[3]) if has_biases else (None, None)
-            w_hr = w[-1] if proj_size else None
-            out, h, c, s = fwd(mode, layer_in, np.ascontiguousarray(h0[k]),
-                               None if c0 is None else np.ascontiguousarray(c0[k]),
-                               w[0], w[1], b_ih, b_hh, w_hr, lens, d == 1, relu)
+            dirs.append((np.ascontiguousarray(h0[k]), None if c0 is None else np.ascontiguousarray(c0[k]),
+                         w[0], w[1], b_ih, b_hh, w[-1] if proj_size else None, d == 1))
+        outs = []
+        for d, (out, h, c, s) in enumerate(_layers_forward(backend, mode, layer_in, dirs, lens, relu)):
+            k = layer * D + d
             hn[k] = h
             if cn is not None:
                 cn[k] = c
@@ -249,7 +253,6 @@ def _sequence_backward(op, grad_output, grad_hn, grad_cn, reserve):
         gcn = _arr(grad_cn, op, "grad_c_n", dt)
         _want(op, "grad_c_n", gcn, c_shape)
         gcn = gcn.reshape(L * D, N, H)
-    _, bwd = _layer_fns(reserve.backend)
     gw = [None] * (L * D * per)
     dh0 = np.zeros((L * D, N, P), dtype=dt)
     dc0 = np.zeros((L * D, N, H), dtype=dt) if mode == "lstm" else None
@@ -257,12 +260,15 @@ def _sequence_backward(op, grad_output, grad_hn, grad_cn, reserve):
         if g is not None and layer < L - 1 and reserve.keep is not None:
             scale = dt.type(1.0 / (1.0 - cfg["dropout"]))
             g = np.where(reserve.keep[layer], g * scale, dt.type(0))
-        gin = None
+        items = []
         for d in range(D):
             k = layer * D + d
             gd = None if g is None else np.ascontiguousarray(g[:, :, d * P:(d + 1) * P])
-            r = bwd(mode, gd, None if ghn is None else np.ascontiguousarray(ghn[k]),
-                    None if gcn is None else np.ascontiguousarray(gcn[k]), reserve.layers[k])
+            items.append((gd, None if ghn is None else np.ascontiguousarray(ghn[k]),
+                          None if gcn is None else np.ascontiguousarray(gcn[k]), reserve.layers[k]))
+        gin = None
+        for d, r in enumerate(_layers_backward(reserve.backend, mode, items)):
+            k = layer * D + d
             dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dw_hr = r
             gin = dx if gin is None else gin + dx
             dh0[k] = dh
@@ -360,9 +366,8 @@ def _cell_forward(mode, op, input, hx, w_ih, w_hh, b_ih, b_hh, relu, return_save
             _want(op, nm, a, st)
             states.append(np.ascontiguousarray(a.reshape(N, H)))
     backend = _B.host_backend(dt, op)
-    fwd, _ = _layer_fns(backend)
-    out, h, c, s = fwd(mode, x2[None], states[0], states[1] if mode == "lstm" else None, w_ih, w_hh, b_ih, b_hh,
-                       None, None, False, relu)
+    dirs = [(states[0], states[1] if mode == "lstm" else None, w_ih, w_hh, b_ih, b_hh, None, False)]
+    out, h, c, s = _layers_forward(backend, mode, x2[None], dirs, None, relu)[0]
     if unb:
         h = h[0]
         c = None if c is None else c[0]
@@ -417,9 +422,8 @@ def _cell_backward(op, mode, grad_h, grad_c, saved):
         a = _arr(a, op, nm, dt)
         _want(op, nm, a, st)
         gs.append(np.ascontiguousarray(a.reshape(N, H)))
-    _, bwd = _layer_fns(saved.backend)
-    dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, _ = bwd(mode, None if gs[0] is None else gs[0][None], None,
-                                                     gs[1], saved.layers[0])
+    items = [(None if gs[0] is None else gs[0][None], None, gs[1], saved.layers[0])]
+    dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, _ = _layers_backward(saved.backend, mode, items)[0]
     if cfg["unbatched"]:
         dx, dh = dx[0, 0], dh[0]
         dc = None if dc is None else dc[0]

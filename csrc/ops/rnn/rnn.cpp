@@ -18,19 +18,24 @@ namespace fastml {
 
 namespace {
 
-// Per-thread scratch reused across calls (no allocation once warm). Slots used by the calling thread:
-// 0 GRU input projection / backward dA, 2 backward GRU dA_h, 3 backward dH (projection), 4 bias;
-// slot 1 by every thread of a team for its gate tile.
+// Per-thread scratch reused across calls (no allocation once warm). Slot 1: every thread's gate tile;
+// slots used by the calling thread per direction d: 4 + 2d GRU input projection, 5 + 2d bias,
+// 8 + 3d backward dA, 9 + 3d backward GRU dA_h, 10 + 3d backward dH (projection).
 float* scratch(int slot, int64_t n) {
-  thread_local std::vector<float> bufs[5];
+  thread_local std::vector<float> bufs[14];
   auto& b = bufs[slot];
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
   return b.data();
 }
 
-// Rows per block: a function of N alone (so results do not depend on the thread count), two blocks at
-// least so that two threads have work, at most 32 rows so a block's gate tile stays small.
-int64_t row_block(int64_t N) { return std::min<int64_t>(32, std::max<int64_t>(4, (N + 1) / 2)); }
+// Rows per block: a function of N and of the number of directions run together (never of the thread
+// count, so results do not depend on it). One direction: two blocks at least so that two threads have
+// work; two directions (one thread each): whole batches up to 32 rows, so each thread streams only its
+// own W_hh with the largest M. At most 32 rows so a block's gate tile stays small.
+int64_t row_block(int64_t N, int count) {
+  const int64_t want = count == 2 ? N : (N + 1) / 2;
+  return std::min<int64_t>(32, std::max<int64_t>(4, want));
+}
 
 inline void copy(float* d, const float* s, int64_t n) { std::memcpy(d, s, static_cast<size_t>(n) * sizeof(float)); }
 inline void zero(float* d, int64_t n) { std::memset(d, 0, static_cast<size_t>(n) * sizeof(float)); }
@@ -127,9 +132,8 @@ void forward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, con
 // Batch <= kGemvRows, no projection: threads split the hidden units; W rows are streamed once per step
 // and batch row; with T == 1 (a cell step) the input projection is computed here too (no GEMM call).
 void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* gin, bool fuse_in, float* out,
-                  float* hn, float* cn) {
+                  float* hn, float* cn, int nt) {
   const int64_t H = c.H, P = c.P, N = c.N, I = c.I, GH = c.GH, G = c.G;
-  const int nt = threads_for(H, 64);
   float* ghbuf = c.gru ? scratch(1, N * GH) : nullptr;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -168,53 +172,117 @@ void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* 
 
 }  // namespace
 
-void rnn_layer_forward(const RnnLayer& L, const float* h0, const float* c0, float* out, float* hn, float* cn,
-                       const RnnSaved& s) {
-  const RnnKernels& kt = select_kernels(rnn_tables);
-  const Ctx c(L, s);
-  const int64_t T = c.T, N = c.N, I = c.I, H = c.H, P = c.P, GH = c.GH;
-  copy(hn, h0, N * P);
-  if (c.lstm) copy(cn, c0, N * H);
-  if (T == 0 || N == 0) return;
+namespace {
+
+// One direction's forward: prepare() runs the engine-threaded parts (input GEMM, packing), recur() the
+// time loop, either with the thread team (`serial` false) or on the calling thread only.
+struct FwdJob {
+  const RnnLayer& L;
+  const RnnFwdIO& io;
+  int slot;  // scratch slots of the calling thread: 0/1 (GRU input projection, bias) per direction
   float* bias = nullptr;
-  if (L.b_ih) {
-    bias = scratch(4, GH);
-    for (int64_t j = 0; j < GH; ++j) bias[j] = L.b_ih[j] + ((c.gru && j >= 2 * H) ? 0.0f : L.b_hh[j]);
-  }
-  const bool gemv = N <= kGemvRows && !c.proj;
-  const bool fuse_in = gemv && T == 1;
-  float* gin = c.gru ? scratch(0, T * N * GH) : s.gates;  // input projection (+ biases) of every step
-  if (!fuse_in) {
-    GemmEpilogue ep;
-    ep.bias = bias;
-    ep.bias_kind = GemmBias::col;
-    sgemm(Trans::none, Trans::trans, T * N, GH, I, 1.0f, L.x, I, L.w_ih, I, 0.0f, gin, GH, bias ? &ep : nullptr);
-  }
-  const int64_t t0 = c.time(0);
-  copy(s.hprev + t0 * N * P, h0, N * P);
-  if (c.lstm) copy(s.cprev + t0 * N * H, c0, N * H);
-  if (gemv) {
-    forward_gemv(c, kt, bias, gin, fuse_in, out, hn, cn);
+  float* gin = nullptr;
+  bool done = false, gemv = false, fuse_in = false;
+  std::unique_ptr<PackedB> pk_hh, pk_hr;
+  FwdJob(const RnnLayer& l, const RnnFwdIO& i, int sl) : L(l), io(i), slot(sl) {}
+};
+
+void fwd_prepare(FwdJob& j) {
+  const Ctx c(j.L, j.io.s);
+  const RnnSaved& s = j.io.s;
+  const int64_t T = c.T, N = c.N, I = c.I, H = c.H, P = c.P, GH = c.GH;
+  copy(j.io.hn, j.io.h0, N * P);
+  if (c.lstm) copy(j.io.cn, j.io.c0, N * H);
+  if (T == 0 || N == 0) {
+    j.done = true;
     return;
   }
-  if (T == 1 && !c.proj) {
+  if (j.L.b_ih) {
+    j.bias = scratch(5 + 2 * j.slot, GH);
+    for (int64_t k = 0; k < GH; ++k) j.bias[k] = j.L.b_ih[k] + ((c.gru && k >= 2 * H) ? 0.0f : j.L.b_hh[k]);
+  }
+  j.gemv = N <= kGemvRows && !c.proj;
+  j.fuse_in = j.gemv && T == 1;
+  j.gin = c.gru ? scratch(4 + 2 * j.slot, T * N * GH) : s.gates;  // input projection (+ biases) of every step
+  if (!j.fuse_in) {
+    GemmEpilogue ep;
+    ep.bias = j.bias;
+    ep.bias_kind = GemmBias::col;
+    sgemm(Trans::none, Trans::trans, T * N, GH, I, 1.0f, j.L.x, I, j.L.w_ih, I, 0.0f, j.gin, GH,
+          j.bias ? &ep : nullptr);
+  }
+  const int64_t t0 = c.time(0);
+  copy(s.hprev + t0 * N * P, j.io.h0, N * P);
+  if (c.lstm) copy(s.cprev + t0 * N * H, j.io.c0, N * H);
+  if (!j.gemv && T > 1) {
+    j.pk_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
+    if (c.proj) j.pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);  // W_hr^T (H x P)
+  } else if (!j.gemv && c.proj) {
+    j.pk_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);
+    j.pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);
+  }
+}
+
+void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
+  if (j.done) return;
+  const RnnKernels& kt = select_kernels(rnn_tables);
+  const Ctx c(j.L, j.io.s);
+  const RnnSaved& s = j.io.s;
+  const int64_t N = c.N, H = c.H, P = c.P, GH = c.GH;
+  float *out = j.io.out, *hn = j.io.hn, *cn = j.io.cn;
+  if (j.gemv) {
+    forward_gemv(c, kt, j.bias, j.gin, j.fuse_in, out, hn, cn, serial ? 1 : threads_for(H, 64));
+    return;
+  }
+  if (!j.pk_hh) {
     // One step at batch > kGemvRows (a cell call): two GEMMs threaded by the engine, no packing of W_hh
     // for a single use; then the fused pass over the rows.
     float* rec = c.gru ? scratch(1, N * GH) : s.gates;
-    sgemm(Trans::none, Trans::trans, N, GH, P, 1.0f, h0, P, L.w_hh, P, c.gru ? 0.0f : 1.0f, rec, GH);
-    parallel_for(N, 8, 1, [&](int64_t b, int64_t e) {
-      for (int64_t n = b; n < e; ++n) forward_row(c, kt, gin, c.gru ? rec + n * GH : nullptr, n, 0, -1, 0, H, out, hn, cn);
-    });
+    sgemm(Trans::none, Trans::trans, N, GH, P, 1.0f, j.io.h0, P, j.L.w_hh, P, c.gru ? 0.0f : 1.0f, rec, GH);
+    auto rows = [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n)
+        forward_row(c, kt, j.gin, c.gru ? rec + n * GH : nullptr, n, 0, -1, 0, H, out, hn, cn);
+    };
+    if (serial) rows(0, N); else parallel_for(N, 8, 1, rows);
     return;
   }
-  const PackedB pk_hh(Trans::trans, P, GH, L.w_hh, P);  // op(B) = W_hh^T (P x G H)
-  std::unique_ptr<PackedB> pk_hr;
-  if (c.proj) pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, L.w_hr, H);  // W_hr^T (H x P)
-  const int64_t rb = row_block(N), nb = fixed_blocks(N, rb);
-  parallel_for(nb, 1, 1, [&](int64_t b, int64_t e) {
+  const int64_t nb = fixed_blocks(N, rb);
+  auto blocks = [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
-      forward_block(c, kt, pk_hh, pk_hr.get(), gin, i * rb, std::min(N, (i + 1) * rb), out, hn, cn);
-  });
+      forward_block(c, kt, *j.pk_hh, j.pk_hr.get(), j.gin, i * rb, std::min(N, (i + 1) * rb), out, hn, cn);
+  };
+  if (serial) blocks(0, nb); else parallel_for(nb, 1, 1, blocks);
+}
+
+// Two directions at once on two threads (each runs its recurrence serially) when the team has >= 2
+// threads; else one after the other. Every direction computes the same bits either way.
+template <class Job, class Prepare, class Recur>
+void run_jobs(int count, Job* jobs, int64_t rb, Prepare prepare, Recur recur) {
+  for (int d = 0; d < count; ++d) prepare(jobs[d]);
+  if (count == 2 && get_num_threads() >= 2) {
+#pragma omp parallel num_threads(2)
+    recur(jobs[omp_get_thread_num()], true, rb);
+  } else {
+    for (int d = 0; d < count; ++d) recur(jobs[d], false, rb);
+  }
+}
+
+}  // namespace
+
+void rnn_layers_forward(int count, const RnnLayer* L, const RnnFwdIO* io) {
+  if (count == 1) {
+    FwdJob j0(L[0], io[0], 0);
+    run_jobs(1, &j0, row_block(L[0].N, 1), fwd_prepare, fwd_recur);
+    return;
+  }
+  FwdJob jobs[2] = {FwdJob(L[0], io[0], 0), FwdJob(L[1], io[1], 1)};
+  run_jobs(2, jobs, row_block(L[0].N, 2), fwd_prepare, fwd_recur);
+}
+
+void rnn_layer_forward(const RnnLayer& L, const float* h0, const float* c0, float* out, float* hn, float* cn,
+                       const RnnSaved& s) {
+  RnnFwdIO io{h0, c0, out, hn, cn, s};
+  rnn_layers_forward(1, &L, &io);
 }
 
 namespace {
@@ -266,36 +334,79 @@ void backward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, co
 
 }  // namespace
 
+namespace {
+
+struct BwdJob {
+  const RnnLayer& L;
+  const RnnBwdIO& io;
+  int slot;
+  float *D = nullptr, *Dh = nullptr, *dHs = nullptr;
+  std::unique_ptr<PackedB> pk_hh, pk_hr;
+  BwdJob(const RnnLayer& l, const RnnBwdIO& i, int sl) : L(l), io(i), slot(sl) {}
+};
+
+void bwd_prepare(BwdJob& j) {
+  const Ctx c(j.L, j.io.s);
+  const int64_t N = c.N, H = c.H, P = c.P, GH = c.GH, TN = c.T * c.N;
+  if (j.io.dhn) copy(j.io.dh0, j.io.dhn, N * P); else zero(j.io.dh0, N * P);
+  if (c.lstm) {
+    if (j.io.dcn) copy(j.io.dc0, j.io.dcn, N * H); else zero(j.io.dc0, N * H);
+  }
+  j.D = scratch(8 + 3 * j.slot, std::max<int64_t>(1, TN * GH));
+  j.Dh = c.gru ? scratch(9 + 3 * j.slot, std::max<int64_t>(1, TN * GH)) : j.D;
+  j.dHs = c.proj ? scratch(10 + 3 * j.slot, std::max<int64_t>(1, TN * P)) : nullptr;
+  if (TN > 0) {
+    j.pk_hh = std::make_unique<PackedB>(Trans::none, GH, P, j.L.w_hh, P);  // dh = dA W_hh
+    if (c.proj) j.pk_hr = std::make_unique<PackedB>(Trans::none, P, H, j.L.w_hr, H);  // dm = dh W_hr
+  }
+}
+
+void bwd_recur(BwdJob& j, bool serial, int64_t rb) {
+  if (!j.pk_hh) return;
+  const RnnKernels& kt = select_kernels(rnn_tables);
+  const Ctx c(j.L, j.io.s);
+  const int64_t N = c.N, nb = fixed_blocks(N, rb);
+  auto blocks = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      backward_block(c, kt, *j.pk_hh, j.pk_hr.get(), j.io.dy, j.D, j.Dh, j.dHs, i * rb, std::min(N, (i + 1) * rb),
+                     j.io.dh0, j.io.dc0);
+  };
+  if (serial) blocks(0, nb); else parallel_for(nb, 1, 1, blocks);
+}
+
+// Weight gradients: big GEMMs over all steps (beta = 0, K = T N may be 0 -> zeros).
+void bwd_finish(BwdJob& j) {
+  const Ctx c(j.L, j.io.s);
+  const RnnBwdIO& o = j.io;
+  const int64_t I = c.I, H = c.H, P = c.P, GH = c.GH, TN = c.T * c.N;
+  sgemm(Trans::none, Trans::none, TN, I, GH, 1.0f, j.D, GH, j.L.w_ih, I, 0.0f, o.dx, I);
+  sgemm(Trans::trans, Trans::none, GH, I, TN, 1.0f, j.D, GH, j.L.x, I, 0.0f, o.dw_ih, I);
+  sgemm(Trans::trans, Trans::none, GH, P, TN, 1.0f, j.Dh, GH, o.s.hprev, P, 0.0f, o.dw_hh, P);
+  if (o.db_ih) column_sums(j.D, TN, GH, o.db_ih);
+  if (o.db_hh) column_sums(j.Dh, TN, GH, o.db_hh);
+  if (o.dw_hr) sgemm(Trans::trans, Trans::none, P, H, TN, 1.0f, j.dHs, P, o.s.ms, H, 0.0f, o.dw_hr, H);
+}
+
+}  // namespace
+
+void rnn_layers_backward(int count, const RnnLayer* L, const RnnBwdIO* io) {
+  if (count == 1) {
+    BwdJob j(L[0], io[0], 0);
+    run_jobs(1, &j, row_block(L[0].N, 1), bwd_prepare, bwd_recur);
+    bwd_finish(j);
+    return;
+  }
+  BwdJob jobs[2] = {BwdJob(L[0], io[0], 0), BwdJob(L[1], io[1], 1)};
+  run_jobs(2, jobs, row_block(L[0].N, 2), bwd_prepare, bwd_recur);
+  bwd_finish(jobs[0]);
+  bwd_finish(jobs[1]);
+}
+
 void rnn_layer_backward(const RnnLayer& L, const RnnSaved& s, const float* dy, const float* dhn, const float* dcn,
                         float* dx, float* dh0, float* dc0, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh,
                         float* dw_hr) {
-  const RnnKernels& kt = select_kernels(rnn_tables);
-  const Ctx c(L, s);
-  const int64_t T = c.T, N = c.N, I = c.I, H = c.H, P = c.P, GH = c.GH, TN = c.T * c.N;
-  if (dhn) copy(dh0, dhn, N * P); else zero(dh0, N * P);
-  if (c.lstm) {
-    if (dcn) copy(dc0, dcn, N * H); else zero(dc0, N * H);
-  }
-  float* D = scratch(0, std::max<int64_t>(1, TN * GH));
-  float* Dh = c.gru ? scratch(2, std::max<int64_t>(1, TN * GH)) : D;
-  float* dHs = c.proj ? scratch(3, std::max<int64_t>(1, TN * P)) : nullptr;
-  if (TN > 0) {
-    const PackedB pk_hh(Trans::none, GH, P, L.w_hh, P);  // dh = dA W_hh
-    std::unique_ptr<PackedB> pk_hr;
-    if (c.proj) pk_hr = std::make_unique<PackedB>(Trans::none, P, H, L.w_hr, H);  // dm = dh W_hr
-    const int64_t rb = row_block(N), nb = fixed_blocks(N, rb);
-    parallel_for(nb, 1, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i)
-        backward_block(c, kt, pk_hh, pk_hr.get(), dy, D, Dh, dHs, i * rb, std::min(N, (i + 1) * rb), dh0, dc0);
-    });
-  }
-  // Weight gradients: big GEMMs over all steps (beta = 0, K = T N may be 0 -> zeros).
-  sgemm(Trans::none, Trans::none, TN, I, GH, 1.0f, D, GH, L.w_ih, I, 0.0f, dx, I);
-  sgemm(Trans::trans, Trans::none, GH, I, TN, 1.0f, D, GH, L.x, I, 0.0f, dw_ih, I);
-  sgemm(Trans::trans, Trans::none, GH, P, TN, 1.0f, Dh, GH, s.hprev, P, 0.0f, dw_hh, P);
-  if (db_ih) column_sums(D, TN, GH, db_ih);
-  if (db_hh) column_sums(Dh, TN, GH, db_hh);
-  if (dw_hr) sgemm(Trans::trans, Trans::none, P, H, TN, 1.0f, dHs, P, s.ms, H, 0.0f, dw_hr, H);
+  RnnBwdIO io{s, dy, dhn, dcn, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr};
+  rnn_layers_backward(1, &L, &io);
 }
 
 }  // namespace fastml

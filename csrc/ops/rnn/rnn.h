@@ -71,6 +71,23 @@ struct RnnSaved {
   float* ms = nullptr;     // (T, N, H), LSTM with projection
 };
 
+struct RnnFwdIO {
+  const float *h0, *c0;   // (N, P), (N, H) (LSTM; else null)
+  float *out, *hn, *cn;   // (T, N, P), (N, P), (N, H)
+  RnnSaved s;
+};
+struct RnnBwdIO {
+  RnnSaved s;
+  const float *dy, *dhn, *dcn;  // any may be null (zeros)
+  float *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh, *dw_hr;  // db_* / dw_hr null when absent
+};
+
+// count = 1, or 2 for the two directions of a bidirectional layer (same x, N, T, lengths): with >= 2
+// threads each direction's recurrence runs on its own thread (no per-step synchronisation), with the
+// same results as running them one after the other.
+void rnn_layers_forward(int count, const RnnLayer* L, const RnnFwdIO* io);
+void rnn_layers_backward(int count, const RnnLayer* L, const RnnBwdIO* io);
+
 // h0 (N, P), c0 (N, H) (LSTM) -> out (T, N, P), hn (N, P), cn (N, H).
 void rnn_layer_forward(const RnnLayer& L, const float* h0, const float* c0, float* out, float* hn, float* cn,
                        const RnnSaved& s);
