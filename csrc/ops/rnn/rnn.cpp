@@ -22,7 +22,7 @@ namespace {
 // slots used by the calling thread per direction d: 4 + 2d GRU input projection, 5 + 2d bias,
 // 8 + 3d backward dA, 9 + 3d backward GRU dA_h, 10 + 3d backward dH (projection).
 float* scratch(int slot, int64_t n) {
-  thread_local std::vector<float> bufs[14];
+  thread_local std::vector<float> bufs[16];  // 15: W_hh gather for the column split
   auto& b = bufs[slot];
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
   return b.data();
@@ -64,10 +64,12 @@ void column_sums(const float* a, int64_t rows, int64_t cols, float* out) {
 }
 
 // Forward fused pass of units [j0, j0 + cnt) of row n at time t (tn: next time or -1), gate stride H.
-// `gh` is the GRU recurrent product of the row (3 blocks). Writes out / hn / cn and the next step's
-// hprev / cprev slices; inactive rows keep their state and output zeros.
-void forward_row(const Ctx& c, const RnnKernels& kt, const float* gin, const float* gh, int64_t n, int64_t t,
-                 int64_t tn, int64_t j0, int64_t cnt, float* out, float* hn, float* cn) {
+// `rec` is the row's recurrent product h W_hh^T at unit j0 of its first gate, gates `rs` apart (a
+// per-thread tile), or null when it was accumulated into the saved gates already (LSTM / RNN; the GRU
+// always has it apart). Writes out / hn / cn and the next step's hprev / cprev slices; inactive rows keep
+// their state and output zeros.
+void forward_row(const Ctx& c, const RnnKernels& kt, const float* gin, const float* rec, int64_t rs, int64_t n,
+                 int64_t t, int64_t tn, int64_t j0, int64_t cnt, float* out, float* hn, float* cn) {
   const RnnSaved& s = c.s;
   const int64_t P = c.P, H = c.H, N = c.N;
   float* orow = out + (t * N + n) * P;
@@ -83,15 +85,15 @@ void forward_row(const Ctx& c, const RnnKernels& kt, const float* gin, const flo
   float* g = s.gates + (t * N + n) * c.SW;
   if (c.lstm) {
     float* m = c.proj ? s.ms + (t * N + n) * H : orow;
-    kt.lstm_fwd(cnt, H, g + j0, s.cprev + (t * N + n) * H + j0, cn + n * H + j0, m + j0);
+    kt.lstm_fwd(cnt, H, g + j0, rec, rs, s.cprev + (t * N + n) * H + j0, cn + n * H + j0, m + j0);
     if (tn >= 0) copy(s.cprev + (tn * N + n) * H + j0, cn + n * H + j0, cnt);
     if (c.proj) return;  // h comes from the projection GEMM of the whole block
   } else if (c.gru) {
     const float* b_hn = c.L.b_hh ? c.L.b_hh + 2 * H + j0 : nullptr;
-    kt.gru_fwd(cnt, H, gin + (t * N + n) * c.GH + j0, gh + j0, b_hn, s.hprev + (t * N + n) * P + j0, g + j0,
+    kt.gru_fwd(cnt, H, gin + (t * N + n) * c.GH + j0, rec, rs, b_hn, s.hprev + (t * N + n) * P + j0, g + j0,
                orow + j0);
   } else {
-    kt.rnn_fwd(cnt, g + j0, c.L.relu ? 1 : 0);
+    kt.rnn_fwd(cnt, g + j0, rec, c.L.relu ? 1 : 0);
     copy(orow + j0, g + j0, cnt);
   }
   copy(hn + n * P + j0, orow + j0, cnt);
@@ -112,7 +114,8 @@ void forward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, con
     } else {
       sgemm_packed(Trans::none, m, 1.0f, A, P, pk_hh, 1.0f, s.gates + (t * N + r0) * GH, GH);
     }
-    for (int64_t n = r0; n < r1; ++n) forward_row(c, kt, gin, tile + (n - r0) * GH, n, t, tn, 0, H, out, hn, cn);
+    for (int64_t n = r0; n < r1; ++n)
+      forward_row(c, kt, gin, c.gru ? tile + (n - r0) * GH : nullptr, H, n, t, tn, 0, H, out, hn, cn);
     if (c.proj) {
       sgemm_packed(Trans::none, m, 1.0f, s.ms + (t * N + r0) * H, H, *pk_hr, 0.0f, tile, P);
       for (int64_t n = r0; n < r1; ++n) {
@@ -163,7 +166,7 @@ void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* 
             }
           }
         }
-        forward_row(c, kt, gin, c.gru ? ghbuf + n * GH : nullptr, n, t, tn, j0, cnt, out, hn, cn);
+        forward_row(c, kt, gin, c.gru ? ghbuf + n * GH + j0 : nullptr, H, n, t, tn, j0, cnt, out, hn, cn);
       }
 #pragma omp barrier
     }
@@ -179,13 +182,19 @@ namespace {
 struct FwdJob {
   const RnnLayer& L;
   const RnnFwdIO& io;
-  int slot;  // scratch slots of the calling thread: 0/1 (GRU input projection, bias) per direction
+  int slot;  // direction index for the calling thread's scratch slots; -1: a lone direction
   float* bias = nullptr;
   float* gin = nullptr;
   bool done = false, gemv = false, fuse_in = false;
   std::unique_ptr<PackedB> pk_hh, pk_hr;
+  // Column split (one direction alone, batch > kGemvRows, no projection): hidden units in nch chunks of
+  // cu (a function of H only), chunk ch's gate rows of W_hh packed together; threads take chunks.
+  int64_t cu = 0, nch = 0;
+  std::vector<std::unique_ptr<PackedB>> pk_cols;
   FwdJob(const RnnLayer& l, const RnnFwdIO& i, int sl) : L(l), io(i), slot(sl) {}
 };
+
+constexpr int64_t kColRows = 64;  // rows per GEMM in the column split: bounds the per-thread tile
 
 void fwd_prepare(FwdJob& j) {
   const Ctx c(j.L, j.io.s);
@@ -198,12 +207,12 @@ void fwd_prepare(FwdJob& j) {
     return;
   }
   if (j.L.b_ih) {
-    j.bias = scratch(5 + 2 * j.slot, GH);
+    j.bias = scratch(5 + 2 * std::max(0, j.slot), GH);
     for (int64_t k = 0; k < GH; ++k) j.bias[k] = j.L.b_ih[k] + ((c.gru && k >= 2 * H) ? 0.0f : j.L.b_hh[k]);
   }
   j.gemv = N <= kGemvRows && !c.proj;
   j.fuse_in = j.gemv && T == 1;
-  j.gin = c.gru ? scratch(4 + 2 * j.slot, T * N * GH) : s.gates;  // input projection (+ biases) of every step
+  j.gin = c.gru ? scratch(4 + 2 * std::max(0, j.slot), T * N * GH) : s.gates;  // input projection (+ biases) of every step
   if (!j.fuse_in) {
     GemmEpilogue ep;
     ep.bias = j.bias;
@@ -214,7 +223,17 @@ void fwd_prepare(FwdJob& j) {
   const int64_t t0 = c.time(0);
   copy(s.hprev + t0 * N * P, j.io.h0, N * P);
   if (c.lstm) copy(s.cprev + t0 * N * H, j.io.c0, N * H);
-  if (!j.gemv && T > 1) {
+  if (!j.gemv && T > 1 && !c.proj && j.slot < 0) {
+    const int64_t G = c.G;
+    j.cu = std::min<int64_t>(H, ((H + 1) / 2 + 15) / 16 * 16);
+    j.nch = (H + j.cu - 1) / j.cu;
+    float* gath = scratch(15, G * j.cu * P);
+    for (int64_t ch = 0; ch < j.nch; ++ch) {
+      const int64_t j0 = ch * j.cu, cnt = std::min(j.cu, H - j0);
+      for (int64_t q = 0; q < G; ++q) copy(gath + q * cnt * P, j.L.w_hh + (q * H + j0) * P, cnt * P);
+      j.pk_cols.push_back(std::make_unique<PackedB>(Trans::trans, P, G * cnt, gath, P));
+    }
+  } else if (!j.gemv && T > 1) {
     j.pk_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
     if (c.proj) j.pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);  // W_hr^T (H x P)
   } else if (!j.gemv && c.proj) {
@@ -234,6 +253,29 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
     forward_gemv(c, kt, j.bias, j.gin, j.fuse_in, out, hn, cn, serial ? 1 : threads_for(H, 64));
     return;
   }
+  if (!j.pk_cols.empty()) {
+    const int64_t G = c.G, cu = j.cu, nch = j.nch;
+    const int nt = serial ? 1 : static_cast<int>(std::min<int64_t>(get_num_threads(), nch));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+      float* tile = scratch(1, std::min(N, kColRows) * G * cu);
+      for (int64_t k = 0; k < c.T; ++k) {
+        const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
+        for (int64_t ch = tid; ch < nch; ch += nth) {
+          const int64_t j0 = ch * cu, cnt = std::min(cu, H - j0), w = G * cnt;
+          for (int64_t r0 = 0; r0 < N; r0 += kColRows) {
+            const int64_t m = std::min(kColRows, N - r0);
+            sgemm_packed(Trans::none, m, 1.0f, s.hprev + (t * N + r0) * P, P, *j.pk_cols[ch], 0.0f, tile, w);
+            for (int64_t n = r0; n < r0 + m; ++n)
+              forward_row(c, kt, j.gin, tile + (n - r0) * w, cnt, n, t, tn, j0, cnt, out, hn, cn);
+          }
+        }
+#pragma omp barrier
+      }
+    }
+    return;
+  }
   if (!j.pk_hh) {
     // One step at batch > kGemvRows (a cell call): two GEMMs threaded by the engine, no packing of W_hh
     // for a single use; then the fused pass over the rows.
@@ -241,7 +283,7 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
     sgemm(Trans::none, Trans::trans, N, GH, P, 1.0f, j.io.h0, P, j.L.w_hh, P, c.gru ? 0.0f : 1.0f, rec, GH);
     auto rows = [&](int64_t b, int64_t e) {
       for (int64_t n = b; n < e; ++n)
-        forward_row(c, kt, j.gin, c.gru ? rec + n * GH : nullptr, n, 0, -1, 0, H, out, hn, cn);
+        forward_row(c, kt, j.gin, c.gru ? rec + n * GH : nullptr, H, n, 0, -1, 0, H, out, hn, cn);
     };
     if (serial) rows(0, N); else parallel_for(N, 8, 1, rows);
     return;
@@ -271,7 +313,7 @@ void run_jobs(int count, Job* jobs, int64_t rb, Prepare prepare, Recur recur) {
 
 void rnn_layers_forward(int count, const RnnLayer* L, const RnnFwdIO* io) {
   if (count == 1) {
-    FwdJob j0(L[0], io[0], 0);
+    FwdJob j0(L[0], io[0], -1);
     run_jobs(1, &j0, row_block(L[0].N, 1), fwd_prepare, fwd_recur);
     return;
   }

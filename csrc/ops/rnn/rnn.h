@@ -35,18 +35,19 @@ inline constexpr int64_t kGemvRows = 4;
 // Fused per-row gate kernels; `gs` is the stride between gate blocks (H for whole rows, or larger when
 // a thread handles a slice of the hidden units), n the number of units handled.
 struct RnnKernels {
-  // g: pre-activations (4 blocks) -> activated gates in place; cn = f cp + i g; m = o tanh(cn).
-  void (*lstm_fwd)(int64_t n, int64_t gs, float* g, const float* cp, float* cn, float* m);
+  // g: pre-activations (4 blocks) -> activated gates in place (r: null, or a recurrent-product tile with
+  // gate stride rs added first); cn = f cp + i g; m = o tanh(cn).
+  void (*lstm_fwd)(int64_t n, int64_t gs, float* g, const float* r, int64_t rs, const float* cp, float* cn, float* m);
   // dm: gradient w.r.t. m; dc: in = gradient w.r.t. cn, out = gradient w.r.t. cp; da: 4 blocks.
   void (*lstm_bwd)(int64_t n, int64_t gs, const float* g, const float* cp, const float* dm, float* dc, float* da);
-  // gi: x W_ih^T + b (3 blocks, r z with both biases); gh: h W_hh^T (3 blocks, no bias); b_hn or null;
-  // s: saved r z n ghn (4 blocks); h: new state.
-  void (*gru_fwd)(int64_t n, int64_t gs, const float* gi, const float* gh, const float* b_hn, const float* hp,
-                  float* s, float* h);
+  // gi: x W_ih^T + b (3 blocks, r z with both biases); gh: h W_hh^T (3 blocks hs apart, no bias);
+  // b_hn or null; s: saved r z n ghn (4 blocks); h: new state.
+  void (*gru_fwd)(int64_t n, int64_t gs, const float* gi, const float* gh, int64_t hs, const float* b_hn,
+                  const float* hp, float* s, float* h);
   // dh: gradient w.r.t. h'; dgi, dgh: 3 blocks; dhd = dh z (the direct path to h; may alias dh).
   void (*gru_bwd)(int64_t n, int64_t gs, const float* s, const float* hp, const float* dh, float* dgi, float* dgh,
                   float* dhd);
-  void (*rnn_fwd)(int64_t n, float* a, int relu);  // a -> h' in place
+  void (*rnn_fwd)(int64_t n, float* a, const float* r, int relu);  // a (+ r) -> h' in place
   void (*rnn_bwd)(int64_t n, const float* h, const float* dh, float* da, int relu);
   // y[r] += dot(W[r, 0:K], x) for r < rows (rows of W ldw apart); per-row order independent of `rows`.
   void (*dot_rows)(int64_t rows, int64_t K, const float* W, int64_t ldw, const float* x, float* y);

@@ -27,13 +27,20 @@ inline void st(float* p, V v, int c) {
   if (c == V::N) v.store(p); else v.store_tail(p, c);
 }
 
+// Pre-activation of gate q: g[q gs + j] (+ r[q rs + j] when the recurrent product is in a separate tile).
 template <class V>
-void lstm_fwd(int64_t n, int64_t gs, float* g, const float* cp, float* cn, float* m) {
+inline V pre(const float* g, int64_t gs, const float* r, int64_t rs, int q, int64_t j, int c) {
+  const V a = ld<V>(g + q * gs + j, c);
+  return r ? a + ld<V>(r + q * rs + j, c) : a;
+}
+
+template <class V>
+void lstm_fwd(int64_t n, int64_t gs, float* g, const float* r, int64_t rs, const float* cp, float* cn, float* m) {
   for_lanes<V>(n, [&](int64_t j, int c) {
-    const V i = simd::sigmoid(ld<V>(g + j, c));
-    const V f = simd::sigmoid(ld<V>(g + gs + j, c));
-    const V gg = simd::tanh(ld<V>(g + 2 * gs + j, c));
-    const V o = simd::sigmoid(ld<V>(g + 3 * gs + j, c));
+    const V i = simd::sigmoid(pre<V>(g, gs, r, rs, 0, j, c));
+    const V f = simd::sigmoid(pre<V>(g, gs, r, rs, 1, j, c));
+    const V gg = simd::tanh(pre<V>(g, gs, r, rs, 2, j, c));
+    const V o = simd::sigmoid(pre<V>(g, gs, r, rs, 3, j, c));
     st(g + j, i, c);
     st(g + gs + j, f, c);
     st(g + 2 * gs + j, gg, c);
@@ -63,12 +70,12 @@ void lstm_bwd(int64_t n, int64_t gs, const float* g, const float* cp, const floa
 }
 
 template <class V>
-void gru_fwd(int64_t n, int64_t gs, const float* gi, const float* gh, const float* b_hn, const float* hp, float* s,
-             float* h) {
+void gru_fwd(int64_t n, int64_t gs, const float* gi, const float* gh, int64_t hs, const float* b_hn, const float* hp,
+             float* s, float* h) {
   for_lanes<V>(n, [&](int64_t j, int c) {
     const V r = simd::sigmoid(ld<V>(gi + j, c) + ld<V>(gh + j, c));
-    const V z = simd::sigmoid(ld<V>(gi + gs + j, c) + ld<V>(gh + gs + j, c));
-    V ghn = ld<V>(gh + 2 * gs + j, c);
+    const V z = simd::sigmoid(ld<V>(gi + gs + j, c) + ld<V>(gh + hs + j, c));
+    V ghn = ld<V>(gh + 2 * hs + j, c);
     if (b_hn) ghn = ghn + ld<V>(b_hn + j, c);
     const V nn = simd::tanh(fmadd(r, ghn, ld<V>(gi + 2 * gs + j, c)));
     st(s + j, r, c);
@@ -101,9 +108,9 @@ void gru_bwd(int64_t n, int64_t gs, const float* s, const float* hp, const float
 }
 
 template <class V>
-void rnn_fwd(int64_t n, float* a, int relu) {
+void rnn_fwd(int64_t n, float* a, const float* r, int relu) {
   for_lanes<V>(n, [&](int64_t j, int c) {
-    const V v = ld<V>(a + j, c);
+    const V v = r ? ld<V>(a + j, c) + ld<V>(r + j, c) : ld<V>(a + j, c);
     st(a + j, relu ? select(cmp_lt(v, V::zero()), V::zero(), v) : simd::tanh(v), c);
   });
 }
