@@ -460,3 +460,23 @@ def test_bad_inputs_raise(rng):
         F.rnn_cell(x[0], None, *f32(make_weights(rng, "rnn", 5, 6)), nonlinearity="sigmoid")
     with pytest.raises(TypeError, match="saved"):
         F.gru_cell_backward(None, res)
+
+
+def test_empty_nan_and_strided_inputs(backend, rng):
+    ws = f32(make_weights(rng, "lstm", 3, 4))
+    for T, N in ((3, 0), (0, 2)):
+        o, (h, c), res = F.lstm(np.zeros((T, N, 3), np.float32), None, ws)
+        assert o.shape == (T, N, 4) and h.shape == (1, N, 4)
+        gx, (gh, gc), gw = F.lstm_backward(np.ones_like(o), None, None, res)
+        assert gx.shape == (T, N, 3) and all(not g.any() for g in gw)
+    x = rng.standard_normal((3, 2, 3)).astype(np.float32)
+    x[1, 0, 0] = np.nan  # NaN propagates along its own sequence only
+    o, _, _ = F.lstm(x, None, ws)
+    assert not np.isnan(o[0]).any() and np.isnan(o[1:, 0]).all() and not np.isnan(o[:, 1]).any()
+    x[1, 0, 0] = 0
+    big = rng.standard_normal((2, 3, 6, 3)).astype(np.float32)  # strided views are copied at the boundary
+    a = F.lstm(x, None, ws)[0]
+    b = F.lstm(x, None, [np.asfortranarray(w) for w in ws])[0]
+    np.testing.assert_array_equal(a, b)
+    xs = big[:, :, ::3][0]
+    np.testing.assert_array_equal(F.lstm(xs, None, ws)[0], F.lstm(np.ascontiguousarray(xs), None, ws)[0])
