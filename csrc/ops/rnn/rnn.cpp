@@ -1,6 +1,7 @@
-// Recurrent layer entry: input-projection GEMM, the time loop (row blocks with sgemm_packed + fused
-// gate kernels, or the batch <= kGemvRows path that splits hidden units across threads with dot-product
-// kernels), and the backward recurrence followed by the weight-gradient GEMMs. Contract: rnn.h.
+// Recurrent layer entry: input-projection GEMM, the time loop (the three forward paths of rnn.h: GEMV
+// split of hidden units, column split with packed gate-row chunks, row blocks; the two directions of a
+// bidirectional layer on one thread each), and the backward recurrence followed by the weight-gradient
+// GEMMs. Contract and maths: rnn.h.
 // Test: pytest tests/test_rnn.py. Bench: python -m fastml.bench --ops rnn
 #include "ops/rnn/rnn.h"
 

@@ -10,14 +10,22 @@
 // row-major contiguous. lengths (N,) in [1, T] or null: row n is updated at step t only while
 // t < lengths[n], its output is 0 past its end, reverse runs t = T-1 .. 0 (packed-sequence semantics).
 //
-// Structure: the input projection of all steps is ONE GEMM (T N x G H, bias epilogue). Batch rows are
-// independent in the recurrence, so rows are cut into fixed blocks (a function of N only) that threads
-// run through all T steps without synchronisation: per step one sgemm_packed on pre-packed W_hh lands
-// the block's gates in a per-thread tile that the fused gate kernel (rnn_impl.h) consumes at once.
-// Batch <= kGemvRows: threads split the hidden units instead (all G gates of a unit on one thread),
-// W_hh rows streamed once per step by dot-product kernels, one barrier per step, no packing.
-// Backward: the recurrence stores d(pre-activation) for all steps (T N x G H); weight gradients are
-// then big GEMMs over all steps and fixed-order column sums: bitwise identical for any thread count.
+// Structure: the input projection of all steps is ONE GEMM (T N x G H, bias epilogue). Per step, the
+// recurrent GEMM lands in a per-thread gate tile that the fused gate kernel (rnn_impl.h) consumes at
+// once (gate nonlinearities + cell update in one vectorised pass). Paths, chosen from shapes only (never
+// from the thread count, so every path gives the same bits for 1 or 2 threads):
+//  * batch <= kGemvRows, no projection: threads split the hidden units (all G gates of a unit on one
+//    thread); W_hh rows are streamed once per step by dot-product kernels, no packing; one barrier per
+//    step. With T == 1 (a cell step) the input projection is computed the same way (no GEMM call).
+//  * one direction alone, batch > kGemvRows, T > 1, no projection: column split, the hidden units in
+//    two fixed chunks whose gate rows of W_hh are packed together; each thread runs sgemm_packed with
+//    M = the whole batch (<= 64 rows per call) on its chunk; one barrier per step.
+//  * otherwise (two directions, projection): batch rows are independent in the recurrence, so they are
+//    cut into fixed row blocks that run through all T steps without synchronisation; the two directions
+//    of a bidirectional layer run concurrently, one thread each (rnn_layers_forward with count 2).
+// Backward: row blocks as the last path (directions concurrently), the recurrence stores
+// d(pre-activation) for all steps (T N x G H); weight gradients are then big GEMMs over all steps and
+// fixed-order column sums: bitwise identical for any thread count.
 //
 // Saved (forward -> backward): gates (T, N, S) with S = 4H (LSTM i f g o activated; GRU r z n ghn),
 // H (RNN h'); hprev (T, N, P) the state each step read; cprev (T, N, H) LSTM; ms (T, N, H) LSTM with
