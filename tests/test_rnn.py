@@ -480,3 +480,23 @@ def test_empty_nan_and_strided_inputs(backend, rng):
     np.testing.assert_array_equal(a, b)
     xs = big[:, :, ::3][0]
     np.testing.assert_array_equal(F.lstm(xs, None, ws)[0], F.lstm(np.ascontiguousarray(xs), None, ws)[0])
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_unbatched_sequence_matches_torch(rng, mode):
+    torch = pytest.importorskip("torch")
+    cfg = dict(T=5, N=1, I=3, H=6, L=2, D=2)
+    x, hx, ws = make_problem(rng, mode, cfg)
+    x1 = x[:, 0]
+    hx1 = tuple(a[:, 0] for a in hx) if mode == "lstm" else hx[:, 0]
+    m = _torch_module(torch, mode, cfg, ws)
+    tout, th = m(torch.tensor(x1), tuple(torch.tensor(a) for a in hx1) if mode == "lstm" else torch.tensor(hx1))
+    out, h, res = run_forward(mode, f32(x1), f32(hx1), f32(ws), seq_kwargs(cfg))
+    assert out.shape == (5, 12)
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=2e-4, atol=2e-5)
+    hs, ths = (h, th) if mode == "lstm" else ((h,), (th,))
+    for a, b in zip(hs, ths):
+        assert a.shape == tuple(b.shape)
+        np.testing.assert_allclose(a, b.detach().numpy(), rtol=2e-4, atol=2e-5)
+    grads = run_backward(mode, np.ones_like(out), None, None, res)
+    assert grads[0].shape == (5, 3) and grads[1].shape == (4, 6)
