@@ -1,6 +1,5 @@
-// Recurrent layer entry: input-projection GEMM, the time loop (the three forward paths of rnn.h: GEMV
-// split of hidden units, column split with packed gate-row chunks, row blocks; the two directions of a
-// bidirectional layer on one thread each), and the backward recurrence followed by the weight-gradient
+// Recurrent layer entry: input-projection GEMM, the time loop (the forward paths of rnn.h: GEMV split of
+// hidden units, or row blocks; the two directions of a bidirectional layer on one thread each), and the backward recurrence followed by the weight-gradient
 // GEMMs. Contract and maths: rnn.h.
 // Test: pytest tests/test_rnn.py. Bench: python -m fastml.bench --ops rnn
 #include "ops/rnn/rnn.h"
@@ -23,7 +22,7 @@ namespace {
 // slots used by the calling thread per direction d: 4 + 2d GRU input projection, 5 + 2d bias,
 // 8 + 3d backward dA, 9 + 3d backward GRU dA_h, 10 + 3d backward dH (projection).
 float* scratch(int slot, int64_t n) {
-  thread_local std::vector<float> bufs[16];  // 15: W_hh gather for the column split
+  thread_local std::vector<float> bufs[14];
   auto& b = bufs[slot];
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
   return b.data();
@@ -183,19 +182,14 @@ namespace {
 struct FwdJob {
   const RnnLayer& L;
   const RnnFwdIO& io;
-  int slot;  // direction index for the calling thread's scratch slots; -1: a lone direction
+  int slot;  // direction index (0, 1) for the calling thread's scratch slots
   float* bias = nullptr;
   float* gin = nullptr;
   bool done = false, gemv = false, fuse_in = false;
   std::unique_ptr<PackedB> pk_hh, pk_hr;
-  // Column split (one direction alone, batch > kGemvRows, no projection): hidden units in nch chunks of
-  // cu (a function of H only), chunk ch's gate rows of W_hh packed together; threads take chunks.
-  int64_t cu = 0, nch = 0;
-  std::vector<std::unique_ptr<PackedB>> pk_cols;
   FwdJob(const RnnLayer& l, const RnnFwdIO& i, int sl) : L(l), io(i), slot(sl) {}
 };
 
-constexpr int64_t kColRows = 64;  // rows per GEMM in the column split: bounds the per-thread tile
 
 void fwd_prepare(FwdJob& j) {
   const Ctx c(j.L, j.io.s);
@@ -208,12 +202,12 @@ void fwd_prepare(FwdJob& j) {
     return;
   }
   if (j.L.b_ih) {
-    j.bias = scratch(5 + 2 * std::max(0, j.slot), GH);
+    j.bias = scratch(5 + 2 * j.slot, GH);
     for (int64_t k = 0; k < GH; ++k) j.bias[k] = j.L.b_ih[k] + ((c.gru && k >= 2 * H) ? 0.0f : j.L.b_hh[k]);
   }
   j.gemv = N <= kGemvRows && !c.proj;
   j.fuse_in = j.gemv && T == 1;
-  j.gin = c.gru ? scratch(4 + 2 * std::max(0, j.slot), T * N * GH) : s.gates;  // input projection (+ biases) of every step
+  j.gin = c.gru ? scratch(4 + 2 * j.slot, T * N * GH) : s.gates;  // input projection (+ biases) of every step
   if (!j.fuse_in) {
     GemmEpilogue ep;
     ep.bias = j.bias;
@@ -224,22 +218,9 @@ void fwd_prepare(FwdJob& j) {
   const int64_t t0 = c.time(0);
   copy(s.hprev + t0 * N * P, j.io.h0, N * P);
   if (c.lstm) copy(s.cprev + t0 * N * H, j.io.c0, N * H);
-  if (!j.gemv && T > 1 && !c.proj && j.slot < 0) {
-    const int64_t G = c.G;
-    j.cu = std::min<int64_t>(H, ((H + 1) / 2 + 15) / 16 * 16);
-    j.nch = (H + j.cu - 1) / j.cu;
-    float* gath = scratch(15, G * j.cu * P);
-    for (int64_t ch = 0; ch < j.nch; ++ch) {
-      const int64_t j0 = ch * j.cu, cnt = std::min(j.cu, H - j0);
-      for (int64_t q = 0; q < G; ++q) copy(gath + q * cnt * P, j.L.w_hh + (q * H + j0) * P, cnt * P);
-      j.pk_cols.push_back(std::make_unique<PackedB>(Trans::trans, P, G * cnt, gath, P));
-    }
-  } else if (!j.gemv && T > 1) {
+  if (!j.gemv && (T > 1 || c.proj)) {  // T == 1 without projection: two plain GEMMs, nothing to pack
     j.pk_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
     if (c.proj) j.pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);  // W_hr^T (H x P)
-  } else if (!j.gemv && c.proj) {
-    j.pk_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);
-    j.pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);
   }
 }
 
@@ -252,29 +233,6 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
   float *out = j.io.out, *hn = j.io.hn, *cn = j.io.cn;
   if (j.gemv) {
     forward_gemv(c, kt, j.bias, j.gin, j.fuse_in, out, hn, cn, serial ? 1 : threads_for(H, 64));
-    return;
-  }
-  if (!j.pk_cols.empty()) {
-    const int64_t G = c.G, cu = j.cu, nch = j.nch;
-    const int nt = serial ? 1 : static_cast<int>(std::min<int64_t>(get_num_threads(), nch));
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-      const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-      float* tile = scratch(1, std::min(N, kColRows) * G * cu);
-      for (int64_t k = 0; k < c.T; ++k) {
-        const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
-        for (int64_t ch = tid; ch < nch; ch += nth) {
-          const int64_t j0 = ch * cu, cnt = std::min(cu, H - j0), w = G * cnt;
-          for (int64_t r0 = 0; r0 < N; r0 += kColRows) {
-            const int64_t m = std::min(kColRows, N - r0);
-            sgemm_packed(Trans::none, m, 1.0f, s.hprev + (t * N + r0) * P, P, *j.pk_cols[ch], 0.0f, tile, w);
-            for (int64_t n = r0; n < r0 + m; ++n)
-              forward_row(c, kt, j.gin, tile + (n - r0) * w, cnt, n, t, tn, j0, cnt, out, hn, cn);
-          }
-        }
-#pragma omp barrier
-      }
-    }
     return;
   }
   if (!j.pk_hh) {
@@ -314,7 +272,7 @@ void run_jobs(int count, Job* jobs, int64_t rb, Prepare prepare, Recur recur) {
 
 void rnn_layers_forward(int count, const RnnLayer* L, const RnnFwdIO* io) {
   if (count == 1) {
-    FwdJob j0(L[0], io[0], -1);
+    FwdJob j0(L[0], io[0], 0);
     run_jobs(1, &j0, row_block(L[0].N, 1), fwd_prepare, fwd_recur);
     return;
   }
