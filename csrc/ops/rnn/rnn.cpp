@@ -262,7 +262,11 @@ void run_jobs(int count, Job* jobs, int64_t rb, Prepare prepare, Recur recur) {
   for (int d = 0; d < count; ++d) prepare(jobs[d]);
   if (count == 2 && get_num_threads() >= 2) {
 #pragma omp parallel num_threads(2)
-    recur(jobs[omp_get_thread_num()], true, rb);
+    {
+      // the runtime may give fewer threads (nested region, thread limit): then one runs both
+      const int nth = omp_get_num_threads();
+      for (int d = omp_get_thread_num(); d < 2; d += nth) recur(jobs[d], true, rb);
+    }
   } else {
     for (int d = 0; d < count; ++d) recur(jobs[d], false, rb);
   }
