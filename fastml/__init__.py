@@ -15,7 +15,7 @@ from ._backend import (
 )
 from ._info import info
 from ._version import __version__
-from . import functional, optim, reference, text  # noqa: E402
+from . import functional, nn, optim, reference, text  # noqa: E402
 from .functional.linear import matmul  # noqa: E402
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "get_num_threads",
     "info",
     "matmul",
+    "nn",
     "optim",
     "reference",
     "set_num_threads",

@@ -412,18 +412,21 @@ from .cases_optim import register_optim_cases  # noqa: E402
 from .cases_gemm import register_gemm_cases  # noqa: E402
 from .cases_conv_fast import register_conv_fast_cases  # noqa: E402
 from .cases_conv import register_conv_cases  # noqa: E402
+from .cases_rnn import register_rnn_cases  # noqa: E402
 
 register_loss_cases(register, Case, ELEMENTWISE_BARS)
 register_optim_cases(register, Bar, Case, Prepared, torch_or_none, _optim)
 register_gemm_cases(register, Bar, Case)
 register_conv_fast_cases(register, Bar, Case)
 register_conv_cases(register, Bar, Case)
+register_rnn_cases(register, Bar, Case)
 
 
 # ---------------------------------------------------------------- selection
 
 GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "conv_fast")
 GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "conv")
+GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "rnn")
 
 
 def select_cases(ops=None, quick=False) -> list:

@@ -1,0 +1,417 @@
+// Recurrent layer entry: input-projection GEMM, the time loop (the forward paths of rnn.h: GEMV split of
+// hidden units, or row blocks; the two directions of a bidirectional layer on one thread each), and the backward recurrence followed by the weight-gradient
+// GEMMs. Contract and maths: rnn.h.
+// Test: pytest tests/test_rnn.py. Bench: python -m fastml.bench --ops rnn
+#include "ops/rnn/rnn.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "core/parallel.h"
+#include "gemm/gemm.h"
+
+namespace fastml {
+
+namespace {
+
+// Per-thread scratch reused across calls (no allocation once warm). Slot 1: every thread's gate tile;
+// slots used by the calling thread per direction d: 4 + 2d GRU input projection, 5 + 2d bias,
+// 8 + 3d backward dA, 9 + 3d backward GRU dA_h, 10 + 3d backward dH (projection).
+float* scratch(int slot, int64_t n) {
+  thread_local std::vector<float> bufs[14];
+  auto& b = bufs[slot];
+  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+// Rows per block: a function of N and of the number of directions run together (never of the thread
+// count, so results do not depend on it). One direction: two blocks at least so that two threads have
+// work; two directions (one thread each): whole batches up to 32 rows, so each thread streams only its
+// own W_hh with the largest M. At most 32 rows so a block's gate tile stays small.
+int64_t row_block(int64_t N, int count) {
+  const int64_t want = count == 2 ? N : (N + 1) / 2;
+  return std::min<int64_t>(32, std::max<int64_t>(4, want));
+}
+
+inline void copy(float* d, const float* s, int64_t n) { std::memcpy(d, s, static_cast<size_t>(n) * sizeof(float)); }
+inline void zero(float* d, int64_t n) { std::memset(d, 0, static_cast<size_t>(n) * sizeof(float)); }
+
+struct Ctx {
+  const RnnLayer& L;
+  const RnnSaved& s;
+  int64_t T, N, I, H, P, G, GH, SW;
+  bool lstm, gru, proj;
+  Ctx(const RnnLayer& l, const RnnSaved& sv)
+      : L(l), s(sv), T(l.T), N(l.N), I(l.I), H(l.H), P(l.P), G(l.gates()), GH(l.gates() * l.H),
+        SW(l.saved_width()), lstm(l.mode == RnnMode::lstm), gru(l.mode == RnnMode::gru), proj(l.w_hr != nullptr) {}
+  int64_t time(int64_t k) const { return L.reverse ? T - 1 - k : k; }
+  bool active(int64_t n, int64_t t) const { return L.lengths == nullptr || t < L.lengths[n]; }
+};
+
+// Column sums of a (rows x cols) matrix in row order: fixed order, any thread count.
+void column_sums(const float* a, int64_t rows, int64_t cols, float* out) {
+  parallel_for(cols, 256, 16, [&](int64_t b, int64_t e) {
+    zero(out + b, e - b);
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* r = a + i * cols;
+      for (int64_t j = b; j < e; ++j) out[j] += r[j];
+    }
+  });
+}
+
+// Forward fused pass of units [j0, j0 + cnt) of row n at time t (tn: next time or -1), gate stride H.
+// `rec` is the row's recurrent product h W_hh^T at unit j0 of its first gate, gates `rs` apart (a
+// per-thread tile), or null when it was accumulated into the saved gates already (LSTM / RNN; the GRU
+// always has it apart). Writes out / hn / cn and the next step's hprev / cprev slices; inactive rows keep
+// their state and output zeros.
+void forward_row(const Ctx& c, const RnnKernels& kt, const float* gin, const float* rec, int64_t rs, int64_t n,
+                 int64_t t, int64_t tn, int64_t j0, int64_t cnt, float* out, float* hn, float* cn) {
+  const RnnSaved& s = c.s;
+  const int64_t P = c.P, H = c.H, N = c.N;
+  float* orow = out + (t * N + n) * P;
+  if (!c.active(n, t)) {
+    if (c.proj) zero(s.ms + (t * N + n) * H + j0, cnt);  // the block zeroes the (P-wide) output row
+    else zero(orow + j0, cnt);
+    if (tn >= 0) {
+      if (!c.proj) copy(s.hprev + (tn * N + n) * P + j0, hn + n * P + j0, cnt);
+      if (c.lstm) copy(s.cprev + (tn * N + n) * H + j0, cn + n * H + j0, cnt);
+    }
+    return;
+  }
+  float* g = s.gates + (t * N + n) * c.SW;
+  if (c.lstm) {
+    float* m = c.proj ? s.ms + (t * N + n) * H : orow;
+    kt.lstm_fwd(cnt, H, g + j0, rec, rs, s.cprev + (t * N + n) * H + j0, cn + n * H + j0, m + j0);
+    if (tn >= 0) copy(s.cprev + (tn * N + n) * H + j0, cn + n * H + j0, cnt);
+    if (c.proj) return;  // h comes from the projection GEMM of the whole block
+  } else if (c.gru) {
+    const float* b_hn = c.L.b_hh ? c.L.b_hh + 2 * H + j0 : nullptr;
+    kt.gru_fwd(cnt, H, gin + (t * N + n) * c.GH + j0, rec, rs, b_hn, s.hprev + (t * N + n) * P + j0, g + j0,
+               orow + j0);
+  } else {
+    kt.rnn_fwd(cnt, g + j0, rec, c.L.relu ? 1 : 0);
+    copy(orow + j0, g + j0, cnt);
+  }
+  copy(hn + n * P + j0, orow + j0, cnt);
+  if (tn >= 0) copy(s.hprev + (tn * N + n) * P + j0, orow + j0, cnt);
+}
+
+// Rows [r0, r1) through all T steps (one thread, no synchronisation).
+void forward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, const PackedB* pk_hr, const float* gin,
+                   int64_t r0, int64_t r1, float* out, float* hn, float* cn) {
+  const RnnSaved& s = c.s;
+  const int64_t m = r1 - r0, N = c.N, P = c.P, H = c.H, GH = c.GH;
+  float* tile = scratch(1, m * std::max(GH, P));
+  for (int64_t k = 0; k < c.T; ++k) {
+    const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
+    const float* A = s.hprev + (t * N + r0) * P;
+    if (c.gru) {
+      sgemm_packed(Trans::none, m, 1.0f, A, P, pk_hh, 0.0f, tile, GH);
+    } else {
+      sgemm_packed(Trans::none, m, 1.0f, A, P, pk_hh, 1.0f, s.gates + (t * N + r0) * GH, GH);
+    }
+    for (int64_t n = r0; n < r1; ++n)
+      forward_row(c, kt, gin, c.gru ? tile + (n - r0) * GH : nullptr, H, n, t, tn, 0, H, out, hn, cn);
+    if (c.proj) {
+      sgemm_packed(Trans::none, m, 1.0f, s.ms + (t * N + r0) * H, H, *pk_hr, 0.0f, tile, P);
+      for (int64_t n = r0; n < r1; ++n) {
+        float* orow = out + (t * N + n) * P;
+        if (c.active(n, t)) {
+          copy(orow, tile + (n - r0) * P, P);
+          copy(hn + n * P, orow, P);
+        } else {
+          zero(orow, P);
+        }
+        if (tn >= 0) copy(s.hprev + (tn * N + n) * P, hn + n * P, P);
+      }
+    }
+  }
+}
+
+// Batch <= kGemvRows, no projection: threads split the hidden units; W rows are streamed once per step
+// and batch row; with T == 1 (a cell step) the input projection is computed here too (no GEMM call).
+void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* gin, bool fuse_in, float* out,
+                  float* hn, float* cn, int nt) {
+  const int64_t H = c.H, P = c.P, N = c.N, I = c.I, GH = c.GH, G = c.G;
+  float* ghbuf = c.gru ? scratch(1, N * GH) : nullptr;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    int64_t chunk = (H + nth - 1) / nth;
+    chunk = (chunk + 7) / 8 * 8;
+    const int64_t j0 = std::min<int64_t>(H, chunk * tid), j1 = std::min<int64_t>(H, j0 + chunk), cnt = j1 - j0;
+    for (int64_t k = 0; k < c.T; ++k) {
+      const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
+      for (int64_t n = 0; n < N && cnt > 0; ++n) {
+        if (c.active(n, t)) {
+          const float* h = c.s.hprev + (t * N + n) * P;
+          float* grow = gin + (t * N + n) * GH;
+          for (int64_t q = 0; q < G; ++q) {
+            float* y = grow + q * H + j0;
+            if (fuse_in) {
+              if (bias) copy(y, bias + q * H + j0, cnt); else zero(y, cnt);
+              kt.dot_rows(cnt, I, c.L.w_ih + (q * H + j0) * I, I, c.L.x + n * I, y);
+            }
+            const float* w = c.L.w_hh + (q * H + j0) * P;
+            if (c.gru) {
+              float* yh = ghbuf + n * GH + q * H + j0;
+              zero(yh, cnt);
+              kt.dot_rows(cnt, P, w, P, h, yh);
+            } else {
+              kt.dot_rows(cnt, P, w, P, h, y);
+            }
+          }
+        }
+        forward_row(c, kt, gin, c.gru ? ghbuf + n * GH + j0 : nullptr, H, n, t, tn, j0, cnt, out, hn, cn);
+      }
+#pragma omp barrier
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// One direction's forward: prepare() runs the engine-threaded parts (input GEMM, packing), recur() the
+// time loop, either with the thread team (`serial` false) or on the calling thread only.
+struct FwdJob {
+  const RnnLayer& L;
+  const RnnFwdIO& io;
+  int slot;  // direction index (0, 1) for the calling thread's scratch slots
+  float* bias = nullptr;
+  float* gin = nullptr;
+  bool done = false, gemv = false, fuse_in = false;
+  std::unique_ptr<PackedB> pk_hh, pk_hr;
+  FwdJob(const RnnLayer& l, const RnnFwdIO& i, int sl) : L(l), io(i), slot(sl) {}
+};
+
+
+void fwd_prepare(FwdJob& j) {
+  const Ctx c(j.L, j.io.s);
+  const RnnSaved& s = j.io.s;
+  const int64_t T = c.T, N = c.N, I = c.I, H = c.H, P = c.P, GH = c.GH;
+  copy(j.io.hn, j.io.h0, N * P);
+  if (c.lstm) copy(j.io.cn, j.io.c0, N * H);
+  if (T == 0 || N == 0) {
+    j.done = true;
+    return;
+  }
+  if (j.L.b_ih) {
+    j.bias = scratch(5 + 2 * j.slot, GH);
+    for (int64_t k = 0; k < GH; ++k) j.bias[k] = j.L.b_ih[k] + ((c.gru && k >= 2 * H) ? 0.0f : j.L.b_hh[k]);
+  }
+  j.gemv = N <= kGemvRows && !c.proj;
+  j.fuse_in = j.gemv && T == 1;
+  j.gin = c.gru ? scratch(4 + 2 * j.slot, T * N * GH) : s.gates;  // input projection (+ biases) of every step
+  if (!j.fuse_in) {
+    GemmEpilogue ep;
+    ep.bias = j.bias;
+    ep.bias_kind = GemmBias::col;
+    sgemm(Trans::none, Trans::trans, T * N, GH, I, 1.0f, j.L.x, I, j.L.w_ih, I, 0.0f, j.gin, GH,
+          j.bias ? &ep : nullptr);
+  }
+  const int64_t t0 = c.time(0);
+  copy(s.hprev + t0 * N * P, j.io.h0, N * P);
+  if (c.lstm) copy(s.cprev + t0 * N * H, j.io.c0, N * H);
+  if (!j.gemv && (T > 1 || c.proj)) {  // T == 1 without projection: two plain GEMMs, nothing to pack
+    j.pk_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
+    if (c.proj) j.pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);  // W_hr^T (H x P)
+  }
+}
+
+void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
+  if (j.done) return;
+  const RnnKernels& kt = select_kernels(rnn_tables);
+  const Ctx c(j.L, j.io.s);
+  const RnnSaved& s = j.io.s;
+  const int64_t N = c.N, H = c.H, P = c.P, GH = c.GH;
+  float *out = j.io.out, *hn = j.io.hn, *cn = j.io.cn;
+  if (j.gemv) {
+    forward_gemv(c, kt, j.bias, j.gin, j.fuse_in, out, hn, cn, serial ? 1 : threads_for(H, 64));
+    return;
+  }
+  if (!j.pk_hh) {
+    // One step at batch > kGemvRows (a cell call): two GEMMs threaded by the engine, no packing of W_hh
+    // for a single use; then the fused pass over the rows.
+    float* rec = c.gru ? scratch(1, N * GH) : s.gates;
+    sgemm(Trans::none, Trans::trans, N, GH, P, 1.0f, j.io.h0, P, j.L.w_hh, P, c.gru ? 0.0f : 1.0f, rec, GH);
+    auto rows = [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n)
+        forward_row(c, kt, j.gin, c.gru ? rec + n * GH : nullptr, H, n, 0, -1, 0, H, out, hn, cn);
+    };
+    if (serial) rows(0, N); else parallel_for(N, 8, 1, rows);
+    return;
+  }
+  const int64_t nb = fixed_blocks(N, rb);
+  auto blocks = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      forward_block(c, kt, *j.pk_hh, j.pk_hr.get(), j.gin, i * rb, std::min(N, (i + 1) * rb), out, hn, cn);
+  };
+  if (serial) blocks(0, nb); else parallel_for(nb, 1, 1, blocks);
+}
+
+// Two directions at once on two threads (each runs its recurrence serially) when the team has >= 2
+// threads; else one after the other. Every direction computes the same bits either way.
+template <class Job, class Prepare, class Recur>
+void run_jobs(int count, Job* jobs, int64_t rb, Prepare prepare, Recur recur) {
+  for (int d = 0; d < count; ++d) prepare(jobs[d]);
+  if (count == 2 && get_num_threads() >= 2) {
+#pragma omp parallel num_threads(2)
+    {
+      // the runtime may give fewer threads (nested region, thread limit): then one runs both
+      const int nth = omp_get_num_threads();
+      for (int d = omp_get_thread_num(); d < 2; d += nth) recur(jobs[d], true, rb);
+    }
+  } else {
+    for (int d = 0; d < count; ++d) recur(jobs[d], false, rb);
+  }
+}
+
+}  // namespace
+
+void rnn_layers_forward(int count, const RnnLayer* L, const RnnFwdIO* io) {
+  if (count == 1) {
+    FwdJob j0(L[0], io[0], 0);
+    run_jobs(1, &j0, row_block(L[0].N, 1), fwd_prepare, fwd_recur);
+    return;
+  }
+  FwdJob jobs[2] = {FwdJob(L[0], io[0], 0), FwdJob(L[1], io[1], 1)};
+  run_jobs(2, jobs, row_block(L[0].N, 2), fwd_prepare, fwd_recur);
+}
+
+void rnn_layer_forward(const RnnLayer& L, const float* h0, const float* c0, float* out, float* hn, float* cn,
+                       const RnnSaved& s) {
+  RnnFwdIO io{h0, c0, out, hn, cn, s};
+  rnn_layers_forward(1, &L, &io);
+}
+
+namespace {
+
+// Backward recurrence of rows [r0, r1): dh (N, P) and dc (N, H) carry the gradients w.r.t. the state.
+void backward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, const PackedB* pk_hr, const float* dy,
+                    float* D, float* Dh, float* dHs, int64_t r0, int64_t r1, float* dh, float* dc) {
+  const RnnSaved& s = c.s;
+  const int64_t m = r1 - r0, N = c.N, P = c.P, H = c.H, GH = c.GH;
+  float* tile = c.proj ? scratch(1, m * H) : nullptr;
+  for (int64_t k = c.T - 1; k >= 0; --k) {
+    const int64_t t = c.time(k);
+    for (int64_t n = r0; n < r1; ++n) {
+      const bool act = c.active(n, t);
+      float* d = dh + n * P;
+      if (act && dy) {
+        const float* g = dy + (t * N + n) * P;
+        for (int64_t j = 0; j < P; ++j) d[j] += g[j];
+      }
+      if (c.proj) {
+        if (act) copy(dHs + (t * N + n) * P, d, P); else zero(dHs + (t * N + n) * P, P);
+      }
+    }
+    if (c.proj) sgemm_packed(Trans::none, m, 1.0f, dh + r0 * P, P, *pk_hr, 0.0f, tile, H);
+    for (int64_t n = r0; n < r1; ++n) {
+      float* Drow = D + (t * N + n) * GH;
+      float* Dhrow = Dh + (t * N + n) * GH;
+      float* d = dh + n * P;
+      if (!c.active(n, t)) {
+        zero(Drow, GH);
+        if (c.gru) zero(Dhrow, GH);
+        continue;
+      }
+      const float* g = s.gates + (t * N + n) * c.SW;
+      if (c.lstm) {
+        const float* dm = c.proj ? tile + (n - r0) * H : d;
+        kt.lstm_bwd(H, H, g, s.cprev + (t * N + n) * H, dm, dc + n * H, Drow);
+        zero(d, P);
+      } else if (c.gru) {
+        kt.gru_bwd(H, H, g, s.hprev + (t * N + n) * P, d, Drow, Dhrow, d);
+      } else {
+        kt.rnn_bwd(H, g, d, Drow, c.L.relu ? 1 : 0);
+        zero(d, P);
+      }
+    }
+    sgemm_packed(Trans::none, m, 1.0f, Dh + (t * N + r0) * GH, GH, pk_hh, 1.0f, dh + r0 * P, P);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+struct BwdJob {
+  const RnnLayer& L;
+  const RnnBwdIO& io;
+  int slot;
+  float *D = nullptr, *Dh = nullptr, *dHs = nullptr;
+  std::unique_ptr<PackedB> pk_hh, pk_hr;
+  BwdJob(const RnnLayer& l, const RnnBwdIO& i, int sl) : L(l), io(i), slot(sl) {}
+};
+
+void bwd_prepare(BwdJob& j) {
+  const Ctx c(j.L, j.io.s);
+  const int64_t N = c.N, H = c.H, P = c.P, GH = c.GH, TN = c.T * c.N;
+  if (j.io.dhn) copy(j.io.dh0, j.io.dhn, N * P); else zero(j.io.dh0, N * P);
+  if (c.lstm) {
+    if (j.io.dcn) copy(j.io.dc0, j.io.dcn, N * H); else zero(j.io.dc0, N * H);
+  }
+  j.D = scratch(8 + 3 * j.slot, std::max<int64_t>(1, TN * GH));
+  j.Dh = c.gru ? scratch(9 + 3 * j.slot, std::max<int64_t>(1, TN * GH)) : j.D;
+  j.dHs = c.proj ? scratch(10 + 3 * j.slot, std::max<int64_t>(1, TN * P)) : nullptr;
+  if (TN > 0) {
+    j.pk_hh = std::make_unique<PackedB>(Trans::none, GH, P, j.L.w_hh, P);  // dh = dA W_hh
+    if (c.proj) j.pk_hr = std::make_unique<PackedB>(Trans::none, P, H, j.L.w_hr, H);  // dm = dh W_hr
+  }
+}
+
+void bwd_recur(BwdJob& j, bool serial, int64_t rb) {
+  if (!j.pk_hh) return;
+  const RnnKernels& kt = select_kernels(rnn_tables);
+  const Ctx c(j.L, j.io.s);
+  const int64_t N = c.N, nb = fixed_blocks(N, rb);
+  auto blocks = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      backward_block(c, kt, *j.pk_hh, j.pk_hr.get(), j.io.dy, j.D, j.Dh, j.dHs, i * rb, std::min(N, (i + 1) * rb),
+                     j.io.dh0, j.io.dc0);
+  };
+  if (serial) blocks(0, nb); else parallel_for(nb, 1, 1, blocks);
+}
+
+// Weight gradients: big GEMMs over all steps (beta = 0, K = T N may be 0 -> zeros).
+void bwd_finish(BwdJob& j) {
+  const Ctx c(j.L, j.io.s);
+  const RnnBwdIO& o = j.io;
+  const int64_t I = c.I, H = c.H, P = c.P, GH = c.GH, TN = c.T * c.N;
+  sgemm(Trans::none, Trans::none, TN, I, GH, 1.0f, j.D, GH, j.L.w_ih, I, 0.0f, o.dx, I);
+  sgemm(Trans::trans, Trans::none, GH, I, TN, 1.0f, j.D, GH, j.L.x, I, 0.0f, o.dw_ih, I);
+  sgemm(Trans::trans, Trans::none, GH, P, TN, 1.0f, j.Dh, GH, o.s.hprev, P, 0.0f, o.dw_hh, P);
+  if (o.db_ih) column_sums(j.D, TN, GH, o.db_ih);
+  if (o.db_hh) column_sums(j.Dh, TN, GH, o.db_hh);
+  if (o.dw_hr) sgemm(Trans::trans, Trans::none, P, H, TN, 1.0f, j.dHs, P, o.s.ms, H, 0.0f, o.dw_hr, H);
+}
+
+}  // namespace
+
+void rnn_layers_backward(int count, const RnnLayer* L, const RnnBwdIO* io) {
+  if (count == 1) {
+    BwdJob j(L[0], io[0], 0);
+    run_jobs(1, &j, row_block(L[0].N, 1), bwd_prepare, bwd_recur);
+    bwd_finish(j);
+    return;
+  }
+  BwdJob jobs[2] = {BwdJob(L[0], io[0], 0), BwdJob(L[1], io[1], 1)};
+  run_jobs(2, jobs, row_block(L[0].N, 2), bwd_prepare, bwd_recur);
+  bwd_finish(jobs[0]);
+  bwd_finish(jobs[1]);
+}
+
+void rnn_layer_backward(const RnnLayer& L, const RnnSaved& s, const float* dy, const float* dhn, const float* dcn,
+                        float* dx, float* dh0, float* dc0, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh,
+                        float* dw_hr) {
+  RnnBwdIO io{s, dy, dhn, dcn, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr};
+  rnn_layers_backward(1, &L, &io);
+}
+
+}  // namespace fastml

@@ -1,0 +1,110 @@
+// Recurrent layers (Elman RNN, LSTM, GRU): one layer in one direction, forward and backward through
+// time, float32. Multi-layer / bidirectional / dropout stacking is done by fastml/functional/rnn.py.
+//
+// Maths (torch gate order; a = x W_ih^T + b_ih + h W_hh^T + b_hh, gate blocks of H):
+//   LSTM  i, f, o = sigmoid(a_i, a_f, a_o), g = tanh(a_g); c' = f c + i g; m = o tanh(c');
+//         h' = m (or m W_hr^T with a projection, P = proj_size features)
+//   GRU   r, z = sigmoid(.), n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)); h' = n + z (h - n)
+//   RNN   h' = tanh(a) or relu(a)
+// Layout: x (T, N, I), out (T, N, P), h (N, P), c (N, H), w_ih (G H, I), w_hh (G H, P), w_hr (P, H),
+// row-major contiguous. lengths (N,) in [1, T] or null: row n is updated at step t only while
+// t < lengths[n], its output is 0 past its end, reverse runs t = T-1 .. 0 (packed-sequence semantics).
+//
+// Structure: the input projection of all steps is ONE GEMM (T N x G H, bias epilogue). Per step, the
+// recurrent GEMM lands in a per-thread gate tile that the fused gate kernel (rnn_impl.h) consumes at
+// once (gate nonlinearities + cell update in one vectorised pass). Paths, chosen from shapes only (never
+// from the thread count, so every path gives the same bits for 1 or 2 threads):
+//  * batch <= kGemvRows, no projection: threads split the hidden units (all G gates of a unit on one
+//    thread); W_hh rows are streamed once per step by dot-product kernels, no packing; one barrier per
+//    step. With T == 1 (a cell step) the input projection is computed the same way (no GEMM call).
+//  * otherwise: batch rows are independent in the recurrence, so they are cut into fixed row blocks
+//    that threads run through all T steps without any synchronisation (per step one sgemm_packed on
+//    W_hh^T packed once per call); the two directions of a bidirectional layer run concurrently, one
+//    thread each (rnn_layers_forward with count 2). A column split of the hidden units (M = the whole
+//    batch, ~20% faster per step on a quiet machine) was measured 2-4x slower on a loaded 2-core VM
+//    because of its per-step barrier, so the barrier-free row blocks are used.
+// Backward: row blocks as the last path (directions concurrently), the recurrence stores
+// d(pre-activation) for all steps (T N x G H); weight gradients are then big GEMMs over all steps and
+// fixed-order column sums: bitwise identical for any thread count.
+//
+// Saved (forward -> backward): gates (T, N, S) with S = 4H (LSTM i f g o activated; GRU r z n ghn),
+// H (RNN h'); hprev (T, N, P) the state each step read; cprev (T, N, H) LSTM; ms (T, N, H) LSTM with
+// projection (m before projection). Test: pytest tests/test_rnn.py. Bench: python -m fastml.bench --ops rnn
+#pragma once
+#include <cstdint>
+
+#include "core/dispatch.h"
+
+namespace fastml {
+
+enum class RnnMode : int { rnn = 0, lstm = 1, gru = 2 };
+inline constexpr int64_t kGemvRows = 4;
+
+// Fused per-row gate kernels; `gs` is the stride between gate blocks (H for whole rows, or larger when
+// a thread handles a slice of the hidden units), n the number of units handled.
+struct RnnKernels {
+  // g: pre-activations (4 blocks) -> activated gates in place (r: null, or a recurrent-product tile with
+  // gate stride rs added first); cn = f cp + i g; m = o tanh(cn).
+  void (*lstm_fwd)(int64_t n, int64_t gs, float* g, const float* r, int64_t rs, const float* cp, float* cn, float* m);
+  // dm: gradient w.r.t. m; dc: in = gradient w.r.t. cn, out = gradient w.r.t. cp; da: 4 blocks.
+  void (*lstm_bwd)(int64_t n, int64_t gs, const float* g, const float* cp, const float* dm, float* dc, float* da);
+  // gi: x W_ih^T + b (3 blocks, r z with both biases); gh: h W_hh^T (3 blocks hs apart, no bias);
+  // b_hn or null; s: saved r z n ghn (4 blocks); h: new state.
+  void (*gru_fwd)(int64_t n, int64_t gs, const float* gi, const float* gh, int64_t hs, const float* b_hn,
+                  const float* hp, float* s, float* h);
+  // dh: gradient w.r.t. h'; dgi, dgh: 3 blocks; dhd = dh z (the direct path to h; may alias dh).
+  void (*gru_bwd)(int64_t n, int64_t gs, const float* s, const float* hp, const float* dh, float* dgi, float* dgh,
+                  float* dhd);
+  void (*rnn_fwd)(int64_t n, float* a, const float* r, int relu);  // a (+ r) -> h' in place
+  void (*rnn_bwd)(int64_t n, const float* h, const float* dh, float* da, int relu);
+  // y[r] += dot(W[r, 0:K], x) for r < rows (rows of W ldw apart); per-row order independent of `rows`.
+  void (*dot_rows)(int64_t rows, int64_t K, const float* W, int64_t ldw, const float* x, float* y);
+};
+
+FASTML_DECLARE_KERNEL_TABLES(RnnKernels, rnn)
+
+struct RnnLayer {
+  RnnMode mode = RnnMode::lstm;
+  int64_t T = 0, N = 0, I = 0, H = 0, P = 0;
+  bool reverse = false, relu = false;
+  const float *x = nullptr, *w_ih = nullptr, *w_hh = nullptr, *b_ih = nullptr, *b_hh = nullptr, *w_hr = nullptr;
+  const int64_t* lengths = nullptr;
+  int64_t gates() const { return mode == RnnMode::lstm ? 4 : (mode == RnnMode::gru ? 3 : 1); }
+  int64_t saved_width() const { return mode == RnnMode::rnn ? H : 4 * H; }
+};
+
+struct RnnSaved {
+  float* gates = nullptr;  // (T, N, saved_width)
+  float* hprev = nullptr;  // (T, N, P)
+  float* cprev = nullptr;  // (T, N, H), LSTM
+  float* ms = nullptr;     // (T, N, H), LSTM with projection
+};
+
+struct RnnFwdIO {
+  const float *h0, *c0;   // (N, P), (N, H) (LSTM; else null)
+  float *out, *hn, *cn;   // (T, N, P), (N, P), (N, H)
+  RnnSaved s;
+};
+struct RnnBwdIO {
+  RnnSaved s;
+  const float *dy, *dhn, *dcn;  // any may be null (zeros)
+  float *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh, *dw_hr;  // db_* / dw_hr null when absent
+};
+
+// count = 1, or 2 for the two directions of a bidirectional layer (same x, N, T, lengths): with >= 2
+// threads each direction's recurrence runs on its own thread (no per-step synchronisation), with the
+// same results as running them one after the other.
+void rnn_layers_forward(int count, const RnnLayer* L, const RnnFwdIO* io);
+void rnn_layers_backward(int count, const RnnLayer* L, const RnnBwdIO* io);
+
+// h0 (N, P), c0 (N, H) (LSTM) -> out (T, N, P), hn (N, P), cn (N, H).
+void rnn_layer_forward(const RnnLayer& L, const float* h0, const float* c0, float* out, float* hn, float* cn,
+                       const RnnSaved& s);
+
+// dy (T, N, P), dhn (N, P), dcn (N, H): any may be null (zeros). Outputs: dx (T, N, I), dh0, dc0, dw_ih,
+// dw_hh, db_ih, db_hh (null when the layer has no bias), dw_hr (null without projection).
+void rnn_layer_backward(const RnnLayer& L, const RnnSaved& s, const float* dy, const float* dhn, const float* dcn,
+                        float* dx, float* dh0, float* dc0, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh,
+                        float* dw_hr);
+
+}  // namespace fastml

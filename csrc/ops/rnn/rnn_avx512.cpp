@@ -1,0 +1,9 @@
+// Recurrent gate kernels, avx512 variant: the generic bodies of rnn_impl.h over the avx512 VecF.
+// Maths and contract: rnn.h. Test: FASTML_ISA=avx512 pytest tests/test_rnn.py
+#include "core/simd/vec_avx512.h"
+#include "ops/rnn/rnn_impl.h"
+
+namespace fastml::cpu::avx512 {
+extern const RnnKernels rnn_kernels_avx512;
+constexpr RnnKernels rnn_kernels_avx512 = rnn_impl::make_kernels<VecF>();
+}  // namespace fastml::cpu::avx512
