@@ -424,9 +424,7 @@ register_rnn_cases(register, Bar, Case)
 
 # ---------------------------------------------------------------- selection
 
-GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "conv_fast")
-GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "conv")
-GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "rnn")
+GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "conv_fast", "conv", "rnn")
 
 
 def select_cases(ops=None, quick=False) -> list:

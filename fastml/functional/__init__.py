@@ -7,9 +7,7 @@ from .linear import *  # noqa: F401,F403
 from .linear import __all__ as _linear_all
 from .conv import *  # noqa: F401,F403
 from .conv import __all__ as _conv_all
-
-__all__ = list(_activation_all) + list(_loss_all) + list(_linear_all) + list(_conv_all)
 from .rnn import *  # noqa: F401,F403
 from .rnn import __all__ as _rnn_all
 
-__all__ = list(_activation_all) + list(_loss_all) + list(_linear_all) + list(_rnn_all)
+__all__ = (list(_activation_all) + list(_loss_all) + list(_linear_all) + list(_conv_all) + list(_rnn_all))
