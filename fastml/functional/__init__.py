@@ -5,5 +5,7 @@ from .loss import *  # noqa: F401,F403
 from .loss import __all__ as _loss_all
 from .linear import *  # noqa: F401,F403
 from .linear import __all__ as _linear_all
+from .pool import *  # noqa: F401,F403
+from .pool import __all__ as _pool_all
 
-__all__ = list(_activation_all) + list(_loss_all) + list(_linear_all)
+__all__ = list(_activation_all) + list(_loss_all) + list(_linear_all) + list(_pool_all)

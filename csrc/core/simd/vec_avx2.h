@@ -21,6 +21,22 @@ struct VecF {
     const __m256i m = tail_mask(n);
     return {_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))};
   }
+  // p[0:m) (m <= 2N, the rest read as 0) split into even = p[0], p[2], ... and odd = p[1], p[3], ...
+  static void load2_deinterleave(const float* p, int m, VecF& even, VecF& odd) {
+    __m256 a, b;
+    if (m >= 2 * N) {
+      a = _mm256_loadu_ps(p);
+      b = _mm256_loadu_ps(p + N);
+    } else {
+      a = _mm256_maskload_ps(p, tail_mask(m < N ? m : N));
+      b = _mm256_maskload_ps(p + N, tail_mask(m > N ? m - N : 0));
+    }
+    // [a0 a2 b0 b2 | a4 a6 b4 b6] -> lanes (0, 2, 1, 3) of 64 bits -> [a0 a2 a4 a6 b0 b2 b4 b6]
+    const __m256 e = _mm256_shuffle_ps(a, b, 0x88);
+    const __m256 o = _mm256_shuffle_ps(a, b, 0xDD);
+    even.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+    odd.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   void store_tail(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
   void stream(float* p) const { _mm256_stream_ps(p, v); }
@@ -68,6 +84,8 @@ struct VecF {
   friend Mask cmp_ge(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
   friend Mask cmp_eq(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
   friend Mask cmp_ne(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_NEQ_UQ); }
+  // a > b or a is NaN (the max-pooling scan rule: a later NaN replaces the running maximum)
+  friend Mask cmp_gt_or_nan(VecF a, VecF b) { return _mm256_or_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ), _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q)); }
   friend Mask is_nan(VecF a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
   friend Mask mask_and(Mask a, Mask b) { return _mm256_and_ps(a, b); }
   friend Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }

@@ -18,12 +18,27 @@ struct VecF {
   static VecF load_tail(const float* p, int n, float fill = 0.f) {
     return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p)};
   }
+  // p[0:m) (m <= 2N, the rest read as 0) split into even = p[0], p[2], ... and odd = p[1], p[3], ...
+  static void load2_deinterleave(const float* p, int m, VecF& even, VecF& odd) {
+    __m512 a, b;
+    if (m >= 2 * N) {
+      a = _mm512_loadu_ps(p);
+      b = _mm512_loadu_ps(p + N);
+    } else {
+      a = _mm512_maskz_loadu_ps(tail_mask(m < N ? m : N), p);
+      b = _mm512_maskz_loadu_ps(tail_mask(m > N ? m - N : 0), p + N);
+    }
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    even.v = _mm512_permutex2var_ps(a, ie, b);
+    odd.v = _mm512_permutex2var_ps(a, io, b);
+  }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_tail(float* p, int n) const { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
   void stream(float* p) const { _mm512_stream_ps(p, v); }
   static VecF set1(float x) { return {_mm512_set1_ps(x)}; }
   static VecF zero() { return {_mm512_setzero_ps()}; }
-  static Mask tail_mask(int n) { return static_cast<Mask>((1u << n) - 1u); }
+  static Mask tail_mask(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [0, 16]
 
   friend VecF operator+(VecF a, VecF b) { return {_mm512_add_ps(a.v, b.v)}; }
   friend VecF operator-(VecF a, VecF b) { return {_mm512_sub_ps(a.v, b.v)}; }
@@ -58,6 +73,8 @@ struct VecF {
   friend Mask cmp_ge(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ); }
   friend Mask cmp_eq(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
   friend Mask cmp_ne(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_NEQ_UQ); }
+  // a > b or a is NaN (the max-pooling scan rule: a later NaN replaces the running maximum)
+  friend Mask cmp_gt_or_nan(VecF a, VecF b) { return static_cast<Mask>(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ) | _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q)); }
   friend Mask is_nan(VecF a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
   friend Mask mask_and(Mask a, Mask b) { return static_cast<Mask>(a & b); }
   friend Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }

@@ -14,6 +14,11 @@ struct VecF {
 
   static VecF load(const float* p) { return {*p}; }
   static VecF load_tail(const float* p, int n, float fill = 0.f) { return {n > 0 ? *p : fill}; }
+  // p[0:m) (m <= 2) split into even = p[0] and odd = p[1] (missing ones read as 0)
+  static void load2_deinterleave(const float* p, int m, VecF& even, VecF& odd) {
+    even.v = m > 0 ? p[0] : 0.f;
+    odd.v = m > 1 ? p[1] : 0.f;
+  }
   void store(float* p) const { *p = v; }
   void store_tail(float* p, int n) const { if (n > 0) *p = v; }
   void stream(float* p) const { *p = v; }
@@ -44,6 +49,8 @@ struct VecF {
   friend Mask cmp_ge(VecF a, VecF b) { return a.v >= b.v; }
   friend Mask cmp_eq(VecF a, VecF b) { return a.v == b.v; }
   friend Mask cmp_ne(VecF a, VecF b) { return !(a.v == b.v); }
+  // a > b or a is NaN (the max-pooling scan rule: a later NaN replaces the running maximum)
+  friend Mask cmp_gt_or_nan(VecF a, VecF b) { return a.v > b.v || a.v != a.v; }
   friend Mask is_nan(VecF a) { return a.v != a.v; }
   friend Mask mask_and(Mask a, Mask b) { return a && b; }
   friend Mask mask_or(Mask a, Mask b) { return a || b; }
