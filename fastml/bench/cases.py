@@ -410,15 +410,17 @@ for _op in ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward"
 from .cases_loss import register_loss_cases  # noqa: E402
 from .cases_optim import register_optim_cases  # noqa: E402
 from .cases_gemm import register_gemm_cases  # noqa: E402
+from .cases_pool import register_pool_cases  # noqa: E402
 
 register_loss_cases(register, Case, ELEMENTWISE_BARS)
 register_optim_cases(register, Bar, Case, Prepared, torch_or_none, _optim)
 register_gemm_cases(register, Bar, Case)
+register_pool_cases(register, Bar, Case)
 
 
 # ---------------------------------------------------------------- selection
 
-GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm")
+GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "pool")
 
 
 def select_cases(ops=None, quick=False) -> list:
