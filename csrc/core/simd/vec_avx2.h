@@ -92,6 +92,14 @@ struct VecF {
   friend bool mask_any(Mask m) { return _mm256_movemask_ps(m) != 0; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
 
+  // the inverse of load2_deinterleave: lo = a0 b0 a1 b1 ..., hi = the second half of that sequence
+  friend void interleave2(VecF a, VecF b, VecF& lo, VecF& hi) {
+    const __m256 u0 = _mm256_unpacklo_ps(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5
+    const __m256 u1 = _mm256_unpackhi_ps(a.v, b.v);  // a2 b2 a3 b3 | a6 b6 a7 b7
+    lo.v = _mm256_permute2f128_ps(u0, u1, 0x20);
+    hi.v = _mm256_permute2f128_ps(u0, u1, 0x31);
+  }
+
   float hsum() const {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

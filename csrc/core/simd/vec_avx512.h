@@ -81,6 +81,14 @@ struct VecF {
   friend bool mask_any(Mask m) { return m != 0; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }  // m ? a : b
 
+  // the inverse of load2_deinterleave: lo = a0 b0 a1 b1 ..., hi = the second half of that sequence
+  friend void interleave2(VecF a, VecF b, VecF& lo, VecF& hi) {
+    const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    lo.v = _mm512_permutex2var_ps(a.v, il, b.v);
+    hi.v = _mm512_permutex2var_ps(a.v, ih, b.v);
+  }
+
   float hsum() const { return _mm512_reduce_add_ps(v); }
   float hmax() const { return _mm512_reduce_max_ps(v); }
 };

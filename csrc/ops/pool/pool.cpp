@@ -14,6 +14,10 @@
 
 #include "core/parallel.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
+
 namespace fastml {
 
 namespace {
@@ -41,6 +45,14 @@ T* scratch(std::vector<T>& v, int64_t n) {
 thread_local std::vector<float> t_row;
 thread_local std::vector<float> t_val;
 thread_local std::vector<int64_t> t_idx;
+thread_local std::vector<float> t_acc;
+
+// The backward kernels write grad_input with non-temporal stores; order them before the caller reads.
+inline void store_fence() {
+#if defined(__x86_64__) || defined(_M_X64)
+  _mm_sfence();
+#endif
+}
 
 inline int64_t adaptive_start(int64_t i, int64_t L, int64_t out) { return i * L / out; }
 inline int64_t adaptive_end(int64_t i, int64_t L, int64_t out) { return ((i + 1) * L + out - 1) / out; }
@@ -60,31 +72,25 @@ void avg_pool_forward(const PoolGeom& g, const AvgMode& m, const float* x, float
 }
 
 void max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, const float* x, float* gx) {
-  const MaxPlaneFn fwd = select_kernels(pool_tables).max_plane;
+  const PoolKernels& t = select_kernels(pool_tables);
   const int64_t is = in_size(g), os = out_size(g);
   for_planes(g, [&](int64_t i) {
     const int64_t* ip = idx ? idx + i * os : nullptr;
     if (!ip) {  // recompute the argmax of this plane (torch's rule) into per-thread scratch
-      int64_t* t = scratch(t_idx, os);
-      fwd(g, x + i * is, scratch(t_val, os), t);
-      ip = t;
+      int64_t* s = scratch(t_idx, os);
+      t.max_plane(g, x + i * is, scratch(t_val, os), s);
+      ip = s;
     }
-    float* out = gx + i * is;
-    std::memset(out, 0, sizeof(float) * static_cast<size_t>(is));
-    const float* gp = gy + i * os;
-    for (int64_t j = 0; j < os; ++j) {
-      const int64_t k = ip[j];
-      // given indices were range-checked by the binding; recomputed ones are out of range only for
-      // windows lying wholly in the padding (value -inf), whose gradient goes nowhere
-      if (k >= 0 && k < is) out[k] += gp[j];
-    }
+    t.max_backward_plane(g, gy + i * os, ip, gx + i * is, scratch(t_acc, is));
   });
+  store_fence();
 }
 
 void avg_pool_backward(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx) {
   const AvgBackwardPlaneFn fn = select_kernels(pool_tables).avg_backward_plane;
   const int64_t is = in_size(g), os = out_size(g);
-  for_planes(g, [&](int64_t i) { fn(g, m, gy + i * os, gx + i * is, scratch(t_row, g.out[2])); });
+  for_planes(g, [&](int64_t i) { fn(g, m, gy + i * os, gx + i * is, scratch(t_row, g.out[2]), scratch(t_acc, is)); });
+  store_fence();
 }
 
 void adaptive_avg_pool_forward(const PoolGeom& g, const float* x, float* y) {

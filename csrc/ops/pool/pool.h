@@ -37,8 +37,11 @@ struct AvgMode {
 // One plane each: x (in[0]*in[1]*in[2]) -> y (out[0]*out[1]*out[2]); idx may be null.
 using MaxPlaneFn = void (*)(const PoolGeom& g, const float* x, float* y, int64_t* idx);
 using AvgPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* x, float* y);
-// gx (zeroed by the kernel) += the avg windows' share of gy; `row` is scratch of out[2] floats.
-using AvgBackwardPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row);
+// gx = the avg windows' share of gy; scratch: `row` of out[2] floats, `acc` of one input plane.
+using AvgBackwardPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row,
+                                    float* acc);
+// gx = gy scattered to idx (out-of-range indices dropped); scratch `acc` of one input plane.
+using MaxBackwardPlaneFn = void (*)(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx, float* acc);
 // sum of x[0:n] (global average pooling)
 using SumFn = float (*)(int64_t n, const float* x);
 
@@ -46,6 +49,7 @@ struct PoolKernels {
   MaxPlaneFn max_plane;
   AvgPlaneFn avg_plane;
   AvgBackwardPlaneFn avg_backward_plane;
+  MaxBackwardPlaneFn max_backward_plane;
   SumFn sum;
 };
 

@@ -246,11 +246,69 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
   }
 }
 
-// gx = 0, then every window adds gy / divisor to its valid taps, windows in output order (torch's order).
+// dst[0:n) = src[0:n) with non-temporal stores where dst is vector-aligned: a gradient plane built in
+// cache is written to memory once, without the read-for-ownership a plain store would cost.
 template <class V>
-void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row) {
+void stream_copy(const float* src, float* dst, int64_t n) {
+  constexpr uintptr_t kBytes = sizeof(float) * V::N;
+  int64_t i = 0;
+  while (i < n && (reinterpret_cast<uintptr_t>(dst + i) % kBytes) != 0) {
+    dst[i] = src[i];
+    ++i;
+  }
+  for (; i + V::N <= n; i += V::N) V::load(src + i).stream(dst + i);
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+// p[0:m) += (lo, hi) for m <= 2N
+template <class V>
+inline void add2(float* p, int m, V lo, V hi) {
+  if (m >= 2 * V::N) {
+    (V::load(p) + lo).store(p);
+    (V::load(p + V::N) + hi).store(p + V::N);
+    return;
+  }
+  const int m0 = std::min(m, V::N), m1 = std::max(m - V::N, 0);
+  (V::load_tail(p, m0) + lo).store_tail(p, m0);
+  if (m1 > 0) (V::load_tail(p + V::N, m1) + hi).store_tail(p + V::N, m1);
+}
+
+// Interior columns of one input row r: r[ow*S - p + c] += q[ow] for every W tap c, ow in [lo, hi).
+template <class V, int S>
+void avg_backward_row_vec(const PoolGeom& g, float* r, const float* q, int64_t lo, int64_t hi) {
+  const int64_t W = g.in[2], p = g.p[2], kw = g.k[2];
+  for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
+    const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
+    const V qv = n == V::N ? V::load(q + ow0) : V::load_tail(q + ow0, n);
+    if constexpr (S == 1) {
+      for (int64_t c = 0; c < kw; ++c) {
+        float* t = r + ow0 - p + c;
+        if (n == V::N) (V::load(t) + qv).store(t); else (V::load_tail(t, n) + qv).store_tail(t, n);
+      }
+    } else {
+      // taps c and c + 1 land on the even and odd lanes of the same 2N floats
+      for (int64_t c = 0; c < kw; c += 2) {
+        const int64_t pos = 2 * ow0 - p + c;
+        V lo2, hi2;
+        interleave2(qv, c + 1 < kw ? qv : V::zero(), lo2, hi2);
+        add2<V>(r + pos, static_cast<int>(std::min<int64_t>(2 * n, W - pos)), lo2, hi2);
+      }
+    }
+  }
+}
+
+// gx = the avg windows' gradient: built in the cache-resident plane `acc` (windows in output order,
+// each adding gy / divisor to its valid taps), then streamed out. `row` holds out[2] floats.
+template <class V>
+void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row, float* acc) {
   const int64_t H = g.in[1], W = g.in[2], oW = g.out[2], sw_ = g.s[2], pw = g.p[2];
-  std::memset(gx, 0, sizeof(float) * static_cast<size_t>(g.in[0] * H * W));
+  const int64_t plane = g.in[0] * H * W;
+  std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
+  int64_t lo = 0, hi = 0;
+  const bool vec = sw_ == 1 || sw_ == 2;
+  if (vec) {
+    if (sw_ == 1) interior<1>(g, lo, hi); else interior<2>(g, lo, hi);
+  }
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
     int64_t a0, a1;
@@ -259,24 +317,55 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
       const int64_t sh = oh * g.s[1] - g.p[1];
       int64_t b0, b1;
       valid_taps(sh, g.k[1], 1, H, b0, b1);
+      if (a1 <= a0 || b1 <= b0) continue;
       const float* grow = gy + (od * g.out[1] + oh) * oW;
       for (int64_t ow = 0; ow < oW; ++ow) {
+        if (vec && ow == lo && hi > lo) {
+          const int64_t st[3] = {sd, sh, lo * sw_ - pw};
+          const V vdiv = V::set1(avg_divisor(g, m, st));  // the interior shares one divisor
+          for (; ow + V::N <= hi; ow += V::N) (V::load(grow + ow) / vdiv).store(row + ow);
+          if (ow < hi) (V::load_tail(grow + ow, static_cast<int>(hi - ow)) / vdiv).store_tail(row + ow, static_cast<int>(hi - ow));
+          ow = hi;
+          if (ow >= oW) break;
+        }
         const int64_t st[3] = {sd, sh, ow * sw_ - pw};
         row[ow] = grow[ow] / avg_divisor(g, m, st);
       }
       for (int64_t a = a0; a < a1; ++a)
         for (int64_t b = b0; b < b1; ++b) {
-          float* r = gx + ((sd + a) * H + sh + b) * W;
+          float* r = acc + ((sd + a) * H + sh + b) * W;
           for (int64_t ow = 0; ow < oW; ++ow) {
+            if (vec && ow == lo && hi > lo) {
+              ow = hi;
+              if (ow >= oW) break;
+            }
             const int64_t sw = ow * sw_ - pw;
             int64_t c0, c1;
             valid_taps(sw, g.k[2], 1, W, c0, c1);
-            const float q = row[ow];
-            for (int64_t c = c0; c < c1; ++c) r[sw + c] += q;
+            for (int64_t c = c0; c < c1; ++c) r[sw + c] += row[ow];
+          }
+          if (vec && hi > lo) {
+            if (sw_ == 1) avg_backward_row_vec<V, 1>(g, r, row, lo, hi);
+            else avg_backward_row_vec<V, 2>(g, r, row, lo, hi);
           }
         }
     }
   }
+  stream_copy<V>(acc, gx, plane);
+}
+
+// gx = grad_output scattered to the (in-range) indices, through the cache-resident plane `acc`.
+template <class V>
+void max_backward_plane(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx, float* acc) {
+  const int64_t plane = g.in[0] * g.in[1] * g.in[2], n = g.out[0] * g.out[1] * g.out[2];
+  std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t k = idx[j];
+    // given indices were range-checked by the binding; recomputed ones are out of range only for
+    // windows lying wholly in the padding (value -inf), whose gradient goes nowhere
+    if (k >= 0 && k < plane) acc[k] += gy[j];
+  }
+  stream_copy<V>(acc, gx, plane);
 }
 
 template <class V>
@@ -290,7 +379,7 @@ float sum(int64_t n, const float* x) {
 
 template <class V>
 constexpr PoolKernels make_kernels() {
-  return PoolKernels{&max_plane<V>, &avg_plane<V>, &avg_backward_plane<V>, &sum<V>};
+  return PoolKernels{&max_plane<V>, &avg_plane<V>, &avg_backward_plane<V>, &max_backward_plane<V>, &sum<V>};
 }
 
 }  // namespace
