@@ -28,14 +28,21 @@ inline constexpr int64_t kExactFloatInt = int64_t{1} << 24;
 
 // Taps t in [t0, t1) of a window starting at `start` (k taps, dilation d) that fall inside [0, L).
 inline void valid_taps(int64_t start, int64_t k, int64_t d, int64_t L, int64_t& t0, int64_t& t1) {
-  t0 = start >= 0 ? 0 : (-start + d - 1) / d;
-  const int64_t last = L - 1 - start;
-  t1 = last < 0 ? 0 : std::min(k, last / d + 1);
+  if (d == 1) {  // no divisions on the common path (border windows call this per output)
+    t0 = start >= 0 ? 0 : -start;
+    t1 = std::min(k, L - start);
+  } else {
+    t0 = start >= 0 ? 0 : (-start + d - 1) / d;
+    const int64_t last = L - 1 - start;
+    t1 = last < 0 ? 0 : std::min(k, last / d + 1);
+  }
   if (t1 < t0) t1 = t0;
 }
 
 // torch's initial index: per dim, the first tap that is not in the left padding.
-inline int64_t first_nonneg(int64_t start, int64_t d) { return start >= 0 ? start : start + (-start + d - 1) / d * d; }
+inline int64_t first_nonneg(int64_t start, int64_t d) {
+  return start >= 0 ? start : d == 1 ? 0 : start + (-start + d - 1) / d * d;
+}
 
 inline void max_window(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t sw, float* y, int64_t* idx) {
   const int64_t H = g.in[1], W = g.in[2];
@@ -177,6 +184,79 @@ void avg_row_vec(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int6
   }
 }
 
+// ---- stride 2, dilation 1, 2- or 3-wide windows (2x2 s2, 3x3 s2 p1, ...): the taps of each kernel row
+// are unrolled and reduced on their own before they join the window's running result, so the rows of a
+// window are independent chains. kMax: values only; kMaxIdx: values + tap offsets; kAvg: sums.
+// The row-then-window order is the scan order, so the max rule (first maximum, last NaN) is unchanged.
+enum RowMode { kMax, kMaxIdx, kAvg };
+
+template <class V>
+inline V nan_max(V earlier, V later) {  // torch's scan step on values: a later NaN wins, a NaN stays
+  return select(is_nan(later), later, max(later, earlier));
+}
+
+template <class V, int KW, RowMode M>
+void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
+                     int64_t b1, int64_t lo, int64_t hi, float div, float* yrow, int64_t* irow) {
+  static_assert(KW == 2 || KW == 3, "unrolled rows cover 2- and 3-wide windows");
+  const int64_t H = g.in[1], W = g.in[2], p = g.p[2];
+  for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
+    const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
+    const int64_t pos = 2 * ow0 - p;
+    const int m0 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos));
+    const int m1 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));
+    V acc = V::zero(), at = V::zero();
+    bool first = true;
+    for (int64_t a = a0; a < a1; ++a) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W + pos;
+        V t0, t1, t2 = V::zero(), unused;
+        V::load2_deinterleave(r, m0, t0, t1);
+        if constexpr (KW == 3) V::load2_deinterleave(r + 2, m1, t2, unused);
+        if constexpr (M == kAvg) {
+          V rs = t0 + t1;
+          if constexpr (KW == 3) rs = rs + t2;
+          acc = first ? rs : acc + rs;
+        } else if constexpr (M == kMax) {
+          V rm = nan_max(t0, t1);
+          if constexpr (KW == 3) rm = nan_max(rm, t2);
+          acc = first ? rm : nan_max(acc, rm);
+        } else {
+          const float rel = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
+          V rv = t0, rt = V::set1(rel);
+          auto k1 = cmp_gt_or_nan(t1, rv);
+          rv = select(k1, t1, rv);
+          rt = select(k1, V::set1(rel + 1.f), rt);
+          if constexpr (KW == 3) {
+            auto k2 = cmp_gt_or_nan(t2, rv);
+            rv = select(k2, t2, rv);
+            rt = select(k2, V::set1(rel + 2.f), rt);
+          }
+          if (first) {
+            acc = rv;
+            at = rt;
+          } else {
+            auto k = cmp_gt_or_nan(rv, acc);
+            acc = select(k, rv, acc);
+            at = select(k, rt, at);
+          }
+        }
+        first = false;
+      }
+    }
+    if constexpr (M == kAvg) acc = acc / V::set1(div);
+    if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
+    if constexpr (M == kMaxIdx) {
+      float rel[V::N];
+      at.store(rel);
+      const int64_t origin = (sd * H + sh) * W + pos;
+      for (int l = 0; l < n; ++l) irow[ow0 + l] = origin + 2 * l + static_cast<int64_t>(rel[l]);
+    }
+  }
+}
+
+inline bool unrolled_ok(const PoolGeom& g) { return g.s[2] == 2 && g.d[2] == 1 && (g.k[2] == 2 || g.k[2] == 3); }
+
 inline bool vector_ok(const PoolGeom& g) {
   return (g.s[2] == 1 || g.s[2] == 2) && g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
 }
@@ -207,7 +287,15 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
         max_window(g, x, sd, sh, ow * g.s[2] - g.p[2], yrow + ow, irow ? irow + ow : nullptr);
       }
       if (!rowvec) continue;
-      if (g.s[2] == 1) max_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
+      if (unrolled_ok(g)) {
+        if (g.k[2] == 2) {
+          if (irow) row_s2_unrolled<V, 2, kMaxIdx>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
+          else row_s2_unrolled<V, 2, kMax>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
+        } else {
+          if (irow) row_s2_unrolled<V, 3, kMaxIdx>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
+          else row_s2_unrolled<V, 3, kMax>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
+        }
+      } else if (g.s[2] == 1) max_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
       else max_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
     }
   }
@@ -240,7 +328,10 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
       // interior columns share one divisor (their W extent is the whole kernel)
       const int64_t st[3] = {sd, sh, lo * g.s[2] - g.p[2]};
       const float div = avg_divisor(g, m, st);
-      if (g.s[2] == 1) avg_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
+      if (unrolled_ok(g)) {
+        if (g.k[2] == 2) row_s2_unrolled<V, 2, kAvg>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow, nullptr);
+        else row_s2_unrolled<V, 3, kAvg>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow, nullptr);
+      } else if (g.s[2] == 1) avg_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
       else avg_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
     }
   }
