@@ -209,6 +209,17 @@ def test_adaptive_matches_reference(backend, rng, nd, shape, osz):
                getattr(R, f"adaptive_max_pool{nd}d_backward")(g, x, rim), g)
 
 
+def test_empty_batch(backend):
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    y, i = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert y.shape == i.shape == (0, 3, 4, 4)
+    assert F.avg_pool2d(x, 2).shape == (0, 3, 4, 4)
+    assert F.adaptive_avg_pool2d(x, 1).shape == (0, 3, 1, 1)
+    assert F.max_pool2d_backward(np.zeros((0, 3, 4, 4), np.float32), x, 2).shape == x.shape
+    assert F.avg_pool2d_backward(np.zeros((0, 3, 4, 4), np.float32), x, 2).shape == x.shape
+    assert F.adaptive_max_pool2d(np.ones((1, 2, 3, 3), np.float32), (0, 2)).shape == (1, 2, 0, 2)
+
+
 def test_float64_stays_float64(rng):
     x = rng.standard_normal((2, 3, 8, 9))
     y, i = F.max_pool2d(x, 3, 2, 1, return_indices=True)
@@ -307,11 +318,10 @@ def test_torch_parity(backend, rng, nd, shape, kw):
         xt = torch.from_numpy(x).requires_grad_()
         yt = getattr(tf, f"adaptive_avg_pool{nd}d")(xt, osz)
         _close_avg(getattr(F, f"adaptive_avg_pool{nd}d")(x, osz), yt.detach().numpy(), x)
-        if nd < 3:
-            yt, it = getattr(tf, f"adaptive_max_pool{nd}d")(torch.from_numpy(x), osz, return_indices=True)
-            y, i = getattr(F, f"adaptive_max_pool{nd}d")(x, osz, return_indices=True)
-            np.testing.assert_array_equal(y, yt.numpy())
-            np.testing.assert_array_equal(i, it.numpy())
+        yt, it = getattr(tf, f"adaptive_max_pool{nd}d")(torch.from_numpy(x), osz, return_indices=True)
+        y, i = getattr(F, f"adaptive_max_pool{nd}d")(x, osz, return_indices=True)
+        np.testing.assert_array_equal(y, yt.numpy())
+        np.testing.assert_array_equal(i, it.numpy())
 
 
 @pytest.mark.parametrize("nd,shape,kw", CONFIGS)
@@ -331,3 +341,25 @@ def test_torch_parity_avg_backward(backend, rng, nd, shape, kw):
     g = _rand(rng, tuple(yt.shape))
     yt.backward(torch.from_numpy(g))
     _close_avg(getattr(F, f"adaptive_avg_pool{nd}d_backward")(g, x), xt.grad.numpy(), g)
+
+
+def test_bench_cases_compute_the_same_thing(threads):
+    """The fastml, NumPy and torch rows of the quick pooling bench cases return the same values, so the
+    GB/s and ratios compare like with like."""
+    from fastml.bench import cases as C
+
+    torch = C.torch_or_none()
+    fastml.set_num_threads(1)
+    cases = [c for c in C.select_cases(["pool"], quick=True)]
+    assert {c.op for c in cases} >= {"max_pool2d", "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d",
+                                     "avg_pool2d_backward", "adaptive_avg_pool2d"}
+    for case in cases:
+        prepared = case.build()
+        assert prepared.bytes > 0
+        outs = {}
+        for name, fn in prepared.impls.items():
+            r = fn()
+            r = r[0] if isinstance(r, tuple) else r
+            outs[name] = np.array(r.numpy() if torch is not None and isinstance(r, torch.Tensor) else r, copy=True)
+        for name, got in outs.items():
+            np.testing.assert_allclose(got, outs["fastml"], rtol=1e-5, atol=1e-5, err_msg=f"{case.name} {name}")

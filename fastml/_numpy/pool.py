@@ -95,7 +95,7 @@ def avg_pool_backward(gy, g, count_include_pad, divisor):
 def scatter(gy, idx, g, op):
     """grad_input[plane, idx] += grad_output (the backward of max pooling)."""
     plane = math.prod(g.insz)
-    ip = idx.reshape(g.planes, -1).astype(np.int64, copy=False)
+    ip = idx.reshape(g.planes, math.prod(g.outsz)).astype(np.int64, copy=False)
     if ip.size and (ip.min() < 0 or ip.max() >= plane):
         bad = ip[(ip < 0) | (ip >= plane)][0]
         raise ValueError(f"{op}: expected indices in [0, {plane}), got {bad}")

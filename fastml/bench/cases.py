@@ -45,7 +45,7 @@ class Bar:
 @dataclass(frozen=True)
 class Case:
     op: str                  # "relu", "relu_backward", "adam_step", ...
-    group: str               # activation | overhead | softmax | loss | optim | gemm
+    group: str               # activation | overhead | softmax | loss | optim | gemm | pool
     shape: str               # "4096x1024", "10M", "200x5k", "16"
     quick: bool              # part of the --quick set
     needs: tuple             # ("fastml.functional:softmax", ...) that must exist

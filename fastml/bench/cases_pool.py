@@ -1,7 +1,8 @@
 """Pooling benchmark cases (registered into fastml.bench.cases.CASES, group ``pool``).
 
 Shapes: N8 C64 112x112 with (2x2 s2) and (3x3 s2 p1), max and avg, forward and backward (ResNet's stem
-pool and a VGG-style pool); global average pooling (adaptive to 1) on N8 C512 7x7 and N8 C64 56x56.
+pool and a VGG-style pool; --quick: N2 C16 56x56); global average pooling (adaptive to 1) on N8 C512 7x7
+(also --quick) and N8 C64 56x56.
 
 Like with like: ``max_pool2d`` (values only) is timed against torch's ``max_pool2d``, which computes no
 indices but has no out= form, so both allocate their result here; ``max_pool2d_with_indices`` against
@@ -21,6 +22,7 @@ import numpy as np
 from .cases import F32, Prepared, _F, _randn, torch_or_none
 
 SHAPE = (8, 64, 112, 112)
+QUICK_SHAPE = (2, 16, 56, 56)  # --quick
 CONFIGS = (("k2s2", 2, 2, 0), ("k3s2p1", 3, 2, 1))
 GLOBAL = ((8, 512, 7, 7), (8, 64, 56, 56))
 
@@ -34,15 +36,15 @@ def _numpy(fn):
     return run
 
 
-def _build(op, k, s, p):
+def _build(op, k, s, p, shape=SHAPE):
     def build():
         torch = torch_or_none()
         F = _F()
-        x = _randn(SHAPE)
+        x = _randn(shape)
         y0, i0 = F.max_pool2d(x, k, s, p, return_indices=True)
         oshape = y0.shape
         y = np.empty(oshape, F32)
-        gi = np.empty(SHAPE, F32)
+        gi = np.empty(shape, F32)
         g = _randn(oshape)
         impls, notes = {}, []
         T = torch.ops.aten if torch is not None else None
@@ -107,13 +109,14 @@ def _build_global(shape):
 
 def register_pool_cases(register, Bar, Case):
     bars = (Bar("pct_triad", 70.0, ">= 70% of triad"), Bar("vs_torch", 1.5, ">= 1.5x torch"))
-    shape = "x".join(map(str, SHAPE))
-    for name, k, s, p in CONFIGS:
-        for op in ("max_pool2d", "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d",
-                   "avg_pool2d_backward"):
-            fn = op.replace("_with_indices", "")
-            register(Case(op, "pool", f"{shape},{name}", name == "k3s2p1", (f"fastml.functional:{fn}",),
-                          _build(op, k, s, p), bars))
+    for shape, quick in ((SHAPE, False), (QUICK_SHAPE, True)):
+        sname = "x".join(map(str, shape))
+        for name, k, s, p in CONFIGS:
+            for op in ("max_pool2d", "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d",
+                       "avg_pool2d_backward"):
+                fn = op.replace("_with_indices", "")
+                register(Case(op, "pool", f"{sname},{name}", quick, (f"fastml.functional:{fn}",),
+                              _build(op, k, s, p, shape), bars, full=not quick))
     for gshape in GLOBAL:
         register(Case("adaptive_avg_pool2d", "pool", "x".join(map(str, gshape)) + "->1", gshape[1] == 512,
                       ("fastml.functional:adaptive_avg_pool2d",), _build_global(gshape), bars))
