@@ -37,6 +37,22 @@ struct VecF {
     even.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
     odd.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
   }
+  // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
+  static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i ia = idx, ib = _mm256_add_epi32(idx, _mm256_set1_epi32(N));
+    const __m256i ma = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(first), ia),
+                                           _mm256_cmpgt_epi32(_mm256_set1_epi32(m), ia));
+    const __m256i mb = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(first), ib),
+                                           _mm256_cmpgt_epi32(_mm256_set1_epi32(m), ib));
+    const __m256 f = _mm256_set1_ps(fill);
+    const __m256 a = _mm256_blendv_ps(f, _mm256_maskload_ps(p, ma), _mm256_castsi256_ps(ma));
+    const __m256 b = _mm256_blendv_ps(f, _mm256_maskload_ps(p + N, mb), _mm256_castsi256_ps(mb));
+    const __m256 e = _mm256_shuffle_ps(a, b, 0x88);
+    const __m256 o = _mm256_shuffle_ps(a, b, 0xDD);
+    even.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+    odd.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   void store_tail(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
   void stream(float* p) const { _mm256_stream_ps(p, v); }

@@ -33,6 +33,18 @@ struct VecF {
     even.v = _mm512_permutex2var_ps(a, ie, b);
     odd.v = _mm512_permutex2var_ps(a, io, b);
   }
+  // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
+  static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {
+    const __mmask16 lo = static_cast<__mmask16>(tail_mask(m < N ? m : N) & ~tail_mask(first < N ? first : N));
+    const __mmask16 hi = static_cast<__mmask16>(tail_mask(m > N ? m - N : 0) & ~tail_mask(first > N ? first - N : 0));
+    const __m512 f = _mm512_set1_ps(fill);
+    const __m512 a = _mm512_mask_loadu_ps(f, lo, p);
+    const __m512 b = _mm512_mask_loadu_ps(f, hi, p + N);
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    even.v = _mm512_permutex2var_ps(a, ie, b);
+    odd.v = _mm512_permutex2var_ps(a, io, b);
+  }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_tail(float* p, int n) const { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
   void stream(float* p) const { _mm512_stream_ps(p, v); }

@@ -19,6 +19,11 @@ struct VecF {
     even.v = m > 0 ? p[0] : 0.f;
     odd.v = m > 1 ? p[1] : 0.f;
   }
+  // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
+  static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {
+    even.v = first <= 0 && m > 0 ? p[0] : fill;
+    odd.v = first <= 1 && m > 1 ? p[1] : fill;
+  }
   void store(float* p) const { *p = v; }
   void store_tail(float* p, int n) const { if (n > 0) *p = v; }
   void stream(float* p) const { *p = v; }

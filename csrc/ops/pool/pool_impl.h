@@ -25,6 +25,7 @@ namespace fastml::pool_impl {
 namespace {
 
 inline constexpr int64_t kExactFloatInt = int64_t{1} << 24;
+inline constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // Taps t in [t0, t1) of a window starting at `start` (k taps, dilation d) that fall inside [0, L).
 inline void valid_taps(int64_t start, int64_t k, int64_t d, int64_t L, int64_t& t0, int64_t& t1) {
@@ -211,7 +212,10 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
       for (int64_t b = b0; b < b1; ++b) {
         const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W + pos;
         V t0, t1, t2 = V::zero(), unused;
-        V::load2_deinterleave(r, m0, t0, t1);
+        if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding (-inf / 0)
+          V::load2_deinterleave_from(r, static_cast<int>(-pos), m0, M == kAvg ? 0.f : -kInf, t0, t1);
+        else
+          V::load2_deinterleave(r, m0, t0, t1);
         if constexpr (KW == 3) V::load2_deinterleave(r + 2, m1, t2, unused);
         if constexpr (M == kAvg) {
           V rs = t0 + t1;
@@ -281,13 +285,16 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
       float* yrow = y + o;
       int64_t* irow = idx ? idx + o : nullptr;
       const bool rowvec = vec && a1 > a0 && b1 > b0 && hi > lo;
+      // unrolled rows also take the left border column of a 1-padded row (lane 0 reads -inf padding)
+      const int64_t vlo = rowvec && unrolled_ok(g) && g.p[2] == 1 ? 0 : lo;
       for (int64_t ow = 0; ow < oW; ++ow) {
-        if (rowvec && ow == lo) ow = hi;
+        if (rowvec && ow == vlo) ow = hi;
         if (ow >= oW) break;
         max_window(g, x, sd, sh, ow * g.s[2] - g.p[2], yrow + ow, irow ? irow + ow : nullptr);
       }
       if (!rowvec) continue;
       if (unrolled_ok(g)) {
+        const int64_t lo = vlo;
         if (g.k[2] == 2) {
           if (irow) row_s2_unrolled<V, 2, kMaxIdx>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
           else row_s2_unrolled<V, 2, kMax>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
@@ -295,6 +302,8 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
           if (irow) row_s2_unrolled<V, 3, kMaxIdx>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
           else row_s2_unrolled<V, 3, kMax>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
         }
+        // a -inf result at ow 0 may carry the padding tap's index: the scalar scan gives torch's
+        if (lo == 0 && irow && g.p[2] > 0 && yrow[0] == -kInf) max_window(g, x, sd, sh, -g.p[2], yrow, irow);
       } else if (g.s[2] == 1) max_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
       else max_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
     }
@@ -319,8 +328,9 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
       valid_taps(sh, g.k[1], 1, g.in[1], b0, b1);
       float* yrow = y + (od * g.out[1] + oh) * oW;
       const bool rowvec = vec && a1 > a0 && b1 > b0 && hi > lo;
+      const int64_t vlo = rowvec && unrolled_ok(g) && g.p[2] == 1 ? 0 : lo;
       for (int64_t ow = 0; ow < oW; ++ow) {
-        if (rowvec && ow == lo) ow = hi;
+        if (rowvec && ow == vlo) ow = hi;
         if (ow >= oW) break;
         yrow[ow] = avg_window(g, m, x, sd, sh, ow * g.s[2] - g.p[2]);
       }
@@ -329,8 +339,10 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
       const int64_t st[3] = {sd, sh, lo * g.s[2] - g.p[2]};
       const float div = avg_divisor(g, m, st);
       if (unrolled_ok(g)) {
-        if (g.k[2] == 2) row_s2_unrolled<V, 2, kAvg>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow, nullptr);
-        else row_s2_unrolled<V, 3, kAvg>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow, nullptr);
+        if (g.k[2] == 2) row_s2_unrolled<V, 2, kAvg>(g, x, sd, sh, a0, a1, b0, b1, vlo, hi, div, yrow, nullptr);
+        else row_s2_unrolled<V, 3, kAvg>(g, x, sd, sh, a0, a1, b0, b1, vlo, hi, div, yrow, nullptr);
+        // the border column's divisor differs when padding is not counted
+        if (vlo < lo && !m.count_include_pad && m.divisor == 0) yrow[0] = avg_window(g, m, x, sd, sh, -g.p[2]);
       } else if (g.s[2] == 1) avg_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
       else avg_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
     }
