@@ -89,7 +89,7 @@ void max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, c
 void avg_pool_backward(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx) {
   const AvgBackwardPlaneFn fn = select_kernels(pool_tables).avg_backward_plane;
   const int64_t is = in_size(g), os = out_size(g);
-  for_planes(g, [&](int64_t i) { fn(g, m, gy + i * os, gx + i * is, scratch(t_row, g.out[2]), scratch(t_acc, is)); });
+  for_planes(g, [&](int64_t i) { fn(g, m, gy + i * os, gx + i * is, scratch(t_row, avg_backward_row_floats(g)), scratch(t_acc, is)); });
   store_fence();
 }
 

@@ -37,7 +37,7 @@ struct AvgMode {
 // One plane each: x (in[0]*in[1]*in[2]) -> y (out[0]*out[1]*out[2]); idx may be null.
 using MaxPlaneFn = void (*)(const PoolGeom& g, const float* x, float* y, int64_t* idx);
 using AvgPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* x, float* y);
-// gx = the avg windows' share of gy; scratch: `row` of out[2] floats, `acc` of one input plane.
+// gx = the avg windows' share of gy; scratch: `row` of avg_backward_row_floats(g), `acc` of one input plane.
 using AvgBackwardPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row,
                                     float* acc);
 // gx = gy scattered to idx (out-of-range indices dropped); scratch `acc` of one input plane.
@@ -54,6 +54,14 @@ struct PoolKernels {
 };
 
 FASTML_DECLARE_KERNEL_TABLES(PoolKernels, pool)
+
+// The avg-backward row scratch: the output row between two zero margins of avg_backward_margin floats,
+// wide enough for gathers that run a vector past either end. `static`: every translation unit (each
+// compiled for its own ISA) keeps its own copy.
+static inline int64_t avg_backward_margin(const PoolGeom& g) { return g.k[2] + 64; }
+static inline int64_t avg_backward_row_floats(const PoolGeom& g) {
+  return g.out[2] + g.in[2] + 2 * avg_backward_margin(g) + 64;
+}
 
 void max_pool_forward(const PoolGeom& g, const float* x, float* y, int64_t* idx);
 void avg_pool_forward(const PoolGeom& g, const AvgMode& m, const float* x, float* y);

@@ -376,42 +376,52 @@ inline void add2(float* p, int m, V lo, V hi) {
   if (m1 > 0) (V::load_tail(p + V::N, m1) + hi).store_tail(p + V::N, m1);
 }
 
-// Interior columns of one input row r: r[ow*S - p + c] += q[ow] for every W tap c, ow in [lo, hi).
+// One input row r gathers from the output row q (q[ow] = gy / divisor, zero outside [0, oW)):
+// column w receives q[ow] for every tap c with ow*S - p + c = w. Stride 1: w takes q[w + p - c] over
+// all c; stride 2: the even column 2j takes q[j + (p - c)/2] over c = p mod 2, the odd column 2j+1
+// q[j + (p + 1 - c)/2] over the other taps, and the two are interleaved into one read-modify-write.
 template <class V, int S>
-void avg_backward_row_vec(const PoolGeom& g, float* r, const float* q, int64_t lo, int64_t hi) {
+void avg_backward_row_gather(const PoolGeom& g, float* r, const float* q) {
   const int64_t W = g.in[2], p = g.p[2], kw = g.k[2];
-  for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
-    const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
-    const V qv = n == V::N ? V::load(q + ow0) : V::load_tail(q + ow0, n);
-    if constexpr (S == 1) {
+  if constexpr (S == 1) {
+    for (int64_t w0 = 0; w0 < W; w0 += V::N) {
+      const int n = static_cast<int>(std::min<int64_t>(V::N, W - w0));
+      V acc = V::zero();
+      for (int64_t c = 0; c < kw; ++c) acc = acc + V::load(q + w0 + p - c);
+      if (n == V::N) (V::load(r + w0) + acc).store(r + w0);
+      else (V::load_tail(r + w0, n) + acc).store_tail(r + w0, n);
+    }
+  } else {
+    const int64_t half = (W + 1) / 2;
+    for (int64_t j0 = 0; j0 < half; j0 += V::N) {
+      V even = V::zero(), odd = V::zero();
       for (int64_t c = 0; c < kw; ++c) {
-        float* t = r + ow0 - p + c;
-        if (n == V::N) (V::load(t) + qv).store(t); else (V::load_tail(t, n) + qv).store_tail(t, n);
+        if (((p - c) & 1) == 0) even = even + V::load(q + j0 + (p - c) / 2);
+        else odd = odd + V::load(q + j0 + (p + 1 - c) / 2);
       }
-    } else {
-      // taps c and c + 1 land on the even and odd lanes of the same 2N floats
-      for (int64_t c = 0; c < kw; c += 2) {
-        const int64_t pos = 2 * ow0 - p + c;
-        V lo2, hi2;
-        interleave2(qv, c + 1 < kw ? qv : V::zero(), lo2, hi2);
-        add2<V>(r + pos, static_cast<int>(std::min<int64_t>(2 * n, W - pos)), lo2, hi2);
-      }
+      V lo, hi;
+      interleave2(even, odd, lo, hi);
+      add2<V>(r + 2 * j0, static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j0)), lo, hi);
     }
   }
 }
 
-// gx = the avg windows' gradient: built in the cache-resident plane `acc` (windows in output order,
-// each adding gy / divisor to its valid taps), then streamed out. `row` holds out[2] floats.
+// gx = the avg windows' gradient: built in the cache-resident plane `acc`, then streamed out. Strides
+// 1 and 2 gather per input row (no border split); other strides scatter each window's share to its
+// valid taps. `row` holds avg_backward_row_floats(g) floats.
 template <class V>
 void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row, float* acc) {
   const int64_t H = g.in[1], W = g.in[2], oW = g.out[2], sw_ = g.s[2], pw = g.p[2];
   const int64_t plane = g.in[0] * H * W;
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
-  int64_t lo = 0, hi = 0;
-  const bool vec = sw_ == 1 || sw_ == 2;
-  if (vec) {
-    if (sw_ == 1) interior<1>(g, lo, hi); else interior<2>(g, lo, hi);
-  }
+  const bool gather = sw_ == 1 || sw_ == 2;
+  // interior columns [lo, hi): windows wholly inside the input in W
+  const int64_t lo = std::min<int64_t>(oW, (pw + sw_ - 1) / sw_);
+  const int64_t lim = W - 1 + pw - (g.k[2] - 1);
+  const int64_t hi = lim < 0 ? lo : std::max(lo, std::min<int64_t>(oW, lim / sw_ + 1));
+  const int64_t M = avg_backward_margin(g);
+  float* q = row + M;
+  std::memset(row, 0, sizeof(float) * static_cast<size_t>(avg_backward_row_floats(g)));
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
     int64_t a0, a1;
@@ -423,33 +433,33 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
       if (a1 <= a0 || b1 <= b0) continue;
       const float* grow = gy + (od * g.out[1] + oh) * oW;
       for (int64_t ow = 0; ow < oW; ++ow) {
-        if (vec && ow == lo && hi > lo) {
+        if (ow == lo && hi > lo) {  // the interior columns share one divisor
           const int64_t st[3] = {sd, sh, lo * sw_ - pw};
-          const V vdiv = V::set1(avg_divisor(g, m, st));  // the interior shares one divisor
-          for (; ow + V::N <= hi; ow += V::N) (V::load(grow + ow) / vdiv).store(row + ow);
-          if (ow < hi) (V::load_tail(grow + ow, static_cast<int>(hi - ow)) / vdiv).store_tail(row + ow, static_cast<int>(hi - ow));
+          const V vdiv = V::set1(avg_divisor(g, m, st));
+          for (; ow + V::N <= hi; ow += V::N) (V::load(grow + ow) / vdiv).store(q + ow);
+          if (ow < hi) {
+            const int n = static_cast<int>(hi - ow);
+            (V::load_tail(grow + ow, n) / vdiv).store_tail(q + ow, n);
+          }
           ow = hi;
           if (ow >= oW) break;
         }
         const int64_t st[3] = {sd, sh, ow * sw_ - pw};
-        row[ow] = grow[ow] / avg_divisor(g, m, st);
+        q[ow] = grow[ow] / avg_divisor(g, m, st);
       }
       for (int64_t a = a0; a < a1; ++a)
         for (int64_t b = b0; b < b1; ++b) {
           float* r = acc + ((sd + a) * H + sh + b) * W;
+          if (gather) {
+            if (sw_ == 1) avg_backward_row_gather<V, 1>(g, r, q);
+            else avg_backward_row_gather<V, 2>(g, r, q);
+            continue;
+          }
           for (int64_t ow = 0; ow < oW; ++ow) {
-            if (vec && ow == lo && hi > lo) {
-              ow = hi;
-              if (ow >= oW) break;
-            }
             const int64_t sw = ow * sw_ - pw;
             int64_t c0, c1;
             valid_taps(sw, g.k[2], 1, W, c0, c1);
-            for (int64_t c = c0; c < c1; ++c) r[sw + c] += row[ow];
-          }
-          if (vec && hi > lo) {
-            if (sw_ == 1) avg_backward_row_vec<V, 1>(g, r, row, lo, hi);
-            else avg_backward_row_vec<V, 2>(g, r, row, lo, hi);
+            for (int64_t c = c0; c < c1; ++c) r[sw + c] += q[ow];
           }
         }
     }
