@@ -1,0 +1,152 @@
+// Generic bodies of the pooling backward kernels (maths and contract: pool.h), included through
+// pool_impl.h after pool_forward_impl.h (whose tap-range and divisor helpers they share).
+//
+// Both build one input plane's gradient in a cache-resident scratch plane and stream it out with
+// non-temporal stores (grad_input is written once, without a read-for-ownership). Max scatters
+// grad_output to the indices; avg with strides 1 and 2 gathers, per input row, from the output row
+// divided by the divisors (zero margins make the borders need no special case); other strides
+// scatter each window's share.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "ops/pool/pool_forward_impl.h"
+
+namespace fastml::pool_impl {
+namespace {  // internal linkage: see pool_forward_impl.h
+
+// dst[0:n) = src[0:n) with non-temporal stores where dst is vector-aligned: a gradient plane built in
+// cache is written to memory once, without the read-for-ownership a plain store would cost.
+template <class V>
+void stream_copy(const float* src, float* dst, int64_t n) {
+  constexpr uintptr_t kBytes = sizeof(float) * V::N;
+  int64_t i = 0;
+  while (i < n && (reinterpret_cast<uintptr_t>(dst + i) % kBytes) != 0) {
+    dst[i] = src[i];
+    ++i;
+  }
+  for (; i + V::N <= n; i += V::N) V::load(src + i).stream(dst + i);
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+// p[0:m) += (lo, hi) for m <= 2N
+template <class V>
+inline void add2(float* p, int m, V lo, V hi) {
+  if (m >= 2 * V::N) {
+    (V::load(p) + lo).store(p);
+    (V::load(p + V::N) + hi).store(p + V::N);
+    return;
+  }
+  const int m0 = std::min(m, V::N), m1 = std::max(m - V::N, 0);
+  (V::load_tail(p, m0) + lo).store_tail(p, m0);
+  if (m1 > 0) (V::load_tail(p + V::N, m1) + hi).store_tail(p + V::N, m1);
+}
+
+// One input row r gathers from the output row q (q[ow] = gy / divisor, zero outside [0, oW)):
+// column w receives q[ow] for every tap c with ow*S - p + c = w. Stride 1: w takes q[w + p - c] over
+// all c; stride 2: the even column 2j takes q[j + (p - c)/2] over c = p mod 2, the odd column 2j+1
+// q[j + (p + 1 - c)/2] over the other taps, and the two are interleaved into one read-modify-write.
+template <class V, int S>
+void avg_backward_row_gather(const PoolGeom& g, float* r, const float* q) {
+  const int64_t W = g.in[2], p = g.p[2], kw = g.k[2];
+  if constexpr (S == 1) {
+    for (int64_t w0 = 0; w0 < W; w0 += V::N) {
+      const int n = static_cast<int>(std::min<int64_t>(V::N, W - w0));
+      V acc = V::zero();
+      for (int64_t c = 0; c < kw; ++c) acc = acc + V::load(q + w0 + p - c);
+      if (n == V::N) (V::load(r + w0) + acc).store(r + w0);
+      else (V::load_tail(r + w0, n) + acc).store_tail(r + w0, n);
+    }
+  } else {
+    const int64_t half = (W + 1) / 2;
+    for (int64_t j0 = 0; j0 < half; j0 += V::N) {
+      V even = V::zero(), odd = V::zero();
+      for (int64_t c = 0; c < kw; ++c) {
+        if (((p - c) & 1) == 0) even = even + V::load(q + j0 + (p - c) / 2);
+        else odd = odd + V::load(q + j0 + (p + 1 - c) / 2);
+      }
+      V lo, hi;
+      interleave2(even, odd, lo, hi);
+      add2<V>(r + 2 * j0, static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j0)), lo, hi);
+    }
+  }
+}
+
+// gx = the avg windows' gradient: built in the cache-resident plane `acc`, then streamed out. Strides
+// 1 and 2 gather per input row (no border split); other strides scatter each window's share to its
+// valid taps. `row` holds avg_backward_row_floats(g) floats.
+template <class V>
+void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row, float* acc) {
+  const int64_t H = g.in[1], W = g.in[2], oW = g.out[2], sw_ = g.s[2], pw = g.p[2];
+  const int64_t plane = g.in[0] * H * W;
+  std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
+  const bool gather = sw_ == 1 || sw_ == 2;
+  // interior columns [lo, hi): windows wholly inside the input in W
+  const int64_t lo = std::min<int64_t>(oW, (pw + sw_ - 1) / sw_);
+  const int64_t lim = W - 1 + pw - (g.k[2] - 1);
+  const int64_t hi = lim < 0 ? lo : std::max(lo, std::min<int64_t>(oW, lim / sw_ + 1));
+  const int64_t M = avg_backward_margin(g);
+  float* q = row + M;
+  std::memset(row, 0, sizeof(float) * static_cast<size_t>(avg_backward_row_floats(g)));
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const int64_t sd = od * g.s[0] - g.p[0];
+    int64_t a0, a1;
+    valid_taps(sd, g.k[0], 1, g.in[0], a0, a1);
+    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+      const int64_t sh = oh * g.s[1] - g.p[1];
+      int64_t b0, b1;
+      valid_taps(sh, g.k[1], 1, H, b0, b1);
+      if (a1 <= a0 || b1 <= b0) continue;
+      const float* grow = gy + (od * g.out[1] + oh) * oW;
+      for (int64_t ow = 0; ow < oW; ++ow) {
+        if (ow == lo && hi > lo) {  // the interior columns share one divisor
+          const int64_t st[3] = {sd, sh, lo * sw_ - pw};
+          const V vdiv = V::set1(avg_divisor(g, m, st));
+          for (; ow + V::N <= hi; ow += V::N) (V::load(grow + ow) / vdiv).store(q + ow);
+          if (ow < hi) {
+            const int n = static_cast<int>(hi - ow);
+            (V::load_tail(grow + ow, n) / vdiv).store_tail(q + ow, n);
+          }
+          ow = hi;
+          if (ow >= oW) break;
+        }
+        const int64_t st[3] = {sd, sh, ow * sw_ - pw};
+        q[ow] = grow[ow] / avg_divisor(g, m, st);
+      }
+      for (int64_t a = a0; a < a1; ++a)
+        for (int64_t b = b0; b < b1; ++b) {
+          float* r = acc + ((sd + a) * H + sh + b) * W;
+          if (gather) {
+            if (sw_ == 1) avg_backward_row_gather<V, 1>(g, r, q);
+            else avg_backward_row_gather<V, 2>(g, r, q);
+            continue;
+          }
+          for (int64_t ow = 0; ow < oW; ++ow) {
+            const int64_t sw = ow * sw_ - pw;
+            int64_t c0, c1;
+            valid_taps(sw, g.k[2], 1, W, c0, c1);
+            for (int64_t c = c0; c < c1; ++c) r[sw + c] += q[ow];
+          }
+        }
+    }
+  }
+  stream_copy<V>(acc, gx, plane);
+}
+
+// gx = grad_output scattered to the (in-range) indices, through the cache-resident plane `acc`.
+template <class V>
+void max_backward_plane(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx, float* acc) {
+  const int64_t plane = g.in[0] * g.in[1] * g.in[2], n = g.out[0] * g.out[1] * g.out[2];
+  std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t k = idx[j];
+    // given indices were range-checked by the binding; recomputed ones are out of range only for
+    // windows lying wholly in the padding (value -inf), whose gradient goes nowhere
+    if (k >= 0 && k < plane) acc[k] += gy[j];
+  }
+  stream_copy<V>(acc, gx, plane);
+}
+
+}  // namespace
+}  // namespace fastml::pool_impl
