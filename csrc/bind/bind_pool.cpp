@@ -52,6 +52,10 @@ std::vector<py::ssize_t> to_shape(const std::vector<int64_t>& s) { return {s.beg
 void check_indices(const py::array& idx, int64_t plane, const char* op) {
   const int64_t* p = static_cast<const int64_t*>(idx.data());
   const int64_t n = idx.size();
+  // one unsigned compare per index, no early exit (vectorised); the first bad one is found on failure
+  uint64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint64_t>(p[i]) >= static_cast<uint64_t>(plane);
+  if (!bad) return;
   for (int64_t i = 0; i < n; ++i)
     FASTML_CHECK(p[i] >= 0 && p[i] < plane, op, ": expected indices in [0, ", plane, "), got ", p[i]);
 }

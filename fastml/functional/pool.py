@@ -18,6 +18,8 @@ anything is written.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import _backend as _B
@@ -40,7 +42,46 @@ _MAX, _AVG, _ADAPTIVE_AVG, _ADAPTIVE_MAX = range(4)
 
 
 def _geom_list(g):
-    return [g.planes, *g.insz, *g.outsz, *g.k, *g.s, *g.p, *g.d]
+    return (g.planes, *g.insz, *g.outsz, *g.k, *g.s, *g.p, *g.d)
+
+
+def _hashable(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+@functools.lru_cache(maxsize=512)
+def _pool_geometry_cached(op, shape, nd, kernel_size, stride, padding, dilation, ceil_mode):
+    g = pool_geometry(op, shape, nd, kernel_size, stride, padding, dilation, ceil_mode)
+    return g, _geom_list(g), tuple(g.out_shape)
+
+
+@functools.lru_cache(maxsize=512)
+def _adaptive_geometry_cached(op, shape, nd, output_size):
+    g = adaptive_geometry(op, shape, nd, output_size)
+    return g, _geom_list(g), tuple(g.out_shape)
+
+
+def _adaptive(op, shape, nd, output_size):
+    try:
+        return _adaptive_geometry_cached(op, tuple(shape), nd, _hashable(output_size))
+    except TypeError as exc:
+        if "unhashable" not in str(exc):
+            raise
+        g = adaptive_geometry(op, shape, nd, output_size)
+        return g, _geom_list(g), tuple(g.out_shape)
+
+
+def _geometry(op, shape, nd, kernel_size, stride, padding, dilation=1, ceil_mode=False):
+    """pool_geometry, memoised per (shape, arguments): the per-call cost of a repeated layer is a lookup.
+    Returns (geometry, the 19 ints the compiled entry takes, output shape)."""
+    try:
+        return _pool_geometry_cached(op, tuple(shape), nd, _hashable(kernel_size), _hashable(stride),
+                                     _hashable(padding), _hashable(dilation), bool(ceil_mode))
+    except TypeError as exc:
+        if "unhashable" not in str(exc):
+            raise
+        g = pool_geometry(op, shape, nd, kernel_size, stride, padding, dilation, ceil_mode)
+        return g, _geom_list(g), tuple(g.out_shape)
 
 
 def _input(op, input, arg="input"):
@@ -60,7 +101,7 @@ def _finish_numpy(op, res, out, shape, dtype):
 
 def _forward(op, kind, x, g, return_indices=False, count_include_pad=True, divisor=None, out=None):
     if _B.host_backend(x.dtype, op) == "cpu":
-        return _C.pool_forward(kind, x, _geom_list(g), list(g.out_shape), bool(return_indices),
+        return _C.pool_forward(kind, x, _geom_list(g), tuple(g.out_shape), bool(return_indices),
                                bool(count_include_pad), divisor or 0, out)
     if out is not None:
         _B.check_out(out, g.out_shape, x.dtype, op)
@@ -98,7 +139,7 @@ def _backward(op, kind, grad_output, input, g, indices=None, count_include_pad=T
     if indices is not None:
         indices = _indices(op, indices, g.out_shape)
     if _B.host_backend(gy.dtype, op) == "cpu":
-        return _C.pool_backward(kind, gy, x if indices is None else None, indices, _geom_list(g), list(g.in_shape),
+        return _C.pool_backward(kind, gy, x if indices is None else None, indices, _geom_list(g), tuple(g.in_shape),
                                 bool(count_include_pad), divisor or 0, out)
     if out is not None:
         _B.check_out(out, g.in_shape, gy.dtype, op)
@@ -124,41 +165,50 @@ def _make(nd):
     def max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
                  *, out=None):
         op = f"max_pool{sfx}"
+        if _B.cpu_fast_path(input):
+            _, gl, osh = _geometry(op, input.shape, nd, kernel_size, stride, padding, dilation, ceil_mode)
+            return _C.pool_forward(_MAX, input, gl, osh, bool(return_indices), True, 0, out)
         x = _input(op, input)
-        g = pool_geometry(op, x.shape, nd, kernel_size, stride, padding, dilation, ceil_mode)
+        g = _geometry(op, x.shape, nd, kernel_size, stride, padding, dilation, ceil_mode)[0]
         return _forward(op, _MAX, x, g, return_indices=return_indices, out=out)
 
     def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None, *, out=None):
         op = f"avg_pool{sfx}"
+        divisor = divisor_arg(divisor_override, op)
+        if _B.cpu_fast_path(input):
+            _, gl, osh = _geometry(op, input.shape, nd, kernel_size, stride, padding, 1, ceil_mode)
+            return _C.pool_forward(_AVG, input, gl, osh, False, bool(count_include_pad), divisor or 0, out)
         x = _input(op, input)
-        g = pool_geometry(op, x.shape, nd, kernel_size, stride, padding, 1, ceil_mode)
-        return _forward(op, _AVG, x, g, count_include_pad=count_include_pad,
-                        divisor=divisor_arg(divisor_override, op), out=out)
+        g = _geometry(op, x.shape, nd, kernel_size, stride, padding, 1, ceil_mode)[0]
+        return _forward(op, _AVG, x, g, count_include_pad=count_include_pad, divisor=divisor, out=out)
 
     def adaptive_avg_pool(input, output_size, *, out=None):
         op = f"adaptive_avg_pool{sfx}"
+        if _B.cpu_fast_path(input):
+            _, gl, osh = _adaptive(op, input.shape, nd, output_size)
+            return _C.pool_forward(_ADAPTIVE_AVG, input, gl, osh, False, True, 0, out)
         x = _input(op, input)
-        return _forward(op, _ADAPTIVE_AVG, x, adaptive_geometry(op, x.shape, nd, output_size), out=out)
+        return _forward(op, _ADAPTIVE_AVG, x, _adaptive(op, x.shape, nd, output_size)[0], out=out)
 
     def adaptive_max_pool(input, output_size, return_indices=False, *, out=None):
         op = f"adaptive_max_pool{sfx}"
         x = _input(op, input)
-        return _forward(op, _ADAPTIVE_MAX, x, adaptive_geometry(op, x.shape, nd, output_size),
+        return _forward(op, _ADAPTIVE_MAX, x, _adaptive(op, x.shape, nd, output_size)[0],
                         return_indices=return_indices, out=out)
 
     def max_pool_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                           indices=None, *, out=None):
         op = f"max_pool{sfx}_backward"
         x = _input(op, input)
-        g = pool_geometry(op, x.shape, nd, kernel_size, stride, padding, dilation, ceil_mode)
+        g = _geometry(op, x.shape, nd, kernel_size, stride, padding, dilation, ceil_mode)[0]
         return _backward(op, _MAX, grad_output, x, g, indices=indices, out=out)
 
     def avg_pool_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
                           count_include_pad=True, divisor_override=None, *, out=None):
         op = f"avg_pool{sfx}_backward"
         x = _input(op, input)
-        g = pool_geometry(op, x.shape, nd, kernel_size, stride, padding, 1, ceil_mode)
+        g = _geometry(op, x.shape, nd, kernel_size, stride, padding, 1, ceil_mode)[0]
         return _backward(op, _AVG, grad_output, x, g, count_include_pad=count_include_pad,
                          divisor=divisor_arg(divisor_override, op), out=out)
 
@@ -166,7 +216,7 @@ def _make(nd):
         gs = np.shape(grad_output)
         if len(gs) != x.ndim:
             raise ValueError(f"{op}: expected grad_output with {x.ndim} dims (the input's), got shape {tuple(gs)}")
-        return adaptive_geometry(op, x.shape, nd, tuple(gs[-nd:]))
+        return _adaptive(op, x.shape, nd, tuple(gs[-nd:]))[0]
 
     def adaptive_avg_pool_backward(grad_output, input, *, out=None):
         op = f"adaptive_avg_pool{sfx}_backward"
