@@ -151,6 +151,19 @@ def test_pool2d_output_widths(backend, rng, ow, kw):
     _close_avg(F.avg_pool2d_backward(g, x, **kw), R.avg_pool2d_backward(g, x, **kw), g)
 
 
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_max_backward_any_indices(backend, rng, kw):
+    # any in-plane index is legal (torch scatters wherever it points), not only the window's own taps
+    x = _rand(rng, (2, 3, 8, 10))
+    y, i = F.max_pool2d(x, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    for idx in (rng.integers(0, 80, size=y.shape), np.zeros(y.shape, np.int64), i):
+        _close_avg(F.max_pool2d_backward(g, x, indices=idx, **kw), R.max_pool2d_backward(g, x, indices=idx, **kw), g)
+    j = i.copy()
+    j[1, 2, 3, 4] = j[1, 2, 3, 3]  # one index in the neighbouring window
+    _close_avg(F.max_pool2d_backward(g, x, indices=j, **kw), R.max_pool2d_backward(g, x, indices=j, **kw), g)
+
+
 def test_max_pool_special_values(backend, rng):
     # small integers: many ties (first maximum wins), plus NaN (last NaN wins) and -inf
     x = rng.integers(-2, 3, size=(2, 3, 12, 21)).astype(np.float32)

@@ -116,6 +116,24 @@ struct VecF {
     hi.v = _mm256_permute2f128_ps(u0, u1, 0x31);
   }
 
+  // lanes l < n where p[l] == base + l * step (int64 indices against their expected positions)
+  static Mask eq_i64_ramp(const int64_t* p, int64_t base, int64_t step, int n) {
+    const __m256i lanes = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256i e0 = _mm256_add_epi64(_mm256_set1_epi64x(base),
+                                        _mm256_mul_epu32(lanes, _mm256_set1_epi64x(step)));  // step >= 0, < 2^32
+    const __m256i e1 = _mm256_add_epi64(e0, _mm256_set1_epi64x(4 * step));
+    const __m256i live0 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lanes);
+    const __m256i live1 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - 4), lanes);
+    const __m256i v0 = _mm256_maskload_epi64(reinterpret_cast<const long long*>(p), live0);
+    const __m256i v1 = _mm256_maskload_epi64(reinterpret_cast<const long long*>(p + 4), live1);
+    const __m256i q0 = _mm256_and_si256(_mm256_cmpeq_epi64(v0, e0), live0);
+    const __m256i q1 = _mm256_and_si256(_mm256_cmpeq_epi64(v1, e1), live1);
+    // the low dword of each 64-bit lane, in lane order: [q0 lanes 0..3 | q1 lanes 0..3]
+    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256i r0 = _mm256_permutevar8x32_epi32(q0, pick), r1 = _mm256_permutevar8x32_epi32(q1, pick);
+    return _mm256_castsi256_ps(_mm256_permute2x128_si256(r0, r1, 0x20));
+  }
+
   float hsum() const {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

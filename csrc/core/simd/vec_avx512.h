@@ -101,6 +101,19 @@ struct VecF {
     hi.v = _mm512_permutex2var_ps(a.v, ih, b.v);
   }
 
+  // lanes l < n where p[l] == base + l * step (int64 indices against their expected positions)
+  static Mask eq_i64_ramp(const int64_t* p, int64_t base, int64_t step, int n) {
+    const __m512i step2 = _mm512_set1_epi64(step);
+    const __m512i ramp = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), step2);
+    const __m512i e0 = _mm512_add_epi64(_mm512_set1_epi64(base), ramp);
+    const __m512i e1 = _mm512_add_epi64(e0, _mm512_set1_epi64(8 * step));
+    const __mmask8 k0 = static_cast<__mmask8>(n >= 8 ? 0xFF : (1u << (n > 0 ? n : 0)) - 1u);
+    const __mmask8 k1 = static_cast<__mmask8>(n >= 16 ? 0xFF : n > 8 ? (1u << (n - 8)) - 1u : 0u);
+    const __mmask8 m0 = _mm512_mask_cmpeq_epi64_mask(k0, _mm512_maskz_loadu_epi64(k0, p), e0);
+    const __mmask8 m1 = _mm512_mask_cmpeq_epi64_mask(k1, _mm512_maskz_loadu_epi64(k1, p + 8), e1);
+    return static_cast<Mask>(m0 | (static_cast<unsigned>(m1) << 8));
+  }
+
   float hsum() const { return _mm512_reduce_add_ps(v); }
   float hmax() const { return _mm512_reduce_max_ps(v); }
 };

@@ -68,6 +68,12 @@ struct VecF {
     hi = b;
   }
 
+  // lanes l < n where p[l] == base + l * step (int64 indices against their expected positions)
+  static Mask eq_i64_ramp(const int64_t* p, int64_t base, int64_t step, int n) {
+    (void)step;
+    return n > 0 && p[0] == base;
+  }
+
   float hsum() const { return v; }
   float hmax() const { return v; }
 };

@@ -134,9 +134,79 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
   stream_copy<V>(acc, gx, plane);
 }
 
+// Windows 2 wide with stride 2 in W (no W padding, dilation 1) that do not overlap in H and D either
+// (2x2 s2): every input element lies in at most one window, so grad_input is written directly, row by
+// row: column 2j (2j+1) of a window row takes gy[j] where idx[j] is that position, else 0. Returns
+// false, having written part of gx, when some index is not inside its own window (any in-plane index
+// is legal); the caller then runs the scatter, which rewrites the whole plane.
+template <class V>
+bool max_backward_plane_2x2(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx) {
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
+  const V one = V::set1(1.0f);
+  V hits = V::zero();  // per-lane count of outputs whose index was found (exact below 2^24)
+  int64_t next = 0;  // first element of gx not yet written (rows are visited in increasing order)
+  auto zero_to = [&](int64_t end) {
+    if (end > next) std::memset(gx + next, 0, sizeof(float) * static_cast<size_t>(end - next));
+    next = std::max(next, end);
+  };
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    for (int64_t oh = 0; oh < oH; ++oh) {
+      const float* grow = gy + (od * oH + oh) * oW;
+      const int64_t* irow = idx + (od * oH + oh) * oW;
+      for (int64_t a = 0; a < g.k[0]; ++a) {
+        const int64_t id = od * g.s[0] - g.p[0] + a;
+        if (id < 0 || id >= D) continue;
+        for (int64_t b = 0; b < g.k[1]; ++b) {
+          const int64_t ih = oh * g.s[1] - g.p[1] + b;
+          if (ih < 0 || ih >= H) continue;
+          const int64_t base = (id * H + ih) * W;
+          zero_to(base);
+          float* r = gx + base;
+          const int64_t cover = std::min<int64_t>(W, 2 * oW);  // columns some window reaches
+          for (int64_t j0 = 0; 2 * j0 < cover; j0 += V::N) {
+            const int n = static_cast<int>(std::min<int64_t>(V::N, oW - j0));
+            const V gv = n == V::N ? V::load(grow + j0) : V::load_tail(grow + j0, n);
+            const auto me = V::eq_i64_ramp(irow + j0, base + 2 * j0, 2, n);
+            const auto mo = V::eq_i64_ramp(irow + j0, base + 2 * j0 + 1, 2, n);
+            const V e = select(me, gv, V::zero()), o = select(mo, gv, V::zero());
+            hits = hits + select(me, one, V::zero()) + select(mo, one, V::zero());
+            V lo, hi;
+            interleave2(e, o, lo, hi);
+            const int m = static_cast<int>(std::min<int64_t>(2 * V::N, cover - 2 * j0));
+            if (m >= 2 * V::N) {
+              float* t = r + 2 * j0;
+              if (reinterpret_cast<uintptr_t>(t) % (sizeof(float) * V::N) == 0) {  // written once: bypass the cache
+                lo.stream(t);
+                hi.stream(t + V::N);
+              } else {
+                lo.store(t);
+                hi.store(t + V::N);
+              }
+            } else {
+              lo.store_tail(r + 2 * j0, std::min(m, V::N));
+              if (m > V::N) hi.store_tail(r + 2 * j0 + V::N, m - V::N);
+            }
+          }
+          next = base + cover;
+        }
+      }
+    }
+  }
+  zero_to(D * H * W);
+  // every output's index must have landed in its own window (an index matches at most one position)
+  return hits.hsum() == static_cast<float>(g.out[0] * oH * oW);
+}
+
+inline bool max_backward_2x2_ok(const PoolGeom& g) {
+  return g.k[2] == 2 && g.s[2] == 2 && g.p[2] == 0 && g.d[2] == 1 && g.d[1] == 1 && g.d[0] == 1 &&
+         g.s[1] >= g.k[1] && g.s[0] >= g.k[0] && 2 * g.out[2] <= g.in[2] &&
+         g.in[0] * g.in[1] * g.in[2] < (int64_t{1} << 24);
+}
+
 // gx = grad_output scattered to the (in-range) indices, through the cache-resident plane `acc`.
 template <class V>
 void max_backward_plane(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx, float* acc) {
+  if (max_backward_2x2_ok(g) && max_backward_plane_2x2<V>(g, gy, idx, gx)) return;
   const int64_t plane = g.in[0] * g.in[1] * g.in[2], n = g.out[0] * g.out[1] * g.out[2];
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
   for (int64_t j = 0; j < n; ++j) {
