@@ -289,6 +289,9 @@ BAD = [
     (lambda x: F.max_pool2d_backward(np.zeros((1, 2, 4, 4), x.dtype), x, 2,
                                      indices=np.zeros((1, 2, 4, 4), np.float32)), TypeError, "indices"),
     (lambda x: F.adaptive_max_pool2d_backward(np.zeros((1, 2, 4, 4), x.dtype), x, None), ValueError, "indices"),
+    (lambda x: F.max_pool2d(x, 1, out=x), ValueError, "share memory"),
+    (lambda x: F.avg_pool2d_backward(x, x, 1, out=x), ValueError, "share memory"),
+    (lambda x: F.max_pool2d(x, 2, out=np.zeros((1, 2, 4, 5), np.float32)), ValueError, "shape"),
 ]
 
 

@@ -105,6 +105,8 @@ def _forward(op, kind, x, g, return_indices=False, count_include_pad=True, divis
                                bool(count_include_pad), divisor or 0, out)
     if out is not None:
         _B.check_out(out, g.out_shape, x.dtype, op)
+        if np.shares_memory(out, x):
+            raise ValueError(f"{op}: out must not share memory with input")
     xp = x.reshape((g.planes,) + g.insz)
     idx = None
     if kind == _MAX:
@@ -143,6 +145,8 @@ def _backward(op, kind, grad_output, input, g, indices=None, count_include_pad=T
                                 bool(count_include_pad), divisor or 0, out)
     if out is not None:
         _B.check_out(out, g.in_shape, gy.dtype, op)
+        if np.shares_memory(out, gy) or np.shares_memory(out, x):
+            raise ValueError(f"{op}: out must not share memory with an input")
     gyp = gy.reshape((g.planes,) + g.outsz)
     if kind in (_MAX, _ADAPTIVE_MAX):
         if indices is None:
