@@ -204,7 +204,9 @@ def test_unbatched_tiny_strided_and_channels_last(backend, rng):
 
 @pytest.mark.parametrize("nd,shape,osz", [(1, (2, 3, 10), 3), (1, (2, 3, 7), 7), (2, (2, 3, 10, 13), (3, None)),
                                           (2, (2, 3, 10, 13), (4, 5)), (2, (2, 3, 7, 7), 1), (2, (1, 2, 5, 5), 8),
-                                          (3, (1, 2, 5, 6, 7), (2, 4, None)), (3, (1, 2, 4, 4, 4), 1)])
+                                          (3, (1, 2, 5, 6, 7), (2, 4, None)), (3, (1, 2, 4, 4, 4), 1),
+                                          (2, (2, 3, 12, 18), (4, 6)), (3, (1, 2, 4, 6, 8), (2, 3, 4)),
+                                          (1, (2, 3, 64), 16)])
 def test_adaptive_matches_reference(backend, rng, nd, shape, osz):
     fa, ra = getattr(F, f"adaptive_avg_pool{nd}d"), getattr(R, f"adaptive_avg_pool{nd}d")
     fm, rm = getattr(F, f"adaptive_max_pool{nd}d"), getattr(R, f"adaptive_max_pool{nd}d")

@@ -54,6 +54,20 @@ inline void store_fence() {
 #endif
 }
 
+// Adaptive windows of a dim whose size is a multiple of the output size are [i k, (i + 1) k) with
+// k = L / out: exactly max/avg pooling with kernel = stride = k and no padding (same scan order, same
+// initial index, divisor k^3). Fills `r` and returns true in that case.
+bool adaptive_as_regular(const PoolGeom& g, PoolGeom& r) {
+  r = g;
+  for (int i = 0; i < 3; ++i) {
+    if (g.out[i] <= 0 || g.in[i] % g.out[i] != 0) return false;
+    r.k[i] = r.s[i] = g.in[i] / g.out[i];
+    r.p[i] = 0;
+    r.d[i] = 1;
+  }
+  return true;
+}
+
 inline int64_t adaptive_start(int64_t i, int64_t L, int64_t out) { return i * L / out; }
 inline int64_t adaptive_end(int64_t i, int64_t L, int64_t out) { return ((i + 1) * L + out - 1) / out; }
 
@@ -101,6 +115,8 @@ void adaptive_avg_pool_forward(const PoolGeom& g, const float* x, float* y) {
     for_planes(g, [&](int64_t i) { y[i] = sum(is, x + i * is) / n; });
     return;
   }
+  PoolGeom r;
+  if (adaptive_as_regular(g, r)) return avg_pool_forward(r, AvgMode{true, 0}, x, y);
   const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
   for_planes(g, [&](int64_t i) {
     const float* xp = x + i * is;
@@ -123,6 +139,8 @@ void adaptive_avg_pool_forward(const PoolGeom& g, const float* x, float* y) {
 }
 
 void adaptive_max_pool_forward(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
+  PoolGeom r;
+  if (adaptive_as_regular(g, r)) return max_pool_forward(r, x, y, idx);
   const int64_t is = in_size(g), os = out_size(g);
   const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
   for_planes(g, [&](int64_t i) {
@@ -155,6 +173,8 @@ void adaptive_max_pool_forward(const PoolGeom& g, const float* x, float* y, int6
 }
 
 void adaptive_avg_pool_backward(const PoolGeom& g, const float* gy, float* gx) {
+  PoolGeom r;
+  if (adaptive_as_regular(g, r)) return avg_pool_backward(r, AvgMode{true, 0}, gy, gx);
   const int64_t is = in_size(g), os = out_size(g);
   const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
   for_planes(g, [&](int64_t i) {
