@@ -53,6 +53,12 @@ struct VecF {
     even.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
     odd.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
   }
+  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
+  static VecF load_strided(const float* p, int64_t stride, int n) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32(static_cast<int>(stride)));
+    return {_mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, idx, _mm256_castsi256_ps(tail_mask(n < N ? n : N)), 4)};
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   void store_tail(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
   void stream(float* p) const { _mm256_stream_ps(p, v); }

@@ -45,6 +45,12 @@ struct VecF {
     even.v = _mm512_permutex2var_ps(a, ie, b);
     odd.v = _mm512_permutex2var_ps(a, io, b);
   }
+  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
+  static VecF load_strided(const float* p, int64_t stride, int n) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(static_cast<int>(stride)));
+    return {_mm512_mask_i32gather_ps(_mm512_setzero_ps(), tail_mask(n < N ? n : N), idx, p, 4)};
+  }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_tail(float* p, int n) const { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
   void stream(float* p) const { _mm512_stream_ps(p, v); }

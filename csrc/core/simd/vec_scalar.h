@@ -24,6 +24,11 @@ struct VecF {
     even.v = first <= 0 && m > 0 ? p[0] : fill;
     odd.v = first <= 1 && m > 1 ? p[1] : fill;
   }
+  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
+  static VecF load_strided(const float* p, int64_t stride, int n) {
+    (void)stride;
+    return {n > 0 ? p[0] : 0.f};
+  }
   void store(float* p) const { *p = v; }
   void store_tail(float* p, int n) const { if (n > 0) *p = v; }
   void stream(float* p) const { *p = v; }

@@ -12,8 +12,9 @@
 //         valid tap of its window; adaptive likewise.
 //
 // Variants: pool_{scalar,avx2,avx512}.cpp instantiate pool_impl.h over VecF: output rows are vectorised
-// along the output width for stride 1 and 2 (stride-2 taps come from an even/odd split of 2N input
-// floats), windows that touch the padding in W and other strides run a scalar window loop.
+// along the output width (stride 1: plain loads; stride 2: an even/odd split of 2N input floats, with
+// unrolled rows for 2x2 s2 and 3x3 s2 p1; larger strides: gathers); windows that touch the padding in
+// W run a scalar window loop. Adaptive pooling whose output divides the input runs as regular pooling.
 // Test: pytest tests/test_pool.py. Bench: python -m fastml.bench --ops pool.
 #pragma once
 #include <cstdint>

@@ -2,11 +2,11 @@
 // pool_impl.h by pool_<isa>.cpp after that ISA's vec header; V is its VecF.
 //
 // Each output row (od, oh) is split along the output width: the columns whose windows lie inside the
-// input in W (the interior) run vectorised, N outputs at a time, for stride 1 (plain loads) and stride 2
-// (load 2N floats and split them into even/odd lanes; with dilation 1 the odd half is the next tap);
-// taps of D and H outside the input are skipped for the whole row. Stride 2 with 2- or 3-wide windows
+// input in W (the interior) run vectorised, N outputs at a time: stride 1 with plain loads, stride 2
+// by loading 2N floats and splitting them into even/odd lanes (with dilation 1 the odd half is the next
+// tap), larger strides with gathers; taps of D and H outside the input are skipped for the whole row. Stride 2 with 2- or 3-wide windows
 // (2x2 s2, 3x3 s2 p1) has unrolled rows that also take the left border column of 1-padded rows. The
-// other border columns, other strides and planes of 2^24 elements or more run the scalar window loop.
+// other border columns and planes of 2^24 elements or more run the scalar window loop.
 // Max values and indices are the same on every path (the scan rule is order-exact); averages may
 // differ in the last bits between paths (rows are summed before they join the window's sum).
 //
@@ -99,9 +99,8 @@ inline float avg_window(const PoolGeom& g, const AvgMode& m, const float* x, int
 }
 
 // Interior columns [lo, hi) of a row: every tap in W lies inside the input.
-template <int S>
 inline void interior(const PoolGeom& g, int64_t& lo, int64_t& hi) {
-  const int64_t W = g.in[2], p = g.p[2], reach = (g.k[2] - 1) * g.d[2];
+  const int64_t S = g.s[2], W = g.in[2], p = g.p[2], reach = (g.k[2] - 1) * g.d[2];
   lo = std::min<int64_t>(g.out[2], (p + S - 1) / S);
   const int64_t lim = W - 1 + p - reach;  // ow * S <= lim
   hi = lim < 0 ? lo : std::min<int64_t>(g.out[2], lim / S + 1);
@@ -109,11 +108,14 @@ inline void interior(const PoolGeom& g, int64_t& lo, int64_t& hi) {
 }
 
 // Calls f(v, rel) for every W tap of the input row r at output columns [ow0, ow0 + n), in tap order;
-// rel is the tap's offset from the window origin in W.
+// rel is the tap's offset from the window origin in W. S = 1, 2, or 0 for a larger stride (gathers).
 template <class V, int S, class F>
 inline void for_row_taps(const PoolGeom& g, const float* r, int64_t ow0, int n, F&& f) {
   const int64_t W = g.in[2], p = g.p[2], dw = g.d[2];
-  if constexpr (S == 1) {
+  if constexpr (S == 0) {
+    const int64_t st = g.s[2];
+    for (int64_t c = 0; c < g.k[2]; ++c) f(V::load_strided(r + ow0 * st - p + c * dw, st, n), c * dw);
+  } else if constexpr (S == 1) {
     for (int64_t c = 0; c < g.k[2]; ++c) {
       const float* q = r + ow0 - p + c * dw;
       f(n == V::N ? V::load(q) : V::load_tail(q, n), c * dw);
@@ -165,8 +167,9 @@ void max_row_vec(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int6
     if (irow) {
       float rel[V::N];
       bt.store(rel);
-      const int64_t origin = (sd * H + sh) * W + ow0 * S - g.p[2];
-      for (int l = 0; l < n; ++l) irow[ow0 + l] = origin + l * S + static_cast<int64_t>(rel[l]);
+      const int64_t st = S ? S : g.s[2];
+      const int64_t origin = (sd * H + sh) * W + ow0 * st - g.p[2];
+      for (int l = 0; l < n; ++l) irow[ow0 + l] = origin + l * st + static_cast<int64_t>(rel[l]);
     }
   }
 }
@@ -264,7 +267,7 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
 inline bool unrolled_ok(const PoolGeom& g) { return g.s[2] == 2 && g.d[2] == 1 && (g.k[2] == 2 || g.k[2] == 3); }
 
 inline bool vector_ok(const PoolGeom& g) {
-  return (g.s[2] == 1 || g.s[2] == 2) && g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
+  return g.s[2] * 64 < (int64_t{1} << 31) && g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
 }
 
 template <class V>
@@ -273,7 +276,7 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
   int64_t lo = 0, hi = 0;
   const bool vec = vector_ok(g);
   if (vec) {
-    if (g.s[2] == 1) interior<1>(g, lo, hi); else interior<2>(g, lo, hi);
+    interior(g, lo, hi);
   }
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
@@ -307,7 +310,8 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
         // a -inf result at ow 0 may carry the padding tap's index: the scalar scan gives torch's
         if (lo == 0 && irow && g.p[2] > 0 && yrow[0] == -kInf) max_window(g, x, sd, sh, -g.p[2], yrow, irow);
       } else if (g.s[2] == 1) max_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
-      else max_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
+      else if (g.s[2] == 2) max_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
+      else max_row_vec<V, 0>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
     }
   }
 }
@@ -318,7 +322,7 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
   int64_t lo = 0, hi = 0;
   const bool vec = vector_ok(g);
   if (vec) {
-    if (g.s[2] == 1) interior<1>(g, lo, hi); else interior<2>(g, lo, hi);
+    interior(g, lo, hi);
   }
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
@@ -346,7 +350,8 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
         // the border column's divisor differs when padding is not counted
         if (vlo < lo && !m.count_include_pad && m.divisor == 0) yrow[0] = avg_window(g, m, x, sd, sh, -g.p[2]);
       } else if (g.s[2] == 1) avg_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
-      else avg_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
+      else if (g.s[2] == 2) avg_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
+      else avg_row_vec<V, 0>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
     }
   }
 }
