@@ -136,31 +136,51 @@ inline void for_row_taps(const PoolGeom& g, const float* r, int64_t ow0, int n, 
   }
 }
 
+template <class V>
+inline V nan_max(V earlier, V later) {  // torch's scan step on values: a later NaN wins, a NaN stays
+  return select(is_nan(later), later, max(later, earlier));
+}
+
 template <class V, int S>
 void max_row_vec(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
                  int64_t b1, int64_t lo, int64_t hi, float* yrow, int64_t* irow) {
   const int64_t H = g.in[1], W = g.in[2];
   for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
     const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
+    // each kernel row is reduced on its own (an independent chain), then joins the window's result with
+    // the same rule: the scan order, and so the first-maximum / last-NaN choice, is unchanged
     V best = V::zero(), bt = V::zero();
     bool first = true;
     for (int64_t a = a0; a < a1; ++a) {
       for (int64_t b = b0; b < b1; ++b) {
         const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W;
         const int64_t rowrel = (a * g.d[0] * H + b * g.d[1]) * W;
+        V rb = V::zero(), rt = V::zero();
+        bool rfirst = true;
         for_row_taps<V, S>(g, r, ow0, n, [&](V v, int64_t crel) {
-          if (first) {
-            best = v;
-            if (irow) bt = V::set1(static_cast<float>(rowrel + crel));
-            first = false;
+          if (rfirst) {
+            rb = v;
+            if (irow) rt = V::set1(static_cast<float>(rowrel + crel));
+            rfirst = false;
           } else if (irow) {
-            const auto m = cmp_gt_or_nan(v, best);
-            best = select(m, v, best);
-            bt = select(m, V::set1(static_cast<float>(rowrel + crel)), bt);
+            const auto m = cmp_gt_or_nan(v, rb);
+            rb = select(m, v, rb);
+            rt = select(m, V::set1(static_cast<float>(rowrel + crel)), rt);
           } else {
-            best = select(is_nan(v), v, max(v, best));  // max keeps a NaN best; a NaN tap wins
+            rb = nan_max(rb, v);
           }
         });
+        if (first) {
+          best = rb;
+          bt = rt;
+          first = false;
+        } else if (irow) {
+          const auto m = cmp_gt_or_nan(rb, best);
+          best = select(m, rb, best);
+          bt = select(m, rt, bt);
+        } else {
+          best = nan_max(best, rb);
+        }
       }
     }
     if (n == V::N) best.store(yrow + ow0); else best.store_tail(yrow + ow0, n);
@@ -195,11 +215,6 @@ void avg_row_vec(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int6
 // window are independent chains. kMax: values only; kMaxIdx: values + tap offsets; kAvg: sums.
 // The row-then-window order is the scan order, so the max rule (first maximum, last NaN) is unchanged.
 enum RowMode { kMax, kMaxIdx, kAvg };
-
-template <class V>
-inline V nan_max(V earlier, V later) {  // torch's scan step on values: a later NaN wins, a NaN stays
-  return select(is_nan(later), later, max(later, earlier));
-}
 
 template <class V, int KW, RowMode M>
 void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
