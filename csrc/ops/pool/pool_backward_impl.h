@@ -3,9 +3,10 @@
 //
 // Both build one input plane's gradient in a cache-resident scratch plane and stream it out with
 // non-temporal stores (grad_input is written once, without a read-for-ownership). Max scatters
-// grad_output to the indices; avg with strides 1 and 2 gathers, per input row, from the output row
-// divided by the divisors (zero margins make the borders need no special case); other strides
-// scatter each window's share.
+// grad_output to the indices (2x2 stride-2 windows, which cannot overlap, write grad_input directly
+// by comparing each index with its window's positions); avg with strides 1 and 2 gathers, per input
+// row, from the output row divided by the divisors (zero margins make the borders need no special
+// case); other strides scatter each window's share.
 #pragma once
 #include <algorithm>
 #include <cstdint>
