@@ -14,10 +14,6 @@
 
 #include "core/parallel.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <xmmintrin.h>
-#endif
-
 namespace fastml {
 
 namespace {
@@ -45,14 +41,6 @@ T* scratch(std::vector<T>& v, int64_t n) {
 thread_local std::vector<float> t_row;
 thread_local std::vector<float> t_val;
 thread_local std::vector<int64_t> t_idx;
-thread_local std::vector<float> t_acc;
-
-// The backward kernels write grad_input with non-temporal stores; order them before the caller reads.
-inline void store_fence() {
-#if defined(__x86_64__) || defined(_M_X64)
-  _mm_sfence();
-#endif
-}
 
 // Adaptive windows of a dim whose size is a multiple of the output size are [i k, (i + 1) k) with
 // k = L / out: exactly max/avg pooling with kernel = stride = k and no padding (same scan order, same
@@ -95,16 +83,14 @@ void max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, c
       t.max_plane(g, x + i * is, scratch(t_val, os), s);
       ip = s;
     }
-    t.max_backward_plane(g, gy + i * os, ip, gx + i * is, scratch(t_acc, is));
+    t.max_backward_plane(g, gy + i * os, ip, gx + i * is);
   });
-  store_fence();
 }
 
 void avg_pool_backward(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx) {
   const AvgBackwardPlaneFn fn = select_kernels(pool_tables).avg_backward_plane;
   const int64_t is = in_size(g), os = out_size(g);
-  for_planes(g, [&](int64_t i) { fn(g, m, gy + i * os, gx + i * is, scratch(t_row, avg_backward_row_floats(g)), scratch(t_acc, is)); });
-  store_fence();
+  for_planes(g, [&](int64_t i) { fn(g, m, gy + i * os, gx + i * is, scratch(t_row, avg_backward_row_floats(g))); });
 }
 
 void adaptive_avg_pool_forward(const PoolGeom& g, const float* x, float* y) {

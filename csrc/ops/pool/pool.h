@@ -38,11 +38,10 @@ struct AvgMode {
 // One plane each: x (in[0]*in[1]*in[2]) -> y (out[0]*out[1]*out[2]); idx may be null.
 using MaxPlaneFn = void (*)(const PoolGeom& g, const float* x, float* y, int64_t* idx);
 using AvgPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* x, float* y);
-// gx = the avg windows' share of gy; scratch: `row` of avg_backward_row_floats(g), `acc` of one input plane.
-using AvgBackwardPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row,
-                                    float* acc);
-// gx = gy scattered to idx (out-of-range indices dropped); scratch `acc` of one input plane.
-using MaxBackwardPlaneFn = void (*)(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx, float* acc);
+// gx = the avg windows' share of gy; scratch `row` of avg_backward_row_floats(g) floats.
+using AvgBackwardPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row);
+// gx = gy scattered to idx (out-of-range indices dropped).
+using MaxBackwardPlaneFn = void (*)(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx);
 // sum of x[0:n] (global average pooling)
 using SumFn = float (*)(int64_t n, const float* x);
 

@@ -1,8 +1,7 @@
 // Generic bodies of the pooling backward kernels (maths and contract: pool.h), included through
 // pool_impl.h after pool_forward_impl.h (whose tap-range and divisor helpers they share).
 //
-// Both build one input plane's gradient in a cache-resident scratch plane and stream it out with
-// non-temporal stores (grad_input is written once, without a read-for-ownership). Max scatters
+// Both zero one grad_input plane (it then sits in cache) and accumulate into it. Max scatters
 // grad_output to the indices (2x2 stride-2 windows, which cannot overlap, write grad_input directly
 // by comparing each index with its window's positions); avg with strides 1 and 2 gathers, per input
 // row, from the output row divided by the divisors (zero margins make the borders need no special
@@ -16,20 +15,6 @@
 
 namespace fastml::pool_impl {
 namespace {  // internal linkage: see pool_forward_impl.h
-
-// dst[0:n) = src[0:n) with non-temporal stores where dst is vector-aligned: a gradient plane built in
-// cache is written to memory once, without the read-for-ownership a plain store would cost.
-template <class V>
-void stream_copy(const float* src, float* dst, int64_t n) {
-  constexpr uintptr_t kBytes = sizeof(float) * V::N;
-  int64_t i = 0;
-  while (i < n && (reinterpret_cast<uintptr_t>(dst + i) % kBytes) != 0) {
-    dst[i] = src[i];
-    ++i;
-  }
-  for (; i + V::N <= n; i += V::N) V::load(src + i).stream(dst + i);
-  for (; i < n; ++i) dst[i] = src[i];
-}
 
 // p[0:m) += (lo, hi) for m <= 2N
 template <class V>
@@ -74,11 +59,12 @@ void avg_backward_row_gather(const PoolGeom& g, float* r, const float* q) {
   }
 }
 
-// gx = the avg windows' gradient: built in the cache-resident plane `acc`, then streamed out. Strides
-// 1 and 2 gather per input row (no border split); other strides scatter each window's share to its
-// valid taps. `row` holds avg_backward_row_floats(g) floats.
+// gx = the avg windows' gradient, accumulated into the zeroed plane. Strides 1 and 2 gather per input
+// row (no border split); other strides scatter each window's share to its valid taps. `row` holds
+// avg_backward_row_floats(g) floats.
 template <class V>
-void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row, float* acc) {
+void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row) {
+  float* acc = gx;
   const int64_t H = g.in[1], W = g.in[2], oW = g.out[2], sw_ = g.s[2], pw = g.p[2];
   const int64_t plane = g.in[0] * H * W;
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
@@ -132,7 +118,6 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
         }
     }
   }
-  stream_copy<V>(acc, gx, plane);
 }
 
 // Windows 2 wide with stride 2 in W (no W padding, dilation 1) that do not overlap in H and D either
@@ -175,14 +160,8 @@ bool max_backward_plane_2x2(const PoolGeom& g, const float* gy, const int64_t* i
             interleave2(e, o, lo, hi);
             const int m = static_cast<int>(std::min<int64_t>(2 * V::N, cover - 2 * j0));
             if (m >= 2 * V::N) {
-              float* t = r + 2 * j0;
-              if (reinterpret_cast<uintptr_t>(t) % (sizeof(float) * V::N) == 0) {  // written once: bypass the cache
-                lo.stream(t);
-                hi.stream(t + V::N);
-              } else {
-                lo.store(t);
-                hi.store(t + V::N);
-              }
+              lo.store(r + 2 * j0);
+              hi.store(r + 2 * j0 + V::N);
             } else {
               lo.store_tail(r + 2 * j0, std::min(m, V::N));
               if (m > V::N) hi.store_tail(r + 2 * j0 + V::N, m - V::N);
@@ -204,10 +183,11 @@ inline bool max_backward_2x2_ok(const PoolGeom& g) {
          g.in[0] * g.in[1] * g.in[2] < (int64_t{1} << 24);
 }
 
-// gx = grad_output scattered to the (in-range) indices, through the cache-resident plane `acc`.
+// gx = grad_output scattered to the (in-range) indices of the zeroed plane.
 template <class V>
-void max_backward_plane(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx, float* acc) {
+void max_backward_plane(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx) {
   if (max_backward_2x2_ok(g) && max_backward_plane_2x2<V>(g, gy, idx, gx)) return;
+  float* acc = gx;
   const int64_t plane = g.in[0] * g.in[1] * g.in[2], n = g.out[0] * g.out[1] * g.out[2];
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
   for (int64_t j = 0; j < n; ++j) {
@@ -216,7 +196,6 @@ void max_backward_plane(const PoolGeom& g, const float* gy, const int64_t* idx, 
     // windows lying wholly in the padding (value -inf), whose gradient goes nowhere
     if (k >= 0 && k < plane) acc[k] += gy[j];
   }
-  stream_copy<V>(acc, gx, plane);
 }
 
 }  // namespace
