@@ -45,7 +45,7 @@ class Bar:
 @dataclass(frozen=True)
 class Case:
     op: str                  # "relu", "relu_backward", "adam_step", ...
-    group: str               # activation | overhead | softmax | loss | optim | gemm
+    group: str               # activation | overhead | softmax | loss | optim | gemm | pool
     shape: str               # "4096x1024", "10M", "200x5k", "16"
     quick: bool              # part of the --quick set
     needs: tuple             # ("fastml.functional:softmax", ...) that must exist
@@ -413,6 +413,7 @@ from .cases_gemm import register_gemm_cases  # noqa: E402
 from .cases_conv_fast import register_conv_fast_cases  # noqa: E402
 from .cases_conv import register_conv_cases  # noqa: E402
 from .cases_rnn import register_rnn_cases  # noqa: E402
+from .cases_pool import register_pool_cases  # noqa: E402
 
 register_loss_cases(register, Case, ELEMENTWISE_BARS)
 register_optim_cases(register, Bar, Case, Prepared, torch_or_none, _optim)
@@ -420,11 +421,12 @@ register_gemm_cases(register, Bar, Case)
 register_conv_fast_cases(register, Bar, Case)
 register_conv_cases(register, Bar, Case)
 register_rnn_cases(register, Bar, Case)
+register_pool_cases(register, Bar, Case)
 
 
 # ---------------------------------------------------------------- selection
 
-GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "conv_fast", "conv", "rnn")
+GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "conv_fast", "conv", "pool", "rnn")
 
 
 def select_cases(ops=None, quick=False) -> list:

@@ -9,5 +9,8 @@ from .conv import *  # noqa: F401,F403
 from .conv import __all__ as _conv_all
 from .rnn import *  # noqa: F401,F403
 from .rnn import __all__ as _rnn_all
+from .pool import *  # noqa: F401,F403
+from .pool import __all__ as _pool_all
 
-__all__ = (list(_activation_all) + list(_loss_all) + list(_linear_all) + list(_conv_all) + list(_rnn_all))
+__all__ = (list(_activation_all) + list(_loss_all) + list(_linear_all) + list(_conv_all) + list(_rnn_all)
+           + list(_pool_all))

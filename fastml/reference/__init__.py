@@ -15,5 +15,7 @@ from .rnn import *  # noqa: F401,F403
 from .rnn import __all__ as _rnn_all
 from .conv import *  # noqa: F401,F403
 from .conv import __all__ as _conv_all
+from .pool import *  # noqa: F401,F403
+from .pool import __all__ as _pool_all
 
-__all__ = list(_act_all) + list(_loss_all) + list(_linear_all) + list(_conv_all) + list(_rnn_all)
+__all__ = list(_act_all) + list(_loss_all) + list(_linear_all) + list(_conv_all) + list(_rnn_all) + list(_pool_all)

@@ -21,6 +21,44 @@ struct VecF {
     const __m256i m = tail_mask(n);
     return {_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))};
   }
+  // p[0:m) (m <= 2N, the rest read as 0) split into even = p[0], p[2], ... and odd = p[1], p[3], ...
+  static void load2_deinterleave(const float* p, int m, VecF& even, VecF& odd) {
+    __m256 a, b;
+    if (m >= 2 * N) {
+      a = _mm256_loadu_ps(p);
+      b = _mm256_loadu_ps(p + N);
+    } else {
+      a = _mm256_maskload_ps(p, tail_mask(m < N ? m : N));
+      b = _mm256_maskload_ps(p + N, tail_mask(m > N ? m - N : 0));
+    }
+    // [a0 a2 b0 b2 | a4 a6 b4 b6] -> lanes (0, 2, 1, 3) of 64 bits -> [a0 a2 a4 a6 b0 b2 b4 b6]
+    const __m256 e = _mm256_shuffle_ps(a, b, 0x88);
+    const __m256 o = _mm256_shuffle_ps(a, b, 0xDD);
+    even.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+    odd.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+  }
+  // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
+  static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i ia = idx, ib = _mm256_add_epi32(idx, _mm256_set1_epi32(N));
+    const __m256i ma = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(first), ia),
+                                           _mm256_cmpgt_epi32(_mm256_set1_epi32(m), ia));
+    const __m256i mb = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(first), ib),
+                                           _mm256_cmpgt_epi32(_mm256_set1_epi32(m), ib));
+    const __m256 f = _mm256_set1_ps(fill);
+    const __m256 a = _mm256_blendv_ps(f, _mm256_maskload_ps(p, ma), _mm256_castsi256_ps(ma));
+    const __m256 b = _mm256_blendv_ps(f, _mm256_maskload_ps(p + N, mb), _mm256_castsi256_ps(mb));
+    const __m256 e = _mm256_shuffle_ps(a, b, 0x88);
+    const __m256 o = _mm256_shuffle_ps(a, b, 0xDD);
+    even.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+    odd.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+  }
+  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
+  static VecF load_strided(const float* p, int64_t stride, int n) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32(static_cast<int>(stride)));
+    return {_mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, idx, _mm256_castsi256_ps(tail_mask(n < N ? n : N)), 4)};
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   void store_tail(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
   void stream(float* p) const { _mm256_stream_ps(p, v); }
@@ -68,11 +106,39 @@ struct VecF {
   friend Mask cmp_ge(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
   friend Mask cmp_eq(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
   friend Mask cmp_ne(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_NEQ_UQ); }
+  // a > b or a is NaN (the max-pooling scan rule: a later NaN replaces the running maximum)
+  friend Mask cmp_gt_or_nan(VecF a, VecF b) { return _mm256_or_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ), _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q)); }
   friend Mask is_nan(VecF a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
   friend Mask mask_and(Mask a, Mask b) { return _mm256_and_ps(a, b); }
   friend Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }
   friend bool mask_any(Mask m) { return _mm256_movemask_ps(m) != 0; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
+
+  // the inverse of load2_deinterleave: lo = a0 b0 a1 b1 ..., hi = the second half of that sequence
+  friend void interleave2(VecF a, VecF b, VecF& lo, VecF& hi) {
+    const __m256 u0 = _mm256_unpacklo_ps(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5
+    const __m256 u1 = _mm256_unpackhi_ps(a.v, b.v);  // a2 b2 a3 b3 | a6 b6 a7 b7
+    lo.v = _mm256_permute2f128_ps(u0, u1, 0x20);
+    hi.v = _mm256_permute2f128_ps(u0, u1, 0x31);
+  }
+
+  // lanes l < n where p[l] == base + l * step (int64 indices against their expected positions)
+  static Mask eq_i64_ramp(const int64_t* p, int64_t base, int64_t step, int n) {
+    const __m256i lanes = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256i e0 = _mm256_add_epi64(_mm256_set1_epi64x(base),
+                                        _mm256_mul_epu32(lanes, _mm256_set1_epi64x(step)));  // step >= 0, < 2^32
+    const __m256i e1 = _mm256_add_epi64(e0, _mm256_set1_epi64x(4 * step));
+    const __m256i live0 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lanes);
+    const __m256i live1 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - 4), lanes);
+    const __m256i v0 = _mm256_maskload_epi64(reinterpret_cast<const long long*>(p), live0);
+    const __m256i v1 = _mm256_maskload_epi64(reinterpret_cast<const long long*>(p + 4), live1);
+    const __m256i q0 = _mm256_and_si256(_mm256_cmpeq_epi64(v0, e0), live0);
+    const __m256i q1 = _mm256_and_si256(_mm256_cmpeq_epi64(v1, e1), live1);
+    // the low dword of each 64-bit lane, in lane order: [q0 lanes 0..3 | q1 lanes 0..3]
+    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256i r0 = _mm256_permutevar8x32_epi32(q0, pick), r1 = _mm256_permutevar8x32_epi32(q1, pick);
+    return _mm256_castsi256_ps(_mm256_permute2x128_si256(r0, r1, 0x20));
+  }
 
   float hsum() const {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -18,12 +18,45 @@ struct VecF {
   static VecF load_tail(const float* p, int n, float fill = 0.f) {
     return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p)};
   }
+  // p[0:m) (m <= 2N, the rest read as 0) split into even = p[0], p[2], ... and odd = p[1], p[3], ...
+  static void load2_deinterleave(const float* p, int m, VecF& even, VecF& odd) {
+    __m512 a, b;
+    if (m >= 2 * N) {
+      a = _mm512_loadu_ps(p);
+      b = _mm512_loadu_ps(p + N);
+    } else {
+      a = _mm512_maskz_loadu_ps(tail_mask(m < N ? m : N), p);
+      b = _mm512_maskz_loadu_ps(tail_mask(m > N ? m - N : 0), p + N);
+    }
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    even.v = _mm512_permutex2var_ps(a, ie, b);
+    odd.v = _mm512_permutex2var_ps(a, io, b);
+  }
+  // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
+  static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {
+    const __mmask16 lo = static_cast<__mmask16>(tail_mask(m < N ? m : N) & ~tail_mask(first < N ? first : N));
+    const __mmask16 hi = static_cast<__mmask16>(tail_mask(m > N ? m - N : 0) & ~tail_mask(first > N ? first - N : 0));
+    const __m512 f = _mm512_set1_ps(fill);
+    const __m512 a = _mm512_mask_loadu_ps(f, lo, p);
+    const __m512 b = _mm512_mask_loadu_ps(f, hi, p + N);
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    even.v = _mm512_permutex2var_ps(a, ie, b);
+    odd.v = _mm512_permutex2var_ps(a, io, b);
+  }
+  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
+  static VecF load_strided(const float* p, int64_t stride, int n) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(static_cast<int>(stride)));
+    return {_mm512_mask_i32gather_ps(_mm512_setzero_ps(), tail_mask(n < N ? n : N), idx, p, 4)};
+  }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_tail(float* p, int n) const { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
   void stream(float* p) const { _mm512_stream_ps(p, v); }
   static VecF set1(float x) { return {_mm512_set1_ps(x)}; }
   static VecF zero() { return {_mm512_setzero_ps()}; }
-  static Mask tail_mask(int n) { return static_cast<Mask>((1u << n) - 1u); }
+  static Mask tail_mask(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in [0, 16]
 
   friend VecF operator+(VecF a, VecF b) { return {_mm512_add_ps(a.v, b.v)}; }
   friend VecF operator-(VecF a, VecF b) { return {_mm512_sub_ps(a.v, b.v)}; }
@@ -58,11 +91,34 @@ struct VecF {
   friend Mask cmp_ge(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ); }
   friend Mask cmp_eq(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
   friend Mask cmp_ne(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_NEQ_UQ); }
+  // a > b or a is NaN (the max-pooling scan rule: a later NaN replaces the running maximum)
+  friend Mask cmp_gt_or_nan(VecF a, VecF b) { return static_cast<Mask>(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ) | _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q)); }
   friend Mask is_nan(VecF a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
   friend Mask mask_and(Mask a, Mask b) { return static_cast<Mask>(a & b); }
   friend Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
   friend bool mask_any(Mask m) { return m != 0; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }  // m ? a : b
+
+  // the inverse of load2_deinterleave: lo = a0 b0 a1 b1 ..., hi = the second half of that sequence
+  friend void interleave2(VecF a, VecF b, VecF& lo, VecF& hi) {
+    const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    lo.v = _mm512_permutex2var_ps(a.v, il, b.v);
+    hi.v = _mm512_permutex2var_ps(a.v, ih, b.v);
+  }
+
+  // lanes l < n where p[l] == base + l * step (int64 indices against their expected positions)
+  static Mask eq_i64_ramp(const int64_t* p, int64_t base, int64_t step, int n) {
+    const __m512i step2 = _mm512_set1_epi64(step);
+    const __m512i ramp = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), step2);
+    const __m512i e0 = _mm512_add_epi64(_mm512_set1_epi64(base), ramp);
+    const __m512i e1 = _mm512_add_epi64(e0, _mm512_set1_epi64(8 * step));
+    const __mmask8 k0 = static_cast<__mmask8>(n >= 8 ? 0xFF : (1u << (n > 0 ? n : 0)) - 1u);
+    const __mmask8 k1 = static_cast<__mmask8>(n >= 16 ? 0xFF : n > 8 ? (1u << (n - 8)) - 1u : 0u);
+    const __mmask8 m0 = _mm512_mask_cmpeq_epi64_mask(k0, _mm512_maskz_loadu_epi64(k0, p), e0);
+    const __mmask8 m1 = _mm512_mask_cmpeq_epi64_mask(k1, _mm512_maskz_loadu_epi64(k1, p + 8), e1);
+    return static_cast<Mask>(m0 | (static_cast<unsigned>(m1) << 8));
+  }
 
   float hsum() const { return _mm512_reduce_add_ps(v); }
   float hmax() const { return _mm512_reduce_max_ps(v); }

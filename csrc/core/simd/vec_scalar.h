@@ -14,6 +14,21 @@ struct VecF {
 
   static VecF load(const float* p) { return {*p}; }
   static VecF load_tail(const float* p, int n, float fill = 0.f) { return {n > 0 ? *p : fill}; }
+  // p[0:m) (m <= 2) split into even = p[0] and odd = p[1] (missing ones read as 0)
+  static void load2_deinterleave(const float* p, int m, VecF& even, VecF& odd) {
+    even.v = m > 0 ? p[0] : 0.f;
+    odd.v = m > 1 ? p[1] : 0.f;
+  }
+  // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
+  static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {
+    even.v = first <= 0 && m > 0 ? p[0] : fill;
+    odd.v = first <= 1 && m > 1 ? p[1] : fill;
+  }
+  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
+  static VecF load_strided(const float* p, int64_t stride, int n) {
+    (void)stride;
+    return {n > 0 ? p[0] : 0.f};
+  }
   void store(float* p) const { *p = v; }
   void store_tail(float* p, int n) const { if (n > 0) *p = v; }
   void stream(float* p) const { *p = v; }
@@ -44,11 +59,25 @@ struct VecF {
   friend Mask cmp_ge(VecF a, VecF b) { return a.v >= b.v; }
   friend Mask cmp_eq(VecF a, VecF b) { return a.v == b.v; }
   friend Mask cmp_ne(VecF a, VecF b) { return !(a.v == b.v); }
+  // a > b or a is NaN (the max-pooling scan rule: a later NaN replaces the running maximum)
+  friend Mask cmp_gt_or_nan(VecF a, VecF b) { return a.v > b.v || a.v != a.v; }
   friend Mask is_nan(VecF a) { return a.v != a.v; }
   friend Mask mask_and(Mask a, Mask b) { return a && b; }
   friend Mask mask_or(Mask a, Mask b) { return a || b; }
   friend bool mask_any(Mask m) { return m; }
   friend VecF select(Mask m, VecF a, VecF b) { return m ? a : b; }
+
+  // the inverse of load2_deinterleave: lo = a0 b0 a1 b1 ..., hi = the second half of that sequence
+  friend void interleave2(VecF a, VecF b, VecF& lo, VecF& hi) {
+    lo = a;
+    hi = b;
+  }
+
+  // lanes l < n where p[l] == base + l * step (int64 indices against their expected positions)
+  static Mask eq_i64_ramp(const int64_t* p, int64_t base, int64_t step, int n) {
+    (void)step;
+    return n > 0 && p[0] == base;
+  }
 
   float hsum() const { return v; }
   float hmax() const { return v; }

@@ -1,0 +1,187 @@
+// Pooling entry (maths and contract: pool.h): picks the kernel table of the active ISA and splits the
+// N*C planes across threads. Every plane is computed by one thread from its own input and written only
+// to its own output (backward scatters stay inside the plane), so results do not depend on the thread
+// count and no atomics are needed. Adaptive pooling and the max-pool scatter are scalar here (their
+// windows vary per output; the global-average case uses the vectorised plane sum).
+// Test: pytest tests/test_pool.py. Bench: python -m fastml.bench --ops pool.
+#include "ops/pool/pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/parallel.h"
+
+namespace fastml {
+
+namespace {
+
+constexpr int64_t kGrain = 32768;  // elements (input + output) per thread below which one thread runs
+
+int64_t in_size(const PoolGeom& g) { return g.in[0] * g.in[1] * g.in[2]; }
+int64_t out_size(const PoolGeom& g) { return g.out[0] * g.out[1] * g.out[2]; }
+
+template <class F>
+void for_planes(const PoolGeom& g, F&& fn) {
+  const int64_t per = std::max<int64_t>(1, in_size(g) + out_size(g));
+  const int64_t grain = std::max<int64_t>(1, kGrain / per);
+  parallel_for(g.planes, grain, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) fn(i);
+  });
+}
+
+// Per-thread scratch, grown on demand and reused across calls (no allocation in the steady state).
+template <class T>
+T* scratch(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+thread_local std::vector<float> t_row;
+thread_local std::vector<float> t_val;
+thread_local std::vector<int64_t> t_idx;
+
+// Adaptive windows of a dim whose size is a multiple of the output size are [i k, (i + 1) k) with
+// k = L / out: exactly max/avg pooling with kernel = stride = k and no padding (same scan order, same
+// initial index, divisor k^3). Fills `r` and returns true in that case.
+bool adaptive_as_regular(const PoolGeom& g, PoolGeom& r) {
+  r = g;
+  for (int i = 0; i < 3; ++i) {
+    if (g.out[i] <= 0 || g.in[i] % g.out[i] != 0) return false;
+    r.k[i] = r.s[i] = g.in[i] / g.out[i];
+    r.p[i] = 0;
+    r.d[i] = 1;
+  }
+  return true;
+}
+
+inline int64_t adaptive_start(int64_t i, int64_t L, int64_t out) { return i * L / out; }
+inline int64_t adaptive_end(int64_t i, int64_t L, int64_t out) { return ((i + 1) * L + out - 1) / out; }
+
+}  // namespace
+
+void max_pool_forward(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
+  const MaxPlaneFn fn = select_kernels(pool_tables).max_plane;
+  const int64_t is = in_size(g), os = out_size(g);
+  for_planes(g, [&](int64_t i) { fn(g, x + i * is, y + i * os, idx ? idx + i * os : nullptr); });
+}
+
+void avg_pool_forward(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
+  const AvgPlaneFn fn = select_kernels(pool_tables).avg_plane;
+  const int64_t is = in_size(g), os = out_size(g);
+  for_planes(g, [&](int64_t i) { fn(g, m, x + i * is, y + i * os); });
+}
+
+void max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, const float* x, float* gx) {
+  const PoolKernels& t = select_kernels(pool_tables);
+  const int64_t is = in_size(g), os = out_size(g);
+  for_planes(g, [&](int64_t i) {
+    const int64_t* ip = idx ? idx + i * os : nullptr;
+    if (!ip) {  // recompute the argmax of this plane (torch's rule) into per-thread scratch
+      int64_t* s = scratch(t_idx, os);
+      t.max_plane(g, x + i * is, scratch(t_val, os), s);
+      ip = s;
+    }
+    t.max_backward_plane(g, gy + i * os, ip, gx + i * is);
+  });
+}
+
+void avg_pool_backward(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx) {
+  const AvgBackwardPlaneFn fn = select_kernels(pool_tables).avg_backward_plane;
+  const int64_t is = in_size(g), os = out_size(g);
+  for_planes(g, [&](int64_t i) { fn(g, m, gy + i * os, gx + i * is, scratch(t_row, avg_backward_row_floats(g))); });
+}
+
+void adaptive_avg_pool_forward(const PoolGeom& g, const float* x, float* y) {
+  const int64_t is = in_size(g), os = out_size(g);
+  if (os == 1) {  // global average pooling: one vectorised sum per plane
+    const SumFn sum = select_kernels(pool_tables).sum;
+    const float n = static_cast<float>(is);
+    for_planes(g, [&](int64_t i) { y[i] = sum(is, x + i * is) / n; });
+    return;
+  }
+  PoolGeom r;
+  if (adaptive_as_regular(g, r)) return avg_pool_forward(r, AvgMode{true, 0}, x, y);
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
+  for_planes(g, [&](int64_t i) {
+    const float* xp = x + i * is;
+    float* yp = y + i * os;
+    for (int64_t od = 0; od < g.out[0]; ++od) {
+      const int64_t d0 = adaptive_start(od, D, g.out[0]), d1 = adaptive_end(od, D, g.out[0]);
+      for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+        const int64_t h0 = adaptive_start(oh, H, g.out[1]), h1 = adaptive_end(oh, H, g.out[1]);
+        for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+          const int64_t w0 = adaptive_start(ow, W, g.out[2]), w1 = adaptive_end(ow, W, g.out[2]);
+          float s = 0.f;
+          for (int64_t a = d0; a < d1; ++a)
+            for (int64_t b = h0; b < h1; ++b)
+              for (int64_t c = w0; c < w1; ++c) s += xp[(a * H + b) * W + c];
+          yp[(od * g.out[1] + oh) * g.out[2] + ow] = s / static_cast<float>((d1 - d0) * (h1 - h0) * (w1 - w0));
+        }
+      }
+    }
+  });
+}
+
+void adaptive_max_pool_forward(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
+  PoolGeom r;
+  if (adaptive_as_regular(g, r)) return max_pool_forward(r, x, y, idx);
+  const int64_t is = in_size(g), os = out_size(g);
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
+  for_planes(g, [&](int64_t i) {
+    const float* xp = x + i * is;
+    for (int64_t od = 0; od < g.out[0]; ++od) {
+      const int64_t d0 = adaptive_start(od, D, g.out[0]), d1 = adaptive_end(od, D, g.out[0]);
+      for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+        const int64_t h0 = adaptive_start(oh, H, g.out[1]), h1 = adaptive_end(oh, H, g.out[1]);
+        for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+          const int64_t w0 = adaptive_start(ow, W, g.out[2]), w1 = adaptive_end(ow, W, g.out[2]);
+          float best = -std::numeric_limits<float>::infinity();
+          int64_t bi = (d0 * H + h0) * W + w0;
+          for (int64_t a = d0; a < d1; ++a)
+            for (int64_t b = h0; b < h1; ++b)
+              for (int64_t c = w0; c < w1; ++c) {
+                const int64_t k = (a * H + b) * W + c;
+                const float v = xp[k];
+                if (v > best || std::isnan(v)) {
+                  best = v;
+                  bi = k;
+                }
+              }
+          const int64_t o = i * os + (od * g.out[1] + oh) * g.out[2] + ow;
+          y[o] = best;
+          if (idx) idx[o] = bi;
+        }
+      }
+    }
+  });
+}
+
+void adaptive_avg_pool_backward(const PoolGeom& g, const float* gy, float* gx) {
+  PoolGeom r;
+  if (adaptive_as_regular(g, r)) return avg_pool_backward(r, AvgMode{true, 0}, gy, gx);
+  const int64_t is = in_size(g), os = out_size(g);
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
+  for_planes(g, [&](int64_t i) {
+    float* xp = gx + i * is;
+    std::memset(xp, 0, sizeof(float) * static_cast<size_t>(is));
+    const float* gp = gy + i * os;
+    for (int64_t od = 0; od < g.out[0]; ++od) {
+      const int64_t d0 = adaptive_start(od, D, g.out[0]), d1 = adaptive_end(od, D, g.out[0]);
+      for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+        const int64_t h0 = adaptive_start(oh, H, g.out[1]), h1 = adaptive_end(oh, H, g.out[1]);
+        for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+          const int64_t w0 = adaptive_start(ow, W, g.out[2]), w1 = adaptive_end(ow, W, g.out[2]);
+          const float q = gp[(od * g.out[1] + oh) * g.out[2] + ow] /
+                          static_cast<float>((d1 - d0) * (h1 - h0) * (w1 - w0));
+          for (int64_t a = d0; a < d1; ++a)
+            for (int64_t b = h0; b < h1; ++b)
+              for (int64_t c = w0; c < w1; ++c) xp[(a * H + b) * W + c] += q;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace fastml

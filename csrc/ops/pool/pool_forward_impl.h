@@ -1,0 +1,384 @@
+// Generic bodies of the pooling forward kernels (maths and contract: pool.h), included through
+// pool_impl.h by pool_<isa>.cpp after that ISA's vec header; V is its VecF.
+//
+// Each output row (od, oh) is split along the output width: the columns whose windows lie inside the
+// input in W (the interior) run vectorised, N outputs at a time: stride 1 with plain loads, stride 2
+// by loading 2N floats and splitting them into even/odd lanes (with dilation 1 the odd half is the next
+// tap), larger strides with gathers; taps of D and H outside the input are skipped for the whole row. Stride 2 with 2- or 3-wide windows
+// (2x2 s2, 3x3 s2 p1) has unrolled rows that also take the left border column of 1-padded rows. The
+// other border columns and planes of 2^24 elements or more run the scalar window loop.
+// Max values and indices are the same on every path (the scan rule is order-exact); averages may
+// differ in the last bits between paths (rows are summed before they join the window's sum).
+//
+// Max with indices keeps, per lane, the offset of the winning tap relative to the window origin as a
+// float (exact below 2^24) and turns it into the flat index when the row is stored.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "ops/pool/pool.h"
+
+namespace fastml::pool_impl {
+// Internal linkage: the non-template helpers below are compiled once per ISA with that ISA's flags and
+// must never be merged across translation units (a linker-picked AVX-512 copy would run on any CPU).
+namespace {
+
+inline constexpr int64_t kExactFloatInt = int64_t{1} << 24;
+inline constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Taps t in [t0, t1) of a window starting at `start` (k taps, dilation d) that fall inside [0, L).
+inline void valid_taps(int64_t start, int64_t k, int64_t d, int64_t L, int64_t& t0, int64_t& t1) {
+  if (d == 1) {  // no divisions on the common path (border windows call this per output)
+    t0 = start >= 0 ? 0 : -start;
+    t1 = std::min(k, L - start);
+  } else {
+    t0 = start >= 0 ? 0 : (-start + d - 1) / d;
+    const int64_t last = L - 1 - start;
+    t1 = last < 0 ? 0 : std::min(k, last / d + 1);
+  }
+  if (t1 < t0) t1 = t0;
+}
+
+// torch's initial index: per dim, the first tap that is not in the left padding.
+inline int64_t first_nonneg(int64_t start, int64_t d) {
+  return start >= 0 ? start : d == 1 ? 0 : start + (-start + d - 1) / d * d;
+}
+
+inline void max_window(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t sw, float* y, int64_t* idx) {
+  const int64_t H = g.in[1], W = g.in[2];
+  int64_t a0, a1, b0, b1, c0, c1;
+  valid_taps(sd, g.k[0], g.d[0], g.in[0], a0, a1);
+  valid_taps(sh, g.k[1], g.d[1], H, b0, b1);
+  valid_taps(sw, g.k[2], g.d[2], W, c0, c1);
+  float best = -std::numeric_limits<float>::infinity();
+  int64_t bi = (first_nonneg(sd, g.d[0]) * H + first_nonneg(sh, g.d[1])) * W + first_nonneg(sw, g.d[2]);
+  for (int64_t a = a0; a < a1; ++a) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t row = ((sd + a * g.d[0]) * H + (sh + b * g.d[1])) * W;
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t i = row + sw + c * g.d[2];
+        const float v = x[i];
+        if (v > best || std::isnan(v)) {
+          best = v;
+          bi = i;
+        }
+      }
+    }
+  }
+  *y = best;
+  if (idx) *idx = bi;
+}
+
+inline float avg_divisor(const PoolGeom& g, const AvgMode& m, const int64_t* st) {
+  if (m.divisor != 0) return static_cast<float>(m.divisor);
+  int64_t n = 1;
+  for (int i = 0; i < 3; ++i) {
+    const int64_t end = std::min(st[i] + g.k[i], g.in[i] + g.p[i]);
+    n *= m.count_include_pad ? end - st[i] : std::min(end, g.in[i]) - std::max<int64_t>(st[i], 0);
+  }
+  return static_cast<float>(n);
+}
+
+inline float avg_window(const PoolGeom& g, const AvgMode& m, const float* x, int64_t sd, int64_t sh, int64_t sw) {
+  const int64_t H = g.in[1], W = g.in[2];
+  int64_t a0, a1, b0, b1, c0, c1;
+  valid_taps(sd, g.k[0], 1, g.in[0], a0, a1);
+  valid_taps(sh, g.k[1], 1, H, b0, b1);
+  valid_taps(sw, g.k[2], 1, W, c0, c1);
+  float sum = 0.f;
+  for (int64_t a = a0; a < a1; ++a)
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* r = x + ((sd + a) * H + sh + b) * W + sw;
+      for (int64_t c = c0; c < c1; ++c) sum += r[c];
+    }
+  const int64_t st[3] = {sd, sh, sw};
+  return sum / avg_divisor(g, m, st);
+}
+
+// Interior columns [lo, hi) of a row: every tap in W lies inside the input.
+inline void interior(const PoolGeom& g, int64_t& lo, int64_t& hi) {
+  const int64_t S = g.s[2], W = g.in[2], p = g.p[2], reach = (g.k[2] - 1) * g.d[2];
+  lo = std::min<int64_t>(g.out[2], (p + S - 1) / S);
+  const int64_t lim = W - 1 + p - reach;  // ow * S <= lim
+  hi = lim < 0 ? lo : std::min<int64_t>(g.out[2], lim / S + 1);
+  if (hi < lo) hi = lo;
+}
+
+// Calls f(v, rel) for every W tap of the input row r at output columns [ow0, ow0 + n), in tap order;
+// rel is the tap's offset from the window origin in W. S = 1, 2, or 0 for a larger stride (gathers).
+template <class V, int S, class F>
+inline void for_row_taps(const PoolGeom& g, const float* r, int64_t ow0, int n, F&& f) {
+  const int64_t W = g.in[2], p = g.p[2], dw = g.d[2];
+  if constexpr (S == 0) {
+    const int64_t st = g.s[2];
+    for (int64_t c = 0; c < g.k[2]; ++c) f(V::load_strided(r + ow0 * st - p + c * dw, st, n), c * dw);
+  } else if constexpr (S == 1) {
+    for (int64_t c = 0; c < g.k[2]; ++c) {
+      const float* q = r + ow0 - p + c * dw;
+      f(n == V::N ? V::load(q) : V::load_tail(q, n), c * dw);
+    }
+  } else {
+    int64_t cached = std::numeric_limits<int64_t>::min();
+    V even = V::zero(), odd = V::zero();
+    for (int64_t c = 0; c < g.k[2]; ++c) {
+      const int64_t pos = 2 * ow0 - p + c * dw;
+      if (pos == cached + 1) {
+        f(odd, c * dw);
+      } else {
+        V::load2_deinterleave(r + pos, static_cast<int>(std::min<int64_t>(2 * V::N, W - pos)), even, odd);
+        cached = pos;
+        f(even, c * dw);
+      }
+    }
+  }
+}
+
+template <class V>
+inline V nan_max(V earlier, V later) {  // torch's scan step on values: a later NaN wins, a NaN stays
+  return select(is_nan(later), later, max(later, earlier));
+}
+
+template <class V, int S>
+void max_row_vec(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
+                 int64_t b1, int64_t lo, int64_t hi, float* yrow, int64_t* irow) {
+  const int64_t H = g.in[1], W = g.in[2];
+  for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
+    const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
+    // each kernel row is reduced on its own (an independent chain), then joins the window's result with
+    // the same rule: the scan order, and so the first-maximum / last-NaN choice, is unchanged
+    V best = V::zero(), bt = V::zero();
+    bool first = true;
+    for (int64_t a = a0; a < a1; ++a) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W;
+        const int64_t rowrel = (a * g.d[0] * H + b * g.d[1]) * W;
+        V rb = V::zero(), rt = V::zero();
+        bool rfirst = true;
+        for_row_taps<V, S>(g, r, ow0, n, [&](V v, int64_t crel) {
+          if (rfirst) {
+            rb = v;
+            if (irow) rt = V::set1(static_cast<float>(rowrel + crel));
+            rfirst = false;
+          } else if (irow) {
+            const auto m = cmp_gt_or_nan(v, rb);
+            rb = select(m, v, rb);
+            rt = select(m, V::set1(static_cast<float>(rowrel + crel)), rt);
+          } else {
+            rb = nan_max(rb, v);
+          }
+        });
+        if (first) {
+          best = rb;
+          bt = rt;
+          first = false;
+        } else if (irow) {
+          const auto m = cmp_gt_or_nan(rb, best);
+          best = select(m, rb, best);
+          bt = select(m, rt, bt);
+        } else {
+          best = nan_max(best, rb);
+        }
+      }
+    }
+    if (n == V::N) best.store(yrow + ow0); else best.store_tail(yrow + ow0, n);
+    if (irow) {
+      float rel[V::N];
+      bt.store(rel);
+      const int64_t st = S ? S : g.s[2];
+      const int64_t origin = (sd * H + sh) * W + ow0 * st - g.p[2];
+      for (int l = 0; l < n; ++l) irow[ow0 + l] = origin + l * st + static_cast<int64_t>(rel[l]);
+    }
+  }
+}
+
+template <class V, int S>
+void avg_row_vec(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
+                 int64_t b1, int64_t lo, int64_t hi, float div, float* yrow) {
+  const int64_t H = g.in[1], W = g.in[2];
+  const V vdiv = V::set1(div);
+  for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
+    const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
+    V sum = V::zero();
+    for (int64_t a = a0; a < a1; ++a)
+      for (int64_t b = b0; b < b1; ++b)
+        for_row_taps<V, S>(g, x + ((sd + a) * H + sh + b) * W, ow0, n, [&](V v, int64_t) { sum = sum + v; });
+    const V y = sum / vdiv;
+    if (n == V::N) y.store(yrow + ow0); else y.store_tail(yrow + ow0, n);
+  }
+}
+
+// ---- stride 2, dilation 1, 2- or 3-wide windows (2x2 s2, 3x3 s2 p1, ...): the taps of each kernel row
+// are unrolled and reduced on their own before they join the window's running result, so the rows of a
+// window are independent chains. kMax: values only; kMaxIdx: values + tap offsets; kAvg: sums.
+// The row-then-window order is the scan order, so the max rule (first maximum, last NaN) is unchanged.
+enum RowMode { kMax, kMaxIdx, kAvg };
+
+template <class V, int KW, RowMode M>
+void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
+                     int64_t b1, int64_t lo, int64_t hi, float div, float* yrow, int64_t* irow) {
+  static_assert(KW == 2 || KW == 3, "unrolled rows cover 2- and 3-wide windows");
+  const int64_t H = g.in[1], W = g.in[2], p = g.p[2];
+  for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
+    const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
+    const int64_t pos = 2 * ow0 - p;
+    const int m0 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos));
+    const int m1 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));
+    V acc = V::zero(), at = V::zero();
+    bool first = true;
+    for (int64_t a = a0; a < a1; ++a) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W + pos;
+        V t0, t1, t2 = V::zero(), unused;
+        if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding (-inf / 0)
+          V::load2_deinterleave_from(r, static_cast<int>(-pos), m0, M == kAvg ? 0.f : -kInf, t0, t1);
+        else
+          V::load2_deinterleave(r, m0, t0, t1);
+        if constexpr (KW == 3) V::load2_deinterleave(r + 2, m1, t2, unused);
+        if constexpr (M == kAvg) {
+          V rs = t0 + t1;
+          if constexpr (KW == 3) rs = rs + t2;
+          acc = first ? rs : acc + rs;
+        } else if constexpr (M == kMax) {
+          V rm = nan_max(t0, t1);
+          if constexpr (KW == 3) rm = nan_max(rm, t2);
+          acc = first ? rm : nan_max(acc, rm);
+        } else {
+          const float rel = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
+          V rv = t0, rt = V::set1(rel);
+          auto k1 = cmp_gt_or_nan(t1, rv);
+          rv = select(k1, t1, rv);
+          rt = select(k1, V::set1(rel + 1.f), rt);
+          if constexpr (KW == 3) {
+            auto k2 = cmp_gt_or_nan(t2, rv);
+            rv = select(k2, t2, rv);
+            rt = select(k2, V::set1(rel + 2.f), rt);
+          }
+          if (first) {
+            acc = rv;
+            at = rt;
+          } else {
+            auto k = cmp_gt_or_nan(rv, acc);
+            acc = select(k, rv, acc);
+            at = select(k, rt, at);
+          }
+        }
+        first = false;
+      }
+    }
+    if constexpr (M == kAvg) acc = acc / V::set1(div);
+    if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
+    if constexpr (M == kMaxIdx) {
+      float rel[V::N];
+      at.store(rel);
+      const int64_t origin = (sd * H + sh) * W + pos;
+      for (int l = 0; l < n; ++l) irow[ow0 + l] = origin + 2 * l + static_cast<int64_t>(rel[l]);
+    }
+  }
+}
+
+inline bool unrolled_ok(const PoolGeom& g) { return g.s[2] == 2 && g.d[2] == 1 && (g.k[2] == 2 || g.k[2] == 3); }
+
+inline bool vector_ok(const PoolGeom& g) {
+  return g.s[2] * 64 < (int64_t{1} << 31) && g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
+}
+
+template <class V>
+void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
+  const int64_t oW = g.out[2];
+  int64_t lo = 0, hi = 0;
+  const bool vec = vector_ok(g);
+  if (vec) {
+    interior(g, lo, hi);
+  }
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const int64_t sd = od * g.s[0] - g.p[0];
+    int64_t a0, a1;
+    valid_taps(sd, g.k[0], g.d[0], g.in[0], a0, a1);
+    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+      const int64_t sh = oh * g.s[1] - g.p[1];
+      int64_t b0, b1;
+      valid_taps(sh, g.k[1], g.d[1], g.in[1], b0, b1);
+      const int64_t o = (od * g.out[1] + oh) * oW;
+      float* yrow = y + o;
+      int64_t* irow = idx ? idx + o : nullptr;
+      const bool rowvec = vec && a1 > a0 && b1 > b0 && hi > lo;
+      // unrolled rows also take the left border column of a 1-padded row (lane 0 reads -inf padding)
+      const int64_t vlo = rowvec && unrolled_ok(g) && g.p[2] == 1 ? 0 : lo;
+      for (int64_t ow = 0; ow < oW; ++ow) {
+        if (rowvec && ow == vlo) ow = hi;
+        if (ow >= oW) break;
+        max_window(g, x, sd, sh, ow * g.s[2] - g.p[2], yrow + ow, irow ? irow + ow : nullptr);
+      }
+      if (!rowvec) continue;
+      if (unrolled_ok(g)) {
+        const int64_t lo = vlo;
+        if (g.k[2] == 2) {
+          if (irow) row_s2_unrolled<V, 2, kMaxIdx>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
+          else row_s2_unrolled<V, 2, kMax>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
+        } else {
+          if (irow) row_s2_unrolled<V, 3, kMaxIdx>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
+          else row_s2_unrolled<V, 3, kMax>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
+        }
+        // a -inf result at ow 0 may carry the padding tap's index: the scalar scan gives torch's
+        if (lo == 0 && irow && g.p[2] > 0 && yrow[0] == -kInf) max_window(g, x, sd, sh, -g.p[2], yrow, irow);
+      } else if (g.s[2] == 1) max_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
+      else if (g.s[2] == 2) max_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
+      else max_row_vec<V, 0>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
+    }
+  }
+}
+
+template <class V>
+void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
+  const int64_t oW = g.out[2];
+  int64_t lo = 0, hi = 0;
+  const bool vec = vector_ok(g);
+  if (vec) {
+    interior(g, lo, hi);
+  }
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const int64_t sd = od * g.s[0] - g.p[0];
+    int64_t a0, a1;
+    valid_taps(sd, g.k[0], 1, g.in[0], a0, a1);
+    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+      const int64_t sh = oh * g.s[1] - g.p[1];
+      int64_t b0, b1;
+      valid_taps(sh, g.k[1], 1, g.in[1], b0, b1);
+      float* yrow = y + (od * g.out[1] + oh) * oW;
+      const bool rowvec = vec && a1 > a0 && b1 > b0 && hi > lo;
+      const int64_t vlo = rowvec && unrolled_ok(g) && g.p[2] == 1 ? 0 : lo;
+      for (int64_t ow = 0; ow < oW; ++ow) {
+        if (rowvec && ow == vlo) ow = hi;
+        if (ow >= oW) break;
+        yrow[ow] = avg_window(g, m, x, sd, sh, ow * g.s[2] - g.p[2]);
+      }
+      if (!rowvec) continue;
+      // interior columns share one divisor (their W extent is the whole kernel)
+      const int64_t st[3] = {sd, sh, lo * g.s[2] - g.p[2]};
+      const float div = avg_divisor(g, m, st);
+      if (unrolled_ok(g)) {
+        if (g.k[2] == 2) row_s2_unrolled<V, 2, kAvg>(g, x, sd, sh, a0, a1, b0, b1, vlo, hi, div, yrow, nullptr);
+        else row_s2_unrolled<V, 3, kAvg>(g, x, sd, sh, a0, a1, b0, b1, vlo, hi, div, yrow, nullptr);
+        // the border column's divisor differs when padding is not counted
+        if (vlo < lo && !m.count_include_pad && m.divisor == 0) yrow[0] = avg_window(g, m, x, sd, sh, -g.p[2]);
+      } else if (g.s[2] == 1) avg_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
+      else if (g.s[2] == 2) avg_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
+      else avg_row_vec<V, 0>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
+    }
+  }
+}
+
+template <class V>
+float sum(int64_t n, const float* x) {
+  V acc = V::zero();
+  int64_t i = 0;
+  for (; i + V::N <= n; i += V::N) acc = acc + V::load(x + i);
+  if (i < n) acc = acc + V::load_tail(x + i, static_cast<int>(n - i));
+  return acc.hsum();
+}
+
+}  // namespace
+}  // namespace fastml::pool_impl

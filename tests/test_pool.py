@@ -1,0 +1,383 @@
+"""Pooling: references on hand-computed values and finite differences, then every backend x ISA
+against them (exact for max values and indices, a few eps for averages), then torch parity."""
+import numpy as np
+import pytest
+
+import fastml
+import fastml.functional as F
+import fastml.reference as R
+from _tolerance import EPS32, numeric_vjp
+
+NAN, INF = np.nan, np.inf
+
+
+def _close_avg(got, ref, x, what=""):
+    """Averages: the sum order differs between backends, so allow a few eps of the summed magnitudes."""
+    eps = EPS32 if np.asarray(got).dtype != np.float64 else np.finfo(np.float64).eps
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    assert got.shape == ref.shape, what
+    ax = np.abs(np.asarray(x, np.float64))
+    scale = float(np.max(ax[np.isfinite(ax)], initial=1.0))
+    np.testing.assert_allclose(got, ref, rtol=8 * eps, atol=16 * eps * max(scale, 1e-30), err_msg=what)
+
+
+def _rand(rng, shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ---- the references themselves -------------------------------------------------------------------
+
+def test_reference_hand_values():
+    x = np.arange(5.0).reshape(1, 1, 5)
+    y, i = R.max_pool1d(x, 2, 2, 1, ceil_mode=True, return_indices=True)
+    np.testing.assert_array_equal(y, [[[0, 2, 4]]])
+    np.testing.assert_array_equal(i, [[[0, 2, 4]]])
+    np.testing.assert_allclose(R.avg_pool1d(x, 2, 2, 1, ceil_mode=True), [[[0, 1.5, 3.5]]])
+    # windows [-1, 1], [1, 3], [3, 5]: the last one overhangs the input by one padded element
+    np.testing.assert_allclose(R.avg_pool1d(x, 3, 2, 1, ceil_mode=True), [[[1 / 3, 2, 7 / 3]]])
+    np.testing.assert_allclose(R.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False), [[[0.5, 2, 3.5]]])
+    y, i = R.max_pool1d(np.array([[[1.0, NAN, 2.0, NAN, 3.0]]]), 5, return_indices=True)
+    assert np.isnan(y[0, 0, 0]) and i[0, 0, 0] == 3  # torch's scan: the last NaN wins
+    y, i = R.max_pool1d(np.array([[[1.0, 1.0, 1.0]]]), 3, return_indices=True)
+    assert y[0, 0, 0] == 1 and i[0, 0, 0] == 0  # ties: first maximum
+    y, i = R.max_pool1d(np.full((1, 1, 3), -INF), 2, 1, 1, return_indices=True)
+    np.testing.assert_array_equal(i, [[[0, 0, 1, 2]]])
+    # a window whose taps are all padding: -inf, index of its first non-negative tap (torch gives 2)
+    y, i = R.max_pool1d(np.array([[[7.0, 8.0]]]), 2, 1, 1, dilation=3, return_indices=True)
+    assert y[0, 0, 0] == -INF and i[0, 0, 0] == 2
+    np.testing.assert_allclose(R.adaptive_avg_pool1d(np.arange(5.0).reshape(1, 5), 3), [[0.5, 2.0, 3.5]])
+    np.testing.assert_allclose(R.avg_pool2d(np.ones((1, 4, 4)), 2, divisor_override=3), np.full((1, 2, 2), 4 / 3))
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2),
+                                dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+                                dict(kernel_size=(2, 3), stride=1, padding=(1, 0), divisor_override=5)])
+def test_reference_avg_backward_matches_finite_differences(rng, kw):
+    x = rng.standard_normal((1, 2, 5, 6))
+    y = R.avg_pool2d(x, **kw)
+    g = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(R.avg_pool2d_backward(g, x, **kw), numeric_vjp(lambda v: R.avg_pool2d(v, **kw), x, g),
+                               rtol=1e-6, atol=1e-8)
+    ya = R.adaptive_avg_pool2d(x, (3, 4))
+    ga = rng.standard_normal(ya.shape)
+    np.testing.assert_allclose(R.adaptive_avg_pool2d_backward(ga, x),
+                               numeric_vjp(lambda v: R.adaptive_avg_pool2d(v, (3, 4)), x, ga), rtol=1e-6, atol=1e-8)
+
+
+def test_reference_max_backward_matches_finite_differences(rng):
+    x = rng.permutation(60).astype(np.float64).reshape(1, 2, 5, 6)  # distinct values: differentiable
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    y = R.max_pool2d(x, **kw)
+    g = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(R.max_pool2d_backward(g, x, **kw), numeric_vjp(lambda v: R.max_pool2d(v, **kw), x, g),
+                               rtol=1e-6, atol=1e-8)
+
+
+# ---- every backend against the reference ---------------------------------------------------------
+
+# (nd, shape, kwargs) of max/avg configs; avg drops dilation
+CONFIGS = [
+    (1, (2, 3, 19), dict(kernel_size=3, stride=2, padding=1)),
+    (1, (2, 2, 20), dict(kernel_size=4, stride=1, padding=2, dilation=2, ceil_mode=True)),
+    (2, (2, 3, 11, 19), dict(kernel_size=2)),
+    (2, (2, 3, 11, 19), dict(kernel_size=3, stride=2, padding=1)),
+    (2, (1, 2, 9, 33), dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), ceil_mode=True)),
+    (2, (1, 2, 10, 12), dict(kernel_size=3, stride=1, padding=1, dilation=(2, 3))),
+    (2, (1, 2, 7, 40), dict(kernel_size=3, stride=3, padding=1, ceil_mode=True)),
+    (2, (1, 1, 6, 6), dict(kernel_size=5, stride=4, padding=2, ceil_mode=True)),  # ceil window starts in padding
+    (3, (1, 2, 5, 6, 7), dict(kernel_size=(2, 3, 3), stride=(1, 2, 2), padding=(1, 1, 1))),
+    (3, (2, 1, 4, 5, 9), dict(kernel_size=2, stride=2, ceil_mode=True)),
+]
+_MAX = {1: (F.max_pool1d, R.max_pool1d, F.max_pool1d_backward, R.max_pool1d_backward),
+        2: (F.max_pool2d, R.max_pool2d, F.max_pool2d_backward, R.max_pool2d_backward),
+        3: (F.max_pool3d, R.max_pool3d, F.max_pool3d_backward, R.max_pool3d_backward)}
+_AVG = {1: (F.avg_pool1d, R.avg_pool1d, F.avg_pool1d_backward, R.avg_pool1d_backward),
+        2: (F.avg_pool2d, R.avg_pool2d, F.avg_pool2d_backward, R.avg_pool2d_backward),
+        3: (F.avg_pool3d, R.avg_pool3d, F.avg_pool3d_backward, R.avg_pool3d_backward)}
+
+
+def _avg_kw(kw):
+    return {k: v for k, v in kw.items() if k != "dilation"}
+
+
+@pytest.mark.parametrize("nd,shape,kw", CONFIGS)
+def test_max_pool_matches_reference(backend, rng, nd, shape, kw):
+    f, rf, fb, rfb = _MAX[nd]
+    x = _rand(rng, shape)
+    y, i = f(x, return_indices=True, **kw)
+    ry, ri = rf(x, return_indices=True, **kw)
+    assert y.dtype == np.float32 and i.dtype == np.int64
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(i, ri)
+    np.testing.assert_array_equal(f(x, **kw), ry)
+    g = _rand(rng, y.shape)
+    ref = rfb(g, x, indices=ri, **kw)
+    # a position that is the maximum of several windows sums their gradients (in any order)
+    _close_avg(fb(g, x, indices=i, **kw), ref, g)
+    _close_avg(fb(g, x, **kw), ref, g)
+
+
+@pytest.mark.parametrize("nd,shape,kw", CONFIGS)
+@pytest.mark.parametrize("cip", [True, False])
+def test_avg_pool_matches_reference(backend, rng, nd, shape, kw, cip):
+    f, rf, fb, rfb = _AVG[nd]
+    kw = _avg_kw(kw)
+    x = _rand(rng, shape)
+    y = f(x, count_include_pad=cip, **kw)
+    _close_avg(y, rf(x, count_include_pad=cip, **kw), x)
+    g = _rand(rng, y.shape)
+    _close_avg(fb(g, x, count_include_pad=cip, **kw), rfb(g, x, count_include_pad=cip, **kw), g)
+    if nd > 1:
+        dk = dict(kw, divisor_override=3)
+        _close_avg(f(x, count_include_pad=cip, **dk), rf(x, count_include_pad=cip, **dk), x)
+        _close_avg(fb(g, x, count_include_pad=cip, **dk), rfb(g, x, count_include_pad=cip, **dk), g)
+
+
+@pytest.mark.parametrize("ow", [1, 7, 8, 9, 15, 16, 17, 33])
+@pytest.mark.parametrize("kw", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=3, stride=1)],
+                         ids=["2x2s2", "3x3s2p1", "3x3s1p1", "3x3s1"])
+def test_pool2d_output_widths(backend, rng, ow, kw):
+    k, s, p = kw["kernel_size"], kw["stride"], kw.get("padding", 0)
+    W = (ow - 1) * s + k - 2 * p
+    x = _rand(rng, (1, 2, 5, W))
+    y, i = F.max_pool2d(x, return_indices=True, **kw)
+    ry, ri = R.max_pool2d(x, return_indices=True, **kw)
+    assert y.shape[-1] == ow
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(i, ri)
+    _close_avg(F.avg_pool2d(x, **kw), R.avg_pool2d(x, **kw), x)
+    g = _rand(rng, y.shape)
+    _close_avg(F.avg_pool2d_backward(g, x, **kw), R.avg_pool2d_backward(g, x, **kw), g)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_max_backward_any_indices(backend, rng, kw):
+    # any in-plane index is legal (torch scatters wherever it points), not only the window's own taps
+    x = _rand(rng, (2, 3, 8, 10))
+    y, i = F.max_pool2d(x, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    for idx in (rng.integers(0, 80, size=y.shape), np.zeros(y.shape, np.int64), i):
+        _close_avg(F.max_pool2d_backward(g, x, indices=idx, **kw), R.max_pool2d_backward(g, x, indices=idx, **kw), g)
+    j = i.copy()
+    j[1, 2, 3, 4] = j[1, 2, 3, 3]  # one index in the neighbouring window
+    _close_avg(F.max_pool2d_backward(g, x, indices=j, **kw), R.max_pool2d_backward(g, x, indices=j, **kw), g)
+
+
+def test_max_pool_special_values(backend, rng):
+    # small integers: many ties (first maximum wins), plus NaN (last NaN wins) and -inf
+    x = rng.integers(-2, 3, size=(2, 3, 12, 21)).astype(np.float32)
+    x[0, 0, 3, 4] = x[0, 0, 3, 6] = x[0, 0, 4, 5] = NAN
+    x[1, 2] = -INF
+    x[1, 1, :, :7] = -INF
+    x[0, 2, 5, 5:] = INF
+    for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2), dict(kernel_size=3, stride=1,
+                                                                                  padding=1, dilation=2)):
+        y, i = F.max_pool2d(x, return_indices=True, **kw)
+        ry, ri = R.max_pool2d(x, return_indices=True, **kw)
+        np.testing.assert_array_equal(y, ry)
+        np.testing.assert_array_equal(i, ri)
+        np.testing.assert_array_equal(F.max_pool2d(x, **kw), ry)
+    # every tap of a window in the padding: -inf with torch's index
+    y, i = F.max_pool1d(np.array([[[7.0, 8.0]]], np.float32), 2, 1, 1, dilation=3, return_indices=True)
+    assert y[0, 0, 0] == -INF and i[0, 0, 0] == 2
+
+
+def test_unbatched_tiny_strided_and_channels_last(backend, rng):
+    x = _rand(rng, (3, 9, 10))
+    np.testing.assert_array_equal(F.max_pool2d(x, 3, 2, 1), R.max_pool2d(x, 3, 2, 1))
+    assert F.max_pool2d(x, 3, 2, 1).shape == (3, 5, 5)
+    one = _rand(rng, (2, 4, 1, 1))
+    np.testing.assert_array_equal(F.max_pool2d(one, 1), one)
+    _close_avg(F.avg_pool2d(one, 1), one, one)
+    _close_avg(F.adaptive_avg_pool2d(one, 1), one, one)
+    nhwc = _rand(rng, (2, 9, 11, 5))
+    x = nhwc.transpose(0, 3, 1, 2)  # channels-last buffer viewed as NCHW
+    y, i = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    ry, ri = R.max_pool2d(np.ascontiguousarray(x), 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(i, ri)
+    _close_avg(F.avg_pool2d(x[:, :, ::2], 2), R.avg_pool2d(np.ascontiguousarray(x[:, :, ::2]), 2), x)
+    g = _rand(rng, y.shape).transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)
+    _close_avg(F.avg_pool2d_backward(g, x, 3, 2, 1), R.avg_pool2d_backward(g, x, 3, 2, 1), g)
+
+
+@pytest.mark.parametrize("nd,shape,osz", [(1, (2, 3, 10), 3), (1, (2, 3, 7), 7), (2, (2, 3, 10, 13), (3, None)),
+                                          (2, (2, 3, 10, 13), (4, 5)), (2, (2, 3, 7, 7), 1), (2, (1, 2, 5, 5), 8),
+                                          (3, (1, 2, 5, 6, 7), (2, 4, None)), (3, (1, 2, 4, 4, 4), 1),
+                                          (2, (2, 3, 12, 18), (4, 6)), (3, (1, 2, 4, 6, 8), (2, 3, 4)),
+                                          (1, (2, 3, 64), 16)])
+def test_adaptive_matches_reference(backend, rng, nd, shape, osz):
+    fa, ra = getattr(F, f"adaptive_avg_pool{nd}d"), getattr(R, f"adaptive_avg_pool{nd}d")
+    fm, rm = getattr(F, f"adaptive_max_pool{nd}d"), getattr(R, f"adaptive_max_pool{nd}d")
+    x = rng.integers(-3, 4, size=shape).astype(np.float32)  # ties
+    x.flat[5] = NAN
+    y = fa(x, osz)
+    _close_avg(y, ra(x, osz), x)
+    g = _rand(rng, y.shape)
+    _close_avg(getattr(F, f"adaptive_avg_pool{nd}d_backward")(g, x), getattr(R, f"adaptive_avg_pool{nd}d_backward")(g, x), g)
+    ym, im = fm(x, osz, return_indices=True)
+    rym, rim = rm(x, osz, return_indices=True)
+    np.testing.assert_array_equal(ym, rym)
+    np.testing.assert_array_equal(im, rim)
+    _close_avg(getattr(F, f"adaptive_max_pool{nd}d_backward")(g, x, im),
+               getattr(R, f"adaptive_max_pool{nd}d_backward")(g, x, rim), g)
+
+
+def test_empty_batch(backend):
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    y, i = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert y.shape == i.shape == (0, 3, 4, 4)
+    assert F.avg_pool2d(x, 2).shape == (0, 3, 4, 4)
+    assert F.adaptive_avg_pool2d(x, 1).shape == (0, 3, 1, 1)
+    assert F.max_pool2d_backward(np.zeros((0, 3, 4, 4), np.float32), x, 2).shape == x.shape
+    assert F.avg_pool2d_backward(np.zeros((0, 3, 4, 4), np.float32), x, 2).shape == x.shape
+    assert F.adaptive_max_pool2d(np.ones((1, 2, 3, 3), np.float32), (0, 2)).shape == (1, 2, 0, 2)
+
+
+def test_float64_stays_float64(rng):
+    x = rng.standard_normal((2, 3, 8, 9))
+    y, i = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, R.max_pool2d(x, 3, 2, 1))
+    a = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+    assert a.dtype == np.float64
+    _close_avg(a, R.avg_pool2d(x, 3, 2, 1, count_include_pad=False), x)
+    assert F.adaptive_avg_pool2d(x, (3, 2)).dtype == np.float64
+
+
+def test_out_argument(backend, rng):
+    x = _rand(rng, (2, 3, 8, 8))
+    out = np.empty((2, 3, 4, 4), np.float32)
+    r = F.max_pool2d(x, 2, out=out)
+    assert r is out
+    np.testing.assert_array_equal(out, R.max_pool2d(x, 2))
+    r = F.avg_pool2d(x, 2, out=out)
+    assert r is out
+    gx = np.empty_like(x)
+    assert F.avg_pool2d_backward(out, x, 2, out=gx) is gx
+
+
+def test_threads_bitwise_identical(rng, threads):
+    x = _rand(rng, (4, 16, 40, 41))
+    res = []
+    for n in (1, 2):
+        fastml.set_num_threads(n)
+        y, i = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+        a = F.avg_pool2d(x, 3, 2, 1)
+        g = F.avg_pool2d_backward(a, x, 3, 2, 1)
+        m = F.max_pool2d_backward(y, x, 3, 2, 1)
+        res.append((y, i, a, g, m, F.adaptive_avg_pool2d(x, 1), F.adaptive_avg_pool2d(x, (5, 7))))
+    for u, v in zip(*res):
+        assert u.tobytes() == v.tobytes()
+
+
+BAD = [
+    (lambda x: F.max_pool2d(x[0, 0], 2), ValueError, "3-D or 4-D"),
+    (lambda x: F.max_pool2d(x, 0), ValueError, "kernel_size > 0"),
+    (lambda x: F.max_pool2d(x, 2, stride=0), ValueError, "stride > 0"),
+    (lambda x: F.max_pool2d(x, 2, padding=2), ValueError, "at most half"),
+    (lambda x: F.max_pool2d(x, 2, dilation=0), ValueError, "dilation > 0"),
+    (lambda x: F.max_pool2d(x, 9), ValueError, "output size"),
+    (lambda x: F.max_pool2d(x, (2, 2, 2)), ValueError, "2 ints"),
+    (lambda x: F.max_pool2d(x, 2.5), TypeError, "int"),
+    (lambda x: F.avg_pool2d(x, 2, divisor_override=0), ValueError, "divisor_override"),
+    (lambda x: F.max_pool2d(x.astype(np.float16), 2), TypeError, "float16"),
+    (lambda x: F.max_pool2d(x.astype(np.int32), 2), TypeError, "int32"),
+    (lambda x: F.adaptive_avg_pool2d(x, (2, -1)), ValueError, "output_size"),
+    (lambda x: F.max_pool2d_backward(np.zeros((1, 2, 3, 3), x.dtype), x, 2), ValueError, "grad_output"),
+    (lambda x: F.max_pool2d_backward(np.zeros((1, 2, 4, 4), x.dtype), x, 2,
+                                     indices=np.full((1, 2, 4, 4), 64)), ValueError, "indices"),
+    (lambda x: F.max_pool2d_backward(np.zeros((1, 2, 4, 4), x.dtype), x, 2,
+                                     indices=np.zeros((1, 2, 4, 4), np.float32)), TypeError, "indices"),
+    (lambda x: F.adaptive_max_pool2d_backward(np.zeros((1, 2, 4, 4), x.dtype), x, None), ValueError, "indices"),
+    (lambda x: F.max_pool2d(x, 1, out=x), ValueError, "share memory"),
+    (lambda x: F.avg_pool2d_backward(x, x, 1, out=x), ValueError, "share memory"),
+    (lambda x: F.max_pool2d(x, 2, out=np.zeros((1, 2, 4, 5), np.float32)), ValueError, "shape"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(BAD)))
+def test_bad_inputs(backend, case):
+    fn, exc, text = BAD[case]
+    x = np.ones((1, 2, 8, 8), np.float32)
+    with pytest.raises(exc, match=text):
+        fn(x)
+    out = np.full((1, 2, 8, 8), 7.0, np.float32)
+    with pytest.raises(ValueError):
+        F.max_pool2d_backward(np.zeros((1, 2, 4, 4), np.float32), x, 2, indices=np.full((1, 2, 4, 4), -1), out=out)
+    assert np.all(out == 7.0)  # nothing written on error
+
+
+# ---- torch parity --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nd,shape,kw", CONFIGS)
+def test_torch_parity(backend, rng, nd, shape, kw):
+    torch = pytest.importorskip("torch")
+    tf = torch.nn.functional
+    x = _rand(rng, shape)
+    x.flat[3] = NAN
+    xt = torch.from_numpy(x).requires_grad_()
+    yt, it = getattr(tf, f"max_pool{nd}d")(xt, return_indices=True, **kw)
+    y, i = _MAX[nd][0](x, return_indices=True, **kw)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(i, it.numpy())
+    g = _rand(rng, y.shape)
+    yt.backward(torch.from_numpy(g))
+    _close_avg(_MAX[nd][2](g, x, indices=i, **kw), xt.grad.numpy(), g)
+    x = _rand(rng, shape)
+    for cip in (True, False):
+        akw = _avg_kw(kw)
+        xt = torch.from_numpy(x).requires_grad_()
+        at = getattr(tf, f"avg_pool{nd}d")(xt, count_include_pad=cip, **akw)
+        a = _AVG[nd][0](x, count_include_pad=cip, **akw)
+        _close_avg(a, at.detach().numpy(), x)
+    for osz in (1, 3):
+        xt = torch.from_numpy(x).requires_grad_()
+        yt = getattr(tf, f"adaptive_avg_pool{nd}d")(xt, osz)
+        _close_avg(getattr(F, f"adaptive_avg_pool{nd}d")(x, osz), yt.detach().numpy(), x)
+        yt, it = getattr(tf, f"adaptive_max_pool{nd}d")(torch.from_numpy(x), osz, return_indices=True)
+        y, i = getattr(F, f"adaptive_max_pool{nd}d")(x, osz, return_indices=True)
+        np.testing.assert_array_equal(y, yt.numpy())
+        np.testing.assert_array_equal(i, it.numpy())
+
+
+@pytest.mark.parametrize("nd,shape,kw", CONFIGS)
+def test_torch_parity_avg_backward(backend, rng, nd, shape, kw):
+    torch = pytest.importorskip("torch")
+    tf = torch.nn.functional
+    x = _rand(rng, shape)
+    akw = _avg_kw(kw)
+    for cip in (True, False):
+        xt = torch.from_numpy(x).requires_grad_()
+        at = getattr(tf, f"avg_pool{nd}d")(xt, count_include_pad=cip, **akw)
+        g = _rand(rng, tuple(at.shape))
+        at.backward(torch.from_numpy(g))
+        _close_avg(_AVG[nd][2](g, x, count_include_pad=cip, **akw), xt.grad.numpy(), g)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = getattr(tf, f"adaptive_avg_pool{nd}d")(xt, 3)
+    g = _rand(rng, tuple(yt.shape))
+    yt.backward(torch.from_numpy(g))
+    _close_avg(getattr(F, f"adaptive_avg_pool{nd}d_backward")(g, x), xt.grad.numpy(), g)
+
+
+def test_bench_cases_compute_the_same_thing(threads):
+    """The fastml, NumPy and torch rows of the quick pooling bench cases return the same values, so the
+    GB/s and ratios compare like with like."""
+    from fastml.bench import cases as C
+
+    torch = C.torch_or_none()
+    fastml.set_num_threads(1)
+    cases = [c for c in C.select_cases(["pool"], quick=True)]
+    assert {c.op for c in cases} >= {"max_pool2d", "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d",
+                                     "avg_pool2d_backward", "adaptive_avg_pool2d"}
+    for case in cases:
+        prepared = case.build()
+        assert prepared.bytes > 0
+        outs = {}
+        for name, fn in prepared.impls.items():
+            r = fn()
+            r = r[0] if isinstance(r, tuple) else r
+            outs[name] = np.array(r.numpy() if torch is not None and isinstance(r, torch.Tensor) else r, copy=True)
+        for name, got in outs.items():
+            np.testing.assert_allclose(got, outs["fastml"], rtol=1e-5, atol=1e-5, err_msg=f"{case.name} {name}")
