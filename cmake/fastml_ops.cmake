@@ -52,6 +52,7 @@ fastml_add_op(cross_entropy ISAS scalar avx2 avx512)
 fastml_add_op(pointwise_loss ISAS scalar avx2 avx512)
 fastml_add_op(probe ISAS scalar avx2 avx512)
 fastml_add_op(gemm DIR csrc/gemm ISAS scalar avx2 avx512)
+fastml_add_op(attention ISAS scalar avx2 avx512)
 
 # CUDA families whose kernels are grouped differently from the CPU ops: cuda/softmax.cu serves the
 # softmax op, cuda/optim.cu the sgd, rmsprop and adam ops.

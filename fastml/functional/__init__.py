@@ -7,3 +7,7 @@ from .linear import *  # noqa: F401,F403
 from .linear import __all__ as _linear_all
 
 __all__ = list(_activation_all) + list(_loss_all) + list(_linear_all)
+from .attention import *  # noqa: F401,F403
+from .attention import __all__ as _attention_all
+
+__all__ += list(_attention_all)

@@ -1,0 +1,383 @@
+// Attention entry (baseline flags): blocking, work items, threading, masking and dropout; the block
+// products run on the SGEMM microkernels (gemm/gemm_kernels.h, chosen for the active ISA), the row
+// softmax on the AttentionKernels of the same ISA. Maths, layouts and determinism: attention.h.
+//
+// Blocks: forward BR = ~64 query rows (a multiple of the microkernel's MR) x BC = ~128 keys (a multiple
+// of NR); backward BK = ~64 keys (rows, MR) x BQ = ~64 queries (columns, NR). Extra memory: O(BR x BC)
+// per thread plus one packed copy of K (forward) or of Q^T and dO^T of one kv-head group (backward);
+// never L x S. Decode: chunks of kDecodeChunk keys, partials (m, l, o) merged in chunk order.
+#include "ops/attention/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/parallel.h"
+#include "gemm/gemm_kernels.h"
+
+namespace fastml {
+namespace {
+
+constexpr int64_t kDecodeMaxL = 16;
+constexpr int64_t kDecodeChunk = 512;
+constexpr int64_t kKChunk = 256;  // microkernel k steps per call (the engine's KC bound)
+constexpr float kNegInf = -__builtin_inff();
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+struct Buf {
+  std::vector<float> v;
+  float* get(int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+    return v.data();
+  }
+};
+thread_local Buf t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part, t_rk;
+
+struct Ctx {
+  const AttentionParams& p;
+  const GemmKernels& gk;
+  const AttentionKernels& ak;
+  int64_t group;  // Hq / Hkv
+};
+
+// Allowed key range [lo, hi) of query row i.
+inline void band(const AttentionParams& p, int64_t i, int64_t& lo, int64_t& hi) {
+  lo = p.window > 0 ? std::max<int64_t>(0, i - p.window + 1) : 0;
+  hi = (p.causal || p.window > 0) ? std::min<int64_t>(p.S, i + 1) : p.S;
+}
+
+// True when no (i, j) with i in [i0, i1), j in [j0, j1) is allowed.
+inline bool block_empty(const AttentionParams& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  if ((p.causal || p.window > 0) && j0 > i1 - 1) return true;
+  if (p.window > 0 && j1 - 1 <= i0 - p.window) return true;
+  return false;
+}
+
+// c (rows x n, ldc) = alpha * a (rows x k, lda, read in place) * b + beta c, where b is NR-column
+// slivers of k steps (sliver s at b + s*NR*k, element (p, j) at [p*NR + j]) or, if ldb_direct > 0, a
+// k x n matrix read in place with row stride ldb_direct.
+void gemm_a_direct(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, float alpha, float beta, const float* a,
+                   int64_t lda, const float* b, int64_t ldb_direct, float* c, int64_t ldc) {
+  const int MR = gk.mr, NR = gk.nr;
+  for (int64_t pc = 0; pc < k; pc += kKChunk) {
+    const int64_t kb = std::min(kKChunk, k - pc);
+    GemmTile t;
+    t.alpha = alpha;
+    t.beta = pc == 0 ? beta : 1.0f;
+    for (int64_t i = 0; i < rows; i += MR) {
+      const int m = static_cast<int>(std::min<int64_t>(MR, rows - i));
+      for (int64_t j = 0; j < n; j += NR) {
+        const int nn = static_cast<int>(std::min<int64_t>(NR, n - j));
+        const float* bj = ldb_direct > 0 ? b + pc * ldb_direct + j : b + (j / NR) * NR * k + pc * NR;
+        gk.micro_direct_a(kb, a + i * lda + pc, lda, bj, ldb_direct > 0 ? ldb_direct : NR, c + i * ldc + j, ldc, m, nn,
+                          t);
+      }
+    }
+  }
+}
+
+// Scores of query rows [i0, i0 + rows) against keys [j0, j0 + cols) into s (ld lds): scale q.k + mask,
+// -inf outside the band. kpack: K of this head packed in NR slivers (nullptr: dot kernels on K in place).
+void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const float* k, const float* kpack, int64_t i0,
+                  int64_t rows, int64_t j0, int64_t cols, float* s, int64_t lds) {
+  const AttentionParams& p = c.p;
+  const int64_t E = p.E;
+  if (kpack) {
+    gemm_a_direct(c.gk, rows, cols, E, p.scale, 0.0f, q + i0 * E, E, kpack + j0 * E, 0, s, lds);
+  } else {
+    GemmTile t;
+    t.alpha = p.scale;
+    for (int64_t j = 0; j < cols; j += 8) {
+      const int n = static_cast<int>(std::min<int64_t>(8, cols - j));
+      for (int64_t i = 0; i < rows; i += 4) {
+        const int m = static_cast<int>(std::min<int64_t>(4, rows - i));
+        c.gk.dot(E, q + (i0 + i) * E, E, k + (j0 + j) * E, E, s + i * lds + j, lds, m, n, t);
+      }
+    }
+  }
+  if (p.mask) {
+    const float* mb = p.mask + b * p.msb + h * p.msh + i0 * p.msl + j0;
+    c.ak.add_rows(rows, cols, s, lds, mb, p.msl);
+  }
+  if (p.causal || p.window > 0) {
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t lo, hi;
+      band(p, i0 + r, lo, hi);
+      float* sr = s + r * lds;
+      for (int64_t j = j0; j < std::min(j0 + cols, lo); ++j) sr[j - j0] = kNegInf;
+      for (int64_t j = std::max(j0, hi); j < j0 + cols; ++j) sr[j - j0] = kNegInf;
+    }
+  }
+}
+
+// Dropout on probabilities of rows [i0, i0 + rows) x keys [j0, j0 + cols) (row stride lds).
+void dropout_rows(const AttentionParams& p, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols, float* s,
+                  int64_t lds) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t rk = attention_dropout_row_key(p.seed, static_cast<uint64_t>(bh), static_cast<uint64_t>(i0 + r));
+    float* sr = s + r * lds;
+    for (int64_t j = 0; j < cols; ++j)
+      sr[j] = attention_dropout_keep(rk, static_cast<uint64_t>(j0 + j), p.drop_threshold) ? sr[j] * p.drop_scale : 0.0f;
+  }
+}
+
+// Online-softmax accumulation of query rows [i0, i0 + rows) over keys [k0, k1): o (rows x Ev, ld Ev)
+// receives sum_j p_ij v_j relative to the running max m; l the running sum. o, m, l initialised by caller.
+void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t k0, int64_t k1, int64_t BC,
+                const float* kpack, float* o, float* m, float* l) {
+  const AttentionParams& p = c.p;
+  const int64_t hk = h / c.group;
+  const int64_t bh = b * p.Hq + h;
+  const float* q = p.q + bh * p.L * p.E;
+  const float* k = p.k + (b * p.Hkv + hk) * p.S * p.E;
+  const float* v = p.v + (b * p.Hkv + hk) * p.S * p.Ev;
+  const int64_t lds = BC;
+  float* s = t_s.get(rows * lds);
+  float* alpha = t_a.get(rows);
+  for (int64_t j0 = k0; j0 < k1; j0 += BC) {
+    const int64_t cols = std::min(BC, k1 - j0);
+    if (block_empty(p, i0, i0 + rows, j0, j0 + cols)) {
+      if ((p.causal || p.window > 0) && j0 > i0 + rows - 1) break;
+      continue;
+    }
+    scores_block(c, b, h, q, k, kpack, i0, rows, j0, cols, s, lds);
+    c.ak.softmax_update(rows, cols, s, lds, m, l, alpha);
+    c.ak.scale_rows(rows, p.Ev, o, p.Ev, alpha);
+    if (p.dropout) dropout_rows(p, bh, i0, rows, j0, cols, s, lds);
+    gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
+  }
+}
+
+void finish_rows(const AttentionParams& p, int64_t rows, float* o, const float* m, const float* l, float* lse) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    float* orow = o + r * p.Ev;
+    for (int64_t c = 0; c < p.Ev; ++c) orow[c] = l[r] > 0.0f ? orow[c] * inv : 0.0f;
+    lse[r] = l[r] > 0.0f ? m[r] + std::log(l[r]) : kNegInf;
+  }
+}
+
+void forward_general(const Ctx& c, float* out, float* lse) {
+  const AttentionParams& p = c.p;
+  const int MR = c.gk.mr, NR = c.gk.nr;
+  const int64_t BR = MR * std::max<int64_t>(1, 64 / MR);
+  const int64_t BC = NR * std::max<int64_t>(1, 128 / NR);
+  // K packed once per (b, kv head) into NR slivers shared by all query blocks of the heads using it.
+  const int64_t kstride = round_up(p.S, NR) * p.E;
+  float* kp = t_kpack.get(p.B * p.Hkv * kstride);
+  const int64_t nkv = p.B * p.Hkv;
+  parallel_for(nkv, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.S * p.E)), 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t x = b0; x < b1; ++x) c.gk.pack_b_transpose(p.S, p.E, p.k + x * p.S * p.E, p.E, kp + x * kstride);
+  });
+  const int64_t nqb = ceil_div(p.L, BR);
+  const int64_t items = p.B * p.Hq * nqb;
+  const int64_t work = std::max<int64_t>(1, BR * p.S * (p.E + p.Ev));
+  parallel_for(items, std::max<int64_t>(1, (1 << 18) / work), 1, [&](int64_t it0, int64_t it1) {
+    for (int64_t it = it0; it < it1; ++it) {
+      const int64_t bh = it / nqb, qb = it % nqb;
+      const int64_t b = bh / p.Hq, h = bh % p.Hq;
+      const int64_t i0 = qb * BR, rows = std::min(BR, p.L - i0);
+      float* o = out + (bh * p.L + i0) * p.Ev;
+      float* m = t_m.get(rows);
+      float* l = t_l.get(rows);
+      std::fill(o, o + rows * p.Ev, 0.0f);
+      std::fill(m, m + rows, kNegInf);
+      std::fill(l, l + rows, 0.0f);
+      const float* kpk = kp + (b * p.Hkv + h / c.group) * kstride;
+      accumulate(c, b, h, i0, rows, 0, p.S, BC, kpk, o, m, l);
+      finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
+    }
+  });
+}
+
+// Split-K over fixed chunks of keys; partial (m, l, o) per (b, h, chunk), merged in chunk order.
+void forward_decode(const Ctx& c, float* out, float* lse) {
+  const AttentionParams& p = c.p;
+  const int NR = c.gk.nr;
+  const int64_t BC = NR * std::max<int64_t>(1, 128 / NR);
+  const int64_t chunk = round_up(kDecodeChunk, BC);
+  const int64_t nch = std::max<int64_t>(1, ceil_div(p.S, chunk));
+  const int64_t BH = p.B * p.Hq, L = p.L, Ev = p.Ev;
+  const int64_t per = L * (Ev + 2);  // o, m, l of one partial
+  float* part = t_part.get(BH * nch * per);
+  const int64_t items = BH * nch;
+  const int64_t work = std::max<int64_t>(1, L * chunk * (p.E + Ev));
+  parallel_for(items, std::max<int64_t>(1, (1 << 18) / work), 1, [&](int64_t it0, int64_t it1) {
+    for (int64_t it = it0; it < it1; ++it) {
+      const int64_t bh = it / nch, ch = it % nch;
+      float* o = part + it * per;
+      float* m = o + L * Ev;
+      float* l = m + L;
+      std::fill(o, o + L * Ev, 0.0f);
+      std::fill(m, m + L, kNegInf);
+      std::fill(l, l + L, 0.0f);
+      const int64_t k0 = ch * chunk, k1 = std::min(p.S, k0 + chunk);
+      if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, nullptr, o, m, l);
+    }
+  });
+  parallel_for(BH, 1, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t bh = b0; bh < b1; ++bh) {
+      for (int64_t r = 0; r < L; ++r) {
+        float mx = kNegInf;
+        for (int64_t ch = 0; ch < nch; ++ch) mx = std::max(mx, part[(bh * nch + ch) * per + L * Ev + r]);
+        float* orow = out + (bh * L + r) * Ev;
+        std::fill(orow, orow + Ev, 0.0f);
+        float lsum = 0.0f;
+        if (mx != kNegInf) {
+          for (int64_t ch = 0; ch < nch; ++ch) {
+            const float* pp = part + (bh * nch + ch) * per;
+            const float mc = pp[L * Ev + r];
+            if (mc == kNegInf) continue;
+            const float w = std::exp(mc - mx);
+            lsum += pp[L * Ev + L + r] * w;
+            for (int64_t e = 0; e < Ev; ++e) orow[e] += pp[r * Ev + e] * w;
+          }
+        }
+        finish_rows(p, 1, orow, &mx, &lsum, lse + bh * L + r);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void attention_forward(const AttentionParams& p, float* out, float* lse, AttentionPath path) {
+  const int64_t BH = p.B * p.Hq;
+  if (BH == 0 || p.L == 0) return;
+  if (p.S == 0) {  // no keys: every row fully masked
+    std::fill(out, out + BH * p.L * p.Ev, 0.0f);
+    std::fill(lse, lse + BH * p.L, kNegInf);
+    return;
+  }
+  const Ctx c{p, select_kernels(gemm_tables), select_kernels(attention_tables), p.Hq / std::max<int64_t>(1, p.Hkv)};
+  bool decode = path == AttentionPath::decode;
+  if (path == AttentionPath::automatic) decode = p.L <= kDecodeMaxL && p.S >= 2 * kDecodeChunk;
+  if (decode) forward_decode(c, out, lse);
+  else forward_general(c, out, lse);
+}
+
+}  // namespace fastml
+
+namespace fastml {
+namespace {
+
+thread_local std::vector<uint64_t> t_rowkeys;
+
+// One (b, kv head) item of the backward pass: dK / dV of the kv head and dQ of its group's query heads.
+// Transposed blocks (rows = BK keys, columns = BQ queries) so that dK_j and dV_j are row blocks:
+//   St = scale K_j Q_i^T (+ mask^T), Pt = exp(St - lse_i), dPt = V_j dO_i^T,
+//   dV_j += Pdt dO_i, dSt = Pt o (dPdt - D_i), dK_j += scale dSt Q_i, dQ_i += scale dSt^T K_j,
+// with D_i = rowsum(dO_i o O_i) and, under dropout, Pdt = Pt o Z / (1-p), dPdt = dPt o Z / (1-p).
+void backward_item(const Ctx& c, int64_t b, int64_t hk, const float* go, const float* out, const float* lse, float* dq,
+                   float* dk, float* dv) {
+  const AttentionParams& p = c.p;
+  const GemmKernels& gk = c.gk;
+  const int MR = gk.mr, NR = gk.nr;
+  const int64_t BK = MR * std::max<int64_t>(1, 64 / MR);
+  const int64_t BQ = NR * std::max<int64_t>(1, 64 / NR);
+  const int64_t g = c.group, L = p.L, S = p.S, E = p.E, Ev = p.Ev;
+  const int64_t Lp = round_up(L, NR);
+  float* qt = t_qt.get(g * Lp * E);
+  float* dot = t_dot.get(g * Lp * Ev);
+  float* D = t_d.get(g * L);
+  for (int64_t hh = 0; hh < g; ++hh) {
+    const int64_t bh = b * p.Hq + hk * g + hh;
+    gk.pack_b_transpose(L, E, p.q + bh * L * E, E, qt + hh * Lp * E);
+    gk.pack_b_transpose(L, Ev, go + bh * L * Ev, Ev, dot + hh * Lp * Ev);
+    for (int64_t i = 0; i < L; ++i) D[hh * L + i] = c.ak.dot(Ev, go + (bh * L + i) * Ev, out + (bh * L + i) * Ev);
+    std::fill(dq + bh * L * E, dq + (bh + 1) * L * E, 0.0f);
+  }
+  const int64_t bhk = b * p.Hkv + hk;
+  const float* k = p.k + bhk * S * E;
+  const float* v = p.v + bhk * S * Ev;
+  float* dkh = dk + bhk * S * E;
+  float* dvh = dv + bhk * S * Ev;
+  std::fill(dkh, dkh + S * E, 0.0f);
+  std::fill(dvh, dvh + S * Ev, 0.0f);
+  float* st = t_s.get(BK * BQ);
+  float* dpt = t_dp.get(BK * BQ);
+  float* pd = p.dropout ? t_p.get(BK * BQ) : nullptr;
+  float* apack = t_apack.get(round_up(BQ, MR) * BK);
+  if (p.dropout && static_cast<int64_t>(t_rowkeys.size()) < BQ) t_rowkeys.resize(static_cast<size_t>(BQ));
+  GemmTile tq;
+  tq.alpha = p.scale;
+  tq.beta = 1.0f;
+  for (int64_t j0 = 0; j0 < S; j0 += BK) {
+    const int64_t bk = std::min(BK, S - j0);
+    for (int64_t hh = 0; hh < g; ++hh) {
+      const int64_t h = hk * g + hh, bh = b * p.Hq + h;
+      const float* q = p.q + bh * L * E;
+      const float* goh = go + bh * L * Ev;
+      const float* lseh = lse + bh * L;
+      const float* Dh = D + hh * L;
+      float* dqh = dq + bh * L * E;
+      for (int64_t i0 = 0; i0 < L; i0 += BQ) {
+        const int64_t bq = std::min(BQ, L - i0);
+        if (block_empty(p, i0, i0 + bq, j0, j0 + bk)) continue;
+        gemm_a_direct(gk, bk, bq, E, p.scale, 0.0f, k + j0 * E, E, qt + hh * Lp * E + i0 * E, 0, st, BQ);
+        if (p.mask) {
+          const float* mb = p.mask + b * p.msb + h * p.msh + i0 * p.msl + j0;
+          for (int64_t r = 0; r < bk; ++r)
+            for (int64_t q_ = 0; q_ < bq; ++q_) st[r * BQ + q_] += mb[q_ * p.msl + r];
+        }
+        if (p.causal || p.window > 0) {
+          for (int64_t q_ = 0; q_ < bq; ++q_) {
+            int64_t lo, hi;
+            band(p, i0 + q_, lo, hi);
+            for (int64_t r = 0; r < bk; ++r)
+              if (j0 + r < lo || j0 + r >= hi) st[r * BQ + q_] = kNegInf;
+          }
+        }
+        c.ak.exp_minus_cols(bk, bq, st, BQ, lseh + i0);
+        gemm_a_direct(gk, bk, bq, Ev, 1.0f, 0.0f, v + j0 * Ev, Ev, dot + hh * Lp * Ev + i0 * Ev, 0, dpt, BQ);
+        const float* pv = st;
+        if (p.dropout) {
+          uint64_t* rk = t_rowkeys.data();
+          for (int64_t q_ = 0; q_ < bq; ++q_)
+            rk[q_] = attention_dropout_row_key(p.seed, static_cast<uint64_t>(bh), static_cast<uint64_t>(i0 + q_));
+          for (int64_t r = 0; r < bk; ++r)
+            for (int64_t q_ = 0; q_ < bq; ++q_) {
+              const bool keep = attention_dropout_keep(rk[q_], static_cast<uint64_t>(j0 + r), p.drop_threshold);
+              pd[r * BQ + q_] = keep ? st[r * BQ + q_] * p.drop_scale : 0.0f;
+              dpt[r * BQ + q_] = keep ? dpt[r * BQ + q_] * p.drop_scale : 0.0f;
+            }
+          pv = pd;
+        }
+        gemm_a_direct(gk, bk, Ev, bq, 1.0f, 1.0f, pv, BQ, goh + i0 * Ev, Ev, dvh + j0 * Ev, Ev);
+        c.ak.ds_cols(bk, bq, st, BQ, dpt, BQ, Dh + i0);
+        gemm_a_direct(gk, bk, E, bq, p.scale, 1.0f, dpt, BQ, q + i0 * E, E, dkh + j0 * E, E);
+        gk.pack_a_copy(bq, bk, dpt, BQ, apack);
+        for (int64_t r = 0; r < bq; r += MR) {
+          const int m = static_cast<int>(std::min<int64_t>(MR, bq - r));
+          for (int64_t n0 = 0; n0 < E; n0 += NR) {
+            const int nn = static_cast<int>(std::min<int64_t>(NR, E - n0));
+            gk.micro(bk, apack + (r / MR) * MR * bk, k + j0 * E + n0, E, dqh + (i0 + r) * E + n0, E, m, nn, tq);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void attention_backward(const AttentionParams& p, const float* grad_out, const float* out, const float* lse, float* dq,
+                        float* dk, float* dv) {
+  const int64_t nkv = p.B * p.Hkv;
+  if (nkv == 0) return;
+  if (p.L == 0 || p.S == 0) {
+    std::fill(dq, dq + p.B * p.Hq * p.L * p.E, 0.0f);
+    std::fill(dk, dk + nkv * p.S * p.E, 0.0f);
+    std::fill(dv, dv + nkv * p.S * p.Ev, 0.0f);
+    return;
+  }
+  const Ctx c{p, select_kernels(gemm_tables), select_kernels(attention_tables), p.Hq / p.Hkv};
+  const int64_t work = std::max<int64_t>(1, c.group * p.L * p.S * (p.E + p.Ev));
+  parallel_for(nkv, std::max<int64_t>(1, (1 << 18) / work), 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t x = b0; x < b1; ++x) backward_item(c, x / p.Hkv, x % p.Hkv, grad_out, out, lse, dq, dk, dv);
+  });
+}
+
+}  // namespace fastml
