@@ -39,7 +39,8 @@ from .._numpy import attention as _np_att
 from ..reference.attention import dropout_threshold
 
 __all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_forward",
-           "scaled_dot_product_attention_backward"]
+           "scaled_dot_product_attention_backward", "multi_head_attention_forward", "multi_head_attention_backward",
+           "additive_attention", "additive_attention_backward", "sinusoidal_positional_encoding"]
 
 _SDPA = "scaled_dot_product_attention"
 
@@ -194,3 +195,8 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value, output
         dq, dk, dv = _np_att.attention_backward(g4, P.q, P.k, P.v, o4, l4, P.mask, P.causal, P.window, P.scale,
                                                 P.drop)
     return (dq.reshape(np.shape(query)), dk.reshape(np.shape(key)), dv.reshape(np.shape(value)))
+
+
+from ._attention_layers import (additive_attention, additive_attention_backward,  # noqa: E402
+                                multi_head_attention_backward, multi_head_attention_forward,
+                                sinusoidal_positional_encoding)
