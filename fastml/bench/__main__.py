@@ -2,7 +2,7 @@
 
     python -m fastml.bench                      # every case at the full shapes (a few minutes)
     python -m fastml.bench --quick              # small shapes, short timing (< 1 minute)
-    python -m fastml.bench --ops activation     # a group (activation overhead softmax loss optim gemm) or op names
+    python -m fastml.bench --ops activation     # a group (activation overhead softmax loss optim gemm attention) or op names
     python -m fastml.bench --ops relu softmax --json out.json --threads 2
     python -m fastml.bench --ops gemm linear   # GEMM / linear / matmul: GFLOP/s, % FMA peak, vs torch.mm and NumPy
     python -m fastml.bench --list               # the registered cases, then exit

@@ -415,10 +415,14 @@ register_loss_cases(register, Case, ELEMENTWISE_BARS)
 register_optim_cases(register, Bar, Case, Prepared, torch_or_none, _optim)
 register_gemm_cases(register, Bar, Case)
 
+from .cases_attention import register_attention_cases  # noqa: E402
+
+register_attention_cases(register, Bar, Case)
+
 
 # ---------------------------------------------------------------- selection
 
-GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm")
+GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "attention")
 
 
 def select_cases(ops=None, quick=False) -> list:
