@@ -17,8 +17,10 @@
 // microkernels (gemm_kernels.h, A read in place), the row softmax on the VecF kernels of attention_impl.h.
 // Key blocks wholly outside the causal / window band are skipped; boundary blocks are masked per element.
 // Decode (L <= 16): items are (b, h, key chunk of kDecodeChunk keys); each writes (m, l, o) partials that
-// are merged per row in chunk order. Backward: items are (b, kv head); each owns its dK / dV and walks
-// key blocks (outer) x heads of the group x query blocks, so dQ accumulates in a fixed order as well.
+// are merged per row in chunk order. Backward: items are (b, kv head) (and, when there are fewer than 8
+// of them, a fixed split of the key blocks into groups); each owns its dK / dV rows and walks key blocks
+// (outer) x heads of the group x query blocks, so dQ accumulates in a fixed order; the dQ partials of
+// key groups are summed in group order.
 // Every result is therefore bitwise identical for any thread count.
 // Test: pytest tests/test_attention.py. Bench: python -m fastml.bench --ops attention
 #pragma once
