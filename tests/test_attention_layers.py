@@ -26,6 +26,7 @@ MHA_CASES = [
     dict(batch_first=False, attn="bool", kpm=True),
     dict(batch_first=True, attn="float3d", avg=False),
     dict(batch_first=False, causal=True, bias=False),
+    dict(batch_first=True, self_attention=True, kpm=True),   # query is key is value: fused q/k/v projection
 ]
 
 
@@ -39,6 +40,9 @@ def test_mha_vs_torch(backend, rng, case):
     q = rng.standard_normal(shape_q).astype(np.float32)
     k = rng.standard_normal(shape_kv).astype(np.float32)
     v = rng.standard_normal(shape_kv).astype(np.float32)
+    if case.get("self_attention"):
+        S = L
+        k = v = q
     if case.get("causal"):
         k, v = k[:L] if not bf else k[:, :L], v[:L] if not bf else v[:, :L]
         S = L
@@ -61,6 +65,8 @@ def test_mha_vs_torch(backend, rng, case):
         sd.update({"in_proj_bias": b, "out_proj.bias": bo})
     m.load_state_dict({kk: torch.from_numpy(vv.astype(np.float64)) for kk, vv in sd.items()})
     tq, tk, tv = (torch.from_numpy(a.astype(np.float64)).requires_grad_() for a in (q, k, v))
+    if case.get("self_attention"):
+        tk = tv = tq
     tattn = None if attn is None else torch.from_numpy(attn if attn.dtype == bool else attn.astype(np.float64))
     if causal:
         tattn = torch.nn.Transformer.generate_square_subsequent_mask(L, dtype=torch.float64)
@@ -80,8 +86,11 @@ def test_mha_vs_torch(backend, rng, case):
     g = rng.standard_normal(out.shape).astype(np.float32)
     to.backward(torch.from_numpy(g.astype(np.float64)))
     gq, gk, gv = layer.backward(g)
-    for a, t in ((gq, tq), (gk, tk), (gv, tv)):
-        np.testing.assert_allclose(a, t.grad.numpy(), rtol=1e-4, atol=5e-5)
+    if case.get("self_attention"):
+        np.testing.assert_allclose(gq + gk + gv, tq.grad.numpy(), rtol=1e-4, atol=5e-5)
+    else:
+        for a, t in ((gq, tq), (gk, tk), (gv, tv)):
+            np.testing.assert_allclose(a, t.grad.numpy(), rtol=1e-4, atol=5e-5)
     for name, p in m.named_parameters():
         np.testing.assert_allclose(layer.grads[name], p.grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
 

@@ -93,9 +93,13 @@ def multi_head_attention_forward(query, key, value, num_heads, in_proj_weight, i
         kp = kp[:, None, None, :]
         mask = kp if mask is None else mask + kp
     bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
-    qh = _heads(linear(np.ascontiguousarray(q), w[:E], bq), N, L, h)
-    kh = _heads(linear(np.ascontiguousarray(k), w[E:2 * E], bk), N, S, h)
-    vh = _heads(linear(np.ascontiguousarray(v), w[2 * E:], bv), N, S, h)
+    if query is key and key is value:  # self-attention: one (N L, E) x (E, 3E) product for q, k and v
+        qkv = linear(np.ascontiguousarray(q), w, b).reshape(N, L, 3, h, E // h)
+        qh, kh, vh = np.ascontiguousarray(qkv.transpose(2, 0, 3, 1, 4))
+    else:
+        qh = _heads(linear(np.ascontiguousarray(q), w[:E], bq), N, L, h)
+        kh = _heads(linear(np.ascontiguousarray(k), w[E:2 * E], bk), N, S, h)
+        vh = _heads(linear(np.ascontiguousarray(v), w[2 * E:], bv), N, S, h)
     oh, lse = scaled_dot_product_attention_forward(qh, kh, vh, mask)
     out = linear(_merge(oh), wo, bo)
     if not batch_first:

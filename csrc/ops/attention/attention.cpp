@@ -137,7 +137,9 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
   const float* q = p.q + bh * p.L * p.E;
   const float* k = p.k + (b * p.Hkv + hk) * p.S * p.E;
   const float* v = p.v + (b * p.Hkv + hk) * p.S * p.Ev;
-  const int64_t lds = BC;
+  // Row stride padded by one cache line: with BC = 256 floats the PV product's A rows (read in place)
+  // would sit 1 KiB apart and share a few L1 sets.
+  const int64_t lds = BC + 16;
   float* s = t_s.get(rows * lds);
   float* alpha = t_a.get(rows);
   for (int64_t j0 = k0; j0 < k1; j0 += BC) {
