@@ -212,12 +212,16 @@ def test_attention_decode_path(rng, L):
     m = rng.random((2, 1, L, 3000)) > 0.1
     for isa in B.available_isas():
         with fastml.use_isa(isa):
-            for kw in (dict(), dict(attn_mask=m, is_causal=True), dict(dropout_p=0.2, seed=4)):
+            for kw in (dict(), dict(attn_mask=m, is_causal=True), dict(dropout_p=0.2, seed=4),
+                       dict(sliding_window=700)):
                 dec = F.scaled_dot_product_attention_forward(q, k, v, **kw, _path=2)
                 gen = F.scaled_dot_product_attention_forward(q, k, v, **kw, _path=1)
                 ref = R.scaled_dot_product_attention(q, k, v, **kw)
                 base = _baseline_fwd(q, k, v, kw.get("attn_mask"), kw.get("is_causal", False),
-                                     dropout_p=kw.get("dropout_p", 0.0), seed=kw.get("seed"))
+                                     window=kw.get("sliding_window"), dropout_p=kw.get("dropout_p", 0.0),
+                                     seed=kw.get("seed"))
+                if "sliding_window" in kw:  # row i sees keys (i - 700, i]: L rows at the start of 3000 keys
+                    assert np.all(np.isfinite(dec[0]))
                 assert_error_within(dec[0], ref, base, what=f"decode {isa}")
                 assert_error_within(gen[0], ref, base, what=f"general {isa}")
                 np.testing.assert_allclose(dec[1], gen[1], rtol=1e-5)
@@ -313,3 +317,29 @@ print((after - before) * 1024)
     assert r.returncode == 0, r.stderr
     grew = int(r.stdout.split()[-1])
     assert grew < 256 << 20, f"peak RSS grew by {grew / 2**20:.0f} MiB (L x S float32 would be 1024 MiB)"
+
+
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+def test_attention_decode_path_gqa(rng):
+    q, k, v = _qkv(rng, 1, 8, 3, 2500, 32, 32, Hkv=2)
+    ref = R.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    dec = F.scaled_dot_product_attention_forward(q, k, v, enable_gqa=True, _path=2)[0]
+    assert_error_within(dec, ref, _baseline_fwd(q, k, v, gqa=True), what="decode gqa")
+
+
+def test_attention_empty_dims(backend, rng):
+    q, k, v = _qkv(rng, 1, 2, 5, 6, 0, 3)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v)   # E = 0: all scores 0, uniform weights
+    np.testing.assert_allclose(o, np.broadcast_to(v.mean(axis=2, keepdims=True), o.shape), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(o, R.scaled_dot_product_attention(q, k, v), rtol=1e-5, atol=1e-6)
+    dq, dk, dv = F.scaled_dot_product_attention_backward(np.ones_like(o), q, k, v, o, lse)
+    assert dq.shape == q.shape and dk.shape == k.shape and np.all(np.isfinite(dv))
+    q, k, v = _qkv(rng, 1, 2, 5, 6, 4, 0)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v)   # Ev = 0: lse still defined
+    assert o.shape == (1, 2, 5, 0)
+    np.testing.assert_allclose(lse, R.scaled_dot_product_attention_forward(q, k, v)[1], rtol=1e-5)
+    q, k, v = _qkv(rng, 1, 2, 0, 6, 4, 4)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v)   # L = 0
+    assert o.shape == (1, 2, 0, 4) and lse.shape == (1, 2, 0)
+    dq, dk, dv = F.scaled_dot_product_attention_backward(o, q, k, v, o, lse)
+    assert np.all(dk == 0) and np.all(dv == 0)

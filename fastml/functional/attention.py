@@ -97,7 +97,7 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
     P.v = np.ascontiguousarray(v).reshape(P.B, Hkv, S, P.Ev)
     P.causal = bool(is_causal)
     P.window = 0 if sliding_window is None else int(sliding_window)
-    P.scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    P.scale = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
     P.dropout_p = float(dropout_p)
     P.seed = None if seed is None else int(seed) & 0xFFFFFFFFFFFFFFFF
     P.drop = (P.dropout_p, 1.0 / (1.0 - P.dropout_p), P.seed) if P.dropout_p > 0 else None
@@ -118,7 +118,7 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
             raise TypeError(f"{op}: expected a bool or float attn_mask, got {m.dtype}")
         if m.ndim and m.shape[-1] != S:  # broadcast along keys: the kernels want unit stride there
             m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:-1] + (S,)))
-        elif m.ndim and S > 1 and m.strides[-1] != m.itemsize:
+        elif m.ndim and (S > 1 and m.strides[-1] != m.itemsize or any(st < 0 for st in m.strides)):
             m = np.ascontiguousarray(m)
         mb = np.broadcast_to(m, lead + (L, S))
         try:

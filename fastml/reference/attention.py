@@ -80,7 +80,7 @@ def _probs(q, k, v, attn_mask, is_causal, scale, enable_gqa, sliding_window):
     if enable_gqa and q.ndim >= 3:
         k, v = _expand_kv(k, q.shape[-3]), _expand_kv(v, q.shape[-3])
     E = q.shape[-1]
-    sc = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    sc = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
     s = (q @ np.swapaxes(k, -1, -2)) * sc + attention_bias(q.shape[-2], k.shape[-2], attn_mask, is_causal,
                                                            sliding_window)
     m = np.max(s, axis=-1, keepdims=True)

@@ -65,6 +65,11 @@ inline bool block_empty(const AttentionParams& p, int64_t i0, int64_t i1, int64_
 void gemm_a_direct(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, float alpha, float beta, const float* a,
                    int64_t lda, const float* b, int64_t ldb_direct, float* c, int64_t ldc) {
   const int MR = gk.mr, NR = gk.nr;
+  if (k == 0) {  // empty products (E == 0 or Ev == 0): c = beta c
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
   for (int64_t pc = 0; pc < k; pc += kKChunk) {
     const int64_t kb = std::min(kKChunk, k - pc);
     GemmTile t;
@@ -142,12 +147,15 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
   const int64_t lds = BC + 16;
   float* s = t_s.get(rows * lds);
   float* alpha = t_a.get(rows);
-  for (int64_t j0 = k0; j0 < k1; j0 += BC) {
-    const int64_t cols = std::min(BC, k1 - j0);
-    if (block_empty(p, i0, i0 + rows, j0, j0 + cols)) {
-      if ((p.causal || p.window > 0) && j0 > i0 + rows - 1) break;
-      continue;
-    }
+  // Keys no row of the block may see are not computed: under causal / window the range ends at the
+  // block's last row, and under a window it starts at the first row's window (rounded down to NR, the
+  // packed K sliver width).
+  int64_t ks = k0, ke = k1;
+  if (p.causal || p.window > 0) ke = std::min(ke, i0 + rows);
+  if (p.window > 0) ks = std::max(ks, (i0 - p.window + 1) / c.gk.nr * c.gk.nr);
+  for (int64_t j0 = ks; j0 < ke; j0 += BC) {
+    const int64_t cols = std::min(BC, ke - j0);
+    if (block_empty(p, i0, i0 + rows, j0, j0 + cols)) continue;
     scores_block(c, b, h, q, k, kpack, i0, rows, j0, cols, s, lds);
     c.ak.softmax_update(rows, cols, s, lds, m, l, alpha);
     c.ak.scale_rows(rows, p.Ev, o, p.Ev, alpha);
