@@ -274,11 +274,13 @@ def test_attention_bad_inputs(backend, rng):
 def test_attention_torch_parity(backend, rng):
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional
-    cases = [dict(), dict(is_causal=True), dict(attn_mask="bool"), dict(attn_mask="float"), dict(gqa=True),
+    cases = [dict(), dict(is_causal=True), dict(is_causal=True, short_keys=True), dict(attn_mask="bool"), dict(attn_mask="float"), dict(gqa=True),
              dict(scale=0.3)]
     for c in cases:
         Hkv = 2 if c.get("gqa") else 4
-        q, k, v = _qkv(rng, 2, 4, 19, 23 if not c.get("is_causal") else 19, 16, 12, Hkv=Hkv)
+        q, k, v = _qkv(rng, 2, 4, 19, 23, 16, 12, Hkv=Hkv)   # L != S: causal is top-left aligned in both
+        if c.get("short_keys"):   # L > S: causal rows past the last key see every key
+            k, v = k[:, :, :11], v[:, :, :11]
         mask = None
         if c.get("attn_mask") == "bool":
             mask = rng.random((2, 1, 19, 23)) > 0.3
