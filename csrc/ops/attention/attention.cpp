@@ -21,8 +21,9 @@ namespace {
 constexpr int64_t kDecodeMaxL = 16;
 constexpr int64_t kDecodeChunk = 512;
 constexpr int64_t kBackwardMinItems = 8;  // backward work items wanted (key split below this many (b, kv head))
-// Keys per forward block: 256 measured ~5-30% faster than 64 or 128 at B4 H8 L=S=2048 E64 (fewer
-// rescales of the output rows per key, longer PV products), no faster at 512.
+// Keys per forward block: 256 halves the rescales of the output rows per key against 128 and gives
+// longer PV products; on the (shared, noisy) 2-core VM at B4 H8 L=S=2048 E64 it was at least as fast as
+// 64 or 128, and 512 was no faster.
 constexpr int64_t kBlockKeys = 256;
 constexpr int64_t kKChunk = 256;  // microkernel k steps per call (the engine's KC bound)
 constexpr float kNegInf = -__builtin_inff();
@@ -37,7 +38,21 @@ struct Buf {
     return v.data();
   }
 };
-thread_local Buf t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part, t_rk;
+thread_local Buf t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part;
+
+// fn(item) for item in [0, n), items handed out one at a time (causal items differ in cost: the last
+// query blocks see the most keys). Each item is computed by one thread in a fixed order, so which thread
+// takes it never changes the result.
+template <class F>
+void dynamic_for(int64_t n, int64_t grain, F&& fn) {
+  const int nt = threads_for(n, grain);
+  if (nt <= 1) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t i = 0; i < n; ++i) fn(i);
+}
 
 struct Ctx {
   const AttentionParams& p;
@@ -188,21 +203,19 @@ void forward_general(const Ctx& c, float* out, float* lse) {
   const int64_t nqb = ceil_div(p.L, BR);
   const int64_t items = p.B * p.Hq * nqb;
   const int64_t work = std::max<int64_t>(1, BR * p.S * (p.E + p.Ev));
-  parallel_for(items, std::max<int64_t>(1, (1 << 18) / work), 1, [&](int64_t it0, int64_t it1) {
-    for (int64_t it = it0; it < it1; ++it) {
-      const int64_t bh = it / nqb, qb = it % nqb;
-      const int64_t b = bh / p.Hq, h = bh % p.Hq;
-      const int64_t i0 = qb * BR, rows = std::min(BR, p.L - i0);
-      float* o = out + (bh * p.L + i0) * p.Ev;
-      float* m = t_m.get(rows);
-      float* l = t_l.get(rows);
-      std::fill(o, o + rows * p.Ev, 0.0f);
-      std::fill(m, m + rows, kNegInf);
-      std::fill(l, l + rows, 0.0f);
-      const float* kpk = kp + (b * p.Hkv + h / c.group) * kstride;
-      accumulate(c, b, h, i0, rows, 0, p.S, BC, kpk, o, m, l);
-      finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
-    }
+  dynamic_for(items, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t it) {
+    const int64_t bh = it / nqb, qb = it % nqb;
+    const int64_t b = bh / p.Hq, h = bh % p.Hq;
+    const int64_t i0 = qb * BR, rows = std::min(BR, p.L - i0);
+    float* o = out + (bh * p.L + i0) * p.Ev;
+    float* m = t_m.get(rows);
+    float* l = t_l.get(rows);
+    std::fill(o, o + rows * p.Ev, 0.0f);
+    std::fill(m, m + rows, kNegInf);
+    std::fill(l, l + rows, 0.0f);
+    const float* kpk = kp + (b * p.Hkv + h / c.group) * kstride;
+    accumulate(c, b, h, i0, rows, 0, p.S, BC, kpk, o, m, l);
+    finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
   });
 }
 
@@ -218,18 +231,16 @@ void forward_decode(const Ctx& c, float* out, float* lse) {
   float* part = t_part.get(BH * nch * per);
   const int64_t items = BH * nch;
   const int64_t work = std::max<int64_t>(1, L * chunk * (p.E + Ev));
-  parallel_for(items, std::max<int64_t>(1, (1 << 18) / work), 1, [&](int64_t it0, int64_t it1) {
-    for (int64_t it = it0; it < it1; ++it) {
-      const int64_t bh = it / nch, ch = it % nch;
-      float* o = part + it * per;
-      float* m = o + L * Ev;
-      float* l = m + L;
-      std::fill(o, o + L * Ev, 0.0f);
-      std::fill(m, m + L, kNegInf);
-      std::fill(l, l + L, 0.0f);
-      const int64_t k0 = ch * chunk, k1 = std::min(p.S, k0 + chunk);
-      if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, nullptr, o, m, l);
-    }
+  dynamic_for(items, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t it) {
+    const int64_t bh = it / nch, ch = it % nch;
+    float* o = part + it * per;
+    float* m = o + L * Ev;
+    float* l = m + L;
+    std::fill(o, o + L * Ev, 0.0f);
+    std::fill(m, m + L, kNegInf);
+    std::fill(l, l + L, 0.0f);
+    const int64_t k0 = ch * chunk, k1 = std::min(p.S, k0 + chunk);
+    if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, nullptr, o, m, l);
   });
   parallel_for(BH, 1, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t bh = b0; bh < b1; ++bh) {
@@ -400,12 +411,10 @@ void attention_backward(const AttentionParams& p, const float* grad_out, const f
   const int64_t per = g * p.L * p.E;
   float* part = ns > 1 ? t_part.get(nkv * ns * per) : nullptr;
   const int64_t work = std::max<int64_t>(1, g * p.L * (p.S / ns) * (p.E + p.Ev));
-  parallel_for(nkv * ns, std::max<int64_t>(1, (1 << 18) / work), 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t it = b0; it < b1; ++it) {
-      const int64_t x = it / ns, sp = it % ns;
-      float* dqg = ns > 1 ? part + it * per : dq + x * per;
-      backward_item(c, x / p.Hkv, x % p.Hkv, nkb * sp / ns, nkb * (sp + 1) / ns, grad_out, out, lse, dqg, dk, dv);
-    }
+  dynamic_for(nkv * ns, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t it) {
+    const int64_t x = it / ns, sp = it % ns;
+    float* dqg = ns > 1 ? part + it * per : dq + x * per;
+    backward_item(c, x / p.Hkv, x % p.Hkv, nkb * sp / ns, nkb * (sp + 1) / ns, grad_out, out, lse, dqg, dk, dv);
   });
   if (ns > 1) {
     parallel_for(nkv * per, 16384, 16, [&](int64_t e0, int64_t e1) {
