@@ -103,7 +103,8 @@ void gemm_a_direct(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, fl
 }
 
 // Scores of query rows [i0, i0 + rows) against keys [j0, j0 + cols) into s (ld lds): scale q.k + mask,
-// -inf outside the band. kpack: K of this head packed in NR slivers (nullptr: dot kernels on K in place).
+// -inf outside the band. kpack: K of this head packed in NR slivers for the GEMM microkernel (nullptr:
+// the decode row kernels on K in place).
 void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const float* k, const float* kpack, int64_t i0,
                   int64_t rows, int64_t j0, int64_t cols, float* s, int64_t lds) {
   const AttentionParams& p = c.p;
@@ -111,15 +112,7 @@ void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const floa
   if (kpack) {
     gemm_a_direct(c.gk, rows, cols, E, p.scale, 0.0f, q + i0 * E, E, kpack + j0 * E, 0, s, lds);
   } else {
-    GemmTile t;
-    t.alpha = p.scale;
-    for (int64_t j = 0; j < cols; j += 8) {
-      const int n = static_cast<int>(std::min<int64_t>(8, cols - j));
-      for (int64_t i = 0; i < rows; i += 4) {
-        const int m = static_cast<int>(std::min<int64_t>(4, rows - i));
-        c.gk.dot(E, q + (i0 + i) * E, E, k + (j0 + j) * E, E, s + i * lds + j, lds, m, n, t);
-      }
-    }
+    c.ak.scores_rows(rows, cols, E, p.scale, q + i0 * E, E, k + j0 * E, E, s, lds);
   }
   if (p.mask) {
     const float* mb = p.mask + b * p.msb + h * p.msh + i0 * p.msl + j0;
@@ -175,7 +168,8 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
     c.ak.softmax_update(rows, cols, s, lds, m, l, alpha);
     c.ak.scale_rows(rows, p.Ev, o, p.Ev, alpha);
     if (p.dropout) dropout_rows(p, bh, i0, rows, j0, cols, s, lds);
-    gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
+    if (kpack) gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
+    else c.ak.pv_rows(rows, cols, p.Ev, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
   }
 }
 

@@ -64,6 +64,12 @@ struct AttentionKernels {
   void (*ds_cols)(int64_t rows, int64_t cols, const float* p, int64_t ldp, float* dp, int64_t lddp, const float* d);
   // sum_c a[c] * b[c]
   float (*dot)(int64_t n, const float* a, const float* b);
+  // Decode path (few query rows, K and V read in place): s[r][j] = scale * q_r . k_j, and
+  // o[r][c] += sum_j p[r][j] v[j][c]; FMA chains kept independent (rows alone cannot fill a GEMM tile).
+  void (*scores_rows)(int64_t rows, int64_t cols, int64_t E, float scale, const float* q, int64_t ldq,
+                      const float* k, int64_t ldk, float* s, int64_t lds);
+  void (*pv_rows)(int64_t rows, int64_t cols, int64_t Ev, const float* p, int64_t ldp, const float* v, int64_t ldv,
+                  float* o, int64_t ldo);
 };
 
 FASTML_DECLARE_KERNEL_TABLES(AttentionKernels, attention)

@@ -130,8 +130,97 @@ float dot(int64_t n, const float* a, const float* b) {
 }
 
 template <class V>
+inline V load_n(const float* p, int64_t n) {
+  return n >= V::N ? V::load(p) : V::load_tail(p, static_cast<int>(n));
+}
+
+// Decode scores: s[r*lds + j] = scale * q_r . k_j. Four keys at a time (four independent FMA chains along
+// E, each reduced by one horizontal sum); the key rows stay in L1 while every query row uses them.
+template <class V>
+void scores_rows(int64_t rows, int64_t cols, int64_t E, float scale, const float* q, int64_t ldq, const float* k,
+                 int64_t ldk, float* s, int64_t lds) {
+  constexpr int W = V::N;
+  for (int64_t j = 0; j < cols; j += 4) {
+    const int nk = static_cast<int>(cols - j < 4 ? cols - j : 4);
+    const float* k0 = k + j * ldk;
+    const float* k1 = nk > 1 ? k0 + ldk : k0;
+    const float* k2 = nk > 2 ? k0 + 2 * ldk : k0;
+    const float* k3 = nk > 3 ? k0 + 3 * ldk : k0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* qr = q + r * ldq;
+      V a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+      for (int64_t e = 0; e < E; e += W) {
+        const int64_t n = E - e;
+        const V qv = load_n<V>(qr + e, n);
+        a0 = fmadd(qv, load_n<V>(k0 + e, n), a0);
+        a1 = fmadd(qv, load_n<V>(k1 + e, n), a1);
+        a2 = fmadd(qv, load_n<V>(k2 + e, n), a2);
+        a3 = fmadd(qv, load_n<V>(k3 + e, n), a3);
+      }
+      float* sr = s + r * lds + j;
+      const float d[4] = {a0.hsum(), a1.hsum(), a2.hsum(), a3.hsum()};
+      for (int t = 0; t < nk; ++t) sr[t] = d[t] * scale;
+    }
+  }
+}
+
+// Decode PV: o[r*ldo + c] += sum_j p[r*ldp + j] * v[j*ldv + c]. Columns in chunks of four vectors; even
+// and odd keys go to two accumulator sets (eight independent FMA chains instead of four dependent ones),
+// added at the end in a fixed order.
+template <class V>
+void pv_rows(int64_t rows, int64_t cols, int64_t Ev, const float* p, int64_t ldp, const float* v, int64_t ldv,
+             float* o, int64_t ldo) {
+  constexpr int W = V::N;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* pr = p + r * ldp;
+    float* orow = o + r * ldo;
+    for (int64_t c0 = 0; c0 < Ev; c0 += 4 * W) {
+      const int64_t n = Ev - c0;  // columns left from c0
+      V x0 = V::zero(), x1 = V::zero(), x2 = V::zero(), x3 = V::zero();
+      V y0 = V::zero(), y1 = V::zero(), y2 = V::zero(), y3 = V::zero();
+      int64_t j = 0;
+      for (; j + 2 <= cols; j += 2) {
+        const V pa = V::set1(pr[j]), pb = V::set1(pr[j + 1]);
+        const float* va = v + j * ldv + c0;
+        const float* vb = va + ldv;
+        x0 = fmadd(pa, load_n<V>(va, n), x0);
+        y0 = fmadd(pb, load_n<V>(vb, n), y0);
+        if (n > W) {
+          x1 = fmadd(pa, load_n<V>(va + W, n - W), x1);
+          y1 = fmadd(pb, load_n<V>(vb + W, n - W), y1);
+        }
+        if (n > 2 * W) {
+          x2 = fmadd(pa, load_n<V>(va + 2 * W, n - 2 * W), x2);
+          y2 = fmadd(pb, load_n<V>(vb + 2 * W, n - 2 * W), y2);
+        }
+        if (n > 3 * W) {
+          x3 = fmadd(pa, load_n<V>(va + 3 * W, n - 3 * W), x3);
+          y3 = fmadd(pb, load_n<V>(vb + 3 * W, n - 3 * W), y3);
+        }
+      }
+      if (j < cols) {
+        const V pa = V::set1(pr[j]);
+        const float* va = v + j * ldv + c0;
+        x0 = fmadd(pa, load_n<V>(va, n), x0);
+        if (n > W) x1 = fmadd(pa, load_n<V>(va + W, n - W), x1);
+        if (n > 2 * W) x2 = fmadd(pa, load_n<V>(va + 2 * W, n - 2 * W), x2);
+        if (n > 3 * W) x3 = fmadd(pa, load_n<V>(va + 3 * W, n - 3 * W), x3);
+      }
+      const V acc[4] = {x0 + y0, x1 + y1, x2 + y2, x3 + y3};
+      for (int t = 0; t < 4 && n > t * W; ++t) {
+        const int64_t m = n - t * W;
+        float* dst = orow + c0 + t * W;
+        if (m >= W) (V::load(dst) + acc[t]).store(dst);
+        else (V::load_tail(dst, static_cast<int>(m)) + acc[t]).store_tail(dst, static_cast<int>(m));
+      }
+    }
+  }
+}
+
+template <class V>
 constexpr AttentionKernels make_kernels() {
-  return AttentionKernels{&softmax_update<V>, &scale_rows<V>, &add_rows<V>, &exp_minus_cols<V>, &ds_cols<V>, &dot<V>};
+  return AttentionKernels{&softmax_update<V>, &scale_rows<V>, &add_rows<V>, &exp_minus_cols<V>,
+                          &ds_cols<V>,        &dot<V>,        &scores_rows<V>, &pv_rows<V>};
 }
 
 }  // namespace fastml::attention_impl
