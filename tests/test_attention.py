@@ -42,11 +42,15 @@ def _baseline_fwd(q, k, v, mask=None, causal=False, scale=None, gqa=False, windo
     return p @ v
 
 
-def _baseline_bwd(g, q, k, v, o, lse, mask=None, causal=False, gqa=False, window=None, dropout_p=0.0, seed=None):
-    """float32 NumPy backward (the NumPy backend run in float32)."""
+def _baseline_bwd(g, q, k, v, mask=None, causal=False, gqa=False, window=None, dropout_p=0.0, seed=None):
+    """The whole float32 pipeline in NumPy: forward (output, logsumexp) then backward (the NumPy backend
+    run in float32), so the yardstick carries the forward's float32 error into D = rowsum(dO o O) as the
+    compiled backward does."""
     with fastml.use_backend("numpy"):
-        return F.scaled_dot_product_attention_backward(g, q, k, v, o, lse.astype(np.float32), mask, dropout_p,
-                                                       causal, None, gqa, seed, window)
+        o, lse = F.scaled_dot_product_attention_forward(q, k, v, mask, dropout_p, causal, None, gqa, seed=seed,
+                                                        sliding_window=window)
+        return F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, mask, dropout_p, causal, None, gqa, seed,
+                                                       window)
 
 
 def _check(q, k, v, *, mask=None, causal=False, gqa=False, window=None, dropout_p=0.0, seed=None, bwd=True,
@@ -69,11 +73,14 @@ def _check(q, k, v, *, mask=None, causal=False, gqa=False, window=None, dropout_
                                                     window)
     ref = R.scaled_dot_product_attention_backward(g, q, k, v, None, None, mask, dropout_p, causal, None, gqa, seed,
                                                   window)
-    bb = _baseline_bwd(g, q, k, v, ro.astype(np.float32), rl, mask, causal, gqa, window, dropout_p, seed)
+    bb = _baseline_bwd(g, q, k, v, mask, causal, gqa, window, dropout_p, seed)
     for name, a, r, b in zip(("grad_query", "grad_key", "grad_value"), grads, ref, bb):
         assert a.shape == r.shape and a.dtype == q.dtype
         assert np.all(np.isfinite(a)), name
-        assert_error_within(a, r, b, factor=3.0, what=name)
+        # 2.5x rather than 2x for the gradients: P is recomputed from scores and logsumexp through the
+        # kernels' exp (<= 2 ulp; NumPy's is ~0.5 ulp), and dS = P (dP - D) amplifies that relative error
+        # where dP and D nearly cancel (observed worst case 2.05x over this file's cases).
+        assert_error_within(a, r, b, factor=2.5, what=name)
     return o
 
 
