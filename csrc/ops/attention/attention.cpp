@@ -38,7 +38,7 @@ struct Buf {
     return v.data();
   }
 };
-thread_local Buf t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part;
+thread_local Buf t_qpack, t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part;
 
 // fn(item) for item in [0, n), items handed out one at a time (causal items differ in cost: the last
 // query blocks see the most keys). Each item is computed by one thread in a fixed order, so which thread
@@ -102,15 +102,37 @@ void gemm_a_direct(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, fl
   }
 }
 
+// c (rows x n) = alpha * A * B + beta c with both operands packed: A in MR-row slivers of k steps
+// (sliver g at a + g*MR*k, element (p, i) at [p*MR + i]), B in NR-column slivers (as gemm_a_direct).
+void gemm_packed(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, float alpha, float beta, const float* a,
+                 const float* b, float* c, int64_t ldc) {
+  const int MR = gk.mr, NR = gk.nr;
+  for (int64_t pc = 0; pc < k; pc += kKChunk) {
+    const int64_t kb = std::min(kKChunk, k - pc);
+    GemmTile t;
+    t.alpha = alpha;
+    t.beta = pc == 0 ? beta : 1.0f;
+    for (int64_t i = 0; i < rows; i += MR) {
+      const int m = static_cast<int>(std::min<int64_t>(MR, rows - i));
+      for (int64_t j = 0; j < n; j += NR) {
+        const int nn = static_cast<int>(std::min<int64_t>(NR, n - j));
+        gk.micro(kb, a + (i / MR) * MR * k + pc * MR, b + (j / NR) * NR * k + pc * NR, NR, c + i * ldc + j, ldc, m,
+                 nn, t);
+      }
+    }
+  }
+}
+
 // Scores of query rows [i0, i0 + rows) against keys [j0, j0 + cols) into s (ld lds): scale q.k + mask,
 // -inf outside the band. kpack: K of this head packed in NR slivers for the GEMM microkernel (nullptr:
 // the decode row kernels on K in place).
-void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const float* k, const float* kpack, int64_t i0,
-                  int64_t rows, int64_t j0, int64_t cols, float* s, int64_t lds) {
+void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const float* k, const float* kpack,
+                  const float* qpack, int64_t i0, int64_t rows, int64_t j0, int64_t cols, float* s, int64_t lds) {
   const AttentionParams& p = c.p;
   const int64_t E = p.E;
   if (kpack) {
-    gemm_a_direct(c.gk, rows, cols, E, p.scale, 0.0f, q + i0 * E, E, kpack + j0 * E, 0, s, lds);
+    if (qpack) gemm_packed(c.gk, rows, cols, E, p.scale, 0.0f, qpack, kpack + j0 * E, s, lds);
+    else gemm_a_direct(c.gk, rows, cols, E, p.scale, 0.0f, q + i0 * E, E, kpack + j0 * E, 0, s, lds);
   } else {
     c.ak.scores_rows(rows, cols, E, p.scale, q + i0 * E, E, k + j0 * E, E, s, lds);
   }
@@ -155,6 +177,13 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
   const int64_t lds = BC + 16;
   float* s = t_s.get(rows * lds);
   float* alpha = t_a.get(rows);
+  // The query block is packed once (MR-row slivers) for all its key blocks: contiguous broadcasts in the
+  // microkernel instead of MR rows E apart (measured ~3% faster forward at L = S = 2048, E = 64).
+  float* qpack = nullptr;
+  if (kpack) {
+    qpack = t_qpack.get(round_up(rows, c.gk.mr) * p.E);
+    c.gk.pack_a_transpose(rows, p.E, q + i0 * p.E, p.E, qpack);
+  }
   // Keys no row of the block may see are not computed: under causal / window the range ends at the
   // block's last row, and under a window it starts at the first row's window (rounded down to NR, the
   // packed K sliver width).
@@ -164,7 +193,7 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
   for (int64_t j0 = ks; j0 < ke; j0 += BC) {
     const int64_t cols = std::min(BC, ke - j0);
     if (block_empty(p, i0, i0 + rows, j0, j0 + cols)) continue;
-    scores_block(c, b, h, q, k, kpack, i0, rows, j0, cols, s, lds);
+    scores_block(c, b, h, q, k, kpack, qpack, i0, rows, j0, cols, s, lds);
     c.ak.softmax_update(rows, cols, s, lds, m, l, alpha);
     c.ak.scale_rows(rows, p.Ev, o, p.Ev, alpha);
     if (p.dropout) dropout_rows(p, bh, i0, rows, j0, cols, s, lds);
