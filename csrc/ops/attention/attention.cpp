@@ -107,6 +107,11 @@ void gemm_a_direct(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, fl
 void gemm_packed(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, float alpha, float beta, const float* a,
                  const float* b, float* c, int64_t ldc) {
   const int MR = gk.mr, NR = gk.nr;
+  if (k == 0) {  // E == 0: every score is 0 (before mask)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
   for (int64_t pc = 0; pc < k; pc += kKChunk) {
     const int64_t kb = std::min(kKChunk, k - pc);
     GemmTile t;
