@@ -355,3 +355,13 @@ def test_attention_empty_dims(backend, rng):
     assert o.shape == (1, 2, 0, 4) and lse.shape == (1, 2, 0)
     dq, dk, dv = F.scaled_dot_product_attention_backward(o, q, k, v, o, lse)
     assert np.all(dk == 0) and np.all(dv == 0)
+
+
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+def test_attention_packed_k_chunks(rng):
+    # 8 kv heads x 16384 keys x E 64 exceed the forward's 16 MiB packed-K bound: packed in several chunks
+    q, k, v = _qkv(rng, 2, 8, 20, 16384, 64, 16, Hkv=4)
+    kw = dict(enable_gqa=True, attn_mask=rng.standard_normal((20, 16384)).astype(np.float32))
+    o = F.scaled_dot_product_attention(q, k, v, **kw)
+    ref = R.scaled_dot_product_attention(q, k, v, **kw)
+    assert_error_within(o, ref, _baseline_fwd(q, k, v, kw["attn_mask"], gqa=True), what="chunked K")

@@ -25,7 +25,8 @@ constexpr int64_t kBackwardMinItems = 8;  // backward work items wanted (key spl
 // longer PV products; on the (shared, noisy) 2-core VM at B4 H8 L=S=2048 E64 it was at least as fast as
 // 64 or 128, and 512 was no faster.
 constexpr int64_t kBlockKeys = 256;
-constexpr int64_t kKChunk = 256;  // microkernel k steps per call (the engine's KC bound)
+constexpr int64_t kKChunk = 256;
+constexpr int64_t kPackedKFloats = int64_t{4} << 20;  // bound of the forward's packed K (16 MiB) per call  // microkernel k steps per call (the engine's KC bound)
 constexpr float kNegInf = -__builtin_inff();
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -221,30 +222,38 @@ void forward_general(const Ctx& c, float* out, float* lse) {
   const int MR = c.gk.mr, NR = c.gk.nr;
   const int64_t BR = MR * std::max<int64_t>(1, 64 / MR);
   const int64_t BC = NR * std::max<int64_t>(1, kBlockKeys / NR);
-  // K packed once per (b, kv head) into NR slivers shared by all query blocks of the heads using it.
+  // K packed once per (b, kv head) into NR slivers shared by all query blocks of the heads using it,
+  // a chunk of kv heads at a time so the packed copy stays bounded (<= kPackedKFloats, or one head).
   const int64_t kstride = round_up(p.S, NR) * p.E;
-  float* kp = t_kpack.get(p.B * p.Hkv * kstride);
   const int64_t nkv = p.B * p.Hkv;
-  parallel_for(nkv, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.S * p.E)), 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t x = b0; x < b1; ++x) c.gk.pack_b_transpose(p.S, p.E, p.k + x * p.S * p.E, p.E, kp + x * kstride);
-  });
+  const int64_t chunk = std::clamp<int64_t>(kPackedKFloats / std::max<int64_t>(1, kstride), 1, nkv);
+  float* kp = t_kpack.get(chunk * kstride);
   const int64_t nqb = ceil_div(p.L, BR);
-  const int64_t items = p.B * p.Hq * nqb;
+  const int64_t per_kv = c.group * nqb;  // items of one kv head: its query heads x query blocks
   const int64_t work = std::max<int64_t>(1, BR * p.S * (p.E + p.Ev));
-  dynamic_for(items, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t it) {
-    const int64_t bh = it / nqb, qb = it % nqb;
-    const int64_t b = bh / p.Hq, h = bh % p.Hq;
-    const int64_t i0 = qb * BR, rows = std::min(BR, p.L - i0);
-    float* o = out + (bh * p.L + i0) * p.Ev;
-    float* m = t_m.get(rows);
-    float* l = t_l.get(rows);
-    std::fill(o, o + rows * p.Ev, 0.0f);
-    std::fill(m, m + rows, kNegInf);
-    std::fill(l, l + rows, 0.0f);
-    const float* kpk = kp + (b * p.Hkv + h / c.group) * kstride;
-    accumulate(c, b, h, i0, rows, 0, p.S, BC, kpk, o, m, l);
-    finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
-  });
+  for (int64_t x0 = 0; x0 < nkv; x0 += chunk) {
+    const int64_t x1 = std::min(nkv, x0 + chunk);
+    parallel_for(x1 - x0, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.S * p.E)), 1,
+                 [&](int64_t b0, int64_t b1) {
+                   for (int64_t x = x0 + b0; x < x0 + b1; ++x)
+                     c.gk.pack_b_transpose(p.S, p.E, p.k + x * p.S * p.E, p.E, kp + (x - x0) * kstride);
+                 });
+    dynamic_for((x1 - x0) * per_kv, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t local) {
+      const int64_t it = x0 * per_kv + local;
+      const int64_t bh = it / nqb, qb = it % nqb;  // bh = (b Hkv + kv head) g + head in group
+      const int64_t b = bh / p.Hq, h = bh % p.Hq;
+      const int64_t i0 = qb * BR, rows = std::min(BR, p.L - i0);
+      float* o = out + (bh * p.L + i0) * p.Ev;
+      float* m = t_m.get(rows);
+      float* l = t_l.get(rows);
+      std::fill(o, o + rows * p.Ev, 0.0f);
+      std::fill(m, m + rows, kNegInf);
+      std::fill(l, l + rows, 0.0f);
+      const float* kpk = kp + (bh / c.group - x0) * kstride;
+      accumulate(c, b, h, i0, rows, 0, p.S, BC, kpk, o, m, l);
+      finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
+    });
+  }
 }
 
 // Split-K over fixed chunks of keys; partial (m, l, o) per (b, h, chunk), merged in chunk order.
