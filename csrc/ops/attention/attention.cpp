@@ -26,7 +26,7 @@ constexpr int64_t kBackwardMinItems = 8;  // backward work items wanted (key spl
 // 64 or 128, and 512 was no faster.
 constexpr int64_t kBlockKeys = 256;
 constexpr int64_t kKChunk = 256;
-constexpr int64_t kPackedKFloats = int64_t{4} << 20;  // bound of the forward's packed K (16 MiB) per call  // microkernel k steps per call (the engine's KC bound)
+constexpr int64_t kPackedKFloats = int64_t{4} << 20;  // bound (16 MiB) of the packed K / decode partials per call  // microkernel k steps per call (the engine's KC bound)
 constexpr float kNegInf = -__builtin_inff();
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -265,42 +265,47 @@ void forward_decode(const Ctx& c, float* out, float* lse) {
   const int64_t nch = std::max<int64_t>(1, ceil_div(p.S, chunk));
   const int64_t BH = p.B * p.Hq, L = p.L, Ev = p.Ev;
   const int64_t per = L * (Ev + 2);  // o, m, l of one partial
-  float* part = t_part.get(BH * nch * per);
-  const int64_t items = BH * nch;
+  // (b, h) rows a chunk at a time so the partials stay bounded (<= kPackedKFloats, or one (b, h)).
+  const int64_t hc = std::clamp<int64_t>(kPackedKFloats / std::max<int64_t>(1, nch * per), 1, BH);
+  float* part = t_part.get(hc * nch * per);
   const int64_t work = std::max<int64_t>(1, L * chunk * (p.E + Ev));
-  dynamic_for(items, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t it) {
-    const int64_t bh = it / nch, ch = it % nch;
-    float* o = part + it * per;
-    float* m = o + L * Ev;
-    float* l = m + L;
-    std::fill(o, o + L * Ev, 0.0f);
-    std::fill(m, m + L, kNegInf);
-    std::fill(l, l + L, 0.0f);
-    const int64_t k0 = ch * chunk, k1 = std::min(p.S, k0 + chunk);
-    if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, nullptr, o, m, l);
-  });
-  parallel_for(BH, 1, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t bh = b0; bh < b1; ++bh) {
-      for (int64_t r = 0; r < L; ++r) {
-        float mx = kNegInf;
-        for (int64_t ch = 0; ch < nch; ++ch) mx = std::max(mx, part[(bh * nch + ch) * per + L * Ev + r]);
-        float* orow = out + (bh * L + r) * Ev;
-        std::fill(orow, orow + Ev, 0.0f);
-        float lsum = 0.0f;
-        if (mx != kNegInf) {
-          for (int64_t ch = 0; ch < nch; ++ch) {
-            const float* pp = part + (bh * nch + ch) * per;
-            const float mc = pp[L * Ev + r];
-            if (mc == kNegInf) continue;
-            const float w = std::exp(mc - mx);
-            lsum += pp[L * Ev + L + r] * w;
-            for (int64_t e = 0; e < Ev; ++e) orow[e] += pp[r * Ev + e] * w;
+  for (int64_t h0 = 0; h0 < BH; h0 += hc) {
+    const int64_t h1 = std::min(BH, h0 + hc);
+    dynamic_for((h1 - h0) * nch, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t it) {
+      const int64_t bh = h0 + it / nch, ch = it % nch;
+      float* o = part + it * per;
+      float* m = o + L * Ev;
+      float* l = m + L;
+      std::fill(o, o + L * Ev, 0.0f);
+      std::fill(m, m + L, kNegInf);
+      std::fill(l, l + L, 0.0f);
+      const int64_t k0 = ch * chunk, k1 = std::min(p.S, k0 + chunk);
+      if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, nullptr, o, m, l);
+    });
+    parallel_for(h1 - h0, 1, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t u = b0; u < b1; ++u) {
+        const int64_t bh = h0 + u;
+        for (int64_t r = 0; r < L; ++r) {
+          float mx = kNegInf;
+          for (int64_t ch = 0; ch < nch; ++ch) mx = std::max(mx, part[(u * nch + ch) * per + L * Ev + r]);
+          float* orow = out + (bh * L + r) * Ev;
+          std::fill(orow, orow + Ev, 0.0f);
+          float lsum = 0.0f;
+          if (mx != kNegInf) {
+            for (int64_t ch = 0; ch < nch; ++ch) {
+              const float* pp = part + (u * nch + ch) * per;
+              const float mc = pp[L * Ev + r];
+              if (mc == kNegInf) continue;
+              const float w = std::exp(mc - mx);
+              lsum += pp[L * Ev + L + r] * w;
+              for (int64_t e = 0; e < Ev; ++e) orow[e] += pp[r * Ev + e] * w;
+            }
           }
+          finish_rows(p, 1, orow, &mx, &lsum, lse + bh * L + r);
         }
-        finish_rows(p, 1, orow, &mx, &lsum, lse + bh * L + r);
       }
-    }
-  });
+    });
+  }
 }
 
 }  // namespace
