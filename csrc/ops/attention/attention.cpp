@@ -25,8 +25,8 @@ constexpr int64_t kBackwardMinItems = 8;  // backward work items wanted (key spl
 // longer PV products; on the (shared, noisy) 2-core VM at B4 H8 L=S=2048 E64 it was at least as fast as
 // 64 or 128, and 512 was no faster.
 constexpr int64_t kBlockKeys = 256;
-constexpr int64_t kKChunk = 256;
-constexpr int64_t kPackedKFloats = int64_t{4} << 20;  // bound (16 MiB) of the packed K / decode partials per call  // microkernel k steps per call (the engine's KC bound)
+constexpr int64_t kKChunk = 256;  // microkernel k steps per call (the engine's KC bound)
+constexpr int64_t kPackedKFloats = int64_t{4} << 20;  // bound (16 MiB) of the packed K / decode partials per call
 constexpr float kNegInf = -__builtin_inff();
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
