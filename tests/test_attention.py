@@ -6,7 +6,6 @@ import pytest
 import fastml
 import fastml.functional as F
 from fastml import _backend as B
-from fastml._numpy import attention as NPA
 from fastml.reference import attention as R
 from _tolerance import assert_error_within, numeric_vjp
 
@@ -281,8 +280,8 @@ def test_attention_bad_inputs(backend, rng):
 def test_attention_torch_parity(backend, rng):
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional
-    cases = [dict(), dict(is_causal=True), dict(is_causal=True, short_keys=True), dict(attn_mask="bool"), dict(attn_mask="float"), dict(gqa=True),
-             dict(scale=0.3)]
+    cases = [dict(), dict(is_causal=True), dict(is_causal=True, short_keys=True), dict(attn_mask="bool"),
+             dict(attn_mask="float"), dict(gqa=True), dict(scale=0.3)]
     for c in cases:
         Hkv = 2 if c.get("gqa") else 4
         q, k, v = _qkv(rng, 2, 4, 19, 23, 16, 12, Hkv=Hkv)   # L != S: causal is top-left aligned in both

@@ -163,7 +163,9 @@ def scaled_dot_product_attention_forward(query, key, value, attn_mask=None, drop
                                          scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None,
                                          _path=0):
     """(output (..., L, Ev), logsumexp (..., L)): the forward pass plus what the backward needs.
-    logsumexp_i = log sum_j exp(s_ij) over the allowed keys (-inf for a fully masked row)."""
+    logsumexp_i = log sum_j exp(s_ij) over the allowed keys (-inf for a fully masked row).
+    ``_path`` (tests and benchmarks only): 0 picks automatically (split-K decode for L <= 16 and
+    S >= 1024), 1 forces the general tiled path, 2 the decode path."""
     P = _prepare(_SDPA + "_forward", query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed,
                  sliding_window, need_seed=True)
     return _forward(_SDPA + "_forward", P, out, _path)
