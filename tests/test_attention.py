@@ -364,3 +364,21 @@ def test_attention_packed_k_chunks(rng):
     o = F.scaled_dot_product_attention(q, k, v, **kw)
     ref = R.scaled_dot_product_attention(q, k, v, **kw)
     assert_error_within(o, ref, _baseline_fwd(q, k, v, kw["attn_mask"], gqa=True), what="chunked K")
+
+
+def test_attention_nan_propagates_per_row(backend, rng):
+    q, k, v = _qkv(rng, 1, 2, 70, 300, 16, 16)
+    q[0, 1, 5, 3] = np.nan
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert np.all(np.isnan(o[0, 1, 5]))
+    o[0, 1, 5] = 0
+    assert np.all(np.isfinite(o))
+    k[0, 0, 2, 0] = np.nan   # a NaN key reaches every row that may attend to it (rows >= 2 under causal)
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert np.all(np.isfinite(o[0, 0, :2])) and np.all(np.isnan(o[0, 0, 2:]))
+    qd, kd, vd = _qkv(rng, 1, 2, 3, 2100, 16, 16)   # decode path: split-K partials merged
+    qd[0, 0, 1, 0] = np.nan
+    o = F.scaled_dot_product_attention_forward(qd, kd, vd, _path=2)[0]
+    assert np.all(np.isnan(o[0, 0, 1]))
+    o[0, 0, 1] = 0
+    assert np.all(np.isfinite(o))

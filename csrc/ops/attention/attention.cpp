@@ -210,10 +210,11 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
 
 void finish_rows(const AttentionParams& p, int64_t rows, float* o, const float* m, const float* l, float* lse) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    const bool dead = l[r] == 0.0f;  // no allowed key (a NaN sum is not dead: it propagates)
+    const float inv = dead ? 0.0f : 1.0f / l[r];
     float* orow = o + r * p.Ev;
-    for (int64_t c = 0; c < p.Ev; ++c) orow[c] = l[r] > 0.0f ? orow[c] * inv : 0.0f;
-    lse[r] = l[r] > 0.0f ? m[r] + std::log(l[r]) : kNegInf;
+    for (int64_t c = 0; c < p.Ev; ++c) orow[c] = dead ? 0.0f : orow[c] * inv;
+    lse[r] = dead ? kNegInf : m[r] + std::log(l[r]);
   }
 }
 

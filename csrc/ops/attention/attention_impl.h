@@ -2,7 +2,7 @@
 // attention_{scalar,avx2,avx512}.cpp. Contract: attention.h (AttentionKernels). Tails are masked loads /
 // stores; exp is simd::exp (<= 2 ulp). exp(x) for x < -87 is flushed to 0: such a term is below 1e-38
 // of the row maximum's term (which is 1), so the row sum and the products do not change, and masked
-// entries (-inf) give exactly 0 without relying on exp's clamp.
+// entries (-inf) give exactly 0 without relying on exp's clamp. NaN scores propagate to their rows.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -14,7 +14,7 @@ namespace fastml::attention_impl {
 
 template <class V>
 inline V exp_flush(V x) {
-  return select(cmp_gt(x, V::set1(-87.0f)), simd::exp(x), V::zero());
+  return select(cmp_lt(x, V::set1(-87.0f)), V::zero(), simd::exp(x));  // NaN compares false: stays NaN
 }
 
 template <class V>
@@ -28,7 +28,7 @@ void softmax_update(int64_t rows, int64_t cols, float* s, int64_t lds, float* m,
     for (; c + W <= cols; c += W) vm = max(vm, V::load(sr + c));
     if (c < cols) vm = max(vm, V::load_tail(sr + c, static_cast<int>(cols - c), ninf));
     const float bm = vm.hmax();
-    const float mnew = bm > m[r] ? bm : m[r];
+    const float mnew = (bm > m[r] || bm != bm) ? bm : m[r];  // a NaN score makes the row NaN (as torch)
     // Nothing allowed so far: keep p = 0 (exp(-inf - 0)), alpha irrelevant (output still 0).
     const float mu = mnew == ninf ? 0.0f : mnew;
     const V vmu = V::set1(mu);
