@@ -288,7 +288,10 @@ void forward_decode(const Ctx& c, float* out, float* lse) {
         const int64_t bh = h0 + u;
         for (int64_t r = 0; r < L; ++r) {
           float mx = kNegInf;
-          for (int64_t ch = 0; ch < nch; ++ch) mx = std::max(mx, part[(u * nch + ch) * per + L * Ev + r]);
+          for (int64_t ch = 0; ch < nch; ++ch) {
+            const float mc = part[(u * nch + ch) * per + L * Ev + r];
+            if (mc > mx || mc != mc) mx = mc;  // a NaN partial keeps the row NaN
+          }
           float* orow = out + (bh * L + r) * Ev;
           std::fill(orow, orow + Ev, 0.0f);
           float lsum = 0.0f;
