@@ -16,7 +16,7 @@ scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None)`` fol
   bound j <= i, whether or not ``is_causal`` is set).
 * ``scale`` defaults to 1 / sqrt(E).
 * dropout: ``dropout_p`` in [0, 1). The keep mask is a counter-based hash of (seed, flattened batch*head
-  index, query row, key column) (splitmix64, ``fastml.reference.attention.dropout_keep_mask``), so the
+  index, query row, key column) (splitmix64 per row, murmur3 32-bit finaliser per key; ``fastml.reference.attention.dropout_keep_mask``), so the
   same seed gives the same mask on every backend, ISA and thread count, and the backward pass
   regenerates it. ``scaled_dot_product_attention`` with ``seed=None`` draws a seed from NumPy's global
   RNG (``np.random.seed`` makes it reproducible); the ``_forward`` / ``_backward`` pair requires ``seed``.

@@ -36,18 +36,30 @@ def dropout_threshold(dropout_p):
     return int(math.floor(float(dropout_p) * (1 << 24)))
 
 
+def _mix32(h):
+    """murmur3 32-bit finaliser on uint32 arrays (wrapping arithmetic)."""
+    h = np.asarray(h, dtype=np.uint32)
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
 def dropout_keep_mask(seed, bh, rows, cols, dropout_p):
     """Keep mask (len(bh), len(rows), len(cols)) of bool for flattened batch*head indices ``bh`` (array),
-    query rows and key columns (arrays): hash = mix(mix(mix(mix(seed ^ golden) + bh) + row) + col * golden),
-    keep iff (hash >> 40) >= floor(p * 2^24). The compiled kernels compute the same hash."""
+    query rows and key columns (arrays). Per (bh, row) a 32-bit key
+    rowkey = mix64(mix64(mix64(seed ^ golden64) + bh) + row) >> 32 (splitmix64 finaliser); per column
+    keep iff mix32(rowkey ^ (col * 0x9E3779B9 mod 2^32)) >> 8 >= floor(p * 2^24) (murmur3 finaliser).
+    The compiled kernels compute the same hash (csrc/ops/attention/attention.h)."""
     with np.errstate(over="ignore"):
         a = _mix64(np.array([int(seed) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ _GOLDEN)
         bh = np.asarray(bh, dtype=np.uint64).reshape(-1, 1, 1)
         rows = np.asarray(rows, dtype=np.uint64).reshape(1, -1, 1)
-        cols = np.asarray(cols, dtype=np.uint64).reshape(1, 1, -1)
-        rk = _mix64(_mix64(a + bh) + rows)
-        h = _mix64(rk + cols * _GOLDEN)
-    return (h >> np.uint64(40)) >= np.uint64(dropout_threshold(dropout_p))
+        rk = (_mix64(_mix64(a + bh) + rows) >> np.uint64(32)).astype(np.uint32)
+        cols = np.asarray(cols, dtype=np.uint64).astype(np.uint32).reshape(1, 1, -1)
+        h = _mix32(rk ^ (cols * np.uint32(0x9E3779B9)))
+    return (h >> np.uint32(8)) >= np.uint32(dropout_threshold(dropout_p))
 
 
 def attention_bias(L, S, attn_mask=None, is_causal=False, sliding_window=None, dtype=np.float64):

@@ -39,6 +39,7 @@ struct Buf {
     return v.data();
   }
 };
+thread_local std::vector<uint32_t> t_rowkeys;
 thread_local Buf t_qpack, t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part;
 
 // fn(item) for item in [0, n), items handed out one at a time (causal items differ in cost: the last
@@ -158,14 +159,14 @@ void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const floa
 }
 
 // Dropout on probabilities of rows [i0, i0 + rows) x keys [j0, j0 + cols) (row stride lds).
-void dropout_rows(const AttentionParams& p, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols, float* s,
-                  int64_t lds) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint64_t rk = attention_dropout_row_key(p.seed, static_cast<uint64_t>(bh), static_cast<uint64_t>(i0 + r));
-    float* sr = s + r * lds;
-    for (int64_t j = 0; j < cols; ++j)
-      sr[j] = attention_dropout_keep(rk, static_cast<uint64_t>(j0 + j), p.drop_threshold) ? sr[j] * p.drop_scale : 0.0f;
-  }
+void dropout_block(const Ctx& c, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols, float* s,
+                   int64_t lds) {
+  const AttentionParams& p = c.p;
+  if (static_cast<int64_t>(t_rowkeys.size()) < rows) t_rowkeys.resize(static_cast<size_t>(rows));
+  uint32_t* rk = t_rowkeys.data();
+  for (int64_t r = 0; r < rows; ++r)
+    rk[r] = attention_dropout_row_key(p.seed, static_cast<uint64_t>(bh), static_cast<uint64_t>(i0 + r));
+  c.ak.dropout_rows(rows, cols, s, lds, rk, static_cast<uint32_t>(j0), p.drop_threshold, p.drop_scale);
 }
 
 // Online-softmax accumulation of query rows [i0, i0 + rows) over keys [k0, k1): o (rows x Ev, ld Ev)
@@ -202,7 +203,7 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
     scores_block(c, b, h, q, k, kpack, qpack, i0, rows, j0, cols, s, lds);
     c.ak.softmax_update(rows, cols, s, lds, m, l, alpha);
     c.ak.scale_rows(rows, p.Ev, o, p.Ev, alpha);
-    if (p.dropout) dropout_rows(p, bh, i0, rows, j0, cols, s, lds);
+    if (p.dropout) dropout_block(c, bh, i0, rows, j0, cols, s, lds);
     if (kpack) gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
     else c.ak.pv_rows(rows, cols, p.Ev, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
   }
@@ -334,7 +335,6 @@ void attention_forward(const AttentionParams& p, float* out, float* lse, Attenti
 namespace fastml {
 namespace {
 
-thread_local std::vector<uint64_t> t_rowkeys;
 
 // One (b, kv head) item of the backward pass: dK / dV of the kv head and dQ of its group's query heads.
 // Transposed blocks (rows = BK keys, columns = BQ queries) so that dK_j and dV_j are row blocks:
@@ -408,15 +408,10 @@ void backward_item(const Ctx& c, int64_t b, int64_t hk, int64_t kb0, int64_t kb1
         gemm_a_direct(gk, bk, bq, Ev, 1.0f, 0.0f, v + j0 * Ev, Ev, dot + hh * Lp * Ev + i0 * Ev, 0, dpt, BQ);
         const float* pv = st;
         if (p.dropout) {
-          uint64_t* rk = t_rowkeys.data();
+          uint32_t* rk = t_rowkeys.data();
           for (int64_t q_ = 0; q_ < bq; ++q_)
             rk[q_] = attention_dropout_row_key(p.seed, static_cast<uint64_t>(bh), static_cast<uint64_t>(i0 + q_));
-          for (int64_t r = 0; r < bk; ++r)
-            for (int64_t q_ = 0; q_ < bq; ++q_) {
-              const bool keep = attention_dropout_keep(rk[q_], static_cast<uint64_t>(j0 + r), p.drop_threshold);
-              pd[r * BQ + q_] = keep ? st[r * BQ + q_] * p.drop_scale : 0.0f;
-              dpt[r * BQ + q_] = keep ? dpt[r * BQ + q_] * p.drop_scale : 0.0f;
-            }
+          c.ak.dropout_cols(bk, bq, st, pd, dpt, BQ, rk, static_cast<uint32_t>(j0), p.drop_threshold, p.drop_scale);
           pv = pd;
         }
         gemm_a_direct(gk, bk, Ev, bq, 1.0f, 1.0f, pv, BQ, goh + i0 * Ev, Ev, dvh + j0 * Ev, Ev);

@@ -70,6 +70,13 @@ struct AttentionKernels {
                       const float* k, int64_t ldk, float* s, int64_t lds);
   void (*pv_rows)(int64_t rows, int64_t cols, int64_t Ev, const float* p, int64_t ldp, const float* v, int64_t ldv,
                   float* o, int64_t ldo);
+  // Dropout (hash above). Forward block: s[r][j] = keep(rowkey[r], col0 + j) ? s[r][j] * scale : 0.
+  void (*dropout_rows)(int64_t rows, int64_t cols, float* s, int64_t lds, const uint32_t* rowkey, uint32_t col0,
+                       uint32_t threshold, float scale);
+  // Backward transposed block (rows = keys col0 + r, columns = query rows with keys rowkey[c]):
+  // pd = keep ? p * scale : 0, dp = keep ? dp * scale : 0.
+  void (*dropout_cols)(int64_t rows, int64_t cols, const float* p, float* pd, float* dp, int64_t ld,
+                       const uint32_t* rowkey, uint32_t col0, uint32_t threshold, float scale);
 };
 
 FASTML_DECLARE_KERNEL_TABLES(AttentionKernels, attention)
@@ -82,7 +89,10 @@ void attention_forward(const AttentionParams& p, float* out, float* lse, Attenti
 void attention_backward(const AttentionParams& p, const float* grad_out, const float* out, const float* lse, float* dq,
                         float* dk, float* dv);
 
-// The dropout hash (also written in NumPy in fastml/reference/attention.py): splitmix64 finaliser.
+// The dropout hash (also written in NumPy in fastml/reference/attention.py). Per (batch*head, row) a 32-bit
+// key from splitmix64 finalisers: rowkey = mix64(mix64(mix64(seed ^ golden) + bh) + row) >> 32; per key
+// column the murmur3 32-bit finaliser: keep iff mix32(rowkey ^ (col * 0x9E3779B9)) >> 8 >= threshold.
+// 32-bit element arithmetic so the ISA kernels vectorise it (there is no 64-bit multiply in AVX2).
 inline uint64_t attention_mix64(uint64_t z) {
   z ^= z >> 30;
   z *= 0xBF58476D1CE4E5B9ULL;
@@ -91,13 +101,20 @@ inline uint64_t attention_mix64(uint64_t z) {
   z ^= z >> 31;
   return z;
 }
-// Per-row key: mix(mix(mix(seed ^ golden) + bh) + row); element: mix(rowkey + col * golden) >> 40.
-inline uint64_t attention_dropout_row_key(uint64_t seed, uint64_t bh, uint64_t row) {
+inline uint32_t attention_dropout_row_key(uint64_t seed, uint64_t bh, uint64_t row) {
   const uint64_t a = attention_mix64(seed ^ 0x9E3779B97F4A7C15ULL);
-  return attention_mix64(attention_mix64(a + bh) + row);
+  return static_cast<uint32_t>(attention_mix64(attention_mix64(a + bh) + row) >> 32);
 }
-inline bool attention_dropout_keep(uint64_t row_key, uint64_t col, uint32_t threshold) {
-  return (attention_mix64(row_key + col * 0x9E3779B97F4A7C15ULL) >> 40) >= threshold;
+inline uint32_t attention_mix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85EBCA6Bu;
+  h ^= h >> 13;
+  h *= 0xC2B2AE35u;
+  h ^= h >> 16;
+  return h;
+}
+inline bool attention_dropout_keep(uint32_t row_key, uint32_t col, uint32_t threshold) {
+  return (attention_mix32(row_key ^ (col * 0x9E3779B9u)) >> 8) >= threshold;
 }
 
 }  // namespace fastml

@@ -217,10 +217,38 @@ void pv_rows(int64_t rows, int64_t cols, int64_t Ev, const float* p, int64_t ldp
   }
 }
 
+// Dropout: plain 32-bit integer loops, vectorised by the compiler with this file's ISA flags.
+template <class V>
+void dropout_rows(int64_t rows, int64_t cols, float* s, int64_t lds, const uint32_t* rowkey, uint32_t col0,
+                  uint32_t threshold, float scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    const uint32_t rk = rowkey[r];
+    for (int64_t j = 0; j < cols; ++j) {
+      const bool keep = attention_dropout_keep(rk, col0 + static_cast<uint32_t>(j), threshold);
+      sr[j] = keep ? sr[j] * scale : 0.0f;
+    }
+  }
+}
+
+template <class V>
+void dropout_cols(int64_t rows, int64_t cols, const float* p, float* pd, float* dp, int64_t ld, const uint32_t* rowkey,
+                  uint32_t col0, uint32_t threshold, float scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint32_t col = col0 + static_cast<uint32_t>(r);
+    for (int64_t c = 0; c < cols; ++c) {
+      const bool keep = attention_dropout_keep(rowkey[c], col, threshold);
+      pd[r * ld + c] = keep ? p[r * ld + c] * scale : 0.0f;
+      dp[r * ld + c] = keep ? dp[r * ld + c] * scale : 0.0f;
+    }
+  }
+}
+
 template <class V>
 constexpr AttentionKernels make_kernels() {
-  return AttentionKernels{&softmax_update<V>, &scale_rows<V>, &add_rows<V>, &exp_minus_cols<V>,
-                          &ds_cols<V>,        &dot<V>,        &scores_rows<V>, &pv_rows<V>};
+  return AttentionKernels{&softmax_update<V>, &scale_rows<V>, &add_rows<V>,     &exp_minus_cols<V>,
+                          &ds_cols<V>,        &dot<V>,        &scores_rows<V>,  &pv_rows<V>,
+                          &dropout_rows<V>,   &dropout_cols<V>};
 }
 
 }  // namespace fastml::attention_impl
