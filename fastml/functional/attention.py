@@ -16,9 +16,9 @@ scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None)`` fol
   bound j <= i, whether or not ``is_causal`` is set).
 * ``scale`` defaults to 1 / sqrt(E).
 * dropout: ``dropout_p`` in [0, 1). The keep mask is a counter-based hash of (seed, flattened batch*head
-  index, query row, key column) (splitmix64 per row, murmur3 32-bit finaliser per key; ``fastml.reference.attention.dropout_keep_mask``), so the
-  same seed gives the same mask on every backend, ISA and thread count, and the backward pass
-  regenerates it. ``scaled_dot_product_attention`` with ``seed=None`` draws a seed from NumPy's global
+  index, query row, key column) (splitmix64 per row, murmur3 32-bit finaliser per key;
+  ``fastml.reference.attention.dropout_keep_mask``), so the same seed gives the same mask on every
+  backend, ISA and thread count, and the backward pass regenerates it. ``scaled_dot_product_attention`` with ``seed=None`` draws a seed from NumPy's global
   RNG (``np.random.seed`` makes it reproducible); the ``_forward`` / ``_backward`` pair requires ``seed``.
 * fully masked rows (no allowed key): output 0, logsumexp -inf, zero gradients. torch's math backend
   gives NaN for such rows (its fused CPU kernels give 0); fastml gives 0 on every backend.
