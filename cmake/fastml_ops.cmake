@@ -58,6 +58,7 @@ list(APPEND FASTML_CPU_SOURCES csrc/ops/conv_fast/conv_fast_winograd.cpp)
 fastml_add_op(conv)   # plain C++ tiling around the GEMM engine (which dispatches the ISA)
 fastml_add_op(rnn ISAS scalar avx2 avx512)
 fastml_add_op(pool ISAS scalar avx2 avx512)
+fastml_add_op(attention ISAS scalar avx2 avx512)
 
 # CUDA families whose kernels are grouped differently from the CPU ops: cuda/softmax.cu serves the
 # softmax op, cuda/optim.cu the sgd, rmsprop and adam ops.

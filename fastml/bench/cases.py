@@ -423,10 +423,14 @@ register_conv_cases(register, Bar, Case)
 register_rnn_cases(register, Bar, Case)
 register_pool_cases(register, Bar, Case)
 
+from .cases_attention import register_attention_cases  # noqa: E402
+
+register_attention_cases(register, Bar, Case)
+
 
 # ---------------------------------------------------------------- selection
 
-GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "conv_fast", "conv", "pool", "rnn")
+GROUPS = ("activation", "overhead", "softmax", "loss", "optim", "gemm", "conv_fast", "conv", "pool", "rnn", "attention")
 
 
 def select_cases(ops=None, quick=False) -> list:

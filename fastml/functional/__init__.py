@@ -14,3 +14,7 @@ from .pool import __all__ as _pool_all
 
 __all__ = (list(_activation_all) + list(_loss_all) + list(_linear_all) + list(_conv_all) + list(_rnn_all)
            + list(_pool_all))
+from .attention import *  # noqa: F401,F403
+from .attention import __all__ as _attention_all
+
+__all__ += list(_attention_all)

@@ -19,3 +19,11 @@ from .pool import *  # noqa: F401,F403
 from .pool import __all__ as _pool_all
 
 __all__ = list(_act_all) + list(_loss_all) + list(_linear_all) + list(_conv_all) + list(_rnn_all) + list(_pool_all)
+from . import attention  # noqa: F401  (fastml.reference.attention.scaled_dot_product_attention, ...)
+from .attention import (scaled_dot_product_attention, scaled_dot_product_attention_forward,  # noqa: F401
+                        scaled_dot_product_attention_backward, multi_head_attention_forward, additive_attention,
+                        sinusoidal_positional_encoding)
+
+__all__ += ["scaled_dot_product_attention", "scaled_dot_product_attention_forward",
+            "scaled_dot_product_attention_backward", "multi_head_attention_forward", "additive_attention",
+            "sinusoidal_positional_encoding"]

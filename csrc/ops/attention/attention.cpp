@@ -1,0 +1,472 @@
+// Attention entry (baseline flags): blocking, work items, threading, masking and dropout; the block
+// products run on the SGEMM microkernels (gemm/gemm_kernels.h, chosen for the active ISA), the row
+// softmax on the AttentionKernels of the same ISA. Maths, layouts and determinism: attention.h.
+//
+// Blocks: forward BR = ~64 query rows (a multiple of the microkernel's MR) x BC = 256 keys (a multiple
+// of NR); backward BK = ~64 keys (rows, MR) x BQ = ~64 queries (columns, NR). Extra memory: O(BR x BC)
+// per thread plus one packed copy of K (forward) or of Q^T and dO^T of one kv-head group (backward);
+// never L x S. Decode: chunks of kDecodeChunk keys, partials (m, l, o) merged in chunk order.
+#include "ops/attention/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/parallel.h"
+#include "gemm/gemm_kernels.h"
+
+namespace fastml {
+namespace {
+
+constexpr int64_t kDecodeMaxL = 16;
+constexpr int64_t kDecodeChunk = 512;
+constexpr int64_t kBackwardMinItems = 8;  // backward work items wanted (key split below this many (b, kv head))
+// Keys per forward block: 256 halves the rescales of the output rows per key against 128 and gives
+// longer PV products; on the (shared, noisy) 2-core VM at B4 H8 L=S=2048 E64 it was at least as fast as
+// 64 or 128, and 512 was no faster.
+constexpr int64_t kBlockKeys = 256;
+constexpr int64_t kKChunk = 256;  // microkernel k steps per call (the engine's KC bound)
+constexpr int64_t kPackedKFloats = int64_t{4} << 20;  // bound (16 MiB) of the packed K / decode partials per call
+constexpr float kNegInf = -__builtin_inff();
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+struct Buf {
+  std::vector<float> v;
+  float* get(int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+    return v.data();
+  }
+};
+thread_local std::vector<uint32_t> t_rowkeys;
+thread_local Buf t_qpack, t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part;
+
+// fn(item) for item in [0, n), items handed out one at a time (causal items differ in cost: the last
+// query blocks see the most keys). Each item is computed by one thread in a fixed order, so which thread
+// takes it never changes the result.
+template <class F>
+void dynamic_for(int64_t n, int64_t grain, F&& fn) {
+  const int nt = threads_for(n, grain);
+  if (nt <= 1) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t i = 0; i < n; ++i) fn(i);
+}
+
+struct Ctx {
+  const AttentionParams& p;
+  const GemmKernels& gk;
+  const AttentionKernels& ak;
+  int64_t group;  // Hq / Hkv
+};
+
+// Allowed key range [lo, hi) of query row i.
+inline void band(const AttentionParams& p, int64_t i, int64_t& lo, int64_t& hi) {
+  lo = p.window > 0 ? std::max<int64_t>(0, i - p.window + 1) : 0;
+  hi = (p.causal || p.window > 0) ? std::min<int64_t>(p.S, i + 1) : p.S;
+}
+
+// True when no (i, j) with i in [i0, i1), j in [j0, j1) is allowed.
+inline bool block_empty(const AttentionParams& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  if ((p.causal || p.window > 0) && j0 > i1 - 1) return true;
+  if (p.window > 0 && j1 - 1 <= i0 - p.window) return true;
+  return false;
+}
+
+// c (rows x n, ldc) = alpha * a (rows x k, lda, read in place) * b + beta c, where b is NR-column
+// slivers of k steps (sliver s at b + s*NR*k, element (p, j) at [p*NR + j]) or, if ldb_direct > 0, a
+// k x n matrix read in place with row stride ldb_direct.
+void gemm_a_direct(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, float alpha, float beta, const float* a,
+                   int64_t lda, const float* b, int64_t ldb_direct, float* c, int64_t ldc) {
+  const int MR = gk.mr, NR = gk.nr;
+  if (k == 0) {  // empty products (E == 0 or Ev == 0): c = beta c
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  for (int64_t pc = 0; pc < k; pc += kKChunk) {
+    const int64_t kb = std::min(kKChunk, k - pc);
+    GemmTile t;
+    t.alpha = alpha;
+    t.beta = pc == 0 ? beta : 1.0f;
+    for (int64_t i = 0; i < rows; i += MR) {
+      const int m = static_cast<int>(std::min<int64_t>(MR, rows - i));
+      for (int64_t j = 0; j < n; j += NR) {
+        const int nn = static_cast<int>(std::min<int64_t>(NR, n - j));
+        const float* bj = ldb_direct > 0 ? b + pc * ldb_direct + j : b + (j / NR) * NR * k + pc * NR;
+        gk.micro_direct_a(kb, a + i * lda + pc, lda, bj, ldb_direct > 0 ? ldb_direct : NR, c + i * ldc + j, ldc, m, nn,
+                          t);
+      }
+    }
+  }
+}
+
+// c (rows x n) = alpha * A * B + beta c with both operands packed: A in MR-row slivers of k steps
+// (sliver g at a + g*MR*k, element (p, i) at [p*MR + i]), B in NR-column slivers (as gemm_a_direct).
+void gemm_packed(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, float alpha, float beta, const float* a,
+                 const float* b, float* c, int64_t ldc) {
+  const int MR = gk.mr, NR = gk.nr;
+  if (k == 0) {  // E == 0: every score is 0 (before mask)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  for (int64_t pc = 0; pc < k; pc += kKChunk) {
+    const int64_t kb = std::min(kKChunk, k - pc);
+    GemmTile t;
+    t.alpha = alpha;
+    t.beta = pc == 0 ? beta : 1.0f;
+    for (int64_t i = 0; i < rows; i += MR) {
+      const int m = static_cast<int>(std::min<int64_t>(MR, rows - i));
+      for (int64_t j = 0; j < n; j += NR) {
+        const int nn = static_cast<int>(std::min<int64_t>(NR, n - j));
+        gk.micro(kb, a + (i / MR) * MR * k + pc * MR, b + (j / NR) * NR * k + pc * NR, NR, c + i * ldc + j, ldc, m,
+                 nn, t);
+      }
+    }
+  }
+}
+
+// Scores of query rows [i0, i0 + rows) against keys [j0, j0 + cols) into s (ld lds): scale q.k + mask,
+// -inf outside the band. kpack: K of this head packed in NR slivers for the GEMM microkernel (nullptr:
+// the decode row kernels on K in place).
+void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const float* k, const float* kpack,
+                  const float* qpack, int64_t i0, int64_t rows, int64_t j0, int64_t cols, float* s, int64_t lds) {
+  const AttentionParams& p = c.p;
+  const int64_t E = p.E;
+  if (kpack) {
+    if (qpack) gemm_packed(c.gk, rows, cols, E, p.scale, 0.0f, qpack, kpack + j0 * E, s, lds);
+    else gemm_a_direct(c.gk, rows, cols, E, p.scale, 0.0f, q + i0 * E, E, kpack + j0 * E, 0, s, lds);
+  } else {
+    c.ak.scores_rows(rows, cols, E, p.scale, q + i0 * E, E, k + j0 * E, E, s, lds);
+  }
+  if (p.mask) {
+    const float* mb = p.mask + b * p.msb + h * p.msh + i0 * p.msl + j0;
+    c.ak.add_rows(rows, cols, s, lds, mb, p.msl);
+  }
+  if (p.causal || p.window > 0) {
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t lo, hi;
+      band(p, i0 + r, lo, hi);
+      float* sr = s + r * lds;
+      for (int64_t j = j0; j < std::min(j0 + cols, lo); ++j) sr[j - j0] = kNegInf;
+      for (int64_t j = std::max(j0, hi); j < j0 + cols; ++j) sr[j - j0] = kNegInf;
+    }
+  }
+}
+
+// Dropout on probabilities of rows [i0, i0 + rows) x keys [j0, j0 + cols) (row stride lds).
+void dropout_block(const Ctx& c, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols, float* s,
+                   int64_t lds) {
+  const AttentionParams& p = c.p;
+  if (static_cast<int64_t>(t_rowkeys.size()) < rows) t_rowkeys.resize(static_cast<size_t>(rows));
+  uint32_t* rk = t_rowkeys.data();
+  for (int64_t r = 0; r < rows; ++r)
+    rk[r] = attention_dropout_row_key(p.seed, static_cast<uint64_t>(bh), static_cast<uint64_t>(i0 + r));
+  c.ak.dropout_rows(rows, cols, s, lds, rk, static_cast<uint32_t>(j0), p.drop_threshold, p.drop_scale);
+}
+
+// Online-softmax accumulation of query rows [i0, i0 + rows) over keys [k0, k1): o (rows x Ev, ld Ev)
+// receives sum_j p_ij v_j relative to the running max m; l the running sum. o, m, l initialised by caller.
+void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t k0, int64_t k1, int64_t BC,
+                const float* kpack, float* o, float* m, float* l) {
+  const AttentionParams& p = c.p;
+  const int64_t hk = h / c.group;
+  const int64_t bh = b * p.Hq + h;
+  const float* q = p.q + bh * p.L * p.E;
+  const float* k = p.k + (b * p.Hkv + hk) * p.S * p.E;
+  const float* v = p.v + (b * p.Hkv + hk) * p.S * p.Ev;
+  // Row stride padded by one cache line: with BC = 256 floats the PV product's A rows (read in place)
+  // would sit 1 KiB apart and share a few L1 sets.
+  const int64_t lds = BC + 16;
+  float* s = t_s.get(rows * lds);
+  float* alpha = t_a.get(rows);
+  // The query block is packed once (MR-row slivers) for all its key blocks: contiguous broadcasts in the
+  // microkernel instead of MR rows E apart (measured ~3% faster forward at L = S = 2048, E = 64).
+  float* qpack = nullptr;
+  if (kpack) {
+    qpack = t_qpack.get(round_up(rows, c.gk.mr) * p.E);
+    c.gk.pack_a_transpose(rows, p.E, q + i0 * p.E, p.E, qpack);
+  }
+  // Keys no row of the block may see are not computed: under causal / window the range ends at the
+  // block's last row, and under a window it starts at the first row's window (rounded down to NR, the
+  // packed K sliver width).
+  int64_t ks = k0, ke = k1;
+  if (p.causal || p.window > 0) ke = std::min(ke, i0 + rows);
+  if (p.window > 0) ks = std::max(ks, (i0 - p.window + 1) / c.gk.nr * c.gk.nr);
+  for (int64_t j0 = ks; j0 < ke; j0 += BC) {
+    const int64_t cols = std::min(BC, ke - j0);
+    if (block_empty(p, i0, i0 + rows, j0, j0 + cols)) continue;
+    scores_block(c, b, h, q, k, kpack, qpack, i0, rows, j0, cols, s, lds);
+    c.ak.softmax_update(rows, cols, s, lds, m, l, alpha);
+    c.ak.scale_rows(rows, p.Ev, o, p.Ev, alpha);
+    if (p.dropout) dropout_block(c, bh, i0, rows, j0, cols, s, lds);
+    if (kpack) gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
+    else c.ak.pv_rows(rows, cols, p.Ev, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
+  }
+}
+
+void finish_rows(const AttentionParams& p, int64_t rows, float* o, const float* m, const float* l, float* lse) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const bool dead = l[r] == 0.0f;  // no allowed key (a NaN sum is not dead: it propagates)
+    const float inv = dead ? 0.0f : 1.0f / l[r];
+    float* orow = o + r * p.Ev;
+    for (int64_t c = 0; c < p.Ev; ++c) orow[c] = dead ? 0.0f : orow[c] * inv;
+    lse[r] = dead ? kNegInf : m[r] + std::log(l[r]);
+  }
+}
+
+void forward_general(const Ctx& c, float* out, float* lse) {
+  const AttentionParams& p = c.p;
+  const int MR = c.gk.mr, NR = c.gk.nr;
+  const int64_t BR = MR * std::max<int64_t>(1, 64 / MR);
+  const int64_t BC = NR * std::max<int64_t>(1, kBlockKeys / NR);
+  // K packed once per (b, kv head) into NR slivers shared by all query blocks of the heads using it,
+  // a chunk of kv heads at a time so the packed copy stays bounded (<= kPackedKFloats, or one head).
+  const int64_t kstride = round_up(p.S, NR) * p.E;
+  const int64_t nkv = p.B * p.Hkv;
+  const int64_t chunk = std::clamp<int64_t>(kPackedKFloats / std::max<int64_t>(1, kstride), 1, nkv);
+  float* kp = t_kpack.get(chunk * kstride);
+  const int64_t nqb = ceil_div(p.L, BR);
+  const int64_t per_kv = c.group * nqb;  // items of one kv head: its query heads x query blocks
+  const int64_t work = std::max<int64_t>(1, BR * p.S * (p.E + p.Ev));
+  for (int64_t x0 = 0; x0 < nkv; x0 += chunk) {
+    const int64_t x1 = std::min(nkv, x0 + chunk);
+    parallel_for(x1 - x0, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.S * p.E)), 1,
+                 [&](int64_t b0, int64_t b1) {
+                   for (int64_t x = x0 + b0; x < x0 + b1; ++x)
+                     c.gk.pack_b_transpose(p.S, p.E, p.k + x * p.S * p.E, p.E, kp + (x - x0) * kstride);
+                 });
+    dynamic_for((x1 - x0) * per_kv, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t local) {
+      const int64_t it = x0 * per_kv + local;
+      const int64_t bh = it / nqb, qb = it % nqb;  // bh = (b Hkv + kv head) g + head in group
+      const int64_t b = bh / p.Hq, h = bh % p.Hq;
+      const int64_t i0 = qb * BR, rows = std::min(BR, p.L - i0);
+      float* o = out + (bh * p.L + i0) * p.Ev;
+      float* m = t_m.get(rows);
+      float* l = t_l.get(rows);
+      std::fill(o, o + rows * p.Ev, 0.0f);
+      std::fill(m, m + rows, kNegInf);
+      std::fill(l, l + rows, 0.0f);
+      const float* kpk = kp + (bh / c.group - x0) * kstride;
+      accumulate(c, b, h, i0, rows, 0, p.S, BC, kpk, o, m, l);
+      finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
+    });
+  }
+}
+
+// Split-K over fixed chunks of keys; partial (m, l, o) per (b, h, chunk), merged in chunk order.
+void forward_decode(const Ctx& c, float* out, float* lse) {
+  const AttentionParams& p = c.p;
+  const int NR = c.gk.nr;
+  const int64_t BC = NR * std::max<int64_t>(1, kBlockKeys / NR);
+  const int64_t chunk = round_up(kDecodeChunk, BC);
+  const int64_t nch = std::max<int64_t>(1, ceil_div(p.S, chunk));
+  const int64_t BH = p.B * p.Hq, L = p.L, Ev = p.Ev;
+  const int64_t per = L * (Ev + 2);  // o, m, l of one partial
+  // (b, h) rows a chunk at a time so the partials stay bounded (<= kPackedKFloats, or one (b, h)).
+  const int64_t hc = std::clamp<int64_t>(kPackedKFloats / std::max<int64_t>(1, nch * per), 1, BH);
+  float* part = t_part.get(hc * nch * per);
+  const int64_t work = std::max<int64_t>(1, L * chunk * (p.E + Ev));
+  for (int64_t h0 = 0; h0 < BH; h0 += hc) {
+    const int64_t h1 = std::min(BH, h0 + hc);
+    dynamic_for((h1 - h0) * nch, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t it) {
+      const int64_t bh = h0 + it / nch, ch = it % nch;
+      float* o = part + it * per;
+      float* m = o + L * Ev;
+      float* l = m + L;
+      std::fill(o, o + L * Ev, 0.0f);
+      std::fill(m, m + L, kNegInf);
+      std::fill(l, l + L, 0.0f);
+      const int64_t k0 = ch * chunk, k1 = std::min(p.S, k0 + chunk);
+      if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, nullptr, o, m, l);
+    });
+    parallel_for(h1 - h0, 1, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t u = b0; u < b1; ++u) {
+        const int64_t bh = h0 + u;
+        for (int64_t r = 0; r < L; ++r) {
+          float mx = kNegInf;
+          for (int64_t ch = 0; ch < nch; ++ch) {
+            const float mc = part[(u * nch + ch) * per + L * Ev + r];
+            if (mc > mx || mc != mc) mx = mc;  // a NaN partial keeps the row NaN
+          }
+          float* orow = out + (bh * L + r) * Ev;
+          std::fill(orow, orow + Ev, 0.0f);
+          float lsum = 0.0f;
+          if (mx != kNegInf) {
+            for (int64_t ch = 0; ch < nch; ++ch) {
+              const float* pp = part + (u * nch + ch) * per;
+              const float mc = pp[L * Ev + r];
+              if (mc == kNegInf) continue;
+              const float w = std::exp(mc - mx);
+              lsum += pp[L * Ev + L + r] * w;
+              for (int64_t e = 0; e < Ev; ++e) orow[e] += pp[r * Ev + e] * w;
+            }
+          }
+          finish_rows(p, 1, orow, &mx, &lsum, lse + bh * L + r);
+        }
+      }
+    });
+  }
+}
+
+}  // namespace
+
+void attention_forward(const AttentionParams& p, float* out, float* lse, AttentionPath path) {
+  const int64_t BH = p.B * p.Hq;
+  if (BH == 0 || p.L == 0) return;
+  if (p.S == 0) {  // no keys: every row fully masked
+    std::fill(out, out + BH * p.L * p.Ev, 0.0f);
+    std::fill(lse, lse + BH * p.L, kNegInf);
+    return;
+  }
+  const Ctx c{p, select_kernels(gemm_tables), select_kernels(attention_tables), p.Hq / std::max<int64_t>(1, p.Hkv)};
+  bool decode = path == AttentionPath::decode;
+  if (path == AttentionPath::automatic) decode = p.L <= kDecodeMaxL && p.S >= 2 * kDecodeChunk;
+  if (decode) forward_decode(c, out, lse);
+  else forward_general(c, out, lse);
+}
+
+}  // namespace fastml
+
+namespace fastml {
+namespace {
+
+
+// One (b, kv head) item of the backward pass: dK / dV of the kv head and dQ of its group's query heads.
+// Transposed blocks (rows = BK keys, columns = BQ queries) so that dK_j and dV_j are row blocks:
+//   St = scale K_j Q_i^T (+ mask^T), Pt = exp(St - lse_i), dPt = V_j dO_i^T,
+//   dV_j += Pdt dO_i, dSt = Pt o (dPdt - D_i), dK_j += scale dSt Q_i, dQ_i += scale dSt^T K_j,
+// with D_i = rowsum(dO_i o O_i) and, under dropout, Pdt = Pt o Z / (1-p), dPdt = dPt o Z / (1-p).
+// Key blocks [kb0, kb1) only (a fixed split of the keys when there are few (b, kv head) items); the
+// group's dQ contribution goes to dqg (g heads x L x E, overwritten), dK / dV rows of those keys to dk / dv.
+void backward_item(const Ctx& c, int64_t b, int64_t hk, int64_t kb0, int64_t kb1, const float* go, const float* out,
+                   const float* lse, float* dqg, float* dk, float* dv) {
+  const AttentionParams& p = c.p;
+  const GemmKernels& gk = c.gk;
+  const int MR = gk.mr, NR = gk.nr;
+  const int64_t BK = MR * std::max<int64_t>(1, 64 / MR);
+  const int64_t BQ = NR * std::max<int64_t>(1, 64 / NR);
+  const int64_t g = c.group, L = p.L, S = p.S, E = p.E, Ev = p.Ev;
+  const int64_t Lp = round_up(L, NR);
+  float* qt = t_qt.get(g * Lp * E);
+  float* dot = t_dot.get(g * Lp * Ev);
+  float* D = t_d.get(g * L);
+  for (int64_t hh = 0; hh < g; ++hh) {
+    const int64_t bh = b * p.Hq + hk * g + hh;
+    gk.pack_b_transpose(L, E, p.q + bh * L * E, E, qt + hh * Lp * E);
+    gk.pack_b_transpose(L, Ev, go + bh * L * Ev, Ev, dot + hh * Lp * Ev);
+    for (int64_t i = 0; i < L; ++i) D[hh * L + i] = c.ak.dot(Ev, go + (bh * L + i) * Ev, out + (bh * L + i) * Ev);
+  }
+  std::fill(dqg, dqg + g * L * E, 0.0f);
+  const int64_t bhk = b * p.Hkv + hk;
+  const float* k = p.k + bhk * S * E;
+  const float* v = p.v + bhk * S * Ev;
+  float* dkh = dk + bhk * S * E;
+  float* dvh = dv + bhk * S * Ev;
+  const int64_t k_lo = kb0 * BK, k_hi = std::min(S, kb1 * BK);
+  std::fill(dkh + k_lo * E, dkh + k_hi * E, 0.0f);
+  std::fill(dvh + k_lo * Ev, dvh + k_hi * Ev, 0.0f);
+  float* st = t_s.get(BK * BQ);
+  float* dpt = t_dp.get(BK * BQ);
+  float* pd = p.dropout ? t_p.get(BK * BQ) : nullptr;
+  float* apack = t_apack.get(round_up(BQ, MR) * BK);
+  if (p.dropout && static_cast<int64_t>(t_rowkeys.size()) < BQ) t_rowkeys.resize(static_cast<size_t>(BQ));
+  GemmTile tq;
+  tq.alpha = p.scale;
+  tq.beta = 1.0f;
+  for (int64_t j0 = k_lo; j0 < k_hi; j0 += BK) {
+    const int64_t bk = std::min(BK, S - j0);
+    for (int64_t hh = 0; hh < g; ++hh) {
+      const int64_t h = hk * g + hh, bh = b * p.Hq + h;
+      const float* q = p.q + bh * L * E;
+      const float* goh = go + bh * L * Ev;
+      const float* lseh = lse + bh * L;
+      const float* Dh = D + hh * L;
+      float* dqh = dqg + hh * L * E;
+      for (int64_t i0 = 0; i0 < L; i0 += BQ) {
+        const int64_t bq = std::min(BQ, L - i0);
+        if (block_empty(p, i0, i0 + bq, j0, j0 + bk)) continue;
+        gemm_a_direct(gk, bk, bq, E, p.scale, 0.0f, k + j0 * E, E, qt + hh * Lp * E + i0 * E, 0, st, BQ);
+        if (p.mask) {
+          const float* mb = p.mask + b * p.msb + h * p.msh + i0 * p.msl + j0;
+          for (int64_t r = 0; r < bk; ++r)
+            for (int64_t q_ = 0; q_ < bq; ++q_) st[r * BQ + q_] += mb[q_ * p.msl + r];
+        }
+        if (p.causal || p.window > 0) {
+          for (int64_t q_ = 0; q_ < bq; ++q_) {
+            int64_t lo, hi;
+            band(p, i0 + q_, lo, hi);
+            for (int64_t r = 0; r < bk; ++r)
+              if (j0 + r < lo || j0 + r >= hi) st[r * BQ + q_] = kNegInf;
+          }
+        }
+        c.ak.exp_minus_cols(bk, bq, st, BQ, lseh + i0);
+        gemm_a_direct(gk, bk, bq, Ev, 1.0f, 0.0f, v + j0 * Ev, Ev, dot + hh * Lp * Ev + i0 * Ev, 0, dpt, BQ);
+        const float* pv = st;
+        if (p.dropout) {
+          uint32_t* rk = t_rowkeys.data();
+          for (int64_t q_ = 0; q_ < bq; ++q_)
+            rk[q_] = attention_dropout_row_key(p.seed, static_cast<uint64_t>(bh), static_cast<uint64_t>(i0 + q_));
+          c.ak.dropout_cols(bk, bq, st, pd, dpt, BQ, rk, static_cast<uint32_t>(j0), p.drop_threshold, p.drop_scale);
+          pv = pd;
+        }
+        gemm_a_direct(gk, bk, Ev, bq, 1.0f, 1.0f, pv, BQ, goh + i0 * Ev, Ev, dvh + j0 * Ev, Ev);
+        c.ak.ds_cols(bk, bq, st, BQ, dpt, BQ, Dh + i0);
+        gemm_a_direct(gk, bk, E, bq, p.scale, 1.0f, dpt, BQ, q + i0 * E, E, dkh + j0 * E, E);
+        gk.pack_a_copy(bq, bk, dpt, BQ, apack);
+        for (int64_t r = 0; r < bq; r += MR) {
+          const int m = static_cast<int>(std::min<int64_t>(MR, bq - r));
+          for (int64_t n0 = 0; n0 < E; n0 += NR) {
+            const int nn = static_cast<int>(std::min<int64_t>(NR, E - n0));
+            gk.micro(bk, apack + (r / MR) * MR * bk, k + j0 * E + n0, E, dqh + (i0 + r) * E + n0, E, m, nn, tq);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void attention_backward(const AttentionParams& p, const float* grad_out, const float* out, const float* lse, float* dq,
+                        float* dk, float* dv) {
+  const int64_t nkv = p.B * p.Hkv;
+  if (nkv == 0) return;
+  if (p.L == 0 || p.S == 0) {
+    std::fill(dq, dq + p.B * p.Hq * p.L * p.E, 0.0f);
+    std::fill(dk, dk + nkv * p.S * p.E, 0.0f);
+    std::fill(dv, dv + nkv * p.S * p.Ev, 0.0f);
+    return;
+  }
+  const Ctx c{p, select_kernels(gemm_tables), select_kernels(attention_tables), p.Hq / p.Hkv};
+  const int64_t g = c.group;
+  // Few (b, kv head) items: the keys are also split into ns fixed groups (a function of the shape only,
+  // so the result does not depend on the thread count); each writes its own dQ partial, summed in order.
+  const int64_t BK = c.gk.mr * std::max<int64_t>(1, 64 / c.gk.mr);
+  const int64_t nkb = ceil_div(p.S, BK);
+  const int64_t ns = std::min(nkb, ceil_div(kBackwardMinItems, nkv));
+  const int64_t per = g * p.L * p.E;
+  float* part = ns > 1 ? t_part.get(nkv * ns * per) : nullptr;
+  const int64_t work = std::max<int64_t>(1, g * p.L * (p.S / ns) * (p.E + p.Ev));
+  dynamic_for(nkv * ns, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t it) {
+    const int64_t x = it / ns, sp = it % ns;
+    float* dqg = ns > 1 ? part + it * per : dq + x * per;
+    backward_item(c, x / p.Hkv, x % p.Hkv, nkb * sp / ns, nkb * (sp + 1) / ns, grad_out, out, lse, dqg, dk, dv);
+  });
+  if (ns > 1) {
+    parallel_for(nkv * per, 16384, 16, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e) {
+        const int64_t x = e / per, r = e % per;
+        float acc = part[x * ns * per + r];
+        for (int64_t sp = 1; sp < ns; ++sp) acc += part[(x * ns + sp) * per + r];
+        dq[e] = acc;
+      }
+    });
+  }
+}
+
+}  // namespace fastml

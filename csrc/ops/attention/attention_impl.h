@@ -1,0 +1,254 @@
+// Row kernels of scaled dot-product attention written once over VecF (vec_<isa>.h), instantiated by
+// attention_{scalar,avx2,avx512}.cpp. Contract: attention.h (AttentionKernels). Tails are masked loads /
+// stores; exp is simd::exp (<= 2 ulp). exp(x) for x < -87 is flushed to 0: such a term is below 1e-38
+// of the row maximum's term (which is 1), so the row sum and the products do not change, and masked
+// entries (-inf) give exactly 0 without relying on exp's clamp. NaN scores propagate to their rows.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "core/simd/math.h"
+#include "ops/attention/attention.h"
+
+namespace fastml::attention_impl {
+
+template <class V>
+inline V exp_flush(V x) {
+  return select(cmp_lt(x, V::set1(-87.0f)), V::zero(), simd::exp(x));  // NaN compares false: stays NaN
+}
+
+template <class V>
+void softmax_update(int64_t rows, int64_t cols, float* s, int64_t lds, float* m, float* l, float* alpha) {
+  constexpr int W = V::N;
+  const float ninf = -__builtin_inff();
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    V vm = V::set1(ninf);
+    int64_t c = 0;
+    for (; c + W <= cols; c += W) vm = max(vm, V::load(sr + c));
+    if (c < cols) vm = max(vm, V::load_tail(sr + c, static_cast<int>(cols - c), ninf));
+    const float bm = vm.hmax();
+    const float mnew = (bm > m[r] || bm != bm) ? bm : m[r];  // a NaN score makes the row NaN (as torch)
+    // Nothing allowed so far: keep p = 0 (exp(-inf - 0)), alpha irrelevant (output still 0).
+    const float mu = mnew == ninf ? 0.0f : mnew;
+    const V vmu = V::set1(mu);
+    V vs = V::zero();
+    c = 0;
+    for (; c + W <= cols; c += W) {
+      const V p = exp_flush(V::load(sr + c) - vmu);
+      p.store(sr + c);
+      vs = vs + p;
+    }
+    if (c < cols) {
+      const int n = static_cast<int>(cols - c);
+      const V p = exp_flush(V::load_tail(sr + c, n, ninf) - vmu);
+      p.store_tail(sr + c, n);
+      vs = vs + p;
+    }
+    const float a = m[r] == ninf ? 0.0f : std::exp(m[r] - mu);
+    alpha[r] = a;
+    l[r] = l[r] * a + vs.hsum();
+    m[r] = mnew;
+  }
+}
+
+template <class V>
+void scale_rows(int64_t rows, int64_t n, float* o, int64_t ldo, const float* alpha) {
+  constexpr int W = V::N;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (alpha[r] == 1.0f) continue;
+    float* orow = o + r * ldo;
+    const V a = V::set1(alpha[r]);
+    int64_t c = 0;
+    for (; c + W <= n; c += W) (V::load(orow + c) * a).store(orow + c);
+    if (c < n) (V::load_tail(orow + c, static_cast<int>(n - c)) * a).store_tail(orow + c, static_cast<int>(n - c));
+  }
+}
+
+template <class V>
+void add_rows(int64_t rows, int64_t n, float* s, int64_t lds, const float* add, int64_t ldadd) {
+  constexpr int W = V::N;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    const float* ar = add + r * ldadd;
+    int64_t c = 0;
+    for (; c + W <= n; c += W) (V::load(sr + c) + V::load(ar + c)).store(sr + c);
+    if (c < n) {
+      const int t = static_cast<int>(n - c);
+      (V::load_tail(sr + c, t) + V::load_tail(ar + c, t)).store_tail(sr + c, t);
+    }
+  }
+}
+
+template <class V>
+void exp_minus_cols(int64_t rows, int64_t cols, float* s, int64_t lds, const float* lse) {
+  constexpr int W = V::N;
+  const V ninf = V::set1(-__builtin_inff());
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    int64_t c = 0;
+    for (; c + W <= cols; c += W) {
+      const V x = V::load(lse + c);
+      const V p = exp_flush(V::load(sr + c) - x);
+      select(cmp_eq(x, ninf), V::zero(), p).store(sr + c);
+    }
+    if (c < cols) {
+      const int t = static_cast<int>(cols - c);
+      const V x = V::load_tail(lse + c, t);
+      const V p = exp_flush(V::load_tail(sr + c, t) - x);
+      select(cmp_eq(x, ninf), V::zero(), p).store_tail(sr + c, t);
+    }
+  }
+}
+
+template <class V>
+void ds_cols(int64_t rows, int64_t cols, const float* p, int64_t ldp, float* dp, int64_t lddp, const float* d) {
+  constexpr int W = V::N;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* pr = p + r * ldp;
+    float* dr = dp + r * lddp;
+    int64_t c = 0;
+    for (; c + W <= cols; c += W) (V::load(pr + c) * (V::load(dr + c) - V::load(d + c))).store(dr + c);
+    if (c < cols) {
+      const int t = static_cast<int>(cols - c);
+      (V::load_tail(pr + c, t) * (V::load_tail(dr + c, t) - V::load_tail(d + c, t))).store_tail(dr + c, t);
+    }
+  }
+}
+
+template <class V>
+float dot(int64_t n, const float* a, const float* b) {
+  constexpr int W = V::N;
+  V acc = V::zero();
+  int64_t c = 0;
+  for (; c + W <= n; c += W) acc = fmadd(V::load(a + c), V::load(b + c), acc);
+  if (c < n) {
+    const int t = static_cast<int>(n - c);
+    acc = fmadd(V::load_tail(a + c, t), V::load_tail(b + c, t), acc);
+  }
+  return acc.hsum();
+}
+
+template <class V>
+inline V load_n(const float* p, int64_t n) {
+  return n >= V::N ? V::load(p) : V::load_tail(p, static_cast<int>(n));
+}
+
+// Decode scores: s[r*lds + j] = scale * q_r . k_j. Four keys at a time (four independent FMA chains along
+// E, each reduced by one horizontal sum); the key rows stay in L1 while every query row uses them.
+template <class V>
+void scores_rows(int64_t rows, int64_t cols, int64_t E, float scale, const float* q, int64_t ldq, const float* k,
+                 int64_t ldk, float* s, int64_t lds) {
+  constexpr int W = V::N;
+  for (int64_t j = 0; j < cols; j += 4) {
+    const int nk = static_cast<int>(cols - j < 4 ? cols - j : 4);
+    const float* k0 = k + j * ldk;
+    const float* k1 = nk > 1 ? k0 + ldk : k0;
+    const float* k2 = nk > 2 ? k0 + 2 * ldk : k0;
+    const float* k3 = nk > 3 ? k0 + 3 * ldk : k0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* qr = q + r * ldq;
+      V a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+      for (int64_t e = 0; e < E; e += W) {
+        const int64_t n = E - e;
+        const V qv = load_n<V>(qr + e, n);
+        a0 = fmadd(qv, load_n<V>(k0 + e, n), a0);
+        a1 = fmadd(qv, load_n<V>(k1 + e, n), a1);
+        a2 = fmadd(qv, load_n<V>(k2 + e, n), a2);
+        a3 = fmadd(qv, load_n<V>(k3 + e, n), a3);
+      }
+      float* sr = s + r * lds + j;
+      const float d[4] = {a0.hsum(), a1.hsum(), a2.hsum(), a3.hsum()};
+      for (int t = 0; t < nk; ++t) sr[t] = d[t] * scale;
+    }
+  }
+}
+
+// Decode PV: o[r*ldo + c] += sum_j p[r*ldp + j] * v[j*ldv + c]. Columns in chunks of four vectors; even
+// and odd keys go to two accumulator sets (eight independent FMA chains instead of four dependent ones),
+// added at the end in a fixed order.
+template <class V>
+void pv_rows(int64_t rows, int64_t cols, int64_t Ev, const float* p, int64_t ldp, const float* v, int64_t ldv,
+             float* o, int64_t ldo) {
+  constexpr int W = V::N;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* pr = p + r * ldp;
+    float* orow = o + r * ldo;
+    for (int64_t c0 = 0; c0 < Ev; c0 += 4 * W) {
+      const int64_t n = Ev - c0;  // columns left from c0
+      V x0 = V::zero(), x1 = V::zero(), x2 = V::zero(), x3 = V::zero();
+      V y0 = V::zero(), y1 = V::zero(), y2 = V::zero(), y3 = V::zero();
+      int64_t j = 0;
+      for (; j + 2 <= cols; j += 2) {
+        const V pa = V::set1(pr[j]), pb = V::set1(pr[j + 1]);
+        const float* va = v + j * ldv + c0;
+        const float* vb = va + ldv;
+        x0 = fmadd(pa, load_n<V>(va, n), x0);
+        y0 = fmadd(pb, load_n<V>(vb, n), y0);
+        if (n > W) {
+          x1 = fmadd(pa, load_n<V>(va + W, n - W), x1);
+          y1 = fmadd(pb, load_n<V>(vb + W, n - W), y1);
+        }
+        if (n > 2 * W) {
+          x2 = fmadd(pa, load_n<V>(va + 2 * W, n - 2 * W), x2);
+          y2 = fmadd(pb, load_n<V>(vb + 2 * W, n - 2 * W), y2);
+        }
+        if (n > 3 * W) {
+          x3 = fmadd(pa, load_n<V>(va + 3 * W, n - 3 * W), x3);
+          y3 = fmadd(pb, load_n<V>(vb + 3 * W, n - 3 * W), y3);
+        }
+      }
+      if (j < cols) {
+        const V pa = V::set1(pr[j]);
+        const float* va = v + j * ldv + c0;
+        x0 = fmadd(pa, load_n<V>(va, n), x0);
+        if (n > W) x1 = fmadd(pa, load_n<V>(va + W, n - W), x1);
+        if (n > 2 * W) x2 = fmadd(pa, load_n<V>(va + 2 * W, n - 2 * W), x2);
+        if (n > 3 * W) x3 = fmadd(pa, load_n<V>(va + 3 * W, n - 3 * W), x3);
+      }
+      const V acc[4] = {x0 + y0, x1 + y1, x2 + y2, x3 + y3};
+      for (int t = 0; t < 4 && n > t * W; ++t) {
+        const int64_t m = n - t * W;
+        float* dst = orow + c0 + t * W;
+        if (m >= W) (V::load(dst) + acc[t]).store(dst);
+        else (V::load_tail(dst, static_cast<int>(m)) + acc[t]).store_tail(dst, static_cast<int>(m));
+      }
+    }
+  }
+}
+
+// Dropout: plain 32-bit integer loops, vectorised by the compiler with this file's ISA flags.
+template <class V>
+void dropout_rows(int64_t rows, int64_t cols, float* s, int64_t lds, const uint32_t* rowkey, uint32_t col0,
+                  uint32_t threshold, float scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    const uint32_t rk = rowkey[r];
+    for (int64_t j = 0; j < cols; ++j) {
+      const bool keep = attention_dropout_keep(rk, col0 + static_cast<uint32_t>(j), threshold);
+      sr[j] = keep ? sr[j] * scale : 0.0f;
+    }
+  }
+}
+
+template <class V>
+void dropout_cols(int64_t rows, int64_t cols, const float* p, float* pd, float* dp, int64_t ld, const uint32_t* rowkey,
+                  uint32_t col0, uint32_t threshold, float scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint32_t col = col0 + static_cast<uint32_t>(r);
+    for (int64_t c = 0; c < cols; ++c) {
+      const bool keep = attention_dropout_keep(rowkey[c], col, threshold);
+      pd[r * ld + c] = keep ? p[r * ld + c] * scale : 0.0f;
+      dp[r * ld + c] = keep ? dp[r * ld + c] * scale : 0.0f;
+    }
+  }
+}
+
+template <class V>
+constexpr AttentionKernels make_kernels() {
+  return AttentionKernels{&softmax_update<V>, &scale_rows<V>, &add_rows<V>,     &exp_minus_cols<V>,
+                          &ds_cols<V>,        &dot<V>,        &scores_rows<V>,  &pv_rows<V>,
+                          &dropout_rows<V>,   &dropout_cols<V>};
+}
+
+}  // namespace fastml::attention_impl

@@ -1,0 +1,204 @@
+"""Attention: scaled dot-product attention (flash-attention style, forward and backward), multi-head
+attention with torch ``nn.MultiheadAttention`` numerics, Bahdanau additive attention, sinusoidal
+positional encodings.
+
+``scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None)`` follows
+``torch.nn.functional.scaled_dot_product_attention``:
+
+* shapes: query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev); the leading dims of
+  query and key/value are equal, except dim -3 (heads) under ``enable_gqa=True``, where the query heads
+  must be a multiple g of the key/value heads and kv head j serves query heads j*g .. j*g + g - 1.
+* ``attn_mask``: bool (True = may attend) or float (added to the scores), broadcastable to (..., L, S).
+* ``is_causal``: top-left aligned lower triangle, key j allowed for query i iff j <= i (torch's
+  ``ones(L, S).tril(0)``), also when L != S. It may be combined with ``attn_mask`` here (torch refuses).
+* ``sliding_window=w`` (fastml extension): query i sees keys j with i - w < j <= i (it implies the causal
+  bound j <= i, whether or not ``is_causal`` is set).
+* ``scale`` defaults to 1 / sqrt(E).
+* dropout: ``dropout_p`` in [0, 1). The keep mask is a counter-based hash of (seed, flattened batch*head
+  index, query row, key column) (splitmix64 per row, murmur3 32-bit finaliser per key;
+  ``fastml.reference.attention.dropout_keep_mask``), so the same seed gives the same mask on every
+  backend, ISA and thread count, and the backward pass regenerates it. ``scaled_dot_product_attention`` with ``seed=None`` draws a seed from NumPy's global
+  RNG (``np.random.seed`` makes it reproducible); the ``_forward`` / ``_backward`` pair requires ``seed``.
+* fully masked rows (no allowed key): output 0, logsumexp -inf, zero gradients. torch's math backend
+  gives NaN for such rows (its fused CPU kernels give 0); fastml gives 0 on every backend.
+
+float32 runs the compiled kernels (tiled online softmax, FlashAttention-2; memory O(L), never L x S;
+results bitwise identical for any thread count); float64 runs the NumPy backend in float64 (blocked over
+query rows, also O(L) memory). ``logsumexp`` has the dtype of the input.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend as _B
+from .._backend import _C
+from .._numpy import attention as _np_att
+from ..reference.attention import dropout_threshold
+
+__all__ = ["scaled_dot_product_attention", "scaled_dot_product_attention_forward",
+           "scaled_dot_product_attention_backward", "multi_head_attention_forward", "multi_head_attention_backward",
+           "additive_attention", "additive_attention_backward", "sinusoidal_positional_encoding"]
+
+_SDPA = "scaled_dot_product_attention"
+
+
+class _Prep:
+    """Normalised problem: 4-d contiguous q/k/v, mask view (B, Hq, L, S) or None, options."""
+    __slots__ = ("q", "k", "v", "mask", "causal", "window", "scale", "drop", "lead", "dtype", "B", "Hq", "Hkv",
+                 "L", "S", "E", "Ev", "seed", "dropout_p")
+
+
+def _as_array(x, op, name):
+    if _B.is_device_array(x):
+        raise TypeError(f"{op}: CUDA arrays are not supported by this op yet; pass a host (NumPy) array")
+    return _B.as_float_array(x, op, name)
+
+
+def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed, sliding_window,
+             need_seed):
+    q, k, v = (_as_array(a, op, n) for a, n in ((query, "query"), (key, "key"), (value, "value")))
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"{op}: expected query, key, value of one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
+        raise ValueError(f"{op}: expected query (..., L, E), key (..., S, E), value (..., S, Ev) with the same "
+                         f"number of dims (>= 2), got {q.shape}, {k.shape}, {v.shape}")
+    L, E = q.shape[-2:]
+    S = k.shape[-2]
+    if k.shape[-1] != E:
+        raise ValueError(f"{op}: expected key of shape (..., S, {E}) (query's E), got {k.shape}")
+    if v.shape[:-1] != k.shape[:-1]:
+        raise ValueError(f"{op}: expected value of shape {k.shape[:-1] + ('Ev',)} (key's leading dims and S), "
+                         f"got {v.shape}")
+    Hq = q.shape[-3] if q.ndim >= 3 else 1
+    Hkv = k.shape[-3] if k.ndim >= 3 else 1
+    if q.shape[:-3] != k.shape[:-3] or (Hq != Hkv and not enable_gqa):
+        raise ValueError(f"{op}: expected key/value leading dims {q.shape[:-2]} (query's), got {k.shape[:-2]}"
+                         + ("" if enable_gqa else " (pass enable_gqa=True for grouped-query attention)"))
+    if Hq != Hkv and (Hkv == 0 or Hq % Hkv):
+        raise ValueError(f"{op}: expected query heads ({Hq}) divisible by key/value heads, got {Hkv}")
+    if not (0.0 <= float(dropout_p) < 1.0):
+        raise ValueError(f"{op}: expected dropout_p in [0, 1), got {dropout_p}")
+    if sliding_window is not None and (isinstance(sliding_window, bool) or int(sliding_window) != sliding_window
+                                       or int(sliding_window) < 1):
+        raise ValueError(f"{op}: expected sliding_window an integer >= 1 or None, got {sliding_window!r}")
+    if dropout_p > 0 and seed is None:
+        if need_seed:
+            raise ValueError(f"{op}: dropout_p > 0 needs an explicit seed= (the backward pass regenerates the mask)")
+        seed = int(np.random.randint(0, 2**62, dtype=np.int64))
+    lead = q.shape[:-2]
+    P = _Prep()
+    P.lead, P.dtype, P.L, P.S, P.E, P.Ev, P.Hq, P.Hkv = lead, q.dtype, L, S, E, v.shape[-1], Hq, Hkv
+    P.B = int(np.prod(q.shape[:-3])) if q.ndim >= 3 else 1
+    P.q = np.ascontiguousarray(q).reshape(P.B, Hq, L, E)
+    P.k = np.ascontiguousarray(k).reshape(P.B, Hkv, S, E)
+    P.v = np.ascontiguousarray(v).reshape(P.B, Hkv, S, P.Ev)
+    P.causal = bool(is_causal)
+    P.window = 0 if sliding_window is None else int(sliding_window)
+    P.scale = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
+    P.dropout_p = float(dropout_p)
+    P.seed = None if seed is None else int(seed) & 0xFFFFFFFFFFFFFFFF
+    P.drop = (P.dropout_p, 1.0 / (1.0 - P.dropout_p), P.seed) if P.dropout_p > 0 else None
+    P.mask = None
+    if attn_mask is not None:
+        m = np.asarray(attn_mask)
+        try:
+            full = np.broadcast_shapes(m.shape, lead + (L, S))
+        except ValueError:
+            full = None
+        if full != lead + (L, S):
+            raise ValueError(f"{op}: expected attn_mask broadcastable to {lead + (L, S)}, got {m.shape}")
+        if m.dtype == bool:
+            m = np.where(m, 0.0, -np.inf).astype(P.dtype)
+        elif m.dtype.kind == "f":
+            m = m.astype(P.dtype, copy=False)
+        else:
+            raise TypeError(f"{op}: expected a bool or float attn_mask, got {m.dtype}")
+        if m.ndim and m.shape[-1] != S:  # broadcast along keys: the kernels want unit stride there
+            m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:-1] + (S,)))
+        elif m.ndim and (S > 1 and m.strides[-1] != m.itemsize or any(st < 0 for st in m.strides)):
+            m = np.ascontiguousarray(m)
+        mb = np.broadcast_to(m, lead + (L, S))
+        try:
+            P.mask = np.reshape(mb, (P.B, Hq, L, S), copy=False)
+        except ValueError:
+            P.mask = np.ascontiguousarray(mb).reshape(P.B, Hq, L, S)
+    return P
+
+
+def _drop_args(P):
+    if P.drop is None:
+        return 0, 1.0, 0
+    return dropout_threshold(P.dropout_p), P.drop[1], P.seed
+
+
+def _forward(op, P, out, path=0):
+    shape = P.lead + (P.L, P.Ev)
+    if out is not None:
+        _B.check_out(out, shape, P.dtype, op)
+    o4 = None if out is None else out.reshape(P.B, P.Hq, P.L, P.Ev)
+    if _B.host_backend(P.dtype, op) == "cpu":
+        thr, dscale, seed = _drop_args(P)
+        o, lse = _C.attention_forward(P.q, P.k, P.v, P.mask, P.causal, P.window, P.scale, thr, dscale, seed, o4,
+                                      path)
+    else:
+        o, lse = _np_att.attention_forward(P.q, P.k, P.v, P.mask, P.causal, P.window, P.scale, P.drop, o4)
+    return (out if out is not None else o.reshape(shape)), lse.reshape(P.lead + (P.L,))
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                                 enable_gqa=False, *, seed=None, sliding_window=None, out=None):
+    """softmax(Q K^T * scale + mask) V, torch semantics (see the module docstring).
+
+    Shapes: query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev).
+    """
+    P = _prepare(_SDPA, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed,
+                 sliding_window, need_seed=False)
+    return _forward(_SDPA, P, out)[0]
+
+
+def scaled_dot_product_attention_forward(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                         scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None,
+                                         _path=0):
+    """(output (..., L, Ev), logsumexp (..., L)): the forward pass plus what the backward needs.
+    logsumexp_i = log sum_j exp(s_ij) over the allowed keys (-inf for a fully masked row).
+    ``_path`` (tests and benchmarks only): 0 picks automatically (split-K decode for L <= 16 and
+    S >= 1024), 1 forces the general tiled path, 2 the decode path."""
+    P = _prepare(_SDPA + "_forward", query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed,
+                 sliding_window, need_seed=True)
+    return _forward(_SDPA + "_forward", P, out, _path)
+
+
+def scaled_dot_product_attention_backward(grad_output, query, key, value, output, logsumexp, attn_mask=None,
+                                          dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False, seed=None,
+                                          sliding_window=None):
+    """(grad_query, grad_key, grad_value) of scaled_dot_product_attention, from the forward's output and
+    logsumexp (FlashAttention-2 backward: P recomputed blockwise, D = rowsum(dO o O)). Under GQA grad_key /
+    grad_value have the key/value head count (summed over each group)."""
+    op = _SDPA + "_backward"
+    P = _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed, sliding_window,
+                 need_seed=True)
+    g, o, lse = (_as_array(a, op, n) for a, n in ((grad_output, "grad_output"), (output, "output"),
+                                                    (logsumexp, "logsumexp")))
+    want = P.lead + (P.L, P.Ev)
+    for a, n, w in ((g, "grad_output", want), (o, "output", want), (lse, "logsumexp", P.lead + (P.L,))):
+        if a.shape != w:
+            raise ValueError(f"{op}: expected {n} of shape {w}, got {a.shape}")
+    g4 = np.ascontiguousarray(g, dtype=P.dtype).reshape(P.B, P.Hq, P.L, P.Ev)
+    o4 = np.ascontiguousarray(o, dtype=P.dtype).reshape(P.B, P.Hq, P.L, P.Ev)
+    l4 = np.ascontiguousarray(lse, dtype=P.dtype).reshape(P.B, P.Hq, P.L)
+    if _B.host_backend(P.dtype, op) == "cpu":
+        thr, dscale, seed = _drop_args(P)
+        dq, dk, dv = _C.attention_backward(g4, P.q, P.k, P.v, o4, l4, P.mask, P.causal, P.window, P.scale, thr,
+                                           dscale, seed)
+    else:
+        dq, dk, dv = _np_att.attention_backward(g4, P.q, P.k, P.v, o4, l4, P.mask, P.causal, P.window, P.scale,
+                                                P.drop)
+    return (dq.reshape(np.shape(query)), dk.reshape(np.shape(key)), dv.reshape(np.shape(value)))
+
+
+from ._attention_layers import (additive_attention, additive_attention_backward,  # noqa: E402
+                                multi_head_attention_backward, multi_head_attention_forward,
+                                sinusoidal_positional_encoding)

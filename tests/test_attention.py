@@ -1,0 +1,384 @@
+"""scaled_dot_product_attention (+ _forward/_backward) on every backend / ISA against the float64 reference
+(error <= 2x that of a plain float32 NumPy softmax(QK^T)V) and against torch."""
+import numpy as np
+import pytest
+
+import fastml
+import fastml.functional as F
+from fastml import _backend as B
+from fastml.reference import attention as R
+from _tolerance import assert_error_within, numeric_vjp
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def _qkv(rng, B_, H, L, S, E, Ev, Hkv=None, dtype=np.float32):
+    Hkv = H if Hkv is None else Hkv
+    q = rng.standard_normal((B_, H, L, E)).astype(dtype)
+    k = rng.standard_normal((B_, Hkv, S, E)).astype(dtype)
+    v = rng.standard_normal((B_, Hkv, S, Ev)).astype(dtype)
+    return q, k, v
+
+
+def _baseline_fwd(q, k, v, mask=None, causal=False, scale=None, gqa=False, window=None, dropout_p=0.0, seed=None):
+    """Plain float32 NumPy softmax(Q K^T * scale + bias) V (the error yardstick)."""
+    q, k, v = (np.asarray(a, np.float32) for a in (q, k, v))
+    if gqa and k.shape[-3] != q.shape[-3]:
+        k = np.repeat(k, q.shape[-3] // k.shape[-3], axis=-3)
+        v = np.repeat(v, q.shape[-3] // v.shape[-3], axis=-3)
+    sc = np.float32(1 / np.sqrt(q.shape[-1]) if scale is None else scale)
+    s = q @ np.swapaxes(k, -1, -2) * sc + R.attention_bias(q.shape[-2], k.shape[-2], mask, causal, window,
+                                                             dtype=np.float32)
+    m = np.max(s, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, np.float32(0))
+    e = np.exp(s - m)
+    z = e.sum(-1, keepdims=True)
+    p = e / np.where(z > 0, z, np.float32(1))
+    if dropout_p:
+        n = int(np.prod(p.shape[:-2]))
+        keep = R.dropout_keep_mask(seed, np.arange(n), np.arange(p.shape[-2]), np.arange(p.shape[-1]), dropout_p)
+        p = p * keep.reshape(p.shape).astype(np.float32) / np.float32(1 - dropout_p)
+    return p @ v
+
+
+def _baseline_bwd(g, q, k, v, mask=None, causal=False, gqa=False, window=None, dropout_p=0.0, seed=None):
+    """The whole float32 pipeline in NumPy: forward (output, logsumexp) then backward (the NumPy backend
+    run in float32), so the yardstick carries the forward's float32 error into D = rowsum(dO o O) as the
+    compiled backward does."""
+    with fastml.use_backend("numpy"):
+        o, lse = F.scaled_dot_product_attention_forward(q, k, v, mask, dropout_p, causal, None, gqa, seed=seed,
+                                                        sliding_window=window)
+        return F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, mask, dropout_p, causal, None, gqa, seed,
+                                                       window)
+
+
+def _check(q, k, v, *, mask=None, causal=False, gqa=False, window=None, dropout_p=0.0, seed=None, bwd=True,
+           rng=None):
+    kw = dict(attn_mask=mask, is_causal=causal, enable_gqa=gqa, sliding_window=window, dropout_p=dropout_p,
+              seed=seed)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v, **kw)
+    ro, rl = R.scaled_dot_product_attention_forward(q, k, v, **kw)
+    assert o.dtype == q.dtype and o.shape == ro.shape and lse.shape == rl.shape
+    assert np.all(np.isfinite(o))
+    base = _baseline_fwd(q, k, v, mask, causal, None, gqa, window, dropout_p, seed)
+    assert_error_within(o, ro, base, what="output")
+    fin = np.isfinite(rl)
+    np.testing.assert_array_equal(np.isfinite(lse), fin)
+    np.testing.assert_allclose(lse[fin], rl[fin], rtol=1e-5, atol=1e-5)
+    if not bwd:
+        return o
+    g = (rng or np.random.default_rng(1)).standard_normal(o.shape).astype(q.dtype)
+    grads = F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, mask, dropout_p, causal, None, gqa, seed,
+                                                    window)
+    ref = R.scaled_dot_product_attention_backward(g, q, k, v, None, None, mask, dropout_p, causal, None, gqa, seed,
+                                                  window)
+    bb = _baseline_bwd(g, q, k, v, mask, causal, gqa, window, dropout_p, seed)
+    for name, a, r, b in zip(("grad_query", "grad_key", "grad_value"), grads, ref, bb):
+        assert a.shape == r.shape and a.dtype == q.dtype
+        assert np.all(np.isfinite(a)), name
+        # 2.5x rather than 2x for the gradients: P is recomputed from scores and logsumexp through the
+        # kernels' exp (<= 2 ulp; NumPy's is ~0.5 ulp), and dS = P (dP - D) amplifies that relative error
+        # where dP and D nearly cancel (observed worst case 2.05x over this file's cases).
+        assert_error_within(a, r, b, factor=2.5, what=name)
+    return o
+
+
+# (B, H, L, S, E, Ev, causal): a covering set of L, S in {1, 7, 16, 17, 63, 64, 65, 1000}, E in {8, 31, 64, 128}
+SHAPES = [
+    (1, 1, 1, 1, 8, 8, False),
+    (2, 3, 7, 17, 31, 20, False),
+    (1, 2, 16, 63, 64, 64, True),
+    (2, 1, 17, 64, 128, 33, True),
+    (1, 2, 63, 65, 8, 16, False),
+    (1, 1, 64, 7, 31, 31, True),
+    (1, 1, 65, 1000, 64, 64, False),
+    (1, 1, 1000, 65, 64, 32, True),
+    (1, 1, 1000, 1000, 64, 64, True),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:6])) + ("c" if s[6] else ""))
+def test_attention_shapes(backend, rng, shape):
+    B_, H, L, S, E, Ev, causal = shape
+    q, k, v = _qkv(rng, B_, H, L, S, E, Ev)
+    _check(q, k, v, causal=causal, bwd=L * S <= 70000, rng=rng)
+
+
+def test_attention_masks_broadcast(backend, rng):
+    q, k, v = _qkv(rng, 2, 3, 33, 40, 16, 24)
+    pad = np.ones((2, 1, 1, 40), dtype=bool)
+    pad[0, :, :, 30:] = False
+    _check(q, k, v, mask=pad)                                           # key padding, broadcast over heads/rows
+    fm = rng.standard_normal((33, 40)).astype(np.float32)
+    _check(q, k, v, mask=fm)                                            # float (L, S) over batch and heads
+    _check(q, k, v, mask=rng.standard_normal((3, 33, 1)).astype(np.float32), causal=True)  # along keys + causal
+    _check(q, k, v, mask=rng.random((2, 3, 33, 40)) > 0.3)             # full bool mask (rows may die)
+
+
+def test_attention_fully_masked_rows(backend, rng):
+    q, k, v = _qkv(rng, 1, 2, 9, 20, 8, 8)
+    m = rng.random((1, 2, 9, 20)) > 0.5
+    m[0, 0, 3] = False
+    m[0, 1, [0, 8]] = False
+    o = _check(q, k, v, mask=m)
+    assert np.all(o[0, 0, 3] == 0) and np.all(o[0, 1, [0, 8]] == 0)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v, m)
+    assert lse[0, 0, 3] == -np.inf
+    g = np.ones_like(o)
+    dq, dk, dv = F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, m)
+    assert np.all(dq[0, 0, 3] == 0) and np.all(dq[0, 1, [0, 8]] == 0)
+    for a in (dq, dk, dv):
+        assert np.all(np.isfinite(a))
+    # no key at all
+    o = F.scaled_dot_product_attention(q, k[:, :, :0], v[:, :, :0])
+    assert o.shape == (1, 2, 9, 8) and np.all(o == 0)
+
+
+def test_attention_gqa(backend, rng):
+    q, k, v = _qkv(rng, 2, 6, 21, 70, 16, 12, Hkv=2)
+    _check(q, k, v, gqa=True)
+    _check(q, k, v, gqa=True, causal=True, mask=rng.standard_normal((6, 21, 70)).astype(np.float32))
+
+
+def test_attention_sliding_window(backend, rng):
+    q, k, v = _qkv(rng, 1, 2, 150, 150, 16, 16)
+    for w in (1, 5, 64, 200):
+        o = _check(q, k, v, window=w)
+        i, j = np.arange(150)[:, None], np.arange(150)[None, :]
+        band = (j <= i) & (j > i - w)
+        assert np.array_equal(o, F.scaled_dot_product_attention(q, k, v, sliding_window=w))
+        ro = R.scaled_dot_product_attention(q, k, v, band)
+        np.testing.assert_allclose(o, ro, atol=2e-5)
+
+
+def test_attention_dropout(backend, rng):
+    q, k, v = _qkv(rng, 2, 2, 37, 70, 16, 16)
+    a = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3, seed=7)
+    b = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3, seed=7)
+    c = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3, seed=8)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    _check(q, k, v, dropout_p=0.3, seed=7)
+    _check(q, k, v, dropout_p=0.5, seed=2**63 + 5, causal=True, mask=rng.random((37, 70)) > 0.2)
+    keep = R.dropout_keep_mask(7, np.arange(4), np.arange(37), np.arange(70), 0.3)
+    assert abs(keep.mean() - 0.7) < 0.02
+    np.random.seed(3)
+    d1 = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3)
+    np.random.seed(3)
+    assert np.array_equal(d1, F.scaled_dot_product_attention(q, k, v, dropout_p=0.3))
+
+
+def test_attention_backward_reference_vs_finite_differences(rng):
+    q, k, v = _qkv(rng, 1, 2, 5, 6, 3, 4, dtype=np.float64)
+    m = rng.random((5, 6)) > 0.3
+    m[:, 0] = True
+    for kw in (dict(), dict(attn_mask=m, is_causal=True), dict(dropout_p=0.4, seed=3),
+               dict(sliding_window=2, scale=0.7)):
+        g = rng.standard_normal((1, 2, 5, 4))
+        dq, dk, dv = R.scaled_dot_product_attention_backward(g, q, k, v, None, None, **kw)
+        f = R.scaled_dot_product_attention
+        np.testing.assert_allclose(dq, numeric_vjp(lambda x: f(x, k, v, **kw), q, g), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(dk, numeric_vjp(lambda x: f(q, x, v, **kw), k, g), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(dv, numeric_vjp(lambda x: f(q, k, x, **kw), v, g), rtol=1e-6, atol=1e-8)
+    qg, kg, vg = _qkv(rng, 1, 4, 3, 5, 2, 3, Hkv=2, dtype=np.float64)
+    g = rng.standard_normal((1, 4, 3, 3))
+    dq, dk, dv = R.scaled_dot_product_attention_backward(g, qg, kg, vg, enable_gqa=True)
+    f = lambda a, b, c: R.scaled_dot_product_attention(a, b, c, enable_gqa=True)  # noqa: E731
+    np.testing.assert_allclose(dk, numeric_vjp(lambda x: f(qg, x, vg), kg, g), rtol=1e-6, atol=1e-8)
+
+
+def test_attention_float64_stays_float64(rng):
+    q, k, v = _qkv(rng, 1, 2, 30, 40, 8, 8, dtype=np.float64)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v, is_causal=True)
+    assert o.dtype == np.float64
+    np.testing.assert_allclose(o, R.scaled_dot_product_attention(q, k, v, is_causal=True), rtol=1e-12, atol=1e-13)
+    grads = F.scaled_dot_product_attention_backward(np.ones_like(o), q, k, v, o, lse, is_causal=True)
+    ref = R.scaled_dot_product_attention_backward(np.ones_like(o), q, k, v, is_causal=True)
+    for a, r in zip(grads, ref):
+        assert a.dtype == np.float64
+        np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-12)
+
+
+def test_attention_out_noncontiguous_3d(backend, rng):
+    q, k, v = _qkv(rng, 1, 4, 20, 30, 16, 8)
+    qs = np.swapaxes(np.swapaxes(q, 2, 3).copy(), 2, 3)  # strided view
+    out = np.empty((1, 4, 20, 8), np.float32)
+    r = F.scaled_dot_product_attention(qs, k, v, out=out)
+    assert r is out
+    assert np.array_equal(out, F.scaled_dot_product_attention(q, k, v))
+    o3 = F.scaled_dot_product_attention(q[0], k[0], v[0])  # 3-d input
+    assert np.array_equal(o3, out[0])
+    o2 = F.scaled_dot_product_attention(q[0, 0], k[0, 0], v[0, 0])  # 2-d input
+    np.testing.assert_allclose(o2, out[0, 0], atol=1e-6)
+
+
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+@pytest.mark.parametrize("L", [1, 5, 16])
+def test_attention_decode_path(rng, L):
+    q, k, v = _qkv(rng, 2, 2, L, 3000, 64, 40)
+    m = rng.random((2, 1, L, 3000)) > 0.1
+    for isa in B.available_isas():
+        with fastml.use_isa(isa):
+            for kw in (dict(), dict(attn_mask=m, is_causal=True), dict(dropout_p=0.2, seed=4),
+                       dict(sliding_window=700)):
+                dec = F.scaled_dot_product_attention_forward(q, k, v, **kw, _path=2)
+                gen = F.scaled_dot_product_attention_forward(q, k, v, **kw, _path=1)
+                ref = R.scaled_dot_product_attention(q, k, v, **kw)
+                base = _baseline_fwd(q, k, v, kw.get("attn_mask"), kw.get("is_causal", False),
+                                     window=kw.get("sliding_window"), dropout_p=kw.get("dropout_p", 0.0),
+                                     seed=kw.get("seed"))
+                if "sliding_window" in kw:  # row i sees keys (i - 700, i]: L rows at the start of 3000 keys
+                    assert np.all(np.isfinite(dec[0]))
+                assert_error_within(dec[0], ref, base, what=f"decode {isa}")
+                assert_error_within(gen[0], ref, base, what=f"general {isa}")
+                np.testing.assert_allclose(dec[1], gen[1], rtol=1e-5)
+
+
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+def test_attention_threads_bitwise(rng, threads):
+    q, k, v = _qkv(rng, 2, 4, 130, 150, 32, 24, Hkv=2)
+    qd = q[:, :, :3]
+    kw = dict(is_causal=True, enable_gqa=True, dropout_p=0.1, seed=5)
+    res = []
+    for nt in (1, 2):
+        fastml.set_num_threads(nt)
+        o, lse = F.scaled_dot_product_attention_forward(q, k, v, **kw)
+        grads = F.scaled_dot_product_attention_backward(np.ones_like(o), q, k, v, o, lse, **kw)
+        dec = F.scaled_dot_product_attention_forward(qd, np.tile(k, (1, 1, 10, 1)), np.tile(v, (1, 1, 10, 1)),
+                                                     enable_gqa=True, _path=2)[0]
+        res.append((o, lse, dec) + tuple(grads))
+    for a, b in zip(*res):
+        assert np.array_equal(a, b)
+
+
+def test_attention_bad_inputs(backend, rng):
+    q, k, v = _qkv(rng, 1, 4, 8, 9, 16, 16)
+    out = np.full((1, 4, 8, 16), 7.0, np.float32)
+    sdpa = F.scaled_dot_product_attention
+    bad = [
+        (lambda: sdpa(q, k[..., :15], v, out=out), "key of shape"),
+        (lambda: sdpa(q, k, v[:, :, :8], out=out), "value of shape"),
+        (lambda: sdpa(q, k, v, np.ones((3, 9), bool), out=out), "broadcastable"),
+        (lambda: sdpa(q, k[:, :3], v[:, :3], enable_gqa=True, out=out), "divisible"),
+        (lambda: sdpa(q, k[:, :2], v[:, :2], out=out), "enable_gqa"),
+        (lambda: sdpa(q, k, v, dropout_p=1.0, out=out), "dropout_p"),
+        (lambda: sdpa(q, k, v, sliding_window=0, out=out), "sliding_window"),
+        (lambda: sdpa(q[0], k, v, out=out), "same number of dims"),
+        (lambda: F.scaled_dot_product_attention_forward(q, k, v, dropout_p=0.1), "seed"),
+        (lambda: sdpa(q, k, v, out=np.empty((1, 4, 8, 15), np.float32)), "out of shape"),
+    ]
+    for fn, msg in bad:
+        with pytest.raises(ValueError, match=msg):
+            fn()
+        assert np.all(out == 7.0)
+    with pytest.raises(TypeError):
+        sdpa(q, k.astype(np.float64), v)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v)
+    with pytest.raises(ValueError, match="grad_output"):
+        F.scaled_dot_product_attention_backward(o[..., :3, :], q, k, v, o, lse)
+
+
+def test_attention_torch_parity(backend, rng):
+    torch = pytest.importorskip("torch")
+    tf = torch.nn.functional
+    cases = [dict(), dict(is_causal=True), dict(is_causal=True, short_keys=True), dict(attn_mask="bool"),
+             dict(attn_mask="float"), dict(gqa=True), dict(scale=0.3)]
+    for c in cases:
+        Hkv = 2 if c.get("gqa") else 4
+        q, k, v = _qkv(rng, 2, 4, 19, 23, 16, 12, Hkv=Hkv)   # L != S: causal is top-left aligned in both
+        if c.get("short_keys"):   # L > S: causal rows past the last key see every key
+            k, v = k[:, :, :11], v[:, :, :11]
+        mask = None
+        if c.get("attn_mask") == "bool":
+            mask = rng.random((2, 1, 19, 23)) > 0.3
+            mask[..., 0] = True
+        elif c.get("attn_mask") == "float":
+            mask = rng.standard_normal((19, 23)).astype(np.float32)
+        kw = dict(is_causal=c.get("is_causal", False), scale=c.get("scale"), enable_gqa=c.get("gqa", False))
+        o, lse = F.scaled_dot_product_attention_forward(q, k, v, mask, **kw)
+        tq, tk, tv = (torch.from_numpy(a.astype(np.float64)).requires_grad_() for a in (q, k, v))
+        tm = None if mask is None else torch.from_numpy(mask if mask.dtype == bool else mask.astype(np.float64))
+        to = tf.scaled_dot_product_attention(tq, tk, tv, attn_mask=tm, **kw)
+        np.testing.assert_allclose(o, to.detach().numpy(), rtol=1e-4, atol=2e-5)
+        g = rng.standard_normal(o.shape).astype(np.float32)
+        to.backward(torch.from_numpy(g.astype(np.float64)))
+        grads = F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, mask, **kw)
+        for a, t in zip(grads, (tq, tk, tv)):
+            np.testing.assert_allclose(a, t.grad.numpy(), rtol=1e-4, atol=5e-5)
+
+
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+def test_attention_memory_is_linear_in_length(python_run):
+    code = r"""
+import resource, numpy as np, fastml.functional as F
+L = 16384
+rng = np.random.default_rng(0)
+q, k, v = (rng.standard_normal((1, 1, L, 64)).astype(np.float32) for _ in range(3))
+F.scaled_dot_product_attention(q[:, :, :64], k[:, :, :64], v[:, :, :64], is_causal=True)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+o, lse = F.scaled_dot_product_attention_forward(q, k, v, is_causal=True)
+g = F.scaled_dot_product_attention_backward(np.ones_like(o), q, k, v, o, lse, is_causal=True)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert np.isfinite(o).all() and np.isfinite(g[0]).all()
+print((after - before) * 1024)
+"""
+    r = python_run(["-c", code])
+    assert r.returncode == 0, r.stderr
+    grew = int(r.stdout.split()[-1])
+    assert grew < 256 << 20, f"peak RSS grew by {grew / 2**20:.0f} MiB (L x S float32 would be 1024 MiB)"
+
+
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+def test_attention_decode_path_gqa_odd_dims(rng):
+    q, k, v = _qkv(rng, 1, 8, 3, 2500, 31, 33, Hkv=2)   # E, Ev not multiples of any vector width
+    ref = R.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    base = _baseline_fwd(q, k, v, gqa=True)
+    for isa in B.available_isas():
+        with fastml.use_isa(isa):
+            dec = F.scaled_dot_product_attention_forward(q, k, v, enable_gqa=True, _path=2)[0]
+        assert_error_within(dec, ref, base, what=f"decode gqa {isa}")
+
+
+def test_attention_empty_dims(backend, rng):
+    q, k, v = _qkv(rng, 1, 2, 5, 6, 0, 3)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v)   # E = 0: all scores 0, uniform weights
+    np.testing.assert_allclose(o, np.broadcast_to(v.mean(axis=2, keepdims=True), o.shape), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(o, R.scaled_dot_product_attention(q, k, v), rtol=1e-5, atol=1e-6)
+    dq, dk, dv = F.scaled_dot_product_attention_backward(np.ones_like(o), q, k, v, o, lse)
+    assert dq.shape == q.shape and dk.shape == k.shape and np.all(np.isfinite(dv))
+    q, k, v = _qkv(rng, 1, 2, 5, 6, 4, 0)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v)   # Ev = 0: lse still defined
+    assert o.shape == (1, 2, 5, 0)
+    np.testing.assert_allclose(lse, R.scaled_dot_product_attention_forward(q, k, v)[1], rtol=1e-5)
+    q, k, v = _qkv(rng, 1, 2, 0, 6, 4, 4)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v)   # L = 0
+    assert o.shape == (1, 2, 0, 4) and lse.shape == (1, 2, 0)
+    dq, dk, dv = F.scaled_dot_product_attention_backward(o, q, k, v, o, lse)
+    assert np.all(dk == 0) and np.all(dv == 0)
+
+
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+def test_attention_packed_k_chunks(rng):
+    # 8 kv heads x 16384 keys x E 64 exceed the forward's 16 MiB packed-K bound: packed in several chunks
+    q, k, v = _qkv(rng, 2, 8, 20, 16384, 64, 16, Hkv=4)
+    kw = dict(enable_gqa=True, attn_mask=rng.standard_normal((20, 16384)).astype(np.float32))
+    o = F.scaled_dot_product_attention(q, k, v, **kw)
+    ref = R.scaled_dot_product_attention(q, k, v, **kw)
+    assert_error_within(o, ref, _baseline_fwd(q, k, v, kw["attn_mask"], gqa=True), what="chunked K")
+
+
+def test_attention_nan_propagates_per_row(backend, rng):
+    q, k, v = _qkv(rng, 1, 2, 70, 300, 16, 16)
+    q[0, 1, 5, 3] = np.nan
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert np.all(np.isnan(o[0, 1, 5]))
+    o[0, 1, 5] = 0
+    assert np.all(np.isfinite(o))
+    k[0, 0, 2, 0] = np.nan   # a NaN key reaches every row that may attend to it (rows >= 2 under causal)
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert np.all(np.isfinite(o[0, 0, :2])) and np.all(np.isnan(o[0, 0, 2:]))
+    qd, kd, vd = _qkv(rng, 1, 2, 3, 2100, 16, 16)   # decode path: split-K partials merged
+    qd[0, 0, 1, 0] = np.nan
+    o = F.scaled_dot_product_attention_forward(qd, kd, vd, _path=2)[0]
+    assert np.all(np.isnan(o[0, 0, 1]))
+    o[0, 0, 1] = 0
+    assert np.all(np.isfinite(o))
