@@ -28,3 +28,13 @@ def prepared_for(case):
         _last.clear()
         _last["name"], _last["prepared"] = case.name, case.build()
     return _last["prepared"]
+
+
+def main(*ops):
+    """``python benchmarks/bench_<family>.py [--quick] [--threads N]``: the same as
+    ``python -m fastml.bench --ops <ops> ...``."""
+    import sys
+
+    from fastml.bench.__main__ import main as bench_main
+
+    sys.exit(bench_main(["--ops", *ops, *sys.argv[1:]]))

@@ -6,23 +6,15 @@ LeNet 5x5, depthwise, conv1d k5, conv3d 3x3x3).
     PYTHONPATH=$PWD python benchmarks/bench_conv.py [--quick] [--threads 1]
                                    # the same as: python -m fastml.bench --ops conv [--quick] [--threads 1]
 """
-import sys
-
 import pytest
 
-from _cases import params_for, prepared_for
+from _cases import main, params_for
 
 
 @pytest.mark.parametrize("case,impl", params_for({"conv"}))
-def bench_conv(run_case, benchmark, case, impl):
+def bench_conv(run_case, case, impl):
     run_case(case, impl)
-    stats = getattr(benchmark, "stats", None)
-    flops = prepared_for(case).flops
-    if flops and stats is not None:
-        benchmark.extra_info["GFLOP/s"] = flops / stats.stats.median * 1e-9
 
 
 if __name__ == "__main__":
-    from fastml.bench.__main__ import main
-
-    sys.exit(main(["--ops", "conv", *sys.argv[1:]]))
+    main("conv")

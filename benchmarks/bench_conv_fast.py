@@ -5,26 +5,15 @@ F(2x2,3x3) vs torch conv2d and aten.convolution_backward, float32. Cases and set
     PYTHONPATH=$PWD python benchmarks/bench_conv_fast.py [--quick] [--threads 1]
                                    # the same as: python -m fastml.bench --ops conv_fast [--quick] [--threads 1]
 """
-import sys
-
 import pytest
 
-from _cases import params_for, prepared_for
+from _cases import main, params_for
 
 
 @pytest.mark.parametrize("case,impl", params_for({"conv_fast"}))
-def bench_conv_fast(run_case, benchmark, case, impl):
+def bench_conv_fast(run_case, case, impl):
     run_case(case, impl)
-    stats = getattr(benchmark, "stats", None)
-    prepared = prepared_for(case)
-    if stats is not None:
-        if prepared.flops:
-            benchmark.extra_info["GFLOP/s"] = prepared.flops / stats.stats.median * 1e-9
-        if prepared.bytes:
-            benchmark.extra_info["GB/s"] = prepared.bytes / stats.stats.median * 1e-9
 
 
 if __name__ == "__main__":
-    from fastml.bench.__main__ import main
-
-    sys.exit(main(["--ops", "conv_fast", *sys.argv[1:]]))
+    main("conv_fast")

@@ -6,23 +6,15 @@ and backward; global average pooling on N8 C512 7x7 and N8 C64 56x56).
     PYTHONPATH=$PWD python benchmarks/bench_pool.py [--quick] [--threads 1]
                                    # the same as: python -m fastml.bench --ops pool [--quick] [--threads 1]
 """
-import sys
-
 import pytest
 
-from _cases import params_for, prepared_for
+from _cases import main, params_for
 
 
 @pytest.mark.parametrize("case,impl", params_for({"pool"}))
-def bench_pool(run_case, benchmark, case, impl):
+def bench_pool(run_case, case, impl):
     run_case(case, impl)
-    stats = getattr(benchmark, "stats", None)
-    nbytes = prepared_for(case).bytes
-    if nbytes and stats is not None:
-        benchmark.extra_info["GB/s"] = nbytes / stats.stats.median * 1e-9
 
 
 if __name__ == "__main__":
-    from fastml.bench.__main__ import main
-
-    sys.exit(main(["--ops", "pool", *sys.argv[1:]]))
+    main("pool")

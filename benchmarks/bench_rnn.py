@@ -7,23 +7,15 @@ and 2 bidirectional layers, batch-1 T=200 inference, the small bidirectional sha
     PYTHONPATH=$PWD python benchmarks/bench_rnn.py [--quick] [--threads 1]
                                    # the same as: python -m fastml.bench --ops rnn [--quick] [--threads 1]
 """
-import sys
-
 import pytest
 
-from _cases import params_for, prepared_for
+from _cases import main, params_for
 
 
 @pytest.mark.parametrize("case,impl", params_for({"rnn"}))
-def bench_rnn(run_case, benchmark, case, impl):
+def bench_rnn(run_case, case, impl):
     run_case(case, impl)
-    stats = getattr(benchmark, "stats", None)
-    flops = prepared_for(case).flops
-    if flops and stats is not None:
-        benchmark.extra_info["GFLOP/s"] = flops / stats.stats.median * 1e-9
 
 
 if __name__ == "__main__":
-    from fastml.bench.__main__ import main
-
-    sys.exit(main(["--ops", "rnn", *sys.argv[1:]]))
+    main("rnn")

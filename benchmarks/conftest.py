@@ -7,7 +7,7 @@
 Each bench_<family>.py parametrises over (case, impl) with impl in fastml / numpy / torch (for
 optimizers "torch" is the case's torch reference, e.g. torch.optim.Adam(fused=True)); cases whose
 fastml function is missing and impls whose library is missing are skipped. benchmark.group is
-"<op>[<shape>]" and extra_info carries GB/s (bytes moved per call / median time).
+"<op>[<shape>]" and extra_info carries GB/s (bytes moved per call / median time) and GFLOP/s.
 These files are collected only when benchmarks/ is named: the plain `pytest` run has testpaths = tests.
 """
 import pytest
@@ -38,6 +38,10 @@ def run_case(benchmark):
         benchmark.extra_info["threads"] = threads
         fn = prepared.impls[name]
         benchmark(fn)
-        if prepared.bytes:
-            benchmark.extra_info["GB/s"] = prepared.bytes / benchmark.stats.stats.median * 1e-9
+        stats = getattr(benchmark, "stats", None)  # None under --benchmark-disable
+        if stats is not None:
+            if prepared.bytes:
+                benchmark.extra_info["GB/s"] = prepared.bytes / stats.stats.median * 1e-9
+            if prepared.flops:
+                benchmark.extra_info["GFLOP/s"] = prepared.flops / stats.stats.median * 1e-9
     return run
