@@ -186,7 +186,8 @@ struct FwdJob {
   float* bias = nullptr;
   float* gin = nullptr;
   bool done = false, gemv = false, fuse_in = false;
-  std::unique_ptr<PackedB> pk_hh, pk_hr;
+  std::unique_ptr<PackedB> own_hh, own_hr;    // packed here when the caller passed no packs
+  const PackedB *pk_hh = nullptr, *pk_hr = nullptr;
   FwdJob(const RnnLayer& l, const RnnFwdIO& i, int sl) : L(l), io(i), slot(sl) {}
 };
 
@@ -219,8 +220,18 @@ void fwd_prepare(FwdJob& j) {
   copy(s.hprev + t0 * N * P, j.io.h0, N * P);
   if (c.lstm) copy(s.cprev + t0 * N * H, j.io.c0, N * H);
   if (!j.gemv && (T > 1 || c.proj)) {  // T == 1 without projection: two plain GEMMs, nothing to pack
-    j.pk_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
-    if (c.proj) j.pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);  // W_hr^T (H x P)
+    j.pk_hh = j.L.pk_hh;
+    if (!j.pk_hh) {
+      j.own_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
+      j.pk_hh = j.own_hh.get();
+    }
+    if (c.proj) {
+      j.pk_hr = j.L.pk_hr;
+      if (!j.pk_hr) {
+        j.own_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);  // W_hr^T (H x P)
+        j.pk_hr = j.own_hr.get();
+      }
+    }
   }
 }
 
@@ -250,7 +261,7 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
   const int64_t nb = fixed_blocks(N, rb);
   auto blocks = [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
-      forward_block(c, kt, *j.pk_hh, j.pk_hr.get(), j.gin, i * rb, std::min(N, (i + 1) * rb), out, hn, cn);
+      forward_block(c, kt, *j.pk_hh, j.pk_hr, j.gin, i * rb, std::min(N, (i + 1) * rb), out, hn, cn);
   };
   if (serial) blocks(0, nb); else parallel_for(nb, 1, 1, blocks);
 }

@@ -37,6 +37,8 @@
 
 namespace fastml {
 
+class PackedB;
+
 enum class RnnMode : int { rnn = 0, lstm = 1, gru = 2 };
 inline constexpr int64_t kGemvRows = 4;
 
@@ -69,6 +71,10 @@ struct RnnLayer {
   bool reverse = false, relu = false;
   const float *x = nullptr, *w_ih = nullptr, *w_hh = nullptr, *b_ih = nullptr, *b_hh = nullptr, *w_hr = nullptr;
   const int64_t* lengths = nullptr;
+  // Optional, forward only: W_hh^T (P x G H) and W_hr^T (H x P) packed by the caller from exactly these
+  // weights (PackedB(Trans::trans, ...) of w_hh / w_hr, active ISA), used wherever the forward would
+  // otherwise pack them itself (T > 1 or a projection, batch > kGemvRows): same bits, no O(H^2) repack.
+  const PackedB *pk_hh = nullptr, *pk_hr = nullptr;
   int64_t gates() const { return mode == RnnMode::lstm ? 4 : (mode == RnnMode::gru ? 3 : 1); }
   int64_t saved_width() const { return mode == RnnMode::rnn ? H : 4 * H; }
 };
