@@ -119,10 +119,10 @@ def _run(m, x):
 
 
 @pytest.mark.parametrize("kind,kw", _PACK_CASES, ids=["lstm-2l-bi", "lstm-proj", "gru-2l", "rnn-relu-bi"])
-@pytest.mark.parametrize("N", [3, 9])  # GEMV path (packs unused) and packed row-block path
-def test_eval_packed_forward_is_bitwise_unpacked(rng, kind, kw, N):
+@pytest.mark.parametrize("T,N", [(6, 3), (6, 9), (1, 9), (3, 70)])  # GEMV (packs unused), row blocks, one step
+def test_eval_packed_forward_is_bitwise_unpacked(rng, kind, kw, T, N):
     m = getattr(nn, kind)(5, 8, seed=1, **kw)
-    x = rng.standard_normal((6, N, 5)).astype(np.float32)
+    x = rng.standard_normal((T, N, 5)).astype(np.float32)
     ref = _run(m.eval().unpack(), x)
     assert not m.packed
     m.pack()
@@ -202,3 +202,15 @@ def test_packed_argument_errors(rng):
         F.lstm(x.astype(np.float64), None, [a.astype(np.float64) for a in w], packed=packs)
     with pytest.raises(ValueError, match="weights list"):
         F.pack_recurrent_weights(w[:3])
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("T", [1, 2])
+def test_eval_packed_bitwise_large_k(rng, backend, kind, T):
+    # K = H = 300 spans several GEMM k-blocks: the packed paths must still give the unpacked bits
+    m = getattr(nn, kind)(260, 300, seed=4)
+    x = rng.standard_normal((T, 9, 260)).astype(np.float32)
+    ref = _run(m, x)
+    m.eval()
+    for a, b in zip(_run(m, x), ref):
+        assert np.array_equal(a, b)

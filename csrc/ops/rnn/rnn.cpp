@@ -249,8 +249,12 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
   if (!j.pk_hh) {
     // One step at batch > kGemvRows (a cell call): two GEMMs threaded by the engine, no packing of W_hh
     // for a single use; then the fused pass over the rows.
+    // With the caller's packs (repeated inference, T == 1 steps) the packed W_hh^T is used instead.
     float* rec = c.gru ? scratch(1, N * GH) : s.gates;
-    sgemm(Trans::none, Trans::trans, N, GH, P, 1.0f, j.io.h0, P, j.L.w_hh, P, c.gru ? 0.0f : 1.0f, rec, GH);
+    if (j.L.pk_hh)
+      sgemm_packed(Trans::none, N, 1.0f, j.io.h0, P, *j.L.pk_hh, c.gru ? 0.0f : 1.0f, rec, GH);
+    else
+      sgemm(Trans::none, Trans::trans, N, GH, P, 1.0f, j.io.h0, P, j.L.w_hh, P, c.gru ? 0.0f : 1.0f, rec, GH);
     auto rows = [&](int64_t b, int64_t e) {
       for (int64_t n = b; n < e; ++n)
         forward_row(c, kt, j.gin, c.gru ? rec + n * GH : nullptr, H, n, 0, -1, 0, H, out, hn, cn);
