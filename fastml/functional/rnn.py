@@ -33,6 +33,11 @@ stream cannot be reproduced: with dropout, only the distribution matches torch.
 ``saved`` (cells) and ``reserve`` (sequences) are opaque ``RNNReserve`` objects holding what the
 backward needs (the input, the weights, the per-step activated gates and states); nothing is recomputed.
 
+Repeated inference with fixed weights: ``packed = pack_recurrent_weights(weights, num_layers=..., ...)``
+once, then ``lstm(x, hx, weights, ..., packed=packed)`` skips repacking W_hh (and W_hr) at every call with
+the same bits. The packs are copies: keep the arrays unchanged while they are used (fastml.nn modules do
+this for you in eval mode: read-only arrays, repack on load_state_dict or an ISA change).
+
 float32 runs the compiled kernels (fused gate passes, one input GEMM per layer, a GEMV path for batch
 <= 4); float64 runs the NumPy backend in float64. Results are bitwise identical for any thread count.
 """

@@ -17,7 +17,8 @@ Packed weights (repeated inference). In training mode the compiled kernels read 
 every call, so in-place updates (an optimizer step on ``parameters()``) take effect immediately, and the
 recurrent weights are repacked for the GEMM engine once per layer call. ``eval()`` (or ``pack()``) packs
 every layer's W_hh (and W_hr) ONCE (float32 modules with the compiled backend; a no-op otherwise) and
-reuses the packs in every forward; while packs are live (``packed`` is True):
+reuses the packs in every forward that would otherwise pack them (T > 1 or a projection, batch > 4; the
+batch <= 4 and one-step paths read the weights without packing); while packs are live (``packed`` is True):
   * the packed arrays (``weight_hh_*``, ``weight_hr_*``) are read-only (``setflags(write=False)``), so an
     in-place edit raises ValueError instead of silently running on stale packs; call ``unpack()`` (or
     ``train()``) to edit them, then ``pack()`` / ``eval()`` again;
