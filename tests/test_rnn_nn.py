@@ -214,3 +214,17 @@ def test_eval_packed_bitwise_large_k(rng, backend, kind, T):
     m.eval()
     for a, b in zip(_run(m, x), ref):
         assert np.array_equal(a, b)
+
+
+def test_packed_module_copies_and_pickles(rng):
+    import copy
+    import pickle
+    x = rng.standard_normal((4, 6, 3)).astype(np.float32)
+    m = nn.LSTM(3, 5, num_layers=2, seed=0).eval()
+    ref = m(x)[0]
+    for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert c.packed and not c.weight_hh_l1.flags.writeable
+        assert np.array_equal(c(x)[0], ref)
+        c.train()
+        c.weight_hh_l1[0, 0] = 3.0  # the copy's arrays are its own
+    assert m.weight_hh_l1[0, 0] != 3.0 and m.packed

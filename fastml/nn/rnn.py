@@ -159,6 +159,16 @@ class RNNBase:
             self._params[k].setflags(write=True)
         return self
 
+    def __getstate__(self):  # copy / deepcopy / pickle: packs are process-local, rebuilt on restore
+        state = self.__dict__.copy()
+        state["_packs"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if state.get("_pack_isa") is not None:
+            self.pack()
+
     def train(self, mode=True):
         """Training mode (dropout on, no packs) or, with mode False, eval mode (dropout off, weights packed)."""
         self.training = bool(mode)
