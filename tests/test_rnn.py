@@ -391,6 +391,8 @@ def test_dropout_reproducible_and_backward_consistent(rng):
 @pytest.mark.parametrize("mode,cfg", [("lstm", dict(T=9, N=1, I=8, H=100)),
                                       ("lstm", dict(T=9, N=1, I=8, H=130, D=2)),
                                       ("gru", dict(T=1, N=6, I=8, H=20, D=2, L=2)),
+                                      ("lstm", dict(T=1, N=9, I=8, H=150)),  # one step: uneven unit blocks
+                                      ("rnn", dict(T=1, N=12, I=8, H=33, D=2)),
                                       ("lstm", dict(T=9, N=33, I=8, H=40, D=2, lengths="mixed", proj=7)),
                                       ("gru", dict(T=9, N=3, I=8, H=130, lengths="mixed")),
                                       ("gru", dict(T=9, N=40, I=8, H=33)),

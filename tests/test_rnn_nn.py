@@ -105,3 +105,126 @@ def test_state_dict_errors_and_in_place_updates(rng):
     assert not np.allclose(y0, y1)
     with pytest.raises(RuntimeError, match="forward first"):
         nn.GRU(2, 2).backward(np.zeros((1, 1, 2), np.float32))
+
+
+# ------------------------------------------------------------------------------- packed weights (eval mode)
+
+_PACK_CASES = [("LSTM", dict(num_layers=2, bidirectional=True)), ("LSTM", dict(proj_size=3)),
+               ("GRU", dict(num_layers=2)), ("RNN", dict(nonlinearity="relu", bidirectional=True))]
+
+
+def _run(m, x):
+    out, h = m(x)
+    return [out] + (list(h) if isinstance(h, tuple) else [h])
+
+
+@pytest.mark.parametrize("kind,kw", _PACK_CASES, ids=["lstm-2l-bi", "lstm-proj", "gru-2l", "rnn-relu-bi"])
+@pytest.mark.parametrize("T,N", [(6, 3), (6, 9), (1, 9), (3, 70)])  # GEMV (packs unused), row blocks, one step
+def test_eval_packed_forward_is_bitwise_unpacked(rng, kind, kw, T, N):
+    m = getattr(nn, kind)(5, 8, seed=1, **kw)
+    x = rng.standard_normal((T, N, 5)).astype(np.float32)
+    ref = _run(m.eval().unpack(), x)
+    assert not m.packed
+    m.pack()
+    assert m.packed and m.weight_hh_l0.flags.writeable is False
+    for _ in range(3):  # repeated inference reuses the same packs
+        for a, b in zip(_run(m, x), ref):
+            assert np.array_equal(a, b)
+    m.train()
+    assert not m.packed and m.weight_hh_l0.flags.writeable
+    for a, b in zip(_run(m, x), ref):  # dropout 0: training mode computes the same
+        assert np.array_equal(a, b)
+
+
+def test_eval_packs_and_inplace_edit_raises():
+    m = nn.LSTM(4, 6, proj_size=2, seed=0).eval()
+    assert m.packed
+    with pytest.raises(ValueError, match="read-only"):
+        m.weight_hh_l0[0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        m.weight_hr_l0 *= 2
+    m.weight_ih_l0[0, 0] = 0.5  # not packed: stays writeable, read at every call
+    m.train()
+    m.weight_hh_l0[0, 0] = 1.0
+    assert m.weight_hh_l0[0, 0] == 1.0
+    assert nn.LSTM(4, 6, dtype=np.float64, seed=0).eval().packed is False  # float64: NumPy backend, no packs
+
+
+def test_load_state_dict_repacks(rng):
+    x = rng.standard_normal((5, 7, 4)).astype(np.float32)
+    m = nn.GRU(4, 6, num_layers=2, seed=0).eval()
+    before = m(x)[0]
+    other = nn.GRU(4, 6, num_layers=2, seed=5)
+    m.load_state_dict(other.state_dict())
+    assert m.packed and not m.weight_hh_l1.flags.writeable
+    after = m(x)[0]
+    assert not np.array_equal(after, before)
+    assert np.array_equal(after, other(x)[0])
+
+
+def test_isa_switch_repacks(rng):
+    isas = fastml.available_isas()
+    x = rng.standard_normal((5, 8, 4)).astype(np.float32)
+    m = nn.LSTM(4, 6, bidirectional=True, seed=2).eval()
+    for isa in isas:
+        with fastml.use_isa(isa):
+            got = _run(m, x)
+            assert m._pack_isa == isa
+            ref = _run(nn.LSTM(4, 6, bidirectional=True, seed=2), x)
+            for a, b in zip(got, ref):
+                assert np.array_equal(a, b)
+    if len(isas) < 2:
+        pytest.skip("one ISA only: stale-pack error not reachable")
+    F = fastml.functional
+    with fastml.use_isa(isas[0]):
+        packs = F.pack_recurrent_weights(m._flat_weights, bidirectional=True)
+    with fastml.use_isa(isas[-1]):
+        with pytest.raises(ValueError, match="pack the weights again"):
+            F.lstm(x, None, m._flat_weights, bidirectional=True, packed=packs)
+
+
+def test_packed_argument_errors(rng):
+    F = fastml.functional
+    x = rng.standard_normal((4, 6, 3)).astype(np.float32)
+    m = nn.LSTM(3, 5, seed=0)
+    w = m._flat_weights
+    packs = F.pack_recurrent_weights(w)
+    out = F.lstm(x, None, w, packed=packs)[0]
+    assert np.array_equal(out, F.lstm(x, None, w)[0])
+    with pytest.raises(ValueError, match="expected packed of 1"):
+        F.lstm(x, None, w, packed=packs * 2)
+    wrong = F.pack_recurrent_weights(nn.LSTM(3, 7, seed=0)._flat_weights)
+    with pytest.raises(ValueError, match="packed_hh"):
+        F.lstm(x, None, w, packed=wrong)
+    with pytest.raises(TypeError, match="PackedB"):
+        F.lstm(x, None, w, packed=[(np.zeros((5, 20), np.float32), None)])
+    with pytest.raises(ValueError, match="float32"):
+        F.lstm(x.astype(np.float64), None, [a.astype(np.float64) for a in w], packed=packs)
+    with pytest.raises(ValueError, match="weights list"):
+        F.pack_recurrent_weights(w[:3])
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("T", [1, 2])
+def test_eval_packed_bitwise_large_k(rng, backend, kind, T):
+    # K = H = 300 spans several GEMM k-blocks: the packed paths must still give the unpacked bits
+    m = getattr(nn, kind)(260, 300, seed=4)
+    x = rng.standard_normal((T, 9, 260)).astype(np.float32)
+    ref = _run(m, x)
+    m.eval()
+    for a, b in zip(_run(m, x), ref):
+        assert np.array_equal(a, b)
+
+
+def test_packed_module_copies_and_pickles(rng):
+    import copy
+    import pickle
+    x = rng.standard_normal((4, 6, 3)).astype(np.float32)
+    m = nn.LSTM(3, 5, num_layers=2, seed=0).eval()
+    ref = m(x)[0]
+    for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert c.packed and not c.weight_hh_l1.flags.writeable
+        assert np.array_equal(c(x)[0], ref)
+        c.train()
+        c.weight_hh_l1[0, 0] = 3.0  # the copy's arrays are its own
+    assert m.weight_hh_l1[0, 0] != 3.0 and m.packed

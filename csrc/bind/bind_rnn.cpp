@@ -1,6 +1,8 @@
 // Bindings of the recurrent layers (csrc/ops/rnn/rnn.h): validate shapes, allocate outputs and the saved
 // buffers, release the GIL, call. No maths here.
-//   _C.rnn_layers_forward(mode, x, [(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)] * (1 or 2), lengths, relu)
+//   _C.rnn_layers_forward(mode, x, [(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse[, packed_hh, packed_hr])]
+//                         * (1 or 2), lengths, relu)   packed_*: None or _C.gemm_pack_b(w_hh / w_hr, True) of
+//       exactly these weights under the active ISA (RnnLayer::pk_hh; checked: shape and ISA, not contents)
 //       -> [(out, h_n, c_n or None, (gates, hprev, cprev or None, ms or None))] per direction
 //   _C.rnn_layers_backward(mode, x, [(dy, dh_n, dc_n, w_ih, w_hh, w_hr, reverse, has_bias, saved)], lengths, relu)
 //       -> [(dx, dh0, dc0 or None, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None)] per direction
@@ -14,6 +16,8 @@
 #include <vector>
 
 #include "bind/arrays.h"
+#include "core/isa.h"
+#include "gemm/gemm.h"
 #include "ops/rnn/rnn.h"
 
 namespace fastml::bind {
@@ -79,6 +83,21 @@ RnnLayer make_layer(int mode, const py::array& x, const py::array& w_ih, const p
   return L;
 }
 
+// An optional pre-packed weight (fastml PackedB or None) of op(B) shape k x n, packed under the active ISA.
+const PackedB* opt_pack(py::handle h, int64_t k, int64_t n, const char* name,
+                        std::vector<std::shared_ptr<PackedB>>& keep) {
+  if (h.is_none()) return nullptr;
+  FASTML_CHECK_TYPE(py::isinstance<PackedB>(h), kOp, ": expected ", name, " to be a PackedB or None, got ",
+                    std::string(py::str(py::type::of(h).attr("__name__"))));
+  auto p = h.cast<std::shared_ptr<PackedB>>();
+  FASTML_CHECK(p->k() == k && p->n() == n, kOp, ": expected ", name, " packed from a (", n, ", ", k,
+               ") weight (op(B) ", k, " x ", n, "), got op(B) ", p->k(), " x ", p->n());
+  FASTML_CHECK(p->isa() == active_isa(), kOp, ": ", name, " was packed for ISA ", isa_name(p->isa()),
+               " but the active ISA is ", isa_name(active_isa()), "; pack the weights again");
+  keep.push_back(p);
+  return p.get();
+}
+
 py::array new_f32(std::vector<py::ssize_t> shape) { return py::array_t<float>(shape); }
 
 py::object obj(const py::array& a) { return a ? py::object(a) : py::object(py::none()); }
@@ -94,15 +113,22 @@ void bind_rnn(py::module_& m) {
     const int count = static_cast<int>(dirs.size());
     FASTML_CHECK(count == 1 || count == 2, kOp, ": expected 1 or 2 directions, got ", count);
     std::vector<py::array> keep;
+    std::vector<std::shared_ptr<PackedB>> keep_packs;
     RnnLayer L[2];
     RnnFwdIO io[2];
     py::list results;
     for (int d = 0; d < count; ++d) {
       py::tuple t = dirs[d].cast<py::tuple>();
-      FASTML_CHECK(t.size() == 8, kOp, ": expected (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse) per direction");
+      FASTML_CHECK(t.size() == 8 || t.size() == 10, kOp,
+                   ": expected (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse[, packed_hh, packed_hr]) per direction");
       py::array w_ih = input_f32(t[2], kOp, "w_ih"), w_hh = input_f32(t[3], kOp, "w_hh");
       py::array b_ih = opt_f32(t[4], "b_ih"), b_hh = opt_f32(t[5], "b_hh"), w_hr = opt_f32(t[6], "w_hr");
       L[d] = make_layer(mode, x, w_ih, w_hh, b_ih, b_hh, w_hr, lens, t[7].cast<bool>(), relu);
+      if (t.size() == 10) {
+        L[d].pk_hh = opt_pack(t[8], L[d].P, L[d].gates() * L[d].H, "packed_hh", keep_packs);
+        L[d].pk_hr = opt_pack(t[9], L[d].H, L[d].P, "packed_hr", keep_packs);
+        FASTML_CHECK(!L[d].pk_hr || L[d].w_hr, kOp, ": packed_hr given without w_hr");
+      }
       const bool lstm = L[d].mode == RnnMode::lstm;
       const int64_t T = L[d].T, N = L[d].N, H = L[d].H, P = L[d].P;
       py::array h0 = input_f32(t[0], kOp, "h0");

@@ -85,7 +85,7 @@ def _build_cell(mode, N, I, H):
     return build
 
 
-def _build_seq(mode, T, N, I, H, L, D, backward):
+def _build_seq(mode, T, N, I, H, L, D, backward, packed=False):
     def build():
         torch = torch_or_none()
         F = _F()
@@ -96,6 +96,8 @@ def _build_seq(mode, T, N, I, H, L, D, backward):
         bwd = getattr(F, mode + "_backward")
         g = rng.standard_normal((T, N, D * H), dtype=F32)
         kw = dict(num_layers=L, bidirectional=D == 2)
+        if packed:  # W_hh packed once (what fastml.nn modules do in eval mode)
+            kw["packed"] = F.pack_recurrent_weights(ws, num_layers=L, bidirectional=D == 2)
         if not backward:
             impls = {"fastml": lambda: fwd(x, None, ws, **kw)}
         elif mode == "lstm":
@@ -128,6 +130,8 @@ def _build_seq(mode, T, N, I, H, L, D, backward):
             impls["torch"] = th
         flops = _seq_flops(mode, T, N, I, H, L, D) * (3 if backward else 1)
         notes = ["forward + backward (grad_input, grad_h0, weight grads)" if backward else "forward, hx = None"]
+        if packed:
+            notes.append("W_hh pre-packed once (fastml.nn eval mode), not per call")
         return Prepared(impls, flops=flops, notes=notes)
     return build
 
@@ -139,7 +143,7 @@ def register_rnn_cases(register, Bar, Case):
     for mode in ("lstm", "gru"):
         for N in (1, 64):
             register(Case(f"{mode}_cell", "rnn", f"b{N} {I}->{H}", True, (f"fastml.functional:{mode}_cell",),
-                          _build_cell(mode, N, I, H), cell_bars if N == 1 else ()))
+                          _build_cell(mode, N, I, H), cell_bars if N == 1 else seq_bars))
         # weights small enough to stay in L2 (1.5 MB): the step is no longer bound by streaming W from L3
         register(Case(f"{mode}_cell", "rnn", "b1 128->256", True, (f"fastml.functional:{mode}_cell",),
                       _build_cell(mode, 1, 128, 256)))
@@ -149,6 +153,8 @@ def register_rnn_cases(register, Bar, Case):
                 op = f"{mode}_fwd_bwd" if backward else mode
                 register(Case(op, "rnn", f"T50 N32 {I}->{H} {tag}", L == 1, (f"fastml.functional:{mode}",),
                               _build_seq(mode, 50, 32, I, H, L, D, backward), seq_bars))
+        register(Case(mode, "rnn", f"T50 N32 {I}->{H} 1L packed", True, (f"fastml.functional:{mode}",),
+                      _build_seq(mode, 50, 32, I, H, 1, 1, False, packed=True), seq_bars))
         register(Case(mode, "rnn", f"T200 N1 {I}->{H}", True, (f"fastml.functional:{mode}",),
                       _build_seq(mode, 200, 1, I, H, 1, 1, False), seq_bars))
     register(Case("lstm", "rnn", "T63 N1 96->32 bi", True, ("fastml.functional:lstm",),

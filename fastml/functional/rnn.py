@@ -33,6 +33,11 @@ stream cannot be reproduced: with dropout, only the distribution matches torch.
 ``saved`` (cells) and ``reserve`` (sequences) are opaque ``RNNReserve`` objects holding what the
 backward needs (the input, the weights, the per-step activated gates and states); nothing is recomputed.
 
+Repeated inference with fixed weights: ``packed = pack_recurrent_weights(weights, num_layers=..., ...)``
+once, then ``lstm(x, hx, weights, ..., packed=packed)`` skips repacking W_hh (and W_hr) at every call with
+the same bits. The packs are copies: keep the arrays unchanged while they are used (fastml.nn modules do
+this for you in eval mode: read-only arrays, repack on load_state_dict or an ISA change).
+
 float32 runs the compiled kernels (fused gate passes, one input GEMM per layer, a GEMV path for batch
 <= 4); float64 runs the NumPy backend in float64. Results are bitwise identical for any thread count.
 """
@@ -45,7 +50,8 @@ from .._backend import _C
 from .._numpy import rnn as _np_rnn
 
 __all__ = ["rnn_cell", "lstm_cell", "gru_cell", "rnn_cell_backward", "lstm_cell_backward", "gru_cell_backward",
-           "rnn", "lstm", "gru", "rnn_backward", "lstm_backward", "gru_backward", "RNNReserve"]
+           "rnn", "lstm", "gru", "rnn_backward", "lstm_backward", "gru_backward", "RNNReserve",
+           "pack_recurrent_weights"]
 
 _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 _MODE_ID = {"rnn": 0, "lstm": 1, "gru": 2}
@@ -68,8 +74,8 @@ class RNNReserve:
 # ----------------------------------------------------------------------------------------------- layers
 
 def _layers_forward(backend, mode, x, dirs, lengths, relu):
-    """One layer, 1 or 2 directions: dirs = [(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)] ->
-    [(out, h_n, c_n, saved)]. The compiled backend runs two directions concurrently."""
+    """One layer, 1 or 2 directions: dirs = [(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse[, packed_hh,
+    packed_hr])] -> [(out, h_n, c_n, saved)]. The compiled backend runs two directions concurrently."""
     if backend == "numpy":
         return [_np_rnn.layer_forward(mode, x, *d[:7], lengths, d[7], relu) for d in dirs]
     res = _C.rnn_layers_forward(_MODE_ID[mode], x, list(dirs), lengths, relu)
@@ -119,8 +125,28 @@ def _check_lengths(op, lengths, N, T):
     return None if N and lens.min() == T else np.ascontiguousarray(lens)
 
 
+def pack_recurrent_weights(weights, *, num_layers=1, bidirectional=False, has_biases=True, proj_size=0):
+    """Packs every layer's and direction's W_hh (and W_hr with a projection) for the GEMM engine under the
+    active ISA: returns the ``packed`` argument of ``lstm`` / ``gru`` / ``rnn`` (float32 weights only).
+    The packs are copies: they stay valid only while those weight arrays are unchanged and the ISA is the
+    same (a stale ISA raises ValueError; stale contents cannot be detected, so keep the arrays read-only,
+    as ``fastml.nn`` modules do in eval mode)."""
+    op = "pack_recurrent_weights"
+    D = 2 if bidirectional else 1
+    per = 2 + 2 * bool(has_biases) + (proj_size > 0)
+    ws = list(weights)
+    if len(ws) != int(num_layers) * D * per:
+        raise ValueError(f"{op}: expected a weights list of {int(num_layers) * D * per} arrays, got {len(ws)}")
+    packs = []
+    for k in range(int(num_layers) * D):
+        w = [_arr(a, op, f"weights[{k * per + j}]", np.dtype(np.float32)) for j, a in
+             enumerate(ws[k * per:(k + 1) * per])]
+        packs.append((_C.gemm_pack_b(w[1], True), _C.gemm_pack_b(w[-1], True) if proj_size else None))
+    return packs
+
+
 def _sequence_forward(mode, op, input, hx, weights, num_layers, bidirectional, batch_first, has_biases, dropout,
-                      training, seed, lengths, proj_size, nonlinearity):
+                      training, seed, lengths, proj_size, nonlinearity, packed=None):
     x = _arr(input, op, "input")
     dt = x.dtype
     if x.ndim not in (2, 3):
@@ -186,6 +212,13 @@ def _sequence_forward(mode, op, input, hx, weights, num_layers, bidirectional, b
     if mode == "lstm" and c0 is None:
         c0 = np.zeros((L * D, N, H), dtype=dt)
     backend = _B.host_backend(dt, op)
+    if packed is not None:
+        packed = list(packed)
+        if backend != "cpu":
+            raise ValueError(f"{op}: packed weights need float32 input on the compiled CPU backend, got {dt} "
+                             f"({backend})")
+        if len(packed) != L * D:
+            raise ValueError(f"{op}: expected packed of {L * D} (packed_hh, packed_hr) pairs, got {len(packed)}")
     use_dropout = bool(training) and dropout > 0 and L > 1
     if use_dropout and seed is None:
         seed = int(np.random.default_rng().integers(0, 2**63))
@@ -201,7 +234,8 @@ def _sequence_forward(mode, op, input, hx, weights, num_layers, bidirectional, b
             w = ws[k * per:(k + 1) * per]
             b_ih, b_hh = (w[2], w[3]) if has_biases else (None, None)
             dirs.append((np.ascontiguousarray(h0[k]), None if c0 is None else np.ascontiguousarray(c0[k]),
-                         w[0], w[1], b_ih, b_hh, w[-1] if proj_size else None, d == 1))
+                         w[0], w[1], b_ih, b_hh, w[-1] if proj_size else None, d == 1)
+                        + (() if packed is None else tuple(packed[k])))
         outs = []
         for d, (out, h, c, s) in enumerate(_layers_forward(backend, mode, layer_in, dirs, lens, relu)):
             k = layer * D + d
@@ -291,25 +325,26 @@ def _sequence_backward(op, grad_output, grad_hn, grad_cn, reserve):
 
 
 def rnn(input, hx, weights, *, num_layers=1, nonlinearity="tanh", bidirectional=False, batch_first=False,
-        has_biases=True, dropout=0.0, training=False, seed=None, lengths=None):
-    """Elman RNN over a sequence (torch.nn.RNN). Returns ``(output, h_n, reserve)``."""
+        has_biases=True, dropout=0.0, training=False, seed=None, lengths=None, packed=None):
+    """Elman RNN over a sequence (torch.nn.RNN). Returns ``(output, h_n, reserve)``. ``packed``: optional
+    ``pack_recurrent_weights(weights, ...)`` of exactly these weights (same bits, no per-call repack)."""
     return _sequence_forward("rnn", "rnn", input, hx, weights, num_layers, bidirectional, batch_first, has_biases,
-                             dropout, training, seed, lengths, 0, nonlinearity)
+                             dropout, training, seed, lengths, 0, nonlinearity, packed)
 
 
 def gru(input, hx, weights, *, num_layers=1, bidirectional=False, batch_first=False, has_biases=True,
-        dropout=0.0, training=False, seed=None, lengths=None):
-    """GRU over a sequence (torch.nn.GRU). Returns ``(output, h_n, reserve)``."""
+        dropout=0.0, training=False, seed=None, lengths=None, packed=None):
+    """GRU over a sequence (torch.nn.GRU). Returns ``(output, h_n, reserve)``; ``packed`` as in ``rnn``."""
     return _sequence_forward("gru", "gru", input, hx, weights, num_layers, bidirectional, batch_first, has_biases,
-                             dropout, training, seed, lengths, 0, "tanh")
+                             dropout, training, seed, lengths, 0, "tanh", packed)
 
 
 def lstm(input, hx, weights, *, num_layers=1, bidirectional=False, batch_first=False, has_biases=True,
-         dropout=0.0, training=False, seed=None, lengths=None, proj_size=0):
+         dropout=0.0, training=False, seed=None, lengths=None, proj_size=0, packed=None):
     """LSTM over a sequence (torch.nn.LSTM). Returns ``(output, (h_n, c_n), reserve)``; with proj_size > 0
-    h0/h_n/output carry proj_size features (h = (o * tanh c) W_hr^T)."""
+    h0/h_n/output carry proj_size features (h = (o * tanh c) W_hr^T); ``packed`` as in ``rnn``."""
     return _sequence_forward("lstm", "lstm", input, hx, weights, num_layers, bidirectional, batch_first,
-                             has_biases, dropout, training, seed, lengths, proj_size, "tanh")
+                             has_biases, dropout, training, seed, lengths, proj_size, "tanh", packed)
 
 
 def rnn_backward(grad_output, grad_h_n, reserve):

@@ -11,9 +11,21 @@ Parameters are NumPy arrays in ``parameters()`` / ``named_parameters()`` (and at
 ``seed`` / ``rng``. ``forward`` keeps the reserve of its last call for ``backward`` (cuDNN style); ``grads``
 maps parameter names to the gradients of the last ``backward`` (overwritten, not accumulated, unless
 ``accumulate=True``). ``train()`` / ``eval()`` switch dropout between layers (seeded, counter-based: see
-fastml.functional.rnn). The compiled kernels read the parameter arrays at every call, so in-place updates
-(an optimizer step on ``parameters()``) and ``load_state_dict`` take effect immediately; the recurrent
-weights are repacked for the GEMM engine once per layer call (O(H^2), small next to the T steps).
+fastml.functional.rnn).
+
+Packed weights (repeated inference). In training mode the compiled kernels read the parameter arrays at
+every call, so in-place updates (an optimizer step on ``parameters()``) take effect immediately, and the
+recurrent weights are repacked for the GEMM engine once per layer call. ``eval()`` (or ``pack()``) packs
+every layer's W_hh (and W_hr) ONCE (float32 modules with the compiled backend; a no-op otherwise) and
+reuses the packs in every forward that would otherwise pack them (T > 1 or a projection, batch > 4; the
+batch <= 4 and one-step paths read the weights without packing); while packs are live (``packed`` is True):
+  * the packed arrays (``weight_hh_*``, ``weight_hr_*``) are read-only (``setflags(write=False)``), so an
+    in-place edit raises ValueError instead of silently running on stale packs; call ``unpack()`` (or
+    ``train()``) to edit them, then ``pack()`` / ``eval()`` again;
+  * ``load_state_dict`` copies the new values and repacks;
+  * if the active ISA changed since packing (``fastml.use_isa``), the next forward repacks for the new one;
+  * outputs are bitwise identical to the unpacked forward (the packs are what the forward would build).
+``train()`` and ``unpack()`` drop the packs and make the arrays writeable again.
 """
 from __future__ import annotations
 
@@ -21,6 +33,7 @@ import numpy as np
 
 import sys
 
+from .. import _backend as _B
 from ..functional import rnn as _rnn_fn  # noqa: F401  (ensures the submodule is imported)
 
 _F = sys.modules[__package__.rsplit('.', 1)[0] + '.functional.rnn']  # the module (the package attribute is the function)
@@ -50,6 +63,8 @@ class RNNBase:
         self.training = True
         self._rng = rng if rng is not None else np.random.default_rng(seed)
         self._reserve = None
+        self._packs = None
+        self._pack_isa = None
         self.grads = {}
         G, H = _GATES[mode], self.hidden_size
         P = self.proj_size or H
@@ -103,13 +118,64 @@ class RNNBase:
             if a.shape != self._params[k].shape:
                 raise ValueError(f"{name}.load_state_dict: expected {k} of shape {self._params[k].shape}, "
                                  f"got {a.shape}")
+        repack = self.packed
+        if repack:
+            self.unpack()
         for k, v in state_dict.items():
             if k in self._params:
                 self._params[k][...] = np.asarray(v, dtype=self.dtype)
+        if repack:
+            self.pack()
         return self
 
+    # ------------------------------------------------------------------------------------ packed weights
+    def _packed_names(self):
+        return [k for k in self._params if k.startswith(("weight_hh_", "weight_hr_"))]
+
+    @property
+    def packed(self):
+        """True while packed recurrent weights are live (see the module docstring)."""
+        return self._packs is not None
+
+    def pack(self):
+        """Packs W_hh (and W_hr) of every layer and direction once for the GEMM engine under the active
+        ISA and makes those arrays read-only; forwards reuse the packs. A no-op for float64 modules or
+        without the compiled backend. Returns self."""
+        if self.dtype != np.float32 or _B._C is None:
+            return self
+        self._packs = None
+        packs = _F.pack_recurrent_weights(self._flat_weights, num_layers=self.num_layers,
+                                          bidirectional=self.bidirectional, has_biases=self.bias,
+                                          proj_size=self.proj_size)
+        for k in self._packed_names():
+            self._params[k].setflags(write=False)
+        self._packs, self._pack_isa = packs, _B._C.get_isa()
+        return self
+
+    def unpack(self):
+        """Drops the packs and makes the parameter arrays writeable again. Returns self."""
+        self._packs = self._pack_isa = None
+        for k in self._packed_names():
+            self._params[k].setflags(write=True)
+        return self
+
+    def __getstate__(self):  # copy / deepcopy / pickle: packs are process-local, rebuilt on restore
+        state = self.__dict__.copy()
+        state["_packs"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if state.get("_pack_isa") is not None:
+            self.pack()
+
     def train(self, mode=True):
+        """Training mode (dropout on, no packs) or, with mode False, eval mode (dropout off, weights packed)."""
         self.training = bool(mode)
+        if self.training:
+            self.unpack()
+        else:
+            self.pack()
         return self
 
     def eval(self):
@@ -130,6 +196,10 @@ class RNNBase:
         """``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``) as torch's module; ``lengths`` (N,) gives
         packed-sequence semantics without packing. Keeps the reserve for ``backward``."""
         kw = self._kwargs(lengths)
+        if self._packs is not None and _B.host_backend(self.dtype, type(self).__name__) == "cpu":
+            if self._pack_isa != _B._C.get_isa():
+                self.pack()  # packs are ISA-specific: repack for the ISA now active
+            kw["packed"] = self._packs
         if self.mode == "LSTM":
             out, h, res = _F.lstm(input, hx, self._flat_weights, proj_size=self.proj_size, **kw)
         elif self.mode == "GRU":

@@ -173,6 +173,38 @@ void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* 
   }
 }
 
+// One step at batch > kGemvRows without projection or caller's packs (a cell call): the hidden units are
+// cut into two fixed blocks (all G gates of a unit in one block; never a function of the thread count);
+// per block, G column slices of x W_ih^T (+ bias) and h W_hh^T run as serial GEMMs on one thread and the
+// fused gate pass consumes them while they are cache-hot: one fork-join per step instead of three.
+void forward_units(const Ctx& c, const RnnKernels& kt, const float* bias, float* gin, float* out, float* hn,
+                   float* cn, bool serial) {
+  const int64_t N = c.N, I = c.I, H = c.H, P = c.P, G = c.G, GH = c.GH;
+  const int64_t ub = std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16), nb = (H + ub - 1) / ub;
+  const float* h0 = c.s.hprev;  // step 0's state (copied from h0 by prepare)
+  auto blocks = [&](int64_t b, int64_t e) {
+    float* rec = c.gru ? scratch(1, N * GH) : nullptr;  // this thread's h W_hh^T tile (GRU)
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t j0 = i * ub, cnt = std::min(ub, H - j0);
+      for (int64_t q = 0; q < G; ++q) {
+        const int64_t col = q * H + j0;
+        GemmEpilogue ep;
+        ep.bias = bias ? bias + col : nullptr;
+        ep.bias_kind = GemmBias::col;
+        sgemm(Trans::none, Trans::trans, N, cnt, I, 1.0f, c.L.x, I, c.L.w_ih + col * I, I, 0.0f, gin + col, GH,
+              bias ? &ep : nullptr);
+        if (c.gru)
+          sgemm(Trans::none, Trans::trans, N, cnt, P, 1.0f, h0, P, c.L.w_hh + col * P, P, 0.0f, rec + col, GH);
+        else
+          sgemm(Trans::none, Trans::trans, N, cnt, P, 1.0f, h0, P, c.L.w_hh + col * P, P, 1.0f, gin + col, GH);
+      }
+      for (int64_t n = 0; n < N; ++n)
+        forward_row(c, kt, gin, c.gru ? rec + n * GH + j0 : nullptr, H, n, 0, -1, j0, cnt, out, hn, cn);
+    }
+  };
+  if (serial) blocks(0, nb); else parallel_for(nb, 1, 1, blocks);
+}
+
 }  // namespace
 
 namespace {
@@ -185,8 +217,9 @@ struct FwdJob {
   int slot;  // direction index (0, 1) for the calling thread's scratch slots
   float* bias = nullptr;
   float* gin = nullptr;
-  bool done = false, gemv = false, fuse_in = false;
-  std::unique_ptr<PackedB> pk_hh, pk_hr;
+  bool done = false, gemv = false, fuse_in = false, units = false;
+  std::unique_ptr<PackedB> own_hh, own_hr;    // packed here when the caller passed no packs
+  const PackedB *pk_hh = nullptr, *pk_hr = nullptr;
   FwdJob(const RnnLayer& l, const RnnFwdIO& i, int sl) : L(l), io(i), slot(sl) {}
 };
 
@@ -207,8 +240,9 @@ void fwd_prepare(FwdJob& j) {
   }
   j.gemv = N <= kGemvRows && !c.proj;
   j.fuse_in = j.gemv && T == 1;
+  j.units = !j.gemv && T == 1 && !c.proj;  // one step without projection: forward_units, nothing to pack
   j.gin = c.gru ? scratch(4 + 2 * j.slot, T * N * GH) : s.gates;  // input projection (+ biases) of every step
-  if (!j.fuse_in) {
+  if (!j.fuse_in && !j.units) {
     GemmEpilogue ep;
     ep.bias = j.bias;
     ep.bias_kind = GemmBias::col;
@@ -218,9 +252,19 @@ void fwd_prepare(FwdJob& j) {
   const int64_t t0 = c.time(0);
   copy(s.hprev + t0 * N * P, j.io.h0, N * P);
   if (c.lstm) copy(s.cprev + t0 * N * H, j.io.c0, N * H);
-  if (!j.gemv && (T > 1 || c.proj)) {  // T == 1 without projection: two plain GEMMs, nothing to pack
-    j.pk_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
-    if (c.proj) j.pk_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);  // W_hr^T (H x P)
+  if (!j.gemv && !j.units) {
+    j.pk_hh = j.L.pk_hh;
+    if (!j.pk_hh) {
+      j.own_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
+      j.pk_hh = j.own_hh.get();
+    }
+    if (c.proj) {
+      j.pk_hr = j.L.pk_hr;
+      if (!j.pk_hr) {
+        j.own_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);  // W_hr^T (H x P)
+        j.pk_hr = j.own_hr.get();
+      }
+    }
   }
 }
 
@@ -228,29 +272,20 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
   if (j.done) return;
   const RnnKernels& kt = select_kernels(rnn_tables);
   const Ctx c(j.L, j.io.s);
-  const RnnSaved& s = j.io.s;
-  const int64_t N = c.N, H = c.H, P = c.P, GH = c.GH;
+  const int64_t N = c.N, H = c.H;
   float *out = j.io.out, *hn = j.io.hn, *cn = j.io.cn;
   if (j.gemv) {
     forward_gemv(c, kt, j.bias, j.gin, j.fuse_in, out, hn, cn, serial ? 1 : threads_for(H, 64));
     return;
   }
-  if (!j.pk_hh) {
-    // One step at batch > kGemvRows (a cell call): two GEMMs threaded by the engine, no packing of W_hh
-    // for a single use; then the fused pass over the rows.
-    float* rec = c.gru ? scratch(1, N * GH) : s.gates;
-    sgemm(Trans::none, Trans::trans, N, GH, P, 1.0f, j.io.h0, P, j.L.w_hh, P, c.gru ? 0.0f : 1.0f, rec, GH);
-    auto rows = [&](int64_t b, int64_t e) {
-      for (int64_t n = b; n < e; ++n)
-        forward_row(c, kt, j.gin, c.gru ? rec + n * GH : nullptr, H, n, 0, -1, 0, H, out, hn, cn);
-    };
-    if (serial) rows(0, N); else parallel_for(N, 8, 1, rows);
+  if (j.units) {
+    forward_units(c, kt, j.bias, j.gin, out, hn, cn, serial);
     return;
   }
   const int64_t nb = fixed_blocks(N, rb);
   auto blocks = [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
-      forward_block(c, kt, *j.pk_hh, j.pk_hr.get(), j.gin, i * rb, std::min(N, (i + 1) * rb), out, hn, cn);
+      forward_block(c, kt, *j.pk_hh, j.pk_hr, j.gin, i * rb, std::min(N, (i + 1) * rb), out, hn, cn);
   };
   if (serial) blocks(0, nb); else parallel_for(nb, 1, 1, blocks);
 }

@@ -17,12 +17,17 @@
 //  * batch <= kGemvRows, no projection: threads split the hidden units (all G gates of a unit on one
 //    thread); W_hh rows are streamed once per step by dot-product kernels, no packing; one barrier per
 //    step. With T == 1 (a cell step) the input projection is computed the same way (no GEMM call).
+//  * one step (T == 1, a cell call) at batch > kGemvRows, no projection: the hidden units are cut into two
+//    fixed blocks; per block the G column slices of x W_ih^T + b and h W_hh^T are serial GEMMs on one
+//    thread, consumed at once by the fused gate pass (one fork-join instead of two engine-threaded GEMMs
+//    and a separate pass: ~1.2x torch at N 64, 256 -> 512, against ~0.9x before).
 //  * otherwise: batch rows are independent in the recurrence, so they are cut into fixed row blocks
 //    that threads run through all T steps without any synchronisation (per step one sgemm_packed on
 //    W_hh^T packed once per call); the two directions of a bidirectional layer run concurrently, one
 //    thread each (rnn_layers_forward with count 2). A column split of the hidden units (M = the whole
 //    batch, ~20% faster per step on a quiet machine) was measured 2-4x slower on a loaded 2-core VM
-//    because of its per-step barrier, so the barrier-free row blocks are used.
+//    because of its per-step barrier, so the barrier-free row blocks are used. W_hh^T (and W_hr^T) may
+//    come pre-packed by the caller (RnnLayer::pk_hh, fastml.nn modules in eval mode): same bits.
 // Backward: row blocks as the last path (directions concurrently), the recurrence stores
 // d(pre-activation) for all steps (T N x G H); weight gradients are then big GEMMs over all steps and
 // fixed-order column sums: bitwise identical for any thread count.
@@ -36,6 +41,8 @@
 #include "core/dispatch.h"
 
 namespace fastml {
+
+class PackedB;
 
 enum class RnnMode : int { rnn = 0, lstm = 1, gru = 2 };
 inline constexpr int64_t kGemvRows = 4;
@@ -69,6 +76,10 @@ struct RnnLayer {
   bool reverse = false, relu = false;
   const float *x = nullptr, *w_ih = nullptr, *w_hh = nullptr, *b_ih = nullptr, *b_hh = nullptr, *w_hr = nullptr;
   const int64_t* lengths = nullptr;
+  // Optional, forward only: W_hh^T (P x G H) and W_hr^T (H x P) packed by the caller from exactly these
+  // weights (PackedB(Trans::trans, ...) of w_hh / w_hr, active ISA), used wherever the forward would
+  // otherwise pack them itself (T > 1 or a projection, batch > kGemvRows): same bits, no O(H^2) repack.
+  const PackedB *pk_hh = nullptr, *pk_hr = nullptr;
   int64_t gates() const { return mode == RnnMode::lstm ? 4 : (mode == RnnMode::gru ? 3 : 1); }
   int64_t saved_width() const { return mode == RnnMode::rnn ? H : 4 * H; }
 };
