@@ -48,21 +48,43 @@ __all__ = [
 ]
 
 ACTIVATIONS = (None, "relu", "gelu", "gelu_tanh", "sigmoid", "tanh")
-ALGORITHMS = ("auto", "1x1", "im2col", "depthwise", "winograd", "direct")
+ALGORITHMS = ("auto", "1x1", "im2col", "depthwise", "direct", "winograd", "winograd_f43")
 _ALGO_ID = {"im2col": 0, "1x1": 1}
 
 # ---- selection hook for the specialised kernels ---------------------------------------------------
-# name -> object with ``applies(geom, channels_last) -> bool`` and
-# ``forward(x5, w5, bias, geom, activation, channels_last, out5) -> y5`` (5-D float32 arrays, geometry
-# from fastml._conv_geometry.parse, zero padding already resolved into geom.pad_lo / pad_hi).
-# fastml/functional/_conv_fast.py provides them as CONV_FAST_PATHS; 'auto' tries _AUTO_FAST_ORDER first.
+# name -> object with ``applies(geom, channels_last) -> bool`` (the kernel can compute this geometry),
+# ``auto(geom, channels_last) -> bool`` ('auto' picks it), ``forward(x5, w5, bias, geom, activation,
+# channels_last, out5, out_channels_last) -> y5`` (5-D float32 arrays, geometry from
+# fastml._conv_geometry.parse, zero padding in geom.pad_lo / pad_hi, a non-'zeros' padding_mode already
+# applied to the input), ``auto_backward(geom) -> bool`` ('auto' routes the backward to it) and
+# ``backward(go5, x5, w5, geom, mask) -> (gx5, gw5, gb)``, or None when the kernel has no backward
+# (``has_backward`` False). fastml/functional/_conv_fast.py provides them as CONV_FAST_PATHS; 'auto' tries
+# _AUTO_FAST_ORDER first, in that order.
 _FAST_PATHS: dict = {}
-_AUTO_FAST_ORDER: tuple = ()   # e.g. ("depthwise", "winograd", "direct") once those kernels are tuned in
+_FAST_NAMES = ("depthwise", "direct", "winograd", "winograd_f43")
+_AUTO_FAST_ORDER: tuple = ("depthwise", "direct", "winograd")
 try:
-    from . import _conv_fast  # noqa: F401  (optional: written separately)
+    from . import _conv_fast  # noqa: F401
     _FAST_PATHS.update(getattr(_conv_fast, "CONV_FAST_PATHS", {}))
 except ImportError:
     pass
+BACKWARD_ALGORITHMS = ("auto", "im2col", "depthwise", "direct")
+
+
+def _is_1x1(g):
+    return all(k == 1 for k in g.kernel) and all(s == 1 for s in g.stride) and not any(g.pad_lo) \
+        and not any(g.pad_hi)
+
+
+def _select_algorithm(g, channels_last=False, backward=False):
+    """What algorithm='auto' runs for geometry ``g`` on the compiled backend (forward, or backward)."""
+    for name in _AUTO_FAST_ORDER:
+        path = _FAST_PATHS.get(name)
+        if path is not None and (path.auto_backward(g) if backward else path.auto(g, channels_last)):
+            return name
+    if backward:
+        return "im2col"
+    return "1x1" if _is_1x1(g) else "im2col"
 
 
 def _no_device(a, op):
@@ -105,29 +127,27 @@ def _result_shape(g, nd, channels):
     return ((g.N,) if g.batched else ()) + (channels,) + tuple(sp)
 
 
-def _choose_algorithm(op, algorithm, g, cl, backend):
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"{op}: expected algorithm in {ALGORITHMS}, got {algorithm!r}")
-    one = all(k == 1 for k in g.kernel) and all(s == 1 for s in g.stride) and not any(g.pad_lo) \
-        and not any(g.pad_hi)
-    if algorithm == "1x1" and not one:
+def _choose_algorithm(op, algorithm, g, cl, backend, backward=False):
+    names = BACKWARD_ALGORITHMS if backward else ALGORITHMS
+    if isinstance(algorithm, str) is False or algorithm not in names:
+        raise ValueError(f"{op}: expected algorithm in {names}, got {algorithm!r}")
+    if algorithm == "1x1" and not _is_1x1(g):
         raise ValueError(f"{op}: algorithm='1x1' needs kernel 1, stride 1 and padding 0, got kernel {g.kernel}, "
                          f"stride {g.stride}, padding {g.pad_lo}/{g.pad_hi}")
-    if algorithm in ("depthwise", "winograd", "direct"):
+    if algorithm in _FAST_NAMES:
         path = _FAST_PATHS.get(algorithm)
         if path is None:
             raise ValueError(f"{op}: algorithm={algorithm!r} is not available in this build "
                              f"(fastml.functional._conv_fast missing); available: 'auto', '1x1', 'im2col'")
         if not path.applies(g, cl):
-            raise ValueError(f"{op}: algorithm={algorithm!r} does not apply to this geometry")
+            raise ValueError(f"{op}: algorithm={algorithm!r} does not apply to this geometry (kernel {g.kernel}, "
+                             f"stride {g.stride}, dilation {g.dilation}, groups {g.groups}, C_in {g.C}; "
+                             f"see the conv module docstring)")
         return algorithm
     if algorithm == "auto":
-        if backend == "cpu":
-            for name in _AUTO_FAST_ORDER:
-                path = _FAST_PATHS.get(name)
-                if path is not None and path.applies(g, cl):
-                    return name
-        return "1x1" if one else "im2col"
+        if backend != "cpu":
+            return "im2col" if backward or not _is_1x1(g) else "1x1"
+        return _select_algorithm(g, cl, backward)
     return algorithm
 
 
@@ -188,7 +208,7 @@ def _convnd(nd, input, weight, bias, stride, padding, dilation, groups, padding_
         y5 = _C.conv_forward(x5, w5, b, g.out_size, g.stride, g.pad_lo, g.dilation, g.groups, cl, out_cl,
                              _ALGO_ID[algo], act, out5)
     else:
-        y5 = _FAST_PATHS[algo].forward(x5, w5, b, g, activation, cl, out5)
+        y5 = _FAST_PATHS[algo].forward(x5, w5, b, g, activation, cl, out5, out_cl)
     if out is not None:
         return out
     if out_cl:
@@ -220,12 +240,14 @@ def _c5(a, nd, batched):
     return np.ascontiguousarray(G.to5d(a, nd, batched))
 
 
-def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, output_mask, padding_mode):
+def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, output_mask, padding_mode,
+                     algorithm="auto"):
     op = f"conv{nd}d_backward"
     go, x, w = _arrays(op, ("grad_output", "input", "weight"), (grad_output, input, weight))
     g = G.parse(op, nd, x.shape, w.shape, stride, padding, dilation, groups, padding_mode=padding_mode)
     _check_grad_output(op, go, _result_shape(g, nd, g.K))
     mask = _mask(op, output_mask)
+    algo = _choose_algorithm(op, algorithm, g, False, _B.host_backend(x.dtype, op), backward=True)
     if g.N == 0:
         return _empty_grads(x, w, g.K, mask)
     if _B.host_backend(x.dtype, op) != "cpu":
@@ -236,13 +258,19 @@ def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, 
         x5 = G.pad_input(x5, g, padding_mode)
         gp = _np_conv._no_pad(g)
     gi = gw = gb = None
+    if algo in _FAST_PATHS and (mask[0] or mask[1]):
+        gx, gw5, _ = _FAST_PATHS[algo].backward(go5, x5, w5, gp, (mask[0], mask[1], False))
+    elif mask[0] or mask[1]:
+        gx = _C.conv_backward_data(go5, w5, None, gp.in_size, g.stride, gp.pad_lo, g.dilation, g.groups) \
+            if mask[0] else None
+        gw5 = _C.conv_backward_weight(go5, x5, g.kernel, g.stride, gp.pad_lo, g.dilation, g.groups) \
+            if mask[1] else None
     if mask[0]:
-        gx = _C.conv_backward_data(go5, w5, None, gp.in_size, g.stride, gp.pad_lo, g.dilation, g.groups)
         if padding_mode != "zeros":
             gx = np.ascontiguousarray(G.unpad_grad(gx, g, padding_mode, g.in_size))
         gi = G.from5d(gx, nd, g.batched)
     if mask[1]:
-        gw = _C.conv_backward_weight(go5, x5, g.kernel, g.stride, gp.pad_lo, g.dilation, g.groups).reshape(w.shape)
+        gw = gw5.reshape(w.shape)
     if mask[2]:
         gb = go5.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(np.float32)
     return gi, gw, gb
@@ -302,9 +330,9 @@ def _make(nd):
                        algorithm, out)
 
     def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
-                      output_mask=(True, True, True), *, padding_mode="zeros"):
+                      output_mask=(True, True, True), *, padding_mode="zeros", algorithm="auto"):
         return _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, output_mask,
-                                padding_mode)
+                                padding_mode, algorithm)
 
     def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                        out=None):
