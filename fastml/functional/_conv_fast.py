@@ -10,6 +10,10 @@ all shapes before writing anything (``out=`` included) and returns the output ar
 * ``direct_conv2d``     groups == 1 for tiny C_in (1..4: first layers), any K / kernel / stride / dilation.
 * ``winograd_conv2d``   3x3, stride 1, dilation 1, groups 1, padding 0 or 1, F(4x4,3x3) or F(2x2,3x3).
 
+``CONV_FAST_PATHS`` (end of this file) plugs these kernels into ``fastml.functional.conv1d/conv2d`` as
+``algorithm='depthwise' | 'direct' | 'winograd' (F(2x2,3x3)) | 'winograd_f43'`` and holds the thresholds
+'auto' uses (the rules and the measurements behind them are in the conv module docstring).
+
 Maths (``x`` (N, C, H, W), ``w`` (K, C/groups, kh, kw), ``b`` (K,))::
 
     H_out = (H + 2 ph - dh (kh - 1) - 1) // sh + 1        (same for W)
