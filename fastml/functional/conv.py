@@ -61,8 +61,11 @@ see padding 0.
        2        256   1.06  0.92  1.06  1.49   -
 
    F(2x2,3x3) wins everywhere at 1 thread; at 2 threads it loses below 14x14 (too few tiles to share)
-   and at C 16, is even at 14x14 and wins from 28x28. F(4x4,3x3) was 1.5-1.9x at 56x56 (2 threads) but
-   is not picked for its accuracy.
+   and at C 16, is even at 14x14 and wins from 28x28 (the bench shape N8 C256 14x14: 8.6 vs 12.5 ms at
+   1 thread, 16.4-20.0 vs 16.5-17.1 ms at 2 threads, medians of 9 over 4 runs; the 2-thread numbers
+   come from a machine whose second core was busy with other work). F(4x4,3x3) was 1.5-1.9x at 56x56
+   (2 threads) but is not picked for its accuracy. The choice never depends on the thread count:
+   Winograd and im2col round differently, and results must be bitwise identical for any thread count.
 4. kernel 1, stride 1, padding 0 -> '1x1'; else 'im2col'.
 
 Backward (``algorithm=`` in 'auto', 'im2col' (the general GEMM kernels), 'depthwise', 'direct'): 'auto'
