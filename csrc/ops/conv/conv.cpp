@@ -17,7 +17,7 @@
 //                  GEMMs); partials are added in block order, then transposed into (K, C/G, k...).
 // All three give bitwise identical results for any thread count.
 //
-// Test: pytest tests/test_conv.py. Bench: python -m fastml.bench --ops conv2d
+// Test: pytest tests/test_conv.py tests/test_conv_algorithms.py. Bench: python -m fastml.bench --ops conv
 #include "ops/conv/conv.h"
 
 #include <algorithm>
