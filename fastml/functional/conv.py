@@ -39,10 +39,10 @@ see padding 0.
 
 'auto' (compiled backend; rules in ``_select_algorithm``, thresholds in _conv_fast.py), in this order:
 
-1. conv1d / conv2d with groups == C_in > 1 -> 'depthwise' (N8 C256 28x28 3x3, 2 threads: 0.56 ms vs 6.6 ms im2col forward,
-   1.9 ms vs 27 ms backward; 1 thread: 1.0 vs 9.5 ms, 2.7 vs 14 ms).
-2. conv1d / conv2d, groups 1, C_in <= 4, kernel larger than 1x1 -> 'direct' (forward: stem 3->64 7x7/s2 N8 224x224
-   24 ms vs 31 ms im2col at 2 threads, 22 vs 24 ms at 1; LeNet 1->6 5x5 N64 0.10 vs 0.16 ms). A 1x1
+1. conv1d / conv2d with groups == C_in > 1 -> 'depthwise' (N8 C256 28x28 3x3, 2 threads: 0.56 ms vs
+   6.6 ms im2col forward, 1.9 ms vs 27 ms backward; 1 thread: 1.0 vs 9.5 ms, 2.7 vs 14 ms).
+2. conv1d / conv2d, groups 1, C_in <= 4, kernel larger than 1x1 -> 'direct' (forward: stem 3->64 7x7/s2
+   N8 224x224 24 ms vs 31 ms im2col at 2 threads, 22 vs 24 ms at 1; LeNet 1->6 5x5 N64 0.10 vs 0.16 ms). A 1x1
    kernel with C_in <= 4 stays on '1x1' (0.04 vs 0.05 ms).
 3. 3x3, stride 1, dilation 1, groups 1 conv2d with C_in >= 32, C_out >= 32 and H_out * W_out >= 196
    (14x14) -> 'winograd' (F(2x2,3x3)). Measured (N4, C_in = C_out, padding 1, im2col time / F(2x2,3x3)
