@@ -287,7 +287,8 @@ def test_noncontiguous_input(backend, rng):
 
 
 def test_algorithms_agree(rng):
-    """Every compiled path on the same inputs (the NumPy backend ignores the choice)."""
+    """Every compiled general path on the same inputs (the NumPy backend ignores the choice); the
+    specialised kernels are tested through this API in test_conv_algorithms.py."""
     if not fastml._backend.HAS_CPU_EXT:
         pytest.skip("compiled module missing")
     x, w, b = data(rng, 2, (2, 6, 9, 7), (10, 3, 1, 1))
@@ -295,10 +296,8 @@ def test_algorithms_agree(rng):
     ys = {a: F.conv2d(x, w, b, groups=2, algorithm=a) for a in ("auto", "1x1", "im2col")}
     for a, y in ys.items():
         within(y, ref, numpy32(F.conv2d, x, w, b, groups=2), a)
-    for a in ("depthwise", "winograd", "direct"):
-        if a in F.conv._FAST_PATHS:
-            continue
-        with pytest.raises(ValueError, match="not available"):
+    for a in ("depthwise", "winograd", "winograd_f43", "direct"):   # none applies to groups 2, C/G 3
+        with pytest.raises(ValueError, match=f"{a!r} does not apply"):
             F.conv2d(x, w, b, groups=2, algorithm=a)
     with pytest.raises(ValueError, match="1x1"):
         F.conv2d(x, rng.standard_normal((4, 6, 3, 3)).astype(np.float32), algorithm="1x1")

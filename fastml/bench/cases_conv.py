@@ -11,7 +11,8 @@ float32 arrays (torch through ``torch.from_numpy``).
   ``torch.ops.aten.convolution_backward(g, x, w, None, ..., output_mask=[True, True, False])``.
 
 Shapes (the conv issue): ResNet 3x3 at 56x56 and 14x14, a 1x1 at 28x28, the 7x7/s2 stem, LeNet 5x5,
-depthwise 3x3 (groups = channels), conv1d k5, conv3d 3x3x3. --quick: LeNet and 256@14x14.
+depthwise 3x3 (groups = channels), conv1d k5, conv3d 3x3x3. --quick: LeNet and 256@14x14. Each case's
+notes say which algorithm 'auto' runs (the rules: fastml/functional/conv.py docstring).
 
 Bars (conv issue): forward geometric mean over the shapes >= 1.0x torch and no shape < 0.8x torch
 (per-case bar: 0.8x); backward geometric mean >= 1.0x torch. The geometric means are not a per-case
@@ -53,6 +54,14 @@ def _flops(nd, xs, ws, kw):
     return 2 * N * K * int(np.prod(out)) * cg * kvol
 
 
+def _auto_note(nd, xs, ws, kw, backward):
+    """Which algorithm conv{nd}d's 'auto' runs on this shape (fastml.functional.conv._select_algorithm)."""
+    from .. import _conv_geometry as G
+    from ..functional import conv as C
+    g = G.parse(f"conv{nd}d", nd, xs, ws, kw.get("stride", 1), kw.get("padding", 0), 1, kw.get("groups", 1))
+    return f"fastml algorithm='auto' runs {C._select_algorithm(g, False, backward)!r} here"
+
+
 def _build(nd, xs, ws, kw, backward):
     def build():
         import fastml
@@ -79,7 +88,7 @@ def _build(nd, xs, ws, kw, backward):
                 xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
                 tf = getattr(torch.nn.functional, f"conv{nd}d")
                 impls["torch"] = lambda: tf(xt, wt, bt, **kw)
-            return Prepared(impls, flops=flops, notes=[FORWARD_NOTE.format(nd=nd)])
+            return Prepared(impls, flops=flops, notes=[FORWARD_NOTE.format(nd=nd), _auto_note(nd, xs, ws, kw, False)])
         g = rng.standard_normal(y.shape, dtype=F32)
         mask = (True, True, False)
         impls["fastml"] = lambda: bwd(g, x, w, output_mask=mask, **kw)
@@ -94,7 +103,7 @@ def _build(nd, xs, ws, kw, backward):
             p = kw.get("padding", 0)
             args = ([s] * nd, [p] * nd, [1] * nd, False, [0] * nd, kw.get("groups", 1), [True, True, False])
             impls["torch"] = lambda: torch.ops.aten.convolution_backward(gt, xt, wt, None, *args)
-        return Prepared(impls, flops=2 * flops, notes=[BACKWARD_NOTE])
+        return Prepared(impls, flops=2 * flops, notes=[BACKWARD_NOTE, _auto_note(nd, xs, ws, kw, True)])
     return build
 
 

@@ -10,6 +10,10 @@ all shapes before writing anything (``out=`` included) and returns the output ar
 * ``direct_conv2d``     groups == 1 for tiny C_in (1..4: first layers), any K / kernel / stride / dilation.
 * ``winograd_conv2d``   3x3, stride 1, dilation 1, groups 1, padding 0 or 1, F(4x4,3x3) or F(2x2,3x3).
 
+``CONV_FAST_PATHS`` (end of this file) plugs these kernels into ``fastml.functional.conv1d/conv2d`` as
+``algorithm='depthwise' | 'direct' | 'winograd' (F(2x2,3x3)) | 'winograd_f43'`` and holds the thresholds
+'auto' uses (the rules and the measurements behind them are in the conv module docstring).
+
 Maths (``x`` (N, C, H, W), ``w`` (K, C/groups, kh, kw), ``b`` (K,))::
 
     H_out = (H + 2 ph - dh (kh - 1) - 1) // sh + 1        (same for W)
@@ -234,3 +238,164 @@ def winograd_conv2d(x, w, bias, *, activation=None, out=None, tile="f43", paddin
         raise ValueError(f"{op}: expected padding 0 or 1, got {padding!r}")
     p = int(padding)
     return _forward(op, "winograd", x, w, bias, (1, 1), (p, p), (1, 1), activation, out, _TILES[tile])
+
+
+# ---- adapters for the general conv1d/conv2d (fastml.functional.conv: ``_FAST_PATHS``) ------------------
+# Contract (see the hook comment in conv.py): ``applies(geom, channels_last)`` -> the kernel can run this
+# geometry; ``auto(geom, channels_last)`` -> 'auto' picks it; ``forward(x5, w5, bias, geom, activation,
+# channels_last, out5, out_channels_last)`` -> y5 in the layout of ``out_channels_last``;
+# ``auto_backward(geom)`` -> 'auto' routes conv*_backward to its ``backward``;
+# ``backward(go5, x5, w5, geom, mask)`` -> (gx5, gw5, gb) or None where the kernel has no backward.
+# Arrays are the 5-D float32 views of conv.py: NCDHW (channels-last: NDHWC), weight (K, C/g, kd, kh, kw);
+# conv2d is D == 1, conv1d is D == H == 1 (a 1 x L image). Zero padding is in geom.pad_lo / pad_hi; a
+# non-'zeros' padding_mode has been applied to the input already (geom padding 0). Channels-last input is
+# copied to NCHW for these kernels and the result written back in the requested memory format.
+
+# 'auto' thresholds for Winograd F(2x2,3x3) against im2col + GEMM (see the conv.py docstring for the numbers)
+WINOGRAD_MIN_CHANNELS = 32     # C_in and C_out
+WINOGRAD_MIN_PIXELS = 196      # output H_out * W_out (14x14)
+DIRECT_MAX_CHANNELS = 4        # C_in of a groups-1 convolution with a kernel larger than 1x1
+
+
+def _hw(t):
+    return tuple(int(v) for v in t[1:])
+
+
+def _nchw(x5, channels_last):
+    """The (N, C, H, W) float32 C-contiguous input of a conv1d/conv2d 5-D view."""
+    if channels_last:
+        return np.ascontiguousarray(x5[:, 0].transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(x5[:, :, 0])
+
+
+def _padded(x4, g, native):
+    """(x4, (ph, pw)): the padding passed to the kernel when ``native(pad)`` accepts the symmetric padding,
+    else x4 explicitly zero padded (asymmetric 'same' padding, or a padding the kernel does not take)."""
+    lo, hi = _hw(g.pad_lo), _hw(g.pad_hi)
+    if lo == hi and native(lo):
+        return x4, lo
+    return np.pad(x4, ((0, 0), (0, 0), (lo[0], hi[0]), (lo[1], hi[1]))), (0, 0)
+
+
+def _store(y4, out5, out_cl):
+    if out_cl:
+        if out5 is None:
+            return np.ascontiguousarray(y4.transpose(0, 2, 3, 1))[:, None]
+        out5[:, 0] = y4.transpose(0, 2, 3, 1)
+        return out5
+    return y4[:, :, None]
+
+
+class _Path:
+    name = ""
+    has_backward = True
+
+    def applies(self, g, channels_last):
+        raise NotImplementedError
+
+    def auto(self, g, channels_last):
+        return False
+
+    def auto_backward(self, g):
+        return False
+
+    def native(self, pad):
+        return True
+
+    def call(self, x4, w4, bias, g, pad, act, out4):
+        raise NotImplementedError
+
+    def forward(self, x5, w5, bias, g, activation, channels_last, out5, out_channels_last=None):
+        out_cl = channels_last if out_channels_last is None else out_channels_last
+        x4, pad = _padded(_nchw(x5, channels_last), g, self.native)
+        out4 = out5[:, :, 0] if (out5 is not None and not out_cl) else None
+        y4 = self.call(x4, np.ascontiguousarray(w5[:, :, 0]), bias, g, pad,
+                       "none" if activation is None else activation, out4)
+        return out5 if out4 is not None else _store(y4, out5, out_cl)
+
+    def backward(self, go5, x5, w5, g, mask):
+        x4 = np.ascontiguousarray(x5[:, :, 0])
+        lo, hi = _hw(g.pad_lo), _hw(g.pad_hi)
+        x4p, pad = _padded(x4, g, self.native)
+        gx, gw, gb = self.backward_call(np.ascontiguousarray(go5[:, :, 0]), x4p, np.ascontiguousarray(w5[:, :, 0]),
+                                        _hw(g.stride), pad, _hw(g.dilation), mask)
+        if gx is not None:
+            if x4p is not x4:
+                gx = gx[:, :, lo[0]:lo[0] + x4.shape[2], lo[1]:lo[1] + x4.shape[3]]
+            gx = np.ascontiguousarray(gx)[:, :, None]
+        if gw is not None:
+            gw = gw.reshape(w5.shape)
+        return gx, gw, gb
+
+
+class _Depthwise(_Path):
+    """groups == C_in (channel multiplier K / C_in >= 1), conv1d and conv2d."""
+    name = "depthwise"
+
+    def applies(self, g, channels_last):
+        return g.nd <= 2 and g.groups == g.C
+
+    def auto(self, g, channels_last):
+        # C_in == 1 with groups 1 is also a dense convolution: the direct kernel takes it
+        return self.applies(g, channels_last) and g.C > 1
+
+    def auto_backward(self, g):
+        return self.auto(g, False)
+
+    def call(self, x4, w4, bias, g, pad, act, out4):
+        return _C.depthwise_conv2d_forward(x4, w4, bias, _hw(g.stride), pad, _hw(g.dilation), act, out4)
+
+    def backward_call(self, *args):
+        return _C.depthwise_conv2d_backward(*args)
+
+
+class _Direct(_Path):
+    """groups == 1 by direct summation (any C_in is correct; 'auto' takes it for C_in <= 4)."""
+    name = "direct"
+
+    def applies(self, g, channels_last):
+        return g.nd <= 2 and g.groups == 1
+
+    def auto(self, g, channels_last):
+        # a 1x1 kernel goes to the 1x1 GEMM path (faster there); the backward stays on the general
+        # kernels, which measured faster than the direct backward (auto_backward False)
+        return self.applies(g, channels_last) and g.C <= DIRECT_MAX_CHANNELS and g.kernel[1] * g.kernel[2] > 1
+
+    def call(self, x4, w4, bias, g, pad, act, out4):
+        return _C.direct_conv2d_forward(x4, w4, bias, _hw(g.stride), pad, _hw(g.dilation), act, out4)
+
+    def backward_call(self, *args):
+        return _C.direct_conv2d_backward(*args)
+
+
+class _Winograd(_Path):
+    """3x3, stride 1, dilation 1, groups 1 conv2d; any zero padding (0 and 1 natively, else pre-padded)."""
+    has_backward = False
+
+    def __init__(self, name, tile, auto):
+        self.name, self.tile, self._auto = name, tile, auto
+
+    def applies(self, g, channels_last):
+        return (g.nd == 2 and g.groups == 1 and tuple(g.kernel[1:]) == (3, 3) and tuple(g.stride[1:]) == (1, 1)
+                and tuple(g.dilation[1:]) == (1, 1))
+
+    def auto(self, g, channels_last):
+        return (self._auto and self.applies(g, channels_last) and g.C >= WINOGRAD_MIN_CHANNELS
+                and g.K >= WINOGRAD_MIN_CHANNELS and g.out_size[1] * g.out_size[2] >= WINOGRAD_MIN_PIXELS)
+
+    def native(self, pad):
+        return pad[0] == pad[1] and pad[0] in (0, 1)
+
+    def call(self, x4, w4, bias, g, pad, act, out4):
+        return _C.winograd_conv2d_forward(x4, w4, bias, pad[0], act, out4, self.tile)
+
+    def backward(self, go5, x5, w5, g, mask):
+        return None
+
+
+CONV_FAST_PATHS = {
+    "depthwise": _Depthwise(),
+    "direct": _Direct(),
+    "winograd": _Winograd("winograd", _TILES["f23"], True),
+    "winograd_f43": _Winograd("winograd_f43", _TILES["f43"], False),
+}

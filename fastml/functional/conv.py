@@ -9,12 +9,13 @@ backwards. Layout NCL / NCHW / NCDHW; unbatched input (C, *spatial) gives unbatc
 * ``conv_transpose1d/2d/3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
   dilation=1, *, out=None)`` with torch's weight layout (C_in, C_out/groups, k...).
 * ``conv{1,2,3}d_backward(grad_output, input, weight, stride, padding, dilation, groups, output_mask,
-  *, padding_mode)`` and ``conv_transpose{1,2,3}d_backward(grad_output, input, weight, stride, padding,
-  output_padding, groups, dilation, output_mask)`` -> ``(grad_input, grad_weight, grad_bias)``, None
+  *, padding_mode, algorithm='auto')`` and ``conv_transpose{1,2,3}d_backward(grad_output, input, weight,
+  stride, padding, output_padding, groups, dilation, output_mask)`` -> ``(grad_input, grad_weight, grad_bias)``, None
   where ``output_mask`` is False. grad_bias is summed in float64.
 
 Channels-last input (an N(D)HWC buffer viewed as NC(D)HW, e.g. ``x_nhwc.transpose(0, 3, 1, 2)``) is read
-in place and the output comes back in the same memory format (an N(D)HWC buffer viewed as NC(D)HW).
+in place by '1x1' / 'im2col' (copied for the specialised kernels) and the output comes back in the same
+memory format (an N(D)HWC buffer viewed as NC(D)HW).
 
 Algorithms (compiled float32 backend; ``algorithm=`` forces one, 'auto' picks by this heuristic):
 
@@ -22,12 +23,56 @@ Algorithms (compiled float32 backend; ``algorithm=`` forces one, 'auto' picks by
                input (NCHW: W x; channels-last: x W^T), no column buffer.
 * ``'im2col'`` everything else: columns built per tile of output pixels into a bounded per-thread
                workspace, multiplied on the GEMM engine, bias + activation in its epilogue.
-* ``'depthwise'``, ``'winograd'``, ``'direct'``: specialised kernels living in csrc/ops/conv_fast and
-               fastml/functional/_conv_fast.py; they plug into ``_FAST_PATHS`` below. Until that module
-               is present, forcing them raises ValueError and 'auto' never picks them.
+* ``'depthwise'``   groups == C_in (any channel multiplier K / C_in), conv1d (as a 1 x L image) and conv2d,
+                   any kernel / stride / dilation: csrc/ops/conv_fast (fastml/functional/_conv_fast.py).
+* ``'direct'``      groups 1, conv1d and conv2d, direct summation with 8 output channels in registers:
+                   correct for any C_in, fast for C_in <= 4 (first layers).
+* ``'winograd'``    Winograd F(2x2,3x3): 3x3, stride 1, dilation 1, groups 1 conv2d. Accuracy: <= 1.43x
+                   the error of im2col + GEMM (measured, C 3..256), within the 2x rule.
+* ``'winograd_f43'`` F(4x4,3x3), same geometry: 4x fewer multiplies, faster at large images, but its error
+                   grows with C (~10x the im2col error at C 64, ~22x at C 256): only when forced.
+The specialised kernels take NCHW float32: channels-last input is copied to NCHW once, and the output is
+written back in the requested memory format (the input's, or out='s). Zero padding they do not take
+natively (asymmetric 'same' for even kernels; Winograd padding other than 0 / 1) is applied to a copy of
+the input first; a non-'zeros' padding_mode is applied by this module before any algorithm runs, so they
+see padding 0.
 
-'auto': a fast path from ``_AUTO_FAST_ORDER`` whose ``applies`` accepts the call (none yet), else
-'1x1' when the geometry allows it, else 'im2col'.
+'auto' (compiled backend; rules in ``_select_algorithm``, thresholds in _conv_fast.py), in this order:
+
+1. conv1d / conv2d with groups == C_in > 1 -> 'depthwise' (N8 C256 28x28 3x3, 2 threads: 0.56 ms vs
+   6.6 ms im2col forward, 1.9 ms vs 27 ms backward; 1 thread: 1.0 vs 9.5 ms, 2.7 vs 14 ms).
+2. conv1d / conv2d, groups 1, C_in <= 4, kernel larger than 1x1 -> 'direct' (forward: stem 3->64 7x7/s2
+   N8 224x224 24 ms vs 31 ms im2col at 2 threads, 22 vs 24 ms at 1; LeNet 1->6 5x5 N64 0.10 vs 0.16 ms). A 1x1
+   kernel with C_in <= 4 stays on '1x1' (0.04 vs 0.05 ms).
+3. 3x3, stride 1, dilation 1, groups 1 conv2d with C_in >= 32, C_out >= 32 and H_out * W_out >= 196
+   (14x14) -> 'winograd' (F(2x2,3x3)). Measured (N4, C_in = C_out, padding 1, im2col time / F(2x2,3x3)
+   time, median of 5, loaded 2-core machine):
+
+       threads  C     6x6   8x8   14x14 28x28 56x56
+       1        16    1.51  1.26  1.17  1.16  1.12
+       1        32    1.48  1.21  1.36  1.36  1.39
+       1        64    1.36  1.16  1.39  1.50  1.20
+       1        128   1.32  1.10  1.44  1.68  1.97
+       1        256   1.29  1.16  1.45  1.60   -
+       2        16    1.09  0.87  0.89  1.04  1.10
+       2        32    0.96  0.81  0.95  1.29  1.26
+       2        64    1.01  0.84  0.99  1.28  1.30
+       2        128   0.96  0.76  1.08  1.44  1.35
+       2        256   1.06  0.92  1.06  1.49   -
+
+   F(2x2,3x3) wins everywhere at 1 thread; at 2 threads it loses below 14x14 (too few tiles to share)
+   and at C 16, is even at 14x14 and wins from 28x28 (the bench shape N8 C256 14x14: 8.6 vs 12.5 ms at
+   1 thread, 16.4-20.0 vs 16.5-17.1 ms at 2 threads, medians of 9 over 4 runs; the 2-thread numbers
+   come from a machine whose second core was busy with other work). F(4x4,3x3) was 1.5-1.9x at 56x56
+   (2 threads) but is not picked for its accuracy. The choice never depends on the thread count:
+   Winograd and im2col round differently, and results must be bitwise identical for any thread count.
+4. kernel 1, stride 1, padding 0 -> '1x1'; else 'im2col'.
+
+Backward (``algorithm=`` in 'auto', 'im2col' (the general GEMM kernels), 'depthwise', 'direct'): 'auto'
+takes 'depthwise' for groups == C_in > 1, else the general kernels. The direct backward measured slower
+than the general one (stem: 95 vs 57 ms at 2 threads, 80 vs 57 ms at 1; LeNet: 0.47 vs 0.36 ms) and its
+grad_input error up to ~2.5x that of the NumPy im2col computation, so 'auto' does not pick it. Winograd
+has no backward (its convolutions run the general backward). grad_bias is always summed here in float64.
 
 float32 runs the compiled kernels (bitwise identical results for any thread count); float64 runs the
 NumPy backend in float64; other dtypes raise TypeError.
@@ -48,21 +93,43 @@ __all__ = [
 ]
 
 ACTIVATIONS = (None, "relu", "gelu", "gelu_tanh", "sigmoid", "tanh")
-ALGORITHMS = ("auto", "1x1", "im2col", "depthwise", "winograd", "direct")
+ALGORITHMS = ("auto", "1x1", "im2col", "depthwise", "direct", "winograd", "winograd_f43")
 _ALGO_ID = {"im2col": 0, "1x1": 1}
 
 # ---- selection hook for the specialised kernels ---------------------------------------------------
-# name -> object with ``applies(geom, channels_last) -> bool`` and
-# ``forward(x5, w5, bias, geom, activation, channels_last, out5) -> y5`` (5-D float32 arrays, geometry
-# from fastml._conv_geometry.parse, zero padding already resolved into geom.pad_lo / pad_hi).
-# fastml/functional/_conv_fast.py provides them as CONV_FAST_PATHS; 'auto' tries _AUTO_FAST_ORDER first.
+# name -> object with ``applies(geom, channels_last) -> bool`` (the kernel can compute this geometry),
+# ``auto(geom, channels_last) -> bool`` ('auto' picks it), ``forward(x5, w5, bias, geom, activation,
+# channels_last, out5, out_channels_last) -> y5`` (5-D float32 arrays, geometry from
+# fastml._conv_geometry.parse, zero padding in geom.pad_lo / pad_hi, a non-'zeros' padding_mode already
+# applied to the input), ``auto_backward(geom) -> bool`` ('auto' routes the backward to it) and
+# ``backward(go5, x5, w5, geom, mask) -> (gx5, gw5, gb)``, or None when the kernel has no backward
+# (``has_backward`` False). fastml/functional/_conv_fast.py provides them as CONV_FAST_PATHS; 'auto' tries
+# _AUTO_FAST_ORDER first, in that order.
 _FAST_PATHS: dict = {}
-_AUTO_FAST_ORDER: tuple = ()   # e.g. ("depthwise", "winograd", "direct") once those kernels are tuned in
+_FAST_NAMES = ("depthwise", "direct", "winograd", "winograd_f43")
+_AUTO_FAST_ORDER: tuple = ("depthwise", "direct", "winograd")
 try:
-    from . import _conv_fast  # noqa: F401  (optional: written separately)
+    from . import _conv_fast  # noqa: F401
     _FAST_PATHS.update(getattr(_conv_fast, "CONV_FAST_PATHS", {}))
 except ImportError:
     pass
+BACKWARD_ALGORITHMS = ("auto", "im2col", "depthwise", "direct")
+
+
+def _is_1x1(g):
+    return all(k == 1 for k in g.kernel) and all(s == 1 for s in g.stride) and not any(g.pad_lo) \
+        and not any(g.pad_hi)
+
+
+def _select_algorithm(g, channels_last=False, backward=False):
+    """What algorithm='auto' runs for geometry ``g`` on the compiled backend (forward, or backward)."""
+    for name in _AUTO_FAST_ORDER:
+        path = _FAST_PATHS.get(name)
+        if path is not None and (path.auto_backward(g) if backward else path.auto(g, channels_last)):
+            return name
+    if backward:
+        return "im2col"
+    return "1x1" if _is_1x1(g) else "im2col"
 
 
 def _no_device(a, op):
@@ -105,29 +172,27 @@ def _result_shape(g, nd, channels):
     return ((g.N,) if g.batched else ()) + (channels,) + tuple(sp)
 
 
-def _choose_algorithm(op, algorithm, g, cl, backend):
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"{op}: expected algorithm in {ALGORITHMS}, got {algorithm!r}")
-    one = all(k == 1 for k in g.kernel) and all(s == 1 for s in g.stride) and not any(g.pad_lo) \
-        and not any(g.pad_hi)
-    if algorithm == "1x1" and not one:
+def _choose_algorithm(op, algorithm, g, cl, backend, backward=False):
+    names = BACKWARD_ALGORITHMS if backward else ALGORITHMS
+    if isinstance(algorithm, str) is False or algorithm not in names:
+        raise ValueError(f"{op}: expected algorithm in {names}, got {algorithm!r}")
+    if algorithm == "1x1" and not _is_1x1(g):
         raise ValueError(f"{op}: algorithm='1x1' needs kernel 1, stride 1 and padding 0, got kernel {g.kernel}, "
                          f"stride {g.stride}, padding {g.pad_lo}/{g.pad_hi}")
-    if algorithm in ("depthwise", "winograd", "direct"):
+    if algorithm in _FAST_NAMES:
         path = _FAST_PATHS.get(algorithm)
         if path is None:
             raise ValueError(f"{op}: algorithm={algorithm!r} is not available in this build "
                              f"(fastml.functional._conv_fast missing); available: 'auto', '1x1', 'im2col'")
         if not path.applies(g, cl):
-            raise ValueError(f"{op}: algorithm={algorithm!r} does not apply to this geometry")
+            raise ValueError(f"{op}: algorithm={algorithm!r} does not apply to this geometry (kernel {g.kernel}, "
+                             f"stride {g.stride}, dilation {g.dilation}, groups {g.groups}, C_in {g.C}; "
+                             f"see the conv module docstring)")
         return algorithm
     if algorithm == "auto":
-        if backend == "cpu":
-            for name in _AUTO_FAST_ORDER:
-                path = _FAST_PATHS.get(name)
-                if path is not None and path.applies(g, cl):
-                    return name
-        return "1x1" if one else "im2col"
+        if backend != "cpu":
+            return "im2col" if backward or not _is_1x1(g) else "1x1"
+        return _select_algorithm(g, cl, backward)
     return algorithm
 
 
@@ -188,7 +253,7 @@ def _convnd(nd, input, weight, bias, stride, padding, dilation, groups, padding_
         y5 = _C.conv_forward(x5, w5, b, g.out_size, g.stride, g.pad_lo, g.dilation, g.groups, cl, out_cl,
                              _ALGO_ID[algo], act, out5)
     else:
-        y5 = _FAST_PATHS[algo].forward(x5, w5, b, g, activation, cl, out5)
+        y5 = _FAST_PATHS[algo].forward(x5, w5, b, g, activation, cl, out5, out_cl)
     if out is not None:
         return out
     if out_cl:
@@ -220,12 +285,14 @@ def _c5(a, nd, batched):
     return np.ascontiguousarray(G.to5d(a, nd, batched))
 
 
-def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, output_mask, padding_mode):
+def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, output_mask, padding_mode,
+                     algorithm="auto"):
     op = f"conv{nd}d_backward"
     go, x, w = _arrays(op, ("grad_output", "input", "weight"), (grad_output, input, weight))
     g = G.parse(op, nd, x.shape, w.shape, stride, padding, dilation, groups, padding_mode=padding_mode)
     _check_grad_output(op, go, _result_shape(g, nd, g.K))
     mask = _mask(op, output_mask)
+    algo = _choose_algorithm(op, algorithm, g, False, _B.host_backend(x.dtype, op), backward=True)
     if g.N == 0:
         return _empty_grads(x, w, g.K, mask)
     if _B.host_backend(x.dtype, op) != "cpu":
@@ -236,13 +303,19 @@ def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, 
         x5 = G.pad_input(x5, g, padding_mode)
         gp = _np_conv._no_pad(g)
     gi = gw = gb = None
+    if algo in _FAST_PATHS and (mask[0] or mask[1]):
+        gx, gw5, _ = _FAST_PATHS[algo].backward(go5, x5, w5, gp, (mask[0], mask[1], False))
+    elif mask[0] or mask[1]:
+        gx = _C.conv_backward_data(go5, w5, None, gp.in_size, g.stride, gp.pad_lo, g.dilation, g.groups) \
+            if mask[0] else None
+        gw5 = _C.conv_backward_weight(go5, x5, g.kernel, g.stride, gp.pad_lo, g.dilation, g.groups) \
+            if mask[1] else None
     if mask[0]:
-        gx = _C.conv_backward_data(go5, w5, None, gp.in_size, g.stride, gp.pad_lo, g.dilation, g.groups)
         if padding_mode != "zeros":
             gx = np.ascontiguousarray(G.unpad_grad(gx, g, padding_mode, g.in_size))
         gi = G.from5d(gx, nd, g.batched)
     if mask[1]:
-        gw = _C.conv_backward_weight(go5, x5, g.kernel, g.stride, gp.pad_lo, g.dilation, g.groups).reshape(w.shape)
+        gw = gw5.reshape(w.shape)
     if mask[2]:
         gb = go5.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(np.float32)
     return gi, gw, gb
@@ -302,9 +375,9 @@ def _make(nd):
                        algorithm, out)
 
     def conv_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
-                      output_mask=(True, True, True), *, padding_mode="zeros"):
+                      output_mask=(True, True, True), *, padding_mode="zeros", algorithm="auto"):
         return _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, output_mask,
-                                padding_mode)
+                                padding_mode, algorithm)
 
     def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                        out=None):
