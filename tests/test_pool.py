@@ -164,6 +164,26 @@ def test_max_backward_any_indices(backend, rng, kw):
     _close_avg(F.max_pool2d_backward(g, x, indices=j, **kw), R.max_pool2d_backward(g, x, indices=j, **kw), g)
 
 
+@pytest.mark.parametrize("shape,kw", [((2, 3, 4, 4, 8), dict(kernel_size=2, stride=2)),
+                                      ((1, 2, 6, 4, 16), dict(kernel_size=2, stride=2)),
+                                      ((1, 2, 5, 6, 8), dict(kernel_size=(2, 2, 2), stride=(3, 2, 2))),
+                                      ((1, 1, 4, 6, 8), dict(kernel_size=2, stride=2, padding=(1, 1, 0)))])
+def test_max_pool3d_2x2_backward(backend, rng, shape, kw):
+    # k=2 s=2 in W takes the direct-write path; depth and height windows of 2 must not overwrite each other
+    x = _rand(rng, shape)
+    y, i = F.max_pool3d(x, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    ref = R.max_pool3d_backward(g, x, **kw)
+    for idx in (None, i):
+        got = F.max_pool3d_backward(g, x, indices=idx, **kw)
+        np.testing.assert_array_equal(got, ref.astype(np.float32))
+    torch = pytest.importorskip("torch")
+    xt = torch.from_numpy(x).requires_grad_()
+    torch.nn.functional.max_pool3d(xt, **kw).backward(torch.from_numpy(g))
+    for idx in (None, i):
+        np.testing.assert_array_equal(F.max_pool3d_backward(g, x, indices=idx, **kw), xt.grad.numpy())
+
+
 def test_max_pool_special_values(backend, rng):
     # small integers: many ties (first maximum wins), plus NaN (last NaN wins) and -inf
     x = rng.integers(-2, 3, size=(2, 3, 12, 21)).astype(np.float32)
