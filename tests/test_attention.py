@@ -277,6 +277,21 @@ def test_attention_bad_inputs(backend, rng):
         F.scaled_dot_product_attention_backward(o[..., :3, :], q, k, v, o, lse)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_out_overlapping_inputs_rejected(backend, rng, dtype):
+    q, k, v = (a.astype(dtype) for a in _qkv(rng, 1, 4, 8, 9, 16, 16))
+    big = np.zeros(4 * 8 * 16, dtype)
+    cases = [(q, None, q.reshape(1, 4, 8, 16)), (k, None, k.reshape(-1)[:512].reshape(1, 4, 8, 16)),
+             (v, None, v.reshape(-1)[:512].reshape(1, 4, 8, 16)),
+             (big, big[:72].reshape(8, 9), big.reshape(1, 4, 8, 16))]
+    for owner, mask, out in cases:
+        before = owner.copy()
+        for fn in (F.scaled_dot_product_attention, F.scaled_dot_product_attention_forward):
+            with pytest.raises(ValueError, match="share memory"):
+                fn(q, k, v, mask, out=out)
+            assert np.array_equal(owner, before)  # nothing written
+
+
 def test_attention_torch_parity(backend, rng):
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional
