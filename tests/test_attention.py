@@ -292,6 +292,20 @@ def test_attention_out_overlapping_inputs_rejected(backend, rng, dtype):
             assert np.array_equal(owner, before)  # nothing written
 
 
+def test_attention_backward_dtype_mismatch(backend, rng):
+    q, k, v = _qkv(rng, 1, 2, 5, 6, 8, 8)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v)
+    g = np.ones_like(o)
+    for args, name in (((g.astype(np.float64), o, lse), "grad_output"), ((g, o.astype(np.float64), lse), "output"),
+                       ((g, o, lse.astype(np.float64)), "logsumexp")):
+        with pytest.raises(TypeError, match=name):
+            F.scaled_dot_product_attention_backward(args[0], q, k, v, args[1], args[2])
+    q64, k64, v64 = (a.astype(np.float64) for a in (q, k, v))
+    o64, lse64 = F.scaled_dot_product_attention_forward(q64, k64, v64)
+    with pytest.raises(TypeError, match="grad_output"):
+        F.scaled_dot_product_attention_backward(g, q64, k64, v64, o64, lse64)
+
+
 def test_attention_torch_parity(backend, rng):
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional

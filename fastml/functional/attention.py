@@ -191,6 +191,8 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value, output
     for a, n, w in ((g, "grad_output", want), (o, "output", want), (lse, "logsumexp", P.lead + (P.L,))):
         if a.shape != w:
             raise ValueError(f"{op}: expected {n} of shape {w}, got {a.shape}")
+        if a.dtype != P.dtype:
+            raise TypeError(f"{op}: expected {n} of dtype {P.dtype} (the query's), got {a.dtype}")
     g4 = np.ascontiguousarray(g, dtype=P.dtype).reshape(P.B, P.Hq, P.L, P.Ev)
     o4 = np.ascontiguousarray(o, dtype=P.dtype).reshape(P.B, P.Hq, P.L, P.Ev)
     l4 = np.ascontiguousarray(lse, dtype=P.dtype).reshape(P.B, P.Hq, P.L)
