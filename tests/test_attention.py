@@ -306,6 +306,20 @@ def test_attention_backward_dtype_mismatch(backend, rng):
         F.scaled_dot_product_attention_backward(g, q64, k64, v64, o64, lse64)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_scalar_mask(backend, rng, dtype):
+    q, k, v = (a.astype(dtype) for a in _qkv(rng, 1, 2, 5, 7, 8, 8))
+    for m, full in ((np.asarray(0.5, dtype), np.full((5, 7), 0.5, dtype)),
+                    (np.asarray(False), np.zeros((5, 7), bool))):
+        got = F.scaled_dot_product_attention(q, k, v, m)
+        np.testing.assert_array_equal(got, F.scaled_dot_product_attention(q, k, v, full))
+        o, lse = F.scaled_dot_product_attention_forward(q, k, v, m)
+        g = np.ones_like(o)
+        for a, b in zip(F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, m),
+                        F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, full)):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_attention_torch_parity(backend, rng):
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional

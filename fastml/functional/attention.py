@@ -118,7 +118,7 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
             m = m.astype(P.dtype, copy=False)
         else:
             raise TypeError(f"{op}: expected a bool or float attn_mask, got {m.dtype}")
-        if m.ndim and m.shape[-1] != S:  # broadcast along keys: the kernels want unit stride there
+        if m.ndim == 0 or m.shape[-1] != S:  # broadcast along keys: the kernels want unit stride there
             m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:-1] + (S,)))
         elif m.ndim and (S > 1 and m.strides[-1] != m.itemsize or any(st < 0 for st in m.strides)):
             m = np.ascontiguousarray(m)
