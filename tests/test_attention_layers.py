@@ -128,6 +128,17 @@ def test_mha_bad_inputs(rng):
         MultiheadAttention(8, 3)
     with pytest.raises(ValueError, match="missing"):
         MultiheadAttention(8, 2).load_state_dict({"in_proj_weight": w})
+    layer = MultiheadAttention(8, 2)
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    good = {"in_proj_weight": w, "in_proj_bias": b, "out_proj.weight": wo, "out_proj.bias": bo}
+    for bad, msg in (({**good, "out_proj.weight": wo[:4]}, "out_proj.weight of shape"),
+                     ({**good, "out_proj.bias": bo[:3]}, "out_proj.bias of shape"),
+                     ({k: v for k, v in good.items() if k != "out_proj.bias"}, "missing"),
+                     ({**good, "extra": bo}, "unexpected")):
+        with pytest.raises(ValueError, match=msg):
+            layer.load_state_dict(bad)
+        for k, v in layer.state_dict().items():  # nothing assigned on error
+            assert np.array_equal(v, before[k]), k
 
 
 def _additive_inputs(rng, N=3, S=6, Dq=5, Dk=4, Dv=3, A=7, dtype=np.float64):
