@@ -182,6 +182,9 @@ def test_additive_attention_backward_finite_differences(rng):
             return np.concatenate([c.ravel(), w.ravel()])
         num = numeric_vjp(f, args[i], np.concatenate([g.ravel(), gw.ravel()]))
         np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-8, err_msg=f"argument {i}")
+    for bad in (gw[0], gw[:, :5], gw[:, :, None]):  # (S,) would broadcast silently
+        with pytest.raises(ValueError, match="grad_weights of shape"):
+            F.additive_attention_backward(g, *args, mask=mask, grad_weights=bad)
 
 
 @pytest.mark.parametrize("d_model", [1, 6, 7, 64])
