@@ -184,6 +184,23 @@ def test_max_pool3d_2x2_backward(backend, rng, shape, kw):
         np.testing.assert_array_equal(F.max_pool3d_backward(g, x, indices=idx, **kw), xt.grad.numpy())
 
 
+def test_avg_pool3d_input_smaller_than_kernel(backend):
+    # torch's avg_pool3d refuses an input smaller than the kernel even where padding gives an output
+    x = np.zeros((1, 1, 2, 4, 4), np.float32)
+    for kw in (dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=(3, 2, 2), stride=1, padding=1,
+                                                             ceil_mode=True)):
+        for fn in (F.avg_pool3d, R.avg_pool3d):
+            with pytest.raises(ValueError, match="smaller than kernel size"):
+                fn(x, **kw)
+        for fn in (F.avg_pool3d_backward, R.avg_pool3d_backward):
+            with pytest.raises(ValueError, match="smaller than kernel size"):
+                fn(np.zeros((1, 1, 2, 4, 4), np.float32), x, **kw)
+        torch = pytest.importorskip("torch")
+        with pytest.raises(RuntimeError, match="smaller than kernel size"):
+            torch.nn.functional.avg_pool3d(torch.from_numpy(x), **kw)
+    assert F.avg_pool3d(x, (2, 3, 3), 1, 1).shape == (1, 1, 3, 4, 4)  # as torch: sizes >= kernel are fine
+
+
 def test_max_pool_special_values(backend, rng):
     # small integers: many ties (first maximum wins), plus NaN (last NaN wins) and -inf
     x = rng.integers(-2, 3, size=(2, 3, 12, 21)).astype(np.float32)

@@ -6,6 +6,7 @@ strided input (e.g. a channels-last NHWC buffer viewed as NCHW) is copied once a
 
 Semantics (all torch's): output size ``floor((L + 2p - d(k-1) - 1) / s) + 1`` (ceil with ``ceil_mode``,
 where the last window must start inside the input or the left padding); ``padding <= kernel_size // 2``;
+avg_pool3d (forward and backward) also wants every input spatial size >= the kernel size, as torch;
 max pooling takes ties to the first maximum in window order, a NaN wins (the last NaN of a window is the
 one reported), and ``indices`` are flat within each (D, H, W) plane, int64; average pooling divides by
 ``divisor_override``, else by the window size clipped to input + padding (``count_include_pad=True``)
