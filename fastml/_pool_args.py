@@ -17,6 +17,8 @@ from __future__ import annotations
 import operator
 from typing import NamedTuple
 
+import numpy as np
+
 _DIM_NAMES = {1: "(C, L) or (N, C, L)", 2: "(C, H, W) or (N, C, H, W)", 3: "(C, D, H, W) or (N, C, D, H, W)"}
 
 
@@ -112,6 +114,18 @@ def pool_geometry(op, shape, nd, kernel_size, stride, padding, dilation=1, ceil_
         planes *= v
     return PoolGeometry(lead, planes, _pad3(spatial, 1), _pad3(out, 1), _pad3(k, 1), _pad3(s, 1), _pad3(p, 0),
                         _pad3(d, 1), nd)
+
+
+def empty_windows(g):
+    """Bool array of shape g.outsz: True where the (max/avg pooling) window has no tap inside the input,
+    i.e. lies wholly in the padding (possible with dilation or ceil_mode); None when there is none."""
+    per_dim = []
+    for L, o, k, s, p, d in zip(g.insz, g.outsz, g.k, g.s, g.p, g.d):
+        pos = np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d
+        per_dim.append(~np.any((pos >= 0) & (pos < L), axis=1))
+    if not any(e.any() for e in per_dim):
+        return None
+    return per_dim[0][:, None, None] | per_dim[1][None, :, None] | per_dim[2][None, None, :]
 
 
 def divisor_arg(divisor_override, op):

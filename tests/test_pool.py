@@ -201,6 +201,37 @@ def test_avg_pool3d_input_smaller_than_kernel(backend):
     assert F.avg_pool3d(x, (2, 3, 3), 1, 1).shape == (1, 1, 3, 4, 4)  # as torch: sizes >= kernel are fine
 
 
+def test_max_backward_indices_of_windows_in_padding(backend, rng):
+    # windows wholly in the padding give -inf and (as torch) an index outside the plane; the backward takes
+    # them back and drops their gradient; an out-of-plane index anywhere else still raises
+    x = np.arange(6, dtype=np.float32).reshape(1, 1, 1, 6)
+    args = ((2, 1), 1, (1, 0), (2, 1), True)
+    y, i = F.max_pool2d(x, *args, return_indices=True)
+    assert np.all(i >= 6)
+    g = np.ones_like(y)
+    want = F.max_pool2d_backward(g, x, *args)
+    np.testing.assert_array_equal(F.max_pool2d_backward(g, x, *args, indices=i), want)
+    np.testing.assert_array_equal(R.max_pool2d_backward(g, x, *args, indices=i), want)
+    np.testing.assert_array_equal(want, np.zeros_like(x))
+    x3 = _rand(rng, (2, 3, 4, 2, 5))
+    kw = dict(kernel_size=(2, 2, 2), stride=(2, 1, 1), padding=(0, 1, 1), dilation=(1, 3, 2))
+    y, i = F.max_pool3d(x3, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    want = R.max_pool3d_backward(g, x3, **kw)
+    assert np.all(np.isneginf(y))  # every window misses the input in H; (as torch) the indices are in-plane
+    for idx in (None, i):
+        _close_avg(F.max_pool3d_backward(g, x3, indices=idx, **kw), want, g)
+    # out-of-plane indices there are taken and go nowhere
+    np.testing.assert_array_equal(F.max_pool3d_backward(g, x3, indices=np.full(i.shape, -5), **kw), 0 * x3)
+    np.testing.assert_array_equal(R.max_pool3d_backward(g, x3, indices=np.full(i.shape, 99), **kw), 0 * x3)
+    kw["dilation"] = 1  # no empty window: an out-of-plane index is an error
+    y, i = F.max_pool3d(x3, return_indices=True, **kw)
+    i[0, 1, 1, 0, 2] = 40
+    for fn in (F.max_pool3d_backward, R.max_pool3d_backward):
+        with pytest.raises(ValueError, match="indices in"):
+            fn(_rand(rng, y.shape), x3, indices=i, **kw)
+
+
 def test_max_pool_special_values(backend, rng):
     # small integers: many ties (first maximum wins), plus NaN (last NaN wins) and -inf
     x = rng.integers(-2, 3, size=(2, 3, 12, 21)).astype(np.float32)

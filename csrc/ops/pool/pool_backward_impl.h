@@ -194,8 +194,8 @@ void max_backward_plane(const PoolGeom& g, const float* gy, const int64_t* idx, 
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
   for (int64_t j = 0; j < n; ++j) {
     const int64_t k = idx[j];
-    // given indices were range-checked by the binding; recomputed ones are out of range only for
-    // windows lying wholly in the padding (value -inf), whose gradient goes nowhere
+    // out-of-plane indices (recomputed, or given: the binding allows them only there) belong to windows
+    // lying wholly in the padding (value -inf), whose gradient goes nowhere
     if (k >= 0 && k < plane) acc[k] += gy[j];
   }
 }
