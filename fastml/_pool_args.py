@@ -6,6 +6,7 @@ The rules are torch's (aten/src/ATen/native/Pool.h ``pooling_output_shape`` and 
 * ``out = floor((L + 2p - d (k - 1) - 1 + (ceil_mode ? s - 1 : 0)) / s) + 1``, and with ``ceil_mode``
   the last window must start inside the input or the left padding: ``if (out - 1) s >= L + p: out -= 1``.
 * ``0 <= p <= k // 2`` (torch compares with the undilated kernel size), ``k, s, d >= 1``, ``out >= 1``.
+* avg_pool3d only: every input spatial size >= the kernel size, padding notwithstanding (torch's check).
 * Adaptive windows: ``start = floor(i L / out)``, ``end = ceil((i + 1) L / out)``.
 
 Every size is returned padded to 3 spatial dims (D, H, W) with leading 1s, so that 1-d and 2-d pooling
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import operator
 from typing import NamedTuple
+
+import numpy as np
 
 _DIM_NAMES = {1: "(C, L) or (N, C, L)", 2: "(C, H, W) or (N, C, H, W)", 3: "(C, D, H, W) or (N, C, D, H, W)"}
 
@@ -99,6 +102,9 @@ def pool_geometry(op, shape, nd, kernel_size, stride, padding, dilation=1, ceil_
         raise ValueError(f"{op}: expected padding >= 0, got {p}")
     if any(pi > ki // 2 for pi, ki in zip(p, k)):
         raise ValueError(f"{op}: pad should be at most half of kernel size, got padding={p} and kernel_size={k}")
+    if op.startswith("avg_pool3d") and any(L < ki for L, ki in zip(spatial, k)):
+        # torch's avg_pool3d (AveragePool3d.cpp) refuses this even where padding would give an output
+        raise ValueError(f"{op}: input image {spatial} smaller than kernel size {k}")
     out = tuple(output_size(L, ki, si, pi, di, bool(ceil_mode)) for L, ki, si, pi, di in zip(spatial, k, s, p, d))
     if any(o < 1 for o in out):
         raise ValueError(f"{op}: computed output size {out} is too small (input spatial size {spatial}, "
@@ -108,6 +114,18 @@ def pool_geometry(op, shape, nd, kernel_size, stride, padding, dilation=1, ceil_
         planes *= v
     return PoolGeometry(lead, planes, _pad3(spatial, 1), _pad3(out, 1), _pad3(k, 1), _pad3(s, 1), _pad3(p, 0),
                         _pad3(d, 1), nd)
+
+
+def empty_windows(g):
+    """Bool array of shape g.outsz: True where the (max/avg pooling) window has no tap inside the input,
+    i.e. lies wholly in the padding (possible with dilation or ceil_mode); None when there is none."""
+    per_dim = []
+    for L, o, k, s, p, d in zip(g.insz, g.outsz, g.k, g.s, g.p, g.d):
+        pos = np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d
+        per_dim.append(~np.any((pos >= 0) & (pos < L), axis=1))
+    if not any(e.any() for e in per_dim):
+        return None
+    return per_dim[0][:, None, None] | per_dim[1][None, :, None] | per_dim[2][None, None, :]
 
 
 def divisor_arg(divisor_override, op):

@@ -277,6 +277,49 @@ def test_attention_bad_inputs(backend, rng):
         F.scaled_dot_product_attention_backward(o[..., :3, :], q, k, v, o, lse)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_out_overlapping_inputs_rejected(backend, rng, dtype):
+    q, k, v = (a.astype(dtype) for a in _qkv(rng, 1, 4, 8, 9, 16, 16))
+    big = np.zeros(4 * 8 * 16, dtype)
+    cases = [(q, None, q.reshape(1, 4, 8, 16)), (k, None, k.reshape(-1)[:512].reshape(1, 4, 8, 16)),
+             (v, None, v.reshape(-1)[:512].reshape(1, 4, 8, 16)),
+             (big, big[:72].reshape(8, 9), big.reshape(1, 4, 8, 16))]
+    for owner, mask, out in cases:
+        before = owner.copy()
+        for fn in (F.scaled_dot_product_attention, F.scaled_dot_product_attention_forward):
+            with pytest.raises(ValueError, match="share memory"):
+                fn(q, k, v, mask, out=out)
+            assert np.array_equal(owner, before)  # nothing written
+
+
+def test_attention_backward_dtype_mismatch(backend, rng):
+    q, k, v = _qkv(rng, 1, 2, 5, 6, 8, 8)
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v)
+    g = np.ones_like(o)
+    for args, name in (((g.astype(np.float64), o, lse), "grad_output"), ((g, o.astype(np.float64), lse), "output"),
+                       ((g, o, lse.astype(np.float64)), "logsumexp")):
+        with pytest.raises(TypeError, match=name):
+            F.scaled_dot_product_attention_backward(args[0], q, k, v, args[1], args[2])
+    q64, k64, v64 = (a.astype(np.float64) for a in (q, k, v))
+    o64, lse64 = F.scaled_dot_product_attention_forward(q64, k64, v64)
+    with pytest.raises(TypeError, match="grad_output"):
+        F.scaled_dot_product_attention_backward(g, q64, k64, v64, o64, lse64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_scalar_mask(backend, rng, dtype):
+    q, k, v = (a.astype(dtype) for a in _qkv(rng, 1, 2, 5, 7, 8, 8))
+    for m, full in ((np.asarray(0.5, dtype), np.full((5, 7), 0.5, dtype)),
+                    (np.asarray(False), np.zeros((5, 7), bool))):
+        got = F.scaled_dot_product_attention(q, k, v, m)
+        np.testing.assert_array_equal(got, F.scaled_dot_product_attention(q, k, v, full))
+        o, lse = F.scaled_dot_product_attention_forward(q, k, v, m)
+        g = np.ones_like(o)
+        for a, b in zip(F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, m),
+                        F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, full)):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_attention_torch_parity(backend, rng):
     torch = pytest.importorskip("torch")
     tf = torch.nn.functional

@@ -128,6 +128,17 @@ def test_mha_bad_inputs(rng):
         MultiheadAttention(8, 3)
     with pytest.raises(ValueError, match="missing"):
         MultiheadAttention(8, 2).load_state_dict({"in_proj_weight": w})
+    layer = MultiheadAttention(8, 2)
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    good = {"in_proj_weight": w, "in_proj_bias": b, "out_proj.weight": wo, "out_proj.bias": bo}
+    for bad, msg in (({**good, "out_proj.weight": wo[:4]}, "out_proj.weight of shape"),
+                     ({**good, "out_proj.bias": bo[:3]}, "out_proj.bias of shape"),
+                     ({k: v for k, v in good.items() if k != "out_proj.bias"}, "missing"),
+                     ({**good, "extra": bo}, "unexpected")):
+        with pytest.raises(ValueError, match=msg):
+            layer.load_state_dict(bad)
+        for k, v in layer.state_dict().items():  # nothing assigned on error
+            assert np.array_equal(v, before[k]), k
 
 
 def _additive_inputs(rng, N=3, S=6, Dq=5, Dk=4, Dv=3, A=7, dtype=np.float64):
@@ -171,6 +182,9 @@ def test_additive_attention_backward_finite_differences(rng):
             return np.concatenate([c.ravel(), w.ravel()])
         num = numeric_vjp(f, args[i], np.concatenate([g.ravel(), gw.ravel()]))
         np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-8, err_msg=f"argument {i}")
+    for bad in (gw[0], gw[:, :5], gw[:, :, None]):  # (S,) would broadcast silently
+        with pytest.raises(ValueError, match="grad_weights of shape"):
+            F.additive_attention_backward(g, *args, mask=mask, grad_weights=bad)
 
 
 @pytest.mark.parametrize("d_model", [1, 6, 7, 64])

@@ -164,6 +164,74 @@ def test_max_backward_any_indices(backend, rng, kw):
     _close_avg(F.max_pool2d_backward(g, x, indices=j, **kw), R.max_pool2d_backward(g, x, indices=j, **kw), g)
 
 
+@pytest.mark.parametrize("shape,kw", [((2, 3, 4, 4, 8), dict(kernel_size=2, stride=2)),
+                                      ((1, 2, 6, 4, 16), dict(kernel_size=2, stride=2)),
+                                      ((1, 2, 5, 6, 8), dict(kernel_size=(2, 2, 2), stride=(3, 2, 2))),
+                                      ((1, 1, 4, 6, 8), dict(kernel_size=2, stride=2, padding=(1, 1, 0)))])
+def test_max_pool3d_2x2_backward(backend, rng, shape, kw):
+    # k=2 s=2 in W takes the direct-write path; depth and height windows of 2 must not overwrite each other
+    x = _rand(rng, shape)
+    y, i = F.max_pool3d(x, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    ref = R.max_pool3d_backward(g, x, **kw)
+    for idx in (None, i):
+        got = F.max_pool3d_backward(g, x, indices=idx, **kw)
+        np.testing.assert_array_equal(got, ref.astype(np.float32))
+    torch = pytest.importorskip("torch")
+    xt = torch.from_numpy(x).requires_grad_()
+    torch.nn.functional.max_pool3d(xt, **kw).backward(torch.from_numpy(g))
+    for idx in (None, i):
+        np.testing.assert_array_equal(F.max_pool3d_backward(g, x, indices=idx, **kw), xt.grad.numpy())
+
+
+def test_avg_pool3d_input_smaller_than_kernel(backend):
+    # torch's avg_pool3d refuses an input smaller than the kernel even where padding gives an output
+    x = np.zeros((1, 1, 2, 4, 4), np.float32)
+    for kw in (dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=(3, 2, 2), stride=1, padding=1,
+                                                             ceil_mode=True)):
+        for fn in (F.avg_pool3d, R.avg_pool3d):
+            with pytest.raises(ValueError, match="smaller than kernel size"):
+                fn(x, **kw)
+        for fn in (F.avg_pool3d_backward, R.avg_pool3d_backward):
+            with pytest.raises(ValueError, match="smaller than kernel size"):
+                fn(np.zeros((1, 1, 2, 4, 4), np.float32), x, **kw)
+        torch = pytest.importorskip("torch")
+        with pytest.raises(RuntimeError, match="smaller than kernel size"):
+            torch.nn.functional.avg_pool3d(torch.from_numpy(x), **kw)
+    assert F.avg_pool3d(x, (2, 3, 3), 1, 1).shape == (1, 1, 3, 4, 4)  # as torch: sizes >= kernel are fine
+
+
+def test_max_backward_indices_of_windows_in_padding(backend, rng):
+    # windows wholly in the padding give -inf and (as torch) an index outside the plane; the backward takes
+    # them back and drops their gradient; an out-of-plane index anywhere else still raises
+    x = np.arange(6, dtype=np.float32).reshape(1, 1, 1, 6)
+    args = ((2, 1), 1, (1, 0), (2, 1), True)
+    y, i = F.max_pool2d(x, *args, return_indices=True)
+    assert np.all(i >= 6)
+    g = np.ones_like(y)
+    want = F.max_pool2d_backward(g, x, *args)
+    np.testing.assert_array_equal(F.max_pool2d_backward(g, x, *args, indices=i), want)
+    np.testing.assert_array_equal(R.max_pool2d_backward(g, x, *args, indices=i), want)
+    np.testing.assert_array_equal(want, np.zeros_like(x))
+    x3 = _rand(rng, (2, 3, 4, 2, 5))
+    kw = dict(kernel_size=(2, 2, 2), stride=(2, 1, 1), padding=(0, 1, 1), dilation=(1, 3, 2))
+    y, i = F.max_pool3d(x3, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    want = R.max_pool3d_backward(g, x3, **kw)
+    assert np.all(np.isneginf(y))  # every window misses the input in H; (as torch) the indices are in-plane
+    for idx in (None, i):
+        _close_avg(F.max_pool3d_backward(g, x3, indices=idx, **kw), want, g)
+    # out-of-plane indices there are taken and go nowhere
+    np.testing.assert_array_equal(F.max_pool3d_backward(g, x3, indices=np.full(i.shape, -5), **kw), 0 * x3)
+    np.testing.assert_array_equal(R.max_pool3d_backward(g, x3, indices=np.full(i.shape, 99), **kw), 0 * x3)
+    kw["dilation"] = 1  # no empty window: an out-of-plane index is an error
+    y, i = F.max_pool3d(x3, return_indices=True, **kw)
+    i[0, 1, 1, 0, 2] = 40
+    for fn in (F.max_pool3d_backward, R.max_pool3d_backward):
+        with pytest.raises(ValueError, match="indices in"):
+            fn(_rand(rng, y.shape), x3, indices=i, **kw)
+
+
 def test_max_pool_special_values(backend, rng):
     # small integers: many ties (first maximum wins), plus NaN (last NaN wins) and -inf
     x = rng.integers(-2, 3, size=(2, 3, 12, 21)).astype(np.float32)

@@ -49,15 +49,37 @@ const char* op_name(int kind, bool backward) {
 
 std::vector<py::ssize_t> to_shape(const std::vector<int64_t>& s) { return {s.begin(), s.end()}; }
 
-void check_indices(const py::array& idx, int64_t plane, const char* op) {
+// True when output position o of dim i has no tap inside the input (the window lies wholly in the padding,
+// possible with dilation or ceil_mode): max pooling reports -inf there and, as torch, an index that may be
+// outside the plane.
+bool window_empty(const PoolGeom& g, int i, int64_t o) {
+  for (int64_t t = 0; t < g.k[i]; ++t) {
+    const int64_t pos = o * g.s[i] - g.p[i] + t * g.d[i];
+    if (pos >= 0 && pos < g.in[i]) return false;
+  }
+  return true;
+}
+
+// Indices must lie in [0, plane), except (max pooling, allow_empty) for an output whose window has no
+// valid tap: the backward drops that gradient (the kernels skip out-of-plane indices).
+void check_indices(const py::array& idx, const PoolGeom& g, bool allow_empty, const char* op) {
+  const int64_t plane = g.in[0] * g.in[1] * g.in[2];
   const int64_t* p = static_cast<const int64_t*>(idx.data());
   const int64_t n = idx.size();
-  // one unsigned compare per index, no early exit (vectorised); the first bad one is found on failure
+  // one unsigned compare per index, no early exit (vectorised); the offending ones are examined on failure
   uint64_t bad = 0;
   for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint64_t>(p[i]) >= static_cast<uint64_t>(plane);
   if (!bad) return;
-  for (int64_t i = 0; i < n; ++i)
-    FASTML_CHECK(p[i] >= 0 && p[i] < plane, op, ": expected indices in [0, ", plane, "), got ", p[i]);
+  const int64_t os = g.out[0] * g.out[1] * g.out[2];
+  for (int64_t i = 0; i < n; ++i) {
+    if (p[i] >= 0 && p[i] < plane) continue;
+    bool empty = false;
+    if (allow_empty) {
+      const int64_t o = i % os, ow = o % g.out[2], oh = (o / g.out[2]) % g.out[1], od = o / (g.out[2] * g.out[1]);
+      empty = window_empty(g, 0, od) || window_empty(g, 1, oh) || window_empty(g, 2, ow);
+    }
+    FASTML_CHECK(empty, op, ": expected indices in [0, ", plane, "), got ", p[i]);
+  }
 }
 
 }  // namespace
@@ -110,7 +132,7 @@ void bind_pool(py::module_& m) {
       has_idx = true;
       FASTML_CHECK(shape_of(idx) == shape_of(gy), op, ": expected indices of shape ", shape_str(gy), ", got ",
                    shape_str(idx));
-      check_indices(idx, g.in[0] * g.in[1] * g.in[2], op);
+      check_indices(idx, g, kind == kMax, op);
     } else if (is_max) {
       FASTML_CHECK(kind == kMax, op, ": indices are required");
       x = input_f32(input, op, "input");

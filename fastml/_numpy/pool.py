@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._pool_args import adaptive_bounds
+from .._pool_args import adaptive_bounds, empty_windows
 
 
 def _pads(g):
@@ -92,15 +92,22 @@ def avg_pool_backward(gy, g, count_include_pad, divisor):
                                      pads[3][0]:pads[3][0] + g.insz[2]])
 
 
-def scatter(gy, idx, g, op):
-    """grad_input[plane, idx] += grad_output (the backward of max pooling)."""
+def scatter(gy, idx, g, op, allow_empty=False):
+    """grad_input[plane, idx] += grad_output (the backward of max pooling). With allow_empty (max pooling,
+    not adaptive) an index outside the plane is accepted where that output's window lies wholly in the
+    padding (its value is -inf and, as in torch, its index may be anything): that gradient is dropped."""
     plane = math.prod(g.insz)
     ip = idx.reshape(g.planes, math.prod(g.outsz)).astype(np.int64, copy=False)
+    gyp = gy.reshape(g.planes, math.prod(g.outsz))
     if ip.size and (ip.min() < 0 or ip.max() >= plane):
-        bad = ip[(ip < 0) | (ip >= plane)][0]
-        raise ValueError(f"{op}: expected indices in [0, {plane}), got {bad}")
+        out_of_plane = (ip < 0) | (ip >= plane)
+        empty = empty_windows(g) if allow_empty else None
+        bad = out_of_plane if empty is None else out_of_plane & ~empty.reshape(1, -1)
+        if bad.any():
+            raise ValueError(f"{op}: expected indices in [0, {plane}), got {ip[bad][0]}")
+        gyp, ip = np.where(out_of_plane, 0, gyp), np.where(out_of_plane, 0, ip)
     flat = (ip + (np.arange(g.planes, dtype=np.int64) * plane)[:, None]).ravel()
-    gi = np.bincount(flat, weights=gy.reshape(-1).astype(np.float64), minlength=g.planes * plane)
+    gi = np.bincount(flat, weights=gyp.reshape(-1).astype(np.float64), minlength=g.planes * plane)
     return gi.astype(gy.dtype).reshape((g.planes,) + g.insz)
 
 

@@ -228,7 +228,10 @@ def additive_attention_backward(grad_context, query, keys, values, w_query, w_ke
     _, wts, hid = _additive_forward(q, K, V, wq, wk, vv, m)
     dw = np.matmul(V, g[:, :, None])[:, :, 0]
     if grad_weights is not None:
-        dw = dw + np.asarray(grad_weights, dtype=q.dtype)
+        gw = np.asarray(grad_weights, dtype=q.dtype)
+        if gw.shape != dw.shape:
+            raise ValueError(f"{op}: expected grad_weights of shape {dw.shape}, got {gw.shape}")
+        dw = dw + gw
     ds = wts * (dw - np.sum(wts * dw, axis=-1, keepdims=True))
     d_values = wts[:, :, None] * g[:, None, :]
     du = ds[:, :, None] * vv * (1 - hid * hid)

@@ -48,7 +48,7 @@ _SDPA = "scaled_dot_product_attention"
 class _Prep:
     """Normalised problem: 4-d contiguous q/k/v, mask view (B, Hq, L, S) or None, options."""
     __slots__ = ("q", "k", "v", "mask", "causal", "window", "scale", "drop", "lead", "dtype", "B", "Hq", "Hkv",
-                 "L", "S", "E", "Ev", "seed", "dropout_p")
+                 "L", "S", "E", "Ev", "seed", "dropout_p", "inputs")
 
 
 def _as_array(x, op, name):
@@ -95,6 +95,7 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
     P.q = np.ascontiguousarray(q).reshape(P.B, Hq, L, E)
     P.k = np.ascontiguousarray(k).reshape(P.B, Hkv, S, E)
     P.v = np.ascontiguousarray(v).reshape(P.B, Hkv, S, P.Ev)
+    P.inputs = [q, k, v]  # the caller's arrays, for the out= overlap check
     P.causal = bool(is_causal)
     P.window = 0 if sliding_window is None else int(sliding_window)
     P.scale = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
@@ -104,6 +105,7 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
     P.mask = None
     if attn_mask is not None:
         m = np.asarray(attn_mask)
+        P.inputs.append(m)
         try:
             full = np.broadcast_shapes(m.shape, lead + (L, S))
         except ValueError:
@@ -116,7 +118,7 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
             m = m.astype(P.dtype, copy=False)
         else:
             raise TypeError(f"{op}: expected a bool or float attn_mask, got {m.dtype}")
-        if m.ndim and m.shape[-1] != S:  # broadcast along keys: the kernels want unit stride there
+        if m.ndim == 0 or m.shape[-1] != S:  # broadcast along keys: the kernels want unit stride there
             m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:-1] + (S,)))
         elif m.ndim and (S > 1 and m.strides[-1] != m.itemsize or any(st < 0 for st in m.strides)):
             m = np.ascontiguousarray(m)
@@ -138,6 +140,9 @@ def _forward(op, P, out, path=0):
     shape = P.lead + (P.L, P.Ev)
     if out is not None:
         _B.check_out(out, shape, P.dtype, op)
+        for a, n in zip(P.inputs, ("query", "key", "value", "attn_mask")):
+            if np.shares_memory(out, a):
+                raise ValueError(f"{op}: expected out not to share memory with {n}, got overlapping arrays")
     o4 = None if out is None else out.reshape(P.B, P.Hq, P.L, P.Ev)
     if _B.host_backend(P.dtype, op) == "cpu":
         thr, dscale, seed = _drop_args(P)
@@ -186,6 +191,8 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value, output
     for a, n, w in ((g, "grad_output", want), (o, "output", want), (lse, "logsumexp", P.lead + (P.L,))):
         if a.shape != w:
             raise ValueError(f"{op}: expected {n} of shape {w}, got {a.shape}")
+        if a.dtype != P.dtype:
+            raise TypeError(f"{op}: expected {n} of dtype {P.dtype} (the query's), got {a.dtype}")
     g4 = np.ascontiguousarray(g, dtype=P.dtype).reshape(P.B, P.Hq, P.L, P.Ev)
     o4 = np.ascontiguousarray(o, dtype=P.dtype).reshape(P.B, P.Hq, P.L, P.Ev)
     l4 = np.ascontiguousarray(lse, dtype=P.dtype).reshape(P.B, P.Hq, P.L)

@@ -6,8 +6,11 @@ strided input (e.g. a channels-last NHWC buffer viewed as NCHW) is copied once a
 
 Semantics (all torch's): output size ``floor((L + 2p - d(k-1) - 1) / s) + 1`` (ceil with ``ceil_mode``,
 where the last window must start inside the input or the left padding); ``padding <= kernel_size // 2``;
+avg_pool3d (forward and backward) also wants every input spatial size >= the kernel size, as torch;
 max pooling takes ties to the first maximum in window order, a NaN wins (the last NaN of a window is the
-one reported), and ``indices`` are flat within each (D, H, W) plane, int64; average pooling divides by
+one reported), and ``indices`` are flat within each (D, H, W) plane, int64 (a window lying wholly in the
+padding, possible with dilation, gives -inf and, as torch, an index that may fall outside the plane: the
+backward accepts an out-of-plane index only for such a window and drops its gradient); average pooling divides by
 ``divisor_override``, else by the window size clipped to input + padding (``count_include_pad=True``)
 or by the number of input elements in the window; adaptive window i spans
 ``[floor(i L / out), ceil((i + 1) L / out))`` and ``None`` in output_size keeps that input size.
@@ -151,11 +154,8 @@ def _backward(op, kind, grad_output, input, g, indices=None, count_include_pad=T
     if kind in (_MAX, _ADAPTIVE_MAX):
         if indices is None:
             _, indices = _np_pool.max_pool(x.reshape((g.planes,) + g.insz), g, True)
-            # windows wholly in the padding (value -inf) may report an index outside the plane: no gradient
-            plane = g.insz[0] * g.insz[1] * g.insz[2]
-            keep = (indices >= 0) & (indices < plane)
-            gyp, indices = np.where(keep, gyp, 0), np.where(keep, indices, 0)
-        gx = _np_pool.scatter(gyp, indices, g, op)
+        # windows wholly in the padding (value -inf) may report an index outside the plane: no gradient
+        gx = _np_pool.scatter(gyp, indices, g, op, allow_empty=kind == _MAX)
     elif kind == _AVG:
         gx = _np_pool.avg_pool_backward(gyp, g, count_include_pad, divisor)
     else:

@@ -45,19 +45,27 @@ class MultiheadAttention:
         return {k: getattr(self, a) for k, a in self._KEYS if getattr(self, a) is not None}
 
     def load_state_dict(self, state):
+        """Load torch ``nn.MultiheadAttention`` keys; every key is validated before anything is assigned."""
+        op = "MultiheadAttention.load_state_dict"
+        known = {k for k, _ in self._KEYS}
+        extra = sorted(k for k in state if k not in known)
+        if extra:
+            raise ValueError(f"{op}: unexpected key {extra[0]!r}")
+        new = {}
         for k, a in self._KEYS:
             cur = getattr(self, a)
             if cur is None:
                 if k in state:
-                    raise ValueError(f"MultiheadAttention.load_state_dict: unexpected key {k!r} (bias=False)")
+                    raise ValueError(f"{op}: unexpected key {k!r} (bias=False)")
                 continue
             if k not in state:
-                raise ValueError(f"MultiheadAttention.load_state_dict: missing key {k!r}")
+                raise ValueError(f"{op}: missing key {k!r}")
             val = np.asarray(state[k])
             if val.shape != cur.shape:
-                raise ValueError(f"MultiheadAttention.load_state_dict: expected {k} of shape {cur.shape}, "
-                                 f"got {val.shape}")
-            setattr(self, a, val.astype(cur.dtype))
+                raise ValueError(f"{op}: expected {k} of shape {cur.shape}, got {val.shape}")
+            new[a] = val.astype(cur.dtype)
+        for a, val in new.items():
+            setattr(self, a, val)
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):

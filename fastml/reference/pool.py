@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .._pool_args import (adaptive_bounds, adaptive_geometry, check_grad_output, divisor_arg,
+from .._pool_args import (adaptive_bounds, adaptive_geometry, check_grad_output, divisor_arg, empty_windows,
                           pool_geometry)
 
 __all__ = [
@@ -95,19 +95,25 @@ def _max_pool_backward(op, nd, grad_output, input, kernel_size, stride, padding,
     check_grad_output(op, gy.shape, g)
     if indices is None:
         _, indices = _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, True)
-    return _scatter(op, gy, np.asarray(indices), g)
+    return _scatter(op, gy, np.asarray(indices), g, allow_empty=True)
 
 
-def _scatter(op, gy, indices, g):
+def _scatter(op, gy, indices, g, allow_empty=False):
+    """Indices must lie in the plane, except (max pooling) where the output's window has no tap inside the
+    input: max pooling gives -inf there and (as torch) any index; its gradient goes nowhere."""
     if indices.shape != gy.shape:
         raise ValueError(f"{op}: expected indices of shape {gy.shape}, got {indices.shape}")
     plane = math.prod(g.insz)
     gi = np.zeros((g.planes, plane))
     gyp, ip = gy.reshape(g.planes, -1), indices.reshape(g.planes, -1)
+    empty = empty_windows(g) if allow_empty else None
+    empty = np.zeros(gyp.shape[1], bool) if empty is None else empty.reshape(-1)
     for pl in range(g.planes):
         for j in range(gyp.shape[1]):
             i = int(ip[pl, j])
             if not 0 <= i < plane:
+                if empty[j]:
+                    continue
                 raise ValueError(f"{op}: expected indices in [0, {plane}), got {i}")
             gi[pl, i] += gyp[pl, j]
     return gi.reshape(g.in_shape)

@@ -40,7 +40,7 @@ struct AttentionParams {
   bool causal = false;
   int64_t window = 0;  // 0: none
   float scale = 1.0f;
-  // dropout: keep iff (hash >> 40) >= drop_threshold (threshold = floor(p * 2^24)); kept values * drop_scale
+  // dropout: keep iff (mix32(...) >> 8) >= drop_threshold = floor(p * 2^24) (hash below); kept values * drop_scale
   bool dropout = false;
   uint64_t seed = 0;
   uint32_t drop_threshold = 0;

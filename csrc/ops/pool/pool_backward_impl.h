@@ -135,13 +135,15 @@ bool max_backward_plane_2x2(const PoolGeom& g, const float* gy, const int64_t* i
     if (end > next) std::memset(gx + next, 0, sizeof(float) * static_cast<size_t>(end - next));
     next = std::max(next, end);
   };
+  // Loop order od -> a -> oh -> b: with stride >= kernel in D and H the input rows (id, ih) then come in
+  // strictly increasing address order, which zero_to relies on.
   for (int64_t od = 0; od < g.out[0]; ++od) {
-    for (int64_t oh = 0; oh < oH; ++oh) {
-      const float* grow = gy + (od * oH + oh) * oW;
-      const int64_t* irow = idx + (od * oH + oh) * oW;
-      for (int64_t a = 0; a < g.k[0]; ++a) {
-        const int64_t id = od * g.s[0] - g.p[0] + a;
-        if (id < 0 || id >= D) continue;
+    for (int64_t a = 0; a < g.k[0]; ++a) {
+      const int64_t id = od * g.s[0] - g.p[0] + a;
+      if (id < 0 || id >= D) continue;
+      for (int64_t oh = 0; oh < oH; ++oh) {
+        const float* grow = gy + (od * oH + oh) * oW;
+        const int64_t* irow = idx + (od * oH + oh) * oW;
         for (int64_t b = 0; b < g.k[1]; ++b) {
           const int64_t ih = oh * g.s[1] - g.p[1] + b;
           if (ih < 0 || ih >= H) continue;
@@ -192,8 +194,8 @@ void max_backward_plane(const PoolGeom& g, const float* gy, const int64_t* idx, 
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
   for (int64_t j = 0; j < n; ++j) {
     const int64_t k = idx[j];
-    // given indices were range-checked by the binding; recomputed ones are out of range only for
-    // windows lying wholly in the padding (value -inf), whose gradient goes nowhere
+    // out-of-plane indices (recomputed, or given: the binding allows them only there) belong to windows
+    // lying wholly in the padding (value -inf), whose gradient goes nowhere
     if (k >= 0 && k < plane) acc[k] += gy[j];
   }
 }
