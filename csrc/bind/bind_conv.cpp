@@ -12,6 +12,7 @@
 #include <string>
 
 #include "bind/arrays.h"
+#include "bind/gemm_act.h"
 #include "ops/conv/conv.h"
 
 namespace fastml::bind {
@@ -19,17 +20,6 @@ namespace fastml::bind {
 namespace {
 
 using Dims3 = std::array<int64_t, 3>;
-
-GemmAct act_of(const std::string& a, const char* op) {
-  if (a == "none") return GemmAct::none;
-  if (a == "relu") return GemmAct::relu;
-  if (a == "gelu") return GemmAct::gelu;
-  if (a == "gelu_tanh") return GemmAct::gelu_tanh;
-  if (a == "sigmoid") return GemmAct::sigmoid;
-  if (a == "tanh") return GemmAct::tanh;
-  FASTML_CHECK(false, op, ": expected activation in (None, relu, gelu, gelu_tanh, sigmoid, tanh), got '", a, "'");
-  return GemmAct::none;
-}
 
 void set_common(ConvShape& s, const Dims3& stride, const Dims3& pad, const Dims3& dil, int64_t groups,
                 const char* op) {
@@ -94,7 +84,7 @@ void bind_conv(py::module_& m) {
     check_weight(s, w, s.C / s.G, op);
     FASTML_CHECK(algo == 0 || algo == 1, op, ": unknown algorithm id ", algo);
     FASTML_CHECK(algo == 0 || s.is_1x1(), op, ": algorithm '1x1' needs kernel 1, stride 1, padding 0");
-    const GemmAct a = act_of(act, op);
+    const GemmAct a = gemm_act_of(act, op);
     py::array keep;
     const float* bias = bias_ptr(b_, s.K, op, keep);
     std::vector<py::ssize_t> shape = out_cl ? std::vector<py::ssize_t>{s.N, s.out[0], s.out[1], s.out[2], s.K}

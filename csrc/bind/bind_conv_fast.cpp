@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "bind/arrays.h"
+#include "bind/gemm_act.h"
 #include "ops/conv_fast/conv_fast.h"
 
 namespace fastml::bind {
@@ -23,18 +24,6 @@ namespace {
 
 using Pair = std::array<int64_t, 2>;
 enum class Kind { depthwise, direct, winograd };
-
-GemmAct act_of(const std::string& s, const char* op) {
-  if (s == "none") return GemmAct::none;
-  if (s == "relu") return GemmAct::relu;
-  if (s == "gelu") return GemmAct::gelu;
-  if (s == "gelu_tanh") return GemmAct::gelu_tanh;
-  if (s == "sigmoid") return GemmAct::sigmoid;
-  if (s == "tanh") return GemmAct::tanh;
-  FASTML_CHECK(false, op, ": expected activation None, 'relu', 'gelu', 'gelu_tanh', 'sigmoid' or 'tanh', got '", s,
-               "'");
-  return GemmAct::none;
-}
 
 struct Checked {
   py::array x, w, b;  // b: none when there is no bias
@@ -103,7 +92,7 @@ Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py
 py::array forward(const char* op, Kind kind, py::handle input, py::handle weight, py::handle bias, Pair stride,
                   Pair padding, Pair dilation, const std::string& act_name, py::handle out, int64_t m) {
   Checked r = check(op, kind, input, weight, bias, stride, padding, dilation);
-  const GemmAct act = act_of(act_name, op);
+  const GemmAct act = gemm_act_of(act_name, op);
   py::array y = output_f32(out, {r.a.N, r.a.K, r.Ho, r.Wo}, op);
   FASTML_CHECK(!shares_memory(y, r.x) && !shares_memory(y, r.w) && !(r.has_bias && shares_memory(y, r.b)), op,
                ": expected out not to share memory with input, weight or bias");

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "bind/arrays.h"
+#include "bind/gemm_act.h"
 #include "gemm/gemm.h"
 
 namespace fastml::bind {
@@ -71,21 +72,11 @@ Mat as_mat(const py::handle& obj, const char* op, const char* arg, int ndim, boo
 
 bool overlap(const Mat& a, const Mat& b) { return a.lo < b.hi && b.lo < a.hi; }
 
-GemmAct act_of(const std::string& s, const char* op) {
-  if (s == "none") return GemmAct::none;
-  if (s == "relu") return GemmAct::relu;
-  if (s == "gelu") return GemmAct::gelu;
-  if (s == "gelu_tanh") return GemmAct::gelu_tanh;
-  if (s == "sigmoid") return GemmAct::sigmoid;
-  if (s == "tanh") return GemmAct::tanh;
-  throw ValueError(std::string(op) + ": expected act in (none, relu, gelu, gelu_tanh, sigmoid, tanh), got '" + s + "'");
-}
-
 // Validates the epilogue arguments; `keep` holds a converted bias alive.
 GemmEpilogue epilogue_of(const py::handle& bias, const std::string& kind, const std::string& act, int64_t M,
                          int64_t N, const char* op, py::array& keep) {
   GemmEpilogue ep;
-  ep.act = act_of(act, op);
+  ep.act = gemm_act_of(act, op);
   if (bias.is_none()) return ep;
   FASTML_CHECK(kind == "row" || kind == "col", op, ": expected bias_kind 'row' or 'col', got '", kind, "'");
   keep = input_f32(bias, op, "bias");

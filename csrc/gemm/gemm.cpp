@@ -26,12 +26,9 @@
 #include <cstdlib>
 #include <new>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "core/check.h"
 #include "core/parallel.h"
+#include "core/scratch.h"
 #include "gemm/gemm_kernels.h"
 
 namespace fastml {
@@ -44,39 +41,11 @@ constexpr int64_t kParallelMacs = 1 << 20; // below ~1M multiply-adds one thread
 constexpr int64_t kMaxNc = 4096;
 constexpr int64_t kMaxABlock = int64_t{4} << 20;  // floats (16 MiB): largest op(A) K block packed at once
 
-constexpr int64_t kHugePage = int64_t{2} << 20;
-constexpr int64_t kHugeMin = int64_t{1} << 20;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// Grow-only aligned scratch, one per thread, reused across calls (no allocation in the hot path).
-// Buffers of 1 MiB or more (the packed B panel, the shared A block) are 2 MiB aligned and marked for
-// transparent huge pages: the microkernel streams the whole B panel once per A sliver, and one huge
-// page instead of 256+ small ones takes those page crossings off the TLB.
-struct Scratch {
-  float* p = nullptr;
-  int64_t cap = 0;
-  float* get(int64_t n) {
-    if (n > cap) {
-      std::free(p);
-      int64_t bytes = round_up(std::max<int64_t>(n, 1) * int64_t(sizeof(float)), 64);
-      const bool huge = bytes >= kHugeMin;
-      if (huge) bytes = round_up(bytes, kHugePage);
-      p = static_cast<float*>(std::aligned_alloc(huge ? kHugePage : 64, static_cast<size_t>(bytes)));
-      if (!p) {
-        cap = 0;
-        throw std::bad_alloc();
-      }
-#if defined(MADV_HUGEPAGE)
-      if (huge) madvise(p, static_cast<size_t>(bytes), MADV_HUGEPAGE);  // advisory: failure is harmless
-#endif
-      cap = bytes / int64_t(sizeof(float));
-    }
-    return p;
-  }
-  ~Scratch() { std::free(p); }
-};
+// Per-thread packing buffers (core/scratch.h: grow-only, reused across calls, huge pages from 1 MiB).
 thread_local Scratch t_apack;  // op(A) packed for one K block (calling thread's, shared by the team)
 thread_local Scratch t_bpack;  // the KC x NC panel of op(B) (owned by the calling thread, shared by the team)
 thread_local Scratch t_asliver;  // this thread's MR x KC sliver of op(A)

@@ -27,12 +27,10 @@
 #include <new>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "core/isa.h"
 #include "core/parallel.h"
+#include "core/scratch.h"
 #include "gemm/gemm_kernels.h"
 #include "ops/conv/conv_shifted.h"
 
@@ -55,33 +53,8 @@ int64_t weight_tile_bytes() {
 }
 constexpr double kFlopsPerThread = 4e5;      // below this much work per thread, stay on one thread
 
-// A per-thread buffer grown on demand and reused across calls (no allocation in the steady state).
-// Buffers of 1 MiB and more sit on 2 MiB-aligned memory marked for transparent huge pages: the shifted
+// Per-thread buffers (core/scratch.h). Those of 1 MiB and more are on transparent huge pages: the shifted
 // path reads the padded input with a channel-sized stride, one 4 KiB page per channel otherwise.
-struct Scratch {
-  static constexpr size_t kHugePage = size_t{2} << 20, kHugeMin = size_t{1} << 20;
-  float* p = nullptr;
-  int64_t cap = 0;
-  float* get(int64_t n) {
-    if (n > cap) {
-      std::free(p);
-      size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + 63) / 64 * 64;
-      const bool huge = bytes >= kHugeMin;
-      if (huge) bytes = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-      p = static_cast<float*>(std::aligned_alloc(huge ? kHugePage : 64, bytes));
-      if (!p) {
-        cap = 0;
-        throw std::bad_alloc();
-      }
-#if defined(MADV_HUGEPAGE)
-      if (huge) madvise(p, bytes, MADV_HUGEPAGE);  // advisory: failure is harmless
-#endif
-      cap = static_cast<int64_t>(bytes / sizeof(float));
-    }
-    return p;
-  }
-  ~Scratch() { std::free(p); }
-};
 thread_local Scratch t_cols;      // this thread's column tile
 thread_local Scratch t_partials;  // the calling thread's weight-gradient block partials
 thread_local Scratch t_xpad;      // the calling thread's zero-padded input (stride-1 shifted path)

@@ -1,8 +1,8 @@
 // parallel_for_guarded: parallel_for whose body may throw (a workspace allocation failing): the first
 // exception is carried out of the OpenMP team and rethrown on the calling thread instead of terminating.
 //
-// Grow-only, 64-byte aligned float workspace, one per thread (thread_local) and reused across calls, so
-// the convolution entries allocate nothing in the hot path once warm. Baseline code (entries only).
+// ConvScratch: the per-thread workspace of core/scratch.h (grow-only, reused across calls), so the
+// convolution entries allocate nothing in the hot path once warm. Baseline code (entries only).
 // Test: pytest tests/test_conv_fast.py
 #pragma once
 #include <algorithm>
@@ -13,26 +13,11 @@
 #include <new>
 
 #include "core/parallel.h"
+#include "core/scratch.h"
 
 namespace fastml {
 
-struct ConvScratch {
-  float* p = nullptr;
-  int64_t cap = 0;
-  float* get(int64_t n) {
-    if (n > cap) {
-      std::free(p);
-      p = nullptr;
-      cap = 0;
-      const int64_t bytes = (std::max<int64_t>(n, 1) * int64_t(sizeof(float)) + 63) / 64 * 64;
-      p = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes)));
-      if (!p) throw std::bad_alloc();
-      cap = bytes / int64_t(sizeof(float));
-    }
-    return p;
-  }
-  ~ConvScratch() { std::free(p); }
-};
+using ConvScratch = Scratch;  // core/scratch.h
 
 template <class F>
 void parallel_for_guarded(int64_t n, int64_t grain, F&& fn) {
