@@ -16,6 +16,7 @@
 //     place with one row group, else each sliver copied to a contiguous L1 buffer first;
 //   - few B slivers (N <= 4 NR, op(A) = A): the microkernel reads A's rows in place;
 //   - M = 1 with op(B) = B: GEMV streaming B row by row;
+//   - few rows (M <= 4 NR) with op(A) = A, op(B) = B^T (nn.Linear): C^T = B A^T with B read in place;
 //   - N <= 8, a tiny C, or M <= 16 with op(B) = B^T: dot products along K (K split across vector lanes).
 #include "gemm/gemm.h"
 
@@ -358,6 +359,51 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   body(omp_get_num_threads());
 }
 
+thread_local Scratch t_ctrans;  // C^T of the swapped small-M path
+
+// Few rows of op(A) = A against a wide op(B) = B^T (a batch of inputs times a weight matrix: nn.Linear's
+// x W^T). The packed path would transpose-copy all of B per call and then use each packed sliver for at
+// most 4 row groups (~2x the bytes of the product itself). Computed as C^T = B A^T instead: B becomes
+// the operand the microkernel reads in place (direct A), the few rows of A the packed one, and C^T,
+// formed in scratch, is transposed into C. Every element is the same chain of FMAs over the same K
+// blocks (a*b == b*a), with alpha, beta and the bias applied by the same formula.
+bool swap_small_m(const Problem& p, const GemmKernels& kt) {
+  return !p.pb && p.ta == Trans::none && p.tb == Trans::trans && p.M <= 4 * kt.nr && p.N > 4 * kt.nr;
+}
+
+void run_swapped(const Problem& p, const GemmKernels& kt, int nt) {
+  const int64_t M = p.M, N = p.N;
+  float* ct = t_ctrans.get(M * N);
+  constexpr int64_t kJb = 64;  // columns of C per transpose block (their C^T rows stay in L1)
+  auto transpose = [&](bool to_c, int64_t j0, int64_t j1) {
+    for (int64_t i = 0; i < M; ++i) {
+      float* c = p.C + i * p.ldc;
+      if (to_c) for (int64_t j = j0; j < j1; ++j) c[j] = ct[j * M + i];
+      else for (int64_t j = j0; j < j1; ++j) ct[j * M + i] = c[j];
+    }
+  };
+  auto transpose_all = [&](bool to_c) {
+    const int64_t nb = ceil_div(N, kJb);
+    if (nt <= 1) {
+      for (int64_t b = 0; b < nb; ++b) transpose(to_c, b * kJb, std::min(N, (b + 1) * kJb));
+      return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < nb; ++b) transpose(to_c, b * kJb, std::min(N, (b + 1) * kJb));
+  };
+  if (p.beta != 0.0f) transpose_all(false);
+  GemmEpilogue ep;
+  if (p.ep) {
+    ep = *p.ep;
+    if (ep.bias_kind == GemmBias::row) ep.bias_kind = GemmBias::col;
+    else if (ep.bias_kind == GemmBias::col) ep.bias_kind = GemmBias::row;
+  }
+  const Problem q{Trans::none, Trans::trans, N, M, p.K, p.alpha, p.B, p.ldb, p.A, p.lda, p.beta, ct, M,
+                  p.ep ? &ep : nullptr, nullptr};
+  run_packed(q, kt, nt);
+  transpose_all(true);
+}
+
 void run_one(const Problem& p, const GemmKernels& kt, int nt) {
   if (p.M == 0 || p.N == 0) return;
   if (p.K == 0 || p.alpha == 0.0f) {
@@ -371,6 +417,10 @@ void run_one(const Problem& p, const GemmKernels& kt, int nt) {
   }
   if (!p.pb && p.M == 1 && p.tb == Trans::none) {
     run_gemv(p, kt, nt);
+    return;
+  }
+  if (swap_small_m(p, kt)) {
+    run_swapped(p, kt, nt);
     return;
   }
   run_packed(p, kt, nt);
