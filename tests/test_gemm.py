@@ -265,6 +265,38 @@ def test_sgemm_threads_bitwise_identical(isa, rng, threads):
         assert np.array_equal(outs[0], outs[1]), f"{M}x{N}x{K} differs between 1 and 2 threads"
 
 
+# Few rows of A against a wide B^T (nn.Linear's x W^T) run as C^T = B A^T with B read in place
+# (gemm.cpp, swap_small_m): every epilogue and beta feature, ldc > N, and 1 vs 2 threads on that path.
+@pytest.mark.parametrize("M,N,K", [(17, 129, 50), (40, 300, 257), (128, 1000, 600), (29, 4 * 32 + 1, 1)], ids=str)
+def test_sgemm_small_m_times_b_transposed(isa, rng, threads, M, N, K):
+    blk = _C.gemm_blocking()
+    assert M <= 4 * blk["nr"] < N or isa["isa"] != "avx512"  # the shapes this test is about (AVX-512 tile)
+    a, b = _operands(rng, M, N, K, False, True, 3)
+    for beta, bias_kind, act in [(0.0, None, "none"), (-0.5, "row", "relu"), (1.0, "col", "tanh")]:
+        c0 = rng.standard_normal((M, N + 5)).astype(np.float32)[:, :N]   # ldc > N
+        bias = None if bias_kind is None else rng.standard_normal(M if bias_kind == "row" else N).astype(np.float32)
+        outs = []
+        for nt in (1, 2):
+            fastml.set_num_threads(nt)
+            c = c0.copy() if beta != 0.0 else np.full_like(c0, np.nan)
+            cbuf = np.empty((M, N + 5), np.float32)
+            cbuf[:, :N] = c
+            cv = cbuf[:, :N]
+            _C.sgemm(a, b, cv, False, True, 0.5, beta, bias=bias, bias_kind=bias_kind or "col", act=act)
+            outs.append(cv.copy())
+        assert np.array_equal(outs[0], outs[1]), f"{M}x{N}x{K} beta={beta} differs between 1 and 2 threads"
+        lin = 0.5 * (a.astype(np.float64) @ b.T.astype(np.float64)) + beta * c0
+        base = np.float32(0.5) * (a @ b.T) + np.float32(beta) * c0
+        if bias is not None:
+            bb = bias[:, None] if bias_kind == "row" else bias[None, :]
+            lin, base = lin + bb, base + bb
+        ref = ACTS[act](lin)
+        with fastml.use_backend("numpy"):
+            base32 = base if act == "none" else ACT32[act](base.astype(np.float32))
+        assert_error_within(outs[0], ref, base32, scale=float(np.abs(lin).max()),
+                            what=f"{isa['isa']} {M}x{N}x{K} beta={beta} {bias_kind} {act}")
+
+
 @pytest.fixture
 def odd_blocking():
     """Small KC and NC that are not multiples of the packing items: many K and N blocks with ragged ends."""
