@@ -369,8 +369,10 @@ class _Direct(_Path):
 
 
 class _Winograd(_Path):
-    """3x3, stride 1, dilation 1, groups 1 conv2d; any zero padding (0 and 1 natively, else pre-padded)."""
-    has_backward = False
+    """3x3, stride 1, dilation 1, groups 1 conv2d; any zero padding (0 and 1 natively, else pre-padded).
+    Backward: grad_input of a stride-1 3x3 convolution is the full correlation of grad_output with the
+    flipped, channel-swapped kernel (padding 2 - p), itself a 3x3 stride-1 convolution, so it runs on the
+    same Winograd kernel (same accuracy as the forward); grad_weight uses the general kernels."""
 
     def __init__(self, name, tile, auto):
         self.name, self.tile, self._auto = name, tile, auto
@@ -383,6 +385,9 @@ class _Winograd(_Path):
         return (self._auto and self.applies(g, channels_last) and g.C >= WINOGRAD_MIN_CHANNELS
                 and g.K >= WINOGRAD_MIN_CHANNELS and g.out_size[1] * g.out_size[2] >= WINOGRAD_MIN_PIXELS)
 
+    def auto_backward(self, g):
+        return self.auto(g, False)
+
     def native(self, pad):
         return pad[0] == pad[1] and pad[0] in (0, 1)
 
@@ -390,7 +395,24 @@ class _Winograd(_Path):
         return _C.winograd_conv2d_forward(x4, w4, bias, pad[0], act, out4, self.tile)
 
     def backward(self, go5, x5, w5, g, mask):
-        return None
+        gx = gw = None
+        if mask[0]:
+            lo, hi = _hw(g.pad_lo), _hw(g.pad_hi)
+            if max(lo + hi) <= 2:
+                go4 = np.ascontiguousarray(go5[:, :, 0])
+                wt = np.ascontiguousarray(w5[:, :, 0].transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+                plo, phi = (2 - lo[0], 2 - lo[1]), (2 - hi[0], 2 - hi[1])
+                if plo == phi and self.native(plo):
+                    gx4 = self.call(go4, wt, None, g, plo, "none", None)
+                else:
+                    go4 = np.pad(go4, ((0, 0), (0, 0), (plo[0], phi[0]), (plo[1], phi[1])))
+                    gx4 = self.call(go4, wt, None, g, (0, 0), "none", None)
+                gx = gx4[:, :, None]
+            else:   # padding beyond the kernel: the full correlation would need a crop; general kernel
+                gx = _C.conv_backward_data(go5, w5, None, g.in_size, g.stride, g.pad_lo, g.dilation, g.groups)
+        if mask[1]:
+            gw = _C.conv_backward_weight(go5, x5, g.kernel, g.stride, g.pad_lo, g.dilation, g.groups)
+        return gx, gw, None
 
 
 CONV_FAST_PATHS = {

@@ -113,7 +113,7 @@ try:
     _FAST_PATHS.update(getattr(_conv_fast, "CONV_FAST_PATHS", {}))
 except ImportError:
     pass
-BACKWARD_ALGORITHMS = ("auto", "im2col", "depthwise", "direct")
+BACKWARD_ALGORITHMS = ("auto", "im2col", "depthwise", "direct", "winograd", "winograd_f43")
 
 
 def _is_1x1(g):
