@@ -76,11 +76,12 @@ inline bool block_empty(const AttentionParams& p, int64_t i0, int64_t i1, int64_
   return false;
 }
 
-// c (rows x n, ldc) = alpha * a (rows x k, lda, read in place) * b + beta c, where b is NR-column
+// c (rows x n, ldc) = alpha * a * b + beta c (the attention blocks' products on the GEMM microkernels):
+// a is rows x k read in place with row stride lda, or (a_packed) MR-row slivers of k steps; b is NR-column
 // slivers of k steps (sliver s at b + s*NR*k, element (p, j) at [p*NR + j]) or, if ldb_direct > 0, a
 // k x n matrix read in place with row stride ldb_direct.
-void gemm_a_direct(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, float alpha, float beta, const float* a,
-                   int64_t lda, const float* b, int64_t ldb_direct, float* c, int64_t ldc) {
+void block_product(const GemmKernels& gk, bool a_packed, int64_t rows, int64_t n, int64_t k, float alpha, float beta,
+                   const float* a, int64_t lda, const float* b, int64_t ldb_direct, float* c, int64_t ldc) {
   const int MR = gk.mr, NR = gk.nr;
   if (k == 0) {  // empty products (E == 0 or Ev == 0): c = beta c
     for (int64_t i = 0; i < rows; ++i)
@@ -97,37 +98,24 @@ void gemm_a_direct(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, fl
       for (int64_t j = 0; j < n; j += NR) {
         const int nn = static_cast<int>(std::min<int64_t>(NR, n - j));
         const float* bj = ldb_direct > 0 ? b + pc * ldb_direct + j : b + (j / NR) * NR * k + pc * NR;
-        gk.micro_direct_a(kb, a + i * lda + pc, lda, bj, ldb_direct > 0 ? ldb_direct : NR, c + i * ldc + j, ldc, m, nn,
-                          t);
+        const int64_t ldb = ldb_direct > 0 ? ldb_direct : NR;
+        if (a_packed) gk.micro(kb, a + (i / MR) * MR * k + pc * MR, bj, ldb, c + i * ldc + j, ldc, m, nn, t);
+        else gk.micro_direct_a(kb, a + i * lda + pc, lda, bj, ldb, c + i * ldc + j, ldc, m, nn, t);
       }
     }
   }
+}
+
+void gemm_a_direct(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, float alpha, float beta, const float* a,
+                   int64_t lda, const float* b, int64_t ldb_direct, float* c, int64_t ldc) {
+  block_product(gk, false, rows, n, k, alpha, beta, a, lda, b, ldb_direct, c, ldc);
 }
 
 // c (rows x n) = alpha * A * B + beta c with both operands packed: A in MR-row slivers of k steps
 // (sliver g at a + g*MR*k, element (p, i) at [p*MR + i]), B in NR-column slivers (as gemm_a_direct).
 void gemm_packed(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, float alpha, float beta, const float* a,
                  const float* b, float* c, int64_t ldc) {
-  const int MR = gk.mr, NR = gk.nr;
-  if (k == 0) {  // E == 0: every score is 0 (before mask)
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-    return;
-  }
-  for (int64_t pc = 0; pc < k; pc += kKChunk) {
-    const int64_t kb = std::min(kKChunk, k - pc);
-    GemmTile t;
-    t.alpha = alpha;
-    t.beta = pc == 0 ? beta : 1.0f;
-    for (int64_t i = 0; i < rows; i += MR) {
-      const int m = static_cast<int>(std::min<int64_t>(MR, rows - i));
-      for (int64_t j = 0; j < n; j += NR) {
-        const int nn = static_cast<int>(std::min<int64_t>(NR, n - j));
-        gk.micro(kb, a + (i / MR) * MR * k + pc * MR, b + (j / NR) * NR * k + pc * NR, NR, c + i * ldc + j, ldc, m,
-                 nn, t);
-      }
-    }
-  }
+  block_product(gk, true, rows, n, k, alpha, beta, a, 0, b, 0, c, ldc);
 }
 
 // Scores of query rows [i0, i0 + rows) against keys [j0, j0 + cols) into s (ld lds): scale q.k + mask,

@@ -59,6 +59,28 @@ bool adaptive_as_regular(const PoolGeom& g, PoolGeom& r) {
 inline int64_t adaptive_start(int64_t i, int64_t L, int64_t out) { return i * L / out; }
 inline int64_t adaptive_end(int64_t i, int64_t L, int64_t out) { return ((i + 1) * L + out - 1) / out; }
 
+// An adaptive window of one output: [d0, d1) x [h0, h1) x [w0, w1) of the plane, o its plane offset.
+struct AdaptiveWindow {
+  int64_t o, d0, d1, h0, h1, w0, w1;
+  int64_t count() const { return (d1 - d0) * (h1 - h0) * (w1 - w0); }
+};
+
+// fn(window) for every output of a plane, in output order (torch's adaptive bounds).
+template <class F>
+void for_adaptive_windows(const PoolGeom& g, F&& fn) {
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const int64_t d0 = adaptive_start(od, D, g.out[0]), d1 = adaptive_end(od, D, g.out[0]);
+    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+      const int64_t h0 = adaptive_start(oh, H, g.out[1]), h1 = adaptive_end(oh, H, g.out[1]);
+      for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+        const int64_t w0 = adaptive_start(ow, W, g.out[2]), w1 = adaptive_end(ow, W, g.out[2]);
+        fn(AdaptiveWindow{(od * g.out[1] + oh) * g.out[2] + ow, d0, d1, h0, h1, w0, w1});
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void max_pool_forward(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
@@ -103,24 +125,16 @@ void adaptive_avg_pool_forward(const PoolGeom& g, const float* x, float* y) {
   }
   PoolGeom r;
   if (adaptive_as_regular(g, r)) return avg_pool_forward(r, AvgMode{true, 0}, x, y);
-  const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
+  const int64_t H = g.in[1], W = g.in[2];
   for_planes(g, [&](int64_t i) {
     const float* xp = x + i * is;
-    float* yp = y + i * os;
-    for (int64_t od = 0; od < g.out[0]; ++od) {
-      const int64_t d0 = adaptive_start(od, D, g.out[0]), d1 = adaptive_end(od, D, g.out[0]);
-      for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-        const int64_t h0 = adaptive_start(oh, H, g.out[1]), h1 = adaptive_end(oh, H, g.out[1]);
-        for (int64_t ow = 0; ow < g.out[2]; ++ow) {
-          const int64_t w0 = adaptive_start(ow, W, g.out[2]), w1 = adaptive_end(ow, W, g.out[2]);
-          float s = 0.f;
-          for (int64_t a = d0; a < d1; ++a)
-            for (int64_t b = h0; b < h1; ++b)
-              for (int64_t c = w0; c < w1; ++c) s += xp[(a * H + b) * W + c];
-          yp[(od * g.out[1] + oh) * g.out[2] + ow] = s / static_cast<float>((d1 - d0) * (h1 - h0) * (w1 - w0));
-        }
-      }
-    }
+    for_adaptive_windows(g, [&](const AdaptiveWindow& w) {
+      float s = 0.f;
+      for (int64_t a = w.d0; a < w.d1; ++a)
+        for (int64_t b = w.h0; b < w.h1; ++b)
+          for (int64_t c = w.w0; c < w.w1; ++c) s += xp[(a * H + b) * W + c];
+      y[i * os + w.o] = s / static_cast<float>(w.count());
+    });
   });
 }
 
@@ -128,33 +142,25 @@ void adaptive_max_pool_forward(const PoolGeom& g, const float* x, float* y, int6
   PoolGeom r;
   if (adaptive_as_regular(g, r)) return max_pool_forward(r, x, y, idx);
   const int64_t is = in_size(g), os = out_size(g);
-  const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
+  const int64_t H = g.in[1], W = g.in[2];
   for_planes(g, [&](int64_t i) {
     const float* xp = x + i * is;
-    for (int64_t od = 0; od < g.out[0]; ++od) {
-      const int64_t d0 = adaptive_start(od, D, g.out[0]), d1 = adaptive_end(od, D, g.out[0]);
-      for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-        const int64_t h0 = adaptive_start(oh, H, g.out[1]), h1 = adaptive_end(oh, H, g.out[1]);
-        for (int64_t ow = 0; ow < g.out[2]; ++ow) {
-          const int64_t w0 = adaptive_start(ow, W, g.out[2]), w1 = adaptive_end(ow, W, g.out[2]);
-          float best = -std::numeric_limits<float>::infinity();
-          int64_t bi = (d0 * H + h0) * W + w0;
-          for (int64_t a = d0; a < d1; ++a)
-            for (int64_t b = h0; b < h1; ++b)
-              for (int64_t c = w0; c < w1; ++c) {
-                const int64_t k = (a * H + b) * W + c;
-                const float v = xp[k];
-                if (v > best || std::isnan(v)) {
-                  best = v;
-                  bi = k;
-                }
-              }
-          const int64_t o = i * os + (od * g.out[1] + oh) * g.out[2] + ow;
-          y[o] = best;
-          if (idx) idx[o] = bi;
-        }
-      }
-    }
+    for_adaptive_windows(g, [&](const AdaptiveWindow& w) {
+      float best = -std::numeric_limits<float>::infinity();
+      int64_t bi = (w.d0 * H + w.h0) * W + w.w0;
+      for (int64_t a = w.d0; a < w.d1; ++a)
+        for (int64_t b = w.h0; b < w.h1; ++b)
+          for (int64_t c = w.w0; c < w.w1; ++c) {
+            const int64_t k = (a * H + b) * W + c;
+            const float v = xp[k];
+            if (v > best || std::isnan(v)) {
+              best = v;
+              bi = k;
+            }
+          }
+      y[i * os + w.o] = best;
+      if (idx) idx[i * os + w.o] = bi;
+    });
   });
 }
 
@@ -162,25 +168,17 @@ void adaptive_avg_pool_backward(const PoolGeom& g, const float* gy, float* gx) {
   PoolGeom r;
   if (adaptive_as_regular(g, r)) return avg_pool_backward(r, AvgMode{true, 0}, gy, gx);
   const int64_t is = in_size(g), os = out_size(g);
-  const int64_t D = g.in[0], H = g.in[1], W = g.in[2];
+  const int64_t H = g.in[1], W = g.in[2];
   for_planes(g, [&](int64_t i) {
     float* xp = gx + i * is;
     std::memset(xp, 0, sizeof(float) * static_cast<size_t>(is));
     const float* gp = gy + i * os;
-    for (int64_t od = 0; od < g.out[0]; ++od) {
-      const int64_t d0 = adaptive_start(od, D, g.out[0]), d1 = adaptive_end(od, D, g.out[0]);
-      for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-        const int64_t h0 = adaptive_start(oh, H, g.out[1]), h1 = adaptive_end(oh, H, g.out[1]);
-        for (int64_t ow = 0; ow < g.out[2]; ++ow) {
-          const int64_t w0 = adaptive_start(ow, W, g.out[2]), w1 = adaptive_end(ow, W, g.out[2]);
-          const float q = gp[(od * g.out[1] + oh) * g.out[2] + ow] /
-                          static_cast<float>((d1 - d0) * (h1 - h0) * (w1 - w0));
-          for (int64_t a = d0; a < d1; ++a)
-            for (int64_t b = h0; b < h1; ++b)
-              for (int64_t c = w0; c < w1; ++c) xp[(a * H + b) * W + c] += q;
-        }
-      }
-    }
+    for_adaptive_windows(g, [&](const AdaptiveWindow& w) {
+      const float q = gp[w.o] / static_cast<float>(w.count());
+      for (int64_t a = w.d0; a < w.d1; ++a)
+        for (int64_t b = w.h0; b < w.h1; ++b)
+          for (int64_t c = w.w0; c < w.w1; ++c) xp[(a * H + b) * W + c] += q;
+    });
   });
 }
 
