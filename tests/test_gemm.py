@@ -266,8 +266,9 @@ def test_sgemm_threads_bitwise_identical(isa, rng, threads):
 
 
 # Few rows of A against a wide B^T (nn.Linear's x W^T) run as C^T = B A^T with B read in place
-# (gemm.cpp, swap_small_m): every epilogue and beta feature, ldc > N, and 1 vs 2 threads on that path.
-@pytest.mark.parametrize("M,N,K", [(17, 129, 50), (40, 300, 257), (128, 1000, 600), (29, 4 * 32 + 1, 1)], ids=str)
+# (gemm.cpp, swap_small_m): every epilogue and beta feature, ldc > N, C^T chunks, 1 vs 2 threads on that path.
+@pytest.mark.parametrize("M,N,K", [(17, 129, 50), (40, 300, 257), (128, 1000, 600), (29, 4 * 32 + 1, 1),
+                                   (128, 32768 + 33, 4)], ids=str)   # last: C^T in two chunks
 def test_sgemm_small_m_times_b_transposed(isa, rng, threads, M, N, K):
     blk = _C.gemm_blocking()
     assert M <= 4 * blk["nr"] < N or isa["isa"] != "avx512"  # the shapes this test is about (AVX-512 tile)

@@ -372,36 +372,46 @@ bool swap_small_m(const Problem& p, const GemmKernels& kt) {
 }
 
 void run_swapped(const Problem& p, const GemmKernels& kt, int nt) {
+  constexpr int64_t kJb = 64;                    // columns of C per transpose block (their C^T rows stay in L1)
+  constexpr int64_t kMaxCt = int64_t{4} << 20;   // floats of C^T in scratch at once (16 MiB): wider C in chunks
   const int64_t M = p.M, N = p.N;
-  float* ct = t_ctrans.get(M * N);
-  constexpr int64_t kJb = 64;  // columns of C per transpose block (their C^T rows stay in L1)
-  auto transpose = [&](bool to_c, int64_t j0, int64_t j1) {
-    for (int64_t i = 0; i < M; ++i) {
-      float* c = p.C + i * p.ldc;
-      if (to_c) for (int64_t j = j0; j < j1; ++j) c[j] = ct[j * M + i];
-      else for (int64_t j = j0; j < j1; ++j) ct[j * M + i] = c[j];
-    }
-  };
-  auto transpose_all = [&](bool to_c) {
-    const int64_t nb = ceil_div(N, kJb);
-    if (nt <= 1) {
-      for (int64_t b = 0; b < nb; ++b) transpose(to_c, b * kJb, std::min(N, (b + 1) * kJb));
-      return;
-    }
+  const int64_t chunk = std::max<int64_t>(kJb, kMaxCt / M / kJb * kJb);
+  float* ct = t_ctrans.get(M * std::min(N, chunk));
+  for (int64_t j0 = 0; j0 < N; j0 += chunk) {
+    const int64_t nb = std::min(chunk, N - j0);
+    auto transpose = [&](bool to_c, int64_t b) {  // columns [j0 + b kJb, ...) of C <-> rows of C^T
+      const int64_t u0 = b * kJb, u1 = std::min(nb, u0 + kJb);
+      for (int64_t i = 0; i < M; ++i) {
+        float* c = p.C + i * p.ldc + j0;
+        if (to_c) for (int64_t u = u0; u < u1; ++u) c[u] = ct[u * M + i];
+        else for (int64_t u = u0; u < u1; ++u) ct[u * M + i] = c[u];
+      }
+    };
+    auto transpose_all = [&](bool to_c) {
+      const int64_t blocks = ceil_div(nb, kJb);
+      if (nt <= 1) {
+        for (int64_t b = 0; b < blocks; ++b) transpose(to_c, b);
+        return;
+      }
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t b = 0; b < nb; ++b) transpose(to_c, b * kJb, std::min(N, (b + 1) * kJb));
-  };
-  if (p.beta != 0.0f) transpose_all(false);
-  GemmEpilogue ep;
-  if (p.ep) {
-    ep = *p.ep;
-    if (ep.bias_kind == GemmBias::row) ep.bias_kind = GemmBias::col;
-    else if (ep.bias_kind == GemmBias::col) ep.bias_kind = GemmBias::row;
+      for (int64_t b = 0; b < blocks; ++b) transpose(to_c, b);
+    };
+    if (p.beta != 0.0f) transpose_all(false);
+    GemmEpilogue ep;
+    if (p.ep) {  // C's column bias is C^T's row bias and vice versa
+      ep = *p.ep;
+      if (ep.bias_kind == GemmBias::row) {
+        ep.bias_kind = GemmBias::col;
+      } else if (ep.bias_kind == GemmBias::col) {
+        ep.bias_kind = GemmBias::row;
+        if (ep.bias) ep.bias += j0;
+      }
+    }
+    const Problem q{Trans::none, Trans::trans, nb, M, p.K, p.alpha, p.B + j0 * p.ldb, p.ldb, p.A, p.lda, p.beta, ct, M,
+                    p.ep ? &ep : nullptr, nullptr};
+    run_packed(q, kt, nt);
+    transpose_all(true);
   }
-  const Problem q{Trans::none, Trans::trans, N, M, p.K, p.alpha, p.B, p.ldb, p.A, p.lda, p.beta, ct, M,
-                  p.ep ? &ep : nullptr, nullptr};
-  run_packed(q, kt, nt);
-  transpose_all(true);
 }
 
 void run_one(const Problem& p, const GemmKernels& kt, int nt) {
