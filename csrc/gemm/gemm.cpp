@@ -42,7 +42,6 @@ constexpr int64_t kParallelMacs = 1 << 20; // below ~1M multiply-adds one thread
 constexpr int64_t kMaxNc = 4096;
 constexpr int64_t kMaxABlock = int64_t{4} << 20;  // floats (16 MiB): largest op(A) K block packed at once
 
-
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
