@@ -15,7 +15,9 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
+#include "core/isa.h"
 #include "core/parallel.h"
 #include "gemm/gemm_kernels.h"
 #include "ops/conv/conv.h"
@@ -33,11 +35,115 @@ inline bool shifted_applies(const ConvShape& s) {
   return 8 * (Wp - s.out[2]) <= Wp;  // at most 1/8 of the grid computed and dropped
 }
 
+// Pixel-rows variant for few output channels per group (Kg <= NR, AVX-512 where the in-place-A
+// microkernel is native): the roles of the GEMM operands swap so that the output channels fill one
+// NR-wide vector sliver instead of MR-row weight slivers with a ragged edge (32 channels: one sliver
+// instead of 14 + 14 + 4 rows). The input is zero-padded channels-last, (N, Dp, Hp, Wp, C), so that for
+// kernel offset kk the A rows (one per grid point, Cg channels each) are read in place, lda = C; the
+// weights are reordered to B (G, kv, Cg, Kg) (row = channel, column = output channel, ldb = Kg). Each
+// MR-point x Kg tile sums its offsets in kk order (then channels in KC blocks), the same order for
+// every element whatever the tiling or thread count. The (point, channel) tile is transposed into the
+// NCDHW output, dropping the x >= oW points.
+template <class Scratch>
+void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* w, const float* bias, GemmAct act,
+                               float* y, Scratch& xpad_scratch, Scratch& wpack_scratch,
+                               Scratch& (*cols_scratch)()) {
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  const int64_t MR = kt.mr, KC = gemm_blocking().kc;
+  const int64_t C = s.C, G = s.G, Cg = s.C / G, Kg = s.K / G, kv = s.kvol();
+  const int64_t oD = s.out[0], oH = s.out[1], oW = s.out[2];
+  const int64_t Dp = oD + s.dil[0] * (s.k[0] - 1), Hp = oH + s.dil[1] * (s.k[1] - 1),
+                Wp = oW + s.dil[2] * (s.k[2] - 1);
+  const int64_t HWp = Hp * Wp, Sp = Dp * HWp;
+  const int64_t D = s.in[0], H = s.in[1], W = s.in[2];
+  // 1. the zero-padded input, channels-last (N, Dp, Hp, Wp, C): one unit per (image, padded row)
+  float* xp = xpad_scratch.get(s.N * Sp * C);
+  parallel_for(s.N * Dp * Hp, std::max<int64_t>(1, 16384 / std::max<int64_t>(Wp * C, 1)), 1,
+               [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t n = r / (Dp * Hp), zp = (r / Hp) % Dp, yp = r % Hp;
+      float* row = xp + (n * Sp + zp * HWp + yp * Wp) * C;
+      const int64_t z = zp - s.pad[0], yy = yp - s.pad[1];
+      if (z < 0 || z >= D || yy < 0 || yy >= H) {
+        std::fill(row, row + Wp * C, 0.0f);
+        continue;
+      }
+      const int64_t x0 = std::min<int64_t>(s.pad[2], Wp), x1 = std::min<int64_t>(Wp, s.pad[2] + W);
+      std::fill(row, row + x0 * C, 0.0f);
+      std::fill(row + x1 * C, row + Wp * C, 0.0f);
+      const float* src = x + n * C * D * H * W + (z * H + yy) * W;
+      for (int64_t c = 0; c < C; ++c) {
+        const float* in = src + c * D * H * W;
+        for (int64_t xq = x0; xq < x1; ++xq) row[xq * C + c] = in[xq - s.pad[2]];
+      }
+    }
+  });
+  // 2. weights as B (G, kv, Cg, Kg)
+  float* wb = wpack_scratch.get(G * kv * Cg * Kg);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t kk = 0; kk < kv; ++kk)
+          wb[((g * kv + kk) * Cg + c) * Kg + k] = w[((g * Kg + k) * Cg + c) * kv + kk];
+  // 3. tiles: a run of whole grid rows of one z slice (~512 grid points), per (image, group)
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(oH, 512 / Wp));
+  const int64_t ytiles = (oH + rows - 1) / rows;
+  const int64_t units = s.N * G * oD * ytiles;
+  const int64_t grain =
+      std::max<int64_t>(1, static_cast<int64_t>(4e5 * units / (2.0 * s.N * s.K * s.out_pixels() * Cg * kv)));
+  parallel_for(units, grain, 1, [&](int64_t ub, int64_t ue) {
+    for (int64_t u = ub; u < ue; ++u) {
+      const int64_t yt = u % ytiles, z = (u / ytiles) % oD, g = (u / (ytiles * oD)) % G, n = u / (ytiles * oD * G);
+      const int64_t y0 = yt * rows, nr = std::min(rows, oH - y0);
+      const int64_t q0 = z * HWp + y0 * Wp, L = (nr - 1) * Wp + oW;  // grid points of the tile
+      float* T = cols_scratch().get(L * Kg);                          // (point, channel), ld Kg
+      const float* xg = xp + (n * Sp + q0) * C + g * Cg;
+      const int nn = static_cast<int>(Kg);
+      // With one group and unit W dilation, the row offsets e of a (a, b) pair read consecutive points,
+      // whose channels-last rows are contiguous: one call sums (e, channel) = k[2] * C terms at once.
+      const int64_t ew = (G == 1 && s.dil[2] == 1 && s.k[2] * Cg <= KC) ? s.k[2] : 1;
+      for (int64_t i0 = 0; i0 < L; i0 += MR) {
+        const int m = static_cast<int>(std::min(MR, L - i0));
+        bool first = true;
+        for (int64_t a = 0; a < s.k[0]; ++a)
+          for (int64_t b = 0; b < s.k[1]; ++b)
+            for (int64_t e = 0; e < s.k[2]; e += ew) {
+              const int64_t kk = (a * s.k[1] + b) * s.k[2] + e;
+              const int64_t off = a * s.dil[0] * HWp + b * s.dil[1] * Wp + e * s.dil[2];
+              for (int64_t c0 = 0; c0 < ew * Cg; c0 += KC) {
+                const int64_t kb = std::min(KC, ew * Cg - c0);
+                GemmTile t;
+                t.beta = first ? 0.0f : 1.0f;
+                if (first && bias) t.bias = bias + g * Kg, t.bias_kind = GemmBias::col;
+                kt.micro_direct_a(kb, xg + (i0 + off) * C + c0, C, wb + ((g * kv + kk) * Cg + c0) * Kg, Kg,
+                                  T + i0 * Kg, Kg, m, nn, t);
+                first = false;
+              }
+            }
+      }
+      if (act != GemmAct::none) kt.act(act, L * Kg, T);
+      // 4. transpose into the output, keeping the x < oW points of each grid row
+      for (int64_t k = 0; k < Kg; ++k) {
+        float* out = y + ((n * s.K + g * Kg + k) * oD + z) * oH * oW + y0 * oW;
+        for (int64_t r = 0; r < nr; ++r) {
+          const float* trow = T + r * Wp * Kg + k;
+          float* orow = out + r * oW;
+          for (int64_t xq = 0; xq < oW; ++xq) orow[xq] = trow[xq * Kg];
+        }
+      }
+    }
+  });
+}
+
 // scratch(n) returns a float buffer of n elements owned by the calling thread (cols_scratch: per thread).
 template <class Scratch>
 void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, const float* bias, GemmAct act,
                           float* y, Scratch& xpad_scratch, Scratch& wpack_scratch, Scratch& (*cols_scratch)()) {
   const GemmKernels& kt = select_kernels(gemm_tables);
+  if (active_isa() == Isa::avx512 && s.K / s.G <= kt.nr && std::getenv("FASTML_CONV_OLD") == nullptr) {
+    conv_forward_shifted_rows(s, x, w, bias, act, y, xpad_scratch, wpack_scratch, cols_scratch);
+    return;
+  }
   const int64_t MR = kt.mr, NR = kt.nr, KC = gemm_blocking().kc;
   const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, kv = s.kvol();
   const int64_t oD = s.out[0], oH = s.out[1], oW = s.out[2], P = s.out_pixels();
