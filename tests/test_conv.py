@@ -32,6 +32,10 @@ CASES = [
     (2, (1, 16, 6, 30), (4, 16, 5, 4), dict(padding=(2, 1))),                    # ... and >= 18 offsets, wide
     (2, (1, 32, 6, 40), (6, 16, 5, 5), dict(padding=(0, 2), groups=2)),          # rows: the shifted-GEMM path
     (3, (1, 16, 3, 4, 18), (4, 16, 2, 3, 3), dict(padding=1, dilation=(1, 2, 1))),
+    (3, (2, 24, 3, 4, 21), (20, 24, 3, 3, 3), dict(padding=1)),                  # shifted, pixel rows: Kg tail
+    (2, (1, 96, 4, 18), (12, 96, 3, 3), dict(padding=1)),                        # ... k[2] * C > KC
+    (2, (1, 16, 6, 30), (8, 16, 3, 3), dict(padding=2, dilation=(1, 2))),        # ... W dilation
+    (2, (1, 16, 5, 20), (40, 16, 3, 3), dict(padding=1)),                        # shifted, weight rows (Kg > 32)
     (1, (2, 16, 40), (8, 16, 5), dict(padding=2)),
     (1, (3, 5, 17), (6, 5, 3), dict(padding=1, stride=2)),
     (1, (2, 4, 16), (4, 2, 4), dict(padding="same", dilation=3, groups=2)),

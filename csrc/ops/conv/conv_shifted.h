@@ -15,7 +15,6 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #include "core/isa.h"
 #include "core/parallel.h"
@@ -140,7 +139,7 @@ template <class Scratch>
 void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, const float* bias, GemmAct act,
                           float* y, Scratch& xpad_scratch, Scratch& wpack_scratch, Scratch& (*cols_scratch)()) {
   const GemmKernels& kt = select_kernels(gemm_tables);
-  if (active_isa() == Isa::avx512 && s.K / s.G <= kt.nr && std::getenv("FASTML_CONV_OLD") == nullptr) {
+  if (active_isa() == Isa::avx512 && s.K / s.G <= kt.nr) {
     conv_forward_shifted_rows(s, x, w, bias, act, y, xpad_scratch, wpack_scratch, cols_scratch);
     return;
   }
