@@ -101,25 +101,27 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
       // With one group and unit W dilation, the row offsets e of a (a, b) pair read consecutive points,
       // whose channels-last rows are contiguous: one call sums (e, channel) = k[2] * C terms at once.
       const int64_t ew = (G == 1 && s.dil[2] == 1 && s.k[2] * Cg <= KC) ? s.k[2] : 1;
-      for (int64_t i0 = 0; i0 < L; i0 += MR) {
-        const int m = static_cast<int>(std::min(MR, L - i0));
-        bool first = true;
-        for (int64_t a = 0; a < s.k[0]; ++a)
-          for (int64_t b = 0; b < s.k[1]; ++b)
-            for (int64_t e = 0; e < s.k[2]; e += ew) {
-              const int64_t kk = (a * s.k[1] + b) * s.k[2] + e;
-              const int64_t off = a * s.dil[0] * HWp + b * s.dil[1] * Wp + e * s.dil[2];
-              for (int64_t c0 = 0; c0 < ew * Cg; c0 += KC) {
-                const int64_t kb = std::min(KC, ew * Cg - c0);
-                GemmTile t;
-                t.beta = first ? 0.0f : 1.0f;
-                if (first && bias) t.bias = bias + g * Kg, t.bias_kind = GemmBias::col;
-                kt.micro_direct_a(kb, xg + (i0 + off) * C + c0, C, wb + ((g * kv + kk) * Cg + c0) * Kg, Kg,
-                                  T + i0 * Kg, Kg, m, nn, t);
-                first = false;
-              }
+      // (kernel offset, channel block) outer, point slivers inner: the weight block (kb x Kg, kb <= KC) stays
+      // in L1 across the tile while the input rows and the tile stream from L2 (measured ~5% faster than
+      // each sliver's whole sum in turn on C32 16x56x56 3x3x3).
+      bool first = true;
+      for (int64_t a = 0; a < s.k[0]; ++a)
+        for (int64_t b = 0; b < s.k[1]; ++b)
+          for (int64_t e = 0; e < s.k[2]; e += ew) {
+            const int64_t kk = (a * s.k[1] + b) * s.k[2] + e;
+            const int64_t off = a * s.dil[0] * HWp + b * s.dil[1] * Wp + e * s.dil[2];
+            for (int64_t c0 = 0; c0 < ew * Cg; c0 += KC) {
+              const int64_t kb = std::min(KC, ew * Cg - c0);
+              GemmTile t;
+              t.beta = first ? 0.0f : 1.0f;
+              if (first && bias) t.bias = bias + g * Kg, t.bias_kind = GemmBias::col;
+              const float* bw = wb + ((g * kv + kk) * Cg + c0) * Kg;
+              for (int64_t i0 = 0; i0 < L; i0 += MR)
+                kt.micro_direct_a(kb, xg + (i0 + off) * C + c0, C, bw, Kg, T + i0 * Kg, Kg,
+                                  static_cast<int>(std::min(MR, L - i0)), nn, t);
+              first = false;
             }
-      }
+          }
       if (act != GemmAct::none) kt.act(act, L * Kg, T);
       // 4. transpose into the output, keeping the x < oW points of each grid row
       for (int64_t k = 0; k < Kg; ++k) {
