@@ -124,14 +124,17 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
           }
       if (act != GemmAct::none) kt.act(act, L * Kg, T);
       // 4. transpose into the output, keeping the x < oW points of each grid row
-      for (int64_t k = 0; k < Kg; ++k) {
-        float* out = y + ((n * s.K + g * Kg + k) * oD + z) * oH * oW + y0 * oW;
-        for (int64_t r = 0; r < nr; ++r) {
-          const float* trow = T + r * Wp * Kg + k;
-          float* orow = out + r * oW;
-          for (int64_t xq = 0; xq < oW; ++xq) orow[xq] = trow[xq * Kg];
+      //    in blocks of 16 points (their tile rows stay in L1 while every channel's run is written)
+      float* out = y + ((n * s.K + g * Kg) * oD + z) * oH * oW + y0 * oW;
+      const int64_t ostride = oD * oH * oW;
+      for (int64_t r = 0; r < nr; ++r)
+        for (int64_t x0 = 0; x0 < oW; x0 += 16) {
+          const int64_t xn = std::min<int64_t>(16, oW - x0);
+          const float* tb = T + (r * Wp + x0) * Kg;
+          float* ob = out + r * oW + x0;
+          for (int64_t k = 0; k < Kg; ++k)
+            for (int64_t xi = 0; xi < xn; ++xi) ob[k * ostride + xi] = tb[xi * Kg + k];
         }
-      }
     }
   });
 }
