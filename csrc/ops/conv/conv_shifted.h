@@ -84,8 +84,9 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
       for (int64_t c = 0; c < Cg; ++c)
         for (int64_t kk = 0; kk < kv; ++kk)
           wb[((g * kv + kk) * Cg + c) * Kg + k] = w[((g * Kg + k) * Cg + c) * kv + kk];
-  // 3. tiles: a run of whole grid rows of one z slice (~512 grid points), per (image, group)
-  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(oH, 512 / Wp));
+  // 3. tiles: a run of whole grid rows of one z slice (~256 grid points: the tile and
+  //    its input rows stay in L2; measured ~4% faster than 512 on C32 16x56x56), per (image, group)
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(oH, 256 / Wp));
   const int64_t ytiles = (oH + rows - 1) / rows;
   const int64_t units = s.N * G * oD * ytiles;
   const int64_t grain =
