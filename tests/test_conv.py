@@ -32,9 +32,10 @@ CASES = [
     (2, (1, 16, 6, 30), (4, 16, 5, 4), dict(padding=(2, 1))),                    # ... and >= 18 offsets, wide
     (2, (1, 32, 6, 40), (6, 16, 5, 5), dict(padding=(0, 2), groups=2)),          # rows: the shifted-GEMM path
     (3, (1, 16, 3, 4, 18), (4, 16, 2, 3, 3), dict(padding=1, dilation=(1, 2, 1))),
-    (3, (2, 24, 3, 4, 21), (20, 24, 3, 3, 3), dict(padding=1)),                  # shifted, pixel rows: Kg tail
-    (2, (1, 96, 4, 18), (12, 96, 3, 3), dict(padding=1)),                        # ... k[2] * C > KC
-    (2, (1, 16, 6, 30), (8, 16, 3, 3), dict(padding=2, dilation=(1, 2))),        # ... W dilation
+    (3, (2, 24, 3, 4, 21), (30, 24, 3, 3, 3), dict(padding=1)),                  # shifted, pixel rows: Kg tail
+    (2, (1, 96, 4, 18), (32, 96, 3, 3), dict(padding=1)),                        # ... k[2] * C > KC
+    (2, (1, 16, 6, 30), (29, 16, 3, 3), dict(padding=2, dilation=(1, 2))),       # ... W dilation
+    (2, (1, 64, 5, 20), (64, 32, 3, 3), dict(padding=1, groups=2)),              # ... groups
     (2, (1, 16, 5, 20), (40, 16, 3, 3), dict(padding=1)),                        # shifted, weight rows (Kg > 32)
     (1, (2, 16, 40), (8, 16, 5), dict(padding=2)),
     (1, (3, 5, 17), (6, 5, 3), dict(padding=1, stride=2)),
@@ -162,8 +163,9 @@ def test_float64_runs_in_float64(backend, rng):
 
 
 @pytest.mark.parametrize("act", ACTS)
-def test_fused_activation(backend, rng, act):
-    x, w, b = data(rng, 2, (2, 16, 4, 30), (9, 16, 5, 5))
+@pytest.mark.parametrize("k", (9, 32))  # shifted path, weight rows / pixel rows
+def test_fused_activation(backend, rng, act, k):
+    x, w, b = data(rng, 2, (2, 16, 4, 30), (k, 16, 5, 5))
     y = F.conv2d(x, w, b, padding=2, activation=act)
     ref = R.conv2d(x, w, b, padding=2, activation=act)
     if act in ("sigmoid", "tanh"):
@@ -326,7 +328,8 @@ def test_batch_and_threads_bitwise(rng, threads):
     cases = [((4, 16, 20, 20), (16, 16, 3, 3), dict(padding=1)),
              ((1, 8, 40, 33), (12, 8, 3, 3), dict(padding=1, stride=2)),
              ((3, 32, 16, 16), (24, 32, 1, 1), {}),
-             ((2, 16, 12, 40), (16, 16, 5, 5), dict(padding=2))]
+             ((2, 16, 12, 40), (16, 16, 5, 5), dict(padding=2)),
+             ((2, 16, 10, 30), (32, 16, 5, 5), dict(padding=2))]
     for xs, ws, kw in cases:
         x, w, b = data(rng, 2, xs, ws)
         res = []
