@@ -7,9 +7,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
 
 #include "core/parallel.h"
 #include "gemm/gemm.h"
@@ -205,6 +211,72 @@ void forward_units(const Ctx& c, const RnnKernels& kt, const float* bias, float*
   if (serial) blocks(0, nb); else parallel_for(nb, 1, 1, blocks);
 }
 
+
+// LSTM without projection whose W_hh does not fit one core's L2 (G H P floats >= kColsMinWeights), T > 1,
+// one direction: the hidden units are cut into two fixed blocks (never a function of the thread count);
+// block b owns all 4 gates of its units, so its slice of W_hh^T (packed once per call, gathered rows
+// [q H + j0, q H + j0 + cnt) of each gate q) stays in the L2 of the thread that runs it, and every step
+// is one GEMM of the whole batch (M = N) into that thread's tile, consumed by the fused gate pass. The
+// threads meet once per step (h of step t is written to hprev before the barrier): a spin-then-yield
+// barrier on a monotonic atomic counter, so a descheduled partner on a loaded machine costs yields, not
+// a sleeping futex round-trip per step.
+inline constexpr int64_t kColsMinWeights = int64_t(1) << 19;  // 2 MiB of float32 weights
+
+struct StepBarrier {
+  std::atomic<int64_t> arrived{0};
+  void wait(int64_t target) {  // target: threads x steps done so far
+    arrived.fetch_add(1, std::memory_order_acq_rel);
+    int spins = 0;
+    while (arrived.load(std::memory_order_acquire) < target) {
+      if (spins < 4096) {
+        ++spins;
+#if defined(__x86_64__) || defined(_M_X64)
+        _mm_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+};
+
+bool use_cols(const Ctx& c) {
+  if (std::getenv("FASTML_RNN_NOCOLS")) return false;  // TEMP A/B
+  return c.lstm && !c.proj && c.T > 1 && c.N > kGemvRows && c.GH * c.P >= kColsMinWeights;
+}
+
+void forward_cols(const Ctx& c, const RnnKernels& kt, float* out, float* hn, float* cn, bool serial) {
+  const int64_t N = c.N, H = c.H, P = c.P, GH = c.GH, G = c.G;
+  const int64_t ub = std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16), nb = (H + ub - 1) / ub;
+  std::vector<std::unique_ptr<PackedB>> pk(static_cast<size_t>(nb));
+  StepBarrier bar;
+  const int nt = serial ? 1 : static_cast<int>(std::min<int64_t>(get_num_threads(), nb));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    float* tile = nullptr;
+    int64_t tile_w = 0;
+    for (int64_t b = tid; b < nb; b += nth) {  // pack this thread's blocks (first touch in its caches)
+      const int64_t j0 = b * ub, cnt = std::min(ub, H - j0);
+      std::vector<float> rows(static_cast<size_t>(G * cnt * P));
+      for (int64_t q = 0; q < G; ++q) copy(rows.data() + q * cnt * P, c.L.w_hh + (q * H + j0) * P, cnt * P);
+      pk[b] = std::make_unique<PackedB>(Trans::trans, P, G * cnt, rows.data(), P);  // (P x G cnt)
+      tile_w = std::max(tile_w, G * cnt);
+    }
+    if (tile_w > 0) tile = scratch(1, N * tile_w);
+    for (int64_t k = 0; k < c.T; ++k) {
+      const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
+      for (int64_t b = tid; b < nb; b += nth) {
+        const int64_t j0 = b * ub, cnt = std::min(ub, H - j0);
+        sgemm_packed(Trans::none, N, 1.0f, c.s.hprev + t * N * P, P, *pk[b], 0.0f, tile, G * cnt);
+        for (int64_t n = 0; n < N; ++n)
+          forward_row(c, kt, nullptr, tile + n * G * cnt, cnt, n, t, tn, j0, cnt, out, hn, cn);
+      }
+      if (nth > 1 && tn >= 0) bar.wait(int64_t(nth) * (k + 1));
+    }
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -217,7 +289,8 @@ struct FwdJob {
   int slot;  // direction index (0, 1) for the calling thread's scratch slots
   float* bias = nullptr;
   float* gin = nullptr;
-  bool done = false, gemv = false, fuse_in = false, units = false;
+  bool done = false, gemv = false, fuse_in = false, units = false, cols = false;
+  bool alone = true;  // false for the two directions of a bidirectional layer (run concurrently)
   std::unique_ptr<PackedB> own_hh, own_hr;    // packed here when the caller passed no packs
   const PackedB *pk_hh = nullptr, *pk_hr = nullptr;
   FwdJob(const RnnLayer& l, const RnnFwdIO& i, int sl) : L(l), io(i), slot(sl) {}
@@ -252,7 +325,8 @@ void fwd_prepare(FwdJob& j) {
   const int64_t t0 = c.time(0);
   copy(s.hprev + t0 * N * P, j.io.h0, N * P);
   if (c.lstm) copy(s.cprev + t0 * N * H, j.io.c0, N * H);
-  if (!j.gemv && !j.units) {
+  j.cols = !j.gemv && !j.units && j.alone && use_cols(c);  // packs its own per-block slices
+  if (!j.gemv && !j.units && !j.cols) {
     j.pk_hh = j.L.pk_hh;
     if (!j.pk_hh) {
       j.own_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
@@ -280,6 +354,10 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
   }
   if (j.units) {
     forward_units(c, kt, j.bias, j.gin, out, hn, cn, serial);
+    return;
+  }
+  if (j.cols) {
+    forward_cols(c, kt, out, hn, cn, serial);
     return;
   }
   const int64_t nb = fixed_blocks(N, rb);
@@ -316,6 +394,7 @@ void rnn_layers_forward(int count, const RnnLayer* L, const RnnFwdIO* io) {
     return;
   }
   FwdJob jobs[2] = {FwdJob(L[0], io[0], 0), FwdJob(L[1], io[1], 1)};
+  jobs[0].alone = jobs[1].alone = false;
   run_jobs(2, jobs, row_block(L[0].N, 2), fwd_prepare, fwd_recur);
 }
 
