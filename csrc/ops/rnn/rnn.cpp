@@ -1,6 +1,7 @@
 // Recurrent layer entry: input-projection GEMM, the time loop (the forward paths of rnn.h: GEMV split of
-// hidden units, or row blocks; the two directions of a bidirectional layer on one thread each), and the backward recurrence followed by the weight-gradient
-// GEMMs. Contract and maths: rnn.h.
+// hidden units, unit blocks of a cell step, unit blocks with L2-resident W_hh slices (large LSTM), or row
+// blocks; the two directions of a bidirectional layer on one thread each), and the backward recurrence
+// followed by the weight-gradient GEMMs. Contract and maths: rnn.h.
 // Test: pytest tests/test_rnn.py. Bench: python -m fastml.bench --ops rnn
 #include "ops/rnn/rnn.h"
 
@@ -8,7 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -214,65 +214,70 @@ void forward_units(const Ctx& c, const RnnKernels& kt, const float* bias, float*
 
 // LSTM without projection whose W_hh does not fit one core's L2 (G H P floats >= kColsMinWeights), T > 1,
 // one direction: the hidden units are cut into two fixed blocks (never a function of the thread count);
-// block b owns all 4 gates of its units, so its slice of W_hh^T (packed once per call, gathered rows
-// [q H + j0, q H + j0 + cnt) of each gate q) stays in the L2 of the thread that runs it, and every step
-// is one GEMM of the whole batch (M = N) into that thread's tile, consumed by the fused gate pass. The
-// threads meet once per step (h of step t is written to hprev before the barrier): a spin-then-yield
-// barrier on a monotonic atomic counter, so a descheduled partner on a loaded machine costs yields, not
-// a sleeping futex round-trip per step.
+// block b owns all 4 gates of its units, so its slice of W_hh^T (packed once per call from the gathered
+// rows [q H + j0, q H + j0 + cnt) of each gate q) stays in the L2 of the thread that runs it, and every
+// step of a block is one GEMM of the whole batch (M = N) into a per-thread tile, consumed at once by the
+// fused gate pass. Step k of any block starts once all blocks of step k - 1 are done (a monotonic atomic
+// count; h of step k - 1 is in hprev before its block is counted). Each thread claims its own block of a
+// step first, then any block of that step nobody claimed yet: on a quiet machine every block stays on its
+// thread (L2-resident weights); when a thread is descheduled (loaded machine) the running one takes its
+// blocks instead of waiting for it. Waiting spins with a pause hint for a bounded time, then yields.
+// Every block is computed by the same serial kernels whichever thread runs it: same bits for any count.
 inline constexpr int64_t kColsMinWeights = int64_t(1) << 19;  // 2 MiB of float32 weights
+inline constexpr int kSpinIters = 4096;
 
-struct StepBarrier {
-  std::atomic<int64_t> arrived{0};
-  void wait(int64_t target) {  // target: threads x steps done so far
-    arrived.fetch_add(1, std::memory_order_acq_rel);
-    int spins = 0;
-    while (arrived.load(std::memory_order_acquire) < target) {
-      if (spins < 4096) {
-        ++spins;
+template <class Ready>
+void spin_until(Ready ready) {
+  int spins = 0;
+  while (!ready()) {
+    if (spins < kSpinIters) {
+      ++spins;
 #if defined(__x86_64__) || defined(_M_X64)
-        _mm_pause();
+      _mm_pause();
 #endif
-      } else {
-        std::this_thread::yield();
-      }
+    } else {
+      std::this_thread::yield();
     }
   }
-};
+}
 
 bool use_cols(const Ctx& c) {
-  if (std::getenv("FASTML_RNN_NOCOLS")) return false;  // TEMP A/B
   return c.lstm && !c.proj && c.T > 1 && c.N > kGemvRows && c.GH * c.P >= kColsMinWeights;
 }
 
 void forward_cols(const Ctx& c, const RnnKernels& kt, float* out, float* hn, float* cn, bool serial) {
-  const int64_t N = c.N, H = c.H, P = c.P, GH = c.GH, G = c.G;
+  const int64_t N = c.N, H = c.H, P = c.P, G = c.G, T = c.T;
   const int64_t ub = std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16), nb = (H + ub - 1) / ub;
   std::vector<std::unique_ptr<PackedB>> pk(static_cast<size_t>(nb));
-  StepBarrier bar;
+  std::unique_ptr<std::atomic<int64_t>[]> claimed(new std::atomic<int64_t>[static_cast<size_t>(nb)]);
+  for (int64_t b = 0; b < nb; ++b) claimed[b].store(-1, std::memory_order_relaxed);  // last step claimed
+  std::atomic<int64_t> done{0};  // blocks finished over all steps
   const int nt = serial ? 1 : static_cast<int>(std::min<int64_t>(get_num_threads(), nb));
+  // pk[b] is written at step 0 by the block's claimant and read at later steps after `done` covers it
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    float* tile = nullptr;
-    int64_t tile_w = 0;
-    for (int64_t b = tid; b < nb; b += nth) {  // pack this thread's blocks (first touch in its caches)
-      const int64_t j0 = b * ub, cnt = std::min(ub, H - j0);
-      std::vector<float> rows(static_cast<size_t>(G * cnt * P));
-      for (int64_t q = 0; q < G; ++q) copy(rows.data() + q * cnt * P, c.L.w_hh + (q * H + j0) * P, cnt * P);
-      pk[b] = std::make_unique<PackedB>(Trans::trans, P, G * cnt, rows.data(), P);  // (P x G cnt)
-      tile_w = std::max(tile_w, G * cnt);
-    }
-    if (tile_w > 0) tile = scratch(1, N * tile_w);
-    for (int64_t k = 0; k < c.T; ++k) {
-      const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
-      for (int64_t b = tid; b < nb; b += nth) {
+    const int tid = omp_get_thread_num();
+    float* tile = scratch(1, N * G * ub);
+    for (int64_t k = 0; k < T; ++k) {
+      const int64_t t = c.time(k), tn = k + 1 < T ? c.time(k + 1) : -1;
+      spin_until([&] { return done.load(std::memory_order_acquire) >= k * nb; });
+      for (int64_t i = 0; i < nb; ++i) {
+        const int64_t b = (tid + i) % nb;  // own block first
+        int64_t prev = k - 1;
+        if (claimed[b].load(std::memory_order_relaxed) != prev ||
+            !claimed[b].compare_exchange_strong(prev, k, std::memory_order_acq_rel))
+          continue;
         const int64_t j0 = b * ub, cnt = std::min(ub, H - j0);
+        if (k == 0) {  // the block's first claimant packs its W_hh^T slice (into its own caches)
+          std::vector<float> rows(static_cast<size_t>(G * cnt * P));
+          for (int64_t q = 0; q < G; ++q) copy(rows.data() + q * cnt * P, c.L.w_hh + (q * H + j0) * P, cnt * P);
+          pk[b] = std::make_unique<PackedB>(Trans::trans, P, G * cnt, rows.data(), P);  // (P x G cnt)
+        }
         sgemm_packed(Trans::none, N, 1.0f, c.s.hprev + t * N * P, P, *pk[b], 0.0f, tile, G * cnt);
         for (int64_t n = 0; n < N; ++n)
           forward_row(c, kt, nullptr, tile + n * G * cnt, cnt, n, t, tn, j0, cnt, out, hn, cn);
+        done.fetch_add(1, std::memory_order_release);
       }
-      if (nth > 1 && tn >= 0) bar.wait(int64_t(nth) * (k + 1));
     }
   }
 }
