@@ -86,6 +86,7 @@ SEQ_CASES = [
     ("lstm", dict(T=5, N=9, I=4, H=100, L=3, bf=True)),
     ("lstm", dict(T=7, N=5, I=3, H=17, D=2, proj=5, lengths="mixed")),
     ("lstm", dict(T=4, N=2, I=3, H=7, proj=3, bias=False)),
+    ("lstm", dict(T=5, N=9, I=4, H=370, lengths="mixed")),  # 4 H^2 >= 2^19: hidden-unit split per step
     ("gru", dict(T=37, N=1, I=6, H=100)),
     ("gru", dict(T=6, N=33, I=5, H=17, L=2, D=2, lengths="mixed", bf=True)),
     ("gru", dict(T=5, N=4, I=3, H=1, bias=False)),
@@ -396,7 +397,10 @@ def test_dropout_reproducible_and_backward_consistent(rng):
                                       ("lstm", dict(T=9, N=33, I=8, H=40, D=2, lengths="mixed", proj=7)),
                                       ("gru", dict(T=9, N=3, I=8, H=130, lengths="mixed")),
                                       ("gru", dict(T=9, N=40, I=8, H=33)),
-                                      ("rnn", dict(T=9, N=17, I=8, H=65, L=2))], ids=lambda c: "")
+                                      ("rnn", dict(T=9, N=17, I=8, H=65, L=2)),
+                                      # hidden-unit split with a per-step barrier (uneven blocks 192 + 178)
+                                      ("lstm", dict(T=6, N=19, I=8, H=370, L=2, lengths="mixed"))],
+                         ids=lambda c: "")
 def test_threads_bitwise_identical(rng, threads, mode, cfg):
     cfg = dict(cfg, lengths=_lengths(rng, cfg))
     x, hx, ws = (f32(a) for a in make_problem(rng, mode, cfg))

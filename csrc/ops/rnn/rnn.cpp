@@ -1,15 +1,21 @@
 // Recurrent layer entry: input-projection GEMM, the time loop (the forward paths of rnn.h: GEMV split of
-// hidden units, or row blocks; the two directions of a bidirectional layer on one thread each), and the backward recurrence followed by the weight-gradient
-// GEMMs. Contract and maths: rnn.h.
+// hidden units, unit blocks of a cell step, unit blocks with L2-resident W_hh slices (large LSTM), or row
+// blocks; the two directions of a bidirectional layer on one thread each), and the backward recurrence
+// followed by the weight-gradient GEMMs. Contract and maths: rnn.h.
 // Test: pytest tests/test_rnn.py. Bench: python -m fastml.bench --ops rnn
 #include "ops/rnn/rnn.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
 
 #include "core/parallel.h"
 #include "gemm/gemm.h"
@@ -205,6 +211,77 @@ void forward_units(const Ctx& c, const RnnKernels& kt, const float* bias, float*
   if (serial) blocks(0, nb); else parallel_for(nb, 1, 1, blocks);
 }
 
+
+// LSTM without projection whose W_hh does not fit one core's L2 (G H P floats >= kColsMinWeights), T > 1,
+// one direction: the hidden units are cut into two fixed blocks (never a function of the thread count);
+// block b owns all 4 gates of its units, so its slice of W_hh^T (packed once per call from the gathered
+// rows [q H + j0, q H + j0 + cnt) of each gate q) stays in the L2 of the thread that runs it, and every
+// step of a block is one GEMM of the whole batch (M = N) into a per-thread tile, consumed at once by the
+// fused gate pass. Step k of any block starts once all blocks of step k - 1 are done (a monotonic atomic
+// count; h of step k - 1 is in hprev before its block is counted). Each thread claims its own block of a
+// step first, then any block of that step nobody claimed yet: on a quiet machine every block stays on its
+// thread (L2-resident weights); when a thread is descheduled (loaded machine) the running one takes its
+// blocks instead of waiting for it. Waiting spins with a pause hint for a bounded time, then yields.
+// Every block is computed by the same serial kernels whichever thread runs it: same bits for any count.
+inline constexpr int64_t kColsMinWeights = int64_t(1) << 19;  // 2 MiB of float32 weights
+inline constexpr int kSpinIters = 4096;
+
+template <class Ready>
+void spin_until(Ready ready) {
+  int spins = 0;
+  while (!ready()) {
+    if (spins < kSpinIters) {
+      ++spins;
+#if defined(__x86_64__) || defined(_M_X64)
+      _mm_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+bool use_cols(const Ctx& c) {
+  return c.lstm && !c.proj && c.T > 1 && c.N > kGemvRows && c.GH * c.P >= kColsMinWeights;
+}
+
+void forward_cols(const Ctx& c, const RnnKernels& kt, float* out, float* hn, float* cn, bool serial) {
+  const int64_t N = c.N, H = c.H, P = c.P, G = c.G, T = c.T;
+  const int64_t ub = std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16), nb = (H + ub - 1) / ub;
+  std::vector<std::unique_ptr<PackedB>> pk(static_cast<size_t>(nb));
+  std::unique_ptr<std::atomic<int64_t>[]> claimed(new std::atomic<int64_t>[static_cast<size_t>(nb)]);
+  for (int64_t b = 0; b < nb; ++b) claimed[b].store(-1, std::memory_order_relaxed);  // last step claimed
+  std::atomic<int64_t> done{0};  // blocks finished over all steps
+  const int nt = serial ? 1 : static_cast<int>(std::min<int64_t>(get_num_threads(), nb));
+  // pk[b] is written at step 0 by the block's claimant and read at later steps after `done` covers it
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num();
+    float* tile = scratch(1, N * G * ub);
+    for (int64_t k = 0; k < T; ++k) {
+      const int64_t t = c.time(k), tn = k + 1 < T ? c.time(k + 1) : -1;
+      spin_until([&] { return done.load(std::memory_order_acquire) >= k * nb; });
+      for (int64_t i = 0; i < nb; ++i) {
+        const int64_t b = (tid + i) % nb;  // own block first
+        int64_t prev = k - 1;
+        if (claimed[b].load(std::memory_order_relaxed) != prev ||
+            !claimed[b].compare_exchange_strong(prev, k, std::memory_order_acq_rel))
+          continue;
+        const int64_t j0 = b * ub, cnt = std::min(ub, H - j0);
+        if (k == 0) {  // the block's first claimant packs its W_hh^T slice (into its own caches)
+          std::vector<float> rows(static_cast<size_t>(G * cnt * P));
+          for (int64_t q = 0; q < G; ++q) copy(rows.data() + q * cnt * P, c.L.w_hh + (q * H + j0) * P, cnt * P);
+          pk[b] = std::make_unique<PackedB>(Trans::trans, P, G * cnt, rows.data(), P);  // (P x G cnt)
+        }
+        sgemm_packed(Trans::none, N, 1.0f, c.s.hprev + t * N * P, P, *pk[b], 0.0f, tile, G * cnt);
+        for (int64_t n = 0; n < N; ++n)
+          forward_row(c, kt, nullptr, tile + n * G * cnt, cnt, n, t, tn, j0, cnt, out, hn, cn);
+        done.fetch_add(1, std::memory_order_release);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -217,7 +294,8 @@ struct FwdJob {
   int slot;  // direction index (0, 1) for the calling thread's scratch slots
   float* bias = nullptr;
   float* gin = nullptr;
-  bool done = false, gemv = false, fuse_in = false, units = false;
+  bool done = false, gemv = false, fuse_in = false, units = false, cols = false;
+  bool alone = true;  // false for the two directions of a bidirectional layer (run concurrently)
   std::unique_ptr<PackedB> own_hh, own_hr;    // packed here when the caller passed no packs
   const PackedB *pk_hh = nullptr, *pk_hr = nullptr;
   FwdJob(const RnnLayer& l, const RnnFwdIO& i, int sl) : L(l), io(i), slot(sl) {}
@@ -252,7 +330,8 @@ void fwd_prepare(FwdJob& j) {
   const int64_t t0 = c.time(0);
   copy(s.hprev + t0 * N * P, j.io.h0, N * P);
   if (c.lstm) copy(s.cprev + t0 * N * H, j.io.c0, N * H);
-  if (!j.gemv && !j.units) {
+  j.cols = !j.gemv && !j.units && j.alone && use_cols(c);  // packs its own per-block slices
+  if (!j.gemv && !j.units && !j.cols) {
     j.pk_hh = j.L.pk_hh;
     if (!j.pk_hh) {
       j.own_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
@@ -280,6 +359,10 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
   }
   if (j.units) {
     forward_units(c, kt, j.bias, j.gin, out, hn, cn, serial);
+    return;
+  }
+  if (j.cols) {
+    forward_cols(c, kt, out, hn, cn, serial);
     return;
   }
   const int64_t nb = fixed_blocks(N, rb);
@@ -316,6 +399,7 @@ void rnn_layers_forward(int count, const RnnLayer* L, const RnnFwdIO* io) {
     return;
   }
   FwdJob jobs[2] = {FwdJob(L[0], io[0], 0), FwdJob(L[1], io[1], 1)};
+  jobs[0].alone = jobs[1].alone = false;
   run_jobs(2, jobs, row_block(L[0].N, 2), fwd_prepare, fwd_recur);
 }
 

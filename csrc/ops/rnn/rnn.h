@@ -21,12 +21,23 @@
 //    fixed blocks; per block the G column slices of x W_ih^T + b and h W_hh^T are serial GEMMs on one
 //    thread, consumed at once by the fused gate pass (one fork-join instead of two engine-threaded GEMMs
 //    and a separate pass: ~1.2x torch at N 64, 256 -> 512, against ~0.9x before).
+//  * LSTM, T > 1, batch > kGemvRows, no projection, one direction, W_hh of >= 2 MiB (G H P >= 2^19 floats,
+//    more than one core's L2): the hidden units are cut into two fixed blocks (all 4 gates of a unit in
+//    one block); each block's W_hh^T slice is packed once per call and stays in the L2 of the thread that
+//    owns the block; per step one GEMM of the whole batch (M = N: 14 + 14 + 4 row tiles at N 32 instead
+//    of 14 + 2 per 16-row block) per block, consumed by the fused gate pass. Steps are ordered by an
+//    atomic count of finished blocks (spin with a pause hint, then yield; no OS barrier); each thread
+//    claims its own block of a step first and then any unclaimed one, so a descheduled thread's block is
+//    taken over rather than waited for. T50 N32 256 -> 512 on the 2-core AVX-512 VM, quiet, min of 15:
+//    15.7 ms (torch 16.6) against 19.6 ms for row blocks; under a busy-loop load the medians were
+//    ~1.1-1.4x those of row blocks (torch 3-10x slower than both there). Caller packs are not used
+//    (the slices are packed per call, ~0.4 ms at that shape).
 //  * otherwise: batch rows are independent in the recurrence, so they are cut into fixed row blocks
 //    that threads run through all T steps without any synchronisation (per step one sgemm_packed on
 //    W_hh^T packed once per call); the two directions of a bidirectional layer run concurrently, one
-//    thread each (rnn_layers_forward with count 2). A column split of the hidden units (M = the whole
-//    batch, ~20% faster per step on a quiet machine) was measured 2-4x slower on a loaded 2-core VM
-//    because of its per-step barrier, so the barrier-free row blocks are used. W_hh^T (and W_hr^T) may
+//    thread each (rnn_layers_forward with count 2). A column split with an OpenMP barrier per step
+//    was measured 2-4x slower on a loaded 2-core VM, hence the atomic, work-taking scheme above and row
+//    blocks everywhere else. W_hh^T (and W_hr^T) may
 //    come pre-packed by the caller (RnnLayer::pk_hh, fastml.nn modules in eval mode): same bits.
 // Backward: row blocks as the last path (directions concurrently), the recurrence stores
 // d(pre-activation) for all steps (T N x G H); weight gradients are then big GEMMs over all steps and
