@@ -127,14 +127,19 @@ def host_backend(dtype, op: str) -> str:
     return "cpu" if dtype == F32 else "numpy"
 
 
-def check_out(out, shape, dtype, op: str) -> np.ndarray:
-    """Validate an ``out=`` array for the NumPy backend (same rules as the compiled one)."""
+def check_out_array(out, shape, dtype, op: str) -> None:
+    """The layout-independent rules for an ``out=`` array: a numpy array of the exact dtype and shape."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{op}: expected a numpy array for out, got {type(out).__name__}")
     if out.dtype != dtype:
         raise TypeError(f"{op}: expected {np.dtype(dtype)} for out, got {out.dtype}")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"{op}: expected out of shape {tuple(shape)}, got {tuple(out.shape)}")
+
+
+def check_out(out, shape, dtype, op: str) -> np.ndarray:
+    """Validate an ``out=`` array for the NumPy backend (same rules as the compiled one)."""
+    check_out_array(out, shape, dtype, op)
     if not out.flags.c_contiguous:
         raise ValueError(f"{op}: expected a C-contiguous array for out, got a strided view")
     if not out.flags.writeable:

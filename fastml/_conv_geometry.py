@@ -174,3 +174,13 @@ def unpad_grad(gp, g, mode, in_size):
         np.add.at(acc, idx, moved)
         out = np.moveaxis(acc, 0, axis)
     return out
+
+
+def name_conv_functions(nd, conv, conv_backward, conv_transpose, conv_transpose_backward):
+    """Give the per-dimension functions built by a ``_make(nd)`` factory their public names (both the
+    public module and the reference build conv1d/2d/3d this way); returns them in the same order."""
+    fns = (conv, conv_backward, conv_transpose, conv_transpose_backward)
+    for f, name in zip(fns, (f"conv{nd}d", f"conv{nd}d_backward", f"conv_transpose{nd}d",
+                             f"conv_transpose{nd}d_backward")):
+        f.__name__ = f.__qualname__ = name
+    return fns

@@ -200,12 +200,7 @@ def _out_target(op, out, shape, dtype, nd, batched):
     """Validate out=; return (out5, out_cl) where out5 is its 5-D view in the layout the kernel writes."""
     if out is None:
         return None, None
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{op}: expected a numpy array for out, got {type(out).__name__}")
-    if out.dtype != dtype:
-        raise TypeError(f"{op}: expected {np.dtype(dtype)} for out, got {out.dtype}")
-    if tuple(out.shape) != tuple(shape):
-        raise ValueError(f"{op}: expected out of shape {tuple(shape)}, got {tuple(out.shape)}")
+    _B.check_out_array(out, shape, dtype, op)
     if not out.flags.writeable:
         raise ValueError(f"{op}: expected a writeable array for out, got a read-only one")
     if out.flags.c_contiguous:
@@ -395,11 +390,7 @@ def _make(nd):
     conv_transpose.__doc__ = (f"{nd}-D transposed convolution (torch.nn.functional.conv_transpose{nd}d): weight "
                               f"(C_in, C_out/groups, k...).")
     conv_transpose_backward.__doc__ = f"Gradients of conv_transpose{nd}d: (grad_input, grad_weight, grad_bias)."
-    for f, name in ((conv, f"conv{nd}d"), (conv_backward, f"conv{nd}d_backward"),
-                    (conv_transpose, f"conv_transpose{nd}d"),
-                    (conv_transpose_backward, f"conv_transpose{nd}d_backward")):
-        f.__name__ = f.__qualname__ = name
-    return conv, conv_backward, conv_transpose, conv_transpose_backward
+    return G.name_conv_functions(nd, conv, conv_backward, conv_transpose, conv_transpose_backward)
 
 
 conv1d, conv1d_backward, conv_transpose1d, conv_transpose1d_backward = _make(1)

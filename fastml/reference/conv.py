@@ -176,11 +176,7 @@ def _make(nd):
         return _conv_transposend_backward(nd, grad_output, input, weight, stride, padding, output_padding, groups,
                                           dilation, output_mask)
 
-    for f, name in ((conv, f"conv{nd}d"), (conv_backward, f"conv{nd}d_backward"),
-                    (conv_transpose, f"conv_transpose{nd}d"),
-                    (conv_transpose_backward, f"conv_transpose{nd}d_backward")):
-        f.__name__ = f.__qualname__ = name
-    return conv, conv_backward, conv_transpose, conv_transpose_backward
+    return G.name_conv_functions(nd, conv, conv_backward, conv_transpose, conv_transpose_backward)
 
 
 conv1d, conv1d_backward, conv_transpose1d, conv_transpose1d_backward = _make(1)
