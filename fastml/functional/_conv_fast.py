@@ -245,7 +245,7 @@ def winograd_conv2d(x, w, bias, *, activation=None, out=None, tile="f43", paddin
 # geometry; ``auto(geom, channels_last)`` -> 'auto' picks it; ``forward(x5, w5, bias, geom, activation,
 # channels_last, out5, out_channels_last)`` -> y5 in the layout of ``out_channels_last``;
 # ``auto_backward(geom)`` -> 'auto' routes conv*_backward to its ``backward``;
-# ``backward(go5, x5, w5, geom, mask)`` -> (gx5, gw5, gb) or None where the kernel has no backward.
+# ``backward(go5, x5, w5, geom, mask)`` -> (gx5, gw5, gb) (Winograd: grad_weight on the general kernels).
 # Arrays are the 5-D float32 views of conv.py: NCDHW (channels-last: NDHWC), weight (K, C/g, kd, kh, kw);
 # conv2d is D == 1, conv1d is D == H == 1 (a 1 x L image). Zero padding is in geom.pad_lo / pad_hi; a
 # non-'zeros' padding_mode has been applied to the input already (geom padding 0). Channels-last input is
@@ -288,7 +288,6 @@ def _store(y4, out5, out_cl):
 
 class _Path:
     name = ""
-    has_backward = True
 
     def applies(self, g, channels_last):
         raise NotImplementedError

@@ -102,8 +102,8 @@ _ALGO_ID = {"im2col": 0, "1x1": 1}
 # channels_last, out5, out_channels_last) -> y5`` (5-D float32 arrays, geometry from
 # fastml._conv_geometry.parse, zero padding in geom.pad_lo / pad_hi, a non-'zeros' padding_mode already
 # applied to the input), ``auto_backward(geom) -> bool`` ('auto' routes the backward to it) and
-# ``backward(go5, x5, w5, geom, mask) -> (gx5, gw5, gb)``, or None when the kernel has no backward
-# (``has_backward`` False). fastml/functional/_conv_fast.py provides them as CONV_FAST_PATHS; 'auto' tries
+# ``backward(go5, x5, w5, geom, mask) -> (gx5, gw5, gb)`` (a path may compute part of it on the general
+# kernels). fastml/functional/_conv_fast.py provides them as CONV_FAST_PATHS; 'auto' tries
 # _AUTO_FAST_ORDER first, in that order.
 _FAST_PATHS: dict = {}
 _FAST_NAMES = ("depthwise", "direct", "winograd", "winograd_f43")
