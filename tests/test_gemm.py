@@ -298,6 +298,36 @@ def test_sgemm_small_m_times_b_transposed(isa, rng, threads, M, N, K):
                             what=f"{isa['isa']} {M}x{N}x{K} beta={beta} {bias_kind} {act}")
 
 
+# op(B) = B read in place with several row groups (M <= MC, gemm.cpp's B-sliver-outer loop): the first row
+# group's microkernel copies the sliver while computing (micro_copy_b), the others read the copy; with A read
+# in place (N <= 4 NR) the sliver is copied first. Last shape: K long enough for two packed-A super-blocks.
+@pytest.mark.parametrize("M,N,K,ta", [(15, 200, 300, False), (32, 768, 600, False), (47, 129, 513, True),
+                                      (40, 100, 300, False), (140, 130, 30000, False)], ids=str)
+def test_sgemm_b_in_place_row_groups(isa, rng, threads, M, N, K, ta):
+    assert M <= 10 * isa["mr"] and M > isa["mr"] or isa["isa"] != "avx512"  # several row groups, B in place
+    a, b = _operands(rng, M, N, K, ta, False, 3)
+    for beta, bias_kind, act in [(0.0, None, "none"), (-0.5, "row", "relu"), (1.0, "col", "tanh")]:
+        c0 = rng.standard_normal((M, N)).astype(np.float32)
+        bias = None if bias_kind is None else rng.standard_normal(M if bias_kind == "row" else N).astype(np.float32)
+        outs = []
+        for nt in (1, 2):
+            fastml.set_num_threads(nt)
+            c = c0.copy() if beta != 0.0 else np.full_like(c0, np.nan)
+            _C.sgemm(a, b, c, ta, False, 0.5, beta, bias=bias, bias_kind=bias_kind or "col", act=act)
+            outs.append(c)
+        assert np.array_equal(outs[0], outs[1]), f"{M}x{N}x{K} beta={beta} differs between 1 and 2 threads"
+        lin = 0.5 * (_op(a, ta).astype(np.float64) @ b.astype(np.float64)) + beta * c0
+        base = np.float32(0.5) * (_op(a, ta) @ b) + np.float32(beta) * c0
+        if bias is not None:
+            bb = bias[:, None] if bias_kind == "row" else bias[None, :]
+            lin, base = lin + bb, base + bb
+        ref = ACTS[act](lin)
+        with fastml.use_backend("numpy"):
+            base32 = base if act == "none" else ACT32[act](base.astype(np.float32))
+        assert_error_within(outs[0], ref, base32, scale=float(np.abs(lin).max()),
+                            what=f"{isa['isa']} {M}x{N}x{K} beta={beta} {bias_kind} {act}")
+
+
 @pytest.fixture
 def odd_blocking():
     """Small KC and NC that are not multiples of the packing items: many K and N blocks with ragged ends."""

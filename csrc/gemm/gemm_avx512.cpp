@@ -4,7 +4,9 @@
 // loads of B and 14 broadcasts of A (embedded-broadcast FMAs), 28 FMAs. 28 + 2 B + 1 spare = 31 of 32
 // registers; 28 independent chains hide the 4-cycle FMA latency on 2 FMA ports (needs >= 8), and the
 // 16 loads per 14 cycles fit the 2 load ports. The m < 14 edge runs the same loop with fewer rows
-// (template instance per m), the n < 32 edge masks the B loads and the C loads/stores.
+// (template instance per m), the n < 32 edge masks the B loads and the C loads/stores. The copy-B variant
+// (B read in place by the first row group) also stores the two B vectors of each k step into a packed
+// sliver: 2 stores per 28 FMAs, which hides the latency of that first read behind the FMAs.
 // Packing: 16x16 in-register transposes for the transposing packs (op(A) no-trans, op(B) trans).
 // Test: FASTML_ISA=avx512 pytest tests/test_gemm.py. Bench: python benchmarks/bench_gemm.py
 #include <immintrin.h>
@@ -22,9 +24,10 @@ constexpr int NR = 32;
 constexpr int64_t kPrefetchK = 8;  // B rows prefetched this many k steps (~110 cycles) ahead
 
 // DIRECT_A: A read in place (row i at a + i*lda), else a packed sliver (a[p*MR + i]).
-template <int ROWS, bool MASKED, bool DIRECT_A>
-inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                       int n, const GemmTile& t) {
+// COPY_B: b is read in place and every B row loaded is also stored, zero-padded to NR, at bcopy[p*NR].
+template <int ROWS, bool MASKED, bool DIRECT_A, bool COPY_B>
+inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* bcopy, float* c,
+                       int64_t ldc, int n, const GemmTile& t) {
   __m512 c0[ROWS], c1[ROWS];
 #pragma GCC unroll 14
   for (int i = 0; i < ROWS; ++i) {
@@ -38,17 +41,23 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
   }
   const __mmask16 m0 = MASKED ? static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1u) : 0xffff;
   const __mmask16 m1 = MASKED ? static_cast<__mmask16>(n <= 16 ? 0 : (1u << (n - 16)) - 1u) : 0xffff;
+  const int64_t pfd = kPrefetchK * ldb;
 #pragma GCC unroll 4
   for (int64_t p = 0; p < k; ++p) {
     __m512 b0, b1;
-    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchK * ldb), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchK * ldb + 16), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + pfd), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + pfd + 16), _MM_HINT_T0);
     if (MASKED) {
       b0 = _mm512_maskz_loadu_ps(m0, b);
       b1 = _mm512_maskz_loadu_ps(m1, b + 16);
     } else {
       b0 = _mm512_loadu_ps(b);
       b1 = _mm512_loadu_ps(b + 16);
+    }
+    if (COPY_B) {
+      _mm512_store_ps(bcopy, b0);
+      _mm512_store_ps(bcopy + 16, b1);
+      bcopy += NR;
     }
 #pragma GCC unroll 14
     for (int i = 0; i < ROWS; ++i) {
@@ -93,42 +102,47 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
   }
 }
 
-template <int ROWS, bool DIRECT_A>
-inline void micro_n(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                    int n, const GemmTile& t) {
-  if (n == NR) micro_rows<ROWS, false, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t);
-  else micro_rows<ROWS, true, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t);
+template <int ROWS, bool DIRECT_A, bool COPY_B>
+inline void micro_n(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* bcopy, float* c,
+                    int64_t ldc, int n, const GemmTile& t) {
+  if (n == NR) micro_rows<ROWS, false, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
+  else micro_rows<ROWS, true, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
 }
 
-template <bool DIRECT_A>
-void micro_any(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int m,
-               int n, const GemmTile& t) {
+template <bool DIRECT_A, bool COPY_B = false>
+void micro_any(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* bcopy, float* c,
+               int64_t ldc, int m, int n, const GemmTile& t) {
   switch (m) {
-    case 14: micro_n<14, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 13: micro_n<13, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 12: micro_n<12, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 11: micro_n<11, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 10: micro_n<10, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 9: micro_n<9, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 8: micro_n<8, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 7: micro_n<7, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 6: micro_n<6, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 5: micro_n<5, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 4: micro_n<4, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 3: micro_n<3, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    case 2: micro_n<2, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
-    default: micro_n<1, DIRECT_A>(k, a, lda, b, ldb, c, ldc, n, t); break;
+    case 14: micro_n<14, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 13: micro_n<13, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 12: micro_n<12, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 11: micro_n<11, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 10: micro_n<10, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 9: micro_n<9, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 8: micro_n<8, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 7: micro_n<7, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 6: micro_n<6, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 5: micro_n<5, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 4: micro_n<4, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 3: micro_n<3, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    case 2: micro_n<2, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
+    default: micro_n<1, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
   }
 }
 
 void micro(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int m, int n,
            const GemmTile& t) {
-  micro_any<false>(k, a, MR, b, ldb, c, ldc, m, n, t);
+  micro_any<false>(k, a, MR, b, ldb, nullptr, c, ldc, m, n, t);
+}
+
+void micro_copy_b(int64_t k, const float* a, const float* b, int64_t ldb, float* bcopy, float* c, int64_t ldc, int m,
+                  int n, const GemmTile& t) {
+  micro_any<false, true>(k, a, MR, b, ldb, bcopy, c, ldc, m, n, t);
 }
 
 void micro_direct_a(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                     int m, int n, const GemmTile& t) {
-  micro_any<true>(k, a, lda, b, ldb, c, ldc, m, n, t);
+  micro_any<true>(k, a, lda, b, ldb, nullptr, c, ldc, m, n, t);
 }
 
 // In-register 16x16 transpose: r[i] lane j -> r[j] lane i (unpack ps, unpack pd, two 128-bit shuffles).
@@ -226,7 +240,7 @@ void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernel
 
 extern const GemmKernels gemm_kernels_avx512;
 constexpr GemmKernels gemm_kernels_avx512 = {
-    MR, NR, &micro, &micro_direct_a, &gemm_impl::gemv_rows<VecF>, &pack_copy<MR>, &pack_transpose<MR>, &pack_copy<NR>, &pack_transpose<NR>,
+    MR, NR, &micro, &micro_direct_a, &micro_copy_b, &gemm_impl::gemv_rows<VecF>, &pack_copy<MR>, &pack_transpose<MR>, &pack_copy<NR>, &pack_transpose<NR>,
     &gemm_impl::dot<VecF>, &act};
 
 }  // namespace fastml::cpu::avx512

@@ -184,6 +184,14 @@ void micro_direct_a_via_pack(GemmMicroFn micro, int64_t k, const float* a, int64
   }
 }
 
+// Copy-while-computing microkernel for ISAs without a fused one: the sliver is copied, then computed on.
+template <int NR, GemmPackFn PACK, GemmMicroFn MICRO>
+void micro_copy_b_via_pack(int64_t k, const float* a, const float* b, int64_t ldb, float* bcopy, float* c,
+                           int64_t ldc, int m, int n, const GemmTile& t) {
+  PACK(n, k, b, ldb, bcopy);
+  MICRO(k, a, bcopy, NR, c, ldc, m, n, t);
+}
+
 // The activation epilogue reuses the activation op's kernels of the same ISA (same maths, same accuracy).
 inline void act_with(const ActivationKernels& kt, GemmAct act, int64_t n, float* x) {
   static constexpr ActKind kMap[] = {ActKind::relu, ActKind::relu, ActKind::gelu, ActKind::gelu_tanh,

@@ -37,6 +37,11 @@ using GemmMicroFn = void (*)(int64_t k, const float* a, const float* b, int64_t 
 // Same contract with A read in place: a[i*lda + p] (op(A) = A). k <= KC.
 using GemmMicroDirectAFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                                     int64_t ldc, int m, int n, const GemmTile& t);
+// Same contract as the microkernel with b read in place (ldb = the matrix's ld), which in passing also leaves
+// the NR-wide packed copy of the sliver in bcopy (bcopy[p*NR + j], columns j >= n zero): the first row group
+// pays the memory latency of B while computing; the other row groups then read the copy from L1.
+using GemmMicroCopyBFn = void (*)(int64_t k, const float* a, const float* b, int64_t ldb, float* bcopy, float* c,
+                                  int64_t ldc, int m, int n, const GemmTile& t);
 // t[j] += sum_{p<k} a[p] * b[p*ldb + j] for j < n (M = 1 with op(B) = B), each sum in p order.
 using GemmGemvFn = void (*)(int64_t k, const float* a, const float* b, int64_t ldb, int64_t n, float* t);
 using GemmPackFn = void (*)(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst);
@@ -48,6 +53,7 @@ struct GemmKernels {
   int mr, nr;                 // microkernel tile
   GemmMicroFn micro;
   GemmMicroDirectAFn micro_direct_a;
+  GemmMicroCopyBFn micro_copy_b;
   GemmGemvFn gemv_rows;
   GemmPackFn pack_a_copy, pack_a_transpose;  // R = mr
   GemmPackFn pack_b_copy, pack_b_transpose;  // R = nr
