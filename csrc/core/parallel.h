@@ -6,7 +6,14 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
 
 namespace fastml {
 
@@ -53,6 +60,66 @@ void parallel_blocks(int64_t nblocks, int64_t items_per_block, int64_t grain, F&
   parallel_for(nblocks, min_blocks, 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) fn(i);
   });
+}
+
+// Waits until ready() holds: spins with a pause hint for a bounded time, then yields the core (on a busy
+// machine the thread being waited for may be the one that needs it).
+inline constexpr int kSpinIters = 4096;
+
+template <class Ready>
+void spin_until(Ready ready) {
+  int spins = 0;
+  while (!ready()) {
+    if (spins < kSpinIters) {
+      ++spins;
+#if defined(__x86_64__) || defined(_M_X64)
+      _mm_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+// Phased work without barriers. Phase i has `tasks` independent tasks; tasks are claimed in flat order
+// (all of phase 0, then phase 1, ...) by whichever thread is free, and a task of phase i starts once every
+// task of the (earlier) phases in its `dep` list is done. Where a worksharing loop's barrier makes every
+// thread wait for the slowest to arrive, here a thread that a busy machine has descheduled holds up the
+// others only while it holds a task something later needs: the running threads take all other tasks. A
+// thread that finishes its part of one phase goes on with the next phase's tasks whose dependencies are
+// met (e.g. packing the next operand panel while the last tiles of the current one are computed).
+// run(i, t) runs task t of phase i; which thread runs it must not change its result.
+struct Phase {
+  int64_t tasks = 0;
+  int64_t dep[3] = {-1, -1, -1};  // phases that must be complete first (-1: none)
+};
+
+template <class Run>
+void run_phases(int nt, const std::vector<Phase>& ph, Run&& run) {
+  const int64_t np = static_cast<int64_t>(ph.size());
+  std::vector<int64_t> start(np + 1, 0);
+  for (int64_t i = 0; i < np; ++i) start[i + 1] = start[i] + ph[i].tasks;
+  const int64_t total = start[np];
+  if (nt <= 1 || total <= 1) {
+    for (int64_t i = 0; i < np; ++i)
+      for (int64_t t = 0; t < ph[i].tasks; ++t) run(i, t);
+    return;
+  }
+  std::unique_ptr<std::atomic<int64_t>[]> done(new std::atomic<int64_t>[np]());
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t i = 0;
+    for (;;) {
+      const int64_t g = next.fetch_add(1, std::memory_order_relaxed);
+      if (g >= total) break;
+      while (g >= start[i + 1]) ++i;
+      for (const int64_t d : ph[i].dep)
+        if (d >= 0) spin_until([&] { return done[d].load(std::memory_order_acquire) == ph[d].tasks; });
+      run(i, g - start[i]);
+      done[i].fetch_add(1, std::memory_order_release);
+    }
+  }
 }
 
 }  // namespace fastml

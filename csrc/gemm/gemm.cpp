@@ -232,7 +232,7 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   // Loop order. A sliver outer (packed or pre-packed B panel): the A sliver stays in L1 while the B panel
   // streams from L2 (BLIS's order with the operands' roles swapped: here A is broadcast, B the vector
   // operand). B read in place: B sliver outer, each sliver comes from memory once and is reused from L1
-  // by all A slivers, which are packed once per K block into a shared buffer.
+  // by all A slivers, which are packed up front into a shared buffer.
   const bool b_outer = direct_b;
   const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
   const int64_t n_pad = round_up(N, NR);
@@ -241,143 +241,166 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   // repeats the transposing copy of A N / NC times) when there are several panels and the block fits.
   const int64_t npanels = ceil_div(N, nc);
   const bool hoist_a = !b_outer && !direct_a && npanels > 1 && ng * MR * kc <= kMaxABlock;
-  float* bpanel = pack_b ? t_bpack.get(kc * nc) : nullptr;
   // B read in place: A's K blocks packed a super-block (as many K blocks as fit in kMaxABlock) at a time.
   const int64_t a_super = b_outer ? std::max<int64_t>(1, kMaxABlock / (ng * MR * kc)) * kc : kc;
   float* ablock = ((b_outer || hoist_a) && !direct_a) ? t_apack.get(ng * MR * std::min(a_super, round_up(K, kc))) : nullptr;
+  // Two B panel buffers: the panel of step k + 1 is packed while step k's last tiles are computed.
+  float* bpanel = pack_b ? t_bpack.get(2 * kc * nc) : nullptr;
 
-  // Every phase is a worksharing loop with dynamic scheduling (a thread slowed down by another process on
-  // its core takes fewer items) and an implicit barrier; which thread computes a tile never changes it.
-  auto body = [&](int T) {
-    // Worksharing only inside this call's own team: a single-threaded call may itself run inside another
-    // parallel region (one product per thread of a batch), where an orphaned `omp for` would bind to it.
-    auto items = [&](int64_t n, auto&& fn) {
-      if (T <= 1) {
-        for (int64_t i = 0; i < n; ++i) fn(i);
-        return;
+  // C(i.., j..) tile of K block [pc, pc + kb). bcopy: b is read in place and left packed there
+  // (micro_copy_b; packed A only).
+  auto tile = [&](int64_t pc, int64_t kb, int64_t i, int64_t j, const float* a, const float* b, int64_t ldb,
+                  float* bcopy) {
+    const bool last = pc + kb == K;
+    const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
+    const int m = static_cast<int>(std::min<int64_t>(MR, M - i));
+    float* c = p.C + i * p.ldc + j;
+    const GemmTile t = tile_for(p, pc == 0, last, i, j);
+    if (direct_a) kt.micro_direct_a(kb, p.A + i * p.lda + pc, p.lda, b, ldb, c, p.ldc, m, n, t);
+    else if (bcopy) kt.micro_copy_b(kb, a, b, ldb, bcopy, c, p.ldc, m, n, t);
+    else kt.micro(kb, a, b, ldb, c, p.ldc, m, n, t);
+    if (last && has_act(p))
+      for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
+  };
+  // Packing task `it` of op(A)'s K blocks [pc0, pc1) (block pc at ablock + (pc - pc0) * ng * MR).
+  constexpr int64_t kGr = 4;  // row groups per A packing task
+  const int64_t a_tasks_per_block = ceil_div(ng, kGr);
+  auto pack_a_task = [&](int64_t pc0, int64_t it) {  // ablock holds K blocks from pc0 on
+    const int64_t pc = pc0 + it / a_tasks_per_block * kc, kb = std::min(kc, K - pc);
+    const int64_t i = it % a_tasks_per_block * kGr * MR, rows = std::min<int64_t>(kGr * MR, M - i);
+    float* dst = ablock + (pc - pc0) * ng * MR + i * kb;
+    if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, dst);
+    else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, dst);
+  };
+
+  // The work as phases (core/parallel.h run_phases: no barriers; which thread runs a task never changes a
+  // result). Each C tile receives its K blocks in pc order: a step's tiles start only after the previous
+  // step's are all done.
+  enum Kind { kPackA, kPackB, kTiles };
+  struct Step {
+    Kind kind;
+    int64_t jc, pc;  // column panel, K block (A packing: the first K block packed)
+    int64_t pc_end;  // B read in place: the tiles run K blocks [pc, pc_end) per sliver ...
+    int64_t a0;      // ... on A packed from K block a0 on
+  };
+  std::vector<Phase> phases;
+  std::vector<Step> steps;
+  auto add = [&](Step st, int64_t tasks, int64_t d0, int64_t d1, int64_t d2) {
+    Phase ph;
+    ph.tasks = tasks;
+    ph.dep[0] = d0;
+    ph.dep[1] = d1;
+    ph.dep[2] = d2;
+    phases.push_back(ph);
+    steps.push_back(st);
+    return static_cast<int64_t>(phases.size()) - 1;
+  };
+  if (b_outer) {
+    // B read in place: one task per B sliver runs every K block of a super-block in pc order (with one
+    // thread, K block outer instead: each block's rows of B are then read whole, sliver after sliver,
+    // measured 5-12% faster at 32 x 768 x 2048 than 128-byte pieces ldb apart). With several row groups
+    // the sliver's K block is copied into a contiguous per-thread buffer: read in place, its kb rows lie
+    // ldb apart, and for a ldb that is a multiple of 1 KiB they all fall into the same few L1 sets, so the
+    // reuse by the next row group would come from L2 instead of L1. Without direct A, the first row
+    // group's microkernel makes that copy while it computes (the latency of reading B in place overlaps
+    // its FMAs).
+    const int64_t ns = ceil_div(N, NR);
+    int64_t prev = -1;
+    for (int64_t pc0 = 0; pc0 < K; pc0 += a_super) {
+      const int64_t pc1 = std::min(K, pc0 + a_super);
+      const int64_t pa = ablock ? add({kPackA, 0, pc0, pc1, pc0}, ceil_div(pc1 - pc0, kc) * a_tasks_per_block, prev, -1, -1) : -1;
+      if (nt <= 1) {
+        for (int64_t pc = pc0; pc < pc1; pc += kc) prev = add({kTiles, 0, pc, pc + kc, pc0}, ns, pa, prev, -1);
+      } else {
+        prev = add({kTiles, 0, pc0, pc1, pc0}, ns, pa, prev, -1);
       }
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t i = 0; i < n; ++i) fn(i);
+    }
+  } else {
+    // Steps in (pc, jc) order when A is hoisted (its K block packed once for all panels), else (jc, pc).
+    int64_t prev = -1, prev2 = -1, pa = -1;
+    auto step = [&](int64_t jc, int64_t pc) {
+      if (hoist_a && jc == 0) pa = add({kPackA, 0, pc, pc + kc, pc}, a_tasks_per_block, prev, -1, -1);
+      const int64_t ns = ceil_div(std::min(nc, N - jc), NR);
+      // the packing buffer of this step was last read by the step before the previous one
+      const int64_t pb = pack_b ? add({kPackB, jc, pc, pc + kc, pc}, ceil_div(ns, int64_t{4}), prev2, -1, -1) : -1;
+      // Tasks: an A sliver against a range of the panel's B slivers (ranges only when there are too few row
+      // groups to keep every thread busy).
+      const int64_t q = ng >= 4 * nt ? 1 : std::min<int64_t>(ns, ceil_div(4 * nt, ng));
+      prev2 = prev;
+      prev = add({kTiles, jc, pc, pc + kc, pc}, ng * q, pb, pa, prev);
     };
-    float* asl = (!b_outer && !direct_a && !hoist_a) ? t_asliver.get(MR * kc) : nullptr;
-    float* bsl = (b_outer && ng > 1) ? t_bsliver.get(NR * kc) : nullptr;
-    // op(A)'s K blocks [pc0, pc1) packed into one buffer, block pc at ablock + (pc - pc0) * ng * MR.
-    auto pack_a_blocks = [&](int64_t pc0, int64_t pc1) {
-      constexpr int64_t kGr = 4;  // row groups per packing item
-      const int64_t per_block = ceil_div(ng, kGr);
-      items(ceil_div(pc1 - pc0, kc) * per_block, [&](int64_t it) {
-        const int64_t pc = pc0 + it / per_block * kc, kb = std::min(kc, K - pc);
-        const int64_t i = it % per_block * kGr * MR, rows = std::min<int64_t>(kGr * MR, M - i);
-        float* dst = ablock + (pc - pc0) * ng * MR + i * kb;
-        if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, dst);
-        else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, dst);
-      });
-    };
-    // C(i.., j..) tile of K block [pc, pc + kb). bcopy: b is read in place and left packed there
-    // (micro_copy_b; packed A only).
-    auto tile = [&](int64_t pc, int64_t kb, int64_t i, int64_t j, const float* a, const float* b, int64_t ldb,
-                    float* bcopy) {
-      const bool last = pc + kb == K;
-      const int n = static_cast<int>(std::min<int64_t>(NR, N - j));
-      const int m = static_cast<int>(std::min<int64_t>(MR, M - i));
-      float* c = p.C + i * p.ldc + j;
-      const GemmTile t = tile_for(p, pc == 0, last, i, j);
-      if (direct_a) kt.micro_direct_a(kb, p.A + i * p.lda + pc, p.lda, b, ldb, c, p.ldc, m, n, t);
-      else if (bcopy) kt.micro_copy_b(kb, a, b, ldb, bcopy, c, p.ldc, m, n, t);
-      else kt.micro(kb, a, b, ldb, c, p.ldc, m, n, t);
-      if (last && has_act(p))
-        for (int r = 0; r < m; ++r) kt.act(p.ep->act, n, c + r * p.ldc);
-    };
+    if (hoist_a) {
+      for (int64_t pc = 0; pc < K; pc += kc)
+        for (int64_t jc = 0; jc < N; jc += nc) step(jc, pc);
+    } else {
+      for (int64_t jc = 0; jc < N; jc += nc)
+        for (int64_t pc = 0; pc < K; pc += kc) step(jc, pc);
+    }
+  }
+
+  // Which B panel buffer a step uses: panels alternate in step order.
+  std::vector<int64_t> buf(steps.size(), 0);
+  for (size_t i = 0, nb = 0; i < steps.size(); ++i)
+    if (steps[i].kind == kPackB) buf[i] = static_cast<int64_t>(nb++ % 2);
+  for (size_t i = 0, last = 0; i < steps.size(); ++i) {
+    if (steps[i].kind == kPackB) last = buf[i];
+    else if (steps[i].kind == kTiles) buf[i] = static_cast<int64_t>(last);
+  }
+
+  run_phases(nt, phases, [&](int64_t ph, int64_t task) {
+    const Step& st = steps[ph];
+    if (st.kind == kPackA) {
+      pack_a_task(st.pc, task);
+      return;
+    }
     if (b_outer) {
-      // B read in place: with several threads one work item per B sliver runs every K block of a
-      // super-block in pc order, so a call has two barriers per super-block (A packed, tiles done), not
-      // two per K block. With several row groups the sliver's K block is copied into a
-      // contiguous per-thread buffer: read in place, its kb rows lie ldb apart, and for a ldb that is a
-      // multiple of 1 KiB they all fall into the same few L1 sets, so the reuse by the next row group
-      // would come from L2 instead of L1. Without direct A, the first row group's microkernel makes that
-      // copy while it computes (the latency of reading B in place overlaps its FMAs).
-      const int64_t ns = ceil_div(N, NR);
-      for (int64_t pc0 = 0; pc0 < K; pc0 += a_super) {
-        const int64_t pc1 = std::min(K, pc0 + a_super);
-        if (ablock) pack_a_blocks(pc0, pc1);
-        auto step = [&](int64_t s, int64_t pc) {  // sliver s, K block pc: every row group
-          const int64_t j = s * NR, kb = std::min(kc, K - pc);
-          const float* ablk = ablock ? ablock + (pc - pc0) * ng * MR : nullptr;
-          const float* b = p.B + pc * p.ldb + j;
-          int64_t ldb = p.ldb;
-          int64_t g0 = 0;
-          if (bsl) {
-            if (direct_a) {
-              kt.pack_b_copy(std::min<int64_t>(NR, N - j), kb, b, ldb, bsl);
-            } else {
-              tile(pc, kb, 0, j, ablk, b, ldb, bsl);
-              g0 = 1;
-            }
-            b = bsl;
-            ldb = NR;
+      const int64_t j = task * NR;  // sliver `task`, K blocks [pc, pc_end), every row group
+      float* bsl = ng > 1 ? t_bsliver.get(NR * kc) : nullptr;
+      for (int64_t pc = st.pc; pc < st.pc_end && pc < K; pc += kc) {
+        const int64_t kb = std::min(kc, K - pc);
+        const float* ablk = ablock ? ablock + (pc - st.a0) * ng * MR : nullptr;
+        const float* b = p.B + pc * p.ldb + j;
+        int64_t ldb = p.ldb;
+        int64_t g0 = 0;
+        if (bsl) {
+          if (direct_a) {
+            kt.pack_b_copy(std::min<int64_t>(NR, N - j), kb, b, ldb, bsl);
+          } else {
+            tile(pc, kb, 0, j, ablk, b, ldb, bsl);
+            g0 = 1;
           }
-          for (int64_t g = g0; g < ng; ++g) tile(pc, kb, g * MR, j, ablk ? ablk + g * MR * kb : nullptr, b, ldb, nullptr);
-        };
-        // One thread: K block outer, so each block's rows of B are read whole, sliver after sliver
-        // (measured 5-12% faster at 32 x 768 x 2048 than sliver outer, which reads B as 128-byte pieces
-        // ldb apart); several threads: sliver outer, which has no barrier per K block (10-25% faster).
-        if (T <= 1) {
-          for (int64_t pc = pc0; pc < pc1; pc += kc) items(ns, [&](int64_t s) { step(s, pc); });
-        } else {
-          items(ns, [&](int64_t s) { for (int64_t pc = pc0; pc < pc1; pc += kc) step(s, pc); });
+          b = bsl;
+          ldb = NR;
         }
+        for (int64_t g = g0; g < ng; ++g) tile(pc, kb, g * MR, j, ablk ? ablk + g * MR * kb : nullptr, b, ldb, nullptr);
       }
       return;
     }
-    // One (column panel, K block) step. Each C element still receives its K blocks in pc order whichever
-    // of the two loop orders below runs them.
-    auto panel = [&](int64_t jc, int64_t pc) {
-      const int64_t nb = std::min(nc, N - jc);
-      const int64_t ns = ceil_div(nb, NR);
-      const int64_t kb = std::min(kc, K - pc);
-      const float* bp;
-      if (pack_b) {
-        constexpr int64_t kSl = 4;  // slivers per packing item
-        items(ceil_div(ns, kSl), [&](int64_t it) {
-          const int64_t s0 = it * kSl, j = jc + s0 * NR, rows = std::min<int64_t>(kSl * NR, jc + nb - j);
-          if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, bpanel + s0 * NR * kb);
-          else kt.pack_b_transpose(rows, kb, p.B + j * p.ldb + pc, p.ldb, bpanel + s0 * NR * kb);
-        });
-        bp = bpanel;
-      } else {
-        bp = p.pb->data() + pc * n_pad + jc * kb;
-      }
-      // Work items: an A sliver against a range of the panel's B slivers (ranges only when there are
-      // too few row groups to keep every thread busy).
-      const int64_t q = ng >= 4 * T ? 1 : std::min<int64_t>(ns, ceil_div(4 * T, ng));
-      items(ng * q, [&](int64_t u) {
-        const int64_t g = u / q, r = u % q;
-        const int64_t s0 = ns * r / q, s1 = ns * (r + 1) / q;
-        if (asl) {
-          const int64_t i = g * MR, rows = std::min<int64_t>(MR, M - i);
-          if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, asl);
-          else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, asl);
-        }
-        const float* a = hoist_a ? ablock + g * MR * kb : asl;
-        for (int64_t s = s0; s < s1; ++s) tile(pc, kb, g * MR, jc + s * NR, a, bp + s * NR * kb, NR, nullptr);
-      });
-    };
-    if (hoist_a) {
-      for (int64_t pc = 0; pc < K; pc += kc) {
-        pack_a_blocks(pc, pc + std::min(kc, K - pc));
-        for (int64_t jc = 0; jc < N; jc += nc) panel(jc, pc);
-      }
-    } else {
-      for (int64_t jc = 0; jc < N; jc += nc)
-        for (int64_t pc = 0; pc < K; pc += kc) panel(jc, pc);
+    const int64_t jc = st.jc, pc = st.pc, kb = std::min(kc, K - pc);
+    const int64_t nb = std::min(nc, N - jc), ns = ceil_div(nb, NR);
+    float* panel = pack_b ? bpanel + buf[ph] * kc * nc : nullptr;
+    if (st.kind == kPackB) {
+      const int64_t s0 = task * 4, j = jc + s0 * NR, rows = std::min<int64_t>(4 * NR, jc + nb - j);
+      if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, panel + s0 * NR * kb);
+      else kt.pack_b_transpose(rows, kb, p.B + j * p.ldb + pc, p.ldb, panel + s0 * NR * kb);
+      return;
     }
-  };
-  if (nt <= 1) {
-    body(1);
-    return;
-  }
-#pragma omp parallel num_threads(nt)
-  body(omp_get_num_threads());
+    const float* bp = pack_b ? panel : p.pb->data() + pc * n_pad + jc * kb;
+    const int64_t q = phases[ph].tasks / ng;
+    const int64_t g = task / q, r = task % q;
+    const int64_t s0 = ns * r / q, s1 = ns * (r + 1) / q;
+    const float* a = nullptr;  // direct A: rows read in place by the tile
+    if (hoist_a) {
+      a = ablock + g * MR * kb;
+    } else if (!direct_a) {  // this task's A sliver, packed by the thread that runs it
+      float* asl = t_asliver.get(MR * kc);
+      const int64_t i = g * MR, rows = std::min<int64_t>(MR, M - i);
+      if (p.ta == Trans::none) kt.pack_a_transpose(rows, kb, p.A + i * p.lda + pc, p.lda, asl);
+      else kt.pack_a_copy(rows, kb, p.A + pc * p.lda + i, p.lda, asl);
+      a = asl;
+    }
+    for (int64_t s = s0; s < s1; ++s) tile(pc, kb, g * MR, jc + s * NR, a, bp + s * NR * kb, NR, nullptr);
+  });
 }
 
 thread_local Scratch t_ctrans;  // C^T of the swapped small-M path

@@ -11,11 +11,7 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <vector>
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#endif
 
 #include "core/parallel.h"
 #include "gemm/gemm.h"
@@ -221,25 +217,9 @@ void forward_units(const Ctx& c, const RnnKernels& kt, const float* bias, float*
 // count; h of step k - 1 is in hprev before its block is counted). Each thread claims its own block of a
 // step first, then any block of that step nobody claimed yet: on a quiet machine every block stays on its
 // thread (L2-resident weights); when a thread is descheduled (loaded machine) the running one takes its
-// blocks instead of waiting for it. Waiting spins with a pause hint for a bounded time, then yields.
+// blocks instead of waiting for it (spin_until: core/parallel.h).
 // Every block is computed by the same serial kernels whichever thread runs it: same bits for any count.
 inline constexpr int64_t kColsMinWeights = int64_t(1) << 19;  // 2 MiB of float32 weights
-inline constexpr int kSpinIters = 4096;
-
-template <class Ready>
-void spin_until(Ready ready) {
-  int spins = 0;
-  while (!ready()) {
-    if (spins < kSpinIters) {
-      ++spins;
-#if defined(__x86_64__) || defined(_M_X64)
-      _mm_pause();
-#endif
-    } else {
-      std::this_thread::yield();
-    }
-  }
-}
 
 bool use_cols(const Ctx& c) {
   return c.lstm && !c.proj && c.T > 1 && c.N > kGemvRows && c.GH * c.P >= kColsMinWeights;
