@@ -231,9 +231,11 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   const bool direct_a = p.ta == Trans::none && N <= 4 * NR;
   // Loop order. A sliver outer (packed or pre-packed B panel): the A sliver stays in L1 while the B panel
   // streams from L2 (BLIS's order with the operands' roles swapped: here A is broadcast, B the vector
-  // operand). B read in place: B sliver outer, each sliver comes from memory once and is reused from L1
-  // by all A slivers, which are packed up front into a shared buffer.
-  const bool b_outer = direct_b;
+  // operand). B read in place, or pre-packed with few row groups (an RNN step, batched inference): B
+  // sliver outer, each sliver comes from memory (or L2) once and is reused from L1 by all A slivers, which
+  // are packed up front into a shared buffer (the A-outer order would stream the whole B panel once per
+  // row group).
+  const bool b_outer = direct_b || (p.pb && M <= bl.mc);
   const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
   const int64_t n_pad = round_up(N, NR);
   const int64_t ng = ceil_div(M, MR);  // row groups (A slivers)
@@ -355,12 +357,12 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
     }
     if (b_outer) {
       const int64_t j = task * NR;  // sliver `task`, K blocks [pc, pc_end), every row group
-      float* bsl = ng > 1 ? t_bsliver.get(NR * kc) : nullptr;
+      float* bsl = ng > 1 && !p.pb ? t_bsliver.get(NR * kc) : nullptr;
       for (int64_t pc = st.pc; pc < st.pc_end && pc < K; pc += kc) {
         const int64_t kb = std::min(kc, K - pc);
         const float* ablk = ablock ? ablock + (pc - st.a0) * ng * MR : nullptr;
-        const float* b = p.B + pc * p.ldb + j;
-        int64_t ldb = p.ldb;
+        const float* b = p.pb ? p.pb->data() + pc * n_pad + j * kb : p.B + pc * p.ldb + j;
+        int64_t ldb = p.pb ? NR : p.ldb;
         int64_t g0 = 0;
         if (bsl) {
           if (direct_a) {
