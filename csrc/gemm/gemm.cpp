@@ -10,11 +10,16 @@
 // Block sizes come from the caches the CPU reports: KC = 2/3 L1 / (4 NR) capped at 256 (256 for 48 KiB,
 // NR = 32), NC = L2 / 2 / (4 KC) (1024 for 2 MiB), capped at 4096 because the L3 of a shared VM is not ours.
 // K blocks depend only on (K, ISA), so every element's sum order, and hence the result, is the same for
-// any thread count; threads take work items (packing items, row groups x B-sliver ranges) dynamically.
+// any thread count. Threads take tasks (packing items, row groups x B-sliver ranges) in order from a
+// list of phases with no barrier between them (core/parallel.h run_phases): a task waits only for the
+// phases it reads (its packed panels, the previous K block of its tiles), the next B panel is packed
+// (double-buffered) while the current one's last tiles run, and a thread descheduled by another process
+// delays the call only by the task it holds.
 // Paths that skip packing what they do not reuse:
 //   - op(B) = B with few rows (M <= MC = 10 MR): B read in place, B sliver outer, A's K blocks packed
 //     up front; with several row groups the first one's microkernel also copies the sliver into a
-//     contiguous L1 buffer that the others read (micro_copy_b);
+//     contiguous L1 buffer that the others read (micro_copy_b); pre-packed B with M <= MC (RNN steps)
+//     runs in the same sliver-outer order on its packed slivers;
 //   - few B slivers (N <= 4 NR, op(A) = A): the microkernel reads A's rows in place;
 //   - M = 1 with op(B) = B: GEMV streaming B row by row;
 //   - few rows (M <= 4 NR) with op(A) = A, op(B) = B^T (nn.Linear): C^T = B A^T with B read in place;
@@ -298,7 +303,8 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
     return static_cast<int64_t>(phases.size()) - 1;
   };
   if (b_outer) {
-    // B read in place: one task per B sliver runs every K block of a super-block in pc order (with one
+    // B read in place (or pre-packed: its slivers are contiguous already, nothing is copied): one task
+    // per B sliver runs every K block of a super-block in pc order (with one
     // thread, K block outer instead: each block's rows of B are then read whole, sliver after sliver,
     // measured 5-12% faster at 32 x 768 x 2048 than 128-byte pieces ldb apart). With several row groups
     // the sliver's K block is copied into a contiguous per-thread buffer: read in place, its kb rows lie
