@@ -223,20 +223,26 @@ def test_sgemm_batched_many_small_and_threads(isa, rng, threads):
     assert_error_within(outs[0], a.astype(np.float64) @ b, a @ b)
 
 
+# N = 75: A read in place (few B slivers); N = 300: packed A. M <= MC runs B sliver outer (RNN steps).
 @pytest.mark.parametrize("tb", [False, True])
-def test_sgemm_prepacked_b(isa, rng, tb):
-    K, N = 600, 75
+@pytest.mark.parametrize("N", [75, 300])
+def test_sgemm_prepacked_b(isa, rng, threads, tb, N):
+    K = 600
     b = _padded(rng, N, K, 3) if tb else _padded(rng, K, N, 3)
     pb = _C.gemm_pack_b(b, tb)
     assert (pb.k, pb.n, pb.isa) == (K, N, isa["isa"])
-    for M, ta in ((1, False), (5, False), (33, True), (300, False)):
+    for M, ta in ((1, False), (5, False), (33, True), (40, False), (300, False)):
         a = _padded(rng, K, M, 2) if ta else _padded(rng, M, K, 2)
-        for _ in range(2):  # reused across calls
+        outs = []
+        for nt in (1, 2):  # reused across calls, and the same bits for any thread count
+            fastml.set_num_threads(nt)
             c = np.full((M, N), np.nan, np.float32)
             _C.sgemm_packed(a, pb, c, ta, bias=np.ones(N, np.float32), act="relu")
+            outs.append(c)
             lin = _op(a, ta).astype(np.float64) @ _op(b, tb) + 1.0
             base = _op(a, ta) @ _op(b, tb) + np.float32(1)
             assert_error_within(c, np.maximum(lin, 0), np.maximum(base, 0), what=f"packed M={M} ta={ta}")
+        assert np.array_equal(outs[0], outs[1]), f"packed M={M} N={N} differs between 1 and 2 threads"
     other = [i for i in fastml.available_isas() if i != isa["isa"] and i in _C.variants("gemm")]
     if other:
         with fastml.use_isa(other[0]):

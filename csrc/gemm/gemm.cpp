@@ -21,7 +21,7 @@
 //     contiguous L1 buffer that the others read (micro_copy_b); pre-packed B with M <= MC (RNN steps)
 //     runs in the same sliver-outer order on its packed slivers;
 //   - few B slivers (N <= 4 NR, op(A) = A): the microkernel reads A's rows in place;
-//   - M = 1 with op(B) = B: GEMV streaming B row by row;
+//   - M = 1 with op(B) = B or pre-packed B: GEMV streaming B row by row (sliver by sliver);
 //   - few rows (M <= 4 NR) with op(A) = A, op(B) = B^T (nn.Linear): C^T = B A^T with B read in place;
 //   - N <= 8, a tiny C, or M <= 16 with op(B) = B^T: dot products along K (K split across vector lanes).
 #include "gemm/gemm.h"
@@ -183,8 +183,11 @@ void run_dot(const Problem& p, const GemmKernels& kt, int nt) {
 // M = 1 with op(B) = B: stream B row by row (long contiguous reads; a tile kernel would read 32 columns
 // of each row, one row per 4 KiB page or more apart). Columns are split across threads in chunks; each
 // chunk accumulates every K block in scratch (sum in k order within a block, blocks added in order).
+// Pre-packed B (M = 1 against packed weights) runs the same sums sliver by sliver (each sliver's K block
+// is an NR-wide row-major block): the 4-row tree of gemv_rows is also more accurate than one FMA chain.
 void run_gemv(const Problem& p, const GemmKernels& kt, int nt) {
-  const int64_t kc = k_block(p.K, blocking_for(kt).kc);
+  const int64_t kc = p.pb ? p.pb->kc() : k_block(p.K, blocking_for(kt).kc);
+  const int64_t NR = kt.nr, n_pad = round_up(p.N, NR);
   const float* a = p.A;
   if (p.ta == Trans::trans && p.lda != 1) {  // A is K x 1: gather it
     float* g = t_apack.get(p.K);
@@ -202,7 +205,12 @@ void run_gemv(const Problem& p, const GemmKernels& kt, int nt) {
     for (int64_t pc = 0; pc < p.K; pc += kc) {
       const int64_t kb = std::min(kc, p.K - pc);
       std::fill(t, t + n, 0.0f);
-      kt.gemv_rows(kb, a + pc, p.B + pc * p.ldb + j0, p.ldb, n, t);
+      if (p.pb) {  // chunks start at multiples of 64 columns, hence of NR
+        for (int64_t j = j0; j < j0 + n; j += NR)
+          kt.gemv_rows(kb, a + pc, p.pb->data() + pc * n_pad + j * kb, NR, std::min(NR, j0 + n - j), t + (j - j0));
+      } else {
+        kt.gemv_rows(kb, a + pc, p.B + pc * p.ldb + j0, p.ldb, n, t);
+      }
       const bool first = pc == 0, last = pc + kb == p.K;
       for (int64_t j = 0; j < n; ++j) {
         float v = t[j] * p.alpha;
@@ -477,7 +485,7 @@ void run_one(const Problem& p, const GemmKernels& kt, int nt) {
     run_dot(p, kt, nt);
     return;
   }
-  if (!p.pb && p.M == 1 && p.tb == Trans::none) {
+  if (p.M == 1 && (p.pb || p.tb == Trans::none)) {
     run_gemv(p, kt, nt);
     return;
   }
