@@ -46,6 +46,9 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
   const __mmask16 m0 = MASKED ? static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1u) : 0xffff;
   const __mmask16 m1 = MASKED ? static_cast<__mmask16>(n <= 16 ? 0 : (1u << (n - 16)) - 1u) : 0xffff;
   const int64_t pfd = kPrefetchK * ldb;
+  // A packed sliver's row step is the constant NR: the unrolled body then addresses its rows by
+  // displacement instead of adding ldb per k step (scalar ALU uops that compete with the FMAs' ports).
+  const int64_t bstep = PREFETCH ? ldb : NR;
 #pragma GCC unroll 4
   for (int64_t p = 0; p < k; ++p) {
     __m512 b0, b1;
@@ -72,7 +75,7 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
       c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
     }
     a += DIRECT_A ? 1 : MR;
-    b += ldb;
+    b += bstep;
   }
   const __m512 va = _mm512_set1_ps(t.alpha);
   const __m512 vb = _mm512_set1_ps(t.beta);
