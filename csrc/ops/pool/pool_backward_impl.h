@@ -1,15 +1,17 @@
 // Generic bodies of the pooling backward kernels (maths and contract: pool.h), included through
 // pool_impl.h after pool_forward_impl.h (whose tap-range and divisor helpers they share).
 //
-// Both zero one grad_input plane (it then sits in cache) and accumulate into it. Max scatters
-// grad_output to the indices (2x2 stride-2 windows, which cannot overlap, write grad_input directly
-// by comparing each index with its window's positions); avg with strides 1 and 2 gathers, per input
-// row, from the output row divided by the divisors (zero margins make the borders need no special
-// case); other strides scatter each window's share.
+// Max: pass 1 (max_backward_encode) turns each plane's int64 indices into one-byte tap codes and checks
+// them; pass 2 gathers grad_input row by row from the windows whose code names each element
+// (max_backward_gather, strides 1 and 2 in W, no dilation), or scatters into a zeroed plane
+// (max_backward_plane: any index, any geometry). Avg zeroes the plane and with strides 1 and 2
+// gathers, per input row, from the output row divided by the divisors (zero margins make the borders
+// need no special case); other strides scatter each window's share.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "ops/pool/pool_forward_impl.h"
 
@@ -120,75 +122,174 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
   }
 }
 
-// Windows 2 wide with stride 2 in W (no W padding, dilation 1) that do not overlap in H and D either
-// (2x2 s2): every input element lies in at most one window, so grad_input is written directly, row by
-// row: column 2j (2j+1) of a window row takes gy[j] where idx[j] is that position, else 0. Returns
-// false, having written part of gx, when some index is not inside its own window (any in-plane index
-// is legal); the caller then runs the scatter, which rewrites the whole plane.
+// Max backward, pass 1 (see pool.h): codes[o] = the tap of window o that idx[o] names, (a*kH + b)*kW + c, when
+// that tap lies inside the input; kCodeForeign when idx[o] is in the plane but no such tap (any in-plane index
+// is legal), kCodeOutside when it is outside [0, plane). Integer loops over blocks of one output row (the
+// compiler vectorises them); codes null: only the range check. Returns kMaxBwdForeign | kMaxBwdOutside.
 template <class V>
-bool max_backward_plane_2x2(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx) {
-  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
-  const V one = V::set1(1.0f);
-  V hits = V::zero();  // per-lane count of outputs whose index was found (exact below 2^24)
-  int64_t next = 0;  // first element of gx not yet written (rows are visited in increasing order)
-  auto zero_to = [&](int64_t end) {
-    if (end > next) std::memset(gx + next, 0, sizeof(float) * static_cast<size_t>(end - next));
-    next = std::max(next, end);
-  };
-  // Loop order od -> a -> oh -> b: with stride >= kernel in D and H the input rows (id, ih) then come in
-  // strictly increasing address order, which zero_to relies on.
-  for (int64_t od = 0; od < g.out[0]; ++od) {
-    for (int64_t a = 0; a < g.k[0]; ++a) {
-      const int64_t id = od * g.s[0] - g.p[0] + a;
-      if (id < 0 || id >= D) continue;
-      for (int64_t oh = 0; oh < oH; ++oh) {
-        const float* grow = gy + (od * oH + oh) * oW;
-        const int64_t* irow = idx + (od * oH + oh) * oW;
-        for (int64_t b = 0; b < g.k[1]; ++b) {
-          const int64_t ih = oh * g.s[1] - g.p[1] + b;
-          if (ih < 0 || ih >= H) continue;
-          const int64_t base = (id * H + ih) * W;
-          zero_to(base);
-          float* r = gx + base;
-          const int64_t cover = std::min<int64_t>(W, 2 * oW);  // columns some window reaches
-          for (int64_t j0 = 0; 2 * j0 < cover; j0 += V::N) {
-            const int n = static_cast<int>(std::min<int64_t>(V::N, oW - j0));
-            const V gv = n == V::N ? V::load(grow + j0) : V::load_tail(grow + j0, n);
-            const auto me = V::eq_i64_ramp(irow + j0, base + 2 * j0, 2, n);
-            const auto mo = V::eq_i64_ramp(irow + j0, base + 2 * j0 + 1, 2, n);
-            const V e = select(me, gv, V::zero()), o = select(mo, gv, V::zero());
-            hits = hits + select(me, one, V::zero()) + select(mo, one, V::zero());
-            V lo, hi;
-            interleave2(e, o, lo, hi);
-            const int m = static_cast<int>(std::min<int64_t>(2 * V::N, cover - 2 * j0));
-            if (m >= 2 * V::N) {
-              lo.store(r + 2 * j0);
-              hi.store(r + 2 * j0 + V::N);
-            } else {
-              lo.store_tail(r + 2 * j0, std::min(m, V::N));
-              if (m > V::N) hi.store_tail(r + 2 * j0 + V::N, m - V::N);
+int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oD = g.out[0], oH = g.out[1], oW = g.out[2];
+  const uint64_t plane = static_cast<uint64_t>(D * H * W);
+  if (!codes) {
+    const int64_t n = oD * oH * oW;
+    uint64_t bad = 0;
+    for (int64_t j = 0; j < n; ++j) bad |= static_cast<uint64_t>(idx[j]) >= plane;
+    return bad ? kMaxBwdOutside : 0;
+  }
+  constexpr int kB = 256;
+  int32_t rel[kB], code[kB];
+  const int64_t L = max_backward_margin_left(g), CR = max_backward_code_row(g);
+  const int32_t kw = static_cast<int32_t>(g.k[2]), sw = static_cast<int32_t>(g.s[2]);
+  const int32_t w32 = static_cast<int32_t>(W), pw = static_cast<int32_t>(g.p[2]);
+  int32_t foreign = 0, outside = 0;
+  for (int64_t od = 0; od < oD; ++od) {
+    const int64_t sd = od * g.s[0] - g.p[0];
+    int64_t a0, a1;
+    valid_taps(sd, g.k[0], 1, D, a0, a1);
+    for (int64_t oh = 0; oh < oH; ++oh) {
+      const int64_t sh = oh * g.s[1] - g.p[1];
+      int64_t b0, b1;
+      valid_taps(sh, g.k[1], 1, H, b0, b1);
+      const int64_t row = (od * oH + oh) * oW, origin = (sd * H + sh) * W;
+      uint8_t* crow = codes + (od * oH + oh) * CR;
+      std::memset(crow, kCodeForeign, static_cast<size_t>(L));
+      std::memset(crow + L + oW, kCodeForeign, static_cast<size_t>(CR - L - oW));
+      for (int64_t w0 = 0; w0 < oW; w0 += kB) {
+        const int m = static_cast<int>(std::min<int64_t>(kB, oW - w0));
+        const int64_t* ip = idx + row + w0;
+        const int32_t s0 = static_cast<int32_t>(w0) * sw - pw;  // window start in W of lane 0
+        for (int l = 0; l < m; ++l) {
+          const int64_t v = ip[l];
+          // offset from the window's origin; exact for in-plane v (plane < 2^30)
+          rel[l] = static_cast<int32_t>(v - origin) - (s0 + l * sw);
+          code[l] = static_cast<uint64_t>(v) < plane ? kCodeForeign : kCodeOutside;
+        }
+        for (int64_t a = a0; a < a1; ++a)
+          for (int64_t b = b0; b < b1; ++b) {
+            const int32_t off = static_cast<int32_t>((a * H + b) * W);
+            const int32_t tap = static_cast<int32_t>((a * g.k[1] + b) * g.k[2]);
+            for (int l = 0; l < m; ++l) {
+              const int32_t c = rel[l] - off;
+              const bool hit = static_cast<uint32_t>(c) < static_cast<uint32_t>(kw) &&
+                               static_cast<uint32_t>(s0 + l * sw + c) < static_cast<uint32_t>(w32);
+              code[l] = hit ? tap + c : code[l];
             }
           }
-          next = base + cover;
+        uint8_t* cp = crow + L + w0;
+        int32_t hi = 0;  // the largest code: >= kCodeOutside flags the row for the exact look below
+        for (int l = 0; l < m; ++l) hi = std::max(hi, code[l]);
+        for (int l = 0; l < m; ++l) cp[l] = static_cast<uint8_t>(code[l]);
+        if (hi >= kCodeOutside)
+          for (int l = 0; l < m; ++l) {
+            foreign |= code[l] == kCodeForeign;
+            outside |= code[l] == kCodeOutside;
+          }
+      }
+    }
+  }
+  return (foreign ? kMaxBwdForeign : 0) | (outside ? kMaxBwdOutside : 0);
+}
+
+// Max backward, pass 2 (max_backward_gather_ok geometries, no kCodeForeign in the plane): each input row
+// sums, over the window rows (od, oh) that cover it and then over the windows along W in increasing ow, the
+// gradients of the windows whose code names its element: the same additions in the same order as torch's
+// scatter (increasing output index) into a zeroed plane, so the results are bitwise equal (adding the +0 of
+// a window that does not match changes nothing: the sum starts at +0 and can never be -0). The code rows
+// have margins that never match, so whole vectors are loaded without bounds; the gy loads beside a row
+// read the neighbouring rows (discarded), or a padded copy where that would leave the plane.
+// One input row (id, ih) of grad_input; KW > 0 fixes the W kernel size and PW the W padding (unrolled taps),
+// KW = 0 reads both from g. U vectors are summed side by side (independent add chains).
+template <class V, int S, int KW, int PW>
+void max_backward_gather_row(const PoolGeom& g, float* r, const float* const* grows, const uint8_t* codes,
+                             int64_t ih, int64_t id) {
+  constexpr int U = 4;
+  const int64_t W = g.in[2], oH = g.out[1], CR = max_backward_code_row(g), L = max_backward_margin_left(g);
+  const int64_t kw = KW > 0 ? KW : g.k[2], pw = KW > 0 ? PW : g.p[2];
+  const int64_t od0 = std::max<int64_t>(0, (id + g.p[0] - g.k[0] + g.s[0]) / g.s[0]);
+  const int64_t od1 = std::min<int64_t>(g.out[0] - 1, (id + g.p[0]) / g.s[0]);
+  const int64_t oh0 = std::max<int64_t>(0, (ih + g.p[1] - g.k[1] + g.s[1]) / g.s[1]);
+  const int64_t oh1 = std::min<int64_t>(oH - 1, (ih + g.p[1]) / g.s[1]);
+  if (od1 < od0 || oh1 < oh0) {  // no window covers this row
+    std::memset(r, 0, sizeof(float) * static_cast<size_t>(W));
+    return;
+  }
+  const int64_t cols = S == 1 ? W : (W + 1) / 2;
+  for (int64_t j0 = 0; j0 < cols; j0 += U * V::N) {
+    V even[U], odd[U];
+    for (int u = 0; u < U; ++u) even[u] = odd[u] = V::zero();
+    for (int64_t od = od0; od <= od1; ++od)  // the window rows that cover this input row, in output order
+      for (int64_t oh = oh0; oh <= oh1; ++oh) {
+        const int64_t q = od * oH + oh;
+        const float* gr = grows[q] + j0;
+        const uint8_t* cr = codes + q * CR + L + j0;
+        const int64_t a = id - (od * g.s[0] - g.p[0]), b = ih - (oh * g.s[1] - g.p[1]);
+        const float tq = static_cast<float>((a * g.k[1] + b) * kw);
+        for (int64_t c = kw - 1; c >= 0; --c) {  // increasing ow
+          const V tc = V::set1(tq + static_cast<float>(c));
+          const bool ev = S == 1 || ((pw - c) & 1) == 0;
+          const int64_t o = S == 1 ? pw - c : ev ? (pw - c) / 2 : (pw + 1 - c) / 2;
+          for (int u = 0; u < U; ++u) {
+            const V t = select(cmp_eq(V::load_u8(cr + o + u * V::N), tc), V::load(gr + o + u * V::N), V::zero());
+            if (ev) even[u] = even[u] + t;
+            else odd[u] = odd[u] + t;
+          }
+        }
+      }
+    for (int u = 0; u < U; ++u) {
+      const int64_t j = j0 + u * V::N;
+      if (j >= cols) break;
+      if (S == 1) {
+        const int n = static_cast<int>(std::min<int64_t>(V::N, W - j));
+        if (n == V::N) even[u].store(r + j);
+        else even[u].store_tail(r + j, n);
+      } else {
+        V lo, hi;
+        interleave2(even[u], odd[u], lo, hi);
+        const int m = static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j));
+        if (m >= 2 * V::N) {
+          lo.store(r + 2 * j);
+          hi.store(r + 2 * j + V::N);
+        } else {
+          lo.store_tail(r + 2 * j, std::min(m, V::N));
+          if (m > V::N) hi.store_tail(r + 2 * j + V::N, m - V::N);
         }
       }
     }
   }
-  zero_to(D * H * W);
-  // every output's index must have landed in its own window (an index matches at most one position)
-  return hits.hsum() == static_cast<float>(g.out[0] * oH * oW);
 }
 
-inline bool max_backward_2x2_ok(const PoolGeom& g) {
-  return g.k[2] == 2 && g.s[2] == 2 && g.p[2] == 0 && g.d[2] == 1 && g.d[1] == 1 && g.d[0] == 1 &&
-         g.s[1] >= g.k[1] && g.s[0] >= g.k[0] && 2 * g.out[2] <= g.in[2] &&
-         g.in[0] * g.in[1] * g.in[2] < (int64_t{1} << 24);
+template <class V>
+void max_backward_gather(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx, float* scratch) {
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oW = g.out[2], rows = g.out[0] * g.out[1];
+  const int64_t L = max_backward_margin_left(g), CR = max_backward_code_row(g);
+  // where each gy row is read from (its element 0): in place when the margins stay inside the plane's gy
+  thread_local std::vector<const float*> t_rows;
+  if (static_cast<int64_t>(t_rows.size()) < rows) t_rows.resize(static_cast<size_t>(rows));
+  const float** grows = t_rows.data();
+  for (int64_t q = 0; q < rows; ++q) {
+    if (q * oW - L >= 0 && q * oW + CR - L <= rows * oW) {
+      grows[q] = gy + q * oW;
+      continue;
+    }
+    float* pr = scratch + q * CR;
+    for (int64_t i = 0; i < CR; ++i) pr[i] = 0.f;
+    std::memcpy(pr + L, gy + q * oW, sizeof(float) * static_cast<size_t>(oW));
+    grows[q] = pr + L;
+  }
+  const bool k2 = g.s[2] == 2 && g.k[2] == 2 && g.p[2] == 0, k3 = g.s[2] == 2 && g.k[2] == 3 && g.p[2] == 1;
+  for (int64_t id = 0; id < D; ++id)
+    for (int64_t ih = 0; ih < H; ++ih) {
+      float* r = gx + (id * H + ih) * W;
+      if (k2) max_backward_gather_row<V, 2, 2, 0>(g, r, grows, codes, ih, id);
+      else if (k3) max_backward_gather_row<V, 2, 3, 1>(g, r, grows, codes, ih, id);
+      else if (g.s[2] == 1) max_backward_gather_row<V, 1, 0, 0>(g, r, grows, codes, ih, id);
+      else max_backward_gather_row<V, 2, 0, 0>(g, r, grows, codes, ih, id);
+    }
 }
 
 // gx = grad_output scattered to the (in-range) indices of the zeroed plane.
 template <class V>
 void max_backward_plane(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx) {
-  if (max_backward_2x2_ok(g) && max_backward_plane_2x2<V>(g, gy, idx, gx)) return;
   float* acc = gx;
   const int64_t plane = g.in[0] * g.in[1] * g.in[2], n = g.out[0] * g.out[1] * g.out[2];
   std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
