@@ -122,6 +122,44 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
   }
 }
 
+// One output row in a single loop (NB valid tap rows, offsets off[] from the window origin and first codes
+// tap[]): stores the codes as int32 (narrowed afterwards over whole padded rows), returns the largest.
+template <int NB>
+int32_t max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t origin, int32_t s0, int32_t sw,
+                                  int32_t kw, int32_t W, uint64_t plane, const int32_t* off, const int32_t* tap,
+                                  int32_t* __restrict cp) {
+  // the tap rows as scalars (unused ones never hit: an offset no in-plane index reaches)
+  const int32_t o0 = NB > 0 ? off[0] : 0, o1 = NB > 1 ? off[1] : 0, o2 = NB > 2 ? off[2] : 0, o3 = NB > 3 ? off[3] : 0;
+  const int32_t t0 = NB > 0 ? tap[0] : 0, t1 = NB > 1 ? tap[1] : 0, t2 = NB > 2 ? tap[2] : 0, t3 = NB > 3 ? tap[3] : 0;
+  const uint32_t ukw = static_cast<uint32_t>(kw), uW = static_cast<uint32_t>(W);
+  int32_t hi = 0;
+  for (int l = 0; l < m; ++l) {
+    const int64_t v = ip[l];
+    const int32_t st = s0 + l * sw;  // the window's start in W
+    const int32_t r = static_cast<int32_t>(v - origin) - st;  // exact for in-plane v (plane < 2^30)
+    int32_t code = static_cast<uint64_t>(v) < plane ? kCodeForeign : kCodeOutside;
+    if (NB > 0) {
+      const int32_t c = r - o0;
+      code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t0 + c : code;
+    }
+    if (NB > 1) {
+      const int32_t c = r - o1;
+      code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t1 + c : code;
+    }
+    if (NB > 2) {
+      const int32_t c = r - o2;
+      code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t2 + c : code;
+    }
+    if (NB > 3) {
+      const int32_t c = r - o3;
+      code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t3 + c : code;
+    }
+    cp[l] = code;
+    hi = std::max(hi, code);
+  }
+  return hi;
+}
+
 // Max backward, pass 1 (see pool.h): codes[o] = the tap of window o that idx[o] names, (a*kH + b)*kW + c, when
 // that tap lies inside the input; kCodeForeign when idx[o] is in the plane but no such tap (any in-plane index
 // is legal), kCodeOutside when it is outside [0, plane). Integer loops over blocks of one output row (the
@@ -142,6 +180,11 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
   const int32_t kw = static_cast<int32_t>(g.k[2]), sw = static_cast<int32_t>(g.s[2]);
   const int32_t w32 = static_cast<int32_t>(W), pw = static_cast<int32_t>(g.p[2]);
   int32_t foreign = 0, outside = 0;
+  // one code row as int32: margins of kCodeForeign around the output row
+  thread_local std::vector<int32_t> t_trow;
+  if (static_cast<int64_t>(t_trow.size()) < CR) t_trow.resize(static_cast<size_t>(CR));
+  int32_t* __restrict trow = t_trow.data();
+  for (int64_t l = 0; l < CR; ++l) trow[l] = kCodeForeign;
   for (int64_t od = 0; od < oD; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
     int64_t a0, a1;
@@ -151,9 +194,38 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
       int64_t b0, b1;
       valid_taps(sh, g.k[1], 1, H, b0, b1);
       const int64_t row = (od * oH + oh) * oW, origin = (sd * H + sh) * W;
-      uint8_t* crow = codes + (od * oH + oh) * CR;
+      uint8_t* __restrict crow = codes + (od * oH + oh) * CR;
       std::memset(crow, kCodeForeign, static_cast<size_t>(L));
       std::memset(crow + L + oW, kCodeForeign, static_cast<size_t>(CR - L - oW));
+      // the valid tap rows of this output row: offsets from the window origin and first codes
+      int32_t off[4], tap[4];
+      const int64_t nb = (a1 - a0) * (b1 - b0);
+      if (nb <= 4) {
+        int t = 0;
+        for (int64_t a = a0; a < a1; ++a)
+          for (int64_t b = b0; b < b1; ++b, ++t) {
+            off[t] = static_cast<int32_t>((a * H + b) * W);
+            tap[t] = static_cast<int32_t>((a * g.k[1] + b) * g.k[2]);
+          }
+        const int64_t* ip = idx + row;
+        int32_t* cp = trow + L;
+        const int m = static_cast<int>(oW);
+        int32_t hi = 0;
+        switch (nb) {
+          case 0: hi = max_backward_encode_block<0>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
+          case 1: hi = max_backward_encode_block<1>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
+          case 2: hi = max_backward_encode_block<2>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
+          case 3: hi = max_backward_encode_block<3>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
+          default: hi = max_backward_encode_block<4>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
+        }
+        if (hi >= kCodeOutside)
+          for (int l = 0; l < m; ++l) {
+            foreign |= cp[l] == kCodeForeign;
+            outside |= cp[l] == kCodeOutside;
+          }
+        for (int64_t l = 0; l < CR; ++l) crow[l] = static_cast<uint8_t>(trow[l]);  // CR: a multiple of 64
+        continue;
+      }
       for (int64_t w0 = 0; w0 < oW; w0 += kB) {
         const int m = static_cast<int>(std::min<int64_t>(kB, oW - w0));
         const int64_t* ip = idx + row + w0;
@@ -199,17 +271,21 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
 // read the neighbouring rows (discarded), or a padded copy where that would leave the plane.
 // One input row (id, ih) of grad_input; KW > 0 fixes the W kernel size and PW the W padding (unrolled taps),
 // KW = 0 reads both from g. U vectors are summed side by side (independent add chains).
+// The geometry a gather row needs, read once per plane.
+struct GatherGeom {
+  int64_t W, oH, CR, L, kh, kw, pw, sd, pd, sh, ph;
+};
+
+// One input row (id, ih) of grad_input, covered by the window rows od0..od1 x oh0..oh1 (none: zeros). KW > 0
+// fixes the W kernel size and PW the W padding (unrolled taps), KW = 0 reads both from gg. U vectors are
+// summed side by side (independent add chains).
 template <class V, int S, int KW, int PW>
-void max_backward_gather_row(const PoolGeom& g, float* r, const float* const* grows, const uint8_t* codes,
-                             int64_t ih, int64_t id) {
+void max_backward_gather_row(const GatherGeom& gg, float* r, const float* const* grows, const uint8_t* codes,
+                             int64_t id, int64_t ih, int64_t od0, int64_t od1, int64_t oh0, int64_t oh1) {
   constexpr int U = 4;
-  const int64_t W = g.in[2], oH = g.out[1], CR = max_backward_code_row(g), L = max_backward_margin_left(g);
-  const int64_t kw = KW > 0 ? KW : g.k[2], pw = KW > 0 ? PW : g.p[2];
-  const int64_t od0 = std::max<int64_t>(0, (id + g.p[0] - g.k[0] + g.s[0]) / g.s[0]);
-  const int64_t od1 = std::min<int64_t>(g.out[0] - 1, (id + g.p[0]) / g.s[0]);
-  const int64_t oh0 = std::max<int64_t>(0, (ih + g.p[1] - g.k[1] + g.s[1]) / g.s[1]);
-  const int64_t oh1 = std::min<int64_t>(oH - 1, (ih + g.p[1]) / g.s[1]);
-  if (od1 < od0 || oh1 < oh0) {  // no window covers this row
+  const int64_t W = gg.W, oH = gg.oH, CR = gg.CR, L = gg.L;
+  const int64_t kw = KW > 0 ? KW : gg.kw, pw = KW > 0 ? PW : gg.pw;
+  if (od1 < od0 || oh1 < oh0) {
     std::memset(r, 0, sizeof(float) * static_cast<size_t>(W));
     return;
   }
@@ -222,8 +298,8 @@ void max_backward_gather_row(const PoolGeom& g, float* r, const float* const* gr
         const int64_t q = od * oH + oh;
         const float* gr = grows[q] + j0;
         const uint8_t* cr = codes + q * CR + L + j0;
-        const int64_t a = id - (od * g.s[0] - g.p[0]), b = ih - (oh * g.s[1] - g.p[1]);
-        const float tq = static_cast<float>((a * g.k[1] + b) * kw);
+        const int64_t a = id - (od * gg.sd - gg.pd), b = ih - (oh * gg.sh - gg.ph);
+        const float tq = static_cast<float>((a * gg.kh + b) * kw);
         for (int64_t c = kw - 1; c >= 0; --c) {  // increasing ow
           const V tc = V::set1(tq + static_cast<float>(c));
           const bool ev = S == 1 || ((pw - c) & 1) == 0;
@@ -258,13 +334,38 @@ void max_backward_gather_row(const PoolGeom& g, float* r, const float* const* gr
   }
 }
 
+// first[i] / last[i]: the first and last window (of n, start o*s - p, k taps) covering position i of L
+// (first > last: none), without divisions.
+inline void covering_windows(int64_t n, int64_t L, int64_t k, int64_t s, int64_t p, int64_t* first, int64_t* last) {
+  for (int64_t i = 0; i < L; ++i) {
+    first[i] = n;
+    last[i] = -1;
+  }
+  for (int64_t o = 0; o < n; ++o)
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t i = o * s - p + t;
+      if (i < 0 || i >= L) continue;
+      first[i] = std::min(first[i], o);
+      last[i] = std::max(last[i], o);
+    }
+}
+
 template <class V>
 void max_backward_gather(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx, float* scratch) {
   const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oW = g.out[2], rows = g.out[0] * g.out[1];
   const int64_t L = max_backward_margin_left(g), CR = max_backward_code_row(g);
-  // where each gy row is read from (its element 0): in place when the margins stay inside the plane's gy
+  const GatherGeom gg{W, g.out[1], CR, L, g.k[1], g.k[2], g.p[2], g.s[0], g.p[0], g.s[1], g.p[1]};
   thread_local std::vector<const float*> t_rows;
+  thread_local std::vector<int64_t> t_cover;
   if (static_cast<int64_t>(t_rows.size()) < rows) t_rows.resize(static_cast<size_t>(rows));
+  if (static_cast<int64_t>(t_cover.size()) < 2 * (D + H)) t_cover.resize(static_cast<size_t>(2 * (D + H)));
+  int64_t* dfirst = t_cover.data();
+  int64_t* dlast = dfirst + D;
+  int64_t* hfirst = dlast + D;
+  int64_t* hlast = hfirst + H;
+  covering_windows(g.out[0], D, g.k[0], g.s[0], g.p[0], dfirst, dlast);
+  covering_windows(g.out[1], H, g.k[1], g.s[1], g.p[1], hfirst, hlast);
+  // where each gy row is read from (its element 0): in place when the margins stay inside the plane's gy
   const float** grows = t_rows.data();
   for (int64_t q = 0; q < rows; ++q) {
     if (q * oW - L >= 0 && q * oW + CR - L <= rows * oW) {
@@ -280,10 +381,11 @@ void max_backward_gather(const PoolGeom& g, const float* gy, const uint8_t* code
   for (int64_t id = 0; id < D; ++id)
     for (int64_t ih = 0; ih < H; ++ih) {
       float* r = gx + (id * H + ih) * W;
-      if (k2) max_backward_gather_row<V, 2, 2, 0>(g, r, grows, codes, ih, id);
-      else if (k3) max_backward_gather_row<V, 2, 3, 1>(g, r, grows, codes, ih, id);
-      else if (g.s[2] == 1) max_backward_gather_row<V, 1, 0, 0>(g, r, grows, codes, ih, id);
-      else max_backward_gather_row<V, 2, 0, 0>(g, r, grows, codes, ih, id);
+      const int64_t a0 = dfirst[id], a1 = dlast[id], b0 = hfirst[ih], b1 = hlast[ih];
+      if (k2) max_backward_gather_row<V, 2, 2, 0>(gg, r, grows, codes, id, ih, a0, a1, b0, b1);
+      else if (k3) max_backward_gather_row<V, 2, 3, 1>(gg, r, grows, codes, id, ih, a0, a1, b0, b1);
+      else if (g.s[2] == 1) max_backward_gather_row<V, 1, 0, 0>(gg, r, grows, codes, id, ih, a0, a1, b0, b1);
+      else max_backward_gather_row<V, 2, 0, 0>(gg, r, grows, codes, id, ih, a0, a1, b0, b1);
     }
 }
 
