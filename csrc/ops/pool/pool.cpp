@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -170,12 +172,17 @@ bool max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, c
     const int64_t chunk = (g.planes + T - 1) / T;
     const int64_t b = std::min<int64_t>(g.planes, chunk * omp_get_thread_num());
     const int64_t e = std::min<int64_t>(g.planes, b + chunk);
+    double t0 = omp_get_wtime();
     const uint8_t* codes = body(b, e);
     const int64_t cb = gather ? max_backward_codes_bytes(g) : 0;
+    double t1 = omp_get_wtime();
 #pragma omp barrier
+    double t2 = omp_get_wtime();
     if (!bad.load())
       for (int64_t i = b; i < e; ++i)
         write_plane(i, idx + i * os, codes ? codes + (i - b) * cb : nullptr, t_flags[i - b]);
+    double t3 = omp_get_wtime();
+    if (getenv("PT")) fprintf(stderr, "t%d enc %.3f wait %.3f wr %.3f\n", omp_get_thread_num(), (t1-t0)*1e3, (t2-t1)*1e3, (t3-t2)*1e3);
   }
   return !bad.load();
 }

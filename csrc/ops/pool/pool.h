@@ -86,13 +86,13 @@ static inline bool max_backward_gather_ok(const PoolGeom& g) {
          g.k[0] * g.k[1] * g.k[2] <= 254 && g.k[0] * g.k[1] <= 64 && g.in[0] * g.in[1] * g.in[2] < (int64_t{1} << 30);
 }
 // The codes of a plane are stored in rows of max_backward_code_row(g) bytes: kW bytes of left margin, the output
-// row, and a right margin covering up to 4 vectors of 16 lanes past the input columns plus the largest forward
-// offset, rounded up to a multiple of 64; margins hold kCodeForeign (never a tap), so that the gather loads
-// whole vectors without bounds.
+// row, and a right margin covering the input columns rounded up to whole vectors (of up to 16 lanes) plus the
+// largest forward offset; margins hold kCodeForeign (never a tap), so that the gather loads whole vectors
+// without bounds.
 static inline int64_t max_backward_margin_left(const PoolGeom& g) { return g.k[2]; }
 static inline int64_t max_backward_code_row(const PoolGeom& g) {
   const int64_t cols = g.s[2] == 1 ? g.in[2] : (g.in[2] + 1) / 2;
-  return (g.k[2] + std::max<int64_t>(g.out[2], (cols + 63) / 64 * 64 + g.p[2] + 1) + 63) / 64 * 64;
+  return g.k[2] + std::max<int64_t>(g.out[2], (cols + 15) / 16 * 16 + g.p[2] + 1);
 }
 static inline int64_t max_backward_codes_bytes(const PoolGeom& g) {
   return g.out[0] * g.out[1] * max_backward_code_row(g);

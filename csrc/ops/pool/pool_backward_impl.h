@@ -123,7 +123,8 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
 }
 
 // One output row in a single loop (NB valid tap rows, offsets off[] from the window origin and first codes
-// tap[]): stores the codes as int32 (narrowed afterwards over whole padded rows), returns the largest.
+// tap[]): stores the codes as int32 (a byte store would make the compiler step 64 lanes, more than a row
+// may have), returns the largest.
 template <int NB>
 int32_t max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t origin, int32_t s0, int32_t sw,
                                   int32_t kw, int32_t W, uint64_t plane, const int32_t* off, const int32_t* tap,
@@ -180,7 +181,7 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
   const int32_t kw = static_cast<int32_t>(g.k[2]), sw = static_cast<int32_t>(g.s[2]);
   const int32_t w32 = static_cast<int32_t>(W), pw = static_cast<int32_t>(g.p[2]);
   int32_t foreign = 0, outside = 0;
-  // one code row as int32: margins of kCodeForeign around the output row
+  // one code row as int32, margins of kCodeForeign around the output row
   thread_local std::vector<int32_t> t_trow;
   if (static_cast<int64_t>(t_trow.size()) < CR) t_trow.resize(static_cast<size_t>(CR));
   int32_t* __restrict trow = t_trow.data();
@@ -195,8 +196,6 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
       valid_taps(sh, g.k[1], 1, H, b0, b1);
       const int64_t row = (od * oH + oh) * oW, origin = (sd * H + sh) * W;
       uint8_t* __restrict crow = codes + (od * oH + oh) * CR;
-      std::memset(crow, kCodeForeign, static_cast<size_t>(L));
-      std::memset(crow + L + oW, kCodeForeign, static_cast<size_t>(CR - L - oW));
       // the valid tap rows of this output row: offsets from the window origin and first codes
       int32_t off[4], tap[4];
       const int64_t nb = (a1 - a0) * (b1 - b0);
@@ -223,9 +222,11 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
             foreign |= cp[l] == kCodeForeign;
             outside |= cp[l] == kCodeOutside;
           }
-        for (int64_t l = 0; l < CR; ++l) crow[l] = static_cast<uint8_t>(trow[l]);  // CR: a multiple of 64
+        for (int64_t l = 0; l < CR; ++l) crow[l] = static_cast<uint8_t>(trow[l]);  // with the margins
         continue;
       }
+      std::memset(crow, kCodeForeign, static_cast<size_t>(L));
+      std::memset(crow + L + oW, kCodeForeign, static_cast<size_t>(CR - L - oW));
       for (int64_t w0 = 0; w0 < oW; w0 += kB) {
         const int m = static_cast<int>(std::min<int64_t>(kB, oW - w0));
         const int64_t* ip = idx + row + w0;
@@ -276,61 +277,75 @@ struct GatherGeom {
   int64_t W, oH, CR, L, kh, kw, pw, sd, pd, sh, ph;
 };
 
-// One input row (id, ih) of grad_input, covered by the window rows od0..od1 x oh0..oh1 (none: zeros). KW > 0
-// fixes the W kernel size and PW the W padding (unrolled taps), KW = 0 reads both from gg. U vectors are
-// summed side by side (independent add chains).
-template <class V, int S, int KW, int PW>
-void max_backward_gather_row(const GatherGeom& gg, float* r, const float* const* grows, const uint8_t* codes,
-                             int64_t id, int64_t ih, int64_t od0, int64_t od1, int64_t oh0, int64_t oh1) {
-  constexpr int U = 4;
-  const int64_t W = gg.W, oH = gg.oH, CR = gg.CR, L = gg.L;
+// U vectors of one input row (id, ih) from column block j0 (S == 2: pairs of columns), covered by the window
+// rows od0..od1 x oh0..oh1. KW > 0 fixes the W kernel size and PW the W padding (unrolled taps), KW = 0
+// reads both from gg. The U vectors are summed side by side (independent add chains).
+template <class V, int S, int KW, int PW, int U>
+void max_backward_gather_cols(const GatherGeom& gg, float* r, const float* const* grows, const uint8_t* codes,
+                              int64_t id, int64_t ih, int64_t od0, int64_t od1, int64_t oh0, int64_t oh1,
+                              int64_t j0) {
+  const int64_t W = gg.W, oH = gg.oH, CR = gg.CR, L = gg.L, cols = S == 1 ? W : (W + 1) / 2;
   const int64_t kw = KW > 0 ? KW : gg.kw, pw = KW > 0 ? PW : gg.pw;
-  if (od1 < od0 || oh1 < oh0) {
-    std::memset(r, 0, sizeof(float) * static_cast<size_t>(W));
-    return;
-  }
-  const int64_t cols = S == 1 ? W : (W + 1) / 2;
-  for (int64_t j0 = 0; j0 < cols; j0 += U * V::N) {
-    V even[U], odd[U];
-    for (int u = 0; u < U; ++u) even[u] = odd[u] = V::zero();
-    for (int64_t od = od0; od <= od1; ++od)  // the window rows that cover this input row, in output order
-      for (int64_t oh = oh0; oh <= oh1; ++oh) {
-        const int64_t q = od * oH + oh;
-        const float* gr = grows[q] + j0;
-        const uint8_t* cr = codes + q * CR + L + j0;
-        const int64_t a = id - (od * gg.sd - gg.pd), b = ih - (oh * gg.sh - gg.ph);
-        const float tq = static_cast<float>((a * gg.kh + b) * kw);
-        for (int64_t c = kw - 1; c >= 0; --c) {  // increasing ow
-          const V tc = V::set1(tq + static_cast<float>(c));
-          const bool ev = S == 1 || ((pw - c) & 1) == 0;
-          const int64_t o = S == 1 ? pw - c : ev ? (pw - c) / 2 : (pw + 1 - c) / 2;
-          for (int u = 0; u < U; ++u) {
-            const V t = select(cmp_eq(V::load_u8(cr + o + u * V::N), tc), V::load(gr + o + u * V::N), V::zero());
-            if (ev) even[u] = even[u] + t;
-            else odd[u] = odd[u] + t;
-          }
-        }
-      }
-    for (int u = 0; u < U; ++u) {
-      const int64_t j = j0 + u * V::N;
-      if (j >= cols) break;
-      if (S == 1) {
-        const int n = static_cast<int>(std::min<int64_t>(V::N, W - j));
-        if (n == V::N) even[u].store(r + j);
-        else even[u].store_tail(r + j, n);
-      } else {
-        V lo, hi;
-        interleave2(even[u], odd[u], lo, hi);
-        const int m = static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j));
-        if (m >= 2 * V::N) {
-          lo.store(r + 2 * j);
-          hi.store(r + 2 * j + V::N);
-        } else {
-          lo.store_tail(r + 2 * j, std::min(m, V::N));
-          if (m > V::N) hi.store_tail(r + 2 * j + V::N, m - V::N);
+  V even[U], odd[U];
+  for (int u = 0; u < U; ++u) even[u] = odd[u] = V::zero();
+  for (int64_t od = od0; od <= od1; ++od)  // the window rows that cover this input row, in output order
+    for (int64_t oh = oh0; oh <= oh1; ++oh) {
+      const int64_t q = od * oH + oh;
+      const float* gr = grows[q] + j0;
+      const uint8_t* cr = codes + q * CR + L + j0;
+      const int64_t a = id - (od * gg.sd - gg.pd), b = ih - (oh * gg.sh - gg.ph);
+      const float tq = static_cast<float>((a * gg.kh + b) * kw);
+      for (int64_t c = kw - 1; c >= 0; --c) {  // increasing ow
+        const V tc = V::set1(tq + static_cast<float>(c));
+        const bool ev = S == 1 || ((pw - c) & 1) == 0;
+        const int64_t o = S == 1 ? pw - c : ev ? (pw - c) / 2 : (pw + 1 - c) / 2;
+        for (int u = 0; u < U; ++u) {
+          const V t = select(cmp_eq(V::load_u8(cr + o + u * V::N), tc), V::load(gr + o + u * V::N), V::zero());
+          if (ev) even[u] = even[u] + t;
+          else odd[u] = odd[u] + t;
         }
       }
     }
+  for (int u = 0; u < U; ++u) {
+    const int64_t j = j0 + u * V::N;
+    if (j >= cols) break;
+    if (S == 1) {
+      const int n = static_cast<int>(std::min<int64_t>(V::N, W - j));
+      if (n == V::N) even[u].store(r + j);
+      else even[u].store_tail(r + j, n);
+    } else {
+      V lo, hi;
+      interleave2(even[u], odd[u], lo, hi);
+      const int m = static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j));
+      if (m >= 2 * V::N) {
+        lo.store(r + 2 * j);
+        hi.store(r + 2 * j + V::N);
+      } else {
+        lo.store_tail(r + 2 * j, std::min(m, V::N));
+        if (m > V::N) hi.store_tail(r + 2 * j + V::N, m - V::N);
+      }
+    }
+  }
+}
+
+// One input row (id, ih) of grad_input: blocks of 4 vectors, the last 1 to 3 together (none: zeros).
+template <class V, int S, int KW, int PW>
+void max_backward_gather_row(const GatherGeom& gg, float* r, const float* const* grows, const uint8_t* codes,
+                             int64_t id, int64_t ih, int64_t od0, int64_t od1, int64_t oh0, int64_t oh1) {
+  if (od1 < od0 || oh1 < oh0) {
+    std::memset(r, 0, sizeof(float) * static_cast<size_t>(gg.W));
+    return;
+  }
+  const int64_t cols = S == 1 ? gg.W : (gg.W + 1) / 2;
+  for (int64_t j0 = 0; j0 < cols;) {
+    const int64_t nv = (cols - j0 + V::N - 1) / V::N;
+    switch (nv) {
+      case 1: max_backward_gather_cols<V, S, KW, PW, 1>(gg, r, grows, codes, id, ih, od0, od1, oh0, oh1, j0); break;
+      case 2: max_backward_gather_cols<V, S, KW, PW, 2>(gg, r, grows, codes, id, ih, od0, od1, oh0, oh1, j0); break;
+      case 3: max_backward_gather_cols<V, S, KW, PW, 3>(gg, r, grows, codes, id, ih, od0, od1, oh0, oh1, j0); break;
+      default: max_backward_gather_cols<V, S, KW, PW, 4>(gg, r, grows, codes, id, ih, od0, od1, oh0, oh1, j0); break;
+    }
+    j0 += std::min<int64_t>(nv, 4) * V::N;
   }
 }
 
