@@ -87,12 +87,12 @@ static inline bool max_backward_gather_ok(const PoolGeom& g) {
 }
 // The codes of a plane are stored in rows of max_backward_code_row(g) bytes: kW bytes of left margin, the output
 // row, and a right margin covering the input columns rounded up to whole vectors (of up to 16 lanes) plus the
-// largest forward offset; margins hold kCodeForeign (never a tap), so that the gather loads whole vectors
-// without bounds.
+// largest forward offset, rounded up to a multiple of 16; margins hold kCodeForeign (never a tap), so that the
+// gather loads whole vectors without bounds.
 static inline int64_t max_backward_margin_left(const PoolGeom& g) { return g.k[2]; }
 static inline int64_t max_backward_code_row(const PoolGeom& g) {
   const int64_t cols = g.s[2] == 1 ? g.in[2] : (g.in[2] + 1) / 2;
-  return g.k[2] + std::max<int64_t>(g.out[2], (cols + 15) / 16 * 16 + g.p[2] + 1);
+  return (g.k[2] + std::max<int64_t>(g.out[2], (cols + 15) / 16 * 16 + g.p[2] + 1) + 15) / 16 * 16;
 }
 static inline int64_t max_backward_codes_bytes(const PoolGeom& g) {
   return g.out[0] * g.out[1] * max_backward_code_row(g);

@@ -222,7 +222,8 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
             foreign |= cp[l] == kCodeForeign;
             outside |= cp[l] == kCodeOutside;
           }
-        for (int64_t l = 0; l < CR; ++l) crow[l] = static_cast<uint8_t>(trow[l]);  // with the margins
+        for (int64_t l0 = 0; l0 < CR; l0 += 16)  // with the margins; CR is a multiple of 16
+          for (int l = 0; l < 16; ++l) crow[l0 + l] = static_cast<uint8_t>(trow[l0 + l]);
         continue;
       }
       std::memset(crow, kCodeForeign, static_cast<size_t>(L));
