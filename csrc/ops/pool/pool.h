@@ -76,23 +76,23 @@ static inline int64_t avg_backward_row_floats(const PoolGeom& g) {
   return g.out[2] + g.in[2] + 2 * avg_backward_margin(g) + 64;
 }
 
-constexpr int kCodeForeign = 255, kCodeOutside = 254;  // tap codes are <= 253
+constexpr int kCodeForeign = 255, kCodeOutside = 254, kCodeMargin = 253;  // tap codes are <= 252
 constexpr int kMaxBwdForeign = 1, kMaxBwdOutside = 2;
 
-// Geometries whose max backward gathers: no dilation, stride 1 or 2 in W, at most 254 taps and 64 tap rows
+// Geometries whose max backward gathers: no dilation, stride 1 or 2 in W, at most 253 taps and 64 tap rows
 // (kD * kH), plane < 2^30.
 static inline bool max_backward_gather_ok(const PoolGeom& g) {
   return g.d[0] == 1 && g.d[1] == 1 && g.d[2] == 1 && (g.s[2] == 1 || g.s[2] == 2) &&
-         g.k[0] * g.k[1] * g.k[2] <= 254 && g.k[0] * g.k[1] <= 64 && g.in[0] * g.in[1] * g.in[2] < (int64_t{1} << 30);
+         g.k[0] * g.k[1] * g.k[2] <= 253 && g.k[0] * g.k[1] <= 64 && g.in[0] * g.in[1] * g.in[2] < (int64_t{1} << 30);
 }
 // The codes of a plane are stored in rows of max_backward_code_row(g) bytes: kW bytes of left margin, the output
 // row, and a right margin covering the input columns rounded up to whole vectors (of up to 16 lanes) plus the
-// largest forward offset, rounded up to a multiple of 16; margins hold kCodeForeign (never a tap), so that the
+// largest forward offset, rounded up to a multiple of 16; margins hold kCodeMargin (never a tap), so that the
 // gather loads whole vectors without bounds.
 static inline int64_t max_backward_margin_left(const PoolGeom& g) { return g.k[2]; }
 static inline int64_t max_backward_code_row(const PoolGeom& g) {
   const int64_t cols = g.s[2] == 1 ? g.in[2] : (g.in[2] + 1) / 2;
-  return (g.k[2] + std::max<int64_t>(g.out[2], (cols + 15) / 16 * 16 + g.p[2] + 1) + 15) / 16 * 16;
+  return (g.k[2] + std::max<int64_t>((g.out[2] + 15) / 16 * 16, (cols + 15) / 16 * 16 + g.p[2] + 1) + 15) / 16 * 16;
 }
 static inline int64_t max_backward_codes_bytes(const PoolGeom& g) {
   return g.out[0] * g.out[1] * max_backward_code_row(g);

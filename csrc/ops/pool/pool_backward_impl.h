@@ -122,23 +122,24 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
   }
 }
 
-// One output row in a single loop (NB valid tap rows, offsets off[] from the window origin and first codes
-// tap[]): stores the codes as int32 (a byte store would make the compiler step 64 lanes, more than a row
-// may have), returns the largest.
+// m lanes of consecutive output rows with the same valid tap rows, in a single loop: lane l is the window
+// at origin + pos[l] starting at column stt[l]; NB valid tap rows, offsets off[] from the window origin and
+// first codes tap[]. Stores the codes as int32 (a byte store would make the compiler step 64 lanes, more
+// than a row may have).
 template <int NB>
-int32_t max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t origin, int32_t s0, int32_t sw,
-                                  int32_t kw, int32_t W, uint64_t plane, const int32_t* off, const int32_t* tap,
-                                  int32_t* __restrict cp) {
-  // the tap rows as scalars (unused ones never hit: an offset no in-plane index reaches)
+void max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t origin, const int32_t* __restrict pos,
+                               const int32_t* __restrict stt, int32_t kw, int32_t W, uint64_t plane,
+                               const int32_t* off, const int32_t* tap, int32_t* __restrict cp) {
+  // the tap rows as scalars
   const int32_t o0 = NB > 0 ? off[0] : 0, o1 = NB > 1 ? off[1] : 0, o2 = NB > 2 ? off[2] : 0, o3 = NB > 3 ? off[3] : 0;
   const int32_t t0 = NB > 0 ? tap[0] : 0, t1 = NB > 1 ? tap[1] : 0, t2 = NB > 2 ? tap[2] : 0, t3 = NB > 3 ? tap[3] : 0;
   const uint32_t ukw = static_cast<uint32_t>(kw), uW = static_cast<uint32_t>(W);
-  int32_t hi = 0;
+  const int32_t org = static_cast<int32_t>(origin);  // low 32 bits: differences below are exact mod 2^32
   for (int l = 0; l < m; ++l) {
     const int64_t v = ip[l];
-    const int32_t st = s0 + l * sw;  // the window's start in W
-    const int32_t r = static_cast<int32_t>(v - origin) - st;  // exact for in-plane v (plane < 2^30)
-    int32_t code = static_cast<uint64_t>(v) < plane ? kCodeForeign : kCodeOutside;
+    const int32_t st = stt[l];  // the window's start in W
+    const int32_t r = static_cast<int32_t>(v) - org - pos[l];  // exact for in-plane v (plane < 2^30)
+    int32_t code = kCodeOutside + static_cast<int32_t>(static_cast<uint64_t>(v) < plane);  // else kCodeForeign
     if (NB > 0) {
       const int32_t c = r - o0;
       code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t0 + c : code;
@@ -156,9 +157,7 @@ int32_t max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t o
       code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t3 + c : code;
     }
     cp[l] = code;
-    hi = std::max(hi, code);
   }
-  return hi;
 }
 
 // Max backward, pass 1 (see pool.h): codes[o] = the tap of window o that idx[o] names, (a*kH + b)*kW + c, when
@@ -181,11 +180,21 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
   const int32_t kw = static_cast<int32_t>(g.k[2]), sw = static_cast<int32_t>(g.s[2]);
   const int32_t w32 = static_cast<int32_t>(W), pw = static_cast<int32_t>(g.p[2]);
   int32_t foreign = 0, outside = 0;
-  // one code row as int32, margins of kCodeForeign around the output row
-  thread_local std::vector<int32_t> t_trow;
-  if (static_cast<int64_t>(t_trow.size()) < CR) t_trow.resize(static_cast<size_t>(CR));
-  int32_t* __restrict trow = t_trow.data();
-  for (int64_t l = 0; l < CR; ++l) trow[l] = kCodeForeign;
+  // rows are encoded in groups of up to kGroup lanes: lane l = (row q, column w) has its window at
+  // pos[l] = q*sH*W + stt[l] from the first row's origin, stt[l] = w*sW - pW
+  constexpr int64_t kGroup = 256;
+  const int64_t grp = std::max<int64_t>(1, kGroup / std::max<int64_t>(oW, 1));
+  const int64_t lanes = grp * oW + 16;
+  thread_local std::vector<int32_t> t_enc;
+  if (static_cast<int64_t>(t_enc.size()) < 3 * lanes) t_enc.resize(static_cast<size_t>(3 * lanes));
+  int32_t* pos = t_enc.data();
+  int32_t* stt = pos + lanes;
+  int32_t* tcodes = stt + lanes;
+  for (int64_t q = 0; q < grp; ++q)
+    for (int64_t w = 0; w < oW; ++w) {
+      stt[q * oW + w] = static_cast<int32_t>(w * g.s[2] - g.p[2]);
+      pos[q * oW + w] = static_cast<int32_t>(q * g.s[1] * W + w * g.s[2] - g.p[2]);
+    }
   for (int64_t od = 0; od < oD; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
     int64_t a0, a1;
@@ -194,7 +203,7 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
       const int64_t sh = oh * g.s[1] - g.p[1];
       int64_t b0, b1;
       valid_taps(sh, g.k[1], 1, H, b0, b1);
-      const int64_t row = (od * oH + oh) * oW, origin = (sd * H + sh) * W;
+      const int64_t row = (od * oH + oh) * oW, origin = (sd * H + sh) * W;  // without the W start
       uint8_t* __restrict crow = codes + (od * oH + oh) * CR;
       // the valid tap rows of this output row: offsets from the window origin and first codes
       int32_t off[4], tap[4];
@@ -206,28 +215,32 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
             off[t] = static_cast<int32_t>((a * H + b) * W);
             tap[t] = static_cast<int32_t>((a * g.k[1] + b) * g.k[2]);
           }
+        // the following rows with the same valid tap rows (all of them) join this one, up to kGroup lanes
+        int64_t rows = 1;
+        if (b0 == 0 && b1 == g.k[1])
+          while (rows < grp && oh + rows < oH && (oh + rows) * g.s[1] - g.p[1] + g.k[1] <= H) ++rows;
+        const int m = static_cast<int>(rows * oW);
         const int64_t* ip = idx + row;
-        int32_t* cp = trow + L;
-        const int m = static_cast<int>(oW);
-        int32_t hi = 0;
         switch (nb) {
-          case 0: hi = max_backward_encode_block<0>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
-          case 1: hi = max_backward_encode_block<1>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
-          case 2: hi = max_backward_encode_block<2>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
-          case 3: hi = max_backward_encode_block<3>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
-          default: hi = max_backward_encode_block<4>(ip, m, origin, -pw, sw, kw, w32, plane, off, tap, cp); break;
+          case 0: max_backward_encode_block<0>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 1: max_backward_encode_block<1>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 2: max_backward_encode_block<2>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 3: max_backward_encode_block<3>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          default: max_backward_encode_block<4>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
         }
-        if (hi >= kCodeOutside)
-          for (int l = 0; l < m; ++l) {
-            foreign |= cp[l] == kCodeForeign;
-            outside |= cp[l] == kCodeOutside;
-          }
-        for (int64_t l0 = 0; l0 < CR; l0 += 16)  // with the margins; CR is a multiple of 16
-          for (int l = 0; l < 16; ++l) crow[l0 + l] = static_cast<uint8_t>(trow[l0 + l]);
+        for (int64_t q = 0; q < rows; ++q) {  // narrow into the code rows, then their margins
+          uint8_t* __restrict cr = codes + (od * oH + oh + q) * CR;
+          const int32_t* tc = tcodes + q * oW;
+          for (int64_t l0 = 0; l0 < oW; l0 += 16)  // whole vectors: may run into the right margin
+            for (int l = 0; l < 16; ++l) cr[L + l0 + l] = static_cast<uint8_t>(tc[l0 + l]);
+          for (int64_t l = 0; l < L; ++l) cr[l] = kCodeMargin;
+          for (int64_t l = L + oW; l < CR; ++l) cr[l] = kCodeMargin;
+        }
+        oh += rows - 1;
         continue;
       }
-      std::memset(crow, kCodeForeign, static_cast<size_t>(L));
-      std::memset(crow + L + oW, kCodeForeign, static_cast<size_t>(CR - L - oW));
+      std::memset(crow, kCodeMargin, static_cast<size_t>(L));
+      std::memset(crow + L + oW, kCodeMargin, static_cast<size_t>(CR - L - oW));
       for (int64_t w0 = 0; w0 < oW; w0 += kB) {
         const int m = static_cast<int>(std::min<int64_t>(kB, oW - w0));
         const int64_t* ip = idx + row + w0;
@@ -250,17 +263,19 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
             }
           }
         uint8_t* cp = crow + L + w0;
-        int32_t hi = 0;  // the largest code: >= kCodeOutside flags the row for the exact look below
-        for (int l = 0; l < m; ++l) hi = std::max(hi, code[l]);
         for (int l = 0; l < m; ++l) cp[l] = static_cast<uint8_t>(code[l]);
-        if (hi >= kCodeOutside)
-          for (int l = 0; l < m; ++l) {
-            foreign |= code[l] == kCodeForeign;
-            outside |= code[l] == kCodeOutside;
-          }
       }
     }
   }
+  // flags: one pass over the plane's code bytes (in cache), exact only where some code is above the taps
+  const int64_t nbytes = oD * oH * CR;
+  uint8_t hi = 0;
+  for (int64_t l = 0; l < nbytes; ++l) hi = std::max(hi, codes[l]);
+  if (hi >= kCodeOutside)
+    for (int64_t l = 0; l < nbytes; ++l) {
+      foreign |= codes[l] == kCodeForeign;
+      outside |= codes[l] == kCodeOutside;
+    }
   return (foreign ? kMaxBwdForeign : 0) | (outside ? kMaxBwdOutside : 0);
 }
 
