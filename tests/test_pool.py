@@ -274,7 +274,7 @@ def test_max_backward_threads_bitwise_and_checked_first(backend, rng, threads, k
                                       ((1, 2, 5, 6, 8), dict(kernel_size=(2, 2, 2), stride=(3, 2, 2))),
                                       ((1, 1, 4, 6, 8), dict(kernel_size=2, stride=2, padding=(1, 1, 0)))])
 def test_max_pool3d_2x2_backward(backend, rng, shape, kw):
-    # k=2 s=2 in W takes the direct-write path; depth and height windows of 2 must not overwrite each other
+    # 3-d windows of 2 (the gather path): depth and height windows must not overwrite each other
     x = _rand(rng, shape)
     y, i = F.max_pool3d(x, return_indices=True, **kw)
     g = _rand(rng, y.shape)

@@ -1,16 +1,17 @@
 // Pooling entry (maths and contract: pool.h): picks the kernel table of the active ISA and splits the
 // N*C planes across threads. Every plane is computed by one thread from its own input and written only
 // to its own output (backward scatters stay inside the plane), so results do not depend on the thread
-// count and no atomics are needed. Adaptive pooling and the max-pool scatter are scalar here (their
-// windows vary per output; the global-average case uses the vectorised plane sum).
+// count and no atomics are needed. Adaptive pooling is scalar here (its windows vary per output; the
+// global-average case uses the vectorised plane sum). Max backward with given indices runs in two passes
+// in one parallel region: every thread encodes and checks the indices of its planes (pool.h), a barrier,
+// then every thread writes its planes (gather, or the scatter for indices outside their own window), so
+// an invalid index anywhere is reported before anything is written.
 // Test: pytest tests/test_pool.py. Bench: python -m fastml.bench --ops pool.
 #include "ops/pool/pool.h"
 
 #include <algorithm>
 #include <cmath>
 #include <atomic>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -172,17 +173,12 @@ bool max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, c
     const int64_t chunk = (g.planes + T - 1) / T;
     const int64_t b = std::min<int64_t>(g.planes, chunk * omp_get_thread_num());
     const int64_t e = std::min<int64_t>(g.planes, b + chunk);
-    double t0 = omp_get_wtime();
     const uint8_t* codes = body(b, e);
     const int64_t cb = gather ? max_backward_codes_bytes(g) : 0;
-    double t1 = omp_get_wtime();
 #pragma omp barrier
-    double t2 = omp_get_wtime();
     if (!bad.load())
       for (int64_t i = b; i < e; ++i)
         write_plane(i, idx + i * os, codes ? codes + (i - b) * cb : nullptr, t_flags[i - b]);
-    double t3 = omp_get_wtime();
-    if (getenv("PT")) fprintf(stderr, "t%d enc %.3f wait %.3f wr %.3f\n", omp_get_thread_num(), (t1-t0)*1e3, (t2-t1)*1e3, (t3-t2)*1e3);
   }
   return !bad.load();
 }

@@ -8,13 +8,17 @@
 //   avg:  y[o] = (sum of the valid taps, in (d, h, w) order) / divisor, divisor = divisor_override, or
 //         count_include_pad ? prod(min(start + k, L + p) - start) : number of valid taps.
 //   adaptive: window i of a dim spans [floor(i L / out), ceil((i + 1) L / out)).
-//   backward: max scatters grad_output to idx (plane-local); avg adds grad_output / divisor to every
-//         valid tap of its window; adaptive likewise.
+//   backward: max scatters grad_output to idx (plane-local; as torch, into a zeroed plane in increasing
+//         output order, so a position named by several outputs sums them in that order); avg adds
+//         grad_output / divisor to every valid tap of its window; adaptive likewise.
 //
 // Variants: pool_{scalar,avx2,avx512}.cpp instantiate pool_impl.h over VecF: output rows are vectorised
 // along the output width (stride 1: plain loads; stride 2: an even/odd split of 2N input floats, with
 // unrolled rows for 2x2 s2 and 3x3 s2 p1; larger strides: gathers); windows that touch the padding in
 // W run a scalar window loop. Adaptive pooling whose output divides the input runs as regular pooling.
+// Max backward: the indices become one-byte tap codes (checked before any write), then each grad_input
+// row gathers from the windows whose code names its elements (bitwise the scatter's sums); indices that
+// leave their own window, dilation and strides > 2 in W take the scalar scatter.
 // Test: pytest tests/test_pool.py. Bench: python -m fastml.bench --ops pool.
 #pragma once
 #include <algorithm>
