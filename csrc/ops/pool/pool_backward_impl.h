@@ -310,13 +310,13 @@ void max_backward_gather_cols(const GatherGeom& gg, float* r, const float* const
       const float* gr = grows[q] + j0;
       const uint8_t* cr = codes + q * CR + L + j0;
       const int64_t a = id - (od * gg.sd - gg.pd), b = ih - (oh * gg.sh - gg.ph);
-      const float tq = static_cast<float>((a * gg.kh + b) * kw);
+      const int64_t tq = (a * gg.kh + b) * kw;
       for (int64_t c = kw - 1; c >= 0; --c) {  // increasing ow
-        const V tc = V::set1(tq + static_cast<float>(c));
+        const uint8_t tc = static_cast<uint8_t>(tq + c);
         const bool ev = S == 1 || ((pw - c) & 1) == 0;
         const int64_t o = S == 1 ? pw - c : ev ? (pw - c) / 2 : (pw + 1 - c) / 2;
         for (int u = 0; u < U; ++u) {
-          const V t = select(cmp_eq(V::load_u8(cr + o + u * V::N), tc), V::load(gr + o + u * V::N), V::zero());
+          const V t = select(V::eq_u8(cr + o + u * V::N, tc), V::load(gr + o + u * V::N), V::zero());
           if (ev) even[u] = even[u] + t;
           else odd[u] = odd[u] + t;
         }
