@@ -240,6 +240,28 @@ def test_max_backward_bitwise_scatter_order(backend, rng, case, W):
         np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
 
 
+@pytest.mark.parametrize("W", [7, 8, 33])
+def test_max_backward_index_wrapping_past_the_row(backend, rng, W):
+    # a window that hangs over the left (right) edge: an index one before (after) its row, i.e. the last
+    # (first) element of the previous (next) row, is not one of its taps; it is legal and is scattered there
+    kw = dict(kernel_size=3, stride=2, padding=1)
+    x = _rand(rng, (2, 3, 9, W))
+    y, i = F.max_pool2d(x, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    oH, oW = y.shape[-2:]
+    j = i.copy()
+    for oh in range(1, oH):
+        j[0, 1, oh, 0] = (2 * oh) * W - 1  # window (oh, 0) covers columns -1..1 of rows 2oh-1..2oh+1
+        if 2 * (oW - 1) + 1 >= W and 2 * oh + 1 < x.shape[2]:  # the last window reaches past the right edge
+            j[1, 2, oh, oW - 1] = (2 * oh) * W + W  # first element of the next row
+    want = _scatter_in_order(g, j, x.shape, 2)
+    got = F.max_pool2d_backward(g, x, indices=j, **kw)
+    if backend == "numpy":
+        _close_avg(got, want, g)
+    else:
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+
+
 @pytest.mark.parametrize("kw", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1)])
 def test_max_backward_threads_bitwise_and_checked_first(backend, rng, threads, kw):
     # enough planes for two threads: 1 and 2 threads give the same bits; a bad index in the last plane

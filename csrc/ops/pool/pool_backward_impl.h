@@ -126,7 +126,7 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
 // at origin + pos[l] starting at column stt[l]; NB valid tap rows, offsets off[] from the window origin and
 // first codes tap[]. Stores the codes as int32 (a byte store would make the compiler step 64 lanes, more
 // than a row may have).
-template <int NB>
+template <int NB, bool CHECKW>
 void max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t origin, const int32_t* __restrict pos,
                                const int32_t* __restrict stt, int32_t kw, int32_t W, uint64_t plane,
                                const int32_t* off, const int32_t* tap, int32_t* __restrict cp) {
@@ -142,19 +142,19 @@ void max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t orig
     int32_t code = kCodeOutside + static_cast<int32_t>(static_cast<uint64_t>(v) < plane);  // else kCodeForeign
     if (NB > 0) {
       const int32_t c = r - o0;
-      code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t0 + c : code;
+      code = static_cast<uint32_t>(c) < ukw && (!CHECKW || static_cast<uint32_t>(st + c) < uW) ? t0 + c : code;
     }
     if (NB > 1) {
       const int32_t c = r - o1;
-      code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t1 + c : code;
+      code = static_cast<uint32_t>(c) < ukw && (!CHECKW || static_cast<uint32_t>(st + c) < uW) ? t1 + c : code;
     }
     if (NB > 2) {
       const int32_t c = r - o2;
-      code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t2 + c : code;
+      code = static_cast<uint32_t>(c) < ukw && (!CHECKW || static_cast<uint32_t>(st + c) < uW) ? t2 + c : code;
     }
     if (NB > 3) {
       const int32_t c = r - o3;
-      code = static_cast<uint32_t>(c) < ukw && static_cast<uint32_t>(st + c) < uW ? t3 + c : code;
+      code = static_cast<uint32_t>(c) < ukw && (!CHECKW || static_cast<uint32_t>(st + c) < uW) ? t3 + c : code;
     }
     cp[l] = code;
   }
@@ -195,6 +195,10 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
       stt[q * oW + w] = static_cast<int32_t>(w * g.s[2] - g.p[2]);
       pos[q * oW + w] = static_cast<int32_t>(q * g.s[1] * W + w * g.s[2] - g.p[2]);
     }
+  // windows [0, nlo) start left of the input, the last nhi end past it (the others need no column check)
+  int64_t nlo = 0, nhi = 0;
+  while (nlo < oW && nlo * g.s[2] - g.p[2] < 0) ++nlo;
+  while (nhi < oW && (oW - 1 - nhi) * g.s[2] - g.p[2] + g.k[2] > W) ++nhi;
   for (int64_t od = 0; od < oD; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
     int64_t a0, a1;
@@ -221,12 +225,25 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
           while (rows < grp && oh + rows < oH && (oh + rows) * g.s[1] - g.p[1] + g.k[1] <= H) ++rows;
         const int m = static_cast<int>(rows * oW);
         const int64_t* ip = idx + row;
-        switch (nb) {
-          case 0: max_backward_encode_block<0>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          case 1: max_backward_encode_block<1>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          case 2: max_backward_encode_block<2>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          case 3: max_backward_encode_block<3>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          default: max_backward_encode_block<4>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+        switch (nb) {  // the windows all inside the input in W need no column check: the border ones next
+          case 0: max_backward_encode_block<0, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 1: max_backward_encode_block<1, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 2: max_backward_encode_block<2, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 3: max_backward_encode_block<3, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          default: max_backward_encode_block<4, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+        }
+        auto border = [&](int64_t l) {  // one lane again, with the column check
+          switch (nb) {
+            case 0: max_backward_encode_block<0, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
+            case 1: max_backward_encode_block<1, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
+            case 2: max_backward_encode_block<2, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
+            case 3: max_backward_encode_block<3, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
+            default: max_backward_encode_block<4, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
+          }
+        };
+        for (int64_t q = 0; q < rows; ++q) {
+          for (int64_t j = 0; j < nlo; ++j) border(q * oW + j);
+          for (int64_t j = std::max(nlo, oW - nhi); j < oW; ++j) border(q * oW + j);
         }
         for (int64_t q = 0; q < rows; ++q) {  // narrow into the code rows, then their margins
           uint8_t* __restrict cr = codes + (od * oH + oh + q) * CR;
