@@ -127,19 +127,24 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
 // first codes tap[]. Stores the codes as int32 (a byte store would make the compiler step 64 lanes, more
 // than a row may have).
 template <int NB, bool CHECKW>
-void max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t origin, const int32_t* __restrict pos,
-                               const int32_t* __restrict stt, int32_t kw, int32_t W, uint64_t plane,
-                               const int32_t* off, const int32_t* tap, int32_t* __restrict cp) {
+uint64_t max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t origin,
+                                   const int32_t* __restrict pos, const int32_t* __restrict stt, int32_t kw,
+                                   int32_t W, uint64_t plane, const int32_t* off, const int32_t* tap,
+                                   int32_t* __restrict cp) {
   // the tap rows as scalars
   const int32_t o0 = NB > 0 ? off[0] : 0, o1 = NB > 1 ? off[1] : 0, o2 = NB > 2 ? off[2] : 0, o3 = NB > 3 ? off[3] : 0;
   const int32_t t0 = NB > 0 ? tap[0] : 0, t1 = NB > 1 ? tap[1] : 0, t2 = NB > 2 ? tap[2] : 0, t3 = NB > 3 ? tap[3] : 0;
   const uint32_t ukw = static_cast<uint32_t>(kw), uW = static_cast<uint32_t>(W);
   const int32_t org = static_cast<int32_t>(origin);  // low 32 bits: differences below are exact mod 2^32
+  const uint32_t uplane = static_cast<uint32_t>(plane);
+  uint64_t any = 0;  // the OR of the indices: below 2^30 only if every index is in [0, 2^30)
   for (int l = 0; l < m; ++l) {
     const int64_t v = ip[l];
+    any |= static_cast<uint64_t>(v);
     const int32_t st = stt[l];  // the window's start in W
-    const int32_t r = static_cast<int32_t>(v) - org - pos[l];  // exact for in-plane v (plane < 2^30)
-    int32_t code = kCodeOutside + static_cast<int32_t>(static_cast<uint64_t>(v) < plane);  // else kCodeForeign
+    const int32_t r = static_cast<int32_t>(v) - org - pos[l];  // exact for v in [0, 2^30) (plane < 2^30)
+    // in the plane by its low 32 bits: exact for v in [0, 2^30), which the caller checks with the returned OR
+    int32_t code = kCodeOutside + static_cast<int32_t>(static_cast<uint32_t>(v) < uplane);  // else kCodeForeign
     if (NB > 0) {
       const int32_t c = r - o0;
       code = static_cast<uint32_t>(c) < ukw && (!CHECKW || static_cast<uint32_t>(st + c) < uW) ? t0 + c : code;
@@ -158,6 +163,7 @@ void max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t orig
     }
     cp[l] = code;
   }
+  return any;
 }
 
 // Max backward, pass 1 (see pool.h): codes[o] = the tap of window o that idx[o] names, (a*kH + b)*kW + c, when
@@ -225,13 +231,15 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
           while (rows < grp && oh + rows < oH && (oh + rows) * g.s[1] - g.p[1] + g.k[1] <= H) ++rows;
         const int m = static_cast<int>(rows * oW);
         const int64_t* ip = idx + row;
+        uint64_t any = 0;
         switch (nb) {  // the windows all inside the input in W need no column check: the border ones next
-          case 0: max_backward_encode_block<0, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          case 1: max_backward_encode_block<1, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          case 2: max_backward_encode_block<2, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          case 3: max_backward_encode_block<3, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          default: max_backward_encode_block<4, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 0: any = max_backward_encode_block<0, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 1: any = max_backward_encode_block<1, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 2: any = max_backward_encode_block<2, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 3: any = max_backward_encode_block<3, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          default: any = max_backward_encode_block<4, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
         }
+        if (any >> 30) goto generic;  // an index outside [0, 2^30): this row through the exact path below
         auto border = [&](int64_t l) {  // one lane again, with the column check
           switch (nb) {
             case 0: max_backward_encode_block<0, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
@@ -256,6 +264,7 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
         oh += rows - 1;
         continue;
       }
+    generic:
       std::memset(crow, kCodeMargin, static_cast<size_t>(L));
       std::memset(crow + L + oW, kCodeMargin, static_cast<size_t>(CR - L - oW));
       for (int64_t w0 = 0; w0 < oW; w0 += kB) {
