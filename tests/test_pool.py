@@ -262,6 +262,22 @@ def test_max_backward_index_wrapping_past_the_row(backend, rng, W):
         np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
 
 
+@pytest.mark.parametrize("big", [2**32, 2**31, 2**30, -2**32, 2**62])
+@pytest.mark.parametrize("nd,shape,kw", [(2, (2, 3, 12, 20), dict(kernel_size=3, stride=2, padding=1)),
+                                         (3, (1, 2, 4, 6, 8), dict(kernel_size=2, stride=2)),
+                                         (3, (1, 2, 5, 6, 8), dict(kernel_size=3, stride=2, padding=1))])
+def test_max_backward_huge_index_is_an_error(backend, rng, big, nd, shape, kw):
+    # an index whose low 32 bits name a valid tap is still outside the plane: an error, nothing written
+    x = _rand(rng, shape)
+    y, i = _MAX[nd][0](x, return_indices=True, **kw)
+    j = i.copy()
+    j.reshape(-1)[j.size // 2 + 1] += big
+    out = np.full(x.shape, 7.0, np.float32)
+    with pytest.raises(ValueError, match="indices in"):
+        _MAX[nd][2](_rand(rng, y.shape), x, indices=j, out=out, **kw)
+    assert np.all(out == 7.0)
+
+
 @pytest.mark.parametrize("kw", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1)])
 def test_max_backward_threads_bitwise_and_checked_first(backend, rng, threads, kw):
     # enough planes for two threads: 1 and 2 threads give the same bits; a bad index in the last plane

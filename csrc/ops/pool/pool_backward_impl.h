@@ -289,7 +289,9 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
             }
           }
         uint8_t* cp = crow + L + w0;
-        for (int l = 0; l < m; ++l) cp[l] = static_cast<uint8_t>(code[l]);
+        // an index outside the plane stays kCodeOutside even where its low 32 bits named a tap
+        for (int l = 0; l < m; ++l)
+          cp[l] = static_cast<uint8_t>(static_cast<uint64_t>(ip[l]) < plane ? code[l] : kCodeOutside);
       }
     }
   }
