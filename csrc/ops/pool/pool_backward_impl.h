@@ -123,43 +123,42 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
 }
 
 // m lanes of consecutive output rows with the same valid tap rows, in a single loop: lane l is the window
-// at origin + pos[l] starting at column stt[l]; NB valid tap rows, offsets off[] from the window origin and
-// first codes tap[]. Stores the codes as int32 (a byte store would make the compiler step 64 lanes, more
-// than a row may have).
-template <int NB, bool CHECKW>
+// at origin + pos[l]; NB valid tap rows, offsets off[] from the window origin and first codes tap[]. No
+// column check: right only for windows wholly inside the input in W (the caller redoes the others), where
+// a tap hit is an in-plane position. Stores the codes as int32 (a byte store would make the compiler step
+// 64 lanes, more than a row may have); returns the OR of the indices.
+template <int NB>
 uint64_t max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t origin,
-                                   const int32_t* __restrict pos, const int32_t* __restrict stt, int32_t kw,
-                                   int32_t W, uint64_t plane, const int32_t* off, const int32_t* tap,
-                                   int32_t* __restrict cp) {
+                                   const int32_t* __restrict pos, int32_t kw, uint64_t plane, const int32_t* off,
+                                   const int32_t* tap, int32_t* __restrict cp) {
   // the tap rows as scalars
   const int32_t o0 = NB > 0 ? off[0] : 0, o1 = NB > 1 ? off[1] : 0, o2 = NB > 2 ? off[2] : 0, o3 = NB > 3 ? off[3] : 0;
   const int32_t t0 = NB > 0 ? tap[0] : 0, t1 = NB > 1 ? tap[1] : 0, t2 = NB > 2 ? tap[2] : 0, t3 = NB > 3 ? tap[3] : 0;
-  const uint32_t ukw = static_cast<uint32_t>(kw), uW = static_cast<uint32_t>(W);
+  const uint32_t ukw = static_cast<uint32_t>(kw);
   const int32_t org = static_cast<int32_t>(origin);  // low 32 bits: differences below are exact mod 2^32
   const uint32_t uplane = static_cast<uint32_t>(plane);
   uint64_t any = 0;  // the OR of the indices: below 2^30 only if every index is in [0, 2^30)
   for (int l = 0; l < m; ++l) {
     const int64_t v = ip[l];
     any |= static_cast<uint64_t>(v);
-    const int32_t st = stt[l];  // the window's start in W
     const int32_t r = static_cast<int32_t>(v) - org - pos[l];  // exact for v in [0, 2^30) (plane < 2^30)
     // in the plane by its low 32 bits: exact for v in [0, 2^30), which the caller checks with the returned OR
     int32_t code = kCodeOutside + static_cast<int32_t>(static_cast<uint32_t>(v) < uplane);  // else kCodeForeign
     if (NB > 0) {
       const int32_t c = r - o0;
-      code = static_cast<uint32_t>(c) < ukw && (!CHECKW || static_cast<uint32_t>(st + c) < uW) ? t0 + c : code;
+      code = static_cast<uint32_t>(c) < ukw ? t0 + c : code;
     }
     if (NB > 1) {
       const int32_t c = r - o1;
-      code = static_cast<uint32_t>(c) < ukw && (!CHECKW || static_cast<uint32_t>(st + c) < uW) ? t1 + c : code;
+      code = static_cast<uint32_t>(c) < ukw ? t1 + c : code;
     }
     if (NB > 2) {
       const int32_t c = r - o2;
-      code = static_cast<uint32_t>(c) < ukw && (!CHECKW || static_cast<uint32_t>(st + c) < uW) ? t2 + c : code;
+      code = static_cast<uint32_t>(c) < ukw ? t2 + c : code;
     }
     if (NB > 3) {
       const int32_t c = r - o3;
-      code = static_cast<uint32_t>(c) < ukw && (!CHECKW || static_cast<uint32_t>(st + c) < uW) ? t3 + c : code;
+      code = static_cast<uint32_t>(c) < ukw ? t3 + c : code;
     }
     cp[l] = code;
   }
@@ -233,21 +232,27 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
         const int64_t* ip = idx + row;
         uint64_t any = 0;
         switch (nb) {  // the windows all inside the input in W need no column check: the border ones next
-          case 0: any = max_backward_encode_block<0, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          case 1: any = max_backward_encode_block<1, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          case 2: any = max_backward_encode_block<2, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          case 3: any = max_backward_encode_block<3, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
-          default: any = max_backward_encode_block<4, false>(ip, m, origin, pos, stt, kw, w32, plane, off, tap, tcodes); break;
+          case 0: any = max_backward_encode_block<0>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
+          case 1: any = max_backward_encode_block<1>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
+          case 2: any = max_backward_encode_block<2>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
+          case 3: any = max_backward_encode_block<3>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
+          default: any = max_backward_encode_block<4>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
         }
         if (any >> 30) goto generic;  // an index outside [0, 2^30): this row through the exact path below
         auto border = [&](int64_t l) {  // one lane again, with the column check
-          switch (nb) {
-            case 0: max_backward_encode_block<0, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
-            case 1: max_backward_encode_block<1, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
-            case 2: max_backward_encode_block<2, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
-            case 3: max_backward_encode_block<3, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
-            default: max_backward_encode_block<4, true>(ip + l, 1, origin, pos + l, stt + l, kw, w32, plane, off, tap, tcodes + l); break;
+          const int64_t v = ip[l];
+          int32_t code = kCodeOutside;
+          if (static_cast<uint64_t>(v) < plane) {
+            code = kCodeForeign;
+            const int32_t r = static_cast<int32_t>(v - origin) - pos[l];
+            for (int64_t t = 0; t < nb; ++t) {
+              const int32_t c = r - off[t];
+              if (static_cast<uint32_t>(c) < static_cast<uint32_t>(kw) &&
+                  static_cast<uint32_t>(stt[l] + c) < static_cast<uint32_t>(w32))
+                code = tap[t] + c;
+            }
           }
+          tcodes[l] = code;
         };
         for (int64_t q = 0; q < rows; ++q) {
           for (int64_t j = 0; j < nlo; ++j) border(q * oW + j);
