@@ -164,12 +164,155 @@ def test_max_backward_any_indices(backend, rng, kw):
     _close_avg(F.max_pool2d_backward(g, x, indices=j, **kw), R.max_pool2d_backward(g, x, indices=j, **kw), g)
 
 
+def _scatter_in_order(g, idx, in_shape, nsp):
+    """torch's max backward: per plane, a zeroed float32 grad_input and grad_input[idx] += grad_output in
+    increasing output order (np.add.at is unbuffered and sequential); out-of-plane indices dropped."""
+    planes = int(np.prod(in_shape[:-nsp]))
+    plane = int(np.prod(in_shape[-nsp:]))
+    gp, ip = g.reshape(planes, -1), idx.reshape(planes, -1)
+    out = np.zeros((planes, plane), np.float32)
+    for p in range(planes):
+        keep = (ip[p] >= 0) & (ip[p] < plane)
+        np.add.at(out[p], ip[p][keep], gp[p][keep])
+    return out.reshape(in_shape)
+
+
+_GATHER = [  # (nd, kw): the gather geometries (no dilation, stride 1 or 2 in W) and a few around them
+    (2, dict(kernel_size=2, stride=2)),
+    (2, dict(kernel_size=3, stride=2, padding=1)),
+    (2, dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    (2, dict(kernel_size=3, stride=1, padding=1)),
+    (2, dict(kernel_size=(3, 2), stride=(2, 1))),
+    (2, dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), ceil_mode=True)),
+    (2, dict(kernel_size=4, stride=2, padding=2)),
+    (2, dict(kernel_size=3, stride=3)),  # stride 3: the scatter
+    (2, dict(kernel_size=3, stride=2, dilation=2)),  # dilation: the scatter
+    (1, dict(kernel_size=3, stride=2, padding=1)),
+    (1, dict(kernel_size=2, stride=1, ceil_mode=True)),
+    (3, dict(kernel_size=2, stride=2)),
+    (3, dict(kernel_size=3, stride=(1, 2, 2), padding=1)),
+    (3, dict(kernel_size=(2, 3, 3), stride=(2, 2, 1), padding=(1, 1, 1), ceil_mode=True)),
+]
+
+
+def _gather_shape(nd, W):
+    lead = {1: (2, 3), 2: (2, 3, 7), 3: (1, 2, 4, 5)}[nd]
+    return lead + (W,)
+
+
+def _has_output(case, W):
+    nd, kw = _GATHER[case]
+    try:
+        R.__dict__[f"max_pool{nd}d"](np.zeros(_gather_shape(nd, W)), **kw)
+    except ValueError:  # the window does not fit this width
+        return False
+    return True
+
+
+@pytest.mark.parametrize("case,W", [(c, W) for c in range(len(_GATHER)) for W in (1, 2, 3, 15, 16, 17, 33, 70)
+                                    if _has_output(c, W)])
+def test_max_backward_bitwise_scatter_order(backend, rng, case, W):
+    # every geometry, with the forward's indices (ties: windows sharing a maximum), with foreign in-plane
+    # indices (the scatter fallback) and with repeated indices, equals the in-order float32 scatter bitwise
+    nd, kw = _GATHER[case]
+    shape = _gather_shape(nd, W)
+    f, fb = _MAX[nd][0], _MAX[nd][2]
+    x = rng.integers(-2, 3, size=shape).astype(np.float32)  # many ties: shared maxima
+    x.reshape(-1)[::7] = _rand(rng, x.size)[::7]
+    y, i = f(x, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    g.reshape(-1)[::5] = 0.0
+    g.reshape(-1)[1::11] = -0.0
+    plane = int(np.prod(shape[-nd:]))
+    foreign = i.copy().reshape(-1)
+    foreign[::3] = rng.integers(0, plane, size=foreign[::3].size)
+    same = np.zeros_like(i) + (plane - 1)  # every output on one element
+    for idx in (i, foreign.reshape(i.shape), same):
+        want = _scatter_in_order(g, idx, x.shape, nd)
+        got = fb(g, x, indices=idx, **kw)
+        if backend == "numpy":
+            _close_avg(got, want, g)
+        else:
+            np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    got = fb(g, x, **kw)  # recomputed indices
+    want = _scatter_in_order(g, i, x.shape, nd)
+    if backend != "numpy":
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+
+
+@pytest.mark.parametrize("W", [7, 8, 33])
+def test_max_backward_index_wrapping_past_the_row(backend, rng, W):
+    # a window that hangs over the left (right) edge: an index one before (after) its row, i.e. the last
+    # (first) element of the previous (next) row, is not one of its taps; it is legal and is scattered there
+    kw = dict(kernel_size=3, stride=2, padding=1)
+    x = _rand(rng, (2, 3, 9, W))
+    y, i = F.max_pool2d(x, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    oH, oW = y.shape[-2:]
+    j = i.copy()
+    for oh in range(1, oH):
+        j[0, 1, oh, 0] = (2 * oh) * W - 1  # window (oh, 0) covers columns -1..1 of rows 2oh-1..2oh+1
+        if 2 * (oW - 1) + 1 >= W and 2 * oh + 1 < x.shape[2]:  # the last window reaches past the right edge
+            j[1, 2, oh, oW - 1] = (2 * oh) * W + W  # first element of the next row
+    want = _scatter_in_order(g, j, x.shape, 2)
+    got = F.max_pool2d_backward(g, x, indices=j, **kw)
+    if backend == "numpy":
+        _close_avg(got, want, g)
+    else:
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+
+
+@pytest.mark.parametrize("big", [2**32, 2**31, 2**30, -2**32, 2**62])
+@pytest.mark.parametrize("nd,shape,kw", [(2, (2, 3, 12, 20), dict(kernel_size=3, stride=2, padding=1)),
+                                         (3, (1, 2, 4, 6, 8), dict(kernel_size=2, stride=2)),
+                                         (3, (1, 2, 5, 6, 8), dict(kernel_size=3, stride=2, padding=1))])
+def test_max_backward_huge_index_is_an_error(backend, rng, big, nd, shape, kw):
+    # an index whose low 32 bits name a valid tap is still outside the plane: an error, nothing written
+    x = _rand(rng, shape)
+    y, i = _MAX[nd][0](x, return_indices=True, **kw)
+    j = i.copy()
+    j.reshape(-1)[j.size // 2 + 1] += big
+    out = np.full(x.shape, 7.0, np.float32)
+    with pytest.raises(ValueError, match="indices in"):
+        _MAX[nd][2](_rand(rng, y.shape), x, indices=j, out=out, **kw)
+    assert np.all(out == 7.0)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_max_backward_threads_bitwise_and_checked_first(backend, rng, threads, kw):
+    # enough planes for two threads: 1 and 2 threads give the same bits; a bad index in the last plane
+    # stops every thread before anything is written
+    x = _rand(rng, (4, 16, 40, 40))
+    y, i = F.max_pool2d(x, return_indices=True, **kw)
+    g = _rand(rng, y.shape)
+    outs = []
+    for nt in (1, 2):
+        fastml.set_num_threads(nt)
+        outs.append(F.max_pool2d_backward(g, x, indices=i, **kw))
+        if backend != "numpy":
+            np.testing.assert_array_equal(outs[-1].view(np.int32), _scatter_in_order(g, i, x.shape, 2).view(np.int32))
+    np.testing.assert_array_equal(outs[0].view(np.int32), outs[1].view(np.int32))
+    bad = i.copy()
+    bad[-1, -1, -1, -1] = 1600
+    for nt in (1, 2):
+        fastml.set_num_threads(nt)
+        out = np.full(x.shape, 7.0, np.float32)
+        with pytest.raises(ValueError, match="indices in"):
+            F.max_pool2d_backward(g, x, indices=bad, out=out, **kw)
+        assert np.all(out == 7.0)
+    torch = pytest.importorskip("torch")
+    xt = torch.from_numpy(x).requires_grad_()
+    torch.nn.functional.max_pool2d(xt, **kw).backward(torch.from_numpy(g))
+    if backend != "numpy":
+        np.testing.assert_array_equal(outs[1], xt.grad.numpy())
+
+
 @pytest.mark.parametrize("shape,kw", [((2, 3, 4, 4, 8), dict(kernel_size=2, stride=2)),
                                       ((1, 2, 6, 4, 16), dict(kernel_size=2, stride=2)),
                                       ((1, 2, 5, 6, 8), dict(kernel_size=(2, 2, 2), stride=(3, 2, 2))),
                                       ((1, 1, 4, 6, 8), dict(kernel_size=2, stride=2, padding=(1, 1, 0)))])
 def test_max_pool3d_2x2_backward(backend, rng, shape, kw):
-    # k=2 s=2 in W takes the direct-write path; depth and height windows of 2 must not overwrite each other
+    # 3-d windows of 2 (the gather path): depth and height windows must not overwrite each other
     x = _rand(rng, shape)
     y, i = F.max_pool3d(x, return_indices=True, **kw)
     g = _rand(rng, y.shape)

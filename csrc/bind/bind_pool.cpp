@@ -1,7 +1,8 @@
 // Bindings of the pooling kernels. fastml/functional/pool.py validates the arguments and computes the
 // output sizes (fastml/_pool_args.py, torch's rules) and passes the geometry as 19 ints:
 // (planes, D, H, W, oD, oH, oW, kD, kH, kW, sD, sH, sW, pD, pH, pW, dD, dH, dW). Here: array checks
-// (dtype, sizes, out=, aliasing, index range), all before anything is written; then the GIL is released.
+// (dtype, sizes, out=, aliasing), all before anything is written; then the GIL is released. The max backward
+// kernels check the indices themselves in a pass that precedes every write (pool.h) and report a bad one.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -60,16 +61,12 @@ bool window_empty(const PoolGeom& g, int i, int64_t o) {
   return true;
 }
 
-// Indices must lie in [0, plane), except (max pooling, allow_empty) for an output whose window has no
-// valid tap: the backward drops that gradient (the kernels skip out-of-plane indices).
+// Raises for the first index outside [0, plane), except (max pooling, allow_empty) for an output whose window
+// has no valid tap: the backward drops that gradient. Called once the kernels have reported a bad index.
 void check_indices(const py::array& idx, const PoolGeom& g, bool allow_empty, const char* op) {
   const int64_t plane = g.in[0] * g.in[1] * g.in[2];
   const int64_t* p = static_cast<const int64_t*>(idx.data());
   const int64_t n = idx.size();
-  // one unsigned compare per index, no early exit (vectorised); the offending ones are examined on failure
-  uint64_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint64_t>(p[i]) >= static_cast<uint64_t>(plane);
-  if (!bad) return;
   const int64_t os = g.out[0] * g.out[1] * g.out[2];
   for (int64_t i = 0; i < n; ++i) {
     if (p[i] >= 0 && p[i] < plane) continue;
@@ -132,7 +129,6 @@ void bind_pool(py::module_& m) {
       has_idx = true;
       FASTML_CHECK(shape_of(idx) == shape_of(gy), op, ": expected indices of shape ", shape_str(gy), ", got ",
                    shape_str(idx));
-      check_indices(idx, g, kind == kMax, op);
     } else if (is_max) {
       FASTML_CHECK(kind == kMax, op, ": indices are required");
       x = input_f32(input, op, "input");
@@ -149,15 +145,19 @@ void bind_pool(py::module_& m) {
     const int64_t* pi = has_idx ? static_cast<const int64_t*>(idx.data()) : nullptr;
     float* pgx = f32(gx);
     const AvgMode mode{count_include_pad, divisor};
+    bool ok = true;
     {
       py::gil_scoped_release nogil;
       switch (kind) {
         case kMax:
-        case kAdaptiveMax: max_pool_backward(g, pg, pi, px, pgx); break;
+        case kAdaptiveMax: ok = max_pool_backward(g, pg, pi, px, pgx, kind == kAdaptiveMax); break;
         case kAvg: avg_pool_backward(g, mode, pg, pgx); break;
         default: adaptive_avg_pool_backward(g, pg, pgx); break;
       }
     }
+    // the kernels check the indices before writing anything; on a bad one, find and report it
+    if (!ok) check_indices(idx, g, kind == kMax, op);
+    FASTML_CHECK(ok, op, ": invalid indices");
     return gx;
   }, py::arg("kind"), py::arg("grad_output"), py::arg("input"), py::arg("indices"), py::arg("geom"),
      py::arg("in_shape"), py::arg("count_include_pad") = true, py::arg("divisor") = 0, py::arg("out") = py::none());

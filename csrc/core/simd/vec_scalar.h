@@ -25,6 +25,8 @@ struct VecF {
     odd.v = first <= 1 && m > 1 ? p[1] : fill;
   }
   // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
+  // lanes l where the byte p[l] == value (p[0:N) is read)
+  static Mask eq_u8(const uint8_t* p, uint8_t value) { return p[0] == value; }
   static VecF load_strided(const float* p, int64_t stride, int n) {
     (void)stride;
     return {n > 0 ? p[0] : 0.f};

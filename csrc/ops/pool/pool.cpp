@@ -1,18 +1,24 @@
 // Pooling entry (maths and contract: pool.h): picks the kernel table of the active ISA and splits the
 // N*C planes across threads. Every plane is computed by one thread from its own input and written only
 // to its own output (backward scatters stay inside the plane), so results do not depend on the thread
-// count and no atomics are needed. Adaptive pooling and the max-pool scatter are scalar here (their
-// windows vary per output; the global-average case uses the vectorised plane sum).
+// count and no atomics are needed. Adaptive pooling is scalar here (its windows vary per output; the
+// global-average case uses the vectorised plane sum). Max backward with given indices runs in two passes
+// in one parallel region: every thread encodes and checks the indices of its planes (pool.h), a barrier,
+// then every thread writes its planes (gather, or the scatter for indices outside their own window), so
+// an invalid index anywhere is reported before anything is written.
 // Test: pytest tests/test_pool.py. Bench: python -m fastml.bench --ops pool.
 #include "ops/pool/pool.h"
 
 #include <algorithm>
 #include <cmath>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "core/parallel.h"
+
+#include <omp.h>
 
 namespace fastml {
 
@@ -41,6 +47,27 @@ T* scratch(std::vector<T>& v, int64_t n) {
 thread_local std::vector<float> t_row;
 thread_local std::vector<float> t_val;
 thread_local std::vector<int64_t> t_idx;
+thread_local std::vector<uint8_t> t_codes;
+thread_local std::vector<int> t_flags;
+
+// True when every index of a plane outside [0, plane) belongs to a window with no tap inside the input
+// (regular max pooling only: torch reports such an index there, and its gradient goes nowhere).
+bool outside_indices_ok(const PoolGeom& g, const int64_t* idx, bool adaptive) {
+  const int64_t plane = g.in[0] * g.in[1] * g.in[2], oW = g.out[2], oH = g.out[1];
+  auto empty = [&](int i, int64_t o) {
+    for (int64_t t = 0; t < g.k[i]; ++t) {
+      const int64_t pos = o * g.s[i] - g.p[i] + t * g.d[i];
+      if (pos >= 0 && pos < g.in[i]) return false;
+    }
+    return true;
+  };
+  const int64_t n = g.out[0] * oH * oW;
+  for (int64_t j = 0; j < n; ++j) {
+    if (idx[j] >= 0 && idx[j] < plane) continue;
+    if (adaptive || !(empty(0, j / (oW * oH)) || empty(1, (j / oW) % oH) || empty(2, j % oW))) return false;
+  }
+  return true;
+}
 
 // Adaptive windows of a dim whose size is a multiple of the output size are [i k, (i + 1) k) with
 // k = L / out: exactly max/avg pooling with kernel = stride = k and no padding (same scan order, same
@@ -95,18 +122,65 @@ void avg_pool_forward(const PoolGeom& g, const AvgMode& m, const float* x, float
   for_planes(g, [&](int64_t i) { fn(g, m, x + i * is, y + i * os); });
 }
 
-void max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, const float* x, float* gx) {
+bool max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, const float* x, float* gx,
+                       bool adaptive) {
   const PoolKernels& t = select_kernels(pool_tables);
   const int64_t is = in_size(g), os = out_size(g);
-  for_planes(g, [&](int64_t i) {
-    const int64_t* ip = idx ? idx + i * os : nullptr;
-    if (!ip) {  // recompute the argmax of this plane (torch's rule) into per-thread scratch
+  const bool gather = !adaptive && max_backward_gather_ok(g);
+  // pass 2 of one plane: gather when its indices are all taps of their own windows, else scatter
+  auto write_plane = [&](int64_t i, const int64_t* ip, const uint8_t* codes, int flags) {
+    if (gather && !(flags & kMaxBwdForeign))
+      t.max_backward_gather(g, gy + i * os, codes, gx + i * is, scratch(t_row, max_backward_scratch_floats(g)));
+    else
+      t.max_backward_plane(g, gy + i * os, ip, gx + i * is);
+  };
+  if (!idx) {  // recompute the argmax of each plane (torch's rule) into per-thread scratch: always valid
+    for_planes(g, [&](int64_t i) {
       int64_t* s = scratch(t_idx, os);
       t.max_plane(g, x + i * is, scratch(t_val, os), s);
-      ip = s;
+      uint8_t* codes = gather ? scratch(t_codes, max_backward_codes_bytes(g)) : nullptr;
+      const int flags = gather ? t.max_backward_encode(g, s, codes) : kMaxBwdForeign;
+      write_plane(i, s, codes, flags);
+    });
+    return true;
+  }
+  // Pass 1 (codes of this thread's planes, kept in its scratch) for every plane, a barrier, then pass 2: an
+  // invalid index anywhere stops every thread before anything is written.
+  const int64_t per = std::max<int64_t>(1, is + os);
+  const int nt = g.planes > 0 ? threads_for(g.planes, std::max<int64_t>(1, kGrain / per)) : 1;
+  std::atomic<bool> bad{false};
+  auto body = [&](int64_t b, int64_t e) {
+    const int64_t cb = gather ? max_backward_codes_bytes(g) : 0;
+    uint8_t* codes = gather ? scratch(t_codes, (e - b) * cb) : nullptr;
+    int* flags = scratch(t_flags, e - b);
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t* ip = idx + i * os;
+      flags[i - b] = t.max_backward_encode(g, ip, gather ? codes + (i - b) * cb : nullptr);
+      if ((flags[i - b] & kMaxBwdOutside) && !outside_indices_ok(g, ip, adaptive)) bad.store(true);
     }
-    t.max_backward_plane(g, gy + i * os, ip, gx + i * is);
-  });
+    return codes;
+  };
+  if (nt <= 1) {
+    const uint8_t* codes = body(0, g.planes);
+    if (bad.load()) return false;
+    const int64_t cb = gather ? max_backward_codes_bytes(g) : 0;
+    for (int64_t i = 0; i < g.planes; ++i) write_plane(i, idx + i * os, codes ? codes + i * cb : nullptr, t_flags[i]);
+    return true;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int T = omp_get_num_threads();
+    const int64_t chunk = (g.planes + T - 1) / T;
+    const int64_t b = std::min<int64_t>(g.planes, chunk * omp_get_thread_num());
+    const int64_t e = std::min<int64_t>(g.planes, b + chunk);
+    const uint8_t* codes = body(b, e);
+    const int64_t cb = gather ? max_backward_codes_bytes(g) : 0;
+#pragma omp barrier
+    if (!bad.load())
+      for (int64_t i = b; i < e; ++i)
+        write_plane(i, idx + i * os, codes ? codes + (i - b) * cb : nullptr, t_flags[i - b]);
+  }
+  return !bad.load();
 }
 
 void avg_pool_backward(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx) {

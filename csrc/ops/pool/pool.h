@@ -8,15 +8,20 @@
 //   avg:  y[o] = (sum of the valid taps, in (d, h, w) order) / divisor, divisor = divisor_override, or
 //         count_include_pad ? prod(min(start + k, L + p) - start) : number of valid taps.
 //   adaptive: window i of a dim spans [floor(i L / out), ceil((i + 1) L / out)).
-//   backward: max scatters grad_output to idx (plane-local); avg adds grad_output / divisor to every
-//         valid tap of its window; adaptive likewise.
+//   backward: max scatters grad_output to idx (plane-local; as torch, into a zeroed plane in increasing
+//         output order, so a position named by several outputs sums them in that order); avg adds
+//         grad_output / divisor to every valid tap of its window; adaptive likewise.
 //
 // Variants: pool_{scalar,avx2,avx512}.cpp instantiate pool_impl.h over VecF: output rows are vectorised
 // along the output width (stride 1: plain loads; stride 2: an even/odd split of 2N input floats, with
 // unrolled rows for 2x2 s2 and 3x3 s2 p1; larger strides: gathers); windows that touch the padding in
 // W run a scalar window loop. Adaptive pooling whose output divides the input runs as regular pooling.
+// Max backward: the indices become one-byte tap codes (checked before any write), then each grad_input
+// row gathers from the windows whose code names its elements (bitwise the scatter's sums); indices that
+// leave their own window, dilation and strides > 2 in W take the scalar scatter.
 // Test: pytest tests/test_pool.py. Bench: python -m fastml.bench --ops pool.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "core/dispatch.h"
@@ -42,6 +47,16 @@ using AvgPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* x,
 using AvgBackwardPlaneFn = void (*)(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row);
 // gx = gy scattered to idx (out-of-range indices dropped).
 using MaxBackwardPlaneFn = void (*)(const PoolGeom& g, const float* gy, const int64_t* idx, float* gx);
+// Max backward in two passes (every index is checked before anything is written). Encode: codes[o] = the tap
+// (a*kH + b)*kW + c of window o that idx[o] names, when that tap lies inside the input, else kCodeForeign
+// (in the plane) or kCodeOutside, in rows of max_backward_code_row(g) bytes with margins; codes null: the range
+// check only. Returns kMaxBwdForeign | kMaxBwdOutside.
+using MaxBackwardEncodeFn = int (*)(const PoolGeom& g, const int64_t* idx, uint8_t* codes);
+// Gather (max_backward_gather_ok(g), no kCodeForeign in the plane): gx = every element's sum of the gradients
+// of the windows whose code names it, in increasing output order (bitwise the scatter's result);
+// scratch of max_backward_scratch_floats(g) floats.
+using MaxBackwardGatherFn = void (*)(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx,
+                                     float* scratch);
 // sum of x[0:n] (global average pooling)
 using SumFn = float (*)(int64_t n, const float* x);
 
@@ -50,6 +65,8 @@ struct PoolKernels {
   AvgPlaneFn avg_plane;
   AvgBackwardPlaneFn avg_backward_plane;
   MaxBackwardPlaneFn max_backward_plane;
+  MaxBackwardEncodeFn max_backward_encode;
+  MaxBackwardGatherFn max_backward_gather;
   SumFn sum;
 };
 
@@ -63,10 +80,37 @@ static inline int64_t avg_backward_row_floats(const PoolGeom& g) {
   return g.out[2] + g.in[2] + 2 * avg_backward_margin(g) + 64;
 }
 
+constexpr int kCodeForeign = 255, kCodeOutside = 254, kCodeMargin = 253;  // tap codes are <= 252
+constexpr int kMaxBwdForeign = 1, kMaxBwdOutside = 2;
+
+// Geometries whose max backward gathers: no dilation, stride 1 or 2 in W, at most 253 taps and 64 tap rows
+// (kD * kH), plane < 2^30.
+static inline bool max_backward_gather_ok(const PoolGeom& g) {
+  return g.d[0] == 1 && g.d[1] == 1 && g.d[2] == 1 && (g.s[2] == 1 || g.s[2] == 2) &&
+         g.k[0] * g.k[1] * g.k[2] <= 253 && g.k[0] * g.k[1] <= 64 && g.in[0] * g.in[1] * g.in[2] < (int64_t{1} << 30);
+}
+// The codes of a plane are stored in rows of max_backward_code_row(g) bytes: kW bytes of left margin, the output
+// row, and a right margin covering the input columns rounded up to whole vectors (of up to 16 lanes) plus the
+// largest forward offset, rounded up to a multiple of 16; margins hold kCodeMargin (never a tap), so that the
+// gather loads whole vectors without bounds.
+static inline int64_t max_backward_margin_left(const PoolGeom& g) { return g.k[2]; }
+static inline int64_t max_backward_code_row(const PoolGeom& g) {
+  const int64_t cols = g.s[2] == 1 ? g.in[2] : (g.in[2] + 1) / 2;
+  return (g.k[2] + std::max<int64_t>((g.out[2] + 15) / 16 * 16, (cols + 15) / 16 * 16 + g.p[2] + 1) + 15) / 16 * 16;
+}
+static inline int64_t max_backward_codes_bytes(const PoolGeom& g) {
+  return g.out[0] * g.out[1] * max_backward_code_row(g);
+}
+// gather scratch: gy rows whose margins would fall outside the plane's gy are copied into rows of the same layout
+static inline int64_t max_backward_scratch_floats(const PoolGeom& g) { return max_backward_codes_bytes(g); }
+
 void max_pool_forward(const PoolGeom& g, const float* x, float* y, int64_t* idx);
 void avg_pool_forward(const PoolGeom& g, const AvgMode& m, const float* x, float* y);
-// idx null: the argmax is recomputed from x (torch's rule); else idx must hold in-range plane indices.
-void max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, const float* x, float* gx);
+// idx null: the argmax is recomputed from x (torch's rule). Else every index must lie in [0, plane), or (regular
+// max pooling, not `adaptive`) belong to a window with no tap inside the input, whose gradient is dropped;
+// returns false, having written nothing, when one does not.
+bool max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, const float* x, float* gx,
+                       bool adaptive);
 void avg_pool_backward(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx);
 void adaptive_avg_pool_forward(const PoolGeom& g, const float* x, float* y);
 void adaptive_max_pool_forward(const PoolGeom& g, const float* x, float* y, int64_t* idx);

@@ -9,7 +9,8 @@ namespace {
 
 template <class V>
 constexpr PoolKernels make_kernels() {
-  return PoolKernels{&max_plane<V>, &avg_plane<V>, &avg_backward_plane<V>, &max_backward_plane<V>, &sum<V>};
+  return PoolKernels{&max_plane<V>, &avg_plane<V>, &avg_backward_plane<V>, &max_backward_plane<V>,
+                     &max_backward_encode<V>, &max_backward_gather<V>, &sum<V>};
 }
 
 }  // namespace
