@@ -271,29 +271,23 @@ def test_sgemm_threads_bitwise_identical(isa, rng, threads):
         assert np.array_equal(outs[0], outs[1]), f"{M}x{N}x{K} differs between 1 and 2 threads"
 
 
-# Few rows of A against a wide B^T (nn.Linear's x W^T) run as C^T = B A^T with B read in place
-# (gemm.cpp, swap_small_m): every epilogue and beta feature, ldc > N, C^T chunks, 1 vs 2 threads on that path.
-@pytest.mark.parametrize("M,N,K", [(17, 129, 50), (40, 300, 257), (128, 1000, 600), (29, 4 * 32 + 1, 1),
-                                   (128, 32768 + 33, 4)], ids=str)   # last: C^T in two chunks
-def test_sgemm_small_m_times_b_transposed(isa, rng, threads, M, N, K):
-    blk = _C.gemm_blocking()
-    assert M <= 4 * blk["nr"] < N or isa["isa"] != "avx512"  # the shapes this test is about (AVX-512 tile)
-    a, b = _operands(rng, M, N, K, False, True, 3)
+def _check_epilogues(rng, a, b, ta, tb, M, N, K, isa, ldc_pad=0):
+    """alpha 0.5 with each (beta, bias kind, activation) of the epilogue against the float64 reference, C with
+    leading dimension N + ldc_pad (NaN where beta = 0), 1 vs 2 threads bitwise."""
     for beta, bias_kind, act in [(0.0, None, "none"), (-0.5, "row", "relu"), (1.0, "col", "tanh")]:
-        c0 = rng.standard_normal((M, N + 5)).astype(np.float32)[:, :N]   # ldc > N
+        c0 = rng.standard_normal((M, N + ldc_pad)).astype(np.float32)[:, :N]
         bias = None if bias_kind is None else rng.standard_normal(M if bias_kind == "row" else N).astype(np.float32)
         outs = []
         for nt in (1, 2):
             fastml.set_num_threads(nt)
-            c = c0.copy() if beta != 0.0 else np.full_like(c0, np.nan)
-            cbuf = np.empty((M, N + 5), np.float32)
-            cbuf[:, :N] = c
+            cbuf = np.empty((M, N + ldc_pad), np.float32)
+            cbuf[:, :N] = c0 if beta != 0.0 else np.nan
             cv = cbuf[:, :N]
-            _C.sgemm(a, b, cv, False, True, 0.5, beta, bias=bias, bias_kind=bias_kind or "col", act=act)
+            _C.sgemm(a, b, cv, ta, tb, 0.5, beta, bias=bias, bias_kind=bias_kind or "col", act=act)
             outs.append(cv.copy())
         assert np.array_equal(outs[0], outs[1]), f"{M}x{N}x{K} beta={beta} differs between 1 and 2 threads"
-        lin = 0.5 * (a.astype(np.float64) @ b.T.astype(np.float64)) + beta * c0
-        base = np.float32(0.5) * (a @ b.T) + np.float32(beta) * c0
+        lin = 0.5 * (_op(a, ta).astype(np.float64) @ _op(b, tb).astype(np.float64)) + beta * c0
+        base = np.float32(0.5) * (_op(a, ta) @ _op(b, tb)) + np.float32(beta) * c0
         if bias is not None:
             bb = bias[:, None] if bias_kind == "row" else bias[None, :]
             lin, base = lin + bb, base + bb
@@ -302,6 +296,17 @@ def test_sgemm_small_m_times_b_transposed(isa, rng, threads, M, N, K):
             base32 = base if act == "none" else ACT32[act](base.astype(np.float32))
         assert_error_within(outs[0], ref, base32, scale=float(np.abs(lin).max()),
                             what=f"{isa['isa']} {M}x{N}x{K} beta={beta} {bias_kind} {act}")
+
+
+# Few rows of A against a wide B^T (nn.Linear's x W^T) run as C^T = B A^T with B read in place
+# (gemm.cpp, swap_small_m): every epilogue and beta feature, ldc > N, C^T chunks, 1 vs 2 threads on that path.
+@pytest.mark.parametrize("M,N,K", [(17, 129, 50), (40, 300, 257), (128, 1000, 600), (29, 4 * 32 + 1, 1),
+                                   (128, 32768 + 33, 4)], ids=str)   # last: C^T in two chunks
+def test_sgemm_small_m_times_b_transposed(isa, rng, threads, M, N, K):
+    blk = _C.gemm_blocking()
+    assert M <= 4 * blk["nr"] < N or isa["isa"] != "avx512"  # the shapes this test is about (AVX-512 tile)
+    a, b = _operands(rng, M, N, K, False, True, 3)
+    _check_epilogues(rng, a, b, False, True, M, N, K, isa, ldc_pad=5)   # ldc > N
 
 
 # op(B) = B read in place with several row groups (M <= MC, gemm.cpp's B-sliver-outer loop): the first row
@@ -312,26 +317,7 @@ def test_sgemm_small_m_times_b_transposed(isa, rng, threads, M, N, K):
 def test_sgemm_b_in_place_row_groups(isa, rng, threads, M, N, K, ta):
     assert M <= 10 * isa["mr"] and M > isa["mr"] or isa["isa"] != "avx512"  # several row groups, B in place
     a, b = _operands(rng, M, N, K, ta, False, 3)
-    for beta, bias_kind, act in [(0.0, None, "none"), (-0.5, "row", "relu"), (1.0, "col", "tanh")]:
-        c0 = rng.standard_normal((M, N)).astype(np.float32)
-        bias = None if bias_kind is None else rng.standard_normal(M if bias_kind == "row" else N).astype(np.float32)
-        outs = []
-        for nt in (1, 2):
-            fastml.set_num_threads(nt)
-            c = c0.copy() if beta != 0.0 else np.full_like(c0, np.nan)
-            _C.sgemm(a, b, c, ta, False, 0.5, beta, bias=bias, bias_kind=bias_kind or "col", act=act)
-            outs.append(c)
-        assert np.array_equal(outs[0], outs[1]), f"{M}x{N}x{K} beta={beta} differs between 1 and 2 threads"
-        lin = 0.5 * (_op(a, ta).astype(np.float64) @ b.astype(np.float64)) + beta * c0
-        base = np.float32(0.5) * (_op(a, ta) @ b) + np.float32(beta) * c0
-        if bias is not None:
-            bb = bias[:, None] if bias_kind == "row" else bias[None, :]
-            lin, base = lin + bb, base + bb
-        ref = ACTS[act](lin)
-        with fastml.use_backend("numpy"):
-            base32 = base if act == "none" else ACT32[act](base.astype(np.float32))
-        assert_error_within(outs[0], ref, base32, scale=float(np.abs(lin).max()),
-                            what=f"{isa['isa']} {M}x{N}x{K} beta={beta} {bias_kind} {act}")
+    _check_epilogues(rng, a, b, ta, False, M, N, K, isa)
 
 
 @pytest.fixture

@@ -111,16 +111,18 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
   }
 }
 
+template <int ROWS, bool DIRECT_A, bool COPY_B, bool PREFETCH>
+inline void micro_edge(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* bcopy, float* c,
+                       int64_t ldc, int n, const GemmTile& t) {
+  if (n == NR) micro_rows<ROWS, false, DIRECT_A, COPY_B, PREFETCH>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
+  else micro_rows<ROWS, true, DIRECT_A, COPY_B, PREFETCH>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
+}
+
 template <int ROWS, bool DIRECT_A, bool COPY_B>
 inline void micro_n(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* bcopy, float* c,
                     int64_t ldc, int n, const GemmTile& t) {
-  if (ldb == NR) {  // a packed sliver
-    if (n == NR) micro_rows<ROWS, false, DIRECT_A, COPY_B, false>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
-    else micro_rows<ROWS, true, DIRECT_A, COPY_B, false>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
-  } else {
-    if (n == NR) micro_rows<ROWS, false, DIRECT_A, COPY_B, true>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
-    else micro_rows<ROWS, true, DIRECT_A, COPY_B, true>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
-  }
+  if (ldb == NR) micro_edge<ROWS, DIRECT_A, COPY_B, false>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);  // packed sliver
+  else micro_edge<ROWS, DIRECT_A, COPY_B, true>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
 }
 
 template <bool DIRECT_A, bool COPY_B = false>
