@@ -249,7 +249,8 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   // are packed up front into a shared buffer (the A-outer order would stream the whole B panel once per
   // row group).
   const bool b_outer = direct_b || (p.pb && M <= bl.mc);
-  const int64_t nc = pack_b ? std::min(bl.nc, round_up(N, NR)) : round_up(N, NR);
+  // Column panels of NC (their KC x NC block of packed B stays in L2) for packed and pre-packed B alike.
+  const int64_t nc = b_outer ? round_up(N, NR) : std::min(bl.nc, round_up(N, NR));
   const int64_t n_pad = round_up(N, NR);
   const int64_t ng = ceil_div(M, MR);  // row groups (A slivers)
   // A packed once per K block for all column panels (rather than per sliver and per panel, which
