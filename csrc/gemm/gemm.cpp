@@ -181,47 +181,77 @@ void run_dot(const Problem& p, const GemmKernels& kt, int nt) {
 }
 
 // M = 1 with op(B) = B: stream B row by row (long contiguous reads; a tile kernel would read 32 columns
-// of each row, one row per 4 KiB page or more apart). Columns are split across threads in chunks; each
-// chunk accumulates every K block in scratch (sum in k order within a block, blocks added in order).
-// Pre-packed B (M = 1 against packed weights) runs the same sums sliver by sliver (each sliver's K block
-// is an NR-wide row-major block): the 4-row tree of gemv_rows is also more accurate than one FMA chain.
+// of each row, one row per 4 KiB page or more apart). Each K block's partial sums t_b (sum in k order
+// within the block, gemv_rows' 4-row tree) are then added into C in block order: c = t_0 alpha
+// (+ beta c), c = c + t_b alpha, ..., + bias; the same operations in the same order whichever thread
+// computes a block. With several threads the K blocks are the tasks (each reads whole rows of B: one
+// long run per row, and a late thread only means the others take more blocks), their partials kept in
+// scratch (<= kMaxGemvPartials floats, else column chunks per thread). Pre-packed B (M = 1 against packed
+// weights) runs the same sums sliver by sliver (each sliver's K block is an NR-wide row-major block).
+constexpr int64_t kMaxGemvPartials = int64_t{4} << 20;
+thread_local Scratch t_gemv;  // K-block partials of the threaded GEMV (calling thread's, shared by the team)
+
 void run_gemv(const Problem& p, const GemmKernels& kt, int nt) {
   const int64_t kc = p.pb ? p.pb->kc() : k_block(p.K, blocking_for(kt).kc);
-  const int64_t NR = kt.nr, n_pad = round_up(p.N, NR);
+  const int64_t NR = kt.nr, n_pad = round_up(p.N, NR), nkb = ceil_div(p.K, kc);
   const float* a = p.A;
   if (p.ta == Trans::trans && p.lda != 1) {  // A is K x 1: gather it
     float* g = t_apack.get(p.K);
     for (int64_t k = 0; k < p.K; ++k) g[k] = p.A[k * p.lda];
     a = g;
   }
-  // Columns per chunk: one chunk per thread (whole rows of B are then read in single runs), at most 4096
-  // (16 KiB of sums stay in L1). Chunking never changes a sum, only which thread computes it.
+  // t[0, n) = partial sums of K block pc over columns [j0, j0 + n)
+  auto block_sums = [&](int64_t pc, int64_t j0, int64_t n, float* t) {
+    const int64_t kb = std::min(kc, p.K - pc);
+    std::fill(t, t + n, 0.0f);
+    if (p.pb) {  // j0 is a multiple of NR
+      for (int64_t j = j0; j < j0 + n; j += NR)
+        kt.gemv_rows(kb, a + pc, p.pb->data() + pc * n_pad + j * kb, NR, std::min(NR, j0 + n - j), t + (j - j0));
+    } else {
+      kt.gemv_rows(kb, a + pc, p.B + pc * p.ldb + j0, p.ldb, n, t);
+    }
+  };
+  // C[j0, j0 + n) += block b's partial t (the first block applies beta, the last the bias)
+  auto add_block = [&](int64_t b, int64_t j0, int64_t n, const float* t) {
+    float* c = p.C + j0;
+    const bool first = b == 0, last = b == nkb - 1;
+    for (int64_t j = 0; j < n; ++j) {
+      float v = t[j] * p.alpha;
+      if (!first) v = c[j] + v;
+      else if (p.beta != 0.0f) v = p.beta * c[j] + v;
+      if (last && p.ep && p.ep->bias && p.ep->bias_kind != GemmBias::none)
+        v += p.ep->bias_kind == GemmBias::row ? p.ep->bias[0] : p.ep->bias[j0 + j];
+      c[j] = v;
+    }
+  };
+  if (nt > 1 && nkb > 1 && nkb * p.N <= kMaxGemvPartials) {
+    float* part = t_gemv.get(nkb * p.N);
+    constexpr int64_t kColChunk = 1024;  // columns per task of the summing pass
+    const int64_t ncc = ceil_div(p.N, kColChunk);
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t b = 0; b < nkb; ++b) block_sums(b * kc, 0, p.N, part + b * p.N);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t cc = 0; cc < ncc; ++cc) {
+        const int64_t j0 = cc * kColChunk, n = std::min(kColChunk, p.N - j0);
+        for (int64_t b = 0; b < nkb; ++b) add_block(b, j0, n, part + b * p.N + j0);
+        if (has_act(p)) kt.act(p.ep->act, n, p.C + j0);
+      }
+    }
+    return;
+  }
+  // Column chunks: one per thread, at most 4096 columns (16 KiB of sums stay in L1), multiples of 64.
   const int64_t kChunk = std::min<int64_t>(4096, round_up(ceil_div(p.N, std::max(nt, 1)), 64));
   const int64_t nchunks = ceil_div(p.N, kChunk);
   auto chunk = [&](int64_t cb) {
     const int64_t j0 = cb * kChunk, n = std::min(kChunk, p.N - j0);
     float* t = t_bpack.get(kChunk);
-    float* c = p.C + j0;
-    for (int64_t pc = 0; pc < p.K; pc += kc) {
-      const int64_t kb = std::min(kc, p.K - pc);
-      std::fill(t, t + n, 0.0f);
-      if (p.pb) {  // chunks start at multiples of 64 columns, hence of NR
-        for (int64_t j = j0; j < j0 + n; j += NR)
-          kt.gemv_rows(kb, a + pc, p.pb->data() + pc * n_pad + j * kb, NR, std::min(NR, j0 + n - j), t + (j - j0));
-      } else {
-        kt.gemv_rows(kb, a + pc, p.B + pc * p.ldb + j0, p.ldb, n, t);
-      }
-      const bool first = pc == 0, last = pc + kb == p.K;
-      for (int64_t j = 0; j < n; ++j) {
-        float v = t[j] * p.alpha;
-        if (!first) v = c[j] + v;
-        else if (p.beta != 0.0f) v = p.beta * c[j] + v;
-        if (last && p.ep && p.ep->bias && p.ep->bias_kind != GemmBias::none)
-          v += p.ep->bias_kind == GemmBias::row ? p.ep->bias[0] : p.ep->bias[j0 + j];
-        c[j] = v;
-      }
+    for (int64_t b = 0; b < nkb; ++b) {
+      block_sums(b * kc, j0, n, t);
+      add_block(b, j0, n, t);
     }
-    if (has_act(p)) kt.act(p.ep->act, n, c);
+    if (has_act(p)) kt.act(p.ep->act, n, p.C + j0);
   };
   if (nt <= 1 || nchunks < 2) {
     for (int64_t cb = 0; cb < nchunks; ++cb) chunk(cb);
