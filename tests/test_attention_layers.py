@@ -27,6 +27,7 @@ MHA_CASES = [
     dict(batch_first=True, attn="float3d", avg=False),
     dict(batch_first=False, causal=True, bias=False),
     dict(batch_first=True, self_attention=True, kpm=True),   # query is key is value: fused q/k/v projection
+    dict(batch_first=False, self_attention=True),            # the same on (L, N, E) inputs, projected in place
 ]
 
 

@@ -31,6 +31,21 @@ def _merge(x):
     return np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(n, T, h * d)
 
 
+def _in_proj(x, w, b, h, batch_first, parts):
+    """Heads (parts, N, h, T, d) of x W^T + b for x in the caller's layout ((N, T, E) or (T, N, E)):
+    the projection runs on x as given and one transposing copy forms the heads."""
+    y = linear(np.ascontiguousarray(x), w, b)
+    y = y.reshape(y.shape[0], y.shape[1], parts, h, -1)
+    return np.ascontiguousarray(y.transpose(2, 0, 3, 1, 4) if batch_first else y.transpose(2, 1, 3, 0, 4))
+
+
+def _out_proj(oh, wo, bo, batch_first):
+    """Output projection of the heads oh (N, h, L, d), written in the caller's layout (no final copy)."""
+    n, h, L, d = oh.shape
+    m = np.ascontiguousarray(oh.transpose(0, 2, 1, 3) if batch_first else oh.transpose(2, 0, 1, 3))
+    return linear(m.reshape(m.shape[0], m.shape[1], h * d), wo, bo)
+
+
 def _additive(m, dtype, masked_when_true):
     m = np.asarray(m)
     if m.dtype == bool:
@@ -93,17 +108,16 @@ def multi_head_attention_forward(query, key, value, num_heads, in_proj_weight, i
         kp = kp[:, None, None, :]
         mask = kp if mask is None else mask + kp
     bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
+    # projections on the inputs as laid out by the caller (q, k, v above are batch-first views of them)
+    xq, xk, xv = (a if batch_first else np.swapaxes(a, 0, 1) for a in (q, k, v))
     if query is key and key is value:  # self-attention: one (N L, E) x (E, 3E) product for q, k and v
-        qkv = linear(np.ascontiguousarray(q), w, b).reshape(N, L, 3, h, E // h)
-        qh, kh, vh = np.ascontiguousarray(qkv.transpose(2, 0, 3, 1, 4))
+        qh, kh, vh = _in_proj(xq, w, b, h, batch_first, 3)
     else:
-        qh = _heads(linear(np.ascontiguousarray(q), w[:E], bq), N, L, h)
-        kh = _heads(linear(np.ascontiguousarray(k), w[E:2 * E], bk), N, S, h)
-        vh = _heads(linear(np.ascontiguousarray(v), w[2 * E:], bv), N, S, h)
+        qh = _in_proj(xq, w[:E], bq, h, batch_first, 1)[0]
+        kh = _in_proj(xk, w[E:2 * E], bk, h, batch_first, 1)[0]
+        vh = _in_proj(xv, w[2 * E:], bv, h, batch_first, 1)[0]
     oh, lse = scaled_dot_product_attention_forward(qh, kh, vh, mask)
-    out = linear(_merge(oh), wo, bo)
-    if not batch_first:
-        out = np.ascontiguousarray(np.swapaxes(out, 0, 1))
+    out = _out_proj(oh, wo, bo, batch_first)
     weights = None
     if need_weights:
         s = np.matmul(qh, np.swapaxes(kh, -1, -2)) * dt.type(1.0 / math.sqrt(E // h))
