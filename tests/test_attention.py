@@ -233,6 +233,35 @@ def test_attention_decode_path(rng, L):
                 np.testing.assert_allclose(dec[1], gen[1], rtol=1e-5)
 
 
+# Strided query / key / value whose rows are contiguous are read in place by the compiled forward: a
+# (B, L, H, E) buffer viewed as (B, H, L, E), and q/k/v sliced out of one packed (B, L, 3, H, E) projection
+# (row stride 3 H E). The result must be bitwise the one of contiguous copies, on the general and decode
+# paths, with GQA, masks, causal and dropout; the backward (which copies) must agree as well.
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+@pytest.mark.parametrize("L,S,path", [(37, 70, 1), (5, 300, 2), (130, 130, 0)], ids=str)
+def test_attention_strided_rows_read_in_place(rng, L, S, path):
+    Bt, H, Hkv, E, Ev = 2, 4, 2, 24, 16
+    q = rng.standard_normal((Bt, L, H, E)).astype(np.float32).transpose(0, 2, 1, 3)
+    kv = rng.standard_normal((Bt, S, 2, Hkv, E)).astype(np.float32)
+    k = kv[:, :, 0].transpose(0, 2, 1, 3)          # row stride 2 Hkv E
+    v = kv[:, :, 1, :, :Ev].transpose(0, 2, 1, 3)  # rows of Ev contiguous floats, row stride 2 Hkv E
+    assert not q.flags.c_contiguous and not k.flags.c_contiguous and not v.flags.c_contiguous
+    qc, kc, vc = (np.ascontiguousarray(a) for a in (q, k, v))
+    m = rng.random((Bt, 1, L, S)) > 0.2
+    for isa in B.available_isas():
+        with fastml.use_isa(isa):
+            for kw in (dict(enable_gqa=True), dict(enable_gqa=True, attn_mask=m, is_causal=True),
+                       dict(enable_gqa=True, dropout_p=0.2, seed=9)):
+                o, lse = F.scaled_dot_product_attention_forward(q, k, v, **kw, _path=path)
+                oc, lsec = F.scaled_dot_product_attention_forward(qc, kc, vc, **kw, _path=path)
+                assert np.array_equal(o, oc) and np.array_equal(lse, lsec), f"{isa} {kw}"
+                g = rng.standard_normal(o.shape).astype(np.float32)
+                grads = F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, **kw)
+                gradsc = F.scaled_dot_product_attention_backward(g, qc, kc, vc, oc, lsec, **kw)
+                for a, b in zip(grads, gradsc):
+                    assert np.array_equal(a, b)
+
+
 @pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
 def test_attention_threads_bitwise(rng, threads):
     q, k, v = _qkv(rng, 2, 4, 130, 150, 32, 24, Hkv=2)

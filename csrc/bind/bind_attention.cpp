@@ -1,5 +1,6 @@
 // Bindings of scaled dot-product attention forward / backward (ops/attention/attention.h): validate the
-// 4-d (B, H, L, E) layout the Python layer normalises to, the mask view (float32, any strides, zero
+// 4-d (B, H, L, E) layout the Python layer normalises to (the forward reads strided views whose rows are
+// contiguous in place), the mask view (float32, any strides, zero
 // strides broadcast, unit stride along keys), `out`; release the GIL; call the entry. No maths here.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -18,12 +19,33 @@ struct Inputs {
   AttentionParams p;
 };
 
+// rows: a float32 4-d array whose last dim is contiguous and whose other strides are non-negative whole
+// elements is taken as it is (a (B, L, H, E) buffer viewed as (B, H, L, E) needs no copy); anything else is
+// copied once. Without rows, the result is C-contiguous.
+py::array attention_input(py::handle obj, const char* op, const char* arg, bool rows) {
+  if (rows && py::isinstance<py::array>(obj)) {
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    bool ok = a.dtype().num() == kNpyFloat32 && a.ndim() == 4 && (a.shape(3) <= 1 || a.strides(3) == 4);
+    for (int d = 0; ok && d < 3; ++d) ok = a.strides(d) >= 0 && a.strides(d) % 4 == 0;
+    if (ok) return a;
+  }
+  return input_f32(obj, op, arg);
+}
+
+// Element strides (batch, head, row) of a 4-d float32 array whose rows are contiguous.
+void row_strides(const py::array& a, int64_t& sb, int64_t& sh, int64_t& sl) {
+  sb = a.strides(0) / 4;
+  sh = a.strides(1) / 4;
+  sl = a.strides(2) / 4;
+}
+
 Inputs make_params(const char* op, py::handle query, py::handle key, py::handle value, py::handle mask, bool causal,
-                   int64_t window, double scale, int64_t drop_threshold, double drop_scale, uint64_t seed) {
+                   int64_t window, double scale, int64_t drop_threshold, double drop_scale, uint64_t seed,
+                   bool strided_rows) {
   Inputs in;
-  in.q = input_f32(query, op, "query");
-  in.k = input_f32(key, op, "key");
-  in.v = input_f32(value, op, "value");
+  in.q = attention_input(query, op, "query", strided_rows);
+  in.k = attention_input(key, op, "key", strided_rows);
+  in.v = attention_input(value, op, "value", strided_rows);
   FASTML_CHECK(in.q.ndim() == 4 && in.k.ndim() == 4 && in.v.ndim() == 4, op,
                ": expected 4-d query, key, value (B, H, L, E), got ", shape_str(in.q), ", ", shape_str(in.k), ", ",
                shape_str(in.v));
@@ -47,6 +69,9 @@ Inputs make_params(const char* op, py::handle query, py::handle key, py::handle 
   p.q = cf32(in.q);
   p.k = cf32(in.k);
   p.v = cf32(in.v);
+  row_strides(in.q, p.qsb, p.qsh, p.qsl);
+  row_strides(in.k, p.ksb, p.ksh, p.ksl);
+  row_strides(in.v, p.vsb, p.vsh, p.vsl);
   p.causal = causal;
   p.window = window;
   p.scale = static_cast<float>(scale);
@@ -81,7 +106,8 @@ void bind_attention(py::module_& m) {
       [](py::handle query, py::handle key, py::handle value, py::handle mask, bool causal, int64_t window,
          double scale, int64_t drop_threshold, double drop_scale, uint64_t seed, py::handle out, int path) {
         const char* op = "scaled_dot_product_attention";
-        Inputs in = make_params(op, query, key, value, mask, causal, window, scale, drop_threshold, drop_scale, seed);
+        Inputs in =
+            make_params(op, query, key, value, mask, causal, window, scale, drop_threshold, drop_scale, seed, true);
         const AttentionParams& p = in.p;
         FASTML_CHECK(path >= 0 && path <= 2, op, ": expected path 0 (auto), 1 (general) or 2 (decode), got ", path);
         py::array o = output_f32(out, {p.B, p.Hq, p.L, p.Ev}, op);
@@ -106,7 +132,8 @@ void bind_attention(py::module_& m) {
          py::handle logsumexp, py::handle mask, bool causal, int64_t window, double scale, int64_t drop_threshold,
          double drop_scale, uint64_t seed) {
         const char* op = "scaled_dot_product_attention_backward";
-        Inputs in = make_params(op, query, key, value, mask, causal, window, scale, drop_threshold, drop_scale, seed);
+        Inputs in =
+            make_params(op, query, key, value, mask, causal, window, scale, drop_threshold, drop_scale, seed, false);
         const AttentionParams& p = in.p;
         py::array g = input_f32(grad_output, op, "grad_output");
         py::array o = input_f32(output, op, "output");

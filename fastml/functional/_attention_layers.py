@@ -32,11 +32,12 @@ def _merge(x):
 
 
 def _in_proj(x, w, b, h, batch_first, parts):
-    """Heads (parts, N, h, T, d) of x W^T + b for x in the caller's layout ((N, T, E) or (T, N, E)):
-    the projection runs on x as given and one transposing copy forms the heads."""
+    """Heads (parts, N, h, T, d) of x W^T + b for x in the caller's layout ((N, T, E) or (T, N, E)): the
+    projection runs on x as given and the heads are strided views of it (rows of d contiguous floats,
+    which scaled_dot_product_attention's forward reads in place)."""
     y = linear(np.ascontiguousarray(x), w, b)
     y = y.reshape(y.shape[0], y.shape[1], parts, h, -1)
-    return np.ascontiguousarray(y.transpose(2, 0, 3, 1, 4) if batch_first else y.transpose(2, 1, 3, 0, 4))
+    return y.transpose(2, 0, 3, 1, 4) if batch_first else y.transpose(2, 1, 3, 0, 4)
 
 
 def _out_proj(oh, wo, bo, batch_first):

@@ -92,9 +92,11 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
     P = _Prep()
     P.lead, P.dtype, P.L, P.S, P.E, P.Ev, P.Hq, P.Hkv = lead, q.dtype, L, S, E, v.shape[-1], Hq, Hkv
     P.B = int(np.prod(q.shape[:-3])) if q.ndim >= 3 else 1
-    P.q = np.ascontiguousarray(q).reshape(P.B, Hq, L, E)
-    P.k = np.ascontiguousarray(k).reshape(P.B, Hkv, S, E)
-    P.v = np.ascontiguousarray(v).reshape(P.B, Hkv, S, P.Ev)
+    # 4-d views where the leading dims allow (the compiled forward reads strided rows in place, e.g. the
+    # transpose of a (B, L, H, E) buffer; the backward copies what is not contiguous)
+    P.q = q.reshape(P.B, Hq, L, E)
+    P.k = k.reshape(P.B, Hkv, S, E)
+    P.v = v.reshape(P.B, Hkv, S, P.Ev)
     P.inputs = [q, k, v]  # the caller's arrays, for the out= overlap check
     P.causal = bool(is_causal)
     P.window = 0 if sliding_window is None else int(sliding_window)

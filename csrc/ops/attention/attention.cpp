@@ -127,9 +127,9 @@ void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const floa
   const int64_t E = p.E;
   if (kpack) {
     if (qpack) gemm_packed(c.gk, rows, cols, E, p.scale, 0.0f, qpack, kpack + j0 * E, s, lds);
-    else gemm_a_direct(c.gk, rows, cols, E, p.scale, 0.0f, q + i0 * E, E, kpack + j0 * E, 0, s, lds);
+    else gemm_a_direct(c.gk, rows, cols, E, p.scale, 0.0f, q + i0 * p.qsl, p.qsl, kpack + j0 * E, 0, s, lds);
   } else {
-    c.ak.scores_rows(rows, cols, E, p.scale, q + i0 * E, E, k + j0 * E, E, s, lds);
+    c.ak.scores_rows(rows, cols, E, p.scale, q + i0 * p.qsl, p.qsl, k + j0 * p.ksl, p.ksl, s, lds);
   }
   if (p.mask) {
     const float* mb = p.mask + b * p.msb + h * p.msh + i0 * p.msl + j0;
@@ -164,9 +164,9 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
   const AttentionParams& p = c.p;
   const int64_t hk = h / c.group;
   const int64_t bh = b * p.Hq + h;
-  const float* q = p.q + bh * p.L * p.E;
-  const float* k = p.k + (b * p.Hkv + hk) * p.S * p.E;
-  const float* v = p.v + (b * p.Hkv + hk) * p.S * p.Ev;
+  const float* q = p.q + b * p.qsb + h * p.qsh;
+  const float* k = p.k + b * p.ksb + hk * p.ksh;
+  const float* v = p.v + b * p.vsb + hk * p.vsh;
   // Row stride padded by one cache line: with BC = 256 floats the PV product's A rows (read in place)
   // would sit 1 KiB apart and share a few L1 sets.
   const int64_t lds = BC + 16;
@@ -177,7 +177,7 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
   float* qpack = nullptr;
   if (kpack) {
     qpack = t_qpack.get(round_up(rows, c.gk.mr) * p.E);
-    c.gk.pack_a_transpose(rows, p.E, q + i0 * p.E, p.E, qpack);
+    c.gk.pack_a_transpose(rows, p.E, q + i0 * p.qsl, p.qsl, qpack);
   }
   // Keys no row of the block may see are not computed: under causal / window the range ends at the
   // block's last row, and under a window it starts at the first row's window (rounded down to NR, the
@@ -192,8 +192,8 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
     c.ak.softmax_update(rows, cols, s, lds, m, l, alpha);
     c.ak.scale_rows(rows, p.Ev, o, p.Ev, alpha);
     if (p.dropout) dropout_block(c, bh, i0, rows, j0, cols, s, lds);
-    if (kpack) gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
-    else c.ak.pv_rows(rows, cols, p.Ev, s, lds, v + j0 * p.Ev, p.Ev, o, p.Ev);
+    if (kpack) gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.vsl, p.vsl, o, p.Ev);
+    else c.ak.pv_rows(rows, cols, p.Ev, s, lds, v + j0 * p.vsl, p.vsl, o, p.Ev);
   }
 }
 
@@ -226,7 +226,8 @@ void forward_general(const Ctx& c, float* out, float* lse) {
     parallel_for(x1 - x0, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.S * p.E)), 1,
                  [&](int64_t b0, int64_t b1) {
                    for (int64_t x = x0 + b0; x < x0 + b1; ++x)
-                     c.gk.pack_b_transpose(p.S, p.E, p.k + x * p.S * p.E, p.E, kp + (x - x0) * kstride);
+                     c.gk.pack_b_transpose(p.S, p.E, p.k + x / p.Hkv * p.ksb + x % p.Hkv * p.ksh, p.ksl,
+                                           kp + (x - x0) * kstride);
                  });
     dynamic_for((x1 - x0) * per_kv, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t local) {
       const int64_t it = x0 * per_kv + local;

@@ -35,6 +35,10 @@ struct AttentionParams {
   const float* q = nullptr;
   const float* k = nullptr;
   const float* v = nullptr;
+  // Element strides of query / key / value along (batch, head, row); each row (E or Ev floats) is contiguous.
+  // The forward reads any such layout (e.g. (B, L, H, E) memory viewed as (B, H, L, E)); the backward
+  // takes contiguous (B, H, L, E) arrays (strides B: H L E, H: L E, row: E).
+  int64_t qsb = 0, qsh = 0, qsl = 0, ksb = 0, ksh = 0, ksl = 0, vsb = 0, vsh = 0, vsl = 0;
   const float* mask = nullptr;  // additive, or nullptr
   int64_t msb = 0, msh = 0, msl = 0;
   bool causal = false;
