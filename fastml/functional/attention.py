@@ -24,8 +24,11 @@ scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None)`` fol
   gives NaN for such rows (its fused CPU kernels give 0); fastml gives 0 on every backend.
 
 float32 runs the compiled kernels (tiled online softmax, FlashAttention-2; memory O(L), never L x S;
-results bitwise identical for any thread count); float64 runs the NumPy backend in float64 (blocked over
-query rows, also O(L) memory). ``logsumexp`` has the dtype of the input.
+results bitwise identical for any thread count). The forward reads strided inputs in place when each row
+(the last dim) is contiguous, e.g. ``x.transpose(0, 2, 1, 3)`` of a (B, L, H, E) buffer or q/k/v sliced
+from one packed projection, with the same bits as contiguous copies; the backward copies such inputs.
+float64 runs the NumPy backend in float64 (blocked over query rows, also O(L) memory). ``logsumexp`` has
+the dtype of the input.
 """
 from __future__ import annotations
 
@@ -46,7 +49,8 @@ _SDPA = "scaled_dot_product_attention"
 
 
 class _Prep:
-    """Normalised problem: 4-d contiguous q/k/v, mask view (B, Hq, L, S) or None, options."""
+    """Normalised problem: 4-d q/k/v (views where the leading dims allow), mask view (B, Hq, L, S) or None,
+    options."""
     __slots__ = ("q", "k", "v", "mask", "causal", "window", "scale", "drop", "lead", "dtype", "B", "Hq", "Hkv",
                  "L", "S", "E", "Ev", "seed", "dropout_p", "inputs")
 
