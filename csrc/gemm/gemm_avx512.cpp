@@ -11,6 +11,9 @@
 // Test: FASTML_ISA=avx512 pytest tests/test_gemm.py. Bench: python benchmarks/bench_gemm.py
 #include <immintrin.h>
 
+#include <array>
+#include <utility>
+
 // GCC 12 flags _mm512_reduce_add_ps (its _mm256_undefined_pd) as uninitialised use: a header false positive.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include "core/simd/vec_avx512.h"
@@ -125,25 +128,20 @@ inline void micro_n(int64_t k, const float* a, int64_t lda, const float* b, int6
   else micro_edge<ROWS, DIRECT_A, COPY_B, true>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
 }
 
+using MicroRowsFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, float*, int64_t, int,
+                            const GemmTile&);
+
+// micro_n<m> for m = 1 .. MR, indexed by m - 1
+template <bool DIRECT_A, bool COPY_B, size_t... R>
+constexpr std::array<MicroRowsFn, sizeof...(R)> micro_table(std::index_sequence<R...>) {
+  return {&micro_n<static_cast<int>(R) + 1, DIRECT_A, COPY_B>...};
+}
+
 template <bool DIRECT_A, bool COPY_B = false>
 void micro_any(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* bcopy, float* c,
                int64_t ldc, int m, int n, const GemmTile& t) {
-  switch (m) {
-    case 14: micro_n<14, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 13: micro_n<13, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 12: micro_n<12, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 11: micro_n<11, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 10: micro_n<10, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 9: micro_n<9, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 8: micro_n<8, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 7: micro_n<7, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 6: micro_n<6, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 5: micro_n<5, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 4: micro_n<4, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 3: micro_n<3, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    case 2: micro_n<2, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-    default: micro_n<1, DIRECT_A, COPY_B>(k, a, lda, b, ldb, bcopy, c, ldc, n, t); break;
-  }
+  static constexpr auto kTable = micro_table<DIRECT_A, COPY_B>(std::make_index_sequence<MR>{});
+  kTable[(m < 1 ? 1 : m) - 1](k, a, lda, b, ldb, bcopy, c, ldc, n, t);
 }
 
 void micro(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int m, int n,
