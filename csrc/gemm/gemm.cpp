@@ -588,17 +588,38 @@ GemmBlocking gemm_blocking() {
   return {kt.mr, kt.nr, bl.kc, bl.mc, bl.nc};
 }
 
-PackedB::PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb) : K_(K), N_(N) {
+namespace {
+void check_pack_args(Trans tb, int64_t K, int64_t N, int64_t ldb) {
   FASTML_CHECK(K >= 0 && N >= 0, "pack_b: expected non-negative K, N, got ", K, ", ", N);
   const int64_t wb = tb == Trans::none ? N : K;
   FASTML_CHECK(ldb >= std::max<int64_t>(1, wb), "pack_b: expected ldb >= ", std::max<int64_t>(1, wb), ", got ", ldb);
+}
+}  // namespace
+
+PackedB::PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb) : K_(K), N_(N) {
+  check_pack_args(tb, K, N, ldb);
+  const int64_t bytes = round_up(storage_floats(K, N) * int64_t(sizeof(float)), 64);
+  data_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes)));
+  if (!data_) throw std::bad_alloc();
+  pack(tb, B, ldb);
+}
+
+PackedB::PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb, float* storage)
+    : K_(K), N_(N), data_(storage), owned_(false) {
+  check_pack_args(tb, K, N, ldb);
+  pack(tb, B, ldb);
+}
+
+int64_t PackedB::storage_floats(int64_t K, int64_t N) {
+  return std::max<int64_t>(1, K * round_up(N, select_kernels(gemm_tables).nr));
+}
+
+void PackedB::pack(Trans tb, const float* B, int64_t ldb) {
+  const int64_t K = K_, N = N_;
   isa_ = active_isa();
   const GemmKernels& kt = select_kernels(gemm_tables);
   kc_ = k_block(K, blocking_for(kt).kc);
   const int64_t n_pad = round_up(N, kt.nr);
-  const int64_t bytes = round_up(std::max<int64_t>(1, K * n_pad) * int64_t(sizeof(float)), 64);
-  data_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes)));
-  if (!data_) throw std::bad_alloc();
   for (int64_t pc = 0; pc < K; pc += kc_) {
     const int64_t kb = std::min(kc_, K - pc);
     float* dst = data_ + pc * n_pad;
@@ -608,7 +629,9 @@ PackedB::PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb) : 
   }
 }
 
-PackedB::~PackedB() { std::free(data_); }
+PackedB::~PackedB() {
+  if (owned_) std::free(data_);
+}
 
 void sgemm_packed(Trans ta, int64_t M, float alpha, const float* A, int64_t lda, const PackedB& B, float beta,
                   float* C, int64_t ldc, const GemmEpilogue* ep) {

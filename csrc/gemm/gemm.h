@@ -60,6 +60,10 @@ void gemm_set_blocking(int64_t kc, int64_t nc);
 class PackedB {
  public:
   PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb);
+  // Packed into caller-owned storage of at least storage_floats(K, N) floats (a buffer reused across calls:
+  // a fresh multi-MiB allocation per call costs a page fault per 4 KiB on first touch); not freed here.
+  PackedB(Trans tb, int64_t K, int64_t N, const float* B, int64_t ldb, float* storage);
+  static int64_t storage_floats(int64_t K, int64_t N);  // for the active ISA
   ~PackedB();
   PackedB(const PackedB&) = delete;
   PackedB& operator=(const PackedB&) = delete;
@@ -70,9 +74,11 @@ class PackedB {
   int64_t kc() const { return kc_; }
 
  private:
+  void pack(Trans tb, const float* B, int64_t ldb);
   int64_t K_, N_, kc_;
   Isa isa_;
   float* data_ = nullptr;
+  bool owned_ = true;
 };
 
 // C = alpha * op(A) * B + beta * C with B pre-packed (K x N).

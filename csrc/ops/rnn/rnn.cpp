@@ -14,20 +14,22 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "core/scratch.h"
 #include "gemm/gemm.h"
 
 namespace fastml {
 
 namespace {
 
-// Per-thread scratch reused across calls (no allocation once warm). Slot 1: every thread's gate tile;
-// slots used by the calling thread per direction d: 4 + 2d GRU input projection, 5 + 2d bias,
-// 8 + 3d backward dA, 9 + 3d backward GRU dA_h, 10 + 3d backward dH (projection).
+// Per-thread scratch reused across calls (no allocation once warm, hence no page faults on first touch).
+// Slot 1: every thread's gate tile; slots used by the calling thread per direction d: 4 + 2d GRU input
+// projection, 5 + 2d bias, 8 + 3d backward dA, 9 + 3d backward GRU dA_h, 10 + 3d backward dH
+// (projection); packed weights: 14 + 2d W_hh^T, 15 + 2d W_hr^T (forward), 18 + 2d W_hh, 19 + 2d W_hr
+// (backward); forward_cols: 22 + b the claimant's W_hh^T slice of block b (b < 2), 24 its gathered rows.
+// 64-byte aligned (core/scratch.h): packed weights are read by the microkernels in whole cache lines.
 float* scratch(int slot, int64_t n) {
-  thread_local std::vector<float> bufs[14];
-  auto& b = bufs[slot];
-  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
-  return b.data();
+  thread_local Scratch bufs[25];
+  return bufs[slot].get(n);
 }
 
 // Rows per block: a function of N and of the number of directions run together (never of the thread
@@ -249,9 +251,10 @@ void forward_cols(const Ctx& c, const RnnKernels& kt, float* out, float* hn, flo
           continue;
         const int64_t j0 = b * ub, cnt = std::min(ub, H - j0);
         if (k == 0) {  // the block's first claimant packs its W_hh^T slice (into its own caches)
-          std::vector<float> rows(static_cast<size_t>(G * cnt * P));
-          for (int64_t q = 0; q < G; ++q) copy(rows.data() + q * cnt * P, c.L.w_hh + (q * H + j0) * P, cnt * P);
-          pk[b] = std::make_unique<PackedB>(Trans::trans, P, G * cnt, rows.data(), P);  // (P x G cnt)
+          float* rows = scratch(24, G * cnt * P);
+          for (int64_t q = 0; q < G; ++q) copy(rows + q * cnt * P, c.L.w_hh + (q * H + j0) * P, cnt * P);
+          pk[b] = std::make_unique<PackedB>(Trans::trans, P, G * cnt, rows, P,
+                                            scratch(22 + static_cast<int>(b), PackedB::storage_floats(P, G * cnt)));
         }
         sgemm_packed(Trans::none, N, 1.0f, c.s.hprev + t * N * P, P, *pk[b], 0.0f, tile, G * cnt);
         for (int64_t n = 0; n < N; ++n)
@@ -314,13 +317,15 @@ void fwd_prepare(FwdJob& j) {
   if (!j.gemv && !j.units && !j.cols) {
     j.pk_hh = j.L.pk_hh;
     if (!j.pk_hh) {
-      j.own_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P);  // op(B) = W_hh^T (P x G H)
+      j.own_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P,  // op(B) = W_hh^T (P x G H)
+                                           scratch(14 + 2 * j.slot, PackedB::storage_floats(P, GH)));
       j.pk_hh = j.own_hh.get();
     }
     if (c.proj) {
       j.pk_hr = j.L.pk_hr;
       if (!j.pk_hr) {
-        j.own_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H);  // W_hr^T (H x P)
+        j.own_hr = std::make_unique<PackedB>(Trans::trans, H, P, j.L.w_hr, H,  // W_hr^T (H x P)
+                                             scratch(15 + 2 * j.slot, PackedB::storage_floats(H, P)));
         j.pk_hr = j.own_hr.get();
       }
     }
@@ -460,8 +465,11 @@ void bwd_prepare(BwdJob& j) {
   j.Dh = c.gru ? scratch(9 + 3 * j.slot, std::max<int64_t>(1, TN * GH)) : j.D;
   j.dHs = c.proj ? scratch(10 + 3 * j.slot, std::max<int64_t>(1, TN * P)) : nullptr;
   if (TN > 0) {
-    j.pk_hh = std::make_unique<PackedB>(Trans::none, GH, P, j.L.w_hh, P);  // dh = dA W_hh
-    if (c.proj) j.pk_hr = std::make_unique<PackedB>(Trans::none, P, H, j.L.w_hr, H);  // dm = dh W_hr
+    j.pk_hh = std::make_unique<PackedB>(Trans::none, GH, P, j.L.w_hh, P,  // dh = dA W_hh
+                                        scratch(18 + 2 * j.slot, PackedB::storage_floats(GH, P)));
+    if (c.proj)
+      j.pk_hr = std::make_unique<PackedB>(Trans::none, P, H, j.L.w_hr, H,  // dm = dh W_hr
+                                          scratch(19 + 2 * j.slot, PackedB::storage_floats(P, H)));
   }
 }
 
