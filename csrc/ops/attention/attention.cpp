@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "core/scratch.h"
 #include "gemm/gemm_kernels.h"
 
 namespace fastml {
@@ -32,15 +33,10 @@ constexpr float kNegInf = -__builtin_inff();
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-struct Buf {
-  std::vector<float> v;
-  float* get(int64_t n) {
-    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-    return v.data();
-  }
-};
+// Per-thread buffers reused across calls, 64-byte aligned (core/scratch.h): the packed K / Q slivers and
+// the score blocks are read by the GEMM microkernels in whole cache lines.
 thread_local std::vector<uint32_t> t_rowkeys;
-thread_local Buf t_qpack, t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part;
+thread_local Scratch t_qpack, t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part;
 
 // fn(item) for item in [0, n), items handed out one at a time (causal items differ in cost: the last
 // query blocks see the most keys). Each item is computed by one thread in a fixed order, so which thread
