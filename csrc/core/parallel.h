@@ -1,7 +1,8 @@
 // parallel_for over OpenMP with a serial fast path: work below `grain` items per thread runs on the
 // calling thread (no fork-join). Chunk boundaries depend only on (n, thread count, align) and every
 // item is computed by exactly one thread, so elementwise results never depend on the thread count.
-// Reductions that must be thread-count invariant use fixed_blocks() instead (see below).
+// Reductions that must be thread-count invariant use fixed_blocks() instead (see below). run_phases()
+// runs dependent phases of tasks without barriers (the GEMM driver), spin_until() is its wait.
 #pragma once
 #include <omp.h>
 
