@@ -329,6 +329,27 @@ def odd_blocking():
     _C.gemm_set_blocking(0, 0)
 
 
+# GEMV (M = 1) with K blocks of 1 (KC override): K x N partials exceed the scratch bound, so the threaded call
+# takes column chunks instead of K-block tasks; both must give the one-thread bits.
+def test_sgemv_column_chunk_fallback(isa, rng, threads):
+    _C.gemm_set_blocking(1, 0)
+    try:
+        K, N = 4096, 1100  # 4096 blocks x 1100 columns > 4M floats of partials
+        a, b = _operands(rng, 1, N, K, False, False, 2)
+        outs = []
+        for nt in (1, 2):
+            fastml.set_num_threads(nt)
+            c = np.full((1, N), np.nan, np.float32)
+            _C.sgemm(a, b, c)
+            outs.append(c)
+        assert np.array_equal(outs[0], outs[1])
+        # one sequential sum of K terms per element (blocks of 1): the forward error bound K eps sum|a b|
+        bound = K * EPS32 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)))
+        assert np.all(np.abs(outs[0] - a.astype(np.float64) @ b.astype(np.float64)) <= bound)
+    finally:
+        _C.gemm_set_blocking(0, 0)
+
+
 def test_sgemm_block_edges(isa, rng, threads, odd_blocking):
     for M, N, K, ta, tb in [(200, 301, 130, False, False), (150, 200, 97, True, True), (300, 250, 81, False, True),
                             (33, 500, 90, True, False)]:
