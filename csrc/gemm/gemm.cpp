@@ -328,6 +328,7 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
     int64_t jc, pc;  // column panel, K block (A packing: the first K block packed)
     int64_t pc_end;  // B read in place: the tiles run K blocks [pc, pc_end) per sliver ...
     int64_t a0;      // ... on A packed from K block a0 on
+    int64_t buf = 0;  // packed B: the panel buffer (0, 1) of this step (panels alternate in step order)
   };
   std::vector<Phase> phases;
   std::vector<Step> steps;
@@ -364,17 +365,18 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
     }
   } else {
     // Steps in (pc, jc) order when A is hoisted (its K block packed once for all panels), else (jc, pc).
-    int64_t prev = -1, prev2 = -1, pa = -1;
+    int64_t prev = -1, prev2 = -1, pa = -1, nstep = 0;
     auto step = [&](int64_t jc, int64_t pc) {
+      const int64_t buf = nstep++ % 2;
       if (hoist_a && jc == 0) pa = add({kPackA, 0, pc, pc + kc, pc}, a_tasks_per_block, prev, -1, -1);
       const int64_t ns = ceil_div(std::min(nc, N - jc), NR);
       // the packing buffer of this step was last read by the step before the previous one
-      const int64_t pb = pack_b ? add({kPackB, jc, pc, pc + kc, pc}, ceil_div(ns, int64_t{4}), prev2, -1, -1) : -1;
+      const int64_t pb = pack_b ? add({kPackB, jc, pc, pc + kc, pc, buf}, ceil_div(ns, int64_t{4}), prev2, -1, -1) : -1;
       // Tasks: an A sliver against a range of the panel's B slivers (ranges only when there are too few row
       // groups to keep every thread busy).
       const int64_t q = ng >= 4 * nt ? 1 : std::min<int64_t>(ns, ceil_div(4 * nt, ng));
       prev2 = prev;
-      prev = add({kTiles, jc, pc, pc + kc, pc}, ng * q, pb, pa, prev);
+      prev = add({kTiles, jc, pc, pc + kc, pc, buf}, ng * q, pb, pa, prev);
     };
     if (hoist_a) {
       for (int64_t pc = 0; pc < K; pc += kc)
@@ -383,15 +385,6 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
       for (int64_t jc = 0; jc < N; jc += nc)
         for (int64_t pc = 0; pc < K; pc += kc) step(jc, pc);
     }
-  }
-
-  // Which B panel buffer a step uses: panels alternate in step order.
-  std::vector<int64_t> buf(steps.size(), 0);
-  for (size_t i = 0, nb = 0; i < steps.size(); ++i)
-    if (steps[i].kind == kPackB) buf[i] = static_cast<int64_t>(nb++ % 2);
-  for (size_t i = 0, last = 0; i < steps.size(); ++i) {
-    if (steps[i].kind == kPackB) last = buf[i];
-    else if (steps[i].kind == kTiles) buf[i] = static_cast<int64_t>(last);
   }
 
   run_phases(nt, phases, [&](int64_t ph, int64_t task) {
@@ -425,7 +418,7 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
     }
     const int64_t jc = st.jc, pc = st.pc, kb = std::min(kc, K - pc);
     const int64_t nb = std::min(nc, N - jc), ns = ceil_div(nb, NR);
-    float* panel = pack_b ? bpanel + buf[ph] * kc * nc : nullptr;
+    float* panel = pack_b ? bpanel + st.buf * kc * nc : nullptr;
     if (st.kind == kPackB) {
       const int64_t s0 = task * 4, j = jc + s0 * NR, rows = std::min<int64_t>(4 * NR, jc + nb - j);
       if (p.tb == Trans::none) kt.pack_b_copy(rows, kb, p.B + pc * p.ldb + j, p.ldb, panel + s0 * NR * kb);

@@ -75,6 +75,7 @@ def multi_head_attention_forward(query, key, value, num_heads, in_proj_weight, i
     dt = q.dtype
     if q.ndim != 3 or k.ndim != 3 or v.ndim != 3:
         raise ValueError(f"{_MHA}: expected 3-d query, key, value, got {q.shape}, {k.shape}, {v.shape}")
+    xq, xk, xv = q, k, v  # the caller's layout, which the projections run on
     if not batch_first:
         q, k, v = (np.swapaxes(a, 0, 1) for a in (q, k, v))
     N, L, E = q.shape
@@ -109,8 +110,6 @@ def multi_head_attention_forward(query, key, value, num_heads, in_proj_weight, i
         kp = kp[:, None, None, :]
         mask = kp if mask is None else mask + kp
     bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
-    # projections on the inputs as laid out by the caller (q, k, v above are batch-first views of them)
-    xq, xk, xv = (a if batch_first else np.swapaxes(a, 0, 1) for a in (q, k, v))
     if query is key and key is value:  # self-attention: one (N L, E) x (E, 3E) product for q, k and v
         qh, kh, vh = _in_proj(xq, w, b, h, batch_first, 3)
     else:
