@@ -1,17 +1,18 @@
 // Host helpers of fastml._C_cuda: error reporting, device switching, device_info().
 // Test: pytest tests/test_cuda.py (test_cuda_module_without_gpu runs on any machine with the module).
-#include <sstream>
+#include <cstdio>
+#include <string>
 
 #include "common.cuh"
 
 namespace fastml::cuda {
 
 void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int line) {
-  std::ostringstream os;
-  os << "CUDA error " << cudaGetErrorName(err) << " (" << cudaGetErrorString(err) << ") in " << expr << " at "
-     << file << ":" << line;
+  // (strings, not an ostringstream: see csrc/core/check.h on iostreams and a static libstdc++)
+  std::string msg = std::string("CUDA error ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ") in " +
+                    expr + " at " + file + ":" + std::to_string(line);
   cudaGetLastError();  // clear a sticky-free error so that the next call starts clean
-  throw CudaError(os.str());
+  throw CudaError(msg);
 }
 
 DeviceGuard::DeviceGuard(std::uintptr_t ptr) {
@@ -25,10 +26,10 @@ DeviceGuard::DeviceGuard(std::uintptr_t ptr) {
     int pageable = 0;
     FASTML_CUDA_CHECK(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, old_));
     if (!pageable) {
-      std::ostringstream os;
-      os << "expected a pointer to CUDA device memory, got 0x" << std::hex << ptr
-         << " (host memory that this GPU cannot access)";
-      throw std::invalid_argument(os.str());
+      char hex[24];
+      std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(ptr));
+      throw std::invalid_argument(std::string("expected a pointer to CUDA device memory, got 0x") + hex +
+                                  " (host memory that this GPU cannot access)");
     }
     return;
   }
@@ -49,19 +50,17 @@ DeviceInfo device_info() {
   cudaRuntimeGetVersion(&info.runtime_version);
   const cudaError_t err = cudaGetDeviceCount(&info.device_count);
   if (err != cudaSuccess || info.device_count == 0) {
-    std::ostringstream os;
-    os << "device_info: no usable CUDA device (";
-    if (info.driver_version == 0) {
-      os << "no NVIDIA driver found; ";
-    }
+    std::string msg = "device_info: no usable CUDA device (";
+    if (info.driver_version == 0) msg += "no NVIDIA driver found; ";
     if (err != cudaSuccess) {
-      os << "cudaGetDeviceCount: " << cudaGetErrorName(err) << ": " << cudaGetErrorString(err);
+      msg += std::string("cudaGetDeviceCount: ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err);
     } else {
-      os << "the driver reports 0 devices";
+      msg += "the driver reports 0 devices";
     }
-    os << "; driver version " << info.driver_version << ", runtime version " << info.runtime_version << ")";
+    msg += "; driver version " + std::to_string(info.driver_version) + ", runtime version " +
+           std::to_string(info.runtime_version) + ")";
     cudaGetLastError();
-    throw CudaError(os.str());
+    throw CudaError(msg);
   }
   FASTML_CUDA_CHECK(cudaGetDevice(&info.current_device));
   for (int d = 0; d < info.device_count; ++d) {

@@ -25,6 +25,21 @@ def test_compiled_module_present():
     assert B.HAS_CPU_EXT, B.CPU_IMPORT_ERROR
 
 
+@pytest.mark.parametrize("module", ["_C", "_C_cuda"])
+def test_compiled_modules_use_no_iostreams(module):
+    # csrc/core/check.h: with a statically linked libstdc++ (GCC 13 toolchains that link it so), the first
+    # std::locale, which every iostream constructs, crashed the process. The modules build their messages
+    # from strings; a stream or locale symbol in the binary means one came back.
+    mod = getattr(B, module)
+    if mod is None:
+        pytest.skip(f"fastml.{module} is not built")
+    with open(mod.__file__, "rb") as f:
+        data = f.read()
+    found = [s for s in (b"_ZNSt6locale", b"basic_ostringstream", b"basic_istringstream", b"13basic_istream",
+                         b"14basic_ifstream", b"13basic_ostream", b"8ios_base") if s in data]
+    assert not found, f"{mod.__file__} references iostreams / std::locale: {found}"
+
+
 def test_variants_and_ops():
     C = B._C
     if C is None:

@@ -1,17 +1,14 @@
 #include "bind/arrays.h"
 
-#include <sstream>
-
 namespace fastml::bind {
 
-std::string shape_str(const py::array& a) {
-  std::ostringstream os;
-  os << "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
-  if (a.ndim() == 1) os << ",";
-  os << ")";
-  return os.str();
+std::string dims_str(const std::vector<py::ssize_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
 }
+
+std::string shape_str(const py::array& a) { return dims_str(shape_of(a)); }
 
 std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
@@ -58,13 +55,7 @@ py::array output_f32(const py::handle& out, const std::vector<py::ssize_t>& shap
   py::array a = inplace_f32(out, op, "out");
   bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
   for (size_t i = 0; same && i < shape.size(); ++i) same = a.shape(i) == shape[i];
-  if (!same) {
-    std::ostringstream os;
-    os << "(";
-    for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-    os << (shape.size() == 1 ? ",)" : ")");
-    FASTML_CHECK(false, op, ": expected out of shape ", os.str(), ", got ", shape_str(a));
-  }
+  FASTML_CHECK(same, op, ": expected out of shape ", dims_str(shape), ", got ", shape_str(a));
   return a;
 }
 

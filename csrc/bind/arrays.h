@@ -18,6 +18,8 @@ namespace py = pybind11;
 inline constexpr int kNpyFloat32 = 11;  // NPY_FLOAT
 
 std::string shape_str(const py::array& a);
+// "(2, 3)", "(5,)", "()": a shape as NumPy prints it.
+std::string dims_str(const std::vector<py::ssize_t>& shape);
 std::string dtype_str(const py::array& a);
 
 // A float32 input: any numpy float32 array; a non-C-contiguous one is copied once here.

@@ -9,7 +9,6 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -26,14 +25,6 @@ struct CeArgs {
   py::array x, t, w;
   std::vector<py::ssize_t> loss_shape;  // shape of the 'none' output (= target's)
 };
-
-std::string dims_str(const std::vector<py::ssize_t>& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << (s.size() == 1 ? ",)" : ")");
-  return os.str();
-}
 
 CeArgs ce_args(py::handle input, py::handle target, py::handle weight, int64_t ignore_index, float smoothing,
                const char* op) {

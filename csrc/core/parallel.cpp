@@ -3,8 +3,8 @@
 #include "core/parallel.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -19,10 +19,14 @@
 namespace fastml {
 namespace {
 
+// C stdio, not an ifstream: see core/check.h on iostreams in a module with a static libstdc++.
 int read_int_file(const std::string& path) {
-  std::ifstream f(path);
+  std::FILE* f = std::fopen(path.c_str(), "r");
   int v = -1;
-  if (f) f >> v;
+  if (f) {
+    if (std::fscanf(f, "%d", &v) != 1) v = -1;
+    std::fclose(f);
+  }
   return v;
 }
 
