@@ -3,16 +3,18 @@
 //   forward   m = max_d x (NaN propagates), s = sum_d e^{x - m}
 //             softmax y = e^{x - m} / s            log_softmax y = (x - m) - log s
 //   backward  softmax dx = y (dy - sum_d dy y)     log_softmax dx = dy - e^y sum_d dy
-// Semantics as torch: a NaN anywhere in a row makes the row NaN; an all -inf row gives NaN; a +inf
-// element gives a NaN row (torch computes inf - inf there). m and s come from one online pass
-// (Milakov & Gimelshein 2018, "Online normalizer calculation for softmax"), then one write pass.
+// Semantics as torch: a NaN anywhere in a row makes the row NaN (the max propagates it); an all -inf row
+// gives NaN (-inf - -inf); a +inf element gives a NaN row (inf - inf), all without special cases.
 //
-// Layout: (outer, dim, inner) view of a C-contiguous tensor. Variants (chosen by softmax_<pass>_launch):
-//   softmax_<pass>_kernel__warp_per_row    inner == 1, dim <= kSoftmaxWarpMaxDim: a warp per row
-//   softmax_<pass>_kernel__block_per_row   inner == 1, longer rows: a block per row, block reductions
-//   softmax_<pass>_kernel__strided         inner > 1: a thread per (outer, inner) column; consecutive
-//                                          threads read consecutive addresses (coalesced)
-// Test: pytest tests/test_cuda.py -k softmax.   Bench: python -m fastml.bench --ops softmax.
+// Layout: (outer, dim, inner) view of a C-contiguous tensor. Variants (chosen by <pass>_launch):
+//   softmax_<pass>_kernel__warp_regs<kPerLane>  inner == 1, dim <= kSoftmaxWarpMaxDim: a warp per row,
+//                         the row held in registers (lane l has elements l, l + 32, ...): one read of the
+//                         input, one write, and independent loads in flight (no serial online update)
+//   softmax_<pass>_kernel__block_per_row       inner == 1, longer rows: a block per row, one pass per
+//                         reduction (the row is read again from L2), 16-byte accesses when rows are aligned
+//   softmax_<pass>_kernel__column_tiles        inner > 1: a block per tile of 32 consecutive inner columns
+//                         (coalesced across the warp), blockDim.y threads splitting the reduced axis
+// Test: pytest tests/test_cuda_kernels.py -k softmax.   Bench: python tools/cuda_bench.py.
 #include "common.cuh"
 #include "softmax.cuh"
 
@@ -20,54 +22,9 @@ namespace fastml::cuda {
 
 namespace {
 
-// Running (max, sum of e^{x - max}) of the values seen so far; the empty state is (-inf, 0).
-struct MaxSum {
-  float m = -INFINITY;
-  float s = 0.0f;
-};
-
-__device__ __forceinline__ void online_add(MaxSum& a, float x) {
-  if (x > a.m) {
-    a.s = a.s * expf(a.m - x) + 1.0f;  // a.m = -inf: 0 * 0 + 1
-    a.m = x;
-  } else if (x != x) {
-    a.m = x;  // NaN: the whole row becomes NaN
-    a.s = x;
-  } else if (x != -INFINITY) {
-    a.s += expf(x - a.m);  // x <= m (m = +inf gives inf - inf = NaN, as torch)
-  }
-}
-
-__device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
-  MaxSum r;
-  r.m = nan_max(a.m, b.m);
-  if (r.m == -INFINITY) return r;  // both empty / all -inf
-  const float sa = a.s == 0.0f ? 0.0f : a.s * expf(a.m - r.m);
-  const float sb = b.s == 0.0f ? 0.0f : b.s * expf(b.m - r.m);
-  r.s = sa + sb;
-  return r;
-}
-
-__device__ __forceinline__ MaxSum warp_merge(MaxSum v) {
-#pragma unroll
-  for (int o = kWarpSize / 2; o > 0; o >>= 1) {
-    MaxSum other;
-    other.m = __shfl_xor_sync(0xffffffffu, v.m, o);
-    other.s = __shfl_xor_sync(0xffffffffu, v.s, o);
-    v = merge(v, other);
-  }
-  return v;
-}
-
-// torch sums e^{x - m} including the element equal to m = +inf, which is e^{NaN}: the row is NaN.
-__device__ __forceinline__ MaxSum finish(MaxSum v) {
-  if (v.m == INFINITY) v.s = NAN;
-  return v;
-}
-
 template <bool Log>
-__device__ __forceinline__ float forward_value(float x, const MaxSum& v, float log_s) {
-  return Log ? (x - v.m) - log_s : expf(x - v.m) / v.s;
+__device__ __forceinline__ float backward_term(float dy, float y) {
+  return Log ? dy : dy * y;
 }
 
 template <bool Log>
@@ -75,103 +32,124 @@ __device__ __forceinline__ float backward_value(float dy, float y, float sum) {
   return Log ? dy - expf(y) * sum : y * (dy - sum);
 }
 
-// ---- forward ----------------------------------------------------------------------------------------
+// ---- rows in registers: one warp per row ---------------------------------------------------------------
 
-template <bool Log>
+template <bool Log, int kPerLane>
 __global__ void __launch_bounds__(kSoftmaxWarpsPerBlock * kWarpSize)
-    softmax_forward_kernel__warp_per_row(SoftmaxParams p) {
+    softmax_forward_kernel__warp_regs(SoftmaxParams p) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t nwarps = static_cast<int64_t>(gridDim.x) * kSoftmaxWarpsPerBlock;
+  const int dim = static_cast<int>(p.dim);
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kSoftmaxWarpsPerBlock + threadIdx.x / kWarpSize;
        row < p.outer; row += nwarps) {
     const float* x = p.x + row * p.dim;
     float* y = p.out + row * p.dim;
-    MaxSum v;
-    for (int64_t j = lane; j < p.dim; j += kWarpSize) online_add(v, x[j]);
-    v = finish(warp_merge(v));
-    const float log_s = Log ? logf(v.s) : 0.0f;
-    for (int64_t j = lane; j < p.dim; j += kWarpSize) y[j] = forward_value<Log>(x[j], v, log_s);
-  }
-}
-
-template <bool Log>
-__global__ void __launch_bounds__(kSoftmaxBlockSize) softmax_forward_kernel__block_per_row(SoftmaxParams p) {
-  __shared__ float sm[kWarpSize], ss[kWarpSize];
-  __shared__ float row_m, row_s;
-  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
-  const int nwarps = blockDim.x / kWarpSize;
-  for (int64_t row = blockIdx.x; row < p.outer; row += gridDim.x) {
-    const float* x = p.x + row * p.dim;
-    float* y = p.out + row * p.dim;
-    MaxSum v;
-    for (int64_t j = threadIdx.x; j < p.dim; j += blockDim.x) online_add(v, x[j]);
-    v = warp_merge(v);
-    if (lane == 0) {
-      sm[warp] = v.m;
-      ss[warp] = v.s;
+    float v[kPerLane];
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int j = lane + i * kWarpSize;
+      v[i] = j < dim ? x[j] : -INFINITY;
     }
-    __syncthreads();
-    if (warp == 0) {
-      MaxSum w;
-      if (lane < nwarps) {
-        w.m = sm[lane];
-        w.s = ss[lane];
-      }
-      w = finish(warp_merge(w));
-      if (lane == 0) {
-        row_m = w.m;
-        row_s = w.s;
+    float m = v[0];
+#pragma unroll
+    for (int i = 1; i < kPerLane; ++i) m = nan_max(m, v[i]);
+    m = warp_reduce_max(m);
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      if (lane + i * kWarpSize < dim) {
+        v[i] -= m;
+        const float e = expf(v[i]);
+        s += e;
+        if (!Log) v[i] = e;
       }
     }
-    __syncthreads();
-    MaxSum r;
-    r.m = row_m;
-    r.s = row_s;
-    const float log_s = Log ? logf(r.s) : 0.0f;
-    for (int64_t j = threadIdx.x; j < p.dim; j += blockDim.x) y[j] = forward_value<Log>(x[j], r, log_s);
-    __syncthreads();  // row_m, row_s, sm, ss are rewritten by the next row
-  }
-}
-
-template <bool Log>
-__global__ void __launch_bounds__(kSoftmaxStridedBlockSize) softmax_forward_kernel__strided(SoftmaxParams p) {
-  const int64_t cols = p.outer * p.inner;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < cols; c += stride) {
-    const int64_t o = c / p.inner, i = c - o * p.inner;
-    const int64_t base = o * p.dim * p.inner + i;
-    MaxSum v;
-    for (int64_t d = 0; d < p.dim; ++d) online_add(v, p.x[base + d * p.inner]);
-    v = finish(v);
-    const float log_s = Log ? logf(v.s) : 0.0f;
-    for (int64_t d = 0; d < p.dim; ++d) {
-      const int64_t k = base + d * p.inner;
-      p.out[k] = forward_value<Log>(p.x[k], v, log_s);
+    s = warp_reduce_sum(s);
+    const float log_s = Log ? logf(s) : 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int j = lane + i * kWarpSize;
+      if (j < dim) y[j] = Log ? v[i] - log_s : v[i] / s;
     }
   }
 }
 
-// ---- backward ---------------------------------------------------------------------------------------
-
-template <bool Log>
-__device__ __forceinline__ float backward_term(float dy, float y) {
-  return Log ? dy : dy * y;
-}
-
-template <bool Log>
+template <bool Log, int kPerLane>
 __global__ void __launch_bounds__(kSoftmaxWarpsPerBlock * kWarpSize)
-    softmax_backward_kernel__warp_per_row(SoftmaxParams p) {
+    softmax_backward_kernel__warp_regs(SoftmaxParams p) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t nwarps = static_cast<int64_t>(gridDim.x) * kSoftmaxWarpsPerBlock;
+  const int dim = static_cast<int>(p.dim);
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kSoftmaxWarpsPerBlock + threadIdx.x / kWarpSize;
        row < p.outer; row += nwarps) {
     const float* dy = p.x + row * p.dim;
     const float* y = p.y + row * p.dim;
     float* dx = p.out + row * p.dim;
+    float g[kPerLane], w[kPerLane];
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int j = lane + i * kWarpSize;
+      g[i] = j < dim ? dy[j] : 0.0f;
+      w[i] = j < dim ? y[j] : 0.0f;
+    }
     float acc = 0.0f;
-    for (int64_t j = lane; j < p.dim; j += kWarpSize) acc += backward_term<Log>(dy[j], y[j]);
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) acc += backward_term<Log>(g[i], w[i]);
     const float sum = warp_reduce_sum(acc);
-    for (int64_t j = lane; j < p.dim; j += kWarpSize) dx[j] = backward_value<Log>(dy[j], y[j], sum);
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int j = lane + i * kWarpSize;
+      if (j < dim) dx[j] = backward_value<Log>(g[i], w[i], sum);
+    }
+  }
+}
+
+// ---- long rows: one block per row ----------------------------------------------------------------------
+
+// Calls f(j, x[j]) for this thread's elements j of a row of n; Vec: the row is 16-byte aligned and n % 4 == 0.
+template <bool Vec, class F>
+__device__ __forceinline__ void for_row(const float* __restrict__ x, int64_t n, F&& f) {
+  if constexpr (Vec) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+#pragma unroll 4
+    for (int64_t q = threadIdx.x; q < n / 4; q += blockDim.x) {
+      const float4 v = x4[q];
+      f(4 * q, v.x);
+      f(4 * q + 1, v.y);
+      f(4 * q + 2, v.z);
+      f(4 * q + 3, v.w);
+    }
+  } else {
+#pragma unroll 4
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) f(j, x[j]);
+  }
+}
+
+template <bool Log, bool Vec>
+__global__ void __launch_bounds__(kSoftmaxBlockSize) softmax_forward_kernel__block_per_row(SoftmaxParams p) {
+  __shared__ float scratch[kWarpSize];
+  for (int64_t row = blockIdx.x; row < p.outer; row += gridDim.x) {
+    const float* x = p.x + row * p.dim;
+    float* y = p.out + row * p.dim;
+    float m = -INFINITY;
+    for_row<Vec>(x, p.dim, [&](int64_t, float v) { m = nan_max(m, v); });
+    m = block_reduce_max(m, scratch);
+    float s = 0.0f;
+    for_row<Vec>(x, p.dim, [&](int64_t, float v) { s += expf(v - m); });
+    s = block_reduce_sum(s, scratch);  // ends with a barrier: scratch is reusable by the next row
+    const float log_s = Log ? logf(s) : 0.0f;
+    if constexpr (Vec) {
+      const float4* x4 = reinterpret_cast<const float4*>(x);
+      float4* y4 = reinterpret_cast<float4*>(y);
+#pragma unroll 4
+      for (int64_t q = threadIdx.x; q < p.dim / 4; q += blockDim.x) {
+        const float4 v = x4[q];
+        y4[q] = Log ? make_float4(v.x - m - log_s, v.y - m - log_s, v.z - m - log_s, v.w - m - log_s)
+                    : make_float4(expf(v.x - m) / s, expf(v.y - m) / s, expf(v.z - m) / s, expf(v.w - m) / s);
+      }
+    } else {
+      for_row<false>(x, p.dim, [&](int64_t j, float v) { y[j] = Log ? (v - m) - log_s : expf(v - m) / s; });
+    }
   }
 }
 
@@ -183,24 +161,95 @@ __global__ void __launch_bounds__(kSoftmaxBlockSize) softmax_backward_kernel__bl
     const float* y = p.y + row * p.dim;
     float* dx = p.out + row * p.dim;
     float acc = 0.0f;
+#pragma unroll 4
     for (int64_t j = threadIdx.x; j < p.dim; j += blockDim.x) acc += backward_term<Log>(dy[j], y[j]);
     const float sum = block_reduce_sum(acc, scratch);  // ends with a barrier: scratch is reusable
+#pragma unroll 4
     for (int64_t j = threadIdx.x; j < p.dim; j += blockDim.x) dx[j] = backward_value<Log>(dy[j], y[j], sum);
   }
 }
 
+// ---- inner > 1: tiles of 32 columns, blockDim.y threads along the reduced axis --------------------------
+
+// Reduces v over threadIdx.y for each threadIdx.x; every thread gets its column's result. Ends with a barrier.
+template <bool Max>
+__device__ __forceinline__ float column_reduce(float v, float (*scratch)[kWarpSize + 1]) {
+  scratch[threadIdx.y][threadIdx.x] = v;
+  __syncthreads();
+  if (threadIdx.y == 0) {
+    for (int r = 1; r < static_cast<int>(blockDim.y); ++r) {
+      const float o = scratch[r][threadIdx.x];
+      v = Max ? nan_max(v, o) : v + o;
+    }
+    scratch[0][threadIdx.x] = v;
+  }
+  __syncthreads();
+  v = scratch[0][threadIdx.x];
+  __syncthreads();
+  return v;
+}
+
+struct ColumnTile {
+  int64_t base;  // offset of element (o, 0, i)
+  bool valid;
+};
+
+__device__ __forceinline__ ColumnTile column_tile(const SoftmaxParams& p, int64_t tile, int64_t tiles_per_outer) {
+  const int64_t o = tile / tiles_per_outer;
+  const int64_t i = (tile - o * tiles_per_outer) * kWarpSize + threadIdx.x;
+  return {o * p.dim * p.inner + i, i < p.inner};
+}
+
 template <bool Log>
-__global__ void __launch_bounds__(kSoftmaxStridedBlockSize) softmax_backward_kernel__strided(SoftmaxParams p) {
-  const int64_t cols = p.outer * p.inner;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < cols; c += stride) {
-    const int64_t o = c / p.inner, i = c - o * p.inner;
-    const int64_t base = o * p.dim * p.inner + i;
-    float sum = 0.0f;
-    for (int64_t d = 0; d < p.dim; ++d) sum += backward_term<Log>(p.x[base + d * p.inner], p.y[base + d * p.inner]);
-    for (int64_t d = 0; d < p.dim; ++d) {
-      const int64_t k = base + d * p.inner;
-      p.out[k] = backward_value<Log>(p.x[k], p.y[k], sum);
+__global__ void __launch_bounds__(kSoftmaxColumnThreads) softmax_forward_kernel__column_tiles(SoftmaxParams p) {
+  __shared__ float scratch[kSoftmaxColumnThreads / kWarpSize][kWarpSize + 1];
+  const int64_t tiles_per_outer = ceil_div(p.inner, kWarpSize);
+  for (int64_t tile = blockIdx.x; tile < p.outer * tiles_per_outer; tile += gridDim.x) {
+    const ColumnTile t = column_tile(p, tile, tiles_per_outer);
+    const float* x = p.x + t.base;
+    float m = -INFINITY;
+    if (t.valid) {
+#pragma unroll 4
+      for (int64_t d = threadIdx.y; d < p.dim; d += blockDim.y) m = nan_max(m, x[d * p.inner]);
+    }
+    m = column_reduce<true>(m, scratch);
+    float s = 0.0f;
+    if (t.valid) {
+#pragma unroll 4
+      for (int64_t d = threadIdx.y; d < p.dim; d += blockDim.y) s += expf(x[d * p.inner] - m);
+    }
+    s = column_reduce<false>(s, scratch);
+    if (!t.valid) continue;
+    const float log_s = Log ? logf(s) : 0.0f;
+    float* y = p.out + t.base;
+#pragma unroll 4
+    for (int64_t d = threadIdx.y; d < p.dim; d += blockDim.y) {
+      const float v = x[d * p.inner];
+      y[d * p.inner] = Log ? (v - m) - log_s : expf(v - m) / s;
+    }
+  }
+}
+
+template <bool Log>
+__global__ void __launch_bounds__(kSoftmaxColumnThreads) softmax_backward_kernel__column_tiles(SoftmaxParams p) {
+  __shared__ float scratch[kSoftmaxColumnThreads / kWarpSize][kWarpSize + 1];
+  const int64_t tiles_per_outer = ceil_div(p.inner, kWarpSize);
+  for (int64_t tile = blockIdx.x; tile < p.outer * tiles_per_outer; tile += gridDim.x) {
+    const ColumnTile t = column_tile(p, tile, tiles_per_outer);
+    const float* dy = p.x + t.base;
+    const float* y = p.y + t.base;
+    float acc = 0.0f;
+    if (t.valid) {
+#pragma unroll 4
+      for (int64_t d = threadIdx.y; d < p.dim; d += blockDim.y) acc += backward_term<Log>(dy[d * p.inner], y[d * p.inner]);
+    }
+    const float sum = column_reduce<false>(acc, scratch);
+    if (!t.valid) continue;
+    float* dx = p.out + t.base;
+#pragma unroll 4
+    for (int64_t d = threadIdx.y; d < p.dim; d += blockDim.y) {
+      const int64_t k = d * p.inner;
+      dx[k] = backward_value<Log>(dy[k], y[k], sum);
     }
   }
 }
@@ -209,29 +258,88 @@ int capped_grid(int64_t blocks) {
   return static_cast<int>(blocks < kSoftmaxMaxBlocks ? blocks : kSoftmaxMaxBlocks);
 }
 
+// Column tiles: as many threads along the reduced axis as fill the GPU (at most kSoftmaxColumnThreads / 32),
+// fewer when the axis is short.
+dim3 column_block(const SoftmaxParams& p) {
+  const int64_t tiles = p.outer * ceil_div(p.inner, kWarpSize);
+  int rows = kSoftmaxColumnThreads / kWarpSize;
+  while (rows > 4 && (rows / 2 >= p.dim || tiles * rows > kSoftmaxColumnFill)) rows /= 2;
+  return dim3(kWarpSize, rows);
+}
+
+bool aligned_rows(const SoftmaxParams& p) {
+  return p.dim % 4 == 0 && reinterpret_cast<std::uintptr_t>(p.x) % 16 == 0 &&
+         reinterpret_cast<std::uintptr_t>(p.out) % 16 == 0;
+}
+
+// Runs K<kPerLane> for the smallest kPerLane in {1, 2, 4, ..., 32} with 32 * kPerLane >= dim.
+template <template <int> class K>
+void warp_regs_launch(const SoftmaxParams& p, cudaStream_t stream) {
+  const int grid = capped_grid(ceil_div(p.outer, kSoftmaxWarpsPerBlock));
+  const int threads = kSoftmaxWarpsPerBlock * kWarpSize;
+  if (p.dim <= 32) {
+    K<1>::launch(grid, threads, stream, p);
+  } else if (p.dim <= 64) {
+    K<2>::launch(grid, threads, stream, p);
+  } else if (p.dim <= 128) {
+    K<4>::launch(grid, threads, stream, p);
+  } else if (p.dim <= 256) {
+    K<8>::launch(grid, threads, stream, p);
+  } else if (p.dim <= 512) {
+    K<16>::launch(grid, threads, stream, p);
+  } else {
+    static_assert(kSoftmaxWarpMaxDim == 32 * 32, "warp_regs_launch covers rows up to 1024");
+    K<32>::launch(grid, threads, stream, p);
+  }
+}
+
+template <bool Log>
+struct ForwardWarp {
+  template <int N>
+  struct K {
+    static void launch(int grid, int threads, cudaStream_t stream, const SoftmaxParams& p) {
+      softmax_forward_kernel__warp_regs<Log, N><<<grid, threads, 0, stream>>>(p);
+    }
+  };
+};
+
+template <bool Log>
+struct BackwardWarp {
+  template <int N>
+  struct K {
+    static void launch(int grid, int threads, cudaStream_t stream, const SoftmaxParams& p) {
+      softmax_backward_kernel__warp_regs<Log, N><<<grid, threads, 0, stream>>>(p);
+    }
+  };
+};
+
 template <bool Log>
 void forward_launch(const SoftmaxParams& p, cudaStream_t stream) {
   if (p.inner == 1 && p.dim <= kSoftmaxWarpMaxDim) {
-    softmax_forward_kernel__warp_per_row<Log>
-        <<<capped_grid(ceil_div(p.outer, kSoftmaxWarpsPerBlock)), kSoftmaxWarpsPerBlock * kWarpSize, 0, stream>>>(p);
+    warp_regs_launch<ForwardWarp<Log>::template K>(p, stream);
   } else if (p.inner == 1) {
-    softmax_forward_kernel__block_per_row<Log><<<capped_grid(p.outer), kSoftmaxBlockSize, 0, stream>>>(p);
+    if (aligned_rows(p)) {
+      softmax_forward_kernel__block_per_row<Log, true><<<capped_grid(p.outer), kSoftmaxBlockSize, 0, stream>>>(p);
+    } else {
+      softmax_forward_kernel__block_per_row<Log, false><<<capped_grid(p.outer), kSoftmaxBlockSize, 0, stream>>>(p);
+    }
   } else {
-    softmax_forward_kernel__strided<Log>
-        <<<capped_grid(ceil_div(p.outer * p.inner, kSoftmaxStridedBlockSize)), kSoftmaxStridedBlockSize, 0, stream>>>(p);
+    const dim3 block = column_block(p);
+    softmax_forward_kernel__column_tiles<Log>
+        <<<capped_grid(p.outer * ceil_div(p.inner, kWarpSize)), block, 0, stream>>>(p);
   }
 }
 
 template <bool Log>
 void backward_launch(const SoftmaxParams& p, cudaStream_t stream) {
   if (p.inner == 1 && p.dim <= kSoftmaxWarpMaxDim) {
-    softmax_backward_kernel__warp_per_row<Log>
-        <<<capped_grid(ceil_div(p.outer, kSoftmaxWarpsPerBlock)), kSoftmaxWarpsPerBlock * kWarpSize, 0, stream>>>(p);
+    warp_regs_launch<BackwardWarp<Log>::template K>(p, stream);
   } else if (p.inner == 1) {
     softmax_backward_kernel__block_per_row<Log><<<capped_grid(p.outer), kSoftmaxBlockSize, 0, stream>>>(p);
   } else {
-    softmax_backward_kernel__strided<Log>
-        <<<capped_grid(ceil_div(p.outer * p.inner, kSoftmaxStridedBlockSize)), kSoftmaxStridedBlockSize, 0, stream>>>(p);
+    const dim3 block = column_block(p);
+    softmax_backward_kernel__column_tiles<Log>
+        <<<capped_grid(p.outer * ceil_div(p.inner, kWarpSize)), block, 0, stream>>>(p);
   }
 }
 

@@ -9,7 +9,8 @@ namespace fastml::cuda {
 inline constexpr int kSoftmaxWarpMaxDim = 1024;    // rows up to this length: one warp per row
 inline constexpr int kSoftmaxWarpsPerBlock = 4;    // warp-per-row kernel: 4 rows per 128-thread block
 inline constexpr int kSoftmaxBlockSize = 512;      // longer rows: one 512-thread block per row
-inline constexpr int kSoftmaxStridedBlockSize = 256;  // inner > 1: one thread per (outer, inner) column
+inline constexpr int kSoftmaxColumnThreads = 1024;     // inner > 1: up to 32 x 32 threads per tile of 32 columns
+inline constexpr int64_t kSoftmaxColumnFill = 8192;     // ... halving the rows while tiles x rows exceeds this (~ an H100 full)
 inline constexpr int64_t kSoftmaxMaxBlocks = 65535;   // grid-stride beyond this
 
 struct SoftmaxParams {

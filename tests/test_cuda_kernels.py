@@ -64,12 +64,21 @@ def test_cuda_activation_forward_backward(lib, rng, name, n, offset):
 @pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
 @pytest.mark.parametrize("name", ["relu", "sigmoid"])
 def test_cuda_activation_grid_stride(lib, rng, name, offset):
-    # more elements than the capped grid covers in one pass (8192 blocks x 256 threads x 4 floats)
+    # more elements than the capped grid covers in one pass (8192 blocks x 256 threads, 4 floats each): with
+    # 4.5 passes the 16-byte path runs its 4-deep unrolled loop once, then its one-at-a-time loop, then the tail
     fwd, rfwd, bwd, rbwd, saved, kw, ulps, bulps = ACT[name]
-    n = 8192 * 256 * 4 + 5
+    stride = 8192 * 256
+    n = 4 * (4 * stride + stride // 2 + 1) + 3
     x = rng.standard_normal(n + offset).astype(np.float32)
-    y = lib.host(fwd(lib.dev(x)[offset:], **kw))
-    assert_close(y, rfwd(x[offset:], **kw), ulps=ulps, what=f"{name} n={n}")
+    g = rng.standard_normal(n + offset).astype(np.float32)
+    xd = lib.dev(x)[offset:]
+    y = fwd(xd, **kw)
+    yh = lib.host(y)
+    assert_close(yh, rfwd(x[offset:], **kw), ulps=ulps, what=f"{name} n={n}")
+    s, sd = (x[offset:], xd) if saved == "input" else (yh, y)
+    gx = lib.host(bwd(lib.dev(g)[offset:], sd, **kw))
+    atol = 4 * EPS32 * np.abs(g).max() if saved == "output" else None
+    assert_close(gx, rbwd(g[offset:], s, **kw), ulps=bulps, atol=atol, what=f"{name}_backward n={n}")
 
 
 @gpu
@@ -123,7 +132,10 @@ def _check_within(got, ref, bound, what):
 SOFTMAX_CASES = [((1, 1), 1), ((3, 1), 1), ((5, 7), 1), ((4, 32), 1), ((3, 33), -1), ((2, 1024), 1),
                  ((2, 1025), 1), ((3, 5000), 1), ((2, 3, 4, 5), 1), ((2, 3, 4, 5), 0), ((2, 3000, 3), 1),
                  ((4, 97), 0), ((7,), 0), ((), 0), ((0, 5), 1), ((4, 0), 1), ((1, 33, 1), 1),
-                 ((300000, 3), 1)]  # more rows than the warp kernel's capped grid: its grid-stride loop
+                 ((300000, 3), 1),  # more rows than the warp kernel's capped grid: its grid-stride loop
+                 ((3, 100), 1), ((2, 300), 1), ((2, 700), -1),  # the register-resident warp kernel's widths
+                 ((3, 4096), 1),  # block per row, 16-byte path
+                 ((3, 200, 70), 1), ((2, 40, 1000), 1), ((5, 3, 33), 1)]  # column tiles: partial, full, short axis
 
 
 @gpu
@@ -180,6 +192,21 @@ def test_cuda_softmax_nonfinite_rows(lib, n, inner, log):
     assert np.array_equal(np.isinf(got), np.isinf(ref))
     fin = np.isfinite(ref)
     np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-5, atol=1e-6 if not log else 1e-4)
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("n", [1028, 4096])
+def test_cuda_softmax_misaligned_rows(lib, rng, n):
+    # a view that starts one float into its buffer: rows whose length is a multiple of 4 but that are not
+    # 16-byte aligned take the scalar path of the block kernel; the result must not depend on it
+    x = (rng.standard_normal(3 * n + 1) * 4).astype(np.float32)
+    xd = lib.dev(x)[1:].reshape(3, n)
+    got = lib.host(CO.softmax_forward(xd, 1, False, None))
+    ref = _ref_softmax(x[1:].reshape(3, n), 1, False)
+    _check_within(got, ref, (8 + 4 * math.sqrt(n)) * EPS32 * 30 * np.abs(ref) + 1e-30, f"misaligned softmax n={n}")
+    aligned = lib.host(CO.softmax_forward(lib.dev(x[1:].reshape(3, n)), 1, False, None))
+    np.testing.assert_allclose(got, aligned, rtol=4 * EPS32 * math.sqrt(n), atol=0)
 
 
 @gpu
