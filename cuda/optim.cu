@@ -213,7 +213,8 @@ void for_each_launch(const std::vector<OptimTensorPtrs>& tensors, StateUse use, 
     const unsigned used = use.load | use.store;
     t.vec4 = aligned16(tp.param) && aligned16(tp.grad) && (!(used & 1u) || aligned16(tp.s0)) &&
              (!(used & 2u) || aligned16(tp.s1)) && (!(used & 4u) || aligned16(tp.s2));
-    const int64_t nb = ceil_div(tp.n, kOptimBlockSize);
+    const int64_t items = t.vec4 ? ceil_div(tp.n, 4) : tp.n;  // a thread's first item is a float4 when vec4
+    const int64_t nb = ceil_div(items, kOptimBlockSize);
     list.block_start[list.count] = blocks;
     blocks += static_cast<int>(nb < kOptimMaxBlocksPerTensor ? nb : kOptimMaxBlocksPerTensor);
     if (++list.count == kOptimMaxTensors) flush();

@@ -12,9 +12,13 @@
 //                         input, one write, and independent loads in flight (no serial online update)
 //   softmax_<pass>_kernel__block_per_row       inner == 1, longer rows: a block per row, one pass per
 //                         reduction (the row is read again from L2), 16-byte accesses when rows are aligned
+//   softmax_<pass>_kernel__split_{partials,write}  inner == 1, few long rows: each row over several blocks
+//                         (partial results, then a merge in every block of the row and the write)
 //   softmax_<pass>_kernel__column_tiles        inner > 1: a block per tile of 32 consecutive inner columns
 //                         (coalesced across the warp), blockDim.y threads splitting the reduced axis
 // Test: pytest tests/test_cuda_kernels.py -k softmax.   Bench: python tools/cuda_bench.py.
+#include <algorithm>
+
 #include "common.cuh"
 #include "softmax.cuh"
 
@@ -169,6 +173,99 @@ __global__ void __launch_bounds__(kSoftmaxBlockSize) softmax_backward_kernel__bl
   }
 }
 
+// ---- few long rows: each row split into chunks over several blocks, two launches -----------------------
+// (e.g. a batch of 8 rows of a 50k vocabulary: one block per row would leave most of the GPU idle)
+// Launch 1 writes each chunk's partial result, launch 2 merges a row's partials in every block of the row
+// and writes that block's chunk. Forward partial (m_c, s_c): the chunk's max and sum of e^{x - m_c}, with
+// s_c = 0 for a chunk of only -inf; merged S = sum_c s_c e^{m_c - M}, M = max_c m_c, and S = NaN when M = -inf.
+
+struct SplitRows {
+  int64_t chunk;  // elements per chunk (a multiple of 4: chunks keep the rows' 16-byte alignment)
+  int chunks;     // chunks per row (<= kSoftmaxBlockSize: launch 2 merges them with one value per thread)
+};
+
+__device__ __forceinline__ int64_t split_begin(const SplitRows& sr, int64_t* row) {
+  *row = blockIdx.x / sr.chunks;
+  return (blockIdx.x - *row * sr.chunks) * sr.chunk;
+}
+
+template <bool Vec>
+__global__ void __launch_bounds__(kSoftmaxBlockSize)
+    softmax_forward_kernel__split_partials(SoftmaxParams p, SplitRows sr, float2* part) {
+  __shared__ float scratch[kWarpSize];
+  int64_t row;
+  const int64_t lo = split_begin(sr, &row);
+  const int64_t n = min(sr.chunk, p.dim - lo);
+  const float* x = p.x + row * p.dim + lo;
+  float m = -INFINITY;
+  for_row<Vec>(x, n, [&](int64_t, float v) { m = nan_max(m, v); });
+  m = block_reduce_max(m, scratch);
+  float s = 0.0f;
+  if (m != -INFINITY) for_row<Vec>(x, n, [&](int64_t, float v) { s += expf(v - m); });  // m: same in all threads
+  s = block_reduce_sum(s, scratch);
+  if (threadIdx.x == 0) part[blockIdx.x] = make_float2(m, s);
+}
+
+template <bool Log, bool Vec>
+__global__ void __launch_bounds__(kSoftmaxBlockSize)
+    softmax_forward_kernel__split_write(SoftmaxParams p, SplitRows sr, const float2* part) {
+  __shared__ float scratch[kWarpSize];
+  int64_t row;
+  const int64_t lo = split_begin(sr, &row);
+  const int64_t n = min(sr.chunk, p.dim - lo);
+  float2 q = make_float2(-INFINITY, 0.0f);
+  if (threadIdx.x < sr.chunks) q = part[row * sr.chunks + threadIdx.x];
+  const float m = block_reduce_max(q.x, scratch);
+  float s = block_reduce_sum(q.y != 0.0f ? q.y * expf(q.x - m) : 0.0f, scratch);  // NaN partials propagate
+  if (m == -INFINITY) s = NAN;                                                     // an all -inf row
+  const float log_s = Log ? logf(s) : 0.0f;
+  const float* x = p.x + row * p.dim + lo;
+  float* y = p.out + row * p.dim + lo;
+  if constexpr (Vec) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    float4* y4 = reinterpret_cast<float4*>(y);
+#pragma unroll 4
+    for (int64_t k = threadIdx.x; k < n / 4; k += blockDim.x) {
+      const float4 v = x4[k];
+      y4[k] = Log ? make_float4(v.x - m - log_s, v.y - m - log_s, v.z - m - log_s, v.w - m - log_s)
+                  : make_float4(expf(v.x - m) / s, expf(v.y - m) / s, expf(v.z - m) / s, expf(v.w - m) / s);
+    }
+  } else {
+    for_row<false>(x, n, [&](int64_t j, float v) { y[j] = Log ? (v - m) - log_s : expf(v - m) / s; });
+  }
+}
+
+template <bool Log>
+__global__ void __launch_bounds__(kSoftmaxBlockSize)
+    softmax_backward_kernel__split_partials(SoftmaxParams p, SplitRows sr, float* part) {
+  __shared__ float scratch[kWarpSize];
+  int64_t row;
+  const int64_t lo = split_begin(sr, &row);
+  const int64_t n = min(sr.chunk, p.dim - lo);
+  const float* dy = p.x + row * p.dim + lo;
+  const float* y = p.y + row * p.dim + lo;
+  float acc = 0.0f;
+#pragma unroll 4
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) acc += backward_term<Log>(dy[j], y[j]);
+  acc = block_reduce_sum(acc, scratch);
+  if (threadIdx.x == 0) part[blockIdx.x] = acc;
+}
+
+template <bool Log>
+__global__ void __launch_bounds__(kSoftmaxBlockSize)
+    softmax_backward_kernel__split_write(SoftmaxParams p, SplitRows sr, const float* part) {
+  __shared__ float scratch[kWarpSize];
+  int64_t row;
+  const int64_t lo = split_begin(sr, &row);
+  const int64_t n = min(sr.chunk, p.dim - lo);
+  const float sum = block_reduce_sum(threadIdx.x < sr.chunks ? part[row * sr.chunks + threadIdx.x] : 0.0f, scratch);
+  const float* dy = p.x + row * p.dim + lo;
+  const float* y = p.y + row * p.dim + lo;
+  float* dx = p.out + row * p.dim + lo;
+#pragma unroll 4
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) dx[j] = backward_value<Log>(dy[j], y[j], sum);
+}
+
 // ---- inner > 1: tiles of 32 columns, blockDim.y threads along the reduced axis --------------------------
 
 // Reduces v over threadIdx.y for each threadIdx.x; every thread gets its column's result. Ends with a barrier.
@@ -313,10 +410,77 @@ struct BackwardWarp {
   };
 };
 
+// Rows split into chunks when one block per row would leave the GPU mostly idle: fewer rows than
+// kSoftmaxSplitRowsPerSm per multiprocessor. Chunks of at least kSoftmaxSplitMinChunk elements, about
+// kSoftmaxSplitBlocksPerSm blocks per multiprocessor in all. chunks == 0: do not split. The partials need a
+// stream-ordered allocation; without memory-pool support the rows are not split.
+SplitRows split_rows(const SoftmaxParams& p) {
+  SplitRows sr{0, 0};
+  if (p.inner != 1 || p.dim <= kSoftmaxSplitMinChunk) return sr;
+  int dev = 0, sms = 0, pools = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return sr;
+  }
+  if (!pools || p.outer >= static_cast<int64_t>(sms) * kSoftmaxSplitRowsPerSm) return sr;
+  int64_t chunks = ceil_div(static_cast<int64_t>(sms) * kSoftmaxSplitBlocksPerSm, p.outer);
+  chunks = std::min<int64_t>(chunks, std::min<int64_t>(kSoftmaxBlockSize, p.dim / kSoftmaxSplitMinChunk));
+  if (chunks < 2) return sr;
+  sr.chunk = ceil_div(ceil_div(p.dim, chunks), 4) * 4;
+  sr.chunks = static_cast<int>(ceil_div(p.dim, sr.chunk));
+  return sr;
+}
+
+// Stream-ordered scratch for the partials, freed after the launches that use it.
+class StreamScratch {
+ public:
+  StreamScratch(size_t bytes, cudaStream_t stream) : stream_(stream) {
+    FASTML_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
+  }
+  ~StreamScratch() { cudaFreeAsync(ptr_, stream_); }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+  template <class T>
+  T* get() const { return static_cast<T*>(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+  cudaStream_t stream_;
+};
+
+template <bool Log>
+void forward_split_launch(const SoftmaxParams& p, const SplitRows& sr, cudaStream_t stream) {
+  const int64_t blocks = p.outer * sr.chunks;  // < sms * kSoftmaxSplitRowsPerSm * kSoftmaxBlockSize
+  StreamScratch part(static_cast<size_t>(blocks) * sizeof(float2), stream);
+  if (aligned_rows(p)) {
+    softmax_forward_kernel__split_partials<true><<<blocks, kSoftmaxBlockSize, 0, stream>>>(p, sr, part.get<float2>());
+    FASTML_CUDA_CHECK_LAUNCH();
+    softmax_forward_kernel__split_write<Log, true><<<blocks, kSoftmaxBlockSize, 0, stream>>>(p, sr, part.get<float2>());
+  } else {
+    softmax_forward_kernel__split_partials<false><<<blocks, kSoftmaxBlockSize, 0, stream>>>(p, sr, part.get<float2>());
+    FASTML_CUDA_CHECK_LAUNCH();
+    softmax_forward_kernel__split_write<Log, false><<<blocks, kSoftmaxBlockSize, 0, stream>>>(p, sr, part.get<float2>());
+  }
+  FASTML_CUDA_CHECK_LAUNCH();
+}
+
+template <bool Log>
+void backward_split_launch(const SoftmaxParams& p, const SplitRows& sr, cudaStream_t stream) {
+  const int64_t blocks = p.outer * sr.chunks;
+  StreamScratch part(static_cast<size_t>(blocks) * sizeof(float), stream);
+  softmax_backward_kernel__split_partials<Log><<<blocks, kSoftmaxBlockSize, 0, stream>>>(p, sr, part.get<float>());
+  FASTML_CUDA_CHECK_LAUNCH();
+  softmax_backward_kernel__split_write<Log><<<blocks, kSoftmaxBlockSize, 0, stream>>>(p, sr, part.get<float>());
+  FASTML_CUDA_CHECK_LAUNCH();
+}
+
 template <bool Log>
 void forward_launch(const SoftmaxParams& p, cudaStream_t stream) {
   if (p.inner == 1 && p.dim <= kSoftmaxWarpMaxDim) {
     warp_regs_launch<ForwardWarp<Log>::template K>(p, stream);
+  } else if (const SplitRows sr = split_rows(p); sr.chunks > 0) {
+    forward_split_launch<Log>(p, sr, stream);
   } else if (p.inner == 1) {
     if (aligned_rows(p)) {
       softmax_forward_kernel__block_per_row<Log, true><<<capped_grid(p.outer), kSoftmaxBlockSize, 0, stream>>>(p);
@@ -334,6 +498,8 @@ template <bool Log>
 void backward_launch(const SoftmaxParams& p, cudaStream_t stream) {
   if (p.inner == 1 && p.dim <= kSoftmaxWarpMaxDim) {
     warp_regs_launch<BackwardWarp<Log>::template K>(p, stream);
+  } else if (const SplitRows sr = split_rows(p); sr.chunks > 0) {
+    backward_split_launch<Log>(p, sr, stream);
   } else if (p.inner == 1) {
     softmax_backward_kernel__block_per_row<Log><<<capped_grid(p.outer), kSoftmaxBlockSize, 0, stream>>>(p);
   } else {

@@ -11,7 +11,10 @@ inline constexpr int kSoftmaxWarpsPerBlock = 4;    // warp-per-row kernel: 4 row
 inline constexpr int kSoftmaxBlockSize = 512;      // longer rows: one 512-thread block per row
 inline constexpr int kSoftmaxColumnThreads = 1024;     // inner > 1: up to 32 x 32 threads per tile of 32 columns
 inline constexpr int64_t kSoftmaxColumnFill = 8192;     // ... halving the rows while tiles x rows exceeds this (~ an H100 full)
-inline constexpr int64_t kSoftmaxMaxBlocks = 65535;   // grid-stride beyond this
+inline constexpr int64_t kSoftmaxMaxBlocks = 65535;
+inline constexpr int kSoftmaxSplitRowsPerSm = 2;         // fewer rows than this per SM: rows split in chunks
+inline constexpr int kSoftmaxSplitBlocksPerSm = 4;       // ... into about this many blocks per SM in all
+inline constexpr int64_t kSoftmaxSplitMinChunk = 8192;   // ... of at least this many elements   // grid-stride beyond this
 
 struct SoftmaxParams {
   const float* x;   // forward: input; backward: grad_output

@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import math
 import operator
+import sys
 
 from . import _backend as _B
 
@@ -209,7 +210,7 @@ def _shape_str(shape):
 
 def _device_of(a):
     if a.library == "torch":
-        return ("cuda", a.obj.device.index)
+        return ("cuda", a.obj.get_device())
     if a.library == "cupy":
         return ("cuda", a.obj.device.id)
     return None
@@ -360,17 +361,49 @@ def _as_list(seq, op, arg):
     raise TypeError(f"{op}: expected a list of CUDA arrays for {arg}, got {_type_name(seq)}")
 
 
+def _torch_types():
+    """(torch.Tensor, torch.float32, torch.strided) once torch is imported, else None (never imports it)."""
+    global _TORCH_TYPES
+    if _TORCH_TYPES is None:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            _TORCH_TYPES = (torch.Tensor, torch.float32, torch.strided)
+    return _TORCH_TYPES
+
+
+_TORCH_TYPES = None
+
+
+def _parse_list(lst, op, name, inplace):
+    """Parse one list of a multi-tensor call. A contiguous float32 CUDA torch tensor (the usual parameter or
+    state) is read with five attribute lookups; anything else goes through inplace_array / input_array, which
+    also words the error for it."""
+    tt = _torch_types()
+    out = []
+    for i, obj in enumerate(lst):
+        if (tt is not None and isinstance(obj, tt[0]) and obj.is_cuda and obj.dtype is tt[1] and obj.layout is tt[2]
+                and obj.is_contiguous()):
+            a = DeviceArray(obj, 0, tuple(obj.shape), None, False, None, "torch")
+            if a.size:
+                a.ptr = obj.data_ptr()
+        else:
+            a = (inplace_array if inplace else input_array)(obj, op, f"{name}[{i}]")
+        out.append(a)
+    return out
+
+
 def _tensor_lists(op, params, grads, states):
     """Parse params (in place), grads (inputs) and the named state lists (in place, or None).
 
     Returns (params, grads, {name: list or None}) of DeviceArrays after checking lengths, shapes, devices
-    and that nothing written overlaps anything else."""
+    and that nothing written overlaps anything else. Names for messages are formatted only on an error: a
+    model's worth of tensors is checked on every step."""
     ps = _as_list(params, op, "params")
     gs = _as_list(grads, op, "grads")
     if len(gs) != len(ps):
         raise ValueError(f"{op}: expected {len(ps)} grads (one per param), got {len(gs)}")
-    P = [inplace_array(p, op, f"params[{i}]") for i, p in enumerate(ps)]
-    G = [input_array(g, op, f"grads[{i}]") for i, g in enumerate(gs)]
+    P = _parse_list(ps, op, "params", True)
+    G = _parse_list(gs, op, "grads", False)
     S = {}
     for name, lst in states.items():
         if lst is None:
@@ -379,40 +412,48 @@ def _tensor_lists(op, params, grads, states):
         lst = _as_list(lst, op, name)
         if len(lst) != len(ps):
             raise ValueError(f"{op}: expected {len(ps)} {name} (one per param), got {len(lst)}")
-        S[name] = [inplace_array(s, op, f"{name}[{i}]") for i, s in enumerate(lst)]
-    for i, p in enumerate(P):
-        if G[i].shape != p.shape:
-            raise ValueError(f"{op}: expected grads[{i}] of shape {_shape_str(p.shape)}, got {_shape_str(G[i].shape)}")
-        for name, lst in S.items():
-            if lst is not None and lst[i].shape != p.shape:
+        S[name] = _parse_list(lst, op, name, True)
+    lists = [("grads", G)] + [(name, lst) for name, lst in S.items() if lst is not None]
+    for name, lst in lists:
+        for i, (p, a) in enumerate(zip(P, lst)):
+            if a.shape != p.shape:
                 raise ValueError(f"{op}: expected {name}[{i}] of shape {_shape_str(p.shape)}, "
-                                 f"got {_shape_str(lst[i].shape)}")
-    named = [(f"params[{i}]", p) for i, p in enumerate(P)] + [(f"grads[{i}]", g) for i, g in enumerate(G)]
-    written = [(f"params[{i}]", p) for i, p in enumerate(P)]
-    for name, lst in S.items():
-        if lst is not None:
-            named += [(f"{name}[{i}]", s) for i, s in enumerate(lst)]
-            written += [(f"{name}[{i}]", s) for i, s in enumerate(lst)]
-    check_same_device(op, named)
-    _check_no_overlap(op, written, [(f"grads[{i}]", g) for i, g in enumerate(G)])
+                                 f"got {_shape_str(a.shape)}")
+    lists.insert(0, ("params", P))
+    first = None
+    for name, lst in lists:
+        for i, a in enumerate(lst):
+            d = _device_of(a)
+            if d is None:
+                continue
+            if first is None:
+                first = (f"{name}[{i}]", d)
+            elif d != first[1]:
+                raise ValueError(f"{op}: expected {name}[{i}] on the device of {first[0]} (cuda:{first[1][1]}), "
+                                 f"got cuda:{d[1]}")
+    _check_no_overlap(op, [lst for lst in lists if lst[0] != "grads"], [("grads", G)])
     return P, G, S
 
 
 def _check_no_overlap(op, written, read):
-    """Every written array is disjoint from every other array of the call (reads may share memory)."""
-    w = sorted(((a.ptr, a.ptr + a.nbytes, name) for name, a in written if a.nbytes > 0), key=lambda e: e[:2])
-    for (s0, e0, n0), (s1, e1, n1) in zip(w, w[1:]):
+    """Every written array is disjoint from every other array of the call (reads may share memory).
+    ``written`` and ``read`` are lists of (list name, arrays)."""
+    w = sorted(((a.ptr, a.ptr + a.nbytes, name, i) for name, lst in written for i, a in enumerate(lst) if a.size),
+               key=lambda e: e[:2])  # stable: on equal ranges the earlier list names the pair first
+    for (s0, e0, n0, i0), (s1, e1, n1, i1) in zip(w, w[1:]):
         if s1 < e0:
-            raise ValueError(f"{op}: expected {n0} and {n1} to be separate arrays, got overlapping memory")
-    starts = [s for s, _, _ in w]
-    for name, a in read:
-        if a.nbytes == 0:
-            continue
-        # written intervals are disjoint and sorted: only the last one starting before a's end can overlap a
-        k = bisect.bisect_right(starts, a.ptr + a.nbytes - 1) - 1
-        if k >= 0 and a.ptr < w[k][1]:
-            raise ValueError(f"{op}: expected {name} not to overlap {w[k][2]} (which is updated), got "
-                             "overlapping memory")
+            raise ValueError(f"{op}: expected {n0}[{i0}] and {n1}[{i1}] to be separate arrays, got overlapping "
+                             "memory")
+    starts = [e[0] for e in w]
+    for name, lst in read:
+        for i, a in enumerate(lst):
+            if a.size == 0:
+                continue
+            # written intervals are disjoint and sorted: only the last one starting before a's end can overlap a
+            k = bisect.bisect_right(starts, a.ptr + a.nbytes - 1) - 1
+            if k >= 0 and a.ptr < w[k][1]:
+                raise ValueError(f"{op}: expected {name}[{i}] not to overlap {w[k][2]}[{w[k][3]}] (which is "
+                                 "updated), got overlapping memory")
 
 
 def _check_hyper(op, **kw):

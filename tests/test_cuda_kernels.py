@@ -135,6 +135,7 @@ SOFTMAX_CASES = [((1, 1), 1), ((3, 1), 1), ((5, 7), 1), ((4, 32), 1), ((3, 33), 
                  ((300000, 3), 1),  # more rows than the warp kernel's capped grid: its grid-stride loop
                  ((3, 100), 1), ((2, 300), 1), ((2, 700), -1),  # the register-resident warp kernel's widths
                  ((3, 4096), 1),  # block per row, 16-byte path
+                 ((3, 50000), 1), ((2, 30001), -1),  # few long rows: split over blocks (16-byte / scalar)
                  ((3, 200, 70), 1), ((2, 40, 1000), 1), ((5, 3, 33), 1)]  # column tiles: partial, full, short axis
 
 
@@ -176,7 +177,8 @@ def test_cuda_softmax_forward_backward(lib, rng, shape, dim, log):
 @gpu
 @pytest.mark.cuda
 @pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
-@pytest.mark.parametrize("n,inner", [(5, 1), (33, 1), (2000, 1), (6, 3)], ids=["warp", "warp33", "block", "strided"])
+@pytest.mark.parametrize("n,inner", [(5, 1), (33, 1), (2000, 1), (20000, 1), (6, 3)],
+                         ids=["warp", "warp33", "block", "split", "strided"])
 def test_cuda_softmax_nonfinite_rows(lib, n, inner, log):
     x = np.zeros((6, n, inner), np.float32)
     x[0] = -np.inf                                 # all -inf -> NaN row
@@ -196,7 +198,7 @@ def test_cuda_softmax_nonfinite_rows(lib, n, inner, log):
 
 @gpu
 @pytest.mark.cuda
-@pytest.mark.parametrize("n", [1028, 4096])
+@pytest.mark.parametrize("n", [1028, 4096, 20000])
 def test_cuda_softmax_misaligned_rows(lib, rng, n):
     # a view that starts one float into its buffer: rows whose length is a multiple of 4 but that are not
     # 16-byte aligned take the scalar path of the block kernel; the result must not depend on it
@@ -207,6 +209,29 @@ def test_cuda_softmax_misaligned_rows(lib, rng, n):
     _check_within(got, ref, (8 + 4 * math.sqrt(n)) * EPS32 * 30 * np.abs(ref) + 1e-30, f"misaligned softmax n={n}")
     aligned = lib.host(CO.softmax_forward(lib.dev(x[1:].reshape(3, n)), 1, False, None))
     np.testing.assert_allclose(got, aligned, rtol=4 * EPS32 * math.sqrt(n), atol=0)
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_cuda_softmax_split_rows_with_empty_chunks(lib, rng, log):
+    # long rows split over blocks: a chunk of only -inf contributes nothing to its row (its own sum would be
+    # e^{-inf - -inf} = NaN), a row of only -inf is NaN, a NaN or +inf in one chunk makes the whole row NaN
+    n = 60000
+    x = (rng.standard_normal((5, n)) * 3).astype(np.float32)
+    x[0, : n // 2] = -np.inf
+    x[1, n // 3:] = -np.inf
+    x[2] = -np.inf
+    x[3, n - 5] = np.nan
+    x[4, 7] = np.inf
+    got = lib.host(CO.softmax_forward(lib.dev(x), 1, log, None))
+    ref = _ref_softmax(x, 1, log)
+    assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.isnan(got[2:]).all()
+    assert np.array_equal(np.isinf(got), np.isinf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-4, atol=1e-9 if not log else 1e-4)
+    if not log:
+        np.testing.assert_allclose(got[:2].astype(np.float64).sum(axis=1), 1.0, rtol=1e-4)
 
 
 @gpu
@@ -228,7 +253,9 @@ def test_cuda_softmax_out_inplace_and_torch_parity(lib, rng):
 
 # ---- optimizers (float64 references of torch's single-tensor formulas) -----------------------------
 
-OPT_SHAPES = [(1,), (33,), (0,), (1000, 7), ((1 << 19) + 1001,)] + [(n,) for n in range(1, 31)]  # 35 tensors
+# 36 tensors (two launches of at most 24); the largest needs more than the 2048 blocks a tensor is given,
+# so its blocks run the grid-stride loop
+OPT_SHAPES = [(1,), (33,), (0,), (1000, 7), ((1 << 19) + 1001,), ((1 << 21) + 4099,)] + [(n,) for n in range(1, 31)]
 
 
 def _ref_sgd(p, g, b, t, lr, momentum, dampening, weight_decay, nesterov, maximize):
