@@ -1,5 +1,7 @@
 #include "bind/arrays.h"
 
+#include "bind/array_pool.h"
+
 namespace fastml::bind {
 
 std::string dims_str(const std::vector<py::ssize_t>& shape) {
@@ -51,7 +53,7 @@ py::array inplace_f32(const py::handle& obj, const char* op, const char* arg) {
 }
 
 py::array output_f32(const py::handle& out, const std::vector<py::ssize_t>& shape, const char* op) {
-  if (out.is_none()) return py::array_t<float>(shape);
+  if (out.is_none()) return empty_f32(shape);
   py::array a = inplace_f32(out, op, "out");
   bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
   for (size_t i = 0; same && i < shape.size(); ++i) same = a.shape(i) == shape[i];

@@ -14,6 +14,7 @@
 #include <string>
 #include <tuple>
 
+#include "bind/array_pool.h"
 #include "bind/arrays.h"
 #include "bind/gemm_act.h"
 #include "ops/conv_fast/conv_fast.h"
@@ -120,18 +121,18 @@ py::tuple backward(const char* op, Kind kind, py::handle grad_output, py::handle
   py::object gx = py::none(), gw = py::none(), gb = py::none();
   float *pgx = nullptr, *pgw = nullptr, *pgb = nullptr;
   if (mask[0]) {
-    py::array_t<float> t(shape_of(r.x));
-    pgx = t.mutable_data();
+    py::array t = empty_f32(shape_of(r.x));
+    pgx = f32(t);
     gx = t;
   }
   if (mask[1]) {
-    py::array_t<float> t(shape_of(r.w));
-    pgw = t.mutable_data();
+    py::array t = empty_f32(shape_of(r.w));
+    pgw = f32(t);
     gw = t;
   }
   if (mask[2]) {
-    py::array_t<float> t(std::vector<py::ssize_t>{r.a.K});
-    pgb = t.mutable_data();
+    py::array t = empty_f32({r.a.K});
+    pgb = f32(t);
     gb = t;
   }
   const float* pg = cf32(g);

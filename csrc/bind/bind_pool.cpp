@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "bind/array_pool.h"
 #include "bind/arrays.h"
 #include "ops/pool/pool.h"
 
@@ -94,7 +95,7 @@ void bind_pool(py::module_& m) {
     FASTML_CHECK(!shares_memory(x, y), op, ": out must not share memory with input");
     const bool want_idx = return_indices && (kind == kMax || kind == kAdaptiveMax);
     py::array idx;
-    if (want_idx) idx = py::array_t<int64_t>(to_shape(out_shape));
+    if (want_idx) idx = empty_i64(to_shape(out_shape));
     const float* px = cf32(x);
     float* py_ = f32(y);
     int64_t* pi = want_idx ? static_cast<int64_t*>(idx.mutable_data()) : nullptr;

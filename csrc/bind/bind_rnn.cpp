@@ -15,6 +15,7 @@
 
 #include <vector>
 
+#include "bind/array_pool.h"
 #include "bind/arrays.h"
 #include "core/isa.h"
 #include "gemm/gemm.h"
@@ -30,7 +31,7 @@ constexpr const char* kOp = "rnn_layer";
 py::array none_arr() { return py::reinterpret_steal<py::array>(py::handle()); }
 
 void want(const py::array& a, std::vector<py::ssize_t> shape, const char* arg, const char* op = kOp) {
-  FASTML_CHECK(shape_of(a) == shape, op, ": expected ", arg, " of shape ", shape_str(py::array_t<float>(shape)),
+  FASTML_CHECK(shape_of(a) == shape, op, ": expected ", arg, " of shape ", dims_str(shape),
                ", got ", shape_str(a));
 }
 
@@ -98,7 +99,7 @@ const PackedB* opt_pack(py::handle h, int64_t k, int64_t n, const char* name,
   return p.get();
 }
 
-py::array new_f32(std::vector<py::ssize_t> shape) { return py::array_t<float>(shape); }
+py::array new_f32(const std::vector<py::ssize_t>& shape) { return empty_f32(shape); }
 
 py::object obj(const py::array& a) { return a ? py::object(a) : py::object(py::none()); }
 

@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #endif
 
+#include "bind/array_pool.h"
 #include "bind/errors.h"
 #include "core/check.h"
 #include "core/isa.h"
@@ -92,6 +93,18 @@ PYBIND11_MODULE(_C, m) {
     d["physical_cores"] = fastml::physical_cores();
     return d;
   });
+
+  m.def("empty_f32", [](const std::vector<py::ssize_t>& shape) { return fastml::bind::empty_f32(shape); },
+        py::arg("shape"), "An uninitialised float32 array from the module's array cache (bind/array_pool.h).");
+  m.def("array_cache_info", [] {
+    const auto st = fastml::bind::array_cache_stats();
+    py::dict d;
+    d["free_bytes"] = st.free_bytes;
+    d["free_blocks"] = st.free_blocks;
+    d["limit_bytes"] = st.limit_bytes;
+    return d;
+  }, "Free blocks held by the array cache and its limit (FASTML_ARRAY_CACHE_MB).");
+  m.def("array_cache_clear", &fastml::bind::array_cache_clear, "Frees the array cache's free blocks.");
 
   m.def("get_num_threads", &fastml::get_num_threads);
   m.def("set_num_threads", &fastml::set_num_threads, py::arg("n"));
