@@ -76,6 +76,23 @@ def test_linear_backward_grad_bias_is_correctly_rounded_over_a_large_batch(backe
     np.testing.assert_array_equal(gb, exact.astype(np.float32))
 
 
+@pytest.mark.parametrize("rows,cols", [(0, 5), (1, 1), (3, 513), (200, 1100), (5000, 37)])
+def test_column_sums_are_the_float64_row_order_sums(rng, threads, rows, cols):
+    # _C.column_sums (linear_backward's grad_bias, the RNN bias gradients): the same bits as NumPy's float64
+    # sum over axis 0 rounded once, for row strides wider than the row, and for 1 and 2 threads
+    if not fastml._backend.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    C = fastml._backend._C
+    wide = rng.standard_normal((rows, cols + 3)).astype(np.float32)
+    for a in (np.ascontiguousarray(wide[:, :cols]), wide[:, 2:cols + 2]):
+        want = a.sum(axis=0, dtype=np.float64).astype(np.float32)
+        for nt in (1, 2):
+            fastml.set_num_threads(nt)
+            got = C.column_sums(a)
+            assert got.shape == (cols,) and got.dtype == np.float32
+            np.testing.assert_array_equal(got, want)
+
+
 def test_linear_out_and_noncontiguous(backend, rng):
     xb = rng.standard_normal((10, 40)).astype(np.float32)
     x = xb[::2, 3:35]  # strided input is copied once at the boundary

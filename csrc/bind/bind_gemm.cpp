@@ -13,8 +13,10 @@
 #include <memory>
 #include <string>
 
+#include "bind/array_pool.h"
 #include "bind/arrays.h"
 #include "bind/gemm_act.h"
+#include "core/reduce.h"
 #include "gemm/gemm.h"
 
 namespace fastml::bind {
@@ -164,6 +166,19 @@ void bind_gemm(py::module_& m) {
      py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("bias") = py::none(), py::arg("bias_kind") = "col",
      py::arg("act") = "none", "Batched sgemm over 3-D views (batch stride 0 broadcasts an operand).");
 
+  m.def("column_sums", [](py::handle a_) {
+    // (rows, cols) float32 with unit column stride -> (cols,) sums over the rows (core/reduce.h)
+    const char* op = "column_sums";
+    Mat a = as_mat(a_, op, "a", 2, false);
+    const int64_t rows = a.rows, cols = a.cols;
+    py::array out = empty_f32({cols});
+    float* po = f32(out);
+    {
+      py::gil_scoped_release nogil;
+      column_sums(a.ptr, rows, cols, a.ld, po);
+    }
+    return out;
+  }, py::arg("a"), "Sums over the rows of a 2-D float32 array (float64 accumulation, rounded once).");
   m.def("gemm_pack_b", [](py::handle b_, bool tb) {
     Mat b = as_mat(b_, "gemm_pack_b", "b", 2, false);
     const int64_t K = tb ? b.cols : b.rows, N = tb ? b.rows : b.cols;

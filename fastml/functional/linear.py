@@ -101,9 +101,9 @@ def linear_backward(grad_output, input, weight, output_mask=(True, True, True)):
         gw = np.empty((out_f, in_f), dtype=np.float32)
         _C.sgemm(g2, np.ascontiguousarray(x).reshape(_rows(x), in_f), gw, trans_a=True)
     if mask[2]:
-        # float64 accumulation: NumPy sums axis 0 row after row (no pairwise tree), so a float32 sum
-        # over a large batch would carry an error growing with the batch size.
-        gb = g2.sum(axis=0, dtype=np.float64).astype(np.float32)
+        # float64 accumulation, rounded once (core/reduce.h): a float32 row-order sum over a large batch
+        # would carry an error growing with the batch size.
+        gb = _C.column_sums(g2)
     return gi, gw, gb
 
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "core/reduce.h"
 #include "core/scratch.h"
 #include "gemm/gemm.h"
 
@@ -55,17 +56,6 @@ struct Ctx {
   int64_t time(int64_t k) const { return L.reverse ? T - 1 - k : k; }
   bool active(int64_t n, int64_t t) const { return L.lengths == nullptr || t < L.lengths[n]; }
 };
-
-// Column sums of a (rows x cols) matrix in row order: fixed order, any thread count.
-void column_sums(const float* a, int64_t rows, int64_t cols, float* out) {
-  parallel_for(cols, 256, 16, [&](int64_t b, int64_t e) {
-    zero(out + b, e - b);
-    for (int64_t i = 0; i < rows; ++i) {
-      const float* r = a + i * cols;
-      for (int64_t j = b; j < e; ++j) out[j] += r[j];
-    }
-  });
-}
 
 // Forward fused pass of units [j0, j0 + cnt) of row n at time t (tn: next time or -1), gate stride H.
 // `rec` is the row's recurrent product h W_hh^T at unit j0 of its first gate, gates `rs` apart (a
@@ -494,8 +484,8 @@ void bwd_finish(BwdJob& j) {
   sgemm(Trans::none, Trans::none, TN, I, GH, 1.0f, j.D, GH, j.L.w_ih, I, 0.0f, o.dx, I);
   sgemm(Trans::trans, Trans::none, GH, I, TN, 1.0f, j.D, GH, j.L.x, I, 0.0f, o.dw_ih, I);
   sgemm(Trans::trans, Trans::none, GH, P, TN, 1.0f, j.Dh, GH, o.s.hprev, P, 0.0f, o.dw_hh, P);
-  if (o.db_ih) column_sums(j.D, TN, GH, o.db_ih);
-  if (o.db_hh) column_sums(j.Dh, TN, GH, o.db_hh);
+  if (o.db_ih) column_sums(j.D, TN, GH, GH, o.db_ih);
+  if (o.db_hh) column_sums(j.Dh, TN, GH, GH, o.db_hh);
   if (o.dw_hr) sgemm(Trans::trans, Trans::none, P, H, TN, 1.0f, j.dHs, P, o.s.ms, H, 0.0f, o.dw_hr, H);
 }
 
