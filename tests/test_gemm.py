@@ -271,6 +271,15 @@ def test_sgemm_threads_bitwise_identical(isa, rng, threads):
         assert np.array_equal(outs[0], outs[1]), f"{M}x{N}x{K} differs between 1 and 2 threads"
 
 
+# Several threads with enough rows: each thread computes a contiguous share of the rows as its own product
+# (gemm.cpp run_row_split); the shares start at row M * t / nt, inside a row group, and the row bias follows.
+@pytest.mark.parametrize("M,N,K,ta,tb", [(112, 300, 130, False, False), (257, 70, 520, True, False),
+                                         (1000, 45, 64, False, True), (150, 2000, 40, False, False)])
+def test_sgemm_row_split(isa, rng, threads, M, N, K, ta, tb):
+    a, b = _operands(rng, M, N, K, ta, tb, 1)
+    _check_epilogues(rng, a, b, ta, tb, M, N, K, isa, ldc_pad=3)
+
+
 def _check_epilogues(rng, a, b, ta, tb, M, N, K, isa, ldc_pad=0):
     """alpha 0.5 with each (beta, bias kind, activation) of the epilogue against the float64 reference, C with
     leading dimension N + ldc_pad (NaN where beta = 0), 1 vs 2 threads bitwise."""
