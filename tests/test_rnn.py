@@ -415,6 +415,34 @@ def test_threads_bitwise_identical(rng, threads, mode, cfg):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn"])
+def test_small_batch_steps_alternate_gate_order_without_changing_bits(rng, threads, mode):
+    # batch <= the GEMV limit: the gates are visited in alternating order from one call / step to the next
+    # (csrc/ops/rnn/rnn.cpp forward_gemv); every call must give the same bits, on 1 and 2 threads
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[mode]
+    I, H = 40, 70
+    x = rng.standard_normal((2, I)).astype(np.float32)
+    h = rng.standard_normal((2, H)).astype(np.float32)
+    w_ih = (rng.standard_normal((G * H, I)) * 0.2).astype(np.float32)
+    w_hh = (rng.standard_normal((G * H, H)) * 0.2).astype(np.float32)
+    b_ih, b_hh = (rng.standard_normal(G * H).astype(np.float32) for _ in range(2))
+    cell = {"lstm": lambda: F.lstm_cell(x, (h, h), w_ih, w_hh, b_ih, b_hh),
+            "gru": lambda: F.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh),
+            "rnn": lambda: F.rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh)}[mode]
+    seq = getattr(F, mode)
+    xs = rng.standard_normal((5, 2, I)).astype(np.float32)
+    first = None
+    for nt in (1, 2, 2, 1):
+        fastml.set_num_threads(nt)
+        got = [np.asarray(a) for a in (cell() if mode == "lstm" else (cell(),))]
+        out = seq(xs, None, [w_ih, w_hh, b_ih, b_hh])[0]
+        got.append(out)
+        if first is None:
+            first = got
+        for a, b in zip(first, got):
+            np.testing.assert_array_equal(a, b)
+
+
 # -------------------------------------------------------------------------------------------- bad input
 
 def test_bad_inputs_raise(rng):
