@@ -140,8 +140,37 @@ def _parse_torch(obj, op, arg):
     return DeviceArray(obj, ptr, shape, strides, False, None, "torch")
 
 
+def _torch_types():
+    """(torch.Tensor, torch.float32, torch.strided) once torch is imported, else None (never imports it)."""
+    global _TORCH_TYPES
+    if _TORCH_TYPES is None:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            _TORCH_TYPES = (torch.Tensor, torch.float32, torch.strided)
+    return _TORCH_TYPES
+
+
+_TORCH_TYPES = None
+
+
+def _torch_direct(obj):
+    """A contiguous float32 CUDA torch tensor (the usual input, parameter or state) read with a few attribute
+    lookups, or None for anything else (which parse() then reads and words the error for)."""
+    tt = _torch_types()
+    if (tt is None or not isinstance(obj, tt[0]) or not obj.is_cuda or obj.dtype is not tt[1]
+            or obj.layout is not tt[2] or not obj.is_contiguous()):
+        return None
+    a = DeviceArray(obj, 0, tuple(obj.shape), None, False, None, "torch")
+    if a.size:
+        a.ptr = obj.data_ptr()
+    return a
+
+
 def parse(obj, op, arg):
     """Read and check ``obj.__cuda_array_interface__`` (float32, no mask) into a :class:`DeviceArray`."""
+    a = _torch_direct(obj)
+    if a is not None:
+        return a
     if _library(obj) == "torch" and hasattr(type(obj), "is_cuda"):
         return _parse_torch(obj, op, arg)
     iface, lib = _interface(obj, op, arg)
@@ -224,8 +253,14 @@ def _device_of(a):
     return None
 
 
+def _label(name):
+    """An argument's name: a string, or (list name, index) formatted only when a message needs it."""
+    return name if isinstance(name, str) else f"{name[0]}[{name[1]}]"
+
+
 def check_same_device(op, arrays):
-    """Arrays whose library reports a device must all be on the same one."""
+    """Arrays whose library reports a device must all be on the same one. ``arrays``: (name, array) pairs,
+    names as _label takes them."""
     first = None
     for name, a in arrays:
         d = _device_of(a)
@@ -234,8 +269,8 @@ def check_same_device(op, arrays):
         if first is None:
             first = (name, d)
         elif d != first[1]:
-            raise ValueError(f"{op}: expected {name} on the device of {first[0]} (cuda:{first[1][1]}), "
-                             f"got cuda:{d[1]}")
+            raise ValueError(f"{op}: expected {_label(name)} on the device of {_label(first[0])} "
+                             f"(cuda:{first[1][1]}), got cuda:{d[1]}")
 
 
 def partially_overlaps(a, b):
@@ -369,32 +404,13 @@ def _as_list(seq, op, arg):
     raise TypeError(f"{op}: expected a list of CUDA arrays for {arg}, got {_type_name(seq)}")
 
 
-def _torch_types():
-    """(torch.Tensor, torch.float32, torch.strided) once torch is imported, else None (never imports it)."""
-    global _TORCH_TYPES
-    if _TORCH_TYPES is None:
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            _TORCH_TYPES = (torch.Tensor, torch.float32, torch.strided)
-    return _TORCH_TYPES
-
-
-_TORCH_TYPES = None
-
-
 def _parse_list(lst, op, name, inplace):
-    """Parse one list of a multi-tensor call. A contiguous float32 CUDA torch tensor (the usual parameter or
-    state) is read with five attribute lookups; anything else goes through inplace_array / input_array, which
-    also words the error for it."""
-    tt = _torch_types()
+    """Parse one list of a multi-tensor call; the argument name is formatted only for what is not a
+    contiguous float32 CUDA torch tensor."""
     out = []
     for i, obj in enumerate(lst):
-        if (tt is not None and isinstance(obj, tt[0]) and obj.is_cuda and obj.dtype is tt[1] and obj.layout is tt[2]
-                and obj.is_contiguous()):
-            a = DeviceArray(obj, 0, tuple(obj.shape), None, False, None, "torch")
-            if a.size:
-                a.ptr = obj.data_ptr()
-        else:
+        a = _torch_direct(obj)
+        if a is None:
             a = (inplace_array if inplace else input_array)(obj, op, f"{name}[{i}]")
         out.append(a)
     return out
@@ -428,17 +444,7 @@ def _tensor_lists(op, params, grads, states):
                 raise ValueError(f"{op}: expected {name}[{i}] of shape {_shape_str(p.shape)}, "
                                  f"got {_shape_str(a.shape)}")
     lists.insert(0, ("params", P))
-    first = None
-    for name, lst in lists:
-        for i, a in enumerate(lst):
-            d = _device_of(a)
-            if d is None:
-                continue
-            if first is None:
-                first = (f"{name}[{i}]", d)
-            elif d != first[1]:
-                raise ValueError(f"{op}: expected {name}[{i}] on the device of {first[0]} (cuda:{first[1][1]}), "
-                                 f"got cuda:{d[1]}")
+    check_same_device(op, (((name, i), a) for name, lst in lists for i, a in enumerate(lst)))
     _check_no_overlap(op, [lst for lst in lists if lst[0] != "grads"], [("grads", G)])
     return P, G, S
 

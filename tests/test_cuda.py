@@ -328,6 +328,40 @@ def test_torch_tensors_are_read_without_the_interface_dict(rec):
     assert rec.calls == []
 
 
+def test_torch_direct_read_and_device_check_of_tensor_lists(monkeypatch, rec):
+    # a contiguous float32 CUDA torch tensor is read without the interface (CO._torch_direct); a CPU tensor
+    # that claims to be on CUDA device 0 or 1 stands in for one here
+    torch = pytest.importorskip("torch")
+
+    class OnCuda(torch.Tensor):
+        is_cuda = property(lambda self: True)
+        device_index = 0
+
+        def get_device(self):
+            return type(self).device_index
+
+    class OnCuda1(OnCuda):
+        device_index = 1
+
+    def dev(n, cls=OnCuda):
+        return torch.zeros(n).as_subclass(cls)
+
+    monkeypatch.setattr(CO, "_torch_current_stream", lambda t: 7)
+    a = CO.parse(dev(6).reshape(2, 3), "op", "x")
+    assert (a.library, a.shape, a.strides, a.readonly, a.c_contiguous) == ("torch", (2, 3), None, False, True)
+    assert a.ptr == a.obj.data_ptr() and CO.parse(dev(0), "op", "x").ptr == 0
+    assert CO.parse(dev(6).reshape(2, 3).t(), "op", "x").strides == (4, 12)  # not contiguous: general path
+    P, G, M, V = ([dev(5), dev(7)] for _ in range(4))
+    CO.adam_step(P, G, M, V, step=1)
+    assert rec.calls[-1][0] == "adam_step" and rec.calls[-1][1][0] == [p.data_ptr() for p in P]
+    assert rec.calls[-1][1][-1] == 7
+    with pytest.raises(ValueError, match=r"adam_step: expected exp_avg_sqs\[1\] on the device of params\[0\] "
+                                         r"\(cuda:0\), got cuda:1"):
+        CO.adam_step(P, G, M, [V[0], dev(7, OnCuda1)], step=1)
+    with pytest.raises(ValueError, match=r"relu: expected out on the device of input \(cuda:0\), got cuda:1"):
+        CO.activation_forward(0, dev(4), dev(4, OnCuda1))
+
+
 def test_every_name_the_public_api_dispatches_to_exists():
     # fastml.functional / fastml.optim.functional call these on device arrays (by name)
     import fastml._cuda_ops as CO2
