@@ -99,8 +99,6 @@ const PackedB* opt_pack(py::handle h, int64_t k, int64_t n, const char* name,
   return p.get();
 }
 
-py::array new_f32(const std::vector<py::ssize_t>& shape) { return empty_f32(shape); }
-
 py::object obj(const py::array& a) { return a ? py::object(a) : py::object(py::none()); }
 
 const char* const kCellOps[3] = {"rnn_cell", "lstm_cell", "gru_cell"};
@@ -139,11 +137,11 @@ void bind_rnn(py::module_& m) {
         c0 = input_f32(t[1], kOp, "c0");
         want(c0, {N, H}, "c0");
       }
-      py::array out = new_f32({T, N, P}), hn = new_f32({N, P});
-      py::array cn = lstm ? new_f32({N, H}) : none_arr();
-      py::array gates = new_f32({T, N, L[d].saved_width()}), hprev = new_f32({T, N, P});
-      py::array cprev = lstm ? new_f32({T, N, H}) : none_arr();
-      py::array ms = L[d].w_hr ? new_f32({T, N, H}) : none_arr();
+      py::array out = empty_f32({T, N, P}), hn = empty_f32({N, P});
+      py::array cn = lstm ? empty_f32({N, H}) : none_arr();
+      py::array gates = empty_f32({T, N, L[d].saved_width()}), hprev = empty_f32({T, N, P});
+      py::array cprev = lstm ? empty_f32({T, N, H}) : none_arr();
+      py::array ms = L[d].w_hr ? empty_f32({T, N, H}) : none_arr();
       io[d] = RnnFwdIO{cf32(h0), lstm ? cf32(c0) : nullptr, f32(out), f32(hn), lstm ? f32(cn) : nullptr,
                        RnnSaved{f32(gates), f32(hprev), lstm ? f32(cprev) : nullptr, L[d].w_hr ? f32(ms) : nullptr}};
       for (auto* k : {&w_ih, &w_hh, &b_ih, &b_hh, &w_hr, &h0, &c0}) keep.push_back(*k);
@@ -192,10 +190,10 @@ void bind_rnn(py::module_& m) {
     L.w_hh = cf32(w_hh);
     L.b_ih = ptr_or_null(b_ih);
     L.b_hh = ptr_or_null(b_hh);
-    py::array out = new_f32({L.N, L.H}), hn = new_f32({L.N, L.H});
-    py::array cn = lstm ? new_f32({L.N, L.H}) : none_arr();
-    py::array gates = new_f32({L.N, L.saved_width()}), hprev = new_f32({L.N, L.H});
-    py::array cprev = lstm ? new_f32({L.N, L.H}) : none_arr();
+    py::array out = empty_f32({L.N, L.H}), hn = empty_f32({L.N, L.H});
+    py::array cn = lstm ? empty_f32({L.N, L.H}) : none_arr();
+    py::array gates = empty_f32({L.N, L.saved_width()}), hprev = empty_f32({L.N, L.H});
+    py::array cprev = lstm ? empty_f32({L.N, L.H}) : none_arr();
     RnnSaved s;
     s.gates = f32(gates);
     s.hprev = f32(hprev);
@@ -249,11 +247,11 @@ void bind_rnn(py::module_& m) {
       if (dhn) want(dhn, {l.N, l.P}, "grad_h_n");
       if (dcn) want(dcn, {l.N, l.H}, "grad_c_n");
       const int64_t GH = l.gates() * l.H;
-      py::array dx = new_f32({l.T, l.N, l.I}), dh0 = new_f32({l.N, l.P});
-      py::array dc0 = lstm ? new_f32({l.N, l.H}) : none_arr();
-      py::array dw_ih = new_f32({GH, l.I}), dw_hh = new_f32({GH, l.P});
-      py::array db_ih = has_bias ? new_f32({GH}) : none_arr(), db_hh = has_bias ? new_f32({GH}) : none_arr();
-      py::array dw_hr = l.w_hr ? new_f32({l.P, l.H}) : none_arr();
+      py::array dx = empty_f32({l.T, l.N, l.I}), dh0 = empty_f32({l.N, l.P});
+      py::array dc0 = lstm ? empty_f32({l.N, l.H}) : none_arr();
+      py::array dw_ih = empty_f32({GH, l.I}), dw_hh = empty_f32({GH, l.P});
+      py::array db_ih = has_bias ? empty_f32({GH}) : none_arr(), db_hh = has_bias ? empty_f32({GH}) : none_arr();
+      py::array dw_hr = l.w_hr ? empty_f32({l.P, l.H}) : none_arr();
       auto p = [](py::array& a) { return a ? f32(a) : nullptr; };
       io[d] = RnnBwdIO{RnnSaved{f32(gates), f32(hprev), lstm ? f32(cprev) : nullptr, l.w_hr ? f32(ms) : nullptr},
                        ptr_or_null(dy), ptr_or_null(dhn), ptr_or_null(dcn), p(dx), p(dh0), p(dc0), p(dw_ih),

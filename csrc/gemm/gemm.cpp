@@ -64,10 +64,13 @@ struct Blocking {
 
 std::atomic<int64_t> g_kc_override{0}, g_nc_override{0};  // tests and tuning only (gemm_set_blocking)
 
+// The L2 size the CPU reports (256 KiB when it reports none).
+int64_t l2_bytes() { return cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : 256 * 1024; }
+
 Blocking blocking_for(const GemmKernels& kt) {
   const CpuInfo& ci = cpu_info();
   const int64_t l1 = ci.l1d_bytes > 0 ? ci.l1d_bytes : 32 * 1024;
-  const int64_t l2 = ci.l2_bytes > 0 ? ci.l2_bytes : 256 * 1024;
+  const int64_t l2 = l2_bytes();
   int64_t kc = (l1 * 2 / 3) / (4 * kt.nr) / 16 * 16;
   kc = std::clamp<int64_t>(kc, 64, 256);  // <= 256 also bounds the sequential run of each sum
   if (const int64_t o = g_kc_override.load(std::memory_order_relaxed)) kc = o;
@@ -400,25 +403,27 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
       const int64_t nsl = ceil_div(N, NR), R = phases[ph].tasks;
       const int64_t sl0 = nsl * task / R, sl1 = nsl * (task + 1) / R;  // this task's slivers, K block outer
       float* bsl = ng > 1 && !p.pb ? t_bsliver.get(NR * kc) : nullptr;
-      for (int64_t pc = st.pc; pc < st.pc_end && pc < K; pc += kc)
-      for (int64_t sl = sl0; sl < sl1; ++sl) {
-        const int64_t j = sl * NR;
+      for (int64_t pc = st.pc; pc < st.pc_end && pc < K; pc += kc) {
         const int64_t kb = std::min(kc, K - pc);
         const float* ablk = ablock ? ablock + (pc - st.a0) * ng * MR : nullptr;
-        const float* b = p.pb ? p.pb->data() + pc * n_pad + j * kb : p.B + pc * p.ldb + j;
-        int64_t ldb = p.pb ? NR : p.ldb;
-        int64_t g0 = 0;
-        if (bsl) {
-          if (direct_a) {
-            kt.pack_b_copy(std::min<int64_t>(NR, N - j), kb, b, ldb, bsl);
-          } else {
-            tile(pc, kb, 0, j, ablk, b, ldb, bsl);
-            g0 = 1;
+        for (int64_t sl = sl0; sl < sl1; ++sl) {
+          const int64_t j = sl * NR;
+          const float* b = p.pb ? p.pb->data() + pc * n_pad + j * kb : p.B + pc * p.ldb + j;
+          int64_t ldb = p.pb ? NR : p.ldb;
+          int64_t g0 = 0;
+          if (bsl) {
+            if (direct_a) {
+              kt.pack_b_copy(std::min<int64_t>(NR, N - j), kb, b, ldb, bsl);
+            } else {
+              tile(pc, kb, 0, j, ablk, b, ldb, bsl);
+              g0 = 1;
+            }
+            b = bsl;
+            ldb = NR;
           }
-          b = bsl;
-          ldb = NR;
+          for (int64_t g = g0; g < ng; ++g)
+            tile(pc, kb, g * MR, j, ablk ? ablk + g * MR * kb : nullptr, b, ldb, nullptr);
         }
-        for (int64_t g = g0; g < ng; ++g) tile(pc, kb, g * MR, j, ablk ? ablk + g * MR * kb : nullptr, b, ldb, nullptr);
       }
       return;
     }
@@ -507,18 +512,18 @@ void run_swapped(const Problem& p, const GemmKernels& kt, int nt) {
 // Several threads, a packed product with enough rows: each thread computes its own contiguous share of
 // the rows as an independent one-thread product (its own packed panels of B, no synchronisation but the
 // final join) instead of the team sharing packed B panels. Measured at 2 threads against the shared
-// schedule: 256^3 0.89x -> 1.06x torch (each half, 128 rows, then reads B in place), 384^3 0.89x -> 1.01x,
-// 512^3 0.93x -> 0.99x, 4096 x 64 x 4096 +15%, 2048^3 and 4096^3 level or better: the shared schedule lost
-// to the imbalance of whole row groups (19 of them at 256 rows), to the wait for the packed panel, and to
-// reading half of every panel from the other core's cache. Each thread reads all of op(B), so the shares
-// must be large enough to amortise it (>= 4 row groups), and op(B) = B with few rows and more than an L2
-// of it (the B-outer path, whose threads split B's columns and read each element once) is left to
-// run_packed; 128^3 (B in L2) splits: 0.99x -> 1.13x torch. Every C row is the
-// same chain of FMAs whichever share it falls in: the result does not depend on the thread count.
+// schedule (A/B, torch in the same process): 192^3 0.87x -> 1.11x torch, 256^3 0.92x -> 1.06x (each half,
+// 128 rows, then reads B in place), 384^3 0.88x -> 0.97x, 768^3 0.93x -> 0.98x, 4096 x 64 x 4096 +15%,
+// 1024^3 to 4096^3 level or better: the shared schedule lost to the imbalance of whole row groups (19 of
+// them at 256 rows), to the wait for the packed panel, and to reading half of every panel from the other
+// core's cache. Each thread reads all of op(B), so the shares must be large enough to amortise it (>= 4
+// row groups), and op(B) = B with few rows and more than an L2 of it (the B-outer path, whose threads split
+// B's columns and read each element once) is left to run_packed; 128^3 (B in L2) splits: 0.99x -> 1.06x.
+// Every C row is the same chain of FMAs whichever share it falls in: the result does not depend on the
+// thread count.
 bool split_rows(const Problem& p, const GemmKernels& kt, int nt) {
   if (nt <= 1 || p.pb || p.M < int64_t{4} * kt.mr * nt) return false;
-  const int64_t l2 = cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : 256 * 1024;
-  return !(p.tb == Trans::none && p.M <= blocking_for(kt).mc && p.K * p.N * 4 > l2);
+  return !(p.tb == Trans::none && p.M <= blocking_for(kt).mc && p.K * p.N * 4 > l2_bytes());
 }
 
 void run_row_split(const Problem& p, const GemmKernels& kt, int nt) {
