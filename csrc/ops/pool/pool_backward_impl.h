@@ -144,22 +144,15 @@ uint64_t max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t 
     const int32_t r = static_cast<int32_t>(v) - org - pos[l];  // exact for v in [0, 2^30) (plane < 2^30)
     // in the plane by its low 32 bits: exact for v in [0, 2^30), which the caller checks with the returned OR
     int32_t code = kCodeOutside + static_cast<int32_t>(static_cast<uint32_t>(v) < uplane);  // else kCodeForeign
-    if (NB > 0) {
-      const int32_t c = r - o0;
-      code = static_cast<uint32_t>(c) < ukw ? t0 + c : code;
-    }
-    if (NB > 1) {
-      const int32_t c = r - o1;
-      code = static_cast<uint32_t>(c) < ukw ? t1 + c : code;
-    }
-    if (NB > 2) {
-      const int32_t c = r - o2;
-      code = static_cast<uint32_t>(c) < ukw ? t2 + c : code;
-    }
-    if (NB > 3) {
-      const int32_t c = r - o3;
-      code = static_cast<uint32_t>(c) < ukw ? t3 + c : code;
-    }
+    // tap row (offset o, first code t): the code of column c = r - o when c is inside the window
+    auto tap_row = [&](int32_t o, int32_t t) {
+      const int32_t c = r - o;
+      code = static_cast<uint32_t>(c) < ukw ? t + c : code;
+    };
+    if (NB > 0) tap_row(o0, t0);
+    if (NB > 1) tap_row(o1, t1);
+    if (NB > 2) tap_row(o2, t2);
+    if (NB > 3) tap_row(o3, t3);
     cp[l] = code;
   }
   return any;
