@@ -191,21 +191,21 @@ void activation_backward_launch(int kind, const ActivationParams& p, cudaStream_
   FASTML_CUDA_CHECK_LAUNCH();
 }
 
-void activation_forward_cuda(int kind, std::uintptr_t x, std::uintptr_t y, int64_t n, float param,
+void activation_forward_cuda(int kind, std::uintptr_t x, std::uintptr_t y, int64_t n, float param, int device,
                              std::uintptr_t stream) {
   check_kind(kind);
   if (n <= 0) return;
-  DeviceGuard guard(x);
+  DeviceGuard guard(x, device);
   ActivationParams p{reinterpret_cast<const float*>(x), nullptr, reinterpret_cast<float*>(y), n, param,
                      aligned16(x) && aligned16(y)};
   activation_forward_launch(kind, p, as_stream(stream));
 }
 
 void activation_backward_cuda(int kind, std::uintptr_t grad_output, std::uintptr_t saved, std::uintptr_t grad_input,
-                              int64_t n, float param, std::uintptr_t stream) {
+                              int64_t n, float param, int device, std::uintptr_t stream) {
   check_kind(kind);
   if (n <= 0) return;
-  DeviceGuard guard(grad_output);
+  DeviceGuard guard(grad_output, device);
   ActivationParams p{reinterpret_cast<const float*>(grad_output), reinterpret_cast<const float*>(saved),
                      reinterpret_cast<float*>(grad_input), n, param,
                      aligned16(grad_output) && aligned16(saved) && aligned16(grad_input)};

@@ -21,9 +21,10 @@ struct ActivationParams {
 };
 
 // Enqueue on `stream` (an int-encoded cudaStream_t). Pointers must be device pointers of n floats.
-void activation_forward_cuda(int kind, std::uintptr_t x, std::uintptr_t y, int64_t n, float param,
+// `device`: the GPU that owns the pointers, or -1 to ask the driver (see DeviceGuard in common.cuh).
+void activation_forward_cuda(int kind, std::uintptr_t x, std::uintptr_t y, int64_t n, float param, int device,
                              std::uintptr_t stream);
 void activation_backward_cuda(int kind, std::uintptr_t grad_output, std::uintptr_t saved, std::uintptr_t grad_input,
-                              int64_t n, float param, std::uintptr_t stream);
+                              int64_t n, float param, int device, std::uintptr_t stream);
 
 }  // namespace fastml::cuda

@@ -39,22 +39,23 @@ std::vector<OptimTensorPtrs> zip(const char* op, const Ptrs& params, const Ptrs&
 void bind_optim_cuda(py::module_& m) {
   m.def("sgd_step", [](const Ptrs& params, const Ptrs& grads, const Ptrs& momentum_buffers,
                        const std::vector<int64_t>& sizes, double lr, double momentum, double dampening,
-                       double weight_decay, bool nesterov, bool maximize, bool first_step, std::uintptr_t stream) {
+                       double weight_decay, bool nesterov, bool maximize, bool first_step, int device,
+                       std::uintptr_t stream) {
     const auto tensors = zip("sgd_step", params, grads, momentum_buffers, {}, {}, sizes);
     FASTML_CHECK(momentum == 0.0 || !momentum_buffers.empty(), "sgd_step: expected momentum buffers with momentum ",
                  momentum, ", got none");
     const SgdHyper h{static_cast<float>(lr), static_cast<float>(momentum), static_cast<float>(1.0 - dampening),
                      static_cast<float>(weight_decay), nesterov, maximize, first_step};
     py::gil_scoped_release nogil;
-    sgd_step_cuda(tensors, h, stream);
+    sgd_step_cuda(tensors, h, device, stream);
   }, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("sizes"), py::arg("lr"),
      py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"),
-     py::arg("first_step"), py::arg("stream"));
+     py::arg("first_step"), py::arg("device"), py::arg("stream"));
 
   m.def("rmsprop_step", [](const Ptrs& params, const Ptrs& grads, const Ptrs& square_avgs,
                            const Ptrs& momentum_buffers, const Ptrs& grad_avgs, const std::vector<int64_t>& sizes,
                            double lr, double alpha, double eps, double weight_decay, double momentum, bool centered,
-                           bool maximize, std::uintptr_t stream) {
+                           bool maximize, int device, std::uintptr_t stream) {
     const auto tensors = zip("rmsprop_step", params, grads, square_avgs, momentum_buffers, grad_avgs, sizes);
     FASTML_CHECK(square_avgs.size() == params.size(), "rmsprop_step: expected ", params.size(),
                  " square_avgs, got ", square_avgs.size());
@@ -65,15 +66,15 @@ void bind_optim_cuda(py::module_& m) {
                          static_cast<float>(eps), static_cast<float>(weight_decay), static_cast<float>(momentum),
                          centered, maximize};
     py::gil_scoped_release nogil;
-    rmsprop_step_cuda(tensors, h, stream);
+    rmsprop_step_cuda(tensors, h, device, stream);
   }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("momentum_buffers"), py::arg("grad_avgs"),
      py::arg("sizes"), py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"), py::arg("momentum"),
-     py::arg("centered"), py::arg("maximize"), py::arg("stream"));
+     py::arg("centered"), py::arg("maximize"), py::arg("device"), py::arg("stream"));
 
   m.def("adam_step", [](const Ptrs& params, const Ptrs& grads, const Ptrs& exp_avgs, const Ptrs& exp_avg_sqs,
                         const Ptrs& max_exp_avg_sqs, const std::vector<int64_t>& sizes, int64_t step, double lr,
                         double beta1, double beta2, double eps, double weight_decay, bool amsgrad, bool maximize,
-                        bool decoupled, std::uintptr_t stream) {
+                        bool decoupled, int device, std::uintptr_t stream) {
     const auto tensors = zip("adam_step", params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, sizes);
     FASTML_CHECK(exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size(), "adam_step: expected ",
                  params.size(), " exp_avgs and exp_avg_sqs, got ", exp_avgs.size(), " and ", exp_avg_sqs.size());
@@ -87,10 +88,10 @@ void bind_optim_cuda(py::module_& m) {
                       static_cast<float>(lr / bc1), static_cast<float>(std::sqrt(bc2)),
                       static_cast<float>(1.0 - lr * weight_decay), amsgrad, maximize, decoupled};
     py::gil_scoped_release nogil;
-    adam_step_cuda(tensors, h, stream);
+    adam_step_cuda(tensors, h, device, stream);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"),
      py::arg("sizes"), py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
-     py::arg("weight_decay"), py::arg("amsgrad"), py::arg("maximize"), py::arg("decoupled"), py::arg("stream"));
+     py::arg("weight_decay"), py::arg("amsgrad"), py::arg("maximize"), py::arg("decoupled"), py::arg("device"), py::arg("stream"));
 }
 
 }  // namespace fastml::cuda

@@ -15,7 +15,15 @@ void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int l
   throw CudaError(msg);
 }
 
-DeviceGuard::DeviceGuard(std::uintptr_t ptr) {
+DeviceGuard::DeviceGuard(std::uintptr_t ptr, int device) {
+  if (device >= 0) {
+    FASTML_CUDA_CHECK(cudaGetDevice(&old_));
+    if (device != old_) {
+      FASTML_CUDA_CHECK(cudaSetDevice(device));
+      switched_ = true;
+    }
+    return;
+  }
   if (ptr == 0) return;
   cudaPointerAttributes attr{};
   FASTML_CUDA_CHECK(cudaPointerGetAttributes(&attr, reinterpret_cast<const void*>(ptr)));

@@ -241,27 +241,30 @@ void adam_step_launch(const OptimTensorList& list, int grid, const AdamHyper& h,
   adam_step_kernel<<<grid, kOptimBlockSize, 0, stream>>>(list, h, use);
 }
 
-void sgd_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const SgdHyper& h, std::uintptr_t stream) {
+void sgd_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const SgdHyper& h, int device,
+                   std::uintptr_t stream) {
   // the buffer is read except on the first step, written whenever there is momentum
   const unsigned momentum = h.momentum != 0.0f ? 1u : 0u;
   const StateUse use{h.first_step ? 0u : momentum, momentum};
-  DeviceGuard guard(first_pointer(tensors));
+  DeviceGuard guard(first_pointer(tensors), device);
   for_each_launch(tensors, use,
                   [&](const OptimTensorList& l, int grid) { sgd_step_launch(l, grid, h, use, as_stream(stream)); });
 }
 
-void rmsprop_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const RmspropHyper& h, std::uintptr_t stream) {
+void rmsprop_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const RmspropHyper& h, int device,
+                       std::uintptr_t stream) {
   const unsigned bits = 1u | (h.momentum > 0.0f ? 2u : 0u) | (h.centered ? 4u : 0u);
   const StateUse use{bits, bits};
-  DeviceGuard guard(first_pointer(tensors));
+  DeviceGuard guard(first_pointer(tensors), device);
   for_each_launch(tensors, use,
                   [&](const OptimTensorList& l, int grid) { rmsprop_step_launch(l, grid, h, use, as_stream(stream)); });
 }
 
-void adam_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const AdamHyper& h, std::uintptr_t stream) {
+void adam_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const AdamHyper& h, int device,
+                    std::uintptr_t stream) {
   const unsigned bits = 1u | 2u | (h.amsgrad ? 4u : 0u);
   const StateUse use{bits, bits};
-  DeviceGuard guard(first_pointer(tensors));
+  DeviceGuard guard(first_pointer(tensors), device);
   for_each_launch(tensors, use,
                   [&](const OptimTensorList& l, int grid) { adam_step_launch(l, grid, h, use, as_stream(stream)); });
 }

@@ -41,10 +41,13 @@ struct AdamHyper {
 };
 
 // s0 = momentum buffer (only when momentum != 0)
-void sgd_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const SgdHyper& h, std::uintptr_t stream);
+void sgd_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const SgdHyper& h, int device,
+                   std::uintptr_t stream);
 // s0 = square_avg, s1 = momentum buffer (momentum > 0), s2 = grad_avg (centered)
-void rmsprop_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const RmspropHyper& h, std::uintptr_t stream);
+void rmsprop_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const RmspropHyper& h, int device,
+                       std::uintptr_t stream);
 // s0 = exp_avg, s1 = exp_avg_sq, s2 = max_exp_avg_sq (amsgrad)
-void adam_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const AdamHyper& h, std::uintptr_t stream);
+void adam_step_cuda(const std::vector<OptimTensorPtrs>& tensors, const AdamHyper& h, int device,
+                    std::uintptr_t stream);
 
 }  // namespace fastml::cuda

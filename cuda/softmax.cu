@@ -536,20 +536,20 @@ void softmax_backward_launch(const SoftmaxParams& p, bool log, cudaStream_t stre
 }
 
 void softmax_forward_cuda(std::uintptr_t input, std::uintptr_t out, int64_t outer, int64_t dim, int64_t inner,
-                          bool log, std::uintptr_t stream) {
+                          bool log, int device, std::uintptr_t stream) {
   check_sizes(outer, dim, inner);
   if (outer == 0 || dim == 0 || inner == 0) return;
-  DeviceGuard guard(input);
+  DeviceGuard guard(input, device);
   const SoftmaxParams p{reinterpret_cast<const float*>(input), nullptr, reinterpret_cast<float*>(out), outer, dim,
                         inner};
   softmax_forward_launch(p, log, as_stream(stream));
 }
 
 void softmax_backward_cuda(std::uintptr_t grad_output, std::uintptr_t output, std::uintptr_t grad_input,
-                           int64_t outer, int64_t dim, int64_t inner, bool log, std::uintptr_t stream) {
+                           int64_t outer, int64_t dim, int64_t inner, bool log, int device, std::uintptr_t stream) {
   check_sizes(outer, dim, inner);
   if (outer == 0 || dim == 0 || inner == 0) return;
-  DeviceGuard guard(grad_output);
+  DeviceGuard guard(grad_output, device);
   const SoftmaxParams p{reinterpret_cast<const float*>(grad_output), reinterpret_cast<const float*>(output),
                         reinterpret_cast<float*>(grad_input), outer, dim, inner};
   softmax_backward_launch(p, log, as_stream(stream));

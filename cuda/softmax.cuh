@@ -24,8 +24,8 @@ struct SoftmaxParams {
 };
 
 void softmax_forward_cuda(std::uintptr_t input, std::uintptr_t out, int64_t outer, int64_t dim, int64_t inner,
-                          bool log, std::uintptr_t stream);
+                          bool log, int device, std::uintptr_t stream);
 void softmax_backward_cuda(std::uintptr_t grad_output, std::uintptr_t output, std::uintptr_t grad_input,
-                           int64_t outer, int64_t dim, int64_t inner, bool log, std::uintptr_t stream);
+                           int64_t outer, int64_t dim, int64_t inner, bool log, int device, std::uintptr_t stream);
 
 }  // namespace fastml::cuda

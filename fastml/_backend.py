@@ -14,6 +14,7 @@ import contextvars
 import importlib
 import importlib.util
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -99,6 +100,10 @@ def is_device_array(x) -> bool:
     """True for GPU arrays (CuPy, torch CUDA tensors, anything with ``__cuda_array_interface__``)."""
     if type(x) is np.ndarray:
         return False
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        # torch builds its whole interface dict (and looks up its current stream) for hasattr: ask directly
+        return x.is_cuda
     try:
         return hasattr(x, "__cuda_array_interface__")
     except RuntimeError:
@@ -148,11 +153,18 @@ def check_out(out, shape, dtype, op: str) -> np.ndarray:
 
 
 def cuda_module():
+    """fastml._cuda_ops (imported on first use), or RuntimeError when the CUDA module is unavailable."""
+    global _cuda_ops
     if _C_cuda is None:
         raise RuntimeError(f"fastml: a CUDA array was passed but the CUDA module is unavailable ({CUDA_IMPORT_ERROR})")
-    from . import _cuda_ops
+    if _cuda_ops is None:
+        from . import _cuda_ops as ops
 
+        _cuda_ops = ops
     return _cuda_ops
+
+
+_cuda_ops = None
 
 
 # ---- ISA and threads ------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ _LEGACY_DEFAULT_STREAM = 1
 class DeviceArray:
     """A parsed ``__cuda_array_interface__``: the object, its pointer, shape, strides and stream."""
 
-    __slots__ = ("obj", "ptr", "shape", "strides", "readonly", "_stream", "library", "size")
+    __slots__ = ("obj", "ptr", "shape", "strides", "readonly", "_stream", "_device", "library", "size")
 
     def __init__(self, obj, ptr, shape, strides, readonly, stream, library):
         self.obj = obj
@@ -51,8 +51,22 @@ class DeviceArray:
         self.strides = strides
         self.readonly = readonly
         self._stream = stream  # None: torch's current stream, looked up when first needed
+        self._device = None  # looked up when first needed
         self.library = library
         self.size = math.prod(shape)
+
+    @property
+    def device(self):
+        """The index of the GPU that owns the data as the array's library reports it (torch, CuPy), or -1
+        for other producers of the interface (the compiled side then asks the driver)."""
+        if self._device is None:
+            if self.library == "torch":
+                self._device = self.obj.get_device()
+            elif self.library == "cupy":
+                self._device = self.obj.device.id
+            else:
+                self._device = -1
+        return self._device
 
     @property
     def stream(self):
@@ -233,24 +247,24 @@ def inplace_array(obj, op, arg):
 
 def _torch_current_stream(t):
     """torch's current stream on t's device as a raw handle (0: the legacy default stream)."""
+    global _TORCH_RAW_STREAM
+    if _TORCH_RAW_STREAM is None:
+        import torch
+
+        # a few us cheaper than the Stream object; False where this torch lacks it
+        _TORCH_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None) or False
+    if _TORCH_RAW_STREAM:
+        return int(_TORCH_RAW_STREAM(t.get_device()))
     import torch
 
-    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # a few us cheaper than the Stream object
-    if raw is not None:
-        return int(raw(t.get_device()))
     return int(torch.cuda.current_stream(t.device).cuda_stream)
+
+
+_TORCH_RAW_STREAM = None
 
 
 def _shape_str(shape):
     return str(tuple(shape))
-
-
-def _device_of(a):
-    if a.library == "torch":
-        return ("cuda", a.obj.get_device())
-    if a.library == "cupy":
-        return ("cuda", a.obj.device.id)
-    return None
 
 
 def _label(name):
@@ -263,14 +277,14 @@ def check_same_device(op, arrays):
     names as _label takes them."""
     first = None
     for name, a in arrays:
-        d = _device_of(a)
-        if d is None:
+        d = a.device
+        if d < 0:
             continue
         if first is None:
             first = (name, d)
         elif d != first[1]:
             raise ValueError(f"{op}: expected {_label(name)} on the device of {_label(first[0])} "
-                             f"(cuda:{first[1][1]}), got cuda:{d[1]}")
+                             f"(cuda:{first[1]}), got cuda:{d}")
 
 
 def partially_overlaps(a, b):
@@ -290,7 +304,13 @@ def empty_like(a, op):
     if a.library == "torch":
         import torch
 
-        return parse(torch.empty_like(a.obj, memory_format=torch.contiguous_format).detach(), op, "out")
+        # a is C-contiguous, so torch's default (preserve the layout) gives a contiguous tensor, ~1 us
+        # cheaper than naming the format; factories never require grad, so the tensor is read directly
+        obj = torch.empty_like(a.obj)
+        d = _torch_direct(obj)
+        if d is None:  # (not expected; kept as the safe path)
+            d = parse(torch.empty_like(a.obj, memory_format=torch.contiguous_format), op, "out")
+        return d
     if a.library == "cupy":
         import cupy
 
@@ -327,7 +347,7 @@ def activation_forward(kind, input, out=None, param=0.0):
     check_same_device(op, [("input", x), ("out", y)])
     if partially_overlaps(x, y):
         raise ValueError(f"{op}: out partially overlaps input (only exact aliasing is allowed)")
-    _K.activation_forward(k, x.ptr, y.ptr, x.size, float(param), x.stream)
+    _K.activation_forward(k, x.ptr, y.ptr, x.size, float(param), x.device, x.stream)
     return y.obj
 
 
@@ -345,7 +365,7 @@ def activation_backward(kind, grad_output, saved, out=None, param=0.0):
     check_same_device(op, [("grad_output", g), (saved_name, s), ("out", gx)])
     if partially_overlaps(g, gx) or partially_overlaps(s, gx):
         raise ValueError(f"{op}_backward: out partially overlaps an input (only exact aliasing is allowed)")
-    _K.activation_backward(k, g.ptr, s.ptr, gx.ptr, g.size, float(param), g.stream)
+    _K.activation_backward(k, g.ptr, s.ptr, gx.ptr, g.size, float(param), g.device, g.stream)
     return gx.obj
 
 
@@ -376,7 +396,7 @@ def softmax_forward(input, dim, log, out=None):
     check_same_device(op, [("input", x), ("out", y)])
     if partially_overlaps(x, y):
         raise ValueError(f"{op}: out partially overlaps input (only exact aliasing is allowed)")
-    _K.softmax_forward(x.ptr, y.ptr, outer, n, inner, bool(log), x.stream)
+    _K.softmax_forward(x.ptr, y.ptr, outer, n, inner, bool(log), x.device, x.stream)
     return y.obj
 
 
@@ -392,7 +412,7 @@ def softmax_backward(grad_output, output, dim, log, out=None):
     check_same_device(op, [("grad_output", g), ("output", y), ("out", gx)])
     if partially_overlaps(g, gx) or partially_overlaps(y, gx):
         raise ValueError(f"{op}: out partially overlaps an input (only exact aliasing is allowed)")
-    _K.softmax_backward(g.ptr, y.ptr, gx.ptr, outer, n, inner, bool(log), g.stream)
+    _K.softmax_backward(g.ptr, y.ptr, gx.ptr, outer, n, inner, bool(log), g.device, g.stream)
     return gx.obj
 
 
@@ -482,8 +502,10 @@ def _ptrs(arrays):
     return [] if arrays is None else [a.ptr for a in arrays]
 
 
-def _stream(P, G):
-    return P[0].stream if P else (G[0].stream if G else _LEGACY_DEFAULT_STREAM)
+def _device_stream(P, G):
+    """(device, stream) of a multi-tensor call: those of its first array (all share the device: checked)."""
+    a = P[0] if P else (G[0] if G else None)
+    return (-1, _LEGACY_DEFAULT_STREAM) if a is None else (a.device, a.stream)
 
 
 def sgd_step(params, grads, momentum_buffers, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -499,7 +521,8 @@ def sgd_step(params, grads, momentum_buffers, *, lr, momentum=0.0, dampening=0.0
         raise ValueError(f"{op}: expected momentum_buffers with momentum={momentum}, got None")
     P, G, S = _tensor_lists(op, params, grads, {"momentum_buffers": momentum_buffers if momentum != 0 else None})
     _K.sgd_step(_ptrs(P), _ptrs(G), _ptrs(S["momentum_buffers"]), [p.size for p in P], float(lr), float(momentum),
-                float(dampening), float(weight_decay), bool(nesterov), bool(maximize), bool(first_step), _stream(P, G))
+                float(dampening), float(weight_decay), bool(nesterov), bool(maximize), bool(first_step),
+                *_device_stream(P, G))
 
 
 def rmsprop_step(params, grads, square_avgs, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
@@ -520,7 +543,7 @@ def rmsprop_step(params, grads, square_avgs, *, lr=1e-2, alpha=0.99, eps=1e-8, w
         "grad_avgs": grad_avgs if centered else None})
     _K.rmsprop_step(_ptrs(P), _ptrs(G), _ptrs(S["square_avgs"]), _ptrs(S["momentum_buffers"]),
                     _ptrs(S["grad_avgs"]), [p.size for p in P], float(lr), float(alpha), float(eps),
-                    float(weight_decay), float(momentum), bool(centered), bool(maximize), _stream(P, G))
+                    float(weight_decay), float(momentum), bool(centered), bool(maximize), *_device_stream(P, G))
 
 
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
@@ -551,7 +574,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9
         "max_exp_avg_sqs": max_exp_avg_sqs if amsgrad else None})
     _K.adam_step(_ptrs(P), _ptrs(G), _ptrs(S["exp_avgs"]), _ptrs(S["exp_avg_sqs"]), _ptrs(S["max_exp_avg_sqs"]),
                  [p.size for p in P], t, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
-                 bool(amsgrad), bool(maximize), bool(decoupled), _stream(P, G))
+                 bool(amsgrad), bool(maximize), bool(decoupled), *_device_stream(P, G))
 
 
 def adamw_step(params, grads, exp_avgs, exp_avg_sqs, **kw):

@@ -137,10 +137,10 @@ def test_activation_validation_before_launch(rec):
     # exact aliasing is allowed; the launch receives pointers, sizes, the parameter and the stream
     out = CO.activation_forward(1, x, x, 0.25)
     assert out is x
-    assert rec.calls == [("activation_forward", (1, 1 << 20, 1 << 20, 20, 0.25, 1))]
+    assert rec.calls == [("activation_forward", (1, 1 << 20, 1 << 20, 20, 0.25, -1, 1))]
     g, s, o = FakeDeviceArray((4, 5), ptr=8192), FakeDeviceArray((4, 5), ptr=1 << 24), FakeDeviceArray((4, 5), ptr=1 << 28)
     assert CO.activation_backward(4, g, s, o) is o
-    assert rec.calls[-1] == ("activation_backward", (4, 8192, 1 << 24, 1 << 28, 20, 0.0, 1))
+    assert rec.calls[-1] == ("activation_backward", (4, 8192, 1 << 24, 1 << 28, 20, 0.0, -1, 1))
 
 
 @pytest.mark.parametrize("shape,dim,split", [
@@ -149,10 +149,10 @@ def test_activation_validation_before_launch(rec):
 def test_softmax_split_and_launch_args(rec, shape, dim, split):
     x, y = FakeDeviceArray(shape, ptr=4096), FakeDeviceArray(shape, ptr=1 << 30)
     assert CO.softmax_forward(x, dim, True, y) is y
-    assert rec.calls[-1] == ("softmax_forward", (4096, 1 << 30, *split, True, 1))
+    assert rec.calls[-1] == ("softmax_forward", (4096, 1 << 30, *split, True, -1, 1))
     g = FakeDeviceArray(shape, ptr=1 << 26, stream=2)
     assert CO.softmax_backward(g, x, dim, False, y) is y
-    assert rec.calls[-1] == ("softmax_backward", (1 << 26, 4096, 1 << 30, *split, False, 2))
+    assert rec.calls[-1] == ("softmax_backward", (1 << 26, 4096, 1 << 30, *split, False, -1, 2))
 
 
 def test_softmax_validation_before_launch(rec):
@@ -191,7 +191,7 @@ def test_optim_launch_args(rec):
     assert name == "sgd_step"
     assert args[0] == [p.__cuda_array_interface__["data"][0] for p in P]
     assert args[2] == [m.__cuda_array_interface__["data"][0] for m in M]
-    assert args[3] == [3, 10, 0, 7] and args[4:] == (0.1, 0.9, 0.0, 0.01, True, False, True, 1)
+    assert args[3] == [3, 10, 0, 7] and args[4:] == (0.1, 0.9, 0.0, 0.01, True, False, True, -1, 1)
     CO.sgd_step(P, G, None, lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=True,
                 first_step=False)
     assert rec.calls[-1][1][2] == []  # no buffers without momentum
@@ -199,12 +199,12 @@ def test_optim_launch_args(rec):
                     centered=True, grad_avgs=X, maximize=False)
     name, args = rec.calls[-1]
     assert name == "rmsprop_step" and args[3] == [v.__cuda_array_interface__["data"][0] for v in V]
-    assert args[5] == [3, 10, 0, 7] and args[6:] == (0.01, 0.9, 1e-6, 0.0, 0.5, True, False, 1)
+    assert args[5] == [3, 10, 0, 7] and args[6:] == (0.01, 0.9, 1e-6, 0.0, 0.5, True, False, -1, 1)
     CO.adam_step(P, G, M, V, step=3, lr=1e-3, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.1, amsgrad=True,
                  max_exp_avg_sqs=X, maximize=False, decoupled=True)
     name, args = rec.calls[-1]
     assert name == "adam_step" and args[4] == [x.__cuda_array_interface__["data"][0] for x in X]
-    assert args[6:] == (3, 1e-3, 0.8, 0.99, 1e-8, 0.1, True, False, True, 1)
+    assert args[6:] == (3, 1e-3, 0.8, 0.99, 1e-8, 0.1, True, False, True, -1, 1)
 
 
 def test_optim_validation_before_launch(rec):
@@ -259,11 +259,11 @@ def test_public_api_routes_device_arrays(monkeypatch, rec):
     monkeypatch.setattr(B, "_C_cuda", rec)  # cuda_module() only checks that the module is there
     x, y = FakeDeviceArray((8,), ptr=4096), FakeDeviceArray((8,), ptr=1 << 30)
     assert F.leaky_relu(x, 0.3, out=y) is y
-    assert rec.calls[-1] == ("activation_forward", (1, 4096, 1 << 30, 8, 0.3, 1))
+    assert rec.calls[-1] == ("activation_forward", (1, 4096, 1 << 30, 8, 0.3, -1, 1))
     assert F.gelu_backward(x, y, approximate="tanh", out=x) is x
-    assert rec.calls[-1] == ("activation_backward", (5, 4096, 1 << 30, 4096, 8, 0.0, 1))
+    assert rec.calls[-1] == ("activation_backward", (5, 4096, 1 << 30, 4096, 8, 0.0, -1, 1))
     assert F.relu(y, inplace=True) is y
-    assert rec.calls[-1] == ("activation_forward", (0, 1 << 30, 1 << 30, 8, 0.0, 1))
+    assert rec.calls[-1] == ("activation_forward", (0, 1 << 30, 1 << 30, 8, 0.0, -1, 1))
 
 
 def test_public_api_without_cuda_module(monkeypatch):
@@ -354,7 +354,7 @@ def test_torch_direct_read_and_device_check_of_tensor_lists(monkeypatch, rec):
     P, G, M, V = ([dev(5), dev(7)] for _ in range(4))
     CO.adam_step(P, G, M, V, step=1)
     assert rec.calls[-1][0] == "adam_step" and rec.calls[-1][1][0] == [p.data_ptr() for p in P]
-    assert rec.calls[-1][1][-1] == 7
+    assert rec.calls[-1][1][-2:] == (0, 7)  # the device as torch reports it, then the stream
     with pytest.raises(ValueError, match=r"adam_step: expected exp_avg_sqs\[1\] on the device of params\[0\] "
                                          r"\(cuda:0\), got cuda:1"):
         CO.adam_step(P, G, M, [V[0], dev(7, OnCuda1)], step=1)

@@ -425,3 +425,37 @@ def test_cuda_runs_on_the_callers_stream(lib, rng):
         s.synchronize()
     assert_close(lib.host(y), R.sigmoid(x), ulps=4)
     assert np.isfinite(lib.host(z)).all()
+
+
+class _Interface:
+    """A producer of __cuda_array_interface__ that is neither torch nor CuPy: fastml cannot ask it for its
+    device, so the compiled side asks the driver about the pointer (device -1)."""
+
+    def __init__(self, ptr, shape):
+        self.__cuda_array_interface__ = {"version": 3, "shape": shape, "typestr": "<f4", "data": (ptr, False),
+                                         "strides": None, "stream": 1}
+
+
+def _synchronize(lib):
+    (lib.m.cuda.synchronize if lib.name == "torch" else lib.m.cuda.runtime.deviceSynchronize)()
+
+
+@gpu
+@pytest.mark.cuda
+def test_cuda_other_producers_and_host_pointers(lib, rng):
+    x = rng.standard_normal(4099).astype(np.float32)
+    xd, yd = lib.dev(x), lib.dev(np.zeros_like(x))
+    y = F.relu(_Interface(CO.parse(xd, "t", "x").ptr, x.shape), out=_Interface(CO.parse(yd, "t", "y").ptr, x.shape))
+    assert isinstance(y, _Interface)
+    assert_close(lib.host(yd), R.relu(x), ulps=0)
+    # plain host memory: computed where the GPU can read pageable memory (HMM/ATS), refused elsewhere;
+    # never a launch that faults
+    hx, hy = x.copy(), np.zeros_like(x)
+    try:
+        F.sigmoid(_Interface(hx.ctypes.data, x.shape), out=_Interface(hy.ctypes.data, x.shape))
+    except ValueError as exc:
+        assert "host memory that this GPU cannot access" in str(exc)
+        assert not hy.any()
+    else:
+        _synchronize(lib)
+        assert_close(hy, R.sigmoid(x), ulps=4)
