@@ -10,9 +10,15 @@ fastml function is missing and impls whose library is missing are skipped. bench
 "<op>[<shape>]" and extra_info carries GB/s (bytes moved per call / median time) and GFLOP/s.
 These files are collected only when benchmarks/ is named: the plain `pytest` run has testpaths = tests.
 """
-import pytest
+import os
 
-from _cases import prepared_for
+# before NumPy loads OpenBLAS: its threads sleep ~1.5 ms after a call instead of spinning ~0.1 s and
+# taking half of the cores from the next benchmark (see fastml/bench/__main__.py)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")
+
+import pytest  # noqa: E402
+
+from _cases import prepared_for  # noqa: E402
 from fastml.bench import cases as C
 
 

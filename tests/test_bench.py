@@ -261,3 +261,24 @@ def test_cli_list_and_unknown_op(capsys):
     assert "adam_step[10M]" in listing and "relu[16]" in listing
     assert main(["--ops", "no_such_op"]) == 2
     assert "no case matches" in capsys.readouterr().err
+
+
+@needs_ext
+@pytest.mark.parametrize("preset", [None, "9"])
+def test_cli_quiets_openblas_spinning(tmp_path, preset):
+    """`python -m fastml.bench` runs with OPENBLAS_THREAD_TIMEOUT set (NumPy's BLAS threads would otherwise
+    spin ~0.1 s after each call and slow the next implementation timed); a value the user set is kept."""
+    import os
+    import subprocess
+
+    from fastml.bench.__main__ import BLAS_THREAD_TIMEOUT
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "-m", "fastml.bench", "--quick", "--ops", "relu[16]", "--probe", "off",
+                    "--time", "0.003", "--threads", "1", "--json", str(out)], env=env, check=True,
+                   capture_output=True, timeout=300)
+    header = json.loads(out.read_text())["header"]
+    assert header["env"]["OPENBLAS_THREAD_TIMEOUT"] == (preset or BLAS_THREAD_TIMEOUT)

@@ -96,7 +96,27 @@ def _format_header(h) -> str:
     return "\n".join(lines)
 
 
+# OpenBLAS worker threads spin (sched_yield loop) for 2^28 cycles, ~0.1 s, after every call before they
+# sleep. Timed right after a NumPy product, fastml or torch then gets about half of the two cores: a
+# 1024^3 product measured 2.4x slower 0-50 ms after three NumPy calls and 1.35x slower 200 ms after. 2^22
+# cycles (~1.5 ms) keeps NumPy's threads warm between its own back-to-back calls (its timings did not
+# change) and is well inside the 10 ms settle that precedes every implementation's turn.
+BLAS_THREAD_TIMEOUT = "22"
+
+
+def _reexec_with_quiet_blas() -> None:
+    """Run this command again with OPENBLAS_THREAD_TIMEOUT set (it is read when OpenBLAS loads, which
+    importing fastml already did), unless the user set it."""
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return
+    env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT=BLAS_THREAD_TIMEOUT)
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "fastml.bench", *sys.argv[1:]], env)
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        _reexec_with_quiet_blas()
     args = _parse(sys.argv[1:] if argv is None else argv)
     import fastml
     from . import cases as C
