@@ -215,6 +215,11 @@ void avg_row_vec(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int6
 // window are independent chains. kMax: values only; kMaxIdx: values + tap offsets; kAvg: sums.
 // The row-then-window order is the scan order, so the max rule (first maximum, last NaN) is unchanged.
 enum RowMode { kMax, kMaxIdx, kAvg };
+// Each chunk also prefetches its two lines kPrefetchRows input rows below. A row of a typical plane is a
+// few cache lines (7 at W = 112) and the rows a window row reads are W apart, streams too short for the
+// hardware prefetchers to ramp up: 2x2 s2 max/avg on 8x64x112x112 took 0.77 ms without this and 0.64-0.67
+// with it (2 threads; 2, 4 and 8 rows ahead measured alike).
+inline constexpr int64_t kPrefetchRows = 4;
 
 template <class V, int KW, RowMode M>
 void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
@@ -231,6 +236,8 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
     for (int64_t a = a0; a < a1; ++a) {
       for (int64_t b = b0; b < b1; ++b) {
         const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W + pos;
+        __builtin_prefetch(r + kPrefetchRows * W);
+        __builtin_prefetch(r + kPrefetchRows * W + 16);
         V t0, t1, t2 = V::zero(), unused;
         if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding (-inf / 0)
           V::load2_deinterleave_from(r, static_cast<int>(-pos), m0, M == kAvg ? 0.f : -kInf, t0, t1);
