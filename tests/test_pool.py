@@ -592,3 +592,23 @@ def test_bench_cases_compute_the_same_thing(threads):
             outs[name] = np.array(r.numpy() if torch is not None and isinstance(r, torch.Tensor) else r, copy=True)
         for name, got in outs.items():
             np.testing.assert_allclose(got, outs["fastml"], rtol=1e-5, atol=1e-5, err_msg=f"{case.name} {name}")
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 40), (1, 2, 12, 50), (1, 1, 3, 17), (2, 2, 31, 36)])
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_3x3_s2_rows_shared_by_consecutive_output_rows(backend, rng, shape, padding, ceil_mode):
+    # 3x3 s2 averages reuse the sum of the input row an output row shares with the previous one; the
+    # max reduces every row again, values only and with indices (both must give the same bits, NaN, -0
+    # and +-inf included)
+    x = rng.standard_normal(shape).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, 6, replace=False)] = [np.nan, -0.0, 0.0, np.inf, -np.inf, np.nan]
+    y = F.max_pool2d(x, 3, 2, padding, ceil_mode=ceil_mode)
+    yi, _ = F.max_pool2d(x, 3, 2, padding, ceil_mode=ceil_mode, return_indices=True)
+    np.testing.assert_array_equal(y.view(np.uint32), yi.view(np.uint32))
+    np.testing.assert_array_equal(y, R.max_pool2d(x, 3, 2, padding, ceil_mode=ceil_mode))
+    xf = np.nan_to_num(x, nan=0.5, posinf=3.0, neginf=-3.0)
+    for cip in (True, False):
+        _close_avg(F.avg_pool2d(xf, 3, 2, padding, ceil_mode=ceil_mode, count_include_pad=cip),
+                   R.avg_pool2d(xf, 3, 2, padding, ceil_mode=ceil_mode, count_include_pad=cip), xf)

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "ops/pool/pool.h"
 
@@ -221,9 +222,20 @@ enum RowMode { kMax, kMaxIdx, kAvg };
 // with it (2 threads; 2, 4 and 8 rows ahead measured alike).
 inline constexpr int64_t kPrefetchRows = 4;
 
+// 3x3 s2 windows share an input row with the next output row: for averages that row's sum over its three
+// taps (per chunk) is kept in `buf` by one output row (store) and read back by the next (load) instead of
+// being computed again; the value is the one the row would compute, so results are bitwise the same.
+// avg_pool2d 3x3 s2 p1 on 8x64x112x112: 1.00-1.02 -> 0.86-0.91 ms. The same for max (values only) measured
+// 3-10% slower than reducing the row again, so max does not carry.
+struct RowCarry {
+  float* buf;  // >= hi + N floats, indexed by the chunk's first output column
+  bool load;   // the first valid kernel row of this output row is the one stored by the previous
+};
+
 template <class V, int KW, RowMode M>
 void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
-                     int64_t b1, int64_t lo, int64_t hi, float div, float* yrow, int64_t* irow) {
+                     int64_t b1, int64_t lo, int64_t hi, float div, float* yrow, int64_t* irow,
+                     const RowCarry* carry = nullptr) {
   static_assert(KW == 2 || KW == 3, "unrolled rows cover 2- and 3-wide windows");
   const int64_t H = g.in[1], W = g.in[2], p = g.p[2];
   for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
@@ -235,6 +247,14 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
     bool first = true;
     for (int64_t a = a0; a < a1; ++a) {
       for (int64_t b = b0; b < b1; ++b) {
+        if constexpr (M == kAvg) {
+          if (carry && carry->load && b == b0) {  // this row's sum, from the previous output row
+            const V rs = V::load(carry->buf + ow0);
+            acc = first ? rs : acc + rs;
+            first = false;
+            continue;
+          }
+        }
         const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W + pos;
         __builtin_prefetch(r + kPrefetchRows * W);
         __builtin_prefetch(r + kPrefetchRows * W + 16);
@@ -247,6 +267,7 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
         if constexpr (M == kAvg) {
           V rs = t0 + t1;
           if constexpr (KW == 3) rs = rs + t2;
+          if (carry && b == b1 - 1) rs.store(carry->buf + ow0);
           acc = first ? rs : acc + rs;
         } else if constexpr (M == kMax) {
           V rm = nan_max(t0, t1);
@@ -287,6 +308,18 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
 }
 
 inline bool unrolled_ok(const PoolGeom& g) { return g.s[2] == 2 && g.d[2] == 1 && (g.k[2] == 2 || g.k[2] == 3); }
+
+// 2-D 3x3 s2 windows (the rows of consecutive output rows overlap by one): RowCarry applies.
+inline bool row_carry_ok(const PoolGeom& g) {
+  return unrolled_ok(g) && g.k[2] == 3 && g.k[0] == 1 && g.k[1] == 3 && g.s[1] == 2 && g.d[1] == 1;
+}
+
+// The carry of one output row (oh, taps [b0, b1)) given the input row the previous one stored (-1: none);
+// returns the input row this one stores.
+inline int64_t next_carry(RowCarry& c, int64_t stored_row, int64_t sh, int64_t b0, int64_t b1) {
+  c.load = stored_row >= 0 && stored_row == sh + b0;
+  return sh + b1 - 1;
+}
 
 inline bool vector_ok(const PoolGeom& g) {
   return g.s[2] * 64 < (int64_t{1} << 31) && g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
@@ -346,10 +379,17 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
   if (vec) {
     interior(g, lo, hi);
   }
+  thread_local std::vector<float> t_carry;
+  RowCarry carry{nullptr, false};
+  if (vec && row_carry_ok(g)) {
+    if (t_carry.size() < static_cast<size_t>(hi + V::N)) t_carry.resize(static_cast<size_t>(hi + V::N));
+    carry.buf = t_carry.data();
+  }
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
     int64_t a0, a1;
     valid_taps(sd, g.k[0], 1, g.in[0], a0, a1);
+    int64_t stored = -1;  // the input row whose sums carry.buf holds
     for (int64_t oh = 0; oh < g.out[1]; ++oh) {
       const int64_t sh = oh * g.s[1] - g.p[1];
       int64_t b0, b1;
@@ -362,13 +402,21 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
         if (ow >= oW) break;
         yrow[ow] = avg_window(g, m, x, sd, sh, ow * g.s[2] - g.p[2]);
       }
-      if (!rowvec) continue;
+      if (!rowvec) {
+        stored = -1;
+        continue;
+      }
       // interior columns share one divisor (their W extent is the whole kernel)
       const int64_t st[3] = {sd, sh, lo * g.s[2] - g.p[2]};
       const float div = avg_divisor(g, m, st);
       if (unrolled_ok(g)) {
         if (g.k[2] == 2) row_s2_unrolled<V, 2, kAvg>(g, x, sd, sh, a0, a1, b0, b1, vlo, hi, div, yrow, nullptr);
-        else row_s2_unrolled<V, 3, kAvg>(g, x, sd, sh, a0, a1, b0, b1, vlo, hi, div, yrow, nullptr);
+        else if (carry.buf) {
+          stored = next_carry(carry, stored, sh, b0, b1);
+          row_s2_unrolled<V, 3, kAvg>(g, x, sd, sh, a0, a1, b0, b1, vlo, hi, div, yrow, nullptr, &carry);
+        } else {
+          row_s2_unrolled<V, 3, kAvg>(g, x, sd, sh, a0, a1, b0, b1, vlo, hi, div, yrow, nullptr);
+        }
         // the border column's divisor differs when padding is not counted
         if (vlo < lo && !m.count_include_pad && m.divisor == 0) yrow[0] = avg_window(g, m, x, sd, sh, -g.p[2]);
       } else if (g.s[2] == 1) avg_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
