@@ -120,6 +120,12 @@ struct VecF {
   friend bool mask_any(Mask m) { return _mm256_movemask_ps(m) != 0; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
 
+  // lanes moved down by one, `last` into the top lane: a1 a2 ... a7 last
+  friend VecF shift_down(VecF a, float last) {
+    const __m256 s = _mm256_permutevar8x32_ps(a.v, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7));
+    return {_mm256_blend_ps(s, _mm256_set1_ps(last), 0x80)};
+  }
+
   // the inverse of load2_deinterleave: lo = a0 b0 a1 b1 ..., hi = the second half of that sequence
   friend void interleave2(VecF a, VecF b, VecF& lo, VecF& hi) {
     const __m256 u0 = _mm256_unpacklo_ps(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5

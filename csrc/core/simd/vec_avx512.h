@@ -103,6 +103,12 @@ struct VecF {
   friend bool mask_any(Mask m) { return m != 0; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }  // m ? a : b
 
+  // lanes moved down by one, `last` into the top lane: a1 a2 ... a15 last
+  friend VecF shift_down(VecF a, float last) {
+    return {_mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(_mm512_set1_ps(last)),
+                                                    _mm512_castps_si512(a.v), 1))};
+  }
+
   // the inverse of load2_deinterleave: lo = a0 b0 a1 b1 ..., hi = the second half of that sequence
   friend void interleave2(VecF a, VecF b, VecF& lo, VecF& hi) {
     const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);

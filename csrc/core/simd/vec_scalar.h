@@ -69,6 +69,12 @@ struct VecF {
   friend bool mask_any(Mask m) { return m; }
   friend VecF select(Mask m, VecF a, VecF b) { return m ? a : b; }
 
+  // lanes moved down by one, `last` into the top lane (one lane: just `last`)
+  friend VecF shift_down(VecF a, float last) {
+    (void)a;
+    return {last};
+  }
+
   // the inverse of load2_deinterleave: lo = a0 b0 a1 b1 ..., hi = the second half of that sequence
   friend void interleave2(VecF a, VecF b, VecF& lo, VecF& hi) {
     lo = a;
