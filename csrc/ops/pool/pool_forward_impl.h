@@ -229,7 +229,8 @@ inline constexpr int64_t kPrefetchRows = 4;
 // taps (per chunk) is kept in `buf` by one output row (store) and read back by the next (load) instead of
 // being computed again; the value is the one the row would compute, so results are bitwise the same.
 // avg_pool2d 3x3 s2 p1 on 8x64x112x112: 1.00-1.02 -> 0.86-0.91 ms. The same for max (values only) measured
-// 3-10% slower than reducing the row again, so max does not carry.
+// 3-10% slower than reducing the row again, and within the noise once the third tap came from a lane
+// shift, so max does not carry.
 struct RowCarry {
   float* buf;  // >= hi + N floats, indexed by the chunk's first output column
   bool load;   // the first valid kernel row of this output row is the one stored by the previous
