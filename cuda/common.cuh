@@ -79,8 +79,8 @@ __device__ __forceinline__ float block_reduce_max(float v, float* scratch) {
 
 // RAII: switch to the device owning `ptr` (a no-op when it is already current). `device` >= 0 is that
 // device as the caller's array library reports it (torch, CuPy: their arrays are device memory), which
-// saves asking the driver about the pointer (cudaPointerGetAttributes, ~1 us); -1 asks the driver, and
-// refuses host memory the GPU cannot access.
+// saves asking the driver about the pointer (cudaPointerGetAttributes: ~0.1 us on an H200 host); -1 asks
+// the driver, and refuses host memory the GPU cannot access.
 class DeviceGuard {
  public:
   DeviceGuard(std::uintptr_t ptr, int device);

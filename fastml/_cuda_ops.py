@@ -436,14 +436,33 @@ def _parse_list(lst, op, name, inplace):
     return out
 
 
-def _tensor_lists(op, params, grads, states):
-    """Parse params (in place), grads (inputs) and the named state lists (in place, or None).
+class _Launch:
+    """What a multi-tensor kernel call needs: the pointer lists by list name ([] for a state list not
+    given), the params' element counts, and the call's device and stream."""
 
-    Returns (params, grads, {name: list or None}) of DeviceArrays after checking lengths, shapes, devices
-    and that nothing written overlaps anything else. Names for messages are formatted only on an error: a
-    model's worth of tensors is checked on every step."""
+    __slots__ = ("ptrs", "sizes", "device", "_stream", "_first")
+
+    def __init__(self, ptrs, sizes, device, stream, first=None):
+        self.ptrs, self.sizes, self.device, self._stream, self._first = ptrs, sizes, device, stream, first
+
+    @property
+    def stream(self):
+        if self._stream is None:  # torch's current stream of the first tensor's device, read on demand
+            self._stream = _torch_current_stream(self._first) or _LEGACY_DEFAULT_STREAM
+        return self._stream
+
+
+def _tensor_lists(op, params, grads, states):
+    """Parse params (in place), grads (inputs) and the named state lists (in place, or None) into a
+    :class:`_Launch`, after checking lengths, shapes, devices and that nothing written overlaps anything
+    else. Lists of contiguous float32 CUDA torch tensors (a model's parameters and state, on every step)
+    are checked in one pass that names nothing; anything else, and any failed check, goes through the
+    general parse, which words the error."""
     ps = _as_list(params, op, "params")
     gs = _as_list(grads, op, "grads")
+    fast = _torch_lists(ps, gs, states)
+    if fast is not None:
+        return fast
     if len(gs) != len(ps):
         raise ValueError(f"{op}: expected {len(ps)} grads (one per param), got {len(gs)}")
     P = _parse_list(ps, op, "params", True)
@@ -466,7 +485,65 @@ def _tensor_lists(op, params, grads, states):
     lists.insert(0, ("params", P))
     check_same_device(op, (((name, i), a) for name, lst in lists for i, a in enumerate(lst)))
     _check_no_overlap(op, [lst for lst in lists if lst[0] != "grads"], [("grads", G)])
-    return P, G, S
+    first = P[0] if P else (G[0] if G else None)
+    ptrs = {"params": _ptrs(P), "grads": _ptrs(G), **{name: _ptrs(lst) for name, lst in S.items()}}
+    if first is None:
+        return _Launch(ptrs, [], -1, _LEGACY_DEFAULT_STREAM)
+    return _Launch(ptrs, [p.size for p in P], first.device, first.stream)
+
+
+def _torch_lists(ps, gs, states):
+    """The :class:`_Launch` of lists that are all contiguous float32 CUDA torch tensors on one device, with
+    matching shapes and no written memory shared; None for anything else (the caller's general path)."""
+    tt = _torch_types()
+    if tt is None or not ps or len(gs) != len(ps):
+        return None
+    T, f32, strided = tt
+    p0 = ps[0]
+    if not isinstance(p0, T) or not p0.is_cuda:
+        return None
+    dev = p0.get_device()
+    shapes = [p.shape for p in ps]
+    seqs = [("params", ps), ("grads", gs)]
+    for name, lst in states.items():
+        if lst is not None:
+            if not isinstance(lst, (list, tuple)) or len(lst) != len(ps):
+                return None
+            seqs.append((name, lst))
+    ptrs, spans, grad_spans, sizes = {}, [], None, None
+    for name, lst in seqs:
+        pl, sp = [], []
+        for obj, shape in zip(lst, shapes):
+            # (get_device() is -1 off the GPU, and dev >= 0: p0 is a CUDA tensor)
+            if not (isinstance(obj, T) and obj.get_device() == dev and obj.dtype is f32 and obj.layout is strided
+                    and obj.is_contiguous() and obj.shape == shape):
+                return None
+            n = obj.numel()
+            ptr = obj.data_ptr() if n else 0
+            pl.append(ptr)
+            sp.append((ptr, n))
+        ptrs[name] = pl
+        if name == "params":
+            sizes = [n for _, n in sp]
+        if name == "grads":
+            grad_spans = sp
+        else:
+            spans += sp
+    # written arrays disjoint from each other, grads disjoint from them (grads may share memory)
+    w = sorted((ptr, ptr + 4 * n) for ptr, n in spans if n)
+    for (_, e0), (s1, _) in zip(w, w[1:]):
+        if s1 < e0:
+            return None
+    starts = [s for s, _ in w]
+    for ptr, n in grad_spans:
+        if n:
+            k = bisect.bisect_right(starts, ptr + 4 * n - 1) - 1
+            if k >= 0 and ptr < w[k][1]:
+                return None
+    for name, lst in states.items():
+        if lst is None:
+            ptrs[name] = []
+    return _Launch(ptrs, sizes, dev, None, p0)
 
 
 def _check_no_overlap(op, written, read):
@@ -502,12 +579,6 @@ def _ptrs(arrays):
     return [] if arrays is None else [a.ptr for a in arrays]
 
 
-def _device_stream(P, G):
-    """(device, stream) of a multi-tensor call: those of its first array (all share the device: checked)."""
-    a = P[0] if P else (G[0] if G else None)
-    return (-1, _LEGACY_DEFAULT_STREAM) if a is None else (a.device, a.stream)
-
-
 def sgd_step(params, grads, momentum_buffers, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
              nesterov=False, maximize=False, first_step=False):
     """One SGD step (torch.optim.SGD), in place on params and momentum_buffers."""
@@ -519,10 +590,10 @@ def sgd_step(params, grads, momentum_buffers, *, lr, momentum=0.0, dampening=0.0
                          f"got momentum={momentum}, dampening={dampening}")
     if momentum != 0 and momentum_buffers is None:
         raise ValueError(f"{op}: expected momentum_buffers with momentum={momentum}, got None")
-    P, G, S = _tensor_lists(op, params, grads, {"momentum_buffers": momentum_buffers if momentum != 0 else None})
-    _K.sgd_step(_ptrs(P), _ptrs(G), _ptrs(S["momentum_buffers"]), [p.size for p in P], float(lr), float(momentum),
-                float(dampening), float(weight_decay), bool(nesterov), bool(maximize), bool(first_step),
-                *_device_stream(P, G))
+    L = _tensor_lists(op, params, grads, {"momentum_buffers": momentum_buffers if momentum != 0 else None})
+    _K.sgd_step(L.ptrs["params"], L.ptrs["grads"], L.ptrs["momentum_buffers"], L.sizes, float(lr), float(momentum),
+                float(dampening), float(weight_decay), bool(nesterov), bool(maximize), bool(first_step), L.device,
+                L.stream)
 
 
 def rmsprop_step(params, grads, square_avgs, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
@@ -537,13 +608,13 @@ def rmsprop_step(params, grads, square_avgs, *, lr=1e-2, alpha=0.99, eps=1e-8, w
         raise ValueError(f"{op}: expected grad_avgs with centered=True, got None")
     if square_avgs is None:
         raise ValueError(f"{op}: expected a list of square_avgs, got None")
-    P, G, S = _tensor_lists(op, params, grads, {
+    L = _tensor_lists(op, params, grads, {
         "square_avgs": square_avgs,
         "momentum_buffers": momentum_buffers if momentum > 0 else None,
         "grad_avgs": grad_avgs if centered else None})
-    _K.rmsprop_step(_ptrs(P), _ptrs(G), _ptrs(S["square_avgs"]), _ptrs(S["momentum_buffers"]),
-                    _ptrs(S["grad_avgs"]), [p.size for p in P], float(lr), float(alpha), float(eps),
-                    float(weight_decay), float(momentum), bool(centered), bool(maximize), *_device_stream(P, G))
+    _K.rmsprop_step(L.ptrs["params"], L.ptrs["grads"], L.ptrs["square_avgs"], L.ptrs["momentum_buffers"],
+                    L.ptrs["grad_avgs"], L.sizes, float(lr), float(alpha), float(eps), float(weight_decay),
+                    float(momentum), bool(centered), bool(maximize), L.device, L.stream)
 
 
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
@@ -569,12 +640,12 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9
         raise ValueError(f"{op}: expected max_exp_avg_sqs with amsgrad=True, got None")
     if exp_avgs is None or exp_avg_sqs is None:
         raise ValueError(f"{op}: expected lists of exp_avgs and exp_avg_sqs, got None")
-    P, G, S = _tensor_lists(op, params, grads, {
+    L = _tensor_lists(op, params, grads, {
         "exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs,
         "max_exp_avg_sqs": max_exp_avg_sqs if amsgrad else None})
-    _K.adam_step(_ptrs(P), _ptrs(G), _ptrs(S["exp_avgs"]), _ptrs(S["exp_avg_sqs"]), _ptrs(S["max_exp_avg_sqs"]),
-                 [p.size for p in P], t, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
-                 bool(amsgrad), bool(maximize), bool(decoupled), *_device_stream(P, G))
+    _K.adam_step(L.ptrs["params"], L.ptrs["grads"], L.ptrs["exp_avgs"], L.ptrs["exp_avg_sqs"],
+                 L.ptrs["max_exp_avg_sqs"], L.sizes, t, float(lr), float(beta1), float(beta2), float(eps),
+                 float(weight_decay), bool(amsgrad), bool(maximize), bool(decoupled), L.device, L.stream)
 
 
 def adamw_step(params, grads, exp_avgs, exp_avg_sqs, **kw):

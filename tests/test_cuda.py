@@ -360,6 +360,20 @@ def test_torch_direct_read_and_device_check_of_tensor_lists(monkeypatch, rec):
         CO.adam_step(P, G, M, [V[0], dev(7, OnCuda1)], step=1)
     with pytest.raises(ValueError, match=r"relu: expected out on the device of input \(cuda:0\), got cuda:1"):
         CO.activation_forward(0, dev(4), dev(4, OnCuda1))
+    # the one-pass check of torch lists hands every failure to the general parse, which names it
+    L = CO._tensor_lists("adam_step", P, G, {"exp_avgs": M, "exp_avg_sqs": V, "max_exp_avg_sqs": None})
+    assert L._first is P[0] and L.sizes == [5, 7] and L.device == 0 and L.ptrs["max_exp_avg_sqs"] == []
+    assert L.ptrs["exp_avg_sqs"] == [v.data_ptr() for v in V]
+    with pytest.raises(ValueError, match=r"adam_step: expected exp_avgs\[1\] of shape \(7,\), got \(6,\)"):
+        CO.adam_step(P, G, [M[0], dev(6)], V, step=1)
+    with pytest.raises(ValueError, match=r"adam_step: expected params\[0\] and exp_avgs\[0\] to be separate"):
+        CO.adam_step(P, G, [P[0], M[1]], V, step=1)
+    shared = dev(12)
+    with pytest.raises(ValueError, match=r"adam_step: expected grads\[1\] not to overlap params\[1\]"):
+        CO.adam_step([shared[:5], shared[5:]], [G[0], shared[5:]], M, V, step=1)
+    with pytest.raises(TypeError, match=r"adam_step: expected float32 for grads\[1\], got float64"):
+        CO.adam_step(P, [G[0], dev(7).double()], M, V, step=1)
+    assert CO._tensor_lists("sgd_step", [], [], {"momentum_buffers": None}).sizes == []
 
 
 def test_every_name_the_public_api_dispatches_to_exists():
