@@ -74,10 +74,11 @@ inline bool block_empty(const AttentionParams& p, int64_t i0, int64_t i1, int64_
 
 // c (rows x n, ldc) = alpha * a * b + beta c (the attention blocks' products on the GEMM microkernels):
 // a is rows x k read in place with row stride lda, or (a_packed) MR-row slivers of k steps; b is NR-column
-// slivers of k steps (sliver s at b + s*NR*k, element (p, j) at [p*NR + j]) or, if ldb_direct > 0, a
-// k x n matrix read in place with row stride ldb_direct.
+// slivers (sliver s at b + s*bs with bs = b_sliver_stride, or NR*k when that is 0; element (p, j) at
+// [p*NR + j]) or, if ldb_direct > 0, a k x n matrix read in place with row stride ldb_direct.
 void block_product(const GemmKernels& gk, bool a_packed, int64_t rows, int64_t n, int64_t k, float alpha, float beta,
-                   const float* a, int64_t lda, const float* b, int64_t ldb_direct, float* c, int64_t ldc) {
+                   const float* a, int64_t lda, const float* b, int64_t ldb_direct, float* c, int64_t ldc,
+                   int64_t b_sliver_stride = 0) {
   const int MR = gk.mr, NR = gk.nr;
   if (k == 0) {  // empty products (E == 0 or Ev == 0): c = beta c
     for (int64_t i = 0; i < rows; ++i)
@@ -93,7 +94,8 @@ void block_product(const GemmKernels& gk, bool a_packed, int64_t rows, int64_t n
       const int m = static_cast<int>(std::min<int64_t>(MR, rows - i));
       for (int64_t j = 0; j < n; j += NR) {
         const int nn = static_cast<int>(std::min<int64_t>(NR, n - j));
-        const float* bj = ldb_direct > 0 ? b + pc * ldb_direct + j : b + (j / NR) * NR * k + pc * NR;
+        const int64_t bs = b_sliver_stride > 0 ? b_sliver_stride : NR * k;
+        const float* bj = ldb_direct > 0 ? b + pc * ldb_direct + j : b + (j / NR) * bs + pc * NR;
         const int64_t ldb = ldb_direct > 0 ? ldb_direct : NR;
         if (a_packed) gk.micro(kb, a + (i / MR) * MR * k + pc * MR, bj, ldb, c + i * ldc + j, ldc, m, nn, t);
         else gk.micro_direct_a(kb, a + i * lda + pc, lda, bj, ldb, c + i * ldc + j, ldc, m, nn, t);
@@ -156,7 +158,7 @@ void dropout_block(const Ctx& c, int64_t bh, int64_t i0, int64_t rows, int64_t j
 // Online-softmax accumulation of query rows [i0, i0 + rows) over keys [k0, k1): o (rows x Ev, ld Ev)
 // receives sum_j p_ij v_j relative to the running max m; l the running sum. o, m, l initialised by caller.
 void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t k0, int64_t k1, int64_t BC,
-                const float* kpack, float* o, float* m, float* l) {
+                const float* kpack, const float* vpack, float* o, float* m, float* l) {
   const AttentionParams& p = c.p;
   const int64_t hk = h / c.group;
   const int64_t bh = b * p.Hq + h;
@@ -188,8 +190,15 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
     c.ak.softmax_update(rows, cols, s, lds, m, l, alpha);
     c.ak.scale_rows(rows, p.Ev, o, p.Ev, alpha);
     if (p.dropout) dropout_block(c, bh, i0, rows, j0, cols, s, lds);
-    if (kpack) gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.vsl, p.vsl, o, p.Ev);
-    else c.ak.pv_rows(rows, cols, p.Ev, s, lds, v + j0 * p.vsl, p.vsl, o, p.Ev);
+    if (vpack) {
+      const int64_t NR = c.gk.nr;  // V's slivers run over all S keys: this block's rows start at j0
+      block_product(c.gk, false, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, vpack + j0 * NR, 0, o, p.Ev,
+                    NR * p.S);
+    } else if (kpack) {
+      gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.vsl, p.vsl, o, p.Ev);
+    } else {
+      c.ak.pv_rows(rows, cols, p.Ev, s, lds, v + j0 * p.vsl, p.vsl, o, p.Ev);
+    }
   }
 }
 
@@ -208,12 +217,16 @@ void forward_general(const Ctx& c, float* out, float* lse) {
   const int MR = c.gk.mr, NR = c.gk.nr;
   const int64_t BR = MR * std::max<int64_t>(1, 64 / MR);
   const int64_t BC = NR * std::max<int64_t>(1, kBlockKeys / NR);
-  // K packed once per (b, kv head) into NR slivers shared by all query blocks of the heads using it,
-  // a chunk of kv heads at a time so the packed copy stays bounded (<= kPackedKFloats, or one head).
-  const int64_t kstride = round_up(p.S, NR) * p.E;
+  // K and V packed once per (b, kv head) into NR slivers shared by all query blocks of the heads using
+  // them, a chunk of kv heads at a time so the packed copies stay bounded (<= kPackedKFloats, or one
+  // head). Packed V slivers run over all S keys: the PV products read them as contiguous sliver rows
+  // instead of V rows Ev apart (B read in place: 2 prefetches per k step and 2 of every Ev/16 lines);
+  // the products and their sums are the same, so the results are bitwise those of V read in place.
+  const int64_t kstride = round_up(p.S, NR) * p.E, vstride = round_up(p.Ev, NR) * p.S;
   const int64_t nkv = p.B * p.Hkv;
-  const int64_t chunk = std::clamp<int64_t>(kPackedKFloats / std::max<int64_t>(1, kstride), 1, nkv);
-  float* kp = t_kpack.get(chunk * kstride);
+  const int64_t chunk = std::clamp<int64_t>(kPackedKFloats / std::max<int64_t>(1, kstride + vstride), 1, nkv);
+  float* kp = t_kpack.get(chunk * (kstride + vstride));
+  float* vp = kp + chunk * kstride;
   const int64_t nqb = ceil_div(p.L, BR);
   const int64_t per_kv = c.group * nqb;  // items of one kv head: its query heads x query blocks
   const int64_t work = std::max<int64_t>(1, BR * p.S * (p.E + p.Ev));
@@ -221,9 +234,12 @@ void forward_general(const Ctx& c, float* out, float* lse) {
     const int64_t x1 = std::min(nkv, x0 + chunk);
     parallel_for(x1 - x0, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.S * p.E)), 1,
                  [&](int64_t b0, int64_t b1) {
-                   for (int64_t x = x0 + b0; x < x0 + b1; ++x)
+                   for (int64_t x = x0 + b0; x < x0 + b1; ++x) {
                      c.gk.pack_b_transpose(p.S, p.E, p.k + x / p.Hkv * p.ksb + x % p.Hkv * p.ksh, p.ksl,
                                            kp + (x - x0) * kstride);
+                     c.gk.pack_b_copy(p.Ev, p.S, p.v + x / p.Hkv * p.vsb + x % p.Hkv * p.vsh, p.vsl,
+                                      vp + (x - x0) * vstride);
+                   }
                  });
     dynamic_for((x1 - x0) * per_kv, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t local) {
       const int64_t it = x0 * per_kv + local;
@@ -237,7 +253,8 @@ void forward_general(const Ctx& c, float* out, float* lse) {
       std::fill(m, m + rows, kNegInf);
       std::fill(l, l + rows, 0.0f);
       const float* kpk = kp + (bh / c.group - x0) * kstride;
-      accumulate(c, b, h, i0, rows, 0, p.S, BC, kpk, o, m, l);
+      const float* vpk = vp + (bh / c.group - x0) * vstride;
+      accumulate(c, b, h, i0, rows, 0, p.S, BC, kpk, vpk, o, m, l);
       finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
     });
   }
@@ -267,7 +284,7 @@ void forward_decode(const Ctx& c, float* out, float* lse) {
       std::fill(m, m + L, kNegInf);
       std::fill(l, l + L, 0.0f);
       const int64_t k0 = ch * chunk, k1 = std::min(p.S, k0 + chunk);
-      if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, nullptr, o, m, l);
+      if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, nullptr, nullptr, o, m, l);
     });
     parallel_for(h1 - h0, 1, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t u = b0; u < b1; ++u) {
