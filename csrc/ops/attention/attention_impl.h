@@ -23,10 +23,18 @@ void softmax_update(int64_t rows, int64_t cols, float* s, int64_t lds, float* m,
   const float ninf = -__builtin_inff();
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * lds;
-    V vm = V::set1(ninf);
+    // four independent max chains (the max of finite values does not depend on the order)
+    V vm = V::set1(ninf), vm1 = vm, vm2 = vm, vm3 = vm;
     int64_t c = 0;
+    for (; c + 4 * W <= cols; c += 4 * W) {
+      vm = max(vm, V::load(sr + c));
+      vm1 = max(vm1, V::load(sr + c + W));
+      vm2 = max(vm2, V::load(sr + c + 2 * W));
+      vm3 = max(vm3, V::load(sr + c + 3 * W));
+    }
     for (; c + W <= cols; c += W) vm = max(vm, V::load(sr + c));
     if (c < cols) vm = max(vm, V::load_tail(sr + c, static_cast<int>(cols - c), ninf));
+    vm = max(max(vm, vm1), max(vm2, vm3));
     const float bm = vm.hmax();
     const float mnew = (bm > m[r] || bm != bm) ? bm : m[r];  // a NaN score makes the row NaN (as torch)
     // Nothing allowed so far: keep p = 0 (exp(-inf - 0)), alpha irrelevant (output still 0).
