@@ -325,7 +325,8 @@ def test_softmax_threads_bitwise_identical(rng, threads, shape, dim):
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("shape,dim", [((64, 1025), -1), ((7, 33, 17), 1), ((9, 5, 3), 0), ((4, 16), 1),
                                        ((5,), 0)])
-def test_softmax_torch_parity(rng, shape, dim, log):
+def test_softmax_torch_parity(backend, rng, shape, dim, log):
+    # every backend and ISA (four scalar sum chains once gave log_softmax_backward twice torch's error)
     torch = pytest.importorskip("torch")
     x = (rng.standard_normal(shape) * 4).astype(np.float32)
     x.flat[::11] = -np.inf
@@ -338,7 +339,14 @@ def test_softmax_torch_parity(rng, shape, dim, log):
     fin = np.isfinite(ref_t)
     assert np.array_equal(np.isinf(y), np.isinf(ref_t))
     np.testing.assert_allclose(y[fin], ref_t[fin], rtol=2e-6, atol=1e-6 if log else 1e-7)
-    np.testing.assert_allclose(BWD[log][0](g, y, dim), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    # backward from torch's own output, against the float64 backward of the same (g, y): at least about as
+    # accurate as torch (y (g - sum g y) and g - e^y sum g cancel, so the two float32 results may differ
+    # by more than a few ulp from each other while both are correct to that cancellation)
+    gx = BWD[log][0](g, ref_t, dim)
+    gref = BWD[log][1](g.astype(np.float64), ref_t.astype(np.float64), dim)
+    e_ours = np.abs(gx - gref).max()
+    e_torch = np.abs(xt.grad.numpy() - gref).max()
+    assert e_ours <= 2 * e_torch + 4 * EPS32 * np.abs(gref).max(), (e_ours, e_torch)
     # non-finite rows behave as torch's
     z = _nonfinite_rows(9)
     zt = (torch.log_softmax if log else torch.softmax)(torch.from_numpy(z), 1).numpy()

@@ -16,6 +16,20 @@ namespace fastml::softmax_impl {
 
 inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// Independent partial sums of the row kernels: four vectors, or 16 chains on the one-lane (scalar) ISA, so
+// that no chain is longer than about a sixteenth of the row whatever the vector width (accuracy as well as
+// latency: 4 scalar chains over a 1025-wide row gave log_softmax_backward twice torch's error).
+template <class V>
+inline constexpr int kChains = V::N >= 4 ? 4 : 16 / V::N;
+
+// s[0] = the chains' sum, added pairwise in a fixed order (((s0 + s1) + (s2 + s3)) for four)
+template <class V, int K>
+inline V sum_chains(V* s) {
+  for (int w = 1; w < K; w *= 2)
+    for (int j = 0; j + w < K; j += 2 * w) s[j] = s[j] + s[j + w];
+  return s[0];
+}
+
 // ---- contiguous rows ------------------------------------------------------------------------------
 
 template <class V>
@@ -43,46 +57,35 @@ inline float row_max(int64_t n, const float* x) {
 // the next row's DRAM reads overlap the exp work instead of stalling the light max pass.
 template <class V, bool kStore, bool kStoreShifted = false>
 inline float row_exp_sum(int64_t n, const float* x, float* y, float m, const float* prefetch = nullptr) {
-  constexpr int N = V::N;
+  constexpr int N = V::N, K = kChains<V>;
   const V vm = V::set1(m);
-  V s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+  V s[K];
+  for (int k = 0; k < K; ++k) s[k] = V::zero();
   int64_t i = 0;
-  for (; i + 4 * N <= n; i += 4 * N) {
+  for (; i + K * N <= n; i += K * N) {
     if (prefetch)
-      for (int k = 0; k < 4 * N; k += 16) __builtin_prefetch(prefetch + i + k);
-    const V z0 = V::load(x + i) - vm;
-    const V z1 = V::load(x + i + N) - vm;
-    const V z2 = V::load(x + i + 2 * N) - vm;
-    const V z3 = V::load(x + i + 3 * N) - vm;
-    const V e0 = simd::exp(z0);
-    const V e1 = simd::exp(z1);
-    const V e2 = simd::exp(z2);
-    const V e3 = simd::exp(z3);
-    if constexpr (kStore) {
-      (kStoreShifted ? z0 : e0).store(y + i);
-      (kStoreShifted ? z1 : e1).store(y + i + N);
-      (kStoreShifted ? z2 : e2).store(y + i + 2 * N);
-      (kStoreShifted ? z3 : e3).store(y + i + 3 * N);
-    }
-    s0 = s0 + e0;
-    s1 = s1 + e1;
-    s2 = s2 + e2;
-    s3 = s3 + e3;
+      for (int k = 0; k < K * N; k += 16) __builtin_prefetch(prefetch + i + k);
+    V z[K], e[K];
+    for (int k = 0; k < K; ++k) z[k] = V::load(x + i + k * N) - vm;
+    for (int k = 0; k < K; ++k) e[k] = simd::exp(z[k]);
+    if constexpr (kStore)
+      for (int k = 0; k < K; ++k) (kStoreShifted ? z[k] : e[k]).store(y + i + k * N);
+    for (int k = 0; k < K; ++k) s[k] = s[k] + e[k];
   }
   for (; i + N <= n; i += N) {
     const V z = V::load(x + i) - vm;
     const V e = simd::exp(z);
     if constexpr (kStore) (kStoreShifted ? z : e).store(y + i);
-    s0 = s0 + e;
+    s[0] = s[0] + e;
   }
   if (i < n) {
     const int r = static_cast<int>(n - i);
     const V z = V::load_tail(x + i, r, kNegInf) - vm;
     const V e = simd::exp(z);
     if constexpr (kStore) (kStoreShifted ? z : e).store_tail(y + i, r);
-    s0 = s0 + e;
+    s[0] = s[0] + e;
   }
-  return ((s0 + s1) + (s2 + s3)).hsum();
+  return sum_chains<V, K>(s).hsum();
 }
 
 template <class V, bool kLog>
@@ -173,24 +176,22 @@ void backward_rows(int64_t rows, int64_t D, const float* g, const float* y, floa
   constexpr int N = V::N;
   for (int64_t r = 0; r < rows; ++r, g += D, y += D, dx += D) {
     // softmax: dot = sum g*y; log_softmax: dot = sum g
-    V s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
-    auto acc = [](V s, V gv, V yv) {
-      if constexpr (kLog) return s + gv;
-      else return fmadd(gv, yv, s);
+    constexpr int K = kChains<V>;
+    V s[K];
+    for (int k = 0; k < K; ++k) s[k] = V::zero();
+    auto acc = [](V sk, V gv, V yv) {
+      if constexpr (kLog) return sk + gv;
+      else return fmadd(gv, yv, sk);
     };
     int64_t i = 0;
-    for (; i + 4 * N <= D; i += 4 * N) {
-      s0 = acc(s0, V::load(g + i), V::load(y + i));
-      s1 = acc(s1, V::load(g + i + N), V::load(y + i + N));
-      s2 = acc(s2, V::load(g + i + 2 * N), V::load(y + i + 2 * N));
-      s3 = acc(s3, V::load(g + i + 3 * N), V::load(y + i + 3 * N));
-    }
-    for (; i + N <= D; i += N) s0 = acc(s0, V::load(g + i), V::load(y + i));
+    for (; i + K * N <= D; i += K * N)
+      for (int k = 0; k < K; ++k) s[k] = acc(s[k], V::load(g + i + k * N), V::load(y + i + k * N));
+    for (; i + N <= D; i += N) s[0] = acc(s[0], V::load(g + i), V::load(y + i));
     if (i < D) {
       const int t = static_cast<int>(D - i);
-      s0 = acc(s0, V::load_tail(g + i, t), V::load_tail(y + i, t));
+      s[0] = acc(s[0], V::load_tail(g + i, t), V::load_tail(y + i, t));
     }
-    const V dot = V::set1(((s0 + s1) + (s2 + s3)).hsum());
+    const V dot = V::set1(sum_chains<V, K>(s).hsum());
     i = 0;
     auto out = [dot](V gv, V yv) {
       if constexpr (kLog) return fnmadd(simd::exp(yv), dot, gv);  // g - exp(y) * sum g
