@@ -4,9 +4,9 @@
 // Max: pass 1 (max_backward_encode) turns each plane's int64 indices into one-byte tap codes and checks
 // them; pass 2 gathers grad_input row by row from the windows whose code names each element
 // (max_backward_gather, strides 1 and 2 in W, no dilation), or scatters into a zeroed plane
-// (max_backward_plane: any index, any geometry). Avg zeroes the plane and with strides 1 and 2
-// gathers, per input row, from the output row divided by the divisors (zero margins make the borders
-// need no special case); other strides scatter each window's share.
+// (max_backward_plane: any index, any geometry). Avg zeroes each input row just before the first window
+// adds to it and with strides 1 and 2 gathers, per input row, from the output row divided by the divisors
+// (zero margins make the borders need no special case); other strides scatter each window's share.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -61,15 +61,25 @@ void avg_backward_row_gather(const PoolGeom& g, float* r, const float* q) {
   }
 }
 
-// gx = the avg windows' gradient, accumulated into the zeroed plane. Strides 1 and 2 gather per input
+// gx = the avg windows' gradient, accumulated into rows zeroed on first use. Strides 1 and 2 gather per input
 // row (no border split); other strides scatter each window's share to its valid taps. `row` holds
 // avg_backward_row_floats(g) floats.
 template <class V>
 void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row) {
   float* acc = gx;
   const int64_t H = g.in[1], W = g.in[2], oW = g.out[2], sw_ = g.s[2], pw = g.p[2];
-  const int64_t plane = g.in[0] * H * W;
-  std::memset(acc, 0, sizeof(float) * static_cast<size_t>(plane));
+  const int64_t rows_in = g.in[0] * H;
+  // Rows are zeroed just before their first window adds to them (and every row below it with them), not
+  // in a pass over the plane first: a plane larger than L1 would go through L2 twice (zeroed lines evicted,
+  // then read back). avg_pool2d_backward 2x2 s2 on 8x64x112x112: 1.06 -> 0.7 ms. Same bits.
+  int64_t zeroed = 0;  // rows [0, zeroed) are zero or hold their sums so far
+  auto input_row = [&](int64_t row) {
+    if (row >= zeroed) {
+      std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((row + 1 - zeroed) * W));
+      zeroed = row + 1;
+    }
+    return acc + row * W;
+  };
   const bool gather = sw_ == 1 || sw_ == 2;
   // interior columns [lo, hi): windows wholly inside the input in W
   const int64_t lo = std::min<int64_t>(oW, (pw + sw_ - 1) / sw_);
@@ -105,7 +115,7 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
       }
       for (int64_t a = a0; a < a1; ++a)
         for (int64_t b = b0; b < b1; ++b) {
-          float* r = acc + ((sd + a) * H + sh + b) * W;
+          float* r = input_row((sd + a) * H + sh + b);
           if (gather) {
             if (sw_ == 1) avg_backward_row_gather<V, 1>(g, r, q);
             else avg_backward_row_gather<V, 2>(g, r, q);
@@ -120,6 +130,7 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
         }
     }
   }
+  if (zeroed < rows_in) std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((rows_in - zeroed) * W));
 }
 
 // m lanes of consecutive output rows with the same valid tap rows, in a single loop: lane l is the window
