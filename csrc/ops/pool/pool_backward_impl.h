@@ -130,7 +130,8 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
         }
     }
   }
-  if (zeroed < rows_in) std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((rows_in - zeroed) * W));
+  if (zeroed < rows_in)  // rows no window covers
+    std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((rows_in - zeroed) * W));
 }
 
 // m lanes of consecutive output rows with the same valid tap rows, in a single loop: lane l is the window
