@@ -69,8 +69,8 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
   float* acc = gx;
   const int64_t H = g.in[1], W = g.in[2], oW = g.out[2], sw_ = g.s[2], pw = g.p[2];
   const int64_t rows_in = g.in[0] * H;
-  // Rows are zeroed just before their first window adds to them (and every row below it with them), not
-  // in a pass over the plane first: a plane larger than L1 would go through L2 twice (zeroed lines evicted,
+  // Each row is zeroed just before the first window adds to it (with any rows skipped on the way), not in
+  // a pass over the plane first: a plane larger than L1 would go through L2 twice (zeroed lines evicted,
   // then read back). avg_pool2d_backward 2x2 s2 on 8x64x112x112: 1.06 -> 0.7 ms. Same bits.
   int64_t zeroed = 0;  // rows [0, zeroed) are zero or hold their sums so far
   auto input_row = [&](int64_t row) {

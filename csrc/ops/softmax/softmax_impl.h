@@ -1,7 +1,8 @@
 // Generic bodies of the softmax kernels (maths, layouts and variants: softmax.h). Included by
 // softmax_<isa>.cpp after that ISA's vec header; V is its VecF. Row kernels keep four independent
-// accumulators (combined in a fixed order) so the max / sum chains do not serialise on latency; strip
-// kernels reduce up to four vectors of adjacent columns over d at once. Tails use masked loads/stores.
+// accumulators (16 on the one-lane scalar ISA; combined in a fixed order) so the max / sum chains do not
+// serialise on latency; strip kernels reduce up to four vectors of adjacent columns over d at once. Tails
+// use masked loads/stores.
 #pragma once
 #include <cmath>
 #include <cstdint>
