@@ -135,7 +135,17 @@ def test_forward(backend, rng, nd, xs, ws, kw):
     within(y, R.__dict__[f"conv{nd}d"](x, w, b, **kw), numpy32(fwd(nd), x, w, b, **kw), f"{backend} forward")
 
 
-@pytest.mark.parametrize("nd,xs,ws,kw", CASES, ids=IDS)
+# grad_weight as dy cols^T in the weights' own layout (csrc/ops/conv/conv.cpp: kWeightRowsKg = 256 output
+# channels per group and more): im2col, 1x1 and grouped
+WIDE_CASES = [
+    (2, (2, 16, 7, 6), (256, 16, 3, 3), dict(padding=1)),
+    (2, (2, 8, 6, 5), (300, 8, 1, 1), {}),
+    (2, (1, 8, 9, 7), (512, 4, 3, 3), dict(padding=1, stride=2, groups=2)),
+]
+
+
+@pytest.mark.parametrize("nd,xs,ws,kw", CASES + WIDE_CASES,
+                         ids=IDS + [f"wide-{x}-{w}" for _, x, w, _ in WIDE_CASES])
 def test_backward(backend, rng, nd, xs, ws, kw):
     x, w, _ = data(rng, nd, xs, ws)
     y = R.__dict__[f"conv{nd}d"](x, w, None, **kw)
@@ -329,7 +339,9 @@ def test_batch_and_threads_bitwise(rng, threads):
              ((1, 8, 40, 33), (12, 8, 3, 3), dict(padding=1, stride=2)),
              ((3, 32, 16, 16), (24, 32, 1, 1), {}),
              ((2, 16, 12, 40), (16, 16, 5, 5), dict(padding=2)),
-             ((2, 16, 10, 30), (32, 16, 5, 5), dict(padding=2))]
+             ((2, 16, 10, 30), (32, 16, 5, 5), dict(padding=2)),
+             ((3, 16, 9, 9), (256, 16, 3, 3), dict(padding=1)),  # grad_weight in the weights' layout
+             ((2, 8, 8, 8), (512, 4, 3, 3), dict(padding=1, groups=2))]
     for xs, ws, kw in cases:
         x, w, b = data(rng, 2, xs, ws)
         res = []
