@@ -494,7 +494,8 @@ def _tensor_lists(op, params, grads, states):
 
 def _torch_lists(ps, gs, states):
     """The :class:`_Launch` of lists that are all contiguous float32 CUDA torch tensors on one device, with
-    matching shapes and no written memory shared; None for anything else (the caller's general path)."""
+    matching shapes and no written memory shared; None for anything else (the caller's general path).
+    _torch_direct's checks are inlined here: a DeviceArray per tensor is the cost this path avoids."""
     tt = _torch_types()
     if tt is None or not ps or len(gs) != len(ps):
         return None
@@ -530,41 +531,47 @@ def _torch_lists(ps, gs, states):
         else:
             spans += sp
     # written arrays disjoint from each other, grads disjoint from them (grads may share memory)
-    w = sorted((ptr, ptr + 4 * n) for ptr, n in spans if n)
-    for (_, e0), (s1, _) in zip(w, w[1:]):
-        if s1 < e0:
-            return None
-    starts = [s for s, _ in w]
-    for ptr, n in grad_spans:
-        if n:
-            k = bisect.bisect_right(starts, ptr + 4 * n - 1) - 1
-            if k >= 0 and ptr < w[k][1]:
-                return None
+    if _overlap([(ptr, ptr + 4 * n, None) for ptr, n in spans],
+                ((ptr, ptr + 4 * n, None) for ptr, n in grad_spans)) is not None:
+        return None
     for name, lst in states.items():
         if lst is None:
             ptrs[name] = []
     return _Launch(ptrs, sizes, dev, None, p0)
 
 
+def _overlap(written, read):
+    """The first shared memory among (start, end, tag) byte spans: ("written", tag, tag) for two written
+    spans, ("read", read tag, written tag) for a read span and a written one, or None. Empty spans share
+    nothing; reads may share memory with each other."""
+    w = sorted((e for e in written if e[1] > e[0]), key=lambda e: e[:2])  # stable: ties keep the given order
+    for (_, e0, t0), (s1, _, t1) in zip(w, w[1:]):
+        if s1 < e0:
+            return "written", t0, t1
+    starts = [e[0] for e in w]
+    for s, e, t in read:
+        if e > s:
+            # written spans are disjoint and sorted: only the last one starting before e can overlap
+            k = bisect.bisect_right(starts, e - 1) - 1
+            if k >= 0 and s < w[k][1]:
+                return "read", t, w[k][2]
+    return None
+
+
 def _check_no_overlap(op, written, read):
     """Every written array is disjoint from every other array of the call (reads may share memory).
     ``written`` and ``read`` are lists of (list name, arrays)."""
-    w = sorted(((a.ptr, a.ptr + a.nbytes, name, i) for name, lst in written for i, a in enumerate(lst) if a.size),
-               key=lambda e: e[:2])  # stable: on equal ranges the earlier list names the pair first
-    for (s0, e0, n0, i0), (s1, e1, n1, i1) in zip(w, w[1:]):
-        if s1 < e0:
-            raise ValueError(f"{op}: expected {n0}[{i0}] and {n1}[{i1}] to be separate arrays, got overlapping "
-                             "memory")
-    starts = [e[0] for e in w]
-    for name, lst in read:
-        for i, a in enumerate(lst):
-            if a.size == 0:
-                continue
-            # written intervals are disjoint and sorted: only the last one starting before a's end can overlap a
-            k = bisect.bisect_right(starts, a.ptr + a.nbytes - 1) - 1
-            if k >= 0 and a.ptr < w[k][1]:
-                raise ValueError(f"{op}: expected {name}[{i}] not to overlap {w[k][2]}[{w[k][3]}] (which is "
-                                 "updated), got overlapping memory")
+    def spans(lists):
+        return [(a.ptr, a.ptr + a.nbytes, (name, i)) for name, lst in lists for i, a in enumerate(lst)]
+
+    hit = _overlap(spans(written), spans(read))
+    if hit is None:
+        return
+    kind, x, y = hit
+    if kind == "written":
+        raise ValueError(f"{op}: expected {_label(x)} and {_label(y)} to be separate arrays, got overlapping memory")
+    raise ValueError(f"{op}: expected {_label(x)} not to overlap {_label(y)} (which is updated), got overlapping "
+                     "memory")
 
 
 def _check_hyper(op, **kw):

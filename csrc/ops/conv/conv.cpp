@@ -461,27 +461,23 @@ void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, f
       }
     }
   });
-  if (kc_layout) {  // gw = the block partials summed in block order
+  // dst = the block partials summed in block order (dst may be block 0 itself)
+  auto sum_blocks = [&](float* dst) {
     parallel_for(wsize, 16384, 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         float acc = partials[i];
         for (int64_t blk = 1; blk < nblocks; ++blk) acc += partials[blk * wsize + i];
-        gw[i] = acc;
+        dst[i] = acc;
       }
     });
+  };
+  if (kc_layout) {  // already gw's layout
+    sum_blocks(gw);
     return;
   }
-  // Sum the block partials in block order (contiguous, in place into block 0), then transpose each
-  // group's CK x Kg sum into gw's (Kg, CK) rows in 32 x 32 tiles.
-  if (nblocks > 1) {
-    parallel_for(wsize, 16384, 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        float acc = partials[i];
-        for (int64_t blk = 1; blk < nblocks; ++blk) acc += partials[blk * wsize + i];
-        partials[i] = acc;
-      }
-    });
-  }
+  // Sum the block partials in place into block 0, then transpose each group's CK x Kg sum into gw's
+  // (Kg, CK) rows in 32 x 32 tiles.
+  if (nblocks > 1) sum_blocks(partials);
   constexpr int64_t kT = 32;
   const int64_t rt = (CK + kT - 1) / kT, kt = (Kg + kT - 1) / kT;
   parallel_for(G * rt * kt, std::max<int64_t>(1, 16384 / (kT * kT)), 1, [&](int64_t b, int64_t e) {
