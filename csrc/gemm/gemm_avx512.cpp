@@ -204,6 +204,23 @@ inline void transpose_group(int rows, int64_t k, const float* src, int64_t ld, f
   }
 }
 
+// dst[c*ldd + r] = src[r*lds + c] in 16 x 16 blocks through transpose16, edges masked.
+void transpose(int64_t rows, int64_t cols, const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m512 t[16];
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    const int rn = static_cast<int>(rows - r0 < 16 ? rows - r0 : 16);
+    const __mmask16 wm = static_cast<__mmask16>(rn == 16 ? 0xffff : (1u << rn) - 1u);
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+      const int cn = static_cast<int>(cols - c0 < 16 ? cols - c0 : 16);
+      const __mmask16 lm = static_cast<__mmask16>(cn == 16 ? 0xffff : (1u << cn) - 1u);
+      for (int i = 0; i < 16; ++i)
+        t[i] = i < rn ? _mm512_maskz_loadu_ps(lm, src + (r0 + i) * lds + c0) : _mm512_setzero_ps();
+      transpose16(t);
+      for (int q = 0; q < cn; ++q) _mm512_mask_storeu_ps(dst + (c0 + q) * ldd + r0, wm, t[q]);
+    }
+  }
+}
+
 template <int R>
 void pack_transpose(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst) {
   for (int64_t r0 = 0; r0 < rows_total; r0 += R, dst += R * k) {
@@ -255,6 +272,6 @@ void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernel
 extern const GemmKernels gemm_kernels_avx512;
 constexpr GemmKernels gemm_kernels_avx512 = {
     MR, NR, &micro, &micro_direct_a, &micro_copy_b, &gemm_impl::gemv_rows<VecF>, &pack_copy<MR>, &pack_transpose<MR>, &pack_copy<NR>, &pack_transpose<NR>,
-    &gemm_impl::dot<VecF>, &act};
+    &gemm_impl::dot<VecF>, &act, &transpose};
 
 }  // namespace fastml::cpu::avx512

@@ -49,6 +49,16 @@ void pack_transpose(int64_t rows_total, int64_t k, const float* src, int64_t ld,
   }
 }
 
+// dst[c*ldd + r] = src[r*lds + c] in 8 x 8 blocks (each source row read in runs of 8).
+inline void transpose(int64_t rows, int64_t cols, const float* src, int64_t lds, float* dst, int64_t ldd) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 8)
+    for (int64_t c0 = 0; c0 < cols; c0 += 8) {
+      const int64_t r1 = r0 + 8 < rows ? r0 + 8 : rows, c1 = c0 + 8 < cols ? c0 + 8 : cols;
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) dst[c * ldd + r] = src[r * lds + c];
+    }
+}
+
 // The scalar store shared by the dot kernel (mirrors the microkernels' vector store).
 inline void store_one(float* c, float acc, const GemmTile& t, int i, int j) {
   float v = acc * t.alpha;

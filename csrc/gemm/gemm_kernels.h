@@ -48,6 +48,9 @@ using GemmPackFn = void (*)(int64_t rows_total, int64_t k, const float* src, int
 using GemmDotFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                            int64_t ldc, int m, int n, const GemmTile& t);
 using GemmActFn = void (*)(GemmAct act, int64_t n, float* x);  // in place, activation maths of ops/activation
+// dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols: an out-of-place transpose (the layout changes of
+// the convolutions' channels-last paths).
+using GemmTransposeFn = void (*)(int64_t rows, int64_t cols, const float* src, int64_t lds, float* dst, int64_t ldd);
 
 struct GemmKernels {
   int mr, nr;                 // microkernel tile
@@ -59,6 +62,7 @@ struct GemmKernels {
   GemmPackFn pack_b_copy, pack_b_transpose;  // R = nr
   GemmDotFn dot;
   GemmActFn act;
+  GemmTransposeFn transpose;
 };
 
 FASTML_DECLARE_KERNEL_TABLES(GemmKernels, gemm)

@@ -479,14 +479,13 @@ void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, f
   // (Kg, CK) rows in 32 x 32 tiles.
   if (nblocks > 1) sum_blocks(partials);
   constexpr int64_t kT = 32;
+  const GemmTransposeFn transpose = select_kernels(gemm_tables).transpose;
   const int64_t rt = (CK + kT - 1) / kT, kt = (Kg + kT - 1) / kT;
   parallel_for(G * rt * kt, std::max<int64_t>(1, 16384 / (kT * kT)), 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const int64_t g = i / (rt * kt), r0 = (i / kt) % rt * kT, k0 = i % kt * kT;
-      const float* src = partials + g * CK * Kg;
-      float* dst = gw + g * Kg * CK;
-      for (int64_t k = k0; k < std::min(Kg, k0 + kT); ++k)
-        for (int64_t r = r0; r < std::min(CK, r0 + kT); ++r) dst[k * CK + r] = src[r * Kg + k];
+      transpose(std::min(kT, CK - r0), std::min(kT, Kg - k0), partials + g * CK * Kg + r0 * Kg + k0, Kg,
+                gw + g * Kg * CK + k0 * CK + r0, CK);
     }
   });
 }

@@ -73,11 +73,8 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
       const int64_t x0 = std::min<int64_t>(s.pad[2], Wp), x1 = std::min<int64_t>(Wp, s.pad[2] + W);
       std::fill(row, row + x0 * C, 0.0f);
       std::fill(row + x1 * C, row + Wp * C, 0.0f);
-      const float* src = x + n * C * D * H * W + (z * H + yy) * W;
-      for (int64_t c = 0; c < C; ++c) {
-        const float* in = src + c * D * H * W;
-        for (int64_t xq = x0; xq < x1; ++xq) row[xq * C + c] = in[xq - s.pad[2]];
-      }
+      const float* src = x + n * C * D * H * W + (z * H + yy) * W + (x0 - s.pad[2]);
+      kt.transpose(C, x1 - x0, src, D * H * W, row + x0 * C, C);  // (channel, x) -> (x, channel)
     }
   });
   // 2. weights as B (G, kv, Cg, Kg)
@@ -127,18 +124,10 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
             }
           }
       if (act != GemmAct::none) kt.act(act, L * Kg, T);
-      // 4. transpose into the output, keeping the x < oW points of each grid row
-      //    in blocks of 16 points (their tile rows stay in L1 while every channel's run is written)
+      // 4. transpose into the output, keeping the x < oW points of each grid row: (point, channel) ->
+      //    (channel, point)
       float* out = y + ((n * s.K + g * Kg) * oD + z) * oH * oW + y0 * oW;
-      const int64_t ostride = oD * oH * oW;
-      for (int64_t r = 0; r < nr; ++r)
-        for (int64_t x0 = 0; x0 < oW; x0 += 16) {
-          const int64_t xn = std::min<int64_t>(16, oW - x0);
-          const float* tb = T + (r * Wp + x0) * Kg;
-          float* ob = out + r * oW + x0;
-          for (int64_t k = 0; k < Kg; ++k)
-            for (int64_t xi = 0; xi < xn; ++xi) ob[k * ostride + xi] = tb[xi * Kg + k];
-        }
+      for (int64_t r = 0; r < nr; ++r) kt.transpose(oW, Kg, T + r * Wp * Kg, Kg, out + r * oW, oD * oH * oW);
     }
   });
 }
