@@ -161,6 +161,40 @@ def test_backward(backend, rng, nd, xs, ws, kw):
     np.testing.assert_array_equal(gw, got[1])
 
 
+@pytest.mark.parametrize("outer,channels,inner", [(0, 3, 5), (1, 1, 1), (2, 5, 15), (3, 4, 17), (8, 64, 3136),
+                                                   (1, 700, 33)])
+def test_channel_sums_are_the_float64_sums(rng, threads, outer, channels, inner):
+    # _C.channel_sums (the convolutions' grad_bias): the float64 sum over axes 0 and 2 rounded once, with the
+    # same bits as NumPy's on these data, for 1 and 2 threads; a non-contiguous array is refused
+    if not fastml._backend.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    C = fastml._backend._C
+    a = ((3.0 + rng.standard_normal((outer, channels, inner))) * 50.0).astype(np.float32)
+    want = a.sum(axis=(0, 2), dtype=np.float64).astype(np.float32)
+    for nt in (1, 2):
+        fastml.set_num_threads(nt)
+        got = C.channel_sums(a)
+        assert got.shape == (channels,) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    if a.size and inner > 1:
+        with pytest.raises(ValueError, match="C-contiguous"):
+            C.channel_sums(a[:, :, ::2])
+
+
+def test_grad_bias_is_the_rounded_float64_sum(backend, rng):
+    # the bias gradient of every convolution backward: grad_output summed over batch and space in float64,
+    # rounded once (a float32 running sum over 2 x 4096 values of ~1 would be ~1e-4 relative off)
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    g = (1.0 + 1e-3 * rng.standard_normal((2, 5, 64, 64))).astype(np.float32)
+    exact = g.astype(np.float64).sum(axis=(0, 2, 3)).astype(np.float32)
+    _, _, gb = F.conv2d_backward(g, x, w, padding=1, output_mask=(False, False, True))
+    np.testing.assert_array_equal(gb, exact)
+    gt = (1.0 + 1e-3 * rng.standard_normal((2, 3, 66, 66))).astype(np.float32)
+    _, _, gbt = F.conv_transpose2d_backward(gt, g, w, output_mask=(False, False, True))
+    np.testing.assert_array_equal(gbt, gt.astype(np.float64).sum(axis=(0, 2, 3)).astype(np.float32))
+
+
 def test_float64_runs_in_float64(backend, rng):
     x, w, b = data(rng, 2, (2, 3, 6, 5), (4, 3, 3, 3), np.float64)
     y = F.conv2d(x, w, b, padding=1)

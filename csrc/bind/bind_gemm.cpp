@@ -179,6 +179,23 @@ void bind_gemm(py::module_& m) {
     }
     return out;
   }, py::arg("a"), "Sums over the rows of a 2-D float32 array (float64 accumulation, rounded once).");
+  m.def("channel_sums", [](py::handle a_) {
+    // (outer, channels, inner) C-contiguous float32 -> (channels,) sums over axes 0 and 2 (core/reduce.h)
+    const char* op = "channel_sums";
+    py::array a = py::array::ensure(a_);
+    FASTML_CHECK(a && a.dtype().is(py::dtype::of<float>()) && a.ndim() == 3 &&
+                     (a.flags() & py::array::c_style),
+                 op, ": expected a C-contiguous 3-D float32 array");
+    const int64_t outer = a.shape(0), channels = a.shape(1), inner = a.shape(2);
+    py::array out = empty_f32({channels});
+    float* po = f32(out);
+    const float* pa = static_cast<const float*>(a.data());
+    {
+      py::gil_scoped_release nogil;
+      channel_sums(pa, outer, channels, inner, po);
+    }
+    return out;
+  }, py::arg("a"), "Sums of a (outer, channels, inner) float32 array over axes 0 and 2 (float64, rounded once).");
   m.def("gemm_pack_b", [](py::handle b_, bool tb) {
     Mat b = as_mat(b_, "gemm_pack_b", "b", 2, false);
     const int64_t K = tb ? b.cols : b.rows, N = tb ? b.rows : b.cols;

@@ -280,6 +280,11 @@ def _c5(a, nd, batched):
     return np.ascontiguousarray(G.to5d(a, nd, batched))
 
 
+def _bias_grad(go5):
+    """grad_bias of a float32 (N, K, D, H, W) grad_output: the sum over all but axis 1, in float64."""
+    return _C.channel_sums(np.ascontiguousarray(go5).reshape(go5.shape[0], go5.shape[1], -1))
+
+
 def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, groups, output_mask, padding_mode,
                      algorithm="auto"):
     op = f"conv{nd}d_backward"
@@ -312,7 +317,7 @@ def _convnd_backward(nd, grad_output, input, weight, stride, padding, dilation, 
     if mask[1]:
         gw = gw5.reshape(w.shape)
     if mask[2]:
-        gb = go5.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(np.float32)
+        gb = _bias_grad(go5)
     return gi, gw, gb
 
 
@@ -359,7 +364,7 @@ def _conv_transposend_backward(nd, grad_output, input, weight, stride, padding, 
     if mask[1]:
         gw = _C.conv_backward_weight(x5, go5, g.kernel, g.stride, g.pad_lo, g.dilation, g.groups).reshape(w.shape)
     if mask[2]:
-        gb = go5.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(np.float32)
+        gb = _bias_grad(go5)
     return gi, gw, gb
 
 
