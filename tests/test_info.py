@@ -148,3 +148,42 @@ def test_concurrent_calls_from_python_threads_match_serial():
     for s, p in zip(serial, parallel):
         for a, b in zip(s, p):
             np.testing.assert_array_equal(a, b)
+
+
+def test_concurrent_compute_bound_calls_match_serial():
+    # The kernels with per-thread workspaces, packed panels shared by an OpenMP team, or a two-pass plan
+    # (GEMM, the convolution paths including conv3d's shifted GEMM and the backward, max pooling with its
+    # encode pass, flash attention forward and backward) called from 8 Python threads at once: each call
+    # must give exactly its serial result, three times over.
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(7)
+    f32 = np.float32
+    cases = [dict(a=rng.standard_normal((150 + 7 * i, 300), dtype=f32),
+                  b=rng.standard_normal((300, 170 + 5 * i), dtype=f32),
+                  x=rng.standard_normal((2, 8 + i, 20, 21), dtype=f32),
+                  w=rng.standard_normal((12, 8 + i, 3, 3), dtype=f32),
+                  x3=rng.standard_normal((1, 16, 5, 9, 10), dtype=f32),
+                  w3=rng.standard_normal((30, 16, 3, 3, 3), dtype=f32),
+                  q=rng.standard_normal((2, 3, 70 + i, 32), dtype=f32),
+                  k=rng.standard_normal((2, 3, 90, 32), dtype=f32),
+                  v=rng.standard_normal((2, 3, 90, 24), dtype=f32)) for i in range(12)]
+
+    def work(c):
+        y = F.conv2d(c["x"], c["w"], padding=1)
+        p, idx = F.max_pool2d(c["x"], 3, 2, 1, return_indices=True)
+        o, lse = F.scaled_dot_product_attention_forward(c["q"], c["k"], c["v"], is_causal=True)
+        return (fastml.matmul(c["a"], c["b"]), y, *F.conv2d_backward(np.ones_like(y), c["x"], c["w"], padding=1),
+                F.conv3d(c["x3"], c["w3"], padding=1), p, idx,
+                F.max_pool2d_backward(np.ones_like(p), c["x"], 3, 2, 1, indices=idx), F.avg_pool2d(c["x"], 2), o, lse,
+                *F.scaled_dot_product_attention_backward(np.ones_like(o), c["q"], c["k"], c["v"], o, lse,
+                                                         is_causal=True))
+
+    serial = [work(c) for c in cases]
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            parallel = list(pool.map(work, cases))
+        for s, p in zip(serial, parallel):
+            assert len(s) == len(p) == 15
+            for a, b in zip(s, p):
+                np.testing.assert_array_equal(a, b)
