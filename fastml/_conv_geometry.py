@@ -34,6 +34,12 @@ class ConvGeom:
     output_padding: tuple = (0, 0, 0)
 
 
+# Padding, dilation, output_padding and every output size stay below SIZE_LIMIT: all index and size
+# products of the kernels then stay far from int64 overflow (the compiled fast paths check the same bound).
+SIZE_LIMIT = 2 ** 40
+STRIDE_LIMIT = 2 ** 63
+
+
 def _tuple(op, name, v, nd, minimum):
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         t = (int(v),) * nd
@@ -48,6 +54,11 @@ def _tuple(op, name, v, nd, minimum):
             raise ValueError(f"{op}: expected {name} as an int or a tuple of {nd} ints, got {v!r}")
     if any(a < minimum for a in t):
         raise ValueError(f"{op}: expected {name} >= {minimum}, got {t}")
+    # a stride only divides (or, transposed, multiplies an input size the output bound below checks):
+    # any value an int64 holds is fine, as in torch
+    limit, text = (STRIDE_LIMIT, "2^63") if name == "stride" else (SIZE_LIMIT, "2^40")
+    if any(a >= limit for a in t):
+        raise ValueError(f"{op}: expected {name} < {text}, got {t}")
     return t
 
 
@@ -129,6 +140,9 @@ def parse(op, nd, x_shape, w_shape, stride, padding, dilation, groups, *, transp
     if any(o <= 0 for o in out) or any(i <= 0 for i in insz):
         raise ValueError(f"{op}: input spatial size {tuple(insz)} with kernel {tuple(kernel)}, padding {lo}/{hi}, "
                          f"stride {stride}, dilation {dilation} gives output size {out}: expected every size > 0")
+    if any(o >= SIZE_LIMIT for o in out):
+        raise ValueError(f"{op}: input spatial size {tuple(insz)} with kernel {tuple(kernel)}, padding {lo}/{hi}, "
+                         f"stride {stride}, dilation {dilation} gives output size {out}: expected every size < 2^40")
     if bias_shape is not None and tuple(bias_shape) != (K,):
         raise ValueError(f"{op}: expected bias of shape ({K},), got {tuple(bias_shape)}")
     return ConvGeom(nd=nd, batched=batched, N=N, C=C, K=K, groups=groups, in_size=_pad3(insz, 1),

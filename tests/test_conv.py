@@ -195,6 +195,42 @@ def test_grad_bias_is_the_rounded_float64_sum(backend, rng):
     np.testing.assert_array_equal(gbt, gt.astype(np.float64).sum(axis=(0, 2, 3)).astype(np.float32))
 
 
+@pytest.mark.parametrize("stride", [9, 2**20, 2**31 - 1, 2**39, 2**62, (2**35, 1), (1, 2**35)])
+@pytest.mark.parametrize("algorithm", ["direct", "depthwise", "im2col", "auto"])
+def test_stride_beyond_the_input(backend, rng, algorithm, stride):
+    # a stride past the padded input leaves one output position along that axis (legal, as in torch); the
+    # direct and depthwise kernels sized their buffers by the stride (a crash at 2^31 - 1) and must give
+    # the general path's result, forward and backward
+    depthwise = algorithm == "depthwise"
+    x = rng.standard_normal((2, 2, 8, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 1, 3, 3) if depthwise else (3, 2, 3, 3)).astype(np.float32)
+    kw = dict(stride=stride, padding=1, groups=2 if depthwise else 1)
+    if backend == "numpy" and algorithm in ("direct", "depthwise"):
+        algorithm = "auto"
+    y = F.conv2d(x, w, algorithm=algorithm, **kw)
+    ref = R.conv2d(x.astype(np.float64), w.astype(np.float64), **kw)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    got = F.conv2d_backward(g, x, w, algorithm=algorithm, **kw)
+    want = F.conv2d_backward(g, x, w, algorithm="im2col" if backend != "numpy" else "auto", **kw)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(padding=2**40), dict(dilation=2**40), dict(padding=2**62), dict(stride=2**63),
+                                dict(padding=2**39, stride=1)])
+def test_sizes_beyond_2_40_are_value_errors(kw):
+    # padding, dilation and output sizes >= 2^40 (and strides beyond int64) are refused before any kernel
+    # runs, with the sizes in the message (not a MemoryError, an overflow, or a binding's TypeError)
+    x = np.ones((1, 2, 8, 9), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="2\\^(40|63)"):
+        F.conv2d(x, w, **kw)
+    with pytest.raises(ValueError, match="2\\^(40|63)|expected every size > 0"):
+        F.conv_transpose2d(x, w.transpose(1, 0, 2, 3).copy(), **kw)
+
+
 def test_float64_runs_in_float64(backend, rng):
     x, w, b = data(rng, 2, (2, 3, 6, 5), (4, 3, 3, 3), np.float64)
     y = F.conv2d(x, w, b, padding=1)

@@ -66,9 +66,8 @@ Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py
   FASTML_CHECK(dilation[0] >= 1 && dilation[1] >= 1, op, ": expected dilation >= 1, got (", dilation[0], ", ",
                dilation[1], ")");
   constexpr int64_t kBig = int64_t(1) << 40;  // keeps every size product far from int64 overflow
-  FASTML_CHECK(stride[0] < kBig && stride[1] < kBig && padding[0] < kBig && padding[1] < kBig &&
-                   dilation[0] < kBig && dilation[1] < kBig,
-               op, ": expected stride, padding and dilation < 2^40");
+  FASTML_CHECK(padding[0] < kBig && padding[1] < kBig && dilation[0] < kBig && dilation[1] < kBig, op,
+               ": expected padding and dilation < 2^40");  // a stride only divides (and is bounded below)
   a.sh = stride[0];
   a.sw = stride[1];
   a.ph = padding[0];
@@ -81,6 +80,12 @@ Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py
                "), got input ", shape_str(r.x));
   r.Ho = (a.H + 2 * a.ph - eh) / a.sh + 1;
   r.Wo = (a.W + 2 * a.pw - ew) / a.sw + 1;
+  // A single output row (column) reads only window 0, whatever the stride. The kernels' buffers hold a
+  // stride's worth of rows per output row (and rows of `stride` phases), so a stride far beyond the input
+  // (legal, as in torch) would size them by the stride: it is lowered to the padded extent past the
+  // window, which leaves the output size at 1.
+  if (r.Ho == 1) a.sh = std::min(a.sh, a.H + 2 * a.ph - eh + 1);
+  if (r.Wo == 1) a.sw = std::min(a.sw, a.W + 2 * a.pw - ew + 1);
   if (!bias.is_none()) {
     r.b = input_f32(bias, op, "bias");
     FASTML_CHECK(r.b.ndim() == 1 && r.b.shape(0) == a.K, op, ": expected bias of shape (", a.K, ",), got ",

@@ -165,7 +165,8 @@ void direct_conv2d_forward(const Conv2dArgs& a, const float* x, const float* w, 
     if (bias) bp[k] = bias[k];
   }
   const int64_t nblk = (g.Ho + kDirectRows - 1) / kDirectRows;
-  const int64_t rows_per_c = (kDirectRows - 1) * a.sh + (a.kh - 1) * a.dh + 1;
+  // input rows one block of output rows reads (fewer blocks than rows: a huge stride must not size it)
+  const int64_t rows_per_c = (std::min<int64_t>(kDirectRows, g.Ho) - 1) * a.sh + (a.kh - 1) * a.dh + 1;
   const int64_t buf_floats = C * rows_per_c * g.row_floats();
   const int64_t grain = grain_items(kDirectRows * g.Wo * K * C * taps);
   parallel_for_guarded(a.N * nblk, grain, [&](int64_t b, int64_t e) {
