@@ -231,6 +231,28 @@ def test_sizes_beyond_2_40_are_value_errors(kw):
         F.conv_transpose2d(x, w.transpose(1, 0, 2, 3).copy(), **kw)
 
 
+def test_cached_geometry_keeps_every_check():
+    # conv geometries are cached by argument values and types: after stride 1 / 2 / padding 1 were parsed,
+    # True, 2.0 and 1.0 (equal and hashing alike) are still refused, lists still parse like tuples, and the
+    # geometry handed out cannot be changed in place
+    import dataclasses
+    import fastml._conv_geometry as G
+
+    x = np.ones((1, 3, 8, 8), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    for kw in (dict(stride=1), dict(stride=2), dict(padding=1), dict(groups=1)):
+        F.conv2d(x, w, **kw)
+    for kw, name in ((dict(stride=True), "stride"), (dict(stride=2.0), "stride"), (dict(padding=1.0), "padding"),
+                     (dict(groups=True), "groups")):
+        with pytest.raises(ValueError, match=name):
+            F.conv2d(x, w, **kw)
+    np.testing.assert_array_equal(F.conv2d(x, w, padding=[1, 1]), F.conv2d(x, w, padding=(1, 1)))
+    g = G.parse("conv2d", 2, x.shape, w.shape, 1, [1, 1], 1, 1)
+    assert g is G.parse("conv2d", 2, x.shape, w.shape, 1, [1, 1], 1, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.stride = (1, 2, 2)
+
+
 def test_float64_runs_in_float64(backend, rng):
     x, w, b = data(rng, 2, (2, 3, 6, 5), (4, 3, 3, 3), np.float64)
     y = F.conv2d(x, w, b, padding=1)

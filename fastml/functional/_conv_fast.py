@@ -258,7 +258,7 @@ DIRECT_MAX_CHANNELS = 4        # C_in of a groups-1 convolution with a kernel la
 
 
 def _hw(t):
-    return tuple(int(v) for v in t[1:])
+    return t[1:]  # a ConvGeom's 3-D tuples hold ints (parse converts them)
 
 
 def _nchw(x5, channels_last):

@@ -79,6 +79,8 @@ NumPy backend in float64; other dtypes raise TypeError.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import _backend as _B
@@ -121,8 +123,10 @@ def _is_1x1(g):
         and not any(g.pad_hi)
 
 
+@functools.lru_cache(maxsize=512)
 def _select_algorithm(g, channels_last=False, backward=False):
-    """What algorithm='auto' runs for geometry ``g`` on the compiled backend (forward, or backward)."""
+    """What algorithm='auto' runs for geometry ``g`` on the compiled backend (forward, or backward); a pure
+    function of the (immutable) geometry, cached."""
     for name in _AUTO_FAST_ORDER:
         path = _FAST_PATHS.get(name)
         if path is not None and (path.auto_backward(g) if backward else path.auto(g, channels_last)):
