@@ -156,7 +156,8 @@ def test_linear_matches_torch(rng):
 
 MATMUL_CASES = [((5,), (5,)), ((5,), (5, 3)), ((4, 5), (5,)), ((4, 5), (5, 3)), ((2, 4, 5), (5, 3)),
                 ((5,), (2, 5, 3)), ((2, 4, 5), (2, 5, 3)), ((2, 1, 4, 5), (3, 5, 6)), ((1, 4, 5), (4, 5, 6)),
-                ((3, 4, 5), (5,)), ((40, 300), (300, 70)), ((3, 0, 5), (5, 2)), ((2, 3, 0), (0, 4))]
+                ((3, 4, 5), (5,)), ((40, 300), (300, 70)), ((3, 0, 5), (5, 2)), ((2, 3, 0), (0, 4)),
+                ((0, 4, 5), (0, 5, 6)), ((3, 0, 5), (3, 5, 6)), ((3, 4, 0), (3, 0, 6)), ((3, 4, 5), (3, 5, 0))]
 
 
 @pytest.mark.parametrize("ashape,bshape", MATMUL_CASES, ids=str)
@@ -168,6 +169,16 @@ def test_matmul_numpy_semantics(backend, rng, ashape, bshape, dtype):
     want = np.matmul(a, b)
     assert np.shape(got) == want.shape and np.asarray(got).dtype == want.dtype
     _within(got, R.matmul(a, b), want, f"{backend} {ashape} @ {bshape}")
+
+
+def test_matmul_batched_views(backend, rng):
+    # the same-batch 3-D path: strided rows, transposed operands, negative strides, a broadcast (0-stride) batch
+    a = rng.standard_normal((3, 8, 5)).astype(np.float32)
+    b = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    for x, y in ((a[:, ::2], b.transpose(0, 2, 1)), (a[::-1], b[:, ::-1].transpose(0, 2, 1)),
+                 (np.broadcast_to(a[:1], a.shape), np.ascontiguousarray(b.transpose(0, 2, 1)))):
+        got = fastml.matmul(x, y)
+        _within(got, R.matmul(x, y), np.matmul(x, y), f"{backend} {x.strides} @ {y.strides}")
 
 
 def test_matmul_views_out_and_mixed_dtypes(backend, rng):

@@ -95,7 +95,7 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
     lead = q.shape[:-2]
     P = _Prep()
     P.lead, P.dtype, P.L, P.S, P.E, P.Ev, P.Hq, P.Hkv = lead, q.dtype, L, S, E, v.shape[-1], Hq, Hkv
-    P.B = int(np.prod(q.shape[:-3])) if q.ndim >= 3 else 1
+    P.B = math.prod(q.shape[:-3]) if q.ndim >= 3 else 1
     # 4-d views where the leading dims allow (the compiled forward reads strided rows in place, e.g. the
     # transpose of a (B, L, H, E) buffer; the backward copies what is not contiguous)
     P.q = q.reshape(P.B, Hq, L, E)

@@ -10,6 +10,8 @@ NumPy backend in float64; other dtypes raise TypeError.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _backend as _B
@@ -121,8 +123,14 @@ def matmul(a, b, *, out=None):
 
     Shapes: a (..., M, K) or (K,), b (..., K, N) or (K,) -> (..., M, N) with the broadcast batch shape.
     """
-    if _B.cpu_fast_path(a) and _B.cpu_fast_path(b) and a.ndim == 2 and b.ndim == 2:
-        return _C.matmul2d(a, b, out)  # hot path (per-call overhead matters for small products)
+    if _B.cpu_fast_path(a) and _B.cpu_fast_path(b):  # hot paths (per-call overhead matters for small products)
+        if a.ndim == 2 and b.ndim == 2:
+            return _C.matmul2d(a, b, out)
+        if (out is None and a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0]
+                and a.shape[2] == b.shape[1]):  # batched, same batch: no broadcasting to work out
+            res = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.float32)
+            _C.sgemm_batched(_unit_rows(a), _unit_rows(b), res)
+            return res
     _no_device(a, "matmul")
     _no_device(b, "matmul")
     x = _B.as_float_array(a, "matmul", "a")
@@ -154,8 +162,9 @@ def matmul(a, b, *, out=None):
         xr = xa.reshape(_rows(xa), K) if xa.ndim > 2 else xa  # a view when possible, else one copy
         _C.sgemm(xr, ya, res.reshape(xr.shape[0], N))
         return out if out is not None else (res if res.ndim else res[()])
-    nb = int(np.prod(batch)) if batch else 1
-    a3 = np.broadcast_to(xa, batch + (M, K)).reshape(nb, M, K)
-    b3 = np.broadcast_to(ya, batch + (K, N)).reshape(nb, K, N)
+    nb = math.prod(batch) if batch else 1
+    # operands that already have the whole batch shape need no broadcast view (~3 us each for small products)
+    a3 = (xa if xa.shape[:-2] == batch else np.broadcast_to(xa, batch + (M, K))).reshape(nb, M, K)
+    b3 = (ya if ya.shape[:-2] == batch else np.broadcast_to(ya, batch + (K, N))).reshape(nb, K, N)
     _C.sgemm_batched(a3, b3, res.reshape(nb, M, N))
     return out if out is not None else (res if res.ndim else res[()])
