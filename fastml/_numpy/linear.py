@@ -1,10 +1,12 @@
 """NumPy backend of linear / linear_backward / matmul: computes in the input's dtype (BLAS through NumPy)."""
+import math
+
 import numpy as np
 
 
 def _rows(a):
     """Number of rows once the leading dims are flattened (reshape(-1, n) fails on empty arrays)."""
-    return int(np.prod(a.shape[:-1], dtype=np.int64))
+    return math.prod(a.shape[:-1])
 
 
 def linear(x, w, b, out):
