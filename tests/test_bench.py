@@ -93,7 +93,7 @@ def test_registry_lists_every_op():
     have = {(c.group, c.op) for c in C.CASES}
     want = {("activation", op) for base in ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh")
             for op in (base, base + "_backward")}
-    want |= {("overhead", "relu")}
+    want |= {("overhead", op) for op in ("relu", "conv2d", "matmul", "linear_backward", "scaled_dot_product_attention")}
     want |= {("softmax", op) for op in ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward")}
     want |= {("loss", op) for base in ("cross_entropy", "mse_loss", "binary_cross_entropy_with_logits")
              for op in (base, base + "_backward")}
@@ -114,7 +114,8 @@ def test_registry_lists_every_op():
     assert sel == {"relu", "relu_backward"}
     assert {c.name for c in C.select_cases(["gemm"])} == gemm_names   # the group: gemm, linear, linear_backward
     assert {c.name for c in C.select_cases(["linear"])} == {"linear[(32,768)->2048]",
-                                                            "linear_backward[(32,768)->2048]"}
+                                                            "linear_backward[(32,768)->2048]",
+                                                            "linear_backward[4x16->8]"}  # and its overhead case
     quick_squares = {c.name for c in C.select_cases(["gemm"], quick=True) if c.name.endswith("^3]")}
     assert quick_squares == {"gemm[256^3]", "gemm[512^3]"}
     bars = {c.name: {b.kind for b in c.bars} for c in C.CASES if c.group == "gemm"}

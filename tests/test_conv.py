@@ -253,6 +253,28 @@ def test_cached_geometry_keeps_every_check():
         g.stride = (1, 2, 2)
 
 
+@pytest.mark.parametrize("cin,cout,k,kw", [(3, 4, 3, dict(padding=1)), (8, 8, 3, dict(padding=1, groups=8)),
+                                           (32, 32, 3, dict(padding=1)), (16, 8, 1, {}), (6, 5, 3, dict(stride=2)),
+                                           (6, 5, 3, dict(padding="same", algorithm="im2col"))])
+def test_cached_call_plan_matches_the_general_path(rng, cin, cout, k, kw):
+    # conv2d's cached call (plain float32 NCHW input, no out=) against the general path (taken with out=):
+    # bitwise equal, twice with different weights of the same shapes, and the same error on every call
+    H = 16 if cin < 32 else 14
+    x = rng.standard_normal((2, cin, H, H)).astype(np.float32)
+    wshape = (cout, cin // kw.get("groups", 1), k, k)
+    for _ in range(2):
+        w = rng.standard_normal(wshape).astype(np.float32)
+        b = rng.standard_normal(cout).astype(np.float32)
+        y = F.conv2d(x, w, b, **kw)
+        out = np.empty_like(y)
+        F.conv2d(x, w, b, out=out, **kw)
+        np.testing.assert_array_equal(y, out)
+    bad = rng.standard_normal((cout + 1,)).astype(np.float32)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="bias"):
+            F.conv2d(x, w, bad, **kw)
+
+
 def test_float64_runs_in_float64(backend, rng):
     x, w, b = data(rng, 2, (2, 3, 6, 5), (4, 3, 3, 3), np.float64)
     y = F.conv2d(x, w, b, padding=1)

@@ -246,6 +246,28 @@ void bind_gemm(py::module_& m) {
   }, py::arg("a"), py::arg("b"), py::arg("out") = py::none(),
      "out = a @ b for 2-D float32 arrays (strided input copied once), the hot path of fastml.matmul.");
 
+  m.def("matmul3d", [](py::handle a_, py::handle b_) {
+    const char* op = "matmul";
+    py::array a = input_f32(a_, op, "a");
+    py::array b = input_f32(b_, op, "b");
+    FASTML_CHECK(a.ndim() == 3 && b.ndim() == 3 && a.shape(0) == b.shape(0), op,
+                 ": expected 3-D arrays with the same batch here, got shapes ", shape_str(a), " and ", shape_str(b));
+    const int64_t B = a.shape(0), M = a.shape(1), K = a.shape(2), N = b.shape(2);
+    FASTML_CHECK(b.shape(1) == K, op, ": expected b with ", K, " rows in its last two dims (a is ", shape_str(a),
+                 "), got ", shape_str(b));
+    py::array c = empty_f32({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+    const float* pa = cf32(a);
+    const float* pb = cf32(b);
+    float* pc = f32(c);
+    {
+      py::gil_scoped_release nogil;
+      sgemm_batched(B, Trans::none, Trans::none, M, N, K, 1.0f, pa, std::max<int64_t>(1, K), M * K, pb,
+                    std::max<int64_t>(1, N), K * N, 0.0f, pc, std::max<int64_t>(1, N), M * N);
+    }
+    return c;
+  }, py::arg("a"), py::arg("b"),
+     "a @ b for 3-D float32 arrays with the same batch (strided input copied once): fastml.matmul's batched hot path.");
+
   m.def("linear_forward", [](py::handle x_, py::handle w_, py::handle bias, py::handle out) {
     const char* op = "linear";
     py::array x = input_f32(x_, op, "input");

@@ -327,6 +327,48 @@ register(Case("relu", "overhead", "16", True, ("fastml.functional:relu",), _buil
               (Bar("max_us", 2.0, "<= 2 us per call"),)))
 
 
+def _build_small(op):
+    """Small calls of the structured ops, where Python-side argument handling is most of the time: fastml vs
+    the torch call a user would make (both allocating their result)."""
+    def build():
+        import fastml
+        torch = torch_or_none()
+        F = _F()
+        if op == "conv2d":
+            x, w, b = _randn((1, 3, 8, 8)), _randn((4, 3, 3, 3)), _randn((4,))
+            impls = {"fastml": lambda: F.conv2d(x, w, b, padding=1)}
+            if torch is not None:
+                xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+                impls["torch"] = lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=1)
+        elif op == "matmul":
+            a, b = _randn((3, 4, 5)), _randn((3, 5, 6))
+            impls = {"fastml": lambda: fastml.matmul(a, b), "numpy": lambda: np.matmul(a, b)}
+            if torch is not None:
+                at, bt = torch.from_numpy(a), torch.from_numpy(b)
+                impls["torch"] = lambda: torch.matmul(at, bt)
+        elif op == "linear_backward":
+            g, x, w = _randn((4, 8)), _randn((4, 16)), _randn((8, 16))
+            impls = {"fastml": lambda: F.linear_backward(g, x, w)}
+            if torch is not None:
+                gt, xt, wt = (torch.from_numpy(a) for a in (g, x, w))
+                impls["torch"] = lambda: (gt @ wt, gt.t() @ xt, gt.sum(0))
+        else:  # scaled_dot_product_attention
+            q = _randn((1, 2, 8, 16))
+            impls = {"fastml": lambda: F.scaled_dot_product_attention(q, q, q)}
+            if torch is not None:
+                qt = torch.from_numpy(q)
+                impls["torch"] = lambda: torch.nn.functional.scaled_dot_product_attention(qt, qt, qt)
+        return Prepared(impls, bytes=None, notes=["per-call time of a small call (argument checks, binding, "
+                                                  "allocation and a few hundred FLOPs)"])
+    return build
+
+
+for _op, _shape, _need in (("conv2d", "1x3x8x8", "fastml.functional:conv2d"), ("matmul", "3x4x5@3x5x6", "fastml:matmul"),
+                           ("linear_backward", "4x16->8", "fastml.functional:linear_backward"),
+                           ("scaled_dot_product_attention", "1x2x8x16", "fastml.functional:scaled_dot_product_attention")):
+    register(Case(_op, "overhead", _shape, True, (_need,), _build_small(_op)))
+
+
 # ---------------------------------------------------------------- softmax / log_softmax
 
 def _build_softmax(op, shape, dim):

@@ -126,11 +126,9 @@ def matmul(a, b, *, out=None):
     if _B.cpu_fast_path(a) and _B.cpu_fast_path(b):  # hot paths (per-call overhead matters for small products)
         if a.ndim == 2 and b.ndim == 2:
             return _C.matmul2d(a, b, out)
-        if (out is None and a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0]
-                and a.shape[2] == b.shape[1]):  # batched, same batch: no broadcasting to work out
-            res = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.float32)
-            _C.sgemm_batched(_unit_rows(a), _unit_rows(b), res)
-            return res
+        if (out is None and a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0] and a.shape[2] == b.shape[1]
+                and a.flags.c_contiguous and b.flags.c_contiguous):  # same batch, nothing to broadcast or view
+            return _C.matmul3d(a, b)
     _no_device(a, "matmul")
     _no_device(b, "matmul")
     x = _B.as_float_array(a, "matmul", "a")
