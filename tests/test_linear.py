@@ -65,6 +65,16 @@ def test_linear_backward(backend, rng, xshape, out_f, dtype):
         assert [r is not None for r in res] == list(mask)
 
 
+def test_linear_backward_strided_operands(backend, rng):
+    # 2-D views (strided rows, a transposed weight, negative strides) give the contiguous copies' results
+    x = rng.standard_normal((10, 40)).astype(np.float32)
+    w = rng.standard_normal((24, 20)).astype(np.float32)
+    g = rng.standard_normal((5, 24, 2)).astype(np.float32)
+    xv, wv, gv = x[::2, 5:25], np.asfortranarray(w), g[::-1, :, 1]
+    for got, want in zip(F.linear_backward(gv, xv, wv), F.linear_backward(*(np.ascontiguousarray(a) for a in (gv, xv, wv)))):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_linear_backward_grad_bias_is_correctly_rounded_over_a_large_batch(backend, rng):
     # grad_bias sums a column over the whole batch: accumulated in float64 and rounded once, so it is the
     # float32 rounding of the exact sum (a float32 row-after-row sum drifts by ~1e-4 relative here).

@@ -268,6 +268,50 @@ void bind_gemm(py::module_& m) {
   }, py::arg("a"), py::arg("b"),
      "a @ b for 3-D float32 arrays with the same batch (strided input copied once): fastml.matmul's batched hot path.");
 
+  m.def("linear_backward2d", [](py::handle g_, py::handle x_, py::handle w_, bool want_gi, bool want_gw,
+                                 bool want_gb) {
+    // grad_output (M, out), input (M, in), weight (out, in), shapes checked by the caller (fastml.functional
+    // .linear_backward): grad_input = g W, grad_weight = g^T x, grad_bias = column sums of g (core/reduce.h)
+    const char* op = "linear_backward";
+    py::array g = input_f32(g_, op, "grad_output");
+    py::array x = input_f32(x_, op, "input");
+    py::array w = input_f32(w_, op, "weight");
+    FASTML_CHECK(g.ndim() == 2 && x.ndim() == 2 && w.ndim() == 2 && g.shape(0) == x.shape(0) &&
+                     g.shape(1) == w.shape(0) && x.shape(1) == w.shape(1),
+                 op, ": expected grad_output (M, out), input (M, in), weight (out, in), got ", shape_str(g), ", ",
+                 shape_str(x), ", ", shape_str(w));
+    const int64_t M = g.shape(0), O = g.shape(1), I = x.shape(1);
+    py::object gi = py::none(), gw = py::none(), gb = py::none();
+    float *pi = nullptr, *pw = nullptr, *pb = nullptr;
+    if (want_gi) {
+      py::array a = empty_f32({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(I)});
+      pi = f32(a);
+      gi = a;
+    }
+    if (want_gw) {
+      py::array a = empty_f32({static_cast<py::ssize_t>(O), static_cast<py::ssize_t>(I)});
+      pw = f32(a);
+      gw = a;
+    }
+    if (want_gb) {
+      py::array a = empty_f32({static_cast<py::ssize_t>(O)});
+      pb = f32(a);
+      gb = a;
+    }
+    const float* pg = cf32(g);
+    const float* px = cf32(x);
+    const float* pwt = cf32(w);
+    {
+      py::gil_scoped_release nogil;
+      const int64_t lo = std::max<int64_t>(1, O), li = std::max<int64_t>(1, I);
+      if (pi) sgemm(Trans::none, Trans::none, M, I, O, 1.0f, pg, lo, pwt, li, 0.0f, pi, li);
+      if (pw) sgemm(Trans::trans, Trans::none, O, I, M, 1.0f, pg, lo, px, li, 0.0f, pw, li);
+      if (pb) column_sums(pg, M, O, lo, pb);
+    }
+    return py::make_tuple(gi, gw, gb);
+  }, py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("grad_input"), py::arg("grad_weight"),
+     py::arg("grad_bias"), "linear_backward's 2-D hot path: (grad_input, grad_weight, grad_bias), None where not wanted.");
+
   m.def("linear_forward", [](py::handle x_, py::handle w_, py::handle bias, py::handle out) {
     const char* op = "linear";
     py::array x = input_f32(x_, op, "input");

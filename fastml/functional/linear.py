@@ -78,6 +78,10 @@ def linear_backward(grad_output, input, weight, output_mask=(True, True, True)):
 
     Shapes: grad_output (*, out_features), input (*, in_features), weight (out_features, in_features).
     """
+    if (_B.cpu_fast_path(grad_output) and _B.cpu_fast_path(input) and _B.cpu_fast_path(weight)
+            and grad_output.ndim == 2 and input.ndim == 2 and weight.ndim == 2 and len(output_mask) == 3
+            and grad_output.shape == (input.shape[0], weight.shape[0]) and input.shape[1] == weight.shape[1]):
+        return _C.linear_backward2d(grad_output, input, weight, *(bool(m) for m in output_mask))  # hot path
     for a in (grad_output, input, weight):
         _no_device(a, "linear_backward")
     g = _B.as_float_array(grad_output, "linear_backward", "grad_output")
