@@ -269,6 +269,18 @@ def test_cached_call_plan_matches_the_general_path(rng, cin, cout, k, kw):
         out = np.empty_like(y)
         F.conv2d(x, w, b, out=out, **kw)
         np.testing.assert_array_equal(y, out)
+        # the same as conv1d over rows of height 1 and conv3d over a depth of 1
+        y1 = F.conv1d(x[:, :, 0], w[:, :, k // 2], b, **kw)
+        out1 = np.empty_like(y1)
+        F.conv1d(x[:, :, 0], w[:, :, k // 2], b, out=out1, **kw)
+        np.testing.assert_array_equal(y1, out1)
+        kw3 = {**kw, "padding": kw["padding"] if isinstance(kw.get("padding"), str) else (0, kw.get("padding", 0),
+                                                                                         kw.get("padding", 0))}
+        y3 = F.conv3d(x[:, :, None], w[:, :, None], b, **kw3)
+        out3 = np.empty_like(y3)
+        F.conv3d(x[:, :, None], w[:, :, None], b, out=out3, **kw3)
+        np.testing.assert_array_equal(y3, out3)
+        np.testing.assert_allclose(y3[:, :, 0], y, rtol=1e-5, atol=1e-4)
     bad = rng.standard_normal((cout + 1,)).astype(np.float32)
     for _ in range(2):
         with pytest.raises(ValueError, match="bias"):

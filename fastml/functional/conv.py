@@ -372,11 +372,12 @@ def _conv_transposend_backward(nd, grad_output, input, weight, stride, padding, 
     return gi, gw, gb
 
 
-# ---- per-call plans: the kernel call a plain conv2d makes, cached by shapes and arguments -------------
-# For C-contiguous float32 NCHW input with zero padding, no activation and no out=, conv2d's work is one kernel
+# ---- per-call plans: the kernel call a plain conv1d/2d/3d makes, cached by shapes and arguments -------
+# For C-contiguous float32 NC(D)HW input with zero padding, no activation and no out=, the work is one kernel
 # call; everything before it (argument checks, geometry, algorithm choice, 5-D views) depends only on the
 # shapes and arguments. A plan is that call with its arguments bound, made once by the general path's own
 # checks (so a bad argument raises the same error) and reused: a 1x3x8x8 conv2d costs ~5 us instead of ~12.
+# Unbatched inputs take the general path.
 _PLANS: dict = {}
 _PLANS_MAX = 512
 
@@ -403,19 +404,20 @@ def _make_plan(nd, x, w, b, stride, padding, dilation, groups, algorithm):
     g = G.parse(op, nd, x.shape, w.shape, stride, padding, dilation, groups,
                 bias_shape=None if b is None else b.shape)
     algo = _choose_algorithm(op, algorithm, g, False, "cpu")
-    if nd != 2 or not g.batched or g.N == 0:
+    if not g.batched or g.N == 0:
         return None
-    shape = (g.N, g.K) + g.out_size[1:]
-    if algo in _ALGO_ID:
-        x5s, w5s = (g.N, g.C, 1) + g.in_size[1:], w.shape[:2] + (1,) + w.shape[2:]
+    shape = (g.N, g.K) + g.out_size[3 - nd:]
+    if algo in _ALGO_ID:  # the general kernels take 5-D views (N, C, D, H, W)
+        x5s, w5s = (g.N, g.C) + g.in_size, w.shape[:2] + g.kernel
         args = (g.out_size, g.stride, g.pad_lo, g.dilation, g.groups, False, False, _ALGO_ID[algo], "none", None)
         return lambda x, w, b: _C.conv_forward(x.reshape(x5s), w.reshape(w5s), b, *args).reshape(shape)
-    path = _FAST_PATHS.get(algo)
+    path = _FAST_PATHS.get(algo)  # conv1d/conv2d kernels: 4-D views (N, C, H, W)
     lo, hi = g.pad_lo[1:], g.pad_hi[1:]
     if path is None or lo != hi or not path.native(lo):
         return None
-    call = path.call
-    return lambda x, w, b: call(x, np.ascontiguousarray(w), b, g, lo, "none", None)
+    call, x4s, w4s = path.call, (g.N, g.C) + g.in_size[1:], w.shape[:2] + g.kernel[1:]
+    return lambda x, w, b: call(x.reshape(x4s), np.ascontiguousarray(w).reshape(w4s), b, g, lo, "none",
+                                None).reshape(shape)
 
 
 def _make(nd):
