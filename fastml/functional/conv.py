@@ -68,11 +68,17 @@ see padding 0.
    Winograd and im2col round differently, and results must be bitwise identical for any thread count.
 4. kernel 1, stride 1, padding 0 -> '1x1'; else 'im2col'.
 
-Backward (``algorithm=`` in 'auto', 'im2col' (the general GEMM kernels), 'depthwise', 'direct'): 'auto'
-takes 'depthwise' for groups == C_in > 1, else the general kernels. The direct backward measured slower
-than the general one (stem: 95 vs 57 ms at 2 threads, 80 vs 57 ms at 1; LeNet: 0.47 vs 0.36 ms) and its
-grad_input error up to ~2.5x that of the NumPy im2col computation, so 'auto' does not pick it. Winograd
-has no backward (its convolutions run the general backward). grad_bias is always summed here in float64.
+Backward (``algorithm=`` in 'auto', 'im2col' (the general GEMM kernels), 'depthwise', 'direct', 'winograd',
+'winograd_f43'): 'auto' takes 'depthwise' for groups == C_in > 1; 'winograd' where the forward's 'auto'
+would: grad_input of a stride-1 3x3 convolution is the stride-1 3x3 convolution of grad_output with the
+flipped, channel-swapped kernel, run on the Winograd kernel (the forward's accuracy), while grad_weight runs
+on the general kernels; else the general kernels. The direct backward measured slower than the general one
+(stem: 95 vs 57 ms at 2 threads, 80 vs 57 ms at 1; LeNet: 0.47 vs 0.36 ms) and its grad_input error up to
+~2.5x that of the NumPy im2col computation, so 'auto' does not pick it. grad_bias is always summed in
+float64 and rounded once (compiled: per-channel sums in C++).
+
+Sizes: a stride may be any positive int64 (a stride past the input leaves one output position, as in
+torch); padding, dilation, output_padding and every output size must be below 2^40, else ValueError.
 
 float32 runs the compiled kernels (bitwise identical results for any thread count); float64 runs the
 NumPy backend in float64; other dtypes raise TypeError.
