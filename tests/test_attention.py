@@ -428,6 +428,20 @@ def test_attention_empty_dims(backend, rng):
     assert np.all(dk == 0) and np.all(dv == 0)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_plain_call_matches_general_path(rng, causal):
+    # the plain 4-D call (no mask, dropout, window or out=) skips the general argument handling: bitwise the
+    # general path's result (taken with out=) on contiguous, strided (B, L, H, E) views and empty dims
+    for B_, H, L, S, E, Ev in ((2, 3, 7, 9, 16, 8), (1, 2, 1, 300, 64, 64), (1, 2, 5, 6, 0, 3), (1, 2, 0, 6, 4, 4)):
+        q, k, v = _qkv(rng, B_, H, L, S, E, Ev)
+        qs = np.ascontiguousarray(q.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)  # strided rows
+        for qq in (q, qs):
+            got = F.scaled_dot_product_attention(qq, k, v, is_causal=causal, scale=0.3 if E else None)
+            out = np.empty(got.shape, np.float32)
+            F.scaled_dot_product_attention(qq, k, v, is_causal=causal, scale=0.3 if E else None, out=out)
+            np.testing.assert_array_equal(got, out)
+
+
 @pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
 def test_attention_packed_k_chunks(rng):
     # 8 kv heads x 16384 keys x E 64 exceed the forward's 16 MiB packed-K bound: packed in several chunks
