@@ -82,7 +82,7 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   const int64_t rb_mem = std::max<int64_t>(1, std::min<int64_t>(R, kBlockBytes / per_tile / wg.tw));
   int64_t want = std::max<int64_t>((R + rb_mem - 1) / rb_mem, std::min<int64_t>(8, R * wg.tw / 64));
   const int64_t want8 = (want + 7) / 8 * 8;
-  if (want8 <= R && R * wg.tw / want8 >= 32) want = want8;
+  if (want8 > 0 && want8 <= R && R * wg.tw / want8 >= 32) want = want8;
   const int64_t rb = std::max<int64_t>(1, (R + want - 1) / std::max<int64_t>(1, want));
   const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
   const int64_t row_floats = m * wg.wq;
