@@ -281,10 +281,15 @@ def test_cached_call_plan_matches_the_general_path(rng, cin, cout, k, kw):
         F.conv3d(x[:, :, None], w[:, :, None], b, out=out3, **kw3)
         np.testing.assert_array_equal(y3, out3)
         np.testing.assert_allclose(y3[:, :, 0], y, rtol=1e-5, atol=1e-4)
+        ya = F.conv2d(x, w, b, activation="gelu", **kw)  # the fused activation keeps its own plan
+        F.conv2d(x, w, b, activation="gelu", out=out, **kw)
+        np.testing.assert_array_equal(ya, out)
     bad = rng.standard_normal((cout + 1,)).astype(np.float32)
     for _ in range(2):
         with pytest.raises(ValueError, match="bias"):
             F.conv2d(x, w, bad, **kw)
+        with pytest.raises(ValueError, match="activation"):
+            F.conv2d(x, w, b, activation="swish", **kw)
 
 
 def test_float64_runs_in_float64(backend, rng):

@@ -379,7 +379,7 @@ def _conv_transposend_backward(nd, grad_output, input, weight, stride, padding, 
 
 
 # ---- per-call plans: the kernel call a plain conv1d/2d/3d makes, cached by shapes and arguments -------
-# For C-contiguous float32 NC(D)HW input with zero padding, no activation and no out=, the work is one kernel
+# For C-contiguous float32 NC(D)HW input with zero padding and no out=, the work is one kernel
 # call; everything before it (argument checks, geometry, algorithm choice, 5-D views) depends only on the
 # shapes and arguments. A plan is that call with its arguments bound, made once by the general path's own
 # checks (so a bad argument raises the same error) and reused: a 1x3x8x8 conv2d costs ~5 us instead of ~12.
@@ -388,25 +388,28 @@ _PLANS: dict = {}
 _PLANS_MAX = 512
 
 
-def _plan(nd, x, w, b, stride, padding, dilation, groups, algorithm):
+def _plan(nd, x, w, b, stride, padding, dilation, groups, algorithm, activation):
     """The cached call for these arguments, or None (no shortcut: the caller takes the general path)."""
     try:
         key = (nd, x.shape, w.shape, None if b is None else b.shape, G._key(stride), G._key(padding),
-               G._key(dilation), G._key(groups), G._key(algorithm))
+               G._key(dilation), G._key(groups), G._key(algorithm), G._key(activation))
     except TypeError:
         return None
     plan = _PLANS.get(key, False)
     if plan is not False:
         return plan
-    plan = _make_plan(nd, x, w, b, stride, padding, dilation, groups, algorithm)
+    plan = _make_plan(nd, x, w, b, stride, padding, dilation, groups, algorithm, activation)
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     _PLANS[key] = plan
     return plan
 
 
-def _make_plan(nd, x, w, b, stride, padding, dilation, groups, algorithm):
+def _make_plan(nd, x, w, b, stride, padding, dilation, groups, algorithm, activation):
     op = f"conv{nd}d"
+    if activation not in ACTIVATIONS:
+        return None  # the general path words the error
+    act = "none" if activation is None else activation
     g = G.parse(op, nd, x.shape, w.shape, stride, padding, dilation, groups,
                 bias_shape=None if b is None else b.shape)
     algo = _choose_algorithm(op, algorithm, g, False, "cpu")
@@ -415,23 +418,23 @@ def _make_plan(nd, x, w, b, stride, padding, dilation, groups, algorithm):
     shape = (g.N, g.K) + g.out_size[3 - nd:]
     if algo in _ALGO_ID:  # the general kernels take 5-D views (N, C, D, H, W)
         x5s, w5s = (g.N, g.C) + g.in_size, w.shape[:2] + g.kernel
-        args = (g.out_size, g.stride, g.pad_lo, g.dilation, g.groups, False, False, _ALGO_ID[algo], "none", None)
+        args = (g.out_size, g.stride, g.pad_lo, g.dilation, g.groups, False, False, _ALGO_ID[algo], act, None)
         return lambda x, w, b: _C.conv_forward(x.reshape(x5s), w.reshape(w5s), b, *args).reshape(shape)
     path = _FAST_PATHS.get(algo)  # conv1d/conv2d kernels: 4-D views (N, C, H, W)
     lo, hi = g.pad_lo[1:], g.pad_hi[1:]
     if path is None or lo != hi or not path.native(lo):
         return None
     call, x4s, w4s = path.call, (g.N, g.C) + g.in_size[1:], w.shape[:2] + g.kernel[1:]
-    return lambda x, w, b: call(x.reshape(x4s), np.ascontiguousarray(w).reshape(w4s), b, g, lo, "none",
+    return lambda x, w, b: call(x.reshape(x4s), np.ascontiguousarray(w).reshape(w4s), b, g, lo, act,
                                 None).reshape(shape)
 
 
 def _make(nd):
     def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
              activation=None, algorithm="auto", out=None):
-        if (out is None and activation is None and padding_mode == "zeros" and _B.cpu_fast_path(input)
-                and _B.cpu_fast_path(weight) and (bias is None or _B.cpu_fast_path(bias)) and input.flags.c_contiguous):
-            plan = _plan(nd, input, weight, bias, stride, padding, dilation, groups, algorithm)
+        if (out is None and padding_mode == "zeros" and _B.cpu_fast_path(input) and _B.cpu_fast_path(weight)
+                and (bias is None or _B.cpu_fast_path(bias)) and input.flags.c_contiguous):
+            plan = _plan(nd, input, weight, bias, stride, padding, dilation, groups, algorithm, activation)
             if plan is not None:
                 return plan(input, weight, bias)
         return _convnd(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, activation,
