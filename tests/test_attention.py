@@ -149,6 +149,16 @@ def test_attention_sliding_window(backend, rng):
         assert np.array_equal(o, F.scaled_dot_product_attention(q, k, v, sliding_window=w))
         ro = R.scaled_dot_product_attention(q, k, v, band)
         np.testing.assert_allclose(o, ro, atol=2e-5)
+    # a window of L keys or more is the causal mask, whatever int it is (2^63 and up do not fit an int64)
+    o, lse = F.scaled_dot_product_attention_forward(q[:, :, :40], k, v, is_causal=True)
+    for w in (40, 150, 2**40, 2**63, 2**70):
+        ow, lw = F.scaled_dot_product_attention_forward(q[:, :, :40], k, v, sliding_window=w)
+        np.testing.assert_array_equal(ow, o)
+        np.testing.assert_array_equal(lw, lse)
+        g = F.scaled_dot_product_attention_backward(np.ones_like(o), q[:, :, :40], k, v, o, lse, sliding_window=w)
+        for a, b in zip(g, F.scaled_dot_product_attention_backward(np.ones_like(o), q[:, :, :40], k, v, o, lse,
+                                                                     is_causal=True)):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_attention_dropout(backend, rng):

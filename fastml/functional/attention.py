@@ -103,7 +103,9 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
     P.v = v.reshape(P.B, Hkv, S, P.Ev)
     P.inputs = [q, k, v]  # the caller's arrays, for the out= overlap check
     P.causal = bool(is_causal)
-    P.window = 0 if sliding_window is None else int(sliding_window)
+    # a window of L or more keys is the causal mask itself (query i sees keys 0..i): clamped to that, so that
+    # any int is accepted (the kernels take an int64)
+    P.window = 0 if sliding_window is None else min(int(sliding_window), max(L, 1))
     P.scale = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
     P.dropout_p = float(dropout_p)
     P.seed = None if seed is None else int(seed) & 0xFFFFFFFFFFFFFFFF
