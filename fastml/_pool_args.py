@@ -134,6 +134,8 @@ def divisor_arg(divisor_override, op):
     v = _int(divisor_override, op, "divisor_override")
     if v == 0:
         raise ValueError(f"{op}: expected a non-zero divisor_override, got 0")
+    if not -2**63 <= v < 2**63:  # the kernels take an int64, as torch does
+        raise ValueError(f"{op}: expected divisor_override within int64, got {v}")
     return v
 
 

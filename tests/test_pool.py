@@ -493,6 +493,7 @@ BAD = [
     (lambda x: F.max_pool2d(x, (2, 2, 2)), ValueError, "2 ints"),
     (lambda x: F.max_pool2d(x, 2.5), TypeError, "int"),
     (lambda x: F.avg_pool2d(x, 2, divisor_override=0), ValueError, "divisor_override"),
+    (lambda x: F.avg_pool2d(x, 2, divisor_override=2**64), ValueError, "within int64"),
     (lambda x: F.max_pool2d(x.astype(np.float16), 2), TypeError, "float16"),
     (lambda x: F.max_pool2d(x.astype(np.int32), 2), TypeError, "int32"),
     (lambda x: F.adaptive_avg_pool2d(x, (2, -1)), ValueError, "output_size"),
