@@ -450,6 +450,11 @@ def test_attention_plain_call_matches_general_path(rng, causal):
             out = np.empty(got.shape, np.float32)
             F.scaled_dot_product_attention(qq, k, v, is_causal=causal, scale=0.3 if E else None, out=out)
             np.testing.assert_array_equal(got, out)
+            o, lse = F.scaled_dot_product_attention_forward(qq, k, v, is_causal=causal)
+            out2 = np.empty(o.shape, np.float32)
+            _, lse2 = F.scaled_dot_product_attention_forward(qq, k, v, is_causal=causal, out=out2)
+            np.testing.assert_array_equal(o, out2)
+            np.testing.assert_array_equal(lse, lse2)
 
 
 @pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")

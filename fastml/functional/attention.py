@@ -167,17 +167,24 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
     Shapes: query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev).
     """
-    if (out is None and attn_mask is None and not dropout_p and sliding_window is None and _B.cpu_fast_path(query)
-            and _B.cpu_fast_path(key) and _B.cpu_fast_path(value) and query.ndim == 4 and key.ndim == 4
-            and value.ndim == 4 and key.shape[:2] == query.shape[:2] and value.shape[:3] == key.shape[:3]
-            and key.shape[3] == query.shape[3] and (scale is None or isinstance(scale, float))):
-        # hot path, the plain 4-D call: the checks of _prepare for this case, inline (~6 us less per call)
-        E = query.shape[3]
-        sc = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else scale
+    sc = _plain_scale(query, key, value, attn_mask, dropout_p, scale, sliding_window, out)
+    if sc is not None:
         return _C.attention_forward(query, key, value, None, bool(is_causal), 0, sc, 0, 1.0, 0, None, 0)[0]
     P = _prepare(_SDPA, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed,
                  sliding_window, need_seed=False)
     return _forward(_SDPA, P, out)[0]
+
+
+def _plain_scale(query, key, value, attn_mask, dropout_p, scale, sliding_window, out):
+    """The scale of a plain call (float32 4-D arrays with one head count, no mask, dropout, window or out=),
+    whose checks are these few; None for any other call (which takes _prepare). ~6 us less per call."""
+    if (out is None and attn_mask is None and not dropout_p and sliding_window is None and _B.cpu_fast_path(query)
+            and _B.cpu_fast_path(key) and _B.cpu_fast_path(value) and query.ndim == 4 and key.ndim == 4
+            and value.ndim == 4 and key.shape[:2] == query.shape[:2] and value.shape[:3] == key.shape[:3]
+            and key.shape[3] == query.shape[3] and (scale is None or isinstance(scale, float))):
+        E = query.shape[3]
+        return (1.0 / math.sqrt(E) if E else 1.0) if scale is None else scale
+    return None
 
 
 def scaled_dot_product_attention_forward(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
@@ -187,6 +194,9 @@ def scaled_dot_product_attention_forward(query, key, value, attn_mask=None, drop
     logsumexp_i = log sum_j exp(s_ij) over the allowed keys (-inf for a fully masked row).
     ``_path`` (tests and benchmarks only): 0 picks automatically (split-K decode for L <= 16 and
     S >= 1024), 1 forces the general tiled path, 2 the decode path."""
+    sc = _plain_scale(query, key, value, attn_mask, dropout_p, scale, sliding_window, out)
+    if sc is not None:
+        return _C.attention_forward(query, key, value, None, bool(is_causal), 0, sc, 0, 1.0, 0, None, _path)
     P = _prepare(_SDPA + "_forward", query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed,
                  sliding_window, need_seed=True)
     return _forward(_SDPA + "_forward", P, out, _path)
