@@ -160,6 +160,8 @@ def test_bad_constructor_and_step_arguments():
         optim.Adam(p, lr=-1)
     with pytest.raises(ValueError):
         optim.Adam(p, betas=(1.0, 0.9))
+    with pytest.raises(TypeError, match="pair"):
+        optim.AdamW(p, betas=(0.9,))  # was an IndexError
     with pytest.raises(ValueError):
         optim.SGD(p, lr=0.1, nesterov=True)
     with pytest.raises(TypeError):

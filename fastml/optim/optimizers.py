@@ -239,6 +239,8 @@ class Adam(Optimizer):
         name = type(self).__name__
         if lr < 0.0 or eps < 0.0 or weight_decay < 0.0:
             raise ValueError(f"{name}: expected lr, eps, weight_decay >= 0, got {lr}, {eps}, {weight_decay}")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"{name}: expected betas as a pair (beta1, beta2), got {betas!r}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
             raise ValueError(f"{name}: expected 0 <= betas < 1, got {betas}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
