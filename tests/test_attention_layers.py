@@ -116,6 +116,16 @@ def test_mha_functional_backward_finite_differences(rng):
         np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
+def test_mha_layer_bad_sizes():
+    # zero sizes were a ZeroDivisionError, floats slipped through
+    with pytest.raises(ValueError, match="num_heads > 0"):
+        MultiheadAttention(16, 0)
+    with pytest.raises(ValueError, match="embed_dim > 0"):
+        MultiheadAttention(0, 1)
+    with pytest.raises(TypeError, match="int for embed_dim"):
+        MultiheadAttention(16.0, 2)
+
+
 def test_mha_bad_inputs(rng):
     q = rng.standard_normal((5, 2, 8)).astype(np.float32)
     w, b, wo, bo = _mha_params(rng, 8)

@@ -228,3 +228,13 @@ def test_packed_module_copies_and_pickles(rng):
         c.train()
         c.weight_hh_l1[0, 0] = 3.0  # the copy's arrays are its own
     assert m.weight_hh_l1[0, 0] != 3.0 and m.packed
+
+
+@pytest.mark.parametrize("cls", ["RNN", "GRU", "LSTM"])
+def test_layer_sizes_must_be_ints(cls):
+    # torch refuses non-int sizes; 3.5 was truncated to 3 here
+    for kw in (dict(input_size=3.5, hidden_size=4), dict(input_size=3, hidden_size=4.0),
+               dict(input_size=3, hidden_size=4, num_layers=True)):
+        with pytest.raises(TypeError, match="expected an int"):
+            getattr(nn, cls)(**kw)
+    assert getattr(nn, cls)(np.int64(3), 4).input_size == 3
