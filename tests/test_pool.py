@@ -613,3 +613,20 @@ def test_3x3_s2_rows_shared_by_consecutive_output_rows(backend, rng, shape, padd
     for cip in (True, False):
         _close_avg(F.avg_pool2d(xf, 3, 2, padding, ceil_mode=ceil_mode, count_include_pad=cip),
                    R.avg_pool2d(xf, 3, 2, padding, ceil_mode=ceil_mode, count_include_pad=cip), xf)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (1, 7), (4, 4), (1, 17), (7, 7), (56, 56)])
+def test_global_average_pool_each_plane_alone(rng, threads, hw):
+    # global average pooling runs planes 16 at a time (avx512): every plane's mean is what it is alone, on 1
+    # and 2 threads, and within float32 rounding of the float64 mean
+    nc = (40, 50) if hw[0] * hw[1] <= 64 else (3, 13)  # enough planes to split over 2 threads
+    x = (rng.standard_normal(nc + hw) * 10 + 3).astype(np.float32)
+    fastml.set_num_threads(2)
+    y = F.adaptive_avg_pool2d(x, 1)
+    fastml.set_num_threads(1)
+    np.testing.assert_array_equal(F.adaptive_avg_pool2d(x, 1), y)
+    flat = x.reshape(-1, 1, *hw)
+    for i in (0, 15, 16, 17, 38, flat.shape[0] - 1):
+        np.testing.assert_array_equal(F.adaptive_avg_pool2d(flat[i:i + 1], 1).ravel(), y.reshape(-1)[i:i + 1])
+    want = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+    np.testing.assert_allclose(y, want, rtol=1e-5 * max(1, np.sqrt(hw[0] * hw[1]) / 4), atol=1e-5)

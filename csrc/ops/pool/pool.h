@@ -57,8 +57,10 @@ using MaxBackwardEncodeFn = int (*)(const PoolGeom& g, const int64_t* idx, uint8
 // scratch of max_backward_scratch_floats(g) floats.
 using MaxBackwardGatherFn = void (*)(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx,
                                      float* scratch);
-// sum of x[0:n] (global average pooling)
-using SumFn = float (*)(int64_t n, const float* x);
+// Global average pooling of `planes` consecutive planes of n elements: y[i] = sum(x[i n : (i + 1) n]) / n, each
+// sum one vector accumulator over the plane in order, then the halving tree over its lanes (the same for every
+// plane whatever the planes around it).
+using MeanPlanesFn = void (*)(int64_t planes, int64_t n, const float* x, float* y);
 
 struct PoolKernels {
   MaxPlaneFn max_plane;
@@ -67,7 +69,7 @@ struct PoolKernels {
   MaxBackwardPlaneFn max_backward_plane;
   MaxBackwardEncodeFn max_backward_encode;
   MaxBackwardGatherFn max_backward_gather;
-  SumFn sum;
+  MeanPlanesFn mean_planes;
 };
 
 FASTML_DECLARE_KERNEL_TABLES(PoolKernels, pool)

@@ -432,13 +432,20 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
   }
 }
 
+// One plane's lane sums (the accumulator mean_planes reduces).
 template <class V>
-float sum(int64_t n, const float* x) {
+inline V plane_lanes(int64_t n, const float* x) {
   V acc = V::zero();
   int64_t i = 0;
   for (; i + V::N <= n; i += V::N) acc = acc + V::load(x + i);
   if (i < n) acc = acc + V::load_tail(x + i, static_cast<int>(n - i));
-  return acc.hsum();
+  return acc;
+}
+
+template <class V>
+void mean_planes(int64_t planes, int64_t n, const float* x, float* y) {
+  const float fn = static_cast<float>(n);
+  for (int64_t i = 0; i < planes; ++i) y[i] = plane_lanes<V>(n, x + i * n).hsum() / fn;
 }
 
 }  // namespace

@@ -10,7 +10,7 @@ namespace {
 template <class V>
 constexpr PoolKernels make_kernels() {
   return PoolKernels{&max_plane<V>, &avg_plane<V>, &avg_backward_plane<V>, &max_backward_plane<V>,
-                     &max_backward_encode<V>, &max_backward_gather<V>, &sum<V>};
+                     &max_backward_encode<V>, &max_backward_gather<V>, &mean_planes<V>};
 }
 
 }  // namespace
