@@ -132,6 +132,14 @@ def host_backend(dtype, op: str) -> str:
     return "cpu" if dtype == F32 else "numpy"
 
 
+def require_int(v, op: str, arg: str) -> int:
+    """v as an int: a Python or NumPy integer (not a bool, not a float that happens to be whole), as torch's
+    layer constructors require; TypeError naming ``arg`` otherwise."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{op}: expected an int for {arg}, got {type(v).__name__} {v!r}")
+    return int(v)
+
+
 def check_out_array(out, shape, dtype, op: str) -> None:
     """The layout-independent rules for an ``out=`` array: a numpy array of the exact dtype and shape."""
     if not isinstance(out, np.ndarray):

@@ -106,7 +106,7 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
     # a window of L or more keys is the causal mask itself (query i sees keys 0..i): clamped to that, so that
     # any int is accepted (the kernels take an int64)
     P.window = 0 if sliding_window is None else min(int(sliding_window), max(L, 1))
-    P.scale = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
+    P.scale = _scale(E, scale)
     P.dropout_p = float(dropout_p)
     P.seed = None if seed is None else int(seed) & 0xFFFFFFFFFFFFFFFF
     P.drop = (P.dropout_p, 1.0 / (1.0 - P.dropout_p), P.seed) if P.dropout_p > 0 else None
@@ -182,9 +182,13 @@ def _plain_scale(query, key, value, attn_mask, dropout_p, scale, sliding_window,
             and _B.cpu_fast_path(key) and _B.cpu_fast_path(value) and query.ndim == 4 and key.ndim == 4
             and value.ndim == 4 and key.shape[:2] == query.shape[:2] and value.shape[:3] == key.shape[:3]
             and key.shape[3] == query.shape[3] and (scale is None or isinstance(scale, float))):
-        E = query.shape[3]
-        return (1.0 / math.sqrt(E) if E else 1.0) if scale is None else scale
+        return _scale(query.shape[3], scale)
     return None
+
+
+def _scale(E, scale):
+    """The scores' scale: ``scale``, or torch's default 1/sqrt(E) (1 for E = 0)."""
+    return (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
 
 
 def scaled_dot_product_attention_forward(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,

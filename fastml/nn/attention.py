@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .. import _backend as _B
 from ..functional import multi_head_attention_backward, multi_head_attention_forward
 
 __all__ = ["MultiheadAttention"]
@@ -25,9 +26,7 @@ class MultiheadAttention:
 
     def __init__(self, embed_dim, num_heads, bias=True, batch_first=False, *, dtype=np.float32, seed=None):
         for arg, v in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"MultiheadAttention: expected an int for {arg}, got {type(v).__name__} {v!r}")
-            if v <= 0:
+            if _B.require_int(v, "MultiheadAttention", arg) <= 0:
                 raise ValueError(f"MultiheadAttention: expected {arg} > 0, got {v}")
         if embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: expected embed_dim ({embed_dim}) divisible by num_heads, "

@@ -48,8 +48,7 @@ class RNNBase:
                  bidirectional=False, proj_size=0, *, dtype=np.float32, seed=None, rng=None):
         for arg, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers),
                        ("proj_size", proj_size)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{type(self).__name__}: expected an int for {arg}, got {type(v).__name__} {v!r}")
+            _B.require_int(v, type(self).__name__, arg)
         if int(hidden_size) <= 0 or int(input_size) <= 0:
             raise ValueError(f"{type(self).__name__}: expected positive input_size and hidden_size, "
                              f"got {input_size} and {hidden_size}")
