@@ -38,6 +38,7 @@ CASES = [
     (1, (2, 5, 33), (10, 1, 5), dict(padding=2, groups=5)),                              # conv1d depthwise
     (1, (3, 4, 17), (4, 1, 3), dict(stride=2, dilation=2, groups=4)),
     (1, (2, 2, 40), (5, 2, 7), dict(padding="same")),                                    # conv1d direct
+    (3, (2, 16, 5, 6, 7), (8, 16, 3, 3, 3), dict(padding=1)),                            # Winograd 3-D
 ]
 IDS = [f"{nd}d-{x}-{w}-{'-'.join(f'{k}{v}' for k, v in kw.items())}" for nd, x, w, kw in CASES]
 ACTS = (None, "relu", "gelu", "gelu_tanh", "sigmoid", "tanh")
@@ -98,7 +99,8 @@ def test_forward_every_algorithm(backend, rng, nd, xs, ws, kw):
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
-@pytest.mark.parametrize("nd,xs,ws,kw", [CASES[0], CASES[1], CASES[4], CASES[6], CASES[9], CASES[10], CASES[12]])
+@pytest.mark.parametrize("nd,xs,ws,kw", [CASES[0], CASES[1], CASES[4], CASES[6], CASES[9], CASES[10], CASES[12],
+                                        CASES[13]])
 def test_padding_modes(backend, rng, mode, nd, xs, ws, kw):
     f, fb, rf, rb = conv(nd)
     x, w, b = data(rng, xs, ws)
@@ -180,7 +182,7 @@ def test_torch_parity_fast_paths(rng, nd, xs, ws, kw):
 def test_threads_bitwise(rng, threads):
     if not fastml._backend.HAS_CPU_EXT:
         pytest.skip("compiled module missing")
-    for nd, xs, ws, kw in (CASES[1], CASES[4], CASES[9], CASES[10]):
+    for nd, xs, ws, kw in (CASES[1], CASES[4], CASES[9], CASES[10], CASES[13]):
         f, fb, rf, _ = conv(nd)
         x, w, b = data(rng, (4,) + xs[1:], ws)
         res = []
@@ -221,6 +223,9 @@ SELECT = [
     (2, (8, 256, 28, 28), (64, 256, 1, 1), {}, "1x1", "im2col"),
     (1, (16, 128, 1024), (128, 128, 5), dict(padding=2), "im2col", "im2col"),
     (3, (2, 32, 16, 56, 56), (32, 1, 3, 3, 3), dict(padding=1, groups=32), "im2col", "im2col"),
+    (3, (2, 32, 16, 56, 56), (32, 32, 3, 3, 3), dict(padding=1), "winograd", "winograd"),
+    (3, (2, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "im2col", "im2col"),        # C_in too small
+    (3, (2, 256, 8, 14, 14), (256, 256, 3, 3, 3), dict(padding=1), "im2col", "im2col"),      # accuracy
 ]
 
 

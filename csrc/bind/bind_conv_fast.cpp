@@ -4,6 +4,7 @@
 //   _C.depthwise_conv2d_backward(grad_output, x, w, stride, padding, dilation, output_mask) -> (gx, gw, gb)
 //   _C.direct_conv2d_forward / _C.direct_conv2d_backward                     (same arguments)
 //   _C.winograd_conv2d_forward(x, w, bias, padding, act, out, m)             m = 4: F(4x4,3x3), 2: F(2x2,3x3)
+//   _C.winograd_conv3d_forward(x, w, bias, padding, act, out)                F(2x2x2,3x3x3), padding (pd, ph, pw)
 // stride / padding / dilation are (int, int); act is "none" | "relu" | "gelu" | "gelu_tanh" | "sigmoid" | "tanh".
 // Python API: fastml/functional/_conv_fast.py. Test: pytest tests/test_conv_fast.py
 #include <pybind11/numpy.h>
@@ -151,6 +152,41 @@ py::tuple backward(const char* op, Kind kind, py::handle grad_output, py::handle
   return py::make_tuple(gx, gw, gb);
 }
 
+// x (N, C, D, H, W), w (K, C, 3, 3, 3), padding (pd, ph, pw) each 0 or 1 -> y (N, K, Do, Ho, Wo).
+py::array winograd3d(py::handle input, py::handle weight, py::handle bias, std::array<int64_t, 3> padding,
+                     const std::string& act_name, py::handle out) {
+  const char* op = "winograd_conv3d";
+  py::array x = input_f32(input, op, "input"), w = input_f32(weight, op, "weight"), b;
+  FASTML_CHECK(x.ndim() == 5, op, ": expected input of shape (N, C, D, H, W), got ", shape_str(x));
+  Conv3dArgs a{x.shape(0), x.shape(1), x.shape(2), x.shape(3), x.shape(4), w.ndim() > 0 ? w.shape(0) : 0,
+               padding[0], padding[1], padding[2]};
+  FASTML_CHECK(w.ndim() == 5 && w.shape(1) == a.C && w.shape(2) == 3 && w.shape(3) == 3 && w.shape(4) == 3, op,
+               ": expected weight of shape (K, ", a.C, ", 3, 3, 3), got ", shape_str(w));
+  FASTML_CHECK(a.C >= 1 && a.K >= 1, op, ": expected C_in, C_out >= 1, got input ", shape_str(x), " and weight ",
+               shape_str(w));
+  for (int64_t p : padding) FASTML_CHECK(p == 0 || p == 1, op, ": expected padding 0 or 1, got ", p);
+  const int64_t Do = a.D + 2 * a.pd - 2, Ho = a.H + 2 * a.ph - 2, Wo = a.W + 2 * a.pw - 2;
+  FASTML_CHECK(Do >= 1 && Ho >= 1 && Wo >= 1, op, ": expected padded input (", a.D + 2 * a.pd, ", ",
+               a.H + 2 * a.ph, ", ", a.W + 2 * a.pw, ") at least as large as the kernel (3, 3, 3), got input ",
+               shape_str(x));
+  const bool has_bias = !bias.is_none();
+  if (has_bias) {
+    b = input_f32(bias, op, "bias");
+    FASTML_CHECK(b.ndim() == 1 && b.shape(0) == a.K, op, ": expected bias of shape (", a.K, ",), got ", shape_str(b));
+  }
+  const GemmAct act = gemm_act_of(act_name, op);
+  py::array y = output_f32(out, {a.N, a.K, Do, Ho, Wo}, op);
+  FASTML_CHECK(!shares_memory(y, x) && !shares_memory(y, w) && !(has_bias && shares_memory(y, b)), op,
+               ": expected out not to share memory with input, weight or bias");
+  const float *px = cf32(x), *pw = cf32(w), *pb = has_bias ? cf32(b) : nullptr;
+  float* py_ = f32(y);
+  if (a.N > 0) {
+    py::gil_scoped_release nogil;
+    winograd_conv3d_forward(a, px, pw, pb, act, py_);
+  }
+  return y;
+}
+
 }  // namespace
 
 void bind_conv_fast(py::module_& m) {
@@ -183,6 +219,8 @@ void bind_conv_fast(py::module_& m) {
           return forward(op, Kind::winograd, x, w, b, {1, 1}, {padding, padding}, {1, 1}, act, out, tile);
         }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("padding"), py::arg("act") = "none",
         py::arg("out") = py::none(), py::arg("m") = 4);
+  m.def("winograd_conv3d_forward", &winograd3d, py::arg("input"), py::arg("weight"), py::arg("bias"),
+        py::arg("padding"), py::arg("act") = "none", py::arg("out") = py::none());
 }
 
 }  // namespace fastml::bind

@@ -1,4 +1,4 @@
-"""Specialised 2-D convolution kernels that the general ``conv2d`` routes to (NCHW, zero padding).
+"""Specialised convolution kernels that the general ``conv1d/2d/3d`` route to (NCHW / NCDHW, zero padding).
 
 The caller has already resolved torch's arguments: ``stride``, ``padding`` and ``dilation`` are
 ``(int, int)`` (an int is accepted for both), padding is numeric zero padding (``'same'``/``'valid'``
@@ -9,6 +9,8 @@ all shapes before writing anything (``out=`` included) and returns the output ar
 * ``depthwise_conv2d``  groups == C, weight (C*m, 1, kh, kw): output channel k reads input channel k // m.
 * ``direct_conv2d``     groups == 1 for tiny C_in (1..4: first layers), any K / kernel / stride / dilation.
 * ``winograd_conv2d``   3x3, stride 1, dilation 1, groups 1, padding 0 or 1, F(4x4,3x3) or F(2x2,3x3).
+* conv3d's 'winograd'  3x3x3, stride 1, dilation 1, groups 1: F(2x2x2,3x3x3) (``_C.winograd_conv3d_forward``,
+                        padding 0 or 1 per dimension natively, other zero padding applied to a copy first).
 
 ``CONV_FAST_PATHS`` (end of this file) plugs these kernels into ``fastml.functional.conv1d/conv2d`` as
 ``algorithm='depthwise' | 'direct' | 'winograd' (F(2x2,3x3)) | 'winograd_f43'`` and holds the thresholds
@@ -255,6 +257,11 @@ def winograd_conv2d(x, w, bias, *, activation=None, out=None, tile="f43", paddin
 WINOGRAD_MIN_CHANNELS = 32     # C_in and C_out
 WINOGRAD_MIN_PIXELS = 196      # output H_out * W_out (14x14)
 DIRECT_MAX_CHANNELS = 4        # C_in of a groups-1 convolution with a kernel larger than 1x1
+# 'auto' thresholds for F(2x2x2,3x3x3) against conv3d's im2col / shifted GEMM (conv.py docstring)
+WINOGRAD3D_MIN_IN_CHANNELS = 16
+WINOGRAD3D_MAX_IN_CHANNELS = 128   # its error grows with C_in: up to ~2.4x im2col's at 256-512 (conv.py)
+WINOGRAD3D_MIN_OUT_CHANNELS = 8
+WINOGRAD3D_MIN_VOXELS = 512    # output D_out * H_out * W_out
 
 
 def _hw(t):
@@ -369,6 +376,7 @@ class _Direct(_Path):
 
 class _Winograd(_Path):
     """3x3, stride 1, dilation 1, groups 1 conv2d; any zero padding (0 and 1 natively, else pre-padded).
+    F(2x2,3x3) also runs 3x3x3 conv3d as F(2x2x2,3x3x3) (``call3``: padding 0 or 1 per dimension natively).
     Backward: grad_input of a stride-1 3x3 convolution is the full correlation of grad_output with the
     flipped, channel-swapped kernel (padding 2 - p), itself a 3x3 stride-1 convolution, so it runs on the
     same Winograd kernel (same accuracy as the forward); grad_weight uses the general kernels."""
@@ -377,12 +385,21 @@ class _Winograd(_Path):
         self.name, self.tile, self._auto = name, tile, auto
 
     def applies(self, g, channels_last):
+        if g.nd == 3:  # F(2x2x2,3x3x3) only
+            return (self.tile == 2 and g.groups == 1 and tuple(g.kernel) == (3, 3, 3)
+                    and tuple(g.stride) == (1, 1, 1) and tuple(g.dilation) == (1, 1, 1))
         return (g.nd == 2 and g.groups == 1 and tuple(g.kernel[1:]) == (3, 3) and tuple(g.stride[1:]) == (1, 1)
                 and tuple(g.dilation[1:]) == (1, 1))
 
     def auto(self, g, channels_last):
-        return (self._auto and self.applies(g, channels_last) and g.C >= WINOGRAD_MIN_CHANNELS
-                and g.K >= WINOGRAD_MIN_CHANNELS and g.out_size[1] * g.out_size[2] >= WINOGRAD_MIN_PIXELS)
+        if not (self._auto and self.applies(g, channels_last)):
+            return False
+        if g.nd == 3:
+            return (WINOGRAD3D_MIN_IN_CHANNELS <= g.C <= WINOGRAD3D_MAX_IN_CHANNELS
+                    and g.K >= WINOGRAD3D_MIN_OUT_CHANNELS
+                    and g.out_size[0] * g.out_size[1] * g.out_size[2] >= WINOGRAD3D_MIN_VOXELS)
+        return (g.C >= WINOGRAD_MIN_CHANNELS and g.K >= WINOGRAD_MIN_CHANNELS
+                and g.out_size[1] * g.out_size[2] >= WINOGRAD_MIN_PIXELS)
 
     def auto_backward(self, g):
         return self.auto(g, False)
@@ -390,10 +407,53 @@ class _Winograd(_Path):
     def native(self, pad):
         return pad[0] == pad[1] and pad[0] in (0, 1)
 
+    @staticmethod
+    def native3(pad):
+        return all(p in (0, 1) for p in pad)
+
     def call(self, x4, w4, bias, g, pad, act, out4):
         return _C.winograd_conv2d_forward(x4, w4, bias, pad[0], act, out4, self.tile)
 
+    @staticmethod
+    def call3(x5, w5, bias, pad, act, out5):
+        return _C.winograd_conv3d_forward(x5, w5, bias, tuple(pad), act, out5)
+
+    def _conv3(self, x5, w5, bias, lo, hi, act, out5=None):
+        """F(2x2x2,3x3x3) of NCDHW x5 with zero padding lo / hi (pre-padded where not native)."""
+        if tuple(lo) == tuple(hi) and self.native3(lo):
+            return self.call3(x5, w5, bias, lo, act, out5)
+        x5 = np.pad(x5, ((0, 0), (0, 0)) + tuple(zip(lo, hi)))
+        return self.call3(x5, w5, bias, (0, 0, 0), act, out5)
+
+    def forward(self, x5, w5, bias, g, activation, channels_last, out5, out_channels_last=None):
+        if g.nd != 3:
+            return super().forward(x5, w5, bias, g, activation, channels_last, out5, out_channels_last)
+        out_cl = channels_last if out_channels_last is None else out_channels_last
+        x = np.ascontiguousarray(x5.transpose(0, 4, 1, 2, 3)) if channels_last else x5
+        y5 = self._conv3(x, np.ascontiguousarray(w5), bias, g.pad_lo, g.pad_hi,
+                         "none" if activation is None else activation, None if out_cl else out5)
+        if not out_cl:
+            return y5
+        if out5 is None:
+            return np.ascontiguousarray(y5.transpose(0, 2, 3, 4, 1))
+        out5[...] = y5.transpose(0, 2, 3, 4, 1)
+        return out5
+
+    def _backward3(self, go5, x5, w5, g, mask):
+        gx = gw = None
+        if mask[0]:
+            if max(lo + hi for lo, hi in zip(g.pad_lo, g.pad_hi)) <= 2:
+                wt = np.ascontiguousarray(w5.transpose(1, 0, 2, 3, 4)[:, :, ::-1, ::-1, ::-1])
+                gx = self._conv3(go5, wt, None, [2 - p for p in g.pad_lo], [2 - p for p in g.pad_hi], "none")
+            else:   # padding beyond the kernel: the full correlation would need a crop; general kernel
+                gx = _C.conv_backward_data(go5, w5, None, g.in_size, g.stride, g.pad_lo, g.dilation, g.groups)
+        if mask[1]:
+            gw = _C.conv_backward_weight(go5, x5, g.kernel, g.stride, g.pad_lo, g.dilation, g.groups)
+        return gx, gw, None
+
     def backward(self, go5, x5, w5, g, mask):
+        if g.nd == 3:
+            return self._backward3(go5, x5, w5, g, mask)
         gx = gw = None
         if mask[0]:
             lo, hi = _hw(g.pad_lo), _hw(g.pad_hi)

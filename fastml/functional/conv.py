@@ -31,6 +31,10 @@ Algorithms (compiled float32 backend; ``algorithm=`` forces one, 'auto' picks by
                    the error of im2col + GEMM (measured, C 3..256), within the 2x rule.
 * ``'winograd_f43'`` F(4x4,3x3), same geometry: 4x fewer multiplies, faster at large images, but its error
                    grows with C (~10x the im2col error at C 64, ~22x at C 256): only when forced.
+                   ``'winograd'`` on a 3x3x3, stride 1, dilation 1, groups 1 conv3d runs F(2x2x2,3x3x3)
+                   (64 products per 8 outputs instead of 216). Accuracy: max error 1.2-1.7x that of the
+                   float32 im2col at C_in 128 and below, 1.5-2.4x at C_in 256-512 (measured, 4 seeds each),
+                   so 'auto' takes it only up to C_in 128.
 The specialised kernels take NCHW float32: channels-last input is copied to NCHW once, and the output is
 written back in the requested memory format (the input's, or out='s). Zero padding they do not take
 natively (asymmetric 'same' for even kernels; Winograd padding other than 0 / 1) is applied to a copy of
@@ -66,13 +70,18 @@ see padding 0.
    come from a machine whose second core was busy with other work). F(4x4,3x3) was 1.5-1.9x at 56x56
    (2 threads) but is not picked for its accuracy. The choice never depends on the thread count:
    Winograd and im2col round differently, and results must be bitwise identical for any thread count.
-4. kernel 1, stride 1, padding 0 -> '1x1'; else 'im2col'.
+4. 3x3x3, stride 1, dilation 1, groups 1 conv3d with 16 <= C_in <= 128, C_out >= 8 and D_out * H_out * W_out
+   >= 512 -> 'winograd' (F(2x2x2,3x3x3)). Measured (2 threads, padding 1, ms: Winograd / the im2col-shifted
+   GEMM / torch 2.13): N2 C32->32 16x56x56 11.3 / 17.6 / 19.6-24; N4 C64 8x28x28 10.9 / 20.7 / 12.3; N1 C128
+   8x16x16 3.9 / 8.1 / 9.5; N8 C16 8x32x32 2.4 / 5.3 / 3.2; N2 C8->64 16x56x56 9.8 / 9.7 (even, so C_in 8 stays
+   on im2col); N2 C3->64 16x112x112 27.8 / 17.1 (first layers lose); N1 C32 2x6x6 0.15 / 0.10 (too few tiles).
+5. kernel 1, stride 1, padding 0 -> '1x1'; else 'im2col'.
 
 Backward (``algorithm=`` in 'auto', 'im2col' (the general GEMM kernels), 'depthwise', 'direct', 'winograd',
 'winograd_f43'): 'auto' takes 'depthwise' for groups == C_in > 1; 'winograd' where the forward's 'auto'
-would: grad_input of a stride-1 3x3 convolution is the stride-1 3x3 convolution of grad_output with the
-flipped, channel-swapped kernel, run on the Winograd kernel (the forward's accuracy), while grad_weight runs
-on the general kernels; else the general kernels. The direct backward measured slower than the general one
+would: grad_input of a stride-1 3x3 (3x3x3) convolution is the stride-1 3x3 (3x3x3) convolution of
+grad_output with the flipped, channel-swapped kernel, run on the Winograd kernel (the forward's accuracy),
+while grad_weight runs on the general kernels; else the general kernels. The direct backward measured slower than the general one
 (stem: 95 vs 57 ms at 2 threads, 80 vs 57 ms at 1; LeNet: 0.47 vs 0.36 ms) and its grad_input error up to
 ~2.5x that of the NumPy im2col computation, so 'auto' does not pick it. grad_bias is always summed in
 float64 and rounded once (compiled: per-channel sums in C++).
@@ -420,7 +429,14 @@ def _make_plan(nd, x, w, b, stride, padding, dilation, groups, algorithm, activa
         x5s, w5s = (g.N, g.C) + g.in_size, w.shape[:2] + g.kernel
         args = (g.out_size, g.stride, g.pad_lo, g.dilation, g.groups, False, False, _ALGO_ID[algo], act, None)
         return lambda x, w, b: _C.conv_forward(x.reshape(x5s), w.reshape(w5s), b, *args).reshape(shape)
-    path = _FAST_PATHS.get(algo)  # conv1d/conv2d kernels: 4-D views (N, C, H, W)
+    path = _FAST_PATHS.get(algo)
+    if g.nd == 3:  # conv3d's fast path (Winograd F(2x2x2,3x3x3)) takes the 5-D arrays as they are
+        call3 = getattr(path, "call3", None)
+        lo3 = g.pad_lo
+        if call3 is None or lo3 != g.pad_hi or not path.native3(lo3):
+            return None
+        return lambda x, w, b: call3(x, np.ascontiguousarray(w), b, lo3, act, None)
+    # conv1d/conv2d kernels: 4-D views (N, C, H, W)
     lo, hi = g.pad_lo[1:], g.pad_hi[1:]
     if path is None or lo != hi or not path.native(lo):
         return None

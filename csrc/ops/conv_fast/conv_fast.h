@@ -6,7 +6,8 @@
 //   direct      groups == 1 with C_in in 1..4 (first layers): y[n,k] = b[k] + sum_c corr(x[n,c], w[k,c])
 //   winograd    3x3, stride 1, dilation 1, groups 1, padding 0 or 1: F(4x4,3x3) or F(2x2,3x3) (Lavin & Gray,
 //               "Fast Algorithms for Convolutional Neural Networks", CVPR 2016), the 36 (16) element-wise
-//               products done as GEMMs on the packed SGEMM engine.
+//               products done as GEMMs on the packed SGEMM engine; and its 3-D nesting F(2x2x2,3x3x3)
+//               (64 products per 8 outputs) for 3x3x3 conv3d.
 // Backward (depthwise and direct): grad_input is the transposed convolution (a scatter of grad_output
 // through the taps), grad_weight[k, tap] = sum_n sum_pixels gy * shifted x, grad_bias[k] = sum gy.
 // Reductions over the batch are done per sample and summed in sample order, so every result is
@@ -80,6 +81,16 @@ using WinoOutputFn = void (*)(const WinoGeom& wg, const float* mk, int64_t lde, 
 // Winograd filter transform of n 3x3 filters stored transposed (wt[(r*3 + s)*ld + kc], kc < n):
 // U[e*ld + kc] = (G g G^T)[e], e < (m+2)^2.
 using WinoFilterFn = void (*)(int64_t m, int64_t n, int64_t ld, const float* wt, float* U);
+// F(2x2x2,3x3x3) input transform of one channel's tile row: buf = 4 padded planes (plane_floats apart) of
+// 4 padded rows (2 phases of wg.wq floats); v[e * stride_e + j] = (B^T ⊗ B^T ⊗ B^T d_j)[e], e < 64.
+using Wino3InputFn = void (*)(const WinoGeom& wg, const float* buf, int64_t plane_floats, float* v, int64_t stride_e);
+// F(2x2x2,3x3x3) output transform of one tile row of one output channel: mk[e * lde + j] -> output planes
+// dz < planes (y + dz * plane), rows a < rows (y + a * Wo), columns j*2 + b < Wo, bias added.
+using Wino3OutputFn = void (*)(const WinoGeom& wg, const float* mk, int64_t lde, float bias, float* y, int64_t Wo,
+                               int64_t plane, int64_t rows, int64_t planes);
+// F(2x2x2,3x3x3) filter transform of n 3x3x3 filters stored transposed (wt[t*ld + kc], t < 27):
+// U[e*ld + kc] = (G ⊗ G ⊗ G g_kc)[e], e < 64.
+using Wino3FilterFn = void (*)(int64_t n, int64_t ld, const float* wt, float* U);
 
 struct ConvFastKernels {
   ConvPadRowsFn pad_rows;
@@ -92,6 +103,9 @@ struct ConvFastKernels {
   WinoInputFn wino_input;
   WinoOutputFn wino_output;
   WinoFilterFn wino_filter;
+  Wino3InputFn wino3_input;
+  Wino3OutputFn wino3_output;
+  Wino3FilterFn wino3_filter;
 };
 
 FASTML_DECLARE_KERNEL_TABLES(ConvFastKernels, conv_fast)
@@ -114,5 +128,14 @@ void direct_conv2d_backward(const Conv2dArgs& a, const float* gy, const float* x
 // m = 4 (F(4x4,3x3)) or 2 (F(2x2,3x3)); a.kh == a.kw == 3, stride 1, dilation 1, ph == pw in {0, 1}.
 void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, const float* w, const float* bias,
                              GemmAct act, float* y);
+
+// 3-D: x (N, C, D, H, W), w (K, C, 3, 3, 3), y (N, K, Do, Ho, Wo); stride 1, dilation 1, groups 1,
+// zero padding pd, ph, pw each 0 or 1. F(2x2x2,3x3x3): 64 products per 2x2x2 outputs instead of 216.
+struct Conv3dArgs {
+  int64_t N, C, D, H, W, K;
+  int64_t pd, ph, pw;
+};
+void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w, const float* bias, GemmAct act,
+                             float* y);
 
 }  // namespace fastml

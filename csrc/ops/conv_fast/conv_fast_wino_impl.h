@@ -96,6 +96,22 @@ void wino_input(const WinoGeom& wg, const float* buf, float* v, int64_t stride_e
   else wino_input_m<V, 2>(wg, buf, v, stride_e);
 }
 
+// Output rows a < rows (y + a * Wo) of r tiles from tile j0: tile[a][b][l] is column b of tile j0 + l,
+// written at column (j0 + l) * M + b when that is < Wo.
+template <int N, int M>
+inline void store_tiles(const float (&tile)[M][M][N], float* y, int64_t Wo, int64_t rows, int64_t j0, int r) {
+  const int64_t c0 = j0 * M, cn = (Wo - c0 < int64_t(r) * M) ? Wo - c0 : int64_t(r) * M;
+  for (int64_t a = 0; a < rows; ++a) {
+    float* yr = y + a * Wo + c0;
+    if (cn == int64_t(r) * M) {  // every tile whole: a fixed inner trip count the compiler can vectorise
+      for (int l = 0; l < r; ++l)
+        for (int b = 0; b < M; ++b) yr[l * M + b] = tile[a][b][l];
+    } else {
+      for (int64_t c = 0; c < cn; ++c) yr[c] = tile[a][c % M][c / M];
+    }
+  }
+}
+
 // One tile row of one output channel: the GEMM results mk[e * lde + j] of tiles j < wg.tw give the
 // m x m outputs Y_j = A^T M_j A + bias, written to output rows a < rows (y + a * Wo) at columns
 // j*m + b < Wo. Vectorised across tiles; the interleave into the row goes through a small stack tile.
@@ -121,16 +137,7 @@ void wino_output_m(const WinoGeom& wg, const float* mk, int64_t lde, float bias,
       else at_f23(col, o);
       for (int a = 0; a < M; ++a) (o[a] + vb).store(tile[a][b]);
     }
-    const int64_t c0 = j0 * M, cn = (Wo - c0 < int64_t(r) * M) ? Wo - c0 : int64_t(r) * M;
-    for (int64_t a = 0; a < rows; ++a) {
-      float* yr = y + a * Wo + c0;
-      if (cn == int64_t(r) * M) {  // every tile whole: a fixed inner trip count the compiler can vectorise
-        for (int l = 0; l < r; ++l)
-          for (int b = 0; b < M; ++b) yr[l * M + b] = tile[a][b][l];
-      } else {
-        for (int64_t c = 0; c < cn; ++c) yr[c] = tile[a][c % M][c / M];
-      }
-    }
+    store_tiles<N, M>(tile, y, Wo, rows, j0, r);
   }
 }
 
@@ -193,10 +200,110 @@ void wino_filter(int64_t m, int64_t n, int64_t ld, const float* wt, float* U) {
   else wino_filter_m<V, 2>(n, ld, wt, U);
 }
 
+// ---- F(2x2x2, 3x3x3): the same 1-D matrices along D, H and W (e = (ez * 4 + ey) * 4 + ex) ----
+
+// One channel's tile row of a 3-D tile row: buf = 4 padded planes (plane_floats apart) of 4 padded rows
+// (2 phases of wg.wq floats each); v[e * stride_e + j] = (B^T ⊗ B^T ⊗ B^T d_j)[e] for tiles j < wg.tw.
+template <class V>
+void wino3_input(const WinoGeom& wg, const float* buf, int64_t plane_floats, float* v, int64_t stride_e) {
+  constexpr int N = V::N;
+  const int64_t wq = wg.wq, rf = 2 * wq;
+  for (int64_t j = 0; j < wg.tw; j += N) {
+    V t2[4][16];  // t2[z][ey * 4 + ex]: plane z transformed along W and H
+    for (int z = 0; z < 4; ++z) {
+      const float* pz = buf + z * plane_floats;
+      V t[4][4];  // t[row][ex]: rows transformed along W
+      for (int a = 0; a < 4; ++a) {
+        V d[4];
+        for (int l = 0; l < 4; ++l) d[l] = V::load(pz + a * rf + (l % 2) * wq + j + l / 2);  // slack >= 16
+        bt_f23(d, t[a]);
+      }
+      for (int ex = 0; ex < 4; ++ex) {
+        const V col[4] = {t[0][ex], t[1][ex], t[2][ex], t[3][ex]};
+        V r[4];
+        bt_f23(col, r);
+        for (int ey = 0; ey < 4; ++ey) t2[z][ey * 4 + ex] = r[ey];
+      }
+    }
+    const int64_t left = wg.tw - j;
+    for (int q = 0; q < 16; ++q) {  // along D
+      const V col[4] = {t2[0][q], t2[1][q], t2[2][q], t2[3][q]};
+      V r[4];
+      bt_f23(col, r);
+      for (int ez = 0; ez < 4; ++ez) {
+        float* dst = v + (ez * 16 + q) * stride_e + j;
+        if (left >= N) r[ez].store(dst);
+        else r[ez].store_tail(dst, static_cast<int>(left));
+      }
+    }
+  }
+}
+
+// One tile row of one output channel: mk[e * lde + j] (tiles j < wg.tw) -> the 2x2x2 outputs of each tile
+// plus bias, written to output planes dz < planes (y + dz * plane), rows a < rows, columns j*2 + b < Wo.
+template <class V>
+void wino3_output(const WinoGeom& wg, const float* mk, int64_t lde, float bias, float* y, int64_t Wo, int64_t plane,
+                  int64_t rows, int64_t planes) {
+  constexpr int N = V::N;
+  const V vb = V::set1(bias);
+  for (int64_t j0 = 0; j0 < wg.tw; j0 += N) {
+    const int r = static_cast<int>(wg.tw - j0 < N ? wg.tw - j0 : N);
+    V s2[2][16];  // s2[dz][ey * 4 + ex]: reduced along D
+    for (int q = 0; q < 16; ++q) {
+      V col[4], o[2];
+      for (int ez = 0; ez < 4; ++ez) col[ez] = V::load_tail(mk + (ez * 16 + q) * lde + j0, r);
+      at_f23(col, o);
+      s2[0][q] = o[0];
+      s2[1][q] = o[1];
+    }
+    for (int64_t dz = 0; dz < planes; ++dz) {
+      V s[4][2];  // s[ey][b]: reduced along W
+      for (int ey = 0; ey < 4; ++ey) at_f23(&s2[dz][ey * 4], s[ey]);
+      float tile[2][2][N];  // tile[a][b][lane]
+      for (int b = 0; b < 2; ++b) {
+        const V col[4] = {s[0][b], s[1][b], s[2][b], s[3][b]};
+        V o[2];
+        at_f23(col, o);
+        for (int a = 0; a < 2; ++a) (o[a] + vb).store(tile[a][b]);
+      }
+      store_tiles<N, 2>(tile, y + dz * plane, Wo, rows, j0, r);
+    }
+  }
+}
+
+// Filter transform of n 3x3x3 filters stored transposed (wt[((z*3 + y)*3 + x)*ld + kc], kc < n):
+// U[e*ld + kc] = (G ⊗ G ⊗ G g)[e], e < 64, G of F(2x2,3x3) (g_col<V, 2>) along W, then H, then D.
+template <class V>
+void wino3_filter(int64_t n, int64_t ld, const float* wt, float* U) {
+  constexpr int N = V::N;
+  for (int64_t kc = 0; kc < n; kc += N) {
+    const int r = static_cast<int>(n - kc < N ? n - kc : N);
+    V t1[3][3][4];  // [z][y][ex]
+    for (int zy = 0; zy < 9; ++zy) {
+      const V a = V::load_tail(wt + (zy * 3) * ld + kc, r), b = V::load_tail(wt + (zy * 3 + 1) * ld + kc, r),
+              c = V::load_tail(wt + (zy * 3 + 2) * ld + kc, r);
+      g_col<V, 2>(a, b, c, t1[zy / 3][zy % 3]);
+    }
+    V t2[3][4][4];  // [z][ey][ex]
+    for (int z = 0; z < 3; ++z)
+      for (int ex = 0; ex < 4; ++ex) {
+        V col[4];
+        g_col<V, 2>(t1[z][0][ex], t1[z][1][ex], t1[z][2][ex], col);
+        for (int ey = 0; ey < 4; ++ey) t2[z][ey][ex] = col[ey];
+      }
+    for (int q = 0; q < 16; ++q) {
+      V col[4];
+      g_col<V, 2>(t2[0][q / 4][q % 4], t2[1][q / 4][q % 4], t2[2][q / 4][q % 4], col);
+      for (int ez = 0; ez < 4; ++ez) col[ez].store_tail(U + (ez * 16 + q) * ld + kc, r);
+    }
+  }
+}
+
 template <class V>
 constexpr ConvFastKernels make_kernels() {
   return ConvFastKernels{&pad_rows<V>,    &dw_forward<V>,  &scatter<V>,     &unpad<V>,      &corr_taps<V>,
-                         &sum<V>,         &direct_rows<V>, &wino_input<V>,  &wino_output<V>, &wino_filter<V>};
+                         &sum<V>,         &direct_rows<V>, &wino_input<V>,  &wino_output<V>, &wino_filter<V>,
+                         &wino3_input<V>, &wino3_output<V>, &wino3_filter<V>};
 }
 
 }  // namespace fastml::conv_fast_impl

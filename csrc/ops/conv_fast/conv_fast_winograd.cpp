@@ -35,7 +35,16 @@ namespace {
 thread_local ConvScratch t_wino_v, t_wino_m, t_wino_pad;
 thread_local ConvScratch t_wino_u;  // calling thread: the transformed filters
 
+constexpr int64_t kKChunk = 256;  // microkernel k steps per call (the engine's KC bound)
 constexpr int64_t kBlockBytes = int64_t(4) << 20;  // one thread's V + M buffers: >= ~64 tiles per GEMM at C = K = 256
+// 3-D: V and M are 8x the input they come from (64 points per 2x2x2 tile), and with C = K = 32 the GEMMs
+// do only 2 K flops per V element, so the V and M of a block should stay in L2: at N2 C32 16x56x56 a 1 MiB
+// block (2 tile rows) took 11.4-12.7 ms, 2 MiB 12.5-13.2, 4 MiB 19.8-20.6 (2 threads, 2 MiB L2 each).
+// Larger C and K make the GEMMs denser and want more tiles per block: the budget is (C + K) / 4 tiles'
+// worth, from 1 MiB up to 8 MiB. Measured (N C D H W, C = K; block budget 0.5 / 1 / 2 / 4 / 8 MiB, ms):
+//   2 32 16 56 56: 13.5 / 13.0 / 14.3 / 19.5 / 19.8     4 64 8 28 28: 17.5 / 11.3 / 12.9 / 16.4 / 14.8
+//   1 128 8 16 16:  9.5 /  5.8 /  4.0 /  3.8 /  3.8     1 256 8 14 14: 31.9 / 32.2 / 21.1 / 16.0 / 14.9
+constexpr int64_t kBlockBytes3d = int64_t(1) << 20;
 
 // U[e][k][c] = (G g G^T)[e] for the filters g = w[k, c] (kernel wino_filter, vectorised over k*C + c on
 // the filters transposed to (9, K*C)), spread over the threads (each filter is independent).
@@ -47,6 +56,29 @@ void transform_filters(const ConvFastKernels& kt, int64_t m, int64_t KC, const f
       for (int t = 0; t < 9; ++t) wt[t * KC + kc] = w[kc * 9 + t];
     kt.wino_filter(m, hi - lo, KC, wt + lo, U + lo);
   });
+}
+
+// Tile rows per block (R tile rows of tw tiles, per_tile bytes of V and M each): within the workspace
+// budget, and at least 8 blocks (load balance over the threads) as long as each keeps >= 64 tiles. Depends
+// on the shape only, never on the thread count (the block size is the GEMMs' N, which fixes their
+// summation order). The block count is rounded up to a multiple of 8 (while blocks keep >= 32 tiles): 13
+// blocks on two threads left one thread a block more than the other (C64 56x56 N8: 5.5-6.2 -> 4.6-5.1 ms
+// measured with 16), 4 blocks of 18, 18, 18 and 2 tile rows at C256 14x14 likewise.
+int64_t block_rows(int64_t R, int64_t tw, int64_t per_tile, int64_t budget = kBlockBytes) {
+  const int64_t rb_mem = std::max<int64_t>(1, std::min<int64_t>(R, budget / per_tile / tw));
+  int64_t want = std::max<int64_t>((R + rb_mem - 1) / rb_mem, std::min<int64_t>(8, R * tw / 64));
+  const int64_t want8 = (want + 7) / 8 * 8;
+  if (want8 > 0 && want8 <= R && R * tw / want8 >= 32) want = want8;
+  return std::max<int64_t>(1, (R + want - 1) / std::max<int64_t>(1, want));
+}
+
+// A stride of n floats (n rounded up) whose cache-line count is odd: the E transform points of one tile
+// vector are written (read) E strides apart, and strides of a multiple of 4 KiB (e.g. C * ldv = 32 x 224
+// floats) put all of those lines in one L1 set, which holds 12.
+int64_t alias_free(int64_t n) {
+  int64_t s = (n + 15) / 16 * 16;
+  if ((s / 16) % 2 == 0) s += 16;
+  return s;
 }
 
 }  // namespace
@@ -72,18 +104,7 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   transform_filters(kt, m, K * C, w, U + E * K * C, U);
 
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
-  const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
-  // Blocks of rb tile rows: within the workspace budget, and at least 8 blocks (load balance over the
-  // threads) as long as each keeps >= 64 tiles. Depends on the shape only, never on the thread count
-  // (the block size is the GEMMs' N, which fixes their summation order).
-  // The block count is rounded up to a multiple of 8 (while blocks keep >= 32 tiles): 13 blocks on two
-  // threads left one thread a block more than the other (C64 56x56 N8: 5.5-6.2 -> 4.6-5.1 ms measured with
-  // 16), 4 blocks of 18, 18, 18 and 2 tile rows at C256 14x14 likewise.
-  const int64_t rb_mem = std::max<int64_t>(1, std::min<int64_t>(R, kBlockBytes / per_tile / wg.tw));
-  int64_t want = std::max<int64_t>((R + rb_mem - 1) / rb_mem, std::min<int64_t>(8, R * wg.tw / 64));
-  const int64_t want8 = (want + 7) / 8 * 8;
-  if (want8 > 0 && want8 <= R && R * wg.tw / want8 >= 32) want = want8;
-  const int64_t rb = std::max<int64_t>(1, (R + want - 1) / std::max<int64_t>(1, want));
+  const int64_t rb = block_rows(R, wg.tw, E * (C + K) * int64_t(sizeof(float)));
   const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
   const int64_t row_floats = m * wg.wq;
   parallel_for_guarded(nblk, 1, [&](int64_t b, int64_t e) {
@@ -112,6 +133,104 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
           float* yk = y + ((n * K + k) * Ho + ti * m) * Wo;
           kt.wino_output(wg, Mk + k * T + (gr - g0) * wg.tw, K * T, bias ? bias[k] : 0.0f, yk, Wo, ra);
           if (act != GemmAct::none) actf(act, ra * Wo, yk);
+        }
+      }
+    }
+  });
+}
+
+// F(2x2x2,3x3x3): the 2-D scheme with one more nesting. A tile row is (n, tile plane tz, tile row ty),
+// tw tiles along W; its input patch is 4 padded planes x 4 padded rows, made per channel once for all the
+// tile rows of a segment (same n and tz) of the block. 64 GEMMs (K x C) x (C x tiles).
+void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w, const float* bias, GemmAct act,
+                             float* y) {
+  const ConvFastKernels& kt = select_kernels(conv_fast_tables);
+  const GemmActFn actf = select_kernels(gemm_tables).act;
+  constexpr int64_t E = 64;
+  const int64_t C = a.C, K = a.K, KC = K * C;
+  const int64_t Do = a.D + 2 * a.pd - 2, Ho = a.H + 2 * a.ph - 2, Wo = a.W + 2 * a.pw - 2;
+  const int64_t td = (Do + 1) / 2, plane_in = a.H * a.W, plane_out = Ho * Wo;
+  WinoGeom wg{2, 4, (Ho + 1) / 2, (Wo + 1) / 2, 0};
+  wg.wq = (wg.tw + 16 + 15) / 16 * 16;
+  ConvGeom pg{};
+  pg.H = a.H;
+  pg.W = a.W;
+  pg.ph = a.ph;
+  pg.pw = a.pw;
+  pg.sh = 1;
+  pg.sw = 2;
+  pg.wq = wg.wq;
+
+  const GemmKernels& gk = select_kernels(gemm_tables);
+  const int64_t MR = gk.mr, NR = gk.nr, Kp = (K + MR - 1) / MR * MR;
+  // U (64 x K x C), the filters transposed (27 x K*C), then U packed: per e, MR-row slivers of C steps
+  float* U = t_wino_u.get((E + 27) * KC + E * Kp * C);
+  float* wt = U + E * KC;
+  float* Up = wt + 27 * KC;
+  constexpr int64_t kChunk = 1024;  // filters per work item
+  parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
+    const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
+    for (int64_t kc = lo; kc < hi; ++kc)
+      for (int t = 0; t < 27; ++t) wt[t * KC + kc] = w[kc * 27 + t];
+    kt.wino3_filter(hi - lo, KC, wt + lo, U + lo);
+  });
+  parallel_for(E, 8, 1, [&](int64_t b, int64_t e) {
+    for (int64_t ee = b; ee < e; ++ee) gk.pack_a_transpose(K, C, U + ee * KC, C, Up + ee * Kp * C);
+  });
+
+  const int64_t R = a.N * td * wg.th;  // tile rows of the whole batch
+  const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
+  const int64_t budget = std::clamp(per_tile * (C + K) / 4, kBlockBytes3d, 2 * kBlockBytes);
+  const int64_t rb = block_rows(R, wg.tw, per_tile, budget);
+  const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
+  const int64_t sv = alias_free(C * ldv), sm = alias_free(K * ldv);  // V[e] and M[e] strides
+  const int64_t row_floats = 2 * wg.wq, plane_floats = (2 * rb + 2) * row_floats;
+  parallel_for_guarded(nblk, 1, [&](int64_t b, int64_t e) {
+    float* V = t_wino_v.get(E * sv);
+    float* Mk = t_wino_m.get(E * sm);
+    float* pbuf = t_wino_pad.get(4 * plane_floats);
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
+      for (int64_t s0 = g0; s0 < g1;) {  // segments of the block with the same (n, tz)
+        const int64_t nz = s0 / wg.th, ty0 = s0 % wg.th, s1 = std::min(g1, (nz + 1) * wg.th);
+        const int64_t n = nz / td, iz0 = (nz % td) * 2 - a.pd, rows = (s1 - s0) * 2 + 2;
+        for (int64_t c = 0; c < C; ++c) {
+          for (int64_t z = 0; z < 4; ++z) {
+            float* pz = pbuf + z * plane_floats;
+            const int64_t iz = iz0 + z;
+            if (iz < 0 || iz >= a.D) std::memset(pz, 0, sizeof(float) * static_cast<size_t>(rows * row_floats));
+            else kt.pad_rows(pg, x + ((n * C + c) * a.D + iz) * plane_in, ty0 * 2, rows, pz);
+          }
+          for (int64_t gr = s0; gr < s1; ++gr)
+            kt.wino3_input(wg, pbuf + (gr - s0) * 2 * row_floats, plane_floats, V + c * ldv + (gr - g0) * wg.tw, sv);
+        }
+        s0 = s1;
+      }
+      // M[e] (K x T) = U[e] (K x C) V[e] (C x T) on the microkernel: U packed, V read in place, a B sliver
+      // (NR tiles) reused from L1 by the K / MR row slivers; C in chunks of kKChunk steps (sum order fixed)
+      for (int64_t ee = 0; ee < E; ++ee) {
+        const float* ue = Up + ee * Kp * C;
+        for (int64_t pc = 0; pc < C; pc += kKChunk) {
+          const int64_t kb = std::min(kKChunk, C - pc);
+          GemmTile t;
+          t.beta = pc == 0 ? 0.0f : 1.0f;
+          for (int64_t j = 0; j < T; j += NR) {
+            const int nn = static_cast<int>(std::min(NR, T - j));
+            for (int64_t i = 0; i < K; i += MR)
+              gk.micro(kb, ue + i * C + pc * MR, V + ee * sv + pc * ldv + j, ldv, Mk + ee * sm + i * T + j, T,
+                       static_cast<int>(std::min(MR, K - i)), nn, t);
+          }
+        }
+      }
+      for (int64_t gr = g0; gr < g1; ++gr) {
+        const int64_t nz = gr / wg.th, ty = gr % wg.th, n = nz / td, oz = (nz % td) * 2;
+        const int64_t rows = std::min<int64_t>(2, Ho - ty * 2), planes = std::min<int64_t>(2, Do - oz);
+        for (int64_t k = 0; k < K; ++k) {
+          float* yk = y + (((n * K + k) * Do + oz) * Ho + ty * 2) * Wo;
+          kt.wino3_output(wg, Mk + k * T + (gr - g0) * wg.tw, sm, bias ? bias[k] : 0.0f, yk, Wo, plane_out, rows,
+                          planes);
+          if (act != GemmAct::none)
+            for (int64_t dz = 0; dz < planes; ++dz) actf(act, rows * Wo, yk + dz * plane_out);
         }
       }
     }
