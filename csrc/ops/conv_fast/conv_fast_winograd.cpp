@@ -106,10 +106,11 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
   const int64_t rb = block_rows(R, wg.tw, E * (C + K) * int64_t(sizeof(float)));
   const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
+  const int64_t sv = alias_free(C * ldv), sm = alias_free(K * ldv);  // V[e] and M[e] strides
   const int64_t row_floats = m * wg.wq;
   parallel_for_guarded(nblk, 1, [&](int64_t b, int64_t e) {
-    float* V = t_wino_v.get(E * C * ldv);
-    float* Mk = t_wino_m.get(E * K * ldv);
+    float* V = t_wino_v.get(E * sv);
+    float* Mk = t_wino_m.get(E * sm);
     float* pbuf = t_wino_pad.get((rb * m + 2) * row_floats);
     for (int64_t blk = b; blk < e; ++blk) {
       const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
@@ -120,18 +121,17 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
         for (int64_t c = 0; c < C; ++c) {
           kt.pad_rows(pg, x + (n * C + c) * a.H * a.W, ti0 * m, (s1 - s0) * m + 2, pbuf);
           for (int64_t gr = s0; gr < s1; ++gr)
-            kt.wino_input(wg, pbuf + (gr - s0) * m * row_floats, V + c * ldv + (gr - g0) * wg.tw, C * ldv);
+            kt.wino_input(wg, pbuf + (gr - s0) * m * row_floats, V + c * ldv + (gr - g0) * wg.tw, sv);
         }
         s0 = s1;
       }
       for (int64_t ee = 0; ee < E; ++ee)  // M[e] (K x T) = U[e] (K x C) V[e] (C x T)
-        sgemm(Trans::none, Trans::none, K, T, C, 1.0f, U + ee * K * C, C, V + ee * C * ldv, ldv, 0.0f,
-              Mk + ee * K * T, T);
+        sgemm(Trans::none, Trans::none, K, T, C, 1.0f, U + ee * K * C, C, V + ee * sv, ldv, 0.0f, Mk + ee * sm, T);
       for (int64_t gr = g0; gr < g1; ++gr) {
         const int64_t n = gr / wg.th, ti = gr % wg.th, ra = std::min(m, Ho - ti * m);
         for (int64_t k = 0; k < K; ++k) {
           float* yk = y + ((n * K + k) * Ho + ti * m) * Wo;
-          kt.wino_output(wg, Mk + k * T + (gr - g0) * wg.tw, K * T, bias ? bias[k] : 0.0f, yk, Wo, ra);
+          kt.wino_output(wg, Mk + k * T + (gr - g0) * wg.tw, sm, bias ? bias[k] : 0.0f, yk, Wo, ra);
           if (act != GemmAct::none) actf(act, ra * Wo, yk);
         }
       }
