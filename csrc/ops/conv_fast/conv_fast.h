@@ -91,6 +91,13 @@ using Wino3OutputFn = void (*)(const WinoGeom& wg, const float* mk, int64_t lde,
 // F(2x2x2,3x3x3) filter transform of n 3x3x3 filters stored transposed (wt[t*ld + kc], t < 27):
 // U[e*ld + kc] = (G ⊗ G ⊗ G g_kc)[e], e < 64.
 using Wino3FilterFn = void (*)(int64_t n, int64_t ld, const float* wt, float* U);
+// Weight gradient, grad_output side: buf = 2 rows (per plane; planes = 1 for 2-D, 2 for 3-D, plane_floats
+// apart) of grad_output split into 2 phases of wg.wq floats; d[e * stride_e + j] = (A ⊗ A [⊗ A] dy_j)[e].
+using WinoDyFn = void (*)(const WinoGeom& wg, const float* buf, int64_t plane_floats, int planes, float* d,
+                          int64_t stride_e);
+// Weight gradient, output side: wt[t * ld + kc] = (G^T ⊗ G^T [⊗ G^T] m_kc)[t] for kc < n, from the summed
+// transformed products m[e * ld + kc]; nd = 2 (16 -> 9) or 3 (64 -> 27).
+using WinoWgradFn = void (*)(int nd, int64_t n, int64_t ld, const float* m, float* wt);
 
 struct ConvFastKernels {
   ConvPadRowsFn pad_rows;
@@ -106,6 +113,8 @@ struct ConvFastKernels {
   Wino3InputFn wino3_input;
   Wino3OutputFn wino3_output;
   Wino3FilterFn wino3_filter;
+  WinoDyFn wino_dy;
+  WinoWgradFn wino_wgrad;
 };
 
 FASTML_DECLARE_KERNEL_TABLES(ConvFastKernels, conv_fast)
@@ -137,5 +146,9 @@ struct Conv3dArgs {
 };
 void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w, const float* bias, GemmAct act,
                              float* y);
+// grad_weight (K, C, 3, 3[, 3]) of a 3x3 (3x3x3), stride 1, groups 1 convolution with padding 0 / 1 per
+// dimension, by F(3x3, 2x2) (F(3x3x3, 2x2x2)): gy (N, K, out...), x (N, C, in...). 2-D: a.D == 1, a.pd == 0
+// and nd == 2. Sums over the tiles in a fixed order (bitwise identical for any thread count).
+void winograd_conv_backward_weight(int nd, const Conv3dArgs& a, const float* gy, const float* x, float* gw);
 
 }  // namespace fastml

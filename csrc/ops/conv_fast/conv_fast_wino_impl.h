@@ -299,11 +299,103 @@ void wino3_filter(int64_t n, int64_t ld, const float* wt, float* U) {
   }
 }
 
+// ---- weight gradient, F(3x3, 2x2) by the transposition of F(2x2, 3x3) ----
+// sum_i y_i dy_i = sum_e (A dy)_e (G g)_e (B^T x)_e, so dW = G^T [ (A dy) .* (B^T x) ] per tile and axis:
+// the input transform is the forward's, dy (2 per axis) goes through A = A^T's transpose, and the summed
+// products through G^T (3 x 4): (m0 + (m1 + m2)/2, (m1 - m2)/2, (m1 + m2)/2 + m3).
+template <class V>
+inline void a_col(V d0, V d1, V* r) {  // A (4 x 2) = [1 0; 1 1; 1 -1; 0 -1]
+  r[0] = d0;
+  r[1] = d0 + d1;
+  r[2] = d0 - d1;
+  r[3] = -d1;
+}
+
+template <class V>
+inline void gt_col(const V* m, V* r) {  // G^T (3 x 4)
+  const V h = V::set1(0.5f), s = h * (m[1] + m[2]);
+  r[0] = m[0] + s;
+  r[1] = h * (m[1] - m[2]);
+  r[2] = s + m[3];
+}
+
+// dy of one tile row: buf = 2 (per plane, planes = 1 or 2 of plane_floats apart) rows of grad_output split
+// into 2 phases of wg.wq floats (column 2j + b of tile j at phase b, offset j); d[e * stride_e + j] =
+// (A ⊗ A [⊗ A] dy_j)[e], e < 16 (planes 1) or 64 (planes 2), tiles j < wg.tw.
+template <class V>
+void wino_dy(const WinoGeom& wg, const float* buf, int64_t plane_floats, int planes, float* d, int64_t stride_e) {
+  constexpr int N = V::N;
+  const int64_t wq = wg.wq, rf = 2 * wq;
+  for (int64_t j = 0; j < wg.tw; j += N) {
+    V t2[2][16];  // t2[z][ey * 4 + ex]
+    for (int z = 0; z < planes; ++z) {
+      const float* pz = buf + z * plane_floats;
+      V t[2][4];
+      for (int a = 0; a < 2; ++a) a_col(V::load(pz + a * rf + j), V::load(pz + a * rf + wq + j), t[a]);
+      for (int ex = 0; ex < 4; ++ex) {
+        V r[4];
+        a_col(t[0][ex], t[1][ex], r);
+        for (int ey = 0; ey < 4; ++ey) t2[z][ey * 4 + ex] = r[ey];
+      }
+    }
+    const int64_t left = wg.tw - j;
+    auto put = [&](int e, V v) {
+      float* dst = d + e * stride_e + j;
+      if (left >= N) v.store(dst);
+      else v.store_tail(dst, static_cast<int>(left));
+    };
+    for (int q = 0; q < 16; ++q) {
+      if (planes == 1) {
+        put(q, t2[0][q]);
+        continue;
+      }
+      V r[4];
+      a_col(t2[0][q], t2[1][q], r);
+      for (int ez = 0; ez < 4; ++ez) put(ez * 16 + q, r[ez]);
+    }
+  }
+}
+
+// dW of n filters (lanes over kc < n) from the summed products m[e * ld + kc] (e < 16 for 3x3, 64 for
+// 3x3x3): wt[t * ld + kc] = (G^T ⊗ G^T [⊗ G^T] m_kc)[t], t < 9 or 27 (row-major taps).
+template <class V>
+void wino_wgrad(int nd, int64_t n, int64_t ld, const float* m, float* wt) {
+  constexpr int N = V::N;
+  for (int64_t kc = 0; kc < n; kc += N) {
+    const int r = static_cast<int>(n - kc < N ? n - kc : N);
+    V u[4][3][3];  // u[ez][y][x]: reduced along W and H
+    for (int ez = 0; ez < (nd == 3 ? 4 : 1); ++ez) {
+      V t[4][3];  // t[ey][x]
+      for (int ey = 0; ey < 4; ++ey) {
+        V row[4];
+        for (int ex = 0; ex < 4; ++ex) row[ex] = V::load_tail(m + ((ez * 4 + ey) * 4 + ex) * ld + kc, r);
+        gt_col(row, t[ey]);
+      }
+      for (int x = 0; x < 3; ++x) {
+        const V col[4] = {t[0][x], t[1][x], t[2][x], t[3][x]};
+        V o[3];
+        gt_col(col, o);
+        for (int y = 0; y < 3; ++y) u[ez][y][x] = o[y];
+      }
+    }
+    for (int q = 0; q < 9; ++q) {
+      if (nd != 3) {
+        u[0][q / 3][q % 3].store_tail(wt + q * ld + kc, r);
+        continue;
+      }
+      const V col[4] = {u[0][q / 3][q % 3], u[1][q / 3][q % 3], u[2][q / 3][q % 3], u[3][q / 3][q % 3]};
+      V o[3];
+      gt_col(col, o);
+      for (int z = 0; z < 3; ++z) o[z].store_tail(wt + (z * 9 + q) * ld + kc, r);
+    }
+  }
+}
+
 template <class V>
 constexpr ConvFastKernels make_kernels() {
   return ConvFastKernels{&pad_rows<V>,    &dw_forward<V>,  &scatter<V>,     &unpad<V>,      &corr_taps<V>,
                          &sum<V>,         &direct_rows<V>, &wino_input<V>,  &wino_output<V>, &wino_filter<V>,
-                         &wino3_input<V>, &wino3_output<V>, &wino3_filter<V>};
+                         &wino3_input<V>, &wino3_output<V>, &wino3_filter<V>, &wino_dy<V>,     &wino_wgrad<V>};
 }
 
 }  // namespace fastml::conv_fast_impl

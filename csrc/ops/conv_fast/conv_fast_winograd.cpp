@@ -34,6 +34,7 @@ namespace {
 
 thread_local ConvScratch t_wino_v, t_wino_m, t_wino_pad;
 thread_local ConvScratch t_wino_u;  // calling thread: the transformed filters
+thread_local ConvScratch t_wino_acc, t_wino_bpack;  // calling thread: the weight gradient's float64 sums
 
 constexpr int64_t kKChunk = 256;  // microkernel k steps per call (the engine's KC bound)
 constexpr int64_t kBlockBytes = int64_t(4) << 20;  // one thread's V + M buffers: >= ~64 tiles per GEMM at C = K = 256
@@ -45,6 +46,9 @@ constexpr int64_t kBlockBytes = int64_t(4) << 20;  // one thread's V + M buffers
 //   2 32 16 56 56: 13.5 / 13.0 / 14.3 / 19.5 / 19.8     4 64 8 28 28: 17.5 / 11.3 / 12.9 / 16.4 / 14.8
 //   1 128 8 16 16:  9.5 /  5.8 /  4.0 /  3.8 /  3.8     1 256 8 14 14: 31.9 / 32.2 / 21.1 / 16.0 / 14.9
 constexpr int64_t kBlockBytes3d = int64_t(1) << 20;
+// Weight gradient: V and DY of one block (the whole team shares it; its GEMMs reduce over the tiles).
+constexpr int64_t kBlockBytesWgrad = int64_t(8) << 20;
+constexpr int64_t kWgradChunk = 64;  // tiles per float32 product sum (then summed in float64)
 
 // U[e][k][c] = (G g G^T)[e] for the filters g = w[k, c] (kernel wino_filter, vectorised over k*C + c on
 // the filters transposed to (9, K*C)), spread over the threads (each filter is independent).
@@ -234,6 +238,128 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
         }
       }
     }
+  });
+}
+
+// Weight gradient by F(3x3, 2x2) / F(3x3x3, 2x2x2) (conv_fast_wino_impl.h): per block of tile rows, the
+// forward's input transform of x (V, E x C x tiles) and the A transform of grad_output (DY, E x K x tiles),
+// then M[e] (K x C) += DY[e] V[e]^T, one GEMM per e (the E GEMMs spread over the threads, each serial, so
+// every sum runs over the tiles in block order whatever the thread count); finally dW = G^T M G per (k, c).
+// The tile reduction is as long as an im2col weight gradient's (one product per output position and tap).
+void winograd_conv_backward_weight(int nd, const Conv3dArgs& a, const float* gy, const float* x, float* gw) {
+  const ConvFastKernels& kt = select_kernels(conv_fast_tables);
+  const GemmKernels& gk = select_kernels(gemm_tables);
+  const int64_t MR = gk.mr, NR = gk.nr, Cp = (a.C + NR - 1) / NR * NR;
+  const bool d3 = nd == 3;
+  const int64_t E = d3 ? 64 : 16, taps = d3 ? 27 : 9, C = a.C, K = a.K, KC = K * C;
+  const int64_t Do = d3 ? a.D + 2 * a.pd - 2 : 1, Ho = a.H + 2 * a.ph - 2, Wo = a.W + 2 * a.pw - 2;
+  const int64_t td = (Do + 1) / 2, zin = d3 ? 4 : 1, zout = d3 ? 2 : 1;
+  WinoGeom wg{2, 4, (Ho + 1) / 2, (Wo + 1) / 2, 0};
+  wg.wq = (wg.tw + 16 + 15) / 16 * 16;
+  ConvGeom px{}, pd{};  // x and grad_output rows, split into 2 phases
+  px.H = a.H;
+  px.W = a.W;
+  px.ph = a.ph;
+  px.pw = a.pw;
+  pd.H = Ho;
+  pd.W = Wo;
+  px.sh = pd.sh = 1;
+  px.sw = pd.sw = 2;
+  px.wq = pd.wq = wg.wq;
+  const int64_t R = a.N * td * wg.th;  // tile rows
+  const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
+  const int64_t rb = std::clamp<int64_t>(kBlockBytesWgrad / per_tile / wg.tw, 1, R);
+  const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
+  const int64_t sv = alias_free(C * ldv), sd = alias_free(K * ldv);
+  const int64_t row_floats = 2 * wg.wq, plane_floats = (2 * rb + 2) * row_floats;
+  float* V = t_wino_v.get(E * sv);
+  float* DY = t_wino_m.get(E * sd);
+  // M: the float32 products of one chunk of tiles per e, summed into M64 (float64) chunk by chunk, then
+  // rounded once: a float32 running sum over all the tiles measured up to 2.3x the error of the NumPy
+  // float32 weight gradient (products of transformed values run ~4x (2-D) to ~8x (3-D) larger than x * dy),
+  // chunks of 64 tiles summed in float64 0.5-1.1x (about the im2col kernels' 0.3-1.0x).
+  float* M = t_wino_u.get((E + taps) * KC);
+  float* wt = M + E * KC;
+  double* M64 = reinterpret_cast<double*>(t_wino_acc.get(2 * E * KC));  // 64-byte aligned
+  const int64_t in_plane = a.H * a.W, out_plane = Ho * Wo;
+  // the tile-row segments of a block with the same (n, tz): fn(n, tz, first tile row, s0, s1)
+  auto segments = [&](int64_t g0, int64_t g1, auto&& fn) {
+    for (int64_t s0 = g0; s0 < g1;) {
+      const int64_t nz = s0 / wg.th, s1 = std::min(g1, (nz + 1) * wg.th);
+      fn(nz / td, nz % td, s0 % wg.th, s0, s1);
+      s0 = s1;
+    }
+  };
+  for (int64_t blk = 0; blk < nblk; ++blk) {
+    const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
+    parallel_for_guarded(C, 1, [&](int64_t c0, int64_t c1) {  // V: the forward's input transform
+      float* pbuf = t_wino_pad.get(4 * plane_floats);
+      for (int64_t c = c0; c < c1; ++c)
+        segments(g0, g1, [&](int64_t n, int64_t tz, int64_t ty0, int64_t s0, int64_t s1) {
+          const int64_t rows = (s1 - s0) * 2 + 2;
+          for (int64_t z = 0; z < zin; ++z) {
+            float* pz = pbuf + z * plane_floats;
+            const int64_t iz = tz * 2 - a.pd + z;
+            if (iz < 0 || iz >= a.D) std::memset(pz, 0, sizeof(float) * static_cast<size_t>(rows * row_floats));
+            else kt.pad_rows(px, x + ((n * C + c) * a.D + iz) * in_plane, ty0 * 2, rows, pz);
+          }
+          for (int64_t gr = s0; gr < s1; ++gr) {
+            float* v = V + c * ldv + (gr - g0) * wg.tw;
+            const float* b = pbuf + (gr - s0) * 2 * row_floats;
+            if (d3) kt.wino3_input(wg, b, plane_floats, v, sv);
+            else kt.wino_input(wg, b, v, sv);
+          }
+        });
+    });
+    parallel_for_guarded(K, 1, [&](int64_t k0, int64_t k1) {  // DY: grad_output through A
+      float* pbuf = t_wino_pad.get(2 * plane_floats);
+      for (int64_t k = k0; k < k1; ++k)
+        segments(g0, g1, [&](int64_t n, int64_t tz, int64_t ty0, int64_t s0, int64_t s1) {
+          const int64_t rows = (s1 - s0) * 2;
+          for (int64_t z = 0; z < zout; ++z) {
+            float* pz = pbuf + z * plane_floats;
+            const int64_t oz = tz * 2 + z;
+            if (oz >= Do) std::memset(pz, 0, sizeof(float) * static_cast<size_t>(rows * row_floats));
+            else kt.pad_rows(pd, gy + ((n * K + k) * Do + oz) * out_plane, ty0 * 2, rows, pz);
+          }
+          for (int64_t gr = s0; gr < s1; ++gr)
+            kt.wino_dy(wg, pbuf + (gr - s0) * 2 * row_floats, plane_floats, static_cast<int>(zout),
+                       DY + k * ldv + (gr - g0) * wg.tw, sd);
+        });
+    });
+    // M64[e] += DY[e] V[e]^T, kWgradChunk tiles at a time, on the microkernel: DY read in place (rows of
+    // tiles), the chunk of V[e]^T packed into NR-column slivers (sgemm's per-call cost dominated these
+    // 32 x 32 x 64 products of a C32 conv3d)
+    parallel_for(E, 1, 1, [&](int64_t e0, int64_t e1) {
+      float* bp = t_wino_bpack.get(Cp * kWgradChunk);
+      for (int64_t e = e0; e < e1; ++e) {
+        float* me = M + e * KC;
+        double* acc = M64 + e * KC;
+        for (int64_t t0 = 0; t0 < T; t0 += kWgradChunk) {
+          const int64_t kb = std::min(kWgradChunk, T - t0);
+          gk.pack_b_transpose(C, kb, V + e * sv + t0, ldv, bp);
+          const GemmTile tile;  // alpha 1, beta 0
+          for (int64_t j = 0; j < C; j += NR)
+            for (int64_t i = 0; i < K; i += MR)
+              gk.micro_direct_a(kb, DY + e * sd + i * ldv + t0, ldv, bp + j * kb, NR, me + i * C + j, C,
+                                static_cast<int>(std::min(MR, K - i)), static_cast<int>(std::min(NR, C - j)), tile);
+          if (blk == 0 && t0 == 0)
+            for (int64_t i = 0; i < KC; ++i) acc[i] = me[i];
+          else
+            for (int64_t i = 0; i < KC; ++i) acc[i] += me[i];
+        }
+      }
+    });
+  }
+  parallel_for(E * KC, 1 << 14, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) M[i] = static_cast<float>(M64[i]);
+  });
+  constexpr int64_t kChunk = 1024;  // filters per work item
+  parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
+    const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
+    kt.wino_wgrad(static_cast<int>(nd), hi - lo, KC, M + lo, wt + lo);
+    for (int64_t kc = lo; kc < hi; ++kc)
+      for (int64_t t = 0; t < taps; ++t) gw[kc * taps + t] = wt[t * KC + kc];
   });
 }
 

@@ -1,12 +1,13 @@
-"""Winograd F(2x2x2,3x3x3) for 3x3x3 conv3d (``algorithm='winograd'``, csrc/ops/conv_fast/conv_fast_winograd.cpp).
+"""Winograd F(2x2x2,3x3x3) for 3x3x3 conv3d (``algorithm='winograd'``) and the Winograd weight gradient
+F(3x3, 2x2) / F(3x3x3, 2x2x2) of the 'winograd' backward (csrc/ops/conv_fast/conv_fast_winograd.cpp).
 
-Every backend x ISA against the float64 reference: error <= 2x that of the float32 NumPy im2col computation
-(the rule for every convolution algorithm). Shapes that exercise the kernel's edges: odd output sizes
-(half tiles in D, H and W), one output voxel, per-dimension padding 0 / 1 (native) and 2 or asymmetric
-'same'-style padding (pre-padded), C_in above the microkernel's K chunk (256), K below and above the
-microkernel rows, several blocks whose tile rows cross image and tile-plane boundaries; the fused bias and
-activations, out=, channels-last input, the backward's grad_input through the same kernel, 1 vs 2 threads
-bitwise, and the binding's errors.
+Every backend x ISA against the float64 reference: error <= 2x that of the float32 NumPy computation (the
+rule for every convolution algorithm). Shapes that exercise the kernels' edges: odd output sizes (half
+tiles in D, H and W), one output voxel, per-dimension padding 0 / 1 (native) and 2 or asymmetric padding
+(pre-padded), C_in above the microkernel's K chunk (256), K below and above the microkernel rows, several
+blocks whose tile rows cross image and tile-plane boundaries, tile sums longer than one float32 chunk; the
+fused bias and activations, out=, channels-last input, the backward through the same kernels, 1 vs 2
+threads bitwise, and the bindings' errors.
 """
 import numpy as np
 import pytest
@@ -177,3 +178,50 @@ def test_binding_errors():
         F.conv3d(x, w, stride=2, algorithm="winograd")
     with pytest.raises(ValueError, match="'winograd_f43' does not apply"):
         F.conv3d(x, w, algorithm="winograd_f43")
+
+
+# (nd, input shape, K, padding): weight-gradient tile sums over several 64-tile chunks and blocks
+WGRAD_CASES = [
+    (2, (2, 128, 40, 40), 128, 1),        # 800 tiles: 2 blocks of 512 / 288, 13 chunks
+    (2, (3, 5, 13, 70), 7, (0, 1)),       # odd sizes, 35 tiles per tile row
+    (2, (1, 3, 6, 5), 4, 2),              # padding 2: pre-padded input
+    (3, (1, 8, 12, 30, 40), 8, 1),        # 6 x 15 x 20 tiles
+    (3, (2, 4, 3, 5, 4), 17, (1, 0, 1)),
+]
+
+
+@pytest.mark.parametrize("case", WGRAD_CASES, ids=str)
+def test_grad_weight(backend, rng, case):
+    nd, xs, k, p = case
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal((k, xs[1]) + (3,) * nd).astype(np.float32)
+    rf, rb = getattr(R, f"conv{nd}d"), getattr(R, f"conv{nd}d_backward")
+    fb = getattr(F, f"conv{nd}d_backward")
+    g = rng.standard_normal(rf(x, w, None, padding=p).shape).astype(np.float32)
+    gi, gw, gb = fb(g, x, w, padding=p, output_mask=(False, True, False), algorithm="winograd")
+    assert gi is None and gb is None
+    with fastml.use_backend("numpy"):
+        base = fb(g, x, w, padding=p, output_mask=(False, True, False))[1]
+    _within(gw, rb(g, x, w, padding=p)[1], base, f"{backend} {case}")
+
+
+def test_grad_weight_binding():
+    if not fastml._backend.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    f = _C.winograd_conv_backward_weight
+    x = np.ones((2, 3, 5, 6), np.float32)
+    g = np.ones((2, 4, 5, 6), np.float32)
+    gw = f(g, x, [1, 1])
+    assert gw.shape == (4, 3, 3, 3)
+    np.testing.assert_array_equal(gw, R.conv2d_backward(g, x, np.zeros((4, 3, 3, 3)), padding=1)[1])
+    assert np.array_equal(f(g[:0], x[:0], [1, 1]), np.zeros((4, 3, 3, 3), np.float32))
+    for call, msg in (
+        (lambda: f(g, x, [2, 1]), "padding 0 or 1"),
+        (lambda: f(g, x, [1]), "2 or 3 paddings"),
+        (lambda: f(g, x, [1, 1, 1]), "5 dimensions"),
+        (lambda: f(g[:, :, :4], x, [1, 1]), "grad_output of shape"),
+        (lambda: f(g[:1], x, [1, 1]), "grad_output of shape"),
+        (lambda: f(g, x[:, :, :1, :1], [0, 0]), "at least as large as the kernel"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            call()
