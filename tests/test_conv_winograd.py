@@ -225,3 +225,25 @@ def test_grad_weight_binding():
     ):
         with pytest.raises(ValueError, match=msg):
             call()
+
+
+def test_swapped_weight_is_the_flipped_copy(rng):
+    """swapped=True (the backward's grad_input) reads w (C, K, k...) flipped and channel-swapped in place:
+    bitwise the result of the explicit flipped copy, 2-D (both tiles) and 3-D."""
+    if not fastml._backend.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    x = rng.standard_normal((2, 5, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((5, 7, 3, 3)).astype(np.float32)        # (C = 5 inputs here, K = 7 outputs)
+    flipped = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+    for m in (2, 4):
+        want = _C.winograd_conv2d_forward(x, flipped, None, 1, "none", None, m)
+        np.testing.assert_array_equal(_C.winograd_conv2d_forward(x, w, None, 1, "none", None, m, True), want)
+    x3 = rng.standard_normal((2, 5, 4, 6, 7)).astype(np.float32)
+    w3 = rng.standard_normal((5, 7, 3, 3, 3)).astype(np.float32)
+    flipped3 = np.ascontiguousarray(w3.transpose(1, 0, 2, 3, 4)[:, :, ::-1, ::-1, ::-1])
+    want = _C.winograd_conv3d_forward(x3, flipped3, None, (1, 0, 1))
+    np.testing.assert_array_equal(_C.winograd_conv3d_forward(x3, w3, None, (1, 0, 1), "none", None, True), want)
+    with pytest.raises(ValueError, match=r"weight of shape \(C, K, kH, kW\) with C=5"):
+        _C.winograd_conv2d_forward(x, flipped, None, 1, "none", None, 2, True)
+    with pytest.raises(ValueError, match=r"weight of shape \(5, K, 3, 3, 3\)"):
+        _C.winograd_conv3d_forward(x3, flipped3, None, (1, 1, 1), "none", None, True)

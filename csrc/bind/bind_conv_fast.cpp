@@ -3,7 +3,8 @@
 //   _C.depthwise_conv2d_forward(x, w, bias, stride, padding, dilation, act, out)
 //   _C.depthwise_conv2d_backward(grad_output, x, w, stride, padding, dilation, output_mask) -> (gx, gw, gb)
 //   _C.direct_conv2d_forward / _C.direct_conv2d_backward                     (same arguments)
-//   _C.winograd_conv2d_forward(x, w, bias, padding, act, out, m)             m = 4: F(4x4,3x3), 2: F(2x2,3x3)
+//   _C.winograd_conv2d_forward(x, w, bias, padding, act, out, m, swapped)    m = 4: F(4x4,3x3), 2: F(2x2,3x3);
+//                                                                            swapped: w (C, K, 3, 3) flipped
 //   _C.winograd_conv3d_forward(x, w, bias, padding, act, out)                F(2x2x2,3x3x3), padding (pd, ph, pw)
 //   _C.winograd_conv_backward_weight(grad_output, x, padding)                3x3 / 3x3x3 grad_weight, F(3,2) nesting
 // stride / padding / dilation are (int, int); act is "none" | "relu" | "gelu" | "gelu_tanh" | "sigmoid" | "tanh".
@@ -39,7 +40,7 @@ struct Checked {
 
 // Shapes of x (N, C, H, W) and w (K, C or 1, kh, kw), bias (K,), the parameters, the output size.
 Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py::handle bias, Pair stride,
-              Pair padding, Pair dilation) {
+              Pair padding, Pair dilation, bool swapped = false) {
   Checked r;
   r.x = input_f32(input, op, "input");
   r.w = input_f32(weight, op, "weight");
@@ -50,7 +51,7 @@ Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py
   a.C = r.x.shape(1);
   a.H = r.x.shape(2);
   a.W = r.x.shape(3);
-  a.K = r.w.shape(0);
+  a.K = r.w.shape(swapped ? 1 : 0);  // swapped (Winograd's grad_input): weight (C, K, 3, 3)
   a.kh = r.w.shape(2);
   a.kw = r.w.shape(3);
   FASTML_CHECK(a.C >= 1 && a.H >= 1 && a.W >= 1, op, ": expected input with C, H, W >= 1, got ", shape_str(r.x));
@@ -59,8 +60,8 @@ Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py
     FASTML_CHECK(r.w.shape(1) == 1 && a.K % a.C == 0, op, ": expected weight of shape (C*m, 1, kH, kW) with C=",
                  a.C, " (groups == C), got ", shape_str(r.w));
   } else {
-    FASTML_CHECK(r.w.shape(1) == a.C, op, ": expected weight of shape (K, C, kH, kW) with C=", a.C, ", got ",
-                 shape_str(r.w));
+    FASTML_CHECK(r.w.shape(swapped ? 0 : 1) == a.C, op, ": expected weight of shape ",
+                 swapped ? "(C, K, kH, kW)" : "(K, C, kH, kW)", " with C=", a.C, ", got ", shape_str(r.w));
   }
   if (kind == Kind::winograd)
     FASTML_CHECK(a.kh == 3 && a.kw == 3, op, ": expected a 3x3 kernel, got ", shape_str(r.w));
@@ -100,8 +101,9 @@ Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py
 }
 
 py::array forward(const char* op, Kind kind, py::handle input, py::handle weight, py::handle bias, Pair stride,
-                  Pair padding, Pair dilation, const std::string& act_name, py::handle out, int64_t m) {
-  Checked r = check(op, kind, input, weight, bias, stride, padding, dilation);
+                  Pair padding, Pair dilation, const std::string& act_name, py::handle out, int64_t m,
+                  bool swapped = false) {
+  Checked r = check(op, kind, input, weight, bias, stride, padding, dilation, swapped);
   const GemmAct act = gemm_act_of(act_name, op);
   py::array y = output_f32(out, {r.a.N, r.a.K, r.Ho, r.Wo}, op);
   FASTML_CHECK(!shares_memory(y, r.x) && !shares_memory(y, r.w) && !(r.has_bias && shares_memory(y, r.b)), op,
@@ -114,7 +116,7 @@ py::array forward(const char* op, Kind kind, py::handle input, py::handle weight
     py::gil_scoped_release nogil;
     if (kind == Kind::depthwise) depthwise_conv2d_forward(r.a, px, pw, pb, act, py_);
     else if (kind == Kind::direct) direct_conv2d_forward(r.a, px, pw, pb, act, py_);
-    else winograd_conv2d_forward(r.a, m, px, pw, pb, act, py_);
+    else winograd_conv2d_forward(r.a, m, px, pw, pb, act, py_, swapped);
   }
   return y;
 }
@@ -157,14 +159,16 @@ py::tuple backward(const char* op, Kind kind, py::handle grad_output, py::handle
 
 // x (N, C, D, H, W), w (K, C, 3, 3, 3), padding (pd, ph, pw) each 0 or 1 -> y (N, K, Do, Ho, Wo).
 py::array winograd3d(py::handle input, py::handle weight, py::handle bias, std::array<int64_t, 3> padding,
-                     const std::string& act_name, py::handle out) {
+                     const std::string& act_name, py::handle out, bool swapped) {
   const char* op = "winograd_conv3d";
   py::array x = input_f32(input, op, "input"), w = input_f32(weight, op, "weight"), b;
   FASTML_CHECK(x.ndim() == 5, op, ": expected input of shape (N, C, D, H, W), got ", shape_str(x));
-  Conv3dArgs a{x.shape(0), x.shape(1), x.shape(2), x.shape(3), x.shape(4), w.ndim() > 0 ? w.shape(0) : 0,
+  const int ck = swapped ? 0 : 1;  // swapped (grad_input): weight (C, K, 3, 3, 3)
+  Conv3dArgs a{x.shape(0), x.shape(1), x.shape(2), x.shape(3), x.shape(4), w.ndim() > 1 ? w.shape(1 - ck) : 0,
                padding[0], padding[1], padding[2]};
-  FASTML_CHECK(w.ndim() == 5 && w.shape(1) == a.C && w.shape(2) == 3 && w.shape(3) == 3 && w.shape(4) == 3, op,
-               ": expected weight of shape (K, ", a.C, ", 3, 3, 3), got ", shape_str(w));
+  FASTML_CHECK(w.ndim() == 5 && w.shape(ck) == a.C && w.shape(2) == 3 && w.shape(3) == 3 && w.shape(4) == 3, op,
+               ": expected weight of shape ", swapped ? "(" : "(K, ", a.C, swapped ? ", K" : "", ", 3, 3, 3), got ",
+               shape_str(w));
   FASTML_CHECK(a.C >= 1 && a.K >= 1, op, ": expected C_in, C_out >= 1, got input ", shape_str(x), " and weight ",
                shape_str(w));
   for (int64_t p : padding) FASTML_CHECK(p == 0 || p == 1, op, ": expected padding 0 or 1, got ", p);
@@ -185,7 +189,7 @@ py::array winograd3d(py::handle input, py::handle weight, py::handle bias, std::
   float* py_ = f32(y);
   if (a.N > 0) {
     py::gil_scoped_release nogil;
-    winograd_conv3d_forward(a, px, pw, pb, act, py_);
+    winograd_conv3d_forward(a, px, pw, pb, act, py_, swapped);
   }
   return y;
 }
@@ -250,17 +254,17 @@ void bind_conv_fast(py::module_& m) {
         py::arg("dilation"), py::arg("output_mask"));
   m.def("winograd_conv2d_forward",
         [](py::handle x, py::handle w, py::handle b, int64_t padding, const std::string& act, py::handle out,
-           int64_t tile) {
+           int64_t tile, bool swapped) {
           const char* op = "winograd_conv2d";
           FASTML_CHECK(padding == 0 || padding == 1, op, ": expected padding 0 or 1, got ", padding);
           FASTML_CHECK(tile == 2 || tile == 4, op, ": expected tile m = 2 (F(2x2,3x3)) or 4 (F(4x4,3x3)), got ", tile);
-          return forward(op, Kind::winograd, x, w, b, {1, 1}, {padding, padding}, {1, 1}, act, out, tile);
+          return forward(op, Kind::winograd, x, w, b, {1, 1}, {padding, padding}, {1, 1}, act, out, tile, swapped);
         }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("padding"), py::arg("act") = "none",
-        py::arg("out") = py::none(), py::arg("m") = 4);
+        py::arg("out") = py::none(), py::arg("m") = 4, py::arg("swapped") = false);
   m.def("winograd_conv_backward_weight", &winograd_wgrad, py::arg("grad_output"), py::arg("input"),
         py::arg("padding"));
   m.def("winograd_conv3d_forward", &winograd3d, py::arg("input"), py::arg("weight"), py::arg("bias"),
-        py::arg("padding"), py::arg("act") = "none", py::arg("out") = py::none());
+        py::arg("padding"), py::arg("act") = "none", py::arg("out") = py::none(), py::arg("swapped") = false);
 }
 
 }  // namespace fastml::bind

@@ -412,19 +412,20 @@ class _Winograd(_Path):
     def native3(pad):
         return all(p in (0, 1) for p in pad)
 
-    def call(self, x4, w4, bias, g, pad, act, out4):
-        return _C.winograd_conv2d_forward(x4, w4, bias, pad[0], act, out4, self.tile)
+    def call(self, x4, w4, bias, g, pad, act, out4, swapped=False):
+        return _C.winograd_conv2d_forward(x4, w4, bias, pad[0], act, out4, self.tile, swapped)
 
     @staticmethod
-    def call3(x5, w5, bias, pad, act, out5):
-        return _C.winograd_conv3d_forward(x5, w5, bias, tuple(pad), act, out5)
+    def call3(x5, w5, bias, pad, act, out5, swapped=False):
+        return _C.winograd_conv3d_forward(x5, w5, bias, tuple(pad), act, out5, swapped)
 
-    def _conv3(self, x5, w5, bias, lo, hi, act, out5=None):
-        """F(2x2x2,3x3x3) of NCDHW x5 with zero padding lo / hi (pre-padded where not native)."""
+    def _conv3(self, x5, w5, bias, lo, hi, act, out5=None, swapped=False):
+        """F(2x2x2,3x3x3) of NCDHW x5 with zero padding lo / hi (pre-padded where not native); swapped: w5
+        is (C, K, 3, 3, 3), used flipped (the kernels read it so: no flipped copy)."""
         if tuple(lo) == tuple(hi) and self.native3(lo):
-            return self.call3(x5, w5, bias, lo, act, out5)
+            return self.call3(x5, w5, bias, lo, act, out5, swapped)
         x5 = np.pad(x5, ((0, 0), (0, 0)) + tuple(zip(lo, hi)))
-        return self.call3(x5, w5, bias, (0, 0, 0), act, out5)
+        return self.call3(x5, w5, bias, (0, 0, 0), act, out5, swapped)
 
     def forward(self, x5, w5, bias, g, activation, channels_last, out5, out_channels_last=None):
         if g.nd != 3:
@@ -444,8 +445,8 @@ class _Winograd(_Path):
         gx = gw = None
         if mask[0]:
             if max(lo + hi for lo, hi in zip(g.pad_lo, g.pad_hi)) <= 2:
-                wt = np.ascontiguousarray(w5.transpose(1, 0, 2, 3, 4)[:, :, ::-1, ::-1, ::-1])
-                gx = self._conv3(go5, wt, None, [2 - p for p in g.pad_lo], [2 - p for p in g.pad_hi], "none")
+                gx = self._conv3(go5, w5, None, [2 - p for p in g.pad_lo], [2 - p for p in g.pad_hi], "none",
+                                 swapped=True)
             else:   # padding beyond the kernel: the full correlation would need a crop; general kernel
                 gx = _C.conv_backward_data(go5, w5, None, g.in_size, g.stride, g.pad_lo, g.dilation, g.groups)
         if mask[1]:
@@ -472,13 +473,13 @@ class _Winograd(_Path):
             lo, hi = _hw(g.pad_lo), _hw(g.pad_hi)
             if max(lo + hi) <= 2:
                 go4 = np.ascontiguousarray(go5[:, :, 0])
-                wt = np.ascontiguousarray(w5[:, :, 0].transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+                w4 = np.ascontiguousarray(w5[:, :, 0])   # (K, C, 3, 3): the kernel reads it swapped and flipped
                 plo, phi = (2 - lo[0], 2 - lo[1]), (2 - hi[0], 2 - hi[1])
                 if plo == phi and self.native(plo):
-                    gx4 = self.call(go4, wt, None, g, plo, "none", None)
+                    gx4 = self.call(go4, w4, None, g, plo, "none", None, swapped=True)
                 else:
                     go4 = np.pad(go4, ((0, 0), (0, 0), (plo[0], phi[0]), (plo[1], phi[1])))
-                    gx4 = self.call(go4, wt, None, g, (0, 0), "none", None)
+                    gx4 = self.call(go4, w4, None, g, (0, 0), "none", None, swapped=True)
                 gx = gx4[:, :, None]
             else:   # padding beyond the kernel: the full correlation would need a crop; general kernel
                 gx = _C.conv_backward_data(go5, w5, None, g.in_size, g.stride, g.pad_lo, g.dilation, g.groups)

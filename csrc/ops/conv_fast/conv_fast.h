@@ -135,8 +135,10 @@ void direct_conv2d_forward(const Conv2dArgs& a, const float* x, const float* w, 
 void direct_conv2d_backward(const Conv2dArgs& a, const float* gy, const float* x, const float* w, float* gx,
                             float* gw, float* gb);
 // m = 4 (F(4x4,3x3)) or 2 (F(2x2,3x3)); a.kh == a.kw == 3, stride 1, dilation 1, ph == pw in {0, 1}.
+// swapped: w has shape (C, K, 3, 3) and the convolution runs with w[c, k] flipped (w^T rotated by 180
+// degrees): the grad_input of the convolution by w, without a flipped copy of it.
 void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, const float* w, const float* bias,
-                             GemmAct act, float* y);
+                             GemmAct act, float* y, bool swapped = false);
 
 // 3-D: x (N, C, D, H, W), w (K, C, 3, 3, 3), y (N, K, Do, Ho, Wo); stride 1, dilation 1, groups 1,
 // zero padding pd, ph, pw each 0 or 1. F(2x2x2,3x3x3): 64 products per 2x2x2 outputs instead of 216.
@@ -145,7 +147,7 @@ struct Conv3dArgs {
   int64_t pd, ph, pw;
 };
 void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w, const float* bias, GemmAct act,
-                             float* y);
+                             float* y, bool swapped = false);  // swapped: as the 2-D entry, w (C, K, 3, 3, 3)
 // grad_weight (K, C, 3, 3[, 3]) of a 3x3 (3x3x3), stride 1, groups 1 convolution with padding 0 / 1 per
 // dimension, by F(3x3, 2x2) (F(3x3x3, 2x2x2)): gy (N, K, out...), x (N, C, in...). 2-D: a.D == 1, a.pd == 0
 // and nd == 2. Sums over the tiles in a fixed order (bitwise identical for any thread count).

@@ -50,14 +50,31 @@ constexpr int64_t kBlockBytes3d = int64_t(1) << 20;
 constexpr int64_t kBlockBytesWgrad = int64_t(8) << 20;
 constexpr int64_t kWgradChunk = 64;  // tiles per float32 product sum (then summed in float64)
 
+// wt[t * K*C + kc] = filter kc = k*C + c, tap t, for kc in [lo, hi): w[k, c, t] (w of shape (K, C, taps)),
+// or, swapped, w[c, k, taps - 1 - t] (w of shape (C, K, taps): the flipped, channel-swapped kernel whose
+// convolution is the grad_input of the convolution by w, read without a flipped copy).
+void gather_filters(int64_t taps, int64_t K, int64_t C, const float* w, bool swapped, int64_t lo, int64_t hi,
+                    float* wt) {
+  const int64_t KC = K * C;
+  for (int64_t kc = lo; kc < hi; ++kc) {
+    if (!swapped) {
+      for (int64_t t = 0; t < taps; ++t) wt[t * KC + kc] = w[kc * taps + t];
+      continue;
+    }
+    const float* src = w + ((kc % C) * K + kc / C) * taps;
+    for (int64_t t = 0; t < taps; ++t) wt[t * KC + kc] = src[taps - 1 - t];
+  }
+}
+
 // U[e][k][c] = (G g G^T)[e] for the filters g = w[k, c] (kernel wino_filter, vectorised over k*C + c on
 // the filters transposed to (9, K*C)), spread over the threads (each filter is independent).
-void transform_filters(const ConvFastKernels& kt, int64_t m, int64_t KC, const float* w, float* wt, float* U) {
+void transform_filters(const ConvFastKernels& kt, int64_t m, int64_t K, int64_t C, const float* w, bool swapped,
+                       float* wt, float* U) {
   constexpr int64_t kChunk = 1024;  // filters per work item
+  const int64_t KC = K * C;
   parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
     const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
-    for (int64_t kc = lo; kc < hi; ++kc)
-      for (int t = 0; t < 9; ++t) wt[t * KC + kc] = w[kc * 9 + t];
+    gather_filters(9, K, C, w, swapped, lo, hi, wt);
     kt.wino_filter(m, hi - lo, KC, wt + lo, U + lo);
   });
 }
@@ -88,7 +105,7 @@ int64_t alias_free(int64_t n) {
 }  // namespace
 
 void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, const float* w, const float* bias,
-                             GemmAct act, float* y) {
+                             GemmAct act, float* y, bool swapped) {
   const ConvFastKernels& kt = select_kernels(conv_fast_tables);
   const GemmActFn actf = select_kernels(gemm_tables).act;
   const int64_t A = m + 2, E = A * A, C = a.C, K = a.K, p = a.ph;
@@ -105,7 +122,7 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   pg.wq = wg.wq;
 
   float* U = t_wino_u.get(2 * E * K * C);  // U (E x K x C), then the filters transposed (9 x K*C)
-  transform_filters(kt, m, K * C, w, U + E * K * C, U);
+  transform_filters(kt, m, K, C, w, swapped, U + E * K * C, U);
 
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
   const int64_t rb = block_rows(R, wg.tw, E * (C + K) * int64_t(sizeof(float)));
@@ -147,7 +164,7 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
 // tw tiles along W; its input patch is 4 padded planes x 4 padded rows, made per channel once for all the
 // tile rows of a segment (same n and tz) of the block. 64 GEMMs (K x C) x (C x tiles).
 void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w, const float* bias, GemmAct act,
-                             float* y) {
+                             float* y, bool swapped) {
   const ConvFastKernels& kt = select_kernels(conv_fast_tables);
   const GemmActFn actf = select_kernels(gemm_tables).act;
   constexpr int64_t E = 64;
@@ -174,8 +191,7 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
   constexpr int64_t kChunk = 1024;  // filters per work item
   parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
     const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
-    for (int64_t kc = lo; kc < hi; ++kc)
-      for (int t = 0; t < 27; ++t) wt[t * KC + kc] = w[kc * 27 + t];
+    gather_filters(27, K, C, w, swapped, lo, hi, wt);
     kt.wino3_filter(hi - lo, KC, wt + lo, U + lo);
   });
   parallel_for(E, 8, 1, [&](int64_t b, int64_t e) {
