@@ -102,6 +102,38 @@ int64_t alias_free(int64_t n) {
   return s;
 }
 
+// U (E x K x C) packed for the microkernel: per e, MR-row slivers of C steps (Up + e * Kp * C).
+void pack_filters(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const float* U, float* Up) {
+  const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
+  parallel_for(E, 8, 1, [&](int64_t b, int64_t e) {
+    for (int64_t ee = b; ee < e; ++ee) gk.pack_a_transpose(K, C, U + ee * K * C, C, Up + ee * Kp * C);
+  });
+}
+
+// M[e] (K x T, rows T apart, e at Mk + e * sm) = U[e] (K x C) V[e] (C x T, rows ldv apart, e at V + e * sv)
+// for e < E on the microkernel: U packed (pack_filters), V read in place, a B sliver (NR tiles) reused from
+// L1 by the K / MR row slivers; C in chunks of kKChunk steps (the sum order depends on the shape only).
+// Called by one thread per block; no packing of V and no per-call cost of the engine's driver (64 small
+// products per block in 3-D).
+void wino_products(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const float* Up, const float* V,
+                   int64_t sv, int64_t ldv, int64_t T, float* Mk, int64_t sm) {
+  const int64_t MR = gk.mr, NR = gk.nr, Kp = (K + MR - 1) / MR * MR;
+  for (int64_t ee = 0; ee < E; ++ee) {
+    const float* ue = Up + ee * Kp * C;
+    for (int64_t pc = 0; pc < C; pc += kKChunk) {
+      const int64_t kb = std::min(kKChunk, C - pc);
+      GemmTile t;
+      t.beta = pc == 0 ? 0.0f : 1.0f;
+      for (int64_t j = 0; j < T; j += NR) {
+        const int nn = static_cast<int>(std::min(NR, T - j));
+        for (int64_t i = 0; i < K; i += MR)
+          gk.micro(kb, ue + i * C + pc * MR, V + ee * sv + pc * ldv + j, ldv, Mk + ee * sm + i * T + j, T,
+                   static_cast<int>(std::min(MR, K - i)), nn, t);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, const float* w, const float* bias,
@@ -121,8 +153,13 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   pg.sw = m;
   pg.wq = wg.wq;
 
-  float* U = t_wino_u.get(2 * E * K * C);  // U (E x K x C), then the filters transposed (9 x K*C)
+  const GemmKernels& gk = select_kernels(gemm_tables);
+  const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
+  // U (E x K x C), the filters transposed (9 x K*C), U packed (E x Kp x C)
+  float* U = t_wino_u.get(2 * E * K * C + E * Kp * C);
   transform_filters(kt, m, K, C, w, swapped, U + E * K * C, U);
+  float* Up = U + 2 * E * K * C;
+  pack_filters(gk, E, K, C, U, Up);
 
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
   const int64_t rb = block_rows(R, wg.tw, E * (C + K) * int64_t(sizeof(float)));
@@ -146,8 +183,7 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
         }
         s0 = s1;
       }
-      for (int64_t ee = 0; ee < E; ++ee)  // M[e] (K x T) = U[e] (K x C) V[e] (C x T)
-        sgemm(Trans::none, Trans::none, K, T, C, 1.0f, U + ee * K * C, C, V + ee * sv, ldv, 0.0f, Mk + ee * sm, T);
+      wino_products(gk, E, K, C, Up, V, sv, ldv, T, Mk, sm);  // M[e] (K x T) = U[e] (K x C) V[e] (C x T)
       for (int64_t gr = g0; gr < g1; ++gr) {
         const int64_t n = gr / wg.th, ti = gr % wg.th, ra = std::min(m, Ho - ti * m);
         for (int64_t k = 0; k < K; ++k) {
@@ -183,7 +219,7 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
   pg.wq = wg.wq;
 
   const GemmKernels& gk = select_kernels(gemm_tables);
-  const int64_t MR = gk.mr, NR = gk.nr, Kp = (K + MR - 1) / MR * MR;
+  const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
   // U (64 x K x C), the filters transposed (27 x K*C), then U packed: per e, MR-row slivers of C steps
   float* U = t_wino_u.get((E + 27) * KC + E * Kp * C);
   float* wt = U + E * KC;
@@ -194,9 +230,7 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
     gather_filters(27, K, C, w, swapped, lo, hi, wt);
     kt.wino3_filter(hi - lo, KC, wt + lo, U + lo);
   });
-  parallel_for(E, 8, 1, [&](int64_t b, int64_t e) {
-    for (int64_t ee = b; ee < e; ++ee) gk.pack_a_transpose(K, C, U + ee * KC, C, Up + ee * Kp * C);
-  });
+  pack_filters(gk, E, K, C, U, Up);
 
   const int64_t R = a.N * td * wg.th;  // tile rows of the whole batch
   const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
@@ -226,22 +260,7 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
         }
         s0 = s1;
       }
-      // M[e] (K x T) = U[e] (K x C) V[e] (C x T) on the microkernel: U packed, V read in place, a B sliver
-      // (NR tiles) reused from L1 by the K / MR row slivers; C in chunks of kKChunk steps (sum order fixed)
-      for (int64_t ee = 0; ee < E; ++ee) {
-        const float* ue = Up + ee * Kp * C;
-        for (int64_t pc = 0; pc < C; pc += kKChunk) {
-          const int64_t kb = std::min(kKChunk, C - pc);
-          GemmTile t;
-          t.beta = pc == 0 ? 0.0f : 1.0f;
-          for (int64_t j = 0; j < T; j += NR) {
-            const int nn = static_cast<int>(std::min(NR, T - j));
-            for (int64_t i = 0; i < K; i += MR)
-              gk.micro(kb, ue + i * C + pc * MR, V + ee * sv + pc * ldv + j, ldv, Mk + ee * sm + i * T + j, T,
-                       static_cast<int>(std::min(MR, K - i)), nn, t);
-          }
-        }
-      }
+      wino_products(gk, E, K, C, Up, V, sv, ldv, T, Mk, sm);
       for (int64_t gr = g0; gr < g1; ++gr) {
         const int64_t nz = gr / wg.th, ty = gr % wg.th, n = nz / td, oz = (nz % td) * 2;
         const int64_t rows = std::min<int64_t>(2, Ho - ty * 2), planes = std::min<int64_t>(2, Do - oz);
