@@ -47,7 +47,10 @@ constexpr int64_t kBlockBytes = int64_t(4) << 20;  // one thread's V + M buffers
 //   1 128 8 16 16:  9.5 /  5.8 /  4.0 /  3.8 /  3.8     1 256 8 14 14: 31.9 / 32.2 / 21.1 / 16.0 / 14.9
 constexpr int64_t kBlockBytes3d = int64_t(1) << 20;
 // Weight gradient: V and DY of one block (the whole team shares it; its GEMMs reduce over the tiles).
-constexpr int64_t kBlockBytesWgrad = int64_t(8) << 20;
+// 2-D 8 MiB, 3-D 2 MiB, measured (grad_weight alone, 2 threads, ms, budgets 2 / 8 MiB): N2 C32 16x56x56
+// conv3d 19.3 / 22.1 (its transforms write 64 points per tile: 5.4 + 4.0 ms at 2 MiB, 7.9 + 7.2 at 8);
+// N8 C128 28x28 conv2d 5.2-5.8 / 4.7-5.2; C64 56x56 and C256 14x14 within 4% either way.
+constexpr int64_t kBlockBytesWgrad = int64_t(8) << 20, kBlockBytesWgrad3d = int64_t(2) << 20;
 constexpr int64_t kWgradChunk = 64;  // tiles per float32 product sum (then summed in float64)
 
 // wt[t * K*C + kc] = filter kc = k*C + c, tap t, for kc in [lo, hi): w[k, c, t] (w of shape (K, C, taps)),
@@ -303,7 +306,7 @@ void winograd_conv_backward_weight(int nd, const Conv3dArgs& a, const float* gy,
   px.wq = pd.wq = wg.wq;
   const int64_t R = a.N * td * wg.th;  // tile rows
   const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
-  const int64_t rb = std::clamp<int64_t>(kBlockBytesWgrad / per_tile / wg.tw, 1, R);
+  const int64_t rb = std::clamp<int64_t>((d3 ? kBlockBytesWgrad3d : kBlockBytesWgrad) / per_tile / wg.tw, 1, R);
   const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
   const int64_t sv = alias_free(C * ldv), sd = alias_free(K * ldv);
   const int64_t row_floats = 2 * wg.wq, plane_floats = (2 * rb + 2) * row_floats;
