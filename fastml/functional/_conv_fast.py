@@ -259,7 +259,6 @@ WINOGRAD_MIN_PIXELS = 196      # output H_out * W_out (14x14)
 DIRECT_MAX_CHANNELS = 4        # C_in of a groups-1 convolution with a kernel larger than 1x1
 # 'auto' thresholds for F(2x2x2,3x3x3) against conv3d's im2col / shifted GEMM (conv.py docstring)
 WINOGRAD3D_MIN_IN_CHANNELS = 16
-WINOGRAD3D_MAX_IN_CHANNELS = 128   # its error grows with C_in: up to ~2.4x im2col's at 256-512 (conv.py)
 WINOGRAD3D_MIN_OUT_CHANNELS = 8
 WINOGRAD3D_MIN_VOXELS = 512    # output D_out * H_out * W_out
 
@@ -396,8 +395,7 @@ class _Winograd(_Path):
         if not (self._auto and self.applies(g, channels_last)):
             return False
         if g.nd == 3:
-            return (WINOGRAD3D_MIN_IN_CHANNELS <= g.C <= WINOGRAD3D_MAX_IN_CHANNELS
-                    and g.K >= WINOGRAD3D_MIN_OUT_CHANNELS
+            return (g.C >= WINOGRAD3D_MIN_IN_CHANNELS and g.K >= WINOGRAD3D_MIN_OUT_CHANNELS
                     and g.out_size[0] * g.out_size[1] * g.out_size[2] >= WINOGRAD3D_MIN_VOXELS)
         return (g.C >= WINOGRAD_MIN_CHANNELS and g.K >= WINOGRAD_MIN_CHANNELS
                 and g.out_size[1] * g.out_size[2] >= WINOGRAD_MIN_PIXELS)

@@ -33,8 +33,8 @@ Algorithms (compiled float32 backend; ``algorithm=`` forces one, 'auto' picks by
                    grows with C (~10x the im2col error at C 64, ~22x at C 256): only when forced.
                    ``'winograd'`` on a 3x3x3, stride 1, dilation 1, groups 1 conv3d runs F(2x2x2,3x3x3)
                    (64 products per 8 outputs instead of 216). Accuracy: max error 1.2-1.7x that of the
-                   float32 im2col at C_in 128 and below, 1.5-2.4x at C_in 256-512 (measured, 4 seeds each),
-                   so 'auto' takes it only up to C_in 128.
+                   float32 im2col at C_in 128 and below, 0.8-1.1x at C_in 256-512 (measured, 4 seeds each;
+                   above C_in 128 its channel sums run in chunks of 64, without which they measured 2.4x).
 The specialised kernels take NCHW float32: channels-last input is copied to NCHW once, and the output is
 written back in the requested memory format (the input's, or out='s). Zero padding they do not take
 natively (asymmetric 'same' for even kernels; Winograd padding other than 0 / 1) is applied to a copy of
@@ -70,10 +70,11 @@ see padding 0.
    come from a machine whose second core was busy with other work). F(4x4,3x3) was 1.5-1.9x at 56x56
    (2 threads) but is not picked for its accuracy. The choice never depends on the thread count:
    Winograd and im2col round differently, and results must be bitwise identical for any thread count.
-4. 3x3x3, stride 1, dilation 1, groups 1 conv3d with 16 <= C_in <= 128, C_out >= 8 and D_out * H_out * W_out
-   >= 512 -> 'winograd' (F(2x2x2,3x3x3)). Measured (2 threads, padding 1, ms: Winograd / the im2col-shifted
-   GEMM / torch 2.13): N2 C32->32 16x56x56 11.3 / 17.6 / 19.6-24; N4 C64 8x28x28 10.9 / 20.7 / 12.3; N1 C128
-   8x16x16 3.9 / 8.1 / 9.5; N8 C16 8x32x32 2.4 / 5.3 / 3.2; N2 C8->64 16x56x56 9.8 / 9.7 (even, so C_in 8 stays
+4. 3x3x3, stride 1, dilation 1, groups 1 conv3d with C_in >= 16, C_out >= 8 and D_out * H_out * W_out >= 512
+   -> 'winograd' (F(2x2x2,3x3x3)). Measured (2 threads, padding 1, ms: Winograd / the im2col-shifted GEMM /
+   torch 2.13): N2 C32->32 16x56x56 11.3 / 17.6 / 19.6-24; N4 C64 8x28x28 10.9 / 20.7 / 12.3; N1 C128 8x16x16
+   3.9 / 8.1 / 9.5; N8 C16 8x32x32 2.4 / 5.3 / 3.2; N1 C256 8x14x14 16.7 / 30.2 / 13.5; N1 C512 4x14x14 54.6 /
+   76.5 / 28.7 (torch's oneDNN is ahead at 256+ channels); N2 C8->64 16x56x56 9.8 / 9.7 (even, so C_in 8 stays
    on im2col); N2 C3->64 16x112x112 27.8 / 17.1 (first layers lose); N1 C32 2x6x6 0.15 / 0.10 (too few tiles).
 5. kernel 1, stride 1, padding 0 -> '1x1'; else 'im2col'.
 

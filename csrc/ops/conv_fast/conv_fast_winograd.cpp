@@ -51,6 +51,12 @@ constexpr int64_t kBlockBytes3d = int64_t(1) << 20;
 // conv3d 19.3 / 22.1 (its transforms write 64 points per tile: 5.4 + 4.0 ms at 2 MiB, 7.9 + 7.2 at 8);
 // N8 C128 28x28 conv2d 5.2-5.8 / 4.7-5.2; C64 56x56 and C256 14x14 within 4% either way.
 constexpr int64_t kBlockBytesWgrad = int64_t(8) << 20, kBlockBytesWgrad3d = int64_t(2) << 20;
+// 3-D products above C_in 128 sum C in chunks of 64: F(2x2x2,3x3x3) scales the points up to 8x (B^T along
+// three axes), and with 256-step chains its max error was 1.5-2.4x that of a float32 im2col at C_in 256-512
+// (1.2-1.7x at 128, 4 seeds each); with 64-step chains added in float32, 0.8-1.1x at C_in 128-512 (float64
+// sums of the chunks measured the same, 20-35% slower). The chunks cost 7-14% (C128 8x16x16 3.9 -> 4.2 ms,
+// C96 8x28x28 16.5 -> 18.8, C256 8x14x14 14.6 -> 16.7), so up to C_in 128 the sum stays one chain.
+constexpr int64_t kWino3Chunk = 64, kWino3ChainMax = 128;
 constexpr int64_t kWgradChunk = 64;  // tiles per float32 product sum (then summed in float64)
 
 // wt[t * K*C + kc] = filter kc = k*C + c, tap t, for kc in [lo, hi): w[k, c, t] (w of shape (K, C, taps)),
@@ -118,13 +124,14 @@ void pack_filters(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const 
 // L1 by the K / MR row slivers; C in chunks of kKChunk steps (the sum order depends on the shape only).
 // Called by one thread per block; no packing of V and no per-call cost of the engine's driver (64 small
 // products per block in 3-D).
+// The sum over C runs in chunks of `chunk` steps (one FMA chain per element each), added to M in order.
 void wino_products(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const float* Up, const float* V,
-                   int64_t sv, int64_t ldv, int64_t T, float* Mk, int64_t sm) {
+                   int64_t sv, int64_t ldv, int64_t T, float* Mk, int64_t sm, int64_t chunk = kKChunk) {
   const int64_t MR = gk.mr, NR = gk.nr, Kp = (K + MR - 1) / MR * MR;
   for (int64_t ee = 0; ee < E; ++ee) {
     const float* ue = Up + ee * Kp * C;
-    for (int64_t pc = 0; pc < C; pc += kKChunk) {
-      const int64_t kb = std::min(kKChunk, C - pc);
+    for (int64_t pc = 0; pc < C; pc += chunk) {
+      const int64_t kb = std::min(chunk, C - pc);
       GemmTile t;
       t.beta = pc == 0 ? 0.0f : 1.0f;
       for (int64_t j = 0; j < T; j += NR) {
@@ -263,7 +270,7 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
         }
         s0 = s1;
       }
-      wino_products(gk, E, K, C, Up, V, sv, ldv, T, Mk, sm);
+      wino_products(gk, E, K, C, Up, V, sv, ldv, T, Mk, sm, C <= kWino3ChainMax ? kKChunk : kWino3Chunk);
       for (int64_t gr = g0; gr < g1; ++gr) {
         const int64_t nz = gr / wg.th, ty = gr % wg.th, n = nz / td, oz = (nz % td) * 2;
         const int64_t rows = std::min<int64_t>(2, Ho - ty * 2), planes = std::min<int64_t>(2, Do - oz);
