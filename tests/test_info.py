@@ -152,8 +152,8 @@ def test_concurrent_calls_from_python_threads_match_serial():
 
 def test_concurrent_compute_bound_calls_match_serial():
     # The kernels with per-thread workspaces, packed panels shared by an OpenMP team, or a two-pass plan
-    # (GEMM, the convolution paths including conv3d's shifted GEMM and the backward, max pooling with its
-    # encode pass, flash attention forward and backward) called from 8 Python threads at once: each call
+    # (GEMM, the convolution paths including conv3d's shifted GEMM, Winograd and the backwards, max pooling
+    # with its encode pass, flash attention forward and backward) called from 8 Python threads at once: each call
     # must give exactly its serial result, three times over.
     from concurrent.futures import ThreadPoolExecutor
 
@@ -177,13 +177,18 @@ def test_concurrent_compute_bound_calls_match_serial():
                 F.conv3d(c["x3"], c["w3"], padding=1), p, idx,
                 F.max_pool2d_backward(np.ones_like(p), c["x"], 3, 2, 1, indices=idx), F.avg_pool2d(c["x"], 2), o, lse,
                 *F.scaled_dot_product_attention_backward(np.ones_like(o), c["q"], c["k"], c["v"], o, lse,
-                                                         is_causal=True))
+                                                         is_causal=True),
+                # Winograd (2-D backward with its weight gradient's float64 sums, 3-D forward and backward)
+                *F.conv2d_backward(np.ones_like(y), c["x"], c["w"], padding=1, algorithm="winograd"),
+                F.conv3d(c["x3"], c["w3"], padding=1, algorithm="winograd"),
+                *F.conv3d_backward(np.cos(F.conv3d(c["x3"], c["w3"], padding=1)), c["x3"], c["w3"], padding=1,
+                                   algorithm="winograd"))
 
     serial = [work(c) for c in cases]
     for _ in range(3):
         with ThreadPoolExecutor(max_workers=8) as pool:
             parallel = list(pool.map(work, cases))
         for s, p in zip(serial, parallel):
-            assert len(s) == len(p) == 15
+            assert len(s) == len(p) == 22
             for a, b in zip(s, p):
                 np.testing.assert_array_equal(a, b)
