@@ -242,3 +242,20 @@ def test_swapped_weight_is_the_flipped_copy(rng):
         _C.winograd_conv2d_forward(x, flipped, None, 1, "none", None, 2, True)
     with pytest.raises(ValueError, match=r"weight of shape \(5, K, 3, 3, 3\)"):
         _C.winograd_conv3d_forward(x3, flipped3, None, (1, 1, 1), "none", None, True)
+
+
+def test_team_and_block_schedules_bitwise(rng, threads):
+    """Three blocks of tiles: one thread runs them as whole blocks, two threads one block at a time with each
+    phase shared (few blocks per thread); the results must be the same bits. Also one block (N1)."""
+    if not fastml._backend.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    cases = [(F.conv2d, (3, 32, 16, 16), (32, 32, 3, 3)), (F.conv2d, (1, 64, 14, 14), (48, 64, 3, 3)),
+             (F.conv3d, (3, 16, 8, 8, 8), (16, 16, 3, 3, 3)), (F.conv3d, (1, 160, 6, 6, 6), (24, 160, 3, 3, 3))]
+    for f, xs, ws in cases:
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal(ws).astype(np.float32)
+        res = []
+        for n in (1, 2):
+            fastml.set_num_threads(n)
+            res.append(f(x, w, None, padding=1, algorithm="winograd", activation="relu"))
+        np.testing.assert_array_equal(res[0], res[1], err_msg=str(xs))

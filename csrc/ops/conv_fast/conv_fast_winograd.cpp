@@ -120,15 +120,14 @@ void pack_filters(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const 
 }
 
 // M[e] (K x T, rows T apart, e at Mk + e * sm) = U[e] (K x C) V[e] (C x T, rows ldv apart, e at V + e * sv)
-// for e < E on the microkernel: U packed (pack_filters), V read in place, a B sliver (NR tiles) reused from
+// for e0 <= e < e1 on the microkernel: U packed (pack_filters), V read in place, a B sliver (NR tiles) reused from
 // L1 by the K / MR row slivers; C in chunks of kKChunk steps (the sum order depends on the shape only).
-// Called by one thread per block; no packing of V and no per-call cost of the engine's driver (64 small
-// products per block in 3-D).
+// No packing of V and no per-call cost of the engine's driver (64 small products per block in 3-D).
 // The sum over C runs in chunks of `chunk` steps (one FMA chain per element each), added to M in order.
-void wino_products(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const float* Up, const float* V,
-                   int64_t sv, int64_t ldv, int64_t T, float* Mk, int64_t sm, int64_t chunk = kKChunk) {
+void wino_products(const GemmKernels& gk, int64_t e0, int64_t e1, int64_t K, int64_t C, const float* Up,
+                   const float* V, int64_t sv, int64_t ldv, int64_t T, float* Mk, int64_t sm, int64_t chunk) {
   const int64_t MR = gk.mr, NR = gk.nr, Kp = (K + MR - 1) / MR * MR;
-  for (int64_t ee = 0; ee < E; ++ee) {
+  for (int64_t ee = e0; ee < e1; ++ee) {
     const float* ue = Up + ee * Kp * C;
     for (int64_t pc = 0; pc < C; pc += chunk) {
       const int64_t kb = std::min(chunk, C - pc);
@@ -142,6 +141,35 @@ void wino_products(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const
       }
     }
   }
+}
+
+// Runs fn(blk, V, M, team) for the nblk blocks: with enough blocks each thread takes whole blocks on its
+// own V / M workspaces (team false); with few (a small batch: 1 block at N1 C256 14x14) the blocks run one
+// after another on the calling thread's workspaces and fn spreads each of its phases over the team (team
+// true; `phase`). Every output element goes through the same operations either way, so the schedule, which
+// depends on the thread count, never changes a result.
+constexpr int64_t kMinBlocksPerThread = 2;
+
+template <class F>
+void run_blocks(int64_t nblk, int64_t v_floats, int64_t m_floats, F&& fn) {
+  if (nblk >= kMinBlocksPerThread * get_num_threads()) {
+    parallel_for_guarded(nblk, 1, [&](int64_t b, int64_t e) {
+      float* V = t_wino_v.get(v_floats);
+      float* M = t_wino_m.get(m_floats);
+      for (int64_t blk = b; blk < e; ++blk) fn(blk, V, M, false);
+    });
+    return;
+  }
+  float* V = t_wino_v.get(v_floats);
+  float* M = t_wino_m.get(m_floats);
+  for (int64_t blk = 0; blk < nblk; ++blk) fn(blk, V, M, true);
+}
+
+// fn(lo, hi) over [0, n): spread over the threads (team) or all here.
+template <class F>
+void phase(bool team, int64_t n, F&& fn) {
+  if (team) parallel_for_guarded(n, 1, [&](int64_t b, int64_t e) { fn(b, e); });
+  else fn(0, n);
 }
 
 }  // namespace
@@ -176,33 +204,35 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
   const int64_t sv = alias_free(C * ldv), sm = alias_free(K * ldv);  // V[e] and M[e] strides
   const int64_t row_floats = m * wg.wq;
-  parallel_for_guarded(nblk, 1, [&](int64_t b, int64_t e) {
-    float* V = t_wino_v.get(E * sv);
-    float* Mk = t_wino_m.get(E * sm);
-    float* pbuf = t_wino_pad.get((rb * m + 2) * row_floats);
-    for (int64_t blk = b; blk < e; ++blk) {
-      const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
-      // input transform: per image segment of the block and channel, the padded rows of all its tile
-      // rows are made once (tile rows overlap by 2 input rows), then each tile row is transformed
+  run_blocks(nblk, E * sv, E * sm, [&](int64_t blk, float* V, float* Mk, bool team) {
+    const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
+    // input transform: per image segment of the block and channel, the padded rows of all its tile rows
+    // are made once (tile rows overlap by 2 input rows), then each tile row is transformed
+    phase(team, C, [&](int64_t c0, int64_t c1) {
+      float* pbuf = t_wino_pad.get((rb * m + 2) * row_floats);
       for (int64_t s0 = g0; s0 < g1;) {
         const int64_t n = s0 / wg.th, ti0 = s0 % wg.th, s1 = std::min(g1, (n + 1) * wg.th);
-        for (int64_t c = 0; c < C; ++c) {
+        for (int64_t c = c0; c < c1; ++c) {
           kt.pad_rows(pg, x + (n * C + c) * a.H * a.W, ti0 * m, (s1 - s0) * m + 2, pbuf);
           for (int64_t gr = s0; gr < s1; ++gr)
             kt.wino_input(wg, pbuf + (gr - s0) * m * row_floats, V + c * ldv + (gr - g0) * wg.tw, sv);
         }
         s0 = s1;
       }
-      wino_products(gk, E, K, C, Up, V, sv, ldv, T, Mk, sm);  // M[e] (K x T) = U[e] (K x C) V[e] (C x T)
+    });
+    phase(team, E, [&](int64_t e0, int64_t e1) {  // M[e] (K x T) = U[e] (K x C) V[e] (C x T)
+      wino_products(gk, e0, e1, K, C, Up, V, sv, ldv, T, Mk, sm, kKChunk);
+    });
+    phase(team, K, [&](int64_t k0, int64_t k1) {
       for (int64_t gr = g0; gr < g1; ++gr) {
         const int64_t n = gr / wg.th, ti = gr % wg.th, ra = std::min(m, Ho - ti * m);
-        for (int64_t k = 0; k < K; ++k) {
+        for (int64_t k = k0; k < k1; ++k) {
           float* yk = y + ((n * K + k) * Ho + ti * m) * Wo;
           kt.wino_output(wg, Mk + k * T + (gr - g0) * wg.tw, sm, bias ? bias[k] : 0.0f, yk, Wo, ra);
           if (act != GemmAct::none) actf(act, ra * Wo, yk);
         }
       }
-    }
+    });
   });
 }
 
@@ -249,16 +279,14 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
   const int64_t ldv = rb * wg.tw, nblk = (R + rb - 1) / rb;
   const int64_t sv = alias_free(C * ldv), sm = alias_free(K * ldv);  // V[e] and M[e] strides
   const int64_t row_floats = 2 * wg.wq, plane_floats = (2 * rb + 2) * row_floats;
-  parallel_for_guarded(nblk, 1, [&](int64_t b, int64_t e) {
-    float* V = t_wino_v.get(E * sv);
-    float* Mk = t_wino_m.get(E * sm);
-    float* pbuf = t_wino_pad.get(4 * plane_floats);
-    for (int64_t blk = b; blk < e; ++blk) {
-      const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
+  run_blocks(nblk, E * sv, E * sm, [&](int64_t blk, float* V, float* Mk, bool team) {
+    const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
+    phase(team, C, [&](int64_t c0, int64_t c1) {
+      float* pbuf = t_wino_pad.get(4 * plane_floats);
       for (int64_t s0 = g0; s0 < g1;) {  // segments of the block with the same (n, tz)
         const int64_t nz = s0 / wg.th, ty0 = s0 % wg.th, s1 = std::min(g1, (nz + 1) * wg.th);
         const int64_t n = nz / td, iz0 = (nz % td) * 2 - a.pd, rows = (s1 - s0) * 2 + 2;
-        for (int64_t c = 0; c < C; ++c) {
+        for (int64_t c = c0; c < c1; ++c) {
           for (int64_t z = 0; z < 4; ++z) {
             float* pz = pbuf + z * plane_floats;
             const int64_t iz = iz0 + z;
@@ -270,11 +298,15 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
         }
         s0 = s1;
       }
-      wino_products(gk, E, K, C, Up, V, sv, ldv, T, Mk, sm, C <= kWino3ChainMax ? kKChunk : kWino3Chunk);
+    });
+    phase(team, E, [&](int64_t e0, int64_t e1) {
+      wino_products(gk, e0, e1, K, C, Up, V, sv, ldv, T, Mk, sm, C <= kWino3ChainMax ? kKChunk : kWino3Chunk);
+    });
+    phase(team, K, [&](int64_t k0, int64_t k1) {
       for (int64_t gr = g0; gr < g1; ++gr) {
         const int64_t nz = gr / wg.th, ty = gr % wg.th, n = nz / td, oz = (nz % td) * 2;
         const int64_t rows = std::min<int64_t>(2, Ho - ty * 2), planes = std::min<int64_t>(2, Do - oz);
-        for (int64_t k = 0; k < K; ++k) {
+        for (int64_t k = k0; k < k1; ++k) {
           float* yk = y + (((n * K + k) * Do + oz) * Ho + ty * 2) * Wo;
           kt.wino3_output(wg, Mk + k * T + (gr - g0) * wg.tw, sm, bias ? bias[k] : 0.0f, yk, Wo, plane_out, rows,
                           planes);
@@ -282,7 +314,7 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
             for (int64_t dz = 0; dz < planes; ++dz) actf(act, rows * Wo, yk + dz * plane_out);
         }
       }
-    }
+    });
   });
 }
 
