@@ -12,9 +12,10 @@ all shapes before writing anything (``out=`` included) and returns the output ar
 * conv3d's 'winograd'  3x3x3, stride 1, dilation 1, groups 1: F(2x2x2,3x3x3) (``_C.winograd_conv3d_forward``,
                         padding 0 or 1 per dimension natively, other zero padding applied to a copy first).
 
-``CONV_FAST_PATHS`` (end of this file) plugs these kernels into ``fastml.functional.conv1d/conv2d`` as
-``algorithm='depthwise' | 'direct' | 'winograd' (F(2x2,3x3)) | 'winograd_f43'`` and holds the thresholds
-'auto' uses (the rules and the measurements behind them are in the conv module docstring).
+``CONV_FAST_PATHS`` (end of this file) plugs these kernels into ``fastml.functional.conv1d/conv2d/conv3d``
+as ``algorithm='depthwise' | 'direct' | 'winograd' (F(2x2,3x3); conv3d F(2x2x2,3x3x3)) | 'winograd_f43'``
+and holds the thresholds 'auto' uses (the rules and the measurements behind them are in the conv module
+docstring).
 
 Maths (``x`` (N, C, H, W), ``w`` (K, C/groups, kh, kw), ``b`` (K,))::
 
@@ -454,8 +455,8 @@ class _Winograd(_Path):
     @staticmethod
     def _grad_weight(go5, x5, g):
         """grad_weight (K, C, kd, kh, kw) by F(3x3, 2x2) / F(3x3x3, 2x2x2) (csrc: winograd_conv_backward_weight):
-        2.25x / 3.4x fewer products than the general kernels, its tile sums in float64 chunks (error 0.5-1.2x
-        that of the NumPy float32 weight gradient, measured)."""
+        2.25x / 3.4x fewer products than the general kernels; the products of 64 tiles summed in float32,
+        those sums in float64 (error 0.5-1.2x that of the NumPy float32 weight gradient, measured)."""
         lo, hi = (g.pad_lo, g.pad_hi) if g.nd == 3 else (_hw(g.pad_lo), _hw(g.pad_hi))
         go, x = (go5, x5) if g.nd == 3 else (go5[:, :, 0], x5[:, :, 0])
         if not (tuple(lo) == tuple(hi) and all(p in (0, 1) for p in lo)):
