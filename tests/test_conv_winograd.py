@@ -259,3 +259,24 @@ def test_team_and_block_schedules_bitwise(rng, threads):
             fastml.set_num_threads(n)
             res.append(f(x, w, None, padding=1, algorithm="winograd", activation="relu"))
         np.testing.assert_array_equal(res[0], res[1], err_msg=str(xs))
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_exact_on_small_integers(backend, rng, nd):
+    """F(2,3)'s matrices hold 0, +-1 and 1/2 only, so on small integers (|v| <= 3, C <= 24) every transform,
+    product and sum is exact in float32: the forward, grad_input and grad_weight must equal the exact integer
+    results bitwise, and the adjoint identities <dy, conv(x, w)> = <dx, x> = <dw, w> hold exactly."""
+    xs = (2, 24, 5, 9, 11) if nd == 3 else (2, 24, 9, 11)
+    x = rng.integers(-3, 4, xs).astype(np.float32)
+    w = rng.integers(-3, 4, (10, 24) + (3,) * nd).astype(np.float32)
+    f, fb = getattr(F, f"conv{nd}d"), getattr(F, f"conv{nd}d_backward")
+    rf, rb = getattr(R, f"conv{nd}d"), getattr(R, f"conv{nd}d_backward")
+    y = f(x, w, None, padding=1, algorithm="winograd")
+    np.testing.assert_array_equal(y, rf(x, w, None, padding=1))
+    g = rng.integers(-3, 4, y.shape).astype(np.float32)
+    gx, gw, _ = fb(g, x, w, padding=1, algorithm="winograd", output_mask=(True, True, False))
+    rx, rw, _ = rb(g, x, w, padding=1)
+    np.testing.assert_array_equal(gx, rx)
+    np.testing.assert_array_equal(gw, rw)
+    dot = lambda a, b: float(np.dot(a.ravel().astype(np.float64), b.ravel().astype(np.float64)))
+    assert dot(g, y) == dot(gx, x) == dot(gw, w)
