@@ -34,7 +34,8 @@ namespace {
 
 thread_local ConvScratch t_wino_v, t_wino_m, t_wino_pad;
 thread_local ConvScratch t_wino_u;  // calling thread: the transformed filters
-thread_local ConvScratch t_wino_acc, t_wino_bpack;  // calling thread: the weight gradient's float64 sums
+thread_local ConvScratch t_wino_acc;    // calling thread: the weight gradient's float64 sums
+thread_local ConvScratch t_wino_bpack;  // each thread: the weight gradient's packed V^T chunk
 
 constexpr int64_t kKChunk = 256;  // microkernel k steps per call (the engine's KC bound)
 constexpr int64_t kBlockBytes = int64_t(4) << 20;  // one thread's V + M buffers: >= ~64 tiles per GEMM at C = K = 256
@@ -120,10 +121,10 @@ void pack_filters(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const 
 }
 
 // M[e] (K x T, rows T apart, e at Mk + e * sm) = U[e] (K x C) V[e] (C x T, rows ldv apart, e at V + e * sv)
-// for e0 <= e < e1 on the microkernel: U packed (pack_filters), V read in place, a B sliver (NR tiles) reused from
-// L1 by the K / MR row slivers; C in chunks of kKChunk steps (the sum order depends on the shape only).
-// No packing of V and no per-call cost of the engine's driver (64 small products per block in 3-D).
-// The sum over C runs in chunks of `chunk` steps (one FMA chain per element each), added to M in order.
+// for e0 <= e < e1 on the microkernel: U packed (pack_filters), V read in place, a B sliver (NR tiles)
+// reused from L1 by the K / MR row slivers. No packing of V and no per-call cost of the engine's driver
+// (64 small products per block in 3-D). The sum over C runs in chunks of `chunk` steps (one FMA chain per
+// element each), added to M in order: the sum order depends on the shape only.
 void wino_products(const GemmKernels& gk, int64_t e0, int64_t e1, int64_t K, int64_t C, const float* Up,
                    const float* V, int64_t sv, int64_t ldv, int64_t T, float* Mk, int64_t sm, int64_t chunk) {
   const int64_t MR = gk.mr, NR = gk.nr, Kp = (K + MR - 1) / MR * MR;
