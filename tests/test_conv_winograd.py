@@ -280,3 +280,57 @@ def test_exact_on_small_integers(backend, rng, nd):
     np.testing.assert_array_equal(gw, rw)
     dot = lambda a, b: float(np.dot(a.ravel().astype(np.float64), b.ravel().astype(np.float64)))
     assert dot(g, y) == dot(gx, x) == dot(gw, w)
+
+
+# conv_transpose{2,3}d with stride 1 and a 3x3 (3x3x3) kernel is the convolution by the flipped,
+# channel-swapped kernel with padding 2 - p: (nd, input, weight (C_in, C_out, k...), padding)
+TRANSPOSED = [
+    (2, (2, 32, 14, 15), (32, 33, 3, 3), 1),
+    (2, (1, 40, 16, 14), (40, 32, 3, 3), 0),      # the equivalent padding 2: pre-padded
+    (2, (2, 32, 18, 16), (32, 32, 3, 3), 2),      # the equivalent padding 0
+    (3, (2, 16, 6, 9, 10), (16, 8, 3, 3, 3), 1),
+    (3, (1, 20, 8, 8, 9), (20, 9, 3, 3, 3), (0, 1, 2)),
+]
+
+
+@pytest.mark.parametrize("case", TRANSPOSED, ids=str)
+def test_conv_transpose_stride1_on_winograd(backend, rng, case):
+    nd, xs, ws, p = case
+    from fastml import _conv_geometry as G
+    g = G.parse("t", nd, xs, ws, 1, p, 1, 1, transposed=True)
+    assert C._transpose_as_conv(g) is not None                  # the route is taken
+    f, fb = getattr(F, f"conv_transpose{nd}d"), getattr(F, f"conv_transpose{nd}d_backward")
+    rf, rb = getattr(R, f"conv_transpose{nd}d"), getattr(R, f"conv_transpose{nd}d_backward")
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[1]).astype(np.float32)
+    y = f(x, w, b, padding=p)
+    with fastml.use_backend("numpy"):
+        base = f(x, w, b, padding=p)
+    _within(y, rf(x, w, b, padding=p), base, f"{backend} {case}")
+    out = np.full(y.shape, np.nan, np.float32)
+    assert f(x, w, b, padding=p, out=out) is out
+    np.testing.assert_array_equal(out, y)
+    np.testing.assert_array_equal(f(x[0], w, b, padding=p), y[0])  # unbatched
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    got, ref = fb(g, x, w, padding=p), rb(g, x, w, padding=p)
+    with fastml.use_backend("numpy"):
+        base = fb(g, x, w, padding=p)
+    for name, u, r, s in zip(("grad_input", "grad_weight", "grad_bias"), got, ref, base):
+        _within(u, r, s, f"{backend} {case} {name}")
+
+
+def test_conv_transpose_winograd_route_conditions():
+    from fastml import _conv_geometry as G
+    xs, ws = (2, 32, 14, 14), (32, 32, 3, 3)
+    take = lambda **kw: C._transpose_as_conv(G.parse("t", 2, xs, kw.pop("w", ws), kw.pop("stride", 1),
+                                                      kw.pop("padding", 1), kw.pop("dilation", 1),
+                                                      kw.pop("groups", 1), transposed=True, **kw)) is not None
+    assert take()
+    assert not take(stride=2, output_padding=1)
+    assert not take(dilation=2)
+    assert not take(groups=2, w=(32, 16, 3, 3))
+    assert not take(padding=3)                                   # the equivalent padding would be negative
+    assert not take(w=(32, 32, 5, 5), padding=2)                 # not 3x3
+    assert not take(w=(32, 8, 3, 3))                             # C_out 8: 'auto' keeps the general kernels
+    assert not C._transpose_as_conv(G.parse("t", 1, (2, 32, 30), (32, 32, 3), 1, 1, 1, 1, transposed=True))

@@ -440,6 +440,17 @@ class _Winograd(_Path):
         out5[...] = y5.transpose(0, 2, 3, 4, 1)
         return out5
 
+    def transposed(self, x5, w5, bias, geq, out5):
+        """conv_transpose{2,3}d with stride 1 as the convolution of geometry ``geq`` (padding 2 - p) by the
+        flipped, channel-swapped weight w5 (C_in, C_out, 3, 3[, 3]), read so by the kernel (swapped=True):
+        NCDHW x5, C-contiguous out5 or None."""
+        if geq.nd == 3:
+            return self._conv3(x5, w5, bias, geq.pad_lo, geq.pad_hi, "none", out5, swapped=True)
+        x4, pad = _padded(x5[:, :, 0], geq, self.native)
+        y4 = self.call(np.ascontiguousarray(x4), w5[:, :, 0], bias, geq, pad, "none",
+                       None if out5 is None else out5[:, :, 0], swapped=True)
+        return out5 if out5 is not None else y4[:, :, None]
+
     def _backward3(self, go5, x5, w5, g, mask):
         gx = gw = None
         if mask[0]:

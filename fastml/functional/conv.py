@@ -90,6 +90,12 @@ the general kernels); else the general kernels. The direct backward measured slo
 ~2.5x that of the NumPy im2col computation, so 'auto' does not pick it. grad_bias is always summed in
 float64 and rounded once (compiled: per-channel sums in C++).
 
+Transposed convolutions run on the general kernels (the scatter of ``conv_backward_data``), except a stride-1,
+dilation-1, groups-1 3x3 (3x3x3) one with padding p <= 2: that is the convolution by the flipped,
+channel-swapped kernel with padding 2 - p, and it runs on Winograd (the kernel reads the weight flipped) where
+'auto' would take Winograd for that convolution (N8 C64->64 28x28: 2.05 -> 1.21 ms; torch 1.48). Their
+backward's grad_input is the convolution of grad_output by the weight, on the algorithm 'auto' picks for it.
+
 Sizes: a stride may be any positive int64 (a stride past the input leaves one output position, as in
 torch); padding, dilation, output_padding and every output size must be below 2^40, else ValueError.
 
@@ -98,6 +104,7 @@ NumPy backend in float64; other dtypes raise TypeError.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -360,9 +367,28 @@ def _conv_transposend(nd, input, weight, bias, stride, padding, output_padding, 
     if _B.host_backend(x.dtype, op) != "cpu":
         return _np_conv.conv_transpose_forward(nd, x, w, b, g, out)
     out5 = None if out is None else G.to5d(out, nd, g.batched)
-    y5 = _C.conv_backward_data(_c5(x, nd, g.batched), np.ascontiguousarray(G.weight5d(w, nd)), b, g.out_size,
-                               g.stride, g.pad_lo, g.dilation, g.groups, out5)
+    x5, w5 = _c5(x, nd, g.batched), np.ascontiguousarray(G.weight5d(w, nd))
+    geq = _transpose_as_conv(g)
+    if geq is not None:  # stride 1: the convolution by the flipped kernel, on the Winograd kernel
+        y5 = _FAST_PATHS["winograd"].transposed(x5, w5, b, geq, out5)
+    else:
+        y5 = _C.conv_backward_data(x5, w5, b, g.out_size, g.stride, g.pad_lo, g.dilation, g.groups, out5)
     return out if out is not None else G.from5d(y5, nd, g.batched)
+
+
+def _transpose_as_conv(g):
+    """For a stride-1, dilation-1, groups-1 transposed convolution with a 3x3 (3x3x3) kernel and padding p <= 2:
+    the geometry of the equivalent convolution (padding 2 - p, the kernel flipped and channel-swapped) when
+    'auto' would run that convolution on Winograd, else None."""
+    path = _FAST_PATHS.get("winograd")
+    sp = slice(3 - g.nd, 3)
+    if (path is None or g.nd == 1 or g.groups != 1 or any(s != 1 for s in g.stride)
+            or any(d != 1 for d in g.dilation) or any(k != 3 for k in g.kernel[sp])
+            or any(p > 2 for p in g.pad_lo[sp])):
+        return None
+    pad = tuple(0 if i < 3 - g.nd else 2 - p for i, p in enumerate(g.pad_lo))
+    geq = dataclasses.replace(g, pad_lo=pad, pad_hi=pad)
+    return geq if path.auto(geq, False) else None
 
 
 def _conv_transposend_backward(nd, grad_output, input, weight, stride, padding, output_padding, groups, dilation,
@@ -379,7 +405,13 @@ def _conv_transposend_backward(nd, grad_output, input, weight, stride, padding, 
         return _np_conv.conv_transpose_backward(nd, go, x, w, g, mask)
     go5, x5, w5 = _c5(go, nd, g.batched), _c5(x, nd, g.batched), np.ascontiguousarray(G.weight5d(w, nd))
     gi = gw = gb = None
-    if mask[0]:
+    if mask[0] and all(o < s for o, s in zip(g.output_padding, g.stride)):
+        # the convolution of grad_output by w, whose output size is then the input's, on the algorithm 'auto'
+        # picks for it
+        sp = slice(3 - nd, 3)
+        gi = _convnd(nd, go, w, None, g.stride[sp], g.pad_lo[sp], g.dilation[sp], g.groups, "zeros", None, "auto",
+                     None)
+    elif mask[0]:  # output_padding >= stride (allowed below the dilation): the same sums, cut to the input size
         one = all(k == 1 for k in g.kernel) and all(s == 1 for s in g.stride) and not any(g.pad_lo) \
             and g.in_size == g.out_size
         gi = G.from5d(_C.conv_forward(go5, w5, None, g.in_size, g.stride, g.pad_lo, g.dilation, g.groups,
