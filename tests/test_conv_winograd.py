@@ -334,3 +334,20 @@ def test_conv_transpose_winograd_route_conditions():
     assert not take(w=(32, 32, 5, 5), padding=2)                 # not 3x3
     assert not take(w=(32, 8, 3, 3))                             # C_out 8: 'auto' keeps the general kernels
     assert not C._transpose_as_conv(G.parse("t", 1, (2, 32, 30), (32, 32, 3), 1, 1, 1, 1, transposed=True))
+
+
+def test_nan_reaches_at_least_the_reference_outputs(backend, rng):
+    """A NaN in the input reaches every output the float64 reference has as NaN (Winograd spreads it to the
+    whole 2x2x2 output tiles that read it: a superset), forward and both gradients; elsewhere finite."""
+    x = rng.standard_normal((1, 16, 5, 7, 9)).astype(np.float32)
+    w = rng.standard_normal((8, 16, 3, 3, 3)).astype(np.float32)
+    x[0, 3, 2, 4, 5] = np.nan
+    y = F.conv3d(x, w, None, padding=1, algorithm="winograd")
+    ref = np.isnan(R.conv3d(x, w, None, padding=1))
+    assert np.isnan(y)[ref].all() and ref.any()
+    assert np.isfinite(y[:, :, :1]).all()                        # the planes whose tiles never read it
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    gx, gw, _ = F.conv3d_backward(g, x, w, padding=1, algorithm="winograd", output_mask=(True, True, False))
+    rx, rw, _ = R.conv3d_backward(g, x, w, padding=1)
+    assert np.isnan(gw)[np.isnan(rw)].all() and np.isfinite(gw[:, np.arange(16) != 3]).all()
+    assert np.isfinite(gx).all() and np.isfinite(rx).all()      # grad_input reads w and g only

@@ -35,6 +35,8 @@ Algorithms (compiled float32 backend; ``algorithm=`` forces one, 'auto' picks by
                    (64 products per 8 outputs instead of 216). Accuracy: max error 1.2-1.7x that of the
                    float32 im2col at C_in 128 and below, 0.8-1.1x at C_in 256-512 (measured, 4 seeds each;
                    above C_in 128 its channel sums run in chunks of 64, without which they measured 2.4x).
+                   Winograd spreads a NaN / Inf of the input to every output of the tiles that read it (a
+                   superset of the outputs whose receptive field holds it); its weight gradient likewise.
 The specialised kernels take NCHW float32: channels-last input is copied to NCHW once, and the output is
 written back in the requested memory format (the input's, or out='s). Zero padding they do not take
 natively (asymmetric 'same' for even kernels; Winograd padding other than 0 / 1) is applied to a copy of
