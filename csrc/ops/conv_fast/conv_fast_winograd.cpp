@@ -76,16 +76,78 @@ void gather_filters(int64_t taps, int64_t K, int64_t C, const float* w, bool swa
   }
 }
 
-// U[e][k][c] = (G g G^T)[e] for the filters g = w[k, c] (kernel wino_filter, vectorised over k*C + c on
-// the filters transposed to (9, K*C)), spread over the threads (each filter is independent).
-void transform_filters(const ConvFastKernels& kt, int64_t m, int64_t K, int64_t C, const float* w, bool swapped,
-                       float* wt, float* U) {
+// U[e][k][c] = (G g G^T)[e] (3-D: G along three axes) for the filters g = w[k, c] (kernels wino_filter /
+// wino3_filter, vectorised over k*C + c on the filters transposed to (taps, K*C) in wt), spread over the
+// threads (each filter is independent).
+void transform_filters(const ConvFastKernels& kt, bool d3, int64_t m, int64_t K, int64_t C, const float* w,
+                       bool swapped, float* wt, float* U) {
   constexpr int64_t kChunk = 1024;  // filters per work item
   const int64_t KC = K * C;
   parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
     const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
-    gather_filters(9, K, C, w, swapped, lo, hi, wt);
-    kt.wino_filter(m, hi - lo, KC, wt + lo, U + lo);
+    gather_filters(d3 ? 27 : 9, K, C, w, swapped, lo, hi, wt);
+    if (d3) kt.wino3_filter(hi - lo, KC, wt + lo, U + lo);
+    else kt.wino_filter(m, hi - lo, KC, wt + lo, U + lo);
+  });
+}
+
+// The tiles of output size Ho x Wo for F(m, 3), and the padded rows they read: split into m phases of wq
+// floats (tile j's column l is phase l % m at offset j + l / m).
+WinoGeom wino_geom(int64_t m, int64_t Ho, int64_t Wo) {
+  WinoGeom wg{m, m + 2, (Ho + m - 1) / m, (Wo + m - 1) / m, 0};
+  wg.wq = (wg.tw + 16 + 15) / 16 * 16;  // j + l/m < tw + 1, plus whole-vector loads of up to 16 lanes
+  return wg;
+}
+
+// pad_rows' geometry for planes of H x W with zero padding (ph, pw), split into wg.m phases.
+ConvGeom split_rows(const WinoGeom& wg, int64_t H, int64_t W, int64_t ph, int64_t pw) {
+  ConvGeom pg{};
+  pg.H = H;
+  pg.W = W;
+  pg.ph = ph;
+  pg.pw = pw;
+  pg.sh = 1;
+  pg.sw = wg.m;
+  pg.wq = wg.wq;
+  return pg;
+}
+
+// fn(n, tz, ty0, s0, s1) for the segments [s0, s1) of tile rows [g0, g1) with the same image n and tile
+// plane tz (th tile rows per plane, td planes per image; td = 1 in 2-D), ty0 the first one's tile row.
+template <class F>
+void for_segments(int64_t g0, int64_t g1, int64_t th, int64_t td, F&& fn) {
+  for (int64_t s0 = g0; s0 < g1;) {
+    const int64_t nz = s0 / th, s1 = std::min(g1, (nz + 1) * th);
+    fn(nz / td, nz % td, s0 % th, s0, s1);
+    s0 = s1;
+  }
+}
+
+// The Winograd input of an (N, C, D, H, W) input x (2-D: D = 1, pd = 0, td = 1) for the channels [c0, c1)
+// of the tile rows [g0, g1): V[e][c][tile] at V + e * sv + c * ldv + (tile row - g0) * tw + tile. Per
+// segment and channel the padded rows of all its tile rows are made once (tile rows overlap by 2 input
+// rows; in 3-D, the 4 input planes of the tile plane), then each tile row is transformed. pbuf holds 4
+// (2-D: 1) planes of plane_floats >= ((g1 - g0) m + 2) m wq floats.
+void input_tiles(const ConvFastKernels& kt, bool d3, const WinoGeom& wg, const ConvGeom& pg, int64_t D, int64_t pd,
+                 int64_t td, const float* x, int64_t C, int64_t c0, int64_t c1, int64_t g0, int64_t g1, float* V,
+                 int64_t ldv, int64_t sv, float* pbuf, int64_t plane_floats) {
+  const int64_t m = wg.m, row_floats = m * wg.wq, plane_in = pg.H * pg.W;
+  for_segments(g0, g1, wg.th, td, [&](int64_t n, int64_t tz, int64_t ty0, int64_t s0, int64_t s1) {
+    const int64_t rows = (s1 - s0) * m + 2;
+    for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t z = 0; z < (d3 ? 4 : 1); ++z) {
+        float* pz = pbuf + z * plane_floats;
+        const int64_t iz = tz * m - pd + z;
+        if (iz < 0 || iz >= D) std::memset(pz, 0, sizeof(float) * static_cast<size_t>(rows * row_floats));
+        else kt.pad_rows(pg, x + ((n * C + c) * D + iz) * plane_in, ty0 * m, rows, pz);
+      }
+      for (int64_t gr = s0; gr < s1; ++gr) {
+        float* v = V + c * ldv + (gr - g0) * wg.tw;
+        const float* b = pbuf + (gr - s0) * m * row_floats;
+        if (d3) kt.wino3_input(wg, b, plane_floats, v, sv);
+        else kt.wino_input(wg, b, v, sv);
+      }
+    }
   });
 }
 
@@ -181,22 +243,14 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   const GemmActFn actf = select_kernels(gemm_tables).act;
   const int64_t A = m + 2, E = A * A, C = a.C, K = a.K, p = a.ph;
   const int64_t Ho = a.H + 2 * p - 2, Wo = a.W + 2 * p - 2;
-  WinoGeom wg{m, A, (Ho + m - 1) / m, (Wo + m - 1) / m, 0};
-  wg.wq = (wg.tw + 16 + 15) / 16 * 16;  // j + l/m < tw + 1, plus whole-vector loads of up to 16 lanes
-  ConvGeom pg{};                        // the padded rows of one channel, split into m phases
-  pg.H = a.H;
-  pg.W = a.W;
-  pg.ph = p;
-  pg.pw = p;
-  pg.sh = 1;
-  pg.sw = m;
-  pg.wq = wg.wq;
+  const WinoGeom wg = wino_geom(m, Ho, Wo);
+  const ConvGeom pg = split_rows(wg, a.H, a.W, p, p);  // the padded rows of one channel, split into m phases
 
   const GemmKernels& gk = select_kernels(gemm_tables);
   const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
   // U (E x K x C), the filters transposed (9 x K*C), U packed (E x Kp x C)
   float* U = t_wino_u.get(2 * E * K * C + E * Kp * C);
-  transform_filters(kt, m, K, C, w, swapped, U + E * K * C, U);
+  transform_filters(kt, false, m, K, C, w, swapped, U + E * K * C, U);
   float* Up = U + 2 * E * K * C;
   pack_filters(gk, E, K, C, U, Up);
 
@@ -207,19 +261,10 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   const int64_t row_floats = m * wg.wq;
   run_blocks(nblk, E * sv, E * sm, [&](int64_t blk, float* V, float* Mk, bool team) {
     const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
-    // input transform: per image segment of the block and channel, the padded rows of all its tile rows
-    // are made once (tile rows overlap by 2 input rows), then each tile row is transformed
     phase(team, C, [&](int64_t c0, int64_t c1) {
-      float* pbuf = t_wino_pad.get((rb * m + 2) * row_floats);
-      for (int64_t s0 = g0; s0 < g1;) {
-        const int64_t n = s0 / wg.th, ti0 = s0 % wg.th, s1 = std::min(g1, (n + 1) * wg.th);
-        for (int64_t c = c0; c < c1; ++c) {
-          kt.pad_rows(pg, x + (n * C + c) * a.H * a.W, ti0 * m, (s1 - s0) * m + 2, pbuf);
-          for (int64_t gr = s0; gr < s1; ++gr)
-            kt.wino_input(wg, pbuf + (gr - s0) * m * row_floats, V + c * ldv + (gr - g0) * wg.tw, sv);
-        }
-        s0 = s1;
-      }
+      const int64_t plane_floats = (rb * m + 2) * row_floats;
+      input_tiles(kt, false, wg, pg, 1, 0, 1, x, C, c0, c1, g0, g1, V, ldv, sv, t_wino_pad.get(plane_floats),
+                  plane_floats);
     });
     phase(team, E, [&](int64_t e0, int64_t e1) {  // M[e] (K x T) = U[e] (K x C) V[e] (C x T)
       wino_products(gk, e0, e1, K, C, Up, V, sv, ldv, T, Mk, sm, kKChunk);
@@ -247,17 +292,9 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
   constexpr int64_t E = 64;
   const int64_t C = a.C, K = a.K, KC = K * C;
   const int64_t Do = a.D + 2 * a.pd - 2, Ho = a.H + 2 * a.ph - 2, Wo = a.W + 2 * a.pw - 2;
-  const int64_t td = (Do + 1) / 2, plane_in = a.H * a.W, plane_out = Ho * Wo;
-  WinoGeom wg{2, 4, (Ho + 1) / 2, (Wo + 1) / 2, 0};
-  wg.wq = (wg.tw + 16 + 15) / 16 * 16;
-  ConvGeom pg{};
-  pg.H = a.H;
-  pg.W = a.W;
-  pg.ph = a.ph;
-  pg.pw = a.pw;
-  pg.sh = 1;
-  pg.sw = 2;
-  pg.wq = wg.wq;
+  const int64_t td = (Do + 1) / 2, plane_out = Ho * Wo;
+  const WinoGeom wg = wino_geom(2, Ho, Wo);
+  const ConvGeom pg = split_rows(wg, a.H, a.W, a.ph, a.pw);
 
   const GemmKernels& gk = select_kernels(gemm_tables);
   const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
@@ -265,12 +302,7 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
   float* U = t_wino_u.get((E + 27) * KC + E * Kp * C);
   float* wt = U + E * KC;
   float* Up = wt + 27 * KC;
-  constexpr int64_t kChunk = 1024;  // filters per work item
-  parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
-    const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
-    gather_filters(27, K, C, w, swapped, lo, hi, wt);
-    kt.wino3_filter(hi - lo, KC, wt + lo, U + lo);
-  });
+  transform_filters(kt, true, 2, K, C, w, swapped, wt, U);
   pack_filters(gk, E, K, C, U, Up);
 
   const int64_t R = a.N * td * wg.th;  // tile rows of the whole batch
@@ -283,22 +315,8 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
   run_blocks(nblk, E * sv, E * sm, [&](int64_t blk, float* V, float* Mk, bool team) {
     const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
     phase(team, C, [&](int64_t c0, int64_t c1) {
-      float* pbuf = t_wino_pad.get(4 * plane_floats);
-      for (int64_t s0 = g0; s0 < g1;) {  // segments of the block with the same (n, tz)
-        const int64_t nz = s0 / wg.th, ty0 = s0 % wg.th, s1 = std::min(g1, (nz + 1) * wg.th);
-        const int64_t n = nz / td, iz0 = (nz % td) * 2 - a.pd, rows = (s1 - s0) * 2 + 2;
-        for (int64_t c = c0; c < c1; ++c) {
-          for (int64_t z = 0; z < 4; ++z) {
-            float* pz = pbuf + z * plane_floats;
-            const int64_t iz = iz0 + z;
-            if (iz < 0 || iz >= a.D) std::memset(pz, 0, sizeof(float) * static_cast<size_t>(rows * row_floats));
-            else kt.pad_rows(pg, x + ((n * C + c) * a.D + iz) * plane_in, ty0 * 2, rows, pz);
-          }
-          for (int64_t gr = s0; gr < s1; ++gr)
-            kt.wino3_input(wg, pbuf + (gr - s0) * 2 * row_floats, plane_floats, V + c * ldv + (gr - g0) * wg.tw, sv);
-        }
-        s0 = s1;
-      }
+      input_tiles(kt, true, wg, pg, a.D, a.pd, td, x, C, c0, c1, g0, g1, V, ldv, sv,
+                  t_wino_pad.get(4 * plane_floats), plane_floats);
     });
     phase(team, E, [&](int64_t e0, int64_t e1) {
       wino_products(gk, e0, e1, K, C, Up, V, sv, ldv, T, Mk, sm, C <= kWino3ChainMax ? kKChunk : kWino3Chunk);
@@ -331,19 +349,10 @@ void winograd_conv_backward_weight(int nd, const Conv3dArgs& a, const float* gy,
   const bool d3 = nd == 3;
   const int64_t E = d3 ? 64 : 16, taps = d3 ? 27 : 9, C = a.C, K = a.K, KC = K * C;
   const int64_t Do = d3 ? a.D + 2 * a.pd - 2 : 1, Ho = a.H + 2 * a.ph - 2, Wo = a.W + 2 * a.pw - 2;
-  const int64_t td = (Do + 1) / 2, zin = d3 ? 4 : 1, zout = d3 ? 2 : 1;
-  WinoGeom wg{2, 4, (Ho + 1) / 2, (Wo + 1) / 2, 0};
-  wg.wq = (wg.tw + 16 + 15) / 16 * 16;
-  ConvGeom px{}, pd{};  // x and grad_output rows, split into 2 phases
-  px.H = a.H;
-  px.W = a.W;
-  px.ph = a.ph;
-  px.pw = a.pw;
-  pd.H = Ho;
-  pd.W = Wo;
-  px.sh = pd.sh = 1;
-  px.sw = pd.sw = 2;
-  px.wq = pd.wq = wg.wq;
+  const int64_t td = (Do + 1) / 2, zout = d3 ? 2 : 1;
+  const WinoGeom wg = wino_geom(2, Ho, Wo);
+  // x and grad_output rows, split into 2 phases
+  const ConvGeom px = split_rows(wg, a.H, a.W, a.ph, a.pw), pd = split_rows(wg, Ho, Wo, 0, 0);
   const int64_t R = a.N * td * wg.th;  // tile rows
   const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
   const int64_t rb = std::clamp<int64_t>((d3 ? kBlockBytesWgrad3d : kBlockBytesWgrad) / per_tile / wg.tw, 1, R);
@@ -359,40 +368,17 @@ void winograd_conv_backward_weight(int nd, const Conv3dArgs& a, const float* gy,
   float* M = t_wino_u.get((E + taps) * KC);
   float* wt = M + E * KC;
   double* M64 = reinterpret_cast<double*>(t_wino_acc.get(2 * E * KC));  // 64-byte aligned
-  const int64_t in_plane = a.H * a.W, out_plane = Ho * Wo;
-  // the tile-row segments of a block with the same (n, tz): fn(n, tz, first tile row, s0, s1)
-  auto segments = [&](int64_t g0, int64_t g1, auto&& fn) {
-    for (int64_t s0 = g0; s0 < g1;) {
-      const int64_t nz = s0 / wg.th, s1 = std::min(g1, (nz + 1) * wg.th);
-      fn(nz / td, nz % td, s0 % wg.th, s0, s1);
-      s0 = s1;
-    }
-  };
+  const int64_t out_plane = Ho * Wo;
   for (int64_t blk = 0; blk < nblk; ++blk) {
     const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
     parallel_for_guarded(C, 1, [&](int64_t c0, int64_t c1) {  // V: the forward's input transform
-      float* pbuf = t_wino_pad.get(4 * plane_floats);
-      for (int64_t c = c0; c < c1; ++c)
-        segments(g0, g1, [&](int64_t n, int64_t tz, int64_t ty0, int64_t s0, int64_t s1) {
-          const int64_t rows = (s1 - s0) * 2 + 2;
-          for (int64_t z = 0; z < zin; ++z) {
-            float* pz = pbuf + z * plane_floats;
-            const int64_t iz = tz * 2 - a.pd + z;
-            if (iz < 0 || iz >= a.D) std::memset(pz, 0, sizeof(float) * static_cast<size_t>(rows * row_floats));
-            else kt.pad_rows(px, x + ((n * C + c) * a.D + iz) * in_plane, ty0 * 2, rows, pz);
-          }
-          for (int64_t gr = s0; gr < s1; ++gr) {
-            float* v = V + c * ldv + (gr - g0) * wg.tw;
-            const float* b = pbuf + (gr - s0) * 2 * row_floats;
-            if (d3) kt.wino3_input(wg, b, plane_floats, v, sv);
-            else kt.wino_input(wg, b, v, sv);
-          }
-        });
+      input_tiles(kt, d3, wg, px, a.D, a.pd, td, x, C, c0, c1, g0, g1, V, ldv, sv,
+                  t_wino_pad.get(4 * plane_floats), plane_floats);
     });
     parallel_for_guarded(K, 1, [&](int64_t k0, int64_t k1) {  // DY: grad_output through A
       float* pbuf = t_wino_pad.get(2 * plane_floats);
       for (int64_t k = k0; k < k1; ++k)
-        segments(g0, g1, [&](int64_t n, int64_t tz, int64_t ty0, int64_t s0, int64_t s1) {
+        for_segments(g0, g1, wg.th, td, [&](int64_t n, int64_t tz, int64_t ty0, int64_t s0, int64_t s1) {
           const int64_t rows = (s1 - s0) * 2;
           for (int64_t z = 0; z < zout; ++z) {
             float* pz = pbuf + z * plane_floats;
