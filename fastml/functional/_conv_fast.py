@@ -470,7 +470,7 @@ class _Winograd(_Path):
         those sums in float64 (error 0.5-1.2x that of the NumPy float32 weight gradient, measured)."""
         lo, hi = (g.pad_lo, g.pad_hi) if g.nd == 3 else (_hw(g.pad_lo), _hw(g.pad_hi))
         go, x = (go5, x5) if g.nd == 3 else (go5[:, :, 0], x5[:, :, 0])
-        if not (tuple(lo) == tuple(hi) and all(p in (0, 1) for p in lo)):
+        if not (tuple(lo) == tuple(hi) and _Winograd.native3(lo)):
             x, lo = np.pad(x, ((0, 0), (0, 0)) + tuple(zip(lo, hi))), (0,) * len(lo)
         gw = _C.winograd_conv_backward_weight(np.ascontiguousarray(go), np.ascontiguousarray(x), list(lo))
         return gw if g.nd == 3 else gw[:, :, None]

@@ -383,13 +383,11 @@ def _transpose_as_conv(g):
     the geometry of the equivalent convolution (padding 2 - p, the kernel flipped and channel-swapped) when
     'auto' would run that convolution on Winograd, else None."""
     path = _FAST_PATHS.get("winograd")
-    sp = slice(3 - g.nd, 3)
-    if (path is None or g.nd == 1 or g.groups != 1 or any(s != 1 for s in g.stride)
-            or any(d != 1 for d in g.dilation) or any(k != 3 for k in g.kernel[sp])
-            or any(p > 2 for p in g.pad_lo[sp])):
+    if path is None or any(p > 2 for p in g.pad_lo):  # the equivalent padding 2 - p would be negative
         return None
     pad = tuple(0 if i < 3 - g.nd else 2 - p for i, p in enumerate(g.pad_lo))
     geq = dataclasses.replace(g, pad_lo=pad, pad_hi=pad)
+    # the path's own checks (inside auto) refuse any other kernel, stride, dilation, groups or dimension
     return geq if path.auto(geq, False) else None
 
 
