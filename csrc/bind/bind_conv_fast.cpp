@@ -38,6 +38,23 @@ struct Checked {
   int64_t Ho = 0, Wo = 0;
 };
 
+// bias: none, or a float32 (K,) array into b; returns whether there is one.
+bool bias_arg(py::handle bias, int64_t K, const char* op, py::array& b) {
+  if (bias.is_none()) return false;
+  b = input_f32(bias, op, "bias");
+  FASTML_CHECK(b.ndim() == 1 && b.shape(0) == K, op, ": expected bias of shape (", K, ",), got ", shape_str(b));
+  return true;
+}
+
+// out= (checked) or a new float32 array of `shape`, never sharing memory with input, weight or bias.
+py::array conv_output(py::handle out, const std::vector<py::ssize_t>& shape, const char* op, const py::array& x,
+                      const py::array& w, const py::array* b) {
+  py::array y = output_f32(out, shape, op);
+  FASTML_CHECK(!shares_memory(y, x) && !shares_memory(y, w) && !(b && shares_memory(y, *b)), op,
+               ": expected out not to share memory with input, weight or bias");
+  return y;
+}
+
 // Shapes of x (N, C, H, W) and w (K, C or 1, kh, kw), bias (K,), the parameters, the output size.
 Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py::handle bias, Pair stride,
               Pair padding, Pair dilation, bool swapped = false) {
@@ -91,12 +108,7 @@ Checked check(const char* op, Kind kind, py::handle input, py::handle weight, py
   // window, which leaves the output size at 1.
   if (r.Ho == 1) a.sh = std::min(a.sh, a.H + 2 * a.ph - eh + 1);
   if (r.Wo == 1) a.sw = std::min(a.sw, a.W + 2 * a.pw - ew + 1);
-  if (!bias.is_none()) {
-    r.b = input_f32(bias, op, "bias");
-    FASTML_CHECK(r.b.ndim() == 1 && r.b.shape(0) == a.K, op, ": expected bias of shape (", a.K, ",), got ",
-                 shape_str(r.b));
-    r.has_bias = true;
-  }
+  r.has_bias = bias_arg(bias, a.K, op, r.b);
   return r;
 }
 
@@ -105,9 +117,7 @@ py::array forward(const char* op, Kind kind, py::handle input, py::handle weight
                   bool swapped = false) {
   Checked r = check(op, kind, input, weight, bias, stride, padding, dilation, swapped);
   const GemmAct act = gemm_act_of(act_name, op);
-  py::array y = output_f32(out, {r.a.N, r.a.K, r.Ho, r.Wo}, op);
-  FASTML_CHECK(!shares_memory(y, r.x) && !shares_memory(y, r.w) && !(r.has_bias && shares_memory(y, r.b)), op,
-               ": expected out not to share memory with input, weight or bias");
+  py::array y = conv_output(out, {r.a.N, r.a.K, r.Ho, r.Wo}, op, r.x, r.w, r.has_bias ? &r.b : nullptr);
   const float* px = cf32(r.x);
   const float* pw = cf32(r.w);
   const float* pb = r.has_bias ? cf32(r.b) : nullptr;
@@ -176,15 +186,9 @@ py::array winograd3d(py::handle input, py::handle weight, py::handle bias, std::
   FASTML_CHECK(Do >= 1 && Ho >= 1 && Wo >= 1, op, ": expected padded input (", a.D + 2 * a.pd, ", ",
                a.H + 2 * a.ph, ", ", a.W + 2 * a.pw, ") at least as large as the kernel (3, 3, 3), got input ",
                shape_str(x));
-  const bool has_bias = !bias.is_none();
-  if (has_bias) {
-    b = input_f32(bias, op, "bias");
-    FASTML_CHECK(b.ndim() == 1 && b.shape(0) == a.K, op, ": expected bias of shape (", a.K, ",), got ", shape_str(b));
-  }
+  const bool has_bias = bias_arg(bias, a.K, op, b);
   const GemmAct act = gemm_act_of(act_name, op);
-  py::array y = output_f32(out, {a.N, a.K, Do, Ho, Wo}, op);
-  FASTML_CHECK(!shares_memory(y, x) && !shares_memory(y, w) && !(has_bias && shares_memory(y, b)), op,
-               ": expected out not to share memory with input, weight or bias");
+  py::array y = conv_output(out, {a.N, a.K, Do, Ho, Wo}, op, x, w, has_bias ? &b : nullptr);
   const float *px = cf32(x), *pw = cf32(w), *pb = has_bias ? cf32(b) : nullptr;
   float* py_ = f32(y);
   if (a.N > 0) {
