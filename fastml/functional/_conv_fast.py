@@ -284,13 +284,15 @@ def _padded(x4, g, native):
     return np.pad(x4, ((0, 0), (0, 0), (lo[0], hi[0]), (lo[1], hi[1]))), (0, 0)
 
 
-def _store(y4, out5, out_cl):
+def _store(y5, out5, out_cl):
+    """The NCDHW result y5 in the requested memory format: as it is, or channels-last (NDHWC), into out5 when
+    given."""
     if out_cl:
         if out5 is None:
-            return np.ascontiguousarray(y4.transpose(0, 2, 3, 1))[:, None]
-        out5[:, 0] = y4.transpose(0, 2, 3, 1)
+            return np.ascontiguousarray(y5.transpose(0, 2, 3, 4, 1))
+        out5[...] = y5.transpose(0, 2, 3, 4, 1)
         return out5
-    return y4[:, :, None]
+    return y5
 
 
 class _Path:
@@ -317,7 +319,7 @@ class _Path:
         out4 = out5[:, :, 0] if (out5 is not None and not out_cl) else None
         y4 = self.call(x4, np.ascontiguousarray(w5[:, :, 0]), bias, g, pad,
                        "none" if activation is None else activation, out4)
-        return out5 if out4 is not None else _store(y4, out5, out_cl)
+        return out5 if out4 is not None else _store(y4[:, :, None], out5, out_cl)
 
     def backward(self, go5, x5, w5, g, mask):
         x4 = np.ascontiguousarray(x5[:, :, 0])
@@ -433,12 +435,7 @@ class _Winograd(_Path):
         x = np.ascontiguousarray(x5.transpose(0, 4, 1, 2, 3)) if channels_last else x5
         y5 = self._conv3(x, np.ascontiguousarray(w5), bias, g.pad_lo, g.pad_hi,
                          "none" if activation is None else activation, None if out_cl else out5)
-        if not out_cl:
-            return y5
-        if out5 is None:
-            return np.ascontiguousarray(y5.transpose(0, 2, 3, 4, 1))
-        out5[...] = y5.transpose(0, 2, 3, 4, 1)
-        return out5
+        return _store(y5, out5, out_cl)
 
     def transposed(self, x5, w5, bias, geq, out5):
         """conv_transpose{2,3}d with stride 1 as the convolution of geometry ``geq`` (padding 2 - p) by the
