@@ -296,6 +296,8 @@ def _store(y5, out5, out_cl):
 
 
 class _Path:
+    """The interface of a specialised kernel path (the contract above CONV_FAST_PATHS): each path class
+    defines ``applies`` and ``call`` (the base ones raise NotImplementedError) and may override the rest."""
     name = ""
 
     def applies(self, g, channels_last):
