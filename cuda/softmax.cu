@@ -184,18 +184,23 @@ struct SplitRows {
   int chunks;     // chunks per row (<= kSoftmaxBlockSize: launch 2 merges them with one value per thread)
 };
 
-__device__ __forceinline__ int64_t split_begin(const SplitRows& sr, int64_t* row) {
-  *row = blockIdx.x / sr.chunks;
-  return (blockIdx.x - *row * sr.chunks) * sr.chunk;
+struct SplitChunk {
+  int64_t row;  // the row this block works on
+  int64_t lo;   // its chunk's first element within the row
+  int64_t n;    // the chunk's length (the row's last chunk may be short)
+};
+
+__device__ __forceinline__ SplitChunk split_chunk(const SplitRows& sr, int64_t dim) {
+  const int64_t row = blockIdx.x / sr.chunks;
+  const int64_t lo = (blockIdx.x - row * sr.chunks) * sr.chunk;
+  return {row, lo, min(sr.chunk, dim - lo)};
 }
 
 template <bool Vec>
 __global__ void __launch_bounds__(kSoftmaxBlockSize)
     softmax_forward_kernel__split_partials(SoftmaxParams p, SplitRows sr, float2* part) {
   __shared__ float scratch[kWarpSize];
-  int64_t row;
-  const int64_t lo = split_begin(sr, &row);
-  const int64_t n = min(sr.chunk, p.dim - lo);
+  const auto [row, lo, n] = split_chunk(sr, p.dim);
   const float* x = p.x + row * p.dim + lo;
   float m = -INFINITY;
   for_row<Vec>(x, n, [&](int64_t, float v) { m = nan_max(m, v); });
@@ -210,9 +215,7 @@ template <bool Log, bool Vec>
 __global__ void __launch_bounds__(kSoftmaxBlockSize)
     softmax_forward_kernel__split_write(SoftmaxParams p, SplitRows sr, const float2* part) {
   __shared__ float scratch[kWarpSize];
-  int64_t row;
-  const int64_t lo = split_begin(sr, &row);
-  const int64_t n = min(sr.chunk, p.dim - lo);
+  const auto [row, lo, n] = split_chunk(sr, p.dim);
   float2 q = make_float2(-INFINITY, 0.0f);
   if (threadIdx.x < sr.chunks) q = part[row * sr.chunks + threadIdx.x];
   const float m = block_reduce_max(q.x, scratch);
@@ -239,9 +242,7 @@ template <bool Log>
 __global__ void __launch_bounds__(kSoftmaxBlockSize)
     softmax_backward_kernel__split_partials(SoftmaxParams p, SplitRows sr, float* part) {
   __shared__ float scratch[kWarpSize];
-  int64_t row;
-  const int64_t lo = split_begin(sr, &row);
-  const int64_t n = min(sr.chunk, p.dim - lo);
+  const auto [row, lo, n] = split_chunk(sr, p.dim);
   const float* dy = p.x + row * p.dim + lo;
   const float* y = p.y + row * p.dim + lo;
   float acc = 0.0f;
@@ -255,9 +256,7 @@ template <bool Log>
 __global__ void __launch_bounds__(kSoftmaxBlockSize)
     softmax_backward_kernel__split_write(SoftmaxParams p, SplitRows sr, const float* part) {
   __shared__ float scratch[kWarpSize];
-  int64_t row;
-  const int64_t lo = split_begin(sr, &row);
-  const int64_t n = min(sr.chunk, p.dim - lo);
+  const auto [row, lo, n] = split_chunk(sr, p.dim);
   const float sum = block_reduce_sum(threadIdx.x < sr.chunks ? part[row * sr.chunks + threadIdx.x] : 0.0f, scratch);
   const float* dy = p.x + row * p.dim + lo;
   const float* y = p.y + row * p.dim + lo;
