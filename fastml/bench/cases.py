@@ -371,11 +371,13 @@ for _op, _shape, _need in (("conv2d", "1x3x8x8", "fastml.functional:conv2d"), ("
 
 # ---------------------------------------------------------------- softmax / log_softmax
 
-def _build_softmax(op, shape, dim):
+def _build_softmax(op, shape, dim, masked=False):
     def build():
         torch = torch_or_none()
         F = _F()
         x = _randn(shape, 3.0)
+        if masked:  # the last half of each row is -inf (padding or a causal mask): exp of -inf must stay cheap
+            x[..., shape[-1] // 2:] = -np.inf
         log = op.startswith("log_")
         fwd = F.log_softmax if log else F.softmax
         impls, notes = {}, []
@@ -447,6 +449,11 @@ for _op in ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward"
         register(Case(_op, "softmax", "x".join(map(str, _shape)) + f",dim={_dim}", _quick,
                       (f"fastml.functional:{_op}",), _build_softmax(_op, _shape, _dim), ELEMENTWISE_BARS,
                       full=_full))
+for _op in ("softmax", "log_softmax"):
+    for _shape, _quick, _full in (((4096, 1024), False, True), ((256, 1024), True, False)):
+        register(Case(_op, "softmax", "x".join(map(str, _shape)) + ",dim=-1,half -inf", _quick,
+                      (f"fastml.functional:{_op}",), _build_softmax(_op, _shape, -1, masked=True),
+                      ELEMENTWISE_BARS, full=_full))
 
 
 from .cases_loss import register_loss_cases  # noqa: E402
