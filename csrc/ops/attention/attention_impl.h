@@ -12,9 +12,13 @@
 
 namespace fastml::attention_impl {
 
+// The argument of exp is raised to -87 first (x as max's second operand: NaN passes) so that exp never
+// computes a denormal: masked entries (-inf) would otherwise go through a denormal scaling each, which
+// Intel cores run as a microcode assist (B4 H8 causal L = S = 512 forward: 6.7 -> 5.6 ms). Same values.
 template <class V>
 inline V exp_flush(V x) {
-  return select(cmp_lt(x, V::set1(-87.0f)), V::zero(), simd::exp(x));  // NaN compares false: stays NaN
+  const V lo = V::set1(-87.0f);
+  return select(cmp_lt(x, lo), V::zero(), simd::exp(max(lo, x)));  // NaN compares false: stays NaN
 }
 
 template <class V>
