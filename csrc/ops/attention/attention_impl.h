@@ -18,7 +18,8 @@ namespace fastml::attention_impl {
 template <class V>
 inline V exp_flush(V x) {
   const V lo = V::set1(-87.0f);
-  return select(cmp_lt(x, lo), V::zero(), simd::exp(max(lo, x)));  // NaN compares false: stays NaN
+  const V xc = min(V::set1(89.0f), max(lo, x));                                 // NaN passes both
+  return select(cmp_lt(x, lo), V::zero(), simd::exp_in_range(xc));  // NaN compares false: stays NaN
 }
 
 template <class V>
