@@ -72,6 +72,14 @@ inline bool block_empty(const AttentionParams& p, int64_t i0, int64_t i1, int64_
   return false;
 }
 
+// True when every (i, j) with i in [i0, i1), j in [j0, j1) is allowed (no -inf to write): the band's
+// ends grow with i, so the first row must reach past j1 - 1 and the last row's window start j0.
+inline bool block_full(const AttentionParams& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  if (!(p.causal || p.window > 0)) return true;
+  if (j1 - 1 > i0) return false;
+  return p.window <= 0 || i1 - p.window <= j0;
+}
+
 // c (rows x n, ldc) = alpha * a * b + beta c (the attention blocks' products on the GEMM microkernels):
 // a is rows x k read in place with row stride lda, or (a_packed) MR-row slivers of k steps; b is NR-column
 // slivers (sliver s at b + s*bs with bs = b_sliver_stride, or NR*k when that is 0; element (p, j) at
@@ -133,7 +141,7 @@ void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const floa
     const float* mb = p.mask + b * p.msb + h * p.msh + i0 * p.msl + j0;
     c.ak.add_rows(rows, cols, s, lds, mb, p.msl);
   }
-  if (p.causal || p.window > 0) {
+  if (!block_full(p, i0, i0 + rows, j0, j0 + cols)) {
     for (int64_t r = 0; r < rows; ++r) {
       int64_t lo, hi;
       band(p, i0 + r, lo, hi);
@@ -393,17 +401,20 @@ void backward_item(const Ctx& c, int64_t b, int64_t hk, int64_t kb0, int64_t kb1
         const int64_t bq = std::min(BQ, L - i0);
         if (block_empty(p, i0, i0 + bq, j0, j0 + bk)) continue;
         gemm_a_direct(gk, bk, bq, E, p.scale, 0.0f, k + j0 * E, E, qt + hh * Lp * E + i0 * E, 0, st, BQ);
-        if (p.mask) {
+        if (p.mask) {  // the mask block transposed (keys as rows), then added row by row
           const float* mb = p.mask + b * p.msb + h * p.msh + i0 * p.msl + j0;
-          for (int64_t r = 0; r < bk; ++r)
-            for (int64_t q_ = 0; q_ < bq; ++q_) st[r * BQ + q_] += mb[q_ * p.msl + r];
+          gk.transpose(bq, bk, mb, p.msl, dpt, BQ);
+          c.ak.add_rows(bk, bq, st, BQ, dpt, BQ);
         }
-        if (p.causal || p.window > 0) {
-          for (int64_t q_ = 0; q_ < bq; ++q_) {
-            int64_t lo, hi;
-            band(p, i0 + q_, lo, hi);
-            for (int64_t r = 0; r < bk; ++r)
-              if (j0 + r < lo || j0 + r >= hi) st[r * BQ + q_] = kNegInf;
+        if (!block_full(p, i0, i0 + bq, j0, j0 + bk)) {
+          // key j is seen by the queries i in [j, j + window - 1] (band()): the columns outside get -inf
+          for (int64_t r = 0; r < bk; ++r) {
+            const int64_t j = j0 + r;
+            const int64_t first = std::clamp<int64_t>(j - i0, 0, bq);
+            const int64_t end = p.window > 0 ? std::clamp<int64_t>(j + p.window - i0, first, bq) : bq;
+            float* row = st + r * BQ;
+            std::fill(row, row + first, kNegInf);
+            std::fill(row + end, row + bq, kNegInf);
           }
         }
         c.ak.exp_minus_cols(bk, bq, st, BQ, lseh + i0);
