@@ -108,6 +108,16 @@ def test_fastml_isa_env_var(python_run):
     assert out.stdout.strip() == "scalar"
 
 
+def test_import_loads_no_scipy(python_run):
+    # scipy (the NumPy backend's erfc) is imported on first use: importing it costs ~0.2 s and starts a
+    # second OpenBLAS thread pool. The NumPy-backend gelu still works afterwards.
+    code = ("import sys, fastml, fastml.functional as F, fastml.nn, fastml.optim; "
+            "print(any(m == 'scipy' or m.startswith('scipy.') for m in sys.modules)); "
+            "import numpy as np; print(round(float(F.gelu(np.array([1.0]))[0]), 6))")
+    out = python_run(["-c", code], {"FASTML_BACKEND": "numpy"}, check=True)
+    assert out.stdout.split() == ["False", "0.841345"], out.stdout + out.stderr
+
+
 def test_missing_compiled_module_falls_back_with_one_warning(python_run):
     # A finder that makes `import fastml._C` fail, as a broken build or a missing library would.
     code = r"""

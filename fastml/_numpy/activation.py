@@ -6,18 +6,19 @@ import numpy as np
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 
-try:  # scipy's erfc is vectorised; libm's through np.vectorize is exact but slow
-    from scipy.special import erfc as _erfc_fast
-except ImportError:  # pragma: no cover - depends on the environment
-    _erfc_fast = None
+_erfc_impl = None
 
 
 def _erfc(z):
-    if _erfc_fast is not None:
-        return _erfc_fast(z)
-    from ..reference._special import erfc
-
-    return erfc(z)
+    # scipy's erfc is vectorised (libm's through np.vectorize is exact but slow). Imported on first use:
+    # scipy.special takes ~0.2 s to import and starts a second OpenBLAS thread pool.
+    global _erfc_impl
+    if _erfc_impl is None:
+        try:
+            from scipy.special import erfc as _erfc_impl
+        except ImportError:  # pragma: no cover - depends on the environment
+            from ..reference._special import erfc as _erfc_impl
+    return _erfc_impl(z)
 
 
 def _alloc(x, out):
