@@ -243,6 +243,31 @@ def test_attention_decode_path(rng, L):
                 np.testing.assert_allclose(dec[1], gen[1], rtol=1e-5)
 
 
+# Which path the automatic choice takes: calls that return the logsumexp (which a backward combines with
+# scores it recomputes on the microkernels) keep the general path below S = 1024; the plain call, which
+# keeps only the output, takes the decode path for L <= 8 (packing K and V would cost more than the
+# products). Bitwise against the forced paths.
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+@pytest.mark.parametrize("L,S", [(1, 200), (8, 100), (9, 100), (16, 1024), (16, 1023)], ids=str)
+def test_attention_automatic_path(rng, L, S):
+    q, k, v = _qkv(rng, 2, 3, L, S, 32, 24)
+    gen = F.scaled_dot_product_attention_forward(q, k, v, _path=1)
+    dec = F.scaled_dot_product_attention_forward(q, k, v, _path=2)
+    auto = F.scaled_dot_product_attention_forward(q, k, v)
+    split = L <= 16 and S >= 1024
+    for a, b in zip(auto, dec if split else gen):
+        assert np.array_equal(a, b)
+    want = dec[0] if split or L <= 8 else gen[0]
+    assert np.array_equal(F.scaled_dot_product_attention(q, k, v), want)  # the plain call's own fast path
+    m = rng.standard_normal((L, S)).astype(np.float32)  # and the general parse, with a mask
+    dec_m = F.scaled_dot_product_attention_forward(q, k, v, m, _path=2)[0]
+    gen_m = F.scaled_dot_product_attention_forward(q, k, v, m, _path=1)[0]
+    assert np.array_equal(F.scaled_dot_product_attention(q, k, v, m), dec_m if split or L <= 8 else gen_m)
+    assert np.array_equal(F.scaled_dot_product_attention_forward(q, k, v, _path=3)[0], want)
+    with pytest.raises(ValueError, match="expected path"):
+        F.scaled_dot_product_attention_forward(q, k, v, _path=4)
+
+
 # Strided query / key / value whose rows are contiguous are read in place by the compiled forward: a
 # (B, L, H, E) buffer viewed as (B, H, L, E), and q/k/v sliced out of one packed (B, L, 3, H, E) projection
 # (row stride 3 H E). The result must be bitwise the one of contiguous copies, on the general and decode

@@ -109,7 +109,8 @@ void bind_attention(py::module_& m) {
         Inputs in =
             make_params(op, query, key, value, mask, causal, window, scale, drop_threshold, drop_scale, seed, true);
         const AttentionParams& p = in.p;
-        FASTML_CHECK(path >= 0 && path <= 2, op, ": expected path 0 (auto), 1 (general) or 2 (decode), got ", path);
+        FASTML_CHECK(path >= 0 && path <= 3, op,
+                     ": expected path 0 (auto), 1 (general), 2 (decode) or 3 (auto, output only), got ", path);
         py::array o = output_f32(out, {p.B, p.Hq, p.L, p.Ev}, op);
         for (const py::array* a : {&in.q, &in.k, &in.v})
           FASTML_CHECK(!shares_memory(*a, o), op, ": out must not share memory with query, key or value");

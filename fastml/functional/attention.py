@@ -144,6 +144,12 @@ def _drop_args(P):
     return dropout_threshold(P.dropout_p), P.drop[1], P.seed
 
 
+# The compiled forward's path for calls that keep only the output (AttentionPath::automatic_output):
+# short query blocks then skip packing K and V; calls that return the logsumexp keep the path whose
+# scores a backward recomputes in the same order.
+_PATH_OUTPUT_ONLY = 3
+
+
 def _forward(op, P, out, path=0):
     shape = P.lead + (P.L, P.Ev)
     if out is not None:
@@ -169,10 +175,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     """
     sc = _plain_scale(query, key, value, attn_mask, dropout_p, scale, sliding_window, out)
     if sc is not None:
-        return _C.attention_forward(query, key, value, None, bool(is_causal), 0, sc, 0, 1.0, 0, None, 0)[0]
+        return _C.attention_forward(query, key, value, None, bool(is_causal), 0, sc, 0, 1.0, 0, None,
+                                    _PATH_OUTPUT_ONLY)[0]
     P = _prepare(_SDPA, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed,
                  sliding_window, need_seed=False)
-    return _forward(_SDPA, P, out)[0]
+    return _forward(_SDPA, P, out, _PATH_OUTPUT_ONLY)[0]
 
 
 def _plain_scale(query, key, value, attn_mask, dropout_p, scale, sliding_window, out):
@@ -196,8 +203,10 @@ def scaled_dot_product_attention_forward(query, key, value, attn_mask=None, drop
                                          _path=0):
     """(output (..., L, Ev), logsumexp (..., L)): the forward pass plus what the backward needs.
     logsumexp_i = log sum_j exp(s_ij) over the allowed keys (-inf for a fully masked row).
-    ``_path`` (tests and benchmarks only): 0 picks automatically (split-K decode for L <= 16 and
-    S >= 1024), 1 forces the general tiled path, 2 the decode path."""
+    ``_path`` (tests and benchmarks only): 0 picks automatically (the decode path, row kernels on K
+    and V in place split over the keys, for L <= 16 when S >= 1024), 1 forces the general tiled path,
+    2 the decode path, 3 picks as ``scaled_dot_product_attention`` does (which keeps no logsumexp for
+    a backward: the decode path also for L <= 8)."""
     sc = _plain_scale(query, key, value, attn_mask, dropout_p, scale, sliding_window, out)
     if sc is not None:
         return _C.attention_forward(query, key, value, None, bool(is_causal), 0, sc, 0, 1.0, 0, None, _path)

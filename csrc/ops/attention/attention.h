@@ -85,7 +85,14 @@ struct AttentionKernels {
 
 FASTML_DECLARE_KERNEL_TABLES(AttentionKernels, attention)
 
-enum class AttentionPath : int { automatic = 0, general = 1, decode = 2 };
+// automatic: the decode path where splitting the keys pays (L <= 16, S >= 1024), the general one elsewhere.
+// automatic_output: for a caller that keeps only the output (no backward will recompute the scores from
+// this lse): also the decode path for L <= 8, where packing K and V costs more than the products. A
+// backward recomputes the scores with the microkernels; the decode path's row kernels sum them in
+// another order, which the lse then carries into P = exp(s - lse) (over 16 small cases the gradients'
+// error was mostly the same, in a few up to 2.5x that with the general path's lse), so calls that return
+// the lse keep the general path there.
+enum class AttentionPath : int { automatic = 0, general = 1, decode = 2, automatic_output = 3 };
 
 // out (B, Hq, L, Ev), lse (B, Hq, L). Shapes are validated by the binding.
 void attention_forward(const AttentionParams& p, float* out, float* lse, AttentionPath path = AttentionPath::automatic);
