@@ -10,6 +10,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -88,6 +89,44 @@ GemmEpilogue epilogue_of(const py::handle& bias, const std::string& kind, const 
   ep.bias = cf32(keep);
   ep.bias_kind = kind == "row" ? GemmBias::row : GemmBias::col;
   return ep;
+}
+
+// A 2-D float32 operand of matmul as the engine reads it without a copy: rows contiguous (op none, ld the
+// row stride) or columns contiguous (a transposed view such as x.T: op trans on the stored matrix, ld
+// the column stride). Anything else (other strides, other dtypes, misaligned data) goes through
+// input_f32, which copies it once or words the error.
+struct Operand {
+  py::array arr;
+  const float* p = nullptr;
+  Trans t = Trans::none;
+  int64_t ld = 1;
+};
+
+Operand gemm_operand(const py::handle& obj, const char* op, const char* arg) {
+  Operand o;
+  bool in_place = false;
+  if (py::isinstance<py::array>(obj)) {
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (a.ndim() == 2 && a.dtype().num() == kNpyFloat32 && a.size() > 0 &&
+        reinterpret_cast<uintptr_t>(a.data()) % 4 == 0) {
+      const int64_t r = a.shape(0), c = a.shape(1), s0 = a.strides(0), s1 = a.strides(1);
+      auto unit = [](int64_t n, int64_t s) { return n <= 1 || s == 4; };
+      auto lead = [](int64_t n, int64_t s, int64_t width) {  // the other dim's stride, if usable
+        return n <= 1 ? std::max<int64_t>(1, width) : (s >= 4 * width && s % 4 == 0 ? s / 4 : 0);
+      };
+      if (unit(c, s1) && lead(r, s0, c) > 0) {
+        o.arr = a, o.t = Trans::none, o.ld = lead(r, s0, c), in_place = true;
+      } else if (unit(r, s0) && lead(c, s1, r) > 0) {
+        o.arr = a, o.t = Trans::trans, o.ld = lead(c, s1, r), in_place = true;
+      }
+    }
+  }
+  if (!in_place) {
+    o.arr = input_f32(obj, op, arg);
+    if (o.arr.ndim() == 2) o.ld = std::max<int64_t>(1, o.arr.shape(1));
+  }
+  o.p = cf32(o.arr);
+  return o;
 }
 
 struct Dims {
@@ -225,26 +264,24 @@ void bind_gemm(py::module_& m) {
 
   m.def("matmul2d", [](py::handle a_, py::handle b_, py::handle out) {
     const char* op = "matmul";
-    py::array a = input_f32(a_, op, "a");
-    py::array b = input_f32(b_, op, "b");
-    FASTML_CHECK(a.ndim() == 2 && b.ndim() == 2, op, ": expected 2-D arrays here, got shapes ", shape_str(a), " and ",
-                 shape_str(b));
-    const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
-    FASTML_CHECK(b.shape(0) == K, op, ": expected b with ", K, " rows in its last two dims (a is ", shape_str(a),
-                 "), got ", shape_str(b));
+    const Operand a = gemm_operand(a_, op, "a");
+    const Operand b = gemm_operand(b_, op, "b");
+    FASTML_CHECK(a.arr.ndim() == 2 && b.arr.ndim() == 2, op, ": expected 2-D arrays here, got shapes ",
+                 shape_str(a.arr), " and ", shape_str(b.arr));
+    const int64_t M = a.arr.shape(0), K = a.arr.shape(1), N = b.arr.shape(1);
+    FASTML_CHECK(b.arr.shape(0) == K, op, ": expected b with ", K, " rows in its last two dims (a is ",
+                 shape_str(a.arr), "), got ", shape_str(b.arr));
     py::array c = output_f32(out, {static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)}, op);
-    FASTML_CHECK(!shares_memory(a, c) && !shares_memory(b, c), op, ": out must not overlap a or b");
-    const float* pa = cf32(a);
-    const float* pb = cf32(b);
+    FASTML_CHECK(!shares_memory(a.arr, c) && !shares_memory(b.arr, c), op, ": out must not overlap a or b");
     float* pc = f32(c);
     {
       py::gil_scoped_release nogil;
-      sgemm(Trans::none, Trans::none, M, N, K, 1.0f, pa, std::max<int64_t>(1, K), pb, std::max<int64_t>(1, N), 0.0f,
-            pc, std::max<int64_t>(1, N));
+      sgemm(a.t, b.t, M, N, K, 1.0f, a.p, a.ld, b.p, b.ld, 0.0f, pc, std::max<int64_t>(1, N));
     }
     return c;
   }, py::arg("a"), py::arg("b"), py::arg("out") = py::none(),
-     "out = a @ b for 2-D float32 arrays (strided input copied once), the hot path of fastml.matmul.");
+     "out = a @ b for 2-D float32 arrays, the hot path of fastml.matmul: row- or column-contiguous views (x.T)\n"
+     "are read in place through the engine's transpose flags, other strided input is copied once.");
 
   m.def("matmul3d", [](py::handle a_, py::handle b_) {
     const char* op = "matmul";
