@@ -4,7 +4,8 @@
 // loads of B and 14 broadcasts of A (embedded-broadcast FMAs), 28 FMAs. 28 + 2 B + 1 spare = 31 of 32
 // registers; 28 independent chains hide the 4-cycle FMA latency on 2 FMA ports (needs >= 8), and the
 // 16 loads per 14 cycles fit the 2 load ports. The m < 14 edge runs the same loop with fewer rows
-// (template instance per m), the n < 32 edge masks the B loads and the C loads/stores. The copy-B variant
+// (template instance per m), the n < 32 edge masks the B loads and the C loads/stores, and n <= 16 leaves
+// out the second vector's FMAs (HALF). The copy-B variant
 // (B read in place by the first row group) also stores the two B vectors of each k step into a packed
 // sliver: 2 stores per 28 FMAs, which hides the latency of that first read behind the FMAs.
 // Packing: 16x16 in-register transposes for the transposing packs (op(A) no-trans, op(B) trans).
@@ -32,9 +33,12 @@ constexpr int64_t kPrefetchK = 8;  // B rows prefetched this many k steps (~110 
 // prefetcher follows that stride across pages); a packed sliver (ldb = NR) is one sequential stream the
 // hardware prefetchers already follow, and the 2 prefetches per k step cost ~2% there (measured with the
 // B panel in L2: 91% vs 89% of the FMA peak).
-template <int ROWS, bool MASKED, bool DIRECT_A, bool COPY_B, bool PREFETCH>
+// HALF (n <= 16, with MASKED): the second column vector is all padding, so its FMAs and stores are left
+// out: half the FMAs of a full edge sliver (e.g. N = 80 = 32 + 32 + 16, or a 112-pixel conv tile).
+template <int ROWS, bool MASKED, bool DIRECT_A, bool COPY_B, bool PREFETCH, bool HALF = false>
 inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* bcopy, float* c,
                        int64_t ldc, int n, const GemmTile& t) {
+  static_assert(!HALF || MASKED, "HALF is an edge case of MASKED");
   __m512 c0[ROWS], c1[ROWS];
 #pragma GCC unroll 14
   for (int i = 0; i < ROWS; ++i) {
@@ -59,7 +63,10 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
       _mm_prefetch(reinterpret_cast<const char*>(b + pfd), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(b + pfd + 16), _MM_HINT_T0);
     }
-    if (MASKED) {
+    if (HALF) {
+      b0 = _mm512_maskz_loadu_ps(m0, b);
+      b1 = _mm512_setzero_ps();
+    } else if (MASKED) {
       b0 = _mm512_maskz_loadu_ps(m0, b);
       b1 = _mm512_maskz_loadu_ps(m1, b + 16);
     } else {
@@ -75,7 +82,7 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
     for (int i = 0; i < ROWS; ++i) {
       const __m512 ai = _mm512_set1_ps(DIRECT_A ? a[i * lda] : a[i]);
       c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+      if (!HALF) c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
     }
     a += DIRECT_A ? 1 : MR;
     b += bstep;
@@ -94,7 +101,7 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
     __m512 r1 = _mm512_mul_ps(c1[i], va);
     if (t.beta != 0.0f) {
       r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+      if (!HALF) r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
     }
     if (t.bias_kind == GemmBias::row) {
       const __m512 bi = _mm512_set1_ps(t.bias[i]);
@@ -106,7 +113,7 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
     }
     if (MASKED) {
       _mm512_mask_storeu_ps(ci, m0, r0);
-      _mm512_mask_storeu_ps(ci + 16, m1, r1);
+      if (!HALF) _mm512_mask_storeu_ps(ci + 16, m1, r1);
     } else {
       _mm512_storeu_ps(ci, r0);
       _mm512_storeu_ps(ci + 16, r1);
@@ -118,6 +125,7 @@ template <int ROWS, bool DIRECT_A, bool COPY_B, bool PREFETCH>
 inline void micro_edge(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* bcopy, float* c,
                        int64_t ldc, int n, const GemmTile& t) {
   if (n == NR) micro_rows<ROWS, false, DIRECT_A, COPY_B, PREFETCH>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
+  else if (n <= 16) micro_rows<ROWS, true, DIRECT_A, COPY_B, PREFETCH, true>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
   else micro_rows<ROWS, true, DIRECT_A, COPY_B, PREFETCH>(k, a, lda, b, ldb, bcopy, c, ldc, n, t);
 }
 
