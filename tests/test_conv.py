@@ -485,6 +485,22 @@ def test_batch_and_threads_bitwise(rng, threads):
             np.testing.assert_array_equal(a, c)
 
 
+def test_column_tiles_spanning_images_match_single_images(rng):
+    """Outputs of fewer than 256 pixels per image are computed in column tiles that span several images;
+    each image's result must be bitwise that of the image alone (bias, groups, strides, activation)."""
+    if not fastml._backend.HAS_CPU_EXT:
+        pytest.skip("compiled module missing")
+    cases = [((8, 32, 14, 14), (48, 32, 3, 3), dict(padding=1, stride=2)),
+             ((5, 16, 9, 9), (20, 8, 3, 3), dict(padding=1, groups=2, activation="relu")),
+             ((11, 4, 6, 7), (9, 4, 2, 3), dict(stride=(1, 2))),
+             ((3, 20, 15, 15), (30, 20, 5, 5), dict(padding=2, dilation=1))]  # 225 pixels, 3 x 225 columns
+    for xs, ws, kw in cases:
+        x, w, b = data(rng, 2, xs, ws)
+        y = F.conv2d(x, w, b, algorithm="im2col", **kw)
+        for n in range(xs[0]):
+            np.testing.assert_array_equal(y[n:n + 1], F.conv2d(x[n:n + 1], w, b, algorithm="im2col", **kw))
+
+
 # ---------------------------------------------------------------- torch parity
 
 TORCH_CASES = [

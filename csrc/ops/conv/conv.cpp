@@ -53,11 +53,13 @@ int64_t weight_tile_bytes() {
   const int64_t l2 = cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20);
   return std::clamp<int64_t>(l2 / 2, 512 << 10, 2 << 20);
 }
+constexpr int64_t kSpanPixels = 256;         // forward column tiles of fewer pixels per image span images
 constexpr double kFlopsPerThread = 4e5;      // below this much work per thread, stay on one thread
 
 // Per-thread buffers (core/scratch.h). Those of 1 MiB and more are on transparent huge pages: the shifted
 // path reads the padded input with a channel-sized stride, one 4 KiB page per channel otherwise.
 thread_local Scratch t_cols;      // this thread's column tile
+thread_local Scratch t_ctile;     // this thread's output tile when a column tile spans several images
 thread_local Scratch t_partials;  // the calling thread's weight-gradient block partials
 thread_local Scratch t_xpad;      // the calling thread's zero-padded input (stride-1 shifted path)
 thread_local Scratch t_wpack;     // the calling thread's weights packed into microkernel A slivers (forward)
@@ -66,6 +68,8 @@ thread_local Scratch t_wflip;     // the calling thread's flipped, channel-swapp
 // Output pixels per tile: the column tile (rows x tile floats) stays near `bytes` but has at least 128
 // pixels (fewer make the GEMM re-pack the weights too often per flop); tiles are balanced (no short
 // tail tile) and a multiple of 16 pixels where that does not add a tile.
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes, int64_t min_pixels = 128) {
   const int64_t target = std::max<int64_t>(min_pixels, bytes / (4 * std::max<int64_t>(rows, 1)));
   if (target >= P) return P;
@@ -135,10 +139,11 @@ inline void gather2(float* __restrict d, const float* __restrict s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] = s[2 * i];
 }
 
-// cols[(c * kvol + kk) * tp + j] = x[c, input position of output pixel p0 + j under kernel offset kk]
-// for c in [0, Cg); xg points at channel 0 of the group in image n.
+// cols[(c * kvol + kk) * ld + j] = x[c, input position of output pixel p0 + j under kernel offset kk]
+// for c in [0, Cg), j in [0, tp); xg points at channel 0 of the group in image n. ld defaults to tp.
 void im2col_tile(const ConvShape& s, const float* xg, const InStrides& st, int64_t Cg, int64_t p0, int64_t tp,
-                 float* cols) {
+                 float* cols, int64_t ld = 0) {
+  if (ld == 0) ld = tp;
   const int64_t kD = s.k[0], kH = s.k[1], kW = s.k[2];
   const int64_t D = s.in[0], H = s.in[1], W = s.in[2], sw = s.stride[2];
   const int64_t step = sw * st.x;
@@ -148,7 +153,7 @@ void im2col_tile(const ConvShape& s, const float* xg, const InStrides& st, int64
     for (int64_t a = 0; a < kD; ++a)
       for (int64_t b = 0; b < kH; ++b)
         for (int64_t e = 0; e < kW; ++e) {
-          float* row = cols + ((c * kD + a) * kH * kW + b * kW + e) * tp;
+          float* row = cols + ((c * kD + a) * kH * kW + b * kW + e) * ld;
           for (const Run& r : runs) {
             float* dst = row + r.j;
             const int64_t iz = r.z + a * s.dil[0], iy = r.y + b * s.dil[1];
@@ -279,6 +284,26 @@ static void conv_forward_blocked(const ConvShape& s, ConvAlgo algo, const float*
   const bool own_loop = !s.out_cl && !(direct && s.in_cl);
   PackedWeights pw{};
   if (own_loop) pw = pack_weights(w, G, Kg, CK, kc_cap);
+  // Small outputs (fewer than kSpanPixels per image, e.g. 7x7): a column tile spans several images, so
+  // the microkernel's column slivers are mostly full (49 pixels: 32 + 17 columns in two slivers, four
+  // images: 196 in 6 + 4); the product goes to a tile buffer and from there to each image.
+  if (own_loop && !direct && ntiles == 1 && P < kSpanPixels && s.N > 1) {
+    const int64_t groups = ceil_div(s.N, ceil_div(kSpanPixels, P));  // tiles of up to ~kSpanPixels columns
+    const int64_t ipt = ceil_div(s.N, groups);                         // images per tile, balanced
+    const int64_t nspan = ceil_div(s.N, ipt);
+    parallel_units(nspan * G, flops, [&](int64_t u) {
+      const int64_t g = u % G, n0 = (u / G) * ipt, ni = std::min(ipt, s.N - n0), np = ni * P;
+      float* cols = t_cols.get(CK * np);
+      for (int64_t i = 0; i < ni; ++i)
+        im2col_tile(s, x + (n0 + i) * st.image + g * Cg * st.c, st, Cg, 0, P, cols + i * P, np);
+      float* C = t_ctile.get(Kg * np);
+      weights_times_cols(pw, g, Kg, CK, cols, np, np, bias ? bias + g * Kg : nullptr, act, C, np);
+      for (int64_t i = 0; i < ni; ++i)
+        for (int64_t k = 0; k < Kg; ++k)
+          std::memcpy(y + ((n0 + i) * s.K + g * Kg + k) * P, C + k * np + i * P, sizeof(float) * P);
+    });
+    return;
+  }
   parallel_units(units, flops, [&](int64_t u) {
     const int64_t t = u % ntiles, g = (u / ntiles) % G, n = u / (ntiles * G);
     const int64_t p0 = t * tp, np = std::min(tp, P - p0);
