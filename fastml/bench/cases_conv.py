@@ -11,7 +11,8 @@ float32 arrays (torch through ``torch.from_numpy``).
   ``torch.ops.aten.convolution_backward(g, x, w, None, ..., output_mask=[True, True, False])``.
 
 Shapes (the conv issue): ResNet 3x3 at 56x56 and 14x14, a 1x1 at 28x28, the 7x7/s2 stem, LeNet 5x5,
-depthwise 3x3 (groups = channels), conv1d k5, conv3d 3x3x3. --quick: LeNet and 256@14x14. Each case's
+depthwise 3x3 (groups = channels), conv1d k5, conv3d 3x3x3; outside the bar set, two stride-2 3x3
+downsampling layers of ResNet. --quick: LeNet and 256@14x14. Each case's
 notes say which algorithm 'auto' runs (the rules: fastml/functional/conv.py docstring).
 
 Bars (conv issue): forward geometric mean over the shapes >= 1.0x torch and no shape < 0.8x torch
@@ -36,6 +37,12 @@ SHAPES = (
     ("dw,N8,C256,28x28,3x3,p1", 2, (8, 256, 28, 28), (256, 1, 3, 3), dict(padding=1, groups=256), False),
     ("N16,C128,L1024->128,k5,p2", 1, (16, 128, 1024), (128, 128, 5), dict(padding=2), False),
     ("N2,C32,16x56x56->32,3x3x3,p1", 3, (2, 32, 16, 56, 56), (32, 32, 3, 3, 3), dict(padding=1), False),
+)
+
+# Not in the issue's bar set (no bars; timed for the record): ResNet's stride-2 3x3 downsampling convolutions.
+EXTRA_SHAPES = (
+    ("N8,C64,56x56->128,3x3,s2,p1", 2, (8, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), False),
+    ("N8,C256,14x14->512,3x3,s2,p1", 2, (8, 256, 14, 14), (512, 256, 3, 3), dict(stride=2, padding=1), False),
 )
 
 FORWARD_NOTE = ("bar: forward geomean >= 1.0x torch over the conv shapes, no shape < 0.8x (per-case bar); "
@@ -115,3 +122,8 @@ def register_conv_cases(register, Bar, Case):
                       fwd_bars))
         register(Case(f"{op}_backward", "conv", label, quick, (f"fastml.functional:{op}_backward",),
                       _build(nd, xs, ws, kw, True)))
+    for label, nd, xs, ws, kw, quick in EXTRA_SHAPES:
+        op = f"conv{nd}d"
+        for suffix, bwd in (("", False), ("_backward", True)):
+            register(Case(op + suffix, "conv", label, quick, (f"fastml.functional:{op}{suffix}",),
+                          _build(nd, xs, ws, kw, bwd)))
