@@ -167,7 +167,9 @@ def test_linear_matches_torch(rng):
 MATMUL_CASES = [((5,), (5,)), ((5,), (5, 3)), ((4, 5), (5,)), ((4, 5), (5, 3)), ((2, 4, 5), (5, 3)),
                 ((5,), (2, 5, 3)), ((2, 4, 5), (2, 5, 3)), ((2, 1, 4, 5), (3, 5, 6)), ((1, 4, 5), (4, 5, 6)),
                 ((3, 4, 5), (5,)), ((40, 300), (300, 70)), ((3, 0, 5), (5, 2)), ((2, 3, 0), (0, 4)),
-                ((0, 4, 5), (0, 5, 6)), ((3, 0, 5), (3, 5, 6)), ((3, 4, 0), (3, 0, 6)), ((3, 4, 5), (3, 5, 0))]
+                ((0, 4, 5), (0, 5, 6)), ((3, 0, 5), (3, 5, 6)), ((3, 4, 0), (3, 0, 6)), ((3, 4, 5), (3, 5, 0)),
+                ((2, 3, 4, 5), (2, 3, 5, 6)), ((4, 1, 6, 5), (1, 3, 5, 2)), ((2, 3, 4, 5), (3, 5, 6)),
+                ((2, 1, 3, 4, 5), (1, 2, 1, 5, 3))]
 
 
 @pytest.mark.parametrize("ashape,bshape", MATMUL_CASES, ids=str)
@@ -185,8 +187,12 @@ def test_matmul_batched_views(backend, rng):
     # the same-batch 3-D path: strided rows, transposed operands, negative strides, a broadcast (0-stride) batch
     a = rng.standard_normal((3, 8, 5)).astype(np.float32)
     b = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    a4 = rng.standard_normal((4, 6, 8, 5)).astype(np.float32)
     for x, y in ((a[:, ::2], b.transpose(0, 2, 1)), (a[::-1], b[:, ::-1].transpose(0, 2, 1)),
-                 (np.broadcast_to(a[:1], a.shape), np.ascontiguousarray(b.transpose(0, 2, 1)))):
+                 (np.broadcast_to(a[:1], a.shape), np.ascontiguousarray(b.transpose(0, 2, 1))),
+                 (a4.transpose(1, 0, 2, 3), b[:1].transpose(0, 2, 1)),  # batch dims that do not merge
+                 (a4[:, ::2], np.broadcast_to(b.transpose(0, 2, 1)[:1], (4, 3, 5, 6))),
+                 (a4[::2, ::3], b.transpose(0, 2, 1)[None, :2])):
         got = fastml.matmul(x, y)
         _within(got, R.matmul(x, y), np.matmul(x, y), f"{backend} {x.strides} @ {y.strides}")
 

@@ -164,9 +164,40 @@ def matmul(a, b, *, out=None):
         xr = xa.reshape(_rows(xa), K) if xa.ndim > 2 else xa  # a view when possible, else one copy
         _C.sgemm(xr, ya, res.reshape(xr.shape[0], N))
         return out if out is not None else (res if res.ndim else res[()])
-    nb = math.prod(batch) if batch else 1
     # operands that already have the whole batch shape need no broadcast view (~3 us each for small products)
-    a3 = (xa if xa.shape[:-2] == batch else np.broadcast_to(xa, batch + (M, K))).reshape(nb, M, K)
-    b3 = (ya if ya.shape[:-2] == batch else np.broadcast_to(ya, batch + (K, N))).reshape(nb, K, N)
-    _C.sgemm_batched(a3, b3, res.reshape(nb, M, N))
+    fa = xa if xa.shape[:-2] == batch else np.broadcast_to(xa, batch + (M, K))
+    fb = ya if ya.shape[:-2] == batch else np.broadcast_to(ya, batch + (K, N))
+    _batched(fa, fb, res.reshape(batch + (M, N)))
     return out if out is not None else (res if res.ndim else res[()])
+
+
+def _batch_stride(a):
+    """The one stride (bytes) that walks all batch dims of ``a`` (..., r, c) in order, or None when they
+    do not merge into one (e.g. a (4, 1) batch broadcast to (4, 8): strides (s, 0))."""
+    inner = expect = None  # the innermost (non-1) batch dim's stride; the stride the next one out needs
+    for n, st in zip(reversed(a.shape[:-2]), reversed(a.strides[:-2])):
+        if n == 1:
+            continue
+        if inner is None:
+            inner = st
+        elif st != expect:
+            return None
+        expect = st * n
+    return 0 if inner is None else inner
+
+
+def _batched(fa, fb, res):
+    """res (batch..., M, N) = fa @ fb, the operands broadcast to the whole batch shape: one sgemm_batched
+    over batch views when each operand's batch dims merge into one stride (a broadcast one has stride 0);
+    otherwise split along the first batch dim (a few calls instead of copying the broadcast operand:
+    (4, 1, 256, 64) @ (1, 8, 64, 256) 1.25 -> ~0.95 ms), or copy when that would mean many calls."""
+    nb = math.prod(fa.shape[:-2])
+    sa, sb = _batch_stride(fa), _batch_stride(fb)
+    if (sa is None or sb is None) and fa.ndim > 3 and fa.shape[0] <= 64:
+        for i in range(fa.shape[0]):
+            _batched(fa[i], fb[i], res[i])
+        return
+    view = np.lib.stride_tricks.as_strided
+    a3 = view(fa, (nb,) + fa.shape[-2:], (sa,) + fa.strides[-2:]) if sa is not None else fa.reshape((nb,) + fa.shape[-2:])
+    b3 = view(fb, (nb,) + fb.shape[-2:], (sb,) + fb.strides[-2:]) if sb is not None else fb.reshape((nb,) + fb.shape[-2:])
+    _C.sgemm_batched(a3, b3, res.reshape((nb,) + res.shape[-2:]))
