@@ -250,6 +250,11 @@ def test_attention_decode_path(rng, L):
 @pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
 @pytest.mark.parametrize("L,S", [(1, 200), (8, 100), (9, 100), (16, 1024), (16, 1023)], ids=str)
 def test_attention_automatic_path(rng, L, S):
+    with fastml.use_backend("cpu"):
+        _automatic_path(rng, L, S)
+
+
+def _automatic_path(rng, L, S):
     q, k, v = _qkv(rng, 2, 3, L, S, 32, 24)
     gen = F.scaled_dot_product_attention_forward(q, k, v, _path=1)
     dec = F.scaled_dot_product_attention_forward(q, k, v, _path=2)
