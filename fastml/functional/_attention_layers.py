@@ -8,7 +8,8 @@ import math
 import numpy as np
 
 from .. import _backend as _B
-from .attention import (scaled_dot_product_attention_backward, scaled_dot_product_attention_forward)
+from .attention import (_additive_mask, scaled_dot_product_attention_backward,
+                        scaled_dot_product_attention_forward)
 from .linear import linear
 
 _MHA = "multi_head_attention_forward"
@@ -50,7 +51,7 @@ def _out_proj(oh, wo, bo, batch_first):
 def _additive(m, dtype, masked_when_true):
     m = np.asarray(m)
     if m.dtype == bool:
-        return np.where(m, -np.inf, 0.0).astype(dtype) if masked_when_true else np.where(m, 0.0, -np.inf).astype(dtype)
+        return _additive_mask(~m if masked_when_true else m, np.dtype(dtype))
     return m.astype(dtype)
 
 
@@ -102,7 +103,7 @@ def multi_head_attention_forward(query, key, value, num_heads, in_proj_weight, i
             raise ValueError(f"{_MHA}: expected attn_mask of shape ({L}, {S}) or ({N * h}, {L}, {S}), got {am.shape}")
         mask = am
     elif is_causal:
-        mask = np.where(np.tri(L, S, dtype=bool), 0.0, -np.inf).astype(dt)
+        mask = _additive_mask(np.tri(L, S, dtype=bool), np.dtype(dt))
     if key_padding_mask is not None:
         kp = _additive(key_padding_mask, dt, True)
         if kp.shape != (N, S):
