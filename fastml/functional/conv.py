@@ -22,7 +22,8 @@ Algorithms (compiled float32 backend; ``algorithm=`` forces one, 'auto' picks by
 * ``'1x1'``    kernel 1, stride 1, padding 0: one GEMM per (image, group, pixel tile) straight on the
                input (NCHW: W x; channels-last: x W^T), no column buffer.
 * ``'im2col'`` everything else: columns built per tile of output pixels into a bounded per-thread
-               workspace, multiplied on the GEMM engine, bias + activation in its epilogue.
+               workspace, multiplied on the GEMM engine, bias + activation in its epilogue; images of
+               fewer than 256 output pixels share tiles (full microkernel slivers for 7x7 outputs).
 * ``'depthwise'``   groups == C_in (any channel multiplier K / C_in), conv1d (as a 1 x L image) and conv2d,
                    any kernel / stride / dilation: csrc/ops/conv_fast (fastml/functional/_conv_fast.py).
 * ``'direct'``      groups 1, conv1d and conv2d, direct summation with 8 output channels in registers:

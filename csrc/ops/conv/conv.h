@@ -14,7 +14,8 @@
 //   one_by_one  kernel 1, stride 1, pad 0: y_g = W_g (Kg x Cg) x_g (Cg x P), the input read in place
 //   im2col      per tile of output pixels, the columns (Cg*kvol x tile) are built into a per-thread
 //               workspace (bounded: about L2/8, at least 128 pixels; never the whole unfolded tensor)
-//               and multiplied by the weights; bias and activation in the GEMM epilogue. Stride 1 with
+//               and multiplied by the weights; bias and activation in the GEMM epilogue (images of fewer
+//               than 256 output pixels share a tile, through an output tile buffer). Stride 1 with
 //               >= 18 kernel offsets and C/G >= 16 skips the column buffer: the microkernels read the
 //               zero-padded input at a shift per kernel offset (conv_shifted.h).
 // Backward data: 1x1 -> one GEMM W_g^T dy; stride 1 with C/G >= 16 -> a forward convolution of dy with
