@@ -487,18 +487,25 @@ def test_batch_and_threads_bitwise(rng, threads):
 
 def test_column_tiles_spanning_images_match_single_images(rng):
     """Outputs of fewer than 256 pixels per image are computed in column tiles that span several images;
-    each image's result must be bitwise that of the image alone (bias, groups, strides, activation)."""
+    each image's result must be bitwise that of the image alone (bias, groups, strides, activation), and
+    the weight gradient over spanning units within the error rule."""
     if not fastml._backend.HAS_CPU_EXT:
         pytest.skip("compiled module missing")
     cases = [((8, 32, 14, 14), (48, 32, 3, 3), dict(padding=1, stride=2)),
              ((5, 16, 9, 9), (20, 8, 3, 3), dict(padding=1, groups=2, activation="relu")),
              ((11, 4, 6, 7), (9, 4, 2, 3), dict(stride=(1, 2))),
              ((3, 20, 15, 15), (30, 20, 5, 5), dict(padding=2, dilation=1))]  # 225 pixels, 3 x 225 columns
-    for xs, ws, kw in cases:
+    for xs, ws, kw in cases + [((6, 40, 7, 7), (300, 40, 1, 1), {})]:  # 1x1, Kg >= 256 (gw's own layout)
         x, w, b = data(rng, 2, xs, ws)
-        y = F.conv2d(x, w, b, algorithm="im2col", **kw)
+        algo = "auto" if ws[2:] == (1, 1) else "im2col"
+        y = F.conv2d(x, w, b, algorithm=algo, **kw)
         for n in range(xs[0]):
-            np.testing.assert_array_equal(y[n:n + 1], F.conv2d(x[n:n + 1], w, b, algorithm="im2col", **kw))
+            np.testing.assert_array_equal(y[n:n + 1], F.conv2d(x[n:n + 1], w, b, algorithm=algo, **kw))
+        # the weight gradient sums the same spanning units (its order changes: against the reference)
+        kb = {k: v for k, v in kw.items() if k != "activation"}
+        g = np.cos(y)
+        gw = F.conv2d_backward(g, x, w, output_mask=(False, True, False), **kb)[1]
+        within(gw, R.conv2d_backward(g, x, w, **kb)[1], numpy32(F.conv2d_backward, g, x, w, **kb)[1], "grad_weight")
 
 
 # ---------------------------------------------------------------- torch parity

@@ -70,6 +70,13 @@ thread_local Scratch t_wflip;     // the calling thread's flipped, channel-swapp
 // tail tile) and a multiple of 16 pixels where that does not add a tile.
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Images per column tile when an image has fewer than kSpanPixels output pixels (one tile each): tiles
+// of up to ~kSpanPixels columns, the images balanced over them; 1 (no spanning) otherwise.
+int64_t span_images(int64_t N, int64_t P, int64_t ntiles) {
+  if (ntiles != 1 || P >= kSpanPixels || N <= 1) return 1;
+  return ceil_div(N, ceil_div(N, ceil_div(kSpanPixels, P)));
+}
+
 int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes, int64_t min_pixels = 128) {
   const int64_t target = std::max<int64_t>(min_pixels, bytes / (4 * std::max<int64_t>(rows, 1)));
   if (target >= P) return P;
@@ -287,9 +294,7 @@ static void conv_forward_blocked(const ConvShape& s, ConvAlgo algo, const float*
   // Small outputs (fewer than kSpanPixels per image, e.g. 7x7): a column tile spans several images, so
   // the microkernel's column slivers are mostly full (49 pixels: 32 + 17 columns in two slivers, four
   // images: 196 in 6 + 4); the product goes to a tile buffer and from there to each image.
-  if (own_loop && !direct && ntiles == 1 && P < kSpanPixels && s.N > 1) {
-    const int64_t groups = ceil_div(s.N, ceil_div(kSpanPixels, P));  // tiles of up to ~kSpanPixels columns
-    const int64_t ipt = ceil_div(s.N, groups);                         // images per tile, balanced
+  if (const int64_t ipt = span_images(s.N, P, ntiles); own_loop && !direct && ipt > 1) {
     const int64_t nspan = ceil_div(s.N, ipt);
     parallel_units(nspan * G, flops, [&](int64_t u) {
       const int64_t g = u % G, n0 = (u / G) * ipt, ni = std::min(ipt, s.N - n0), np = ni * P;
@@ -450,7 +455,11 @@ void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, f
   const bool direct = s.is_1x1();
   const int64_t tp = direct ? std::min<int64_t>(P, 4096) : tile_pixels(CK, P, weight_tile_bytes(), 256);
   const int64_t ntiles = (P + tp - 1) / tp;
-  const int64_t units = s.N * ntiles;
+  // Small outputs (fewer than kSpanPixels per image): a unit spans ipt images, whose columns and dy rows
+  // are gathered side by side, so each product sums ipt * P terms per call instead of P (7x7: 49 terms
+  // per round trip of the whole weight-sized partial). A function of the shape only, like the blocks.
+  const int64_t ipt = span_images(s.N, P, ntiles);
+  const int64_t units = ipt > 1 ? ceil_div(s.N, ipt) : s.N * ntiles;
   // Fixed number of blocks (shape-dependent only): up to 8, fewer for large weights (each block's
   // partial is one more weight-sized array written and summed), a power of two for even thread loads.
   int64_t max_blocks = kWeightBlocks;
@@ -474,9 +483,31 @@ void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, f
     float* part = partials + blk * wsize;
     const int64_t u0 = blk * per_block, u1 = std::min(units, u0 + per_block);
     for (int64_t u = u0; u < u1; ++u) {
+      const float beta = u == u0 ? 0.0f : 1.0f;
+      if (ipt > 1) {  // images [n0, n0 + ni) side by side: columns (CK x np) and dy rows (Kg x np), ld np
+        const int64_t n0 = u * ipt, ni = std::min(ipt, s.N - n0), np = ni * P;
+        for (int64_t g = 0; g < G; ++g) {
+          float* cols = t_cols.get(CK * np);
+          float* dyb = t_ctile.get(Kg * np);
+          for (int64_t i = 0; i < ni; ++i) {
+            const float* xg = x + (n0 + i) * st.image + g * Cg * st.c;
+            if (direct) {
+              for (int64_t c = 0; c < CK; ++c) std::memcpy(cols + c * np + i * P, xg + c * P, sizeof(float) * P);
+            } else {
+              im2col_tile(s, xg, st, Cg, 0, P, cols + i * P, np);
+            }
+            for (int64_t k = 0; k < Kg; ++k)
+              std::memcpy(dyb + k * np + i * P, dy + ((n0 + i) * s.K + g * Kg + k) * P, sizeof(float) * P);
+          }
+          if (kc_layout)
+            sgemm(Trans::none, Trans::trans, Kg, CK, np, 1.0f, dyb, np, cols, np, beta, part + g * Kg * CK, CK);
+          else
+            sgemm(Trans::none, Trans::trans, CK, Kg, np, 1.0f, cols, np, dyb, np, beta, part + g * CK * Kg, Kg);
+        }
+        continue;
+      }
       const int64_t n = u / ntiles, t = u % ntiles;
       const int64_t p0 = t * tp, np = std::min(tp, P - p0);
-      const float beta = u == u0 ? 0.0f : 1.0f;
       for (int64_t g = 0; g < G; ++g) {
         const float* xg = x + n * st.image + g * Cg * st.c;
         const float* Ap = xg + p0;  // cols (CK x np): the input itself for 1x1
