@@ -7,13 +7,15 @@
 //                  channels-last output calls sgemm (which runs serially inside a parallel region).
 //                  Stride 1 with >= 18 kernel offsets and C/G >= 16: conv_shifted.h (no column buffer;
 //                  29-32 output channels per group on AVX-512: pixels as the GEMM rows).
-//                  Tile size depends on the shape only (never on the thread count).
+//                  Tile size depends on the shape only (never on the thread count); images of fewer
+//                  than kSpanPixels output pixels share a tile (span_images).
 //   backward data  1x1: tiles of W^T dy in parallel. Stride 1 and C/G >= 16: the forward pass above on
 //                  flipped kernels. Otherwise (col2im): units (image, group) in parallel when there are
 //                  enough of them for every thread; else units run one after the other, each tile's
 //                  GEMM is threaded by the engine and its col2im is split over channels (no two threads
 //                  add into the same element).
-//   backward wt    (image, tile) units cut into at most kWeightBlocks fixed blocks (fewer for big
+//   backward wt    (image, tile) units (or spans of images, as in the forward) cut into at most
+//                  kWeightBlocks fixed blocks (fewer for big
 //                  weights); each block sums its units into a private partial (cols dy^T, beta = 1
 //                  GEMMs); partials are added in block order, then transposed into (K, C/G, k...).
 // All three give bitwise identical results for any thread count.
