@@ -15,9 +15,9 @@
 //                  GEMM is threaded by the engine and its col2im is split over channels (no two threads
 //                  add into the same element).
 //   backward wt    (image, tile) units (or spans of images, as in the forward) cut into at most
-//                  kWeightBlocks fixed blocks (fewer for big
-//                  weights); each block sums its units into a private partial (cols dy^T, beta = 1
-//                  GEMMs); partials are added in block order, then transposed into (K, C/G, k...).
+//                  kWeightBlocks fixed blocks (fewer for big weights); each block sums its units into a
+//                  private partial (cols dy^T, beta = 1 GEMMs); partials are added in block order, then
+//                  transposed into (K, C/G, k...).
 // All three give bitwise identical results for any thread count.
 //
 // Test: pytest tests/test_conv.py tests/test_conv_algorithms.py. Bench: python -m fastml.bench --ops conv
