@@ -487,8 +487,8 @@ def test_batch_and_threads_bitwise(rng, threads):
 
 def test_column_tiles_spanning_images_match_single_images(rng):
     """Outputs of fewer than 256 pixels per image are computed in column tiles that span several images;
-    each image's result must be bitwise that of the image alone (bias, groups, strides, activation), and
-    the weight gradient over spanning units within the error rule."""
+    each image's result (forward and grad_input) must be bitwise that of the image alone (bias, groups,
+    strides, activation), and the weight gradient over spanning units within the error rule."""
     if not fastml._backend.HAS_CPU_EXT:
         pytest.skip("compiled module missing")
     cases = [((8, 32, 14, 14), (48, 32, 3, 3), dict(padding=1, stride=2)),
@@ -501,9 +501,14 @@ def test_column_tiles_spanning_images_match_single_images(rng):
         y = F.conv2d(x, w, b, algorithm=algo, **kw)
         for n in range(xs[0]):
             np.testing.assert_array_equal(y[n:n + 1], F.conv2d(x[n:n + 1], w, b, algorithm=algo, **kw))
-        # the weight gradient sums the same spanning units (its order changes: against the reference)
+        # grad_input (col2im of one product per span, or the flipped forward): bitwise per image too
         kb = {k: v for k, v in kw.items() if k != "activation"}
         g = np.cos(y)
+        gi = F.conv2d_backward(g, x, w, output_mask=(True, False, False), **kb)[0]
+        for n in range(xs[0]):
+            np.testing.assert_array_equal(
+                gi[n:n + 1], F.conv2d_backward(g[n:n + 1], x[n:n + 1], w, output_mask=(True, False, False), **kb)[0])
+        # the weight gradient sums the same spanning units (its order changes: against the reference)
         gw = F.conv2d_backward(g, x, w, output_mask=(False, True, False), **kb)[1]
         within(gw, R.conv2d_backward(g, x, w, **kb)[1], numpy32(F.conv2d_backward, g, x, w, **kb)[1], "grad_weight")
 

@@ -10,7 +10,8 @@
 //                  Tile size depends on the shape only (never on the thread count); images of fewer
 //                  than kSpanPixels output pixels share a tile (span_images).
 //   backward data  1x1: tiles of W^T dy in parallel. Stride 1 and C/G >= 16: the forward pass above on
-//                  flipped kernels. Otherwise (col2im): units (image, group) in parallel when there are
+//                  flipped kernels. Otherwise (col2im): spans of small images (one product each), or
+//                  units (image, group) in parallel when there are
 //                  enough of them for every thread; else units run one after the other, each tile's
 //                  GEMM is threaded by the engine and its col2im is split over channels (no two threads
 //                  add into the same element).
@@ -189,7 +190,9 @@ void im2col_tile(const ConvShape& s, const float* xg, const InStrides& st, int64
 }
 
 // Adjoint of im2col_tile for channels [c0, c1) of the group (NCDHW gradient): gx[...] += cols[...].
-void col2im_tile(const ConvShape& s, const float* cols, int64_t c0, int64_t c1, int64_t p0, int64_t tp, float* gxg) {
+void col2im_tile(const ConvShape& s, const float* cols, int64_t c0, int64_t c1, int64_t p0, int64_t tp, float* gxg,
+                 int64_t ld = 0) {
+  if (ld == 0) ld = tp;  // the row stride of cols
   const int64_t kD = s.k[0], kH = s.k[1], kW = s.k[2];
   const int64_t D = s.in[0], H = s.in[1], W = s.in[2], sw = s.stride[2];
   const std::vector<Run>& runs = tile_runs(s, p0, tp);
@@ -198,7 +201,7 @@ void col2im_tile(const ConvShape& s, const float* cols, int64_t c0, int64_t c1, 
     for (int64_t a = 0; a < kD; ++a)
       for (int64_t b = 0; b < kH; ++b)
         for (int64_t e = 0; e < kW; ++e) {
-          const float* row = cols + ((c * kD + a) * kH * kW + b * kW + e) * tp;
+          const float* row = cols + ((c * kD + a) * kH * kW + b * kW + e) * ld;
           for (const Run& r : runs) {
             const int64_t iz = r.z + a * s.dil[0], iy = r.y + b * s.dil[1];
             if (iz < 0 || iz >= D || iy < 0 || iy >= H) continue;
@@ -419,6 +422,24 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
       std::fill(dst, dst + Pin, v);
     }
   };
+  // Small outputs: the images of a span share one product (W^T packed once for them, full column
+  // slivers), their dy rows gathered side by side; each image's columns are then scattered on their own.
+  if (const int64_t ipt = span_images(s.N, P, ntiles); ipt > 1 && ceil_div(s.N, ipt) * G >= get_num_threads()) {
+    parallel_units(ceil_div(s.N, ipt) * G, flops, [&](int64_t u) {
+      const int64_t g = u % G, n0 = (u / G) * ipt, ni = std::min(ipt, s.N - n0), np = ni * P;
+      float* dyb = t_ctile.get(Kg * np);
+      for (int64_t i = 0; i < ni; ++i)
+        for (int64_t k = 0; k < Kg; ++k)
+          std::memcpy(dyb + k * np + i * P, dy + ((n0 + i) * s.K + g * Kg + k) * P, sizeof(float) * P);
+      float* cols = t_cols.get(CK * np);
+      sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dyb, np, 0.0f, cols, np);
+      for (int64_t i = 0; i < ni; ++i) {
+        init(n0 + i, g, 0, Cg);
+        col2im_tile(s, cols + i * P, 0, Cg, 0, P, gx + ((n0 + i) * s.C + g * Cg) * Pin, np);
+      }
+    });
+    return;
+  }
   if (units >= get_num_threads()) {
     parallel_units(units, flops, [&](int64_t u) {
       const int64_t g = u % G, n = u / G;
