@@ -80,6 +80,14 @@ int64_t span_images(int64_t N, int64_t P, int64_t ntiles) {
   return ceil_div(N, ceil_div(N, ceil_div(kSpanPixels, P)));
 }
 
+// dst (rows x ni P, row stride ni P) = the rows of images [n0, n0 + ni) side by side: row r of image i is
+// src + (n0 + i) * image + r * P (P contiguous floats), e.g. dy_g of a span of images.
+void gather_images(float* dst, const float* src, int64_t image, int64_t rows, int64_t n0, int64_t ni, int64_t P) {
+  for (int64_t i = 0; i < ni; ++i)
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(dst + r * ni * P + i * P, src + (n0 + i) * image + r * P, sizeof(float) * P);
+}
+
 int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes, int64_t min_pixels = 128) {
   const int64_t target = std::max<int64_t>(min_pixels, bytes / (4 * std::max<int64_t>(rows, 1)));
   if (target >= P) return P;
@@ -428,9 +436,7 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
     parallel_units(ceil_div(s.N, ipt) * G, flops, [&](int64_t u) {
       const int64_t g = u % G, n0 = (u / G) * ipt, ni = std::min(ipt, s.N - n0), np = ni * P;
       float* dyb = t_ctile.get(Kg * np);
-      for (int64_t i = 0; i < ni; ++i)
-        for (int64_t k = 0; k < Kg; ++k)
-          std::memcpy(dyb + k * np + i * P, dy + ((n0 + i) * s.K + g * Kg + k) * P, sizeof(float) * P);
+      gather_images(dyb, dy + g * Kg * P, s.K * P, Kg, n0, ni, P);
       float* cols = t_cols.get(CK * np);
       sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dyb, np, 0.0f, cols, np);
       for (int64_t i = 0; i < ni; ++i) {
@@ -512,16 +518,12 @@ void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, f
         for (int64_t g = 0; g < G; ++g) {
           float* cols = t_cols.get(CK * np);
           float* dyb = t_ctile.get(Kg * np);
-          for (int64_t i = 0; i < ni; ++i) {
-            const float* xg = x + (n0 + i) * st.image + g * Cg * st.c;
-            if (direct) {
-              for (int64_t c = 0; c < CK; ++c) std::memcpy(cols + c * np + i * P, xg + c * P, sizeof(float) * P);
-            } else {
-              im2col_tile(s, xg, st, Cg, 0, P, cols + i * P, np);
-            }
-            for (int64_t k = 0; k < Kg; ++k)
-              std::memcpy(dyb + k * np + i * P, dy + ((n0 + i) * s.K + g * Kg + k) * P, sizeof(float) * P);
-          }
+          if (direct)  // 1x1: the columns are the input rows (NCDHW: CK = Cg rows of P)
+            gather_images(cols, x + g * Cg * P, st.image, CK, n0, ni, P);
+          else
+            for (int64_t i = 0; i < ni; ++i)
+              im2col_tile(s, x + (n0 + i) * st.image + g * Cg * st.c, st, Cg, 0, P, cols + i * P, np);
+          gather_images(dyb, dy + g * Kg * P, s.K * P, Kg, n0, ni, P);
           if (kc_layout)
             sgemm(Trans::none, Trans::trans, Kg, CK, np, 1.0f, dyb, np, cols, np, beta, part + g * Kg * CK, CK);
           else
