@@ -56,7 +56,7 @@ int64_t weight_tile_bytes() {
   const int64_t l2 = cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20);
   return std::clamp<int64_t>(l2 / 2, 512 << 10, 2 << 20);
 }
-constexpr int64_t kSpanPixels = 256;         // forward column tiles of fewer pixels per image span images
+constexpr int64_t kSpanPixels = 256;         // images of fewer output pixels share column tiles (span_images)
 constexpr double kFlopsPerThread = 4e5;      // below this much work per thread, stay on one thread
 
 // Per-thread buffers (core/scratch.h). Those of 1 MiB and more are on transparent huge pages: the shifted
@@ -68,9 +68,6 @@ thread_local Scratch t_xpad;      // the calling thread's zero-padded input (str
 thread_local Scratch t_wpack;     // the calling thread's weights packed into microkernel A slivers (forward)
 thread_local Scratch t_wflip;     // the calling thread's flipped, channel-swapped weights (backward data)
 
-// Output pixels per tile: the column tile (rows x tile floats) stays near `bytes` but has at least 128
-// pixels (fewer make the GEMM re-pack the weights too often per flop); tiles are balanced (no short
-// tail tile) and a multiple of 16 pixels where that does not add a tile.
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Images per column tile when an image has fewer than kSpanPixels output pixels (one tile each): tiles
@@ -88,6 +85,17 @@ void gather_images(float* dst, const float* src, int64_t image, int64_t rows, in
       std::memcpy(dst + r * ni * P + i * P, src + (n0 + i) * image + r * P, sizeof(float) * P);
 }
 
+// The inverse: row r of image i of dst (dst + (n0 + i) * image + r * P) = columns [i P, (i + 1) P) of row r
+// of src (row stride ni P), e.g. a span's output tile written back to each image.
+void scatter_images(float* dst, const float* src, int64_t image, int64_t rows, int64_t n0, int64_t ni, int64_t P) {
+  for (int64_t i = 0; i < ni; ++i)
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(dst + (n0 + i) * image + r * P, src + r * ni * P + i * P, sizeof(float) * P);
+}
+
+// Output pixels per tile: the column tile (rows x tile floats) stays near `bytes` but has at least 128
+// pixels (fewer make the GEMM re-pack the weights too often per flop); tiles are balanced (no short
+// tail tile) and a multiple of 16 pixels where that does not add a tile.
 int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes, int64_t min_pixels = 128) {
   const int64_t target = std::max<int64_t>(min_pixels, bytes / (4 * std::max<int64_t>(rows, 1)));
   if (target >= P) return P;
@@ -316,9 +324,7 @@ static void conv_forward_blocked(const ConvShape& s, ConvAlgo algo, const float*
         im2col_tile(s, x + (n0 + i) * st.image + g * Cg * st.c, st, Cg, 0, P, cols + i * P, np);
       float* C = t_ctile.get(Kg * np);
       weights_times_cols(pw, g, Kg, CK, cols, np, np, bias ? bias + g * Kg : nullptr, act, C, np);
-      for (int64_t i = 0; i < ni; ++i)
-        for (int64_t k = 0; k < Kg; ++k)
-          std::memcpy(y + ((n0 + i) * s.K + g * Kg + k) * P, C + k * np + i * P, sizeof(float) * P);
+      scatter_images(y + g * Kg * P, C, s.K * P, Kg, n0, ni, P);
     });
     return;
   }
@@ -432,8 +438,9 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
   };
   // Small outputs: the images of a span share one product (W^T packed once for them, full column
   // slivers), their dy rows gathered side by side; each image's columns are then scattered on their own.
-  if (const int64_t ipt = span_images(s.N, P, ntiles); ipt > 1 && ceil_div(s.N, ipt) * G >= get_num_threads()) {
-    parallel_units(ceil_div(s.N, ipt) * G, flops, [&](int64_t u) {
+  if (const int64_t ipt = span_images(s.N, P, ntiles), nspan = ceil_div(s.N, ipt);
+      ipt > 1 && nspan * G >= get_num_threads()) {
+    parallel_units(nspan * G, flops, [&](int64_t u) {
       const int64_t g = u % G, n0 = (u / G) * ipt, ni = std::min(ipt, s.N - n0), np = ni * P;
       float* dyb = t_ctile.get(Kg * np);
       gather_images(dyb, dy + g * Kg * P, s.K * P, Kg, n0, ni, P);
@@ -513,40 +520,32 @@ void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, f
     const int64_t u0 = blk * per_block, u1 = std::min(units, u0 + per_block);
     for (int64_t u = u0; u < u1; ++u) {
       const float beta = u == u0 ? 0.0f : 1.0f;
-      if (ipt > 1) {  // images [n0, n0 + ni) side by side: columns (CK x np) and dy rows (Kg x np), ld np
-        const int64_t n0 = u * ipt, ni = std::min(ipt, s.N - n0), np = ni * P;
-        for (int64_t g = 0; g < G; ++g) {
-          float* cols = t_cols.get(CK * np);
-          float* dyb = t_ctile.get(Kg * np);
-          if (direct)  // 1x1: the columns are the input rows (NCDHW: CK = Cg rows of P)
-            gather_images(cols, x + g * Cg * P, st.image, CK, n0, ni, P);
-          else
-            for (int64_t i = 0; i < ni; ++i)
-              im2col_tile(s, x + (n0 + i) * st.image + g * Cg * st.c, st, Cg, 0, P, cols + i * P, np);
-          gather_images(dyb, dy + g * Kg * P, s.K * P, Kg, n0, ni, P);
-          if (kc_layout)
-            sgemm(Trans::none, Trans::trans, Kg, CK, np, 1.0f, dyb, np, cols, np, beta, part + g * Kg * CK, CK);
-          else
-            sgemm(Trans::none, Trans::trans, CK, Kg, np, 1.0f, cols, np, dyb, np, beta, part + g * CK * Kg, Kg);
-        }
-        continue;
-      }
-      const int64_t n = u / ntiles, t = u % ntiles;
-      const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+      // The unit: pixels [p0, p0 + np) of image n, or (spans) images [n, n + ni) side by side (np = ni P).
+      const int64_t n = ipt > 1 ? u * ipt : u / ntiles, ni = ipt > 1 ? std::min(ipt, s.N - n) : 1;
+      const int64_t p0 = ipt > 1 ? 0 : u % ntiles * tp, np = ipt > 1 ? ni * P : std::min(tp, P - p0);
       for (int64_t g = 0; g < G; ++g) {
         const float* xg = x + n * st.image + g * Cg * st.c;
         const float* Ap = xg + p0;  // cols (CK x np): the input itself for 1x1
-        int64_t lda = P;
-        if (!direct) {
+        const float* dyg = dy + (n * s.K + g * Kg) * P + p0;
+        int64_t lda = P, ldd = P;
+        if (ipt > 1) {  // columns and dy rows of the span gathered, row stride np
+          float* cols = t_cols.get(CK * np);
+          float* dyb = t_ctile.get(Kg * np);
+          if (direct)  // 1x1: the columns are the input rows (NCDHW: CK = Cg rows of P)
+            gather_images(cols, x + g * Cg * P, st.image, CK, n, ni, P);
+          else
+            for (int64_t i = 0; i < ni; ++i) im2col_tile(s, xg + i * st.image, st, Cg, 0, P, cols + i * P, np);
+          gather_images(dyb, dy + g * Kg * P, s.K * P, Kg, n, ni, P);
+          Ap = cols, dyg = dyb, lda = ldd = np;
+        } else if (!direct) {
           float* cols = t_cols.get(CK * np);
           im2col_tile(s, xg, st, Cg, p0, np, cols);
           Ap = cols, lda = np;
         }
-        const float* dyg = dy + (n * s.K + g * Kg) * P + p0;
         if (kc_layout)
-          sgemm(Trans::none, Trans::trans, Kg, CK, np, 1.0f, dyg, P, Ap, lda, beta, part + g * Kg * CK, CK);
+          sgemm(Trans::none, Trans::trans, Kg, CK, np, 1.0f, dyg, ldd, Ap, lda, beta, part + g * Kg * CK, CK);
         else
-          sgemm(Trans::none, Trans::trans, CK, Kg, np, 1.0f, Ap, lda, dyg, P, beta, part + g * CK * Kg, Kg);
+          sgemm(Trans::none, Trans::trans, CK, Kg, np, 1.0f, Ap, lda, dyg, ldd, beta, part + g * CK * Kg, Kg);
       }
     }
   });
