@@ -344,6 +344,37 @@ def test_avg_pool3d_input_smaller_than_kernel(backend):
     assert F.avg_pool3d(x, (2, 3, 3), 1, 1).shape == (1, 1, 3, 4, 4)  # as torch: sizes >= kernel are fine
 
 
+def test_windows_reaching_past_the_input(backend, rng):
+    # taps that land in the right padding for every window (L - 1 + p < (k - 1) d) read padding only, and a
+    # window of 2^31 - 1 taps over 9 values (ceil_mode, stride = kernel) is the mean / max of the 9 values:
+    # the NumPy backend cuts such taps instead of padding the input to the window's size (16 GiB here)
+    x = _rand(rng, (2, 3, 3, 5))
+    for kw in (dict(kernel_size=3, padding=1, dilation=2), dict(kernel_size=(3, 2), padding=1, dilation=(2, 4),
+                                                               stride=2, ceil_mode=True)):
+        y, i = F.max_pool2d(x, return_indices=True, **kw)
+        yr, ir = R.max_pool2d(x.astype(np.float64), return_indices=True, **kw)
+        np.testing.assert_array_equal(y, yr.astype(np.float32))
+        np.testing.assert_array_equal(i, ir)
+    x2 = _rand(rng, (2, 3, 2, 2))
+    for cip in (True, False):
+        kw = dict(kernel_size=4, stride=1, padding=(2, 1), count_include_pad=cip)  # rows: L - 1 + p = 3 = k - 1
+        _close_avg(F.avg_pool2d(x2, **kw), R.avg_pool2d(x2.astype(np.float64), **kw), x2)
+        g = _rand(rng, R.avg_pool2d(x2, **kw).shape)
+        _close_avg(F.avg_pool2d_backward(g, x2, **kw), R.avg_pool2d_backward(g.astype(np.float64), x2, **kw), g)
+    x1 = _rand(rng, (2, 4, 9))
+    big = 2**31 - 1
+    y, i = F.max_pool1d(x1, big, ceil_mode=True, return_indices=True)
+    np.testing.assert_array_equal(y[..., 0], x1.max(axis=-1))
+    np.testing.assert_array_equal(i[..., 0], x1.argmax(axis=-1))
+    gi = F.max_pool1d_backward(np.ones(y.shape, np.float32), x1, big, ceil_mode=True, indices=i)
+    np.testing.assert_array_equal(gi, x1 == x1.max(axis=-1, keepdims=True))
+    for cip in (True, False):  # the window's taps on the input: 9 (the rest lies past the right edge)
+        a = F.avg_pool1d(x1, big, ceil_mode=True, count_include_pad=cip)
+        np.testing.assert_allclose(a[..., 0], x1.astype(np.float64).mean(axis=-1), rtol=1e-6, atol=1e-7)
+        ga = F.avg_pool1d_backward(np.ones(a.shape, np.float32), x1, big, ceil_mode=True, count_include_pad=cip)
+        np.testing.assert_allclose(ga, np.full(x1.shape, 1 / 9), rtol=1e-6)
+
+
 def test_max_backward_indices_of_windows_in_padding(backend, rng):
     # windows wholly in the padding give -inf and (as torch) an index outside the plane; the backward takes
     # them back and drops their gradient; an out-of-plane index anywhere else still raises

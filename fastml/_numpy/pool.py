@@ -24,6 +24,15 @@ def _pads(g):
     return pads
 
 
+def _reach(g):
+    """g with each kernel cut to the taps that can land on the input. Tap t of any window sits at
+    (window start) + t d >= t d - p, so the taps with t d > L - 1 + p only ever read padding (-inf for
+    max, 0 for avg) and change no window's value or index: a kernel far larger than the input (2^31 taps
+    over 9 values) then needs no padded copy of its size. The avg divisor still counts the whole kernel."""
+    k = tuple(min(k, max(1, (L - 1 + p) // d + 1)) for k, L, p, d in zip(g.k, g.insz, g.p, g.d))
+    return g if k == g.k else g._replace(k=k)
+
+
 def _windows(xpad, g):
     """View (planes, oD, oH, oW, kD, kH, kW) of the windows of a padded (planes, D', H', W') array."""
     eff = tuple((k - 1) * d + 1 for k, d in zip(g.k, g.d))
@@ -39,6 +48,7 @@ def _tap_positions(g):
 
 
 def max_pool(x, g, return_indices):
+    g = _reach(g)
     K = math.prod(g.k)
     xpad = np.pad(x, _pads(g), constant_values=-np.inf)
     win = _windows(xpad, g).reshape((g.planes,) + g.outsz + (K,))
@@ -76,14 +86,15 @@ def _avg_divisor(g, count_include_pad, divisor):
 
 
 def avg_pool(x, g, count_include_pad, divisor):
-    xpad = np.pad(x, _pads(g))
-    s = _windows(xpad, g).sum(axis=(-3, -2, -1))
+    gr = _reach(g)
+    s = _windows(np.pad(x, _pads(gr)), gr).sum(axis=(-3, -2, -1))
     return (s / np.asarray(_avg_divisor(g, count_include_pad, divisor), dtype=x.dtype)).astype(x.dtype, copy=False)
 
 
 def avg_pool_backward(gy, g, count_include_pad, divisor):
-    pads = _pads(g)
     gq = gy / np.asarray(_avg_divisor(g, count_include_pad, divisor), dtype=gy.dtype)
+    g = _reach(g)
+    pads = _pads(g)
     gpad = np.zeros((g.planes,) + tuple(L + a + b for L, (a, b) in zip(g.insz, pads[1:])), dtype=gy.dtype)
     for t in np.ndindex(*g.k):
         sl = tuple(slice(ti * d, ti * d + (o - 1) * s + 1, s) for ti, d, o, s in zip(t, g.d, g.outsz, g.s))
@@ -111,7 +122,14 @@ def scatter(gy, idx, g, op, allow_empty=False):
     return gi.astype(gy.dtype).reshape((g.planes,) + g.insz)
 
 
+def _fits(g, dtype):
+    """Allocates (untouched) a result of the output's size, so that a legal output too large for memory
+    (2^40 positions) raises MemoryError at once instead of after a Python loop over its positions."""
+    np.empty((g.planes,) + tuple(g.outsz), dtype)
+
+
 def adaptive_avg(x, g):
+    _fits(g, x.dtype)
     y = x
     for ax, (L, o) in enumerate(zip(g.insz, g.outsz), start=1):
         if L == o:
@@ -155,6 +173,7 @@ def _reduce_max(val, idx, ax, a, b):
 
 
 def adaptive_max(x, g):
+    _fits(g, x.dtype)
     D, H, W = g.insz
     idx = np.broadcast_to(np.arange(D * H * W, dtype=np.int64).reshape(1, D, H, W), x.shape)
     val = x
