@@ -160,6 +160,42 @@ def check_out(out, shape, dtype, op: str) -> np.ndarray:
     return out
 
 
+def _byte_range(a):
+    start = a.__array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
+def check_out_overlap(out, op: str, exact_ok=(), disjoint=()) -> None:
+    """NumPy-path mirror of the compiled checks (csrc/bind: partially_overlaps): ``exact_ok`` are
+    (name, array) pairs that out may alias exactly but not partially, ``disjoint`` ones it may not touch.
+    Strided arrays are skipped, as the compiled path copies them before the kernel runs (see unalias)."""
+    o0, o1 = _byte_range(out)
+    if o0 == o1:
+        return
+    for pairs, exact in ((exact_ok, True), (disjoint, False)):
+        for arg, a in pairs:
+            if a is None or not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.nbytes == 0:
+                continue
+            a0, a1 = _byte_range(a)
+            if not (a0 < o1 and o0 < a1):
+                continue
+            if (a0, a1) == (o0, o1):
+                if exact:
+                    continue
+            elif exact:
+                raise ValueError(f"{op}: out partially overlaps {arg} (only exact aliasing is allowed)")
+            raise ValueError(f"{op}: expected out not to share memory with {arg}, got an array overlapping it")
+
+
+def unalias(x: np.ndarray, out) -> np.ndarray:
+    """``x``, or a copy of it where it is a strided view that may share memory with ``out``: what the
+    compiled path does with strided inputs, so that a NumPy computation in several passes never reads
+    what it has already written."""
+    if out is not None and not x.flags.c_contiguous and np.may_share_memory(x, out):
+        return x.copy()
+    return x
+
+
 def cuda_module():
     """fastml._cuda_ops (imported on first use), or RuntimeError when the CUDA module is unavailable."""
     global _cuda_ops

@@ -72,12 +72,13 @@ def test_use_isa_restores():
 
 
 def test_use_backend_validation():
+    before = B.forced_backend()  # None, or FASTML_BACKEND's
     with pytest.raises(ValueError, match="expected one of"):
         with fastml.use_backend("tpu"):
             pass
     with fastml.use_backend("numpy"):
         assert B.forced_backend() == "numpy"
-    assert B.forced_backend() is None
+    assert B.forced_backend() == before
 
 
 def test_forced_cpu_keeps_float64():

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 import fastml
+from fastml import _backend as B
 from fastml import nn
+
+_NEEDS_CPU = pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing: packs are its own")
 
 
 def test_parameter_names_and_init():
@@ -162,7 +165,13 @@ def test_load_state_dict_repacks(rng):
     assert np.array_equal(after, other(x)[0])
 
 
+@_NEEDS_CPU
 def test_isa_switch_repacks(rng):
+    with fastml.use_backend("cpu"):  # packs are the compiled backend's (whatever FASTML_BACKEND says)
+        _isa_switch_repacks(rng)
+
+
+def _isa_switch_repacks(rng):
     isas = fastml.available_isas()
     x = rng.standard_normal((5, 8, 4)).astype(np.float32)
     m = nn.LSTM(4, 6, bidirectional=True, seed=2).eval()
@@ -183,12 +192,21 @@ def test_isa_switch_repacks(rng):
             F.lstm(x, None, m._flat_weights, bidirectional=True, packed=packs)
 
 
+@_NEEDS_CPU
 def test_packed_argument_errors(rng):
     F = fastml.functional
     x = rng.standard_normal((4, 6, 3)).astype(np.float32)
-    m = nn.LSTM(3, 5, seed=0)
-    w = m._flat_weights
-    packs = F.pack_recurrent_weights(w)
+    w = nn.LSTM(3, 5, seed=0)._flat_weights
+    with fastml.use_backend("cpu"):
+        packs = F.pack_recurrent_weights(w)
+    with fastml.use_backend("numpy"), pytest.raises(ValueError, match="packed weights need float32 input on the "
+                                                                       "compiled CPU backend, got float32 \\(numpy\\)"):
+        F.lstm(x, None, w, packed=packs)
+    with fastml.use_backend("cpu"):  # whatever FASTML_BACKEND says
+        _packed_argument_errors(F, x, w, packs)
+
+
+def _packed_argument_errors(F, x, w, packs):
     out = F.lstm(x, None, w, packed=packs)[0]
     assert np.array_equal(out, F.lstm(x, None, w)[0])
     with pytest.raises(ValueError, match="expected packed of 1"):

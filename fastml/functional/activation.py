@@ -31,7 +31,8 @@ def _forward(op, kind, input, out, param):
         return _C.activation_forward(kind, x, out, param)
     if out is not None:
         _B.check_out(out, x.shape, x.dtype, op)
-    return _np_act.FORWARD[kind](x, out, param)
+        _B.check_out_overlap(out, op, exact_ok=(("input", x),))
+    return _np_act.FORWARD[kind](_B.unalias(x, out), out, param)
 
 
 def _backward(op, kind, grad_output, saved, saved_name, out, param):
@@ -47,7 +48,8 @@ def _backward(op, kind, grad_output, saved, saved_name, out, param):
         return _C.activation_backward(kind, g, s, out, param)
     if out is not None:
         _B.check_out(out, g.shape, g.dtype, op)
-    return _np_act.BACKWARD[kind](g, s, out, param)
+        _B.check_out_overlap(out, op, exact_ok=(("grad_output", g), (saved_name, s)))
+    return _np_act.BACKWARD[kind](_B.unalias(g, out), _B.unalias(s, out), out, param)
 
 
 def _inplace_out(input, op):
@@ -173,7 +175,8 @@ def _softmax_forward(op, input, dim, log, out):
     d = _np_act.norm_dim(dim, x.ndim, op)
     if out is not None:
         _B.check_out(out, x.shape, x.dtype, op)
-    return _np_act.softmax(x, d, log, out)
+        _B.check_out_overlap(out, op, exact_ok=(("input", x),))
+    return _np_act.softmax(_B.unalias(x, out), d, log, out)
 
 
 def _softmax_backward(op, grad_output, output, dim, log, out):
@@ -190,7 +193,8 @@ def _softmax_backward(op, grad_output, output, dim, log, out):
     d = _np_act.norm_dim(dim, y.ndim, op)
     if out is not None:
         _B.check_out(out, g.shape, g.dtype, op)
-    return _np_act.softmax_backward(g, y, d, log, out)
+        _B.check_out_overlap(out, op, exact_ok=(("grad_output", g), ("output", y)))
+    return _np_act.softmax_backward(_B.unalias(g, out), _B.unalias(y, out), d, log, out)
 
 
 def softmax(input, dim=-1, *, out=None):

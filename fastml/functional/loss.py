@@ -58,33 +58,6 @@ def _host_only(op, *arrays):
         raise TypeError(f"{op}: losses run on host (NumPy) arrays; the 'cuda' backend is forced")
 
 
-def _byte_range(a):
-    start = a.__array_interface__["data"][0]
-    return start, start + a.nbytes
-
-
-def _out_overlaps(out, op, exact_ok=(), disjoint=()):
-    """NumPy-path mirror of the compiled checks (csrc/bind: partially_overlaps): ``exact_ok`` are
-    (name, array) pairs that out may alias exactly but not partially, ``disjoint`` ones it may not touch.
-    Strided arrays are skipped, as the compiled path copies them before the kernel runs."""
-    o0, o1 = _byte_range(out)
-    if o0 == o1:
-        return
-    for pairs, exact in ((exact_ok, True), (disjoint, False)):
-        for arg, a in pairs:
-            if a is None or not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.nbytes == 0:
-                continue
-            a0, a1 = _byte_range(a)
-            if not (a0 < o1 and o0 < a1):
-                continue
-            if (a0, a1) == (o0, o1):
-                if exact:
-                    continue
-            elif exact:
-                raise ValueError(f"{op}: out partially overlaps {arg} (only exact aliasing is allowed)")
-            raise ValueError(f"{op}: expected out not to share memory with {arg}, got an array overlapping it")
-
-
 def _into(result, out):
     if out is None:
         return result
@@ -181,7 +154,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         return _C.cross_entropy_forward(x, t, w, ignore_index, red, eps, out)
     if out is not None:
         _B.check_out(out, _ce_loss_shape(x, t, probs) if red == 0 else (), x.dtype, op)
-        _out_overlaps(out, op, disjoint=(("input", x), ("target", t), ("weight", w)))
+        _B.check_out_overlap(out, op, disjoint=(("input", x), ("target", t), ("weight", w)))
     return _into(_np_loss.cross_entropy(x, t, w, ignore_index, red, eps, probs), out)
 
 
@@ -206,7 +179,7 @@ def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index
         return _C.cross_entropy_backward(go, x, t, w, ignore_index, red, eps, out)
     if out is not None:
         _B.check_out(out, x.shape, x.dtype, op)
-        _out_overlaps(out, op, exact_ok=(("input", x),),
+        _B.check_out_overlap(out, op, exact_ok=(("input", x),),
                       disjoint=(("grad_output", go), ("target", t), ("weight", w)))
     return _into(_np_loss.cross_entropy_backward(go, x, t, w, ignore_index, red, eps, probs), out)
 
@@ -262,7 +235,7 @@ def _bce_params_disjoint(out, w, pw, op):
     """out may not share memory with weight / pos_weight, checked on the caller's arrays on every backend
     (the compiled path may pass the kernels an expanded copy, which the binding could not relate to out)."""
     if isinstance(out, np.ndarray):
-        _out_overlaps(out, op, disjoint=(("weight", w), ("pos_weight", pw)))
+        _B.check_out_overlap(out, op, disjoint=(("weight", w), ("pos_weight", pw)))
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None, *, out=None):
@@ -283,7 +256,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         return _C.pointwise_loss_forward(_BCE, x, t, vecs[0], vecs[1], red, out)
     if out is not None:
         _B.check_out(out, x.shape if red == 0 else (), x.dtype, op)
-        _out_overlaps(out, op, exact_ok=(("input", x), ("target", t)))
+        _B.check_out_overlap(out, op, exact_ok=(("input", x), ("target", t)))
     return _into(_np_loss.binary_cross_entropy_with_logits(x, t, w, red, pw), out)
 
 
@@ -305,7 +278,7 @@ def binary_cross_entropy_with_logits_backward(grad_output, input, target, weight
         return _C.pointwise_loss_backward(_BCE, go, x, t, vecs[0], vecs[1], red, out)
     if out is not None:
         _B.check_out(out, x.shape, x.dtype, op)
-        _out_overlaps(out, op, exact_ok=(("input", x), ("target", t), ("grad_output", go)))
+        _B.check_out_overlap(out, op, exact_ok=(("input", x), ("target", t), ("grad_output", go)))
     return _into(_np_loss.binary_cross_entropy_with_logits_backward(go, x, t, w, red, pw), out)
 
 
@@ -334,7 +307,7 @@ def mse_loss(input, target, reduction="mean", *, out=None):
         return _C.pointwise_loss_forward(_MSE, x, t, None, None, red, out)
     if out is not None:
         _B.check_out(out, x.shape if red == 0 else (), x.dtype, op)
-        _out_overlaps(out, op, exact_ok=(("input", x), ("target", t)))
+        _B.check_out_overlap(out, op, exact_ok=(("input", x), ("target", t)))
     return _into(_np_loss.mse_loss(x, t, red), out)
 
 
@@ -353,5 +326,5 @@ def mse_loss_backward(grad_output, input, target, reduction="mean", *, out=None)
         return _C.pointwise_loss_backward(_MSE, go, x, t, None, None, red, out)
     if out is not None:
         _B.check_out(out, x.shape, x.dtype, op)
-        _out_overlaps(out, op, exact_ok=(("input", x), ("target", t), ("grad_output", go)))
+        _B.check_out_overlap(out, op, exact_ok=(("input", x), ("target", t), ("grad_output", go)))
     return _into(_np_loss.mse_loss_backward(go, x, t, red), out)

@@ -102,7 +102,7 @@ def _arr(a, op, name, dtype=None):
         raise TypeError(f"{op}: CUDA arrays are not supported by this op yet; pass a host (NumPy) array")
     x = _B.as_float_array(a, op, name)
     if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{op}: expected {name} of dtype {dtype} (as input), got {x.dtype}")
+        raise TypeError(f"{op}: expected {dtype} for {name} (the input's dtype), got {x.dtype}")
     return x
 
 
