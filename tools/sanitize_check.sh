@@ -24,10 +24,12 @@ LOG="$ROOT/$BUILD_DIR/pytest.log"
 # Reports go to files (pytest captures the test's stderr, and an ASan abort would lose it there).
 REPORTS="$ROOT/$BUILD_DIR/reports"
 rm -rf "$REPORTS" && mkdir -p "$REPORTS"
-args=()  # test paths made absolute (pytest runs from another folder)
-for a in "${@:-tests}"; do
-  if [ -e "${a%%::*}" ]; then args+=("$ROOT/$a"); else args+=("$a"); fi
+args=()  # test paths made absolute (pytest runs from another folder); no path given: tests/
+paths=0
+for a in "$@"; do
+  if [ -e "${a%%::*}" ]; then args+=("$ROOT/$a"); paths=1; else args+=("$a"); fi
 done
+[ "$paths" = 1 ] || args+=("$ROOT/tests")
 # Run from the package copy's folder so that `import fastml` finds it, not the source tree.
 cd "$PKG"
 set +e
