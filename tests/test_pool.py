@@ -373,6 +373,17 @@ def test_windows_reaching_past_the_input(backend, rng):
         np.testing.assert_allclose(a[..., 0], x1.astype(np.float64).mean(axis=-1), rtol=1e-6, atol=1e-7)
         ga = F.avg_pool1d_backward(np.ones(a.shape, np.float32), x1, big, ceil_mode=True, count_include_pad=cip)
         np.testing.assert_allclose(ga, np.full(x1.shape, 1 / 9), rtol=1e-6)
+    if backend == "numpy":
+        return  # the NumPy backend pads the input by 2^30 on each side below (its memory is O(L + 2 p))
+    # strides 1 and 2 (the compiled backward's row gathers) with 2^31 - 1 taps and 2^30 - 1 padding: every
+    # window holds the 9 values, so each output is their sum / k and each input's gradient 9 / k (or 5 / k)
+    for s, n_out in ((1, 9), (2, 5)):
+        a = F.avg_pool1d(x1, big, s, 2**30 - 1)
+        assert a.shape == (2, 4, n_out)
+        np.testing.assert_allclose(a, np.broadcast_to(x1.astype(np.float64).sum(-1, keepdims=True) / big, a.shape),
+                                   rtol=1e-5, atol=1e-15)
+        ga = F.avg_pool1d_backward(np.ones(a.shape, np.float32), x1, big, s, 2**30 - 1)
+        np.testing.assert_allclose(ga, np.full(x1.shape, n_out / big), rtol=1e-6)
 
 
 def test_max_backward_indices_of_windows_in_padding(backend, rng):

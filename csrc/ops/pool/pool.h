@@ -75,10 +75,14 @@ struct PoolKernels {
 FASTML_DECLARE_KERNEL_TABLES(PoolKernels, pool)
 
 // The avg-backward row scratch: the output row between two zero margins of avg_backward_margin floats,
-// wide enough for gathers that run a vector (16 lanes at most) past either end; not a function of the
-// kernel (the gathers skip the taps that miss the row), so a 2^31-tap kernel needs no 16 GiB row.
-// `static`: every translation unit (each compiled for its own ISA) keeps its own copy.
-static inline int64_t avg_backward_margin(const PoolGeom&) { return 64; }
+// wide enough for gathers that run a vector (16 lanes at most) past either end, and for kernels of up to
+// kAvgBackwardAllTaps taps, every tap; longer kernels skip the taps that miss the row, so a 2^31-tap
+// kernel needs no 16 GiB row. `static`: every translation unit (each compiled for its own ISA) keeps its
+// own copy.
+constexpr int64_t kAvgBackwardAllTaps = 64;
+static inline int64_t avg_backward_margin(const PoolGeom& g) {
+  return (g.k[2] <= kAvgBackwardAllTaps ? g.k[2] : 0) + 64;
+}
 static inline int64_t avg_backward_row_floats(const PoolGeom& g) {
   return g.out[2] + g.in[2] + 2 * avg_backward_margin(g) + 64;
 }

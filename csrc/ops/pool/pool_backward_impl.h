@@ -32,21 +32,23 @@ inline void add2(float* p, int m, V lo, V hi) {
 }
 
 // One input row r gathers from the output row q (q[ow] = gy / divisor, zero outside [0, oW)):
-// column w receives q[ow] for every tap c with ow*S - p + c = w. Each vector runs only the taps that
-// name an output column for one of its lanes: the others would add zeros (no change to any sum), and
-// their count is the kernel's, which may be 2^31 over a few columns. So q is read only within a
-// vector of [0, oW) (avg_backward_margin). Stride 1: w takes q[w + p - c] over
+// column w receives q[ow] for every tap c with ow*S - p + c = w. Stride 1: w takes q[w + p - c] over
 // all c; stride 2: the even column 2j takes q[j + (p - c)/2] over c = p mod 2, the odd column 2j+1
 // q[j + (p + 1 - c)/2] over the other taps, and the two are interleaved into one read-modify-write.
+// A kernel longer than kAvgBackwardAllTaps runs, per vector, only the taps that name an output column
+// for one of its lanes: the others would add zeros (no change to any sum), and their count is the
+// kernel's, which may be 2^31 over a few columns; q is then read only within a vector of [0, oW).
 template <class V, int S>
 void avg_backward_row_gather(const PoolGeom& g, float* r, const float* q) {
   const int64_t W = g.in[2], oW = g.out[2], p = g.p[2], kw = g.k[2];
+  const bool clip = kw > kAvgBackwardAllTaps;
   if constexpr (S == 1) {
     for (int64_t w0 = 0; w0 < W; w0 += V::N) {
       const int n = static_cast<int>(std::min<int64_t>(V::N, W - w0));
       V acc = V::zero();
-      // only the taps whose column w + p - c is an output column for some lane (the others read zeros)
-      const int64_t c0 = std::max<int64_t>(0, w0 + p - oW + 1), c1 = std::min<int64_t>(kw, w0 + V::N + p);
+      // long kernels: only the taps whose column w + p - c is an output column for some lane
+      const int64_t c0 = clip ? std::max<int64_t>(0, w0 + p - oW + 1) : 0;
+      const int64_t c1 = clip ? std::min<int64_t>(kw, w0 + V::N + p) : kw;
       for (int64_t c = c0; c < c1; ++c) acc = acc + V::load(q + w0 + p - c);
       if (n == V::N) (V::load(r + w0) + acc).store(r + w0);
       else (V::load_tail(r + w0, n) + acc).store_tail(r + w0, n);
@@ -55,7 +57,8 @@ void avg_backward_row_gather(const PoolGeom& g, float* r, const float* q) {
     const int64_t half = (W + 1) / 2;
     for (int64_t j0 = 0; j0 < half; j0 += V::N) {
       V even = V::zero(), odd = V::zero();
-      const int64_t c0 = std::max<int64_t>(0, p - 2 * (oW - 1 - j0)), c1 = std::min<int64_t>(kw, p + 2 * (j0 + V::N));
+      const int64_t c0 = clip ? std::max<int64_t>(0, p - 2 * (oW - 1 - j0)) : 0;
+      const int64_t c1 = clip ? std::min<int64_t>(kw, p + 2 * (j0 + V::N)) : kw;
       for (int64_t c = c0; c < c1; ++c) {
         if (((p - c) & 1) == 0) even = even + V::load(q + j0 + (p - c) / 2);
         else odd = odd + V::load(q + j0 + (p + 1 - c) / 2);
