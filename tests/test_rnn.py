@@ -132,6 +132,30 @@ def test_sequence_forward(backend, rng, mode, cfg):
 
 
 @pytest.mark.parametrize("mode,cfg", SEQ_CASES, ids=_ids())
+def test_sequence_forward_without_reserve(backend, rng, mode, cfg):
+    """keep_reserve=False (inference): reserve None, the same output and final states bit for bit, also
+    with pre-packed weights and on a second call (the two-step state buffers come from the array cache)."""
+    cfg = dict(cfg, lengths=_lengths(rng, cfg))
+    x, hx, ws = make_problem(rng, mode, cfg)
+    kw = seq_kwargs(cfg)
+    x, hx, ws = f32(x), f32(hx), f32(ws)
+    out, h, res = run_forward(mode, x, hx, ws, kw)
+    assert res is not None
+    variants = [dict(kw, keep_reserve=False)]
+    if backend != "numpy":
+        packed = F.pack_recurrent_weights(ws, num_layers=kw["num_layers"], bidirectional=kw["bidirectional"],
+                                          has_biases=kw["has_biases"], proj_size=kw.get("proj_size", 0))
+        variants.append(dict(kw, keep_reserve=False, packed=packed))
+    for v in variants:
+        for _ in range(2):
+            out2, h2, res2 = run_forward(mode, x, hx, ws, v)
+            assert res2 is None
+            np.testing.assert_array_equal(out2, out)
+            for a, b in zip(h2 if mode == "lstm" else [h2], h if mode == "lstm" else [h]):
+                np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode,cfg", SEQ_CASES, ids=_ids())
 def test_sequence_backward(backend, rng, mode, cfg):
     """float32 gradients vs the float64 NumPy backward (itself checked against finite differences of the
     reference below), error <= 2x that of the NumPy backend in float32."""

@@ -108,6 +108,14 @@ def test_state_dict_errors_and_in_place_updates(rng):
     assert not np.allclose(y0, y1)
     with pytest.raises(RuntimeError, match="forward first"):
         nn.GRU(2, 2).backward(np.zeros((1, 1, 2), np.float32))
+    # inference without a reserve: same outputs, and a backward after it has nothing to work from
+    y2, (h2, c2) = m(x, keep_reserve=False)
+    y3, (h3, c3) = m(x)
+    for a, b in ((y2, y3), (h2, h3), (c2, c3)):
+        np.testing.assert_array_equal(a, b)
+    m(x, keep_reserve=False)
+    with pytest.raises(RuntimeError, match="forward first"):
+        m.backward(np.zeros_like(y3))
 
 
 # ------------------------------------------------------------------------------- packed weights (eval mode)

@@ -1,9 +1,11 @@
 // Bindings of the recurrent layers (csrc/ops/rnn/rnn.h): validate shapes, allocate outputs and the saved
 // buffers, release the GIL, call. No maths here.
 //   _C.rnn_layers_forward(mode, x, [(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse[, packed_hh, packed_hr])]
-//                         * (1 or 2), lengths, relu)   packed_*: None or _C.gemm_pack_b(w_hh / w_hr, True) of
-//       exactly these weights under the active ISA (RnnLayer::pk_hh; checked: shape and ISA, not contents)
-//       -> [(out, h_n, c_n or None, (gates, hprev, cprev or None, ms or None))] per direction
+//                         * (1 or 2), lengths, relu, keep=True)   packed_*: None or _C.gemm_pack_b(w_hh / w_hr,
+//       True) of exactly these weights under the active ISA (RnnLayer::pk_hh; checked: shape and ISA, not
+//       contents)
+//       -> [(out, h_n, c_n or None, (gates, hprev, cprev or None, ms or None) or None)] per direction
+//       keep=False: inference, nothing saved for a backward (RnnSaved::ring; the last item is None)
 //   _C.rnn_layers_backward(mode, x, [(dy, dh_n, dc_n, w_ih, w_hh, w_hr, reverse, has_bias, saved)], lengths, relu)
 //       -> [(dx, dh0, dc0 or None, dw_ih, dw_hh, db_ih or None, db_hh or None, dw_hr or None)] per direction
 //   _C.rnn_cell_forward(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, relu) -> h' or (h', c')
@@ -106,7 +108,8 @@ const char* const kCellOps[3] = {"rnn_cell", "lstm_cell", "gru_cell"};
 }  // namespace
 
 void bind_rnn(py::module_& m) {
-  m.def("rnn_layers_forward", [](int mode, py::handle x_, py::list dirs, py::handle lengths_, bool relu) {
+  m.def("rnn_layers_forward", [](int mode, py::handle x_, py::list dirs, py::handle lengths_, bool relu,
+                                 bool keep_saved) {
     py::array x = input_f32(x_, kOp, "x");
     py::array lens = lengths_.is_none() ? none_arr() : input_i64(lengths_, kOp, "lengths");
     const int count = static_cast<int>(dirs.size());
@@ -139,20 +142,27 @@ void bind_rnn(py::module_& m) {
       }
       py::array out = empty_f32({T, N, P}), hn = empty_f32({N, P});
       py::array cn = lstm ? empty_f32({N, H}) : none_arr();
-      py::array gates = empty_f32({T, N, L[d].saved_width()}), hprev = empty_f32({T, N, P});
-      py::array cprev = lstm ? empty_f32({T, N, H}) : none_arr();
-      py::array ms = L[d].w_hr ? empty_f32({T, N, H}) : none_arr();
-      io[d] = RnnFwdIO{cf32(h0), lstm ? cf32(c0) : nullptr, f32(out), f32(hn), lstm ? f32(cn) : nullptr,
-                       RnnSaved{f32(gates), f32(hprev), lstm ? f32(cprev) : nullptr, L[d].w_hr ? f32(ms) : nullptr}};
+      // without keep_saved the states (and the GRU's saved gates) need two steps only; the LSTM's and RNN's
+      // gates hold the input projection of every step either way
+      const int64_t S = keep_saved ? T : std::min<int64_t>(T, 2);
+      const bool gru = L[d].mode == RnnMode::gru;
+      py::array gates = empty_f32({gru ? S : T, N, L[d].saved_width()}), hprev = empty_f32({S, N, P});
+      py::array cprev = lstm ? empty_f32({S, N, H}) : none_arr();
+      py::array ms = L[d].w_hr ? empty_f32({S, N, H}) : none_arr();
+      RnnSaved sv{f32(gates), f32(hprev), lstm ? f32(cprev) : nullptr, L[d].w_hr ? f32(ms) : nullptr};
+      sv.ring = !keep_saved;
+      io[d] = RnnFwdIO{cf32(h0), lstm ? cf32(c0) : nullptr, f32(out), f32(hn), lstm ? f32(cn) : nullptr, sv};
       for (auto* k : {&w_ih, &w_hh, &b_ih, &b_hh, &w_hr, &h0, &c0}) keep.push_back(*k);
-      results.append(py::make_tuple(out, hn, obj(cn), py::make_tuple(gates, hprev, obj(cprev), obj(ms))));
+      for (auto* k : {&gates, &hprev, &cprev, &ms}) keep.push_back(*k);
+      py::object saved = keep_saved ? py::object(py::make_tuple(gates, hprev, obj(cprev), obj(ms))) : py::none();
+      results.append(py::make_tuple(out, hn, obj(cn), saved));
     }
     {
       py::gil_scoped_release nogil;
       rnn_layers_forward(count, L, io);
     }
     return results;
-  });
+  }, py::arg("mode"), py::arg("x"), py::arg("dirs"), py::arg("lengths"), py::arg("relu"), py::arg("keep") = true);
 
   // One cell step without saved state (the inference hot path of lstm_cell / gru_cell / rnn_cell):
   // x (N, I), h (N, H), c (N, H) (LSTM) -> h' (LSTM: (h', c')). Validates like the Python wrapper.
@@ -198,6 +208,7 @@ void bind_rnn(py::module_& m) {
     s.gates = f32(gates);
     s.hprev = f32(hprev);
     s.cprev = lstm ? f32(cprev) : nullptr;
+    s.ring = true;  // one step, nothing kept
     const float* ph = cf32(h);
     const float* pc = lstm ? cf32(c) : nullptr;
     float *pout = f32(out), *phn = f32(hn), *pcn = lstm ? f32(cn) : nullptr;

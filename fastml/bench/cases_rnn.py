@@ -5,8 +5,9 @@
   torch.nn.LSTMCell / GRUCell under torch.no_grad(). FLOPs 2 N G H (I + H). At batch 1 the step reads
   all weights once (6.3 MB LSTM, 4.7 MB GRU: more than the L2 of a 2-core VM), so it is bound by the
   L3/DRAM read bandwidth; ``[b1 128->256]`` (1.5 MB) shows the L2-resident regime.
-* ``lstm`` / ``gru`` ``[T50 N32 256->512 1L|2Lbi]``: forward of the whole sequence (hx None), vs the
-  torch module under no_grad. FLOPs 2 T N G H (I_l + H) summed over layers and directions.
+* ``lstm`` / ``gru`` ``[T50 N32 256->512 1L|2Lbi]``: inference forward of the whole sequence (hx None,
+  ``keep_reserve=False``: nothing kept for a backward), vs the torch module under no_grad. FLOPs
+  2 T N G H (I_l + H) summed over layers and directions.
 * ``lstm_fwd_bwd`` / ``gru_fwd_bwd``: forward keeping the reserve, then the backward (grad_input,
   grad_h0, all weight gradients); torch: module forward with an input that requires grad and
   ``.backward()`` of sum(output * g) (grads reset to None before each call). FLOPs 3x the forward.
@@ -99,7 +100,7 @@ def _build_seq(mode, T, N, I, H, L, D, backward, packed=False):
         if packed:  # W_hh packed once (what fastml.nn modules do in eval mode)
             kw["packed"] = F.pack_recurrent_weights(ws, num_layers=L, bidirectional=D == 2)
         if not backward:
-            impls = {"fastml": lambda: fwd(x, None, ws, **kw)}
+            impls = {"fastml": lambda: fwd(x, None, ws, keep_reserve=False, **kw)}
         elif mode == "lstm":
             def fm():
                 _, _, res = fwd(x, None, ws, **kw)
@@ -129,7 +130,8 @@ def _build_seq(mode, T, N, I, H, L, D, backward, packed=False):
                     (out * gt).sum().backward()
             impls["torch"] = th
         flops = _seq_flops(mode, T, N, I, H, L, D) * (3 if backward else 1)
-        notes = ["forward + backward (grad_input, grad_h0, weight grads)" if backward else "forward, hx = None"]
+        notes = ["forward + backward (grad_input, grad_h0, weight grads)" if backward else
+                 "inference forward (keep_reserve=False), hx = None"]
         if packed:
             notes.append("W_hh pre-packed once (fastml.nn eval mode), not per call")
         return Prepared(impls, flops=flops, notes=notes)

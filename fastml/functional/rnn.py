@@ -15,6 +15,7 @@ Cells (input (N, I) or unbatched (I,); hx None = zeros)::
 Sequences (input (T, N, I), (N, T, I) with batch_first, or unbatched (T, I))::
 
     output, (h_n, c_n), reserve = lstm(x, (h0, c0) or None, weights, num_layers=..., ...)
+    output, (h_n, c_n), _ = lstm(x, hx, weights, ..., keep_reserve=False)   (inference: reserve None)
     output, h_n, reserve = gru(x, h0 or None, weights, ...)          (rnn the same, + nonlinearity)
     grad_input, (grad_h0, grad_c0), grad_weights = lstm_backward(grad_output, grad_h_n, grad_c_n, reserve)
     grad_input, grad_h0, grad_weights = gru_backward(grad_output, grad_h_n, reserve)
@@ -73,14 +74,17 @@ class RNNReserve:
 
 # ----------------------------------------------------------------------------------------------- layers
 
-def _layers_forward(backend, mode, x, dirs, lengths, relu):
+def _layers_forward(backend, mode, x, dirs, lengths, relu, keep=True):
     """One layer, 1 or 2 directions: dirs = [(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse[, packed_hh,
-    packed_hr])] -> [(out, h_n, c_n, saved)]. The compiled backend runs two directions concurrently."""
+    packed_hr])] -> [(out, h_n, c_n, saved)] (saved None without ``keep``: the compiled kernels then store the
+    states of two steps only). The compiled backend runs two directions concurrently."""
     if backend == "numpy":
-        return [_np_rnn.layer_forward(mode, x, *d[:7], lengths, d[7], relu) for d in dirs]
-    res = _C.rnn_layers_forward(_MODE_ID[mode], x, list(dirs), lengths, relu)
-    return [(out, hn, cn, dict(x=x, w_ih=d[2], w_hh=d[3], w_hr=d[6], has_bias=d[4] is not None, lengths=lengths,
-                               reverse=d[7], relu=relu, bufs=bufs))
+        res = [_np_rnn.layer_forward(mode, x, *d[:7], lengths, d[7], relu) for d in dirs]
+        return res if keep else [r[:3] + (None,) for r in res]
+    res = _C.rnn_layers_forward(_MODE_ID[mode], x, list(dirs), lengths, relu, keep=keep)
+    return [(out, hn, cn, None if bufs is None else
+             dict(x=x, w_ih=d[2], w_hh=d[3], w_hr=d[6], has_bias=d[4] is not None, lengths=lengths, reverse=d[7],
+                  relu=relu, bufs=bufs))
             for (out, hn, cn, bufs), d in zip(res, dirs)]
 
 
@@ -146,7 +150,7 @@ def pack_recurrent_weights(weights, *, num_layers=1, bidirectional=False, has_bi
 
 
 def _sequence_forward(mode, op, input, hx, weights, num_layers, bidirectional, batch_first, has_biases, dropout,
-                      training, seed, lengths, proj_size, nonlinearity, packed=None):
+                      training, seed, lengths, proj_size, nonlinearity, packed=None, keep_reserve=True):
     x = _arr(input, op, "input")
     dt = x.dtype
     if x.ndim not in (2, 3):
@@ -237,7 +241,8 @@ def _sequence_forward(mode, op, input, hx, weights, num_layers, bidirectional, b
                          w[0], w[1], b_ih, b_hh, w[-1] if proj_size else None, d == 1)
                         + (() if packed is None else tuple(packed[k])))
         outs = []
-        for d, (out, h, c, s) in enumerate(_layers_forward(backend, mode, layer_in, dirs, lens, relu)):
+        for d, (out, h, c, s) in enumerate(_layers_forward(backend, mode, layer_in, dirs, lens, relu,
+                                                            keep_reserve)):
             k = layer * D + d
             hn[k] = h
             if cn is not None:
@@ -256,6 +261,8 @@ def _sequence_forward(mode, op, input, hx, weights, num_layers, bidirectional, b
         cn = None if cn is None else cn[:, 0]
     elif batch_first:
         output = np.ascontiguousarray(output.transpose(1, 0, 2))
+    if not keep_reserve:
+        return output, ((hn, cn) if mode == "lstm" else hn), None
     cfg = dict(num_layers=L, D=D, per=per, proj_size=proj_size, has_biases=bool(has_biases), batch_first=batch_first,
                unbatched=unbatched, T=T, N=N, I=I, H=H, P=P, dropout=float(dropout), weights=ws)
     res = RNNReserve(mode=mode, backend=backend, dtype=dt, config=cfg, layers=saved,
@@ -325,26 +332,31 @@ def _sequence_backward(op, grad_output, grad_hn, grad_cn, reserve):
 
 
 def rnn(input, hx, weights, *, num_layers=1, nonlinearity="tanh", bidirectional=False, batch_first=False,
-        has_biases=True, dropout=0.0, training=False, seed=None, lengths=None, packed=None):
+        has_biases=True, dropout=0.0, training=False, seed=None, lengths=None, packed=None, keep_reserve=True):
     """Elman RNN over a sequence (torch.nn.RNN). Returns ``(output, h_n, reserve)``. ``packed``: optional
-    ``pack_recurrent_weights(weights, ...)`` of exactly these weights (same bits, no per-call repack)."""
+    ``pack_recurrent_weights(weights, ...)`` of exactly these weights (same bits, no per-call repack).
+    ``keep_reserve=False`` (inference, what torch does under ``no_grad``): nothing is kept for a backward and
+    ``reserve`` is None; the per-step states (and the GRU's gates) are not stored, only the two steps in use,
+    which saves their memory and its traffic. Same outputs, bit for bit."""
     return _sequence_forward("rnn", "rnn", input, hx, weights, num_layers, bidirectional, batch_first, has_biases,
-                             dropout, training, seed, lengths, 0, nonlinearity, packed)
+                             dropout, training, seed, lengths, 0, nonlinearity, packed, keep_reserve)
 
 
 def gru(input, hx, weights, *, num_layers=1, bidirectional=False, batch_first=False, has_biases=True,
-        dropout=0.0, training=False, seed=None, lengths=None, packed=None):
-    """GRU over a sequence (torch.nn.GRU). Returns ``(output, h_n, reserve)``; ``packed`` as in ``rnn``."""
+        dropout=0.0, training=False, seed=None, lengths=None, packed=None, keep_reserve=True):
+    """GRU over a sequence (torch.nn.GRU). Returns ``(output, h_n, reserve)``; ``packed`` and
+    ``keep_reserve`` as in ``rnn``."""
     return _sequence_forward("gru", "gru", input, hx, weights, num_layers, bidirectional, batch_first, has_biases,
-                             dropout, training, seed, lengths, 0, "tanh", packed)
+                             dropout, training, seed, lengths, 0, "tanh", packed, keep_reserve)
 
 
 def lstm(input, hx, weights, *, num_layers=1, bidirectional=False, batch_first=False, has_biases=True,
-         dropout=0.0, training=False, seed=None, lengths=None, proj_size=0, packed=None):
+         dropout=0.0, training=False, seed=None, lengths=None, proj_size=0, packed=None, keep_reserve=True):
     """LSTM over a sequence (torch.nn.LSTM). Returns ``(output, (h_n, c_n), reserve)``; with proj_size > 0
-    h0/h_n/output carry proj_size features (h = (o * tanh c) W_hr^T); ``packed`` as in ``rnn``."""
+    h0/h_n/output carry proj_size features (h = (o * tanh c) W_hr^T); ``packed`` and ``keep_reserve`` as in
+    ``rnn`` (without the reserve the LSTM's gate activations are not written back either)."""
     return _sequence_forward("lstm", "lstm", input, hx, weights, num_layers, bidirectional, batch_first,
-                             has_biases, dropout, training, seed, lengths, proj_size, "tanh", packed)
+                             has_biases, dropout, training, seed, lengths, proj_size, "tanh", packed, keep_reserve)
 
 
 def rnn_backward(grad_output, grad_h_n, reserve):

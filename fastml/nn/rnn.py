@@ -195,10 +195,13 @@ class RNNBase:
             kw["seed"] = int(self._rng.integers(0, 2**63))
         return kw
 
-    def forward(self, input, hx=None, lengths=None):
+    def forward(self, input, hx=None, lengths=None, *, keep_reserve=True):
         """``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``) as torch's module; ``lengths`` (N,) gives
-        packed-sequence semantics without packing. Keeps the reserve for ``backward``."""
+        packed-sequence semantics without packing. Keeps the reserve for ``backward``; ``keep_reserve=False``
+        (inference, torch's ``no_grad``) keeps nothing, stores no per-step state and runs faster, and a
+        ``backward`` after it raises."""
         kw = self._kwargs(lengths)
+        kw["keep_reserve"] = keep_reserve
         if self._packs is not None and _B.host_backend(self.dtype, type(self).__name__) == "cpu":
             if self._pack_isa != _B._C.get_isa():
                 self.pack()  # packs are ISA-specific: repack for the ISA now active
@@ -219,7 +222,7 @@ class RNNBase:
         """Gradients of the last forward: returns ``(grad_input, grad_hx)`` (LSTM: grad_hx = (grad_h0,
         grad_c0)); the parameter gradients go to ``self.grads[name]`` (summed into it with accumulate)."""
         if self._reserve is None:
-            raise RuntimeError(f"{type(self).__name__}.backward: call forward first")
+            raise RuntimeError(f"{type(self).__name__}.backward: call forward first (with keep_reserve=True)")
         if self.mode == "LSTM":
             gx, ghx, gw = _F.lstm_backward(grad_output, grad_h_n, grad_c_n, self._reserve)
         elif self.mode == "GRU":

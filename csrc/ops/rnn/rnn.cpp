@@ -54,6 +54,12 @@ struct Ctx {
       : L(l), s(sv), T(l.T), N(l.N), I(l.I), H(l.H), P(l.P), G(l.gates()), GH(l.gates() * l.H),
         SW(l.saved_width()), lstm(l.mode == RnnMode::lstm), gru(l.mode == RnnMode::gru), proj(l.w_hr != nullptr) {}
   int64_t time(int64_t k) const { return L.reverse ? T - 1 - k : k; }
+  // Forward: where step t's state (hprev, cprev), m (ms) and GRU saved gates live: all T steps, or two
+  // slots (t & 1) when nothing is kept for a backward (RnnSaved::ring).
+  int64_t slot(int64_t t) const { return s.ring ? (t & 1) : t; }
+  float* hp(int64_t t) const { return s.hprev + slot(t) * N * P; }
+  float* cp(int64_t t) const { return s.cprev + slot(t) * N * H; }
+  float* mp(int64_t t) const { return s.ms + slot(t) * N * H; }
   bool active(int64_t n, int64_t t) const { return L.lengths == nullptr || t < L.lengths[n]; }
 };
 
@@ -68,30 +74,35 @@ void forward_row(const Ctx& c, const RnnKernels& kt, const float* gin, const flo
   const int64_t P = c.P, H = c.H, N = c.N;
   float* orow = out + (t * N + n) * P;
   if (!c.active(n, t)) {
-    if (c.proj) zero(s.ms + (t * N + n) * H + j0, cnt);  // the block zeroes the (P-wide) output row
+    if (c.proj) zero(c.mp(t) + n * H + j0, cnt);  // the block zeroes the (P-wide) output row
     else zero(orow + j0, cnt);
     if (tn >= 0) {
-      if (!c.proj) copy(s.hprev + (tn * N + n) * P + j0, hn + n * P + j0, cnt);
-      if (c.lstm) copy(s.cprev + (tn * N + n) * H + j0, cn + n * H + j0, cnt);
+      if (!c.proj) copy(c.hp(tn) + n * P + j0, hn + n * P + j0, cnt);
+      if (c.lstm) copy(c.cp(tn) + n * H + j0, cn + n * H + j0, cnt);
     }
     return;
   }
-  float* g = s.gates + (t * N + n) * c.SW;
   if (c.lstm) {
-    float* m = c.proj ? s.ms + (t * N + n) * H : orow;
-    kt.lstm_fwd(cnt, H, g + j0, rec, rs, s.cprev + (t * N + n) * H + j0, cn + n * H + j0, m + j0);
-    if (tn >= 0) copy(s.cprev + (tn * N + n) * H + j0, cn + n * H + j0, cnt);
+    float* g = s.gates + (t * N + n) * c.SW;
+    float* m = c.proj ? c.mp(t) + n * H : orow;
+    kt.lstm_fwd(cnt, H, g + j0, rec, rs, c.cp(t) + n * H + j0, cn + n * H + j0, m + j0, s.ring ? 0 : 1);
+    if (tn >= 0) copy(c.cp(tn) + n * H + j0, cn + n * H + j0, cnt);
     if (c.proj) return;  // h comes from the projection GEMM of the whole block
   } else if (c.gru) {
     const float* b_hn = c.L.b_hh ? c.L.b_hh + 2 * H + j0 : nullptr;
-    kt.gru_fwd(cnt, H, gin + (t * N + n) * c.GH + j0, rec, rs, b_hn, s.hprev + (t * N + n) * P + j0, g + j0,
-               orow + j0);
+    kt.gru_fwd(cnt, H, gin + (t * N + n) * c.GH + j0, rec, rs, b_hn, c.hp(t) + n * P + j0,
+               s.gates + (c.slot(t) * N + n) * c.SW + j0, orow + j0);
   } else {
-    kt.rnn_fwd(cnt, g + j0, rec, c.L.relu ? 1 : 0);
-    copy(orow + j0, g + j0, cnt);
+    float* g = s.gates + (t * N + n) * c.SW;
+    if (s.ring) {
+      kt.rnn_fwd(cnt, g + j0, rec, orow + j0, c.L.relu ? 1 : 0);
+    } else {
+      kt.rnn_fwd(cnt, g + j0, rec, g + j0, c.L.relu ? 1 : 0);
+      copy(orow + j0, g + j0, cnt);
+    }
   }
   copy(hn + n * P + j0, orow + j0, cnt);
-  if (tn >= 0) copy(s.hprev + (tn * N + n) * P + j0, orow + j0, cnt);
+  if (tn >= 0) copy(c.hp(tn) + n * P + j0, orow + j0, cnt);
 }
 
 // Rows [r0, r1) through all T steps (one thread, no synchronisation).
@@ -102,7 +113,7 @@ void forward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, con
   float* tile = scratch(1, m * std::max(GH, P));
   for (int64_t k = 0; k < c.T; ++k) {
     const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
-    const float* A = s.hprev + (t * N + r0) * P;
+    const float* A = c.hp(t) + r0 * P;
     if (c.gru) {
       sgemm_packed(Trans::none, m, 1.0f, A, P, pk_hh, 0.0f, tile, GH);
     } else {
@@ -111,7 +122,7 @@ void forward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, con
     for (int64_t n = r0; n < r1; ++n)
       forward_row(c, kt, gin, c.gru ? tile + (n - r0) * GH : nullptr, H, n, t, tn, 0, H, out, hn, cn);
     if (c.proj) {
-      sgemm_packed(Trans::none, m, 1.0f, s.ms + (t * N + r0) * H, H, *pk_hr, 0.0f, tile, P);
+      sgemm_packed(Trans::none, m, 1.0f, c.mp(t) + r0 * H, H, *pk_hr, 0.0f, tile, P);
       for (int64_t n = r0; n < r1; ++n) {
         float* orow = out + (t * N + n) * P;
         if (c.active(n, t)) {
@@ -120,7 +131,7 @@ void forward_block(const Ctx& c, const RnnKernels& kt, const PackedB& pk_hh, con
         } else {
           zero(orow, P);
         }
-        if (tn >= 0) copy(s.hprev + (tn * N + n) * P, hn + n * P, P);
+        if (tn >= 0) copy(c.hp(tn) + n * P, hn + n * P, P);
       }
     }
   }
@@ -149,7 +160,7 @@ void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* 
       const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
       for (int64_t n = 0; n < N && cnt > 0; ++n) {
         if (c.active(n, t)) {
-          const float* h = c.s.hprev + (t * N + n) * P;
+          const float* h = c.hp(t) + n * P;
           float* grow = gin + (t * N + n) * GH;
           const bool rev = ((pass0 + static_cast<unsigned>(k)) & 1u) != 0;
           for (int64_t qi = 0; qi < G; ++qi) {
@@ -184,7 +195,7 @@ void forward_units(const Ctx& c, const RnnKernels& kt, const float* bias, float*
                    float* cn, bool serial) {
   const int64_t N = c.N, I = c.I, H = c.H, P = c.P, G = c.G, GH = c.GH;
   const int64_t ub = std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16), nb = (H + ub - 1) / ub;
-  const float* h0 = c.s.hprev;  // step 0's state (copied from h0 by prepare)
+  const float* h0 = c.hp(0);  // step 0's state (copied from h0 by prepare)
   auto blocks = [&](int64_t b, int64_t e) {
     float* rec = c.gru ? scratch(1, N * GH) : nullptr;  // this thread's h W_hh^T tile (GRU)
     for (int64_t i = b; i < e; ++i) {
@@ -255,7 +266,7 @@ void forward_cols(const Ctx& c, const RnnKernels& kt, float* out, float* hn, flo
           pk[b] = std::make_unique<PackedB>(Trans::trans, P, G * cnt, rows, P,
                                             scratch(22 + static_cast<int>(b), PackedB::storage_floats(P, G * cnt)));
         }
-        sgemm_packed(Trans::none, N, 1.0f, c.s.hprev + t * N * P, P, *pk[b], 0.0f, tile, G * cnt);
+        sgemm_packed(Trans::none, N, 1.0f, c.hp(t), P, *pk[b], 0.0f, tile, G * cnt);
         for (int64_t n = 0; n < N; ++n)
           forward_row(c, kt, nullptr, tile + n * G * cnt, cnt, n, t, tn, j0, cnt, out, hn, cn);
         done.fetch_add(1, std::memory_order_release);
@@ -310,8 +321,8 @@ void fwd_prepare(FwdJob& j) {
           j.bias ? &ep : nullptr);
   }
   const int64_t t0 = c.time(0);
-  copy(s.hprev + t0 * N * P, j.io.h0, N * P);
-  if (c.lstm) copy(s.cprev + t0 * N * H, j.io.c0, N * H);
+  copy(c.hp(t0), j.io.h0, N * P);
+  if (c.lstm) copy(c.cp(t0), j.io.c0, N * H);
   j.cols = !j.gemv && !j.units && j.alone && use_cols(c);  // packs its own per-block slices
   if (!j.gemv && !j.units && !j.cols) {
     j.pk_hh = j.L.pk_hh;

@@ -61,19 +61,21 @@ inline constexpr int64_t kGemvRows = 4;
 // Fused per-row gate kernels; `gs` is the stride between gate blocks (H for whole rows, or larger when
 // a thread handles a slice of the hidden units), n the number of units handled.
 struct RnnKernels {
-  // g: pre-activations (4 blocks) -> activated gates in place (r: null, or a recurrent-product tile with
-  // gate stride rs added first); cn = f cp + i g; m = o tanh(cn).
-  void (*lstm_fwd)(int64_t n, int64_t gs, float* g, const float* r, int64_t rs, const float* cp, float* cn, float* m);
+  // g: pre-activations (4 blocks) -> activated gates in place when `keep` (r: null, or a recurrent-product
+  // tile with gate stride rs added first); cn = f cp + i g; m = o tanh(cn).
+  void (*lstm_fwd)(int64_t n, int64_t gs, float* g, const float* r, int64_t rs, const float* cp, float* cn, float* m,
+                   int keep);
   // dm: gradient w.r.t. m; dc: in = gradient w.r.t. cn, out = gradient w.r.t. cp; da: 4 blocks.
   void (*lstm_bwd)(int64_t n, int64_t gs, const float* g, const float* cp, const float* dm, float* dc, float* da);
   // gi: x W_ih^T + b (3 blocks, r z with both biases); gh: h W_hh^T (3 blocks hs apart, no bias);
-  // b_hn or null; s: saved r z n ghn (4 blocks); h: new state.
+  // b_hn or null; s: saved r z n ghn (4 blocks, gs apart); h: new state.
   void (*gru_fwd)(int64_t n, int64_t gs, const float* gi, const float* gh, int64_t hs, const float* b_hn,
                   const float* hp, float* s, float* h);
   // dh: gradient w.r.t. h'; dgi, dgh: 3 blocks; dhd = dh z (the direct path to h; may alias dh).
   void (*gru_bwd)(int64_t n, int64_t gs, const float* s, const float* hp, const float* dh, float* dgi, float* dgh,
                   float* dhd);
-  void (*rnn_fwd)(int64_t n, float* a, const float* r, int relu);  // a (+ r) -> h' in place
+  // a (+ r) -> h' into h (which may be a: in place)
+  void (*rnn_fwd)(int64_t n, const float* a, const float* r, float* h, int relu);
   void (*rnn_bwd)(int64_t n, const float* h, const float* dh, float* da, int relu);
   // y[r] += dot(W[r, 0:K], x) for r < rows (rows of W ldw apart); per-row order independent of `rows`.
   void (*dot_rows)(int64_t rows, int64_t K, const float* W, int64_t ldw, const float* x, float* y);
@@ -100,6 +102,10 @@ struct RnnSaved {
   float* hprev = nullptr;  // (T, N, P)
   float* cprev = nullptr;  // (T, N, H), LSTM
   float* ms = nullptr;     // (T, N, H), LSTM with projection
+  // Forward only, nothing kept for a backward (inference): hprev, cprev, ms and the GRU's gates hold two
+  // steps (step t in slot t & 1), and the LSTM's and RNN's gates (T, N, G H: the input projection) are
+  // not overwritten by the activations. Same outputs, bit for bit.
+  bool ring = false;
 };
 
 struct RnnFwdIO {

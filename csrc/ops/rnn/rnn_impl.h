@@ -35,16 +35,19 @@ inline V pre(const float* g, int64_t gs, const float* r, int64_t rs, int q, int6
 }
 
 template <class V>
-void lstm_fwd(int64_t n, int64_t gs, float* g, const float* r, int64_t rs, const float* cp, float* cn, float* m) {
+void lstm_fwd(int64_t n, int64_t gs, float* g, const float* r, int64_t rs, const float* cp, float* cn, float* m,
+              int keep) {
   for_lanes<V>(n, [&](int64_t j, int c) {
     const V i = simd::sigmoid(pre<V>(g, gs, r, rs, 0, j, c));
     const V f = simd::sigmoid(pre<V>(g, gs, r, rs, 1, j, c));
     const V gg = simd::tanh(pre<V>(g, gs, r, rs, 2, j, c));
     const V o = simd::sigmoid(pre<V>(g, gs, r, rs, 3, j, c));
-    st(g + j, i, c);
-    st(g + gs + j, f, c);
-    st(g + 2 * gs + j, gg, c);
-    st(g + 3 * gs + j, o, c);
+    if (keep) {
+      st(g + j, i, c);
+      st(g + gs + j, f, c);
+      st(g + 2 * gs + j, gg, c);
+      st(g + 3 * gs + j, o, c);
+    }
     const V cc = fmadd(f, ld<V>(cp + j, c), i * gg);
     st(cn + j, cc, c);
     st(m + j, o * simd::tanh(cc), c);
@@ -108,10 +111,10 @@ void gru_bwd(int64_t n, int64_t gs, const float* s, const float* hp, const float
 }
 
 template <class V>
-void rnn_fwd(int64_t n, float* a, const float* r, int relu) {
+void rnn_fwd(int64_t n, const float* a, const float* r, float* h, int relu) {
   for_lanes<V>(n, [&](int64_t j, int c) {
     const V v = r ? ld<V>(a + j, c) + ld<V>(r + j, c) : ld<V>(a + j, c);
-    st(a + j, relu ? select(cmp_lt(v, V::zero()), V::zero(), v) : simd::tanh(v), c);
+    st(h + j, relu ? select(cmp_lt(v, V::zero()), V::zero(), v) : simd::tanh(v), c);
   });
 }
 
