@@ -25,12 +25,21 @@ def _pads(g):
 
 
 def _reach(g):
-    """g with each kernel cut to the taps that can land on the input. Tap t of any window sits at
-    (window start) + t d >= t d - p, so the taps with t d > L - 1 + p only ever read padding (-inf for
-    max, 0 for avg) and change no window's value or index: a kernel far larger than the input (2^31 taps
-    over 9 values) then needs no padded copy of its size. The avg divisor still counts the whole kernel."""
-    k = tuple(min(k, max(1, (L - 1 + p) // d + 1)) for k, L, p, d in zip(g.k, g.insz, g.p, g.d))
-    return g if k == g.k else g._replace(k=k)
+    """g with each kernel cut to the taps that can land on the input. Tap t of window o sits at
+    o s - p + t d, in [t d - p, (o_last) s - p + t d]: the taps with t d > L - 1 + p, and those with
+    (o_last) s - p + t d < 0, only ever read padding (-inf for max, 0 for avg) and change no window's value
+    or index. Cutting the first t0 of them is the same geometry with t0 d less padding (the positions of
+    the remaining taps do not move), so a kernel far larger than the input (2^31 taps over 9 values, 2^30
+    padding) needs no padded copy of its size. The avg divisor still counts the whole kernel."""
+    ks, ps = [], []
+    for k, L, o, s, p, d in zip(g.k, g.insz, g.outsz, g.s, g.p, g.d):
+        k1 = min(k, max(1, (L - 1 + p) // d + 1))   # taps past t = k1 - 1 lie right of every window's input
+        # taps before t0 lie left of the input for every window (kept: t0 <= p / d, so the padding stays >= 0)
+        t0 = min(max(0, -(-(p - (o - 1) * s) // d)), p // d, k1 - 1)
+        ks.append(k1 - t0)
+        ps.append(p - t0 * d)
+    k, p = tuple(ks), tuple(ps)
+    return g if (k, p) == (tuple(g.k), tuple(g.p)) else g._replace(k=k, p=p)
 
 
 def _windows(xpad, g):
