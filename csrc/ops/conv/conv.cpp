@@ -250,11 +250,16 @@ PackedWeights pack_weights(const float* w, int64_t G, int64_t Kg, int64_t CK, in
   pw.MR = pw.kt->mr, pw.NR = pw.kt->nr, pw.KC = std::min<int64_t>(gemm_blocking().kc, kc_cap);
   pw.ms = (Kg + pw.MR - 1) / pw.MR;
   float* dst = t_wpack.get(G * pw.ms * pw.MR * CK);
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t pc = 0; pc < CK; pc += pw.KC) {
-      const int64_t kb = std::min(pw.KC, CK - pc);
+  // one item per (group, K block), spread over the threads when the weights are large enough to matter
+  // (512 x 2304 is a 4.7 MB transposing copy); every item writes its own part of the buffer
+  const int64_t nkb = (CK + pw.KC - 1) / pw.KC, items = G * nkb;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, Kg * pw.KC));
+  parallel_for(items, grain, 1, [&](int64_t b, int64_t e) {
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / nkb, pc = it % nkb * pw.KC, kb = std::min(pw.KC, CK - pc);
       pw.kt->pack_a_transpose(Kg, kb, w + g * Kg * CK + pc, CK, dst + g * pw.ms * pw.MR * CK + pc * pw.ms * pw.MR);
     }
+  });
   pw.data = dst;
   return pw;
 }
