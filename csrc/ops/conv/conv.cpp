@@ -165,6 +165,18 @@ inline void gather2(float* __restrict d, const float* __restrict s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] = s[2 * i];
 }
 
+// d[2 i] += s[i] for i < n (col2im's stride-2 columns): the pairs (d[2 i], d[2 i + 1]) are loaded and
+// stored whole, the odd one unchanged, which the compiler vectorises (the bare strided update stays
+// scalar); the last element alone, so nothing past d[2 n - 2] is written.
+inline void scatter_add2(float* __restrict d, const float* __restrict s, int64_t n) {
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    const float a = d[2 * i], b = d[2 * i + 1];
+    d[2 * i] = a + s[i];
+    d[2 * i + 1] = b;
+  }
+  if (n > 0) d[2 * (n - 1)] += s[n - 1];
+}
+
 // cols[(c * kvol + kk) * ld + j] = x[c, input position of output pixel p0 + j under kernel offset kk]
 // for c in [0, Cg), j in [0, tp); xg points at channel 0 of the group in image n. ld defaults to tp.
 void im2col_tile(const ConvShape& s, const float* xg, const InStrides& st, int64_t Cg, int64_t p0, int64_t tp,
@@ -228,6 +240,8 @@ void col2im_tile(const ConvShape& s, const float* cols, int64_t c0, int64_t c1, 
             const float* src = row + r.j;
             if (sw == 1) {
               for (int64_t i = lo; i < hi; ++i) dst[i - lo] += src[i];
+            } else if (sw == 2) {
+              scatter_add2(dst, src + lo, hi - lo);
             } else {
               for (int64_t i = lo; i < hi; ++i) dst[(i - lo) * sw] += src[i];
             }
