@@ -8,7 +8,8 @@ forward / backward (no autograd): ``fastml.nn.RNN``, ``GRU``, ``LSTM``.
 
 Parameters are NumPy arrays in ``parameters()`` / ``named_parameters()`` (and attributes such as
 ``weight_ih_l0``, ``weight_hh_l0_reverse``), initialised as torch does: U(-1/sqrt(H), 1/sqrt(H)) from
-``seed`` / ``rng``. ``forward`` keeps the reserve of its last call for ``backward`` (cuDNN style); ``grads``
+``seed`` / ``rng``. ``forward`` keeps the reserve of its last call for ``backward`` (cuDNN style), unless
+called with ``keep_reserve=False`` (inference: nothing kept, no per-step state stored, faster); ``grads``
 maps parameter names to the gradients of the last ``backward`` (overwritten, not accumulated, unless
 ``accumulate=True``). ``train()`` / ``eval()`` switch dropout between layers (seeded, counter-based: see
 fastml.functional.rnn).
