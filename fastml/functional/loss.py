@@ -180,7 +180,7 @@ def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index
     if out is not None:
         _B.check_out(out, x.shape, x.dtype, op)
         _B.check_out_overlap(out, op, exact_ok=(("input", x),),
-                      disjoint=(("grad_output", go), ("target", t), ("weight", w)))
+                             disjoint=(("grad_output", go), ("target", t), ("weight", w)))
     return _into(_np_loss.cross_entropy_backward(go, x, t, w, ignore_index, red, eps, probs), out)
 
 

@@ -82,24 +82,20 @@ void forward_row(const Ctx& c, const RnnKernels& kt, const float* gin, const flo
     }
     return;
   }
+  // the row's gates: the input projection of step t (LSTM, RNN), or the GRU's saved gates (their slot)
+  float* g = s.gates + ((c.gru ? c.slot(t) : t) * N + n) * c.SW;
   if (c.lstm) {
-    float* g = s.gates + (t * N + n) * c.SW;
     float* m = c.proj ? c.mp(t) + n * H : orow;
     kt.lstm_fwd(cnt, H, g + j0, rec, rs, c.cp(t) + n * H + j0, cn + n * H + j0, m + j0, s.ring ? 0 : 1);
     if (tn >= 0) copy(c.cp(tn) + n * H + j0, cn + n * H + j0, cnt);
     if (c.proj) return;  // h comes from the projection GEMM of the whole block
   } else if (c.gru) {
     const float* b_hn = c.L.b_hh ? c.L.b_hh + 2 * H + j0 : nullptr;
-    kt.gru_fwd(cnt, H, gin + (t * N + n) * c.GH + j0, rec, rs, b_hn, c.hp(t) + n * P + j0,
-               s.gates + (c.slot(t) * N + n) * c.SW + j0, orow + j0);
+    kt.gru_fwd(cnt, H, gin + (t * N + n) * c.GH + j0, rec, rs, b_hn, c.hp(t) + n * P + j0, g + j0, orow + j0);
   } else {
-    float* g = s.gates + (t * N + n) * c.SW;
-    if (s.ring) {
-      kt.rnn_fwd(cnt, g + j0, rec, orow + j0, c.L.relu ? 1 : 0);
-    } else {
-      kt.rnn_fwd(cnt, g + j0, rec, g + j0, c.L.relu ? 1 : 0);
-      copy(orow + j0, g + j0, cnt);
-    }
+    // kept for a backward: h' in place of the gates, then copied out; else straight into the output row
+    kt.rnn_fwd(cnt, g + j0, rec, s.ring ? orow + j0 : g + j0, c.L.relu ? 1 : 0);
+    if (!s.ring) copy(orow + j0, g + j0, cnt);
   }
   copy(hn + n * P + j0, orow + j0, cnt);
   if (tn >= 0) copy(c.hp(tn) + n * P + j0, orow + j0, cnt);
