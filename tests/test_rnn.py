@@ -441,8 +441,10 @@ def test_threads_bitwise_identical(rng, threads, mode, cfg):
 
 @pytest.mark.parametrize("mode", ["lstm", "gru", "rnn"])
 def test_small_batch_steps_alternate_gate_order_without_changing_bits(rng, threads, mode):
-    # batch <= the GEMV limit: the gates are visited in alternating order from one call / step to the next
-    # (csrc/ops/rnn/rnn.cpp forward_gemv); every call must give the same bits, on 1 and 2 threads
+    # batch <= the GEMV limit: every other pass over the weights (one per batch row and step) visits the
+    # gates and rows in reverse order (csrc/ops/rnn/rnn.cpp forward_gemv); every call must give the same
+    # bits, on 1 and 2 threads. The calls of one round make an odd number of passes, so the next round
+    # computes each batch row and step in the other order; H 70 leaves row blocks with a tail.
     G = {"lstm": 4, "gru": 3, "rnn": 1}[mode]
     I, H = 40, 70
     x = rng.standard_normal((2, I)).astype(np.float32)
@@ -450,17 +452,22 @@ def test_small_batch_steps_alternate_gate_order_without_changing_bits(rng, threa
     w_ih = (rng.standard_normal((G * H, I)) * 0.2).astype(np.float32)
     w_hh = (rng.standard_normal((G * H, H)) * 0.2).astype(np.float32)
     b_ih, b_hh = (rng.standard_normal(G * H).astype(np.float32) for _ in range(2))
-    cell = {"lstm": lambda: F.lstm_cell(x, (h, h), w_ih, w_hh, b_ih, b_hh),
-            "gru": lambda: F.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh),
-            "rnn": lambda: F.rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh)}[mode]
+
+    def cell(n):
+        a, b = x[:n], h[:n]
+        if mode == "lstm":
+            return list(F.lstm_cell(a, (b, b), w_ih, w_hh, b_ih, b_hh))
+        return [getattr(F, mode + "_cell")(a, b, w_ih, w_hh, b_ih, b_hh)]
+
     seq = getattr(F, mode)
     xs = rng.standard_normal((5, 2, I)).astype(np.float32)
     first = None
-    for nt in (1, 2, 2, 1):
+    for nt in (1, 2, 2, 1, 1, 2):
         fastml.set_num_threads(nt)
-        got = [np.asarray(a) for a in (cell() if mode == "lstm" else (cell(),))]
-        out = seq(xs, None, [w_ih, w_hh, b_ih, b_hh])[0]
-        got.append(out)
+        got = cell(1) + cell(2)
+        got.append(seq(xs, None, [w_ih, w_hh, b_ih, b_hh])[0])
+        got.append(seq(xs[:4, :1], None, [w_ih, w_hh, b_ih, b_hh])[0])  # 1 + 2 + 10 + 4 passes: odd
+        got = [np.asarray(a) for a in got]
         if first is None:
             first = got
         for a, b in zip(first, got):

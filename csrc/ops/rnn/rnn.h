@@ -77,8 +77,9 @@ struct RnnKernels {
   // a (+ r) -> h' into h (which may be a: in place)
   void (*rnn_fwd)(int64_t n, const float* a, const float* r, float* h, int relu);
   void (*rnn_bwd)(int64_t n, const float* h, const float* dh, float* da, int relu);
-  // y[r] += dot(W[r, 0:K], x) for r < rows (rows of W ldw apart); per-row order independent of `rows`.
-  void (*dot_rows)(int64_t rows, int64_t K, const float* W, int64_t ldw, const float* x, float* y);
+  // y[r] += dot(W[r, 0:K], x) for r < rows (rows of W ldw apart); per-row order independent of `rows`;
+  // rev != 0 visits the rows from the last one (same results).
+  void (*dot_rows)(int64_t rows, int64_t K, const float* W, int64_t ldw, const float* x, float* y, int rev);
 };
 
 FASTML_DECLARE_KERNEL_TABLES(RnnKernels, rnn)

@@ -156,10 +156,15 @@ inline void dot_block(int64_t K, const float* W, int64_t ldw, const float* x, fl
 }
 
 template <class V>
-void dot_rows(int64_t rows, int64_t K, const float* W, int64_t ldw, const float* x, float* y) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) dot_block<V, 4>(K, W + r * ldw, ldw, x, y + r);
-  for (; r < rows; ++r) dot_block<V, 1>(K, W + r * ldw, ldw, x, y + r);
+void dot_rows(int64_t rows, int64_t K, const float* W, int64_t ldw, const float* x, float* y, int rev) {
+  const int64_t full = rows / 4 * 4;
+  if (!rev) {
+    for (int64_t r = 0; r < full; r += 4) dot_block<V, 4>(K, W + r * ldw, ldw, x, y + r);
+    for (int64_t r = full; r < rows; ++r) dot_block<V, 1>(K, W + r * ldw, ldw, x, y + r);
+  } else {  // the same blocks, last row first
+    for (int64_t r = rows - 1; r >= full; --r) dot_block<V, 1>(K, W + r * ldw, ldw, x, y + r);
+    for (int64_t r = full - 4; r >= 0; r -= 4) dot_block<V, 4>(K, W + r * ldw, ldw, x, y + r);
+  }
 }
 
 template <class V>
