@@ -206,6 +206,49 @@ def test_threads_bitwise_identical(rng, threads, name):
     np.testing.assert_array_equal(a, b)
 
 
+def _gelu_sweep():
+    """Every interval edge of the compiled exact GELU's piecewise polynomial (k/4 up to 8, csrc
+    normal_tables.h), its thresholds 5.5 and 8, each with both float32 neighbours and for both signs,
+    then a dense grid over [-9, 9]."""
+    edges = np.concatenate([np.arange(33) / 4.0, [5.5]]).astype(np.float32)
+    pts = np.concatenate([edges, np.nextafter(edges, np.float32(-1)), np.nextafter(edges, np.float32(np.inf))])
+    return np.concatenate([pts, -pts, np.linspace(-9, 9, 200_001, dtype=np.float32)])
+
+
+def test_gelu_interval_edges_and_dense_grid(backend):
+    x = _gelu_sweep()
+    xd = x.astype(np.float64)
+    assert_close(F.gelu(x), R.gelu(xd), ulps=ULPS["gelu"], cond=condition_number(R.gelu, xd), what="gelu")
+    g = np.ones_like(x)
+    cond = condition_number(lambda v: R.gelu_backward(np.ones_like(v), v), xd)
+    assert_close(F.gelu_backward(g, x), R.gelu_backward(g.astype(np.float64), xd), ulps=BWD_ULPS["gelu"],
+                 atol=1e-30, cond=cond, what="gelu_backward")
+    if backend == "cpu-avx512":
+        # the piecewise polynomial (|x| < 8) evaluates Phi directly, without the erfc formula's
+        # amplification in the negative tail: 4 ulp with no condition-number allowance (3.7 measured
+        # over every 64th float32), and its derivative 4 ulp times (1 + cond) (2.0 measured)
+        near = np.abs(x) < 8
+        assert_close(F.gelu(x[near]), R.gelu(xd[near]), ulps=4, what="gelu (polynomial)")
+        assert_close(F.gelu_backward(g[near], x[near]), R.gelu_backward(g[near].astype(np.float64), xd[near]),
+                     ulps=4, atol=1e-30, cond=cond[near], what="gelu_backward (polynomial)")
+
+
+@pytest.mark.parametrize("far", [-20.0, 4.5, 9.0, np.inf, -np.inf, np.nan])
+def test_gelu_lane_does_not_depend_on_its_neighbours(backend, rng, far):
+    # lanes beyond the polynomial's range take the erfc / exp formulas, and only vectors holding such a
+    # lane compute them: every other lane must come out the same with or without such a neighbour
+    x = rng.uniform(-7.5, 5.0, 256).astype(np.float32)
+    g = rng.standard_normal(256).astype(np.float32)
+    y = x.copy()
+    y[3::16] = far  # one lane in every 16-float vector (and every 8-float one)
+    keep = np.ones(256, bool)
+    keep[3::16] = False
+    with np.errstate(invalid="ignore"):  # gelu(-inf) = -inf * 0 (NaN, as in torch) on the NumPy backend
+        fy, by = F.gelu(y), F.gelu_backward(g, y)
+    np.testing.assert_array_equal(fy[keep], F.gelu(x)[keep])
+    np.testing.assert_array_equal(by[keep], F.gelu_backward(g, x)[keep])
+
+
 
 @pytest.mark.torch
 @pytest.mark.parametrize("name", list(OPS))

@@ -9,6 +9,7 @@ namespace fastml::cpu::avx2 {
 
 struct VecF {
   static constexpr int N = 8;
+  static constexpr bool kTable32 = false;  // no 32-entry register lookup (simd/math.h)
   using Mask = __m256;
   __m256 v;
 
@@ -119,9 +120,11 @@ struct VecF {
   // a > b or a is NaN (the max-pooling scan rule: a later NaN replaces the running maximum)
   friend Mask cmp_gt_or_nan(VecF a, VecF b) { return _mm256_or_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ), _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q)); }
   friend Mask is_nan(VecF a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
-  friend Mask mask_and(Mask a, Mask b) { return _mm256_and_ps(a, b); }
-  friend Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }
-  friend bool mask_any(Mask m) { return _mm256_movemask_ps(m) != 0; }
+  // masks are not VecF, so argument-dependent lookup cannot find friends taking them: V::mask_or(...)
+  static Mask mask_and(Mask a, Mask b) { return _mm256_and_ps(a, b); }
+  static Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }
+  static bool mask_any(Mask m) { return _mm256_movemask_ps(m) != 0; }
+  static bool mask_all(Mask m) { return _mm256_movemask_ps(m) == 0xFF; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
 
   // lanes moved down by one, `last` into the top lane: a1 a2 ... a7 last

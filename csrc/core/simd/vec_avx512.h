@@ -98,10 +98,22 @@ struct VecF {
   // a > b or a is NaN (the max-pooling scan rule: a later NaN replaces the running maximum)
   friend Mask cmp_gt_or_nan(VecF a, VecF b) { return static_cast<Mask>(_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ) | _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q)); }
   friend Mask is_nan(VecF a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
-  friend Mask mask_and(Mask a, Mask b) { return static_cast<Mask>(a & b); }
-  friend Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
-  friend bool mask_any(Mask m) { return m != 0; }
+  // masks are not VecF, so argument-dependent lookup cannot find friends taking them: V::mask_or(...)
+  static Mask mask_and(Mask a, Mask b) { return static_cast<Mask>(a & b); }
+  static Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
+  static bool mask_any(Mask m) { return m != 0; }
+  static bool mask_all(Mask m) { return m == 0xFFFF; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }  // m ? a : b
+
+  // 32-entry tables held in two registers (piecewise polynomials, simd/math.h): lane l of
+  // lookup32(lo, hi, i) is entry (i_l mod 32) of lo:hi. Index: truncated non-negative floats.
+  static constexpr bool kTable32 = true;
+  struct Index {
+    __m512i v;
+  };
+  friend Index trunc_index(VecF t) { return {_mm512_cvttps_epi32(t.v)}; }
+  friend VecF to_float(Index i) { return {_mm512_cvtepi32_ps(i.v)}; }
+  friend VecF lookup32(VecF lo, VecF hi, Index i) { return {_mm512_permutex2var_ps(lo.v, i.v, hi.v)}; }
 
   // lanes moved down by one, `last` into the top lane: a1 a2 ... a15 last
   friend VecF shift_down(VecF a, float last) {

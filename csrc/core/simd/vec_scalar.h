@@ -9,6 +9,7 @@ namespace fastml::cpu::scalar {
 
 struct VecF {
   static constexpr int N = 1;
+  static constexpr bool kTable32 = false;  // no 32-entry register lookup (simd/math.h)
   using Mask = bool;
   float v;
 
@@ -64,9 +65,11 @@ struct VecF {
   // a > b or a is NaN (the max-pooling scan rule: a later NaN replaces the running maximum)
   friend Mask cmp_gt_or_nan(VecF a, VecF b) { return a.v > b.v || a.v != a.v; }
   friend Mask is_nan(VecF a) { return a.v != a.v; }
-  friend Mask mask_and(Mask a, Mask b) { return a && b; }
-  friend Mask mask_or(Mask a, Mask b) { return a || b; }
-  friend bool mask_any(Mask m) { return m; }
+  // masks are not VecF, so argument-dependent lookup cannot find friends taking them: V::mask_or(...)
+  static Mask mask_and(Mask a, Mask b) { return a && b; }
+  static Mask mask_or(Mask a, Mask b) { return a || b; }
+  static bool mask_any(Mask m) { return m; }
+  static bool mask_all(Mask m) { return m; }
   friend VecF select(Mask m, VecF a, VecF b) { return m ? a : b; }
 
   // lanes moved down by one, `last` into the top lane (one lane: just `last`)

@@ -57,16 +57,61 @@ void tanh_backward(int64_t n, const float* dy, const float* y, float* dx, float)
   map2<V>(n, dy, y, dx, [one](V g, V t) { return g * fnmadd(t, t, one); });
 }
 
+// Exact GELU. With a 32-entry register lookup (V::kTable32), lanes with |x| < 8 take Phi and phi from the
+// piecewise polynomial of simd::NormalTail (x < 0: Phi(x) = Q(|x|); x >= 0: 1 - Q(x)); the other lanes
+// (x >= 8 in the forward: Phi(x) = 1 - Q(x) rounds to 1 from x = 5.5 on, so y = x; in the backward, and
+// x <= -8 or NaN) use the erfc / exp formulas, computed only for vectors that hold such a lane. A lane's
+// result depends on its own input only, never on its neighbours in the vector.
+template <class V>
+V gelu_exact(V v) {
+  return v * simd::normal_cdf(v);
+}
+template <class V>
+V gelu_exact_grad(V v) {  // Phi(x) + x phi(x)
+  const V pdf = V::set1(kInvSqrt2Pi) * simd::exp(V::set1(-0.5f) * v * v);
+  return fmadd(v, pdf, simd::normal_cdf(v));
+}
+template <class V>
+V gelu_cdf_from_tail(V v, V q) {
+  return select(cmp_lt(v, V::zero()), q, V::set1(1.0f) - q);
+}
+
 template <class V>
 void gelu_forward(int64_t n, const float* x, float* y, float) {
-  map1<V>(n, x, y, [](V v) { return v * simd::normal_cdf(v); });
+  if constexpr (V::kTable32) {
+    const simd::NormalTail<V> tail;
+    map1<V>(n, x, y, [&tail](V v) {
+      const V a = abs(v);
+      const auto one = cmp_ge(v, V::set1(5.5f));
+      const auto ok = V::mask_or(cmp_lt(a, V::set1(8.0f)), one);  // NaN: neither
+      V s;
+      typename V::Index i;
+      simd::NormalTail<V>::arg(a, s, i);
+      const V fast = select(one, v, v * gelu_cdf_from_tail(v, tail.q(s, i)));
+      return V::mask_all(ok) ? fast : select(ok, fast, gelu_exact(v));
+    });
+  } else {
+    map1<V>(n, x, y, [](V v) { return gelu_exact(v); });
+  }
 }
 template <class V>
 void gelu_backward(int64_t n, const float* dy, const float* x, float* dx, float) {
-  map2<V>(n, dy, x, dx, [](V g, V v) {
-    const V pdf = V::set1(kInvSqrt2Pi) * simd::exp(V::set1(-0.5f) * v * v);
-    return g * fmadd(v, pdf, simd::normal_cdf(v));
-  });
+  if constexpr (V::kTable32) {
+    const simd::NormalTail<V> tail;
+    map2<V>(n, dy, x, dx, [&tail](V g, V v) {
+      const V a = abs(v);
+      const auto ok = cmp_lt(a, V::set1(8.0f));  // NaN: false
+      V s, q, d4;
+      typename V::Index i;
+      simd::NormalTail<V>::arg(a, s, i);
+      tail.q_and_density4(s, i, q, d4);
+      // x phi = x (4 d4): the factor 4 is exact
+      const V fast = fmadd(v, d4 * V::set1(4.0f), gelu_cdf_from_tail(v, q));
+      return g * (V::mask_all(ok) ? fast : select(ok, fast, gelu_exact_grad(v)));
+    });
+  } else {
+    map2<V>(n, dy, x, dx, [](V g, V v) { return g * gelu_exact_grad(v); });
+  }
 }
 
 template <class V>
