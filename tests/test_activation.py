@@ -206,17 +206,17 @@ def test_threads_bitwise_identical(rng, threads, name):
     np.testing.assert_array_equal(a, b)
 
 
-def _gelu_sweep():
-    """Every interval edge of the compiled exact GELU's piecewise polynomial (k/4 up to 8, csrc
-    normal_tables.h), its thresholds 5.5 and 8, each with both float32 neighbours and for both signs,
-    then a dense grid over [-9, 9]."""
+def _piecewise_sweep():
+    """Every interval edge of the compiled piecewise polynomials (k/4 up to 8, csrc poly_tables.h: exact
+    GELU and tanh on AVX-512) and GELU's threshold 5.5, each with both float32 neighbours and for both
+    signs, then a dense grid over [-9, 9]."""
     edges = np.concatenate([np.arange(33) / 4.0, [5.5]]).astype(np.float32)
     pts = np.concatenate([edges, np.nextafter(edges, np.float32(-1)), np.nextafter(edges, np.float32(np.inf))])
     return np.concatenate([pts, -pts, np.linspace(-9, 9, 200_001, dtype=np.float32)])
 
 
 def test_gelu_interval_edges_and_dense_grid(backend):
-    x = _gelu_sweep()
+    x = _piecewise_sweep()
     xd = x.astype(np.float64)
     assert_close(F.gelu(x), R.gelu(xd), ulps=ULPS["gelu"], cond=condition_number(R.gelu, xd), what="gelu")
     g = np.ones_like(x)
@@ -231,6 +231,25 @@ def test_gelu_interval_edges_and_dense_grid(backend):
         assert_close(F.gelu(x[near]), R.gelu(xd[near]), ulps=4, what="gelu (polynomial)")
         assert_close(F.gelu_backward(g[near], x[near]), R.gelu_backward(g[near].astype(np.float64), xd[near]),
                      ulps=4, atol=1e-30, cond=cond[near], what="gelu_backward (polynomial)")
+
+
+def test_tanh_interval_edges_and_dense_grid(backend):
+    x = _piecewise_sweep()
+    x = np.concatenate([x, np.float32(2.0) ** -np.arange(1, 150, dtype=np.float32)])  # down to denormals
+    ref = R.tanh(x.astype(np.float64))
+    assert_close(F.tanh(x), ref, ulps=ULPS["tanh"], what="tanh")
+    if backend == "cpu-avx512":  # the piecewise polynomial: 1.4 ulp measured over every 64th float32
+        assert_close(F.tanh(x), ref, ulps=2, what="tanh (polynomial)")
+
+
+@pytest.mark.parametrize("far", [-20.0, 9.0, np.inf, np.nan])
+def test_tanh_lane_does_not_depend_on_its_neighbours(backend, rng, far):
+    x = rng.uniform(-7.9, 7.9, 256).astype(np.float32)
+    y = x.copy()
+    y[5::16] = far
+    keep = np.ones(256, bool)
+    keep[5::16] = False
+    np.testing.assert_array_equal(F.tanh(y)[keep], F.tanh(x)[keep])
 
 
 @pytest.mark.parametrize("far", [-20.0, 4.5, 9.0, np.inf, -np.inf, np.nan])

@@ -8,12 +8,13 @@
 //   sigmoid   1/(1+e^{-|x|}) (times e^{-|x|} for x < 0), Newton-refined hardware reciprocal: <= 4 ulp.
 //   erfc(z)/2 z >= 0, Numerical Recipes' erfcc Chebyshev fit (fractional error < 1.2e-7) with an
 //             exact z^2 (FMA split) so the exponent does not amplify rounding for large z.
-//   Q(a), phi(a)  0 <= a < 8, piecewise polynomial (NormalTail, ISAs with a 32-entry register lookup):
-//             fit < 1.3e-8 / 1.1e-7 relative; GELU from it within 3.7 ulp of float64.
+//   Q(a), phi(a), tanh(a)  0 <= a < 8, piecewise polynomials (poly32, ISAs with a 32-entry register
+//             lookup): fits < 1.3e-8 / 1.1e-7 / 3e-9 relative; GELU from Q within 3.7 ulp of float64,
+//             tanh within 1.4 ulp (tanh() below uses them for |x| < 8 on those ISAs).
 #pragma once
 #include <cmath>
 
-#include "core/simd/normal_tables.h"
+#include "core/simd/poly_tables.h"
 
 namespace fastml::simd {
 
@@ -88,13 +89,63 @@ inline V expm1(V x) {
   return fmadd(s, em1_r, s - V::set1(1.0f));
 }
 
+// Piecewise polynomials on [0, 8) (poly_tables.h, written by tools/poly_tables.py): 32 intervals of
+// width 1/4, interval i = floor(4 a), s = 4 a - t[0][i], f(a) ~ sum_k t[1 + k][i] s^k (degree 8), the
+// rows held as two 16-lane registers each and read with a 32-entry register lookup (ISAs with
+// V::kTable32): 10 lookups and 8 FMAs. Lanes with a outside [0, 8) or NaN get garbage (finite, inf or
+// NaN): callers select. Tables: the normal's upper tail Q(a) = erfc(a/sqrt 2)/2 with phi(a) = -Q'(a)
+// (fit < 1.3e-8 / 1.1e-7 relative), tanh(a) (< 3e-9). Accuracy in float32: tests/test_activation.py.
+template <class V>
+struct Piece {
+  V s;
+  typename V::Index i;
+};
+template <class V>
+inline V row32(const float (&t)[32], typename V::Index i) {
+  return lookup32(V::load(t), V::load(t + 16), i);
+}
+template <class V, int R>
+inline Piece<V> piece32(const float (&t)[R][32], V a) {
+  const V u = a * V::set1(4.0f);
+  const auto i = trunc_index(u);
+  return {u - row32<V>(t[0], i), i};
+}
+template <class V, int R>
+inline V poly32(const float (&t)[R][32], const Piece<V>& p) {
+  V r = row32<V>(t[R - 1], p.i);
+  for (int k = R - 2; k >= 1; --k) r = fmadd(r, p.s, row32<V>(t[k], p.i));
+  return r;
+}
+// the polynomial and its derivative in s (Horner for both together)
+template <class V, int R>
+inline V poly32_slope(const float (&t)[R][32], const Piece<V>& p, V& dds) {
+  V r = row32<V>(t[R - 1], p.i), d = V::zero();
+  for (int k = R - 2; k >= 1; --k) {
+    d = fmadd(d, p.s, r);
+    r = fmadd(r, p.s, row32<V>(t[k], p.i));
+  }
+  dds = d;
+  return r;
+}
+
 // tanh|x| = d / (d + 2) with d = e^{2|x|} - 1 >= 0: no cancellation (d + 2 >= 2) and the relative
 // error of d is not amplified; d saturates at e^88 where tanh rounds to 1. One expm1, one division.
 template <class V>
-inline V tanh(V x) {
+inline V tanh_by_expm1(V x) {
   const V ax = abs(x);
   const V d = expm1(ax + ax);
   return copysign(d / (d + V::set1(2.0f)), x);
+}
+template <class V>
+inline V tanh(V x) {
+  if constexpr (V::kTable32) {  // |x| < 8 by the piecewise polynomial; other lanes (and NaN) as below
+    const V a = abs(x);
+    const auto ok = cmp_lt(a, V::set1(8.0f));
+    const V fast = copysign(poly32(kTanhPoly, piece32(kTanhPoly, a)), x);
+    return V::mask_all(ok) ? fast : select(ok, fast, tanh_by_expm1(x));
+  } else {
+    return tanh_by_expm1(x);
+  }
 }
 
 // erfc(z) / 2 for z >= 0: Numerical Recipes' erfcc (2nd ed., section 6.2), erfc(z) = t exp(-z^2 + P(t))
@@ -132,45 +183,6 @@ inline V normal_cdf(V x) {
   const V c = half_erfc_nonneg(abs(x) * V::set1(0.70710678118654752f));
   return select(cmp_lt(x, V::zero()), c, V::set1(1.0f) - c);
 }
-
-// The normal's upper tail Q(a) = erfc(a/sqrt 2)/2 and density phi(a) = -Q'(a) for 0 <= a < 8 from one
-// piecewise polynomial (normal_tables.h: 32 intervals of width 1/4, degree 8 in s = 4 a - i - 1/2, fitted
-// to < 1.3e-8 relative for Q and 1.1e-7 for phi), for ISAs with a 32-entry register lookup
-// (V::kTable32): 9 lookups and 8 FMAs (16 with phi) instead of a reciprocal, a degree-9 polynomial and an
-// exp. Lanes with a outside [0, 8) get garbage (finite, inf or NaN): callers select. GELU's accuracy
-// this way: tests/test_activation.py.
-template <class V>
-struct NormalTail {
-  static constexpr int kTerms = 9;
-  V lo[kTerms], hi[kTerms];  // entries 0-15 and 16-31 of each coefficient
-  NormalTail() {
-    for (int k = 0; k < kTerms; ++k) {
-      lo[k] = V::load(kNormalTailPoly[k]);
-      hi[k] = V::load(kNormalTailPoly[k] + 16);
-    }
-  }
-  // a -> (interval i = floor(4 a), s = 4 a - i - 1/2 in [-1/2, 1/2]); 4 a and 4 a - i are exact
-  static void arg(V a, V& s, typename V::Index& i) {
-    const V t = a * V::set1(4.0f);
-    i = trunc_index(t);
-    s = (t - to_float(i)) - V::set1(0.5f);
-  }
-  V q(V s, typename V::Index i) const {
-    V r = lookup32(lo[kTerms - 1], hi[kTerms - 1], i);
-    for (int k = kTerms - 2; k >= 0; --k) r = fmadd(r, s, lookup32(lo[k], hi[k], i));
-    return r;
-  }
-  // Q and phi / 4 = -dp/ds (Horner for the polynomial and its derivative together)
-  void q_and_density4(V s, typename V::Index i, V& q, V& d4) const {
-    V r = lookup32(lo[kTerms - 1], hi[kTerms - 1], i), d = V::zero();
-    for (int k = kTerms - 2; k >= 0; --k) {
-      d = fmadd(d, s, r);
-      r = fmadd(r, s, lookup32(lo[k], hi[k], i));
-    }
-    q = r;
-    d4 = -d;
-  }
-};
 
 }  // namespace fastml::simd
 

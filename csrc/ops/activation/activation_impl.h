@@ -58,7 +58,7 @@ void tanh_backward(int64_t n, const float* dy, const float* y, float* dx, float)
 }
 
 // Exact GELU. With a 32-entry register lookup (V::kTable32), lanes with |x| < 8 take Phi and phi from the
-// piecewise polynomial of simd::NormalTail (x < 0: Phi(x) = Q(|x|); x >= 0: 1 - Q(x)); the other lanes
+// piecewise polynomial of the normal tail (simd::poly32; x < 0: Phi(x) = Q(|x|); x >= 0: 1 - Q(x)); the other lanes
 // (x >= 8 in the forward: Phi(x) = 1 - Q(x) rounds to 1 from x = 5.5 on, so y = x; in the backward, and
 // x <= -8 or NaN) use the erfc / exp formulas, computed only for vectors that hold such a lane. A lane's
 // result depends on its own input only, never on its neighbours in the vector.
@@ -79,15 +79,12 @@ V gelu_cdf_from_tail(V v, V q) {
 template <class V>
 void gelu_forward(int64_t n, const float* x, float* y, float) {
   if constexpr (V::kTable32) {
-    const simd::NormalTail<V> tail;
-    map1<V>(n, x, y, [&tail](V v) {
+    map1<V>(n, x, y, [](V v) {
       const V a = abs(v);
       const auto one = cmp_ge(v, V::set1(5.5f));
       const auto ok = V::mask_or(cmp_lt(a, V::set1(8.0f)), one);  // NaN: neither
-      V s;
-      typename V::Index i;
-      simd::NormalTail<V>::arg(a, s, i);
-      const V fast = select(one, v, v * gelu_cdf_from_tail(v, tail.q(s, i)));
+      const V q = simd::poly32(simd::kNormalTailPoly, simd::piece32(simd::kNormalTailPoly, a));
+      const V fast = select(one, v, v * gelu_cdf_from_tail(v, q));
       return V::mask_all(ok) ? fast : select(ok, fast, gelu_exact(v));
     });
   } else {
@@ -97,16 +94,13 @@ void gelu_forward(int64_t n, const float* x, float* y, float) {
 template <class V>
 void gelu_backward(int64_t n, const float* dy, const float* x, float* dx, float) {
   if constexpr (V::kTable32) {
-    const simd::NormalTail<V> tail;
-    map2<V>(n, dy, x, dx, [&tail](V g, V v) {
+    map2<V>(n, dy, x, dx, [](V g, V v) {
       const V a = abs(v);
       const auto ok = cmp_lt(a, V::set1(8.0f));  // NaN: false
-      V s, q, d4;
-      typename V::Index i;
-      simd::NormalTail<V>::arg(a, s, i);
-      tail.q_and_density4(s, i, q, d4);
-      // x phi = x (4 d4): the factor 4 is exact
-      const V fast = fmadd(v, d4 * V::set1(4.0f), gelu_cdf_from_tail(v, q));
+      V slope;
+      const V q = simd::poly32_slope(simd::kNormalTailPoly, simd::piece32(simd::kNormalTailPoly, a), slope);
+      // x phi(x) = x (-4 dQ/ds): the factor -4 is exact
+      const V fast = fmadd(v, slope * V::set1(-4.0f), gelu_cdf_from_tail(v, q));
       return g * (V::mask_all(ok) ? fast : select(ok, fast, gelu_exact_grad(v)));
     });
   } else {
