@@ -112,7 +112,6 @@ struct VecF {
     __m512i v;
   };
   friend Index trunc_index(VecF t) { return {_mm512_cvttps_epi32(t.v)}; }
-  friend VecF to_float(Index i) { return {_mm512_cvtepi32_ps(i.v)}; }
   friend VecF lookup32(VecF lo, VecF hi, Index i) { return {_mm512_permutex2var_ps(lo.v, i.v, hi.v)}; }
 
   // lanes moved down by one, `last` into the top lane: a1 a2 ... a15 last

@@ -57,11 +57,11 @@ void tanh_backward(int64_t n, const float* dy, const float* y, float* dx, float)
   map2<V>(n, dy, y, dx, [one](V g, V t) { return g * fnmadd(t, t, one); });
 }
 
-// Exact GELU. With a 32-entry register lookup (V::kTable32), lanes with |x| < 8 take Phi and phi from the
-// piecewise polynomial of the normal tail (simd::poly32; x < 0: Phi(x) = Q(|x|); x >= 0: 1 - Q(x)); the other lanes
-// (x >= 8 in the forward: Phi(x) = 1 - Q(x) rounds to 1 from x = 5.5 on, so y = x; in the backward, and
-// x <= -8 or NaN) use the erfc / exp formulas, computed only for vectors that hold such a lane. A lane's
-// result depends on its own input only, never on its neighbours in the vector.
+// Exact GELU. With a 32-entry register lookup (V::kTable32), lanes with |x| < 8 take Phi and phi from
+// the piecewise polynomial of the normal tail (simd::poly32): Phi(x) = Q(|x|) for x < 0, 1 - Q(x) else.
+// In the forward, x >= 5.5 gives y = x (Phi(x) = 1 - Q(x) rounds to 1 there). The other lanes (x <= -8,
+// x >= 8 in the backward, NaN) use the erfc / exp formulas, computed only for vectors that hold such a
+// lane. A lane's result depends on its own input only, never on its neighbours in the vector.
 template <class V>
 V gelu_exact(V v) {
   return v * simd::normal_cdf(v);

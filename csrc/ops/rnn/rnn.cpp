@@ -155,7 +155,7 @@ void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* 
     int64_t chunk = (H + nth - 1) / nth;
     chunk = (chunk + 7) / 8 * 8;
     const int64_t j0 = std::min<int64_t>(H, chunk * tid), j1 = std::min<int64_t>(H, j0 + chunk), cnt = j1 - j0;
-    // LSTM cell, reversed pass: h W_hh^T is summed here first and added after x W_ih^T + b, as forward
+    // LSTM / RNN cell, reversed pass: h W_hh^T is summed here first, then added after x W_ih^T + b
     float* rec = fuse_in && !c.gru && cnt > 0 ? scratch(2, cnt) : nullptr;
     for (int64_t k = 0; k < c.T; ++k) {
       const int64_t t = c.time(k), tn = k + 1 < c.T ? c.time(k + 1) : -1;
