@@ -59,9 +59,9 @@ void tanh_backward(int64_t n, const float* dy, const float* y, float* dx, float)
 
 // Exact GELU. With a 32-entry register lookup (V::kTable32), lanes with |x| < 8 take Phi and phi from
 // the piecewise polynomial of the normal tail (simd::poly32): Phi(x) = Q(|x|) for x < 0, 1 - Q(x) else.
-// In the forward, x >= 5.5 gives y = x (Phi(x) = 1 - Q(x) rounds to 1 there). The other lanes (x <= -8,
-// x >= 8 in the backward, NaN) use the erfc / exp formulas, computed only for vectors that hold such a
-// lane. A lane's result depends on its own input only, never on its neighbours in the vector.
+// In the forward, x >= 5.5 gives y = x (Phi(x) = 1 - Q(x) rounds to 1 there). The other lanes (forward:
+// x <= -(8 - 2^-10); backward: |x| >= 8; NaN) use the erfc / exp formulas, computed only for vectors that
+// hold such a lane. A lane's result depends on its own input only, never on its neighbours in the vector.
 template <class V>
 V gelu_exact(V v) {
   return v * simd::normal_cdf(v);
@@ -79,12 +79,14 @@ V gelu_cdf_from_tail(V v, V q) {
 template <class V>
 void gelu_forward(int64_t n, const float* x, float* y, float) {
   if constexpr (V::kTable32) {
+    // |x| is clamped to the last interval, below 8: for x >= 5.5 Phi(x) = 1 - Q rounds to 1 whatever the
+    // clamp, so y = x exactly; x <= -c (and NaN) take the erfc form
+    constexpr float c = 8.0f - 1.0f / 1024.0f;
     map1<V>(n, x, y, [](V v) {
-      const V a = abs(v);
-      const auto one = cmp_ge(v, V::set1(5.5f));
-      const auto ok = V::mask_or(cmp_lt(a, V::set1(8.0f)), one);  // NaN: neither
+      const auto ok = cmp_gt(v, V::set1(-c));  // NaN: false
+      const V a = min(abs(v), V::set1(c));
       const V q = simd::poly32(simd::kNormalTailPoly, simd::piece32(simd::kNormalTailPoly, a));
-      const V fast = select(one, v, v * gelu_cdf_from_tail(v, q));
+      const V fast = v * gelu_cdf_from_tail(v, q);
       return V::mask_all(ok) ? fast : select(ok, fast, gelu_exact(v));
     });
   } else {
