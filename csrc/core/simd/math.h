@@ -128,6 +128,15 @@ inline V poly32_slope(const float (&t)[R][32], const Piece<V>& p, V& dds) {
   return r;
 }
 
+// `fast` where `ok`, slow() elsewhere. slow() runs only for vectors with a lane outside `ok`, and each
+// lane's result depends on its own input alone, never on which neighbours share its vector (so thread
+// splits and tails cannot change bits). Always inlined: left to GCC, the exact-GELU backward's loop
+// came out 12% slower (the fallback's call sites and the register allocation around them moved).
+template <class V, class M, class F>
+[[gnu::always_inline]] inline V where_else(M ok, V fast, F slow) {
+  return V::mask_all(ok) ? fast : select(ok, fast, slow());
+}
+
 // tanh|x| = d / (d + 2) with d = e^{2|x|} - 1 >= 0: no cancellation (d + 2 >= 2) and the relative
 // error of d is not amplified; d saturates at e^88 where tanh rounds to 1. One expm1, one division.
 template <class V>
@@ -142,7 +151,7 @@ inline V tanh(V x) {
     const V a = abs(x);
     const auto ok = cmp_lt(a, V::set1(8.0f));
     const V fast = copysign(poly32(kTanhPoly, piece32(kTanhPoly, a)), x);
-    return V::mask_all(ok) ? fast : select(ok, fast, tanh_by_expm1(x));
+    return where_else(ok, fast, [x] { return tanh_by_expm1(x); });
   } else {
     return tanh_by_expm1(x);
   }

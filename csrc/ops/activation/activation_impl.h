@@ -61,7 +61,7 @@ void tanh_backward(int64_t n, const float* dy, const float* y, float* dx, float)
 // the piecewise polynomial of the normal tail (simd::poly32): Phi(x) = Q(|x|) for x < 0, 1 - Q(x) else.
 // In the forward, x >= 5.5 gives y = x (Phi(x) = 1 - Q(x) rounds to 1 there). The other lanes (forward:
 // x <= -(8 - 2^-10); backward: |x| >= 8; NaN) use the erfc / exp formulas, computed only for vectors that
-// hold such a lane. A lane's result depends on its own input only, never on its neighbours in the vector.
+// hold such a lane (simd::where_else: per lane, never depending on the neighbours in the vector).
 template <class V>
 V gelu_exact(V v) {
   return v * simd::normal_cdf(v);
@@ -87,7 +87,7 @@ void gelu_forward(int64_t n, const float* x, float* y, float) {
       const V a = min(abs(v), V::set1(c));
       const V q = simd::poly32(simd::kNormalTailPoly, simd::piece32(simd::kNormalTailPoly, a));
       const V fast = v * gelu_cdf_from_tail(v, q);
-      return V::mask_all(ok) ? fast : select(ok, fast, gelu_exact(v));
+      return simd::where_else(ok, fast, [v] { return gelu_exact(v); });
     });
   } else {
     map1<V>(n, x, y, [](V v) { return gelu_exact(v); });
@@ -103,7 +103,7 @@ void gelu_backward(int64_t n, const float* dy, const float* x, float* dx, float)
       const V q = simd::poly32_slope(simd::kNormalTailPoly, simd::piece32(simd::kNormalTailPoly, a), slope);
       // x phi(x) = x (-4 dQ/ds): the factor -4 is exact
       const V fast = fmadd(v, slope * V::set1(-4.0f), gelu_cdf_from_tail(v, q));
-      return g * (V::mask_all(ok) ? fast : select(ok, fast, gelu_exact_grad(v)));
+      return g * simd::where_else(ok, fast, [v] { return gelu_exact_grad(v); });
     });
   } else {
     map2<V>(n, dy, x, dx, [](V g, V v) { return g * gelu_exact_grad(v); });

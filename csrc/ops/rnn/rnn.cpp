@@ -169,29 +169,24 @@ void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* 
             float* y = grow + q * H + j0;
             const float* wi = c.L.w_ih + (q * H + j0) * I;
             const float* wh = c.L.w_hh + (q * H + j0) * P;
-            if (c.gru) {
+            auto in = [&] {  // y = x W_ih^T + b (a cell step)
+              if (bias) copy(y, bias + q * H + j0, cnt); else zero(y, cnt);
+              kt.dot_rows(cnt, I, wi, I, c.L.x + n * I, y, rev);
+            };
+            if (c.gru) {  // h W_hh^T goes to its own rows: only the order of the two passes changes
               float* yh = ghbuf + n * GH + q * H + j0;
-              auto in = [&] {
-                if (bias) copy(y, bias + q * H + j0, cnt); else zero(y, cnt);
-                kt.dot_rows(cnt, I, wi, I, c.L.x + n * I, y, rev);
-              };
               if (fuse_in && !rev) in();
               zero(yh, cnt);
               kt.dot_rows(cnt, P, wh, P, h, yh, rev);
               if (fuse_in && rev) in();
-            } else if (!fuse_in) {
+            } else if (!fuse_in || !rev) {
+              if (fuse_in) in();
               kt.dot_rows(cnt, P, wh, P, h, y, rev);
-            } else {
-              if (bias) copy(y, bias + q * H + j0, cnt); else zero(y, cnt);
-              if (!rev) {
-                kt.dot_rows(cnt, I, wi, I, c.L.x + n * I, y, 0);
-                kt.dot_rows(cnt, P, wh, P, h, y, 0);
-              } else {  // -0 is the identity of +: rec[r] is exactly the dot that forward adds
-                std::fill(rec, rec + cnt, -0.0f);
-                kt.dot_rows(cnt, P, wh, P, h, rec, 1);
-                kt.dot_rows(cnt, I, wi, I, c.L.x + n * I, y, 1);
-                for (int64_t r = 0; r < cnt; ++r) y[r] += rec[r];
-              }
+            } else {  // -0 is the identity of +: rec[r] is exactly the dot that forward adds
+              std::fill(rec, rec + cnt, -0.0f);
+              kt.dot_rows(cnt, P, wh, P, h, rec, rev);
+              in();
+              for (int64_t r = 0; r < cnt; ++r) y[r] += rec[r];
             }
           }
         }
