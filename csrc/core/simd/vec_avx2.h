@@ -126,6 +126,7 @@ struct VecF {
   static bool mask_any(Mask m) { return _mm256_movemask_ps(m) != 0; }
   static bool mask_all(Mask m) { return _mm256_movemask_ps(m) == 0xFF; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
+  friend VecF add_if(Mask m, VecF a, VecF b) { return {_mm256_blendv_ps(a.v, _mm256_add_ps(a.v, b.v), m)}; }  // m ? a + b : a
 
   // lanes moved down by one, `last` into the top lane: a1 a2 ... a7 last
   friend VecF shift_down(VecF a, float last) {

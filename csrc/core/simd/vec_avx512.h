@@ -104,6 +104,7 @@ struct VecF {
   static bool mask_any(Mask m) { return m != 0; }
   static bool mask_all(Mask m) { return m == 0xFFFF; }
   friend VecF select(Mask m, VecF a, VecF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }  // m ? a : b
+  friend VecF add_if(Mask m, VecF a, VecF b) { return {_mm512_mask_add_ps(a.v, m, a.v, b.v)}; }  // m ? a + b : a
 
   // 32-entry tables held in two registers (piecewise polynomials, simd/math.h): lane l of
   // lookup32(lo, hi, i) is entry (i_l mod 32) of lo:hi. Index: truncated non-negative floats.

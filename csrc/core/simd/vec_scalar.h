@@ -71,6 +71,7 @@ struct VecF {
   static bool mask_any(Mask m) { return m; }
   static bool mask_all(Mask m) { return m; }
   friend VecF select(Mask m, VecF a, VecF b) { return m ? a : b; }
+  friend VecF add_if(Mask m, VecF a, VecF b) { return m ? a + b : a; }
 
   // lanes moved down by one, `last` into the top lane (one lane: just `last`)
   friend VecF shift_down(VecF a, float last) {

@@ -3,6 +3,74 @@
 #include "core/simd/vec_avx512.h"
 #include "ops/pool/pool_impl.h"
 
+// Max backward pass 1 (pool_backward_impl.h): the codes of a run of output rows with the same valid tap rows,
+// 16 windows a step with masked loads and byte stores (the generic loop stages int32 codes and leaves each
+// row's last partial vector to a scalar epilogue: ~1.5x the work here).
+namespace fastml::pool_impl {
+namespace {
+template <>
+struct EncodeRows<cpu::avx512::VecF> {
+  static constexpr bool kColumnCheck = true;  // the border windows too: no scalar pass after
+  template <int NB>
+  static uint64_t run(const int64_t* __restrict ip, int64_t rows, int64_t oW, int64_t base, int64_t step,
+                      int32_t sw, int32_t kw, uint64_t plane, const int32_t* off, const int32_t* tap,
+                      uint8_t* __restrict cp, int64_t CR, int32_t pw, int32_t W, bool check) {
+    if (check) return run<NB, true>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, W);
+    return run<NB, false>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, W);
+  }
+  // CHECK: also require the tap's column, the window start l * sw - pw plus c, to lie in [0, W)
+  template <int NB, bool CHECK>
+  static uint64_t run(const int64_t* __restrict ip, int64_t rows, int64_t oW, int64_t base, int64_t step,
+                      int32_t sw, int32_t kw, uint64_t plane, const int32_t* off, const int32_t* tap,
+                      uint8_t* __restrict cp, int64_t CR, int32_t pw, int32_t W) {
+    __m512i o[NB > 0 ? NB : 1], t[NB > 0 ? NB : 1];
+    for (int i = 0; i < NB; ++i) {
+      o[i] = _mm512_set1_epi32(off[i]);
+      t[i] = _mm512_set1_epi32(tap[i]);
+    }
+    const __m512i ukw = _mm512_set1_epi32(kw), uplane = _mm512_set1_epi32(static_cast<int32_t>(plane));
+    const __m512i outside = _mm512_set1_epi32(kCodeOutside), foreign = _mm512_set1_epi32(kCodeForeign);
+    // lane l's window start within the row, l * sw, and the step to the next 16 lanes
+    const __m512i ramp = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(sw));
+    const __m512i next = _mm512_set1_epi32(16 * sw), uW = _mm512_set1_epi32(W);
+    __m512i any = _mm512_setzero_si512();
+    for (int64_t q = 0; q < rows; ++q) {
+      const int64_t* iq = ip + q * oW;
+      uint8_t* cq = cp + q * CR;
+      // read-prefetch the indices kEncodePrefetchRows rows ahead (past the array's end too: prefetches never fault)
+      for (int64_t l = 0; l < oW; l += 8) __builtin_prefetch(iq + kEncodePrefetchRows * oW + l, 0, 3);
+      // window starts mod 2^32 (the differences below are exact for indices in [0, 2^30), plane < 2^30)
+      __m512i org = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(base + q * step)), ramp);
+      __m512i st = _mm512_sub_epi32(ramp, _mm512_set1_epi32(pw));  // window starts in W
+      for (int64_t l = 0; l < oW; l += 16, org = _mm512_add_epi32(org, next), st = _mm512_add_epi32(st, next)) {
+        const int n = static_cast<int>(std::min<int64_t>(16, oW - l));
+        const __mmask16 k = static_cast<__mmask16>((1u << n) - 1u);
+        const __m512i lo = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), iq + l);
+        const __m512i hi = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), iq + l + 8);
+        any = _mm512_or_si512(any, _mm512_or_si512(lo, hi));
+        const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo)),
+                                             _mm512_cvtepi64_epi32(hi), 1);
+        const __m512i r = _mm512_sub_epi32(v, org);
+        // in the plane by its low 32 bits: kCodeForeign, else kCodeOutside
+        __m512i code = _mm512_mask_blend_epi32(_mm512_cmplt_epu32_mask(v, uplane), outside, foreign);
+        for (int i = 0; i < NB; ++i) {  // tap row i: the code of column c = r - o when c is inside the window
+          const __m512i c = _mm512_sub_epi32(r, o[i]);
+          __mmask16 hit = _mm512_cmplt_epu32_mask(c, ukw);
+          if (CHECK) hit = _mm512_mask_cmplt_epu32_mask(hit, _mm512_add_epi32(st, c), uW);
+          code = _mm512_mask_add_epi32(code, hit, c, t[i]);
+        }
+        _mm512_mask_cvtepi32_storeu_epi8(cq + l, k, code);
+      }
+    }
+    alignas(64) uint64_t lanes[8];  // not _mm512_reduce_or_epi64: GCC 12 warns on its undefined operand
+    _mm512_store_si512(lanes, any);
+    return lanes[0] | lanes[1] | lanes[2] | lanes[3] | lanes[4] | lanes[5] | lanes[6] | lanes[7];
+  }
+};
+}  // namespace
+}  // namespace fastml::pool_impl
+
 namespace fastml::cpu::avx512 {
 namespace {
 

@@ -18,6 +18,8 @@
 namespace fastml::pool_impl {
 namespace {  // internal linkage: see pool_forward_impl.h
 
+constexpr int64_t kWritePrefetchRows = 8, kEncodePrefetchRows = 4;
+
 // p[0:m) += (lo, hi) for m <= 2N
 template <class V>
 inline void add2(float* p, int m, V lo, V hi) {
@@ -143,41 +145,55 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
     std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((rows_in - zeroed) * W));
 }
 
-// m lanes of consecutive output rows with the same valid tap rows, in a single loop: lane l is the window
-// at origin + pos[l]; NB valid tap rows, offsets off[] from the window origin and first codes tap[]. No
-// column check: right only for windows wholly inside the input in W (the caller redoes the others), where
-// a tap hit is an in-plane position. Stores the codes as int32 (a byte store would make the compiler step
-// 64 lanes, more than a row may have); returns the OR of the indices.
-template <int NB>
-uint64_t max_backward_encode_block(const int64_t* __restrict ip, int m, int64_t origin,
-                                   const int32_t* __restrict pos, int32_t kw, uint64_t plane, const int32_t* off,
-                                   const int32_t* tap, int32_t* __restrict cp) {
-  // the tap rows as scalars
-  const int32_t o0 = NB > 0 ? off[0] : 0, o1 = NB > 1 ? off[1] : 0, o2 = NB > 2 ? off[2] : 0, o3 = NB > 3 ? off[3] : 0;
-  const int32_t t0 = NB > 0 ? tap[0] : 0, t1 = NB > 1 ? tap[1] : 0, t2 = NB > 2 ? tap[2] : 0, t3 = NB > 3 ? tap[3] : 0;
-  const uint32_t ukw = static_cast<uint32_t>(kw);
-  const int32_t org = static_cast<int32_t>(origin);  // low 32 bits: differences below are exact mod 2^32
-  const uint32_t uplane = static_cast<uint32_t>(plane);
-  uint64_t any = 0;  // the OR of the indices: below 2^30 only if every index is in [0, 2^30)
-  for (int l = 0; l < m; ++l) {
-    const int64_t v = ip[l];
-    any |= static_cast<uint64_t>(v);
-    const int32_t r = static_cast<int32_t>(v) - org - pos[l];  // exact for v in [0, 2^30) (plane < 2^30)
-    // in the plane by its low 32 bits: exact for v in [0, 2^30), which the caller checks with the returned OR
-    int32_t code = kCodeOutside + static_cast<int32_t>(static_cast<uint32_t>(v) < uplane);  // else kCodeForeign
-    // tap row (offset o, first code t): the code of column c = r - o when c is inside the window
-    auto tap_row = [&](int32_t o, int32_t t) {
-      const int32_t c = r - o;
-      code = static_cast<uint32_t>(c) < ukw ? t + c : code;
-    };
-    if (NB > 0) tap_row(o0, t0);
-    if (NB > 1) tap_row(o1, t1);
-    if (NB > 2) tap_row(o2, t2);
-    if (NB > 3) tap_row(o3, t3);
-    cp[l] = code;
+// `rows` consecutive output rows of oW windows with the same NB valid tap rows (offsets off[] from the window
+// origin, first codes tap[]): the code of lane l of row q, whose window starts at base + q * step + l * sw in
+// the plane, into cp[q * CR + l]. No column check: right only for windows wholly inside the input in W (the
+// caller redoes the others), where a tap hit is an in-plane position. Returns the OR of the indices (below
+// 2^30 only if every index is in [0, 2^30); the codes are exact only then). Arithmetic is unsigned mod 2^32,
+// so no index can overflow it. Generic form: integer loops the compiler vectorises, codes staged as int32
+// (with byte stores it would step 64 lanes, more than a row may have) then narrowed; an ISA may specialise
+// EncodeRows (pool_avx512.cpp does).
+template <class V>
+struct EncodeRows {
+  static constexpr bool kColumnCheck = false;  // pw, W, check unused: the caller redoes the border windows
+  template <int NB>
+  static uint64_t run(const int64_t* __restrict ip, int64_t rows, int64_t oW, int64_t base, int64_t step,
+                      int32_t sw, int32_t kw, uint64_t plane, const int32_t* off, const int32_t* tap,
+                      uint8_t* __restrict cp, int64_t CR, int32_t /*pw*/, int32_t /*W*/, bool /*check*/) {
+    constexpr int kB = 256;
+    uint32_t stage[kB];
+    const uint32_t o0 = NB > 0 ? off[0] : 0, o1 = NB > 1 ? off[1] : 0, o2 = NB > 2 ? off[2] : 0, o3 = NB > 3 ? off[3] : 0;
+    const uint32_t t0 = NB > 0 ? tap[0] : 0, t1 = NB > 1 ? tap[1] : 0, t2 = NB > 2 ? tap[2] : 0, t3 = NB > 3 ? tap[3] : 0;
+    const uint32_t ukw = static_cast<uint32_t>(kw), uplane = static_cast<uint32_t>(plane);
+    const uint32_t usw = static_cast<uint32_t>(sw);
+    uint64_t any = 0;
+    for (int64_t q = 0; q < rows; ++q) {
+      // read-prefetch the indices kEncodePrefetchRows rows ahead (past the array's end too: prefetches never fault)
+      for (int64_t l = 0; l < oW; l += 8) __builtin_prefetch(ip + (q + kEncodePrefetchRows) * oW + l, 0, 3);
+      for (int64_t l0 = 0; l0 < oW; l0 += kB) {
+        const int m = static_cast<int>(std::min<int64_t>(kB, oW - l0));
+        const int64_t* __restrict iq = ip + q * oW + l0;
+        const uint32_t org = static_cast<uint32_t>(base + q * step + l0 * sw);
+        for (int l = 0; l < m; ++l) {
+          const int64_t v = iq[l];
+          any |= static_cast<uint64_t>(v);
+          const uint32_t r = static_cast<uint32_t>(v) - org - static_cast<uint32_t>(l) * usw;
+          // in the plane by its low 32 bits (exact for v in [0, 2^30)): else kCodeOutside
+          uint32_t code = kCodeOutside + static_cast<uint32_t>(static_cast<uint32_t>(v) < uplane);
+          // tap row (offset o, first code t): the code of column c = r - o when c is inside the window
+          if (NB > 0) code = r - o0 < ukw ? t0 + (r - o0) : code;
+          if (NB > 1) code = r - o1 < ukw ? t1 + (r - o1) : code;
+          if (NB > 2) code = r - o2 < ukw ? t2 + (r - o2) : code;
+          if (NB > 3) code = r - o3 < ukw ? t3 + (r - o3) : code;
+          stage[l] = code;
+        }
+        uint8_t* __restrict cq = cp + q * CR + l0;
+        for (int l = 0; l < m; ++l) cq[l] = static_cast<uint8_t>(stage[l]);
+      }
+    }
+    return any;
   }
-  return any;
-}
+};
 
 // Max backward, pass 1 (see pool.h): codes[o] = the tap of window o that idx[o] names, (a*kH + b)*kW + c, when
 // that tap lies inside the input; kCodeForeign when idx[o] is in the plane but no such tap (any in-plane index
@@ -199,21 +215,6 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
   const int32_t kw = static_cast<int32_t>(g.k[2]), sw = static_cast<int32_t>(g.s[2]);
   const int32_t w32 = static_cast<int32_t>(W), pw = static_cast<int32_t>(g.p[2]);
   int32_t foreign = 0, outside = 0;
-  // rows are encoded in groups of up to kGroup lanes: lane l = (row q, column w) has its window at
-  // pos[l] = q*sH*W + stt[l] from the first row's origin, stt[l] = w*sW - pW
-  constexpr int64_t kGroup = 256;
-  const int64_t grp = std::max<int64_t>(1, kGroup / std::max<int64_t>(oW, 1));
-  const int64_t lanes = grp * oW + 16;
-  thread_local std::vector<int32_t> t_enc;
-  if (static_cast<int64_t>(t_enc.size()) < 3 * lanes) t_enc.resize(static_cast<size_t>(3 * lanes));
-  int32_t* pos = t_enc.data();
-  int32_t* stt = pos + lanes;
-  int32_t* tcodes = stt + lanes;
-  for (int64_t q = 0; q < grp; ++q)
-    for (int64_t w = 0; w < oW; ++w) {
-      stt[q * oW + w] = static_cast<int32_t>(w * g.s[2] - g.p[2]);
-      pos[q * oW + w] = static_cast<int32_t>(q * g.s[1] * W + w * g.s[2] - g.p[2]);
-    }
   // windows [0, nlo) start left of the input, the last nhi end past it (the others need no column check)
   int64_t nlo = 0, nhi = 0;
   while (nlo < oW && nlo * g.s[2] - g.p[2] < 0) ++nlo;
@@ -238,47 +239,46 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
             off[t] = static_cast<int32_t>((a * H + b) * W);
             tap[t] = static_cast<int32_t>((a * g.k[1] + b) * g.k[2]);
           }
-        // the following rows with the same valid tap rows (all of them) join this one, up to kGroup lanes
+        // the following rows with the same valid tap rows (all of them) join this one
         int64_t rows = 1;
         if (b0 == 0 && b1 == g.k[1])
-          while (rows < grp && oh + rows < oH && (oh + rows) * g.s[1] - g.p[1] + g.k[1] <= H) ++rows;
-        const int m = static_cast<int>(rows * oW);
+          while (oh + rows < oH && (oh + rows) * g.s[1] - g.p[1] + g.k[1] <= H) ++rows;
         const int64_t* ip = idx + row;
+        uint8_t* cp = crow + L;
+        const int64_t base = origin - g.p[2], step = g.s[1] * W;
         uint64_t any = 0;
-        switch (nb) {  // the windows all inside the input in W need no column check: the border ones next
-          case 0: any = max_backward_encode_block<0>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
-          case 1: any = max_backward_encode_block<1>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
-          case 2: any = max_backward_encode_block<2>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
-          case 3: any = max_backward_encode_block<3>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
-          default: any = max_backward_encode_block<4>(ip, m, origin, pos, kw, plane, off, tap, tcodes); break;
+        const bool check = nlo > 0 || nhi > 0;  // windows that start left of the input or end past it
+        switch (nb) {
+          case 0: any = EncodeRows<V>::template run<0>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
+          case 1: any = EncodeRows<V>::template run<1>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
+          case 2: any = EncodeRows<V>::template run<2>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
+          case 3: any = EncodeRows<V>::template run<3>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
+          default: any = EncodeRows<V>::template run<4>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
         }
         if (any >> 30) goto generic;  // an index outside [0, 2^30): this row through the exact path below
-        auto border = [&](int64_t l) {  // one lane again, with the column check
-          const int64_t v = ip[l];
-          int32_t code = kCodeOutside;
-          if (static_cast<uint64_t>(v) < plane) {
-            code = kCodeForeign;
-            const int32_t r = static_cast<int32_t>(v - origin) - pos[l];
-            for (int64_t t = 0; t < nb; ++t) {
-              const int32_t c = r - off[t];
-              if (static_cast<uint32_t>(c) < static_cast<uint32_t>(kw) &&
-                  static_cast<uint32_t>(stt[l] + c) < static_cast<uint32_t>(w32))
-                code = tap[t] + c;
+        for (int64_t q = 0; q < rows; ++q) {  // the border windows (unless checked above), the margins
+          const int64_t* iq = ip + q * oW;
+          uint8_t* cr = crow + q * CR;
+          auto border = [&](int64_t j) {  // one lane again, with the column check
+            const int64_t v = iq[j];
+            int32_t code = kCodeOutside;
+            if (static_cast<uint64_t>(v) < plane) {
+              code = kCodeForeign;
+              const int64_t st = j * g.s[2] - g.p[2];  // the window's start in W
+              const int64_t rel = v - origin - q * step - st;
+              for (int64_t t = 0; t < nb; ++t) {
+                const int64_t c = rel - off[t];
+                if (c >= 0 && c < kw && st + c >= 0 && st + c < W) code = tap[t] + static_cast<int32_t>(c);
+              }
             }
+            cr[L + j] = static_cast<uint8_t>(code);
+          };
+          if (!EncodeRows<V>::kColumnCheck) {
+            for (int64_t j = 0; j < nlo; ++j) border(j);
+            for (int64_t j = std::max(nlo, oW - nhi); j < oW; ++j) border(j);
           }
-          tcodes[l] = code;
-        };
-        for (int64_t q = 0; q < rows; ++q) {
-          for (int64_t j = 0; j < nlo; ++j) border(q * oW + j);
-          for (int64_t j = std::max(nlo, oW - nhi); j < oW; ++j) border(q * oW + j);
-        }
-        for (int64_t q = 0; q < rows; ++q) {  // narrow into the code rows, then their margins
-          uint8_t* __restrict cr = codes + (od * oH + oh + q) * CR;
-          const int32_t* tc = tcodes + q * oW;
-          for (int64_t l0 = 0; l0 < oW; l0 += 16)  // whole vectors: may run into the right margin
-            for (int l = 0; l < 16; ++l) cr[L + l0 + l] = static_cast<uint8_t>(tc[l0 + l]);
-          for (int64_t l = 0; l < L; ++l) cr[l] = kCodeMargin;
-          for (int64_t l = L + oW; l < CR; ++l) cr[l] = kCodeMargin;
+          std::memset(cr, kCodeMargin, static_cast<size_t>(L));
+          std::memset(cr + L + oW, kCodeMargin, static_cast<size_t>(CR - L - oW));
         }
         oh += rows - 1;
         continue;
@@ -333,49 +333,47 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
 // a window that does not match changes nothing: the sum starts at +0 and can never be -0). The code rows
 // have margins that never match, so whole vectors are loaded without bounds; the gy loads beside a row
 // read the neighbouring rows (discarded), or a padded copy where that would leave the plane.
-// One input row (id, ih) of grad_input; KW > 0 fixes the W kernel size and PW the W padding (unrolled taps),
-// KW = 0 reads both from g. U vectors are summed side by side (independent add chains).
-// The geometry a gather row needs, read once per plane.
-struct GatherGeom {
-  int64_t W, oH, CR, L, kh, kw, pw, sd, pd, sh, ph;
+// The window rows that cover one input row, in output order: each one's gy row and code row (at output
+// column 0) and the code of its tap (a, b, 0) in that row.
+struct GatherSrc {
+  const float* g;
+  const uint8_t* c;
+  int64_t tq;
 };
 
-// U vectors of one input row (id, ih) from column block j0 (S == 2: pairs of columns), covered by the window
-// rows od0..od1 x oh0..oh1. KW > 0 fixes the W kernel size and PW the W padding (unrolled taps), KW = 0
-// reads both from gg. The U vectors are summed side by side (independent add chains).
-template <class V, int S, int KW, int PW, int U>
-void max_backward_gather_cols(const GatherGeom& gg, float* r, const float* const* grows, const uint8_t* codes,
-                              int64_t id, int64_t ih, int64_t od0, int64_t od1, int64_t oh0, int64_t oh1,
-                              int64_t j0) {
-  const int64_t W = gg.W, oH = gg.oH, CR = gg.CR, L = gg.L, cols = S == 1 ? W : (W + 1) / 2;
-  const int64_t kw = KW > 0 ? KW : gg.kw, pw = KW > 0 ? PW : gg.pw;
+// U vectors of one input row from column block j0 (S == 2: pairs of columns), summed over the n covering
+// window rows src. KW > 0 fixes the W kernel size and PW the W padding (unrolled taps), KW = 0 reads both from
+// kw_rt / pw_rt. The U vectors are summed side by side (independent add chains); the adds are masked (the sum
+// is never -0, so adding the +0 of a window that does not match would change nothing either).
+template <class V, int S, int KW, int PW, int U, int NS>
+inline void max_backward_gather_cols(float* r, int64_t W, int64_t kw_rt, int64_t pw_rt, const GatherSrc* src,
+                                     int n_rt, int64_t j0) {
+  const int n = NS > 0 ? NS : n_rt;
+  const int64_t cols = S == 1 ? W : (W + 1) / 2;
+  const int64_t kw = KW > 0 ? KW : kw_rt, pw = KW > 0 ? PW : pw_rt;
   V even[U], odd[U];
   for (int u = 0; u < U; ++u) even[u] = odd[u] = V::zero();
-  for (int64_t od = od0; od <= od1; ++od)  // the window rows that cover this input row, in output order
-    for (int64_t oh = oh0; oh <= oh1; ++oh) {
-      const int64_t q = od * oH + oh;
-      const float* gr = grows[q] + j0;
-      const uint8_t* cr = codes + q * CR + L + j0;
-      const int64_t a = id - (od * gg.sd - gg.pd), b = ih - (oh * gg.sh - gg.ph);
-      const int64_t tq = (a * gg.kh + b) * kw;
-      for (int64_t c = kw - 1; c >= 0; --c) {  // increasing ow
-        const uint8_t tc = static_cast<uint8_t>(tq + c);
-        const bool ev = S == 1 || ((pw - c) & 1) == 0;
-        const int64_t o = S == 1 ? pw - c : ev ? (pw - c) / 2 : (pw + 1 - c) / 2;
-        for (int u = 0; u < U; ++u) {
-          const V t = select(V::eq_u8(cr + o + u * V::N, tc), V::load(gr + o + u * V::N), V::zero());
-          if (ev) even[u] = even[u] + t;
-          else odd[u] = odd[u] + t;
-        }
+  for (int i = 0; i < n; ++i) {
+    const float* gr = src[i].g + j0;
+    const uint8_t* cr = src[i].c + j0;
+    for (int64_t c = kw - 1; c >= 0; --c) {  // increasing ow
+      const uint8_t tc = static_cast<uint8_t>(src[i].tq + c);
+      const bool ev = S == 1 || ((pw - c) & 1) == 0;
+      const int64_t o = S == 1 ? pw - c : ev ? (pw - c) / 2 : (pw + 1 - c) / 2;
+      for (int u = 0; u < U; ++u) {
+        const typename V::Mask hit = V::eq_u8(cr + o + u * V::N, tc);
+        if (ev) even[u] = add_if(hit, even[u], V::load(gr + o + u * V::N));
+        else odd[u] = add_if(hit, odd[u], V::load(gr + o + u * V::N));
       }
     }
+  }
   for (int u = 0; u < U; ++u) {
     const int64_t j = j0 + u * V::N;
     if (j >= cols) break;
     if (S == 1) {
-      const int n = static_cast<int>(std::min<int64_t>(V::N, W - j));
-      if (n == V::N) even[u].store(r + j);
-      else even[u].store_tail(r + j, n);
+      const int m = static_cast<int>(std::min<int64_t>(V::N, W - j));
+      if (m == V::N) even[u].store(r + j);
+      else even[u].store_tail(r + j, m);
     } else {
       V lo, hi;
       interleave2(even[u], odd[u], lo, hi);
@@ -391,25 +389,26 @@ void max_backward_gather_cols(const GatherGeom& gg, float* r, const float* const
   }
 }
 
-// One input row (id, ih) of grad_input: blocks of 4 vectors, the last 1 to 3 together (none: zeros).
+// One input row of grad_input from its n covering window rows: blocks of 2 vectors, then 1; NS > 0 fixes n
+// (the sources then sit in registers), NS = 0 reads it at run time.
+template <class V, int S, int KW, int PW, int NS>
+void max_backward_gather_row_n(float* r, int64_t W, int64_t kw, int64_t pw, const GatherSrc* src_p, int n) {
+  GatherSrc src[NS > 0 ? NS : 1];
+  if (NS > 0) for (int i = 0; i < NS; ++i) src[i] = src_p[i];
+  const GatherSrc* sp = NS > 0 ? src : src_p;
+  const int64_t cols = S == 1 ? W : (W + 1) / 2;
+  int64_t j0 = 0;
+  for (; j0 + V::N < cols; j0 += 2 * V::N) max_backward_gather_cols<V, S, KW, PW, 2, NS>(r, W, kw, pw, sp, n, j0);
+  for (; j0 < cols; j0 += V::N) max_backward_gather_cols<V, S, KW, PW, 1, NS>(r, W, kw, pw, sp, n, j0);
+}
+
+// One input row of grad_input from its n covering window rows (none: zeros).
 template <class V, int S, int KW, int PW>
-void max_backward_gather_row(const GatherGeom& gg, float* r, const float* const* grows, const uint8_t* codes,
-                             int64_t id, int64_t ih, int64_t od0, int64_t od1, int64_t oh0, int64_t oh1) {
-  if (od1 < od0 || oh1 < oh0) {
-    std::memset(r, 0, sizeof(float) * static_cast<size_t>(gg.W));
-    return;
-  }
-  const int64_t cols = S == 1 ? gg.W : (gg.W + 1) / 2;
-  for (int64_t j0 = 0; j0 < cols;) {
-    const int64_t nv = (cols - j0 + V::N - 1) / V::N;
-    switch (nv) {
-      case 1: max_backward_gather_cols<V, S, KW, PW, 1>(gg, r, grows, codes, id, ih, od0, od1, oh0, oh1, j0); break;
-      case 2: max_backward_gather_cols<V, S, KW, PW, 2>(gg, r, grows, codes, id, ih, od0, od1, oh0, oh1, j0); break;
-      case 3: max_backward_gather_cols<V, S, KW, PW, 3>(gg, r, grows, codes, id, ih, od0, od1, oh0, oh1, j0); break;
-      default: max_backward_gather_cols<V, S, KW, PW, 4>(gg, r, grows, codes, id, ih, od0, od1, oh0, oh1, j0); break;
-    }
-    j0 += std::min<int64_t>(nv, 4) * V::N;
-  }
+void max_backward_gather_row(float* r, int64_t W, int64_t kw, int64_t pw, const GatherSrc* src, int n) {
+  if (n == 0) std::memset(r, 0, sizeof(float) * static_cast<size_t>(W));
+  else if (n == 1) max_backward_gather_row_n<V, S, KW, PW, 1>(r, W, kw, pw, src, n);
+  else if (n == 2) max_backward_gather_row_n<V, S, KW, PW, 2>(r, W, kw, pw, src, n);
+  else max_backward_gather_row_n<V, S, KW, PW, 0>(r, W, kw, pw, src, n);
 }
 
 // first[i] / last[i]: the first and last window (of n, start o*s - p, k taps) covering position i of L
@@ -428,22 +427,54 @@ inline void covering_windows(int64_t n, int64_t L, int64_t k, int64_t s, int64_t
     }
 }
 
-template <class V>
-void max_backward_gather(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx, float* scratch) {
-  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oW = g.out[2], rows = g.out[0] * g.out[1];
-  const int64_t L = max_backward_margin_left(g), CR = max_backward_code_row(g);
-  const GatherGeom gg{W, g.out[1], CR, L, g.k[1], g.k[2], g.p[2], g.s[0], g.p[0], g.s[1], g.p[1]};
-  thread_local std::vector<const float*> t_rows;
-  thread_local std::vector<int64_t> t_cover;
-  if (static_cast<int64_t>(t_rows.size()) < rows) t_rows.resize(static_cast<size_t>(rows));
-  if (static_cast<int64_t>(t_cover.size()) < 2 * (D + H)) t_cover.resize(static_cast<size_t>(2 * (D + H)));
-  int64_t* dfirst = t_cover.data();
+// What the gather needs of a geometry beyond the plane's data: for every input row (id, ih), its covering
+// window rows q = od * oH + oh in output order with their tap codes (a * kH + b) * kW, rows [first[i],
+// first[i + 1]) of q / tq. Built once per thread and geometry, reused for every plane of that geometry.
+struct GatherPlan {
+  PoolGeom g{};
+  bool valid = false;
+  std::vector<int32_t> first, q, tq;
+};
+
+inline const GatherPlan& gather_plan(const PoolGeom& g) {
+  thread_local GatherPlan plan;
+  if (plan.valid && std::memcmp(&plan.g, &g, sizeof g) == 0) return plan;
+  const int64_t D = g.in[0], H = g.in[1];
+  std::vector<int64_t> cover(static_cast<size_t>(2 * (D + H)));
+  int64_t* dfirst = cover.data();
   int64_t* dlast = dfirst + D;
   int64_t* hfirst = dlast + D;
   int64_t* hlast = hfirst + H;
   covering_windows(g.out[0], D, g.k[0], g.s[0], g.p[0], dfirst, dlast);
   covering_windows(g.out[1], H, g.k[1], g.s[1], g.p[1], hfirst, hlast);
-  // where each gy row is read from (its element 0): in place when the margins stay inside the plane's gy
+  plan.valid = false;
+  plan.first.assign(1, 0);
+  plan.q.clear();
+  plan.tq.clear();
+  for (int64_t id = 0; id < D; ++id)
+    for (int64_t ih = 0; ih < H; ++ih) {
+      for (int64_t od = dfirst[id]; od <= dlast[id]; ++od)
+        for (int64_t oh = hfirst[ih]; oh <= hlast[ih]; ++oh) {
+          const int64_t a = id - (od * g.s[0] - g.p[0]), b = ih - (oh * g.s[1] - g.p[1]);
+          plan.q.push_back(static_cast<int32_t>(od * g.out[1] + oh));
+          plan.tq.push_back(static_cast<int32_t>((a * g.k[1] + b) * g.k[2]));
+        }
+      plan.first.push_back(static_cast<int32_t>(plan.q.size()));
+    }
+  plan.g = g;
+  plan.valid = true;
+  return plan;
+}
+
+template <class V>
+void max_backward_gather(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx, float* scratch) {
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oW = g.out[2], rows = g.out[0] * g.out[1];
+  const int64_t L = max_backward_margin_left(g), CR = max_backward_code_row(g);
+  const GatherPlan& plan = gather_plan(g);
+  thread_local std::vector<const float*> t_rows;
+  if (static_cast<int64_t>(t_rows.size()) < rows) t_rows.resize(static_cast<size_t>(rows));
+  // where each gy row is read from (its element 0): in place when the margins stay inside the plane's gy, else
+  // a padded copy (the first and last rows)
   const float** grows = t_rows.data();
   for (int64_t q = 0; q < rows; ++q) {
     if (q * oW - L >= 0 && q * oW + CR - L <= rows * oW) {
@@ -456,15 +487,22 @@ void max_backward_gather(const PoolGeom& g, const float* gy, const uint8_t* code
     grows[q] = pr + L;
   }
   const bool k2 = g.s[2] == 2 && g.k[2] == 2 && g.p[2] == 0, k3 = g.s[2] == 2 && g.k[2] == 3 && g.p[2] == 1;
-  for (int64_t id = 0; id < D; ++id)
-    for (int64_t ih = 0; ih < H; ++ih) {
-      float* r = gx + (id * H + ih) * W;
-      const int64_t a0 = dfirst[id], a1 = dlast[id], b0 = hfirst[ih], b1 = hlast[ih];
-      if (k2) max_backward_gather_row<V, 2, 2, 0>(gg, r, grows, codes, id, ih, a0, a1, b0, b1);
-      else if (k3) max_backward_gather_row<V, 2, 3, 1>(gg, r, grows, codes, id, ih, a0, a1, b0, b1);
-      else if (g.s[2] == 1) max_backward_gather_row<V, 1, 0, 0>(gg, r, grows, codes, id, ih, a0, a1, b0, b1);
-      else max_backward_gather_row<V, 2, 0, 0>(gg, r, grows, codes, id, ih, a0, a1, b0, b1);
+  GatherSrc src[64];  // at most kD * kH window rows cover an input row (max_backward_gather_ok)
+  for (int64_t i = 0; i < D * H; ++i) {
+    float* r = gx + i * W;
+    // write-prefetch a few rows ahead: the stores would otherwise wait for each line's read for ownership
+    if (i + kWritePrefetchRows < D * H)
+      for (int64_t j = 0; j < W; j += 16) __builtin_prefetch(r + kWritePrefetchRows * W + j, 1, 3);
+    const int n = plan.first[i + 1] - plan.first[i];
+    for (int t = 0; t < n; ++t) {
+      const int64_t q = plan.q[plan.first[i] + t];
+      src[t] = {grows[q], codes + q * CR + L, plan.tq[plan.first[i] + t]};
     }
+    if (k2) max_backward_gather_row<V, 2, 2, 0>(r, W, 2, 0, src, n);
+    else if (k3) max_backward_gather_row<V, 2, 3, 1>(r, W, 3, 1, src, n);
+    else if (g.s[2] == 1) max_backward_gather_row<V, 1, 0, 0>(r, W, g.k[2], g.p[2], src, n);
+    else max_backward_gather_row<V, 2, 0, 0>(r, W, g.k[2], g.p[2], src, n);
+  }
 }
 
 // gx = grad_output scattered to the (in-range) indices of the zeroed plane.
