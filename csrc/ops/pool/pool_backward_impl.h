@@ -215,6 +215,8 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
   const int32_t kw = static_cast<int32_t>(g.k[2]), sw = static_cast<int32_t>(g.s[2]);
   const int32_t w32 = static_cast<int32_t>(W), pw = static_cast<int32_t>(g.p[2]);
   int32_t foreign = 0, outside = 0;
+  // every code row's margins (and, until written, its codes) hold kCodeMargin: one fill for the plane
+  std::memset(codes, kCodeMargin, static_cast<size_t>(oD * oH * CR));
   // windows [0, nlo) start left of the input, the last nhi end past it (the others need no column check)
   int64_t nlo = 0, nhi = 0;
   while (nlo < oW && nlo * g.s[2] - g.p[2] < 0) ++nlo;
@@ -256,7 +258,7 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
           default: any = EncodeRows<V>::template run<4>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
         }
         if (any >> 30) goto generic;  // an index outside [0, 2^30): this row through the exact path below
-        for (int64_t q = 0; q < rows; ++q) {  // the border windows (unless checked above), the margins
+        for (int64_t q = 0; q < rows && !EncodeRows<V>::kColumnCheck; ++q) {  // the border windows
           const int64_t* iq = ip + q * oW;
           uint8_t* cr = crow + q * CR;
           auto border = [&](int64_t j) {  // one lane again, with the column check
@@ -273,19 +275,13 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
             }
             cr[L + j] = static_cast<uint8_t>(code);
           };
-          if (!EncodeRows<V>::kColumnCheck) {
-            for (int64_t j = 0; j < nlo; ++j) border(j);
-            for (int64_t j = std::max(nlo, oW - nhi); j < oW; ++j) border(j);
-          }
-          std::memset(cr, kCodeMargin, static_cast<size_t>(L));
-          std::memset(cr + L + oW, kCodeMargin, static_cast<size_t>(CR - L - oW));
+          for (int64_t j = 0; j < nlo; ++j) border(j);
+          for (int64_t j = std::max(nlo, oW - nhi); j < oW; ++j) border(j);
         }
         oh += rows - 1;
         continue;
       }
     generic:
-      std::memset(crow, kCodeMargin, static_cast<size_t>(L));
-      std::memset(crow + L + oW, kCodeMargin, static_cast<size_t>(CR - L - oW));
       for (int64_t w0 = 0; w0 < oW; w0 += kB) {
         const int m = static_cast<int>(std::min<int64_t>(kB, oW - w0));
         const int64_t* ip = idx + row + w0;
