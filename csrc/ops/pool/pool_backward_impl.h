@@ -33,6 +33,18 @@ inline void add2(float* p, int m, V lo, V hi) {
   if (m1 > 0) (V::load_tail(p + V::N, m1) + hi).store_tail(p + V::N, m1);
 }
 
+// p[0:m) = (lo, hi) for m <= 2N
+template <class V>
+inline void store2(float* p, int m, V lo, V hi) {
+  if (m >= 2 * V::N) {
+    lo.store(p);
+    hi.store(p + V::N);
+    return;
+  }
+  lo.store_tail(p, std::min(m, V::N));
+  if (m > V::N) hi.store_tail(p + V::N, m - V::N);
+}
+
 // One input row r gathers from the output row q (q[ow] = gy / divisor, zero outside [0, oW)):
 // column w receives q[ow] for every tap c with ow*S - p + c = w. Stride 1: w takes q[w + p - c] over
 // all c; stride 2: the even column 2j takes q[j + (p - c)/2] over c = p mod 2, the odd column 2j+1
@@ -407,6 +419,72 @@ void max_backward_gather_row(float* r, int64_t W, int64_t kw, int64_t pw, const 
   else max_backward_gather_row_n<V, S, KW, PW, 0>(r, W, kw, pw, src, n);
 }
 
+// The square 2x2 s2 and 3x3 s2 p1 windows of 2D pooling (ResNet's and VGG's pools), K = 2 or 3: the gather
+// by pairs of input rows 2 oh and 2 oh + 1, which read window row oh (and, K = 3, the second row also oh + 1:
+// its tap row 0), a vector of windows a step. The code and gy vectors of a window row are loaded once for both rows (the
+// generic loop loads them per tap and row), the gy loads masked to the row (no padded copies); same adds in
+// the same order as the generic gather, so the same bits. Rows no window covers are zeroed.
+template <class V, int K>
+void max_backward_gather_pairs(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx) {
+  const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
+  const int64_t L = max_backward_margin_left(g), CR = max_backward_code_row(g);
+  const V z = V::zero();
+  using Mask = typename V::Mask;
+  // windows cover rows and columns [0, 2 oH) x [0, 2 oW) (clipped to the input); the rest is zero
+  for (int64_t ih = std::min(H, 2 * oH); ih < H; ++ih)
+    std::memset(gx + ih * W, 0, sizeof(float) * static_cast<size_t>(W));
+  for (int64_t oh = 0; oh < oH; ++oh) {
+    const int64_t i0 = 2 * oh;  // the pair's first row; i0 + 1 may be past the input (ceil_mode)
+    if (i0 >= H) break;
+    float* r0 = gx + i0 * W;
+    float* r1 = r0 + W;
+    const bool second = i0 + 1 < H, next = K == 3 && oh + 1 < oH;  // row i0 + 1; window row oh + 1 for it
+    // write-prefetch the rows kWritePrefetchRows ahead (see max_backward_gather)
+    if (i0 + kWritePrefetchRows + 1 < H)
+      for (int64_t j = 0; j < 2 * W; j += 16) __builtin_prefetch(r0 + kWritePrefetchRows * W + j, 1, 3);
+    const uint8_t* ca = codes + oh * CR + L;
+    const uint8_t* cb = ca + CR;
+    const float* ga = gy + oh * oW;
+    const float* gb = ga + oW;
+    for (int64_t j = 0; 2 * j < W; j += V::N) {  // blocks past the last window write zero columns
+      const int n = static_cast<int>(std::clamp<int64_t>(oW - j, 0, V::N));  // windows in this block
+      const int ns = static_cast<int>(std::clamp<int64_t>(oW - j - 1, 0, V::N));  // windows j + 1 ... too
+      const V a = V::load_tail(ga + j, n);
+      V e0, o0, e1 = z, o1 = z;
+      if (K == 2) {  // row i0: taps 0, 1; row i0 + 1: taps 2, 3 (tap c = 0 even columns, c = 1 odd)
+        e0 = add_if(V::eq_u8(ca + j, 0), z, a);
+        o0 = add_if(V::eq_u8(ca + j, 1), z, a);
+        if (second) {
+          e1 = add_if(V::eq_u8(ca + j, 2), z, a);
+          o1 = add_if(V::eq_u8(ca + j, 3), z, a);
+        }
+      } else {  // column 2j: window j's tap c = 1; 2j + 1: window j's c = 2, then window j + 1's c = 0
+        const V as = V::load_tail(ga + j + 1, ns);
+        e0 = add_if(V::eq_u8(ca + j, 4), z, a);  // row i0 = 2 oh: tap row 1 of window row oh
+        o0 = add_if(V::eq_u8(ca + j + 1, 3), add_if(V::eq_u8(ca + j, 5), z, a), as);
+        if (second) {  // row 2 oh + 1: tap row 2 of window row oh, then tap row 0 of oh + 1
+          e1 = add_if(V::eq_u8(ca + j, 7), z, a);
+          o1 = add_if(V::eq_u8(ca + j + 1, 6), add_if(V::eq_u8(ca + j, 8), z, a), as);
+          if (next) {
+            const V b = V::load_tail(gb + j, n), bs = V::load_tail(gb + j + 1, ns);
+            const Mask m1 = V::eq_u8(cb + j, 1), m2 = V::eq_u8(cb + j, 2), m0 = V::eq_u8(cb + j + 1, 0);
+            e1 = add_if(m1, e1, b);
+            o1 = add_if(m0, add_if(m2, o1, b), bs);
+          }
+        }
+      }
+      const int m = static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j));  // columns of this block
+      V lo, hi;
+      interleave2(e0, o0, lo, hi);
+      store2(r0 + 2 * j, m, lo, hi);
+      if (second) {
+        interleave2(e1, o1, lo, hi);
+        store2(r1 + 2 * j, m, lo, hi);
+      }
+    }
+  }
+}
+
 // first[i] / last[i]: the first and last window (of n, start o*s - p, k taps) covering position i of L
 // (first > last: none), without divisions.
 inline void covering_windows(int64_t n, int64_t L, int64_t k, int64_t s, int64_t p, int64_t* first, int64_t* last) {
@@ -466,6 +544,10 @@ template <class V>
 void max_backward_gather(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx, float* scratch) {
   const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oW = g.out[2], rows = g.out[0] * g.out[1];
   const int64_t L = max_backward_margin_left(g), CR = max_backward_code_row(g);
+  if (D == 1 && g.k[0] == 1 && g.p[0] == 0 && g.s[1] == 2 && g.s[2] == 2) {  // 2D: the tap code is b kW + c
+    if (g.k[1] == 2 && g.k[2] == 2 && g.p[1] == 0 && g.p[2] == 0) return max_backward_gather_pairs<V, 2>(g, gy, codes, gx);
+    if (g.k[1] == 3 && g.k[2] == 3 && g.p[1] == 1 && g.p[2] == 1) return max_backward_gather_pairs<V, 3>(g, gy, codes, gx);
+  }
   const GatherPlan& plan = gather_plan(g);
   thread_local std::vector<const float*> t_rows;
   if (static_cast<int64_t>(t_rows.size()) < rows) t_rows.resize(static_cast<size_t>(rows));
