@@ -676,6 +676,31 @@ def test_3x3_s2_rows_shared_by_consecutive_output_rows(backend, rng, shape, padd
                    R.avg_pool2d(xf, 3, 2, padding, ceil_mode=ceil_mode, count_include_pad=cip), xf)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_max_values_fast_path_falls_back_on_nan_and_mixed_inf(backend, rng, k):
+    # values-only 2x2 s2 / 3x3 s2 p1 max takes plain max with a NaN probe (a sum of the taps) and redoes a
+    # chunk with torch's NaN rule when the probe is NaN: NaN taps (distinct payloads: the last one wins),
+    # +inf and -inf in one chunk (probe NaN, no NaN tap), NaN only in the extra third tap of a chunk's last
+    # lane (column 31 for lanes 0-15 with padding 1), and signed-zero ties (the first one wins). Bitwise
+    # against the with-indices path, which compares instead.
+    x = rng.integers(-1, 2, size=(2, 3, 9, 70)).astype(np.float32)
+    x[x == 0] = -0.0
+    x[:, :, ::2, ::3] = 0.0
+    bits = x.view(np.uint32)
+    bits[0, 0, 2, 5] = 0x7FC00001
+    bits[0, 0, 2, 6] = 0x7FC00002  # same window as (2, 5) for k = 2 and k = 3: the later payload wins
+    bits[0, 0, 3, 40] = 0xFFC00003
+    x[0, 1, 4, 10], x[0, 1, 4, 20] = np.inf, -np.inf
+    x[1, 2, 6, 31] = np.nan
+    x[1, 1, 7, 63] = np.nan
+    kw = dict(kernel_size=k, stride=2, padding=k - 2)
+    y = F.max_pool2d(x, **kw)
+    yi, _ = F.max_pool2d(x, return_indices=True, **kw)
+    np.testing.assert_array_equal(y.view(np.uint32), yi.view(np.uint32))
+    np.testing.assert_array_equal(y, R.max_pool2d(x, **kw))
+    assert np.isnan(y[1, 2, 3]).any() and np.isposinf(y[0, 1, 2]).any()
+
+
 @pytest.mark.parametrize("hw", [(1, 1), (1, 7), (4, 4), (1, 17), (7, 7), (56, 56)])
 def test_global_average_pool_each_plane_alone(rng, threads, hw):
     # global average pooling runs planes 16 at a time (avx512): every plane's mean is what it is alone, on 1

@@ -236,6 +236,51 @@ struct RowCarry {
   bool load;   // the first valid kernel row of this output row is the one stored by the previous
 };
 
+// One chunk of up to N outputs of a values-only max row (row_s2_unrolled's taps, in scan order). SAFE:
+// torch's scan step (nan_max). Else plain max, which equals it whenever no tap is NaN, and `probe` sums
+// every tap (NaN when a tap is NaN, or when +inf and -inf both occur: then the caller redoes the chunk with
+// SAFE; the extra tap of 3-wide windows is checked on its own). The NaN handling is 2 of the 3 vector ops
+// per tap step, with the compares on the shuffle port the deinterleave needs: max_pool2d 3x3 s2 p1 on
+// 8x64x112x112, 0.93 -> 0.79 ms.
+template <class V, int KW, bool SAFE>
+V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
+               int64_t b1, int64_t pos, int m0, int m1, V& probe, bool& extra_nan) {
+  const int64_t H = g.in[1], W = g.in[2];
+  V acc = V::zero();
+  bool first = true;
+  for (int64_t a = a0; a < a1; ++a)
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W + pos;
+      if (!SAFE) {
+        __builtin_prefetch(r + kPrefetchRows * W);
+        __builtin_prefetch(r + kPrefetchRows * W + 16);
+      }
+      V t0, t1, t2 = V::zero();
+      if (pos < 0)
+        V::load2_deinterleave_from(r, static_cast<int>(-pos), m0, -kInf, t0, t1);
+      else
+        V::load2_deinterleave(r, m0, t0, t1);
+      if constexpr (KW == 3) {
+        const float extra = m1 >= 2 * V::N - 1 ? r[2 * V::N] : 0.f;
+        if (!SAFE) extra_nan |= extra != extra;
+        t2 = shift_down(t0, extra);
+      }
+      V rm;
+      if constexpr (SAFE) {
+        rm = nan_max(t0, t1);
+        if constexpr (KW == 3) rm = nan_max(rm, t2);
+        acc = first ? rm : nan_max(acc, rm);
+      } else {
+        probe = probe + t0 + t1;
+        rm = max(t1, t0);
+        if constexpr (KW == 3) rm = max(t2, rm);
+        acc = first ? rm : max(rm, acc);
+      }
+      first = false;
+    }
+  return acc;
+}
+
 template <class V, int KW, RowMode M>
 void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
                      int64_t b1, int64_t lo, int64_t hi, float div, float* yrow, int64_t* irow,
@@ -247,6 +292,15 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
     const int64_t pos = 2 * ow0 - p;
     const int m0 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos));
     const int m1 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));
+    if constexpr (M == kMax) {
+      V probe = V::zero();
+      bool extra_nan = false;
+      V acc = max_chunk_s2<V, KW, false>(g, x, sd, sh, a0, a1, b0, b1, pos, m0, m1, probe, extra_nan);
+      if (extra_nan || V::mask_any(is_nan(probe)))
+        acc = max_chunk_s2<V, KW, true>(g, x, sd, sh, a0, a1, b0, b1, pos, m0, m1, probe, extra_nan);
+      if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
+      continue;
+    }
     V acc = V::zero(), at = V::zero();
     bool first = true;
     for (int64_t a = a0; a < a1; ++a) {
