@@ -236,18 +236,21 @@ struct RowCarry {
   bool load;   // the first valid kernel row of this output row is the one stored by the previous
 };
 
-// One chunk of up to N outputs of a values-only max row (row_s2_unrolled's taps, in scan order). SAFE:
-// torch's scan step (nan_max). Else plain max, which equals it whenever no tap is NaN, and `probe` sums
-// every tap (NaN when a tap is NaN, or when +inf and -inf both occur: then the caller redoes the chunk with
-// SAFE; the extra tap of 3-wide windows is checked on its own). The NaN handling is 2 of the 3 vector ops
-// per tap step, with the compares on the shuffle port the deinterleave needs: max_pool2d 3x3 s2 p1 on
-// 8x64x112x112, 0.93 -> 0.79 ms.
-template <class V, int KW, bool SAFE>
+// One chunk of up to N outputs of a max row (row_s2_unrolled's taps, in scan order); IDX: also `at`, each
+// lane's winning tap as a float offset from its window's first tap. SAFE: torch's scan step (a later NaN
+// wins, a NaN stays). Else the NaN-free step (plain max; a strictly greater later tap wins), which is the
+// same whenever no tap is NaN, and `probe` sums every tap: NaN when a tap is NaN, or when +inf and -inf both
+// occur, and the caller then redoes the chunk with SAFE (the extra tap of 3-wide windows is checked on its
+// own). The NaN handling is 2 of the 3 vector ops of a values step, its compares on the port the
+// deinterleave's shuffles need: max_pool2d 3x3 s2 p1 on 8x64x112x112, 0.93 -> 0.79 ms.
+template <class V, int KW, bool SAFE, bool IDX>
 V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
-               int64_t b1, int64_t pos, int m0, int m1, V& probe, bool& extra_nan) {
+               int64_t b1, int64_t pos, int m0, int m1, V& probe, bool& extra_nan, V& at) {
   const int64_t H = g.in[1], W = g.in[2];
   V acc = V::zero();
   bool first = true;
+  // the step "later tap t wins over the running v": strictly greater, or (SAFE) NaN
+  auto wins = [](V t, V v) { return SAFE ? cmp_gt_or_nan(t, v) : cmp_gt(t, v); };
   for (int64_t a = a0; a < a1; ++a)
     for (int64_t b = b0; b < b1; ++b) {
       const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W + pos;
@@ -265,14 +268,32 @@ V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_
         if (!SAFE) extra_nan |= extra != extra;
         t2 = shift_down(t0, extra);
       }
-      V rm;
-      if constexpr (SAFE) {
-        rm = nan_max(t0, t1);
+      if (!SAFE) probe = probe + t0 + t1;
+      if constexpr (IDX) {
+        const float rel = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
+        V rv = t0, rt = V::set1(rel);
+        const auto k1 = wins(t1, rv);
+        rv = select(k1, t1, rv);
+        rt = select(k1, V::set1(rel + 1.f), rt);
+        if constexpr (KW == 3) {
+          const auto k2 = wins(t2, rv);
+          rv = select(k2, t2, rv);
+          rt = select(k2, V::set1(rel + 2.f), rt);
+        }
+        if (first) {
+          acc = rv;
+          at = rt;
+        } else {
+          const auto k = wins(rv, acc);
+          acc = select(k, rv, acc);
+          at = select(k, rt, at);
+        }
+      } else if constexpr (SAFE) {
+        V rm = nan_max(t0, t1);
         if constexpr (KW == 3) rm = nan_max(rm, t2);
         acc = first ? rm : nan_max(acc, rm);
       } else {
-        probe = probe + t0 + t1;
-        rm = max(t1, t0);
+        V rm = max(t1, t0);
         if constexpr (KW == 3) rm = max(t2, rm);
         acc = first ? rm : max(rm, acc);
       }
@@ -292,78 +313,52 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
     const int64_t pos = 2 * ow0 - p;
     const int m0 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos));
     const int m1 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));
-    if constexpr (M == kMax) {
-      V probe = V::zero();
+    if constexpr (M != kAvg) {
+      constexpr bool kIdx = M == kMaxIdx;
+      V probe = V::zero(), at = V::zero();
       bool extra_nan = false;
-      V acc = max_chunk_s2<V, KW, false>(g, x, sd, sh, a0, a1, b0, b1, pos, m0, m1, probe, extra_nan);
+      V acc = max_chunk_s2<V, KW, false, kIdx>(g, x, sd, sh, a0, a1, b0, b1, pos, m0, m1, probe, extra_nan, at);
       if (extra_nan || V::mask_any(is_nan(probe)))
-        acc = max_chunk_s2<V, KW, true>(g, x, sd, sh, a0, a1, b0, b1, pos, m0, m1, probe, extra_nan);
+        acc = max_chunk_s2<V, KW, true, kIdx>(g, x, sd, sh, a0, a1, b0, b1, pos, m0, m1, probe, extra_nan, at);
       if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
+      if constexpr (kIdx) {
+        float rel[V::N];
+        at.store(rel);
+        const int64_t origin = (sd * H + sh) * W + pos;
+        for (int l = 0; l < n; ++l) irow[ow0 + l] = origin + 2 * l + static_cast<int64_t>(rel[l]);
+      }
       continue;
     }
-    V acc = V::zero(), at = V::zero();
+    V acc = V::zero();  // the sums
     bool first = true;
     for (int64_t a = a0; a < a1; ++a) {
       for (int64_t b = b0; b < b1; ++b) {
-        if constexpr (M == kAvg) {
-          if (carry && carry->load && b == b0) {  // this row's sum, from the previous output row
-            const V rs = V::load(carry->buf + ow0);
-            acc = first ? rs : acc + rs;
-            first = false;
-            continue;
-          }
+        if (carry && carry->load && b == b0) {  // this row's sum, from the previous output row
+          const V rs = V::load(carry->buf + ow0);
+          acc = first ? rs : acc + rs;
+          first = false;
+          continue;
         }
         const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W + pos;
         __builtin_prefetch(r + kPrefetchRows * W);
         __builtin_prefetch(r + kPrefetchRows * W + 16);
         V t0, t1, t2 = V::zero();
-        if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding (-inf / 0)
-          V::load2_deinterleave_from(r, static_cast<int>(-pos), m0, M == kAvg ? 0.f : -kInf, t0, t1);
+        if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding (0)
+          V::load2_deinterleave_from(r, static_cast<int>(-pos), m0, 0.f, t0, t1);
         else
           V::load2_deinterleave(r, m0, t0, t1);
         // the third tap of lane l is the first of lane l + 1: shifted in from the first, plus one element
         // (read only where the top lane is an output), instead of a second (line-splitting) pair of loads
         if constexpr (KW == 3) t2 = shift_down(t0, m1 >= 2 * V::N - 1 ? r[2 * V::N] : 0.f);
-        if constexpr (M == kAvg) {
-          V rs = t0 + t1;
-          if constexpr (KW == 3) rs = rs + t2;
-          if (carry && b == b1 - 1) rs.store(carry->buf + ow0);
-          acc = first ? rs : acc + rs;
-        } else if constexpr (M == kMax) {
-          V rm = nan_max(t0, t1);
-          if constexpr (KW == 3) rm = nan_max(rm, t2);
-          acc = first ? rm : nan_max(acc, rm);
-        } else {
-          const float rel = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
-          V rv = t0, rt = V::set1(rel);
-          auto k1 = cmp_gt_or_nan(t1, rv);
-          rv = select(k1, t1, rv);
-          rt = select(k1, V::set1(rel + 1.f), rt);
-          if constexpr (KW == 3) {
-            auto k2 = cmp_gt_or_nan(t2, rv);
-            rv = select(k2, t2, rv);
-            rt = select(k2, V::set1(rel + 2.f), rt);
-          }
-          if (first) {
-            acc = rv;
-            at = rt;
-          } else {
-            auto k = cmp_gt_or_nan(rv, acc);
-            acc = select(k, rv, acc);
-            at = select(k, rt, at);
-          }
-        }
+        V rs = t0 + t1;
+        if constexpr (KW == 3) rs = rs + t2;
+        if (carry && b == b1 - 1) rs.store(carry->buf + ow0);
+        acc = first ? rs : acc + rs;
         first = false;
       }
     }
-    if constexpr (M == kAvg) acc = acc / V::set1(div);
+    acc = acc / V::set1(div);
     if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
-    if constexpr (M == kMaxIdx) {
-      float rel[V::N];
-      at.store(rel);
-      const int64_t origin = (sd * H + sh) * W + pos;
-      for (int l = 0; l < n; ++l) irow[ow0 + l] = origin + 2 * l + static_cast<int64_t>(rel[l]);
-    }
   }
 }
 
