@@ -45,15 +45,15 @@ inline void store2(float* p, int m, V lo, V hi) {
   if (m > V::N) hi.store_tail(p + V::N, m - V::N);
 }
 
-// One input row r gathers from the output row q (q[ow] = gy / divisor, zero outside [0, oW)):
-// column w receives q[ow] for every tap c with ow*S - p + c = w. Stride 1: w takes q[w + p - c] over
+// The share one output row q (q[ow] = gy / divisor, zero outside [0, oW)) gives each of the input rows its
+// windows cover, into r[0:W): column w receives q[ow] for every tap c with ow*S - p + c = w. Stride 1: w takes q[w + p - c] over
 // all c; stride 2: the even column 2j takes q[j + (p - c)/2] over c = p mod 2, the odd column 2j+1
-// q[j + (p + 1 - c)/2] over the other taps, and the two are interleaved into one read-modify-write.
+// q[j + (p + 1 - c)/2] over the other taps, and the two are interleaved.
 // A kernel longer than kAvgBackwardAllTaps runs, per vector, only the taps that name an output column
 // for one of its lanes: the others would add zeros (no change to any sum), and their count is the
 // kernel's, which may be 2^31 over a few columns; q is then read only within a vector of [0, oW).
 template <class V, int S>
-void avg_backward_row_gather(const PoolGeom& g, float* r, const float* q) {
+void avg_backward_row_share(const PoolGeom& g, float* r, const float* q) {
   const int64_t W = g.in[2], oW = g.out[2], p = g.p[2], kw = g.k[2];
   const bool clip = kw > kAvgBackwardAllTaps;
   if constexpr (S == 1) {
@@ -64,8 +64,8 @@ void avg_backward_row_gather(const PoolGeom& g, float* r, const float* q) {
       const int64_t c0 = clip ? std::max<int64_t>(0, w0 + p - oW + 1) : 0;
       const int64_t c1 = clip ? std::min<int64_t>(kw, w0 + V::N + p) : kw;
       for (int64_t c = c0; c < c1; ++c) acc = acc + V::load(q + w0 + p - c);
-      if (n == V::N) (V::load(r + w0) + acc).store(r + w0);
-      else (V::load_tail(r + w0, n) + acc).store_tail(r + w0, n);
+      if (n == V::N) acc.store(r + w0);
+      else acc.store_tail(r + w0, n);
     }
   } else {
     const int64_t half = (W + 1) / 2;
@@ -79,7 +79,7 @@ void avg_backward_row_gather(const PoolGeom& g, float* r, const float* q) {
       }
       V lo, hi;
       interleave2(even, odd, lo, hi);
-      add2<V>(r + 2 * j0, static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j0)), lo, hi);
+      store2<V>(r + 2 * j0, static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j0)), lo, hi);
     }
   }
 }
@@ -110,6 +110,7 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
   const int64_t hi = lim < 0 ? lo : std::max(lo, std::min<int64_t>(oW, lim / sw_ + 1));
   const int64_t M = avg_backward_margin(g);
   float* q = row + M;
+  float* share = q + oW + M;  // W floats after q's right margin
   std::memset(row, 0, sizeof(float) * static_cast<size_t>(avg_backward_row_floats(g)));
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
@@ -136,14 +137,34 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
         const int64_t st[3] = {sd, sh, ow * sw_ - pw};
         q[ow] = grow[ow] / avg_divisor(g, m, st);
       }
+      if (gather) {  // the row's share, the same for each input row it covers: computed once, then added
+        if (sw_ == 1) avg_backward_row_share<V, 1>(g, share, q);
+        else avg_backward_row_share<V, 2>(g, share, q);
+        for (int64_t a = a0; a < a1; ++a)
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t row = (sd + a) * H + sh + b;
+            float* r = acc + row * W;
+            if (row >= zeroed) {  // first use: the share plus +0 (as a zeroed row would get), no read
+              if (row > zeroed)
+                std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((row - zeroed) * W));
+              zeroed = row + 1;
+              int64_t w = 0;
+              for (; w + V::N <= W; w += V::N) (V::load(share + w) + V::zero()).store(r + w);
+              if (w < W) (V::load_tail(share + w, static_cast<int>(W - w)) + V::zero()).store_tail(r + w, static_cast<int>(W - w));
+            } else {
+              int64_t w = 0;
+              for (; w + V::N <= W; w += V::N) (V::load(r + w) + V::load(share + w)).store(r + w);
+              if (w < W) {
+                const int n = static_cast<int>(W - w);
+                (V::load_tail(r + w, n) + V::load_tail(share + w, n)).store_tail(r + w, n);
+              }
+            }
+          }
+        continue;
+      }
       for (int64_t a = a0; a < a1; ++a)
         for (int64_t b = b0; b < b1; ++b) {
           float* r = input_row((sd + a) * H + sh + b);
-          if (gather) {
-            if (sw_ == 1) avg_backward_row_gather<V, 1>(g, r, q);
-            else avg_backward_row_gather<V, 2>(g, r, q);
-            continue;
-          }
           for (int64_t ow = 0; ow < oW; ++ow) {
             const int64_t sw = ow * sw_ - pw;
             int64_t c0, c1;
