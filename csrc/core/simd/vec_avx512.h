@@ -142,8 +142,21 @@ struct VecF {
     return static_cast<Mask>(m0 | (static_cast<unsigned>(m1) << 8));
   }
 
-  float hsum() const { return _mm512_reduce_add_ps(v); }
-  float hmax() const { return _mm512_reduce_max_ps(v); }
+  // _mm512_reduce_add_ps / _mm512_reduce_max_ps step for step (lanes l + 8, l + 4, l + 2, l + 1, with their
+  // operand order, so the same bits), but the halves taken by zero-masked extracts: GCC 12's reduce
+  // intrinsics (and the plain extract, shuffle and cast) pass an undefined operand and warn once inlined.
+  float hsum() const {
+    const __m256 t = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 1), _mm512_maskz_extractf32x8_ps(0xFF, v, 0));
+    const __m128 h = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+    const __m128 q = _mm_add_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtss_f32(q) + _mm_cvtss_f32(_mm_shuffle_ps(q, q, 1));
+  }
+  float hmax() const {
+    const __m256 t = _mm256_max_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 1), _mm512_maskz_extractf32x8_ps(0xFF, v, 0));
+    const __m128 h = _mm_max_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+    const __m128 q = _mm_max_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtss_f32(_mm_max_ps(q, _mm_shuffle_ps(q, q, _MM_SHUFFLE(0, 1, 0, 1))));
+  }
 };
 
 }  // namespace fastml::cpu::avx512
