@@ -97,9 +97,21 @@ void mean_planes(int64_t planes, int64_t n, const float* x, float* y) {
   const __m512 fn = _mm512_set1_ps(static_cast<float>(n));
   int64_t p = 0;
   for (; p + 16 <= planes; p += 16) {
+    // slot i holds plane 4 (i % 4) + i / 4, so lane r of the sum is plane r; the 16 planes' lane sums
+    // advance together (16 independent add chains; each plane's own adds in plane_lanes' order)
+    const float* src[16];
     __m512 a[16];
-    for (int i = 0; i < 16; ++i)  // slot i holds plane 4 (i % 4) + i / 4, so lane r of the sum is plane r
-      a[i] = pool_impl::plane_lanes<VecF>(n, x + (p + 4 * (i % 4) + i / 4) * n).v;
+    for (int i = 0; i < 16; ++i) {
+      src[i] = x + (p + 4 * (i % 4) + i / 4) * n;
+      a[i] = _mm512_setzero_ps();
+    }
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+      for (int i = 0; i < 16; ++i) a[i] = _mm512_add_ps(a[i], _mm512_loadu_ps(src[i] + j));
+    if (j < n) {
+      const __mmask16 k = static_cast<__mmask16>((1u << (n - j)) - 1u);
+      for (int i = 0; i < 16; ++i) a[i] = _mm512_add_ps(a[i], _mm512_maskz_loadu_ps(k, src[i] + j));
+    }
     _mm512_storeu_ps(y + p, _mm512_div_ps(transpose_sum16(a), fn));
   }
   pool_impl::mean_planes<VecF>(planes - p, n, x + p * n, y + p);
