@@ -1,5 +1,9 @@
 // Pooling kernels, avx512 variant: the generic bodies of pool_impl.h over the avx512 VecF, and an avx512
 // mean_planes (below). Maths and contract: pool.h. Test: FASTML_ISA=avx512 pytest tests/test_pool.py
+// GCC 12 flags the undefined pass-through operand of the unmasked max / alignr intrinsics
+// (_mm512_undefined_*) as an uninitialised use once the max-pool chunk scans are inlined: a header false
+// positive (as in activation_avx512.cpp).
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "core/simd/vec_avx512.h"
 #include "ops/pool/pool_impl.h"
 
