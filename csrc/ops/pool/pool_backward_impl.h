@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "ops/pool/pool_forward_impl.h"
@@ -19,19 +20,6 @@ namespace fastml::pool_impl {
 namespace {  // internal linkage: see pool_forward_impl.h
 
 constexpr int64_t kWritePrefetchRows = 8, kEncodePrefetchRows = 4;
-
-// p[0:m) += (lo, hi) for m <= 2N
-template <class V>
-inline void add2(float* p, int m, V lo, V hi) {
-  if (m >= 2 * V::N) {
-    (V::load(p) + lo).store(p);
-    (V::load(p + V::N) + hi).store(p + V::N);
-    return;
-  }
-  const int m0 = std::min(m, V::N), m1 = std::max(m - V::N, 0);
-  (V::load_tail(p, m0) + lo).store_tail(p, m0);
-  if (m1 > 0) (V::load_tail(p + V::N, m1) + hi).store_tail(p + V::N, m1);
-}
 
 // p[0:m) = (lo, hi) for m <= 2N
 template <class V>
@@ -46,9 +34,9 @@ inline void store2(float* p, int m, V lo, V hi) {
 }
 
 // The share one output row q (q[ow] = gy / divisor, zero outside [0, oW)) gives each of the input rows its
-// windows cover, into r[0:W): column w receives q[ow] for every tap c with ow*S - p + c = w. Stride 1: w takes q[w + p - c] over
-// all c; stride 2: the even column 2j takes q[j + (p - c)/2] over c = p mod 2, the odd column 2j+1
-// q[j + (p + 1 - c)/2] over the other taps, and the two are interleaved.
+// windows cover, into r[0:W): column w receives q[ow] for every tap c with ow*S - p + c = w. Stride 1: w
+// takes q[w + p - c] over all c; stride 2: the even column 2j takes q[j + (p - c)/2] over c = p mod 2, the
+// odd column 2j+1 q[j + (p + 1 - c)/2] over the other taps, and the two are interleaved.
 // A kernel longer than kAvgBackwardAllTaps runs, per vector, only the taps that name an output column
 // for one of its lanes: the others would add zeros (no change to any sum), and their count is the
 // kernel's, which may be 2^31 over a few columns; q is then read only within a vector of [0, oW).
@@ -150,7 +138,10 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
               zeroed = row + 1;
               int64_t w = 0;
               for (; w + V::N <= W; w += V::N) (V::load(share + w) + V::zero()).store(r + w);
-              if (w < W) (V::load_tail(share + w, static_cast<int>(W - w)) + V::zero()).store_tail(r + w, static_cast<int>(W - w));
+              if (w < W) {
+                const int n = static_cast<int>(W - w);
+                (V::load_tail(share + w, n) + V::zero()).store_tail(r + w, n);
+              }
             } else {
               int64_t w = 0;
               for (; w + V::N <= W; w += V::N) (V::load(r + w) + V::load(share + w)).store(r + w);
@@ -195,8 +186,10 @@ struct EncodeRows {
                       uint8_t* __restrict cp, int64_t CR, int32_t /*pw*/, int32_t /*W*/, bool /*check*/) {
     constexpr int kB = 256;
     uint32_t stage[kB];
-    const uint32_t o0 = NB > 0 ? off[0] : 0, o1 = NB > 1 ? off[1] : 0, o2 = NB > 2 ? off[2] : 0, o3 = NB > 3 ? off[3] : 0;
-    const uint32_t t0 = NB > 0 ? tap[0] : 0, t1 = NB > 1 ? tap[1] : 0, t2 = NB > 2 ? tap[2] : 0, t3 = NB > 3 ? tap[3] : 0;
+    const uint32_t o0 = NB > 0 ? off[0] : 0, o1 = NB > 1 ? off[1] : 0, o2 = NB > 2 ? off[2] : 0,
+                   o3 = NB > 3 ? off[3] : 0;
+    const uint32_t t0 = NB > 0 ? tap[0] : 0, t1 = NB > 1 ? tap[1] : 0, t2 = NB > 2 ? tap[2] : 0,
+                   t3 = NB > 3 ? tap[3] : 0;
     const uint32_t ukw = static_cast<uint32_t>(kw), uplane = static_cast<uint32_t>(plane);
     const uint32_t usw = static_cast<uint32_t>(sw);
     uint64_t any = 0;
@@ -283,12 +276,16 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
         const int64_t base = origin - g.p[2], step = g.s[1] * W;
         uint64_t any = 0;
         const bool check = nlo > 0 || nhi > 0;  // windows that start left of the input or end past it
+        auto enc = [&](auto nbc) {
+          return EncodeRows<V>::template run<decltype(nbc)::value>(ip, rows, oW, base, step, sw, kw, plane, off, tap,
+                                                                     cp, CR, pw, w32, check);
+        };
         switch (nb) {
-          case 0: any = EncodeRows<V>::template run<0>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
-          case 1: any = EncodeRows<V>::template run<1>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
-          case 2: any = EncodeRows<V>::template run<2>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
-          case 3: any = EncodeRows<V>::template run<3>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
-          default: any = EncodeRows<V>::template run<4>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32, check); break;
+          case 0: any = enc(std::integral_constant<int, 0>{}); break;
+          case 1: any = enc(std::integral_constant<int, 1>{}); break;
+          case 2: any = enc(std::integral_constant<int, 2>{}); break;
+          case 3: any = enc(std::integral_constant<int, 3>{}); break;
+          default: any = enc(std::integral_constant<int, 4>{}); break;
         }
         if (any >> 30) goto generic;  // an index outside [0, 2^30): this row through the exact path below
         for (int64_t q = 0; q < rows && !EncodeRows<V>::kColumnCheck; ++q) {  // the border windows
@@ -442,9 +439,10 @@ void max_backward_gather_row(float* r, int64_t W, int64_t kw, int64_t pw, const 
 
 // The square 2x2 s2 and 3x3 s2 p1 windows of 2D pooling (ResNet's and VGG's pools), K = 2 or 3: the gather
 // by pairs of input rows 2 oh and 2 oh + 1, which read window row oh (and, K = 3, the second row also oh + 1:
-// its tap row 0), a vector of windows a step. The code and gy vectors of a window row are loaded once for both rows (the
-// generic loop loads them per tap and row), the gy loads masked to the row (no padded copies); same adds in
-// the same order as the generic gather, so the same bits. Rows no window covers are zeroed.
+// its tap row 0), a vector of windows a step. The code and gy vectors of a window row are loaded once for
+// both rows (the generic loop loads them per tap and row), the gy loads masked to the row (no padded
+// copies); same adds in the same order as the generic gather, so the same bits. Rows no window covers are
+// zeroed.
 template <class V, int K>
 void max_backward_gather_pairs(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx) {
   const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
@@ -566,8 +564,10 @@ void max_backward_gather(const PoolGeom& g, const float* gy, const uint8_t* code
   const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oW = g.out[2], rows = g.out[0] * g.out[1];
   const int64_t L = max_backward_margin_left(g), CR = max_backward_code_row(g);
   if (D == 1 && g.k[0] == 1 && g.p[0] == 0 && g.s[1] == 2 && g.s[2] == 2) {  // 2D: the tap code is b kW + c
-    if (g.k[1] == 2 && g.k[2] == 2 && g.p[1] == 0 && g.p[2] == 0) return max_backward_gather_pairs<V, 2>(g, gy, codes, gx);
-    if (g.k[1] == 3 && g.k[2] == 3 && g.p[1] == 1 && g.p[2] == 1) return max_backward_gather_pairs<V, 3>(g, gy, codes, gx);
+    if (g.k[1] == 2 && g.k[2] == 2 && g.p[1] == 0 && g.p[2] == 0)
+      return max_backward_gather_pairs<V, 2>(g, gy, codes, gx);
+    if (g.k[1] == 3 && g.k[2] == 3 && g.p[1] == 1 && g.p[2] == 1)
+      return max_backward_gather_pairs<V, 3>(g, gy, codes, gx);
   }
   const GatherPlan& plan = gather_plan(g);
   thread_local std::vector<const float*> t_rows;

@@ -241,7 +241,8 @@ struct RowCarry {
 // column (< 0: padding, read as `fill`), m0 / m1 the row's columns from the first / third tap. Returns the
 // extra element t2's last lane takes (0 when that lane is past the row).
 template <class V, int KW>
-[[gnu::always_inline]] inline float load_taps_s2(const float* r, int64_t pos, int m0, int m1, float fill, V& t0, V& t1, V& t2) {
+[[gnu::always_inline]] inline float load_taps_s2(const float* r, int64_t pos, int m0, int m1, float fill, V& t0, V& t1,
+                                                 V& t2) {
   if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding
     V::load2_deinterleave_from(r, static_cast<int>(-pos), m0, fill, t0, t1);
   else
