@@ -177,6 +177,14 @@ def _scatter_in_order(g, idx, in_shape, nsp):
     return out.reshape(in_shape)
 
 
+
+def _equals_scatter(backend, got, want, g):
+    """The compiled backends equal the in-order scatter bitwise, the NumPy backend within rounding."""
+    if backend == "numpy":
+        _close_avg(got, want, g)
+    else:
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+
 _GATHER = [  # (nd, kw): the gather geometries (no dilation, stride 1 or 2 in W) and a few around them
     (2, dict(kernel_size=2, stride=2)),
     (2, dict(kernel_size=2, stride=2, ceil_mode=True)),
@@ -231,10 +239,7 @@ def test_max_backward_bitwise_scatter_order(backend, rng, case, W):
     for idx in (i, foreign.reshape(i.shape), same):
         want = _scatter_in_order(g, idx, x.shape, nd)
         got = fb(g, x, indices=idx, **kw)
-        if backend == "numpy":
-            _close_avg(got, want, g)
-        else:
-            np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+        _equals_scatter(backend, got, want, g)
     got = fb(g, x, **kw)  # recomputed indices
     want = _scatter_in_order(g, i, x.shape, nd)
     if backend != "numpy":
@@ -254,10 +259,7 @@ def test_max_pool3d_backward_one_depth_slice(backend, rng, kw, H, W):
     g = _rand(rng, y.shape)
     want = _scatter_in_order(g, i, x.shape, 3)
     got = F.max_pool3d_backward(g, x, indices=i, **kw)
-    if backend == "numpy":
-        _close_avg(got, want, g)
-    else:
-        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    _equals_scatter(backend, got, want, g)
 
 
 @pytest.mark.parametrize("W", [7, 8, 33])
@@ -276,10 +278,7 @@ def test_max_backward_index_wrapping_past_the_row(backend, rng, W):
             j[1, 2, oh, oW - 1] = (2 * oh) * W + W  # first element of the next row
     want = _scatter_in_order(g, j, x.shape, 2)
     got = F.max_pool2d_backward(g, x, indices=j, **kw)
-    if backend == "numpy":
-        _close_avg(got, want, g)
-    else:
-        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    _equals_scatter(backend, got, want, g)
 
 
 @pytest.mark.parametrize("big", [2**32, 2**31, 2**30, -2**32, 2**62])
