@@ -177,13 +177,13 @@ def _scatter_in_order(g, idx, in_shape, nsp):
     return out.reshape(in_shape)
 
 
-
 def _equals_scatter(backend, got, want, g):
     """The compiled backends equal the in-order scatter bitwise, the NumPy backend within rounding."""
     if backend == "numpy":
         _close_avg(got, want, g)
     else:
         np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+
 
 _GATHER = [  # (nd, kw): the gather geometries (no dilation, stride 1 or 2 in W) and a few around them
     (2, dict(kernel_size=2, stride=2)),
@@ -686,8 +686,8 @@ def test_max_values_fast_path_falls_back_on_nan_and_mixed_inf(backend, rng, k):
     x[x == 0] = -0.0
     x[:, :, ::2, ::3] = 0.0
     bits = x.view(np.uint32)
-    bits[0, 0, 2, 5] = 0x7FC00001
-    bits[0, 0, 2, 6] = 0x7FC00002  # same window as (2, 5) for k = 2 and k = 3: the later payload wins
+    bits[0, 0, 2, 4] = 0x7FC00001
+    bits[0, 0, 2, 5] = 0x7FC00002  # one window (output (1, 2)) for k = 2 and k = 3: the later payload wins
     bits[0, 0, 3, 40] = 0xFFC00003
     x[0, 1, 4, 10], x[0, 1, 4, 20] = np.inf, -np.inf
     x[1, 2, 6, 31] = np.nan
@@ -698,6 +698,8 @@ def test_max_values_fast_path_falls_back_on_nan_and_mixed_inf(backend, rng, k):
     np.testing.assert_array_equal(y.view(np.uint32), yi.view(np.uint32))
     np.testing.assert_array_equal(y, R.max_pool2d(x, **kw))
     assert np.isnan(y[1, 2, 3]).any() and np.isposinf(y[0, 1, 2]).any()
+    if backend != "numpy":
+        assert y.view(np.uint32)[0, 0, 1, 2] == 0x7FC00002
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (1, 7), (4, 4), (1, 17), (7, 7), (56, 56)])
