@@ -112,7 +112,10 @@ void mean_planes(int64_t planes, int64_t n, const float* x, float* y) {
     int64_t j = 0;
     for (; j + 16 <= n; j += 16)
       for (int i = 0; i < 16; ++i) a[i] = _mm512_add_ps(a[i], _mm512_loadu_ps(src[i] + j));
-    if (j < n) {
+    if (j + 1 == n) {  // one element left (7x7 planes): a scalar load into lane 0, never a line split
+      for (int i = 0; i < 16; ++i)
+        a[i] = _mm512_add_ps(a[i], _mm512_maskz_broadcastss_ps(1, _mm_load_ss(src[i] + j)));
+    } else if (j < n) {
       const __mmask16 k = static_cast<__mmask16>((1u << (n - j)) - 1u);
       for (int i = 0; i < 16; ++i) a[i] = _mm512_add_ps(a[i], _mm512_maskz_loadu_ps(k, src[i] + j));
     }
