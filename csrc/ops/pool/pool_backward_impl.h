@@ -403,14 +403,7 @@ inline void max_backward_gather_cols(float* r, int64_t W, int64_t kw_rt, int64_t
     } else {
       V lo, hi;
       interleave2(even[u], odd[u], lo, hi);
-      const int m = static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j));
-      if (m >= 2 * V::N) {
-        lo.store(r + 2 * j);
-        hi.store(r + 2 * j + V::N);
-      } else {
-        lo.store_tail(r + 2 * j, std::min(m, V::N));
-        if (m > V::N) hi.store_tail(r + 2 * j + V::N, m - V::N);
-      }
+      store2<V>(r + 2 * j, static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j)), lo, hi);
     }
   }
 }
