@@ -257,6 +257,60 @@ template <class V, int KW>
   return extra;
 }
 
+// Torch's max scan over one kernel row's KW taps, in order: a later tap wins when strictly greater or
+// (SAFE) NaN; without SAFE, plain max, the same whenever no tap is NaN (the callers check). Returns the row's
+// result; IDX: col = the winning tap's column, 0 .. KW - 1, as a float.
+template <class V, int KW, bool SAFE, bool IDX>
+[[gnu::always_inline]] inline V row_taps_max(V t0, V t1, V t2, V& col) {
+  if constexpr (IDX) {
+    auto wins = [](V t, V v) { return SAFE ? cmp_gt_or_nan(t, v) : cmp_gt(t, v); };
+    const auto k1 = wins(t1, t0);
+    V v = select(k1, t1, t0);
+    col = select(k1, V::set1(1.f), V::zero());
+    if constexpr (KW == 3) {
+      const auto k2 = wins(t2, v);
+      v = select(k2, t2, v);
+      col = select(k2, V::set1(2.f), col);
+    }
+    return v;
+  } else if constexpr (SAFE) {
+    V rm = nan_max(t0, t1);
+    if constexpr (KW == 3) rm = nan_max(rm, t2);
+    return rm;
+  } else {
+    V rm = max(t1, t0);
+    if constexpr (KW == 3) rm = max(t2, rm);
+    return rm;
+  }
+}
+
+// The same scan step across kernel rows: a later row's result rv (IDX: its winning tap's offset rt from the
+// window's first tap) into the running (acc, at); the first row sets them.
+template <class V, bool SAFE, bool IDX>
+[[gnu::always_inline]] inline void merge_row(V rv, V rt, bool first, V& acc, V& at) {
+  if (first) {
+    acc = rv;
+    at = rt;
+  } else if constexpr (IDX) {
+    const auto k = SAFE ? cmp_gt_or_nan(rv, acc) : cmp_gt(rv, acc);
+    acc = select(k, rv, acc);
+    at = select(k, rt, at);
+  } else {
+    acc = SAFE ? nan_max(acc, rv) : max(rv, acc);
+  }
+}
+
+// A chunk's n maxima into y and, when idx is given, their flat indices: lane l's window starts at
+// origin + 2 l, at_l is its winning tap's offset from there (exact in float: the plane is below 2^24).
+template <class V>
+inline void store_max_chunk(V acc, V at, int n, float* y, int64_t* idx, int64_t origin) {
+  if (n == V::N) acc.store(y); else acc.store_tail(y, n);
+  if (!idx) return;
+  float rel[V::N];
+  at.store(rel);
+  for (int l = 0; l < n; ++l) idx[l] = origin + 2 * l + static_cast<int64_t>(rel[l]);
+}
+
 // One chunk of up to N outputs of a max row (row_s2_unrolled's taps, in scan order); IDX: also `at`, each
 // lane's winning tap as a float offset from its window's first tap. SAFE: torch's scan step (a later NaN
 // wins, a NaN stays). Else the NaN-free step (plain max; a strictly greater later tap wins), which is the
@@ -270,50 +324,22 @@ V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_
   const int64_t H = g.in[1], W = g.in[2];
   V acc = V::zero();
   bool first = true;
-  // the step "later tap t wins over the running v": strictly greater, or (SAFE) NaN
-  auto wins = [](V t, V v) { return SAFE ? cmp_gt_or_nan(t, v) : cmp_gt(t, v); };
   for (int64_t a = a0; a < a1; ++a)
-    for (int64_t b = b0; b < b1; ++b) {
+    for (int64_t b = b0; b < b1; ++b, first = false) {
       const float* r = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W + pos;
       if (!SAFE) {
         __builtin_prefetch(r + kPrefetchRows * W);
         __builtin_prefetch(r + kPrefetchRows * W + 16);
       }
-      V t0, t1, t2 = V::zero();
+      V t0, t1, t2 = V::zero(), col = V::zero();
       const float extra = load_taps_s2<V, KW>(r, pos, m0, m1, -kInf, t0, t1, t2);
       if (!SAFE) {
         extra_nan |= extra != extra;
         probe = probe + t0 + t1;
       }
-      if constexpr (IDX) {
-        const float rel = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
-        V rv = t0, rt = V::set1(rel);
-        const auto k1 = wins(t1, rv);
-        rv = select(k1, t1, rv);
-        rt = select(k1, V::set1(rel + 1.f), rt);
-        if constexpr (KW == 3) {
-          const auto k2 = wins(t2, rv);
-          rv = select(k2, t2, rv);
-          rt = select(k2, V::set1(rel + 2.f), rt);
-        }
-        if (first) {
-          acc = rv;
-          at = rt;
-        } else {
-          const auto k = wins(rv, acc);
-          acc = select(k, rv, acc);
-          at = select(k, rt, at);
-        }
-      } else if constexpr (SAFE) {
-        V rm = nan_max(t0, t1);
-        if constexpr (KW == 3) rm = nan_max(rm, t2);
-        acc = first ? rm : nan_max(acc, rm);
-      } else {
-        V rm = max(t1, t0);
-        if constexpr (KW == 3) rm = max(t2, rm);
-        acc = first ? rm : max(rm, acc);
-      }
-      first = false;
+      const V rv = row_taps_max<V, KW, SAFE, IDX>(t0, t1, t2, col);
+      if constexpr (IDX) col = col + V::set1(static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W));  // offset
+      merge_row<V, SAFE, IDX>(rv, col, first, acc, at);
     }
   return acc;
 }
@@ -327,8 +353,7 @@ template <class V, bool IDX>
 void max_rows_pair_s2k3(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t lo, int64_t hi,
                         float* y0, float* y1, int64_t* i0, int64_t* i1) {
   const int64_t H = g.in[1], W = g.in[2], p = g.p[2];
-  const V one = V::set1(1.f), two = V::set1(2.f), rel1 = V::set1(static_cast<float>(W)),
-          rel2 = V::set1(static_cast<float>(2 * W));
+  const V rel[3] = {V::zero(), V::set1(static_cast<float>(W)), V::set1(static_cast<float>(2 * W))};
   for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
     const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
     const int64_t pos = 2 * ow0 - p;
@@ -344,54 +369,23 @@ void max_rows_pair_s2k3(const PoolGeom& g, const float* x, int64_t sd, int64_t s
       const float extra = load_taps_s2<V, 3>(r, pos, m0, m1, -kInf, t0, t1, t2);
       extra_nan |= extra != extra;
       probe = probe + t0 + t1;
-      if constexpr (IDX) {
-        const auto k1 = cmp_gt(t1, t0);
-        V v = select(k1, t1, t0), c = select(k1, one, V::zero());
-        const auto k2 = cmp_gt(t2, v);
-        rm[b] = select(k2, t2, v);
-        rc[b] = select(k2, two, c);
-      } else {
-        rm[b] = max(t2, max(t1, t0));
+      rc[b] = V::zero();
+      rm[b] = row_taps_max<V, 3, false, IDX>(t0, t1, t2, rc[b]);
+    }
+    V acc[2], at[2];
+    for (int o = 0; o < 2; ++o)  // output o's tap rows are input rows 2 o .. 2 o + 2
+      for (int i = 0; i < 3; ++i) {
+        V rt = rc[2 * o + i];
+        if constexpr (IDX) rt = rt + rel[i];  // the tap's offset from the window's first tap
+        merge_row<V, false, IDX>(rm[2 * o + i], rt, i == 0, acc[o], at[o]);
       }
-    }
-    V acc0, acc1, at0, at1;
-    if constexpr (IDX) {  // tap rows 0, 1, 2 of each output: offsets 0, W, 2W from its window's first tap
-      auto scan = [&](int b0, V& acc, V& at) {
-        acc = rm[b0];
-        at = rc[b0];
-        for (int i = 1; i < 3; ++i) {
-          const auto k = cmp_gt(rm[b0 + i], acc);
-          acc = select(k, rm[b0 + i], acc);
-          at = select(k, rc[b0 + i] + (i == 1 ? rel1 : rel2), at);
-        }
-      };
-      scan(0, acc0, at0);
-      scan(2, acc1, at1);
-    } else {
-      acc0 = max(rm[2], max(rm[1], rm[0]));
-      acc1 = max(rm[4], max(rm[3], rm[2]));
-    }
-    if (extra_nan || V::mask_any(is_nan(probe))) {
-      acc0 = max_chunk_s2<V, 3, true, IDX>(g, x, sd, sh, 0, 1, 0, 3, pos, m0, m1, probe, extra_nan, at0);
-      acc1 = max_chunk_s2<V, 3, true, IDX>(g, x, sd, sh + 2, 0, 1, 0, 3, pos, m0, m1, probe, extra_nan, at1);
-    }
-    if (n == V::N) {
-      acc0.store(y0 + ow0);
-      acc1.store(y1 + ow0);
-    } else {
-      acc0.store_tail(y0 + ow0, n);
-      acc1.store_tail(y1 + ow0, n);
-    }
-    if constexpr (IDX) {
-      float c0[V::N], c1[V::N];
-      at0.store(c0);
-      at1.store(c1);
-      const int64_t o0 = (sd * H + sh) * W + pos, o1 = o0 + 2 * W;
-      for (int l = 0; l < n; ++l) {
-        i0[ow0 + l] = o0 + 2 * l + static_cast<int64_t>(c0[l]);
-        i1[ow0 + l] = o1 + 2 * l + static_cast<int64_t>(c1[l]);
-      }
-    }
+    if (extra_nan || V::mask_any(is_nan(probe)))
+      for (int o = 0; o < 2; ++o)
+        acc[o] = max_chunk_s2<V, 3, true, IDX>(g, x, sd, sh + 2 * o, 0, 1, 0, 3, pos, m0, m1, probe, extra_nan,
+                                               at[o]);
+    const int64_t origin = (sd * H + sh) * W + pos;
+    store_max_chunk(acc[0], at[0], n, y0 + ow0, IDX ? i0 + ow0 : nullptr, origin);
+    store_max_chunk(acc[1], at[1], n, y1 + ow0, IDX ? i1 + ow0 : nullptr, origin + 2 * W);
   }
 }
 
@@ -413,13 +407,7 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
       V acc = max_chunk_s2<V, KW, false, kIdx>(g, x, sd, sh, a0, a1, b0, b1, pos, m0, m1, probe, extra_nan, at);
       if (extra_nan || V::mask_any(is_nan(probe)))
         acc = max_chunk_s2<V, KW, true, kIdx>(g, x, sd, sh, a0, a1, b0, b1, pos, m0, m1, probe, extra_nan, at);
-      if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
-      if constexpr (kIdx) {
-        float rel[V::N];
-        at.store(rel);
-        const int64_t origin = (sd * H + sh) * W + pos;
-        for (int l = 0; l < n; ++l) irow[ow0 + l] = origin + 2 * l + static_cast<int64_t>(rel[l]);
-      }
+      store_max_chunk(acc, at, n, yrow + ow0, kIdx ? irow + ow0 : nullptr, (sd * H + sh) * W + pos);
       continue;
     }
     V acc = V::zero();  // the sums
@@ -483,6 +471,11 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
     const bool pairs = vec && unrolled_ok(g) && g.k[2] == 3 && g.k[1] == 3 && g.s[1] == 2 && g.d[1] == 1 &&
                        a1 - a0 == 1 && hi > lo;
     int64_t paired = -1;  // the output row whose vector part the previous row's pair computed
+    // after a vector row from ow 0: a -inf result there may carry the padding tap's index, and the scalar scan
+    // gives torch's
+    auto first_index_fix = [&](int64_t sh, float* yr, int64_t* ir) {
+      if (ir && g.p[2] > 0 && yr[0] == -kInf) max_window(g, x, sd, sh, -g.p[2], yr, ir);
+    };
     for (int64_t oh = 0; oh < g.out[1]; ++oh) {
       const int64_t sh = oh * g.s[1] - g.p[1];
       int64_t b0, b1;
@@ -494,9 +487,8 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
         const int64_t vlo = g.p[2] == 1 ? 0 : lo, sd0 = sd + a0 * g.d[0];
         if (irow) max_rows_pair_s2k3<V, true>(g, x, sd0, sh, vlo, hi, yrow, yrow + oW, irow, irow + oW);
         else max_rows_pair_s2k3<V, false>(g, x, sd0, sh, vlo, hi, yrow, yrow + oW, nullptr, nullptr);
-        // a -inf result at ow 0 may carry the padding tap's index: the scalar scan gives torch's
-        for (int i = 0; i < 2 && irow && vlo == 0 && g.p[2] > 0; ++i)
-          if (yrow[i * oW] == -kInf) max_window(g, x, sd, sh + 2 * i, -g.p[2], yrow + i * oW, irow + i * oW);
+        if (vlo == 0)
+          for (int i = 0; i < 2; ++i) first_index_fix(sh + 2 * i, yrow + i * oW, irow ? irow + i * oW : nullptr);
         paired = oh + 1;
       }
       const bool rowvec = vec && a1 > a0 && b1 > b0 && hi > lo;
@@ -517,8 +509,7 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
           if (irow) row_s2_unrolled<V, 3, kMaxIdx>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
           else row_s2_unrolled<V, 3, kMax>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
         }
-        // a -inf result at ow 0 may carry the padding tap's index: the scalar scan gives torch's
-        if (lo == 0 && irow && g.p[2] > 0 && yrow[0] == -kInf) max_window(g, x, sd, sh, -g.p[2], yrow, irow);
+        if (lo == 0) first_index_fix(sh, yrow, irow);
       } else if (g.s[2] == 1) max_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
       else if (g.s[2] == 2) max_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
       else max_row_vec<V, 0>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
