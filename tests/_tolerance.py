@@ -49,14 +49,31 @@ def assert_close(got, ref, *, ulps=4, atol=None, dtype=None, cond=None, what="")
 
 
 def assert_error_within(got, ref, baseline, *, factor=2.0, floor=None, what=""):
-    """``max|got - ref| <= factor * max(max|baseline - ref|, floor)`` (floor defaults to one eps of max|ref|)."""
+    """The error of ``got`` against the float64 ``ref`` is at most ``factor`` times that of ``baseline`` (a
+    plain float32 NumPy computation of the same thing), measured two ways:
+
+    * root-mean-square: ``rms(got - ref) <= factor * max(rms(baseline - ref), floor)``, the precision of
+      the whole result, a statistic that one draw does not move much;
+    * maximum: ``max|got - ref| <= 2 * factor * max(max|baseline - ref|, floor)``, so that no element is far
+      off even when the rest are exact.
+
+    The maximum alone is held to the looser factor because it is one draw of a heavy tail: the same float32
+    computation (OpenBLAS's im2col convolution, 3360 outputs, K = 432) gives maxima from 1.3e-5 to 4.2e-5
+    over eight random inputs at a steady rms of 2.9e-6 to 3.1e-6, and which BLAS kernel NumPy runs (so its
+    summation order) changes with the CPU. ``floor`` defaults to one eps of max|ref|."""
     got, ref, baseline = (np.asarray(a, dtype=np.float64) for a in (got, ref, baseline))
     assert got.shape == ref.shape, f"{what}: shape {got.shape} != reference {ref.shape}"
     if floor is None:
         floor = EPS32 * max(float(np.max(np.abs(ref), initial=0.0)), 1e-30)
-    e_got = float(np.max(np.abs(got - ref), initial=0.0))
-    e_base = max(float(np.max(np.abs(baseline - ref), initial=0.0)), floor)
-    assert e_got <= factor * e_base, f"{what}: error {e_got:.3g} > {factor} x baseline error {e_base:.3g}"
+    if got.size == 0:
+        return
+    d_got, d_base = np.abs(got - ref), np.abs(baseline - ref)
+    r_got, r_base = (float(np.sqrt(np.mean(np.square(d)))) for d in (d_got, d_base))
+    assert r_got <= factor * max(r_base, floor), (
+        f"{what}: rms error {r_got:.3g} > {factor} x baseline rms error {max(r_base, floor):.3g}")
+    e_got, e_base = float(np.max(d_got)), max(float(np.max(d_base)), floor)
+    assert e_got <= 2 * factor * e_base, (
+        f"{what}: max error {e_got:.3g} > {2 * factor} x baseline max error {e_base:.3g}")
 
 
 def condition_number(f, x, h=1e-7):
