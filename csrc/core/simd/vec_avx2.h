@@ -38,6 +38,30 @@ struct VecF {
     even.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
     odd.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
   }
+  // p[0:2N) split as load2_deinterleave does, but each half's lanes in the order one shuffle leaves them
+  // ([0 2 8 10 | 4 6 12 14] of the even half); in_order() restores p's order. Lane-wise arithmetic
+  // commutes with that order, so a chain of it pays for one permute instead of one per load.
+  static void load2_deinterleave_lanes(const float* p, VecF& even, VecF& odd) {
+    const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + N);
+    even.v = _mm256_shuffle_ps(a, b, 0x88);
+    odd.v = _mm256_shuffle_ps(a, b, 0xDD);
+  }
+  // the same of p[first:2N) (0 < first < N; p[0:first) reads as `fill`, never touched in memory)
+  static void load2_deinterleave_lanes_from(const float* p, int first, float fill, VecF& even, VecF& odd) {
+    const __m256i ma = _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(first - 1));
+    const __m256 a = _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, ma), _mm256_castsi256_ps(ma));
+    const __m256 b = _mm256_loadu_ps(p + N);
+    even.v = _mm256_shuffle_ps(a, b, 0x88);
+    odd.v = _mm256_shuffle_ps(a, b, 0xDD);
+  }
+  // the same of p[0:m) (N < m <= 2N; the rest reads as 0, never touched in memory)
+  static void load2_deinterleave_lanes(const float* p, int m, VecF& even, VecF& odd) {
+    const __m256 a = _mm256_loadu_ps(p);
+    const __m256 b = m >= 2 * N ? _mm256_loadu_ps(p + N) : _mm256_maskload_ps(p + N, tail_mask(m - N));
+    even.v = _mm256_shuffle_ps(a, b, 0x88);
+    odd.v = _mm256_shuffle_ps(a, b, 0xDD);
+  }
+  VecF in_order() const { return {_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8))}; }
   // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
   static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

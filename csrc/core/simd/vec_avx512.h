@@ -33,6 +33,13 @@ struct VecF {
     even.v = _mm512_permutex2var_ps(a, ie, b);
     odd.v = _mm512_permutex2var_ps(a, io, b);
   }
+  // load2_deinterleave of p[0:2N) in the lane order in_order() restores (the natural one here: see vec_avx2.h)
+  static void load2_deinterleave_lanes(const float* p, VecF& even, VecF& odd) { load2_deinterleave(p, 2 * N, even, odd); }
+  static void load2_deinterleave_lanes(const float* p, int m, VecF& even, VecF& odd) { load2_deinterleave(p, m, even, odd); }
+  static void load2_deinterleave_lanes_from(const float* p, int first, float fill, VecF& even, VecF& odd) {
+    load2_deinterleave_from(p, first, 2 * N, fill, even, odd);
+  }
+  VecF in_order() const { return *this; }
   // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
   static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {
     const __mmask16 lo = static_cast<__mmask16>(tail_mask(m < N ? m : N) & ~tail_mask(first < N ? first : N));

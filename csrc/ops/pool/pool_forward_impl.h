@@ -224,6 +224,7 @@ enum RowMode { kMax, kMaxIdx, kAvg };
 // hardware prefetchers to ramp up: 2x2 s2 max/avg on 8x64x112x112 took 0.77 ms without this and 0.64-0.67
 // with it (2 threads; 2, 4 and 8 rows ahead measured alike).
 inline constexpr int64_t kPrefetchRows = 4;
+inline constexpr int kHoistRows = 16;
 
 // 3x3 s2 windows share an input row with the next output row: for averages that row's sum over its three
 // taps (per chunk) is kept in `buf` by one output row (store) and read back by the next (load) instead of
@@ -344,6 +345,50 @@ V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_
   return acc;
 }
 
+// The range kernels below (max_row_s2_values, max_rows_pair_s2k3_values) serve vectors of up to 8 lanes:
+// on AVX2 they took the 2x2 s2 max over 64 planes of 112x112 from 0.43 to 0.16-0.18 ms and the paired 3x3
+// s2 p1 rows from 0.23 to 0.18 ms on one core (input in L3). The 16-lane build keeps the per-chunk path
+// measured at 81-84% of the triad until the range kernels are measured on an AVX-512 machine.
+template <class V>
+inline constexpr bool kRangeKernels = V::N <= 8;
+
+// The lines of a chunk's 2 N input columns from p, a few rows ahead of the loads (the hardware prefetchers
+// alone left a single core's 2x2 s2 pass over 8x64x112x112 at ~11 GB/s, a third of what a copy reads).
+template <class V>
+[[gnu::always_inline]] inline void prefetch_taps(const float* p) {
+  for (int k = 0; k < 2 * V::N; k += 16) __builtin_prefetch(p + k);
+}
+
+// max_rows_pair_s2k3's values, `count` full chunks from column pos0 of the five input rows from r (every
+// tap inside them, up to column pos0 + 2 N count + 1), in the manner of max_row_s2_values: the shared
+// row's three-tap max reduced once, lanes in load2_deinterleave_lanes' order until the stores, one NaN probe
+// for the range (true: the caller redoes it with torch's steps).
+template <class V>
+bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t count, float* y0, float* y1) {
+  V probe = V::zero();
+  for (int64_t c = 0; c < count; ++c) {
+    const int64_t pos = pos0 + 2 * V::N * c;
+    const float* rc = r + pos;
+    const int m2 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));  // the third taps' load
+    V rm[5], sum = V::zero(), unused;
+    for (int b = 0; b < 5; ++b) {
+      prefetch_taps<V>(rc + (b + kPrefetchRows) * W);
+      V t0, t1, t2, skip;
+      if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding
+        V::load2_deinterleave_lanes_from(rc + b * W, static_cast<int>(-pos), -kInf, t0, t1);
+      else
+        V::load2_deinterleave_lanes(rc + b * W, t0, t1);
+      V::load2_deinterleave_lanes(rc + b * W + 2, m2, t2, skip);
+      sum = sum + ((t0 + t1) + t2);
+      rm[b] = row_taps_max<V, 3, false, false>(t0, t1, t2, unused);
+    }
+    probe = probe + sum;
+    max(rm[2], max(rm[1], rm[0])).in_order().store(y0 + c * V::N);  // torch's order: a later row wins
+    max(rm[4], max(rm[3], rm[2])).in_order().store(y1 + c * V::N);  // only when strictly greater
+  }
+  return V::mask_any(is_nan(probe));
+}
+
 // Two consecutive output rows of 3x3 s2 windows (IDX: with indices), every tap row inside the input
 // (input rows sh .. sh + 4, one depth row): the row both share (the last tap row of the first, the first of
 // the second) is reduced once and enters both scans, which are otherwise max_chunk_s2's NaN-free steps (the
@@ -354,7 +399,7 @@ void max_rows_pair_s2k3(const PoolGeom& g, const float* x, int64_t sd, int64_t s
                         float* y0, float* y1, int64_t* i0, int64_t* i1) {
   const int64_t H = g.in[1], W = g.in[2], p = g.p[2];
   const V rel[3] = {V::zero(), V::set1(static_cast<float>(W)), V::set1(static_cast<float>(2 * W))};
-  for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
+  auto chunk = [&](int64_t ow0) {
     const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
     const int64_t pos = 2 * ow0 - p;
     const int m0 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos));
@@ -386,7 +431,55 @@ void max_rows_pair_s2k3(const PoolGeom& g, const float* x, int64_t sd, int64_t s
     const int64_t origin = (sd * H + sh) * W + pos;
     store_max_chunk(acc[0], at[0], n, y0 + ow0, IDX ? i0 + ow0 : nullptr, origin);
     store_max_chunk(acc[1], at[1], n, y1 + ow0, IDX ? i1 + ow0 : nullptr, origin + 2 * W);
+  };
+  int64_t ow0 = lo;
+  if constexpr (!IDX && kRangeKernels<V>) {  // values only: the chunks with every tap inside the rows
+    for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
+    int64_t count = 0;
+    while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + 1 <= W) ++count;
+    if (count > 0) {
+      if (max_rows_pair_s2k3_values<V>(x + (sd * H + sh) * W, W, 2 * ow0 - p, count, y0 + ow0, y1 + ow0))
+        for (int64_t c = 0; c < count; ++c) chunk(ow0 + c * V::N);  // a NaN or +-inf: torch's steps
+      ow0 += count * V::N;
+    }
   }
+  for (; ow0 < hi; ow0 += V::N) chunk(ow0);
+}
+
+// `count` chunks of N stride-2 max outputs (values only) from column pos0 of the nrows tap rows of width W,
+// every tap inside the rows but for padding left of column 0 in the first chunk (read as -inf). The
+// deinterleave's lanes stay in V::load2_deinterleave_lanes' order until the store, and one NaN
+// probe (the sum of every tap) covers the whole range: returns true when it is NaN (a NaN tap, or +inf and
+// -inf together), and the caller then redoes the range with torch's NaN steps. Plain max elsewhere is
+// torch's scan: a later tap wins only when strictly greater (max(t, acc) keeps acc on ties).
+template <class V, int KW, int NR = 0>
+bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t pos0, int64_t count, float* y) {
+  if constexpr (NR > 0) nrows = NR;  // the usual 2-D rows: a fixed trip count, unrolled
+  V probe = V::zero();
+  for (int64_t c = 0; c < count; ++c) {
+    const int64_t pos = pos0 + 2 * V::N * c;
+    const int m2 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));  // the third taps' load
+    V acc = V::zero(), sum = V::zero(), unused;
+    for (int i = 0; i < nrows; ++i) {
+      const float* r = rows[i] + pos;
+      prefetch_taps<V>(r + kPrefetchRows * W);
+      V t0, t1, t2 = V::zero(), skip;
+      if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding
+        V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), -kInf, t0, t1);
+      else
+        V::load2_deinterleave_lanes(r, t0, t1);
+      V s = t0 + t1;
+      if constexpr (KW == 3) {
+        V::load2_deinterleave_lanes(r + 2, m2, t2, skip);
+        s = s + t2;
+      }
+      sum = i == 0 ? s : sum + s;
+      merge_row<V, false, false>(row_taps_max<V, KW, false, false>(t0, t1, t2, unused), unused, i == 0, acc, unused);
+    }
+    probe = probe + sum;
+    acc.in_order().store(y + c * V::N);
+  }
+  return V::mask_any(is_nan(probe));
 }
 
 template <class V, int KW, RowMode M>
@@ -395,7 +488,7 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
                      const RowCarry* carry = nullptr) {
   static_assert(KW == 2 || KW == 3, "unrolled rows cover 2- and 3-wide windows");
   const int64_t H = g.in[1], W = g.in[2], p = g.p[2];
-  for (int64_t ow0 = lo; ow0 < hi; ow0 += V::N) {
+  auto chunk = [&](int64_t ow0) {
     const int n = static_cast<int>(std::min<int64_t>(V::N, hi - ow0));
     const int64_t pos = 2 * ow0 - p;
     const int m0 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos));
@@ -408,7 +501,7 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
       if (extra_nan || V::mask_any(is_nan(probe)))
         acc = max_chunk_s2<V, KW, true, kIdx>(g, x, sd, sh, a0, a1, b0, b1, pos, m0, m1, probe, extra_nan, at);
       store_max_chunk(acc, at, n, yrow + ow0, kIdx ? irow + ow0 : nullptr, (sd * H + sh) * W + pos);
-      continue;
+      return;
     }
     V acc = V::zero();  // the sums
     bool first = true;
@@ -434,7 +527,28 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
     }
     acc = acc / V::set1(div);
     if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
+  };
+  int64_t ow0 = lo;
+  if constexpr (M == kMax && kRangeKernels<V>) {
+    // values only: the chunks whose taps all lie inside the row through max_row_s2_values
+    const float* rows[kHoistRows];
+    int nrows = 0;
+    if ((a1 - a0) * (b1 - b0) <= kHoistRows) {
+      for (int64_t a = a0; a < a1; ++a)
+        for (int64_t b = b0; b < b1; ++b) rows[nrows++] = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W;
+      for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
+      int64_t count = 0;
+      while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + (KW == 3) <= W) ++count;
+      if (count > 0) {
+        const bool nan = nrows == KW ? max_row_s2_values<V, KW, KW>(rows, nrows, W, 2 * ow0 - p, count, yrow + ow0)
+                                     : max_row_s2_values<V, KW>(rows, nrows, W, 2 * ow0 - p, count, yrow + ow0);
+        if (nan)
+          for (int64_t c = 0; c < count; ++c) chunk(ow0 + c * V::N);  // a NaN or +-inf: torch's steps
+        ow0 += count * V::N;
+      }
+    }
   }
+  for (; ow0 < hi; ow0 += V::N) chunk(ow0);
 }
 
 inline bool unrolled_ok(const PoolGeom& g) { return g.s[2] == 2 && g.d[2] == 1 && (g.k[2] == 2 || g.k[2] == 3); }
