@@ -345,10 +345,12 @@ V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_
   return acc;
 }
 
-// The range kernels below (max_row_s2_values, max_rows_pair_s2k3_values) serve vectors of up to 8 lanes:
-// on AVX2 they took the 2x2 s2 max over 64 planes of 112x112 from 0.43 to 0.16-0.18 ms and the paired 3x3
-// s2 p1 rows from 0.23 to 0.18 ms on one core (input in L3). The 16-lane build keeps the per-chunk path
-// measured at 81-84% of the triad until the range kernels are measured on an AVX-512 machine.
+// The range kernels below (max_row_s2_values, max_rows_pair_s2k3_values, avg_row_s2_values) serve vectors
+// of up to 8 lanes. On AVX2, one Zen 3 core, 64 planes of 112x112 (input in L3): 2x2 s2 max 0.43 -> 0.16-0.18
+// ms, the paired 3x3 s2 p1 max rows 0.23 -> 0.18 ms, 2x2 s2 average 0.24 -> 0.15 ms, 3x3 s2 p1 average
+// 0.39 -> 0.30 ms (a quarter of that is its one division per output vector, which torch's bits need). The
+// 16-lane build keeps the per-chunk path measured at 81-93% of the triad until the range kernels are measured
+// on an AVX-512 machine.
 template <class V>
 inline constexpr bool kRangeKernels = V::N <= 8;
 
@@ -359,8 +361,9 @@ template <class V>
   for (int k = 0; k < 2 * V::N; k += 16) __builtin_prefetch(p + k);
 }
 
-// max_rows_pair_s2k3's values, `count` full chunks from column pos0 of the five input rows from r (every
-// tap inside them, up to column pos0 + 2 N count + 1), in the manner of max_row_s2_values: the shared
+// max_rows_pair_s2k3's values, `count` full chunks from column pos0 of the five input rows from r of width
+// W (every tap inside them but for padding left of column 0 in the first chunk, read as -inf), in the manner
+// of max_row_s2_values: the shared
 // row's three-tap max reduced once, lanes in load2_deinterleave_lanes' order until the stores, one NaN probe
 // for the range (true: the caller redoes it with torch's steps).
 template <class V>
@@ -482,6 +485,44 @@ bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t p
   return V::mask_any(is_nan(probe));
 }
 
+// row_s2_unrolled's averages over the same chunk ranges as max_row_s2_values (padding reads 0): each tap
+// row's sum (t0 + t1 (+ t2)), the rows added in order, divided by div, all lane-wise in the deinterleave's
+// lane order (the same bits as the per-chunk path). cbuf (3x3 rows with a carry, else null): the first
+// row's sum is read from it when load_first, and the last row's sum is stored to it.
+template <class V, int KW, int NR = 0>
+void avg_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t pos0, int64_t count, float div,
+                       float* y, float* cbuf, bool load_first) {
+  if constexpr (NR > 0) nrows = NR;
+  const V vdiv = V::set1(div);
+  for (int64_t c = 0; c < count; ++c) {
+    const int64_t pos = pos0 + 2 * V::N * c;
+    const int m2 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));  // the third taps' load
+    V acc = V::zero();
+    for (int i = 0; i < nrows; ++i) {
+      V rs;
+      if (i == 0 && load_first) {
+        rs = V::load(cbuf + c * V::N);
+      } else {
+        const float* r = rows[i] + pos;
+        prefetch_taps<V>(r + kPrefetchRows * W);
+        V t0, t1, t2, skip;
+        if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding
+          V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), 0.f, t0, t1);
+        else
+          V::load2_deinterleave_lanes(r, t0, t1);
+        rs = t0 + t1;
+        if constexpr (KW == 3) {
+          V::load2_deinterleave_lanes(r + 2, m2, t2, skip);
+          rs = rs + t2;
+        }
+        if (cbuf && i == nrows - 1) rs.store(cbuf + c * V::N);
+      }
+      acc = i == 0 ? rs : acc + rs;
+    }
+    (acc / vdiv).in_order().store(y + c * V::N);
+  }
+}
+
 template <class V, int KW, RowMode M>
 void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_t a0, int64_t a1, int64_t b0,
                      int64_t b1, int64_t lo, int64_t hi, float div, float* yrow, int64_t* irow,
@@ -529,8 +570,10 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
     if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
   };
   int64_t ow0 = lo;
-  if constexpr (M == kMax && kRangeKernels<V>) {
-    // values only: the chunks whose taps all lie inside the row through max_row_s2_values
+  if constexpr (M != kMaxIdx && kRangeKernels<V>) {
+    // max values and averages: the chunks whose taps all lie inside the row (but for the left padding of the
+    // first) through the range kernels. Every output row of a plane splits its chunks the same way, so the
+    // carried 3x3 row sums stay in the range kernel's lane order between the rows that store and load them.
     const float* rows[kHoistRows];
     int nrows = 0;
     if ((a1 - a0) * (b1 - b0) <= kHoistRows) {
@@ -539,13 +582,19 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
       for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
       int64_t count = 0;
       while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + (KW == 3) <= W) ++count;
-      if (count > 0) {
-        const bool nan = nrows == KW ? max_row_s2_values<V, KW, KW>(rows, nrows, W, 2 * ow0 - p, count, yrow + ow0)
-                                     : max_row_s2_values<V, KW>(rows, nrows, W, 2 * ow0 - p, count, yrow + ow0);
+      const int64_t pos0 = 2 * ow0 - p;
+      if (count > 0 && M == kMax) {
+        const bool nan = nrows == KW ? max_row_s2_values<V, KW, KW>(rows, nrows, W, pos0, count, yrow + ow0)
+                                     : max_row_s2_values<V, KW>(rows, nrows, W, pos0, count, yrow + ow0);
         if (nan)
           for (int64_t c = 0; c < count; ++c) chunk(ow0 + c * V::N);  // a NaN or +-inf: torch's steps
-        ow0 += count * V::N;
+      } else if (count > 0) {
+        float* cbuf = carry ? carry->buf + ow0 : nullptr;
+        const bool load_first = carry && carry->load;
+        if (nrows == KW) avg_row_s2_values<V, KW, KW>(rows, nrows, W, pos0, count, div, yrow + ow0, cbuf, load_first);
+        else avg_row_s2_values<V, KW>(rows, nrows, W, pos0, count, div, yrow + ow0, cbuf, load_first);
       }
+      ow0 += count * V::N;
     }
   }
   for (; ow0 < hi; ow0 += V::N) chunk(ow0);
