@@ -349,7 +349,7 @@ V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_
 // of up to 8 lanes. On AVX2, one Zen 3 core, 64 planes of 112x112 (input in L3): 2x2 s2 max 0.43 -> 0.16-0.18
 // ms, the paired 3x3 s2 p1 max rows 0.23 -> 0.18 ms, 2x2 s2 average 0.24 -> 0.15 ms, 3x3 s2 p1 average
 // 0.39 -> 0.30 ms (a quarter of that is its one division per output vector, which torch's bits need). The
-// 16-lane build keeps the per-chunk path measured at 81-93% of the triad until the range kernels are measured
+// 16-lane build keeps the per-chunk path measured at 75-93% of the triad until the range kernels are measured
 // on an AVX-512 machine.
 template <class V>
 inline constexpr bool kRangeKernels = V::N <= 8;
