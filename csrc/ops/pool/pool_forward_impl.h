@@ -347,10 +347,10 @@ V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_
 
 // The range kernels below (max_row_s2_values, max_rows_pair_s2k3_values, avg_row_s2_values) serve vectors
 // of up to 8 lanes. On AVX2, one Zen 3 core, 64 planes of 112x112 (input in L3): 2x2 s2 max 0.43 -> 0.16-0.18
-// ms, the paired 3x3 s2 p1 max rows 0.23 -> 0.18 ms, 2x2 s2 average 0.24 -> 0.15 ms, 3x3 s2 p1 average
-// 0.39 -> 0.30 ms (a quarter of that is its one division per output vector, which torch's bits need). The
-// 16-lane build keeps the per-chunk path measured at 75-93% of the triad until the range kernels are measured
-// on an AVX-512 machine.
+// ms (with indices 0.69 -> 0.30 ms), the paired 3x3 s2 p1 max rows 0.23 -> 0.18 ms, 2x2 s2 average 0.24 ->
+// 0.15 ms, 3x3 s2 p1 average 0.39 -> 0.30 ms (a quarter of that is its one division per output vector, which
+// torch's bits need). The 16-lane build keeps the per-chunk path measured at 75-93% of the triad until the
+// range kernels are measured on an AVX-512 machine.
 template <class V>
 inline constexpr bool kRangeKernels = V::N <= 8;
 
@@ -455,14 +455,17 @@ void max_rows_pair_s2k3(const PoolGeom& g, const float* x, int64_t sd, int64_t s
 // probe (the sum of every tap) covers the whole range: returns true when it is NaN (a NaN tap, or +inf and
 // -inf together), and the caller then redoes the range with torch's NaN steps. Plain max elsewhere is
 // torch's scan: a later tap wins only when strictly greater (max(t, acc) keeps acc on ties).
-template <class V, int KW, int NR = 0>
-bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t pos0, int64_t count, float* y) {
+// IDX: also the flat indices (idx; origin0 the flat position of column pos0 in the first tap row, rowoff[i]
+// tap row i's offset from it), each lane's winning tap tracked as in max_chunk_s2 and put in order with it.
+template <class V, int KW, int NR = 0, bool IDX = false>
+bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t pos0, int64_t count, float* y,
+                       int64_t* idx = nullptr, int64_t origin0 = 0, const float* rowoff = nullptr) {
   if constexpr (NR > 0) nrows = NR;  // the usual 2-D rows: a fixed trip count, unrolled
   V probe = V::zero();
   for (int64_t c = 0; c < count; ++c) {
     const int64_t pos = pos0 + 2 * V::N * c;
     const int m2 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));  // the third taps' load
-    V acc = V::zero(), sum = V::zero(), unused;
+    V acc = V::zero(), sum = V::zero(), at = V::zero();
     for (int i = 0; i < nrows; ++i) {
       const float* r = rows[i] + pos;
       prefetch_taps<V>(r + kPrefetchRows * W);
@@ -477,10 +480,16 @@ bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t p
         s = s + t2;
       }
       sum = i == 0 ? s : sum + s;
-      merge_row<V, false, false>(row_taps_max<V, KW, false, false>(t0, t1, t2, unused), unused, i == 0, acc, unused);
+      V col = V::zero();
+      const V rv = row_taps_max<V, KW, false, IDX>(t0, t1, t2, col);
+      if constexpr (IDX) col = col + V::set1(rowoff[i]);  // the tap's offset from the window's first tap
+      merge_row<V, false, IDX>(rv, col, i == 0, acc, at);
     }
     probe = probe + sum;
-    acc.in_order().store(y + c * V::N);
+    if constexpr (IDX)
+      store_max_chunk(acc.in_order(), at.in_order(), V::N, y + c * V::N, idx + c * V::N, origin0 + 2 * V::N * c);
+    else
+      acc.in_order().store(y + c * V::N);
   }
   return V::mask_any(is_nan(probe));
 }
@@ -570,22 +579,31 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
     if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
   };
   int64_t ow0 = lo;
-  if constexpr (M != kMaxIdx && kRangeKernels<V>) {
-    // max values and averages: the chunks whose taps all lie inside the row (but for the left padding of the
-    // first) through the range kernels. Every output row of a plane splits its chunks the same way, so the
-    // carried 3x3 row sums stay in the range kernel's lane order between the rows that store and load them.
+  if constexpr (kRangeKernels<V>) {
+    // the chunks whose taps all lie inside the row (but for the left padding of the first) through the range
+    // kernels. Every output row of a plane splits its chunks the same way, so the carried 3x3 row sums stay
+    // in the range kernel's lane order between the rows that store and load them.
     const float* rows[kHoistRows];
+    float rowoff[kHoistRows];  // (with indices) each tap row's flat offset from the first
     int nrows = 0;
     if ((a1 - a0) * (b1 - b0) <= kHoistRows) {
       for (int64_t a = a0; a < a1; ++a)
-        for (int64_t b = b0; b < b1; ++b) rows[nrows++] = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W;
+        for (int64_t b = b0; b < b1; ++b) {
+          rowoff[nrows] = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
+          rows[nrows++] = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W;
+        }
       for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
       int64_t count = 0;
       while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + (KW == 3) <= W) ++count;
       const int64_t pos0 = 2 * ow0 - p;
-      if (count > 0 && M == kMax) {
-        const bool nan = nrows == KW ? max_row_s2_values<V, KW, KW>(rows, nrows, W, pos0, count, yrow + ow0)
-                                     : max_row_s2_values<V, KW>(rows, nrows, W, pos0, count, yrow + ow0);
+      if (count > 0 && M != kAvg) {
+        constexpr bool kIdx = M == kMaxIdx;
+        int64_t* ir = kIdx ? irow + ow0 : nullptr;
+        const int64_t origin = (sd * H + sh) * W + pos0;
+        float* yr = yrow + ow0;
+        const bool nan = nrows == KW
+                             ? max_row_s2_values<V, KW, KW, kIdx>(rows, nrows, W, pos0, count, yr, ir, origin, rowoff)
+                             : max_row_s2_values<V, KW, 0, kIdx>(rows, nrows, W, pos0, count, yr, ir, origin, rowoff);
         if (nan)
           for (int64_t c = 0; c < count; ++c) chunk(ow0 + c * V::N);  // a NaN or +-inf: torch's steps
       } else if (count > 0) {
