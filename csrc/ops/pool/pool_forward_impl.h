@@ -347,7 +347,8 @@ V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_
 
 // The range kernels below (max_row_s2_values, max_rows_pair_s2k3_values, avg_row_s2_values) serve vectors
 // of up to 8 lanes. On AVX2, one Zen 3 core, 64 planes of 112x112 (input in L3): 2x2 s2 max 0.43 -> 0.16-0.18
-// ms (with indices 0.69 -> 0.30 ms), the paired 3x3 s2 p1 max rows 0.23 -> 0.18 ms, 2x2 s2 average 0.24 ->
+// ms (with indices 0.69 -> 0.30 ms), the paired 3x3 s2 p1 max rows 0.23 -> 0.18 ms (with indices 0.54 -> 0.35
+// ms through the Python call), 2x2 s2 average 0.24 ->
 // 0.15 ms, 3x3 s2 p1 average 0.39 -> 0.30 ms (a quarter of that is its one division per output vector, which
 // torch's bits need). The 16-lane build keeps the per-chunk path measured at 75-93% of the triad until the
 // range kernels are measured on an AVX-512 machine.
@@ -366,14 +367,17 @@ template <class V>
 // of max_row_s2_values: the shared
 // row's three-tap max reduced once, lanes in load2_deinterleave_lanes' order until the stores, one NaN probe
 // for the range (true: the caller redoes it with torch's steps).
-template <class V>
-bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t count, float* y0, float* y1) {
+// IDX: also the flat indices of both rows (i0, i1; origin0 the flat position of column pos0 in row r).
+template <class V, bool IDX = false>
+bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t count, float* y0, float* y1,
+                               int64_t* i0 = nullptr, int64_t* i1 = nullptr, int64_t origin0 = 0) {
+  const V rel[3] = {V::zero(), V::set1(static_cast<float>(W)), V::set1(static_cast<float>(2 * W))};
   V probe = V::zero();
   for (int64_t c = 0; c < count; ++c) {
     const int64_t pos = pos0 + 2 * V::N * c;
     const float* rc = r + pos;
     const int m2 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));  // the third taps' load
-    V rm[5], sum = V::zero(), unused;
+    V rm[5], cm[5], sum = V::zero();
     for (int b = 0; b < 5; ++b) {
       prefetch_taps<V>(rc + (b + kPrefetchRows) * W);
       V t0, t1, t2, skip;
@@ -383,11 +387,24 @@ bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t 
         V::load2_deinterleave_lanes(rc + b * W, t0, t1);
       V::load2_deinterleave_lanes(rc + b * W + 2, m2, t2, skip);
       sum = sum + ((t0 + t1) + t2);
-      rm[b] = row_taps_max<V, 3, false, false>(t0, t1, t2, unused);
+      cm[b] = V::zero();
+      rm[b] = row_taps_max<V, 3, false, IDX>(t0, t1, t2, cm[b]);
     }
     probe = probe + sum;
-    max(rm[2], max(rm[1], rm[0])).in_order().store(y0 + c * V::N);  // torch's order: a later row wins
-    max(rm[4], max(rm[3], rm[2])).in_order().store(y1 + c * V::N);  // only when strictly greater
+    for (int o = 0; o < 2; ++o) {  // output o's tap rows are input rows 2 o .. 2 o + 2
+      V acc, at;
+      for (int i = 0; i < 3; ++i) {
+        V rt = cm[2 * o + i];
+        if constexpr (IDX) rt = rt + rel[i];  // the tap's offset from the window's first tap
+        merge_row<V, false, IDX>(rm[2 * o + i], rt, i == 0, acc, at);
+      }
+      float* y = (o == 0 ? y0 : y1) + c * V::N;
+      if constexpr (IDX)
+        store_max_chunk(acc.in_order(), at.in_order(), V::N, y, (o == 0 ? i0 : i1) + c * V::N,
+                        origin0 + 2 * V::N * c + 2 * o * W);
+      else
+        acc.in_order().store(y);
+    }
   }
   return V::mask_any(is_nan(probe));
 }
@@ -436,12 +453,14 @@ void max_rows_pair_s2k3(const PoolGeom& g, const float* x, int64_t sd, int64_t s
     store_max_chunk(acc[1], at[1], n, y1 + ow0, IDX ? i1 + ow0 : nullptr, origin + 2 * W);
   };
   int64_t ow0 = lo;
-  if constexpr (!IDX && kRangeKernels<V>) {  // values only: the chunks with every tap inside the rows
+  if constexpr (kRangeKernels<V>) {  // the chunks with every tap inside the rows
     for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
     int64_t count = 0;
     while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + 1 <= W) ++count;
     if (count > 0) {
-      if (max_rows_pair_s2k3_values<V>(x + (sd * H + sh) * W, W, 2 * ow0 - p, count, y0 + ow0, y1 + ow0))
+      const int64_t origin = (sd * H + sh) * W + 2 * ow0 - p;
+      if (max_rows_pair_s2k3_values<V, IDX>(x + (sd * H + sh) * W, W, 2 * ow0 - p, count, y0 + ow0, y1 + ow0,
+                                            IDX ? i0 + ow0 : nullptr, IDX ? i1 + ow0 : nullptr, origin))
         for (int64_t c = 0; c < count; ++c) chunk(ow0 + c * V::N);  // a NaN or +-inf: torch's steps
       ow0 += count * V::N;
     }
