@@ -1,5 +1,6 @@
 // Generic bodies of the pooling backward kernels (maths and contract: pool.h), included through
-// pool_impl.h after pool_forward_impl.h (whose tap-range and divisor helpers they share).
+// pool_impl.h after pool_forward_impl.h (whose tap-range and divisor helpers, in pool_forward_rows.h, they
+// share).
 //
 // Max: pass 1 (max_backward_encode) turns each plane's int64 indices into one-byte tap codes and checks
 // them; pass 2 gathers grad_input row by row from the windows whose code names each element
