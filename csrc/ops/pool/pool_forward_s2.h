@@ -163,6 +163,36 @@ template <class V>
   for (int k = 0; k < 2 * V::N; k += 16) __builtin_prefetch(p + k);
 }
 
+// load_taps_s2 in load2_deinterleave_lanes' lane order, for the range kernels: r is the tap row (width W) at
+// the chunk's first tap, pos its column (< 0: padding, read as `fill`, in the ow-0 chunk only); t2 (KW = 3)
+// from its own deinterleave two columns on, which reads nothing past the row. Prefetches the lines
+// kPrefetchRows rows below.
+template <class V, int KW>
+[[gnu::always_inline]] inline void load_taps_s2_lanes(const float* r, int64_t W, int64_t pos, float fill, V& t0, V& t1,
+                                                      V& t2) {
+  prefetch_taps<V>(r + kPrefetchRows * W);
+  if (pos < 0)
+    V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), fill, t0, t1);
+  else
+    V::load2_deinterleave_lanes(r, t0, t1);
+  if constexpr (KW == 3) {
+    V skip;
+    V::load2_deinterleave_lanes(r + 2, static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2)), t2, skip);
+  }
+}
+
+// The range kernels' split of an output row's chunks [ow0, hi) (stride 2, padding p, rows of width W): runs
+// `chunk` on the leading chunks whose first tap lies further left than the one padding column
+// load_taps_s2_lanes takes, advancing ow0 past them, then returns how many full chunks from ow0 on have
+// every other tap inside the row. Every output row of a plane splits alike.
+template <class V, int KW, class Chunk>
+int64_t range_chunks(int64_t& ow0, int64_t hi, int64_t p, int64_t W, Chunk&& chunk) {
+  for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
+  int64_t count = 0;
+  while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + (KW == 3) <= W) ++count;
+  return count;
+}
+
 // max_rows_pair_s2k3's values, `count` full chunks from column pos0 of the five input rows from r of width
 // W (every tap inside them but for padding left of column 0 in the first chunk, read as -inf), in the manner
 // of max_row_s2_values: the shared
@@ -176,17 +206,10 @@ bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t 
   V probe = V::zero();
   for (int64_t c = 0; c < count; ++c) {
     const int64_t pos = pos0 + 2 * V::N * c;
-    const float* rc = r + pos;
-    const int m2 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));  // the third taps' load
     V rm[5], cm[5], sum = V::zero();
     for (int b = 0; b < 5; ++b) {
-      prefetch_taps<V>(rc + (b + kPrefetchRows) * W);
-      V t0, t1, t2, skip;
-      if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding
-        V::load2_deinterleave_lanes_from(rc + b * W, static_cast<int>(-pos), -kInf, t0, t1);
-      else
-        V::load2_deinterleave_lanes(rc + b * W, t0, t1);
-      V::load2_deinterleave_lanes(rc + b * W + 2, m2, t2, skip);
+      V t0, t1, t2;
+      load_taps_s2_lanes<V, 3>(r + b * W + pos, W, pos, -kInf, t0, t1, t2);
       sum = sum + ((t0 + t1) + t2);
       cm[b] = V::zero();
       rm[b] = row_taps_max<V, 3, false, IDX>(t0, t1, t2, cm[b]);
@@ -255,9 +278,7 @@ void max_rows_pair_s2k3(const PoolGeom& g, const float* x, int64_t sd, int64_t s
   };
   int64_t ow0 = lo;
   if constexpr (kRangeKernels<V>) {  // the chunks with every tap inside the rows
-    for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
-    int64_t count = 0;
-    while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + 1 <= W) ++count;
+    const int64_t count = range_chunks<V, 3>(ow0, hi, p, W, chunk);
     if (count > 0) {
       const int64_t origin = (sd * H + sh) * W + 2 * ow0 - p;
       if (max_rows_pair_s2k3_values<V, IDX>(x + (sd * H + sh) * W, W, 2 * ow0 - p, count, y0 + ow0, y1 + ow0,
@@ -284,21 +305,12 @@ bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t p
   V probe = V::zero();
   for (int64_t c = 0; c < count; ++c) {
     const int64_t pos = pos0 + 2 * V::N * c;
-    const int m2 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));  // the third taps' load
     V acc = V::zero(), sum = V::zero(), at = V::zero();
     for (int i = 0; i < nrows; ++i) {
-      const float* r = rows[i] + pos;
-      prefetch_taps<V>(r + kPrefetchRows * W);
-      V t0, t1, t2 = V::zero(), skip;
-      if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding
-        V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), -kInf, t0, t1);
-      else
-        V::load2_deinterleave_lanes(r, t0, t1);
+      V t0, t1, t2 = V::zero();
+      load_taps_s2_lanes<V, KW>(rows[i] + pos, W, pos, -kInf, t0, t1, t2);
       V s = t0 + t1;
-      if constexpr (KW == 3) {
-        V::load2_deinterleave_lanes(r + 2, m2, t2, skip);
-        s = s + t2;
-      }
+      if constexpr (KW == 3) s = s + t2;
       sum = i == 0 ? s : sum + s;
       V col = V::zero();
       const V rv = row_taps_max<V, KW, false, IDX>(t0, t1, t2, col);
@@ -325,25 +337,16 @@ void avg_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t p
   const V vdiv = V::set1(div);
   for (int64_t c = 0; c < count; ++c) {
     const int64_t pos = pos0 + 2 * V::N * c;
-    const int m2 = static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2));  // the third taps' load
     V acc = V::zero();
     for (int i = 0; i < nrows; ++i) {
       V rs;
       if (i == 0 && load_first) {
         rs = V::load(cbuf + c * V::N);
       } else {
-        const float* r = rows[i] + pos;
-        prefetch_taps<V>(r + kPrefetchRows * W);
-        V t0, t1, t2, skip;
-        if (pos < 0)  // the chunk at ow 0 of a padded row: lane 0's first tap is padding
-          V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), 0.f, t0, t1);
-        else
-          V::load2_deinterleave_lanes(r, t0, t1);
+        V t0, t1, t2;
+        load_taps_s2_lanes<V, KW>(rows[i] + pos, W, pos, 0.f, t0, t1, t2);
         rs = t0 + t1;
-        if constexpr (KW == 3) {
-          V::load2_deinterleave_lanes(r + 2, m2, t2, skip);
-          rs = rs + t2;
-        }
+        if constexpr (KW == 3) rs = rs + t2;
         if (cbuf && i == nrows - 1) rs.store(cbuf + c * V::N);
       }
       acc = i == 0 ? rs : acc + rs;
@@ -401,20 +404,18 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
   int64_t ow0 = lo;
   if constexpr (kRangeKernels<V>) {
     // the chunks whose taps all lie inside the row (but for the left padding of the first) through the range
-    // kernels. Every output row of a plane splits its chunks the same way, so the carried 3x3 row sums stay
-    // in the range kernel's lane order between the rows that store and load them.
+    // kernels. Every output row of a plane splits its chunks the same way (range_chunks), so the carried 3x3
+    // row sums stay in the range kernel's lane order between the rows that store and load them.
     const float* rows[kHoistRows];
     float rowoff[kHoistRows];  // (with indices) each tap row's flat offset from the first
     int nrows = 0;
     if ((a1 - a0) * (b1 - b0) <= kHoistRows) {
       for (int64_t a = a0; a < a1; ++a)
         for (int64_t b = b0; b < b1; ++b) {
-          rowoff[nrows] = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
+          if constexpr (M == kMaxIdx) rowoff[nrows] = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
           rows[nrows++] = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W;
         }
-      for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
-      int64_t count = 0;
-      while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + (KW == 3) <= W) ++count;
+      const int64_t count = range_chunks<V, KW>(ow0, hi, p, W, chunk);
       const int64_t pos0 = 2 * ow0 - p;
       if (count > 0 && M != kAvg) {
         constexpr bool kIdx = M == kMaxIdx;
