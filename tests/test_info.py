@@ -20,6 +20,38 @@ def test_info_reports_everything(capsys):
         assert d["cpu"]["l1d_bytes"] >= 0
 
 
+def _sysfs_cache_bytes(level):
+    """cpu0's level-`level` data / unified cache size from Linux sysfs, or None."""
+    import glob
+    import os
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            with open(os.path.join(d, "level")) as f:
+                lv = int(f.read())
+            with open(os.path.join(d, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(d, "size")) as f:
+                size = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        if lv == level and kind in ("Data", "Unified"):
+            unit = {"K": 1024, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+            return int(size.rstrip("KMG")) * unit
+    return None
+
+
+@pytest.mark.parametrize("level, key", [(1, "l1d_bytes"), (2, "l2_bytes"), (3, "l3_bytes")])
+def test_cache_sizes_are_the_cores_instances(level, key):
+    # The sizes are those of the cache instance cpu0 belongs to (Linux sysfs), not glibc's sysconf, which
+    # reports the whole package's L3 on AMD EPYC (256 MiB where a core's CCX shares 32 MiB).
+    if not B.HAS_CPU_EXT:
+        pytest.skip("the compiled module is not built")
+    want = _sysfs_cache_bytes(level)
+    if want is None:
+        pytest.skip(f"no level-{level} data cache in /sys/devices/system/cpu/cpu0/cache")
+    assert B._C.cpu_info()[key] == want
+
+
 def test_compiled_module_present():
     # CI builds from a clean checkout: the compiled module must be there, not silently replaced by NumPy.
     assert B.HAS_CPU_EXT, B.CPU_IMPORT_ERROR

@@ -5,9 +5,11 @@
 #include "core/isa.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 
 #include "core/check.h"
 
@@ -60,6 +62,52 @@ int64_t sysconf_bytes(int name) {
 #endif
 }
 
+#if defined(__linux__)
+// The first line of a small sysfs file ("" when it cannot be read).
+std::string read_line(const std::string& path) {
+  std::string out;
+  if (FILE* f = std::fopen(path.c_str(), "r")) {
+    char buf[64];
+    if (std::fgets(buf, sizeof buf, f)) out = buf;
+    std::fclose(f);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+#endif
+
+// Size of the level-`level` data or unified cache that cpu0 belongs to, from Linux's cache topology
+// (/sys/devices/system/cpu/cpu0/cache/index*/{level,type,size}, "32K" / "32768K" / "1M"); 0 when absent.
+// It is the instance the core shares (the CCX's L3 on AMD), where glibc's sysconf may report the whole
+// package: 256 MiB against 32 MiB per CCX on a Zen 3 EPYC VM.
+int64_t sysfs_cache_bytes(int level) {
+#if defined(__linux__)
+  for (int i = 0; i < 16; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    const std::string lv = read_line(dir + "level");
+    if (lv.empty()) break;
+    if (std::atoi(lv.c_str()) != level) continue;
+    const std::string type = read_line(dir + "type");
+    if (type != "Data" && type != "Unified") continue;
+    const std::string size = read_line(dir + "size");
+    char* end = nullptr;
+    const long long v = std::strtoll(size.c_str(), &end, 10);
+    if (v <= 0 || end == size.c_str()) return 0;
+    const int64_t unit = *end == 'K' ? 1024 : *end == 'M' ? 1024 * 1024 : *end == 'G' ? int64_t{1} << 30 : 1;
+    return static_cast<int64_t>(v) * unit;
+  }
+#else
+  (void)level;
+#endif
+  return 0;
+}
+
+// sysfs first (see sysfs_cache_bytes), else sysconf.
+int64_t cache_bytes(int level, int sysconf_name) {
+  const int64_t v = sysfs_cache_bytes(level);
+  return v > 0 ? v : sysconf_bytes(sysconf_name);
+}
+
 CpuInfo detect() {
   CpuInfo c;
 #ifdef FASTML_HAVE_CPUID
@@ -110,9 +158,9 @@ CpuInfo detect() {
   }
 #endif
 #if defined(__unix__) && defined(_SC_LEVEL1_DCACHE_SIZE)
-  c.l1d_bytes = sysconf_bytes(_SC_LEVEL1_DCACHE_SIZE);
-  c.l2_bytes = sysconf_bytes(_SC_LEVEL2_CACHE_SIZE);
-  c.l3_bytes = sysconf_bytes(_SC_LEVEL3_CACHE_SIZE);
+  c.l1d_bytes = cache_bytes(1, _SC_LEVEL1_DCACHE_SIZE);
+  c.l2_bytes = cache_bytes(2, _SC_LEVEL2_CACHE_SIZE);
+  c.l3_bytes = cache_bytes(3, _SC_LEVEL3_CACHE_SIZE);
 #endif
   return c;
 }

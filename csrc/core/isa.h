@@ -19,6 +19,8 @@ struct CpuInfo {
   bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512dq = false, avx512bw = false, avx512vl = false;
   bool os_ymm = false, os_zmm = false;  // XGETBV: the OS saves YMM / ZMM state
+  // the cache instance cpu0 belongs to (Linux sysfs, else sysconf; 0: unknown): per core for L1d / L2,
+  // the L3 its core shares (a CCX's on AMD, not the package's)
   int64_t l1d_bytes = 0, l2_bytes = 0, l3_bytes = 0;
 };
 
