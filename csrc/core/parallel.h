@@ -50,6 +50,24 @@ void parallel_for(int64_t n, int64_t grain, int64_t align, F&& fn) {
   }
 }
 
+// fn(begin, end) over [0, n) in chunks of `chunk` items handed out one at a time (OpenMP dynamic
+// schedule): a thread that runs slower (a shared VM's vCPU taken away for a while) takes fewer chunks
+// instead of holding the others at the closing barrier. Which thread runs a chunk never changes what it
+// computes, so results are those of parallel_for. Serial below `grain` items per thread, as parallel_for.
+template <class F>
+void parallel_chunks(int64_t n, int64_t grain, int64_t chunk, F&& fn) {
+  if (n <= 0) return;
+  const int nt = threads_for(n, grain);
+  if (nt <= 1) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  chunk = std::max<int64_t>(1, chunk);
+  const int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t c = 0; c < nchunks; ++c) fn(c * chunk, std::min(n, (c + 1) * chunk));
+}
+
 // A reduction split that does not depend on the thread count: [0, n) is cut into fixed blocks of
 // `block` items, each block's partial is computed independently (by any thread), and the caller
 // combines the partials in block order. Returns the number of blocks.

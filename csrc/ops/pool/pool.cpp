@@ -1,11 +1,11 @@
 // Pooling entry (maths and contract: pool.h): picks the kernel table of the active ISA and splits the
-// N*C planes across threads. Every plane is computed by one thread from its own input and written only
-// to its own output (backward scatters stay inside the plane), so results do not depend on the thread
-// count and no atomics are needed. Adaptive pooling is scalar here (its windows vary per output; the
-// global-average case uses the vectorised plane sum). Max backward with given indices runs in two passes
-// in one parallel region: every thread encodes and checks the indices of its planes (pool.h), a barrier,
-// then every thread writes its planes (gather, or the scatter for indices outside their own window), so
-// an invalid index anywhere is reported before anything is written.
+// N*C planes across threads in chunks handed out dynamically. Every plane is computed by one thread from
+// its own input and written only to its own output (backward scatters stay inside the plane), so results
+// do not depend on the thread count or on which thread takes a chunk, and no atomics are needed. Adaptive
+// pooling is scalar here (its windows vary per output; the global-average case uses the vectorised plane
+// sum). Max backward with given indices runs in two passes: the threads encode and check the indices of
+// every plane (pool.h), then, once all are done, write the planes (gather, or the scatter for indices
+// outside their own window), so an invalid index anywhere is reported before anything is written.
 // Test: pytest tests/test_pool.py. Bench: python -m fastml.bench --ops pool.
 #include "ops/pool/pool.h"
 
@@ -18,13 +18,13 @@
 
 #include "core/parallel.h"
 
-#include <omp.h>
 
 namespace fastml {
 
 namespace {
 
 constexpr int64_t kGrain = 32768;  // elements (input + output) per thread below which one thread runs
+constexpr int64_t kPlaneChunkBytes = 256 << 10;  // planes per dynamically scheduled chunk: input + output bytes
 
 int64_t in_size(const PoolGeom& g) { return g.in[0] * g.in[1] * g.in[2]; }
 int64_t out_size(const PoolGeom& g) { return g.out[0] * g.out[1] * g.out[2]; }
@@ -33,7 +33,10 @@ template <class F>
 void for_planes(const PoolGeom& g, F&& fn) {
   const int64_t per = std::max<int64_t>(1, in_size(g) + out_size(g));
   const int64_t grain = std::max<int64_t>(1, kGrain / per);
-  parallel_for(g.planes, grain, 1, [&](int64_t b, int64_t e) {
+  // chunks of up to kPlaneChunkBytes, at least 16 of them, handed out dynamically (parallel_chunks): every
+  // plane is still one thread's work, whichever thread takes it
+  const int64_t chunk = std::clamp<int64_t>(kPlaneChunkBytes / (4 * per), 1, std::max<int64_t>(1, g.planes / 16));
+  parallel_chunks(g.planes, grain, chunk, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) fn(i);
   });
 }
@@ -144,43 +147,21 @@ bool max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, c
     });
     return true;
   }
-  // Pass 1 (codes of this thread's planes, kept in its scratch) for every plane, a barrier, then pass 2: an
-  // invalid index anywhere stops every thread before anything is written.
-  const int64_t per = std::max<int64_t>(1, is + os);
-  const int nt = g.planes > 0 ? threads_for(g.planes, std::max<int64_t>(1, kGrain / per)) : 1;
+  // Pass 1 (every plane's codes and flags, in the calling thread's scratch shared by the team), then pass 2
+  // once pass 1 is done everywhere: an invalid index anywhere stops the call before anything is written.
+  // Both passes hand out chunks of planes dynamically (for_planes), like the other pooling kernels.
+  const int64_t cb = gather ? max_backward_codes_bytes(g) : 0;
+  uint8_t* codes = gather ? scratch(t_codes, g.planes * cb) : nullptr;
+  int* flags = scratch(t_flags, g.planes);
   std::atomic<bool> bad{false};
-  auto body = [&](int64_t b, int64_t e) {
-    const int64_t cb = gather ? max_backward_codes_bytes(g) : 0;
-    uint8_t* codes = gather ? scratch(t_codes, (e - b) * cb) : nullptr;
-    int* flags = scratch(t_flags, e - b);
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t* ip = idx + i * os;
-      flags[i - b] = t.max_backward_encode(g, ip, gather ? codes + (i - b) * cb : nullptr);
-      if ((flags[i - b] & kMaxBwdOutside) && !outside_indices_ok(g, ip, adaptive)) bad.store(true);
-    }
-    return codes;
-  };
-  if (nt <= 1) {
-    const uint8_t* codes = body(0, g.planes);
-    if (bad.load()) return false;
-    const int64_t cb = gather ? max_backward_codes_bytes(g) : 0;
-    for (int64_t i = 0; i < g.planes; ++i) write_plane(i, idx + i * os, codes ? codes + i * cb : nullptr, t_flags[i]);
-    return true;
-  }
-#pragma omp parallel num_threads(nt)
-  {
-    const int T = omp_get_num_threads();
-    const int64_t chunk = (g.planes + T - 1) / T;
-    const int64_t b = std::min<int64_t>(g.planes, chunk * omp_get_thread_num());
-    const int64_t e = std::min<int64_t>(g.planes, b + chunk);
-    const uint8_t* codes = body(b, e);
-    const int64_t cb = gather ? max_backward_codes_bytes(g) : 0;
-#pragma omp barrier
-    if (!bad.load())
-      for (int64_t i = b; i < e; ++i)
-        write_plane(i, idx + i * os, codes ? codes + (i - b) * cb : nullptr, t_flags[i - b]);
-  }
-  return !bad.load();
+  for_planes(g, [&](int64_t i) {
+    const int64_t* ip = idx + i * os;
+    flags[i] = t.max_backward_encode(g, ip, gather ? codes + i * cb : nullptr);
+    if ((flags[i] & kMaxBwdOutside) && !outside_indices_ok(g, ip, adaptive)) bad.store(true, std::memory_order_relaxed);
+  });
+  if (bad.load()) return false;
+  for_planes(g, [&](int64_t i) { write_plane(i, idx + i * os, gather ? codes + i * cb : nullptr, flags[i]); });
+  return true;
 }
 
 void avg_pool_backward(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx) {
