@@ -108,7 +108,8 @@ int64_t tile_pixels(int64_t rows, int64_t P, int64_t bytes, int64_t min_pixels =
 template <class F>
 void parallel_units(int64_t units, double flops, F&& fn) {
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kFlopsPerThread * units / std::max(flops, 1.0)));
-  parallel_for(units, grain, 1, [&](int64_t b, int64_t e) {
+  // one unit at a time to whichever thread is free (parallel_chunks): each unit writes its own output
+  parallel_chunks(units, grain, 1, [&](int64_t b, int64_t e) {
     for (int64_t u = b; u < e; ++u) fn(u);
   });
 }
