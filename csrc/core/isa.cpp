@@ -62,6 +62,7 @@ int64_t sysconf_bytes(int name) {
 #endif
 }
 
+#if defined(__unix__) && defined(_SC_LEVEL1_DCACHE_SIZE)
 #if defined(__linux__)
 // The first line of a small sysfs file ("" when it cannot be read).
 std::string read_line(const std::string& path) {
@@ -107,6 +108,7 @@ int64_t cache_bytes(int level, int sysconf_name) {
   const int64_t v = sysfs_cache_bytes(level);
   return v > 0 ? v : sysconf_bytes(sysconf_name);
 }
+#endif
 
 CpuInfo detect() {
   CpuInfo c;

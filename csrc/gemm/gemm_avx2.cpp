@@ -7,7 +7,8 @@
 // The C tile is prefetched before the k loop; B read in place is prefetched a few rows ahead. In-process
 // A/B against the plain loop (persistent workers called in turn, 2 threads, Zen 3): 1024^3 +6%,
 // 2048^3 +5%, 32 x 2048 x 768 +4%, 4096 x 64 x 4096 and attention +-1%.
-// Packing and the dot kernel are the generic ones of gemm_impl.h compiled for AVX2.
+// A slivers (and B slivers of a transposed B) are packed through 8 x 8 register transposes; the other
+// packing and the dot kernel are the generic ones of gemm_impl.h compiled for AVX2.
 // Test: FASTML_ISA=avx2 pytest tests/test_gemm.py. Bench: FASTML_ISA=avx2 python benchmarks/bench_gemm.py
 #include <immintrin.h>
 
@@ -181,7 +182,9 @@ inline void transpose_group(int rows, int64_t k, const float* src, int64_t ld, f
     const __m256i lm = lane_mask(pb);
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i)
-      r[i] = i >= rows ? _mm256_setzero_ps() : pb == 8 ? _mm256_loadu_ps(src + i * ld + p) : _mm256_maskload_ps(src + i * ld + p, lm);
+      r[i] = i >= rows  ? _mm256_setzero_ps()
+             : pb == 8 ? _mm256_loadu_ps(src + i * ld + p)
+                       : _mm256_maskload_ps(src + i * ld + p, lm);
     transpose8(r);
     for (int q = 0; q < pb; ++q) {
       float* d = dst + (p + q) * R + off;
@@ -211,7 +214,8 @@ void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernel
 extern const GemmKernels gemm_kernels_avx2;
 constexpr GemmKernels gemm_kernels_avx2 = {
     MR, NR, &micro, &micro_direct_a,
-    &gemm_impl::micro_copy_b_via_pack<NR, &gemm_impl::pack_copy<NR>, &micro>, &gemm_impl::gemv_rows<VecF>, &gemm_impl::pack_copy<MR>, &pack_transpose<MR>, &gemm_impl::pack_copy<NR>,
-    &pack_transpose<NR>, &gemm_impl::dot<VecF>, &act, &gemm_impl::transpose};
+    &gemm_impl::micro_copy_b_via_pack<NR, &gemm_impl::pack_copy<NR>, &micro>, &gemm_impl::gemv_rows<VecF>,
+    &gemm_impl::pack_copy<MR>, &pack_transpose<MR>, &gemm_impl::pack_copy<NR>, &pack_transpose<NR>,
+    &gemm_impl::dot<VecF>, &act, &gemm_impl::transpose};
 
 }  // namespace fastml::cpu::avx2

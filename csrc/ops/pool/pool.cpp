@@ -18,7 +18,6 @@
 
 #include "core/parallel.h"
 
-
 namespace fastml {
 
 namespace {
