@@ -32,11 +32,12 @@ def _sysfs_cache_bytes(level):
                 kind = f.read().strip()
             with open(os.path.join(d, "size")) as f:
                 size = f.read().strip()
+            unit = {"K": 1024, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+            nbytes = int(size.rstrip("KMG")) * unit
         except (OSError, ValueError):
             continue
         if lv == level and kind in ("Data", "Unified"):
-            unit = {"K": 1024, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
-            return int(size.rstrip("KMG")) * unit
+            return nbytes
     return None
 
 
