@@ -23,10 +23,13 @@ import sys
 import time
 
 WORKER = r'''
-import sys, time, numpy as np
+import os, sys, time, numpy as np
 sys.path.insert(0, sys.argv[1])
 import fastml
 import fastml.functional as F
+# an installed fastml must not stand in for the build under test
+assert os.path.realpath(os.path.dirname(fastml.__file__)) == os.path.realpath(os.path.join(sys.argv[1], "fastml")), \
+    f"fastml imported from {fastml.__file__}, not from {sys.argv[1]}"
 fastml.set_num_threads(int(sys.argv[2]))
 groups = set(sys.argv[3].split(","))
 rng = np.random.default_rng(0)
@@ -88,12 +91,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="of paired rounds per case")
     args = ap.parse_args(argv)
     for d in args.builds:
-        if not os.path.isdir(os.path.join(d, "fastml")):
+        if not os.path.isfile(os.path.join(d, "fastml", "__init__.py")):
             ap.error(f"{d} holds no fastml/ package folder")
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, d, str(args.threads), ",".join(args.groups)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for d in args.builds]
     try:
-        names = [w.stdout.readline().strip().split("|") for w in workers][0]
+        headers = [w.stdout.readline().strip() for w in workers]
+        if not all(headers):
+            raise SystemExit("a worker failed to start: its error is printed above")
+        names = headers[0].split("|")
 
         def call(w, name):
             w.stdin.write(name + "\n")
