@@ -198,13 +198,10 @@ inline void transpose_group(int rows, int64_t k, const float* src, int64_t ld, f
 // place of the generic element loop (which held packing at 6% of a 256^3 product on one Zen 3 core).
 template <int R>
 void pack_transpose(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst) {
-  for (int64_t r0 = 0; r0 < rows_total; r0 += R, dst += R * k) {
-    const int rows = static_cast<int>(rows_total - r0 < R ? rows_total - r0 : R);
-    for (int off = 0; off < R; off += 8) {
-      const int g = rows - off < 0 ? 0 : (rows - off < 8 ? rows - off : 8);
-      transpose_group<R>(g, k, src + (r0 + off) * ld, ld, dst, off);
-    }
-  }
+  gemm_impl::pack_transpose_groups<R, 8>(rows_total, k, src, ld, dst,
+                                           [](int g, int64_t kk, const float* s, int64_t l, float* d, int off) {
+                                             transpose_group<R>(g, kk, s, l, d, off);
+                                           });
 }
 
 void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernels_avx2, a, n, x); }

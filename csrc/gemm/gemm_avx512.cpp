@@ -231,13 +231,10 @@ void transpose(int64_t rows, int64_t cols, const float* src, int64_t lds, float*
 
 template <int R>
 void pack_transpose(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst) {
-  for (int64_t r0 = 0; r0 < rows_total; r0 += R, dst += R * k) {
-    const int rows = static_cast<int>(rows_total - r0 < R ? rows_total - r0 : R);
-    for (int off = 0; off < R; off += 16) {
-      const int g = rows - off < 0 ? 0 : (rows - off < 16 ? rows - off : 16);
-      transpose_group<R>(g, k, src + (r0 + off) * ld, ld, dst, off);
-    }
-  }
+  gemm_impl::pack_transpose_groups<R, 16>(rows_total, k, src, ld, dst,
+                                           [](int g, int64_t kk, const float* s, int64_t l, float* d, int off) {
+                                             transpose_group<R>(g, kk, s, l, d, off);
+                                           });
 }
 
 // dst[p*R + r] = src[p*ld + r] with masked vector copies (R = 14 or 32). Row p of the source is read

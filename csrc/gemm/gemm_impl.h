@@ -49,6 +49,22 @@ void pack_transpose(int64_t rows_total, int64_t k, const float* src, int64_t ld,
   }
 }
 
+// The sliver walk of a vector transposing pack (dst[p*R + r] = src[r*ld + p], consecutive R-row slivers):
+// each sliver is cut into groups of W source rows (W = the ISA's transpose width), and
+// group(rows, k, src, ld, dst, off) writes a group's rows (rows <= W, fewer at the edge, 0 past it: those
+// columns come out zero) to columns [off, off + W) of the sliver.
+template <int R, int W, class Group>
+inline void pack_transpose_groups(int64_t rows_total, int64_t k, const float* src, int64_t ld, float* dst,
+                                  Group group) {
+  for (int64_t r0 = 0; r0 < rows_total; r0 += R, dst += R * k) {
+    const int rows = static_cast<int>(rows_total - r0 < R ? rows_total - r0 : R);
+    for (int off = 0; off < R; off += W) {
+      const int g = rows - off < 0 ? 0 : (rows - off < W ? rows - off : W);
+      group(g, k, src + (r0 + off) * ld, ld, dst, off);
+    }
+  }
+}
+
 // dst[c*ldd + r] = src[r*lds + c] in 8 x 8 blocks (each source row read in runs of 8).
 inline void transpose(int64_t rows, int64_t cols, const float* src, int64_t lds, float* dst, int64_t ldd) {
   for (int64_t r0 = 0; r0 < rows; r0 += 8)
