@@ -64,7 +64,7 @@ if "conv" in groups:
         add(f"conv {name} (GFLOP/s)", lambda conv=conv, xv=xv, wv=wv, kw=kw: conv(xv, wv, **kw),
             2.0 * y.size * np.prod(ws[1:]))
 if "attention" in groups:
-    for L in (512, 1024):
+    for L in (512, 2048):
         q, k, v = (rng.standard_normal((4, 8, L, 64), dtype=np.float32) for _ in range(3))
         o, lse = F.scaled_dot_product_attention_forward(q, k, v)
         go = rng.standard_normal(o.shape, dtype=np.float32)
@@ -73,6 +73,11 @@ if "attention" in groups:
         add(f"attention L{L} backward (GFLOP/s)",
             lambda go=go, q=q, k=k, v=v, o=o, lse=lse: F.scaled_dot_product_attention_backward(go, q, k, v, o, lse),
             10.0 * 4 * 8 * L * L * 64)
+    oc, lc = F.scaled_dot_product_attention_forward(q, k, v, is_causal=True)
+    add(f"attention L{L} causal backward (GFLOP/s, computed half)",
+        lambda go=go, q=q, k=k, v=v, o=oc, lse=lc: F.scaled_dot_product_attention_backward(go, q, k, v, o, lse,
+                                                                                            is_causal=True),
+        5.0 * 4 * 8 * L * L * 64)
 print("|".join(cases), flush=True)
 for line in sys.stdin:
     fn, work = cases[line.strip()]
