@@ -184,6 +184,16 @@ struct VecF {
     return _mm256_castsi256_ps(_mm256_permute2x128_si256(r0, r1, 0x20));
   }
 
+  // p[l] = base + (int64) v[l] for every lane; v integer-valued with |v| < 2^31 (flat indices from float
+  // offsets)
+  void store_i64(int64_t* p, int64_t base) const {
+    const __m256i i = _mm256_cvttps_epi32(v);
+    const __m256i b = _mm256_set1_epi64x(base);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i))));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4),
+                        _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1))));
+  }
+
   float hsum() const {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -152,6 +152,15 @@ struct VecF {
   // _mm512_reduce_add_ps / _mm512_reduce_max_ps step for step (lanes l + 8, l + 4, l + 2, l + 1, with their
   // operand order, so the same bits), but the halves taken by zero-masked extracts: GCC 12's reduce
   // intrinsics (and the plain extract, shuffle and cast) pass an undefined operand and warn once inlined.
+  // p[l] = base + (int64) v[l] for every lane; v integer-valued with |v| < 2^31 (flat indices from float
+  // offsets)
+  void store_i64(int64_t* p, int64_t base) const {
+    const __m512i i = _mm512_cvttps_epi32(v);
+    const __m512i b = _mm512_set1_epi64(base);
+    _mm512_storeu_si512(p, _mm512_add_epi64(b, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i))));
+    _mm512_storeu_si512(p + 8, _mm512_add_epi64(b, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1))));
+  }
+
   float hsum() const {
     const __m256 t = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 1), _mm512_maskz_extractf32x8_ps(0xFF, v, 0));
     const __m128 h = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));

@@ -98,6 +98,8 @@ struct VecF {
     return n > 0 && p[0] == base;
   }
 
+  // p[0] = base + (int64) v (an integer-valued v, |v| < 2^31)
+  void store_i64(int64_t* p, int64_t base) const { p[0] = base + static_cast<int64_t>(v); }
   float hsum() const { return v; }
   float hmax() const { return v; }
 };

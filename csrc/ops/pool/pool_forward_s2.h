@@ -108,6 +108,11 @@ template <class V>
 inline void store_max_chunk(V acc, V at, int n, float* y, int64_t* idx, int64_t origin) {
   if (n == V::N) acc.store(y); else acc.store_tail(y, n);
   if (!idx) return;
+  if (n == V::N) {  // lane l's window starts 2 l after lane 0's: that offset added in float (exact below 2^24)
+    static constexpr float kRamp2[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    (at + V::load(kRamp2)).store_i64(idx, origin);
+    return;
+  }
   float rel[V::N];
   at.store(rel);
   for (int l = 0; l < n; ++l) idx[l] = origin + 2 * l + static_cast<int64_t>(rel[l]);
