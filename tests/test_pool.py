@@ -702,28 +702,31 @@ def test_max_values_fast_path_falls_back_on_nan_and_mixed_inf(backend, rng, k):
         assert y.view(np.uint32)[0, 0, 1, 2] == 0x7FC00002
 
 
-@pytest.mark.parametrize("hw", [(2, 16), (9, 17), (8, 50), (17, 112), (112, 112)])
+@pytest.mark.parametrize("hw", [(2, 16), (9, 17), (8, 50), (17, 112), (112, 112), (6, 16), (10, 34)])
 @pytest.mark.parametrize("ceil_mode", [False, True])
-def test_2x2_s2_planes(backend, rng, hw, ceil_mode):
-    # 2x2 s2 without padding whose windows all lie inside the plane runs each output row as one range kernel
-    # (its columns past the last whole vector, and its NaN rows, through the per-row path); ceil_mode on odd
-    # sizes adds a clipped last window and takes the general loop: both against the reference, values and
-    # indices exactly (ties, signed zeros, NaN payloads, both infinities), averages with and without an
+@pytest.mark.parametrize("k,p", [(2, 0), (3, 1)])
+def test_s2_planes(backend, rng, hw, ceil_mode, k, p):
+    # 2x2 s2 and 3x3 s2 p1 planes whose windows all end inside the input run each output row (3x3: each pair of
+    # rows sharing their middle input row) as one range kernel; the columns past the last whole vector, the
+    # 3x3 top row and unpaired last row, and the NaN rows take the per-row path; ceil_mode on odd sizes adds
+    # a clipped last window and takes the general loop. All against the reference: values and indices exactly
+    # (ties, signed zeros, NaN payloads, both infinities, -inf windows), averages with and without an
     # override of the divisor
     x = rng.integers(-2, 3, size=(2, 3) + hw).astype(np.float32)
     x[x == 0] = -0.0
     x[:, :, ::3, ::5] = 0.0
+    x[1, 0, :, :2] = -np.inf  # the left windows of a 3x3 p1 plane are all -inf (their indices: torch's)
     flat = x.reshape(-1)
     flat[rng.choice(flat.size, 5, replace=False)] = [np.nan, np.inf, -np.inf, np.nan, np.inf]
-    y, i = F.max_pool2d(x, 2, 2, ceil_mode=ceil_mode, return_indices=True)
-    ry, ri = R.max_pool2d(x, 2, 2, ceil_mode=ceil_mode, return_indices=True)
+    y, i = F.max_pool2d(x, k, 2, p, ceil_mode=ceil_mode, return_indices=True)
+    ry, ri = R.max_pool2d(x, k, 2, p, ceil_mode=ceil_mode, return_indices=True)
     np.testing.assert_array_equal(y, ry)
     np.testing.assert_array_equal(i, ri)
-    np.testing.assert_array_equal(F.max_pool2d(x, 2, 2, ceil_mode=ceil_mode).view(np.uint32), y.view(np.uint32))
+    np.testing.assert_array_equal(F.max_pool2d(x, k, 2, p, ceil_mode=ceil_mode).view(np.uint32), y.view(np.uint32))
     xf = np.nan_to_num(x, nan=0.5, posinf=3.0, neginf=-3.0)
     for div in (None, 3):
-        _close_avg(F.avg_pool2d(xf, 2, 2, ceil_mode=ceil_mode, divisor_override=div),
-                   R.avg_pool2d(xf, 2, 2, ceil_mode=ceil_mode, divisor_override=div), xf)
+        _close_avg(F.avg_pool2d(xf, k, 2, p, ceil_mode=ceil_mode, divisor_override=div),
+                   R.avg_pool2d(xf, k, 2, p, ceil_mode=ceil_mode, divisor_override=div), xf)
 
 
 @pytest.mark.parametrize("W", [33, 70])

@@ -74,12 +74,62 @@ void plane_s2k2(const PoolGeom& g, const float* x, float* y, int64_t* idx, float
   }
 }
 
+// 2-D 3x3 s2 windows with padding 1 on both axes (ResNet's stem pool) none of which reaches past the input's
+// last row or column (2 out <= in: even sizes without ceil_mode), at least one pair of rows and one vector.
+inline bool plane_s2k3_ok(const PoolGeom& g) {
+  return g.out[0] == 1 && g.k[0] == 1 && g.p[0] == 0 && g.k[1] == 3 && g.s[1] == 2 && g.p[1] == 1 && g.d[1] == 1 &&
+         g.k[2] == 3 && g.s[2] == 2 && g.p[2] == 1 && g.d[2] == 1 && 2 * g.out[1] <= g.in[1] &&
+         2 * g.out[2] <= g.in[2] && g.in[1] >= 5 && g.in[2] >= 16 && vector_ok(g);
+}
+
+// The plane of plane_s2k3_ok, max values (IDX: and indices): the output rows from 1 on in pairs that share
+// their middle input row, each pair one range-kernel call (max_rows_pair_s2k3_values) over the columns whose
+// taps it reads whole (the left padding column included) -- none of the per-row work of max_plane's general
+// loop. Row 0 (its top tap row is padding), a last row without a pair, the columns past the range and any pair
+// whose probe finds a NaN or both infinities take max_plane's own per-row calls: the same values and indices.
+template <class V, bool IDX>
+void plane_s2k3(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
+  const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
+  const int64_t count = std::min(oW / V::N, W / (2 * V::N));  // chunk c reads columns [16 c - 1, 16 c + 16]
+  auto single = [&](int64_t oh) {  // one output row through the general row kernel
+    const int64_t sh = 2 * oh - 1;
+    int64_t b0, b1;
+    valid_taps(sh, 3, 1, H, b0, b1);
+    float* yr = y + oh * oW;
+    int64_t* ir = IDX ? idx + oh * oW : nullptr;
+    row_s2_unrolled<V, 3, IDX ? kMaxIdx : kMax>(g, x, 0, sh, 0, 1, b0, b1, 0, oW, 0.f, yr, ir);
+    if (IDX && yr[0] == -kInf) max_window(g, x, 0, sh, -1, yr, ir);
+  };
+  single(0);
+  int64_t oh = 1;
+  for (; oh + 1 < oH && 2 * oh - 1 + 5 <= H; oh += 2) {
+    const int64_t sh = 2 * oh - 1;
+    float* y0 = y + oh * oW;
+    int64_t* i0 = IDX ? idx + oh * oW : nullptr;
+    __builtin_prefetch(x + (sh + 6) * W);
+    __builtin_prefetch(x + (sh + 7) * W);
+    const bool nan = max_rows_pair_s2k3_values<V, IDX>(x + sh * W, W, -1, count, y0, y0 + oW, i0,
+                                                        IDX ? i0 + oW : nullptr, sh * W - 1);
+    const int64_t from = nan ? 0 : count * V::N;
+    if (from < oW) max_rows_pair_s2k3<V, IDX>(g, x, 0, sh, from, oW, y0, y0 + oW, i0, IDX ? i0 + oW : nullptr);
+    if (IDX)
+      for (int i = 0; i < 2; ++i)
+        if (y0[i * oW] == -kInf) max_window(g, x, 0, sh + 2 * i, -1, y0 + i * oW, i0 + i * oW);
+  }
+  for (; oh < oH; ++oh) single(oh);
+}
+
 template <class V>
 void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
   if constexpr (kRangeKernels<V>) {  // max_pool2d 2x2 s2 on 1x8x112x112, one thread: 33 -> 11.6 us
     if (plane_s2k2_ok(g)) {
       if (idx) plane_s2k2<V, kMaxIdx>(g, x, y, idx, 0.f);
       else plane_s2k2<V, kMax>(g, x, y, nullptr, 0.f);
+      return;
+    }
+    if (plane_s2k3_ok(g)) {
+      if (idx) plane_s2k3<V, true>(g, x, y, idx);
+      else plane_s2k3<V, false>(g, x, y, nullptr);
       return;
     }
   }
