@@ -80,10 +80,14 @@ struct VecF {
   }
   // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
   // lanes l where the byte p[l] == value (p[0:N) is read)
-  static Mask eq_u8(const uint8_t* p, uint8_t value) {
-    const __m128i e = _mm_cmpeq_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
-                                     _mm_set1_epi8(static_cast<char>(value)));
-    return _mm256_castsi256_ps(_mm256_cvtepi8_epi32(e));  // 0 / -1 bytes widened to 0 / all-ones lanes
+  static Mask eq_u8(const uint8_t* p, uint8_t value) { return eq_code(load_codes(p), value); }
+  // the bytes p[0:N), one per lane (widened once, then tested against several values by eq_code)
+  using Codes = __m256i;
+  static Codes load_codes(const uint8_t* p) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  }
+  static Mask eq_code(Codes c, uint8_t value) {
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(c, _mm256_set1_epi32(value)));
   }
   static VecF load_strided(const float* p, int64_t stride, int n) {
     const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),

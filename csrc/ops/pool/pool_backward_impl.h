@@ -463,24 +463,27 @@ void max_backward_gather_pairs(const PoolGeom& g, const float* gy, const uint8_t
       const int n = static_cast<int>(std::clamp<int64_t>(oW - j, 0, V::N));  // windows in this block
       const int ns = static_cast<int>(std::clamp<int64_t>(oW - j - 1, 0, V::N));  // windows j + 1 ... too
       const V a = V::load_tail(ga + j, n);
+      const auto c = V::load_codes(ca + j);  // each code vector loaded (and widened) once for all its tests
       V e0, o0, e1 = z, o1 = z;
       if (K == 2) {  // row i0: taps 0, 1; row i0 + 1: taps 2, 3 (tap c = 0 even columns, c = 1 odd)
-        e0 = add_if(V::eq_u8(ca + j, 0), z, a);
-        o0 = add_if(V::eq_u8(ca + j, 1), z, a);
+        e0 = add_if(V::eq_code(c, 0), z, a);
+        o0 = add_if(V::eq_code(c, 1), z, a);
         if (second) {
-          e1 = add_if(V::eq_u8(ca + j, 2), z, a);
-          o1 = add_if(V::eq_u8(ca + j, 3), z, a);
+          e1 = add_if(V::eq_code(c, 2), z, a);
+          o1 = add_if(V::eq_code(c, 3), z, a);
         }
       } else {  // column 2j: window j's tap c = 1; 2j + 1: window j's c = 2, then window j + 1's c = 0
         const V as = V::load_tail(ga + j + 1, ns);
-        e0 = add_if(V::eq_u8(ca + j, 4), z, a);  // row i0 = 2 oh: tap row 1 of window row oh
-        o0 = add_if(V::eq_u8(ca + j + 1, 3), add_if(V::eq_u8(ca + j, 5), z, a), as);
+        const auto cs = V::load_codes(ca + j + 1);
+        e0 = add_if(V::eq_code(c, 4), z, a);  // row i0 = 2 oh: tap row 1 of window row oh
+        o0 = add_if(V::eq_code(cs, 3), add_if(V::eq_code(c, 5), z, a), as);
         if (second) {  // row 2 oh + 1: tap row 2 of window row oh, then tap row 0 of oh + 1
-          e1 = add_if(V::eq_u8(ca + j, 7), z, a);
-          o1 = add_if(V::eq_u8(ca + j + 1, 6), add_if(V::eq_u8(ca + j, 8), z, a), as);
+          e1 = add_if(V::eq_code(c, 7), z, a);
+          o1 = add_if(V::eq_code(cs, 6), add_if(V::eq_code(c, 8), z, a), as);
           if (next) {
             const V b = V::load_tail(gb + j, n), bs = V::load_tail(gb + j + 1, ns);
-            const Mask m1 = V::eq_u8(cb + j, 1), m2 = V::eq_u8(cb + j, 2), m0 = V::eq_u8(cb + j + 1, 0);
+            const auto cn = V::load_codes(cb + j);
+            const Mask m1 = V::eq_code(cn, 1), m2 = V::eq_code(cn, 2), m0 = V::eq_u8(cb + j + 1, 0);
             e1 = add_if(m1, e1, b);
             o1 = add_if(m0, add_if(m2, o1, b), bs);
           }
