@@ -706,12 +706,12 @@ def test_max_values_fast_path_falls_back_on_nan_and_mixed_inf(backend, rng, k):
 @pytest.mark.parametrize("ceil_mode", [False, True])
 @pytest.mark.parametrize("k,p", [(2, 0), (3, 1)])
 def test_s2_planes(backend, rng, hw, ceil_mode, k, p):
-    # 2x2 s2 and 3x3 s2 p1 planes whose windows all end inside the input run each output row (3x3: each pair of
-    # rows sharing their middle input row) as one range kernel; the columns past the last whole vector, the
-    # 3x3 top row and unpaired last row, and the NaN rows take the per-row path; ceil_mode on odd sizes adds
-    # a clipped last window and takes the general loop. All against the reference: values and indices exactly
-    # (ties, signed zeros, NaN payloads, both infinities, -inf windows), averages with and without an
-    # override of the divisor
+    # 2x2 s2 and 3x3 s2 p1 planes whose windows all end inside the input run each output row (3x3 max: each
+    # pair of rows sharing their middle input row; 3x3 average: with the carried row sum) as one range kernel;
+    # the columns past the last whole vector, the 3x3 max's top row and unpaired last row, and the NaN rows
+    # take the per-row path; ceil_mode on odd sizes adds a clipped last window and takes the general loop. All against the reference: values and indices exactly
+    # (ties, signed zeros, NaN payloads, both infinities, -inf windows), averages with an override of the
+    # divisor and without counting the padding
     x = rng.integers(-2, 3, size=(2, 3) + hw).astype(np.float32)
     x[x == 0] = -0.0
     x[:, :, ::3, ::5] = 0.0
@@ -724,9 +724,9 @@ def test_s2_planes(backend, rng, hw, ceil_mode, k, p):
     np.testing.assert_array_equal(i, ri)
     np.testing.assert_array_equal(F.max_pool2d(x, k, 2, p, ceil_mode=ceil_mode).view(np.uint32), y.view(np.uint32))
     xf = np.nan_to_num(x, nan=0.5, posinf=3.0, neginf=-3.0)
-    for div in (None, 3):
-        _close_avg(F.avg_pool2d(xf, k, 2, p, ceil_mode=ceil_mode, divisor_override=div),
-                   R.avg_pool2d(xf, k, 2, p, ceil_mode=ceil_mode, divisor_override=div), xf)
+    for kw in (dict(), dict(divisor_override=3), dict(count_include_pad=False)):
+        _close_avg(F.avg_pool2d(xf, k, 2, p, ceil_mode=ceil_mode, **kw),
+                   R.avg_pool2d(xf, k, 2, p, ceil_mode=ceil_mode, **kw), xf)
 
 
 @pytest.mark.parametrize("W", [33, 70])

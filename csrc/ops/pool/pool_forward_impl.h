@@ -193,6 +193,36 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
   }
 }
 
+// The averages of a plane_s2k3_ok plane: each output row one range-kernel call over its valid tap rows, with the
+// carried sum of the input row it shares with the previous output row (cbuf, RowCarry), divided by the row's
+// interior divisor -- none of the per-row work of avg_plane's general loop. Every row splits its columns the
+// same way (range kernel, then row_s2_unrolled's chunks), so the carried sums keep their lane order; the left
+// border column without count_include_pad is recomputed as the general loop does. Same bits.
+template <class V>
+void avg_plane_s2k3(const PoolGeom& g, const AvgMode& m, const float* x, float* y, float* cbuf) {
+  const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
+  const int64_t count = std::min(oW / V::N, W / (2 * V::N));  // as in plane_s2k3
+  RowCarry carry{cbuf, false};
+  int64_t stored = -1;
+  for (int64_t oh = 0; oh < oH; ++oh) {
+    const int64_t sh = 2 * oh - 1;
+    int64_t b0, b1;
+    valid_taps(sh, 3, 1, H, b0, b1);
+    const int64_t st[3] = {0, sh, 1};  // a window of an interior column (ow >= 1)
+    const float div = avg_divisor(g, m, st);
+    stored = next_carry(carry, stored, sh, b0, b1);
+    float* yrow = y + oh * oW;
+    const float* rows[3];
+    int nrows = 0;
+    for (int64_t b = b0; b < b1; ++b) rows[nrows++] = x + (sh + b) * W;
+    if (nrows == 3) avg_row_s2_values<V, 3, 3>(rows, 3, W, -1, count, div, yrow, cbuf, carry.load);
+    else avg_row_s2_values<V, 3>(rows, nrows, W, -1, count, div, yrow, cbuf, carry.load);
+    if (count * V::N < oW)
+      row_s2_unrolled<V, 3, kAvg>(g, x, 0, sh, 0, 1, b0, b1, count * V::N, oW, div, yrow, nullptr, &carry);
+    if (!m.count_include_pad && m.divisor == 0) yrow[0] = avg_window(g, m, x, 0, sh, -1);
+  }
+}
+
 template <class V>
 void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
   if constexpr (kRangeKernels<V>) {
@@ -213,6 +243,9 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
   if (vec && row_carry_ok(g)) {
     if (t_carry.size() < static_cast<size_t>(hi + V::N)) t_carry.resize(static_cast<size_t>(hi + V::N));
     carry.buf = t_carry.data();
+  }
+  if constexpr (kRangeKernels<V>) {
+    if (carry.buf && plane_s2k3_ok(g)) return avg_plane_s2k3<V>(g, m, x, y, carry.buf);
   }
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
