@@ -729,6 +729,28 @@ def test_s2_planes(backend, rng, hw, ceil_mode, k, p):
                    R.avg_pool2d(xf, k, 2, p, ceil_mode=ceil_mode, **kw), xf)
 
 
+@pytest.mark.parametrize("div", [None, 2, 8, 2 ** 20, 3])
+def test_avg_2x2_divides_exactly(backend, rng, div):
+    # float32 row sums over the divisor, and in the backward each input element's one share gy / divisor, with
+    # denormal and huge values: the backward applies a power-of-two divisor as a multiply by its reciprocal,
+    # which must round exactly like the division
+    x = (rng.standard_normal((2, 3, 8, 40)) * 1e-38).astype(np.float32)
+    x[0, 1] = (rng.uniform(-1, 1, (8, 40)) * 8e37).astype(np.float32)  # sums of four stay finite
+    x[1, 2, :, ::7] = np.float32(1e-45)
+    d = np.float32(4 if div is None else div)
+    s = (x[:, :, 0::2, 0::2] + x[:, :, 0::2, 1::2]) + (x[:, :, 1::2, 0::2] + x[:, :, 1::2, 1::2])
+    y = F.avg_pool2d(x, 2, 2, divisor_override=div)
+    gy = x[:, :, ::2, ::2].copy()  # the same mix of tiny, huge and denormal values as gradients
+    gx = F.avg_pool2d_backward(gy, x, 2, 2, divisor_override=div)
+    want_gx = np.repeat(np.repeat(gy / d, 2, axis=2), 2, axis=3)
+    if backend == "numpy":  # float64 inside: the same value up to one rounding
+        _close_avg(y, s / d, x)
+        _close_avg(gx, want_gx, gy)
+    else:
+        np.testing.assert_array_equal(y.view(np.uint32), (s / d).view(np.uint32))
+        np.testing.assert_array_equal(gx, want_gx)  # (a share of -0 is stored as +0: compared as values)
+
+
 @pytest.mark.parametrize("W", [33, 70])
 @pytest.mark.parametrize("k,p", [(2, 0), (2, 1), (3, 0), (3, 1)])
 @pytest.mark.parametrize("where", ["none", "first", "last", "tail"])
