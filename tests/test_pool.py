@@ -709,9 +709,9 @@ def test_s2_planes(backend, rng, hw, ceil_mode, k, p):
     # 2x2 s2 and 3x3 s2 p1 planes whose windows all end inside the input run each output row (3x3 max: each
     # pair of rows sharing their middle input row; 3x3 average: with the carried row sum) as one range kernel;
     # the columns past the last whole vector, the 3x3 max's top row and unpaired last row, and the NaN rows
-    # take the per-row path; ceil_mode on odd sizes adds a clipped last window and takes the general loop. All against the reference: values and indices exactly
-    # (ties, signed zeros, NaN payloads, both infinities, -inf windows), averages with an override of the
-    # divisor and without counting the padding
+    # take the per-row path; ceil_mode on odd sizes adds a clipped last window and takes the general loop.
+    # All against the reference: values and indices exactly (ties, signed zeros, NaN payloads, both
+    # infinities, -inf windows), averages with an override of the divisor and without counting the padding
     x = rng.integers(-2, 3, size=(2, 3) + hw).astype(np.float32)
     x[x == 0] = -0.0
     x[:, :, ::3, ::5] = 0.0

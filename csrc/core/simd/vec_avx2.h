@@ -193,7 +193,8 @@ struct VecF {
   void store_i64(int64_t* p, int64_t base) const {
     const __m256i i = _mm256_cvttps_epi32(v);
     const __m256i b = _mm256_set1_epi64x(base);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i))));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                        _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i))));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4),
                         _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1))));
   }

@@ -58,7 +58,9 @@ struct VecF {
   // the bytes p[0:N), tested against several values by eq_code
   using Codes = __m128i;
   static Codes load_codes(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
-  static Mask eq_code(Codes c, uint8_t value) { return _mm_cmpeq_epi8_mask(c, _mm_set1_epi8(static_cast<char>(value))); }
+  static Mask eq_code(Codes c, uint8_t value) {
+    return _mm_cmpeq_epi8_mask(c, _mm_set1_epi8(static_cast<char>(value)));
+  }
   static VecF load_strided(const float* p, int64_t stride, int n) {
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32(static_cast<int>(stride)));
