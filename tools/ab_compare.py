@@ -73,6 +73,7 @@ if "attention" in groups:
         add(f"attention L{L} backward (GFLOP/s)",
             lambda go=go, q=q, k=k, v=v, o=o, lse=lse: F.scaled_dot_product_attention_backward(go, q, k, v, o, lse),
             10.0 * 4 * 8 * L * L * 64)
+    # causal at the largest L (the loop's last q, k, v, go): the blocks the diagonal crosses are computed whole
     oc, lc = F.scaled_dot_product_attention_forward(q, k, v, is_causal=True)
     add(f"attention L{L} causal backward (GFLOP/s, computed half)",
         lambda go=go, q=q, k=k, v=v, o=oc, lse=lc: F.scaled_dot_product_attention_backward(go, q, k, v, o, lse,
