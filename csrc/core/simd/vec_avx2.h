@@ -78,7 +78,6 @@ struct VecF {
     even.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
     odd.v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
   }
-  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
   // lanes l where the byte p[l] == value (p[0:N) is read)
   static Mask eq_u8(const uint8_t* p, uint8_t value) { return eq_code(load_codes(p), value); }
   // the bytes p[0:N), one per lane (widened once, then tested against several values by eq_code)
@@ -89,6 +88,7 @@ struct VecF {
   static Mask eq_code(Codes c, uint8_t value) {
     return _mm256_castsi256_ps(_mm256_cmpeq_epi32(c, _mm256_set1_epi32(value)));
   }
+  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
   static VecF load_strided(const float* p, int64_t stride, int n) {
     const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                            _mm256_set1_epi32(static_cast<int>(stride)));

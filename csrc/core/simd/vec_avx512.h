@@ -52,7 +52,6 @@ struct VecF {
     even.v = _mm512_permutex2var_ps(a, ie, b);
     odd.v = _mm512_permutex2var_ps(a, io, b);
   }
-  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
   // lanes l where the byte p[l] == value (p[0:N) is read)
   static Mask eq_u8(const uint8_t* p, uint8_t value) { return eq_code(load_codes(p), value); }
   // the bytes p[0:N), tested against several values by eq_code
@@ -61,6 +60,7 @@ struct VecF {
   static Mask eq_code(Codes c, uint8_t value) {
     return _mm_cmpeq_epi8_mask(c, _mm_set1_epi8(static_cast<char>(value)));
   }
+  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
   static VecF load_strided(const float* p, int64_t stride, int n) {
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32(static_cast<int>(stride)));
@@ -153,9 +153,6 @@ struct VecF {
     return static_cast<Mask>(m0 | (static_cast<unsigned>(m1) << 8));
   }
 
-  // _mm512_reduce_add_ps / _mm512_reduce_max_ps step for step (lanes l + 8, l + 4, l + 2, l + 1, with their
-  // operand order, so the same bits), but the halves taken by zero-masked extracts: GCC 12's reduce
-  // intrinsics (and the plain extract, shuffle and cast) pass an undefined operand and warn once inlined.
   // p[l] = base + (int64) v[l] for every lane; v integer-valued with |v| < 2^31 (flat indices from float
   // offsets)
   void store_i64(int64_t* p, int64_t base) const {
@@ -165,6 +162,9 @@ struct VecF {
     _mm512_storeu_si512(p + 8, _mm512_add_epi64(b, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1))));
   }
 
+  // _mm512_reduce_add_ps / _mm512_reduce_max_ps step for step (lanes l + 8, l + 4, l + 2, l + 1, with their
+  // operand order, so the same bits), but the halves taken by zero-masked extracts: GCC 12's reduce
+  // intrinsics (and the plain extract, shuffle and cast) pass an undefined operand and warn once inlined.
   float hsum() const {
     const __m256 t = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 1), _mm512_maskz_extractf32x8_ps(0xFF, v, 0));
     const __m128 h = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));

@@ -32,13 +32,13 @@ struct VecF {
     even.v = first <= 0 && m > 0 ? p[0] : fill;
     odd.v = first <= 1 && m > 1 ? p[1] : fill;
   }
-  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
   // lanes l where the byte p[l] == value (p[0:N) is read)
   static Mask eq_u8(const uint8_t* p, uint8_t value) { return p[0] == value; }
   // the byte p[0], tested against several values by eq_code
   using Codes = uint8_t;
   static Codes load_codes(const uint8_t* p) { return p[0]; }
   static Mask eq_code(Codes c, uint8_t value) { return c == value; }
+  // p[0], p[stride], ..., p[(n-1) stride] (lanes past n are 0 and read nothing); stride * N < 2^31
   static VecF load_strided(const float* p, int64_t stride, int n) {
     (void)stride;
     return {n > 0 ? p[0] : 0.f};

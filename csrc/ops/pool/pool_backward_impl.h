@@ -118,24 +118,21 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
         if (ow == lo && hi > lo) {  // the interior columns share one divisor
           const int64_t st[3] = {sd, sh, lo * sw_ - pw};
           const float div = avg_divisor(g, m, st);
-          const V vdiv = V::set1(div);
+          auto scale = [&](auto op) {  // q[ow] = op(gy[ow]) over the interior columns
+            for (; ow + V::N <= hi; ow += V::N) op(V::load(grow + ow)).store(q + ow);
+            if (ow < hi) {
+              const int n = static_cast<int>(hi - ow);
+              op(V::load_tail(grow + ow, n)).store_tail(q + ow, n);
+            }
+          };
           // a power-of-two divisor (2x2 windows: 4) divides exactly as its reciprocal multiplies: the same bits
-          // without the divide unit (a divide a vector was a tenth of the 2x2 backward on one Zen 3 core)
+          // without the divide unit (a divide a vector was a tenth of the 2x2 backward on one Zen 3 core); the
+          // choice is made once, outside the loop
           int e2 = 0;
-          if (std::frexp(div, &e2) == 0.5f && e2 > -125 && e2 < 126) {
-            const V vrec = V::set1(1.0f / div);
-            for (; ow + V::N <= hi; ow += V::N) (V::load(grow + ow) * vrec).store(q + ow);
-            if (ow < hi) {
-              const int n = static_cast<int>(hi - ow);
-              (V::load_tail(grow + ow, n) * vrec).store_tail(q + ow, n);
-            }
-          } else {
-            for (; ow + V::N <= hi; ow += V::N) (V::load(grow + ow) / vdiv).store(q + ow);
-            if (ow < hi) {
-              const int n = static_cast<int>(hi - ow);
-              (V::load_tail(grow + ow, n) / vdiv).store_tail(q + ow, n);
-            }
-          }
+          if (std::frexp(div, &e2) == 0.5f && e2 > -125 && e2 < 126)
+            scale([rec = V::set1(1.0f / div)](V v) { return v * rec; });
+          else
+            scale([d = V::set1(div)](V v) { return v / d; });
           ow = hi;
           if (ow >= oW) break;
         }

@@ -44,6 +44,12 @@ inline bool vector_ok(const PoolGeom& g) {
   return g.s[2] * 64 < (int64_t{1} << 31) && g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
 }
 
+// After a max row computed in vectors from ow 0 with padding in W: a -inf result there may carry the padding
+// tap's index; the scalar scan of that window gives torch's.
+inline void first_index_fix(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, float* yr, int64_t* ir) {
+  if (ir && g.p[2] > 0 && yr[0] == -kInf) max_window(g, x, sd, sh, -g.p[2], yr, ir);
+}
+
 // 2-D 2x2 s2 windows that all lie inside the plane (ResNet's and VGG's pools without padding).
 inline bool plane_s2k2_ok(const PoolGeom& g) {
   return g.out[0] == 1 && g.k[0] == 1 && g.p[0] == 0 && g.k[1] == 2 && g.s[1] == 2 && g.p[1] == 0 && g.d[1] == 1 &&
@@ -98,7 +104,7 @@ void plane_s2k3(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
     float* yr = y + oh * oW;
     int64_t* ir = IDX ? idx + oh * oW : nullptr;
     row_s2_unrolled<V, 3, IDX ? kMaxIdx : kMax>(g, x, 0, sh, 0, 1, b0, b1, 0, oW, 0.f, yr, ir);
-    if (IDX && yr[0] == -kInf) max_window(g, x, 0, sh, -1, yr, ir);
+    first_index_fix(g, x, 0, sh, yr, ir);
   };
   single(0);
   int64_t oh = 1;
@@ -113,8 +119,7 @@ void plane_s2k3(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
     const int64_t from = nan ? 0 : count * V::N;
     if (from < oW) max_rows_pair_s2k3<V, IDX>(g, x, 0, sh, from, oW, y0, y0 + oW, i0, IDX ? i0 + oW : nullptr);
     if (IDX)
-      for (int i = 0; i < 2; ++i)
-        if (y0[i * oW] == -kInf) max_window(g, x, 0, sh + 2 * i, -1, y0 + i * oW, i0 + i * oW);
+      for (int i = 0; i < 2; ++i) first_index_fix(g, x, 0, sh + 2 * i, y0 + i * oW, i0 + i * oW);
   }
   for (; oh < oH; ++oh) single(oh);
 }
@@ -147,11 +152,6 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
     const bool pairs = vec && unrolled_ok(g) && g.k[2] == 3 && g.k[1] == 3 && g.s[1] == 2 && g.d[1] == 1 &&
                        a1 - a0 == 1 && hi > lo;
     int64_t paired = -1;  // the output row whose vector part the previous row's pair computed
-    // after a vector row from ow 0: a -inf result there may carry the padding tap's index, and the scalar scan
-    // gives torch's
-    auto first_index_fix = [&](int64_t sh, float* yr, int64_t* ir) {
-      if (ir && g.p[2] > 0 && yr[0] == -kInf) max_window(g, x, sd, sh, -g.p[2], yr, ir);
-    };
     for (int64_t oh = 0; oh < g.out[1]; ++oh) {
       const int64_t sh = oh * g.s[1] - g.p[1];
       int64_t b0, b1;
@@ -164,7 +164,8 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
         if (irow) max_rows_pair_s2k3<V, true>(g, x, sd0, sh, vlo, hi, yrow, yrow + oW, irow, irow + oW);
         else max_rows_pair_s2k3<V, false>(g, x, sd0, sh, vlo, hi, yrow, yrow + oW, nullptr, nullptr);
         if (vlo == 0)
-          for (int i = 0; i < 2; ++i) first_index_fix(sh + 2 * i, yrow + i * oW, irow ? irow + i * oW : nullptr);
+          for (int i = 0; i < 2; ++i)
+            first_index_fix(g, x, sd, sh + 2 * i, yrow + i * oW, irow ? irow + i * oW : nullptr);
         paired = oh + 1;
       }
       const bool rowvec = vec && a1 > a0 && b1 > b0 && hi > lo;
@@ -185,7 +186,7 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
           if (irow) row_s2_unrolled<V, 3, kMaxIdx>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
           else row_s2_unrolled<V, 3, kMax>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow, irow);
         }
-        if (lo == 0) first_index_fix(sh, yrow, irow);
+        if (lo == 0) first_index_fix(g, x, sd, sh, yrow, irow);
       } else if (g.s[2] == 1) max_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
       else if (g.s[2] == 2) max_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
       else max_row_vec<V, 0>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
