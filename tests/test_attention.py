@@ -77,8 +77,9 @@ def _check(q, k, v, *, mask=None, causal=False, gqa=False, window=None, dropout_
         assert a.shape == r.shape and a.dtype == q.dtype
         assert np.all(np.isfinite(a)), name
         # 2.5x rather than 2x for the gradients: P is recomputed from scores and logsumexp through the
-        # kernels' exp (<= 2 ulp; NumPy's is ~0.5 ulp), and dS = P (dP - D) amplifies that relative error
-        # where dP and D nearly cancel (observed worst case 2.05x over this file's cases).
+        # kernels' exp (2^(x log2 e): up to |x| 2^-24 relative plus 1 ulp; NumPy's is ~0.5 ulp), and
+        # dS = P (dP - D) amplifies that relative error where dP and D nearly cancel (observed worst case
+        # 2.05x over this file's cases).
         assert_error_within(a, r, b, factor=2.5, what=name)
     return o
 
@@ -513,3 +514,25 @@ def test_attention_nan_propagates_per_row(backend, rng):
     assert np.all(np.isnan(o[0, 0, 1]))
     o[0, 0, 1] = 0
     assert np.all(np.isfinite(o))
+
+
+@pytest.mark.parametrize("path", [1, 2], ids=["general", "decode"])
+def test_attention_probabilities_each_accurate(backend, path):
+    """With V the identity the output row is the softmax row itself, and with dO = e_0 the backward's
+    grad_value column 0 is the recomputed P: each probability checked on its own (not through a sum) over
+    scores exp's whole used range, [-80, 0]. Scores k_j (E = 1, q = 1, scale 1) are exact binary fractions,
+    so score - max is exact and the only errors are exp's, the row sum's and the final division: each
+    term within |x| 2^-24 (the rounding of x log2 e) plus a few ulp, relative, of the float64 value."""
+    S = 100
+    q = np.ones((1, 1, 1, 1), np.float32)
+    k = (-0.8125 * np.arange(S, dtype=np.float32)).reshape(1, 1, S, 1)[:, :, ::-1].copy()  # max last
+    v = np.eye(S, dtype=np.float32).reshape(1, 1, S, S)
+    x = k.astype(np.float64).ravel()
+    want = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+    bound = (6 + np.abs(x)) * 2.0 ** -24
+    o, lse = F.scaled_dot_product_attention_forward(q, k, v, scale=1.0, _path=path)
+    np.testing.assert_array_less(np.abs(o.ravel() / want - 1), bound)
+    go = np.zeros((1, 1, 1, S), np.float32)
+    go[..., 0] = 1
+    _, _, gv = F.scaled_dot_product_attention_backward(go, q, k, v, o, lse, scale=1.0)
+    np.testing.assert_array_less(np.abs(gv[0, 0, :, 0] / want - 1), bound + 2.0 ** -23)

@@ -4,6 +4,8 @@
 // Accuracy (float32, measured against float64 in tests/test_activation.py over [-100, 100]):
 //   exp       Cody-Waite reduction to |r| <= ln2/2, Cephes expf minimax polynomial: <= 2 ulp.
 //             Overflows to +inf above ~88.72, correctly rounded denormals down to ~-103.9, NaN kept.
+//   exp2_in_range  2^t for t in [-125.5, 127]: degree-6 polynomial on |f| <= 1/2, <= 1 ulp (measured over
+//             that interval in float32 Horner; the attention softmax's exp, tests/test_attention.py).
 //   tanh      d/(d+2), d = expm1(2|x|) (no cancellation near 0): <= 2 ulp.
 //   sigmoid   1/(1+e^{-|x|}) (times e^{-|x|} for x < 0), Newton-refined hardware reciprocal: <= 4 ulp.
 //   erfc(z)/2 z >= 0, Numerical Recipes' erfcc Chebyshev fit (fractional error < 1.2e-7) with an
@@ -35,6 +37,24 @@ inline V exp_in_range(V x) {
   p = fmadd(p, r, V::set1(5.0000001201e-1f));
   p = fmadd(p, r * r, r + V::set1(1.0f));
   return ldexp(p, n);
+}
+
+// 2^t for t in [-125.5, 127] (callers clamp): n = round(t), f = t - n (exact, |f| <= 1/2), 2^f by a degree-6
+// polynomial (relative-error fit on [-1/2, 1/2]: 1.9e-9; <= 1 ulp in float32 Horner), then n added to the
+// exponent field (2^n p is normal over this range). Six FMAs and no multiply for the scaling: exp_in_range
+// takes twelve multiplies or FMAs.
+template <class V>
+inline V exp2_in_range(V t) {
+  const V n = round_nearest(t);
+  const V f = t - n;
+  V p = V::set1(1.5345771681e-04f);
+  p = fmadd(p, f, V::set1(1.3399915770e-03f));
+  p = fmadd(p, f, V::set1(9.6184890717e-03f));
+  p = fmadd(p, f, V::set1(5.5503286421e-02f));
+  p = fmadd(p, f, V::set1(2.4022646248e-01f));
+  p = fmadd(p, f, V::set1(6.9314718246e-01f));
+  p = fmadd(p, f, V::set1(1.0f));
+  return ldexp_normal(p, n);
 }
 
 template <class V>

@@ -134,6 +134,12 @@ struct VecF {
     const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
     return {_mm256_mul_ps(_mm256_mul_ps(a.v, s1), s2)};
   }
+  // a * 2^n for integer-valued n when the result is a normal float (or a is NaN): n added to a's exponent
+  // field, no multiply (ldexp's two exact steps cover denormals and overflow too).
+  friend VecF ldexp_normal(VecF a, VecF n) {
+    const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n.v), 23);
+    return {_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(a.v), e))};
+  }
   friend VecF copysign(VecF a, VecF s) {
     const __m256 sign = _mm256_set1_ps(-0.f);
     return {_mm256_or_ps(_mm256_andnot_ps(sign, a.v), _mm256_and_ps(sign, s.v))};

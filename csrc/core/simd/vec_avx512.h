@@ -94,6 +94,8 @@ struct VecF {
   friend VecF trunc(VecF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)}; }
   // a * 2^n for integer-valued n, exact in the normal range, correctly rounded into denormals / inf.
   friend VecF ldexp(VecF a, VecF n) { return {_mm512_scalef_ps(a.v, n.v)}; }
+  // a * 2^n for integer-valued n when the result is a normal float (the same instruction: one op already)
+  friend VecF ldexp_normal(VecF a, VecF n) { return {_mm512_scalef_ps(a.v, n.v)}; }
   // copy the sign bit of s onto |a|
   friend VecF copysign(VecF a, VecF s) {
     return {_mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(a.v), _mm512_castps_si512(s.v),

@@ -65,6 +65,7 @@ struct VecF {
   friend VecF round_nearest(VecF a) { return {std::nearbyint(a.v)}; }
   friend VecF trunc(VecF a) { return {std::trunc(a.v)}; }
   friend VecF ldexp(VecF a, VecF n) { return {std::ldexp(a.v, static_cast<int>(n.v))}; }
+  friend VecF ldexp_normal(VecF a, VecF n) { return {std::ldexp(a.v, static_cast<int>(n.v))}; }
   friend VecF copysign(VecF a, VecF s) { return {std::copysign(a.v, s.v)}; }
 
   friend Mask cmp_lt(VecF a, VecF b) { return a.v < b.v; }
