@@ -20,6 +20,15 @@
 
 namespace fastml::simd {
 
+// Horner's rule, coefficients from the highest degree down: ((c[0] x + c[1]) x + c[2]) x + ..., one FMA per
+// coefficient after the first. Every polynomial of this file is evaluated this way.
+template <class V, int N>
+inline V horner(V x, const float (&c)[N]) {
+  V p = V::set1(c[0]);
+  for (int k = 1; k < N; ++k) p = fmadd(p, x, V::set1(c[k]));
+  return p;
+}
+
 // e^x for x in [-104, 89] (callers that know their range skip the clamp of exp()).
 template <class V>
 inline V exp_in_range(V x) {
@@ -29,14 +38,9 @@ inline V exp_in_range(V x) {
   const V n = round_nearest(x * log2e);
   V r = fnmadd(n, ln2_hi, x);
   r = fnmadd(n, ln2_lo, r);
-  V p = V::set1(1.9875691500e-4f);
-  p = fmadd(p, r, V::set1(1.3981999507e-3f));
-  p = fmadd(p, r, V::set1(8.3334519073e-3f));
-  p = fmadd(p, r, V::set1(4.1665795894e-2f));
-  p = fmadd(p, r, V::set1(1.6666665459e-1f));
-  p = fmadd(p, r, V::set1(5.0000001201e-1f));
-  p = fmadd(p, r * r, r + V::set1(1.0f));
-  return ldexp(p, n);
+  const V p = horner(r, {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+                         5.0000001201e-1f});
+  return ldexp(fmadd(p, r * r, r + V::set1(1.0f)), n);
 }
 
 // 2^t for t in [-125.5, 127] (callers clamp): n = round(t), f = t - n (exact, |f| <= 1/2), 2^f by a degree-6
@@ -47,13 +51,8 @@ template <class V>
 inline V exp2_in_range(V t) {
   const V n = round_nearest(t);
   const V f = t - n;
-  V p = V::set1(1.5345771681e-04f);
-  p = fmadd(p, f, V::set1(1.3399915770e-03f));
-  p = fmadd(p, f, V::set1(9.6184890717e-03f));
-  p = fmadd(p, f, V::set1(5.5503286421e-02f));
-  p = fmadd(p, f, V::set1(2.4022646248e-01f));
-  p = fmadd(p, f, V::set1(6.9314718246e-01f));
-  p = fmadd(p, f, V::set1(1.0f));
+  const V p = horner(f, {1.5345771681e-04f, 1.3399915770e-03f, 9.6184890717e-03f, 5.5503286421e-02f,
+                         2.4022646248e-01f, 6.9314718246e-01f, 1.0f});
   return ldexp_normal(p, n);
 }
 
@@ -97,13 +96,8 @@ inline V expm1(V x) {
   const V n = round_nearest(x * log2e);
   V r = fnmadd(n, V::set1(0.693359375f), x);
   r = fnmadd(n, V::set1(-2.12194440e-4f), r);
-  V q = V::set1(1.0f / 40320.0f);
-  q = fmadd(q, r, V::set1(1.0f / 5040.0f));
-  q = fmadd(q, r, V::set1(1.0f / 720.0f));
-  q = fmadd(q, r, V::set1(1.0f / 120.0f));
-  q = fmadd(q, r, V::set1(1.0f / 24.0f));
-  q = fmadd(q, r, V::set1(1.0f / 6.0f));
-  q = fmadd(q, r, V::set1(0.5f));
+  const V q =
+      horner(r, {1.0f / 40320.0f, 1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f});
   const V em1_r = fmadd(r * r, q, r);
   const V s = ldexp(V::set1(1.0f), n);  // 2^n, n in [-127, 127]
   return fmadd(s, em1_r, s - V::set1(1.0f));
@@ -189,16 +183,9 @@ inline V half_erfc_nonneg(V z) {
   const auto zero = cmp_ge(z, V::set1(10.2f));  // NaN compares false
   z = select(zero, V::zero(), z);
   const V u = recip(V::set1(2.0f) + z);
-  V p = V::set1(0.17087277f * 512.0f);
-  p = fmadd(p, u, V::set1(-0.82215223f * 256.0f));
-  p = fmadd(p, u, V::set1(1.48851587f * 128.0f));
-  p = fmadd(p, u, V::set1(-1.13520398f * 64.0f));
-  p = fmadd(p, u, V::set1(0.27886807f * 32.0f));
-  p = fmadd(p, u, V::set1(-0.18628806f * 16.0f));
-  p = fmadd(p, u, V::set1(0.09678418f * 8.0f));
-  p = fmadd(p, u, V::set1(0.37409196f * 4.0f));
-  p = fmadd(p, u, V::set1(1.00002368f * 2.0f));
-  p = fmadd(p, u, V::set1(-1.26551223f));
+  const V p = horner(u, {0.17087277f * 512.0f, -0.82215223f * 256.0f, 1.48851587f * 128.0f, -1.13520398f * 64.0f,
+                         0.27886807f * 32.0f, -0.18628806f * 16.0f, 0.09678418f * 8.0f, 0.37409196f * 4.0f,
+                         1.00002368f * 2.0f, -1.26551223f});
   // exp(p - z^2) = exp(p - hi) * (1 - lo), p - hi in [-105.4, 0]
   const V hi = z * z;
   const V lo = fmsub(z, z, hi);
@@ -224,14 +211,8 @@ template <class V>
 inline V log1p_unit(V u) {
   const V s = u / (V::set1(2.0f) + u);
   const V z = s * s;
-  V p = V::set1(1.0f / 17.0f);
-  p = fmadd(p, z, V::set1(1.0f / 15.0f));
-  p = fmadd(p, z, V::set1(1.0f / 13.0f));
-  p = fmadd(p, z, V::set1(1.0f / 11.0f));
-  p = fmadd(p, z, V::set1(1.0f / 9.0f));
-  p = fmadd(p, z, V::set1(1.0f / 7.0f));
-  p = fmadd(p, z, V::set1(1.0f / 5.0f));
-  p = fmadd(p, z, V::set1(1.0f / 3.0f));
+  const V p = horner(z, {1.0f / 17.0f, 1.0f / 15.0f, 1.0f / 13.0f, 1.0f / 11.0f, 1.0f / 9.0f, 1.0f / 7.0f, 1.0f / 5.0f,
+                         1.0f / 3.0f});
   const V two_s = s + s;
   return fmadd(two_s * z, p, two_s);  // 2s + 2s z P(z)
 }
