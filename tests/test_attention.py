@@ -105,6 +105,30 @@ def test_attention_shapes(backend, rng, shape):
     _check(q, k, v, causal=causal, bwd=L * S <= 70000, rng=rng)
 
 
+# Lengths at and around the kernels' block edges (forward: query rows in blocks of 60 on AVX2, 56 on
+# AVX-512, 64 scalar, keys in blocks of 256; backward: keys in blocks of 60 / 56 / 64, queries in blocks of 256,
+# 64 under causal masks) and the sequence lengths that broke other attention kernels (127, 128, 192, 704:
+# e.g. NaN gradients at lengths of 64 mod 128), forward and backward.
+EDGE_SHAPES = [
+    (1, 1, 127, 128, 32, 32, False),
+    (1, 1, 128, 192, 32, 16, True),
+    (1, 1, 256, 240, 64, 64, False),
+    (1, 2, 257, 704, 32, 32, True),
+    (1, 1, 704, 60, 16, 16, False),
+    (1, 1, 255, 61, 31, 31, True),
+    (1, 1, 192, 257, 64, 64, False),
+    (1, 1, 112, 56, 16, 16, True),
+    (1, 1, 57, 113, 16, 16, False),
+]
+
+
+@pytest.mark.parametrize("shape", EDGE_SHAPES, ids=lambda s: "x".join(map(str, s[:6])) + ("c" if s[6] else ""))
+def test_attention_block_edge_lengths(backend, rng, shape):
+    B_, H, L, S, E, Ev, causal = shape
+    q, k, v = _qkv(rng, B_, H, L, S, E, Ev)
+    _check(q, k, v, causal=causal, rng=rng)
+
+
 def test_attention_masks_broadcast(backend, rng):
     q, k, v = _qkv(rng, 2, 3, 33, 40, 16, 24)
     pad = np.ones((2, 1, 1, 40), dtype=bool)
