@@ -4,7 +4,7 @@
 // Accuracy (float32, measured against float64 in tests/test_activation.py over [-100, 100]):
 //   exp       Cody-Waite reduction to |r| <= ln2/2, Cephes expf minimax polynomial: <= 2 ulp.
 //             Overflows to +inf above ~88.72, correctly rounded denormals down to ~-103.9, NaN kept.
-//   exp2_in_range  2^t for t in [-125.5, 127]: degree-6 polynomial on |f| <= 1/2, <= 1 ulp (measured over
+//   exp2_in_range  2^t for t in [-126, 127]: degree-6 polynomial on |f| <= 1/2, <= 1 ulp (measured over
 //             that interval in float32 Horner; the attention softmax's exp, tests/test_attention.py).
 //   tanh      d/(d+2), d = expm1(2|x|) (no cancellation near 0): <= 2 ulp.
 //   sigmoid   1/(1+e^{-|x|}) (times e^{-|x|} for x < 0), Newton-refined hardware reciprocal: <= 4 ulp.
@@ -43,7 +43,7 @@ inline V exp_in_range(V x) {
   return ldexp(fmadd(p, r * r, r + V::set1(1.0f)), n);
 }
 
-// 2^t for t in [-125.5, 127] (callers clamp): n = round(t), f = t - n (exact, |f| <= 1/2), 2^f by a degree-6
+// 2^t for t in [-126, 127] (callers clamp): n = round(t), f = t - n (exact, |f| <= 1/2), 2^f by a degree-6
 // polynomial (relative-error fit on [-1/2, 1/2]: 1.9e-9; <= 1 ulp in float32 Horner), then n added to the
 // exponent field (2^n p is normal over this range). Six FMAs and no multiply for the scaling: exp_in_range
 // takes twelve multiplies or FMAs.

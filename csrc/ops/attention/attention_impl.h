@@ -28,7 +28,8 @@ template <class V>
 inline V exp_flush(V x) {
   const V lo = V::set1(-87.0f);
   const V xc = min(V::set1(88.0f), max(lo, x));                                 // NaN passes both
-  return select(cmp_lt(x, lo), V::zero(), simd::exp2_in_range(xc * V::set1(1.44269504088896341f)));
+  const V t = xc * V::set1(1.44269504088896341f);                   // in [-125.6, 127]
+  return select(cmp_lt(x, lo), V::zero(), simd::exp2_in_range(t));  // NaN compares false: stays NaN
 }
 
 template <class V>
