@@ -776,6 +776,31 @@ def test_max_values_row_ranges(backend, rng, W, k, p, where):
         np.testing.assert_array_equal(y.view(np.uint32), yi.view(np.uint32))
 
 
+@pytest.mark.parametrize("W", [33, 70, 112])
+@pytest.mark.parametrize("k,p", [(2, 0), (3, 0), (3, 1)])
+def test_max_values_nan_at_every_tap(backend, rng, W, k, p):
+    # the values-only range kernels' NaN probe leaves out the 3-wide windows' third tap wherever it is another
+    # lane's first (all but the range's last column): one plane per input position (row, column), holding a
+    # NaN there and nowhere else, must give the with-indices path's bits and the reference's values, for 2-D
+    # rows (paired 3x3 rows and the unpaired ones) and 3-D windows of 2 depth rows
+    H = 9
+    x = rng.standard_normal((H * W, 2, H, W)).astype(np.float32)
+    planes = np.arange(H * W)
+    x[planes, 1, planes // W, planes % W] = np.nan
+    x = x.reshape(1, H * W, 2, H, W)
+    y2 = F.max_pool2d(x[:, :, 1], k, 2, p)
+    # the reference's values, vectorised (np.max propagates NaN; one NaN per plane, so no payload to choose)
+    xp = np.pad(x[:, :, 1], ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)
+    want = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::2, ::2].max(axis=(4, 5))
+    np.testing.assert_array_equal(y2, want)
+    if p == 1:  # 3x3 s2 p1 windows cover every input position: each plane's NaN reaches an output
+        assert np.isnan(y2).any(axis=(2, 3)).all()
+    for y, yi in ((y2, F.max_pool2d(x[:, :, 1], k, 2, p, return_indices=True)[0]),
+                  (F.max_pool3d(x, (2, k, k), (1, 2, 2), (0, p, p)),
+                   F.max_pool3d(x, (2, k, k), (1, 2, 2), (0, p, p), return_indices=True)[0])):
+        np.testing.assert_array_equal(y.view(np.uint32), yi.view(np.uint32))
+
+
 @pytest.mark.parametrize("hw", [(1, 1), (1, 7), (4, 4), (1, 17), (7, 7), (56, 56)])
 def test_global_average_pool_each_plane_alone(backend, rng, threads, hw):
     # global average pooling runs planes 16 (avx512) or 8 (avx2) at a time: every plane's mean is what it

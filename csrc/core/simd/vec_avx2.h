@@ -61,6 +61,11 @@ struct VecF {
     even.v = _mm256_shuffle_ps(a, b, 0x88);
     odd.v = _mm256_shuffle_ps(a, b, 0xDD);
   }
+  // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1): p[0:N) and p[N-1:2N-1) give
+  // [p0 p2 p8 p10 | p4 p6 p12 p14] in one shuffle, with no mask and nothing read past the last even element
+  static VecF load_even_lanes(const float* p) {
+    return {_mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + N - 1), 0xD8)};
+  }
   VecF in_order() const { return {_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8))}; }
   // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
   static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {

@@ -39,6 +39,12 @@ struct VecF {
   static void load2_deinterleave_lanes_from(const float* p, int first, float fill, VecF& even, VecF& odd) {
     load2_deinterleave_from(p, first, 2 * N, fill, even, odd);
   }
+  // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1)
+  static VecF load_even_lanes(const float* p) {
+    VecF even, odd;
+    load2_deinterleave(p, 2 * N - 1, even, odd);
+    return even;
+  }
   VecF in_order() const { return *this; }
   // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
   static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {

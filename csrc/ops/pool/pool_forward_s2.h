@@ -3,6 +3,7 @@
 // Test: pytest tests/test_pool.py
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "ops/pool/pool_forward_rows.h"
@@ -170,8 +171,8 @@ template <class V>
 
 // load_taps_s2 in load2_deinterleave_lanes' lane order, for the range kernels: r is the tap row (width W) at
 // the chunk's first tap, pos its column (< 0: padding, read as `fill`, in the ow-0 chunk only); t2 (KW = 3)
-// from its own deinterleave two columns on, which reads nothing past the row. Prefetches the lines
-// kPrefetchRows rows below.
+// the even lanes two columns on (V::load_even_lanes: no mask, nothing read past the chunk's last tap, which
+// range_chunks keeps inside the row). Prefetches the lines kPrefetchRows rows below.
 template <class V, int KW>
 [[gnu::always_inline]] inline void load_taps_s2_lanes(const float* r, int64_t W, int64_t pos, float fill, V& t0, V& t1,
                                                       V& t2) {
@@ -180,10 +181,7 @@ template <class V, int KW>
     V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), fill, t0, t1);
   else
     V::load2_deinterleave_lanes(r, t0, t1);
-  if constexpr (KW == 3) {
-    V skip;
-    V::load2_deinterleave_lanes(r + 2, static_cast<int>(std::min<int64_t>(2 * V::N, W - pos - 2)), t2, skip);
-  }
+  if constexpr (KW == 3) t2 = V::load_even_lanes(r + 2);
 }
 
 // The range kernels' split of an output row's chunks [ow0, hi) (stride 2, padding p, rows of width W): runs
@@ -196,6 +194,16 @@ int64_t range_chunks(int64_t& ow0, int64_t hi, int64_t p, int64_t W, Chunk&& chu
   int64_t count = 0;
   while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + (KW == 3) <= W) ++count;
   return count;
+}
+
+// The 3-wide range kernels' NaN probe sums t0 and t1 only: t2's taps (columns pos + 2, ..., pos + 2N of a
+// chunk) are t0's of the same chunk and of the next, but for the last chunk's column pos0 + 2N count. Whether
+// that column holds a NaN in any of the nrows rows from r (width W); count > 0.
+template <class V>
+bool range_probe_tail(const float* r, int64_t W, int nrows, int64_t pos0, int64_t count) {
+  bool nan = false;
+  for (int b = 0; b < nrows; ++b) nan |= std::isnan(r[b * W + pos0 + 2 * V::N * count]);
+  return nan;
 }
 
 // max_rows_pair_s2k3's values, `count` full chunks from column pos0 of the five input rows from r of width
@@ -215,7 +223,7 @@ bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t 
     for (int b = 0; b < 5; ++b) {
       V t0, t1, t2;
       load_taps_s2_lanes<V, 3>(r + b * W + pos, W, pos, -kInf, t0, t1, t2);
-      sum = sum + ((t0 + t1) + t2);
+      sum = sum + (t0 + t1);  // t2's taps: t0's of this chunk and the next (range_probe_tail: the last one)
       cm[b] = V::zero();
       rm[b] = row_taps_max<V, 3, false, IDX>(t0, t1, t2, cm[b]);
     }
@@ -235,7 +243,7 @@ bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t 
         acc.in_order().store(y);
     }
   }
-  return V::mask_any(is_nan(probe));
+  return V::mask_any(is_nan(probe)) || range_probe_tail<V>(r, W, 5, pos0, count);
 }
 
 // Two consecutive output rows of 3x3 s2 windows (IDX: with indices), every tap row inside the input
@@ -314,8 +322,7 @@ bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t p
     for (int i = 0; i < nrows; ++i) {
       V t0, t1, t2 = V::zero();
       load_taps_s2_lanes<V, KW>(rows[i] + pos, W, pos, -kInf, t0, t1, t2);
-      V s = t0 + t1;
-      if constexpr (KW == 3) s = s + t2;
+      const V s = t0 + t1;  // KW = 3: t2's taps are t0's of this chunk and the next (range_probe_tail: the last one)
       sum = i == 0 ? s : sum + s;
       V col = V::zero();
       const V rv = row_taps_max<V, KW, false, IDX>(t0, t1, t2, col);
@@ -327,6 +334,11 @@ bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t p
       store_max_chunk(acc.in_order(), at.in_order(), V::N, y + c * V::N, idx + c * V::N, origin0 + 2 * V::N * c);
     else
       acc.in_order().store(y + c * V::N);
+  }
+  if constexpr (KW == 3) {
+    bool tail = false;
+    for (int i = 0; i < nrows; ++i) tail |= range_probe_tail<V>(rows[i], W, 1, pos0, count);
+    if (tail) return true;
   }
   return V::mask_any(is_nan(probe));
 }
