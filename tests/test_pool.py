@@ -299,8 +299,9 @@ def test_max_backward_huge_index_is_an_error(backend, rng, big, nd, shape, kw):
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1)])
 def test_max_backward_threads_bitwise_and_checked_first(backend, rng, threads, kw):
-    # enough planes for two threads: 1 and 2 threads give the same bits; a bad index in the last plane
-    # stops every thread before anything is written
+    # enough planes for two threads: 1 and 2 threads give the same bits, and so do the one-pass write of a new
+    # grad_input and the two passes into out=; a bad index in the first, a middle or the last plane stops
+    # the call, before anything is written into out=
     x = _rand(rng, (4, 16, 40, 40))
     y, i = F.max_pool2d(x, return_indices=True, **kw)
     g = _rand(rng, y.shape)
@@ -310,15 +311,21 @@ def test_max_backward_threads_bitwise_and_checked_first(backend, rng, threads, k
         outs.append(F.max_pool2d_backward(g, x, indices=i, **kw))
         if backend != "numpy":
             np.testing.assert_array_equal(outs[-1].view(np.int32), _scatter_in_order(g, i, x.shape, 2).view(np.int32))
-    np.testing.assert_array_equal(outs[0].view(np.int32), outs[1].view(np.int32))
-    bad = i.copy()
-    bad[-1, -1, -1, -1] = 1600
-    for nt in (1, 2):
-        fastml.set_num_threads(nt)
         out = np.full(x.shape, 7.0, np.float32)
-        with pytest.raises(ValueError, match="indices in"):
-            F.max_pool2d_backward(g, x, indices=bad, out=out, **kw)
-        assert np.all(out == 7.0)
+        assert F.max_pool2d_backward(g, x, indices=i, out=out, **kw) is out
+        np.testing.assert_array_equal(out.view(np.int32), outs[-1].view(np.int32))
+    np.testing.assert_array_equal(outs[0].view(np.int32), outs[1].view(np.int32))
+    for plane in [(0, 0), (2, 7), (-1, -1)]:
+        bad = i.copy()
+        bad[plane][-1, -1] = 1600
+        for nt in (1, 2):
+            fastml.set_num_threads(nt)
+            with pytest.raises(ValueError, match="indices in"):
+                F.max_pool2d_backward(g, x, indices=bad, **kw)
+            out = np.full(x.shape, 7.0, np.float32)
+            with pytest.raises(ValueError, match="indices in"):
+                F.max_pool2d_backward(g, x, indices=bad, out=out, **kw)
+            assert np.all(out == 7.0)
     torch = pytest.importorskip("torch")
     xt = torch.from_numpy(x).requires_grad_()
     torch.nn.functional.max_pool2d(xt, **kw).backward(torch.from_numpy(g))

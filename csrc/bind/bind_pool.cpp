@@ -2,7 +2,8 @@
 // output sizes (fastml/_pool_args.py, torch's rules) and passes the geometry as 19 ints:
 // (planes, D, H, W, oD, oH, oW, kD, kH, kW, sD, sH, sW, pD, pH, pW, dD, dH, dW). Here: array checks
 // (dtype, sizes, out=, aliasing), all before anything is written; then the GIL is released. The max backward
-// kernels check the indices themselves in a pass that precedes every write (pool.h) and report a bad one.
+// kernels check the indices themselves and report a bad one: with out=, in a pass that precedes every write
+// (pool.h); into a new grad_input, plane by plane (the array is dropped when one is bad).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -151,12 +152,12 @@ void bind_pool(py::module_& m) {
       py::gil_scoped_release nogil;
       switch (kind) {
         case kMax:
-        case kAdaptiveMax: ok = max_pool_backward(g, pg, pi, px, pgx, kind == kAdaptiveMax); break;
+        case kAdaptiveMax: ok = max_pool_backward(g, pg, pi, px, pgx, kind == kAdaptiveMax, out.is_none()); break;
         case kAvg: avg_pool_backward(g, mode, pg, pgx); break;
         default: adaptive_avg_pool_backward(g, pg, pgx); break;
       }
     }
-    // the kernels check the indices before writing anything; on a bad one, find and report it
+    // a bad index: nothing written to out= (a new grad_input is dropped); find and report it
     if (!ok) check_indices(idx, g, kind == kMax, op);
     FASTML_CHECK(ok, op, ": invalid indices");
     return gx;

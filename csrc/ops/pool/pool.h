@@ -115,9 +115,11 @@ void max_pool_forward(const PoolGeom& g, const float* x, float* y, int64_t* idx)
 void avg_pool_forward(const PoolGeom& g, const AvgMode& m, const float* x, float* y);
 // idx null: the argmax is recomputed from x (torch's rule). Else every index must lie in [0, plane), or (regular
 // max pooling, not `adaptive`) belong to a window with no tap inside the input, whose gradient is dropped;
-// returns false, having written nothing, when one does not.
+// returns false when one does not, having written nothing unless gx_fresh (gx a new array the caller drops
+// on failure: then planes are encoded and written in one pass, and the planes holding a bad index are left
+// unwritten).
 bool max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, const float* x, float* gx,
-                       bool adaptive);
+                       bool adaptive, bool gx_fresh = false);
 void avg_pool_backward(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx);
 void adaptive_avg_pool_forward(const PoolGeom& g, const float* x, float* y);
 void adaptive_max_pool_forward(const PoolGeom& g, const float* x, float* y, int64_t* idx);
