@@ -218,11 +218,13 @@ def _has_output(case, W):
     return True
 
 
-@pytest.mark.parametrize("case,W", [(c, W) for c in range(len(_GATHER)) for W in (1, 2, 3, 15, 16, 17, 33, 70)
+@pytest.mark.parametrize("case,W", [(c, W) for c in range(len(_GATHER))
+                                    for W in (1, 2, 3, 15, 16, 17, 33, 70) + ((48, 112) if _GATHER[c][0] == 2 else ())
                                     if _has_output(c, W)])
 def test_max_backward_bitwise_scatter_order(backend, rng, case, W):
     # every geometry, with the forward's indices (ties: windows sharing a maximum), with foreign in-plane
     # indices (the scatter fallback) and with repeated indices, equals the in-order float32 scatter bitwise
+    # (2-D widths 48 and 112: the 2x2 and 3x3 p1 gathers' rows in whole vector blocks, with no masked block after)
     nd, kw = _GATHER[case]
     shape = _gather_shape(nd, W)
     f, fb = _MAX[nd][0], _MAX[nd][2]

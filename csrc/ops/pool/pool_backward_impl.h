@@ -474,10 +474,14 @@ void max_backward_gather_pairs(const PoolGeom& g, const float* gy, const uint8_t
     const uint8_t* cb = ca + CR;
     const float* ga = gy + oh * oW;
     const float* gb = ga + oW;
-    for (int64_t j = 0; 2 * j < W; j += V::N) {  // blocks past the last window write zero columns
-      const int n = static_cast<int>(std::clamp<int64_t>(oW - j, 0, V::N));  // windows in this block
-      const int ns = static_cast<int>(std::clamp<int64_t>(oW - j - 1, 0, V::N));  // windows j + 1 ... too
-      const V a = V::load_tail(ga + j, n);
+    // FULL: a whole vector of windows j ... and of windows j + 1 ... (K = 3), and 2 N columns: plain loads and
+    // stores; the blocks at the row's end mask them (the same values)
+    auto block = [&](int64_t j, auto full) __attribute__((always_inline)) {
+      constexpr bool FULL = decltype(full)::value;
+      const int n = FULL ? V::N : static_cast<int>(std::clamp<int64_t>(oW - j, 0, V::N));  // windows in this block
+      const int ns = FULL ? V::N : static_cast<int>(std::clamp<int64_t>(oW - j - 1, 0, V::N));  // windows j + 1 ...
+      auto load_gy = [](const float* p, int cnt) { return FULL ? V::load(p) : V::load_tail(p, cnt); };
+      const V a = load_gy(ga + j, n);
       const auto c = V::load_codes(ca + j);  // each code vector loaded (and widened) once for all its tests
       V e0, o0, e1 = z, o1 = z;
       if (K == 2) {  // row i0: taps 0, 1; row i0 + 1: taps 2, 3 (tap c = 0 even columns, c = 1 odd)
@@ -488,7 +492,7 @@ void max_backward_gather_pairs(const PoolGeom& g, const float* gy, const uint8_t
           o1 = add_if(V::eq_code(c, 3), z, a);
         }
       } else {  // column 2j: window j's tap c = 1; 2j + 1: window j's c = 2, then window j + 1's c = 0
-        const V as = V::load_tail(ga + j + 1, ns);
+        const V as = load_gy(ga + j + 1, ns);
         const auto cs = V::load_codes(ca + j + 1);
         e0 = add_if(V::eq_code(c, 4), z, a);  // row i0 = 2 oh: tap row 1 of window row oh
         o0 = add_if(V::eq_code(cs, 3), add_if(V::eq_code(c, 5), z, a), as);
@@ -496,7 +500,7 @@ void max_backward_gather_pairs(const PoolGeom& g, const float* gy, const uint8_t
           e1 = add_if(V::eq_code(c, 7), z, a);
           o1 = add_if(V::eq_code(cs, 6), add_if(V::eq_code(c, 8), z, a), as);
           if (next) {
-            const V b = V::load_tail(gb + j, n), bs = V::load_tail(gb + j + 1, ns);
+            const V b = load_gy(gb + j, n), bs = load_gy(gb + j + 1, ns);
             const auto cn = V::load_codes(cb + j);
             const Mask m1 = V::eq_code(cn, 1), m2 = V::eq_code(cn, 2), m0 = V::eq_u8(cb + j + 1, 0);
             e1 = add_if(m1, e1, b);
@@ -504,7 +508,7 @@ void max_backward_gather_pairs(const PoolGeom& g, const float* gy, const uint8_t
           }
         }
       }
-      const int m = static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j));  // columns of this block
+      const int m = FULL ? 2 * V::N : static_cast<int>(std::min<int64_t>(2 * V::N, W - 2 * j));  // columns
       V lo, hi;
       interleave2(e0, o0, lo, hi);
       store2(r0 + 2 * j, m, lo, hi);
@@ -512,7 +516,12 @@ void max_backward_gather_pairs(const PoolGeom& g, const float* gy, const uint8_t
         interleave2(e1, o1, lo, hi);
         store2(r1 + 2 * j, m, lo, hi);
       }
-    }
+    };
+    // blocks past the last window write zero columns
+    const int64_t full_end = std::min<int64_t>(oW - (K == 3 ? 1 : 0), W / 2) / V::N * V::N;
+    int64_t j = 0;
+    for (; j < full_end; j += V::N) block(j, std::true_type{});
+    for (; 2 * j < W; j += V::N) block(j, std::false_type{});
   }
 }
 
