@@ -449,9 +449,9 @@ void max_backward_gather_row(float* r, int64_t W, int64_t kw, int64_t pw, const 
 // The square 2x2 s2 and 3x3 s2 p1 windows of 2D pooling (ResNet's and VGG's pools), K = 2 or 3: the gather
 // by pairs of input rows 2 oh and 2 oh + 1, which read window row oh (and, K = 3, the second row also oh + 1:
 // its tap row 0), a vector of windows a step. The code and gy vectors of a window row are loaded once for
-// both rows (the generic loop loads them per tap and row), the gy loads masked to the row (no padded
-// copies); same adds in the same order as the generic gather, so the same bits. Rows no window covers are
-// zeroed.
+// both rows (the generic loop loads them per tap and row), the gy loads masked only at the row's end (no
+// padded copies); same adds in the same order as the generic gather, so the same bits. Rows no window covers
+// are zeroed.
 template <class V, int K>
 void max_backward_gather_pairs(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx) {
   const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
