@@ -15,13 +15,6 @@ namespace {
 template <>
 struct EncodeRows<cpu::avx2::VecF> {
   static constexpr bool kColumnCheck = true;
-  template <int NB>
-  static uint64_t run(const int64_t* __restrict ip, int64_t rows, int64_t oW, int64_t base, int64_t step,
-                      int32_t sw, int32_t kw, uint64_t plane, const int32_t* off, const int32_t* tap,
-                      uint8_t* __restrict cp, int64_t CR, int32_t pw, int32_t W, bool check) {
-    if (check) return run<NB, true>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, W);
-    return run<NB, false>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, W);
-  }
   static __m256i below(__m256i a, __m256i bm1) { return _mm256_cmpeq_epi32(_mm256_min_epu32(a, bm1), a); }
   // CHECK: also require the tap's column, the window start l * sw - pw plus c, to lie in [0, W)
   template <int NB, bool CHECK>
@@ -38,52 +31,47 @@ struct EncodeRows<cpu::avx2::VecF> {
     const __m256i outside = _mm256_set1_epi32(kCodeOutside), foreign = _mm256_set1_epi32(kCodeForeign);
     // lane j's window (l + [0 1 4 5 2 3 6 7][j]) start within the row, and the step to the next 8 windows
     const __m256i ramp = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7), _mm256_set1_epi32(sw));
-    const __m256i next = _mm256_set1_epi32(8 * sw);
-    const __m256i lanes64 = _mm256_setr_epi64x(0, 1, 2, 3);
-    __m256i any = _mm256_setzero_si256();
-    for (int64_t q = 0; q < rows; ++q) {
-      const int64_t* iq = ip + q * oW;
-      uint8_t* cq = cp + q * CR;
-      // read-prefetch the indices kEncodePrefetchRows rows ahead (past the array's end too: prefetches never fault)
-      for (int64_t l = 0; l < oW; l += 8) __builtin_prefetch(iq + kEncodePrefetchRows * oW + l, 0, 3);
-      // window starts mod 2^32 (the differences below are exact for indices in [0, 2^30), plane < 2^30)
-      __m256i org = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(base + q * step)), ramp);
-      __m256i st = _mm256_sub_epi32(ramp, _mm256_set1_epi32(pw));  // window starts in W
-      for (int64_t l = 0; l < oW; l += 8, org = _mm256_add_epi32(org, next), st = _mm256_add_epi32(st, next)) {
-        const int n = static_cast<int>(std::min<int64_t>(8, oW - l));
-        __m256i lo, hi;
-        if (n == 8) {
-          lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(iq + l));
-          hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(iq + l + 4));
-        } else {  // lanes past n read nothing (zero)
-          const long long* src = reinterpret_cast<const long long*>(iq + l);
-          lo = _mm256_maskload_epi64(src, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lanes64));
-          hi = _mm256_maskload_epi64(src + 4, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - 4), lanes64));
-        }
-        any = _mm256_or_si256(any, _mm256_or_si256(lo, hi));
-        // the low halves: [lo0 lo1 hi0 hi1 | lo2 lo3 hi2 hi3], windows [0 1 4 5 | 2 3 6 7]
-        const __m256i v = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi), 0x88));
-        const __m256i r = _mm256_sub_epi32(v, org);
-        // in the plane by its low 32 bits: kCodeForeign, else kCodeOutside
-        __m256i code = _mm256_blendv_epi8(outside, foreign, below(v, planem1));
-        for (int i = 0; i < NB; ++i) {  // tap row i: the code of column c = r - o when c is inside the window
-          const __m256i c = _mm256_sub_epi32(r, o[i]);
-          __m256i hit = below(c, kwm1);
-          if (CHECK) hit = _mm256_and_si256(hit, below(_mm256_add_epi32(st, c), Wm1));
-          code = _mm256_blendv_epi8(code, _mm256_add_epi32(c, t[i]), hit);
-        }
-        // bytes: lane 0 [w0 w1 w4 w5], lane 1 [w2 w3 w6 w7]; interleaving their 16-bit pairs gives w0 ... w7
-        const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(code, code), _mm256_setzero_si256());
-        const __m128i bytes = _mm_unpacklo_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-        if (n == 8) {
-          _mm_storel_epi64(reinterpret_cast<__m128i*>(cq + l), bytes);
-        } else {  // the row's right margin past n keeps its kCodeMargin
-          alignas(16) uint8_t tmp[16];
-          _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
-          std::memcpy(cq + l, tmp, static_cast<size_t>(n));
-        }
+    const __m256i next = _mm256_set1_epi32(8 * sw), lanes64 = _mm256_setr_epi64x(0, 1, 2, 3);
+    __m256i any = _mm256_setzero_si256(), org, st;  // the windows' origins (mod 2^32) and starts in W
+    auto row = [&](int32_t org0) {
+      org = _mm256_add_epi32(_mm256_set1_epi32(org0), ramp);
+      st = _mm256_sub_epi32(ramp, _mm256_set1_epi32(pw));
+    };
+    encode_rows_frame<8>(ip, rows, oW, base, step, cp, CR, row, [&](const int64_t* iq, int n, uint8_t* cq) {
+      __m256i lo, hi;
+      if (n == 8) {
+        lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(iq));
+        hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(iq + 4));
+      } else {  // lanes past n read nothing (zero)
+        const long long* src = reinterpret_cast<const long long*>(iq);
+        lo = _mm256_maskload_epi64(src, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lanes64));
+        hi = _mm256_maskload_epi64(src + 4, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - 4), lanes64));
       }
-    }
+      any = _mm256_or_si256(any, _mm256_or_si256(lo, hi));
+      // the low halves: [lo0 lo1 hi0 hi1 | lo2 lo3 hi2 hi3], windows [0 1 4 5 | 2 3 6 7]
+      const __m256i v = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi), 0x88));
+      const __m256i r = _mm256_sub_epi32(v, org);
+      // in the plane by its low 32 bits: kCodeForeign, else kCodeOutside
+      __m256i code = _mm256_blendv_epi8(outside, foreign, below(v, planem1));
+      for (int i = 0; i < NB; ++i) {  // tap row i: the code of column c = r - o when c is inside the window
+        const __m256i c = _mm256_sub_epi32(r, o[i]);
+        __m256i hit = below(c, kwm1);
+        if (CHECK) hit = _mm256_and_si256(hit, below(_mm256_add_epi32(st, c), Wm1));
+        code = _mm256_blendv_epi8(code, _mm256_add_epi32(c, t[i]), hit);
+      }
+      // bytes: lane 0 [w0 w1 w4 w5], lane 1 [w2 w3 w6 w7]; interleaving their 16-bit pairs gives w0 ... w7
+      const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(code, code), _mm256_setzero_si256());
+      const __m128i bytes = _mm_unpacklo_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+      if (n == 8) {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(cq), bytes);
+      } else {  // the row's right margin past n keeps its kCodeMargin
+        alignas(16) uint8_t tmp[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
+        std::memcpy(cq, tmp, static_cast<size_t>(n));
+      }
+      org = _mm256_add_epi32(org, next);
+      st = _mm256_add_epi32(st, next);
+    });
     alignas(32) uint64_t lanes[4];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), any);
     return lanes[0] | lanes[1] | lanes[2] | lanes[3];

@@ -15,13 +15,6 @@ namespace {
 template <>
 struct EncodeRows<cpu::avx512::VecF> {
   static constexpr bool kColumnCheck = true;  // the border windows too: no scalar pass after
-  template <int NB>
-  static uint64_t run(const int64_t* __restrict ip, int64_t rows, int64_t oW, int64_t base, int64_t step,
-                      int32_t sw, int32_t kw, uint64_t plane, const int32_t* off, const int32_t* tap,
-                      uint8_t* __restrict cp, int64_t CR, int32_t pw, int32_t W, bool check) {
-    if (check) return run<NB, true>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, W);
-    return run<NB, false>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, W);
-  }
   // CHECK: also require the tap's column, the window start l * sw - pw plus c, to lie in [0, W)
   template <int NB, bool CHECK>
   static uint64_t run(const int64_t* __restrict ip, int64_t rows, int64_t oW, int64_t base, int64_t step,

@@ -185,6 +185,24 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
     std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((rows_in - zeroed) * W));
 }
 
+// The frame of a vector encoder (EncodeRows in pool_avx2.cpp; pool_avx512.cpp's runs the same loop inline): for
+// each of `rows` output
+// rows, the read-prefetch of its indices kEncodePrefetchRows rows ahead (past the array's end too: prefetches
+// never fault), row(org) with the row's window origin base + q step (mod 2^32: the differences the steps take
+// from it are exact for indices in [0, 2^30), plane < 2^30), then step(iq, n, cq) for each run of n <= LANES
+// windows in order (iq their indices, cq their codes; the step advances its own window starts by LANES sw).
+template <int LANES, class Row, class Step>
+inline void encode_rows_frame(const int64_t* ip, int64_t rows, int64_t oW, int64_t base, int64_t step, uint8_t* cp,
+                              int64_t CR, Row&& row, Step&& fn) {
+  for (int64_t q = 0; q < rows; ++q) {
+    const int64_t* iq = ip + q * oW;
+    uint8_t* cq = cp + q * CR;
+    for (int64_t l = 0; l < oW; l += 8) __builtin_prefetch(iq + kEncodePrefetchRows * oW + l, 0, 3);
+    row(static_cast<int32_t>(static_cast<uint32_t>(base + q * step)));
+    for (int64_t l = 0; l < oW; l += LANES) fn(iq + l, static_cast<int>(std::min<int64_t>(LANES, oW - l)), cq + l);
+  }
+}
+
 // `rows` consecutive output rows of oW windows with the same NB valid tap rows (offsets off[] from the window
 // origin, first codes tap[]): the code of lane l of row q, whose window starts at base + q * step + l * sw in
 // the plane, into cp[q * CR + l]. No column check: right only for windows wholly inside the input in W (the
@@ -192,14 +210,15 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
 // 2^30 only if every index is in [0, 2^30); the codes are exact only then). Arithmetic is unsigned mod 2^32,
 // so no index can overflow it. Generic form: integer loops the compiler vectorises, codes staged as int32
 // (with byte stores it would step 64 lanes, more than a row may have) then narrowed; an ISA may specialise
-// EncodeRows (pool_avx512.cpp does).
+// EncodeRows (pool_avx2.cpp and pool_avx512.cpp do: kColumnCheck, and run<NB, CHECK> also checks each tap's
+// column, the window start plus c, against [0, W) when CHECK, the border windows included).
 template <class V>
 struct EncodeRows {
-  static constexpr bool kColumnCheck = false;  // pw, W, check unused: the caller redoes the border windows
-  template <int NB>
+  static constexpr bool kColumnCheck = false;  // pw, W, CHECK unused: the caller redoes the border windows
+  template <int NB, bool CHECK>
   static uint64_t run(const int64_t* __restrict ip, int64_t rows, int64_t oW, int64_t base, int64_t step,
                       int32_t sw, int32_t kw, uint64_t plane, const int32_t* off, const int32_t* tap,
-                      uint8_t* __restrict cp, int64_t CR, int32_t /*pw*/, int32_t /*W*/, bool /*check*/) {
+                      uint8_t* __restrict cp, int64_t CR, int32_t /*pw*/, int32_t /*W*/) {
     constexpr int kB = 256;
     uint32_t stage[kB];
     const uint32_t o0 = NB > 0 ? off[0] : 0, o1 = NB > 1 ? off[1] : 0, o2 = NB > 2 ? off[2] : 0,
@@ -293,8 +312,11 @@ int max_backward_encode(const PoolGeom& g, const int64_t* idx, uint8_t* codes) {
         uint64_t any = 0;
         const bool check = nlo > 0 || nhi > 0;  // windows that start left of the input or end past it
         auto enc = [&](auto nbc) {
-          return EncodeRows<V>::template run<decltype(nbc)::value>(ip, rows, oW, base, step, sw, kw, plane, off, tap,
-                                                                     cp, CR, pw, w32, check);
+          constexpr int NB = decltype(nbc)::value;
+          using E = EncodeRows<V>;
+          if (E::kColumnCheck && check)
+            return E::template run<NB, true>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32);
+          return E::template run<NB, false>(ip, rows, oW, base, step, sw, kw, plane, off, tap, cp, CR, pw, w32);
         };
         switch (nb) {
           case 0: any = enc(std::integral_constant<int, 0>{}); break;
