@@ -186,11 +186,11 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
 }
 
 // The frame of a vector encoder (EncodeRows in pool_avx2.cpp; pool_avx512.cpp's runs the same loop inline): for
-// each of `rows` output
-// rows, the read-prefetch of its indices kEncodePrefetchRows rows ahead (past the array's end too: prefetches
-// never fault), row(org) with the row's window origin base + q step (mod 2^32: the differences the steps take
-// from it are exact for indices in [0, 2^30), plane < 2^30), then step(iq, n, cq) for each run of n <= LANES
-// windows in order (iq their indices, cq their codes; the step advances its own window starts by LANES sw).
+// each of `rows` output rows, the read-prefetch of its indices kEncodePrefetchRows rows ahead (past the array's
+// end too: prefetches never fault), row(org) with the row's window origin base + q step (mod 2^32: the
+// differences the steps take from it are exact for indices in [0, 2^30), plane < 2^30), then step(iq, n, cq)
+// for each run of n <= LANES windows in order (iq their indices, cq their codes; the step advances its own
+// window starts by LANES sw).
 template <int LANES, class Row, class Step>
 inline void encode_rows_frame(const int64_t* ip, int64_t rows, int64_t oW, int64_t base, int64_t step, uint8_t* cp,
                               int64_t CR, Row&& row, Step&& fn) {
