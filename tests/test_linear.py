@@ -267,3 +267,22 @@ def test_matmul_out_returns_out_and_rejects_shared_memory(backend):
     with pytest.raises(ValueError, match="matmul: expected out not to share memory with a or b"):
         F.matmul(a, a[0], out=a)
     np.testing.assert_array_equal(a, before)
+
+
+def test_matmul_out_overlap_found_from_strides(backend, rng):
+    # a reads every fourth 16-float stretch of buf (rows 64 floats apart, read in place by the compiled
+    # engine): out over a's third row overlaps it although it lies past a's first a.nbytes bytes.
+    buf = rng.standard_normal((4, 64)).astype(np.float32)
+    a, b = buf[:, :16], np.ones((16, 4), np.float32)
+    before = buf.copy()
+    with pytest.raises(ValueError, match="share memory"):
+        F.matmul(a, b, out=buf.reshape(-1)[128:144].reshape(4, 4))
+    np.testing.assert_array_equal(buf, before)
+    # and a broadcast operand spans only the memory it reads: out just past it is no overlap
+    store = np.zeros(64 + 16, np.float32)
+    row = store[:16]
+    row[:] = rng.standard_normal(16)
+    a2 = np.broadcast_to(row, (4, 16))
+    out = store[64:80].reshape(4, 4)
+    assert F.matmul(a2, b, out=out) is out
+    np.testing.assert_allclose(out, np.broadcast_to(row.sum(), (4, 4)), rtol=1e-5)

@@ -61,18 +61,36 @@ py::array output_f32(const py::handle& out, const std::vector<py::ssize_t>& shap
   return a;
 }
 
+namespace {
+
+// [lo, hi): the bytes a's elements span, from its strides (negative strides reach below data(), broadcast
+// axes add nothing, gaps between rows count). Not nbytes(), which a broadcast view overstates (a false
+// overlap with memory it never touches) and a view with gaps or negative strides understates.
+struct Span {
+  uintptr_t lo, hi;
+};
+Span byte_span(const py::array& a) {
+  Span s{reinterpret_cast<uintptr_t>(a.data()), reinterpret_cast<uintptr_t>(a.data())};
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    const py::ssize_t reach = a.strides(d) * (a.shape(d) - 1);
+    if (reach < 0) s.lo -= static_cast<uintptr_t>(-reach);
+    else s.hi += static_cast<uintptr_t>(reach);
+  }
+  s.hi += static_cast<uintptr_t>(a.itemsize());
+  return s;
+}
+
+}  // namespace
+
 bool partially_overlaps(const py::array& a, const py::array& b) {
-  const auto pa = reinterpret_cast<uintptr_t>(a.data());
-  const auto pb = reinterpret_cast<uintptr_t>(b.data());
-  const auto na = static_cast<uintptr_t>(a.nbytes());
-  const auto nb = static_cast<uintptr_t>(b.nbytes());
-  if (na == 0 || nb == 0) return false;
-  if (pa == pb && na == nb) return false;
-  return pa < pb + nb && pb < pa + na;
+  if (a.size() == 0 || b.size() == 0) return false;
+  const Span sa = byte_span(a), sb = byte_span(b);
+  if (a.data() == b.data() && sa.lo == sb.lo && sa.hi == sb.hi) return false;
+  return sa.lo < sb.hi && sb.lo < sa.hi;
 }
 
 bool shares_memory(const py::array& a, const py::array& b) {
-  if (a.nbytes() == 0 || b.nbytes() == 0) return false;
+  if (a.size() == 0 || b.size() == 0) return false;
   return partially_overlaps(a, b) || a.data() == b.data();
 }
 

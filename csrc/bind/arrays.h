@@ -38,7 +38,10 @@ py::array output_f32(const py::handle& out, const std::vector<py::ssize_t>& shap
 std::vector<py::ssize_t> shape_of(const py::array& a);
 
 // True when the byte ranges of a and b overlap without being the same buffer (partial aliasing, which
-// no kernel supports). Exact aliasing (same pointer, same size) is allowed where an op says so.
+// no kernel supports). Exact aliasing (same pointer, same span) is allowed where an op says so. The ranges
+// come from the strides (np.may_share_memory's bounds test): a broadcast view spans only the memory it
+// reads, a view with negative strides or gaps all of it; two views interleaved in one buffer count as
+// overlapping.
 bool partially_overlaps(const py::array& a, const py::array& b);
 
 // True when a and b share any byte (exact aliasing included): for kernels that support no aliasing at all.
