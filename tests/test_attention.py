@@ -264,6 +264,24 @@ def test_attention_decode_path(rng, L):
                 np.testing.assert_allclose(dec[1], gen[1], rtol=1e-5)
 
 
+# The decode path's row kernels take the keys eight at a time (a last group of 1-7 repeats its last row in
+# the unused chains), E in whole vectors plus a masked tail, Ev in chunks of eight vectors and then up to four:
+# each split against the reference on every ISA.
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+@pytest.mark.parametrize("E,Ev", [(8, 8), (31, 72), (64, 64), (100, 128), (64, 31), (3, 136)], ids=str)
+@pytest.mark.parametrize("L,S", [(1, 1), (1, 9), (3, 517), (2, 1031)], ids=str)
+def test_attention_decode_row_kernel_tails(rng, E, Ev, L, S):
+    q, k, v = _qkv(rng, 1, 2, L, S, E, Ev)
+    ref = R.scaled_dot_product_attention(q, k, v)
+    base = _baseline_fwd(q, k, v)
+    for isa in B.available_isas():
+        with fastml.use_isa(isa):
+            dec = F.scaled_dot_product_attention_forward(q, k, v, _path=2)
+            assert_error_within(dec[0], ref, base, what=f"decode {isa}")
+            np.testing.assert_allclose(dec[1], R.scaled_dot_product_attention_forward(q, k, v)[1], rtol=1e-5,
+                                       atol=1e-5)
+
+
 # Which path the automatic choice takes: calls that return the logsumexp (which a backward combines with
 # scores it recomputes on the microkernels) keep the general path below S = 1024; the plain call, which
 # keeps only the output, takes the decode path for L <= 8 (packing K and V would cost more than the
@@ -380,6 +398,25 @@ def test_attention_out_overlapping_inputs_rejected(backend, rng, dtype):
             with pytest.raises(ValueError, match="share memory"):
                 fn(q, k, v, mask, out=out)
             assert np.array_equal(owner, before)  # nothing written
+
+
+def test_attention_broadcast_kv_and_out_beside_them(backend, rng):
+    # K and V broadcast over the heads (stride 0) span one head's memory; out placed right after them
+    # lies inside the heads x one-head bytes that their nbytes would claim, and is no overlap.
+    H, L, S, E = 4, 3, 40, 16
+    store = np.zeros(2 * S * E + H * L * E, np.float32)
+    kv = store[:2 * S * E].reshape(2, 1, 1, S, E)
+    kv[:] = rng.standard_normal(kv.shape)
+    k, v = (np.broadcast_to(kv[i], (1, H, S, E)) for i in (0, 1))
+    q = rng.standard_normal((1, H, L, E)).astype(np.float32)
+    want = F.scaled_dot_product_attention(q, np.ascontiguousarray(k), np.ascontiguousarray(v))
+    for fn in (F.scaled_dot_product_attention, F.scaled_dot_product_attention_forward):
+        out = store[2 * S * E:].reshape(1, H, L, E)
+        out[:] = np.nan
+        res = fn(q, k, v, out=out)
+        assert (res[0] if isinstance(res, tuple) else res) is out
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(F.scaled_dot_product_attention(q, k, v), want, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_backward_dtype_mismatch(backend, rng):

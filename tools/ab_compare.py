@@ -79,6 +79,11 @@ if "attention" in groups:
         lambda go=go, q=q, k=k, v=v, o=oc, lse=lc: F.scaled_dot_product_attention_backward(go, q, k, v, o, lse,
                                                                                             is_causal=True),
         5.0 * 4 * 8 * L * L * 64)
+    for S in (4096, 32768):  # decode: one query row per head against a KV cache in L3 / in DRAM
+        qd = rng.standard_normal((1, 8, 1, 64), dtype=np.float32)
+        kd, vd = (rng.standard_normal((1, 8, S, 64), dtype=np.float32) for _ in range(2))
+        add(f"attention decode B1 H8 S{S} (GB/s of K and V)",
+            lambda q=qd, k=kd, v=vd: F.scaled_dot_product_attention(q, k, v), 2.0 * 8 * S * 64 * 4)
 print("|".join(cases), flush=True)
 for line in sys.stdin:
     fn, work = cases[line.strip()]

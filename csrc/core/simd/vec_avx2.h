@@ -216,6 +216,17 @@ struct VecF {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // out[t] = scale * (a[t]'s lane sum) for t < n <= 8: the eight sums in one tree (six HADDs, a lane swap and
+  // an add; per sum ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))) and one store, not eight hsum()s.
+  static void hsum8(const VecF* a, float scale, float* out, int n) {
+    const __m256 t0 = _mm256_hadd_ps(a[0].v, a[1].v), t1 = _mm256_hadd_ps(a[2].v, a[3].v);
+    const __m256 t2 = _mm256_hadd_ps(a[4].v, a[5].v), t3 = _mm256_hadd_ps(a[6].v, a[7].v);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);  // [a0..a3 lanes 0-3 | lanes 4-7]
+    const VecF s{_mm256_mul_ps(_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31)),
+                               _mm256_set1_ps(scale))};
+    if (n >= 8) s.store(out);
+    else s.store_tail(out, n);
+  }
   float hmax() const {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));

@@ -108,6 +108,9 @@ struct VecF {
   // p[0] = base + (int64) v (an integer-valued v, |v| < 2^31)
   void store_i64(int64_t* p, int64_t base) const { p[0] = base + static_cast<int64_t>(v); }
   float hsum() const { return v; }
+  static void hsum8(const VecF* a, float scale, float* out, int n) {
+    for (int t = 0; t < n && t < 8; ++t) out[t] = a[t].v * scale;
+  }
   float hmax() const { return v; }
 };
 

@@ -175,39 +175,44 @@ inline V load_n(const float* p, int64_t n) {
   return n >= V::N ? V::load(p) : V::load_tail(p, static_cast<int>(n));
 }
 
-// Decode scores: s[r*lds + j] = scale * q_r . k_j. Four keys at a time (four independent FMA chains along
-// E, each reduced by one horizontal sum); the key rows stay in L1 while every query row uses them.
+// Decode scores: s[r*lds + j] = scale * q_r . k_j. Eight keys at a time: eight independent FMA chains along
+// E (one per key, each FMA reading its key row from memory, one load of q per step), the eight sums reduced
+// together by V::hsum8; the eight key rows stay in L1 while every query row uses them. A last group of
+// fewer keys repeats its last row in the unused chains and stores only its own sums.
 template <class V>
 void scores_rows(int64_t rows, int64_t cols, int64_t E, float scale, const float* q, int64_t ldq, const float* k,
                  int64_t ldk, float* s, int64_t lds) {
   constexpr int W = V::N;
-  for (int64_t j = 0; j < cols; j += 4) {
-    const int nk = static_cast<int>(cols - j < 4 ? cols - j : 4);
-    const float* k0 = k + j * ldk;
-    const float* k1 = nk > 1 ? k0 + ldk : k0;
-    const float* k2 = nk > 2 ? k0 + 2 * ldk : k0;
-    const float* k3 = nk > 3 ? k0 + 3 * ldk : k0;
+  const int64_t Ew = E - E % W;  // whole vectors of E
+  const int et = static_cast<int>(E % W);
+  for (int64_t j = 0; j < cols; j += 8) {
+    const int nk = static_cast<int>(cols - j < 8 ? cols - j : 8);
+    const float* kr[8];
+    for (int t = 0; t < 8; ++t) kr[t] = k + (j + (t < nk ? t : nk - 1)) * ldk;
     for (int64_t r = 0; r < rows; ++r) {
       const float* qr = q + r * ldq;
-      V a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
-      for (int64_t e = 0; e < E; e += W) {
-        const int64_t n = E - e;
-        const V qv = load_n<V>(qr + e, n);
-        a0 = fmadd(qv, load_n<V>(k0 + e, n), a0);
-        a1 = fmadd(qv, load_n<V>(k1 + e, n), a1);
-        a2 = fmadd(qv, load_n<V>(k2 + e, n), a2);
-        a3 = fmadd(qv, load_n<V>(k3 + e, n), a3);
+      V a[8];
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) a[t] = V::zero();
+      for (int64_t e = 0; e < Ew; e += W) {
+        const V qv = V::load(qr + e);
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) a[t] = fmadd(qv, V::load(kr[t] + e), a[t]);
       }
-      float* sr = s + r * lds + j;
-      const float d[4] = {a0.hsum(), a1.hsum(), a2.hsum(), a3.hsum()};
-      for (int t = 0; t < nk; ++t) sr[t] = d[t] * scale;
+      if (et) {
+        const V qv = V::load_tail(qr + Ew, et);
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) a[t] = fmadd(qv, V::load_tail(kr[t] + Ew, et), a[t]);
+      }
+      V::hsum8(a, scale, s + r * lds + j, nk);
     }
   }
 }
 
-// Decode PV: o[r*ldo + c] += sum_j p[r*ldp + j] * v[j*ldv + c]. Columns in chunks of four vectors; even
-// and odd keys go to two accumulator sets (eight independent FMA chains instead of four dependent ones),
-// added at the end in a fixed order.
+// Decode PV: o[r*ldo + c] += sum_j p[r*ldp + j] * v[j*ldv + c]. Columns in chunks of eight vectors while
+// whole ones remain (one key a step: eight independent FMA chains, each V row read once per chunk), the rest
+// in chunks of up to four vectors where even and odd keys go to two accumulator sets (again eight chains
+// instead of four dependent ones), added at the end in a fixed order.
 template <class V>
 void pv_rows(int64_t rows, int64_t cols, int64_t Ev, const float* p, int64_t ldp, const float* v, int64_t ldv,
              float* o, int64_t ldo) {
@@ -215,7 +220,21 @@ void pv_rows(int64_t rows, int64_t cols, int64_t Ev, const float* p, int64_t ldp
   for (int64_t r = 0; r < rows; ++r) {
     const float* pr = p + r * ldp;
     float* orow = o + r * ldo;
-    for (int64_t c0 = 0; c0 < Ev; c0 += 4 * W) {
+    int64_t c0 = 0;
+    for (; c0 + 8 * W <= Ev; c0 += 8 * W) {
+      V x[8];
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) x[u] = V::zero();
+      const float* vj = v + c0;
+      for (int64_t j = 0; j < cols; ++j, vj += ldv) {
+        const V pj = V::set1(pr[j]);
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; ++u) x[u] = fmadd(pj, V::load(vj + u * W), x[u]);
+      }
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) (V::load(orow + c0 + u * W) + x[u]).store(orow + c0 + u * W);
+    }
+    for (; c0 < Ev; c0 += 4 * W) {
       const int64_t n = Ev - c0;  // columns left from c0
       V x0 = V::zero(), x1 = V::zero(), x2 = V::zero(), x3 = V::zero();
       V y0 = V::zero(), y1 = V::zero(), y2 = V::zero(), y3 = V::zero();
