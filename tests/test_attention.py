@@ -508,6 +508,35 @@ def test_attention_decode_path_gqa_odd_dims(rng):
         assert_error_within(dec, ref, base, what=f"decode gqa {isa}")
 
 
+# GQA decode folds the query heads of a kv head into rows of one head, so K and V are streamed once per kv
+# head: bitwise the result of K and V repeated per query head (no grouping to fold), with no mask, a mask
+# per head or one broadcast over the heads, for L = 1 (rows one head apart) and L = 3 (the heads' rows
+# contiguous), on q read in place with its heads apart (not foldable at L = 3) and under causal / dropout
+# (not foldable: the band and the hash depend on the row).
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+@pytest.mark.parametrize("L", [1, 3])
+def test_attention_decode_gqa_folded_heads(rng, L):
+    Hq, Hkv, S = 8, 2, 1100
+    q, k, v = _qkv(rng, 2, Hq, L, S, 40, 24, Hkv=Hkv)
+    kr, vr = np.repeat(k, Hq // Hkv, axis=1), np.repeat(v, Hq // Hkv, axis=1)
+    masks = [None, rng.standard_normal((2, Hq, L, S)).astype(np.float32),
+             rng.standard_normal((2, 1, L, S)).astype(np.float32)]
+    q_lhe = np.ascontiguousarray(q.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)  # heads E apart, rows Hq E
+    for isa in B.available_isas():
+        with fastml.use_isa(isa):
+            for m in masks:
+                for qq in (q, q_lhe):
+                    got = F.scaled_dot_product_attention_forward(qq, k, v, m, enable_gqa=True, _path=2)
+                    want = F.scaled_dot_product_attention_forward(q, kr, vr, m, _path=2)
+                    for a, b in zip(got, want):
+                        assert np.array_equal(a, b), (isa, m is None, qq is q)
+            for kw in (dict(is_causal=True), dict(dropout_p=0.3, seed=2)):
+                got = F.scaled_dot_product_attention_forward(q, k, v, enable_gqa=True, **kw, _path=2)
+                want = F.scaled_dot_product_attention_forward(q, kr, vr, **kw, _path=2)
+                for a, b in zip(got, want):
+                    assert np.array_equal(a, b), (isa, kw)
+
+
 def test_attention_empty_dims(backend, rng):
     q, k, v = _qkv(rng, 1, 2, 5, 6, 0, 3)
     o, lse = F.scaled_dot_product_attention_forward(q, k, v)   # E = 0: all scores 0, uniform weights

@@ -333,6 +333,27 @@ void forward_decode(const Ctx& c, float* out, float* lse) {
   }
 }
 
+// GQA on the decode path: the `group` query heads of a kv head read the same K and V. Folded into one head
+// of group x L rows (row (h - h0) L + i), the decode items stream each K and V chunk once per kv head
+// instead of once per query head. Out (B, Hq, L, Ev) and lse (B, Hq, L) are the same memory as
+// (B, Hkv, group L, Ev) and (B, Hkv, group L). Possible when a row's scores depend on its query and mask row
+// only (no causal or window band, which depends on the row index, no dropout, whose hash does) and the
+// folded rows are evenly strided in q and in the mask (L = 1: rows one head apart; else the heads' rows
+// contiguous). Each row's sums are the same as unfolded (the row kernels treat rows independently), so the
+// results are bitwise those of the per-head items.
+bool fold_query_heads(const AttentionParams& p, int64_t group, AttentionParams& f) {
+  if (group <= 1 || p.causal || p.window > 0 || p.dropout) return false;
+  if (p.L > 1 && (p.qsh != p.L * p.qsl || (p.mask && p.msh != p.L * p.msl))) return false;
+  f = p;
+  f.Hq = p.Hkv;
+  f.L = group * p.L;
+  f.qsl = p.L == 1 ? p.qsh : p.qsl;
+  f.qsh = group * p.qsh;
+  f.msl = p.L == 1 ? p.msh : p.msl;
+  f.msh = group * p.msh;
+  return true;
+}
+
 }  // namespace
 
 void attention_forward(const AttentionParams& p, float* out, float* lse, AttentionPath path) {
@@ -348,8 +369,13 @@ void attention_forward(const AttentionParams& p, float* out, float* lse, Attenti
   if (path == AttentionPath::automatic || path == AttentionPath::automatic_output)
     decode = (p.L <= kDecodeMaxL && p.S >= 2 * kDecodeChunk) ||
              (path == AttentionPath::automatic_output && p.L <= kDecodeShortL);
-  if (decode) forward_decode(c, out, lse);
-  else forward_general(c, out, lse);
+  AttentionParams folded;
+  if (decode && fold_query_heads(p, c.group, folded))
+    forward_decode(Ctx{folded, c.gk, c.ak, 1}, out, lse);
+  else if (decode)
+    forward_decode(c, out, lse);
+  else
+    forward_general(c, out, lse);
 }
 
 }  // namespace fastml

@@ -4,6 +4,7 @@
 // 1e-38 of the row maximum's term (which is 1), so the row sum and the products do not change, and masked
 // entries (-inf) give exactly 0 without relying on exp's clamp. NaN scores propagate to their rows.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -209,71 +210,80 @@ void scores_rows(int64_t rows, int64_t cols, int64_t E, float scale, const float
   }
 }
 
-// Decode PV: o[r*ldo + c] += sum_j p[r*ldp + j] * v[j*ldv + c]. Columns in chunks of eight vectors while
-// whole ones remain (one key a step: eight independent FMA chains, each V row read once per chunk), the rest
-// in chunks of up to four vectors where even and odd keys go to two accumulator sets (again eight chains
-// instead of four dependent ones), added at the end in a fixed order.
+// One row of the decode PV over `cols` keys: orow[c] += sum_j pr[j] * v[j*ldv + c]. Columns in chunks of eight
+// vectors while whole ones remain (one key a step: eight independent FMA chains, each V row read once per
+// chunk), the rest in chunks of up to four vectors where even and odd keys go to two accumulator sets
+// (again eight chains instead of four dependent ones), added at the end in a fixed order.
+template <class V>
+void pv_row(int64_t cols, int64_t Ev, const float* pr, const float* v, int64_t ldv, float* orow) {
+  constexpr int W = V::N;
+  int64_t c0 = 0;
+  for (; c0 + 8 * W <= Ev; c0 += 8 * W) {
+    V x[8];
+#pragma GCC unroll 8
+    for (int u = 0; u < 8; ++u) x[u] = V::zero();
+    const float* vj = v + c0;
+    for (int64_t j = 0; j < cols; ++j, vj += ldv) {
+      const V pj = V::set1(pr[j]);
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) x[u] = fmadd(pj, V::load(vj + u * W), x[u]);
+    }
+#pragma GCC unroll 8
+    for (int u = 0; u < 8; ++u) (V::load(orow + c0 + u * W) + x[u]).store(orow + c0 + u * W);
+  }
+  for (; c0 < Ev; c0 += 4 * W) {
+    const int64_t n = Ev - c0;  // columns left from c0
+    V x0 = V::zero(), x1 = V::zero(), x2 = V::zero(), x3 = V::zero();
+    V y0 = V::zero(), y1 = V::zero(), y2 = V::zero(), y3 = V::zero();
+    int64_t j = 0;
+    for (; j + 2 <= cols; j += 2) {
+      const V pa = V::set1(pr[j]), pb = V::set1(pr[j + 1]);
+      const float* va = v + j * ldv + c0;
+      const float* vb = va + ldv;
+      x0 = fmadd(pa, load_n<V>(va, n), x0);
+      y0 = fmadd(pb, load_n<V>(vb, n), y0);
+      if (n > W) {
+        x1 = fmadd(pa, load_n<V>(va + W, n - W), x1);
+        y1 = fmadd(pb, load_n<V>(vb + W, n - W), y1);
+      }
+      if (n > 2 * W) {
+        x2 = fmadd(pa, load_n<V>(va + 2 * W, n - 2 * W), x2);
+        y2 = fmadd(pb, load_n<V>(vb + 2 * W, n - 2 * W), y2);
+      }
+      if (n > 3 * W) {
+        x3 = fmadd(pa, load_n<V>(va + 3 * W, n - 3 * W), x3);
+        y3 = fmadd(pb, load_n<V>(vb + 3 * W, n - 3 * W), y3);
+      }
+    }
+    if (j < cols) {
+      const V pa = V::set1(pr[j]);
+      const float* va = v + j * ldv + c0;
+      x0 = fmadd(pa, load_n<V>(va, n), x0);
+      if (n > W) x1 = fmadd(pa, load_n<V>(va + W, n - W), x1);
+      if (n > 2 * W) x2 = fmadd(pa, load_n<V>(va + 2 * W, n - 2 * W), x2);
+      if (n > 3 * W) x3 = fmadd(pa, load_n<V>(va + 3 * W, n - 3 * W), x3);
+    }
+    const V acc[4] = {x0 + y0, x1 + y1, x2 + y2, x3 + y3};
+    for (int t = 0; t < 4 && n > t * W; ++t) {
+      const int64_t m = n - t * W;
+      float* dst = orow + c0 + t * W;
+      if (m >= W) (V::load(dst) + acc[t]).store(dst);
+      else (V::load_tail(dst, static_cast<int>(m)) + acc[t]).store_tail(dst, static_cast<int>(m));
+    }
+  }
+}
+
+// Decode PV: o[r*ldo + c] += sum_j p[r*ldp + j] * v[j*ldv + c]. Keys in groups of about 16 KiB of V rows,
+// every row over one group before the next: with several rows (L > 1, or the query heads of a GQA group
+// folded into rows) a group's V rows are reused from L1, where the whole block (128-256 KiB at Ev 64-128)
+// would stream from L2 or beyond once per row.
 template <class V>
 void pv_rows(int64_t rows, int64_t cols, int64_t Ev, const float* p, int64_t ldp, const float* v, int64_t ldv,
              float* o, int64_t ldo) {
-  constexpr int W = V::N;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* pr = p + r * ldp;
-    float* orow = o + r * ldo;
-    int64_t c0 = 0;
-    for (; c0 + 8 * W <= Ev; c0 += 8 * W) {
-      V x[8];
-#pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) x[u] = V::zero();
-      const float* vj = v + c0;
-      for (int64_t j = 0; j < cols; ++j, vj += ldv) {
-        const V pj = V::set1(pr[j]);
-#pragma GCC unroll 8
-        for (int u = 0; u < 8; ++u) x[u] = fmadd(pj, V::load(vj + u * W), x[u]);
-      }
-#pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) (V::load(orow + c0 + u * W) + x[u]).store(orow + c0 + u * W);
-    }
-    for (; c0 < Ev; c0 += 4 * W) {
-      const int64_t n = Ev - c0;  // columns left from c0
-      V x0 = V::zero(), x1 = V::zero(), x2 = V::zero(), x3 = V::zero();
-      V y0 = V::zero(), y1 = V::zero(), y2 = V::zero(), y3 = V::zero();
-      int64_t j = 0;
-      for (; j + 2 <= cols; j += 2) {
-        const V pa = V::set1(pr[j]), pb = V::set1(pr[j + 1]);
-        const float* va = v + j * ldv + c0;
-        const float* vb = va + ldv;
-        x0 = fmadd(pa, load_n<V>(va, n), x0);
-        y0 = fmadd(pb, load_n<V>(vb, n), y0);
-        if (n > W) {
-          x1 = fmadd(pa, load_n<V>(va + W, n - W), x1);
-          y1 = fmadd(pb, load_n<V>(vb + W, n - W), y1);
-        }
-        if (n > 2 * W) {
-          x2 = fmadd(pa, load_n<V>(va + 2 * W, n - 2 * W), x2);
-          y2 = fmadd(pb, load_n<V>(vb + 2 * W, n - 2 * W), y2);
-        }
-        if (n > 3 * W) {
-          x3 = fmadd(pa, load_n<V>(va + 3 * W, n - 3 * W), x3);
-          y3 = fmadd(pb, load_n<V>(vb + 3 * W, n - 3 * W), y3);
-        }
-      }
-      if (j < cols) {
-        const V pa = V::set1(pr[j]);
-        const float* va = v + j * ldv + c0;
-        x0 = fmadd(pa, load_n<V>(va, n), x0);
-        if (n > W) x1 = fmadd(pa, load_n<V>(va + W, n - W), x1);
-        if (n > 2 * W) x2 = fmadd(pa, load_n<V>(va + 2 * W, n - 2 * W), x2);
-        if (n > 3 * W) x3 = fmadd(pa, load_n<V>(va + 3 * W, n - 3 * W), x3);
-      }
-      const V acc[4] = {x0 + y0, x1 + y1, x2 + y2, x3 + y3};
-      for (int t = 0; t < 4 && n > t * W; ++t) {
-        const int64_t m = n - t * W;
-        float* dst = orow + c0 + t * W;
-        if (m >= W) (V::load(dst) + acc[t]).store(dst);
-        else (V::load_tail(dst, static_cast<int>(m)) + acc[t]).store_tail(dst, static_cast<int>(m));
-      }
-    }
+  const int64_t group = std::max<int64_t>(8, 4096 / std::max<int64_t>(1, Ev));
+  for (int64_t j0 = 0; j0 < cols; j0 += group) {
+    const int64_t nj = std::min(group, cols - j0);
+    for (int64_t r = 0; r < rows; ++r) pv_row<V>(nj, Ev, p + r * ldp + j0, v + j0 * ldv, ldv, o + r * ldo);
   }
 }
 
