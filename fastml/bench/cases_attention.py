@@ -10,6 +10,8 @@
   and runs dP, dV, dK, dQ), halved for causal.
 * ``scaled_dot_product_attention[decode B1H8L1S{S}]``: one query against S = 4096 / 32768 keys
   (flash-decoding split-K path); memory-bound, so it also reports GB/s over K and V.
+* ``scaled_dot_product_attention[decode GQA B1Hq32Hkv8L1S4096E128]``: the same with 32 query heads on 8 kv
+  heads (``enable_gqa=True`` on both sides), E = 128; no bar.
 * ``multi_head_attention_forward[B8L256d512h8]``: fastml functional MHA vs ``torch.nn.MultiheadAttention``
   (batch_first, need_weights=False, no_grad), same weights.
 NumPy rows (the blocked NumPy backend) only at L = 512.
@@ -73,20 +75,24 @@ def _build_sdpa(L, causal, backward):
     return build
 
 
-def _build_decode(S):
+def _build_decode(S, Hq=H_, Hkv=H_, E=E_):
     def build():
         torch = torch_or_none()
         F = _F()
-        rng = np.random.default_rng(778 + S)
-        q = rng.standard_normal((1, H_, 1, E_), dtype=F32)
-        k, v = (rng.standard_normal((1, H_, S, E_), dtype=F32) for _ in range(2))
+        rng = np.random.default_rng(778 + S + Hq + E)
+        q = rng.standard_normal((1, Hq, 1, E), dtype=F32)
+        k, v = (rng.standard_normal((1, Hkv, S, E), dtype=F32) for _ in range(2))
         o = np.empty_like(q)
-        impls = {"fastml": lambda: F.scaled_dot_product_attention(q, k, v, out=o)}
+        gqa = Hq != Hkv
+        impls = {"fastml": lambda: F.scaled_dot_product_attention(q, k, v, out=o, enable_gqa=gqa)}
         if torch is not None:
             tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
-            impls["torch"] = lambda: torch.nn.functional.scaled_dot_product_attention(tq, tk, tv)
-        return Prepared(impls, bytes=2 * 4 * H_ * S * E_, flops=4 * H_ * S * E_,
-                        notes=["decode: one query row per head; bytes = K + V read once"])
+            kw = {"enable_gqa": True} if gqa else {}
+            impls["torch"] = lambda: torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, **kw)
+        notes = ["decode: one query row per head; bytes = K + V read once"]
+        if gqa:
+            notes.append(f"GQA: {Hq // Hkv} query heads per kv head")
+        return Prepared(impls, bytes=2 * 4 * Hkv * S * E, flops=4 * Hq * S * E, notes=notes)
     return build
 
 
@@ -142,5 +148,8 @@ def register_attention_cases(register, Bar, Case):
     for S in (4096, 32768):
         register(Case(op, "attention", f"decode B1H8L1S{S}", S == 4096, needs, _build_decode(S),
                       (Bar("vs_torch", 2.0, ">= 2x torch"),)))
+    # GQA decode (no bar in the issue; a Llama-style layer: 32 query heads on 8 kv heads, E 128)
+    register(Case(op, "attention", "decode GQA B1Hq32Hkv8L1S4096E128", False, needs,
+                  _build_decode(4096, 32, 8, 128)))
     register(Case("multi_head_attention_forward", "attention", "B8L256d512h8", True,
                   ("fastml.functional:multi_head_attention_forward",), _build_mha()))
