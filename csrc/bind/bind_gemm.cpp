@@ -272,7 +272,8 @@ void bind_gemm(py::module_& m) {
     FASTML_CHECK(b.arr.shape(0) == K, op, ": expected b with ", K, " rows in its last two dims (a is ",
                  shape_str(a.arr), "), got ", shape_str(b.arr));
     py::array c = output_f32(out, {static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)}, op);
-    FASTML_CHECK(!shares_memory(a.arr, c) && !shares_memory(b.arr, c), op, ": expected out not to share memory with a or b");
+    FASTML_CHECK(!shares_memory(a.arr, c) && !shares_memory(b.arr, c), op,
+                 ": expected out not to share memory with a or b");
     float* pc = f32(c);
     {
       py::gil_scoped_release nogil;

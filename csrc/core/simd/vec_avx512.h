@@ -184,13 +184,14 @@ struct VecF {
   static void hsum8(const VecF* a, float scale, float* out, int n) {
     __m256 h[8];
     for (int t = 0; t < 8; ++t)
-      h[t] = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, a[t].v, 0), _mm512_maskz_extractf32x8_ps(0xFF, a[t].v, 1));
+      h[t] = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, a[t].v, 0),
+                           _mm512_maskz_extractf32x8_ps(0xFF, a[t].v, 1));
     const __m256 t0 = _mm256_hadd_ps(h[0], h[1]), t1 = _mm256_hadd_ps(h[2], h[3]);
     const __m256 t2 = _mm256_hadd_ps(h[4], h[5]), t3 = _mm256_hadd_ps(h[6], h[7]);
     const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);  // [a0..a3 lanes 0-3 | lanes 4-7]
-    const __m256 s = _mm256_mul_ps(_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31)),
-                                   _mm256_set1_ps(scale));
-    _mm256_mask_storeu_ps(out, static_cast<__mmask8>(n >= 8 ? 0xFF : (1u << n) - 1u), s);
+    const __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+    _mm256_mask_storeu_ps(out, static_cast<__mmask8>(n >= 8 ? 0xFF : (1u << n) - 1u),
+                          _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
   }
   float hmax() const {
     const __m256 t = _mm256_max_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 1), _mm512_maskz_extractf32x8_ps(0xFF, v, 0));
