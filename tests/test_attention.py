@@ -1,5 +1,7 @@
 """scaled_dot_product_attention (+ _forward/_backward) on every backend / ISA against the float64 reference
 (error <= 2x that of a plain float32 NumPy softmax(QK^T)V) and against torch."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,8 @@ def _qkv(rng, B_, H, L, S, E, Ev, Hkv=None, dtype=np.float32):
     return q, k, v
 
 
-def _baseline_fwd(q, k, v, mask=None, causal=False, scale=None, gqa=False, window=None, dropout_p=0.0, seed=None):
+def _baseline_fwd(q, k, v, mask=None, causal=False, scale=None, gqa=False, window=None, dropout_p=0.0, seed=None,
+                  align="top_left"):
     """Plain float32 NumPy softmax(Q K^T * scale + bias) V (the error yardstick)."""
     q, k, v = (np.asarray(a, np.float32) for a in (q, k, v))
     if gqa and k.shape[-3] != q.shape[-3]:
@@ -28,7 +31,7 @@ def _baseline_fwd(q, k, v, mask=None, causal=False, scale=None, gqa=False, windo
         v = np.repeat(v, q.shape[-3] // v.shape[-3], axis=-3)
     sc = np.float32(1 / np.sqrt(q.shape[-1]) if scale is None else scale)
     s = q @ np.swapaxes(k, -1, -2) * sc + R.attention_bias(q.shape[-2], k.shape[-2], mask, causal, window,
-                                                             dtype=np.float32)
+                                                             dtype=np.float32, causal_alignment=align)
     m = np.max(s, axis=-1, keepdims=True)
     m = np.where(np.isfinite(m), m, np.float32(0))
     e = np.exp(s - m)
@@ -41,26 +44,27 @@ def _baseline_fwd(q, k, v, mask=None, causal=False, scale=None, gqa=False, windo
     return p @ v
 
 
-def _baseline_bwd(g, q, k, v, mask=None, causal=False, gqa=False, window=None, dropout_p=0.0, seed=None):
+def _baseline_bwd(g, q, k, v, mask=None, causal=False, gqa=False, window=None, dropout_p=0.0, seed=None,
+                  align="top_left"):
     """The whole float32 pipeline in NumPy: forward (output, logsumexp) then backward (the NumPy backend
     run in float32), so the yardstick carries the forward's float32 error into D = rowsum(dO o O) as the
     compiled backward does."""
     with fastml.use_backend("numpy"):
         o, lse = F.scaled_dot_product_attention_forward(q, k, v, mask, dropout_p, causal, None, gqa, seed=seed,
-                                                        sliding_window=window)
+                                                        sliding_window=window, causal_alignment=align)
         return F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, mask, dropout_p, causal, None, gqa, seed,
-                                                       window)
+                                                       window, causal_alignment=align)
 
 
 def _check(q, k, v, *, mask=None, causal=False, gqa=False, window=None, dropout_p=0.0, seed=None, bwd=True,
-           rng=None):
+           rng=None, align="top_left"):
     kw = dict(attn_mask=mask, is_causal=causal, enable_gqa=gqa, sliding_window=window, dropout_p=dropout_p,
-              seed=seed)
+              seed=seed, causal_alignment=align)
     o, lse = F.scaled_dot_product_attention_forward(q, k, v, **kw)
     ro, rl = R.scaled_dot_product_attention_forward(q, k, v, **kw)
     assert o.dtype == q.dtype and o.shape == ro.shape and lse.shape == rl.shape
     assert np.all(np.isfinite(o))
-    base = _baseline_fwd(q, k, v, mask, causal, None, gqa, window, dropout_p, seed)
+    base = _baseline_fwd(q, k, v, mask, causal, None, gqa, window, dropout_p, seed, align)
     assert_error_within(o, ro, base, what="output")
     fin = np.isfinite(rl)
     np.testing.assert_array_equal(np.isfinite(lse), fin)
@@ -69,10 +73,10 @@ def _check(q, k, v, *, mask=None, causal=False, gqa=False, window=None, dropout_
         return o
     g = (rng or np.random.default_rng(1)).standard_normal(o.shape).astype(q.dtype)
     grads = F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, mask, dropout_p, causal, None, gqa, seed,
-                                                    window)
+                                                    window, causal_alignment=align)
     ref = R.scaled_dot_product_attention_backward(g, q, k, v, None, None, mask, dropout_p, causal, None, gqa, seed,
-                                                  window)
-    bb = _baseline_bwd(g, q, k, v, mask, causal, gqa, window, dropout_p, seed)
+                                                  window, causal_alignment=align)
+    bb = _baseline_bwd(g, q, k, v, mask, causal, gqa, window, dropout_p, seed, align)
     for name, a, r, b in zip(("grad_query", "grad_key", "grad_value"), grads, ref, bb):
         assert a.shape == r.shape and a.dtype == q.dtype
         assert np.all(np.isfinite(a)), name
@@ -180,6 +184,100 @@ def test_attention_sliding_window(backend, rng):
         for a, b in zip(g, F.scaled_dot_product_attention_backward(np.ones_like(o), q[:, :, :40], k, v, o, lse,
                                                                      is_causal=True)):
             np.testing.assert_array_equal(a, b)
+
+
+# Bottom-right alignment (causal_alignment="bottom_right", torch's causal_lower_right): key j allowed for
+# query i iff j <= i + S - L, and the window (i + S - L - w, i + S - L]. L < S (new queries after a KV
+# cache), L > S (the first L - S rows see no key: output 0, zero gradients), masks, GQA and dropout.
+@pytest.mark.parametrize("L,S,window", [(5, 17, None), (17, 5, None), (63, 300, None), (65, 130, 7),
+                                        (130, 65, 30), (1, 40, 9), (200, 1000, None)], ids=str)
+def test_attention_causal_bottom_right(backend, rng, L, S, window):
+    q, k, v = _qkv(rng, 1, 2, L, S, 16, 12)
+    o = _check(q, k, v, causal=True, window=window, align="bottom_right", rng=rng, bwd=L * S <= 40000)
+    d = S - L
+    i, j = np.arange(L)[:, None], np.arange(S)[None, :]
+    band = (j <= i + d) & ((j > i + d - window) if window else True)
+    np.testing.assert_allclose(o, R.scaled_dot_product_attention(q, k, v, band), atol=2e-5)
+    dead = ~band.any(axis=1)  # rows that see no key at all (L > S)
+    assert dead.any() == (L > S) and np.all(o[:, :, dead] == 0)
+
+
+def test_attention_causal_bottom_right_with_mask_gqa_dropout(backend, rng):
+    q, k, v = _qkv(rng, 2, 6, 21, 70, 16, 12, Hkv=2)
+    m = rng.random((2, 1, 21, 70)) > 0.2
+    _check(q, k, v, gqa=True, causal=True, align="bottom_right", mask=m)
+    _check(q, k, v, gqa=True, window=12, align="bottom_right", dropout_p=0.3, seed=11,
+           mask=rng.standard_normal((6, 21, 70)).astype(np.float32))
+
+
+def test_attention_causal_alignment_equal_cases(backend, rng):
+    """L == S: both alignments are one mask. L = 1: bottom-right allows every key (the call runs unmasked,
+    bitwise); a window then keeps the last w keys, i.e. attention over the cache's tail."""
+    q, k, v = _qkv(rng, 1, 2, 40, 40, 16, 16)
+    for w in (None, 6):
+        a = F.scaled_dot_product_attention_forward(q, k, v, is_causal=True, sliding_window=w)
+        b = F.scaled_dot_product_attention_forward(q, k, v, is_causal=True, sliding_window=w,
+                                                   causal_alignment="bottom_right")
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    q, k, v = _qkv(rng, 1, 8, 1, 3000, 32, 32, Hkv=2)
+    plain = F.scaled_dot_product_attention_forward(q, k, v, enable_gqa=True)
+    br = F.scaled_dot_product_attention_forward(q, k, v, enable_gqa=True, is_causal=True,
+                                                causal_alignment="bottom_right")
+    for x, y in zip(plain, br):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True,
+                                                                 causal_alignment="bottom_right"), plain[0])
+    tail = F.scaled_dot_product_attention(q, k, v, enable_gqa=True, sliding_window=100,
+                                          causal_alignment="bottom_right")
+    ref = R.scaled_dot_product_attention(q, k[:, :, -100:], v[:, :, -100:], enable_gqa=True)
+    assert_error_within(tail, ref, _baseline_fwd(q, k[:, :, -100:], v[:, :, -100:], gqa=True), what="tail")
+
+
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+@pytest.mark.parametrize("L", [1, 6, 16])
+def test_attention_bottom_right_each_path(rng, L):
+    """The general and the decode path on one bottom-right problem (windows cutting through the decode
+    chunks), every ISA, against the reference."""
+    q, k, v = _qkv(rng, 1, 3, L, 1500, 40, 24)
+    for w in (None, 3, 600):
+        kw = dict(is_causal=True, sliding_window=w, causal_alignment="bottom_right")
+        ref, ref_lse = R.scaled_dot_product_attention_forward(q, k, v, **kw)
+        base = _baseline_fwd(q, k, v, causal=True, window=w, align="bottom_right")
+        for isa in B.available_isas():
+            with fastml.use_isa(isa):
+                for path in (1, 2):
+                    o, lse = F.scaled_dot_product_attention_forward(q, k, v, **kw, _path=path)
+                    assert_error_within(o, ref, base, what=f"path {path} {isa} window {w}")
+                    np.testing.assert_allclose(lse, ref_lse, rtol=1e-5)
+
+
+def test_attention_torch_causal_bias(backend, rng):
+    """torch's CausalBias objects (causal_upper_left / causal_lower_right) as attn_mask: the same results as
+    torch's SDPA with them, forward and backward; misuse raises as torch does."""
+    torch = pytest.importorskip("torch")
+    bias = pytest.importorskip("torch.nn.attention.bias")
+    tf = torch.nn.functional
+    for L, S in ((7, 19), (19, 7)):
+        q, k, v = _qkv(rng, 2, 3, L, S, 16, 12)
+        g = rng.standard_normal((2, 3, L, 12)).astype(np.float32)
+        for make in (bias.causal_upper_left, bias.causal_lower_right):
+            with warnings.catch_warnings():  # torch warns of NaN rows for lower-right with L > S (fastml: 0)
+                warnings.simplefilter("ignore")
+                cb = make(L, S)
+            o, lse = F.scaled_dot_product_attention_forward(q, k, v, cb)
+            tq, tk, tv = (torch.from_numpy(a.astype(np.float64)).requires_grad_() for a in (q, k, v))
+            to = tf.scaled_dot_product_attention(tq, tk, tv, attn_mask=cb)
+            np.testing.assert_allclose(o, to.detach().numpy(), rtol=1e-4, atol=2e-5)
+            to.backward(torch.from_numpy(g.astype(np.float64)))
+            for a, t in zip(F.scaled_dot_product_attention_backward(g, q, k, v, o, lse, cb), (tq, tk, tv)):
+                np.testing.assert_allclose(a, t.grad.numpy(), rtol=1e-4, atol=5e-5)
+            with pytest.raises(ValueError, match="is_causal=False"):
+                F.scaled_dot_product_attention(q, k, v, cb, is_causal=True)
+        with pytest.raises(ValueError, match=r"CausalBias for \(L, S\)"):
+            F.scaled_dot_product_attention(q, k, v, bias.causal_upper_left(L + 1, S))
+        with pytest.raises(ValueError, match="top_left aligned"):
+            F.scaled_dot_product_attention(q, k, v, bias.causal_upper_left(L, S), causal_alignment="bottom_right")
 
 
 def test_attention_dropout(backend, rng):
@@ -369,6 +467,8 @@ def test_attention_bad_inputs(backend, rng):
         (lambda: sdpa(q, k[:, :2], v[:, :2], out=out), "enable_gqa"),
         (lambda: sdpa(q, k, v, dropout_p=1.0, out=out), "dropout_p"),
         (lambda: sdpa(q, k, v, sliding_window=0, out=out), "sliding_window"),
+        (lambda: sdpa(q, k, v, is_causal=True, causal_alignment="lower_right", out=out), "causal_alignment"),
+        (lambda: sdpa(q, k, v, causal_alignment=None), "causal_alignment"),
         (lambda: sdpa(q[0], k, v, out=out), "same number of dims"),
         (lambda: F.scaled_dot_product_attention_forward(q, k, v, dropout_p=0.1), "seed"),
         (lambda: sdpa(q, k, v, out=np.empty((1, 4, 8, 15), np.float32)), "out of shape"),

@@ -41,7 +41,7 @@ void row_strides(const py::array& a, int64_t& sb, int64_t& sh, int64_t& sl) {
 
 Inputs make_params(const char* op, py::handle query, py::handle key, py::handle value, py::handle mask, bool causal,
                    int64_t window, double scale, int64_t drop_threshold, double drop_scale, uint64_t seed,
-                   bool strided_rows) {
+                   bool strided_rows, int64_t diag) {
   Inputs in;
   in.q = attention_input(query, op, "query", strided_rows);
   in.k = attention_input(key, op, "key", strided_rows);
@@ -64,6 +64,9 @@ Inputs make_params(const char* op, py::handle query, py::handle key, py::handle 
   FASTML_CHECK(p.Hkv > 0 ? p.Hq % p.Hkv == 0 : p.Hq == 0, op, ": expected query heads (", p.Hq,
                ") divisible by key/value heads, got ", p.Hkv);
   FASTML_CHECK(window >= 0, op, ": expected sliding_window >= 1 or None, got ", window);
+  // beyond [-L, S] every row's band is empty or holds every key: the range keeps the band's sums in int64
+  FASTML_CHECK(diag >= -p.L && diag <= p.S, op, ": expected a causal diagonal offset in [", -p.L, ", ", p.S,
+               "], got ", diag);
   FASTML_CHECK(drop_threshold >= 0 && drop_threshold <= (int64_t{1} << 24), op, ": bad dropout threshold ",
                drop_threshold);
   p.q = cf32(in.q);
@@ -74,6 +77,7 @@ Inputs make_params(const char* op, py::handle query, py::handle key, py::handle 
   row_strides(in.v, p.vsb, p.vsh, p.vsl);
   p.causal = causal;
   p.window = window;
+  p.diag = diag;
   p.scale = static_cast<float>(scale);
   p.dropout = drop_threshold > 0;
   p.drop_threshold = static_cast<uint32_t>(drop_threshold);
@@ -104,10 +108,11 @@ void bind_attention(py::module_& m) {
   m.def(
       "attention_forward",
       [](py::handle query, py::handle key, py::handle value, py::handle mask, bool causal, int64_t window,
-         double scale, int64_t drop_threshold, double drop_scale, uint64_t seed, py::handle out, int path) {
+         double scale, int64_t drop_threshold, double drop_scale, uint64_t seed, py::handle out, int path,
+         int64_t diag) {
         const char* op = "scaled_dot_product_attention";
-        Inputs in =
-            make_params(op, query, key, value, mask, causal, window, scale, drop_threshold, drop_scale, seed, true);
+        Inputs in = make_params(op, query, key, value, mask, causal, window, scale, drop_threshold, drop_scale, seed,
+                                true, diag);
         const AttentionParams& p = in.p;
         FASTML_CHECK(path >= 0 && path <= 3, op,
                      ": expected path 0 (auto), 1 (general), 2 (decode) or 3 (auto, output only), got ", path);
@@ -125,16 +130,16 @@ void bind_attention(py::module_& m) {
       },
       py::arg("query"), py::arg("key"), py::arg("value"), py::arg("mask"), py::arg("causal"), py::arg("window"),
       py::arg("scale"), py::arg("drop_threshold"), py::arg("drop_scale"), py::arg("seed"), py::arg("out") = py::none(),
-      py::arg("path") = 0);
+      py::arg("path") = 0, py::arg("diag") = 0);
 
   m.def(
       "attention_backward",
       [](py::handle grad_output, py::handle query, py::handle key, py::handle value, py::handle output,
          py::handle logsumexp, py::handle mask, bool causal, int64_t window, double scale, int64_t drop_threshold,
-         double drop_scale, uint64_t seed) {
+         double drop_scale, uint64_t seed, int64_t diag) {
         const char* op = "scaled_dot_product_attention_backward";
-        Inputs in =
-            make_params(op, query, key, value, mask, causal, window, scale, drop_threshold, drop_scale, seed, false);
+        Inputs in = make_params(op, query, key, value, mask, causal, window, scale, drop_threshold, drop_scale, seed,
+                                false, diag);
         const AttentionParams& p = in.p;
         py::array g = input_f32(grad_output, op, "grad_output");
         py::array o = input_f32(output, op, "output");
@@ -156,7 +161,7 @@ void bind_attention(py::module_& m) {
       },
       py::arg("grad_output"), py::arg("query"), py::arg("key"), py::arg("value"), py::arg("output"),
       py::arg("logsumexp"), py::arg("mask"), py::arg("causal"), py::arg("window"), py::arg("scale"),
-      py::arg("drop_threshold"), py::arg("drop_scale"), py::arg("seed"));
+      py::arg("drop_threshold"), py::arg("drop_scale"), py::arg("seed"), py::arg("diag") = 0);
 }
 
 }  // namespace fastml::bind

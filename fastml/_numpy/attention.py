@@ -24,12 +24,12 @@ def _expand(x, Hq):
     return x if g == 1 else np.repeat(x, g, axis=1)
 
 
-def _scores(q, kx, mask, causal, window, scale, i0, i1, dt):
+def _scores(q, kx, mask, causal, window, scale, i0, i1, dt, diag):
     s = np.matmul(q[:, :, i0:i1], np.swapaxes(kx, -1, -2)) * dt.type(scale)
     if mask is not None:
         s = s + mask[:, :, i0:i1]
     if causal or window:
-        i = np.arange(i0, i1)[:, None]
+        i = np.arange(i0, i1)[:, None] + diag
         j = np.arange(kx.shape[2])[None, :]
         ok = j <= i
         if window:
@@ -44,8 +44,10 @@ def _keep(B, H, drop, i0, i1, S, dt):
     return k.reshape(B, H, i1 - i0, S).astype(dt) * dt.type(dscale)
 
 
-def attention_forward(q, k, v, mask, causal, window, scale, drop, out=None):
-    """drop: None or (dropout_p, 1 / (1 - p), seed). Returns (out (B, Hq, L, Ev), lse (B, Hq, L))."""
+def attention_forward(q, k, v, mask, causal, window, scale, drop, out=None, diag=0):
+    """drop: None or (dropout_p, 1 / (1 - p), seed); diag: the causal / window band's diagonal offset (key j
+    allowed for query i iff j <= i + diag, and j > i + diag - window). Returns (out (B, Hq, L, Ev),
+    lse (B, Hq, L))."""
     dt = q.dtype
     B, Hq, L, _ = q.shape
     S, Ev = k.shape[2], v.shape[3]
@@ -55,7 +57,7 @@ def attention_forward(q, k, v, mask, causal, window, scale, drop, out=None):
     br = _rows_per_block(B, Hq, S)
     for i0 in range(0, L, br):
         i1 = min(L, i0 + br)
-        s = _scores(q, kx, mask, causal, window, scale, i0, i1, dt)
+        s = _scores(q, kx, mask, causal, window, scale, i0, i1, dt, diag)
         m = np.max(s, axis=-1, keepdims=True) if S else np.full(s.shape[:-1] + (1,), -np.inf, dt)
         dead = m == -np.inf
         m = np.where(dead, dt.type(0), m)
@@ -69,7 +71,7 @@ def attention_forward(q, k, v, mask, causal, window, scale, drop, out=None):
     return o, lse
 
 
-def attention_backward(g, q, k, v, o, lse, mask, causal, window, scale, drop):
+def attention_backward(g, q, k, v, o, lse, mask, causal, window, scale, drop, diag=0):
     dt = q.dtype
     B, Hq, L, E = q.shape
     Hkv, S, Ev = k.shape[1], k.shape[2], v.shape[3]
@@ -82,7 +84,7 @@ def attention_backward(g, q, k, v, o, lse, mask, causal, window, scale, drop):
     sc = dt.type(scale)
     for i0 in range(0, L, br):
         i1 = min(L, i0 + br)
-        s = _scores(q, kx, mask, causal, window, scale, i0, i1, dt)
+        s = _scores(q, kx, mask, causal, window, scale, i0, i1, dt, diag)
         ls = lse[:, :, i0:i1, None]
         dead = ls == -np.inf
         p = np.where(dead, dt.type(0), np.exp(s - np.where(dead, dt.type(0), ls)))

@@ -12,8 +12,17 @@ scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None)`` fol
 * ``attn_mask``: bool (True = may attend) or float (added to the scores), broadcastable to (..., L, S).
 * ``is_causal``: top-left aligned lower triangle, key j allowed for query i iff j <= i (torch's
   ``ones(L, S).tril(0)``), also when L != S. It may be combined with ``attn_mask`` here (torch refuses).
-* ``sliding_window=w`` (fastml extension): query i sees keys j with i - w < j <= i (it implies the causal
-  bound j <= i, whether or not ``is_causal`` is set).
+* ``causal_alignment="bottom_right"`` (fastml extension; cuDNN's and oneDNN's bottom-right diagonal,
+  torch's ``causal_lower_right``): the triangle ends at the last key instead, key j allowed for query i iff
+  j <= i + S - L. This is the mask of L new queries at the end of an S-key sequence (a KV cache holding
+  S - L earlier keys): the last query sees every key. With L = 1 it allows every key; with L > S the first
+  L - S rows see no key (output 0). ``"top_left"`` (the default) is torch's ``is_causal``.
+* ``sliding_window=w`` (fastml extension): query i sees keys j with i + d - w < j <= i + d, d = 0 (top-left)
+  or S - L (bottom-right: the last w keys for the last query, Mistral-style local attention over a KV
+  cache). It implies the causal bound j <= i + d, whether or not ``is_causal`` is set.
+* ``attn_mask`` may also be a torch ``CausalBias`` (``torch.nn.attention.bias.causal_upper_left(L, S)`` /
+  ``causal_lower_right(L, S)``): it stands for ``is_causal=True`` with the top-left / bottom-right
+  alignment, as in torch (which also refuses it together with ``is_causal=True``).
 * ``scale`` defaults to 1 / sqrt(E).
 * dropout: ``dropout_p`` in [0, 1). The keep mask is a counter-based hash of (seed, flattened batch*head
   index, query row, key column) (splitmix64 per row, murmur3 32-bit finaliser per key;
@@ -51,7 +60,7 @@ _SDPA = "scaled_dot_product_attention"
 class _Prep:
     """Normalised problem: 4-d q/k/v (views where the leading dims allow), mask view (B, Hq, L, S) or None,
     options."""
-    __slots__ = ("q", "k", "v", "mask", "causal", "window", "scale", "drop", "lead", "dtype", "B", "Hq", "Hkv",
+    __slots__ = ("q", "k", "v", "mask", "causal", "window", "diag", "scale", "drop", "lead", "dtype", "B", "Hq", "Hkv",
                  "L", "S", "E", "Ev", "seed", "dropout_p", "inputs")
 
 
@@ -62,7 +71,7 @@ def _as_array(x, op, name):
 
 
 def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed, sliding_window,
-             need_seed):
+             need_seed, causal_alignment="top_left"):
     q, k, v = (_as_array(a, op, n) for a, n in ((query, "query"), (key, "key"), (value, "value")))
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"{op}: expected query, key, value of one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
@@ -88,6 +97,8 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
     if sliding_window is not None and (isinstance(sliding_window, bool) or int(sliding_window) != sliding_window
                                        or int(sliding_window) < 1):
         raise ValueError(f"{op}: expected sliding_window an integer >= 1 or None, got {sliding_window!r}")
+    if _is_causal_bias(attn_mask):
+        attn_mask, is_causal, causal_alignment = _from_causal_bias(op, attn_mask, is_causal, causal_alignment, L, S)
     if dropout_p > 0 and seed is None:
         if need_seed:
             raise ValueError(f"{op}: dropout_p > 0 needs an explicit seed= (the backward pass regenerates the mask)")
@@ -102,10 +113,7 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
     P.k = k.reshape(P.B, Hkv, S, E)
     P.v = v.reshape(P.B, Hkv, S, P.Ev)
     P.inputs = [q, k, v]  # the caller's arrays, for the out= overlap check
-    P.causal = bool(is_causal)
-    # a window of L or more keys is the causal mask itself (query i sees keys 0..i): clamped to that, so that
-    # any int is accepted (the kernels take an int64)
-    P.window = 0 if sliding_window is None else min(int(sliding_window), max(L, 1))
+    P.causal, P.window, P.diag = _band(op, is_causal, sliding_window, causal_alignment, L, S)
     P.scale = _scale(E, scale)
     P.dropout_p = float(dropout_p)
     P.seed = None if seed is None else int(seed) & 0xFFFFFFFFFFFFFFFF
@@ -136,6 +144,51 @@ def _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enab
         except (ValueError, TypeError):  # not viewable (TypeError: NumPy < 2.1 has no copy= on reshape)
             P.mask = np.ascontiguousarray(mb).reshape(P.B, Hq, L, S)
     return P
+
+
+_ALIGNMENTS = ("top_left", "bottom_right")
+
+
+def _band(op, is_causal, sliding_window, causal_alignment, L, S):
+    """(causal, window, diag) for the kernels: key j allowed for query i iff j <= i + diag (causal) and
+    j > i + diag - window (window > 0), in a normal form. A window reaching below key 0 for every row
+    (w >= L + diag) is the causal bound alone, whatever int it is (the kernels take an int64); a causal
+    bound that every row's last key meets (diag >= S - 1, e.g. bottom-right with L = 1) is no bound at all,
+    so such calls run as unmasked ones (the GQA decode fold included)."""
+    if causal_alignment not in _ALIGNMENTS:
+        raise ValueError(f"{op}: expected causal_alignment 'top_left' or 'bottom_right', got {causal_alignment!r}")
+    diag = S - L if causal_alignment == "bottom_right" else 0
+    causal, window = bool(is_causal), 0
+    if sliding_window is not None:
+        causal = True
+        if int(sliding_window) < L + diag:
+            window = int(sliding_window)
+    if causal and window == 0 and diag >= S - 1:
+        causal = False
+    return causal, window, (diag if causal else 0)
+
+
+def _is_causal_bias(m):
+    """A torch ``CausalBias`` (recognised without importing torch)."""
+    return m is not None and type(m).__name__ == "CausalBias" and hasattr(m, "variant") and hasattr(m, "seq_len_kv")
+
+
+def _from_causal_bias(op, bias, is_causal, causal_alignment, L, S):
+    """(attn_mask, is_causal, causal_alignment) standing for a torch CausalBias (its tensor holds no mask:
+    NumPy would read uninitialised memory from it)."""
+    variant = getattr(bias.variant, "name", None)
+    align = {"UPPER_LEFT": "top_left", "LOWER_RIGHT": "bottom_right"}.get(variant)
+    if align is None:
+        raise ValueError(f"{op}: expected a CausalBias of variant UPPER_LEFT or LOWER_RIGHT, got {bias.variant!r}")
+    if is_causal:
+        raise ValueError(f"{op}: a CausalBias attn_mask is the causal mask already; pass is_causal=False with it")
+    if causal_alignment != "top_left" and causal_alignment != align:
+        raise ValueError(f"{op}: the CausalBias attn_mask is {align} aligned, got causal_alignment="
+                         f"{causal_alignment!r}")
+    if (bias.seq_len_q, bias.seq_len_kv) != (L, S):
+        raise ValueError(f"{op}: expected a CausalBias for (L, S) = ({L}, {S}), got "
+                         f"({bias.seq_len_q}, {bias.seq_len_kv})")
+    return None, True, align
 
 
 def _additive_mask(m, dtype):
@@ -172,24 +225,26 @@ def _forward(op, P, out, path=0):
     if _B.host_backend(P.dtype, op) == "cpu":
         thr, dscale, seed = _drop_args(P)
         o, lse = _C.attention_forward(P.q, P.k, P.v, P.mask, P.causal, P.window, P.scale, thr, dscale, seed, o4,
-                                      path)
+                                      path, P.diag)
     else:
-        o, lse = _np_att.attention_forward(P.q, P.k, P.v, P.mask, P.causal, P.window, P.scale, P.drop, o4)
+        o, lse = _np_att.attention_forward(P.q, P.k, P.v, P.mask, P.causal, P.window, P.scale, P.drop, o4, P.diag)
     return (out if out is not None else o.reshape(shape)), lse.reshape(P.lead + (P.L,))
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                                 enable_gqa=False, *, seed=None, sliding_window=None, out=None):
+                                 enable_gqa=False, *, seed=None, sliding_window=None, causal_alignment="top_left",
+                                 out=None):
     """softmax(Q K^T * scale + mask) V, torch semantics (see the module docstring).
 
     Shapes: query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev).
     """
     sc = _plain_scale(query, key, value, attn_mask, dropout_p, scale, sliding_window, out)
     if sc is not None:
-        return _C.attention_forward(query, key, value, None, bool(is_causal), 0, sc, 0, 1.0, 0, None,
-                                    _PATH_OUTPUT_ONLY)[0]
+        causal, _, diag = _band(_SDPA, is_causal, None, causal_alignment, query.shape[2], key.shape[2])
+        return _C.attention_forward(query, key, value, None, causal, 0, sc, 0, 1.0, 0, None, _PATH_OUTPUT_ONLY,
+                                    diag)[0]
     P = _prepare(_SDPA, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed,
-                 sliding_window, need_seed=False)
+                 sliding_window, need_seed=False, causal_alignment=causal_alignment)
     return _forward(_SDPA, P, out, _PATH_OUTPUT_ONLY)[0]
 
 
@@ -210,8 +265,8 @@ def _scale(E, scale):
 
 
 def scaled_dot_product_attention_forward(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-                                         scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None,
-                                         _path=0):
+                                         scale=None, enable_gqa=False, *, seed=None, sliding_window=None,
+                                         causal_alignment="top_left", out=None, _path=0):
     """(output (..., L, Ev), logsumexp (..., L)): the forward pass plus what the backward needs.
     logsumexp_i = log sum_j exp(s_ij) over the allowed keys (-inf for a fully masked row).
     ``_path`` (tests and benchmarks only): 0 picks automatically (the decode path, row kernels on K
@@ -220,21 +275,22 @@ def scaled_dot_product_attention_forward(query, key, value, attn_mask=None, drop
     a backward: the decode path also for L <= 8)."""
     sc = _plain_scale(query, key, value, attn_mask, dropout_p, scale, sliding_window, out)
     if sc is not None:
-        return _C.attention_forward(query, key, value, None, bool(is_causal), 0, sc, 0, 1.0, 0, None, _path)
+        causal, _, diag = _band(_SDPA + "_forward", is_causal, None, causal_alignment, query.shape[2], key.shape[2])
+        return _C.attention_forward(query, key, value, None, causal, 0, sc, 0, 1.0, 0, None, _path, diag)
     P = _prepare(_SDPA + "_forward", query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed,
-                 sliding_window, need_seed=True)
+                 sliding_window, need_seed=True, causal_alignment=causal_alignment)
     return _forward(_SDPA + "_forward", P, out, _path)
 
 
 def scaled_dot_product_attention_backward(grad_output, query, key, value, output, logsumexp, attn_mask=None,
                                           dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False, seed=None,
-                                          sliding_window=None):
+                                          sliding_window=None, *, causal_alignment="top_left"):
     """(grad_query, grad_key, grad_value) of scaled_dot_product_attention, from the forward's output and
     logsumexp (FlashAttention-2 backward: P recomputed blockwise, D = rowsum(dO o O)). Under GQA grad_key /
     grad_value have the key/value head count (summed over each group)."""
     op = _SDPA + "_backward"
     P = _prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed, sliding_window,
-                 need_seed=True)
+                 need_seed=True, causal_alignment=causal_alignment)
     g, o, lse = (_as_array(a, op, n) for a, n in ((grad_output, "grad_output"), (output, "output"),
                                                     (logsumexp, "logsumexp")))
     want = P.lead + (P.L, P.Ev)
@@ -249,10 +305,10 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value, output
     if _B.host_backend(P.dtype, op) == "cpu":
         thr, dscale, seed = _drop_args(P)
         dq, dk, dv = _C.attention_backward(g4, P.q, P.k, P.v, o4, l4, P.mask, P.causal, P.window, P.scale, thr,
-                                           dscale, seed)
+                                           dscale, seed, P.diag)
     else:
         dq, dk, dv = _np_att.attention_backward(g4, P.q, P.k, P.v, o4, l4, P.mask, P.causal, P.window, P.scale,
-                                                P.drop)
+                                                P.drop, P.diag)
     return (dq.reshape(np.shape(query)), dk.reshape(np.shape(key)), dv.reshape(np.shape(value)))
 
 

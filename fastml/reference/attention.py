@@ -2,8 +2,9 @@
 whole score matrix materialised, backward in closed form.
 
 Semantics shared with ``fastml.functional.attention`` (see its module docstring): boolean mask True =
-may attend, float mask added; causal is top-left aligned (key j <= query i); ``sliding_window=w`` allows
-i - w < j <= i; a row with no allowed key gives output 0, logsumexp -inf and zero gradients; GQA maps
+may attend, float mask added; causal is top-left aligned (key j <= query i) or, with
+``causal_alignment="bottom_right"``, bottom-right aligned (j <= i + S - L); ``sliding_window=w`` allows
+i + d - w < j <= i + d (d = 0, or S - L bottom-right); a row with no allowed key gives output 0, logsumexp -inf and zero gradients; GQA maps
 query head h to kv head h // (Hq // Hkv); dropout keeps (i, j) of flattened batch*head ``bh`` iff
 ``dropout_keep_mask`` says so and scales kept probabilities by 1 / (1 - p).
 """
@@ -62,9 +63,10 @@ def dropout_keep_mask(seed, bh, rows, cols, dropout_p):
     return (h >> np.uint32(8)) >= np.uint32(dropout_threshold(dropout_p))
 
 
-def attention_bias(L, S, attn_mask=None, is_causal=False, sliding_window=None, dtype=np.float64):
+def attention_bias(L, S, attn_mask=None, is_causal=False, sliding_window=None, dtype=np.float64,
+                   causal_alignment="top_left"):
     """Additive bias (..., L, S): 0 where allowed, -inf where masked, plus a float mask."""
-    i = np.arange(L)[:, None]
+    i = np.arange(L)[:, None] + (S - L if causal_alignment == "bottom_right" else 0)
     j = np.arange(S)[None, :]
     allowed = np.ones((L, S), dtype=bool)
     if is_causal or sliding_window is not None:
@@ -87,14 +89,14 @@ def _expand_kv(x, Hq):
     return np.repeat(x, Hq // x.shape[-3], axis=-3)
 
 
-def _probs(q, k, v, attn_mask, is_causal, scale, enable_gqa, sliding_window):
+def _probs(q, k, v, attn_mask, is_causal, scale, enable_gqa, sliding_window, causal_alignment="top_left"):
     q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
     if enable_gqa and q.ndim >= 3:
         k, v = _expand_kv(k, q.shape[-3]), _expand_kv(v, q.shape[-3])
     E = q.shape[-1]
     sc = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
     s = (q @ np.swapaxes(k, -1, -2)) * sc + attention_bias(q.shape[-2], k.shape[-2], attn_mask, is_causal,
-                                                           sliding_window)
+                                                           sliding_window, causal_alignment=causal_alignment)
     m = np.max(s, axis=-1, keepdims=True)
     dead = ~np.isfinite(m) & (m < 0)  # every key masked
     m = np.where(dead, 0.0, m)
@@ -113,26 +115,31 @@ def _keep(shape_bh, L, S, dropout_p, seed):
 
 
 def scaled_dot_product_attention_forward(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-                                         scale=None, enable_gqa=False, *, seed=None, sliding_window=None):
+                                         scale=None, enable_gqa=False, *, seed=None, sliding_window=None,
+                                         causal_alignment="top_left"):
     """(output, logsumexp) in float64."""
-    q, k, v, sc, p, lse = _probs(query, key, value, attn_mask, is_causal, scale, enable_gqa, sliding_window)
+    q, k, v, sc, p, lse = _probs(query, key, value, attn_mask, is_causal, scale, enable_gqa, sliding_window,
+                                 causal_alignment)
     if dropout_p > 0:
         p = p * _keep(p.shape[:-2], p.shape[-2], p.shape[-1], dropout_p, seed)
     return p @ v, lse
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                                 enable_gqa=False, *, seed=None, sliding_window=None):
+                                 enable_gqa=False, *, seed=None, sliding_window=None, causal_alignment="top_left"):
     return scaled_dot_product_attention_forward(query, key, value, attn_mask, dropout_p, is_causal, scale,
-                                                enable_gqa, seed=seed, sliding_window=sliding_window)[0]
+                                                enable_gqa, seed=seed, sliding_window=sliding_window,
+                                                causal_alignment=causal_alignment)[0]
 
 
 def scaled_dot_product_attention_backward(grad_output, query, key, value, output=None, logsumexp=None,
                                           attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                                          enable_gqa=False, seed=None, sliding_window=None):
+                                          enable_gqa=False, seed=None, sliding_window=None, *,
+                                          causal_alignment="top_left"):
     """Closed form: dPd = g V^T, dP = dPd o Z, dS = P o (dP - rowsum(P o dP)), dQ = scale dS K,
     dK = scale dS^T Q, dV = (P o Z)^T g; GQA gradients summed over each kv head's group."""
-    q, k, v, sc, p, _ = _probs(query, key, value, attn_mask, is_causal, scale, enable_gqa, sliding_window)
+    q, k, v, sc, p, _ = _probs(query, key, value, attn_mask, is_causal, scale, enable_gqa, sliding_window,
+                               causal_alignment)
     g = np.asarray(grad_output, dtype=np.float64)
     z = _keep(p.shape[:-2], p.shape[-2], p.shape[-1], dropout_p, seed) if dropout_p > 0 else 1.0
     pd = p * z

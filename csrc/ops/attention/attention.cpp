@@ -69,16 +69,16 @@ struct Ctx {
   int64_t group;  // Hq / Hkv
 };
 
-// Allowed key range [lo, hi) of query row i.
+// Allowed key range [lo, hi) of query row i (empty when hi <= lo: a fully masked row).
 inline void band(const AttentionParams& p, int64_t i, int64_t& lo, int64_t& hi) {
-  lo = p.window > 0 ? std::max<int64_t>(0, i - p.window + 1) : 0;
-  hi = (p.causal || p.window > 0) ? std::min<int64_t>(p.S, i + 1) : p.S;
+  lo = p.window > 0 ? std::max<int64_t>(0, i + p.diag - p.window + 1) : 0;
+  hi = (p.causal || p.window > 0) ? std::clamp<int64_t>(i + p.diag + 1, 0, p.S) : p.S;
 }
 
 // True when no (i, j) with i in [i0, i1), j in [j0, j1) is allowed.
 inline bool block_empty(const AttentionParams& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-  if ((p.causal || p.window > 0) && j0 > i1 - 1) return true;
-  if (p.window > 0 && j1 - 1 <= i0 - p.window) return true;
+  if ((p.causal || p.window > 0) && j0 > i1 - 1 + p.diag) return true;
+  if (p.window > 0 && j1 - 1 <= i0 + p.diag - p.window) return true;
   return false;
 }
 
@@ -86,8 +86,8 @@ inline bool block_empty(const AttentionParams& p, int64_t i0, int64_t i1, int64_
 // ends grow with i, so the first row must reach past j1 - 1 and the last row's window start j0.
 inline bool block_full(const AttentionParams& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   if (!(p.causal || p.window > 0)) return true;
-  if (j1 - 1 > i0) return false;
-  return p.window <= 0 || i1 - p.window <= j0;
+  if (j1 - 1 > i0 + p.diag) return false;
+  return p.window <= 0 || i1 + p.diag - p.window <= j0;
 }
 
 // c (rows x n, ldc) = alpha * a * b + beta c (the attention blocks' products on the GEMM microkernels):
@@ -195,12 +195,12 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
     qpack = t_qpack.get(round_up(rows, c.gk.mr) * p.E);
     c.gk.pack_a_transpose(rows, p.E, q + i0 * p.qsl, p.qsl, qpack);
   }
-  // Keys no row of the block may see are not computed: under causal / window the range ends at the
-  // block's last row, and under a window it starts at the first row's window (rounded down to NR, the
-  // packed K sliver width).
+  // Keys no row of the block may see are not computed: under causal / window the range ends where the
+  // block's last row's band ends, and under a window it starts at the first row's window (rounded down to
+  // NR, the packed K sliver width).
   int64_t ks = k0, ke = k1;
-  if (p.causal || p.window > 0) ke = std::min(ke, i0 + rows);
-  if (p.window > 0) ks = std::max(ks, (i0 - p.window + 1) / c.gk.nr * c.gk.nr);
+  if (p.causal || p.window > 0) ke = std::min(ke, i0 + rows + p.diag);
+  if (p.window > 0) ks = std::max(ks, (i0 + p.diag - p.window + 1) / c.gk.nr * c.gk.nr);
   for (int64_t j0 = ks; j0 < ke; j0 += BC) {
     const int64_t cols = std::min(BC, ke - j0);
     if (block_empty(p, i0, i0 + rows, j0, j0 + cols)) continue;
@@ -463,9 +463,10 @@ void backward_item(const Ctx& c, int64_t b, int64_t hk, int64_t kb0, int64_t kb1
           c.ak.add_rows(bk, bq, st, LDS, dpt, LDS);
         }
         if (!block_full(p, i0, i0 + bq, j0, j0 + bk)) {
-          // key j is seen by the queries i in [j, j + window - 1] (band()): the columns outside get -inf
+          // key j is seen by the queries i in [j - diag, j - diag + window - 1] (band()): the columns outside
+          // get -inf
           for (int64_t r = 0; r < bk; ++r) {
-            const int64_t j = j0 + r;
+            const int64_t j = j0 + r - p.diag;
             const int64_t first = std::clamp<int64_t>(j - i0, 0, bq);
             const int64_t end = p.window > 0 ? std::clamp<int64_t>(j + p.window - i0, first, bq) : bq;
             float* row = st + r * LDS;

@@ -4,9 +4,11 @@
 //
 //   S = scale * Q K^T + mask,  P = softmax_rows(S),  O = (P o Z / (1 - p)) V,  lse = logsumexp_rows(S)
 // with Z the dropout keep mask (counter-based hash of (seed, batch*head, row, col), see attention_dropout_keep).
-// Allowed keys of query row i: j < S, causal: j <= i (top-left aligned, torch's tril(ones(L, S))),
-// sliding window w: i - w < j <= i. A masked score is -inf; a row whose scores are all -inf has O = 0,
-// lse = -inf and zero gradients (torch's math path gives NaN there).
+// Allowed keys of query row i: j < S, causal: j <= i + diag, sliding window w: i + diag - w < j <= i + diag.
+// diag = 0 is the top-left aligned triangle (torch's is_causal, tril(ones(L, S))); diag = S - L the
+// bottom-right aligned one (torch's causal_lower_right: the last query row sees every key, as a KV-cache
+// query block at the end of the sequence does); any other offset works too. A masked score is -inf; a row
+// whose scores are all -inf has O = 0, lse = -inf and zero gradients (torch's math path gives NaN there).
 //
 // Layout (C-contiguous, element offsets): q (B, Hq, L, E), k (B, Hkv, S, E), v (B, Hkv, S, Ev),
 // out (B, Hq, L, Ev), lse (B, Hq, L); query head h reads kv head h / (Hq / Hkv) (GQA). The additive
@@ -43,6 +45,7 @@ struct AttentionParams {
   int64_t msb = 0, msh = 0, msl = 0;
   bool causal = false;
   int64_t window = 0;  // 0: none
+  int64_t diag = 0;    // diagonal offset of the causal / window band (see above)
   float scale = 1.0f;
   // dropout: keep iff (mix32(...) >> 8) >= drop_threshold = floor(p * 2^24) (hash below); kept values * drop_scale
   bool dropout = false;
