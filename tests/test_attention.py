@@ -252,6 +252,25 @@ def test_attention_bottom_right_each_path(rng, L):
                     np.testing.assert_allclose(lse, ref_lse, rtol=1e-5)
 
 
+@pytest.mark.skipif(not B.HAS_CPU_EXT, reason="compiled module missing")
+@pytest.mark.parametrize("L,S", [(7, 1000), (64, 700), (100, 300)], ids=str)
+def test_attention_k_packed_per_block_same_bits(rng, L, S):
+    """The general path packs K and V up front when a kv head has more than two query blocks of readers
+    (here: GQA, 3 query heads on one kv head) and K block by block, V read in place, otherwise (the same
+    problem with K and V repeated per head): the same sums, so the same bits, on every ISA."""
+    q = rng.standard_normal((1, 3, L, 40)).astype(np.float32)
+    k = rng.standard_normal((1, 1, S, 40)).astype(np.float32)
+    v = rng.standard_normal((1, 1, S, 24)).astype(np.float32)
+    kr, vr = np.repeat(k, 3, axis=1), np.repeat(v, 3, axis=1)
+    for isa in B.available_isas():
+        with fastml.use_isa(isa):
+            for kw in (dict(), dict(is_causal=True, causal_alignment="bottom_right"), dict(sliding_window=50)):
+                a = F.scaled_dot_product_attention_forward(q, k, v, enable_gqa=True, _path=1, **kw)
+                b = F.scaled_dot_product_attention_forward(q, kr, vr, _path=1, **kw)
+                for x, y in zip(a, b):
+                    np.testing.assert_array_equal(x, y)
+
+
 def test_attention_torch_causal_bias(backend, rng):
     """torch's CausalBias objects (causal_upper_left / causal_lower_right) as attn_mask: the same results as
     torch's SDPA with them, forward and backward; misuse raises as torch does."""

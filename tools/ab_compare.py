@@ -79,6 +79,11 @@ if "attention" in groups:
         lambda go=go, q=q, k=k, v=v, o=oc, lse=lc: F.scaled_dot_product_attention_backward(go, q, k, v, o, lse,
                                                                                             is_causal=True),
         5.0 * 4 * 8 * L * L * 64)
+    for Bq, L, S in ((1, 64, 4096), (1, 120, 4096), (8, 64, 1024)):  # short query blocks against long keys
+        qs = rng.standard_normal((Bq, 8, L, 64), dtype=np.float32)
+        ks, vs = (rng.standard_normal((Bq, 8, S, 64), dtype=np.float32) for _ in range(2))
+        add(f"attention B{Bq} L{L} S{S} forward (GFLOP/s)",
+            lambda q=qs, k=ks, v=vs: F.scaled_dot_product_attention(q, k, v), 4.0 * Bq * 8 * L * S * 64)
     for S in (4096, 32768):  # decode: one query row per head against a KV cache in L3 / in DRAM
         qd = rng.standard_normal((1, 8, 1, 64), dtype=np.float32)
         kd, vd = (rng.standard_normal((1, 8, S, 64), dtype=np.float32) for _ in range(2))

@@ -12,6 +12,9 @@
   (flash-decoding split-K path); memory-bound, so it also reports GB/s over K and V.
 * ``scaled_dot_product_attention[decode GQA B1Hq32Hkv8L1S4096E128]``: the same with 32 query heads on 8 kv
   heads (``enable_gqa=True`` on both sides), E = 128; no bar.
+* ``scaled_dot_product_attention[KV-cache chunk B1H8L{L}S4096 bottom-right]``: L = 4 (speculative decoding)
+  and 64 (chunked prefill) new queries at the end of a 4096-key cache, ``causal_alignment="bottom_right"``
+  vs torch with ``attn_mask=causal_lower_right(L, S)``; flops count the allowed entries only. No bar.
 * ``multi_head_attention_forward[B8L256d512h8]``: fastml functional MHA vs ``torch.nn.MultiheadAttention``
   (batch_first, need_weights=False, no_grad), same weights.
 NumPy rows (the blocked NumPy backend) only at L = 512.
@@ -96,6 +99,27 @@ def _build_decode(S, Hq=H_, Hkv=H_, E=E_):
     return build
 
 
+def _build_cache_chunk(L, S):
+    def build():
+        torch = torch_or_none()
+        F = _F()
+        rng = np.random.default_rng(780 + L)
+        q = rng.standard_normal((1, H_, L, E_), dtype=F32)
+        k, v = (rng.standard_normal((1, H_, S, E_), dtype=F32) for _ in range(2))
+        o = np.empty_like(q)
+        impls = {"fastml": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, out=o,
+                                                                  causal_alignment="bottom_right")}
+        if torch is not None:
+            from torch.nn.attention.bias import causal_lower_right
+            tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+            cb = causal_lower_right(L, S)
+            impls["torch"] = lambda: torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=cb)
+        allowed = L * (S - L) + L * (L + 1) // 2  # query i sees keys j <= i + S - L
+        return Prepared(impls, bytes=2 * 4 * H_ * S * E_, flops=4 * H_ * allowed * E_,
+                        notes=["bottom-right causal (torch: CausalBias LOWER_RIGHT); bytes = K + V read once"])
+    return build
+
+
 def _build_mha():
     def build():
         torch = torch_or_none()
@@ -151,5 +175,8 @@ def register_attention_cases(register, Bar, Case):
     # GQA decode (no bar in the issue; a Llama-style layer: 32 query heads on 8 kv heads, E 128)
     register(Case(op, "attention", "decode GQA B1Hq32Hkv8L1S4096E128", False, needs,
                   _build_decode(4096, 32, 8, 128)))
+    for L in (4, 64):  # new queries against a KV cache (no bar in the issue)
+        register(Case(op, "attention", f"KV-cache chunk B1H8L{L}S4096 bottom-right", False, needs,
+                      _build_cache_chunk(L, 4096)))
     register(Case("multi_head_attention_forward", "attention", "B8L256d512h8", True,
                   ("fastml.functional:multi_head_attention_forward",), _build_mha()))

@@ -4,8 +4,9 @@
 //
 // Blocks: forward BR = ~64 query rows (a multiple of the microkernel's MR) x BC = 256 keys (a multiple
 // of NR); backward BK = ~64 keys (rows, MR) x BQ = 256 queries (columns, NR; 64 under causal / window
-// masks). Extra memory: O(BR x BC) per thread plus one packed copy of K (forward) or, per thread, of Q, dO,
-// Q^T and dO^T of one kv-head group (backward: every product reads packed B slivers); never L x S.
+// masks). Extra memory: O(BR x BC) per thread plus one packed copy of K and V (forward; one K block per
+// thread when few query blocks read each kv head) or, per thread, of Q, dO, Q^T and dO^T of one kv-head
+// group (backward: every product reads packed B slivers); never L x S.
 // Decode: chunks of kDecodeChunk keys, partials (m, l, o) merged in chunk order.
 #include "ops/attention/attention.h"
 
@@ -35,6 +36,9 @@ constexpr int64_t kBackwardMinItems = 8;  // backward work items wanted (key spl
 // longer PV products; on the (shared, noisy) 2-core VM at B4 H8 L=S=2048 E64 it was at least as fast as
 // 64 or 128, and 512 was no faster.
 constexpr int64_t kBlockKeys = 256;
+// Forward: up to this many query blocks per kv head (its query heads x query blocks), K is packed block
+// by block inside the items and V read in place, instead of both packed up front (forward_general).
+constexpr int64_t kStreamMaxReaders = 2;
 constexpr int64_t kKChunk = 256;  // microkernel k steps per call (the engine's KC bound)
 constexpr int64_t kPackedKFloats = int64_t{4} << 20;  // bound (16 MiB) of the packed K / decode partials per call
 constexpr float kNegInf = -__builtin_inff();
@@ -45,7 +49,7 @@ inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 // Per-thread buffers reused across calls, 64-byte aligned (core/scratch.h): the packed K / Q slivers and
 // the score blocks are read by the GEMM microkernels in whole cache lines.
 thread_local std::vector<uint32_t> t_rowkeys;
-thread_local Scratch t_qpack, t_kpack, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part;
+thread_local Scratch t_qpack, t_kpack, t_kblk, t_s, t_p, t_m, t_l, t_a, t_qt, t_dot, t_d, t_dp, t_apack, t_part;
 thread_local Scratch t_qb, t_dob, t_kpa;  // backward: Q and dO as B slivers, K_j / V_j as A and K_j as B slivers
 
 // fn(item) for item in [0, n), items handed out one at a time (causal items differ in cost: the last
@@ -135,15 +139,15 @@ void gemm_packed(const GemmKernels& gk, int64_t rows, int64_t n, int64_t k, floa
 }
 
 // Scores of query rows [i0, i0 + rows) against keys [j0, j0 + cols) into s (ld lds): scale q.k + mask,
-// -inf outside the band. kpack: K of this head packed in NR slivers for the GEMM microkernel (nullptr:
+// -inf outside the band. kblock: these keys of K packed in NR slivers for the GEMM microkernel (nullptr:
 // the decode row kernels on K in place).
-void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const float* k, const float* kpack,
+void scores_block(const Ctx& c, int64_t b, int64_t h, const float* q, const float* k, const float* kblock,
                   const float* qpack, int64_t i0, int64_t rows, int64_t j0, int64_t cols, float* s, int64_t lds) {
   const AttentionParams& p = c.p;
   const int64_t E = p.E;
-  if (kpack) {
-    if (qpack) gemm_packed(c.gk, rows, cols, E, p.scale, 0.0f, qpack, kpack + j0 * E, s, lds);
-    else gemm_a_direct(c.gk, rows, cols, E, p.scale, 0.0f, q + i0 * p.qsl, p.qsl, kpack + j0 * E, 0, s, lds);
+  if (kblock) {
+    if (qpack) gemm_packed(c.gk, rows, cols, E, p.scale, 0.0f, qpack, kblock, s, lds);
+    else gemm_a_direct(c.gk, rows, cols, E, p.scale, 0.0f, q + i0 * p.qsl, p.qsl, kblock, 0, s, lds);
   } else {
     c.ak.scores_rows(rows, cols, E, p.scale, q + i0 * p.qsl, p.qsl, k + j0 * p.ksl, p.ksl, s, lds);
   }
@@ -173,10 +177,18 @@ void dropout_block(const Ctx& c, int64_t bh, int64_t i0, int64_t rows, int64_t j
   c.ak.dropout_rows(rows, cols, s, lds, rk, static_cast<uint32_t>(j0), p.drop_threshold, p.drop_scale);
 }
 
+// Where accumulate() reads K and V: packed once per kv head (kpack, vpack: NR slivers over all S keys),
+// K packed block by block as the products reach it and V read in place (few query blocks per kv head:
+// the packed copy would go out to memory and back for one or two readers), or K and V read in place by
+// the decode row kernels.
+enum class KvFrom { packed, k_per_block, rows };
+
 // Online-softmax accumulation of query rows [i0, i0 + rows) over keys [k0, k1): o (rows x Ev, ld Ev)
 // receives sum_j p_ij v_j relative to the running max m; l the running sum. o, m, l initialised by caller.
+// The same sums in the same order whichever KvFrom (the packed slivers hold the same values, and a product
+// reading B in place runs the same FMAs), so the results are bitwise the same.
 void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t k0, int64_t k1, int64_t BC,
-                const float* kpack, const float* vpack, float* o, float* m, float* l) {
+                KvFrom from, const float* kpack, const float* vpack, float* o, float* m, float* l) {
   const AttentionParams& p = c.p;
   const int64_t hk = h / c.group;
   const int64_t bh = b * p.Hq + h;
@@ -191,7 +203,8 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
   // The query block is packed once (MR-row slivers) for all its key blocks: contiguous broadcasts in the
   // microkernel instead of MR rows E apart (measured ~3% faster forward at L = S = 2048, E = 64).
   float* qpack = nullptr;
-  if (kpack) {
+  float* kblk = from == KvFrom::k_per_block ? t_kblk.get(round_up(BC, c.gk.nr) * p.E) : nullptr;
+  if (from != KvFrom::rows) {
     qpack = t_qpack.get(round_up(rows, c.gk.mr) * p.E);
     c.gk.pack_a_transpose(rows, p.E, q + i0 * p.qsl, p.qsl, qpack);
   }
@@ -204,15 +217,22 @@ void accumulate(const Ctx& c, int64_t b, int64_t h, int64_t i0, int64_t rows, in
   for (int64_t j0 = ks; j0 < ke; j0 += BC) {
     const int64_t cols = std::min(BC, ke - j0);
     if (block_empty(p, i0, i0 + rows, j0, j0 + cols)) continue;
-    scores_block(c, b, h, q, k, kpack, qpack, i0, rows, j0, cols, s, lds);
+    const float* kblock = nullptr;
+    if (from == KvFrom::packed) {
+      kblock = kpack + j0 * p.E;  // the slivers of keys j0.. (j0 is a multiple of NR)
+    } else if (from == KvFrom::k_per_block) {
+      c.gk.pack_b_transpose(cols, p.E, k + j0 * p.ksl, p.ksl, kblk);
+      kblock = kblk;
+    }
+    scores_block(c, b, h, q, k, kblock, qpack, i0, rows, j0, cols, s, lds);
     c.ak.softmax_update(rows, cols, s, lds, m, l, alpha);
     c.ak.scale_rows(rows, p.Ev, o, p.Ev, alpha);
     if (p.dropout) dropout_block(c, bh, i0, rows, j0, cols, s, lds);
-    if (vpack) {
+    if (from == KvFrom::packed) {
       const int64_t NR = c.gk.nr;  // V's slivers run over all S keys: this block's rows start at j0
       block_product(c.gk, false, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, vpack + j0 * NR, 0, o, p.Ev,
                     NR * p.S);
-    } else if (kpack) {
+    } else if (from == KvFrom::k_per_block) {
       gemm_a_direct(c.gk, rows, p.Ev, cols, 1.0f, 1.0f, s, lds, v + j0 * p.vsl, p.vsl, o, p.Ev);
     } else {
       c.ak.pv_rows(rows, cols, p.Ev, s, lds, v + j0 * p.vsl, p.vsl, o, p.Ev);
@@ -235,6 +255,36 @@ void forward_general(const Ctx& c, float* out, float* lse) {
   const int MR = c.gk.mr, NR = c.gk.nr;
   const int64_t BR = MR * std::max<int64_t>(1, 64 / MR);
   const int64_t BC = NR * std::max<int64_t>(1, kBlockKeys / NR);
+  const int64_t nqb = ceil_div(p.L, BR);
+  const int64_t per_kv = c.group * nqb;  // items of one kv head: its query heads x query blocks
+  const int64_t work = std::max<int64_t>(1, BR * p.S * (p.E + p.Ev));
+  // Item `it` of kv heads [x0, ..): query rows [i0, i0 + rows) of head bh = it / nqb.
+  auto item = [&](int64_t it, KvFrom from, const float* kp, const float* vp, int64_t x0, int64_t kstride,
+                  int64_t vstride) {
+    const int64_t bh = it / nqb, qb = it % nqb;  // bh = (b Hkv + kv head) g + head in group
+    const int64_t b = bh / p.Hq, h = bh % p.Hq;
+    const int64_t i0 = qb * BR, rows = std::min(BR, p.L - i0);
+    float* o = out + (bh * p.L + i0) * p.Ev;
+    float* m = t_m.get(rows);
+    float* l = t_l.get(rows);
+    std::fill(o, o + rows * p.Ev, 0.0f);
+    std::fill(m, m + rows, kNegInf);
+    std::fill(l, l + rows, 0.0f);
+    const float* kpk = kp ? kp + (bh / c.group - x0) * kstride : nullptr;
+    const float* vpk = vp ? vp + (bh / c.group - x0) * vstride : nullptr;
+    accumulate(c, b, h, i0, rows, 0, p.S, BC, from, kpk, vpk, o, m, l);
+    finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
+  };
+  // Few readers per kv head (a short query block against long keys: a chunk of new queries against a KV
+  // cache, cross-attention from a short target): each item packs the K block its products reach into an
+  // L2-resident buffer and reads V in place, instead of a packed copy of all of K and V written out to
+  // memory and read back by one or two items (paired A/B, 2 threads, Zen 3, E64: B1 H8 L64 S4096 +9%,
+  // B8 H8 L64 S1024 +10%, B1 H8 L120 S4096 (two readers) +1.5%; the packing had been ~20% of the time).
+  if (per_kv <= kStreamMaxReaders) {
+    dynamic_for(p.B * p.Hq * nqb, std::max<int64_t>(1, (1 << 18) / work),
+                [&](int64_t it) { item(it, KvFrom::k_per_block, nullptr, nullptr, 0, 0, 0); });
+    return;
+  }
   // K and V packed once per (b, kv head) into NR slivers shared by all query blocks of the heads using
   // them, a chunk of kv heads at a time so the packed copies stay bounded (<= kPackedKFloats, or one
   // head). Packed V slivers run over all S keys: the PV products read them as contiguous sliver rows
@@ -245,9 +295,6 @@ void forward_general(const Ctx& c, float* out, float* lse) {
   const int64_t chunk = std::clamp<int64_t>(kPackedKFloats / std::max<int64_t>(1, kstride + vstride), 1, nkv);
   float* kp = t_kpack.get(chunk * (kstride + vstride));
   float* vp = kp + chunk * kstride;
-  const int64_t nqb = ceil_div(p.L, BR);
-  const int64_t per_kv = c.group * nqb;  // items of one kv head: its query heads x query blocks
-  const int64_t work = std::max<int64_t>(1, BR * p.S * (p.E + p.Ev));
   for (int64_t x0 = 0; x0 < nkv; x0 += chunk) {
     const int64_t x1 = std::min(nkv, x0 + chunk);
     parallel_for(x1 - x0, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, p.S * p.E)), 1,
@@ -260,20 +307,7 @@ void forward_general(const Ctx& c, float* out, float* lse) {
                    }
                  });
     dynamic_for((x1 - x0) * per_kv, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t local) {
-      const int64_t it = x0 * per_kv + local;
-      const int64_t bh = it / nqb, qb = it % nqb;  // bh = (b Hkv + kv head) g + head in group
-      const int64_t b = bh / p.Hq, h = bh % p.Hq;
-      const int64_t i0 = qb * BR, rows = std::min(BR, p.L - i0);
-      float* o = out + (bh * p.L + i0) * p.Ev;
-      float* m = t_m.get(rows);
-      float* l = t_l.get(rows);
-      std::fill(o, o + rows * p.Ev, 0.0f);
-      std::fill(m, m + rows, kNegInf);
-      std::fill(l, l + rows, 0.0f);
-      const float* kpk = kp + (bh / c.group - x0) * kstride;
-      const float* vpk = vp + (bh / c.group - x0) * vstride;
-      accumulate(c, b, h, i0, rows, 0, p.S, BC, kpk, vpk, o, m, l);
-      finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
+      item(x0 * per_kv + local, KvFrom::packed, kp, vp, x0, kstride, vstride);
     });
   }
 }
@@ -302,7 +336,7 @@ void forward_decode(const Ctx& c, float* out, float* lse) {
       std::fill(m, m + L, kNegInf);
       std::fill(l, l + L, 0.0f);
       const int64_t k0 = ch * chunk, k1 = std::min(p.S, k0 + chunk);
-      if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, nullptr, nullptr, o, m, l);
+      if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, KvFrom::rows, nullptr, nullptr, o, m, l);
     });
     parallel_for(h1 - h0, 1, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t u = b0; u < b1; ++u) {

@@ -14,7 +14,8 @@
 // out (B, Hq, L, Ev), lse (B, Hq, L); query head h reads kv head h / (Hq / Hkv) (GQA). The additive
 // float mask is indexed mask[b*msb + h*msh + i*msl + j] (strides 0 broadcast; unit stride along keys).
 //
-// Forward (attention.cpp): K is packed once per (b, kv head) into GEMM B-slivers; work items are
+// Forward (attention.cpp): K is packed once per (b, kv head) into GEMM B-slivers (block by block inside
+// the items when a kv head has at most two query blocks reading it, V then read in place); work items are
 // (b, h, query block of BR rows); per key block of BC keys the block products run on the SGEMM
 // microkernels (gemm_kernels.h, A read in place), the row softmax on the VecF kernels of attention_impl.h.
 // Key blocks wholly outside the causal / window band are skipped; boundary blocks are masked per element.
