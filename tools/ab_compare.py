@@ -89,6 +89,25 @@ if "attention" in groups:
         kd, vd = (rng.standard_normal((1, 8, S, 64), dtype=np.float32) for _ in range(2))
         add(f"attention decode B1 H8 S{S} (GB/s of K and V)",
             lambda q=qd, k=kd, v=vd: F.scaled_dot_product_attention(q, k, v), 2.0 * 8 * S * 64 * 4)
+if "rnn" in groups:  # batch-1 steps: the weights stream from L3 once per step (GB/s of weights)
+    for mode, G in (("lstm", 4), ("gru", 3)):
+        I, H = 256, 512
+        x = rng.standard_normal((1, I), dtype=np.float32)
+        h = rng.standard_normal((1, H), dtype=np.float32)
+        wi = (rng.standard_normal((G * H, I)) * 0.05).astype(np.float32)
+        wh = (rng.standard_normal((G * H, H)) * 0.05).astype(np.float32)
+        bi, bh = (np.zeros(G * H, np.float32) for _ in range(2))
+        wbytes = 4.0 * G * H * (I + H)
+        if mode == "lstm":
+            add("lstm_cell b1 256->512 (GB/s of weights)",
+                lambda x=x, h=h, wi=wi, wh=wh, bi=bi, bh=bh: F.lstm_cell(x, (h, h), wi, wh, bi, bh), wbytes)
+        else:
+            add("gru_cell b1 256->512 (GB/s of weights)",
+                lambda x=x, h=h, wi=wi, wh=wh, bi=bi, bh=bh: F.gru_cell(x, h, wi, wh, bi, bh), wbytes)
+        xs = rng.standard_normal((200, 1, I), dtype=np.float32)
+        fn = F.lstm if mode == "lstm" else F.gru
+        add(f"{mode} T200 N1 256->512 (GB/s of W_hh per step)",
+            lambda xs=xs, ws=[wi, wh, bi, bh], fn=fn: fn(xs, None, ws, keep_reserve=False), 200 * 4.0 * G * H * H)
 print("|".join(cases), flush=True)
 for line in sys.stdin:
     fn, work = cases[line.strip()]
@@ -96,7 +115,7 @@ for line in sys.stdin:
     print(dt, work, flush=True)
 '''
 
-GROUPS = ("gemm", "pool", "conv", "attention")
+GROUPS = ("gemm", "pool", "conv", "attention", "rnn")
 
 
 def main(argv=None) -> int:

@@ -129,14 +129,19 @@ void rnn_bwd(int64_t n, const float* h, const float* dh, float* da, int relu) {
 
 // R rows at once sharing the loads of x; each row has the same two accumulators and summation order
 // whatever R is, so a row's result does not depend on how rows are grouped (thread-count invariance).
+// next: the first of the R rows that the caller reads after these (nullptr: none), prefetched one line per
+// row and step. The rows are short streams (1-2 KiB) that restart 3 rows further on at every block, so
+// the hardware prefetcher retrains on each of them and part of every row came in as a demand miss.
 template <class V, int R>
-inline void dot_block(int64_t K, const float* W, int64_t ldw, const float* x, float* y) {
+inline void dot_block(int64_t K, const float* W, int64_t ldw, const float* x, float* y, const float* next) {
   constexpr int N = V::N;
   V a0[R], a1[R];
   for (int r = 0; r < R; ++r) a0[r] = a1[r] = V::zero();
   int64_t k = 0;
   for (; k + 2 * N <= K; k += 2 * N) {
     const V x0 = V::load(x + k), x1 = V::load(x + k + N);
+    if (next)
+      for (int r = 0; r < R; ++r) __builtin_prefetch(next + r * ldw + k, 0, 3);
     for (int r = 0; r < R; ++r) {
       a0[r] = fmadd(V::load(W + r * ldw + k), x0, a0[r]);
       a1[r] = fmadd(V::load(W + r * ldw + k + N), x1, a1[r]);
@@ -159,11 +164,13 @@ template <class V>
 void dot_rows(int64_t rows, int64_t K, const float* W, int64_t ldw, const float* x, float* y, int rev) {
   const int64_t full = rows / 4 * 4;
   if (!rev) {
-    for (int64_t r = 0; r < full; r += 4) dot_block<V, 4>(K, W + r * ldw, ldw, x, y + r);
-    for (int64_t r = full; r < rows; ++r) dot_block<V, 1>(K, W + r * ldw, ldw, x, y + r);
+    for (int64_t r = 0; r < full; r += 4)
+      dot_block<V, 4>(K, W + r * ldw, ldw, x, y + r, r + 8 <= full ? W + (r + 4) * ldw : nullptr);
+    for (int64_t r = full; r < rows; ++r) dot_block<V, 1>(K, W + r * ldw, ldw, x, y + r, nullptr);
   } else {  // the same blocks, last row first
-    for (int64_t r = rows - 1; r >= full; --r) dot_block<V, 1>(K, W + r * ldw, ldw, x, y + r);
-    for (int64_t r = full - 4; r >= 0; r -= 4) dot_block<V, 4>(K, W + r * ldw, ldw, x, y + r);
+    for (int64_t r = rows - 1; r >= full; --r) dot_block<V, 1>(K, W + r * ldw, ldw, x, y + r, nullptr);
+    for (int64_t r = full - 4; r >= 0; r -= 4)
+      dot_block<V, 4>(K, W + r * ldw, ldw, x, y + r, r >= 4 ? W + (r - 4) * ldw : nullptr);
   }
 }
 
