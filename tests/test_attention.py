@@ -105,7 +105,8 @@ SHAPES = [
 # Lengths at and around the kernels' block edges (forward: query rows in blocks of 60 on AVX2, 56 on
 # AVX-512, 64 scalar under causal / window masks, otherwise in equal blocks of up to 1.25x that (75 rows: one
 # block of 78 on AVX2, 76: two of 42 and 34), keys in blocks of 256; backward: keys in blocks of
-# 60 / 56 / 64, queries in blocks of 256, 64 under causal masks) and the sequence lengths that broke other attention kernels (127, 128, 192, 704:
+# 60 / 56 / 64, queries in blocks of 256, 64 under causal masks) and the sequence lengths that broke other
+# attention kernels (127, 128, 192, 704:
 # e.g. NaN gradients at lengths of 64 mod 128), forward and backward.
 EDGE_SHAPES = [
     (1, 1, 127, 128, 32, 32, False),

@@ -3,7 +3,8 @@ attention with torch ``nn.MultiheadAttention`` numerics, Bahdanau additive atten
 positional encodings.
 
 ``scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None)`` follows
+scale=None, enable_gqa=False, *, seed=None, sliding_window=None, causal_alignment="top_left", out=None)``
+follows
 ``torch.nn.functional.scaled_dot_product_attention``:
 
 * shapes: query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev); the leading dims of
@@ -27,8 +28,9 @@ scale=None, enable_gqa=False, *, seed=None, sliding_window=None, out=None)`` fol
 * dropout: ``dropout_p`` in [0, 1). The keep mask is a counter-based hash of (seed, flattened batch*head
   index, query row, key column) (splitmix64 per row, murmur3 32-bit finaliser per key;
   ``fastml.reference.attention.dropout_keep_mask``), so the same seed gives the same mask on every
-  backend, ISA and thread count, and the backward pass regenerates it. ``scaled_dot_product_attention`` with ``seed=None`` draws a seed from NumPy's global
-  RNG (``np.random.seed`` makes it reproducible); the ``_forward`` / ``_backward`` pair requires ``seed``.
+  backend, ISA and thread count, and the backward pass regenerates it. ``scaled_dot_product_attention``
+  with ``seed=None`` draws a seed from NumPy's global RNG (``np.random.seed`` makes it reproducible); the
+  ``_forward`` / ``_backward`` pair requires ``seed``.
 * fully masked rows (no allowed key): output 0, logsumexp -inf, zero gradients. torch's math backend
   gives NaN for such rows (its fused CPU kernels give 0); fastml gives 0 on every backend.
 
@@ -60,8 +62,8 @@ _SDPA = "scaled_dot_product_attention"
 class _Prep:
     """Normalised problem: 4-d q/k/v (views where the leading dims allow), mask view (B, Hq, L, S) or None,
     options."""
-    __slots__ = ("q", "k", "v", "mask", "causal", "window", "diag", "scale", "drop", "lead", "dtype", "B", "Hq", "Hkv",
-                 "L", "S", "E", "Ev", "seed", "dropout_p", "inputs")
+    __slots__ = ("q", "k", "v", "mask", "causal", "window", "diag", "scale", "drop", "lead", "dtype", "B", "Hq",
+                 "Hkv", "L", "S", "E", "Ev", "seed", "dropout_p", "inputs")
 
 
 def _as_array(x, op, name):

@@ -4,9 +4,9 @@ whole score matrix materialised, backward in closed form.
 Semantics shared with ``fastml.functional.attention`` (see its module docstring): boolean mask True =
 may attend, float mask added; causal is top-left aligned (key j <= query i) or, with
 ``causal_alignment="bottom_right"``, bottom-right aligned (j <= i + S - L); ``sliding_window=w`` allows
-i + d - w < j <= i + d (d = 0, or S - L bottom-right); a row with no allowed key gives output 0, logsumexp -inf and zero gradients; GQA maps
-query head h to kv head h // (Hq // Hkv); dropout keeps (i, j) of flattened batch*head ``bh`` iff
-``dropout_keep_mask`` says so and scales kept probabilities by 1 / (1 - p).
+i + d - w < j <= i + d (d = 0, or S - L bottom-right); a row with no allowed key gives output 0, logsumexp
+-inf and zero gradients; GQA maps query head h to kv head h // (Hq // Hkv); dropout keeps (i, j) of
+flattened batch*head ``bh`` iff ``dropout_keep_mask`` says so and scales kept probabilities by 1 / (1 - p).
 """
 from __future__ import annotations
 

@@ -3,10 +3,11 @@
 // softmax on the AttentionKernels of the same ISA. Maths, layouts and determinism: attention.h.
 //
 // Blocks: forward BR = ~64 query rows (a multiple of the microkernel's MR; without a causal / window band
-// equal blocks of up to ~80) x BC = 256 keys (a multiple of NR); backward BK = ~64 keys (rows, MR) x BQ = 256 queries (columns, NR; 64 under causal / window
-// masks). Extra memory: O(BR x BC) per thread plus one packed copy of K and V (forward; one K block per
-// thread when few query blocks read each kv head) or, per thread, of Q, dO, Q^T and dO^T of one kv-head
-// group (backward: every product reads packed B slivers); never L x S.
+// equal blocks of up to ~80) x BC = 256 keys (a multiple of NR); backward BK = ~64 keys (rows, MR) x
+// BQ = 256 queries (columns, NR; 64 under causal / window masks). Extra memory: O(BR x BC) per thread plus
+// one packed copy of K and V (forward; one K block per thread when few query blocks read each kv head) or,
+// per thread, of Q, dO, Q^T and dO^T of one kv-head group (backward: every product reads packed B
+// slivers); never L x S.
 // Decode: chunks of kDecodeChunk keys, partials (m, l, o) merged in chunk order.
 #include "ops/attention/attention.h"
 
