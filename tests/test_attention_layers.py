@@ -1,6 +1,8 @@
 """multi_head_attention_forward/_backward and nn.MultiheadAttention vs torch.nn.MultiheadAttention and the
 float64 reference; additive (Bahdanau) attention vs the reference and finite differences; sinusoidal
 positional encodings vs the formula."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -150,6 +152,29 @@ def test_mha_bad_inputs(rng):
             layer.load_state_dict(bad)
         for k, v in layer.state_dict().items():  # nothing assigned on error
             assert np.array_equal(v, before[k]), k
+
+
+def test_mha_torch_causal_bias(backend, rng):
+    """A torch CausalBias as attn_mask: the same output and weights as the bool mask it stands for (torch
+    MHA's convention: True = not allowed), top-left and bottom-right, L < S and L > S."""
+    pytest.importorskip("torch")
+    bias_mod = pytest.importorskip("torch.nn.attention.bias")
+    E, h = 8, 2
+    w, b, wo, bo = _mha_params(rng, E)
+    for L, S in ((4, 9), (9, 4)):
+        q = rng.standard_normal((L, 2, E)).astype(np.float32)
+        kv = rng.standard_normal((S, 2, E)).astype(np.float32)
+        for make, diag in ((bias_mod.causal_upper_left, 0), (bias_mod.causal_lower_right, S - L)):
+            with warnings.catch_warnings():  # torch warns of NaN rows for lower-right with L > S
+                warnings.simplefilter("ignore")
+                cb = make(L, S)
+            got = F.multi_head_attention_forward(q, kv, kv, h, w, b, wo, bo, attn_mask=cb, need_weights=True)
+            want = F.multi_head_attention_forward(q, kv, kv, h, w, b, wo, bo, attn_mask=~np.tri(L, S, diag, dtype=bool),
+                                                  need_weights=True)
+            for x, y in zip(got, want):
+                np.testing.assert_array_equal(x, y)
+        with pytest.raises(ValueError, match=r"CausalBias for \(L, S\)"):
+            F.multi_head_attention_forward(q, kv, kv, h, w, b, wo, bo, attn_mask=bias_mod.causal_upper_left(L, L))
 
 
 def _additive_inputs(rng, N=3, S=6, Dq=5, Dk=4, Dv=3, A=7, dtype=np.float64):

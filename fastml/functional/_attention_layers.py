@@ -8,8 +8,8 @@ import math
 import numpy as np
 
 from .. import _backend as _B
-from .attention import (_additive_mask, scaled_dot_product_attention_backward,
-                        scaled_dot_product_attention_forward)
+from .attention import (_additive_mask, _causal_bias_alignment, _is_causal_bias,
+                        scaled_dot_product_attention_backward, scaled_dot_product_attention_forward)
 from .linear import linear
 
 _MHA = "multi_head_attention_forward"
@@ -67,6 +67,8 @@ def multi_head_attention_forward(query, key, value, num_heads, in_proj_weight, i
     convention, the opposite of SDPA's) or float added; ``attn_mask`` (L, S) or (N * num_heads, L, S):
     bool True = not allowed, or float added. ``is_causal=True`` without ``attn_mask`` applies the causal
     mask (torch requires the mask itself and treats is_causal as a hint; with a mask given, the mask is used).
+    ``attn_mask`` may be a torch ``CausalBias`` (``causal_upper_left(L, S)`` / ``causal_lower_right(L, S)``):
+    the top-left / bottom-right causal mask it stands for.
     Returns (output like query, weights or None): weights (N, L, S) averaged over heads, or
     (N, num_heads, L, S) with ``average_attn_weights=False``; a fully masked row gives zero output and
     zero weights (torch: NaN). ``return_saved=True`` appends the MultiHeadAttentionSaved object that
@@ -95,6 +97,10 @@ def multi_head_attention_forward(query, key, value, num_heads, in_proj_weight, i
     bo = None if out_proj_bias is None else np.asarray(out_proj_bias, dtype=dt)
     h = num_heads
     mask = None
+    diag = 0  # the causal mask's diagonal: 0 top-left, S - L bottom-right
+    if _is_causal_bias(attn_mask):  # its tensor holds no mask: what it stands for
+        diag = S - L if _causal_bias_alignment(_MHA, attn_mask, L, S) == "bottom_right" else 0
+        attn_mask, is_causal = None, True
     if attn_mask is not None:
         am = _additive(attn_mask, dt, True)
         if am.shape == (N * h, L, S):
@@ -103,7 +109,7 @@ def multi_head_attention_forward(query, key, value, num_heads, in_proj_weight, i
             raise ValueError(f"{_MHA}: expected attn_mask of shape ({L}, {S}) or ({N * h}, {L}, {S}), got {am.shape}")
         mask = am
     elif is_causal:
-        mask = _additive_mask(np.tri(L, S, dtype=bool), np.dtype(dt))
+        mask = _additive_mask(np.tri(L, S, diag, dtype=bool), np.dtype(dt))
     if key_padding_mask is not None:
         kp = _additive(key_padding_mask, dt, True)
         if kp.shape != (N, S):

@@ -175,21 +175,27 @@ def _is_causal_bias(m):
     return m is not None and type(m).__name__ == "CausalBias" and hasattr(m, "variant") and hasattr(m, "seq_len_kv")
 
 
-def _from_causal_bias(op, bias, is_causal, causal_alignment, L, S):
-    """(attn_mask, is_causal, causal_alignment) standing for a torch CausalBias (its tensor holds no mask:
-    NumPy would read uninitialised memory from it)."""
+def _causal_bias_alignment(op, bias, L, S):
+    """The alignment of a torch CausalBias for an (L, S) problem (its tensor holds no mask: NumPy would read
+    uninitialised memory from it)."""
     variant = getattr(bias.variant, "name", None)
     align = {"UPPER_LEFT": "top_left", "LOWER_RIGHT": "bottom_right"}.get(variant)
     if align is None:
         raise ValueError(f"{op}: expected a CausalBias of variant UPPER_LEFT or LOWER_RIGHT, got {bias.variant!r}")
+    if (bias.seq_len_q, bias.seq_len_kv) != (L, S):
+        raise ValueError(f"{op}: expected a CausalBias for (L, S) = ({L}, {S}), got "
+                         f"({bias.seq_len_q}, {bias.seq_len_kv})")
+    return align
+
+
+def _from_causal_bias(op, bias, is_causal, causal_alignment, L, S):
+    """(attn_mask, is_causal, causal_alignment) standing for a torch CausalBias."""
+    align = _causal_bias_alignment(op, bias, L, S)
     if is_causal:
         raise ValueError(f"{op}: a CausalBias attn_mask is the causal mask already; pass is_causal=False with it")
     if causal_alignment != "top_left" and causal_alignment != align:
         raise ValueError(f"{op}: the CausalBias attn_mask is {align} aligned, got causal_alignment="
                          f"{causal_alignment!r}")
-    if (bias.seq_len_q, bias.seq_len_kv) != (L, S):
-        raise ValueError(f"{op}: expected a CausalBias for (L, S) = ({L}, {S}), got "
-                         f"({bias.seq_len_q}, {bias.seq_len_kv})")
     return None, True, align
 
 
