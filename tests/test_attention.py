@@ -261,8 +261,8 @@ def test_attention_bottom_right_each_path(rng, L):
 @pytest.mark.parametrize("L,S", [(7, 1000), (64, 700), (100, 300)], ids=str)
 def test_attention_k_packed_per_block_same_bits(rng, L, S):
     """The general path packs K and V up front when a kv head has more than two query blocks of readers
-    (here: GQA, 3 query heads on one kv head; unmasked, the heads are folded into one block of 3 L rows,
-    which at L = 100 is four blocks) and K block by block, V read in place, otherwise (the same problem with
+    (here: GQA, 3 query heads on one kv head; unmasked, the heads are folded into one head of 3 L rows,
+    which at L = 100 is four or more blocks on every ISA) and K block by block, V read in place, otherwise (the same problem with
     K and V repeated per head): the same sums, so the same bits, on every ISA."""
     q = rng.standard_normal((1, 3, L, 40)).astype(np.float32)
     k = rng.standard_normal((1, 1, S, 40)).astype(np.float32)

@@ -269,9 +269,11 @@ void forward_general(const Ctx& c, float* out, float* lse) {
   const int64_t BC = NR * std::max<int64_t>(1, kBlockKeys / NR);
   const int64_t per_kv = c.group * nqb;  // items of one kv head: its query heads x query blocks
   const int64_t work = std::max<int64_t>(1, BR * p.S * (p.E + p.Ev));
-  // Item `it` of kv heads [x0, ..): query rows [i0, i0 + rows) of head bh = it / nqb.
-  auto item = [&](int64_t it, KvFrom from, const float* kp, const float* vp, int64_t x0, int64_t kstride,
-                  int64_t vstride) {
+  // Packed K and V of one kv head (used when packed up front, below).
+  const int64_t kstride = round_up(p.S, NR) * p.E, vstride = round_up(p.Ev, NR) * p.S;
+  // Item `it`: query rows [i0, i0 + rows) of head bh = it / nqb. kp, vp: the packed K and V of kv heads
+  // [x0, ..), or nullptr (K packed block by block, V read in place).
+  auto item = [&](int64_t it, const float* kp, const float* vp, int64_t x0) {
     const int64_t bh = it / nqb, qb = it % nqb;  // bh = (b Hkv + kv head) g + head in group
     const int64_t b = bh / p.Hq, h = bh % p.Hq;
     const int64_t i0 = qb * BR, rows = std::min(BR, p.L - i0);
@@ -281,9 +283,11 @@ void forward_general(const Ctx& c, float* out, float* lse) {
     std::fill(o, o + rows * p.Ev, 0.0f);
     std::fill(m, m + rows, kNegInf);
     std::fill(l, l + rows, 0.0f);
-    const float* kpk = kp ? kp + (bh / c.group - x0) * kstride : nullptr;
-    const float* vpk = vp ? vp + (bh / c.group - x0) * vstride : nullptr;
-    accumulate(c, b, h, i0, rows, 0, p.S, BC, from, kpk, vpk, o, m, l);
+    if (kp)
+      accumulate(c, b, h, i0, rows, 0, p.S, BC, KvFrom::packed, kp + (bh / c.group - x0) * kstride,
+                 vp + (bh / c.group - x0) * vstride, o, m, l);
+    else
+      accumulate(c, b, h, i0, rows, 0, p.S, BC, KvFrom::k_per_block, nullptr, nullptr, o, m, l);
     finish_rows(p, rows, o, m, l, lse + bh * p.L + i0);
   };
   // Few readers per kv head (a short query block against long keys: a chunk of new queries against a KV
@@ -293,7 +297,7 @@ void forward_general(const Ctx& c, float* out, float* lse) {
   // B8 H8 L64 S1024 +10%, B1 H8 L120 S4096 (two readers) +1.5%; the packing had been ~20% of the time).
   if (per_kv <= kStreamMaxReaders) {
     dynamic_for(p.B * p.Hq * nqb, std::max<int64_t>(1, (1 << 18) / work),
-                [&](int64_t it) { item(it, KvFrom::k_per_block, nullptr, nullptr, 0, 0, 0); });
+                [&](int64_t it) { item(it, nullptr, nullptr, 0); });
     return;
   }
   // K and V packed once per (b, kv head) into NR slivers shared by all query blocks of the heads using
@@ -301,7 +305,6 @@ void forward_general(const Ctx& c, float* out, float* lse) {
   // head). Packed V slivers run over all S keys: the PV products read them as contiguous sliver rows
   // instead of V rows Ev apart (B read in place: 2 prefetches per k step and 2 of every Ev/16 lines);
   // the products and their sums are the same, so the results are bitwise those of V read in place.
-  const int64_t kstride = round_up(p.S, NR) * p.E, vstride = round_up(p.Ev, NR) * p.S;
   const int64_t nkv = p.B * p.Hkv;
   const int64_t chunk = std::clamp<int64_t>(kPackedKFloats / std::max<int64_t>(1, kstride + vstride), 1, nkv);
   float* kp = t_kpack.get(chunk * (kstride + vstride));
@@ -318,7 +321,7 @@ void forward_general(const Ctx& c, float* out, float* lse) {
                    }
                  });
     dynamic_for((x1 - x0) * per_kv, std::max<int64_t>(1, (1 << 18) / work), [&](int64_t local) {
-      item(x0 * per_kv + local, KvFrom::packed, kp, vp, x0, kstride, vstride);
+      item(x0 * per_kv + local, kp, vp, x0);
     });
   }
 }
