@@ -5,8 +5,8 @@
 //                  tile in the thread's workspace and multiplies it serially: NCDHW output drives the
 //                  GEMM microkernels directly (weights packed once per call, columns read in place),
 //                  channels-last output calls sgemm (which runs serially inside a parallel region).
-//                  Stride 1 with >= 18 kernel offsets and C/G >= 16: conv_shifted.h (no column buffer;
-//                  29-32 output channels per group on AVX-512: pixels as the GEMM rows).
+//                  AVX-512, stride 1 with >= 18 kernel offsets and C/G >= 16: conv_shifted.h (no column
+//                  buffer; 29-32 output channels per group: pixels as the GEMM rows).
 //                  Tile size depends on the shape only (never on the thread count); images of fewer
 //                  than kSpanPixels output pixels share a tile (span_images).
 //   backward data  1x1: tiles of W^T dy in parallel. Stride 1 and C/G >= 16: the forward pass above on

@@ -26,15 +26,32 @@
 
 namespace fastml::conv_detail {
 
-// True when the shifted path applies and pays: stride 1, NCDHW in and out, C/G >= 16, at least 18
-// kernel offsets (measured 1.1-1.15x the column-buffer path on 3x3x3; even with it on 3x3 and k5 1-D,
-// where the column buffer is cheap relative to the GEMM), little of the grid dropped.
+// True when the shifted path applies and pays: AVX-512, stride 1, NCDHW in and out, C/G >= 16, at least 18
+// kernel offsets (measured on an AVX-512 Xeon: 1.1-1.15x the column-buffer path on 3x3x3; even with it on
+// 3x3 and k5 1-D, where the column buffer is cheap relative to the GEMM), little of the grid dropped.
+// Not on AVX2: on Zen 3 (2 threads, im2col forced) the column path took 0.77-0.86x its time on 5x5 and
+// 7x7 conv2d at 28x28-56x56 and on 3x3x3 conv3d, and level at 14x14 and 9x9. Its microkernel calls run
+// k = C/G steps (64 there) per kernel offset against the column path's K blocks of ~230; the loop order
+// that keeps a B sliver in L1 across the weight slivers did not close the gap (measured), and the cause
+// was not isolated further.
 inline bool shifted_applies(const ConvShape& s) {
+  if (active_isa() != Isa::avx512) return false;
   if (s.in_cl || s.out_cl || s.C / s.G < 16 || s.kvol() < 18) return false;
   for (int d = 0; d < 3; ++d)
     if (s.stride[d] != 1) return false;
   const int64_t Wp = s.out[2] + s.dil[2] * (s.k[2] - 1);
   return 8 * (Wp - s.out[2]) <= Wp;  // at most 1/8 of the grid computed and dropped
+}
+
+// Floats between consecutive channels of the padded input: the plane size rounded up to a whole number of
+// 64-byte lines, made an odd number of lines. The microkernel reads a B sliver row per channel, Sp apart; a
+// plane of a multiple of 4 KiB (5x5, padding 2 on 28x28: 32 x 32 floats) put every row of the sliver in
+// one L1 set, and the sliver, reused by every weight sliver, evicted itself (AVX2, N8 C64 28x28 5x5: 29.6
+// -> 13.5 ms with the odd stride). With an odd line count consecutive channels cycle through all the sets.
+// Only the layout of the scratch copy changes, not the sums.
+inline int64_t channel_stride(int64_t plane) {
+  const int64_t lines = (plane + 15) / 16;
+  return 16 * (lines | 1);
 }
 
 // Pixel-rows variant for few output channels per group (Kg <= NR, AVX-512 where the in-place-A
@@ -149,9 +166,9 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
   const int64_t oD = s.out[0], oH = s.out[1], oW = s.out[2], P = s.out_pixels();
   const int64_t Dp = oD + s.dil[0] * (s.k[0] - 1), Hp = oH + s.dil[1] * (s.k[1] - 1),
                 Wp = oW + s.dil[2] * (s.k[2] - 1);
-  const int64_t HWp = Hp * Wp, Sp = Dp * HWp;
+  const int64_t HWp = Hp * Wp, Sp = channel_stride(Dp * HWp);
   const int64_t D = s.in[0], H = s.in[1], W = s.in[2];
-  // 1. the zero-padded input (N, C, Dp, Hp, Wp)
+  // 1. the zero-padded input (N, C, Dp, Hp, Wp), channels Sp apart (the gap after each plane zeroed too)
   float* xp = xpad_scratch.get(s.N * s.C * Sp);
   parallel_for(s.N * s.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(Sp, 1)), 1, [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc) {
@@ -171,6 +188,7 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
             row[xq] = (xx >= 0 && xx < W) ? in[xx] : 0.0f;
           }
         }
+      std::fill(dst + Dp * HWp, dst + Sp, 0.0f);
     }
   });
   // 2. weights reordered to K = (offset, channel) and packed: group g, offset kk, channel block c0
