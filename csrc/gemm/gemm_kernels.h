@@ -51,6 +51,11 @@ using GemmActFn = void (*)(GemmAct act, int64_t n, float* x);  // in place, acti
 // dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols: an out-of-place transpose (the layout changes of
 // the convolutions' channels-last paths).
 using GemmTransposeFn = void (*)(int64_t rows, int64_t cols, const float* src, int64_t lds, float* dst, int64_t ldd);
+// dst[e*ldd + j] = row[x0 + e + j] where 0 <= x0 + e + j < w, else 0, for e < ke, j < n: the ke rows of an
+// im2col tile that one input row segment feeds under kernel column offsets 0..ke-1 (stride 1 along W). Only
+// row[0, w) is read.
+using GemmShiftRowsFn = void (*)(int64_t ke, int64_t n, const float* row, int64_t x0, int64_t w, float* dst,
+                                 int64_t ldd);
 
 struct GemmKernels {
   int mr, nr;                 // microkernel tile
@@ -63,6 +68,7 @@ struct GemmKernels {
   GemmDotFn dot;
   GemmActFn act;
   GemmTransposeFn transpose;
+  GemmShiftRowsFn shift_rows;
 };
 
 FASTML_DECLARE_KERNEL_TABLES(GemmKernels, gemm)

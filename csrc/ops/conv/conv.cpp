@@ -187,6 +187,27 @@ void im2col_tile(const ConvShape& s, const float* xg, const InStrides& st, int64
   const int64_t D = s.in[0], H = s.in[1], W = s.in[2], sw = s.stride[2];
   const int64_t step = sw * st.x;
   const std::vector<Run>& runs = tile_runs(s, p0, tp);
+  if (step == 1) {  // stride 1 along contiguous W: the vector row kernel, all kW offsets of a run per call
+    const GemmKernels& kt = select_kernels(gemm_tables);
+    const int64_t dw = s.dil[2];
+    for (int64_t c = 0; c < Cg; ++c) {
+      const float* xc = xg + c * st.c;
+      for (int64_t a = 0; a < kD; ++a)
+        for (int64_t b = 0; b < kH; ++b) {
+          float* row0 = cols + ((c * kD + a) * kH + b) * kW * ld;  // offset e's row is e ld further
+          for (const Run& r : runs) {
+            const int64_t iz = r.z + a * s.dil[0], iy = r.y + b * s.dil[1];
+            const bool in = iz >= 0 && iz < D && iy >= 0 && iy < H;
+            const float* src = in ? xc + iz * st.z + iy * st.y : xc;
+            const int64_t w = in ? W : 0;  // a row outside the input: zeros
+            if (dw == 1) kt.shift_rows(kW, r.len, src, r.x, w, row0 + r.j, ld);
+            else
+              for (int64_t e = 0; e < kW; ++e) kt.shift_rows(1, r.len, src, r.x + e * dw, w, row0 + e * ld + r.j, ld);
+          }
+        }
+    }
+    return;
+  }
   for (int64_t c = 0; c < Cg; ++c) {
     const float* xc = xg + c * st.c;
     for (int64_t a = 0; a < kD; ++a)
@@ -205,9 +226,7 @@ void im2col_tile(const ConvShape& s, const float* xg, const InStrides& st, int64
             valid_range(ix0, sw, W, r.len, lo, hi);
             for (int64_t i = 0; i < lo; ++i) dst[i] = 0.0f;
             const float* src = xc + iz * st.z + iy * st.y + (ix0 + lo * sw) * st.x;
-            if (step == 1) {
-              std::memcpy(dst + lo, src, sizeof(float) * (hi - lo));
-            } else if (step == 2) {
+            if (step == 2) {
               gather2(dst + lo, src, hi - lo);
             } else {
               for (int64_t i = lo; i < hi; ++i) dst[i] = src[(i - lo) * step];
