@@ -213,6 +213,23 @@ def test_matmul_views_out_and_mixed_dtypes(backend, rng):
     _within(fastml.matmul(bc, b[:, 0]), R.matmul(bc, b[:, 0]), bc @ b[:, 0], "broadcast rows")
 
 
+def test_matmul_3d_out(backend, rng):
+    # contiguous same-batch operands with a contiguous out: the batched hot path writes out in place,
+    # bitwise the result without out=; an out that overlaps an operand is refused
+    a = rng.standard_normal((5, 7, 33)).astype(np.float32)
+    b = rng.standard_normal((5, 33, 7)).astype(np.float32)
+    out = np.full((5, 7, 7), np.nan, np.float32)
+    res = fastml.matmul(a, b, out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, fastml.matmul(a, b))
+    _within(out, R.matmul(a, b), np.matmul(a, b), f"{backend} out=")
+    sq = rng.standard_normal((5, 7, 7)).astype(np.float32)
+    with pytest.raises(ValueError, match="share memory"):
+        fastml.matmul(sq, np.ascontiguousarray(b[:, :7, :]), out=sq)  # the hot path's own check
+    with pytest.raises(ValueError, match=r"out of shape \(5, 7, 7\)"):
+        fastml.matmul(a, b, out=np.empty((5, 7, 8), np.float32))
+
+
 def test_matmul_2d_views_read_in_place(backend, rng):
     # 2-D hot path: transposed views (x.T) go to the engine as op = trans with their column stride,
     # sliced rows / columns with their row stride; other strides are copied. Each result is close to the

@@ -284,7 +284,7 @@ void bind_gemm(py::module_& m) {
      "out = a @ b for 2-D float32 arrays, the hot path of fastml.matmul: row- or column-contiguous views (x.T)\n"
      "are read in place through the engine's transpose flags, other strided input is copied once.");
 
-  m.def("matmul3d", [](py::handle a_, py::handle b_) {
+  m.def("matmul3d", [](py::handle a_, py::handle b_, py::handle out) {
     const char* op = "matmul";
     py::array a = input_f32(a_, op, "a");
     py::array b = input_f32(b_, op, "b");
@@ -293,7 +293,9 @@ void bind_gemm(py::module_& m) {
     const int64_t B = a.shape(0), M = a.shape(1), K = a.shape(2), N = b.shape(2);
     FASTML_CHECK(b.shape(1) == K, op, ": expected b with ", K, " rows in its last two dims (a is ", shape_str(a),
                  "), got ", shape_str(b));
-    py::array c = empty_f32({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+    py::array c =
+        output_f32(out, {static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)}, op);
+    FASTML_CHECK(!shares_memory(a, c) && !shares_memory(b, c), op, ": expected out not to share memory with a or b");
     const float* pa = cf32(a);
     const float* pb = cf32(b);
     float* pc = f32(c);
@@ -303,8 +305,9 @@ void bind_gemm(py::module_& m) {
                     std::max<int64_t>(1, N), K * N, 0.0f, pc, std::max<int64_t>(1, N), M * N);
     }
     return c;
-  }, py::arg("a"), py::arg("b"),
-     "a @ b for 3-D float32 arrays with the same batch (strided input copied once): fastml.matmul's batched hot path.");
+  }, py::arg("a"), py::arg("b"), py::arg("out") = py::none(),
+     "out = a @ b for 3-D float32 arrays with the same batch (strided input copied once): fastml.matmul's batched\n"
+     "hot path.");
 
   m.def("linear_backward2d", [](py::handle g_, py::handle x_, py::handle w_, bool want_gi, bool want_gw,
                                  bool want_gb) {

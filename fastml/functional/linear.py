@@ -130,9 +130,11 @@ def matmul(a, b, *, out=None):
     if _B.cpu_fast_path(a) and _B.cpu_fast_path(b):  # hot paths (per-call overhead matters for small products)
         if a.ndim == 2 and b.ndim == 2:
             return _C.matmul2d(a, b, out)
-        if (out is None and a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0] and a.shape[2] == b.shape[1]
-                and a.flags.c_contiguous and b.flags.c_contiguous):  # same batch, nothing to broadcast or view
-            return _C.matmul3d(a, b)
+        if (a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0] and a.shape[2] == b.shape[1]
+                and a.flags.c_contiguous and b.flags.c_contiguous  # same batch, nothing to broadcast or view
+                and (out is None or (type(out) is np.ndarray and out.dtype == _B.F32 and out.flags.c_contiguous
+                                     and out.flags.writeable and out.shape == (a.shape[0], a.shape[1], b.shape[2])))):
+            return _C.matmul3d(a, b, out)
     _no_device(a, "matmul")
     _no_device(b, "matmul")
     x = _B.as_float_array(a, "matmul", "a")
