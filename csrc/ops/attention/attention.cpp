@@ -352,7 +352,10 @@ void forward_decode(const Ctx& c, float* out, float* lse) {
       const int64_t k0 = ch * chunk, k1 = std::min(p.S, k0 + chunk);
       if (k0 < k1) accumulate(c, bh / p.Hq, bh % p.Hq, 0, L, k0, k1, BC, KvFrom::rows, nullptr, nullptr, o, m, l);
     });
-    parallel_for(h1 - h0, 1, 1, [&](int64_t b0, int64_t b1) {
+    // the merge: on the calling thread when it is small (B1 H8 S4096: 8 x 8 partials of 66 floats), where a
+    // second fork-join would cost more than it saves
+    const int64_t merge_grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, nch * per));
+    parallel_for(h1 - h0, merge_grain, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t u = b0; u < b1; ++u) {
         const int64_t bh = h0 + u;
         for (int64_t r = 0; r < L; ++r) {
