@@ -495,7 +495,9 @@ def test_column_tiles_spanning_images_match_single_images(rng):
     cases = [((8, 32, 14, 14), (48, 32, 3, 3), dict(padding=1, stride=2)),
              ((5, 16, 9, 9), (20, 8, 3, 3), dict(padding=1, groups=2, activation="relu")),
              ((11, 4, 6, 7), (9, 4, 2, 3), dict(stride=(1, 2))),
-             ((3, 20, 15, 15), (30, 20, 5, 5), dict(padding=2, dilation=1))]  # 225 pixels, 3 x 225 columns
+             ((3, 20, 15, 15), (30, 20, 5, 5), dict(padding=2, dilation=1)),  # 225 pixels, 3 x 225 columns
+             ((3, 8, 40, 40), (16, 8, 3, 3), dict(padding=1, stride=2)),  # 400 pixels: tiles, not spans
+             ((2, 128, 5, 5), (1024, 128, 3, 3), dict(stride=2))]  # W^T of 4.7 MB: grad_input on sgemm
     for xs, ws, kw in cases + [((6, 40, 7, 7), (300, 40, 1, 1), {})]:  # 1x1, Kg >= 256 (gw's own layout)
         x, w, b = data(rng, 2, xs, ws)
         algo = "auto" if ws[2:] == (1, 1) else "im2col"

@@ -278,20 +278,28 @@ struct PackedWeights {
   const float* data;
 };
 
-PackedWeights pack_weights(const float* w, int64_t G, int64_t Kg, int64_t CK, int64_t kc_cap) {
+constexpr int64_t kNoKcCap = int64_t{1} << 40;  // pack_weights: the engine's KC
+
+// W_g (Kg x CK, rows of w) as the A operand, or with `transposed` W_g^T (CK x Kg: the backward data's
+// columns = W_g^T dy_g), packed once per call in weights_times_cols's layout (rows = the product's M, red =
+// its reduction).
+PackedWeights pack_weights(const float* w, int64_t G, int64_t Kg, int64_t CK, int64_t kc_cap, bool transposed = false) {
   PackedWeights pw;
   pw.kt = &select_kernels(gemm_tables);
   pw.MR = pw.kt->mr, pw.NR = pw.kt->nr, pw.KC = std::min<int64_t>(gemm_blocking().kc, kc_cap);
-  pw.ms = (Kg + pw.MR - 1) / pw.MR;
-  float* dst = t_wpack.get(G * pw.ms * pw.MR * CK);
+  const int64_t rows = transposed ? CK : Kg, red = transposed ? Kg : CK;
+  pw.ms = (rows + pw.MR - 1) / pw.MR;
+  float* dst = t_wpack.get(G * pw.ms * pw.MR * red);
   // one item per (group, K block), spread over the threads when the weights are large enough to matter
   // (512 x 2304 is a 4.7 MB transposing copy); every item writes its own part of the buffer
-  const int64_t nkb = (CK + pw.KC - 1) / pw.KC, items = G * nkb;
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, Kg * pw.KC));
+  const int64_t nkb = (red + pw.KC - 1) / pw.KC, items = G * nkb;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, rows * pw.KC));
   parallel_for(items, grain, 1, [&](int64_t b, int64_t e) {
     for (int64_t it = b; it < e; ++it) {
-      const int64_t g = it / nkb, pc = it % nkb * pw.KC, kb = std::min(pw.KC, CK - pc);
-      pw.kt->pack_a_transpose(Kg, kb, w + g * Kg * CK + pc, CK, dst + g * pw.ms * pw.MR * CK + pc * pw.ms * pw.MR);
+      const int64_t g = it / nkb, pc = it % nkb * pw.KC, kb = std::min(pw.KC, red - pc);
+      float* d = dst + g * pw.ms * pw.MR * red + pc * pw.ms * pw.MR;
+      if (transposed) pw.kt->pack_a_copy(CK, kb, w + g * Kg * CK + pc * CK, CK, d);  // A(i, p) = w_g[p CK + i]
+      else pw.kt->pack_a_transpose(Kg, kb, w + g * Kg * CK + pc, CK, d);
     }
   });
   pw.data = dst;
@@ -299,24 +307,31 @@ PackedWeights pack_weights(const float* w, int64_t G, int64_t Kg, int64_t CK, in
 }
 
 // C (Kg x np, ldc) = act(W_g cols + bias) with cols (CK x np) read in place by the microkernel: the
-// column sliver (kb x NR) stays in L1 while the packed weight slivers stream past it. Each element's
-// sum runs over K blocks in order, the microkernel's p order inside a block (thread-count invariant).
+// column sliver (kb x NR) stays in L1 while the packed weight slivers stream past it, a block of them that
+// fits a quarter of L2 at a time (the backward data's W^T has up to thousands of rows: 2048 x 256 streamed
+// once per column sliver from L3 measured 10% slower than the engine's sgemm). Each element's sum runs
+// over K blocks in order, the microkernel's p order inside a block (thread-count invariant).
 void weights_times_cols(const PackedWeights& pw, int64_t g, int64_t Kg, int64_t CK, const float* cols, int64_t ldb,
                         int64_t np, const float* bias, GemmAct act, float* C, int64_t ldc) {
   const GemmKernels& kt = *pw.kt;
   const float* wg = pw.data + g * pw.ms * pw.MR * CK;
+  const int64_t l2 = cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20);
   for (int64_t pc = 0; pc < CK; pc += pw.KC) {
     const int64_t kb = std::min(pw.KC, CK - pc);
     const float* ap = wg + pc * pw.ms * pw.MR;
-    for (int64_t j0 = 0; j0 < np; j0 += pw.NR) {
-      const int n = static_cast<int>(std::min(pw.NR, np - j0));
-      for (int64_t s = 0; s < pw.ms; ++s) {
-        const int64_t i0 = s * pw.MR;
-        GemmTile t;
-        t.beta = pc == 0 ? 0.0f : 1.0f;
-        if (pc == 0 && bias) t.bias = bias + i0, t.bias_kind = GemmBias::row;
-        kt.micro(kb, ap + s * pw.MR * kb, cols + pc * ldb + j0, ldb, C + i0 * ldc + j0, ldc,
-                 static_cast<int>(std::min(pw.MR, Kg - i0)), n, t);
+    const int64_t sb = std::max<int64_t>(1, l2 / 4 / (4 * pw.MR * kb));  // slivers per block
+    for (int64_t s0 = 0; s0 < pw.ms; s0 += sb) {
+      const int64_t s1 = std::min(pw.ms, s0 + sb);
+      for (int64_t j0 = 0; j0 < np; j0 += pw.NR) {
+        const int n = static_cast<int>(std::min(pw.NR, np - j0));
+        for (int64_t s = s0; s < s1; ++s) {
+          const int64_t i0 = s * pw.MR;
+          GemmTile t;
+          t.beta = pc == 0 ? 0.0f : 1.0f;
+          if (pc == 0 && bias) t.bias = bias + i0, t.bias_kind = GemmBias::row;
+          kt.micro(kb, ap + s * pw.MR * kb, cols + pc * ldb + j0, ldb, C + i0 * ldc + j0, ldc,
+                   static_cast<int>(std::min(pw.MR, Kg - i0)), n, t);
+        }
       }
     }
   }
@@ -468,6 +483,27 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
   }
   const int64_t tp = tile_pixels(CK, P, forward_tile_bytes()), ntiles = (P + tp - 1) / tp;
   const int64_t units = s.N * G;
+  // The column products cols (CK x np) = W_g^T dy (dy: Kg x np, row stride ldd). W_g^T is packed once per
+  // call (weights_times_cols) where it is at most twice the L2, instead of sgemm packing it again for every
+  // unit. Paired, 2 threads, Zen 3 (512 KiB L2): conv_transpose2d k4 s2 p1 from C64 28x28 / C128 14x14
+  // (W^T 128 / 512 KiB) +7-16%, the stride-2 backward data of C64 56x56 3x3 and the 7x7 stem +4-6%; with
+  // 2 MiB (C256 7x7 k4) 10% slower and 4.7 MiB (C256 -> 512 3x3) 2.5% slower, so those keep sgemm (which
+  // blocks W^T by the cache). Every path below takes the same kernel for a given shape, so a column's sums
+  // do not depend on the path (hence on the thread count); `threaded` splits the columns over the threads.
+  const bool prepack_wt = CK * Kg * int64_t(sizeof(float)) <= 2 * (cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20));
+  const PackedWeights pwt = prepack_wt ? pack_weights(w, G, Kg, CK, kNoKcCap, true) : PackedWeights{};
+  auto product = [&](int64_t g, const float* dyp, int64_t ldd, int64_t np, float* cols, bool threaded) {
+    if (!prepack_wt) {
+      sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dyp, ldd, 0.0f, cols, np);
+      return;
+    }
+    const int64_t NR = pwt.NR, nsl = ceil_div(np, NR);
+    const int64_t grain = threaded ? std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, CK * Kg * NR)) : nsl;
+    parallel_for(nsl, grain, 1, [&](int64_t b, int64_t e) {
+      const int64_t j0 = b * NR, j1 = std::min(np, e * NR);
+      weights_times_cols(pwt, g, CK, Kg, dyp + j0, ldd, j1 - j0, nullptr, GemmAct::none, cols + j0, np);
+    });
+  };
   auto init = [&](int64_t n, int64_t g, int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       float* dst = gx + (n * s.C + g * Cg + c) * Pin;
@@ -484,7 +520,7 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
       float* dyb = t_ctile.get(Kg * np);
       gather_images(dyb, dy + g * Kg * P, s.K * P, Kg, n0, ni, P);
       float* cols = t_cols.get(CK * np);
-      sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dyb, np, 0.0f, cols, np);
+      product(g, dyb, np, np, cols, false);
       for (int64_t i = 0; i < ni; ++i) {
         init(n0 + i, g, 0, Cg);
         col2im_tile(s, cols + i * P, 0, Cg, 0, P, gx + ((n0 + i) * s.C + g * Cg) * Pin, np);
@@ -492,6 +528,17 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
     });
     return;
   }
+  // dy rows of tile [p0, p0 + np) of unit (n, g), gathered (ld np) for the pre-packed product: read in place
+  // they sit P apart, which can map a B sliver's rows to a few L1 sets (P = 112 x 112: four)
+  auto dy_tile = [&](int64_t n, int64_t g, int64_t p0, int64_t np, int64_t& ldd) -> const float* {
+    const float* src = dy + (n * s.K + g * Kg) * P + p0;
+    ldd = P;
+    if (!prepack_wt) return src;
+    float* dyt = t_ctile.get(Kg * np);
+    for (int64_t k = 0; k < Kg; ++k) std::copy_n(src + k * P, np, dyt + k * np);
+    ldd = np;
+    return dyt;
+  };
   if (units >= get_num_threads()) {
     parallel_units(units, flops, [&](int64_t u) {
       const int64_t g = u % G, n = u / G;
@@ -499,9 +546,10 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
       float* gxg = gx + (n * s.C + g * Cg) * Pin;
       for (int64_t t = 0; t < ntiles; ++t) {
         const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+        int64_t ldd;
+        const float* dyp = dy_tile(n, g, p0, np, ldd);
         float* cols = t_cols.get(CK * np);
-        sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dy + (n * s.K + g * Kg) * P + p0, P,
-              0.0f, cols, np);
+        product(g, dyp, ldd, np, cols, false);
         col2im_tile(s, cols, 0, Cg, p0, np, gxg);
       }
     });
@@ -515,9 +563,10 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
                  [&](int64_t c0, int64_t c1) { init(n, g, c0, c1); });
     for (int64_t t = 0; t < ntiles; ++t) {
       const int64_t p0 = t * tp, np = std::min(tp, P - p0);
+      int64_t ldd;
+      const float* dyp = dy_tile(n, g, p0, np, ldd);
       float* cols = t_cols.get(CK * np);
-      sgemm(Trans::trans, Trans::none, CK, np, Kg, 1.0f, w + g * Kg * CK, CK, dy + (n * s.K + g * Kg) * P + p0, P,
-            0.0f, cols, np);
+      product(g, dyp, ldd, np, cols, true);
       const int64_t per_c = s.kvol() * np;
       parallel_for(Cg, std::max<int64_t>(1, 16384 / std::max<int64_t>(per_c, 1)), 1,
                    [&](int64_t c0, int64_t c1) { col2im_tile(s, cols, c0, c1, p0, np, gxg); });
