@@ -87,6 +87,12 @@ CONFIGS = [
     (2, (1, 1, 6, 6), dict(kernel_size=5, stride=4, padding=2, ceil_mode=True)),  # ceil window starts in padding
     (3, (1, 2, 5, 6, 7), dict(kernel_size=(2, 3, 3), stride=(1, 2, 2), padding=(1, 1, 1))),
     (3, (2, 1, 4, 5, 9), dict(kernel_size=2, stride=2, ceil_mode=True)),
+    # wide windows with a W stride > 2 (each output reduced along W by vector loads)
+    (1, (2, 3, 300), dict(kernel_size=100)),
+    (1, (2, 2, 203), dict(kernel_size=9, stride=4, padding=2)),
+    (2, (1, 3, 28, 30), dict(kernel_size=7)),
+    (2, (1, 2, 17, 40), dict(kernel_size=(3, 5), stride=(2, 3), padding=(1, 2))),
+    (2, (1, 2, 12, 45), dict(kernel_size=4, stride=4, ceil_mode=True)),
 ]
 _MAX = {1: (F.max_pool1d, R.max_pool1d, F.max_pool1d_backward, R.max_pool1d_backward),
         2: (F.max_pool2d, R.max_pool2d, F.max_pool2d_backward, R.max_pool2d_backward),
@@ -452,7 +458,8 @@ def test_max_pool_special_values(backend, rng):
     x[1, 1, :, :7] = -INF
     x[0, 2, 5, 5:] = INF
     for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2), dict(kernel_size=3, stride=1,
-                                                                                  padding=1, dilation=2)):
+                                                                                  padding=1, dilation=2),
+               dict(kernel_size=(2, 5), stride=(2, 5)), dict(kernel_size=(3, 9), stride=(3, 4), padding=(1, 3))):
         y, i = F.max_pool2d(x, return_indices=True, **kw)
         ry, ri = R.max_pool2d(x, return_indices=True, **kw)
         np.testing.assert_array_equal(y, ry)
