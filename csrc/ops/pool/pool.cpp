@@ -126,11 +126,27 @@ void avg_pool_forward(const PoolGeom& g, const AvgMode& m, const float* x, float
   for_planes(g, [&](int64_t i) { fn(g, m, x + i * is, y + i * os); });
 }
 
+// Where the gather (each gx element written once) beats the scatter into a zeroed plane. Paired, 2 threads,
+// Zen 3, gather time / scatter time: 1-D rows (k2 s2, k3 s2 p1 over 1000 columns) 0.92-0.95; 2-D 2x2 s2 and
+// 3x3 s2 p1 (the pair kernels) 0.58-0.81 from W = 80 up (112, 224) but 1.09-1.45 at W = 56 and 2.3 at 28
+// (short rows: the per-row work outweighs the zero fill the scatter pays, which stays in cache); 2-D stride
+// 1 at W = 112 0.78-0.98, at W = 56 1.23; 3-D 2x2x2 1.12-1.56 and other 2-D strides 1.3-2.7 (the generic
+// gather rows), so those scatter.
+static bool max_backward_gather_pays(const PoolGeom& g) {
+  if (!max_backward_gather_ok(g)) return false;
+  if (g.in[0] == 1 && g.in[1] == 1) return true;  // 1-D
+  if (g.in[0] != 1 || g.k[0] != 1 || g.in[2] < 64) return false;
+  const bool pairs = g.s[1] == 2 && g.s[2] == 2 && g.p[0] == 0 &&
+                     ((g.k[1] == 2 && g.k[2] == 2 && g.p[1] == 0 && g.p[2] == 0) ||
+                      (g.k[1] == 3 && g.k[2] == 3 && g.p[1] == 1 && g.p[2] == 1));
+  return pairs || g.s[2] == 1;
+}
+
 bool max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, const float* x, float* gx,
                        bool adaptive, bool gx_fresh) {
   const PoolKernels& t = select_kernels(pool_tables);
   const int64_t is = in_size(g), os = out_size(g);
-  const bool gather = !adaptive && max_backward_gather_ok(g);
+  const bool gather = !adaptive && max_backward_gather_pays(g);
   // pass 2 of one plane: gather when its indices are all taps of their own windows, else scatter
   auto write_plane = [&](int64_t i, const int64_t* ip, const uint8_t* codes, int flags) {
     if (gather && !(flags & kMaxBwdForeign))
