@@ -307,31 +307,24 @@ PackedWeights pack_weights(const float* w, int64_t G, int64_t Kg, int64_t CK, in
 }
 
 // C (Kg x np, ldc) = act(W_g cols + bias) with cols (CK x np) read in place by the microkernel: the
-// column sliver (kb x NR) stays in L1 while the packed weight slivers stream past it, a block of them that
-// fits a quarter of L2 at a time (the backward data's W^T has up to thousands of rows: 2048 x 256 streamed
-// once per column sliver from L3 measured 10% slower than the engine's sgemm). Each element's sum runs
-// over K blocks in order, the microkernel's p order inside a block (thread-count invariant).
+// column sliver (kb x NR) stays in L1 while the packed weight slivers stream past it. Each element's
+// sum runs over K blocks in order, the microkernel's p order inside a block (thread-count invariant).
 void weights_times_cols(const PackedWeights& pw, int64_t g, int64_t Kg, int64_t CK, const float* cols, int64_t ldb,
                         int64_t np, const float* bias, GemmAct act, float* C, int64_t ldc) {
   const GemmKernels& kt = *pw.kt;
   const float* wg = pw.data + g * pw.ms * pw.MR * CK;
-  const int64_t l2 = cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20);
   for (int64_t pc = 0; pc < CK; pc += pw.KC) {
     const int64_t kb = std::min(pw.KC, CK - pc);
     const float* ap = wg + pc * pw.ms * pw.MR;
-    const int64_t sb = std::max<int64_t>(1, l2 / 4 / (4 * pw.MR * kb));  // slivers per block
-    for (int64_t s0 = 0; s0 < pw.ms; s0 += sb) {
-      const int64_t s1 = std::min(pw.ms, s0 + sb);
-      for (int64_t j0 = 0; j0 < np; j0 += pw.NR) {
-        const int n = static_cast<int>(std::min(pw.NR, np - j0));
-        for (int64_t s = s0; s < s1; ++s) {
-          const int64_t i0 = s * pw.MR;
-          GemmTile t;
-          t.beta = pc == 0 ? 0.0f : 1.0f;
-          if (pc == 0 && bias) t.bias = bias + i0, t.bias_kind = GemmBias::row;
-          kt.micro(kb, ap + s * pw.MR * kb, cols + pc * ldb + j0, ldb, C + i0 * ldc + j0, ldc,
-                   static_cast<int>(std::min(pw.MR, Kg - i0)), n, t);
-        }
+    for (int64_t j0 = 0; j0 < np; j0 += pw.NR) {
+      const int n = static_cast<int>(std::min(pw.NR, np - j0));
+      for (int64_t s = 0; s < pw.ms; ++s) {
+        const int64_t i0 = s * pw.MR;
+        GemmTile t;
+        t.beta = pc == 0 ? 0.0f : 1.0f;
+        if (pc == 0 && bias) t.bias = bias + i0, t.bias_kind = GemmBias::row;
+        kt.micro(kb, ap + s * pw.MR * kb, cols + pc * ldb + j0, ldb, C + i0 * ldc + j0, ldc,
+                 static_cast<int>(std::min(pw.MR, Kg - i0)), n, t);
       }
     }
   }
@@ -486,7 +479,7 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
   // The column products cols (CK x np) = W_g^T dy (dy: Kg x np, row stride ldd). W_g^T is packed once per
   // call (weights_times_cols) where it is at most twice the L2, instead of sgemm packing it again for every
   // unit. Paired, 2 threads, Zen 3 (512 KiB L2): conv_transpose2d k4 s2 p1 from C64 28x28 / C128 14x14
-  // (W^T 128 / 512 KiB) +7-16%, the stride-2 backward data of C64 56x56 3x3 and the 7x7 stem +4-6%; with
+  // (W^T 128 / 512 KiB) +6-16%, the stride-2 backward data of C64 56x56 3x3 and the 7x7 stem +4-6%; with
   // 2 MiB (C256 7x7 k4) 10% slower and 4.7 MiB (C256 -> 512 3x3) 2.5% slower, so those keep sgemm (which
   // blocks W^T by the cache). Every path below takes the same kernel for a given shape, so a column's sums
   // do not depend on the path (hence on the thread count); `threaded` splits the columns over the threads.
