@@ -189,7 +189,7 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
         if (lo == 0) first_index_fix(g, x, sd, sh, yrow, irow);
       } else if (g.s[2] == 1) max_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
       else if (g.s[2] == 2) max_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
-      else if (!irow && wide_ok<V>(g)) row_wide<V, true>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow);
+      else if (!irow && wide_ok(g)) row_wide<V, true>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, 0.f, yrow);
       else max_row_vec<V, 0>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, yrow, irow);
     }
   }
@@ -285,7 +285,7 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
         if (vlo < lo && !m.count_include_pad && m.divisor == 0) yrow[0] = avg_window(g, m, x, sd, sh, -g.p[2]);
       } else if (g.s[2] == 1) avg_row_vec<V, 1>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
       else if (g.s[2] == 2) avg_row_vec<V, 2>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
-      else if (wide_ok<V>(g)) row_wide<V, false>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
+      else if (wide_ok(g)) row_wide<V, false>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
       else avg_row_vec<V, 0>(g, x, sd, sh, a0, a1, b0, b1, lo, hi, div, yrow);
     }
   }

@@ -203,11 +203,9 @@ void avg_row_vec(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int6
 // Wide windows with a large W stride (kernel >= 4 along W, stride > 2, no W dilation; 1-D k100 s100, 7x7 s7):
 // each output reduces its window's rows along W with contiguous vector loads (masked for the last k mod N),
 // instead of N outputs a step with one N-lane gather per tap (k gathers for N outputs: 0.62-0.66x torch at
-// k 7-100). Interior columns
-// [lo, hi) only. Averages: one vector accumulator over the rows (then its lanes), divided by div: other last
-// bits than the gather rows; max values (no indices): the lane-wise NaN-propagating max, any order giving
-// the same value.
-template <class V>
+// k 7-100). Interior columns [lo, hi) only. Averages: one vector accumulator over the rows (then its lanes),
+// divided by div: other last bits than the gather rows; max values (no indices): the lane-wise
+// NaN-propagating max, any order giving the same value.
 inline bool wide_ok(const PoolGeom& g) {
   return g.s[2] > 2 && g.k[2] >= 4 && g.d[2] == 1;
 }
