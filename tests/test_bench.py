@@ -186,6 +186,27 @@ def test_gemm_cases_compute_the_same_thing(threads):
                     np.testing.assert_allclose(g, r, rtol=1e-4, atol=2e-4 * np.abs(r).max(), err_msg=f"{name} {impl}")
 
 
+@needs_ext
+def test_conv_transpose_cases_compute_the_same_thing(threads):
+    """The conv_transpose2d bench cases: fastml and torch (aten.convolution_backward with transposed=True for the
+    backward) return the same tensors for the same inputs, so the ratios compare like with like."""
+    torch = C.torch_or_none()
+    fastml.set_num_threads(1)
+    for case in [c for c in C.CASES if c.name.startswith("conv_transpose2d")]:
+        prepared = case.build()
+        assert prepared.flops > 0
+        ref = prepared.impls["fastml"]()
+        refs = [r for r in (ref if isinstance(ref, tuple) else (ref,)) if r is not None]
+        assert refs
+        if torch is None:
+            continue
+        got = prepared.impls["torch"]()
+        gots = [g.numpy() for g in (got if isinstance(got, tuple) else (got,)) if g is not None]
+        assert len(gots) == len(refs), case.name
+        for r, g in zip(refs, gots):
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * np.abs(r).max(), err_msg=case.name)
+
+
 def test_compute_bound_bars_and_table():
     """pct_fma / vs_numpy bars and the GFLOP/s (+ GB/s for a GEMV) columns, on made-up timings."""
     bars = (C.Bar("pct_fma", 85.0, ">= 85% of FMA peak"), C.Bar("vs_numpy", 1.0, ">= 1.0x NumPy"),

@@ -12,7 +12,8 @@ float32 arrays (torch through ``torch.from_numpy``).
 
 Shapes (the conv issue): ResNet 3x3 at 56x56 and 14x14, a 1x1 at 28x28, the 7x7/s2 stem, LeNet 5x5,
 depthwise 3x3 (groups = channels), conv1d k5, conv3d 3x3x3; outside the bar set, two stride-2 3x3
-downsampling layers of ResNet. --quick: LeNet and 256@14x14. Each case's
+downsampling layers of ResNet, a 5x5, a ResNeXt 3x3 with 32 groups and a 4x4 stride-2 conv_transpose2d
+(forward and backward). --quick: LeNet and 256@14x14. Each case's
 notes say which algorithm 'auto' runs (the rules: fastml/functional/conv.py docstring).
 
 Bars (conv issue): forward geometric mean over the shapes >= 1.0x torch and no shape < 0.8x torch
@@ -39,10 +40,17 @@ SHAPES = (
     ("N2,C32,16x56x56->32,3x3x3,p1", 3, (2, 32, 16, 56, 56), (32, 32, 3, 3, 3), dict(padding=1), False),
 )
 
-# Not in the issue's bar set (no bars; timed for the record): ResNet's stride-2 3x3 downsampling convolutions.
+# Not in the issue's bar set (no bars; timed for the record): ResNet's stride-2 3x3 downsampling convolutions,
+# a 5x5 and a ResNeXt grouped 3x3 (few channels per group: the column copy is a large share of their time).
 EXTRA_SHAPES = (
     ("N8,C64,56x56->128,3x3,s2,p1", 2, (8, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), False),
     ("N8,C256,14x14->512,3x3,s2,p1", 2, (8, 256, 14, 14), (512, 256, 3, 3), dict(stride=2, padding=1), False),
+    ("N8,C64,28x28->64,5x5,p2", 2, (8, 64, 28, 28), (64, 64, 5, 5), dict(padding=2), False),
+    ("N8,C256,28x28->256,3x3,p1,g32", 2, (8, 256, 28, 28), (256, 8, 3, 3), dict(padding=1, groups=32), False),
+)
+# conv_transpose2d (no bars): DCGAN / U-Net style 4x4 stride-2 upsampling.
+TRANSPOSE_SHAPES = (
+    ("N8,C128,14x14->64,4x4,s2,p1", (8, 128, 14, 14), (128, 64, 4, 4), dict(stride=2, padding=1)),
 )
 
 FORWARD_NOTE = ("bar: forward geomean >= 1.0x torch over the conv shapes, no shape < 0.8x (per-case bar); "
@@ -114,6 +122,34 @@ def _build(nd, xs, ws, kw, backward):
     return build
 
 
+def _build_transpose(xs, ws, kw, backward):
+    def build():
+        torch = torch_or_none()
+        F = _F()
+        rng = np.random.default_rng(20240612 + sum(xs) + sum(ws))
+        x = rng.standard_normal(xs, dtype=F32)
+        w = (rng.standard_normal(ws, dtype=F32) / np.sqrt(np.prod(ws[1:]))).astype(F32)
+        y = F.conv_transpose2d(x, w, None, **kw)
+        flops = 2 * int(np.prod(xs)) * int(np.prod(ws[1:]))  # each input element times its C_out k k taps
+        s, p = kw["stride"], kw["padding"]
+        if not backward:
+            impls = {"fastml": lambda: F.conv_transpose2d(x, w, None, **kw)}
+            if torch is not None:
+                xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+                impls["torch"] = lambda: torch.nn.functional.conv_transpose2d(xt, wt, None, **kw)
+            return Prepared(impls, flops=flops, notes=["no bar; both allocate the output"])
+        g = rng.standard_normal(y.shape, dtype=F32)
+        mask = (True, True, False)
+        impls = {"fastml": lambda: F.conv_transpose2d_backward(g, x, w, output_mask=mask, **kw)}
+        if torch is not None:
+            gt, xt, wt = torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(w)
+            args = ([s] * 2, [p] * 2, [1] * 2, True, [0] * 2, 1, [True, True, False])
+            impls["torch"] = lambda: torch.ops.aten.convolution_backward(gt, xt, wt, None, *args)
+        return Prepared(impls, flops=2 * flops, notes=["no bar; grad_input + grad_weight; torch: "
+                                                         "aten.convolution_backward(transposed=True)"])
+    return build
+
+
 def register_conv_cases(register, Bar, Case):
     fwd_bars = (Bar("vs_torch", 0.8, ">= 0.8x torch on every shape (geomean >= 1.0x)"),)
     for label, nd, xs, ws, kw, quick in SHAPES:
@@ -127,3 +163,7 @@ def register_conv_cases(register, Bar, Case):
         for suffix, bwd in (("", False), ("_backward", True)):
             register(Case(op + suffix, "conv", label, quick, (f"fastml.functional:{op}{suffix}",),
                           _build(nd, xs, ws, kw, bwd)))
+    for label, xs, ws, kw in TRANSPOSE_SHAPES:
+        for suffix, bwd in (("", False), ("_backward", True)):
+            register(Case("conv_transpose2d" + suffix, "conv", label, False,
+                          (f"fastml.functional:conv_transpose2d{suffix}",), _build_transpose(xs, ws, kw, bwd)))
