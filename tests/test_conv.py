@@ -38,6 +38,8 @@ CASES = [
     (2, (1, 64, 5, 20), (64, 32, 3, 3), dict(padding=1, groups=2)),              # ... groups
     (2, (1, 16, 5, 20), (40, 16, 3, 3), dict(padding=1)),                        # shifted, weight rows (Kg > 32)
     (2, (1, 16, 28, 28), (8, 16, 5, 5), dict(padding=2)),                        # ... 32 x 32 (4 KiB) padded planes
+    (2, (2, 16, 9, 10), (16, 4, 3, 3), dict(padding=1, groups=4)),               # Cg = Kg = 4: grad_input as a
+    (2, (2, 16, 7, 9), (16, 8, 3, 3), dict(padding=(1, 2), groups=2)),           # flipped forward conv
     (1, (2, 16, 40), (8, 16, 5), dict(padding=2)),
     (1, (3, 5, 17), (6, 5, 3), dict(padding=1, stride=2)),
     (1, (2, 4, 16), (4, 2, 4), dict(padding="same", dilation=3, groups=2)),

@@ -444,7 +444,11 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
     });
     return;
   }
-  bool flip_ok = Cg >= 16;  // Cg is the M of the flipped GEMM: tiny M (LeNet, depthwise) is faster as col2im
+  // Cg is the M of the flipped GEMM: tiny M (LeNet, depthwise) is faster as col2im, whose product has M = Cg
+  // kvol but only Kg reduction steps. With both small (grouped convolutions, Cg = Kg = 4 or 8: ResNeXt) the
+  // flipped forward won: 2 threads, N8 3x3 s1, grad_input, C128 56x56 g32 7.4 -> 4.7 ms, C256 28x28 g32 4.9 ->
+  // 3.7-4.2 ms, C64 56x56 g8 4.2-4.5 -> 3.0 ms; with Kg 48-64 it lost (C4 / C8 / C12 -> 48-64: 1.2-2.1x slower).
+  bool flip_ok = Cg >= 16 || (Cg >= 4 && Kg <= 8);
   for (int d = 0; d < 3; ++d) flip_ok = flip_ok && s.stride[d] == 1 && s.pad[d] <= s.dil[d] * (s.k[d] - 1);
   if (flip_ok) {
     // Stride 1: gx is the convolution of dy with the flipped kernels, in and out channels swapped, front
