@@ -6,8 +6,8 @@
 // them; pass 2 gathers grad_input row by row from the windows whose code names each element
 // (max_backward_gather, strides 1 and 2 in W, no dilation), or scatters into a zeroed plane
 // (max_backward_plane: any index, any geometry). Avg zeroes each input row just before the first window
-// adds to it and with strides 1 and 2 gathers, per input row, from the output row divided by the divisors
-// (zero margins make the borders need no special case); other strides scatter each window's share.
+// adds to it and gathers, per input row, from the output row divided by the divisors (strides 1 and 2 in
+// vectors, with zero margins so the borders need no special case; larger strides by a scalar share per row).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -76,9 +76,25 @@ void avg_backward_row_share(const PoolGeom& g, float* r, const float* q) {
   }
 }
 
-// gx = the avg windows' gradient, accumulated into rows zeroed on first use. Strides 1 and 2 gather per input
-// row (no border split); other strides scatter each window's share to its valid taps. `row` holds
-// avg_backward_row_floats(g) floats.
+// Any W stride (3 and up): the row's share built by adding each window's q[ow] to its valid columns, windows in
+// order (each column's sum in window order, as the per-element scatter it replaces). Scalar: it runs once per
+// output row and the adds into the input rows that use it are vectorised (a per-column form with an integer
+// division per column was slower than the scatter). Strides of 3 and more scattered each window's share into
+// every input row instead: avg_pool2d 4x4 s4 backward on 8x512x28x28 was 0.66x torch.
+inline void avg_backward_row_share_any(const PoolGeom& g, float* r, const float* q) {
+  const int64_t W = g.in[2], oW = g.out[2], p = g.p[2], k = g.k[2], s = g.s[2];
+  std::fill(r, r + W, 0.0f);
+  for (int64_t ow = 0; ow < oW; ++ow) {
+    const int64_t w0 = ow * s - p;
+    int64_t c0, c1;
+    valid_taps(w0, k, 1, W, c0, c1);
+    for (int64_t c = c0; c < c1; ++c) r[w0 + c] += q[ow];
+  }
+}
+
+// gx = the avg windows' gradient, accumulated into rows zeroed on first use: per output row, the share of
+// each input column (the same for every input row the windows cover) is computed once and added to those
+// rows (no border split). `row` holds avg_backward_row_floats(g) floats.
 template <class V>
 void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row) {
   float* acc = gx;
@@ -88,14 +104,6 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
   // a pass over the plane first: a plane larger than L1 would go through L2 twice (zeroed lines evicted,
   // then read back). avg_pool2d_backward 2x2 s2 on 8x64x112x112: 1.06 -> 0.7 ms. Same bits.
   int64_t zeroed = 0;  // rows [0, zeroed) are zero or hold their sums so far
-  auto input_row = [&](int64_t row) {
-    if (row >= zeroed) {
-      std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((row + 1 - zeroed) * W));
-      zeroed = row + 1;
-    }
-    return acc + row * W;
-  };
-  const bool gather = sw_ == 1 || sw_ == 2;
   // interior columns [lo, hi): windows wholly inside the input in W
   const int64_t lo = std::min<int64_t>(oW, (pw + sw_ - 1) / sw_);
   const int64_t lim = W - 1 + pw - (g.k[2] - 1);
@@ -139,8 +147,9 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
         const int64_t st[3] = {sd, sh, ow * sw_ - pw};
         q[ow] = grow[ow] / avg_divisor(g, m, st);
       }
-      if (gather) {  // the row's share, the same for each input row it covers: computed once, then added
+      {  // the row's share, the same for each input row it covers: computed once, then added
         if (sw_ == 1) avg_backward_row_share<V, 1>(g, share, q);
+        else if (sw_ > 2) avg_backward_row_share_any(g, share, q);
         else if (g.k[2] == 2 && pw == 0) avg_backward_row_share<V, 2, 2, 0>(g, share, q);
         else if (g.k[2] == 3 && pw == 1) avg_backward_row_share<V, 2, 3, 1>(g, share, q);
         else avg_backward_row_share<V, 2>(g, share, q);
@@ -167,18 +176,7 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
               }
             }
           }
-        continue;
       }
-      for (int64_t a = a0; a < a1; ++a)
-        for (int64_t b = b0; b < b1; ++b) {
-          float* r = input_row((sd + a) * H + sh + b);
-          for (int64_t ow = 0; ow < oW; ++ow) {
-            const int64_t sw = ow * sw_ - pw;
-            int64_t c0, c1;
-            valid_taps(sw, g.k[2], 1, W, c0, c1);
-            for (int64_t c = c0; c < c1; ++c) r[sw + c] += q[ow];
-          }
-        }
     }
   }
   if (zeroed < rows_in)  // rows no window covers
