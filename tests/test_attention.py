@@ -106,8 +106,7 @@ SHAPES = [
 # AVX-512, 64 scalar under causal / window masks, otherwise in equal blocks of up to 1.25x that (75 rows: one
 # block of 78 on AVX2, 76: two of 42 and 34), keys in blocks of 256; backward: keys in blocks of
 # 60 / 56 / 64, queries in blocks of 256, 64 under causal masks) and the sequence lengths that broke other
-# attention kernels (127, 128, 192, 704:
-# e.g. NaN gradients at lengths of 64 mod 128), forward and backward.
+# attention kernels (127, 128, 192, 704: e.g. NaN gradients at lengths of 64 mod 128), forward and backward.
 EDGE_SHAPES = [
     (1, 1, 127, 128, 32, 32, False),
     (1, 1, 128, 192, 32, 16, True),
@@ -262,8 +261,8 @@ def test_attention_bottom_right_each_path(rng, L):
 def test_attention_k_packed_per_block_same_bits(rng, L, S):
     """The general path packs K and V up front when a kv head has more than two query blocks of readers
     (here: GQA, 3 query heads on one kv head; unmasked, the heads are folded into one head of 3 L rows,
-    which at L = 100 is four or more blocks on every ISA) and K block by block, V read in place, otherwise (the same problem with
-    K and V repeated per head): the same sums, so the same bits, on every ISA."""
+    which at L = 100 is four or more blocks on every ISA) and K block by block, V read in place, otherwise
+    (the same problem with K and V repeated per head): the same sums, so the same bits, on every ISA."""
     q = rng.standard_normal((1, 3, L, 40)).astype(np.float32)
     k = rng.standard_normal((1, 1, S, 40)).astype(np.float32)
     v = rng.standard_normal((1, 1, S, 24)).astype(np.float32)

@@ -48,14 +48,9 @@ constexpr int64_t kWeightRowsKg = 256;  // from this many output channels per gr
 // Column tile of the forward / backward-data passes: an eighth of L2 (measured best at 2 MB L2: the
 // tile plus the GEMM's packed panels stay cache resident); the weight gradient uses larger tiles (the
 // tile is the K of its GEMM, and each tile re-reads the partial result).
-int64_t forward_tile_bytes() {
-  const int64_t l2 = cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20);
-  return std::clamp<int64_t>(l2 / 8, 128 << 10, 512 << 10);
-}
-int64_t weight_tile_bytes() {
-  const int64_t l2 = cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20);
-  return std::clamp<int64_t>(l2 / 2, 512 << 10, 2 << 20);
-}
+int64_t l2_bytes() { return cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20); }  // 1 MiB if unreported
+int64_t forward_tile_bytes() { return std::clamp<int64_t>(l2_bytes() / 8, 128 << 10, 512 << 10); }
+int64_t weight_tile_bytes() { return std::clamp<int64_t>(l2_bytes() / 2, 512 << 10, 2 << 20); }
 constexpr int64_t kSpanPixels = 256;         // images of fewer output pixels share column tiles (span_images)
 constexpr double kFlopsPerThread = 4e5;      // below this much work per thread, stay on one thread
 
@@ -487,7 +482,7 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
   // 2 MiB (C256 7x7 k4) 10% slower and 4.7 MiB (C256 -> 512 3x3) 2.5% slower, so those keep sgemm (which
   // blocks W^T by the cache). Every path below takes the same kernel for a given shape, so a column's sums
   // do not depend on the path (hence on the thread count); `threaded` splits the columns over the threads.
-  const bool prepack_wt = CK * Kg * int64_t(sizeof(float)) <= 2 * (cpu_info().l2_bytes > 0 ? cpu_info().l2_bytes : (1 << 20));
+  const bool prepack_wt = CK * Kg * int64_t(sizeof(float)) <= 2 * l2_bytes();
   const PackedWeights pwt = prepack_wt ? pack_weights(w, G, Kg, CK, kNoKcCap, true) : PackedWeights{};
   auto product = [&](int64_t g, const float* dyp, int64_t ldd, int64_t np, float* cols, bool threaded) {
     if (!prepack_wt) {

@@ -136,10 +136,7 @@ static bool max_backward_gather_pays(const PoolGeom& g) {
   if (!max_backward_gather_ok(g)) return false;
   if (g.in[0] == 1 && g.in[1] == 1) return true;  // 1-D
   if (g.in[0] != 1 || g.k[0] != 1 || g.in[2] < 64) return false;
-  const bool pairs = g.s[1] == 2 && g.s[2] == 2 && g.p[0] == 0 &&
-                     ((g.k[1] == 2 && g.k[2] == 2 && g.p[1] == 0 && g.p[2] == 0) ||
-                      (g.k[1] == 3 && g.k[2] == 3 && g.p[1] == 1 && g.p[2] == 1));
-  return pairs || g.s[2] == 1;
+  return max_backward_pairs_k(g) != 0 || g.s[2] == 1;
 }
 
 bool max_pool_backward(const PoolGeom& g, const float* gy, const int64_t* idx, const float* x, float* gx,

@@ -96,6 +96,14 @@ static inline bool max_backward_gather_ok(const PoolGeom& g) {
   return g.d[0] == 1 && g.d[1] == 1 && g.d[2] == 1 && (g.s[2] == 1 || g.s[2] == 2) &&
          g.k[0] * g.k[1] * g.k[2] <= 253 && g.k[0] * g.k[1] <= 64 && g.in[0] * g.in[1] * g.in[2] < (int64_t{1} << 30);
 }
+// The 2-D 2x2 s2 and 3x3 s2 p1 windows whose max backward gather runs the pair kernels
+// (max_backward_gather_pairs): their K (2 or 3), else 0.
+static inline int max_backward_pairs_k(const PoolGeom& g) {
+  if (g.in[0] != 1 || g.k[0] != 1 || g.p[0] != 0 || g.s[1] != 2 || g.s[2] != 2) return 0;
+  if (g.k[1] == 2 && g.k[2] == 2 && g.p[1] == 0 && g.p[2] == 0) return 2;
+  if (g.k[1] == 3 && g.k[2] == 3 && g.p[1] == 1 && g.p[2] == 1) return 3;
+  return 0;
+}
 // The codes of a plane are stored in rows of max_backward_code_row(g) bytes: kW bytes of left margin, the output
 // row, and a right margin covering the input columns rounded up to whole vectors (of up to 16 lanes) plus the
 // largest forward offset, rounded up to a multiple of 16; margins hold kCodeMargin (never a tap), so that the

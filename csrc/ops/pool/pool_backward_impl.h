@@ -604,12 +604,9 @@ template <class V>
 void max_backward_gather(const PoolGeom& g, const float* gy, const uint8_t* codes, float* gx, float* scratch) {
   const int64_t D = g.in[0], H = g.in[1], W = g.in[2], oW = g.out[2], rows = g.out[0] * g.out[1];
   const int64_t L = max_backward_margin_left(g), CR = max_backward_code_row(g);
-  if (D == 1 && g.k[0] == 1 && g.p[0] == 0 && g.s[1] == 2 && g.s[2] == 2) {  // 2D: the tap code is b kW + c
-    if (g.k[1] == 2 && g.k[2] == 2 && g.p[1] == 0 && g.p[2] == 0)
-      return max_backward_gather_pairs<V, 2>(g, gy, codes, gx);
-    if (g.k[1] == 3 && g.k[2] == 3 && g.p[1] == 1 && g.p[2] == 1)
-      return max_backward_gather_pairs<V, 3>(g, gy, codes, gx);
-  }
+  // 2D: the tap code is b kW + c
+  if (const int pk = max_backward_pairs_k(g); pk == 2) return max_backward_gather_pairs<V, 2>(g, gy, codes, gx);
+  else if (pk == 3) return max_backward_gather_pairs<V, 3>(g, gy, codes, gx);
   const GatherPlan& plan = gather_plan(g);
   thread_local std::vector<const float*> t_rows;
   if (static_cast<int64_t>(t_rows.size()) < rows) t_rows.resize(static_cast<size_t>(rows));
