@@ -38,6 +38,12 @@ CASES = [
     (2, (1, 64, 5, 20), (64, 32, 3, 3), dict(padding=1, groups=2)),              # ... groups
     (2, (1, 16, 5, 20), (40, 16, 3, 3), dict(padding=1)),                        # shifted, weight rows (Kg > 32)
     (2, (1, 16, 28, 28), (8, 16, 5, 5), dict(padding=2)),                        # ... 32 x 32 (4 KiB) padded planes
+    (2, (2, 64, 6, 7), (16, 64, 3, 3), dict(padding=1)),                         # shifted, few channels per group
+    (2, (1, 272, 4, 12), (8, 272, 3, 3), dict(padding=1)),                       # ... (AVX2): chunks of offsets,
+    (2, (2, 32, 7, 7), (32, 4, 3, 3), dict(padding=1, groups=8)),                # ... channel blocks (C/G > KC),
+    (2, (1, 32, 7, 7), (32, 32, 3, 3), dict(padding=1)),                         # ... Kg 4, Kg 32 on a small plane,
+    (2, (1, 32, 9, 12), (32, 2, 3, 3), dict(padding=2, dilation=2, groups=16)),  # ... dilation,
+    (3, (1, 16, 4, 5, 6), (16, 2, 3, 3, 3), dict(padding=1, groups=8)),          # ... 3-D
     (2, (2, 16, 9, 10), (16, 4, 3, 3), dict(padding=1, groups=4)),               # Cg = Kg = 4: grad_input as a
     (2, (2, 16, 7, 9), (16, 8, 3, 3), dict(padding=(1, 2), groups=2)),           # flipped forward conv
     (1, (2, 16, 40), (8, 16, 5), dict(padding=2)),

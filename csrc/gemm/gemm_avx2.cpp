@@ -32,9 +32,10 @@ constexpr int64_t kPrefetchK = 8;  // B rows read in place are prefetched this m
 // PACKED: b is a packed sliver (ldb == NR): its row step is a constant, so the unrolled body addresses
 // rows by displacement. Otherwise B is read in place, rows ldb apart, and is prefetched kPrefetchK rows
 // ahead (no hardware prefetcher follows a stride of a page).
-template <int ROWS, bool MASKED, bool DIRECT = false, bool PACKED = true>
+// OFFSETS (micro_offsets): nb blocks of k steps, block j reading B in place from b + boff[j].
+template <int ROWS, bool MASKED, bool DIRECT = false, bool PACKED = true, bool OFFSETS = false>
 inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int n,
-                       const GemmTile& t, int64_t lda = MR) {
+                       const GemmTile& t, int64_t lda = MR, const int64_t* boff = nullptr, int64_t nb = 1) {
   __m256 c0[ROWS], c1[ROWS];
 #pragma GCC unroll 6
   for (int i = 0; i < ROWS; ++i) {
@@ -68,7 +69,13 @@ inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, f
       c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
     }
   };
-  if (DIRECT) {  // six A streams: the rolled loop (unrolled it was no faster at 4096 x 64 x 4096)
+  if (OFFSETS) {
+    for (int64_t j = 0; j < nb; ++j) {
+      const float* bp = b + boff[j];
+#pragma GCC unroll 4
+      for (int64_t p = 0; p < k; ++p, a += MR, bp += ldb) step(bp, a);
+    }
+  } else if (DIRECT) {  // six A streams: the rolled loop (unrolled it was no faster at 4096 x 64 x 4096)
     for (int64_t p = 0; p < k; ++p, ++a, b += bstep) step(b, a);
   } else {
 #pragma GCC unroll 4
@@ -119,6 +126,25 @@ inline void micro_n(int64_t k, const float* a, int64_t lda, const float* b, int6
   } else {
     if (n == NR) micro_rows<ROWS, false, DIRECT, false>(k, a, b, ldb, c, ldc, n, t, lda);
     else micro_rows<ROWS, true, DIRECT, false>(k, a, b, ldb, c, ldc, n, t, lda);
+  }
+}
+
+template <int ROWS>
+inline void micro_offsets_n(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b, int64_t ldb,
+                            float* c, int64_t ldc, int n, const GemmTile& t) {
+  if (n == NR) micro_rows<ROWS, false, false, false, true>(kb, a, b, ldb, c, ldc, n, t, MR, boff, nb);
+  else micro_rows<ROWS, true, false, false, true>(kb, a, b, ldb, c, ldc, n, t, MR, boff, nb);
+}
+
+void micro_offsets(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b, int64_t ldb,
+                   float* c, int64_t ldc, int m, int n, const GemmTile& t) {
+  switch (m) {
+    case 6: micro_offsets_n<6>(kb, nb, boff, a, b, ldb, c, ldc, n, t); break;
+    case 5: micro_offsets_n<5>(kb, nb, boff, a, b, ldb, c, ldc, n, t); break;
+    case 4: micro_offsets_n<4>(kb, nb, boff, a, b, ldb, c, ldc, n, t); break;
+    case 3: micro_offsets_n<3>(kb, nb, boff, a, b, ldb, c, ldc, n, t); break;
+    case 2: micro_offsets_n<2>(kb, nb, boff, a, b, ldb, c, ldc, n, t); break;
+    default: micro_offsets_n<1>(kb, nb, boff, a, b, ldb, c, ldc, n, t); break;
   }
 }
 
@@ -213,6 +239,6 @@ constexpr GemmKernels gemm_kernels_avx2 = {
     MR, NR, &micro, &micro_direct_a,
     &gemm_impl::micro_copy_b_via_pack<NR, &gemm_impl::pack_copy<NR>, &micro>, &gemm_impl::gemv_rows<VecF>,
     &gemm_impl::pack_copy<MR>, &pack_transpose<MR>, &gemm_impl::pack_copy<NR>, &pack_transpose<NR>,
-    &gemm_impl::dot<VecF>, &act, &gemm_impl::transpose, &gemm_impl::shift_rows<VecF>};
+    &gemm_impl::dot<VecF>, &act, &gemm_impl::transpose, &gemm_impl::shift_rows<VecF>, &micro_offsets};
 
 }  // namespace fastml::cpu::avx2

@@ -277,6 +277,7 @@ void act(GemmAct a, int64_t n, float* x) { gemm_impl::act_with(activation_kernel
 extern const GemmKernels gemm_kernels_avx512;
 constexpr GemmKernels gemm_kernels_avx512 = {
     MR, NR, &micro, &micro_direct_a, &micro_copy_b, &gemm_impl::gemv_rows<VecF>, &pack_copy<MR>, &pack_transpose<MR>, &pack_copy<NR>, &pack_transpose<NR>,
-    &gemm_impl::dot<VecF>, &act, &transpose, &gemm_impl::shift_rows<VecF>};
+    &gemm_impl::dot<VecF>, &act, &transpose, &gemm_impl::shift_rows<VecF>,
+    &gemm_impl::micro_offsets_via_micro<MR, &micro>};
 
 }  // namespace fastml::cpu::avx512

@@ -244,6 +244,19 @@ void micro_direct_a_via_pack(GemmMicroFn micro, int64_t k, const float* a, int64
   }
 }
 
+// Offsets microkernel for ISAs without a fused one: one microkernel call per block, each after the first
+// adding to C (each element's sum is then a chain of block sums).
+template <int MR, GemmMicroFn MICRO>
+void micro_offsets_via_micro(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b,
+                             int64_t ldb, float* c, int64_t ldc, int m, int n, const GemmTile& t) {
+  GemmTile tt = t;
+  for (int64_t j = 0; j < nb; ++j) {
+    MICRO(kb, a + j * kb * MR, b + boff[j], ldb, c, ldc, m, n, tt);
+    tt.beta = 1.0f;
+    tt.bias_kind = GemmBias::none;
+  }
+}
+
 // Copy-while-computing microkernel for ISAs without a fused one: the sliver is copied, then computed on.
 template <int NR, GemmPackFn PACK, GemmMicroFn MICRO>
 void micro_copy_b_via_pack(int64_t k, const float* a, const float* b, int64_t ldb, float* bcopy, float* c,

@@ -57,6 +57,14 @@ using GemmTransposeFn = void (*)(int64_t rows, int64_t cols, const float* src, i
 using GemmShiftRowsFn = void (*)(int64_t ke, int64_t n, const float* row, int64_t x0, int64_t w, float* dst,
                                  int64_t ldd);
 
+// The microkernel contract (C = alpha * A B + beta * C, bias) over a K made of nb blocks of kb steps each: the
+// packed sliver a holds them in order (block j's step q at a[(j * kb + q) * mr + i]) and block j reads its B
+// rows in place at b + boff[j] + q * ldb. The stride-1 convolution without a column buffer: one block per
+// kernel offset (boff[j] its shift in the padded input, ldb the channel stride), the C tile summed in
+// registers across the offsets instead of stored and reloaded after each one.
+using GemmMicroOffsetsFn = void (*)(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b,
+                                    int64_t ldb, float* c, int64_t ldc, int m, int n, const GemmTile& t);
+
 struct GemmKernels {
   int mr, nr;                 // microkernel tile
   GemmMicroFn micro;
@@ -69,6 +77,7 @@ struct GemmKernels {
   GemmActFn act;
   GemmTransposeFn transpose;
   GemmShiftRowsFn shift_rows;
+  GemmMicroOffsetsFn micro_offsets;
 };
 
 FASTML_DECLARE_KERNEL_TABLES(GemmKernels, gemm)

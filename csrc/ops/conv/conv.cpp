@@ -338,7 +338,7 @@ static void conv_forward_blocked(const ConvShape& s, ConvAlgo algo, const float*
   const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), CK = Cg * s.kvol();
   const bool direct = algo == ConvAlgo::one_by_one;
   if (!direct && conv_detail::shifted_applies(s)) {
-    conv_detail::conv_forward_shifted(s, x, w, bias, act, y, t_xpad, t_wpack, cols_scratch);
+    conv_detail::conv_forward_shifted(s, x, w, bias, act, y, t_xpad, t_wpack, cols_scratch, kc_cap);
     return;
   }
   // 1x1 reads the input in place (no workspace): large tiles, measured faster (fewer weight re-packs).

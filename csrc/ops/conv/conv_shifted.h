@@ -8,8 +8,11 @@
 // over (offset, channel) instead of (channel, offset); the weights are reordered and packed once.
 // Grid points with x >= out W (Wp - oW per row) are computed and dropped when the tile is copied
 // into the output (used only when that waste is small). Loop order per tile: NR pixel columns, then
-// the MR-row weight slivers, then every (offset, channel block): the C micro-tile stays in L1 across
-// the whole K sum. Each element's sum order depends on the shape only (thread-count invariant).
+// the MR-row weight slivers, then the chunks of the (offset, channel) sum: whole offsets, as many as fit
+// in KC, or channel blocks of one offset when C/G > KC. One offsets-microkernel call per chunk (AVX2: the
+// C micro-tile stays in registers across the chunk's offsets; elsewhere one microkernel call per offset),
+// the C micro-tile in L1 across chunks. Each element's sum order depends on the shape only (thread-count
+// invariant).
 // Pixel-rows variant (conv_forward_shifted_rows, AVX-512, 29-32 output channels per group): the grid
 // points are the MR broadcast rows, read in place from a channels-last padded input, and the output
 // channels one NR-wide vector sliver (no 14 + 14 + 4 row edge); the tile is transposed into the output.
@@ -18,6 +21,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "core/isa.h"
 #include "core/parallel.h"
@@ -26,21 +30,30 @@
 
 namespace fastml::conv_detail {
 
-// True when the shifted path applies and pays: AVX-512, stride 1, NCDHW in and out, C/G >= 16, at least 18
-// kernel offsets (measured on an AVX-512 Xeon: 1.1-1.15x the column-buffer path on 3x3x3; even with it on
-// 3x3 and k5 1-D, where the column buffer is cheap relative to the GEMM), little of the grid dropped.
-// Not on AVX2: on Zen 3 (2 threads, im2col forced) the column path took 0.77-0.86x its time on 5x5 and
-// 7x7 conv2d at 28x28-56x56 and on 3x3x3 conv3d, and level at 14x14 and 9x9. Its microkernel calls run
-// k = C/G steps (64 there) per kernel offset against the column path's K blocks of ~230; the loop order
-// that keeps a B sliver in L1 across the weight slivers did not close the gap (measured), and the cause
-// was not isolated further.
+// True when the shifted path applies and pays: stride 1, NCDHW in and out, little of the grid dropped, and
+// - AVX-512: C/G >= 16 and at least 18 kernel offsets (measured on an AVX-512 Xeon: 1.1-1.15x the
+//   column-buffer path on 3x3x3; even with it on 3x3 and k5 1-D, where the column buffer is cheap relative
+//   to the GEMM); at most 1/8 of the grid dropped.
+// - AVX2: few output channels per group (K/G <= 16, or <= 32 on output planes under 256 pixels) and at
+//   least 9 offsets; at most 1/4 of the grid dropped. The column buffer costs one store per (channel,
+//   offset, pixel) whatever K/G, the GEMM K/G FMAs on it: with 4-16 output channels per group it was 45% of
+//   the time (ResNeXt's groups of 32). Paired, 2 threads, Zen 3, shifted / column speed: N8 3x3 groups=32
+//   C128 56x56 1.02, C256 28x28 1.31, C512 14x14 1.50, C1024 7x7 1.37, batch 1 C256 28x28 1.31, dilation 2
+//   2.0, C512 14x14 groups=16 1.19, C64 56x56 groups=4 1.08, conv3d C64 groups=8 1.67; the flipped
+//   backward data of groups=32 1.26-1.50. With 32 channels per group on planes of 784+ pixels it was level
+//   (0.95-1.05), with 64-128 (groups 1-4, 5x5, 7x7) 0.84-0.97 (the grid's dropped columns and the padded
+//   copy are then not repaid), and on 1-D k3 / k5 groups=32 0.87-0.95.
 inline bool shifted_applies(const ConvShape& s) {
-  if (active_isa() != Isa::avx512) return false;
-  if (s.in_cl || s.out_cl || s.C / s.G < 16 || s.kvol() < 18) return false;
+  if (s.in_cl || s.out_cl) return false;
   for (int d = 0; d < 3; ++d)
     if (s.stride[d] != 1) return false;
-  const int64_t Wp = s.out[2] + s.dil[2] * (s.k[2] - 1);
-  return 8 * (Wp - s.out[2]) <= Wp;  // at most 1/8 of the grid computed and dropped
+  const int64_t Wp = s.out[2] + s.dil[2] * (s.k[2] - 1), drop = Wp - s.out[2], Kg = s.K / s.G;
+  switch (active_isa()) {
+    case Isa::avx512: return s.C / s.G >= 16 && s.kvol() >= 18 && 8 * drop <= Wp;
+    case Isa::avx2:
+      return (Kg <= 16 || (Kg <= 32 && s.out_pixels() < 256)) && s.kvol() >= 9 && 4 * drop <= Wp;
+    default: return false;
+  }
 }
 
 // Floats between consecutive channels of the padded input: the plane size rounded up to a whole number of
@@ -150,9 +163,11 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
 }
 
 // scratch(n) returns a float buffer of n elements owned by the calling thread (cols_scratch: per thread).
+// Each microkernel pass sums at most kc_cap terms (then added to C): conv_forward_blocked's cap.
 template <class Scratch>
 void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, const float* bias, GemmAct act,
-                          float* y, Scratch& xpad_scratch, Scratch& wpack_scratch, Scratch& (*cols_scratch)()) {
+                          float* y, Scratch& xpad_scratch, Scratch& wpack_scratch, Scratch& (*cols_scratch)(),
+                          int64_t kc_cap) {
   const GemmKernels& kt = select_kernels(gemm_tables);
   // pixel rows when the output channels fill one vector sliver better than MR-row slivers (AVX-512: Kg 29-32,
   // measured 1.2-1.3x; Kg 16-28 0.7-0.9x: the masked sliver still costs its full FMAs)
@@ -161,7 +176,8 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
     conv_forward_shifted_rows(s, x, w, bias, act, y, xpad_scratch, wpack_scratch, cols_scratch);
     return;
   }
-  const int64_t MR = kt.mr, NR = kt.nr, KC = gemm_blocking().kc;
+  const int64_t MR = kt.mr, NR = kt.nr;
+  const int64_t KC = std::min(gemm_blocking().kc, kc_cap);
   const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, kv = s.kvol();
   const int64_t oD = s.out[0], oH = s.out[1], oW = s.out[2], P = s.out_pixels();
   const int64_t Dp = oD + s.dil[0] * (s.k[0] - 1), Hp = oH + s.dil[1] * (s.k[1] - 1),
@@ -182,30 +198,48 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
             std::fill(row, row + Wp, 0.0f);
             continue;
           }
-          const float* in = src + (z * H + yy) * W;
-          for (int64_t xq = 0; xq < Wp; ++xq) {
-            const int64_t xx = xq - s.pad[2];
-            row[xq] = (xx >= 0 && xx < W) ? in[xx] : 0.0f;
-          }
+          // columns [x0, x1) of the padded row hold input columns [x0 - pad, x1 - pad), the rest zeros
+          const int64_t x0 = std::min<int64_t>(s.pad[2], Wp), x1 = std::max(x0, std::min<int64_t>(Wp, s.pad[2] + W));
+          std::fill(row, row + x0, 0.0f);
+          std::copy(src + (z * H + yy) * W + (x0 - s.pad[2]), src + (z * H + yy) * W + (x1 - s.pad[2]), row + x0);
+          std::fill(row + x1, row + Wp, 0.0f);
         }
       std::fill(dst + Dp * HWp, dst + Sp, 0.0f);
     }
   });
-  // 2. weights reordered to K = (offset, channel) and packed: group g, offset kk, channel block c0
-  //    (length kb <= KC): sliver i at wp + ((g * kv + kk) * Cg + c0) * ms * MR + i * MR * kb.
+  // 2. weights reordered to K = (offset, channel), (G, Kg, kv, Cg), and packed by chunks of that K: whole
+  //    offsets (as many as fit in KC, each of the Cg channels) when Cg <= KC, else one channel block of one
+  //    offset. Chunk (kk0, nk offsets, channels c0 .. c0 + kb) of group g: its ms slivers (nk kb steps each)
+  //    at wp + ((g * kv + kk0) * Cg + c0) * ms * MR, sliver i a further i * MR * nk * kb.
   const int64_t ms = (Kg + MR - 1) / MR;
   float* wp = wpack_scratch.get(G * kv * Cg * (ms * MR + Kg));
-  float* wr = wp + G * kv * Cg * ms * MR;  // reordered (G, kv, Kg, Cg), packed from
+  float* wr = wp + G * kv * Cg * ms * MR;  // reordered, packed from
   for (int64_t g = 0; g < G; ++g)
     for (int64_t k = 0; k < Kg; ++k)
       for (int64_t c = 0; c < Cg; ++c)
         for (int64_t kk = 0; kk < kv; ++kk)
-          wr[((g * kv + kk) * Kg + k) * Cg + c] = w[((g * Kg + k) * Cg + c) * kv + kk];
-  for (int64_t g = 0; g < G; ++g)
+          wr[((g * Kg + k) * kv + kk) * Cg + c] = w[((g * Kg + k) * Cg + c) * kv + kk];
+  struct Chunk {
+    int64_t kk0, nk, c0, kb;
+  };
+  std::vector<Chunk> chunks;
+  if (Cg <= KC) {
+    const int64_t per = std::max<int64_t>(1, KC / Cg);
+    for (int64_t kk = 0; kk < kv; kk += per) chunks.push_back({kk, std::min(per, kv - kk), 0, Cg});
+  } else {
     for (int64_t kk = 0; kk < kv; ++kk)
-      for (int64_t c0 = 0; c0 < Cg; c0 += KC)
-        kt.pack_a_transpose(Kg, std::min(KC, Cg - c0), wr + (g * kv + kk) * Kg * Cg + c0, Cg,
-                            wp + ((g * kv + kk) * Cg + c0) * ms * MR);
+      for (int64_t c0 = 0; c0 < Cg; c0 += KC) chunks.push_back({kk, 1, c0, std::min(KC, Cg - c0)});
+  }
+  auto packed = [&](int64_t g, const Chunk& ch) { return wp + ((g * kv + ch.kk0) * Cg + ch.c0) * ms * MR; };
+  for (int64_t g = 0; g < G; ++g)
+    for (const Chunk& ch : chunks)
+      kt.pack_a_transpose(Kg, ch.nk * ch.kb, wr + g * Kg * kv * Cg + ch.kk0 * Cg + ch.c0, kv * Cg, packed(g, ch));
+  // the shift of each kernel offset in the padded input
+  std::vector<int64_t> offs(kv);
+  for (int64_t a = 0; a < s.k[0]; ++a)
+    for (int64_t b = 0; b < s.k[1]; ++b)
+      for (int64_t e = 0; e < s.k[2]; ++e)
+        offs[(a * s.k[1] + b) * s.k[2] + e] = a * s.dil[0] * HWp + b * s.dil[1] * Wp + e * s.dil[2];
   // 3. tiles: a run of whole grid rows of one z slice (~512 grid points), per (image, group)
   const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(oH, 512 / Wp));
   const int64_t ytiles = (oH + rows - 1) / rows;
@@ -222,22 +256,14 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
         const int nn = static_cast<int>(std::min(NR, L - j0));
         for (int64_t i = 0; i < ms; ++i) {
           const int m = static_cast<int>(std::min(MR, Kg - i * MR));
-          bool first = true;
-          for (int64_t a = 0; a < s.k[0]; ++a)
-            for (int64_t b = 0; b < s.k[1]; ++b)
-              for (int64_t e = 0; e < s.k[2]; ++e) {
-                const int64_t kk = (a * s.k[1] + b) * s.k[2] + e;
-                const int64_t off = a * s.dil[0] * HWp + b * s.dil[1] * Wp + e * s.dil[2];
-                for (int64_t c0 = 0; c0 < Cg; c0 += KC) {
-                  const int64_t kb = std::min(KC, Cg - c0);
-                  GemmTile t;
-                  t.beta = first ? 0.0f : 1.0f;
-                  if (first && bias) t.bias = bias + g * Kg + i * MR, t.bias_kind = GemmBias::row;
-                  kt.micro(kb, wp + ((g * kv + kk) * Cg + c0) * ms * MR + i * MR * kb, xg + c0 * Sp + off + j0, Sp,
-                           C + i * MR * L + j0, L, m, nn, t);
-                  first = false;
-                }
-              }
+          for (size_t ci = 0; ci < chunks.size(); ++ci) {
+            const Chunk& ch = chunks[ci];
+            GemmTile t;
+            t.beta = ci == 0 ? 0.0f : 1.0f;
+            if (ci == 0 && bias) t.bias = bias + g * Kg + i * MR, t.bias_kind = GemmBias::row;
+            kt.micro_offsets(ch.kb, ch.nk, offs.data() + ch.kk0, packed(g, ch) + i * MR * ch.nk * ch.kb,
+                             xg + ch.c0 * Sp + j0, Sp, C + i * MR * L + j0, L, m, nn, t);
+          }
         }
       }
       // 4. keep the x < oW points of each grid row
