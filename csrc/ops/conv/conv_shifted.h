@@ -162,6 +162,57 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
   });
 }
 
+// The grid of the shifted passes: (Dp, Hp, Wp) = out + dilation * (k - 1), padded channels Sp floats apart,
+// the shift of each kernel offset, and the tiles (a run of whole grid rows of one z slice, ~512 grid points).
+struct ShiftedGrid {
+  int64_t Dp, Hp, Wp, HWp, Sp, rows, ytiles;
+  std::vector<int64_t> offs;  // offs[kk]: kernel offset kk's shift in the padded input
+  explicit ShiftedGrid(const ConvShape& s)
+      : Dp(s.out[0] + s.dil[0] * (s.k[0] - 1)), Hp(s.out[1] + s.dil[1] * (s.k[1] - 1)),
+        Wp(s.out[2] + s.dil[2] * (s.k[2] - 1)), HWp(Hp * Wp), Sp(channel_stride(Dp * HWp)),
+        rows(std::max<int64_t>(1, std::min<int64_t>(s.out[1], 512 / Wp))), ytiles((s.out[1] + rows - 1) / rows),
+        offs(s.kvol()) {
+    for (int64_t a = 0; a < s.k[0]; ++a)
+      for (int64_t b = 0; b < s.k[1]; ++b)
+        for (int64_t e = 0; e < s.k[2]; ++e)
+          offs[(a * s.k[1] + b) * s.k[2] + e] = a * s.dil[0] * HWp + b * s.dil[1] * Wp + e * s.dil[2];
+  }
+  // tile u of an image's (z, y tile) sequence: first output row y0, nr rows, first grid point q0, L points
+  void tile(int64_t t, int64_t z, int64_t oH, int64_t oW, int64_t& y0, int64_t& nr, int64_t& q0, int64_t& L) const {
+    y0 = t * rows, nr = std::min(rows, oH - y0);
+    q0 = z * HWp + y0 * Wp, L = (nr - 1) * Wp + oW;
+  }
+  // the zero-padded input (N, C, Dp, Hp, Wp), channels Sp apart (the gap after each plane zeroed too)
+  template <class Scratch>
+  float* pad(const ConvShape& s, const float* x, Scratch& scratch) const {
+    const int64_t D = s.in[0], H = s.in[1], W = s.in[2];
+    float* xp = scratch.get(s.N * s.C * Sp);
+    parallel_for(s.N * s.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(Sp, 1)), 1, [&](int64_t b, int64_t e) {
+      for (int64_t nc = b; nc < e; ++nc) {
+        const float* src = x + nc * D * H * W;
+        float* dst = xp + nc * Sp;
+        for (int64_t zp = 0; zp < Dp; ++zp)
+          for (int64_t yp = 0; yp < Hp; ++yp) {
+            float* row = dst + zp * HWp + yp * Wp;
+            const int64_t z = zp - s.pad[0], yy = yp - s.pad[1];
+            if (z < 0 || z >= D || yy < 0 || yy >= H) {
+              std::fill(row, row + Wp, 0.0f);
+              continue;
+            }
+            // columns [x0, x1) of the padded row hold input columns [x0 - pad, x1 - pad), the rest zeros
+            const int64_t x0 = std::min<int64_t>(s.pad[2], Wp), x1 = std::max(x0, std::min<int64_t>(Wp, s.pad[2] + W));
+            const float* in = src + (z * H + yy) * W + (x0 - s.pad[2]);
+            std::fill(row, row + x0, 0.0f);
+            std::copy(in, in + (x1 - x0), row + x0);
+            std::fill(row + x1, row + Wp, 0.0f);
+          }
+        std::fill(dst + Dp * HWp, dst + Sp, 0.0f);
+      }
+    });
+    return xp;
+  }
+};
+
 // scratch(n) returns a float buffer of n elements owned by the calling thread (cols_scratch: per thread).
 // Each microkernel pass sums at most kc_cap terms (then added to C): conv_forward_blocked's cap.
 template <class Scratch>
@@ -180,33 +231,10 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
   const int64_t KC = std::min(gemm_blocking().kc, kc_cap);
   const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, kv = s.kvol();
   const int64_t oD = s.out[0], oH = s.out[1], oW = s.out[2], P = s.out_pixels();
-  const int64_t Dp = oD + s.dil[0] * (s.k[0] - 1), Hp = oH + s.dil[1] * (s.k[1] - 1),
-                Wp = oW + s.dil[2] * (s.k[2] - 1);
-  const int64_t HWp = Hp * Wp, Sp = channel_stride(Dp * HWp);
-  const int64_t D = s.in[0], H = s.in[1], W = s.in[2];
-  // 1. the zero-padded input (N, C, Dp, Hp, Wp), channels Sp apart (the gap after each plane zeroed too)
-  float* xp = xpad_scratch.get(s.N * s.C * Sp);
-  parallel_for(s.N * s.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(Sp, 1)), 1, [&](int64_t b, int64_t e) {
-    for (int64_t nc = b; nc < e; ++nc) {
-      const float* src = x + nc * D * H * W;
-      float* dst = xp + nc * Sp;
-      for (int64_t zp = 0; zp < Dp; ++zp)
-        for (int64_t yp = 0; yp < Hp; ++yp) {
-          float* row = dst + zp * HWp + yp * Wp;
-          const int64_t z = zp - s.pad[0], yy = yp - s.pad[1];
-          if (z < 0 || z >= D || yy < 0 || yy >= H) {
-            std::fill(row, row + Wp, 0.0f);
-            continue;
-          }
-          // columns [x0, x1) of the padded row hold input columns [x0 - pad, x1 - pad), the rest zeros
-          const int64_t x0 = std::min<int64_t>(s.pad[2], Wp), x1 = std::max(x0, std::min<int64_t>(Wp, s.pad[2] + W));
-          std::fill(row, row + x0, 0.0f);
-          std::copy(src + (z * H + yy) * W + (x0 - s.pad[2]), src + (z * H + yy) * W + (x1 - s.pad[2]), row + x0);
-          std::fill(row + x1, row + Wp, 0.0f);
-        }
-      std::fill(dst + Dp * HWp, dst + Sp, 0.0f);
-    }
-  });
+  const ShiftedGrid grid(s);
+  const int64_t Wp = grid.Wp, Sp = grid.Sp;
+  // 1. the zero-padded input
+  const float* xp = grid.pad(s, x, xpad_scratch);
   // 2. weights reordered to K = (offset, channel), (G, Kg, kv, Cg), and packed by chunks of that K: whole
   //    offsets (as many as fit in KC, each of the Cg channels) when Cg <= KC, else one channel block of one
   //    offset. Chunk (kk0, nk offsets, channels c0 .. c0 + kb) of group g: its ms slivers (nk kb steps each)
@@ -234,22 +262,15 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
   for (int64_t g = 0; g < G; ++g)
     for (const Chunk& ch : chunks)
       kt.pack_a_transpose(Kg, ch.nk * ch.kb, wr + g * Kg * kv * Cg + ch.kk0 * Cg + ch.c0, kv * Cg, packed(g, ch));
-  // the shift of each kernel offset in the padded input
-  std::vector<int64_t> offs(kv);
-  for (int64_t a = 0; a < s.k[0]; ++a)
-    for (int64_t b = 0; b < s.k[1]; ++b)
-      for (int64_t e = 0; e < s.k[2]; ++e)
-        offs[(a * s.k[1] + b) * s.k[2] + e] = a * s.dil[0] * HWp + b * s.dil[1] * Wp + e * s.dil[2];
-  // 3. tiles: a run of whole grid rows of one z slice (~512 grid points), per (image, group)
-  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(oH, 512 / Wp));
-  const int64_t ytiles = (oH + rows - 1) / rows;
+  // 3. tiles, per (image, group)
+  const int64_t ytiles = grid.ytiles;
   const int64_t units = s.N * G * oD * ytiles;
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(4e5 * units / (2.0 * s.N * s.K * P * Cg * kv)));
   parallel_for(units, grain, 1, [&](int64_t ub, int64_t ue) {
     for (int64_t u = ub; u < ue; ++u) {
       const int64_t yt = u % ytiles, z = (u / ytiles) % oD, g = (u / (ytiles * oD)) % G, n = u / (ytiles * oD * G);
-      const int64_t y0 = yt * rows, nr = std::min(rows, oH - y0);
-      const int64_t q0 = z * HWp + y0 * Wp, L = (nr - 1) * Wp + oW;  // grid points of the tile
+      int64_t y0, nr, q0, L;  // the tile's output rows, its first grid point and grid points
+      grid.tile(yt, z, oH, oW, y0, nr, q0, L);
       float* C = cols_scratch().get(Kg * L);
       const float* xg = xp + (n * s.C + g * Cg) * Sp + q0;
       for (int64_t j0 = 0; j0 < L; j0 += NR) {
@@ -261,7 +282,7 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
             GemmTile t;
             t.beta = ci == 0 ? 0.0f : 1.0f;
             if (ci == 0 && bias) t.bias = bias + g * Kg + i * MR, t.bias_kind = GemmBias::row;
-            kt.micro_offsets(ch.kb, ch.nk, offs.data() + ch.kk0, packed(g, ch) + i * MR * ch.nk * ch.kb,
+            kt.micro_offsets(ch.kb, ch.nk, grid.offs.data() + ch.kk0, packed(g, ch) + i * MR * ch.nk * ch.kb,
                              xg + ch.c0 * Sp + j0, Sp, C + i * MR * L + j0, L, m, nn, t);
           }
         }
