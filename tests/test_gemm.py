@@ -223,9 +223,10 @@ def test_sgemm_batched_many_small_and_threads(isa, rng, threads):
     assert_error_within(outs[0], a.astype(np.float64) @ b, a @ b)
 
 
-# N = 75: A read in place (few B slivers); N = 300: packed A. M <= MC runs B sliver outer (RNN steps).
+# N = 40 (every ISA) and 75 (AVX-512): A read in place (few B slivers), M = 300 several K blocks per step;
+# N = 300: packed A. M <= MC runs B sliver outer (RNN steps).
 @pytest.mark.parametrize("tb", [False, True])
-@pytest.mark.parametrize("N", [75, 300])
+@pytest.mark.parametrize("N", [40, 75, 300])
 def test_sgemm_prepacked_b(isa, rng, threads, tb, N):
     K = 600
     b = _padded(rng, N, K, 3) if tb else _padded(rng, K, N, 3)
@@ -255,7 +256,7 @@ def test_sgemm_prepacked_b(isa, rng, threads, tb, N):
 THREAD_SHAPES = [(3, 300, 700, False, True), (40, 500, 600, False, False), (600, 200, 700, False, True),
                  (30, 900, 300, True, True), (1000, 40, 520, True, False), (700, 1, 300, False, False),
                  (1, 3000, 700, False, False), (1, 2100, 300, True, False), (900, 100, 600, False, False),
-                 (400, 1300, 300, False, False)]
+                 (400, 1300, 300, False, False), (1000, 40, 700, False, False), (700, 17, 600, False, True)]
 
 
 def test_sgemm_threads_bitwise_identical(isa, rng, threads):
@@ -361,7 +362,7 @@ def test_sgemv_column_chunk_fallback(isa, rng, threads):
 
 def test_sgemm_block_edges(isa, rng, threads, odd_blocking):
     for M, N, K, ta, tb in [(200, 301, 130, False, False), (150, 200, 97, True, True), (300, 250, 81, False, True),
-                            (33, 500, 90, True, False)]:
+                            (33, 500, 90, True, False), (200, 40, 530, False, False), (130, 17, 300, False, True)]:
         a, b = _operands(rng, M, N, K, ta, tb, 2)
         c0 = rng.standard_normal((M, N)).astype(np.float32)
         bias = rng.standard_normal(N).astype(np.float32)
