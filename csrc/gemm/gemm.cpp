@@ -302,8 +302,8 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   // prefetchers, A read from memory once either way; the panels, re-read by every row group, come from L2
   // or L3. The tiles still receive their K blocks in order, each as one microkernel call (the same sums).
   // Paired, Zen 3, against one K block per step, 2 threads (1 thread): 4096 x 4096 x N at N = 64 1.10-1.26x
-  // (1.16x), N = 32 1.29x (1.34x), N = 16 1.57x (1.72x); 2048 x 1024 x 64 and 1024 x 4096 x 48 level. A
-  // budget of 256 KiB (a quarter of K per step at N = 64) gained 0.8x of that, 128 KiB nothing.
+  // (1.16x), N = 32 1.29x (1.34x), N = 16 1.57x (1.72x); 2048 x 1024 x 64 and 1024 x 4096 x 48 level. With
+  // a budget of 256 KiB (a quarter of K per step at N = 64) the three took 1.07-1.26x the time of 1 MiB.
   const int64_t spb = direct_a && !b_outer ? std::clamp<int64_t>(kDirectAPanels / (4 * kc * nc), 1, ceil_div(K, kc)) : 1;
   // Two B panel buffers (of spb K blocks each): the panels of step k + 1 are packed while step k's last
   // tiles are computed.
