@@ -472,7 +472,7 @@ def test_out_argument(backend, rng):
 
 
 def test_batch_and_threads_bitwise(rng, threads):
-    """1 vs 2 threads: forward, grad_input and grad_weight bitwise identical (fixed reduction split)."""
+    """1, 2 and 3 threads: forward, grad_input and grad_weight bitwise identical (fixed reduction split)."""
     if not fastml._backend.HAS_CPU_EXT:
         pytest.skip("compiled module missing")
     cases = [((4, 16, 20, 20), (16, 16, 3, 3), dict(padding=1)),
@@ -481,17 +481,22 @@ def test_batch_and_threads_bitwise(rng, threads):
              ((2, 16, 12, 40), (16, 16, 5, 5), dict(padding=2)),
              ((2, 16, 10, 30), (32, 16, 5, 5), dict(padding=2)),
              ((3, 16, 9, 9), (256, 16, 3, 3), dict(padding=1)),  # grad_weight in the weights' layout
-             ((2, 8, 8, 8), (512, 4, 3, 3), dict(padding=1, groups=2))]
+             ((2, 8, 8, 8), (512, 4, 3, 3), dict(padding=1, groups=2)),
+             # batch 1 and small spans: the units' rows shared among the threads (RowSplit in conv.cpp)
+             ((1, 40, 7, 7), (70, 40, 3, 3), dict(padding=1)),
+             ((1, 24, 30, 30), (50, 24, 1, 1), {}),
+             ((2, 64, 5, 5), (40, 64, 1, 1), {})]
     for xs, ws, kw in cases:
         x, w, b = data(rng, 2, xs, ws)
         res = []
-        for n in (1, 2):
+        for n in (1, 2, 3):
             fastml.set_num_threads(n)
             y = F.conv2d(x, w, b, **kw)
             g = np.cos(y)
             res.append((y,) + F.conv2d_backward(g, x, w, **kw) + (F.conv_transpose2d(y, w, None, **kw),))
-        for a, c in zip(*res):
-            np.testing.assert_array_equal(a, c)
+        for other in res[1:]:
+            for a, c in zip(res[0], other):
+                np.testing.assert_array_equal(a, c)
 
 
 def test_column_tiles_spanning_images_match_single_images(rng):
