@@ -162,6 +162,36 @@ void dw_forward_3x3s1(const ConvGeom& g, const float* buf, const float* w, float
     for (int64_t j = 0; j < Wo; j += V::N) dw_3x3s1_block<V, 1>(buf + i0 * rf, rf, wv, vb, y + i0 * Wo, Wo, j);
 }
 
+// RN output rows (compile-time: the accumulators stay in registers; a run-time row count kept them in
+// memory, with a test per row per tap, ~40% of the time at 5x5) x 2 vectors of columns from column j.
+template <class V, int RN>
+[[gnu::always_inline]] inline void dw_block(const ConvGeom& g, const float* base, const float* w, V vb, float* y,
+                                            int64_t Wo, int64_t rf, int64_t j) {
+  constexpr int N = V::N;
+  V a0[RN], a1[RN];
+  for (int r = 0; r < RN; ++r) a0[r] = a1[r] = vb;
+  for (int64_t p = 0; p < g.kh; ++p) {
+    for (int64_t q = 0; q < g.kw; ++q) {
+      const int64_t o = q * g.dw;
+      const float* s = base + p * g.dh * rf + tap_offset<V>(g, o) + j;
+      const V wv = V::set1(w[p * g.kw + q]);
+#pragma GCC unroll 4
+      for (int r = 0; r < RN; ++r) {
+        const float* sr = s + r * g.sh * rf;
+        a0[r] = fmadd(V::load(sr), wv, a0[r]);
+        a1[r] = fmadd(V::load(sr + N), wv, a1[r]);
+      }
+    }
+  }
+  for (int r = 0; r < RN; ++r) {
+    float* yr = y + r * Wo + j;
+    if (j + N <= Wo) a0[r].store(yr);
+    else a0[r].store_tail(yr, static_cast<int>(Wo - j));
+    if (j + 2 * N <= Wo) a1[r].store(yr + N);
+    else if (j + N < Wo) a1[r].store_tail(yr + N, static_cast<int>(Wo - j - N));
+  }
+}
+
 template <class V>
 void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
   if (g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1)
@@ -173,28 +203,13 @@ void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias,
   for (int64_t i0 = 0; i0 < g.Ho; i0 += RB) {
     const int rn = static_cast<int>(g.Ho - i0 < RB ? g.Ho - i0 : RB);
     const float* base = buf + i0 * g.sh * rf;
+    float* yb = y + i0 * Wo;
     for (int64_t j = 0; j < Wo; j += 2 * N) {
-      V a0[RB], a1[RB];
-      for (int r = 0; r < RB; ++r) a0[r] = a1[r] = vb;
-      for (int64_t p = 0; p < g.kh; ++p) {
-        for (int64_t q = 0; q < g.kw; ++q) {
-          const int64_t o = q * g.dw;
-          const float* s = base + p * g.dh * rf + tap_offset<V>(g, o) + j;
-          const V wv = V::set1(w[p * g.kw + q]);
-          for (int r = 0; r < RB; ++r) {
-            if (r >= rn) break;
-            const float* sr = s + r * g.sh * rf;
-            a0[r] = fmadd(V::load(sr), wv, a0[r]);
-            a1[r] = fmadd(V::load(sr + N), wv, a1[r]);
-          }
-        }
-      }
-      for (int r = 0; r < rn; ++r) {
-        float* yr = y + (i0 + r) * Wo + j;
-        if (j + N <= Wo) a0[r].store(yr);
-        else a0[r].store_tail(yr, static_cast<int>(Wo - j));
-        if (j + 2 * N <= Wo) a1[r].store(yr + N);
-        else if (j + N < Wo) a1[r].store_tail(yr + N, static_cast<int>(Wo - j - N));
+      switch (rn) {
+        case 4: dw_block<V, 4>(g, base, w, vb, yb, Wo, rf, j); break;
+        case 3: dw_block<V, 3>(g, base, w, vb, yb, Wo, rf, j); break;
+        case 2: dw_block<V, 2>(g, base, w, vb, yb, Wo, rf, j); break;
+        default: dw_block<V, 1>(g, base, w, vb, yb, Wo, rf, j); break;
       }
     }
   }
