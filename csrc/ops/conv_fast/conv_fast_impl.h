@@ -330,10 +330,44 @@ void corr_block(const ConvGeom& g, const float* buf, const float* gy, int64_t gs
   }
 }
 
+// One grad_output plane against 3x3 taps (depthwise, multiplier 1): each gy row vector loaded once for all
+// nine taps (nine independent FMA chains) instead of once per tap row (three chains per call, a call per
+// tap row). Each tap's sum is the general kernel's: per gy row the lanes' products in column order, the
+// row totals added in row order (the same bits).
+template <class V>
+void corr_3x3_one(const ConvGeom& g, const float* buf, const float* gy, float* out) {
+  const int64_t Wo = g.Wo, rf = g.row_floats();
+  V tot[9];
+  for (int t = 0; t < 9; ++t) tot[t] = V::zero();
+  for (int64_t i = 0; i < g.Ho; ++i) {
+    const float* gr = gy + i * Wo;
+    const float* xs[9];
+    for (int p = 0; p < 3; ++p)
+      for (int q = 0; q < 3; ++q) xs[3 * p + q] = buf + (i * g.sh + p * g.dh) * rf + tap_offset<V>(g, q * g.dw);
+    V acc[9];
+    for (int t = 0; t < 9; ++t) acc[t] = V::zero();
+    int64_t j = 0;
+    for (; j + V::N <= Wo; j += V::N) {
+      const V gv = V::load(gr + j);
+#pragma GCC unroll 9
+      for (int t = 0; t < 9; ++t) acc[t] = fmadd(gv, V::load(xs[t] + j), acc[t]);
+    }
+    if (j < Wo) {  // masked x too, as in corr_row
+      const int r = static_cast<int>(Wo - j);
+      const V gv = V::load_tail(gr + j, r);
+#pragma GCC unroll 9
+      for (int t = 0; t < 9; ++t) acc[t] = fmadd(gv, V::load_tail(xs[t] + j, r), acc[t]);
+    }
+    for (int t = 0; t < 9; ++t) tot[t] = tot[t] + acc[t];
+  }
+  for (int t = 0; t < 9; ++t) out[t] = tot[t].hsum();
+}
+
 template <class V>
 void corr_taps(const ConvGeom& g, const float* buf, const float* gy, int64_t gstride, int64_t nk, float* out,
                int64_t ostride) {
   constexpr int QB = V::N >= 16 ? 4 : 3;
+  if (nk == 1 && g.kh == 3 && g.kw == 3) return corr_3x3_one<V>(g, buf, gy, out);
   switch (nk) {
     case 1: corr_block<V, 1, QB>(g, buf, gy, gstride, out, ostride); break;
     case 2: corr_block<V, 2, QB>(g, buf, gy, gstride, out, ostride); break;
