@@ -65,6 +65,9 @@ DW_CASES = [
     (2, 2, 10, 20, 1, (3, 5), (2, 1), (0, 2), (1, 2)),  # asymmetric everything
     (1, 2, 12, 13, 1, 9, 1, 4, 1),    # 81 taps: grad_weight totals in groups of kernel rows
     (1, 1, 3, 80, 1, (1, 70), 3, 0, 1),  # 70 taps in one row: column groups, stride 3
+    (1, 2, 9, 23, 1, 3, 4, 1, 1),     # stride 4 (grad_input: 4-column groups from the phases)
+    (1, 3, 6, 29, 1, 5, 4, 0, 1),     # stride 4, no padding (phase 0 first)
+    (2, 2, 7, 22, 1, 2, 2, 0, 1),     # k2 s2, no padding
 ]
 
 
