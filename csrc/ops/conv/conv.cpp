@@ -5,12 +5,14 @@
 //                  tile in the thread's workspace and multiplies it serially: NCDHW output drives the
 //                  GEMM microkernels directly (weights packed once per call, columns read in place),
 //                  channels-last output calls sgemm (which runs serially inside a parallel region).
-//                  AVX-512, stride 1 with >= 18 kernel offsets and C/G >= 16: conv_shifted.h (no column
-//                  buffer; 29-32 output channels per group: pixels as the GEMM rows).
+//                  Stride 1 where conv_detail::shifted_applies (AVX-512: >= 18 kernel offsets and C/G >= 16;
+//                  AVX2: few output channels per group): conv_shifted.h (no column buffer; AVX-512 with 29-32
+//                  output channels per group: pixels as the GEMM rows).
 //                  Tile size depends on the shape only (never on the thread count); images of fewer
-//                  than kSpanPixels output pixels share a tile (span_images).
-//   backward data  1x1: tiles of W^T dy in parallel. Stride 1 and C/G >= 16: the forward pass above on
-//                  flipped kernels. Otherwise (col2im): spans of small images (one product each), or
+//                  than kSpanPixels output pixels share a tile (span_images), 1x1 included. With fewer
+//                  units than threads (batch 1) each unit's output channels are shared out (RowSplit).
+//   backward data  1x1: tiles of W^T dy in parallel. Stride 1 and C/G >= 16 (or small C/G and K/G): the
+//                  forward pass above on flipped kernels. Otherwise (col2im): spans of small images (one product each), or
 //                  units (image, group) in parallel when there are
 //                  enough of them for every thread; else units run one after the other, each tile's
 //                  GEMM is threaded by the engine and its col2im is split over channels (no two threads
