@@ -304,7 +304,8 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   // Paired, Zen 3, against one K block per step, 2 threads (1 thread): 4096 x 4096 x N at N = 64 1.10-1.26x
   // (1.16x), N = 32 1.29x (1.34x), N = 16 1.57x (1.72x); 2048 x 1024 x 64 and 1024 x 4096 x 48 level. With
   // a budget of 256 KiB (a quarter of K per step at N = 64) the three took 1.07-1.26x the time of 1 MiB.
-  const int64_t spb = direct_a && !b_outer ? std::clamp<int64_t>(kDirectAPanels / (4 * kc * nc), 1, ceil_div(K, kc)) : 1;
+  const int64_t spb =
+      direct_a && !b_outer ? std::clamp<int64_t>(kDirectAPanels / (4 * kc * nc), 1, ceil_div(K, kc)) : 1;
   // Two B panel buffers (of spb K blocks each): the panels of step k + 1 are packed while step k's last
   // tiles are computed.
   float* bpanel = pack_b ? t_bpack.get(2 * spb * kc * nc) : nullptr;
@@ -390,9 +391,8 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
       const int64_t ns = ceil_div(std::min(nc, N - jc), NR);
       // the packing buffer of this step was last read by the step before the previous one
       const int64_t pc_end = std::min(K, pc + spb * kc);
-      const int64_t pb =
-          pack_b ? add({kPackB, jc, pc, pc_end, pc, buf}, ceil_div(pc_end - pc, kc) * ceil_div(ns, int64_t{4}), prev2, -1, -1)
-                 : -1;
+      const int64_t pack_tasks = ceil_div(pc_end - pc, kc) * ceil_div(ns, int64_t{4});
+      const int64_t pb = pack_b ? add({kPackB, jc, pc, pc_end, pc, buf}, pack_tasks, prev2, -1, -1) : -1;
       // Tasks: an A sliver against a range of the panel's B slivers (ranges only when there are too few row
       // groups to keep every thread busy).
       const int64_t q = ng >= 4 * nt ? 1 : std::min<int64_t>(ns, ceil_div(4 * nt, ng));

@@ -130,8 +130,8 @@ inline void micro_n(int64_t k, const float* a, int64_t lda, const float* b, int6
 }
 
 template <int ROWS>
-inline void micro_offsets_n(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b, int64_t ldb,
-                            float* c, int64_t ldc, int n, const GemmTile& t) {
+inline void micro_offsets_n(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b,
+                            int64_t ldb, float* c, int64_t ldc, int n, const GemmTile& t) {
   if (n == NR) micro_rows<ROWS, false, false, false, true>(kb, a, b, ldb, c, ldc, n, t, MR, boff, nb);
   else micro_rows<ROWS, true, false, false, true>(kb, a, b, ldb, c, ldc, n, t, MR, boff, nb);
 }

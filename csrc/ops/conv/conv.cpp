@@ -12,8 +12,8 @@
 //                  than kSpanPixels output pixels share a tile (span_images), 1x1 included. With fewer
 //                  units than threads (batch 1) each unit's output channels are shared out (RowSplit).
 //   backward data  1x1: tiles of W^T dy in parallel. Stride 1 and C/G >= 16 (or small C/G and K/G): the
-//                  forward pass above on flipped kernels. Otherwise (col2im): spans of small images (one product each), or
-//                  units (image, group) in parallel when there are
+//                  forward pass above on flipped kernels. Otherwise (col2im): spans of small images (one
+//                  product each), or units (image, group) in parallel when there are
 //                  enough of them for every thread; else units run one after the other, each tile's
 //                  GEMM is threaded by the engine and its col2im is split over channels (no two threads
 //                  add into the same element).
@@ -337,8 +337,8 @@ void weights_times_cols(const PackedWeights& pw, int64_t g, int64_t Kg, int64_t 
 // shares takes a contiguous range of the MR-row weight slivers, so that every thread has work (the shares
 // depend on the thread count, the sums do not). Each share builds the unit's column tile again; 1x1 reads
 // its input in place, so there the units are split further, into two shares per thread (load balance).
-// Paired, 2 threads, Zen 3, batch 1: 1x1 C256 -> 64 and C64 -> 256 on 56x56 1.56x, C2048 -> 512 on 7x7
-// 1.74x, 3x3 C512 on 7x7 1.41x.
+// Paired, 2 threads, Zen 3, batch 1: 1x1 C256 -> 64 and C64 -> 256 on 56x56 1.42x, C2048 -> 512 on 7x7
+// 1.74x, 3x3 C512 on 7x7 1.73x (batch 2, C2048 -> 512 on 7x7, one span: 1.20x).
 struct RowSplit {
   int64_t parts = 1, ms = 1;
   RowSplit(int64_t units, int64_t slivers, bool cols_in_place) : ms(slivers) {

@@ -177,7 +177,7 @@ struct ShiftedGrid {
         for (int64_t e = 0; e < s.k[2]; ++e)
           offs[(a * s.k[1] + b) * s.k[2] + e] = a * s.dil[0] * HWp + b * s.dil[1] * Wp + e * s.dil[2];
   }
-  // tile u of an image's (z, y tile) sequence: first output row y0, nr rows, first grid point q0, L points
+  // y tile t of a z slice: its first output row y0, nr rows, first grid point q0 and L grid points
   void tile(int64_t t, int64_t z, int64_t oH, int64_t oW, int64_t& y0, int64_t& nr, int64_t& q0, int64_t& L) const {
     y0 = t * rows, nr = std::min(rows, oH - y0);
     q0 = z * HWp + y0 * Wp, L = (nr - 1) * Wp + oW;
@@ -200,10 +200,10 @@ struct ShiftedGrid {
               continue;
             }
             // columns [x0, x1) of the padded row hold input columns [x0 - pad, x1 - pad), the rest zeros
-            const int64_t x0 = std::min<int64_t>(s.pad[2], Wp), x1 = std::max(x0, std::min<int64_t>(Wp, s.pad[2] + W));
-            const float* in = src + (z * H + yy) * W + (x0 - s.pad[2]);
+            const int64_t x0 = std::min<int64_t>(s.pad[2], Wp);
+            const int64_t x1 = std::max(x0, std::min<int64_t>(Wp, s.pad[2] + W));
             std::fill(row, row + x0, 0.0f);
-            std::copy(in, in + (x1 - x0), row + x0);
+            if (x1 > x0) std::copy_n(src + (z * H + yy) * W + (x0 - s.pad[2]), x1 - x0, row + x0);
             std::fill(row + x1, row + Wp, 0.0f);
           }
         std::fill(dst + Dp * HWp, dst + Sp, 0.0f);
