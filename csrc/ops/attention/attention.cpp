@@ -388,10 +388,10 @@ void forward_decode(const Ctx& c, float* out, float* lse) {
 // (row (h - h0) L + i), the decode items stream each K and V chunk once per kv head instead of once per
 // query head, and the general path's query blocks span the heads of a group (fewer, fuller blocks per kv
 // head: B1 Hq32 Hkv8 S4096 E128, L24 +5.7%, L64 +1.8%, L = S = 512 / 1024 level, paired). Out (B, Hq, L, Ev)
-// and lse (B, Hq, L) are the same memory as (B, Hkv, group L, Ev) and (B, Hkv, group L). Possible when a row's scores depend on its query and mask row
-// only (no causal or window band, which depends on the row index, no dropout, whose hash does) and the
-// folded rows are evenly strided in q and in the mask (L = 1: rows one head apart; else the heads' rows
-// contiguous). Each row's sums are the same as unfolded (the row kernels and the microkernels treat rows
+// and lse (B, Hq, L) are the same memory as (B, Hkv, group L, Ev) and (B, Hkv, group L). Possible when a
+// row's scores depend on its query and mask row only (no causal or window band, which depends on the row
+// index, no dropout, whose hash does) and the folded rows are evenly strided in q and in the mask (L = 1:
+// rows one head apart; else the heads' rows contiguous). Each row's sums are the same as unfolded (the row kernels and the microkernels treat rows
 // independently, and without a band every row's key blocks are the same), so the results are bitwise those
 // of the per-head items.
 bool fold_query_heads(const AttentionParams& p, int64_t group, AttentionParams& f) {

@@ -147,36 +147,35 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
         const int64_t st[3] = {sd, sh, ow * sw_ - pw};
         q[ow] = grow[ow] / avg_divisor(g, m, st);
       }
-      {  // the row's share, the same for each input row it covers: computed once, then added
-        if (sw_ == 1) avg_backward_row_share<V, 1>(g, share, q);
-        else if (sw_ > 2) avg_backward_row_share_any(g, share, q);
-        else if (g.k[2] == 2 && pw == 0) avg_backward_row_share<V, 2, 2, 0>(g, share, q);
-        else if (g.k[2] == 3 && pw == 1) avg_backward_row_share<V, 2, 3, 1>(g, share, q);
-        else avg_backward_row_share<V, 2>(g, share, q);
-        for (int64_t a = a0; a < a1; ++a)
-          for (int64_t b = b0; b < b1; ++b) {
-            const int64_t row = (sd + a) * H + sh + b;
-            float* r = acc + row * W;
-            if (row >= zeroed) {  // first use: the share plus +0 (as a zeroed row would get), no read
-              if (row > zeroed)
-                std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((row - zeroed) * W));
-              zeroed = row + 1;
-              int64_t w = 0;
-              for (; w + V::N <= W; w += V::N) (V::load(share + w) + V::zero()).store(r + w);
-              if (w < W) {
-                const int n = static_cast<int>(W - w);
-                (V::load_tail(share + w, n) + V::zero()).store_tail(r + w, n);
-              }
-            } else {
-              int64_t w = 0;
-              for (; w + V::N <= W; w += V::N) (V::load(r + w) + V::load(share + w)).store(r + w);
-              if (w < W) {
-                const int n = static_cast<int>(W - w);
-                (V::load_tail(r + w, n) + V::load_tail(share + w, n)).store_tail(r + w, n);
-              }
+      // the row's share, the same for each input row it covers: computed once, then added
+      if (sw_ == 1) avg_backward_row_share<V, 1>(g, share, q);
+      else if (sw_ > 2) avg_backward_row_share_any(g, share, q);
+      else if (g.k[2] == 2 && pw == 0) avg_backward_row_share<V, 2, 2, 0>(g, share, q);
+      else if (g.k[2] == 3 && pw == 1) avg_backward_row_share<V, 2, 3, 1>(g, share, q);
+      else avg_backward_row_share<V, 2>(g, share, q);
+      for (int64_t a = a0; a < a1; ++a)
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t ir = (sd + a) * H + sh + b;  // the input row
+          float* r = acc + ir * W;
+          if (ir >= zeroed) {  // first use: the share plus +0 (as a zeroed row would get), no read
+            if (ir > zeroed)
+              std::memset(acc + zeroed * W, 0, sizeof(float) * static_cast<size_t>((ir - zeroed) * W));
+            zeroed = ir + 1;
+            int64_t w = 0;
+            for (; w + V::N <= W; w += V::N) (V::load(share + w) + V::zero()).store(r + w);
+            if (w < W) {
+              const int n = static_cast<int>(W - w);
+              (V::load_tail(share + w, n) + V::zero()).store_tail(r + w, n);
+            }
+          } else {
+            int64_t w = 0;
+            for (; w + V::N <= W; w += V::N) (V::load(r + w) + V::load(share + w)).store(r + w);
+            if (w < W) {
+              const int n = static_cast<int>(W - w);
+              (V::load_tail(r + w, n) + V::load_tail(share + w, n)).store_tail(r + w, n);
             }
           }
-      }
+        }
     }
   }
   if (zeroed < rows_in)  // rows no window covers
