@@ -68,6 +68,15 @@ DW_CASES = [
     (1, 2, 9, 23, 1, 3, 4, 1, 1),     # stride 4 (grad_input: 4-column groups from the phases)
     (1, 3, 6, 29, 1, 5, 4, 0, 1),     # stride 4, no padding (phase 0 first)
     (2, 2, 7, 22, 1, 2, 2, 0, 1),     # k2 s2, no padding
+    # 5 and 7 kernel rows (row-shared blocks of 4 / 3 output rows): every remainder of rows, 2+ column blocks
+    (2, 2, 10, 21, 1, 5, 1, 2, 1),    # k5: rows 4 + 4 + 2, W_out 21
+    (1, 2, 9, 12, 1, 5, 1, 2, 1),     # k5: rows 4 + 4 + 1
+    (1, 3, 9, 40, 2, 7, 1, 3, 1),     # k7: rows 3 x 3, W_out 40, multiplier 2
+    (1, 2, 8, 11, 1, 7, 1, 3, 1),     # k7: rows 3 + 3 + 2
+    (1, 2, 7, 11, 1, 7, 1, 3, 1),     # k7: rows 3 + 3 + 1
+    (1, 2, 13, 19, 1, 5, 2, 2, 1),    # k5 s2: rows 4 + 3
+    (1, 2, 16, 17, 1, 7, 2, 3, 1),    # k7 s2: rows 3 + 3 + 2
+    (1, 2, 11, 26, 1, (5, 3), (1, 2), (2, 1), (1, 2)),  # 5 rows, 3 columns: column stride and dilation
 ]
 
 

@@ -219,10 +219,76 @@ template <class V, int RN>
   }
 }
 
+// KH kernel rows, row stride SH and no row dilation (compile-time), any kernel width, column stride and
+// column dilation: RN output rows x 2 vectors of columns from column j. Per kernel column q, that column's
+// KH weights sit in registers and each of the (RN - 1) * SH + KH input row vectors it needs is loaded once
+// and fed to every output row of the block that uses it: 2 ((RN - 1) SH + KH) + KH loads per 2 RN KH FMAs
+// (5x5 stride 1, RN 4: 21 per 40), where dw_block loads once per FMA and broadcasts once per tap. Each
+// output sums its taps column by column (q outer, p inner) after the bias. Registers: KH weights, 2 RN
+// accumulators and 2 loaded vectors, within AVX2's 16 for (KH, RN) = (5, 4), (7, 3), (3, 4).
+template <class V, int KH, int SH, int RN>
+[[gnu::always_inline]] inline void dw_cols_block(const ConvGeom& g, const float* base, const float* w, V vb,
+                                                 float* y, int64_t Wo, int64_t rf, int64_t j) {
+  constexpr int N = V::N;
+  constexpr int kRows = (RN - 1) * SH + KH;
+  V a0[RN], a1[RN];
+  for (int r = 0; r < RN; ++r) a0[r] = a1[r] = vb;
+  for (int64_t q = 0; q < g.kw; ++q) {
+    const float* s = base + tap_offset<V>(g, q * g.dw) + j;
+    V wv[KH];
+    for (int p = 0; p < KH; ++p) wv[p] = V::set1(w[p * g.kw + q]);
+#pragma GCC unroll 16
+    for (int sr = 0; sr < kRows; ++sr) {  // input row sr is tap row p = sr - r SH of output row r
+      const V x0 = V::load(s + sr * rf), x1 = V::load(s + sr * rf + N);
+#pragma GCC unroll 4
+      for (int r = 0; r < RN; ++r) {
+        const int p = sr - r * SH;
+        if (p >= 0 && p < KH) {
+          a0[r] = fmadd(x0, wv[p], a0[r]);
+          a1[r] = fmadd(x1, wv[p], a1[r]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < RN; ++r) {
+    float* yr = y + r * Wo + j;
+    if (j + N <= Wo) a0[r].store(yr);
+    else a0[r].store_tail(yr, static_cast<int>(Wo - j));
+    if (j + 2 * N <= Wo) a1[r].store(yr + N);
+    else if (j + N < Wo) a1[r].store_tail(yr + N, static_cast<int>(Wo - j - N));
+  }
+}
+
+// A plane through dw_cols_block: blocks of RB rows, the last rows in one smaller block.
+template <class V, int KH, int SH, int RB>
+void dw_forward_cols(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
+  constexpr int N = V::N;
+  const int64_t Wo = g.Wo, rf = g.row_floats();
+  const V vb = V::set1(bias);
+  for (int64_t i0 = 0; i0 < g.Ho; i0 += RB) {
+    const int rn = static_cast<int>(g.Ho - i0 < RB ? g.Ho - i0 : RB);
+    const float* base = buf + i0 * SH * rf;
+    float* yb = y + i0 * Wo;
+    for (int64_t j = 0; j < Wo; j += 2 * N) {
+      if (rn == RB) dw_cols_block<V, KH, SH, RB>(g, base, w, vb, yb, Wo, rf, j);
+      else if (rn == 3) dw_cols_block<V, KH, SH, 3>(g, base, w, vb, yb, Wo, rf, j);
+      else if (rn == 2) dw_cols_block<V, KH, SH, 2>(g, base, w, vb, yb, Wo, rf, j);
+      else dw_cols_block<V, KH, SH, 1>(g, base, w, vb, yb, Wo, rf, j);
+    }
+  }
+}
+
 template <class V>
 void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
   if (g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1)
     return dw_forward_3x3s1<V>(g, buf, w, bias, y);
+  // 5 and 7 rows (EfficientNet's, ConvNeXt's), strides 1 and 2 (3x3 stride 2 measured level: 3 rows share
+  // little)
+  if (g.dh == 1 && (g.sh == 1 || g.sh == 2) && (g.kh == 5 || g.kh == 7)) {
+    if (g.kh == 5)
+      return g.sh == 1 ? dw_forward_cols<V, 5, 1, 4>(g, buf, w, bias, y) : dw_forward_cols<V, 5, 2, 4>(g, buf, w, bias, y);
+    return g.sh == 1 ? dw_forward_cols<V, 7, 1, 3>(g, buf, w, bias, y) : dw_forward_cols<V, 7, 2, 3>(g, buf, w, bias, y);
+  }
   constexpr int N = V::N;
   constexpr int RB = 4;
   const int64_t Wo = g.Wo, rf = g.row_floats();
