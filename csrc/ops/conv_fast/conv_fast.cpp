@@ -75,8 +75,8 @@ void depthwise_conv2d_forward(const Conv2dArgs& a, const float* x, const float* 
     int64_t padded = -1;  // the input plane now in buf (k / m repeats m times in a row)
     for (int64_t pl = b; pl < e; ++pl) {
       const int64_t n = pl / a.K, k = pl % a.K, src = n * a.C + k / m;
-      if (src != padded) {
-        kt.pad_rows(g, x + src * in_plane, 0, hp, buf);
+      if (src != padded) {  // the first plane of this range pads, the others rewrite the input cells
+        (padded < 0 ? kt.pad_rows : kt.pad_interior)(g, x + src * in_plane, 0, hp, buf);
         padded = src;
       }
       float* yp = y + pl * out_plane;
@@ -133,14 +133,14 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
       const float* gp = gy + pl * out_plane;
       if (gw) {
         if (src != padded) {
-          kt.pad_rows(g, x + src * in_plane, 0, hp, buf);
+          (padded < 0 ? kt.pad_rows : kt.pad_interior)(g, x + src * in_plane, 0, hp, buf);
           padded = src;
         }
         kt.corr_taps(g, buf, gp, 0, 1, part + pl * stride, 0);
       }
       if (gb) part[pl * stride + taps] = kt.sum(out_plane, gp);
       if (gather) {  // m == 1: plane pl of gx
-        kt.pad_rows(gt, gp, 0, gt_hp, gbuf);
+        (pl == b ? kt.pad_rows : kt.pad_interior)(gt, gp, 0, gt_hp, gbuf);
         kt.dw_forward(gt, gbuf, wf + k * taps, 0.0f, gx + pl * in_plane);
       }
     }
@@ -216,7 +216,8 @@ void direct_conv2d_backward(const Conv2dArgs& a, const float* gy, const float* x
       float* pp = part + (n * K + k0) * stride;
       if (gw) {
         if (n != padded) {
-          for (int64_t c = 0; c < C; ++c) kt.pad_rows(g, x + (n * C + c) * in_plane, 0, hp, buf + c * plane_floats);
+          const ConvPadRowsFn pad = padded < 0 ? kt.pad_rows : kt.pad_interior;
+          for (int64_t c = 0; c < C; ++c) pad(g, x + (n * C + c) * in_plane, 0, hp, buf + c * plane_floats);
           padded = n;
         }
         for (int64_t c = 0; c < C; ++c)

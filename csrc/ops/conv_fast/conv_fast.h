@@ -51,6 +51,8 @@ struct WinoGeom {
 // ---- kernel table (one per ISA) ----
 // Padded phase-split copy of plane rows [r0, r0 + rows) (padded coordinates) into buf (rows * row_floats).
 using ConvPadRowsFn = void (*)(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf);
+// pad_interior (a ConvPadRowsFn): the same rows where buf already holds such a copy of another plane with the
+// same geometry and rows: only the cells that hold input are rewritten (the padding zeros stay).
 // Depthwise forward of one output plane from its padded input plane: y = bias + sum taps (no activation).
 using ConvDwForwardFn = void (*)(const ConvGeom& g, const float* buf, const float* w, float bias, float* y);
 // gbuf (padded, phase-split) += transposed conv of nk <= 8 grad_output planes gy + kb*gstride through
@@ -101,6 +103,7 @@ using WinoWgradFn = void (*)(int nd, int64_t n, int64_t ld, const float* m, floa
 
 struct ConvFastKernels {
   ConvPadRowsFn pad_rows;
+  ConvPadRowsFn pad_interior;
   ConvDwForwardFn dw_forward;
   ConvScatterFn scatter;
   ConvUnpadFn unpad;

@@ -36,14 +36,16 @@ inline void gather_groups(const float* src, float* dst, int64_t wq, int64_t grou
     for (int b = 0; b < SW; ++b) dst[i * SW + b] = src[b * wq + i];
 }
 
-template <class V>
-void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf) {
+// pad_rows (ZERO) and pad_interior (!ZERO: only the cells that hold input are written, the zeros of an
+// earlier copy with the same geometry stay).
+template <class V, bool ZERO>
+void pad_rows_impl(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf) {
   const int64_t sw = g.sw, wq = g.wq;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t ih = r0 + r - g.ph;
     float* dst = buf + r * g.row_floats();
     if (ih < 0 || ih >= g.H) {
-      std::memset(dst, 0, sizeof(float) * static_cast<size_t>(g.row_floats()));
+      if (ZERO) std::memset(dst, 0, sizeof(float) * static_cast<size_t>(g.row_floats()));
       continue;
     }
     const float* src = x + ih * g.W;
@@ -51,15 +53,21 @@ void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float
       // three libc calls per row of a small plane took as long as the 3x3 depthwise kernel on it
       const int64_t lead = g.pw < wq ? g.pw : wq;
       const int64_t n = (g.W < wq - lead) ? g.W : wq - lead;
-      for (int64_t c = 0; c < wq; c += V::N) V::zero().store(dst + c);
+      if (ZERO)
+        for (int64_t c = 0; c < wq; c += V::N) V::zero().store(dst + c);
       int64_t c = 0;
       for (; c + V::N <= n; c += V::N) V::load(src + c).store(dst + lead + c);
-      if (c < n) V::load_tail(src + c, static_cast<int>(n - c)).store_tail(dst + lead + c, static_cast<int>(n - c));
+      if (c < n) {  // a whole-vector store of the zero-filled tail where the row has room (the cells past
+        // the input are zeros already); AMD's masked stores are slow
+        const V t = V::load_tail(src + c, static_cast<int>(n - c));
+        if (lead + c + V::N <= wq) t.store(dst + lead + c);
+        else t.store_tail(dst + lead + c, static_cast<int>(n - c));
+      }
       continue;
     }
     // zero the row, then deal the input columns out to the phases: padded column c = col + pw goes to
     // phase c % sw, slot c / sw (counters instead of divisions; columns past the row's slots are dropped)
-    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(g.row_floats()));
+    if (ZERO) std::memset(dst, 0, sizeof(float) * static_cast<size_t>(g.row_floats()));
     int64_t phase = g.pw % sw, slot = g.pw / sw, col = 0;
     if (sw == 2 || sw == 4) {  // whole groups of sw columns with fixed trip counts (vectorised deinterleave)
       for (; col < g.W && phase != 0 && slot < wq; ++col) {
@@ -83,6 +91,16 @@ void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float
       }
     }
   }
+}
+
+template <class V>
+void pad_rows(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf) {
+  pad_rows_impl<V, true>(g, x, r0, rows, buf);
+}
+
+template <class V>
+void pad_interior(const ConvGeom& g, const float* x, int64_t r0, int64_t rows, float* buf) {
+  pad_rows_impl<V, false>(g, x, r0, rows, buf);
 }
 
 // gx plane = interior of the padded, phase-split gbuf.
