@@ -60,34 +60,48 @@ constexpr int64_t kBlockBytesWgrad = int64_t(8) << 20, kBlockBytesWgrad3d = int6
 constexpr int64_t kWino3Chunk = 64, kWino3ChainMax = 128;
 constexpr int64_t kWgradChunk = 64;  // tiles per float32 product sum (then summed in float64)
 
-// wt[t * K*C + kc] = filter kc = k*C + c, tap t, for kc in [lo, hi): w[k, c, t] (w of shape (K, C, taps)),
+// A stride of n floats (n rounded up) whose cache-line count is odd: the E transform points of one tile
+// vector are written (read) E strides apart, and strides of a multiple of 4 KiB (e.g. C * ldv = 32 x 224
+// floats) put all of those lines in one L1 set, which holds 12.
+int64_t alias_free(int64_t n) {
+  int64_t s = (n + 15) / 16 * 16;
+  if ((s / 16) % 2 == 0) s += 16;
+  return s;
+}
+
+// wt[t * ld + kc] = filter kc = k*C + c, tap t, for kc in [lo, hi): w[k, c, t] (w of shape (K, C, taps)),
 // or, swapped, w[c, k, taps - 1 - t] (w of shape (C, K, taps): the flipped, channel-swapped kernel whose
 // convolution is the grad_input of the convolution by w, read without a flipped copy).
 void gather_filters(int64_t taps, int64_t K, int64_t C, const float* w, bool swapped, int64_t lo, int64_t hi,
-                    float* wt) {
-  const int64_t KC = K * C;
+                    float* wt, int64_t ld) {
   for (int64_t kc = lo; kc < hi; ++kc) {
     if (!swapped) {
-      for (int64_t t = 0; t < taps; ++t) wt[t * KC + kc] = w[kc * taps + t];
+      for (int64_t t = 0; t < taps; ++t) wt[t * ld + kc] = w[kc * taps + t];
       continue;
     }
     const float* src = w + ((kc % C) * K + kc / C) * taps;
-    for (int64_t t = 0; t < taps; ++t) wt[t * KC + kc] = src[taps - 1 - t];
+    for (int64_t t = 0; t < taps; ++t) wt[t * ld + kc] = src[taps - 1 - t];
   }
 }
 
-// U[e][k][c] = (G g G^T)[e] (3-D: G along three axes) for the filters g = w[k, c] (kernels wino_filter /
-// wino3_filter, vectorised over k*C + c on the filters transposed to (taps, K*C) in wt), spread over the
-// threads (each filter is independent).
+// The row stride of the filter transform's (taps or E) x K*C arrays wt and U: K*C with an odd number of cache
+// lines. Their rows are written (gather, transform) and read (transform, packing) side by side, and with
+// K*C a multiple of 1024 (C256 -> 256: 64K floats) all 9 (16, 36) of them fell into one 8-way L1 set: the
+// gather and the transform then took 32% of a batch-1 C256 14x14 3x3 convolution.
+int64_t filter_stride(int64_t KC) { return alias_free(KC); }
+
+// U[e * ld + k*C + c] = (G g G^T)[e] (3-D: G along three axes) for the filters g = w[k, c] (kernels
+// wino_filter / wino3_filter, vectorised over k*C + c on the filters transposed to (taps, K*C) in wt, rows
+// ld = filter_stride apart), spread over the threads (each filter is independent).
 void transform_filters(const ConvFastKernels& kt, bool d3, int64_t m, int64_t K, int64_t C, const float* w,
                        bool swapped, float* wt, float* U) {
   constexpr int64_t kChunk = 1024;  // filters per work item
-  const int64_t KC = K * C;
+  const int64_t KC = K * C, ld = filter_stride(KC);
   parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
     const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
-    gather_filters(d3 ? 27 : 9, K, C, w, swapped, lo, hi, wt);
-    if (d3) kt.wino3_filter(hi - lo, KC, wt + lo, U + lo);
-    else kt.wino_filter(m, hi - lo, KC, wt + lo, U + lo);
+    gather_filters(d3 ? 27 : 9, K, C, w, swapped, lo, hi, wt, ld);
+    if (d3) kt.wino3_filter(hi - lo, ld, wt + lo, U + lo);
+    else kt.wino_filter(m, hi - lo, ld, wt + lo, U + lo);
   });
 }
 
@@ -165,20 +179,11 @@ int64_t block_rows(int64_t R, int64_t tw, int64_t per_tile, int64_t budget = kBl
   return std::max<int64_t>(1, (R + want - 1) / std::max<int64_t>(1, want));
 }
 
-// A stride of n floats (n rounded up) whose cache-line count is odd: the E transform points of one tile
-// vector are written (read) E strides apart, and strides of a multiple of 4 KiB (e.g. C * ldv = 32 x 224
-// floats) put all of those lines in one L1 set, which holds 12.
-int64_t alias_free(int64_t n) {
-  int64_t s = (n + 15) / 16 * 16;
-  if ((s / 16) % 2 == 0) s += 16;
-  return s;
-}
-
 // U (E x K x C) packed for the microkernel: per e, MR-row slivers of C steps (Up + e * Kp * C).
 void pack_filters(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const float* U, float* Up) {
-  const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
+  const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr, ld = filter_stride(K * C);
   parallel_for(E, 8, 1, [&](int64_t b, int64_t e) {
-    for (int64_t ee = b; ee < e; ++ee) gk.pack_a_transpose(K, C, U + ee * K * C, C, Up + ee * Kp * C);
+    for (int64_t ee = b; ee < e; ++ee) gk.pack_a_transpose(K, C, U + ee * ld, C, Up + ee * Kp * C);
   });
 }
 
@@ -248,10 +253,11 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
 
   const GemmKernels& gk = select_kernels(gemm_tables);
   const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
-  // U (E x K x C), the filters transposed (9 x K*C), U packed (E x Kp x C)
-  float* U = t_wino_u.get(2 * E * K * C + E * Kp * C);
-  transform_filters(kt, false, m, K, C, w, swapped, U + E * K * C, U);
-  float* Up = U + 2 * E * K * C;
+  // U (E x K x C), the filters transposed (9 x K*C), rows filter_stride apart; U packed (E x Kp x C)
+  const int64_t ldf = filter_stride(K * C);
+  float* U = t_wino_u.get(2 * E * ldf + E * Kp * C);
+  transform_filters(kt, false, m, K, C, w, swapped, U + E * ldf, U);
+  float* Up = U + 2 * E * ldf;
   pack_filters(gk, E, K, C, U, Up);
 
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
@@ -299,9 +305,10 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
   const GemmKernels& gk = select_kernels(gemm_tables);
   const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
   // U (64 x K x C), the filters transposed (27 x K*C), then U packed: per e, MR-row slivers of C steps
-  float* U = t_wino_u.get((E + 27) * KC + E * Kp * C);
-  float* wt = U + E * KC;
-  float* Up = wt + 27 * KC;
+  const int64_t ldf = filter_stride(KC);  // rows of U and of the transposed filters
+  float* U = t_wino_u.get((E + 27) * ldf + E * Kp * C);
+  float* wt = U + E * ldf;
+  float* Up = wt + 27 * ldf;
   transform_filters(kt, true, 2, K, C, w, swapped, wt, U);
   pack_filters(gk, E, K, C, U, Up);
 
