@@ -33,9 +33,12 @@ constexpr int64_t kPrefetchK = 8;  // B rows read in place are prefetched this m
 // rows by displacement. Otherwise B is read in place, rows ldb apart, and is prefetched kPrefetchK rows
 // ahead (no hardware prefetcher follows a stride of a page).
 // OFFSETS (micro_offsets): nb blocks of k steps, block j reading B in place from b + boff[j].
-template <int ROWS, bool MASKED, bool DIRECT = false, bool PACKED = true, bool OFFSETS = false>
+// HALF (n <= 8): only the first vector of columns is loaded, multiplied and stored (half the FMAs of a
+// masked whole-width tile for an edge of 1-8 columns; each element's chain is the same).
+template <int ROWS, bool MASKED, bool DIRECT = false, bool PACKED = true, bool OFFSETS = false, bool HALF = false>
 inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int n,
                        const GemmTile& t, int64_t lda = MR, const int64_t* boff = nullptr, int64_t nb = 1) {
+  static_assert(!HALF || MASKED, "a half tile is an edge tile");
   __m256 c0[ROWS], c1[ROWS];
 #pragma GCC unroll 6
   for (int i = 0; i < ROWS; ++i) {
@@ -57,7 +60,7 @@ inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, f
     }
     if (MASKED) {
       b0 = _mm256_maskload_ps(bp, m0);
-      b1 = _mm256_maskload_ps(bp + 8, m1);
+      b1 = HALF ? b0 : _mm256_maskload_ps(bp + 8, m1);
     } else {
       b0 = _mm256_loadu_ps(bp);
       b1 = _mm256_loadu_ps(bp + 8);
@@ -66,7 +69,7 @@ inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, f
     for (int i = 0; i < ROWS; ++i) {
       const __m256 ai = _mm256_broadcast_ss(DIRECT ? ap + i * lda : ap + i);
       c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
-      c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+      if (!HALF) c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
     }
   };
   if (OFFSETS) {
@@ -95,9 +98,11 @@ inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, f
     __m256 r1 = _mm256_mul_ps(c1[i], va);
     if (t.beta != 0.0f) {
       const __m256 x0 = MASKED ? _mm256_maskload_ps(ci, m0) : _mm256_loadu_ps(ci);
-      const __m256 x1 = MASKED ? _mm256_maskload_ps(ci + 8, m1) : _mm256_loadu_ps(ci + 8);
       r0 = _mm256_fmadd_ps(vb, x0, r0);
-      r1 = _mm256_fmadd_ps(vb, x1, r1);
+      if (!HALF) {
+        const __m256 x1 = MASKED ? _mm256_maskload_ps(ci + 8, m1) : _mm256_loadu_ps(ci + 8);
+        r1 = _mm256_fmadd_ps(vb, x1, r1);
+      }
     }
     if (t.bias_kind == GemmBias::row) {
       const __m256 bi = _mm256_set1_ps(t.bias[i]);
@@ -109,7 +114,7 @@ inline void micro_rows(int64_t k, const float* a, const float* b, int64_t ldb, f
     }
     if (MASKED) {
       _mm256_maskstore_ps(ci, m0, r0);
-      _mm256_maskstore_ps(ci + 8, m1, r1);
+      if (!HALF) _mm256_maskstore_ps(ci + 8, m1, r1);
     } else {
       _mm256_storeu_ps(ci, r0);
       _mm256_storeu_ps(ci + 8, r1);
@@ -122,9 +127,11 @@ inline void micro_n(int64_t k, const float* a, int64_t lda, const float* b, int6
                     int n, const GemmTile& t) {
   if (ldb == NR) {
     if (n == NR) micro_rows<ROWS, false, DIRECT, true>(k, a, b, ldb, c, ldc, n, t, lda);
+    else if (n <= 8) micro_rows<ROWS, true, DIRECT, true, false, true>(k, a, b, ldb, c, ldc, n, t, lda);
     else micro_rows<ROWS, true, DIRECT, true>(k, a, b, ldb, c, ldc, n, t, lda);
   } else {
     if (n == NR) micro_rows<ROWS, false, DIRECT, false>(k, a, b, ldb, c, ldc, n, t, lda);
+    else if (n <= 8) micro_rows<ROWS, true, DIRECT, false, false, true>(k, a, b, ldb, c, ldc, n, t, lda);
     else micro_rows<ROWS, true, DIRECT, false>(k, a, b, ldb, c, ldc, n, t, lda);
   }
 }
@@ -133,6 +140,7 @@ template <int ROWS>
 inline void micro_offsets_n(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b,
                             int64_t ldb, float* c, int64_t ldc, int n, const GemmTile& t) {
   if (n == NR) micro_rows<ROWS, false, false, false, true>(kb, a, b, ldb, c, ldc, n, t, MR, boff, nb);
+  else if (n <= 8) micro_rows<ROWS, true, false, false, true, true>(kb, a, b, ldb, c, ldc, n, t, MR, boff, nb);
   else micro_rows<ROWS, true, false, false, true>(kb, a, b, ldb, c, ldc, n, t, MR, boff, nb);
 }
 
