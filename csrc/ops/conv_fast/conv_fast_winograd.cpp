@@ -69,39 +69,43 @@ int64_t alias_free(int64_t n) {
   return s;
 }
 
-// wt[t * ld + kc] = filter kc = k*C + c, tap t, for kc in [lo, hi): w[k, c, t] (w of shape (K, C, taps)),
-// or, swapped, w[c, k, taps - 1 - t] (w of shape (C, K, taps): the flipped, channel-swapped kernel whose
-// convolution is the grad_input of the convolution by w, read without a flipped copy).
-void gather_filters(int64_t taps, int64_t K, int64_t C, const float* w, bool swapped, int64_t lo, int64_t hi,
-                    float* wt, int64_t ld) {
-  for (int64_t kc = lo; kc < hi; ++kc) {
-    if (!swapped) {
-      for (int64_t t = 0; t < taps; ++t) wt[t * ld + kc] = w[kc * taps + t];
-      continue;
+// The transformed filters as the GEMMs' packed A operand: Up[e * ld + (i C + c) MR + r] = (G g G^T)[e]
+// (3-D: G along three axes) of the filter g = w[k, c], k = i MR + r (zero for k >= K), i.e. the MR-row
+// slivers of U[e] (K x C) in pack_a_transpose's layout. The transform is elementwise over the filters, so
+// it commutes with that permutation: the filters are gathered straight into the packed order, tap-major
+// (wt[t * ld + the same index]; swapped: w of shape (C, K, taps) read flipped, w[c, k, taps - 1 - t], the
+// kernel whose convolution is the grad_input of the convolution by w), and the kernels wino_filter /
+// wino3_filter (vectorised over that index) write Up. (U made in (k, c) order and packed afterwards took a
+// second pass over E K C floats: 10% of a batch-1 C256 14x14 convolution.) One sliver per work item.
+// ld = filter_stride(Kp C): the 9 (27) rows of wt and the E rows of Up are read and written side by side,
+// and with Kp C a multiple of 1024 floats all of them fell into one 8-way L1 set.
+int64_t filter_stride(int64_t n) { return alias_free(n); }
+
+void transform_filters(const ConvFastKernels& kt, const GemmKernels& gk, bool d3, int64_t m, int64_t K, int64_t C,
+                       const float* w, bool swapped, float* wt, float* Up) {
+  const int64_t MR = gk.mr, ns = (K + MR - 1) / MR, sl = MR * C, taps = d3 ? 27 : 9;
+  const int64_t ld = filter_stride(ns * sl);
+  parallel_for(ns, 1, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float* d = wt + i * sl;
+      for (int64_t r = 0; r < MR; ++r) {
+        const int64_t k = i * MR + r;
+        for (int64_t c = 0; c < C; ++c) {
+          float* dd = d + c * MR + r;
+          if (k >= K) {
+            for (int64_t t = 0; t < taps; ++t) dd[t * ld] = 0.0f;
+          } else if (!swapped) {
+            const float* src = w + (k * C + c) * taps;
+            for (int64_t t = 0; t < taps; ++t) dd[t * ld] = src[t];
+          } else {
+            const float* src = w + (c * K + k) * taps;
+            for (int64_t t = 0; t < taps; ++t) dd[t * ld] = src[taps - 1 - t];
+          }
+        }
+      }
+      if (d3) kt.wino3_filter(sl, ld, d, Up + i * sl);
+      else kt.wino_filter(m, sl, ld, d, Up + i * sl);
     }
-    const float* src = w + ((kc % C) * K + kc / C) * taps;
-    for (int64_t t = 0; t < taps; ++t) wt[t * ld + kc] = src[taps - 1 - t];
-  }
-}
-
-// The row stride of the filter transform's (taps or E) x K*C arrays wt and U: K*C with an odd number of cache
-// lines. Their rows are written (gather, transform) and read (transform, packing) side by side, and with
-// K*C a multiple of 1024 (C256 -> 256: 64K floats) all 9 (16, 36) of them fell into one 8-way L1 set: the
-// gather and the transform then took 32% of a batch-1 C256 14x14 3x3 convolution.
-int64_t filter_stride(int64_t KC) { return alias_free(KC); }
-
-// U[e * ld + k*C + c] = (G g G^T)[e] (3-D: G along three axes) for the filters g = w[k, c] (kernels
-// wino_filter / wino3_filter, vectorised over k*C + c on the filters transposed to (taps, K*C) in wt, rows
-// ld = filter_stride apart), spread over the threads (each filter is independent).
-void transform_filters(const ConvFastKernels& kt, bool d3, int64_t m, int64_t K, int64_t C, const float* w,
-                       bool swapped, float* wt, float* U) {
-  constexpr int64_t kChunk = 1024;  // filters per work item
-  const int64_t KC = K * C, ld = filter_stride(KC);
-  parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
-    const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
-    gather_filters(d3 ? 27 : 9, K, C, w, swapped, lo, hi, wt, ld);
-    if (d3) kt.wino3_filter(hi - lo, ld, wt + lo, U + lo);
-    else kt.wino_filter(m, hi - lo, ld, wt + lo, U + lo);
   });
 }
 
@@ -179,24 +183,17 @@ int64_t block_rows(int64_t R, int64_t tw, int64_t per_tile, int64_t budget = kBl
   return std::max<int64_t>(1, (R + want - 1) / std::max<int64_t>(1, want));
 }
 
-// U (E x K x C) packed for the microkernel: per e, MR-row slivers of C steps (Up + e * Kp * C).
-void pack_filters(const GemmKernels& gk, int64_t E, int64_t K, int64_t C, const float* U, float* Up) {
-  const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr, ld = filter_stride(K * C);
-  parallel_for(E, 8, 1, [&](int64_t b, int64_t e) {
-    for (int64_t ee = b; ee < e; ++ee) gk.pack_a_transpose(K, C, U + ee * ld, C, Up + ee * Kp * C);
-  });
-}
-
 // M[e] (K x T, rows T apart, e at Mk + e * sm) = U[e] (K x C) V[e] (C x T, rows ldv apart, e at V + e * sv)
-// for e0 <= e < e1 on the microkernel: U packed (pack_filters), V read in place, a B sliver (NR tiles)
+// for e0 <= e < e1 on the microkernel: U packed (transform_filters, U[e] su floats apart), V read in place, a B sliver (NR tiles)
 // reused from L1 by the K / MR row slivers. No packing of V and no per-call cost of the engine's driver
 // (64 small products per block in 3-D). The sum over C runs in chunks of `chunk` steps (one FMA chain per
 // element each), added to M in order: the sum order depends on the shape only.
 void wino_products(const GemmKernels& gk, int64_t e0, int64_t e1, int64_t K, int64_t C, const float* Up,
-                   const float* V, int64_t sv, int64_t ldv, int64_t T, float* Mk, int64_t sm, int64_t chunk) {
-  const int64_t MR = gk.mr, NR = gk.nr, Kp = (K + MR - 1) / MR * MR;
+                   int64_t su, const float* V, int64_t sv, int64_t ldv, int64_t T, float* Mk, int64_t sm,
+                   int64_t chunk) {
+  const int64_t MR = gk.mr, NR = gk.nr;
   for (int64_t ee = e0; ee < e1; ++ee) {
-    const float* ue = Up + ee * Kp * C;
+    const float* ue = Up + ee * su;
     for (int64_t pc = 0; pc < C; pc += chunk) {
       const int64_t kb = std::min(chunk, C - pc);
       GemmTile t;
@@ -253,12 +250,10 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
 
   const GemmKernels& gk = select_kernels(gemm_tables);
   const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
-  // U (E x K x C), the filters transposed (9 x K*C), rows filter_stride apart; U packed (E x Kp x C)
-  const int64_t ldf = filter_stride(K * C);
-  float* U = t_wino_u.get(2 * E * ldf + E * Kp * C);
-  transform_filters(kt, false, m, K, C, w, swapped, U + E * ldf, U);
-  float* Up = U + 2 * E * ldf;
-  pack_filters(gk, E, K, C, U, Up);
+  // U packed (E rows of Kp x C, ldf apart), then the filters gathered (9 rows)
+  const int64_t ldf = filter_stride(Kp * C);
+  float* Up = t_wino_u.get((E + 9) * ldf);
+  transform_filters(kt, gk, false, m, K, C, w, swapped, Up + E * ldf, Up);
 
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
   const int64_t rb = block_rows(R, wg.tw, E * (C + K) * int64_t(sizeof(float)));
@@ -273,7 +268,7 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
                   plane_floats);
     });
     phase(team, E, [&](int64_t e0, int64_t e1) {  // M[e] (K x T) = U[e] (K x C) V[e] (C x T)
-      wino_products(gk, e0, e1, K, C, Up, V, sv, ldv, T, Mk, sm, kKChunk);
+      wino_products(gk, e0, e1, K, C, Up, ldf, V, sv, ldv, T, Mk, sm, kKChunk);
     });
     phase(team, K, [&](int64_t k0, int64_t k1) {
       for (int64_t gr = g0; gr < g1; ++gr) {
@@ -296,7 +291,7 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
   const ConvFastKernels& kt = select_kernels(conv_fast_tables);
   const GemmActFn actf = select_kernels(gemm_tables).act;
   constexpr int64_t E = 64;
-  const int64_t C = a.C, K = a.K, KC = K * C;
+  const int64_t C = a.C, K = a.K;
   const int64_t Do = a.D + 2 * a.pd - 2, Ho = a.H + 2 * a.ph - 2, Wo = a.W + 2 * a.pw - 2;
   const int64_t td = (Do + 1) / 2, plane_out = Ho * Wo;
   const WinoGeom wg = wino_geom(2, Ho, Wo);
@@ -304,13 +299,10 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
 
   const GemmKernels& gk = select_kernels(gemm_tables);
   const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
-  // U (64 x K x C), the filters transposed (27 x K*C), then U packed: per e, MR-row slivers of C steps
-  const int64_t ldf = filter_stride(KC);  // rows of U and of the transposed filters
-  float* U = t_wino_u.get((E + 27) * ldf + E * Kp * C);
-  float* wt = U + E * ldf;
-  float* Up = wt + 27 * ldf;
-  transform_filters(kt, true, 2, K, C, w, swapped, wt, U);
-  pack_filters(gk, E, K, C, U, Up);
+  // U packed (64 rows of Kp x C, ldf apart: per e, MR-row slivers of C steps), then the filters gathered
+  const int64_t ldf = filter_stride(Kp * C);
+  float* Up = t_wino_u.get((E + 27) * ldf);
+  transform_filters(kt, gk, true, 2, K, C, w, swapped, Up + E * ldf, Up);
 
   const int64_t R = a.N * td * wg.th;  // tile rows of the whole batch
   const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
@@ -326,7 +318,8 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
                   t_wino_pad.get(4 * plane_floats), plane_floats);
     });
     phase(team, E, [&](int64_t e0, int64_t e1) {
-      wino_products(gk, e0, e1, K, C, Up, V, sv, ldv, T, Mk, sm, C <= kWino3ChainMax ? kKChunk : kWino3Chunk);
+      wino_products(gk, e0, e1, K, C, Up, ldf, V, sv, ldv, T, Mk, sm,
+                    C <= kWino3ChainMax ? kKChunk : kWino3Chunk);
     });
     phase(team, K, [&](int64_t k0, int64_t k1) {
       for (int64_t gr = g0; gr < g1; ++gr) {
