@@ -365,9 +365,11 @@ void winograd_conv_backward_weight(int nd, const Conv3dArgs& a, const float* gy,
   // rounded once: a float32 running sum over all the tiles measured up to 2.3x the error of the NumPy
   // float32 weight gradient (products of transformed values run ~4x (2-D) to ~8x (3-D) larger than x * dy),
   // chunks of 64 tiles summed in float64 0.5-1.1x (about the im2col kernels' 0.3-1.0x).
-  float* M = t_wino_u.get((E + taps) * KC);
-  float* wt = M + E * KC;
-  double* M64 = reinterpret_cast<double*>(t_wino_acc.get(2 * E * KC));  // 64-byte aligned
+  // rows of M, M64 and wt ldm apart (filter_stride: the E rows are read side by side by wino_wgrad)
+  const int64_t ldm = filter_stride(KC);
+  float* M = t_wino_u.get((E + taps) * ldm);
+  float* wt = M + E * ldm;
+  double* M64 = reinterpret_cast<double*>(t_wino_acc.get(2 * E * ldm));  // 64-byte aligned
   const int64_t out_plane = Ho * Wo;
   for (int64_t blk = 0; blk < nblk; ++blk) {
     const int64_t g0 = blk * rb, g1 = std::min(R, g0 + rb), T = (g1 - g0) * wg.tw;
@@ -397,8 +399,8 @@ void winograd_conv_backward_weight(int nd, const Conv3dArgs& a, const float* gy,
     parallel_for(E, 1, 1, [&](int64_t e0, int64_t e1) {
       float* bp = t_wino_bpack.get(Cp * kWgradChunk);
       for (int64_t e = e0; e < e1; ++e) {
-        float* me = M + e * KC;
-        double* acc = M64 + e * KC;
+        float* me = M + e * ldm;
+        double* acc = M64 + e * ldm;
         for (int64_t t0 = 0; t0 < T; t0 += kWgradChunk) {
           const int64_t kb = std::min(kWgradChunk, T - t0);
           gk.pack_b_transpose(C, kb, V + e * sv + t0, ldv, bp);
@@ -416,14 +418,18 @@ void winograd_conv_backward_weight(int nd, const Conv3dArgs& a, const float* gy,
     });
   }
   parallel_for(E * KC, 1 << 14, 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) M[i] = static_cast<float>(M64[i]);
+    for (int64_t i = b; i < e;) {  // the part of row i / KC in [b, e)
+      const int64_t row = i / KC * ldm + i % KC, n = std::min(KC - i % KC, e - i);
+      for (int64_t j = 0; j < n; ++j) M[row + j] = static_cast<float>(M64[row + j]);
+      i += n;
+    }
   });
   constexpr int64_t kChunk = 1024;  // filters per work item
   parallel_for((KC + kChunk - 1) / kChunk, 8, 1, [&](int64_t b, int64_t e) {
     const int64_t lo = b * kChunk, hi = std::min(KC, e * kChunk);
-    kt.wino_wgrad(static_cast<int>(nd), hi - lo, KC, M + lo, wt + lo);
+    kt.wino_wgrad(static_cast<int>(nd), hi - lo, ldm, M + lo, wt + lo);
     for (int64_t kc = lo; kc < hi; ++kc)
-      for (int64_t t = 0; t < taps; ++t) gw[kc * taps + t] = wt[t * KC + kc];
+      for (int64_t t = 0; t < taps; ++t) gw[kc * taps + t] = wt[t * ldm + kc];
   });
 }
 
