@@ -34,15 +34,16 @@ namespace fastml::conv_detail {
 // - AVX-512: C/G >= 16 and at least 18 kernel offsets (measured on an AVX-512 Xeon: 1.1-1.15x the
 //   column-buffer path on 3x3x3; even with it on 3x3 and k5 1-D, where the column buffer is cheap relative
 //   to the GEMM); at most 1/8 of the grid dropped.
-// - AVX2: few output channels per group (K/G <= 16, or <= 32 on output planes under 256 pixels) and at
-//   least 9 offsets; at most 1/4 of the grid dropped. The column buffer costs one store per (channel,
-//   offset, pixel) whatever K/G, the GEMM K/G FMAs on it: with 4-16 output channels per group it was 45% of
-//   the time (ResNeXt's groups of 32). Paired, 2 threads, Zen 3, shifted / column speed: N8 3x3 groups=32
-//   C128 56x56 1.02, C256 28x28 1.31, C512 14x14 1.50, C1024 7x7 1.37, batch 1 C256 28x28 1.31, dilation 2
-//   2.0, C512 14x14 groups=16 1.19, C64 56x56 groups=4 1.08, conv3d C64 groups=8 1.67; the flipped
-//   backward data of groups=32 1.26-1.50. With 32 channels per group on planes of 784+ pixels it was level
-//   (0.95-1.05), with 64-128 (groups 1-4, 5x5, 7x7) 0.84-0.97 (the grid's dropped columns and the padded
-//   copy are then not repaid), and on 1-D k3 / k5 groups=32 0.87-0.95.
+// - AVX2: few output channels per group (K/G <= 32) and at least 9 offsets; at most 1/4 of the grid
+//   dropped. The column buffer costs one store per (channel, offset, pixel) whatever K/G, the GEMM K/G FMAs
+//   on it: with 4-16 output channels per group it was 45% of the time (ResNeXt's groups of 32). Paired,
+//   2 threads, Zen 3, shifted / column speed: N8 3x3 groups=32 C128 56x56 1.02, C256 28x28 1.31, C512
+//   14x14 1.50, C1024 7x7 1.37, batch 1 C256 28x28 1.31, dilation 2 2.0, C512 14x14 groups=16 1.19, C64
+//   56x56 groups=4 1.08, conv3d C64 groups=8 1.67; the flipped backward data of groups=32 1.26-1.50. With
+//   32 output channels per group (once the half-width edge tiles and plain whole-vector tail stores came):
+//   5x5 C32 56x56 1.13 (batch 1 1.16), 5x5 C64 groups=2 0.96-1.18, 7x7 C32 1.10, 3x3 groups=2 / 3 / 4
+//   1.05-1.22, 3x3 C32 and C256 -> 32 0.95-1.0. With 64-128 (groups 1-4, 5x5, 7x7) it was 0.84-0.97 (the
+//   grid's dropped columns and the padded copy are then not repaid), and on 1-D k3 / k5 groups=32 0.87-0.95.
 inline bool shifted_applies(const ConvShape& s) {
   if (s.in_cl || s.out_cl) return false;
   for (int d = 0; d < 3; ++d)
@@ -51,7 +52,7 @@ inline bool shifted_applies(const ConvShape& s) {
   switch (active_isa()) {
     case Isa::avx512: return s.C / s.G >= 16 && s.kvol() >= 18 && 8 * drop <= Wp;
     case Isa::avx2:
-      return (Kg <= 16 || (Kg <= 32 && s.out_pixels() < 256)) && s.kvol() >= 9 && 4 * drop <= Wp;
+      return Kg <= 32 && s.kvol() >= 9 && 4 * drop <= Wp;
     default: return false;
   }
 }
