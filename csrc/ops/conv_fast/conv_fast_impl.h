@@ -207,6 +207,19 @@ void dw_forward_3x3s1(const ConvGeom& g, const float* buf, const float* w, float
     for (int64_t j = 0; j < Wo; j += V::N) dw_3x3s1_block<V, 1>(buf + i0 * rf, rf, wv, vb, y + i0 * Wo, Wo, j);
 }
 
+// Stores of a block's RN rows x 2 vectors of columns from column j (masked past the row's end).
+template <class V, int RN>
+[[gnu::always_inline]] inline void dw_store2(const V* a0, const V* a1, float* y, int64_t Wo, int64_t j) {
+  constexpr int N = V::N;
+  for (int r = 0; r < RN; ++r) {
+    float* yr = y + r * Wo + j;
+    if (j + N <= Wo) a0[r].store(yr);
+    else a0[r].store_tail(yr, static_cast<int>(Wo - j));
+    if (j + 2 * N <= Wo) a1[r].store(yr + N);
+    else if (j + N < Wo) a1[r].store_tail(yr + N, static_cast<int>(Wo - j - N));
+  }
+}
+
 // RN output rows (compile-time: the accumulators stay in registers; a run-time row count kept them in
 // memory, with a test per row per tap, ~40% of the time at 5x5) x 2 vectors of columns from column j.
 template <class V, int RN>
@@ -228,13 +241,7 @@ template <class V, int RN>
       }
     }
   }
-  for (int r = 0; r < RN; ++r) {
-    float* yr = y + r * Wo + j;
-    if (j + N <= Wo) a0[r].store(yr);
-    else a0[r].store_tail(yr, static_cast<int>(Wo - j));
-    if (j + 2 * N <= Wo) a1[r].store(yr + N);
-    else if (j + N < Wo) a1[r].store_tail(yr + N, static_cast<int>(Wo - j - N));
-  }
+  dw_store2<V, RN>(a0, a1, y, Wo, j);
 }
 
 // KH kernel rows, row stride SH and no row dilation (compile-time), any kernel width, column stride and
@@ -243,7 +250,7 @@ template <class V, int RN>
 // and fed to every output row of the block that uses it: 2 ((RN - 1) SH + KH) + KH loads per 2 RN KH FMAs
 // (5x5 stride 1, RN 4: 21 per 40), where dw_block loads once per FMA and broadcasts once per tap. Each
 // output sums its taps column by column (q outer, p inner) after the bias. Registers: KH weights, 2 RN
-// accumulators and 2 loaded vectors, within AVX2's 16 for (KH, RN) = (5, 4), (7, 3), (3, 4).
+// accumulators and 2 loaded vectors, within AVX2's 16 for (KH, RN) = (5, 4) and (7, 3).
 template <class V, int KH, int SH, int RN>
 [[gnu::always_inline]] inline void dw_cols_block(const ConvGeom& g, const float* base, const float* w, V vb,
                                                  float* y, int64_t Wo, int64_t rf, int64_t j) {
@@ -268,13 +275,7 @@ template <class V, int KH, int SH, int RN>
       }
     }
   }
-  for (int r = 0; r < RN; ++r) {
-    float* yr = y + r * Wo + j;
-    if (j + N <= Wo) a0[r].store(yr);
-    else a0[r].store_tail(yr, static_cast<int>(Wo - j));
-    if (j + 2 * N <= Wo) a1[r].store(yr + N);
-    else if (j + N < Wo) a1[r].store_tail(yr + N, static_cast<int>(Wo - j - N));
-  }
+  dw_store2<V, RN>(a0, a1, y, Wo, j);
 }
 
 // A plane through dw_cols_block: blocks of RB rows, the last rows in one smaller block.
