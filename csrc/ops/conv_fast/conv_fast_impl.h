@@ -304,9 +304,12 @@ void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias,
   // 5 and 7 rows (EfficientNet's, ConvNeXt's), strides 1 and 2 (3x3 stride 2 measured level: 3 rows share
   // little)
   if (g.dh == 1 && (g.sh == 1 || g.sh == 2) && (g.kh == 5 || g.kh == 7)) {
-    if (g.kh == 5)
-      return g.sh == 1 ? dw_forward_cols<V, 5, 1, 4>(g, buf, w, bias, y) : dw_forward_cols<V, 5, 2, 4>(g, buf, w, bias, y);
-    return g.sh == 1 ? dw_forward_cols<V, 7, 1, 3>(g, buf, w, bias, y) : dw_forward_cols<V, 7, 2, 3>(g, buf, w, bias, y);
+    if (g.kh == 5) {
+      if (g.sh == 1) return dw_forward_cols<V, 5, 1, 4>(g, buf, w, bias, y);
+      return dw_forward_cols<V, 5, 2, 4>(g, buf, w, bias, y);
+    }
+    if (g.sh == 1) return dw_forward_cols<V, 7, 1, 3>(g, buf, w, bias, y);
+    return dw_forward_cols<V, 7, 2, 3>(g, buf, w, bias, y);
   }
   constexpr int N = V::N;
   constexpr int RB = 4;

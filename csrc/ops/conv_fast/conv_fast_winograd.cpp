@@ -184,10 +184,10 @@ int64_t block_rows(int64_t R, int64_t tw, int64_t per_tile, int64_t budget = kBl
 }
 
 // M[e] (K x T, rows T apart, e at Mk + e * sm) = U[e] (K x C) V[e] (C x T, rows ldv apart, e at V + e * sv)
-// for e0 <= e < e1 on the microkernel: U packed (transform_filters, U[e] su floats apart), V read in place, a B sliver (NR tiles)
-// reused from L1 by the K / MR row slivers. No packing of V and no per-call cost of the engine's driver
-// (64 small products per block in 3-D). The sum over C runs in chunks of `chunk` steps (one FMA chain per
-// element each), added to M in order: the sum order depends on the shape only.
+// for e0 <= e < e1 on the microkernel: U packed (transform_filters; U[e] at Up + e * su), V read in place, a
+// B sliver (NR tiles) reused from L1 by the K / MR row slivers. No packing of V and no per-call cost of the
+// engine's driver (64 small products per block in 3-D). The sum over C runs in chunks of `chunk` steps (one
+// FMA chain per element each), added to M in order: the sum order depends on the shape only.
 void wino_products(const GemmKernels& gk, int64_t e0, int64_t e1, int64_t K, int64_t C, const float* Up,
                    int64_t su, const float* V, int64_t sv, int64_t ldv, int64_t T, float* Mk, int64_t sm,
                    int64_t chunk) {
