@@ -483,13 +483,16 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
     // padding dil*(k-1) - pad: a forward pass (gather, tiles in parallel, no scatter-add).
     const int64_t kv = s.kvol();
     float* wf = t_wflip.get(s.K * CK);
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t k = 0; k < Kg; ++k)
+    parallel_for(s.K, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, CK)), 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {  // weight row r = g Kg + k
+        const int64_t g = r / Kg, k = r % Kg;
         for (int64_t c = 0; c < Cg; ++c) {
-          const float* src = w + ((g * Kg + k) * Cg + c) * kv;
+          const float* src = w + (r * Cg + c) * kv;
           float* dst = wf + ((g * Cg + c) * Kg + k) * kv;
           for (int64_t i = 0; i < kv; ++i) dst[kv - 1 - i] = src[i];
         }
+      }
+    });
     ConvShape f = s;
     f.C = s.K, f.K = s.C;
     for (int d = 0; d < 3; ++d) {
