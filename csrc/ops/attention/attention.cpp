@@ -391,9 +391,9 @@ void forward_decode(const Ctx& c, float* out, float* lse) {
 // and lse (B, Hq, L) are the same memory as (B, Hkv, group L, Ev) and (B, Hkv, group L). Possible when a
 // row's scores depend on its query and mask row only (no causal or window band, which depends on the row
 // index, no dropout, whose hash does) and the folded rows are evenly strided in q and in the mask (L = 1:
-// rows one head apart; else the heads' rows contiguous). Each row's sums are the same as unfolded (the row kernels and the microkernels treat rows
-// independently, and without a band every row's key blocks are the same), so the results are bitwise those
-// of the per-head items.
+// rows one head apart; else the heads' rows contiguous). Each row's sums are the same as unfolded (the row
+// kernels and the microkernels treat rows independently, and without a band every row's key blocks are the
+// same), so the results are bitwise those of the per-head items.
 bool fold_query_heads(const AttentionParams& p, int64_t group, AttentionParams& f) {
   if (group <= 1 || p.causal || p.window > 0 || p.dropout) return false;
   if (p.L > 1 && (p.qsh != p.L * p.qsl || (p.mask && p.msh != p.L * p.msl))) return false;

@@ -77,14 +77,11 @@ int64_t alias_free(int64_t n) {
 // kernel whose convolution is the grad_input of the convolution by w), and the kernels wino_filter /
 // wino3_filter (vectorised over that index) write Up. (U made in (k, c) order and packed afterwards took a
 // second pass over E K C floats: 10% of a batch-1 C256 14x14 convolution.) One sliver per work item.
-// ld = filter_stride(Kp C): the 9 (27) rows of wt and the E rows of Up are read and written side by side,
-// and with Kp C a multiple of 1024 floats all of them fell into one 8-way L1 set.
-int64_t filter_stride(int64_t n) { return alias_free(n); }
-
+// ld: the callers' alias_free(Kp C). The 9 (27) rows of wt and the E rows of Up are read and written side
+// by side, and with Kp C a multiple of 1024 floats rows K C apart all fell into one 8-way L1 set.
 void transform_filters(const ConvFastKernels& kt, const GemmKernels& gk, bool d3, int64_t m, int64_t K, int64_t C,
-                       const float* w, bool swapped, float* wt, float* Up) {
+                       const float* w, bool swapped, float* wt, float* Up, int64_t ld) {
   const int64_t MR = gk.mr, ns = (K + MR - 1) / MR, sl = MR * C, taps = d3 ? 27 : 9;
-  const int64_t ld = filter_stride(ns * sl);
   parallel_for(ns, 1, 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       float* d = wt + i * sl;
@@ -251,9 +248,9 @@ void winograd_conv2d_forward(const Conv2dArgs& a, int64_t m, const float* x, con
   const GemmKernels& gk = select_kernels(gemm_tables);
   const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
   // U packed (E rows of Kp x C, ldf apart), then the filters gathered (9 rows)
-  const int64_t ldf = filter_stride(Kp * C);
+  const int64_t ldf = alias_free(Kp * C);
   float* Up = t_wino_u.get((E + 9) * ldf);
-  transform_filters(kt, gk, false, m, K, C, w, swapped, Up + E * ldf, Up);
+  transform_filters(kt, gk, false, m, K, C, w, swapped, Up + E * ldf, Up, ldf);
 
   const int64_t R = a.N * wg.th;  // tile rows of the whole batch
   const int64_t rb = block_rows(R, wg.tw, E * (C + K) * int64_t(sizeof(float)));
@@ -300,9 +297,9 @@ void winograd_conv3d_forward(const Conv3dArgs& a, const float* x, const float* w
   const GemmKernels& gk = select_kernels(gemm_tables);
   const int64_t Kp = (K + gk.mr - 1) / gk.mr * gk.mr;
   // U packed (64 rows of Kp x C, ldf apart: per e, MR-row slivers of C steps), then the filters gathered
-  const int64_t ldf = filter_stride(Kp * C);
+  const int64_t ldf = alias_free(Kp * C);
   float* Up = t_wino_u.get((E + 27) * ldf);
-  transform_filters(kt, gk, true, 2, K, C, w, swapped, Up + E * ldf, Up);
+  transform_filters(kt, gk, true, 2, K, C, w, swapped, Up + E * ldf, Up, ldf);
 
   const int64_t R = a.N * td * wg.th;  // tile rows of the whole batch
   const int64_t per_tile = E * (C + K) * int64_t(sizeof(float));
@@ -365,8 +362,8 @@ void winograd_conv_backward_weight(int nd, const Conv3dArgs& a, const float* gy,
   // rounded once: a float32 running sum over all the tiles measured up to 2.3x the error of the NumPy
   // float32 weight gradient (products of transformed values run ~4x (2-D) to ~8x (3-D) larger than x * dy),
   // chunks of 64 tiles summed in float64 0.5-1.1x (about the im2col kernels' 0.3-1.0x).
-  // rows of M, M64 and wt ldm apart (filter_stride: the E rows are read side by side by wino_wgrad)
-  const int64_t ldm = filter_stride(KC);
+  // rows of M, M64 and wt ldm apart (alias_free: the E rows are read side by side by wino_wgrad)
+  const int64_t ldm = alias_free(KC);
   float* M = t_wino_u.get((E + taps) * ldm);
   float* wt = M + E * ldm;
   double* M64 = reinterpret_cast<double*>(t_wino_acc.get(2 * E * ldm));  // 64-byte aligned
