@@ -35,9 +35,11 @@ constexpr int64_t kPrefetchK = 8;  // B rows prefetched this many k steps (~110 
 // B panel in L2: 91% vs 89% of the FMA peak).
 // HALF (n <= 16, with MASKED): the second column vector is all padding, so its FMAs and stores are left
 // out: half the FMAs of a full edge sliver (e.g. N = 80 = 32 + 32 + 16, or a 112-pixel conv tile).
-template <int ROWS, bool MASKED, bool DIRECT_A, bool COPY_B, bool PREFETCH, bool HALF = false>
+// OFFSETS (micro_offsets, with PREFETCH): nb blocks of k steps, block j reading B in place from b + boff[j]
+// and the packed A sliver running on; the C tile stays in registers across the blocks.
+template <int ROWS, bool MASKED, bool DIRECT_A, bool COPY_B, bool PREFETCH, bool HALF = false, bool OFFSETS = false>
 inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* bcopy, float* c,
-                       int64_t ldc, int n, const GemmTile& t) {
+                       int64_t ldc, int n, const GemmTile& t, const int64_t* boff = nullptr, int64_t nb = 1) {
   static_assert(!HALF || MASKED, "HALF is an edge case of MASKED");
   __m512 c0[ROWS], c1[ROWS];
 #pragma GCC unroll 14
@@ -56,36 +58,44 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
   // A packed sliver's row step is the constant NR: the unrolled body then addresses its rows by
   // displacement instead of adding ldb per k step (scalar ALU uops that compete with the FMAs' ports).
   const int64_t bstep = PREFETCH ? ldb : NR;
+  static_assert(!OFFSETS || (PREFETCH && !DIRECT_A && !COPY_B), "offset blocks read B in place, A packed");
+  auto k_steps = [&](const float* bp) __attribute__((always_inline)) {
 #pragma GCC unroll 4
-  for (int64_t p = 0; p < k; ++p) {
-    __m512 b0, b1;
-    if (PREFETCH) {
-      _mm_prefetch(reinterpret_cast<const char*>(b + pfd), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(b + pfd + 16), _MM_HINT_T0);
-    }
-    if (HALF) {
-      b0 = _mm512_maskz_loadu_ps(m0, b);
-      b1 = _mm512_setzero_ps();
-    } else if (MASKED) {
-      b0 = _mm512_maskz_loadu_ps(m0, b);
-      b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-    } else {
-      b0 = _mm512_loadu_ps(b);
-      b1 = _mm512_loadu_ps(b + 16);
-    }
-    if (COPY_B) {
-      _mm512_store_ps(bcopy, b0);
-      _mm512_store_ps(bcopy + 16, b1);
-      bcopy += NR;
-    }
+    for (int64_t p = 0; p < k; ++p) {
+      __m512 b0, b1;
+      if (PREFETCH) {
+        _mm_prefetch(reinterpret_cast<const char*>(bp + pfd), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(bp + pfd + 16), _MM_HINT_T0);
+      }
+      if (HALF) {
+        b0 = _mm512_maskz_loadu_ps(m0, bp);
+        b1 = _mm512_setzero_ps();
+      } else if (MASKED) {
+        b0 = _mm512_maskz_loadu_ps(m0, bp);
+        b1 = _mm512_maskz_loadu_ps(m1, bp + 16);
+      } else {
+        b0 = _mm512_loadu_ps(bp);
+        b1 = _mm512_loadu_ps(bp + 16);
+      }
+      if (COPY_B) {
+        _mm512_store_ps(bcopy, b0);
+        _mm512_store_ps(bcopy + 16, b1);
+        bcopy += NR;
+      }
 #pragma GCC unroll 14
-    for (int i = 0; i < ROWS; ++i) {
-      const __m512 ai = _mm512_set1_ps(DIRECT_A ? a[i * lda] : a[i]);
-      c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-      if (!HALF) c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+      for (int i = 0; i < ROWS; ++i) {
+        const __m512 ai = _mm512_set1_ps(DIRECT_A ? a[i * lda] : a[i]);
+        c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+        if (!HALF) c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+      }
+      a += DIRECT_A ? 1 : MR;
+      bp += bstep;
     }
-    a += DIRECT_A ? 1 : MR;
-    b += bstep;
+  };
+  if (OFFSETS) {
+    for (int64_t j = 0; j < nb; ++j) k_steps(b + boff[j]);
+  } else {
+    k_steps(b);
   }
   const __m512 va = _mm512_set1_ps(t.alpha);
   const __m512 vb = _mm512_set1_ps(t.beta);
@@ -150,6 +160,29 @@ void micro_any(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
                int64_t ldc, int m, int n, const GemmTile& t) {
   static constexpr auto kTable = micro_table<DIRECT_A, COPY_B>(std::make_index_sequence<MR>{});
   kTable[(m < 1 ? 1 : m) - 1](k, a, lda, b, ldb, bcopy, c, ldc, n, t);
+}
+
+template <int ROWS>
+void micro_offsets_n(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b, int64_t ldb,
+                     float* c, int64_t ldc, int n, const GemmTile& t) {
+  if (n == NR) micro_rows<ROWS, false, false, false, true, false, true>(kb, a, MR, b, ldb, nullptr, c, ldc, n, t, boff, nb);
+  else if (n <= 16)
+    micro_rows<ROWS, true, false, false, true, true, true>(kb, a, MR, b, ldb, nullptr, c, ldc, n, t, boff, nb);
+  else micro_rows<ROWS, true, false, false, true, false, true>(kb, a, MR, b, ldb, nullptr, c, ldc, n, t, boff, nb);
+}
+
+using MicroOffsetsRowsFn = void (*)(int64_t, int64_t, const int64_t*, const float*, const float*, int64_t, float*,
+                                    int64_t, int, const GemmTile&);
+
+template <size_t... R>
+constexpr std::array<MicroOffsetsRowsFn, sizeof...(R)> micro_offsets_table(std::index_sequence<R...>) {
+  return {&micro_offsets_n<static_cast<int>(R) + 1>...};
+}
+
+void micro_offsets(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b, int64_t ldb,
+                   float* c, int64_t ldc, int m, int n, const GemmTile& t) {
+  static constexpr auto kTable = micro_offsets_table(std::make_index_sequence<MR>{});
+  kTable[(m < 1 ? 1 : m) - 1](kb, nb, boff, a, b, ldb, c, ldc, n, t);
 }
 
 void micro(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int m, int n,
@@ -278,6 +311,6 @@ extern const GemmKernels gemm_kernels_avx512;
 constexpr GemmKernels gemm_kernels_avx512 = {
     MR, NR, &micro, &micro_direct_a, &micro_copy_b, &gemm_impl::gemv_rows<VecF>, &pack_copy<MR>, &pack_transpose<MR>, &pack_copy<NR>, &pack_transpose<NR>,
     &gemm_impl::dot<VecF>, &act, &transpose, &gemm_impl::shift_rows<VecF>,
-    &gemm_impl::micro_offsets_via_micro<MR, &micro>};
+    &micro_offsets};
 
 }  // namespace fastml::cpu::avx512

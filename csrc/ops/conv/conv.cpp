@@ -5,8 +5,8 @@
 //                  tile in the thread's workspace and multiplies it serially: NCDHW output drives the
 //                  GEMM microkernels directly (weights packed once per call, columns read in place),
 //                  channels-last output calls sgemm (which runs serially inside a parallel region).
-//                  Stride 1 where conv_detail::shifted_applies (AVX-512: >= 18 kernel offsets and C/G >= 16;
-//                  AVX2: few output channels per group): conv_shifted.h (no column buffer; AVX-512 with 29-32
+//                  Stride 1 where conv_detail::shifted_applies (few output channels per group; AVX-512
+//                  also >= 18 kernel offsets and C/G >= 16): conv_shifted.h (no column buffer; AVX-512 with 29-32
 //                  output channels per group: pixels as the GEMM rows).
 //                  Tile size depends on the shape only (never on the thread count); images of fewer
 //                  than kSpanPixels output pixels share a tile (span_images), 1x1 included. With fewer

@@ -15,9 +15,10 @@
 //   im2col      per tile of output pixels, the columns (Cg*kvol x tile) are built into a per-thread
 //               workspace (bounded: about L2/8, at least 128 pixels; never the whole unfolded tensor)
 //               and multiplied by the weights; bias and activation in the GEMM epilogue (images of fewer
-//               than 256 output pixels share a tile, through an output tile buffer). Stride 1 with
-//               >= 18 kernel offsets and C/G >= 16 skips the column buffer: the microkernels read the
-//               zero-padded input at a shift per kernel offset (conv_shifted.h).
+//               than 256 output pixels share a tile, through an output tile buffer). Stride 1 where
+//               conv_detail::shifted_applies (few output channels per group, or on AVX-512 >= 18 kernel
+//               offsets and C/G >= 16) skips the column buffer: the microkernels read the zero-padded
+//               input at a shift per kernel offset (conv_shifted.h).
 // Backward data: 1x1 -> one GEMM W_g^T dy; stride 1 with C/G >= 16 -> a forward convolution of dy with
 // the flipped kernels (in/out channels swapped, front padding dil*(k-1) - pad); otherwise col2im of
 // W_g^T dy per tile (scatter-add). Backward weight: sum over fixed blocks of (image, tile) units of

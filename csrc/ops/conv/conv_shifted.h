@@ -9,8 +9,9 @@
 // Grid points with x >= out W (Wp - oW per row) are computed and dropped when the tile is copied
 // into the output (used only when that waste is small). Loop order per tile: NR pixel columns, then
 // the MR-row weight slivers, then the chunks of the (offset, channel) sum: whole offsets, as many as fit
-// in KC, or channel blocks of one offset when C/G > KC. One offsets-microkernel call per chunk (AVX2: the
-// C micro-tile stays in registers across the chunk's offsets; elsewhere one microkernel call per offset),
+// in KC, or channel blocks of one offset when C/G > KC. One offsets-microkernel call per chunk (AVX2 and
+// AVX-512: the C micro-tile stays in registers across the chunk's offsets; scalar: one microkernel call per
+// offset),
 // the C micro-tile in L1 across chunks. Each element's sum order depends on the shape only (thread-count
 // invariant).
 // Pixel-rows variant (conv_forward_shifted_rows, AVX-512, 29-32 output channels per group): the grid
@@ -33,7 +34,11 @@ namespace fastml::conv_detail {
 // True when the shifted path applies and pays: stride 1, NCDHW in and out, little of the grid dropped, and
 // - AVX-512: C/G >= 16 and at least 18 kernel offsets (measured on an AVX-512 Xeon: 1.1-1.15x the
 //   column-buffer path on 3x3x3; even with it on 3x3 and k5 1-D, where the column buffer is cheap relative
-//   to the GEMM); at most 1/8 of the grid dropped.
+//   to the GEMM; level on Zen 4: 0.95-1.07x); at most 1/8 of the grid dropped. Also, as on AVX2, at most
+//   16 output channels per group with at least 9 offsets and at most 1/4 of the grid dropped: on Zen 4
+//   (paired, 2 threads, shifted / column speed) groups=32 C256 28x28 1.71, C512 14x14 1.64, groups=8 C128
+//   28x28 1.52, groups=4 C64 56x56 1.44. With 32 output channels per group it is the pixel-rows variant
+//   below, 0.85-1.13 there: left to the first rule.
 // - AVX2: few output channels per group (K/G <= 32) and at least 9 offsets; at most 1/4 of the grid
 //   dropped. The column buffer costs one store per (channel, offset, pixel) whatever K/G, the GEMM K/G FMAs
 //   on it: with 4-16 output channels per group it was 45% of the time (ResNeXt's groups of 32). Paired,
@@ -50,7 +55,8 @@ inline bool shifted_applies(const ConvShape& s) {
     if (s.stride[d] != 1) return false;
   const int64_t Wp = s.out[2] + s.dil[2] * (s.k[2] - 1), drop = Wp - s.out[2], Kg = s.K / s.G;
   switch (active_isa()) {
-    case Isa::avx512: return s.C / s.G >= 16 && s.kvol() >= 18 && 8 * drop <= Wp;
+    case Isa::avx512:
+      return (Kg <= 16 && s.kvol() >= 9 && 4 * drop <= Wp) || (s.C / s.G >= 16 && s.kvol() >= 18 && 8 * drop <= Wp);
     case Isa::avx2:
       return Kg <= 32 && s.kvol() >= 9 && 4 * drop <= Wp;
     default: return false;
@@ -110,11 +116,15 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
   });
   // 2. weights as B (G, kv, Cg, Kg)
   float* wb = wpack_scratch.get(G * kv * Cg * Kg);
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t k = 0; k < Kg; ++k)
-      for (int64_t c = 0; c < Cg; ++c)
+  // per (group, channel) unit over the threads: each writes kv whole rows of Kg
+  parallel_for(G * Cg, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, Kg * kv)), 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t g = u / Cg, c = u % Cg;
+      for (int64_t k = 0; k < Kg; ++k)
         for (int64_t kk = 0; kk < kv; ++kk)
           wb[((g * kv + kk) * Cg + c) * Kg + k] = w[((g * Kg + k) * Cg + c) * kv + kk];
+    }
+  });
   // 3. tiles: a run of whole grid rows of one z slice (~256 grid points: the tile and
   //    its input rows stay in L2; measured ~4% faster than 512 on C32 16x56x56), per (image, group)
   const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(oH, 256 / Wp));
