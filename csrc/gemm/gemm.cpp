@@ -72,8 +72,15 @@ Blocking blocking_for(const GemmKernels& kt) {
   const CpuInfo& ci = cpu_info();
   const int64_t l1 = ci.l1d_bytes > 0 ? ci.l1d_bytes : 32 * 1024;
   const int64_t l2 = l2_bytes();
+  // KC: the B sliver (KC x NR) in about 2/3 of L1; <= 256 also bounds the sequential run of each sum.
   int64_t kc = (l1 * 2 / 3) / (4 * kt.nr) / 16 * 16;
-  kc = std::clamp<int64_t>(kc, 64, 256);  // <= 256 also bounds the sequential run of each sum
+  kc = std::clamp<int64_t>(kc, 64, 256);
+  // The 32-column AVX-512 sliver would get only 160 steps of a 32 KiB L1, and each of its calls then loads
+  // and stores the whole 14 x 32 C tile after few FMAs. It reads 128 B of B per 28 FMAs, which L2 supplies,
+  // so it runs at 384 whatever L1 (Zen 4, 32 KiB L1, paired against 160, 2 threads: 256^3 1.16x, 1024^3
+  // 1.05x, 2048^3 1.04x, 32x2048x768 1.13x, conv 1x1 C256 28x28 1.08x, 5x5 C64 28x28 1.04x; 320-512 within
+  // 2% of each other). The 16-column AVX2 sliver stays at 256 (384 there: 0.89-1.07x on the same machine).
+  if (kt.nr >= 32) kc = std::max<int64_t>(kc, 384);
   if (const int64_t o = g_kc_override.load(std::memory_order_relaxed)) kc = o;
   // MC: up to this many rows B is read in place (each B sliver from memory once, reused from L1 by all
   // row groups) and op(A)'s K block is packed once (<= L2 / 4). Measured: beyond ~10 row groups the
