@@ -195,8 +195,24 @@ void micro_copy_b(int64_t k, const float* a, const float* b, int64_t ldb, float*
   micro_any<false, true>(k, a, MR, b, ldb, bcopy, c, ldc, m, n, t);
 }
 
+// A read in place with rows a multiple of 4 KiB apart: all MR rows map to one L1 set, and 14 of them
+// exceed its associativity (8 ways on Zen 4 and on recent Xeons), so each row's line is evicted before its
+// next 15 k steps come to it and every broadcast is served from L2. Such tiles run as two calls of at most
+// kAliasRows rows each (the same FMAs per element, in the same order: the same bits). Zen 4, paired,
+// 2 threads: 4096 x 64 x 4096 1.30x, 4096 x 32 x 4096 1.30x, 2048 x 64 x 1024 1.33x, 1024 x 48 x 4096
+// 1.45x, 4096 x 128 x 4096 1.31x (7 rows; 5 rows the same to 2%); AVX2's 6-row tile never exceeds 8 ways.
+constexpr int kAliasRows = 7;
+
 void micro_direct_a(int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                     int m, int n, const GemmTile& t) {
+  if (m > kAliasRows && (lda * int64_t(sizeof(float))) % 4096 == 0) {
+    micro_any<true>(k, a, lda, b, ldb, nullptr, c, ldc, kAliasRows, n, t);
+    GemmTile rest = t;
+    if (t.bias_kind == GemmBias::row) rest.bias = t.bias + kAliasRows;
+    micro_any<true>(k, a + kAliasRows * lda, lda, b, ldb, nullptr, c + kAliasRows * ldc, ldc, m - kAliasRows, n,
+                    rest);
+    return;
+  }
   micro_any<true>(k, a, lda, b, ldb, nullptr, c, ldc, m, n, t);
 }
 
