@@ -634,3 +634,22 @@ def test_bad_inputs_raise_and_write_nothing(backend, rng):
         with pytest.raises(exc, match=msg):
             call(out)
         assert np.all(out == 7.0), msg
+
+
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((3, 16, 64, 64), (24, 16, 3, 3), dict(padding=1, stride=2, algorithm="im2col")),
+    ((3, 16, 32, 32), (20, 16, 1, 1), dict(algorithm="1x1", activation="relu")),
+    ((3, 16, 64, 64), (30, 8, 3, 3), dict(padding=1, stride=2, groups=2, activation="relu"))],
+    ids=["3x3s2", "1x1", "groups2"])
+def test_weights_in_place_and_packed_agree_bitwise(backend, rng, xs, ws, kw):
+    """The forward reads small calls' weights in place and packs them for calls with many output columns
+    (weights_in_place in conv.cpp: over 2048 output pixels per group and call): one image alone (1024
+    columns) and in a batch of three (3072) must give the same bits, and both match the reference."""
+    if backend == "numpy":
+        pytest.skip("a compiled-kernel layout property")
+    x, w, b = data(rng, 2, xs, ws)
+    batch = F.conv2d(x, w, b, **kw)
+    alone = F.conv2d(x[:1], w, b, **kw)
+    np.testing.assert_array_equal(alone[0], batch[0])
+    ref_kw = {k: v for k, v in kw.items() if k != "algorithm"}
+    within(batch, R.conv2d(x, w, b, **ref_kw), numpy32(F.conv2d, x, w, b, **ref_kw), f"{backend} {ws}")
