@@ -165,7 +165,8 @@ void micro_any(int64_t k, const float* a, int64_t lda, const float* b, int64_t l
 template <int ROWS>
 void micro_offsets_n(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b, int64_t ldb,
                      float* c, int64_t ldc, int n, const GemmTile& t) {
-  if (n == NR) micro_rows<ROWS, false, false, false, true, false, true>(kb, a, MR, b, ldb, nullptr, c, ldc, n, t, boff, nb);
+  if (n == NR)
+    micro_rows<ROWS, false, false, false, true, false, true>(kb, a, MR, b, ldb, nullptr, c, ldc, n, t, boff, nb);
   else if (n <= 16)
     micro_rows<ROWS, true, false, false, true, true, true>(kb, a, MR, b, ldb, nullptr, c, ldc, n, t, boff, nb);
   else micro_rows<ROWS, true, false, false, true, false, true>(kb, a, MR, b, ldb, nullptr, c, ldc, n, t, boff, nb);
