@@ -298,9 +298,9 @@ bool weights_in_place(int64_t columns) {
 // W_g (Kg x CK, rows of w) as the A operand, or with `transposed` W_g^T (CK x Kg: the backward data's
 // columns = W_g^T dy_g), packed once per call in weights_times_cols's layout (rows = the product's M, red =
 // its reduction); the forward's W_g read in place instead where weights_in_place(columns: output pixels per
-// group in the call).
+// group in the call; a caller that does not give them gets packed weights).
 PackedWeights pack_weights(const float* w, int64_t G, int64_t Kg, int64_t CK, int64_t kc_cap, bool transposed = false,
-                           int64_t columns = 0) {
+                           int64_t columns = INT64_MAX) {
   PackedWeights pw;
   pw.kt = &select_kernels(gemm_tables);
   pw.MR = pw.kt->mr, pw.NR = pw.kt->nr, pw.KC = std::min<int64_t>(gemm_blocking().kc, kc_cap);
