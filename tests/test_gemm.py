@@ -161,6 +161,17 @@ ACT32 = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda y: F.gelu(y, approx
          "sigmoid": F.sigmoid, "tanh": F.tanh}
 
 
+def _epilogue_ref(a, b, c0, bias, bias_kind):
+    """0.5 a b + 0.25 c0 (+ bias along rows or columns) before the activation: in float64 (the reference)
+    and in float32 (the NumPy baseline)."""
+    lin = 0.5 * (a.astype(np.float64) @ b) + 0.25 * c0
+    base = np.float32(0.5) * (a @ b) + np.float32(0.25) * c0
+    if bias is not None:
+        bb = bias[:, None] if bias_kind == "row" else bias[None, :]
+        lin, base = lin + bb, base + bb
+    return lin, base
+
+
 @pytest.mark.parametrize("act", list(ACTS))
 @pytest.mark.parametrize("bias_kind", [None, "row", "col"])
 def test_sgemm_fused_epilogue(isa, rng, act, bias_kind):
@@ -173,11 +184,7 @@ def test_sgemm_fused_epilogue(isa, rng, act, bias_kind):
         bias = None if bias_kind is None else rng.standard_normal(M if bias_kind == "row" else N).astype(np.float32)
         c = c0.copy()
         _C.sgemm(a, b, c, ta, tb, 0.5, 0.25, bias=bias, bias_kind=bias_kind or "col", act=act)
-        lin = 0.5 * (_op(a, ta).astype(np.float64) @ _op(b, tb)) + 0.25 * c0
-        base = np.float32(0.5) * (_op(a, ta) @ _op(b, tb)) + np.float32(0.25) * c0
-        if bias is not None:
-            bb = bias[:, None] if bias_kind == "row" else bias[None, :]
-            lin, base = lin + bb, base + bb
+        lin, base = _epilogue_ref(_op(a, ta), _op(b, tb), c0, bias, bias_kind)
         ref = ACTS[act](lin)
         with fastml.use_backend("numpy"):  # the float32 NumPy activation of the float32 product
             base32 = base if act == "none" else ACT32[act](base.astype(np.float32))
@@ -205,11 +212,7 @@ def test_sgemm_direct_a_rows_4k_apart(isa, rng, bias_kind, lda):
     c_other = c0.copy()
     _C.sgemm(other, b, c_other, False, False, 0.5, 0.25, **kw)
     np.testing.assert_array_equal(c, c_other)
-    lin = 0.5 * (a.astype(np.float64) @ b) + 0.25 * c0
-    base = np.float32(0.5) * (a @ b) + np.float32(0.25) * c0
-    if bias is not None:
-        bb = bias[:, None] if bias_kind == "row" else bias[None, :]
-        lin, base = lin + bb, base + bb
+    lin, base = _epilogue_ref(a, b, c0, bias, bias_kind)
     assert_error_within(c, np.maximum(lin, 0), np.maximum(base, 0), scale=float(np.abs(lin).max()),
                         what=f"{isa['isa']} lda={lda} {bias_kind}")
 
