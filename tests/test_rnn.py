@@ -87,6 +87,10 @@ SEQ_CASES = [
     ("lstm", dict(T=7, N=5, I=3, H=17, D=2, proj=5, lengths="mixed")),
     ("lstm", dict(T=4, N=2, I=3, H=7, proj=3, bias=False)),
     ("lstm", dict(T=5, N=9, I=4, H=370, lengths="mixed")),  # 4 H^2 >= 2^19: hidden-unit split per step
+    # ... with a batch that fills the microkernel's columns and I <= H: the transposed, fused-projection steps
+    ("lstm", dict(T=5, N=32, I=24, H=370, D=2, lengths="mixed")),
+    ("lstm", dict(T=4, N=32, I=16, H=370, L=2)),  # layer 2: I = H = 370
+    ("lstm", dict(T=3, N=32, I=400, H=370)),  # I > H: the hidden-unit split (W_ih read per step costs more)
     ("gru", dict(T=37, N=1, I=6, H=100)),
     ("gru", dict(T=6, N=33, I=5, H=17, L=2, D=2, lengths="mixed", bf=True)),
     ("gru", dict(T=5, N=4, I=3, H=1, bias=False)),
@@ -423,7 +427,10 @@ def test_dropout_reproducible_and_backward_consistent(rng):
                                       ("gru", dict(T=9, N=40, I=8, H=33)),
                                       ("rnn", dict(T=9, N=17, I=8, H=65, L=2)),
                                       # hidden-unit split with a per-step barrier (uneven blocks 192 + 178)
-                                      ("lstm", dict(T=6, N=19, I=8, H=370, L=2, lengths="mixed"))],
+                                      ("lstm", dict(T=6, N=19, I=8, H=370, L=2, lengths="mixed")),
+                                      # transposed steps: the same blocks and order
+                                      ("lstm", dict(T=6, N=32, I=8, H=370, lengths="mixed")),
+                                      ("lstm", dict(T=4, N=64, I=8, H=370, D=2))],
                          ids=lambda c: "")
 def test_threads_bitwise_identical(rng, threads, mode, cfg):
     cfg = dict(cfg, lengths=_lengths(rng, cfg))

@@ -17,6 +17,7 @@
 #include "core/reduce.h"
 #include "core/scratch.h"
 #include "gemm/gemm.h"
+#include "gemm/gemm_kernels.h"
 
 namespace fastml {
 
@@ -27,10 +28,10 @@ namespace {
 // used by the calling thread per direction d: 4 + 2d GRU input projection, 5 + 2d bias, 8 + 3d backward
 // dA, 9 + 3d backward GRU dA_h, 10 + 3d backward dH (projection); packed weights: 14 + 2d W_hh^T,
 // 15 + 2d W_hr^T (forward), 18 + 2d W_hh, 19 + 2d W_hr (backward); forward_cols: 22 + b the claimant's
-// W_hh^T slice of block b (b < 2), 24 its gathered rows.
+// W_hh^T slice of block b (b < 2), 24 its gathered rows; forward_trans: 25 + d x^T, 27 + d h^T, 29 + d c^T.
 // 64-byte aligned (core/scratch.h): packed weights are read by the microkernels in whole cache lines.
 float* scratch(int slot, int64_t n) {
-  thread_local Scratch bufs[25];
+  thread_local Scratch bufs[31];
   return bufs[slot].get(n);
 }
 
@@ -242,26 +243,25 @@ void forward_units(const Ctx& c, const RnnKernels& kt, const float* bias, float*
 // blocks instead of waiting for it (spin_until: core/parallel.h).
 // Every block is computed by the same serial kernels whichever thread runs it: same bits for any count.
 inline constexpr int64_t kColsMinWeights = int64_t(1) << 19;  // 2 MiB of float32 weights
+inline constexpr int64_t kTransMaxBatch = 256;                  // forward_trans: h^T, c^T of <= 256 columns
+inline constexpr int64_t kTransKc = 512;  // forward_trans: K blocks (one at K 512; blocks of 256 were 2-4% slower)
 
 bool use_cols(const Ctx& c) {
   return c.lstm && !c.proj && c.T > 1 && c.N > kGemvRows && c.GH * c.P >= kColsMinWeights;
 }
 
-void forward_cols(const Ctx& c, const RnnKernels& kt, float* out, float* hn, float* cn, bool serial) {
-  const int64_t N = c.N, H = c.H, P = c.P, G = c.G, T = c.T;
-  const int64_t ub = std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16), nb = (H + ub - 1) / ub;
-  std::vector<std::unique_ptr<PackedB>> pk(static_cast<size_t>(nb));
+// Runs step(b, k) for every block b < nb of every step k < T in the order forward_cols describes: step k of
+// any block once all blocks of step k - 1 are done, each thread its own block first, then any unclaimed one.
+template <class Step>
+void unit_block_steps(int64_t T, int64_t nb, bool serial, Step&& step) {
   std::unique_ptr<std::atomic<int64_t>[]> claimed(new std::atomic<int64_t>[static_cast<size_t>(nb)]);
   for (int64_t b = 0; b < nb; ++b) claimed[b].store(-1, std::memory_order_relaxed);  // last step claimed
   std::atomic<int64_t> done{0};  // blocks finished over all steps
   const int nt = serial ? 1 : static_cast<int>(std::min<int64_t>(get_num_threads(), nb));
-  // pk[b] is written at step 0 by the block's claimant and read at later steps after `done` covers it
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num();
-    float* tile = scratch(1, N * G * ub);
     for (int64_t k = 0; k < T; ++k) {
-      const int64_t t = c.time(k), tn = k + 1 < T ? c.time(k + 1) : -1;
       spin_until([&] { return done.load(std::memory_order_acquire) >= k * nb; });
       for (int64_t i = 0; i < nb; ++i) {
         const int64_t b = (tid + i) % nb;  // own block first
@@ -269,20 +269,142 @@ void forward_cols(const Ctx& c, const RnnKernels& kt, float* out, float* hn, flo
         if (claimed[b].load(std::memory_order_relaxed) != prev ||
             !claimed[b].compare_exchange_strong(prev, k, std::memory_order_acq_rel))
           continue;
-        const int64_t j0 = b * ub, cnt = std::min(ub, H - j0);
-        if (k == 0) {  // the block's first claimant packs its W_hh^T slice (into its own caches)
-          float* rows = scratch(24, G * cnt * P);
-          for (int64_t q = 0; q < G; ++q) copy(rows + q * cnt * P, c.L.w_hh + (q * H + j0) * P, cnt * P);
-          pk[b] = std::make_unique<PackedB>(Trans::trans, P, G * cnt, rows, P,
-                                            scratch(22 + static_cast<int>(b), PackedB::storage_floats(P, G * cnt)));
-        }
-        sgemm_packed(Trans::none, N, 1.0f, c.hp(t), P, *pk[b], 0.0f, tile, G * cnt);
-        for (int64_t n = 0; n < N; ++n)
-          forward_row(c, kt, nullptr, tile + n * G * cnt, cnt, n, t, tn, j0, cnt, out, hn, cn);
+        step(b, k);
         done.fetch_add(1, std::memory_order_release);
       }
     }
   }
+}
+
+// Hidden units per block of forward_cols / forward_trans: two fixed blocks, multiples of 16 units.
+inline int64_t unit_block(int64_t H) { return std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16); }
+
+void forward_cols(const Ctx& c, const RnnKernels& kt, float* out, float* hn, float* cn, bool serial) {
+  const int64_t N = c.N, H = c.H, P = c.P, G = c.G, T = c.T;
+  const int64_t ub = unit_block(H), nb = (H + ub - 1) / ub;
+  std::vector<std::unique_ptr<PackedB>> pk(static_cast<size_t>(nb));
+  // pk[b] is written at step 0 by the block's claimant and read at later steps after `done` covers it
+  unit_block_steps(T, nb, serial, [&](int64_t b, int64_t k) {
+    const int64_t t = c.time(k), tn = k + 1 < T ? c.time(k + 1) : -1;
+    const int64_t j0 = b * ub, cnt = std::min(ub, H - j0);
+    float* tile = scratch(1, N * G * ub);
+    if (k == 0) {  // the block's first claimant packs its W_hh^T slice (into its own caches)
+      float* rows = scratch(24, G * cnt * P);
+      for (int64_t q = 0; q < G; ++q) copy(rows + q * cnt * P, c.L.w_hh + (q * H + j0) * P, cnt * P);
+      pk[b] = std::make_unique<PackedB>(Trans::trans, P, G * cnt, rows, P,
+                                        scratch(22 + static_cast<int>(b), PackedB::storage_floats(P, G * cnt)));
+    }
+    sgemm_packed(Trans::none, N, 1.0f, c.hp(t), P, *pk[b], 0.0f, tile, G * cnt);
+    for (int64_t n = 0; n < N; ++n)
+      forward_row(c, kt, nullptr, tile + n * G * cnt, cnt, n, t, tn, j0, cnt, out, hn, cn);
+  });
+}
+
+// LSTM without projection, T > 1, batch > kGemvRows that fills the microkernel's columns, W_ih no larger
+// than W_hh, W_hh of >= 2 MiB (use_trans): the whole time loop in transposed layout, the input projection
+// fused into the steps. Units are rows, batch rows are columns: x_t^T (I x N, all steps transposed up
+// front), h^T and c^T (H x N, two slots: step k reads slot k & 1 and writes the other). Per group of MR
+// units and gate q, one C tile (MR x N) gets x_t W_ih^T + b, then h W_hh^T added, both by the direct-A
+// microkernel on W_ih's and W_hh's rows in place: no packing of either, no input-projection pass over a
+// T N x G H array, and the fused gate pass reads the group's four tiles from L1. The weights stream from
+// L3 once per step, x_t^T and h^T (the B operands) stay in L2. h reaches the output by a transpose per
+// block. Hidden units are cut into the fixed blocks of forward_cols (all 4 gates of a unit in one block),
+// steps ordered as there. Ended sequences (lengths) carry their state: their columns are restored after
+// the gate pass. Kept for a backward: the activated gates and the next step's c and h are transposed
+// into the saved layout. Paired against the paths it replaces, 2 threads, 2-core Zen 4 VM, T50 N32 256 -> 512:
+// AVX-512 1.05-1.07x one direction (caller's packs or not: they are not used), 1.01-1.02x two layers
+// bidirectional, forward + backward 1.00-1.01x. With W_ih larger than W_hh (a second bidirectional layer,
+// I = 2H) the weights of two concurrent directions outgrow L3 (all-fused 0.99x there), so that case keeps
+// the other paths. AVX2 (6 x 16 tiles) measured 1.03-1.06x for one direction but 0.95-0.98x for two and
+// for forward + backward, so the path is the 32-column (AVX-512) kernel's only.
+struct TransBufs {
+  float* xT = nullptr;  // T x I x N
+  float* h = nullptr;   // 2 slots of H x N
+  float* c = nullptr;   // 2 slots of H x N
+  const float* bias = nullptr;  // b_ih + b_hh, or null
+};
+
+bool use_trans(const Ctx& c, int64_t nr) {
+  if (nr < 32) return false;  // see above: AVX-512 only
+  if (!c.lstm || c.proj || c.T <= 1 || c.N <= kGemvRows || c.N > kTransMaxBatch || c.I > c.H) return false;
+  if (c.GH * c.P < kColsMinWeights) return false;
+  const int64_t np = (c.N + nr - 1) / nr * nr;
+  return (np - c.N) * 8 <= np;  // at most an eighth of the microkernel's columns idle
+}
+
+void forward_trans(const Ctx& c, const RnnKernels& kt, const TransBufs& tb, float* out, float* hn, float* cn,
+                   bool serial) {
+  const GemmKernels& gk = select_kernels(gemm_tables);
+  const RnnSaved& s = c.s;
+  const int64_t N = c.N, I = c.I, H = c.H, G = c.G, GH = c.GH, T = c.T, MR = gk.mr, NR = gk.nr;
+  const int64_t ub = unit_block(H), nb = (H + ub - 1) / ub;
+  const int keep = s.ring ? 0 : 1;
+  // C tile (MR x N, ld N) += A (m rows of K, in place) B (K x N, ld N) in K blocks of <= kTransKc (one call per
+  // block and NR columns: the tile stays in L1 between them); the first call overwrites (beta 0), the bias
+  // comes with the last block.
+  auto product = [&](bool first, int m, int64_t K, const float* A, const float* B, const float* bias, float* C) {
+    const int64_t nkb = (K + kTransKc - 1) / kTransKc, kc = (K + nkb - 1) / nkb;
+    for (int64_t pc = 0; pc < K; pc += kc) {
+      const int64_t kb = std::min(kc, K - pc);
+      GemmTile tl;
+      tl.beta = first && pc == 0 ? 0.0f : 1.0f;
+      if (bias && pc + kb == K) {
+        tl.bias = bias;
+        tl.bias_kind = GemmBias::row;
+      }
+      for (int64_t jn = 0; jn < N; jn += NR)
+        gk.micro_direct_a(kb, A + pc, K, B + pc * N + jn, N, C + jn, N, m, static_cast<int>(std::min(NR, N - jn)),
+                          tl);
+    }
+  };
+  unit_block_steps(T, nb, serial, [&](int64_t b, int64_t k) {
+    const int64_t t = c.time(k), tn = k + 1 < T ? c.time(k + 1) : -1;
+    const int64_t j0 = b * ub, cnt = std::min(ub, H - j0);
+    const float* hc = tb.h + (k & 1) * H * N;
+    const float* cc = tb.c + (k & 1) * H * N;
+    float* hx = tb.h + ((k + 1) & 1) * H * N;
+    float* cx = tb.c + ((k + 1) & 1) * H * N;
+    const float* xt = tb.xT + t * I * N;
+    // this thread's gate rows of the block (gate q, unit j0 + u at gt + (q ub + u) N); a group's 4 tiles
+    // stay in L1 from their products to the gate pass
+    float* gt = scratch(1, G * ub * N);
+    for (int64_t i = 0; i < cnt; i += MR) {
+      const int m = static_cast<int>(std::min(MR, cnt - i));
+      for (int64_t q = 0; q < G; ++q) {
+        const int64_t r = q * H + j0 + i;
+        const float* br = tb.bias ? tb.bias + r : nullptr;
+        float* tile = gt + (q * ub + i) * N;
+        product(true, m, I, c.L.w_ih + r * I, xt, br, tile);                   // (x_t W_ih^T + b) ...
+        product(I == 0, m, H, c.L.w_hh + r * H, hc, I == 0 ? br : nullptr, tile);  // ... + h W_hh^T
+      }
+      for (int64_t j = j0 + i; j < j0 + i + m; ++j)
+        kt.lstm_fwd(N, ub * N, gt + (j - j0) * N, nullptr, 0, cc + j * N, cx + j * N, hx + j * N, keep);
+    }
+    if (keep)
+      for (int64_t q = 0; q < G; ++q) gk.transpose(cnt, N, gt + q * ub * N, N, s.gates + t * N * GH + q * H + j0, GH);
+    if (c.L.lengths)
+      for (int64_t n = 0; n < N; ++n)
+        if (!c.active(n, t))
+          for (int64_t j = j0; j < j0 + cnt; ++j) {
+            hx[j * N + n] = hc[j * N + n];
+            cx[j * N + n] = cc[j * N + n];
+          }
+    float* o = out + t * N * H;
+    gk.transpose(cnt, N, hx + j0 * N, N, o + j0, H);
+    if (c.L.lengths)
+      for (int64_t n = 0; n < N; ++n)
+        if (!c.active(n, t)) zero(o + n * H + j0, cnt);
+    if (keep) {
+      if (tn >= 0) {
+        gk.transpose(cnt, N, hx + j0 * N, N, c.hp(tn) + j0, H);
+        gk.transpose(cnt, N, cx + j0 * N, N, c.cp(tn) + j0, H);
+      }
+    }
+    if (tn < 0) {
+      gk.transpose(cnt, N, hx + j0 * N, N, hn + j0, H);
+      gk.transpose(cnt, N, cx + j0 * N, N, cn + j0, H);
+    }
+  });
 }
 
 }  // namespace
@@ -297,7 +419,8 @@ struct FwdJob {
   int slot;  // direction index (0, 1) for the calling thread's scratch slots
   float* bias = nullptr;
   float* gin = nullptr;
-  bool done = false, gemv = false, fuse_in = false, units = false, cols = false;
+  bool done = false, gemv = false, fuse_in = false, units = false, cols = false, trans = false;
+  TransBufs tb;  // forward_trans
   bool alone = true;  // false for the two directions of a bidirectional layer (run concurrently)
   std::unique_ptr<PackedB> own_hh, own_hr;    // packed here when the caller passed no packs
   const PackedB *pk_hh = nullptr, *pk_hr = nullptr;
@@ -323,7 +446,21 @@ void fwd_prepare(FwdJob& j) {
   j.fuse_in = j.gemv && T == 1;
   j.units = !j.gemv && T == 1 && !c.proj;  // one step without projection: forward_units, nothing to pack
   j.gin = c.gru ? scratch(4 + 2 * j.slot, T * N * GH) : s.gates;  // input projection (+ biases) of every step
-  if (!j.fuse_in && !j.units) {
+  j.trans = !j.gemv && !j.units && use_trans(c, select_kernels(gemm_tables).nr);
+  if (j.trans) {  // x^T of every step, h0^T, c0^T (the input projection is part of each step)
+    const GemmKernels& gk = select_kernels(gemm_tables);
+    j.tb.xT = scratch(25 + j.slot, T * N * I);
+    j.tb.h = scratch(27 + j.slot, 2 * H * N);
+    j.tb.c = scratch(29 + j.slot, 2 * H * N);
+    j.tb.bias = j.bias;
+    const float* x = j.L.x;
+    float* xT = j.tb.xT;
+    parallel_for(T, 1, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) gk.transpose(N, I, x + t * N * I, I, xT + t * I * N, N);
+    });
+    gk.transpose(N, H, j.io.h0, H, j.tb.h, N);
+    gk.transpose(N, H, j.io.c0, H, j.tb.c, N);
+  } else if (!j.fuse_in && !j.units) {
     GemmEpilogue ep;
     ep.bias = j.bias;
     ep.bias_kind = GemmBias::col;
@@ -333,8 +470,8 @@ void fwd_prepare(FwdJob& j) {
   const int64_t t0 = c.time(0);
   copy(c.hp(t0), j.io.h0, N * P);
   if (c.lstm) copy(c.cp(t0), j.io.c0, N * H);
-  j.cols = !j.gemv && !j.units && j.alone && use_cols(c);  // packs its own per-block slices
-  if (!j.gemv && !j.units && !j.cols) {
+  j.cols = !j.gemv && !j.units && !j.trans && j.alone && use_cols(c);  // packs its own per-block slices
+  if (!j.gemv && !j.units && !j.cols && !j.trans) {
     j.pk_hh = j.L.pk_hh;
     if (!j.pk_hh) {
       j.own_hh = std::make_unique<PackedB>(Trans::trans, P, GH, j.L.w_hh, P,  // op(B) = W_hh^T (P x G H)
@@ -368,6 +505,10 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
   }
   if (j.cols) {
     forward_cols(c, kt, out, hn, cn, serial);
+    return;
+  }
+  if (j.trans) {
+    forward_trans(c, kt, j.tb, out, hn, cn, serial);
     return;
   }
   const int64_t nb = fixed_blocks(N, rb);
