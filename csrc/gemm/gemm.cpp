@@ -93,11 +93,14 @@ Blocking blocking_for(const GemmKernels& kt) {
   return {kc, mc, nc / kt.nr * kt.nr};
 }
 
-// K blocks of nearly equal size, each <= kc_max: a function of K and the ISA only.
-int64_t k_block(int64_t K, int64_t kc_max) {
+}  // namespace
+
+int64_t gemm_k_block(int64_t K, int64_t kc_max) {
   const int64_t nk = std::max<int64_t>(1, ceil_div(K, kc_max));
   return ceil_div(K, nk);
 }
+
+namespace {
 
 struct Problem {
   Trans ta, tb;
@@ -204,7 +207,7 @@ constexpr int64_t kMaxGemvPartials = int64_t{4} << 20;
 thread_local Scratch t_gemv;  // K-block partials of the threaded GEMV (calling thread's, shared by the team)
 
 void run_gemv(const Problem& p, const GemmKernels& kt, int nt) {
-  const int64_t kc = p.pb ? p.pb->kc() : k_block(p.K, blocking_for(kt).kc);
+  const int64_t kc = p.pb ? p.pb->kc() : gemm_k_block(p.K, blocking_for(kt).kc);
   const int64_t NR = kt.nr, n_pad = round_up(p.N, NR), nkb = ceil_div(p.K, kc);
   const float* a = p.A;
   if (p.ta == Trans::trans && p.lda != 1) {  // A is K x 1: gather it
@@ -277,7 +280,7 @@ void run_packed(const Problem& p, const GemmKernels& kt, int nt) {
   const int MR = kt.mr, NR = kt.nr;
   const Blocking bl = blocking_for(kt);
   const int64_t M = p.M, N = p.N, K = p.K;
-  const int64_t kc = p.pb ? p.pb->kc() : k_block(K, bl.kc);
+  const int64_t kc = p.pb ? p.pb->kc() : gemm_k_block(K, bl.kc);
   // Direct B: with one row block each B sliver would be packed, then read once; read it in place instead.
   const bool direct_b = !p.pb && p.tb == Trans::none && M <= bl.mc;
   const bool pack_b = !p.pb && !direct_b;
@@ -701,7 +704,7 @@ void PackedB::pack(Trans tb, const float* B, int64_t ldb) {
   const int64_t K = K_, N = N_;
   isa_ = active_isa();
   const GemmKernels& kt = select_kernels(gemm_tables);
-  kc_ = k_block(K, blocking_for(kt).kc);
+  kc_ = gemm_k_block(K, blocking_for(kt).kc);
   const int64_t n_pad = round_up(N, kt.nr);
   for (int64_t pc = 0; pc < K; pc += kc_) {
     const int64_t kb = std::min(kc_, K - pc);

@@ -51,6 +51,9 @@ struct GemmBlocking {
   int64_t kc, mc, nc;
 };
 GemmBlocking gemm_blocking();
+// The block size that cuts K into ceil(K / kc_max) blocks of nearly equal size (each <= kc_max): the
+// engine's K blocks are gemm_k_block(K, gemm_blocking().kc).
+int64_t gemm_k_block(int64_t K, int64_t kc_max);
 // Process-wide override of KC / NC (0 = derive from the caches again): for tests of the block edges
 // and for tuning experiments. Results stay thread-count invariant under any override.
 void gemm_set_blocking(int64_t kc, int64_t nc);

@@ -198,6 +198,10 @@ void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* 
   }
 }
 
+// Hidden units per block of forward_units, forward_cols and forward_trans: two fixed blocks, multiples of
+// 16 units.
+inline int64_t unit_block(int64_t H) { return std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16); }
+
 // One step at batch > kGemvRows without projection or caller's packs (a cell call): the hidden units are
 // cut into two fixed blocks (all G gates of a unit in one block; never a function of the thread count);
 // per block, G column slices of x W_ih^T (+ bias) and h W_hh^T run as serial GEMMs on one thread and the
@@ -205,7 +209,7 @@ void forward_gemv(const Ctx& c, const RnnKernels& kt, const float* bias, float* 
 void forward_units(const Ctx& c, const RnnKernels& kt, const float* bias, float* gin, float* out, float* hn,
                    float* cn, bool serial) {
   const int64_t N = c.N, I = c.I, H = c.H, P = c.P, G = c.G, GH = c.GH;
-  const int64_t ub = std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16), nb = (H + ub - 1) / ub;
+  const int64_t ub = unit_block(H), nb = (H + ub - 1) / ub;
   const float* h0 = c.hp(0);  // step 0's state (copied from h0 by prepare)
   auto blocks = [&](int64_t b, int64_t e) {
     float* rec = c.gru ? scratch(1, N * GH) : nullptr;  // this thread's h W_hh^T tile (GRU)
@@ -276,9 +280,6 @@ void unit_block_steps(int64_t T, int64_t nb, bool serial, Step&& step) {
   }
 }
 
-// Hidden units per block of forward_cols / forward_trans: two fixed blocks, multiples of 16 units.
-inline int64_t unit_block(int64_t H) { return std::max<int64_t>(16, ((H + 1) / 2 + 15) / 16 * 16); }
-
 void forward_cols(const Ctx& c, const RnnKernels& kt, float* out, float* hn, float* cn, bool serial) {
   const int64_t N = c.N, H = c.H, P = c.P, G = c.G, T = c.T;
   const int64_t ub = unit_block(H), nb = (H + ub - 1) / ub;
@@ -321,7 +322,6 @@ struct TransBufs {
   float* xT = nullptr;  // T x I x N
   float* h = nullptr;   // 2 slots of H x N
   float* c = nullptr;   // 2 slots of H x N
-  const float* bias = nullptr;  // b_ih + b_hh, or null
 };
 
 bool use_trans(const Ctx& c, int64_t nr) {
@@ -332,8 +332,9 @@ bool use_trans(const Ctx& c, int64_t nr) {
   return (np - c.N) * 8 <= np;  // at most an eighth of the microkernel's columns idle
 }
 
-void forward_trans(const Ctx& c, const RnnKernels& kt, const TransBufs& tb, float* out, float* hn, float* cn,
-                   bool serial) {
+// bias: b_ih + b_hh (G H), or null
+void forward_trans(const Ctx& c, const RnnKernels& kt, const TransBufs& tb, const float* bias, float* out, float* hn,
+                   float* cn, bool serial) {
   const GemmKernels& gk = select_kernels(gemm_tables);
   const RnnSaved& s = c.s;
   const int64_t N = c.N, I = c.I, H = c.H, G = c.G, GH = c.GH, T = c.T, MR = gk.mr, NR = gk.nr;
@@ -342,14 +343,14 @@ void forward_trans(const Ctx& c, const RnnKernels& kt, const TransBufs& tb, floa
   // C tile (MR x N, ld N) += A (m rows of K, in place) B (K x N, ld N) in K blocks of <= kTransKc (one call per
   // block and NR columns: the tile stays in L1 between them); the first call overwrites (beta 0), the bias
   // comes with the last block.
-  auto product = [&](bool first, int m, int64_t K, const float* A, const float* B, const float* bias, float* C) {
-    const int64_t nkb = (K + kTransKc - 1) / kTransKc, kc = (K + nkb - 1) / nkb;
+  auto product = [&](bool first, int m, int64_t K, const float* A, const float* B, const float* br, float* C) {
+    const int64_t kc = gemm_k_block(K, kTransKc);
     for (int64_t pc = 0; pc < K; pc += kc) {
       const int64_t kb = std::min(kc, K - pc);
       GemmTile tl;
       tl.beta = first && pc == 0 ? 0.0f : 1.0f;
-      if (bias && pc + kb == K) {
-        tl.bias = bias;
+      if (br && pc + kb == K) {
+        tl.bias = br;
         tl.bias_kind = GemmBias::row;
       }
       for (int64_t jn = 0; jn < N; jn += NR)
@@ -372,7 +373,7 @@ void forward_trans(const Ctx& c, const RnnKernels& kt, const TransBufs& tb, floa
       const int m = static_cast<int>(std::min(MR, cnt - i));
       for (int64_t q = 0; q < G; ++q) {
         const int64_t r = q * H + j0 + i;
-        const float* br = tb.bias ? tb.bias + r : nullptr;
+        const float* br = bias ? bias + r : nullptr;
         float* tile = gt + (q * ub + i) * N;
         product(true, m, I, c.L.w_ih + r * I, xt, br, tile);                   // (x_t W_ih^T + b) ...
         product(I == 0, m, H, c.L.w_hh + r * H, hc, I == 0 ? br : nullptr, tile);  // ... + h W_hh^T
@@ -394,11 +395,9 @@ void forward_trans(const Ctx& c, const RnnKernels& kt, const TransBufs& tb, floa
     if (c.L.lengths)
       for (int64_t n = 0; n < N; ++n)
         if (!c.active(n, t)) zero(o + n * H + j0, cnt);
-    if (keep) {
-      if (tn >= 0) {
-        gk.transpose(cnt, N, hx + j0 * N, N, c.hp(tn) + j0, H);
-        gk.transpose(cnt, N, cx + j0 * N, N, c.cp(tn) + j0, H);
-      }
+    if (keep && tn >= 0) {  // the state the next step reads, for the backward
+      gk.transpose(cnt, N, hx + j0 * N, N, c.hp(tn) + j0, H);
+      gk.transpose(cnt, N, cx + j0 * N, N, c.cp(tn) + j0, H);
     }
     if (tn < 0) {
       gk.transpose(cnt, N, hx + j0 * N, N, hn + j0, H);
@@ -452,7 +451,6 @@ void fwd_prepare(FwdJob& j) {
     j.tb.xT = scratch(25 + j.slot, T * N * I);
     j.tb.h = scratch(27 + j.slot, 2 * H * N);
     j.tb.c = scratch(29 + j.slot, 2 * H * N);
-    j.tb.bias = j.bias;
     const float* x = j.L.x;
     float* xT = j.tb.xT;
     parallel_for(T, 1, 1, [&](int64_t b, int64_t e) {
@@ -508,7 +506,7 @@ void fwd_recur(FwdJob& j, bool serial, int64_t rb) {
     return;
   }
   if (j.trans) {
-    forward_trans(c, kt, j.tb, out, hn, cn, serial);
+    forward_trans(c, kt, j.tb, j.bias, out, hn, cn, serial);
     return;
   }
   const int64_t nb = fixed_blocks(N, rb);
