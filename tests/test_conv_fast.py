@@ -77,6 +77,11 @@ DW_CASES = [
     (1, 2, 13, 19, 1, 5, 2, 2, 1),    # k5 s2: rows 4 + 3
     (1, 2, 16, 17, 1, 7, 2, 3, 1),    # k7 s2: rows 3 + 3 + 2
     (1, 2, 11, 26, 1, (5, 3), (1, 2), (2, 1), (1, 2)),  # 5 rows, 3 columns: column stride and dilation
+    # narrow planes (output width <= 14, strides 1): the flattened-grid kernel, one or several register blocks
+    (2, 3, 7, 7, 1, 5, 1, 2, 1),      # EfficientNet's 7x7: 5 grid vectors (AVX-512), one partial block
+    (1, 2, 14, 14, 2, 7, 1, 3, 1),    # 14x14 k7, multiplier 2: 280 grid points, blocks 8 + 8 + 2 (AVX-512)
+    (1, 2, 40, 5, 1, (5, 3), 1, (2, 0), 1),  # tall and narrow, 5x3 taps, no column padding (W_out 3)
+    (1, 2, 6, 8, 1, 5, 1, (0, 3), 1),  # rows unpadded (H_out 2), columns padded past k // 2
 ]
 
 
@@ -119,6 +124,28 @@ def test_depthwise_backward(backend, rng, case):
         _within(a, r, bs, f"{backend} {case} {name}")
     gx, gw, gb = CF.depthwise_conv2d_backward(g, x, w, s, p, d, (False, True, False))
     assert gx is None and gb is None and np.array_equal(gw, got[1])
+
+
+@pytest.mark.parametrize("k,p", [(5, 2), (7, 3), ((5, 3), (2, 1))], ids=str)
+def test_depthwise_narrow_planes_match_wide_plane_columns_bitwise(backend, rng, k, p):
+    """Output widths up to 14 take the flattened-grid kernel, wider ones the row blocks; both sum each
+    output's taps in the same order. A narrow image and the same image with zero columns and then other
+    data appended on the right (wide enough for the row blocks) give the same bits in the narrow image's
+    output columns: its right padding and the appended zeros are the same zeros."""
+    kh, kw = k if isinstance(k, tuple) else (k, k)
+    ph, pw = p if isinstance(p, tuple) else (p, p)
+    x = _rand(rng, (2, 3, 9, 12))
+    wide = np.concatenate([x, np.zeros((2, 3, 9, pw), np.float32), _rand(rng, (2, 3, 9, 30))], axis=3)
+    w, b = _rand(rng, (3, 1, kh, kw)), _rand(rng, (3,))
+    y = CF.depthwise_conv2d(x, w, b, (1, 1), (ph, pw), (1, 1))
+    yw = CF.depthwise_conv2d(wide, w, b, (1, 1), (ph, pw), (1, 1))
+    assert y.shape[3] <= 14 < yw.shape[3]
+    np.testing.assert_array_equal(y, yw[..., :y.shape[3]])
+    g = _rand(rng, y.shape)  # grad_input runs the same kernels on the flipped taps
+    gw_ = np.concatenate([g, np.zeros(g.shape[:3] + (yw.shape[3] - g.shape[3],), np.float32)], axis=3)
+    gx = CF.depthwise_conv2d_backward(g, x, w, (1, 1), (ph, pw), (1, 1), (True, False, False))[0]
+    gxw = CF.depthwise_conv2d_backward(gw_, wide, w, (1, 1), (ph, pw), (1, 1), (True, False, False))[0]
+    np.testing.assert_array_equal(gx, gxw[..., :x.shape[3]])
 
 
 # (N, C, H, W, K, k, stride, pad, dil)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "ops/conv_fast/conv_fast.h"
 
@@ -297,6 +298,71 @@ void dw_forward_cols(const ConvGeom& g, const float* buf, const float* w, float 
   }
 }
 
+// 5 x 5 and 7 x 7 rows of taps (any width), strides 1, no dilation, on narrow planes (Wo <= kGridMaxWo): the
+// output is computed on the padded plane's grid, flattened. Grid point i = y Wp + x (Wp the padded width)
+// gets bias + sum_q sum_p w[p, q] xp[i + p Wp + q], vectors of consecutive grid points (points with
+// x >= Wo are computed and dropped). Rows of 7 or 14 outputs fill 7/32 or 14/32 of dw_cols_block's
+// two-vector column blocks (AVX-512); the grid fills 49/80 of its vectors at 7x7, 196/256 at 14x14 (5x5).
+// Same (q, p) order after the bias as dw_cols_block: the same bits. The padded rows are first copied
+// without their slack (Hp x Wp, contiguous) into a per-thread buffer.
+inline constexpr int64_t kGridMaxWo = 14;
+inline constexpr int kGridBlock = 8;  // grid vectors per register block
+
+template <class V, int NB>
+[[gnu::always_inline]] inline void dw_grid_block(const float* xp, int64_t Wp, int64_t kh, int64_t kw, const float* w,
+                                                 V vb, float* out) {
+  V a[NB];
+  for (int v = 0; v < NB; ++v) a[v] = vb;
+  for (int64_t q = 0; q < kw; ++q)
+    for (int64_t p = 0; p < kh; ++p) {
+      const V wv = V::set1(w[p * kw + q]);
+      const float* s = xp + p * Wp + q;
+#pragma GCC unroll 8
+      for (int v = 0; v < NB; ++v) a[v] = fmadd(V::load(s + v * V::N), wv, a[v]);
+    }
+  for (int v = 0; v < NB; ++v) a[v].store(out + v * V::N);
+}
+
+template <class V>
+void dw_forward_grid(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
+  constexpr int N = V::N, NB = kGridBlock;
+  const int64_t Wp = g.W + 2 * g.pw, Hp = g.H + 2 * g.ph, rf = g.row_floats(), Wo = g.Wo;
+  const int64_t npts = g.Ho * Wp, nvec = (npts + N - 1) / N;
+  const int64_t used = Hp * Wp, need = std::max(used, nvec * N + (g.kh - 1) * Wp + g.kw - 1);
+  thread_local std::vector<float> cbuf;
+  if (static_cast<int64_t>(cbuf.size()) < need + 2 * N) cbuf.resize(static_cast<size_t>(need + 2 * N));
+  float* xp = cbuf.data();
+  // whole vectors from the rows (Wp + slack floats each), in row order: each row overwrites what the
+  // previous one stored past its end; the tail after the last row is zeroed (read by dropped points only)
+  for (int64_t r = 0; r < Hp; ++r)
+    for (int64_t j = 0; j < Wp; j += N) V::load(buf + r * rf + j).store(xp + r * Wp + j);
+  std::memset(xp + used, 0, sizeof(float) * static_cast<size_t>(need + 2 * N - used));
+  alignas(64) float tile[NB * N];
+  const V vb = V::set1(bias);
+  for (int64_t v0 = 0; v0 < nvec; v0 += NB) {
+    const float* s = xp + v0 * N;
+    switch (std::min<int64_t>(NB, nvec - v0)) {
+      case 8: dw_grid_block<V, 8>(s, Wp, g.kh, g.kw, w, vb, tile); break;
+      case 7: dw_grid_block<V, 7>(s, Wp, g.kh, g.kw, w, vb, tile); break;
+      case 6: dw_grid_block<V, 6>(s, Wp, g.kh, g.kw, w, vb, tile); break;
+      case 5: dw_grid_block<V, 5>(s, Wp, g.kh, g.kw, w, vb, tile); break;
+      case 4: dw_grid_block<V, 4>(s, Wp, g.kh, g.kw, w, vb, tile); break;
+      case 3: dw_grid_block<V, 3>(s, Wp, g.kh, g.kw, w, vb, tile); break;
+      case 2: dw_grid_block<V, 2>(s, Wp, g.kh, g.kw, w, vb, tile); break;
+      default: dw_grid_block<V, 1>(s, Wp, g.kh, g.kw, w, vb, tile); break;
+    }
+    // the block's grid points [i0, i1) that are outputs: row y, columns [x0, x1) below Wo
+    const int64_t i0 = v0 * N, i1 = std::min(npts, i0 + NB * N);
+    for (int64_t yr = i0 / Wp; yr * Wp < i1; ++yr) {
+      const int64_t x0 = std::max<int64_t>(0, i0 - yr * Wp), x1 = std::min(Wo, i1 - yr * Wp);
+      for (int64_t x = x0; x < x1; x += N) {
+        const int c = static_cast<int>(std::min<int64_t>(N, x1 - x));
+        V::load_tail(tile + yr * Wp + x - i0, c).store_tail(y + yr * Wo + x, c);
+      }
+    }
+  }
+}
+
 template <class V>
 void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
   if (g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1)
@@ -304,6 +370,7 @@ void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias,
   // 5 and 7 rows (EfficientNet's, ConvNeXt's), strides 1 and 2 (3x3 stride 2 measured level: 3 rows share
   // little)
   if (g.dh == 1 && (g.sh == 1 || g.sh == 2) && (g.kh == 5 || g.kh == 7)) {
+    if (V::N >= 8 && g.sh == 1 && g.sw == 1 && g.dw == 1 && g.Wo <= kGridMaxWo) return dw_forward_grid<V>(g, buf, w, bias, y);
     if (g.kh == 5) {
       if (g.sh == 1) return dw_forward_cols<V, 5, 1, 4>(g, buf, w, bias, y);
       return dw_forward_cols<V, 5, 2, 4>(g, buf, w, bias, y);
