@@ -82,6 +82,10 @@ DW_CASES = [
     (1, 2, 14, 14, 2, 7, 1, 3, 1),    # 14x14 k7, multiplier 2: 280 grid points, blocks 8 + 8 + 2 (AVX-512)
     (1, 2, 40, 5, 1, (5, 3), 1, (2, 0), 1),  # tall and narrow, 5x3 taps, no column padding (W_out 3)
     (1, 2, 6, 8, 1, 5, 1, (0, 3), 1),  # rows unpadded (H_out 2), columns padded past k // 2
+    # small planes, multiplier 1: channels in the vector lanes, whole and partial channel blocks
+    (2, 37, 7, 7, 1, 5, 2, 2, 1),     # stride 2 (4 x 4 outputs)
+    (1, 20, 9, 9, 1, 3, 1, 1, 2),     # 3x3, dilation 2
+    (1, 17, 11, 6, 1, (7, 2), (1, 2), (3, 1), 1),  # 7 x 2 taps, stride (1, 2)
 ]
 
 
@@ -126,26 +130,33 @@ def test_depthwise_backward(backend, rng, case):
     assert gx is None and gb is None and np.array_equal(gw, got[1])
 
 
-@pytest.mark.parametrize("k,p", [(5, 2), (7, 3), ((5, 3), (2, 1))], ids=str)
-def test_depthwise_narrow_planes_match_wide_plane_columns_bitwise(backend, rng, k, p):
-    """Output widths up to 14 take the flattened-grid kernel, wider ones the row blocks; both sum each
-    output's taps in the same order. A narrow image and the same image with zero columns and then other
-    data appended on the right (wide enough for the row blocks) give the same bits in the narrow image's
-    output columns: its right padding and the appended zeros are the same zeros."""
+@pytest.mark.parametrize("k,p,s", [(5, 2, 1), (7, 3, 1), ((5, 3), (2, 1), 1), (3, 1, 1), (3, 1, 2), (5, 2, 2)],
+                         ids=str)
+def test_depthwise_small_planes_match_wide_plane_columns_bitwise(backend, rng, k, p, s):
+    """Small output planes take other kernels than wide ones: channels in the vector lanes (multiplier 1,
+    the forward) or the flattened grid (grad_input's correlation), against the per-plane row blocks. All sum
+    each output's taps in the same order. A small image and the same image with zero columns and then
+    other data appended on the right (wide enough for the row blocks) give the same bits in the small
+    image's output columns: its right padding and the appended zeros are the same zeros. Images of 9 x 12
+    and 7 x 7 (the lanes kernel's bounds differ per ISA); 37 channels: two whole blocks of 16 lanes and a
+    partial one (AVX2: four of 8 and a partial one)."""
     kh, kw = k if isinstance(k, tuple) else (k, k)
     ph, pw = p if isinstance(p, tuple) else (p, p)
-    x = _rand(rng, (2, 3, 9, 12))
-    wide = np.concatenate([x, np.zeros((2, 3, 9, pw), np.float32), _rand(rng, (2, 3, 9, 30))], axis=3)
-    w, b = _rand(rng, (3, 1, kh, kw)), _rand(rng, (3,))
-    y = CF.depthwise_conv2d(x, w, b, (1, 1), (ph, pw), (1, 1))
-    yw = CF.depthwise_conv2d(wide, w, b, (1, 1), (ph, pw), (1, 1))
-    assert y.shape[3] <= 14 < yw.shape[3]
-    np.testing.assert_array_equal(y, yw[..., :y.shape[3]])
-    g = _rand(rng, y.shape)  # grad_input runs the same kernels on the flipped taps
-    gw_ = np.concatenate([g, np.zeros(g.shape[:3] + (yw.shape[3] - g.shape[3],), np.float32)], axis=3)
-    gx = CF.depthwise_conv2d_backward(g, x, w, (1, 1), (ph, pw), (1, 1), (True, False, False))[0]
-    gxw = CF.depthwise_conv2d_backward(gw_, wide, w, (1, 1), (ph, pw), (1, 1), (True, False, False))[0]
-    np.testing.assert_array_equal(gx, gxw[..., :x.shape[3]])
+    w, b = _rand(rng, (37, 1, kh, kw)), _rand(rng, (37,))
+    for h, wd in ((9, 12), (7, 7)):
+        x = _rand(rng, (2, 37, h, wd))
+        wide = np.concatenate([x, np.zeros((2, 37, h, pw), np.float32), _rand(rng, (2, 37, h, 64))], axis=3)
+        for bias, act in ((b, None), (None, "relu")):
+            y = CF.depthwise_conv2d(x, w, bias, (s, s), (ph, pw), (1, 1), activation=act)
+            yw = CF.depthwise_conv2d(wide, w, bias, (s, s), (ph, pw), (1, 1), activation=act)
+            assert y.shape[3] <= 14 and yw.shape[3] > 28
+            np.testing.assert_array_equal(y, yw[..., :y.shape[3]])
+        if s == 1:  # grad_input runs the forward kernels on the flipped taps (stride 1)
+            g = _rand(rng, y.shape)
+            gw_ = np.concatenate([g, np.zeros(g.shape[:3] + (yw.shape[3] - g.shape[3],), np.float32)], axis=3)
+            gx = CF.depthwise_conv2d_backward(g, x, w, (1, 1), (ph, pw), (1, 1), (True, False, False))[0]
+            gxw = CF.depthwise_conv2d_backward(gw_, wide, w, (1, 1), (ph, pw), (1, 1), (True, False, False))[0]
+            np.testing.assert_array_equal(gx, gxw[..., :x.shape[3]])
 
 
 # (N, C, H, W, K, k, stride, pad, dil)

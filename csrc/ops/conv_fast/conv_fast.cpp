@@ -63,12 +63,78 @@ ConvGeom make_conv_geom(int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh
   return g;
 }
 
+namespace {
+
+// Depthwise forward, multiplier 1, on small planes: `lanes` channels of an image at once, one per vector lane
+// (dw_lanes). Items (channel block, image), so that a thread's consecutive items share the block's taps; each transposes its channels' planes into one interleaved padded
+// plane (pixels of `lanes` floats; the border zeros stay from the item before, as only the interior is
+// rewritten), runs dw_lanes and transposes the result back into the output planes. On a 7 x 7 or 14 x 14 plane
+// the per-plane kernels fill few lanes (a 7-wide row uses 7 of the 32 lanes of a two-vector block, and
+// dw_forward_grid 49 of 80); here every lane is a channel. Same FMA chain per output as dw_forward (the
+// taps in the order dw_taps_qp names), so the same bits.
+// Where dw_lanes beats the per-plane kernels (paired, 2 threads, Zen 4, N8, against dw_forward):
+// - AVX-512 (16 lanes): output planes up to 20 wide at stride 1 (7x7 k5 2.2x, k7 2.5x, 14x14 k5 1.5x, 20x20
+//   k5 1.13x; 28x28 0.79-0.83x), up to 8 for 3x3 stride 1 (7x7 2.0x; at 14x14 0.85-1.0x: that kernel fills
+//   14 of 16 lanes and shares its row loads), up to 28 at stride 2 (14 -> 7 3.1x, 56 -> 28 k3 1.2x);
+// - AVX2 (8 lanes): up to 8 (7x7 k5 1.75x, k3 1.18x, 14 -> 7 stride 2 1.84x; 14x14 k5 1.03x, 16x16 k5 0.49x,
+//   28 -> 14 stride 2 0.95x).
+bool use_lanes(const ConvGeom& g, int lanes) {
+  if (lanes < 8) return false;
+  const int64_t side = std::max(g.Ho, g.Wo);
+  if (lanes < 16) return side <= 8;
+  if (g.sh >= 2 || g.sw >= 2) return side <= 28;
+  if (g.kh == 3 && g.kw == 3 && g.dh == 1 && g.dw == 1) return side <= 8;
+  return side <= 20;
+}
+
+void depthwise_lanes_forward(const Conv2dArgs& a, const float* x, const float* w, const float* bias, GemmAct act,
+                             float* y) {
+  const ConvFastKernels& kt = select_kernels(conv_fast_tables);
+  const GemmKernels& gk = select_kernels(gemm_tables);
+  const ConvGeom g = geom_of(a);
+  const int64_t L = kt.lanes, taps = a.kh * a.kw, in_plane = a.H * a.W, out_plane = g.Ho * g.Wo;
+  const int64_t Hp = a.H + 2 * a.ph, Wp = a.W + 2 * a.pw, nb = (a.C + L - 1) / L;
+  const bool qp = dw_taps_qp(g);
+  parallel_for_guarded(a.N * nb, grain_items(out_plane * taps * L), [&](int64_t b, int64_t e) {
+    // per thread: the padded interleaved plane, the compact transposed planes, the taps, the bias, the output
+    float* xb = t_buf.get(Hp * Wp * L + in_plane * L + (taps + 1) * L + out_plane * L);
+    float* xt = xb + Hp * Wp * L;
+    float* wt = xt + in_plane * L;
+    float* bl = wt + taps * L;
+    float* ob = bl + L;
+    std::memset(xb, 0, sizeof(float) * static_cast<size_t>(Hp * Wp * L));
+    int64_t c_prev = -1;
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t n = it % a.N, c0 = it / a.N * L, cb = std::min(L, a.C - c0);  // images of a block in a row
+      if (cb < L) std::memset(xt, 0, sizeof(float) * static_cast<size_t>(in_plane * L));  // lanes past C: 0
+      gk.transpose(cb, in_plane, x + (n * a.C + c0) * in_plane, in_plane, xt, L);
+      for (int64_t r = 0; r < a.H; ++r)
+        std::memcpy(xb + ((r + a.ph) * Wp + a.pw) * L, xt + r * a.W * L, sizeof(float) * static_cast<size_t>(a.W * L));
+      if (c0 != c_prev) {  // this block's taps and bias (the items of a range often share them)
+        if (cb < L) std::memset(wt, 0, sizeof(float) * static_cast<size_t>((taps + 1) * L));
+        gk.transpose(cb, taps, w + c0 * taps, taps, wt, L);
+        if (bias) std::memcpy(bl, bias + c0, sizeof(float) * static_cast<size_t>(cb));
+        c_prev = c0;
+      }
+      kt.dw_lanes(g, xb, wt, bias ? bl : nullptr, qp, ob);
+      float* yp = y + (n * a.C + c0) * out_plane;
+      gk.transpose(out_plane, cb, ob, L, yp, out_plane);
+      if (act != GemmAct::none)
+        for (int64_t c = 0; c < cb; ++c) gk.act(act, out_plane, yp + c * out_plane);
+    }
+  });
+}
+
+}  // namespace
+
 void depthwise_conv2d_forward(const Conv2dArgs& a, const float* x, const float* w, const float* bias, GemmAct act,
                               float* y) {
   const ConvFastKernels& kt = select_kernels(conv_fast_tables);
   const GemmActFn actf = select_kernels(gemm_tables).act;
   const ConvGeom g = geom_of(a);
   const int64_t m = a.K / a.C, taps = a.kh * a.kw, in_plane = a.H * a.W, out_plane = g.Ho * g.Wo;
+  if (m == 1 && use_lanes(g, kt.lanes))
+    return depthwise_lanes_forward(a, x, w, bias, act, y);
   const int64_t hp = a.H + 2 * a.ph, buf_floats = hp * g.row_floats();
   parallel_for_guarded(a.N * a.K, grain_items(out_plane * taps), [&](int64_t b, int64_t e) {
     float* buf = t_buf.get(buf_floats);

@@ -38,6 +38,10 @@ struct ConvGeom {
   int64_t row_floats() const { return sw * wq; }  // one padded row (all phases)
 };
 
+// The order in which dw_forward sums an output's taps for geometry g: q (column) outer, p (row) inner in
+// its 5- and 7-row kernels, else p outer, q inner. dw_lanes follows it, so both give the same bits.
+inline bool dw_taps_qp(const ConvGeom& g) { return g.dh == 1 && (g.sh == 1 || g.sh == 2) && (g.kh == 5 || g.kh == 7); }
+
 ConvGeom make_conv_geom(int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                         int64_t pw, int64_t dh, int64_t dw);
 
@@ -55,6 +59,12 @@ using ConvPadRowsFn = void (*)(const ConvGeom& g, const float* x, int64_t r0, in
 // same geometry and rows: only the cells that hold input are rewritten (the padding zeros stay).
 // Depthwise forward of one output plane from its padded input plane: y = bias + sum taps (no activation).
 using ConvDwForwardFn = void (*)(const ConvGeom& g, const float* buf, const float* w, float bias, float* y);
+// Depthwise forward of `lanes` channels at once, one per vector lane: xb holds their padded planes interleaved
+// ((H + 2 ph) x (W + 2 pw) pixels of `lanes` floats), wt their taps (tap t of lane l at wt[t * lanes + l]),
+// bias `lanes` floats (or null: 0); ob receives Ho x Wo pixels of `lanes` floats. qp: each output sums its
+// taps q (column) outer, p (row) inner, else p outer, q inner (the order dw_forward uses for that geometry).
+using ConvDwLanesFn = void (*)(const ConvGeom& g, const float* xb, const float* wt, const float* bias, bool qp,
+                               float* ob);
 // gbuf (padded, phase-split) += transposed conv of nk <= 8 grad_output planes gy + kb*gstride through
 // taps w + kb*wstride (kh*kw each).
 using ConvScatterFn = void (*)(const ConvGeom& g, const float* gy, int64_t gstride, const float* w, int64_t wstride,
@@ -105,6 +115,8 @@ struct ConvFastKernels {
   ConvPadRowsFn pad_rows;
   ConvPadRowsFn pad_interior;
   ConvDwForwardFn dw_forward;
+  ConvDwLanesFn dw_lanes;
+  int lanes;  // floats per vector of this ISA (dw_lanes' channels per call)
   ConvScatterFn scatter;
   ConvUnpadFn unpad;
   ConvCorrTapsFn corr_taps;

@@ -366,13 +366,58 @@ void dw_forward_grid(const ConvGeom& g, const float* buf, const float* w, float 
   }
 }
 
+// ---- depthwise forward, channels in the vector lanes (contract: ConvDwLanesFn) ----
+// NX consecutive output pixels of one row; per tap one weight vector and NX input pixel vectors. Each lane
+// runs its channel's FMA chain in the order `qp` names, from the bias: the same sums as dw_forward.
+template <class V, int NX>
+[[gnu::always_inline]] inline void dw_lanes_block(const ConvGeom& g, const float* xb, int64_t Wp, const float* wt, V vb,
+                                                  bool qp, int64_t y, int64_t x0, float* ob) {
+  constexpr int N = V::N;
+  V a[NX];
+  for (int i = 0; i < NX; ++i) a[i] = vb;
+  auto tap = [&](int64_t p, int64_t q) {
+    const V wv = V::load(wt + (p * g.kw + q) * N);
+    const float* s = xb + ((y * g.sh + p * g.dh) * Wp + x0 * g.sw + q * g.dw) * N;
+#pragma GCC unroll 8
+    for (int i = 0; i < NX; ++i) a[i] = fmadd(V::load(s + i * g.sw * N), wv, a[i]);
+  };
+  if (qp) {
+    for (int64_t q = 0; q < g.kw; ++q)
+      for (int64_t p = 0; p < g.kh; ++p) tap(p, q);
+  } else {
+    for (int64_t p = 0; p < g.kh; ++p)
+      for (int64_t q = 0; q < g.kw; ++q) tap(p, q);
+  }
+  for (int i = 0; i < NX; ++i) a[i].store(ob + ((y * g.Wo) + x0 + i) * N);
+}
+
+template <class V>
+void dw_lanes(const ConvGeom& g, const float* xb, const float* wt, const float* bias, bool qp, float* ob) {
+  constexpr int XB = 8;
+  const int64_t Wp = g.W + 2 * g.pw;
+  const V vb = bias ? V::load(bias) : V::zero();
+  for (int64_t y = 0; y < g.Ho; ++y)
+    for (int64_t x0 = 0; x0 < g.Wo; x0 += XB) {
+      switch (std::min<int64_t>(XB, g.Wo - x0)) {
+        case 8: dw_lanes_block<V, 8>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
+        case 7: dw_lanes_block<V, 7>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
+        case 6: dw_lanes_block<V, 6>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
+        case 5: dw_lanes_block<V, 5>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
+        case 4: dw_lanes_block<V, 4>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
+        case 3: dw_lanes_block<V, 3>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
+        case 2: dw_lanes_block<V, 2>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
+        default: dw_lanes_block<V, 1>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
+      }
+    }
+}
+
 template <class V>
 void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
   if (g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1)
     return dw_forward_3x3s1<V>(g, buf, w, bias, y);
   // 5 and 7 rows (EfficientNet's, ConvNeXt's), strides 1 and 2 (3x3 stride 2 measured level: 3 rows share
   // little)
-  if (g.dh == 1 && (g.sh == 1 || g.sh == 2) && (g.kh == 5 || g.kh == 7)) {
+  if (dw_taps_qp(g)) {  // 5 or 7 rows, strides 1 or 2, no row dilation: taps q outer, p inner
     if (V::N >= 8 && g.sh == 1 && g.sw == 1 && g.dw == 1 && g.Wo <= kGridMaxWo) return dw_forward_grid<V>(g, buf, w, bias, y);
     if (g.kh == 5) {
       if (g.sh == 1) return dw_forward_cols<V, 5, 1, 4>(g, buf, w, bias, y);
