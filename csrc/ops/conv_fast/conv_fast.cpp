@@ -87,15 +87,15 @@ bool use_lanes(const ConvGeom& g, int lanes) {
   return side <= 20;
 }
 
-void depthwise_lanes_forward(const Conv2dArgs& a, const float* x, const float* w, const float* bias, GemmAct act,
-                             float* y) {
+// N images of C planes (geometry g), one tap set per channel (multiplier 1).
+void depthwise_lanes_forward(int64_t N, int64_t C, const ConvGeom& g, const float* x, const float* w,
+                             const float* bias, GemmAct act, float* y) {
   const ConvFastKernels& kt = select_kernels(conv_fast_tables);
   const GemmKernels& gk = select_kernels(gemm_tables);
-  const ConvGeom g = geom_of(a);
-  const int64_t L = kt.lanes, taps = a.kh * a.kw, in_plane = a.H * a.W, out_plane = g.Ho * g.Wo;
-  const int64_t Hp = a.H + 2 * a.ph, Wp = a.W + 2 * a.pw, nb = (a.C + L - 1) / L;
+  const int64_t L = kt.lanes, taps = g.kh * g.kw, in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
+  const int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw, nb = (C + L - 1) / L;
   const bool qp = dw_taps_qp(g);
-  parallel_for_guarded(a.N * nb, grain_items(out_plane * taps * L), [&](int64_t b, int64_t e) {
+  parallel_for_guarded(N * nb, grain_items(out_plane * taps * L), [&](int64_t b, int64_t e) {
     // per thread: the padded interleaved plane, the compact transposed planes, the taps, the bias, the output
     float* xb = t_buf.get(Hp * Wp * L + in_plane * L + (taps + 1) * L + out_plane * L);
     float* xt = xb + Hp * Wp * L;
@@ -105,11 +105,11 @@ void depthwise_lanes_forward(const Conv2dArgs& a, const float* x, const float* w
     std::memset(xb, 0, sizeof(float) * static_cast<size_t>(Hp * Wp * L));
     int64_t c_prev = -1;
     for (int64_t it = b; it < e; ++it) {
-      const int64_t n = it % a.N, c0 = it / a.N * L, cb = std::min(L, a.C - c0);  // images of a block in a row
+      const int64_t n = it % N, c0 = it / N * L, cb = std::min(L, C - c0);  // images of a block in a row
       if (cb < L) std::memset(xt, 0, sizeof(float) * static_cast<size_t>(in_plane * L));  // lanes past C: 0
-      gk.transpose(cb, in_plane, x + (n * a.C + c0) * in_plane, in_plane, xt, L);
-      for (int64_t r = 0; r < a.H; ++r)
-        std::memcpy(xb + ((r + a.ph) * Wp + a.pw) * L, xt + r * a.W * L, sizeof(float) * static_cast<size_t>(a.W * L));
+      gk.transpose(cb, in_plane, x + (n * C + c0) * in_plane, in_plane, xt, L);
+      for (int64_t r = 0; r < g.H; ++r)
+        std::memcpy(xb + ((r + g.ph) * Wp + g.pw) * L, xt + r * g.W * L, sizeof(float) * static_cast<size_t>(g.W * L));
       if (c0 != c_prev) {  // this block's taps and bias (the items of a range often share them)
         if (cb < L) std::memset(wt, 0, sizeof(float) * static_cast<size_t>((taps + 1) * L));
         gk.transpose(cb, taps, w + c0 * taps, taps, wt, L);
@@ -117,7 +117,7 @@ void depthwise_lanes_forward(const Conv2dArgs& a, const float* x, const float* w
         c_prev = c0;
       }
       kt.dw_lanes(g, xb, wt, bias ? bl : nullptr, qp, ob);
-      float* yp = y + (n * a.C + c0) * out_plane;
+      float* yp = y + (n * C + c0) * out_plane;
       gk.transpose(out_plane, cb, ob, L, yp, out_plane);
       if (act != GemmAct::none)
         for (int64_t c = 0; c < cb; ++c) gk.act(act, out_plane, yp + c * out_plane);
@@ -133,8 +133,7 @@ void depthwise_conv2d_forward(const Conv2dArgs& a, const float* x, const float* 
   const GemmActFn actf = select_kernels(gemm_tables).act;
   const ConvGeom g = geom_of(a);
   const int64_t m = a.K / a.C, taps = a.kh * a.kw, in_plane = a.H * a.W, out_plane = g.Ho * g.Wo;
-  if (m == 1 && use_lanes(g, kt.lanes))
-    return depthwise_lanes_forward(a, x, w, bias, act, y);
+  if (m == 1 && use_lanes(g, kt.lanes)) return depthwise_lanes_forward(a.N, a.C, g, x, w, bias, act, y);
   const int64_t hp = a.H + 2 * a.ph, buf_floats = hp * g.row_floats();
   parallel_for_guarded(a.N * a.K, grain_items(out_plane * taps), [&](int64_t b, int64_t e) {
     float* buf = t_buf.get(buf_floats);
@@ -188,11 +187,15 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
   if (gather)
     for (int64_t k = 0; k < a.K; ++k)
       for (int64_t t = 0; t < taps; ++t) wf[k * taps + t] = w[k * taps + taps - 1 - t];
+  // small planes: grad_input in its own pass with the channels in the lanes (the same sums as dw_forward)
+  const bool gather_planes = gather && !use_lanes(gt, kt.lanes);
+  if (gather && !gather_planes) depthwise_lanes_forward(a.N, a.C, gt, gy, wf, nullptr, GemmAct::none, gx);
+  if (!gw && !gb && !gather_planes) return;
   // one pass over the (n, k) planes: each grad_output plane is read from memory once for all three
-  const int64_t grain = grain_items(out_plane * taps * (gather ? 2 : 1));
+  const int64_t grain = grain_items(out_plane * taps * (gather_planes ? 2 : 1));
   parallel_for_guarded(a.N * a.K, grain, [&](int64_t b, int64_t e) {
     float* buf = t_buf.get(buf_floats);
-    float* gbuf = gather ? t_buf2.get(gt_floats) : nullptr;
+    float* gbuf = gather_planes ? t_buf2.get(gt_floats) : nullptr;
     int64_t padded = -1;
     for (int64_t pl = b; pl < e; ++pl) {
       const int64_t n = pl / a.K, k = pl % a.K, src = n * a.C + k / m;
@@ -205,7 +208,7 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
         kt.corr_taps(g, buf, gp, 0, 1, part + pl * stride, 0);
       }
       if (gb) part[pl * stride + taps] = kt.sum(out_plane, gp);
-      if (gather) {  // m == 1: plane pl of gx
+      if (gather_planes) {  // m == 1: plane pl of gx
         (pl == b ? kt.pad_rows : kt.pad_interior)(gt, gp, 0, gt_hp, gbuf);
         kt.dw_forward(gt, gbuf, wf + k * taps, 0.0f, gx + pl * in_plane);
       }
