@@ -379,6 +379,7 @@ def test_threads_bitwise_identical(rng, threads):
     if not fastml._backend.HAS_CPU_EXT:
         pytest.skip("compiled module missing")
     cases = [("depthwise", _dw_data(rng, (4, 16, 30, 33, 1, 3, 1, 1, 1))),
+             ("depthwise", _dw_data(rng, (6, 40, 7, 7, 1, 5, 1, 2, 1))),  # channels in the lanes, many items
              ("direct", _direct_data(rng, (4, 3, 40, 41, 16, 5, 2, 2, 1)))]
     xw, ww, bw = _rand(rng, (3, 16, 20, 21)), _rand(rng, (24, 16, 3, 3)), _rand(rng, (24,))
     xb, wb = _rand(rng, (2, 4, 200, 203)), _rand(rng, (8, 4, 3, 3))  # several tile blocks per call

@@ -87,6 +87,18 @@ bool use_lanes(const ConvGeom& g, int lanes) {
   return side <= 20;
 }
 
+// Channels [c0, c0 + cb) of the planes at src (plane floats apart) into xb: xt gets them transposed (pixels
+// of L floats; lanes past cb 0), then each row goes to its place inside the padded interleaved plane (Hp x Wp
+// pixels; its border is left as it is: zeros).
+void pack_lanes(const GemmKernels& gk, const ConvGeom& g, int64_t L, const float* src, int64_t cb, float* xt,
+                float* xb) {
+  const int64_t plane = g.H * g.W, Wp = g.W + 2 * g.pw;
+  if (cb < L) std::memset(xt, 0, sizeof(float) * static_cast<size_t>(plane * L));
+  gk.transpose(cb, plane, src, plane, xt, L);
+  for (int64_t r = 0; r < g.H; ++r)
+    std::memcpy(xb + ((r + g.ph) * Wp + g.pw) * L, xt + r * g.W * L, sizeof(float) * static_cast<size_t>(g.W * L));
+}
+
 // N images of C planes (geometry g), one tap set per channel (multiplier 1).
 void depthwise_lanes_forward(int64_t N, int64_t C, const ConvGeom& g, const float* x, const float* w,
                              const float* bias, GemmAct act, float* y) {
@@ -106,10 +118,7 @@ void depthwise_lanes_forward(int64_t N, int64_t C, const ConvGeom& g, const floa
     int64_t c_prev = -1;
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it % N, c0 = it / N * L, cb = std::min(L, C - c0);  // images of a block in a row
-      if (cb < L) std::memset(xt, 0, sizeof(float) * static_cast<size_t>(in_plane * L));  // lanes past C: 0
-      gk.transpose(cb, in_plane, x + (n * C + c0) * in_plane, in_plane, xt, L);
-      for (int64_t r = 0; r < g.H; ++r)
-        std::memcpy(xb + ((r + g.ph) * Wp + g.pw) * L, xt + r * g.W * L, sizeof(float) * static_cast<size_t>(g.W * L));
+      pack_lanes(gk, g, L, x + (n * C + c0) * in_plane, cb, xt, xb);
       if (c0 != c_prev) {  // this block's taps and bias (the items of a range often share them)
         if (cb < L) std::memset(wt, 0, sizeof(float) * static_cast<size_t>((taps + 1) * L));
         gk.transpose(cb, taps, w + c0 * taps, taps, wt, L);
@@ -121,6 +130,37 @@ void depthwise_lanes_forward(int64_t N, int64_t C, const ConvGeom& g, const floa
       gk.transpose(out_plane, cb, ob, L, yp, out_plane);
       if (act != GemmAct::none)
         for (int64_t c = 0; c < cb; ++c) gk.act(act, out_plane, yp + c * out_plane);
+    }
+  });
+}
+
+// Weight and bias gradients of N images of C planes (multiplier 1) on small planes, the channels in the
+// lanes: per item (channel block, image) the input planes packed as in the forward and the grad_output
+// planes transposed (pixels of L floats), dw_lanes_wgrad sums each tap's products over the pixels, and the
+// sums go to part[(n K + c) stride + t] (bias at t = taps), which reduce_over_batch adds up over the images.
+// Each channel's sums run over its pixels in row order whatever its block and the thread: thread-count
+// invariant (the per-plane kernels sum in vector lanes first: different last bits from these).
+void depthwise_lanes_wgrad(const Conv2dArgs& a, const ConvGeom& g, const float* x, const float* gy, bool with_bias,
+                           int64_t stride, float* part) {
+  const ConvFastKernels& kt = select_kernels(conv_fast_tables);
+  const GemmKernels& gk = select_kernels(gemm_tables);
+  const int64_t L = kt.lanes, taps = a.kh * a.kw, in_plane = a.H * a.W, out_plane = g.Ho * g.Wo;
+  const int64_t Hp = a.H + 2 * a.ph, Wp = a.W + 2 * a.pw, nb = (a.C + L - 1) / L;
+  parallel_for_guarded(a.N * nb, grain_items(out_plane * taps * L), [&](int64_t b, int64_t e) {
+    float* xb = t_buf.get(Hp * Wp * L + in_plane * L + out_plane * L + (taps + 1) * L);
+    float* xt = xb + Hp * Wp * L;
+    float* gt = xt + in_plane * L;
+    float* sums = gt + out_plane * L;  // taps x L, then the bias sums
+    std::memset(xb, 0, sizeof(float) * static_cast<size_t>(Hp * Wp * L));
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t n = it % a.N, c0 = it / a.N * L, cb = std::min(L, a.C - c0);
+      pack_lanes(gk, g, L, x + (n * a.C + c0) * in_plane, cb, xt, xb);
+      gk.transpose(cb, out_plane, gy + (n * a.C + c0) * out_plane, out_plane, gt, L);  // lanes past cb: unused
+      kt.dw_lanes_wgrad(g, xb, gt, sums, with_bias ? sums + taps * L : nullptr);
+      float* pc = part + (n * a.C + c0) * stride;
+      gk.transpose(taps, cb, sums, L, pc, stride);
+      if (with_bias)
+        for (int64_t c = 0; c < cb; ++c) pc[c * stride + taps] = sums[taps * L + c];
     }
   });
 }
@@ -187,10 +227,16 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
   if (gather)
     for (int64_t k = 0; k < a.K; ++k)
       for (int64_t t = 0; t < taps; ++t) wf[k * taps + t] = w[k * taps + taps - 1 - t];
-  // small planes: grad_input in its own pass with the channels in the lanes (the same sums as dw_forward)
+  // small planes: grad_input in its own pass with the channels in the lanes (the same sums as dw_forward),
+  // and the weight and bias gradients too (multiplier 1)
   const bool gather_planes = gather && !use_lanes(gt, kt.lanes);
   if (gather && !gather_planes) depthwise_lanes_forward(a.N, a.C, gt, gy, wf, nullptr, GemmAct::none, gx);
-  if (!gw && !gb && !gather_planes) return;
+  const bool wgrad_lanes = (gw || gb) && m == 1 && use_lanes(g, kt.lanes);
+  if (wgrad_lanes) depthwise_lanes_wgrad(a, g, x, gy, gb != nullptr, stride, part);
+  if (!gather_planes && (wgrad_lanes || (!gw && !gb))) {
+    if (gw || gb) reduce_over_batch(a.N, a.K, stride, part, taps, gw, gb);
+    return;
+  }
   // one pass over the (n, k) planes: each grad_output plane is read from memory once for all three
   const int64_t grain = grain_items(out_plane * taps * (gather_planes ? 2 : 1));
   parallel_for_guarded(a.N * a.K, grain, [&](int64_t b, int64_t e) {
@@ -200,14 +246,14 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
     for (int64_t pl = b; pl < e; ++pl) {
       const int64_t n = pl / a.K, k = pl % a.K, src = n * a.C + k / m;
       const float* gp = gy + pl * out_plane;
-      if (gw) {
+      if (gw && !wgrad_lanes) {
         if (src != padded) {
           (padded < 0 ? kt.pad_rows : kt.pad_interior)(g, x + src * in_plane, 0, hp, buf);
           padded = src;
         }
         kt.corr_taps(g, buf, gp, 0, 1, part + pl * stride, 0);
       }
-      if (gb) part[pl * stride + taps] = kt.sum(out_plane, gp);
+      if (gb && !wgrad_lanes) part[pl * stride + taps] = kt.sum(out_plane, gp);
       if (gather_planes) {  // m == 1: plane pl of gx
         (pl == b ? kt.pad_rows : kt.pad_interior)(gt, gp, 0, gt_hp, gbuf);
         kt.dw_forward(gt, gbuf, wf + k * taps, 0.0f, gx + pl * in_plane);

@@ -65,6 +65,10 @@ using ConvDwForwardFn = void (*)(const ConvGeom& g, const float* buf, const floa
 // taps q (column) outer, p (row) inner, else p outer, q inner (the order dw_forward uses for that geometry).
 using ConvDwLanesFn = void (*)(const ConvGeom& g, const float* xb, const float* wt, const float* bias, bool qp,
                                float* ob);
+// Weight (and bias) gradient of `lanes` channels at once: xb as for ConvDwLanesFn, gyb their grad_output planes
+// interleaved (Ho x Wo pixels of `lanes` floats); gw[t * lanes + l] = sum over output pixels (row order) of
+// the tap-t input times grad_output, gb[l] (if not null) = sum of grad_output.
+using ConvDwLanesWgradFn = void (*)(const ConvGeom& g, const float* xb, const float* gyb, float* gw, float* gb);
 // gbuf (padded, phase-split) += transposed conv of nk <= 8 grad_output planes gy + kb*gstride through
 // taps w + kb*wstride (kh*kw each).
 using ConvScatterFn = void (*)(const ConvGeom& g, const float* gy, int64_t gstride, const float* w, int64_t wstride,
@@ -116,6 +120,7 @@ struct ConvFastKernels {
   ConvPadRowsFn pad_interior;
   ConvDwForwardFn dw_forward;
   ConvDwLanesFn dw_lanes;
+  ConvDwLanesWgradFn dw_lanes_wgrad;
   int lanes;  // floats per vector of this ISA (dw_lanes' channels per call)
   ConvScatterFn scatter;
   ConvUnpadFn unpad;

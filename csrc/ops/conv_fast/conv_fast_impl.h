@@ -411,6 +411,43 @@ void dw_lanes(const ConvGeom& g, const float* xb, const float* wt, const float* 
     }
 }
 
+// Weight gradient with the channels in the lanes (contract: ConvDwLanesWgradFn): taps in groups of TB, each
+// tap one accumulator over all output pixels in row order, so TB independent FMA chains per pixel.
+template <class V, int TB>
+[[gnu::always_inline]] inline void dw_wgrad_taps(const ConvGeom& g, const float* xb, int64_t Wp, const float* gyb,
+                                                 int64_t t0, float* gw) {
+  constexpr int N = V::N;
+  V a[TB];
+  int64_t off[TB];
+  for (int i = 0; i < TB; ++i) {
+    a[i] = V::zero();
+    const int64_t t = t0 + i, p = t / g.kw, q = t % g.kw;
+    off[i] = (p * g.dh * Wp + q * g.dw) * N;
+  }
+  for (int64_t y = 0; y < g.Ho; ++y)
+    for (int64_t x = 0; x < g.Wo; ++x) {
+      const V gv = V::load(gyb + (y * g.Wo + x) * N);
+      const float* s = xb + (y * g.sh * Wp + x * g.sw) * N;
+#pragma GCC unroll 8
+      for (int i = 0; i < TB; ++i) a[i] = fmadd(V::load(s + off[i]), gv, a[i]);
+    }
+  for (int i = 0; i < TB; ++i) a[i].store(gw + (t0 + i) * N);
+}
+
+template <class V>
+void dw_lanes_wgrad(const ConvGeom& g, const float* xb, const float* gyb, float* gw, float* gb) {
+  constexpr int N = V::N, TB = N >= 16 ? 8 : 4;
+  const int64_t Wp = g.W + 2 * g.pw, taps = g.kh * g.kw;
+  int64_t t0 = 0;
+  for (; t0 + TB <= taps; t0 += TB) dw_wgrad_taps<V, TB>(g, xb, Wp, gyb, t0, gw);
+  for (; t0 < taps; ++t0) dw_wgrad_taps<V, 1>(g, xb, Wp, gyb, t0, gw);
+  if (gb) {
+    V s = V::zero();
+    for (int64_t i = 0; i < g.Ho * g.Wo; ++i) s = s + V::load(gyb + i * N);
+    s.store(gb);
+  }
+}
+
 template <class V>
 void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
   if (g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1)
