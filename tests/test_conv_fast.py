@@ -86,6 +86,7 @@ DW_CASES = [
     (2, 37, 7, 7, 1, 5, 2, 2, 1),     # stride 2 (4 x 4 outputs)
     (1, 20, 9, 9, 1, 3, 1, 1, 2),     # 3x3, dilation 2
     (1, 17, 11, 6, 1, (7, 2), (1, 2), (3, 1), 1),  # 7 x 2 taps, stride (1, 2)
+    (1, 20, 56, 56, 1, 5, 1, 2, 1),   # weight gradient in the lanes over 3136 pixels (AVX-512)
 ]
 
 

@@ -99,6 +99,18 @@ void pack_lanes(const GemmKernels& gk, const ConvGeom& g, int64_t L, const float
     std::memcpy(xb + ((r + g.ph) * Wp + g.pw) * L, xt + r * g.W * L, sizeof(float) * static_cast<size_t>(g.W * L));
 }
 
+// Where dw_lanes_wgrad beats the per-plane corr_taps (weight gradient alone, paired, 2 threads, Zen 4, N8):
+// - AVX-512: every size measured, up to 56 x 56 (k5: 14x14 2.5x, 28x28 3.3x, 56x56 2.3x; k3: 7x7 2.5x,
+//   14x14 1.8x, 28x28 1.24x, 56x56 1.21x); input planes up to 64 (the interleaved plane stays in L2);
+// - AVX2: 3x3 up to 8 (7x7 1.38x; 14x14 0.90x, 28x28 0.58x), larger kernels up to 28 (14x14 k5 1.96x, 28x28
+//   1.30x; 56x56 0.98x).
+bool use_lanes_wgrad(const ConvGeom& g, int lanes) {
+  if (lanes < 8) return false;
+  const int64_t side = std::max(g.Ho, g.Wo);
+  if (lanes < 16) return side <= (g.kh * g.kw <= 9 ? 8 : 28);
+  return side <= 56 && std::max(g.H, g.W) <= 64;
+}
+
 // N images of C planes (geometry g), one tap set per channel (multiplier 1).
 void depthwise_lanes_forward(int64_t N, int64_t C, const ConvGeom& g, const float* x, const float* w,
                              const float* bias, GemmAct act, float* y) {
@@ -227,11 +239,11 @@ void depthwise_conv2d_backward(const Conv2dArgs& a, const float* gy, const float
   if (gather)
     for (int64_t k = 0; k < a.K; ++k)
       for (int64_t t = 0; t < taps; ++t) wf[k * taps + t] = w[k * taps + taps - 1 - t];
-  // small planes: grad_input in its own pass with the channels in the lanes (the same sums as dw_forward),
-  // and the weight and bias gradients too (multiplier 1)
+  // small planes: grad_input in its own pass with the channels in the lanes (the same sums as dw_forward);
+  // the weight and bias gradients with the channels in the lanes where use_lanes_wgrad says (multiplier 1)
   const bool gather_planes = gather && !use_lanes(gt, kt.lanes);
   if (gather && !gather_planes) depthwise_lanes_forward(a.N, a.C, gt, gy, wf, nullptr, GemmAct::none, gx);
-  const bool wgrad_lanes = (gw || gb) && m == 1 && use_lanes(g, kt.lanes);
+  const bool wgrad_lanes = (gw || gb) && m == 1 && use_lanes_wgrad(g, kt.lanes);
   if (wgrad_lanes) depthwise_lanes_wgrad(a, g, x, gy, gb != nullptr, stride, part);
   if (!gather_planes && (wgrad_lanes || (!gw && !gb))) {
     if (gw || gb) reduce_over_batch(a.N, a.K, stride, part, taps, gw, gb);
