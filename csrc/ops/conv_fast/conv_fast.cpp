@@ -100,8 +100,8 @@ void pack_lanes(const GemmKernels& gk, const ConvGeom& g, int64_t L, const float
 }
 
 // Where dw_lanes_wgrad beats the per-plane corr_taps (weight gradient alone, paired, 2 threads, Zen 4, N8):
-// - AVX-512: every size measured, up to 56 x 56 (k5: 14x14 2.5x, 28x28 3.3x, 56x56 2.3x; k3: 7x7 2.5x,
-//   14x14 1.8x, 28x28 1.24x, 56x56 1.21x); input planes up to 64 (the interleaved plane stays in L2);
+// - AVX-512: every size measured, up to 56 x 56 (k5: 14x14 4.7x, 28x28 3.2x, 56x56 2.2x; k3: 14x14 1.77x,
+//   28x28 1.17x, 56x56 1.03x); input planes up to 64 (the interleaved plane stays in L2);
 // - AVX2: 3x3 up to 8 (7x7 1.38x; 14x14 0.90x, 28x28 0.58x), larger kernels up to 28 (14x14 k5 1.96x, 28x28
 //   1.30x; 56x56 0.98x).
 bool use_lanes_wgrad(const ConvGeom& g, int lanes) {
@@ -148,10 +148,10 @@ void depthwise_lanes_forward(int64_t N, int64_t C, const ConvGeom& g, const floa
 
 // Weight and bias gradients of N images of C planes (multiplier 1) on small planes, the channels in the
 // lanes: per item (channel block, image) the input planes packed as in the forward and the grad_output
-// planes transposed (pixels of L floats), dw_lanes_wgrad sums each tap's products over the pixels, and the
+// planes transposed (pixels of L floats), dw_lanes_wgrad sums each tap's products over the pixels (along
+// each output row, then over the rows), and the
 // sums go to part[(n K + c) stride + t] (bias at t = taps), which reduce_over_batch adds up over the images.
-// Each channel's sums run over its pixels in row order whatever its block and the thread: thread-count
-// invariant (the per-plane kernels sum in vector lanes first: different last bits from these).
+// Each channel's sums run the same way whatever its block and the thread: thread-count invariant (the per-plane kernels sum in vector lanes first: different last bits from these).
 void depthwise_lanes_wgrad(const Conv2dArgs& a, const ConvGeom& g, const float* x, const float* gy, bool with_bias,
                            int64_t stride, float* part) {
   const ConvFastKernels& kt = select_kernels(conv_fast_tables);
@@ -161,14 +161,15 @@ void depthwise_lanes_wgrad(const Conv2dArgs& a, const ConvGeom& g, const float* 
   parallel_for_guarded(a.N * nb, grain_items(out_plane * taps * L), [&](int64_t b, int64_t e) {
     float* xb = t_buf.get(Hp * Wp * L + in_plane * L + out_plane * L + (taps + 1) * L);
     float* xt = xb + Hp * Wp * L;
-    float* gt = xt + in_plane * L;
-    float* sums = gt + out_plane * L;  // taps x L, then the bias sums
+    float* gyt = xt + in_plane * L;
+    float* sums = gyt + out_plane * L;  // taps x L, then the bias sums
     std::memset(xb, 0, sizeof(float) * static_cast<size_t>(Hp * Wp * L));
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it % a.N, c0 = it / a.N * L, cb = std::min(L, a.C - c0);
       pack_lanes(gk, g, L, x + (n * a.C + c0) * in_plane, cb, xt, xb);
-      gk.transpose(cb, out_plane, gy + (n * a.C + c0) * out_plane, out_plane, gt, L);  // lanes past cb: unused
-      kt.dw_lanes_wgrad(g, xb, gt, sums, with_bias ? sums + taps * L : nullptr);
+      if (cb < L) std::memset(gyt, 0, sizeof(float) * static_cast<size_t>(out_plane * L));  // lanes past C: 0
+      gk.transpose(cb, out_plane, gy + (n * a.C + c0) * out_plane, out_plane, gyt, L);
+      kt.dw_lanes_wgrad(g, xb, gyt, sums, with_bias ? sums + taps * L : nullptr);
       float* pc = part + (n * a.C + c0) * stride;
       gk.transpose(taps, cb, sums, L, pc, stride);
       if (with_bias)

@@ -66,8 +66,9 @@ using ConvDwForwardFn = void (*)(const ConvGeom& g, const float* buf, const floa
 using ConvDwLanesFn = void (*)(const ConvGeom& g, const float* xb, const float* wt, const float* bias, bool qp,
                                float* ob);
 // Weight (and bias) gradient of `lanes` channels at once: xb as for ConvDwLanesFn, gyb their grad_output planes
-// interleaved (Ho x Wo pixels of `lanes` floats); gw[t * lanes + l] = sum over output pixels (row order) of
-// the tap-t input times grad_output, gb[l] (if not null) = sum of grad_output.
+// interleaved (Ho x Wo pixels of `lanes` floats); gw[t * lanes + l] = sum over output pixels of the tap-t
+// input times grad_output, gb[l] (if not null) = sum of grad_output; each summed along the output rows, then
+// over the rows.
 using ConvDwLanesWgradFn = void (*)(const ConvGeom& g, const float* xb, const float* gyb, float* gw, float* gb);
 // gbuf (padded, phase-split) += transposed conv of nk <= 8 grad_output planes gy + kb*gstride through
 // taps w + kb*wstride (kh*kw each).
