@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "ops/conv_fast/conv_fast.h"
@@ -299,6 +300,24 @@ void dw_forward_cols(const ConvGeom& g, const float* buf, const float* w, float 
   }
 }
 
+// f(std::integral_constant<int, K>{}) with K = n clamped to [1, kBlock8]: a loop's run-time block size
+// (kBlock8, or the last block's remainder) as the compile-time count that keeps a kernel's accumulators in
+// registers (dw_forward_grid's grid vectors, dw_lanes' output pixels).
+inline constexpr int kBlock8 = 8;
+template <class F>
+[[gnu::always_inline]] inline void with_block8(int64_t n, F&& f) {
+  switch (n < kBlock8 ? n : kBlock8) {
+    case 8: return f(std::integral_constant<int, 8>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    default: return f(std::integral_constant<int, 1>{});
+  }
+}
+
 // 5 x 5 and 7 x 7 rows of taps (any width), strides 1, no dilation, on narrow planes (Wo <= kGridMaxWo): the
 // output is computed on the padded plane's grid, flattened. Grid point i = y Wp + x (Wp the padded width)
 // gets bias + sum_q sum_p w[p, q] xp[i + p Wp + q], vectors of consecutive grid points (points with
@@ -309,7 +328,6 @@ void dw_forward_cols(const ConvGeom& g, const float* buf, const float* w, float 
 // threads, Zen 4, N8: C1152 7x7 k5 1.48x, k7 1.77x, C240 / C672 14x14 k5 1.17x; at output width 16 the
 // row blocks were ahead (0.95x: they share each loaded input row among 4 output rows), hence the bound 14.
 inline constexpr int64_t kGridMaxWo = 14;
-inline constexpr int kGridBlock = 8;  // grid vectors per register block
 
 template <class V, int NB>
 [[gnu::always_inline]] inline void dw_grid_block(const float* xp, int64_t Wp, int64_t kh, int64_t kw, const float* w,
@@ -328,7 +346,7 @@ template <class V, int NB>
 
 template <class V>
 void dw_forward_grid(const ConvGeom& g, const float* buf, const float* w, float bias, float* y) {
-  constexpr int N = V::N, NB = kGridBlock;
+  constexpr int N = V::N, NB = kBlock8;  // grid vectors per register block
   const int64_t Wp = g.W + 2 * g.pw, Hp = g.H + 2 * g.ph, rf = g.row_floats(), Wo = g.Wo;
   const int64_t npts = g.Ho * Wp, nvec = (npts + N - 1) / N;
   const int64_t used = Hp * Wp, need = std::max(used, nvec * N + (g.kh - 1) * Wp + g.kw - 1);
@@ -344,16 +362,7 @@ void dw_forward_grid(const ConvGeom& g, const float* buf, const float* w, float 
   const V vb = V::set1(bias);
   for (int64_t v0 = 0; v0 < nvec; v0 += NB) {
     const float* s = xp + v0 * N;
-    switch (std::min<int64_t>(NB, nvec - v0)) {
-      case 8: dw_grid_block<V, 8>(s, Wp, g.kh, g.kw, w, vb, tile); break;
-      case 7: dw_grid_block<V, 7>(s, Wp, g.kh, g.kw, w, vb, tile); break;
-      case 6: dw_grid_block<V, 6>(s, Wp, g.kh, g.kw, w, vb, tile); break;
-      case 5: dw_grid_block<V, 5>(s, Wp, g.kh, g.kw, w, vb, tile); break;
-      case 4: dw_grid_block<V, 4>(s, Wp, g.kh, g.kw, w, vb, tile); break;
-      case 3: dw_grid_block<V, 3>(s, Wp, g.kh, g.kw, w, vb, tile); break;
-      case 2: dw_grid_block<V, 2>(s, Wp, g.kh, g.kw, w, vb, tile); break;
-      default: dw_grid_block<V, 1>(s, Wp, g.kh, g.kw, w, vb, tile); break;
-    }
+    with_block8(nvec - v0, [&](auto nb) { dw_grid_block<V, nb()>(s, Wp, g.kh, g.kw, w, vb, tile); });
     // the block's grid points [i0, i1) that are outputs: row y, columns [x0, x1) below Wo
     const int64_t i0 = v0 * N, i1 = std::min(npts, i0 + NB * N);
     for (int64_t yr = i0 / Wp; yr * Wp < i1; ++yr) {
@@ -393,21 +402,12 @@ template <class V, int NX>
 
 template <class V>
 void dw_lanes(const ConvGeom& g, const float* xb, const float* wt, const float* bias, bool qp, float* ob) {
-  constexpr int XB = 8;
+  constexpr int XB = kBlock8;  // output pixels per register block
   const int64_t Wp = g.W + 2 * g.pw;
   const V vb = bias ? V::load(bias) : V::zero();
   for (int64_t y = 0; y < g.Ho; ++y)
     for (int64_t x0 = 0; x0 < g.Wo; x0 += XB) {
-      switch (std::min<int64_t>(XB, g.Wo - x0)) {
-        case 8: dw_lanes_block<V, 8>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
-        case 7: dw_lanes_block<V, 7>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
-        case 6: dw_lanes_block<V, 6>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
-        case 5: dw_lanes_block<V, 5>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
-        case 4: dw_lanes_block<V, 4>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
-        case 3: dw_lanes_block<V, 3>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
-        case 2: dw_lanes_block<V, 2>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
-        default: dw_lanes_block<V, 1>(g, xb, Wp, wt, vb, qp, y, x0, ob); break;
-      }
+      with_block8(g.Wo - x0, [&](auto nx) { dw_lanes_block<V, nx()>(g, xb, Wp, wt, vb, qp, y, x0, ob); });
     }
 }
 
