@@ -35,7 +35,15 @@ CASES = [
     (3, (2, 24, 3, 4, 21), (30, 24, 3, 3, 3), dict(padding=1)),                  # shifted, pixel rows: Kg tail
     (2, (1, 96, 4, 18), (32, 96, 3, 3), dict(padding=1)),                        # ... k[2] * C > KC
     (2, (1, 16, 6, 30), (29, 16, 3, 3), dict(padding=2, dilation=(1, 2))),       # ... W dilation
-    (2, (1, 64, 5, 20), (64, 32, 3, 3), dict(padding=1, groups=2)),              # ... groups
+    (2, (1, 64, 5, 20), (64, 32, 3, 3), dict(padding=1, groups=2)),              # ... groups: X rows,
+    (2, (2, 64, 7, 7), (64, 32, 3, 3), dict(padding=1, groups=2)),               # ... a small plane,
+    (2, (1, 62, 9, 8), (62, 31, 3, 3), dict(padding=(2, 1), dilation=(2, 1), groups=2)),  # ... H dilation,
+    (2, (1, 64, 6, 12), (64, 32, 3, 3), dict(padding=2, dilation=(1, 2), groups=2)),  # ... W dilation,
+    (2, (1, 64, 20, 20), (64, 32, 3, 3), dict(padding=1, groups=2)),             # ... two row tiles,
+    (2, (1, 64, 6, 9), (64, 32, 3, 3), dict(groups=2)),                          # ... no padding,
+    (2, (1, 300, 6, 7), (64, 150, 3, 3), dict(padding=1, groups=2)),             # ... kW C/G > KC,
+    (3, (1, 60, 3, 4, 5), (60, 30, 3, 3, 3), dict(padding=1, groups=2)),         # ... 3-D,
+    (1, (1, 64, 600), (64, 32, 9), dict(padding=4, groups=2)),                   # ... row segments (W > 256)
     (2, (1, 16, 5, 20), (40, 16, 3, 3), dict(padding=1)),                        # shifted, weight rows (Kg > 32)
     (2, (1, 16, 28, 28), (8, 16, 5, 5), dict(padding=2)),                        # ... 32 x 32 (4 KiB) padded planes
     (2, (2, 64, 6, 7), (16, 64, 3, 3), dict(padding=1)),                         # shifted, few channels per group
@@ -313,19 +321,20 @@ def test_float64_runs_in_float64(backend, rng):
 
 
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("k", (9, 32))  # shifted path, weight rows / pixel rows
-def test_fused_activation(backend, rng, act, k):
-    x, w, b = data(rng, 2, (2, 16, 4, 30), (k, 16, 5, 5))
-    y = F.conv2d(x, w, b, padding=2, activation=act)
-    ref = R.conv2d(x, w, b, padding=2, activation=act)
+@pytest.mark.parametrize("k,groups", ((9, 1), (32, 1), (64, 2)))  # shifted path: weight rows, pixel rows on
+def test_fused_activation(backend, rng, act, k, groups):        # the padded grid, pixel rows on X (AVX-512)
+    x, w, b = data(rng, 2, (2, 16 * groups, 4, 30), (k, 16, 5, 5))
+    kw = dict(padding=2, groups=groups)
+    y = F.conv2d(x, w, b, activation=act, **kw)
+    ref = R.conv2d(x, w, b, activation=act, **kw)
     if act in ("sigmoid", "tanh"):
         # saturating: the epilogue runs the activation op's own kernels on the accumulated values, so
         # compare with conv + that op (a few ulps), and loosely with the reference
-        z = F.conv2d(x, w, b, padding=2)
+        z = F.conv2d(x, w, b, **kw)
         assert_close(y, getattr(F, act)(z), ulps=8, atol=1e-7, what=f"{backend} {act}")
         np.testing.assert_allclose(y, ref, atol=2e-5)
     else:
-        within(y, ref, numpy32(F.conv2d, x, w, b, padding=2, activation=act), f"{backend} {act}")
+        within(y, ref, numpy32(F.conv2d, x, w, b, activation=act, **kw), f"{backend} {act}")
 
 
 TRANSPOSE_CASES = [
@@ -482,6 +491,8 @@ def test_batch_and_threads_bitwise(rng, threads):
              ((2, 16, 10, 30), (32, 16, 5, 5), dict(padding=2)),
              ((3, 16, 9, 9), (256, 16, 3, 3), dict(padding=1)),  # grad_weight in the weights' layout
              ((2, 8, 8, 8), (512, 4, 3, 3), dict(padding=1, groups=2)),
+             ((3, 64, 7, 7), (64, 32, 3, 3), dict(padding=1, groups=2)),  # pixel rows (AVX-512): blocked gw
+             ((1, 64, 20, 20), (64, 32, 3, 3), dict(padding=1, groups=2)),
              # batch 1 and small spans: the units' rows shared among the threads (RowSplit in conv.cpp)
              ((1, 40, 7, 7), (70, 40, 3, 3), dict(padding=1)),
              ((1, 24, 30, 30), (50, 24, 1, 1), {}),

@@ -8,7 +8,7 @@
 //                  channels-last output calls sgemm (which runs serially inside a parallel region).
 //                  Stride 1 where conv_detail::shifted_applies (few output channels per group; AVX-512
 //                  also >= 18 kernel offsets and C/G >= 16): conv_shifted.h (no column buffer; AVX-512 with 29-32
-//                  output channels per group: pixels as the GEMM rows).
+//                  output channels per group: pixels as the GEMM rows, on expanded input rows with groups).
 //                  Tile size depends on the shape only (never on the thread count); images of fewer
 //                  than kSpanPixels output pixels share a tile (span_images), 1x1 included. With fewer
 //                  units than threads (batch 1) each unit's output channels are shared out (RowSplit).
@@ -21,7 +21,9 @@
 //   backward wt    (image, tile) units (or spans of images, as in the forward) cut into at most
 //                  kWeightBlocks fixed blocks (fewer for big weights); each block sums its units into a
 //                  private partial (cols dy^T, beta = 1 GEMMs); partials are added in block order, then
-//                  transposed into (K, C/G, k...).
+//                  transposed into (K, C/G, k...). AVX-512, groups, 29-32 output channels per group, where
+//                  the forward takes the expanded pixel rows: conv_backward_weight_rows (conv_shifted.h),
+//                  (group, block of tiles) items on the forward's tiles, no column buffer.
 // All three give bitwise identical results for any thread count.
 //
 // Test: pytest tests/test_conv.py tests/test_conv_algorithms.py. Bench: python -m fastml.bench --ops conv
@@ -632,6 +634,10 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
 }
 
 void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, float* gw) {
+  if (s.G > 1 && conv_detail::rows_applies(s)) {
+    conv_detail::conv_backward_weight_rows(s, dy, x, gw, t_partials, cols_scratch);
+    return;
+  }
   const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, P = s.out_pixels(), CK = Cg * s.kvol();
   const bool direct = s.is_1x1();
   const int64_t tp = direct ? std::min<int64_t>(P, 4096) : tile_pixels(CK, P, weight_tile_bytes(), 256);

@@ -14,9 +14,11 @@
 // offset),
 // the C micro-tile in L1 across chunks. Each element's sum order depends on the shape only (thread-count
 // invariant).
-// Pixel-rows variant (conv_forward_shifted_rows, AVX-512, 29-32 output channels per group): the grid
-// points are the MR broadcast rows, read in place from a channels-last padded input, and the output
-// channels one NR-wide vector sliver (no 14 + 14 + 4 row edge); the tile is transposed into the output.
+// Pixel-rows variants (AVX-512, 29-32 output channels per group): the output pixels are the MR broadcast
+// rows and the output channels one NR-wide vector sliver (no 14 + 14 + 4 row edge); the tile is transposed
+// into the output. One group: the points of the channels-last padded grid, read in place
+// (conv_forward_shifted_rows_grid). Several: each tile's input expanded along W (RowsTile), no points
+// dropped, with the weight gradient on the same tiles (conv_backward_weight_rows).
 //
 // Test: pytest tests/test_conv.py (CASES with stride 1). Bench: python -m fastml.bench --ops conv
 #pragma once
@@ -37,8 +39,8 @@ namespace fastml::conv_detail {
 //   to the GEMM; level on Zen 4: 0.95-1.07x); at most 1/8 of the grid dropped. Also, as on AVX2, at most
 //   16 output channels per group with at least 9 offsets and at most 1/4 of the grid dropped: on Zen 4
 //   (paired, 2 threads, shifted / column speed) groups=32 C256 28x28 1.71, C512 14x14 1.64, groups=8 C128
-//   28x28 1.52, groups=4 C64 56x56 1.44. With 32 output channels per group it is the pixel-rows variant
-//   below, 0.85-1.13 there: left to the first rule.
+//   28x28 1.52, groups=4 C64 56x56 1.44. With 32 output channels in one group it is the pixel-rows variant
+//   on the padded grid, 0.85-1.13 there: left to the first rule.
 // - AVX2: few output channels per group (K/G <= 32) and at least 9 offsets; at most 1/4 of the grid
 //   dropped. The column buffer costs one store per (channel, offset, pixel) whatever K/G, the GEMM K/G FMAs
 //   on it: with 4-16 output channels per group it was 45% of the time (ResNeXt's groups of 32). Paired,
@@ -49,6 +51,21 @@ namespace fastml::conv_detail {
 //   5x5 C32 56x56 1.13 (batch 1 1.16), 5x5 C64 groups=2 0.96-1.18, 7x7 C32 1.10, 3x3 groups=2 / 3 / 4
 //   1.05-1.22, 3x3 C32 and C256 -> 32 0.95-1.0. With 64-128 (groups 1-4, 5x5, 7x7) it was 0.84-0.97 (the
 //   grid's dropped columns and the padded copy are then not repaid), and on 1-D k3 / k5 groups=32 0.87-0.95.
+//   Also on AVX-512, with more than one group, 29-32 output channels per group (pixel_rows_kg) and at least
+//   9 offsets: the pixel-rows variant on expanded rows (conv_forward_shifted_rows, no dropped points). Paired,
+//   2 threads, Zen 4, against the column buffer, forward (grad_input + grad_weight, which then take the
+//   flipped forward and conv_backward_weight_rows): groups=32 C1024 7x7 1.95-2.16x (1.27-2.0x), batch 1
+//   1.73-1.84x; groups=4 C128 14x14 1.41-1.49x (1.27-1.39x); groups=2 C64 28x28 1.13-1.22x (1.04-1.12x).
+
+// True for the output channels per group whose pixel-rows form pays (AVX-512: they fill one NR-wide vector
+// sliver better than MR-row weight slivers; Kg 29-32: one sliver instead of 14 + 14 + 4 rows, measured
+// 1.2-1.3x; Kg 16-28 0.7-0.9x, the masked sliver still costs its full FMAs).
+inline bool pixel_rows_kg(int64_t kg) {
+  if (active_isa() != Isa::avx512) return false;
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  return kg <= kt.nr && kt.nr < kt.mr * ((kg + kt.mr - 1) / kt.mr);
+}
+
 inline bool shifted_applies(const ConvShape& s) {
   if (s.in_cl || s.out_cl) return false;
   for (int d = 0; d < 3; ++d)
@@ -56,7 +73,8 @@ inline bool shifted_applies(const ConvShape& s) {
   const int64_t Wp = s.out[2] + s.dil[2] * (s.k[2] - 1), drop = Wp - s.out[2], Kg = s.K / s.G;
   switch (active_isa()) {
     case Isa::avx512:
-      return (Kg <= 16 && s.kvol() >= 9 && 4 * drop <= Wp) || (s.C / s.G >= 16 && s.kvol() >= 18 && 8 * drop <= Wp);
+      return (s.kvol() >= 9 && 4 * drop <= Wp && (Kg <= 16 || (s.G > 1 && pixel_rows_kg(Kg)))) ||
+             (s.C / s.G >= 16 && s.kvol() >= 18 && 8 * drop <= Wp);
     case Isa::avx2:
       return Kg <= 32 && s.kvol() >= 9 && 4 * drop <= Wp;
     default: return false;
@@ -74,17 +92,238 @@ inline int64_t channel_stride(int64_t plane) {
   return 16 * (lines | 1);
 }
 
-// Pixel-rows variant for few output channels per group (Kg <= NR, AVX-512 where the in-place-A
-// microkernel is native): the roles of the GEMM operands swap so that the output channels fill one
-// NR-wide vector sliver instead of MR-row weight slivers with a ragged edge (32 channels: one sliver
-// instead of 14 + 14 + 4 rows). The input is zero-padded channels-last, (N, Dp, Hp, Wp, C), so that for
+// True when the stride-1 shifted path takes its pixel-rows form: on the padded grid for one group
+// (conv_forward_shifted_rows_grid), on expanded rows for several (conv_forward_shifted_rows, whose tiling the
+// weight gradient then shares: conv_backward_weight_rows).
+inline bool rows_applies(const ConvShape& s) { return shifted_applies(s) && pixel_rows_kg(s.K / s.G); }
+
+// The pixel-rows tiling: a tile is about 256 output pixels of one z slice of one image: a run of whole output
+// rows, or a segment of one row when a row is longer. Its input, channels-last and expanded along W, is X
+// (RowsTile::build): X row (a, r, i) holds, for e < kW, the Cg channels of the group's input point
+// (z + a dD - pD, y0 + r - pH, x0 + i + e dW - pW) (zeros outside the input): kW Cg floats. For kernel
+// offsets (a, b, *) the row of the tile's pixel p = yy w + i is then X row (a, yy + b dH, i), a uniform stride
+// of kW Cg floats over the tile's pixels, so a microkernel reads it in place as A (or packs it), every pixel
+// a real output (no padded-grid points computed and dropped), and one call covers the (e, channel) terms of a
+// whole kernel row. X is kW copies of the tile's input, against kv for a column buffer.
+struct RowsTile {
+  struct Tile {
+    int64_t y0, nr, x0, w;  // output rows [y0, y0 + nr), columns [x0, x0 + w)
+    int64_t L, R;           // pixels (nr w), X rows per depth offset
+    int64_t out_offset(int64_t oW) const { return y0 * oW + x0; }  // first pixel in the z slice (contiguous run)
+  };
+  int64_t Cg, kD, kH, kW, KW, oH, oW, rows, ytiles, xw, xtiles, tiles;
+  explicit RowsTile(const ConvShape& s)
+      : Cg(s.C / s.G), kD(s.k[0]), kH(s.k[1]), kW(s.k[2]), KW(s.k[2] * (s.C / s.G)), oH(s.out[1]), oW(s.out[2]),
+        rows(std::max<int64_t>(1, std::min<int64_t>(s.out[1], 256 / s.out[2]))),
+        ytiles((s.out[1] + rows - 1) / rows), xw(s.out[2]), xtiles(1) {
+    if (oW > 256) xtiles = (oW + 255) / 256, xw = (oW + xtiles - 1) / xtiles;  // balanced segments
+    tiles = ytiles * xtiles;
+  }
+  // tile t (< tiles) of a z slice
+  Tile tile(const ConvShape& s, int64_t t) const {
+    Tile q;
+    q.y0 = t / xtiles * rows, q.nr = std::min(rows, oH - q.y0);
+    q.x0 = t % xtiles * xw, q.w = std::min(xw, oW - q.x0);
+    q.L = q.nr * q.w, q.R = q.nr + s.dil[1] * (kH - 1);
+    return q;
+  }
+  int64_t x_floats(const Tile& q) const { return kD * q.R * q.w * KW; }
+  // input columns [xlo, xhi) that the tile reads (clipped to the input)
+  void in_cols(const ConvShape& s, const Tile& q, int64_t& xlo, int64_t& xhi) const {
+    xlo = std::clamp<int64_t>(q.x0 - s.pad[2], 0, s.in[2]);
+    xhi = std::clamp<int64_t>(q.x0 + q.w - 1 + s.dil[2] * (kW - 1) - s.pad[2] + 1, xlo, s.in[2]);
+  }
+  // X plus the channels-last staging of one depth offset's input rows
+  int64_t scratch_floats(const ConvShape& s, const Tile& q) const {
+    int64_t xlo, xhi;
+    in_cols(s, q, xlo, xhi);
+    return x_floats(q) + q.R * (xhi - xlo) * Cg;
+  }
+  // X of tile q of z slice z from xg, the group's first input channel of the image (NCDHW), into X; row_cl
+  // is the staging (scratch_floats(q) - x_floats(q) floats)
+  void build(const ConvShape& s, const GemmKernels& kt, const float* xg, int64_t z, const Tile& q, float* X,
+             float* row_cl) const {
+    const int64_t D = s.in[0], H = s.in[1], W = s.in[2], DHW = D * H * W, XR = q.w * KW;  // XR: floats per X row
+    int64_t xlo, xhi;
+    in_cols(s, q, xlo, xhi);
+    const int64_t nx = xhi - xlo;
+    for (int64_t a = 0; a < kD; ++a) {
+      float* Xa = X + a * q.R * XR;
+      const int64_t zi = z + a * s.dil[0] - s.pad[0];
+      // X rows [r0, r1) are inside the input: their columns [xlo, xhi) channels-last, in one transpose when
+      // they are whole rows (contiguous in NCDHW)
+      const int64_t yb = q.y0 - s.pad[1];
+      const int64_t r0 = std::clamp<int64_t>(-yb, 0, q.R), r1 = std::clamp<int64_t>(H - yb, r0, q.R);
+      const bool zin = zi >= 0 && zi < D && nx > 0;
+      if (zin && r1 > r0) {
+        const float* src = xg + (zi * H + yb + r0) * W + xlo;
+        if (nx == W) kt.transpose(Cg, (r1 - r0) * W, src, DHW, row_cl, Cg);
+        else
+          for (int64_t r = r0; r < r1; ++r) kt.transpose(Cg, nx, src + (r - r0) * W, DHW, row_cl + (r - r0) * nx * Cg, Cg);
+      }
+      for (int64_t r = 0; r < q.R; ++r) {
+        float* xr = Xa + r * XR;
+        if (!zin || r < r0 || r >= r1) {
+          std::fill(xr, xr + XR, 0.0f);
+          continue;
+        }
+        const float* src = row_cl + (r - r0) * nx * Cg;
+        for (int64_t i = 0; i < q.w; ++i)
+          for (int64_t e = 0; e < kW; ++e) {
+            float* d = xr + i * KW + e * Cg;
+            const int64_t xi = q.x0 + i + e * s.dil[2] - s.pad[2];
+            if (xi >= xlo && xi < xhi) std::copy_n(src + (xi - xlo) * Cg, Cg, d);
+            else std::fill(d, d + Cg, 0.0f);
+          }
+      }
+    }
+  }
+};
+
+// Pixel-rows forward on expanded rows (rows_applies, G > 1): the roles of the GEMM operands swap so that the output channels fill
+// one NR-wide vector sliver; the output pixels are the MR broadcast rows, read in place from the tile's X
+// (RowsTile), the weights B (G, kv, Cg, Kg) (row = (offset, channel), column = output channel, ldb = Kg).
+// Each MR-pixel x Kg tile sums its kernel rows (a, b) in order, each row's (e, channel) terms in KC-blocks
+// (at most kc_cap) in order: the same for every element whatever the tiling or thread count. The (pixel,
+// channel) tile is transposed into the output.
+template <class Scratch>
+void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* w, const float* bias, GemmAct act,
+                               float* y, Scratch& wpack_scratch, Scratch& (*cols_scratch)(), int64_t kc_cap) {
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  const int64_t MR = kt.mr, KC = std::min(gemm_blocking().kc, kc_cap);
+  const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, kv = s.kvol();
+  const RowsTile rt(s);
+  const int64_t kD = rt.kD, kH = rt.kH, kW = rt.kW, KW = rt.KW;
+  const int64_t oD = s.out[0], oH = s.out[1], oW = s.out[2], P = s.out_pixels();
+  // 1. weights as B (G, kv, Cg, Kg): per (group, channel), (output channel, offset) -> (offset, output channel)
+  float* wb = wpack_scratch.get(G * kv * Cg * Kg);
+  parallel_for(G * Cg, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, Kg * kv)), 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t g = u / Cg, c = u % Cg;
+      kt.transpose(Kg, kv, w + (g * Kg * Cg + c) * kv, Cg * kv, wb + (g * kv * Cg + c) * Kg, Cg * Kg);
+    }
+  });
+  // 2. tiles (the tile, its X rows and the weights stay in L2), per (image, group)
+  const int64_t units = s.N * G * oD * rt.tiles;
+  const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(4e5 * units / (2.0 * s.N * s.K * P * Cg * kv)));
+  parallel_for(units, grain, 1, [&](int64_t ub, int64_t ue) {
+    for (int64_t u = ub; u < ue; ++u) {
+      const int64_t z = (u / rt.tiles) % oD, g = (u / (rt.tiles * oD)) % G, n = u / (rt.tiles * oD * G);
+      const RowsTile::Tile q = rt.tile(s, u % rt.tiles);
+      const int64_t L = q.L, XR = q.w * KW;
+      float* T = cols_scratch().get(L * Kg + rt.scratch_floats(s, q));
+      float* X = T + L * Kg;
+      rt.build(s, kt, x + (n * s.C + g * Cg) * s.in_pixels(), z, q, X, X + rt.x_floats(q));
+      // 3. (kernel row, K block) outer, pixel slivers inner: the weight block (kb x Kg) stays in L1
+      const int nn = static_cast<int>(Kg);
+      bool first = true;
+      for (int64_t a = 0; a < kD; ++a)
+        for (int64_t b = 0; b < kH; ++b) {
+          const float* xa = X + (a * q.R + b * s.dil[1]) * XR;
+          const float* bw = wb + ((g * kv + (a * kH + b) * kW) * Cg) * Kg;
+          for (int64_t c0 = 0; c0 < KW; c0 += KC) {
+            const int64_t kb = std::min(KC, KW - c0);
+            GemmTile t;
+            t.beta = first ? 0.0f : 1.0f;
+            if (first && bias) t.bias = bias + g * Kg, t.bias_kind = GemmBias::col;
+            for (int64_t i0 = 0; i0 < L; i0 += MR)
+              kt.micro_direct_a(kb, xa + i0 * KW + c0, KW, bw + c0 * Kg, Kg, T + i0 * Kg, Kg,
+                                static_cast<int>(std::min(MR, L - i0)), nn, t);
+            first = false;
+          }
+        }
+      if (act != GemmAct::none) kt.act(act, L * Kg, T);
+      // 4. (pixel, channel) -> the output's (channel, pixel)
+      kt.transpose(L, Kg, T, Kg, y + ((n * s.K + g * Kg) * oD + z) * oH * oW + q.out_offset(oW), P);
+    }
+  });
+}
+
+// Weight gradient on the pixel-rows tiling (rows_applies, G > 1; one group keeps the column buffer): per group, gw_g^T ((offset, channel) x Kg) =
+// sum over the tiles of X_ab^T dy_tile^T, kernel row (a, b) by kernel row: A = the tile's X rows of (a, b)
+// packed into MR-row slivers of (e, channel) (kW Cg rows, full but for the last), B = the tile's dy
+// transposed to (pixel, output channel) (one NR-wide sliver), K = the tile's pixels. No column buffer: X is kW
+// copies of the tile's input where im2col is kv. Work items are (group, block of tiles) with a fixed
+// number of blocks (ceil(8 / G), at most 8: shape-dependent only), each summing its tiles in order into its
+// own partial; the partials are added in block order, then transposed into gw (K, Cg, k...): the same bits
+// for any thread count.
+template <class Scratch>
+void conv_backward_weight_rows(const ConvShape& s, const float* dy, const float* x, float* gw,
+                               Scratch& partial_scratch, Scratch& (*cols_scratch)()) {
+  const GemmKernels& kt = select_kernels(gemm_tables);
+  const int64_t MR = kt.mr, KC = gemm_blocking().kc;
+  const int64_t G = s.G, Cg = s.C / G, Kg = s.K / G, kv = s.kvol();
+  const RowsTile rt(s);
+  const int64_t kH = rt.kH, KW = rt.KW, ms = (KW + MR - 1) / MR;
+  const int64_t oD = s.out[0], oH = s.out[1], oW = s.out[2], P = s.out_pixels();
+  const int64_t units = s.N * oD * rt.tiles;  // (image, z slice, tile)
+  const int64_t want = std::min<int64_t>(units, (8 + G - 1) / G);  // blocks per group
+  const int64_t per_block = (units + want - 1) / want, nb = (units + per_block - 1) / per_block;
+  const int64_t wg = kv * Cg * Kg;  // a group's partial: rows (offset, channel), Kg columns
+  float* part = partial_scratch.get(nb * G * wg);
+  parallel_for(G * nb, 1, 1, [&](int64_t ib, int64_t ie) {
+    for (int64_t it = ib; it < ie; ++it) {
+      const int64_t g = it / nb, blk = it % nb;
+      float* Cp = part + (blk * G + g) * wg;
+      const int64_t u0 = blk * per_block, u1 = std::min(units, u0 + per_block);
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t z = (u / rt.tiles) % oD, n = u / (rt.tiles * oD);
+        const RowsTile::Tile q = rt.tile(s, u % rt.tiles);
+        const int64_t L = q.L, XR = q.w * KW, kb_max = std::min(KC, L);
+        float* dyT = cols_scratch().get(L * Kg + ms * MR * kb_max + rt.scratch_floats(s, q));
+        float* ap = dyT + L * Kg;
+        float* X = ap + ms * MR * kb_max;
+        rt.build(s, kt, x + (n * s.C + g * Cg) * s.in_pixels(), z, q, X, X + rt.x_floats(q));
+        kt.transpose(Kg, L, dy + ((n * s.K + g * Kg) * oD + z) * oH * oW + q.out_offset(oW), P, dyT, Kg);
+        for (int64_t a = 0; a < rt.kD; ++a)
+          for (int64_t b = 0; b < kH; ++b) {
+            const float* xa = X + (a * q.R + b * s.dil[1]) * XR;
+            float* Cab = Cp + (a * kH + b) * KW * Kg;
+            for (int64_t p0 = 0; p0 < L; p0 += KC) {
+              const int64_t kb = std::min(KC, L - p0);
+              kt.pack_a_copy(KW, kb, xa + p0 * KW, KW, ap);
+              GemmTile t;
+              t.beta = (u == u0 && p0 == 0) ? 0.0f : 1.0f;
+              for (int64_t sl = 0; sl < ms; ++sl)
+                kt.micro(kb, ap + sl * MR * kb, dyT + p0 * Kg, Kg, Cab + sl * MR * Kg, Kg,
+                         static_cast<int>(std::min(MR, KW - sl * MR)), static_cast<int>(Kg), t);
+            }
+          }
+      }
+    }
+  });
+  // the block partials summed in block order into block 0, then each (group, channel)'s kv x Kg rows
+  // transposed into gw's (Kg, kv) rows
+  const int64_t total = G * wg;
+  if (nb > 1)
+    parallel_for(total, 16384, 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float acc = part[i];
+        for (int64_t blk = 1; blk < nb; ++blk) acc += part[blk * total + i];
+        part[i] = acc;
+      }
+    });
+  parallel_for(G * Cg, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, Kg * kv)), 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t g = u / Cg, c = u % Cg;
+      kt.transpose(kv, Kg, part + (g * kv * Cg + c) * Kg, Cg * Kg, gw + (g * Kg * Cg + c) * kv, Cg * kv);
+    }
+  });
+}
+
+// Pixel-rows forward on the padded grid, for one group (rows_applies, G == 1): the output channels fill one
+// NR-wide vector sliver as in conv_forward_shifted_rows, but the A rows are the grid points of the whole
+// zero-padded input, channels-last (N, Dp, Hp, Wp, C), so that for
 // kernel offset kk the A rows (one per grid point, Cg channels each) are read in place, lda = C; the
 // weights are reordered to B (G, kv, Cg, Kg) (row = channel, column = output channel, ldb = Kg). Each
 // MR-point x Kg tile sums its offsets in kk order (then channels in KC blocks), the same order for
 // every element whatever the tiling or thread count. The (point, channel) tile is transposed into the
-// NCDHW output, dropping the x >= oW points.
+// NCDHW output, dropping the x >= oW points. Against the expanded rows of conv_forward_shifted_rows: no kW-fold
+// copy of the input and A rows that overlap (lda = C), where those hold kW C floats each (long kernels: more
+// A than L1 holds beside the weights; paired, 2 threads, Zen 4, grid / expanded: 1-D k19 C16 -> 32 1.30x,
+// 5x5 C32 56x56 0.99-1.08x), for the price of the dropped points (Wp - oW per row).
 template <class Scratch>
-void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* w, const float* bias, GemmAct act,
+void conv_forward_shifted_rows_grid(const ConvShape& s, const float* x, const float* w, const float* bias, GemmAct act,
                                float* y, Scratch& xpad_scratch, Scratch& wpack_scratch,
                                Scratch& (*cols_scratch)()) {
   const GemmKernels& kt = select_kernels(gemm_tables);
@@ -118,11 +357,9 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
   float* wb = wpack_scratch.get(G * kv * Cg * Kg);
   // per (group, channel) unit over the threads: each writes kv whole rows of Kg
   parallel_for(G * Cg, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, Kg * kv)), 1, [&](int64_t u0, int64_t u1) {
-    for (int64_t u = u0; u < u1; ++u) {
+    for (int64_t u = u0; u < u1; ++u) {  // (output channel, offset) -> (offset, output channel)
       const int64_t g = u / Cg, c = u % Cg;
-      for (int64_t k = 0; k < Kg; ++k)
-        for (int64_t kk = 0; kk < kv; ++kk)
-          wb[((g * kv + kk) * Cg + c) * Kg + k] = w[((g * Kg + k) * Cg + c) * kv + kk];
+      kt.transpose(Kg, kv, w + (g * Kg * Cg + c) * kv, Cg * kv, wb + (g * kv * Cg + c) * Kg, Cg * Kg);
     }
   });
   // 3. tiles: a run of whole grid rows of one z slice (~256 grid points: the tile and
@@ -231,11 +468,9 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
                           float* y, Scratch& xpad_scratch, Scratch& wpack_scratch, Scratch& (*cols_scratch)(),
                           int64_t kc_cap) {
   const GemmKernels& kt = select_kernels(gemm_tables);
-  // pixel rows when the output channels fill one vector sliver better than MR-row slivers (AVX-512: Kg 29-32,
-  // measured 1.2-1.3x; Kg 16-28 0.7-0.9x: the masked sliver still costs its full FMAs)
-  const int64_t kg = s.K / s.G;
-  if (active_isa() == Isa::avx512 && kg <= kt.nr && kt.nr < kt.mr * ((kg + kt.mr - 1) / kt.mr)) {
-    conv_forward_shifted_rows(s, x, w, bias, act, y, xpad_scratch, wpack_scratch, cols_scratch);
+  if (rows_applies(s)) {
+    if (s.G == 1) conv_forward_shifted_rows_grid(s, x, w, bias, act, y, xpad_scratch, wpack_scratch, cols_scratch);
+    else conv_forward_shifted_rows(s, x, w, bias, act, y, wpack_scratch, cols_scratch, kc_cap);
     return;
   }
   const int64_t MR = kt.mr, NR = kt.nr;
