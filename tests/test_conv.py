@@ -44,6 +44,9 @@ CASES = [
     (2, (1, 300, 6, 7), (64, 150, 3, 3), dict(padding=1, groups=2)),             # ... kW C/G > KC,
     (3, (1, 60, 3, 4, 5), (60, 30, 3, 3, 3), dict(padding=1, groups=2)),         # ... 3-D,
     (1, (1, 64, 600), (64, 32, 9), dict(padding=4, groups=2)),                   # ... row segments (W > 256)
+    (2, (2, 48, 6, 7), (48, 24, 3, 3), dict(padding=1, groups=2)),               # backward on X rows from 16
+    (2, (1, 64, 8, 9), (64, 16, 3, 3), dict(padding=(1, 2), groups=4)),          # output channels per group
+    (2, (1, 32, 6, 8), (64, 16, 3, 3), dict(padding=1, groups=2)),               # (flipped: C/G 16)
     (2, (1, 16, 5, 20), (40, 16, 3, 3), dict(padding=1)),                        # shifted, weight rows (Kg > 32)
     (2, (1, 16, 28, 28), (8, 16, 5, 5), dict(padding=2)),                        # ... 32 x 32 (4 KiB) padded planes
     (2, (2, 64, 6, 7), (16, 64, 3, 3), dict(padding=1)),                         # shifted, few channels per group
@@ -493,6 +496,7 @@ def test_batch_and_threads_bitwise(rng, threads):
              ((2, 8, 8, 8), (512, 4, 3, 3), dict(padding=1, groups=2)),
              ((3, 64, 7, 7), (64, 32, 3, 3), dict(padding=1, groups=2)),  # pixel rows (AVX-512): blocked gw
              ((1, 64, 20, 20), (64, 32, 3, 3), dict(padding=1, groups=2)),
+             ((2, 64, 9, 9), (64, 16, 3, 3), dict(padding=1, groups=4)),
              # batch 1 and small spans: the units' rows shared among the threads (RowSplit in conv.cpp)
              ((1, 40, 7, 7), (70, 40, 3, 3), dict(padding=1)),
              ((1, 24, 30, 30), (50, 24, 1, 1), {}),

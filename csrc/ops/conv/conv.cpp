@@ -21,9 +21,9 @@
 //   backward wt    (image, tile) units (or spans of images, as in the forward) cut into at most
 //                  kWeightBlocks fixed blocks (fewer for big weights); each block sums its units into a
 //                  private partial (cols dy^T, beta = 1 GEMMs); partials are added in block order, then
-//                  transposed into (K, C/G, k...). AVX-512, groups, 29-32 output channels per group, where
-//                  the forward takes the expanded pixel rows: conv_backward_weight_rows (conv_shifted.h),
-//                  (group, block of tiles) items on the forward's tiles, no column buffer.
+//                  transposed into (K, C/G, k...). AVX-512, groups, stride 1, 16-32 output channels per
+//                  group (conv_detail::grouped_rows_weight): conv_backward_weight_rows (conv_shifted.h),
+//                  (group, block of tiles) items on the expanded pixel rows' tiles, no column buffer.
 // All three give bitwise identical results for any thread count.
 //
 // Test: pytest tests/test_conv.py tests/test_conv_algorithms.py. Bench: python -m fastml.bench --ops conv
@@ -634,7 +634,7 @@ void conv_backward_data(const ConvShape& s, const float* dy, const float* w, con
 }
 
 void conv_backward_weight(const ConvShape& s, const float* dy, const float* x, float* gw) {
-  if (s.G > 1 && conv_detail::rows_applies(s)) {
+  if (conv_detail::grouped_rows_weight(s)) {
     conv_detail::conv_backward_weight_rows(s, dy, x, gw, t_partials, cols_scratch);
     return;
   }

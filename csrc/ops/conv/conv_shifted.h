@@ -51,11 +51,7 @@ namespace fastml::conv_detail {
 //   5x5 C32 56x56 1.13 (batch 1 1.16), 5x5 C64 groups=2 0.96-1.18, 7x7 C32 1.10, 3x3 groups=2 / 3 / 4
 //   1.05-1.22, 3x3 C32 and C256 -> 32 0.95-1.0. With 64-128 (groups 1-4, 5x5, 7x7) it was 0.84-0.97 (the
 //   grid's dropped columns and the padded copy are then not repaid), and on 1-D k3 / k5 groups=32 0.87-0.95.
-//   Also on AVX-512, with more than one group, 29-32 output channels per group (pixel_rows_kg) and at least
-//   9 offsets: the pixel-rows variant on expanded rows (conv_forward_shifted_rows, no dropped points). Paired,
-//   2 threads, Zen 4, against the column buffer, forward (grad_input + grad_weight, which then take the
-//   flipped forward and conv_backward_weight_rows): groups=32 C1024 7x7 1.95-2.16x (1.27-2.0x), batch 1
-//   1.73-1.84x; groups=4 C128 14x14 1.41-1.49x (1.27-1.39x); groups=2 C64 28x28 1.13-1.22x (1.04-1.12x).
+//   Also on AVX-512 where grouped_rows_forward: the pixel-rows variant on expanded rows (below).
 
 // True for the output channels per group whose pixel-rows form pays (AVX-512: they fill one NR-wide vector
 // sliver better than MR-row weight slivers; Kg 29-32: one sliver instead of 14 + 14 + 4 rows, measured
@@ -66,6 +62,37 @@ inline bool pixel_rows_kg(int64_t kg) {
   return kg <= kt.nr && kt.nr < kt.mr * ((kg + kt.mr - 1) / kt.mr);
 }
 
+// The expanded pixel rows (conv_forward_shifted_rows, conv_backward_weight_rows) fit: AVX-512, several
+// groups, stride 1, NCDHW, at least 9 kernel offsets, at most 1/4 of the padded grid's points dropped (the
+// shifted paths' rule: beyond that the planes are tiny) and 16 to NR output channels per group (with 8 the
+// half-empty vector lost: weight gradient 3.95 -> 7.2 ms on groups=32 C256 28x28).
+inline bool grouped_rows_fit(const ConvShape& s, int64_t& drop, int64_t& Wp) {
+  if (s.G == 1 || s.in_cl || s.out_cl || active_isa() != Isa::avx512) return false;
+  for (int d = 0; d < 3; ++d)
+    if (s.stride[d] != 1) return false;
+  Wp = s.out[2] + s.dil[2] * (s.k[2] - 1), drop = Wp - s.out[2];
+  const int64_t Kg = s.K / s.G;
+  return s.kvol() >= 9 && 4 * drop <= Wp && Kg >= 16 && Kg <= select_kernels(gemm_tables).nr;
+}
+
+// The forward (and grad_input, the flipped forward, whose Kg is the forward's C/G) takes them with 29-32
+// output channels per group (pixel_rows_kg), or from 16 where more than 1/8 of the padded grid would be
+// dropped (small planes); the weight gradient from 16 (grouped_rows_weight). Paired, 2 threads, Zen 4, N8
+// unless said, forward / grad_input / grad_weight against the previous paths (the channel-row shifted GEMM
+// up to 16 per group, else the column buffer): groups=32 C1024 7x7 1.95-2.5x / 1.99x / 1.93x (batch 1 2.15x /
+// 2.05x / 3.70x), groups=4 C128 14x14 1.40-1.53x forward, groups=2 C64 28x28 1.13-1.22x forward; 16 per group,
+// groups=32 C512 7x7 1.40x / 1.65x / 2.61x; 24, groups=8 C192 7x7 1.87x / 1.75x / 1.92x. Left to the other
+// paths, grad_input on C512 14x14 (16) measured 0.90x and on C192 28x28 (24) 0.85x on the expanded rows,
+// while their weight gradients gain 1.59-1.88x and 1.08-1.10x.
+inline bool grouped_rows_forward(const ConvShape& s) {
+  int64_t drop = 0, Wp = 1;
+  return grouped_rows_fit(s, drop, Wp) && (pixel_rows_kg(s.K / s.G) || 8 * drop > Wp);
+}
+inline bool grouped_rows_weight(const ConvShape& s) {
+  int64_t drop = 0, Wp = 1;
+  return grouped_rows_fit(s, drop, Wp);
+}
+
 inline bool shifted_applies(const ConvShape& s) {
   if (s.in_cl || s.out_cl) return false;
   for (int d = 0; d < 3; ++d)
@@ -73,7 +100,7 @@ inline bool shifted_applies(const ConvShape& s) {
   const int64_t Wp = s.out[2] + s.dil[2] * (s.k[2] - 1), drop = Wp - s.out[2], Kg = s.K / s.G;
   switch (active_isa()) {
     case Isa::avx512:
-      return (s.kvol() >= 9 && 4 * drop <= Wp && (Kg <= 16 || (s.G > 1 && pixel_rows_kg(Kg)))) ||
+      return (s.kvol() >= 9 && 4 * drop <= Wp && Kg <= 16) || grouped_rows_forward(s) ||
              (s.C / s.G >= 16 && s.kvol() >= 18 && 8 * drop <= Wp);
     case Isa::avx2:
       return Kg <= 32 && s.kvol() >= 9 && 4 * drop <= Wp;
@@ -92,10 +119,11 @@ inline int64_t channel_stride(int64_t plane) {
   return 16 * (lines | 1);
 }
 
-// True when the stride-1 shifted path takes its pixel-rows form: on the padded grid for one group
-// (conv_forward_shifted_rows_grid), on expanded rows for several (conv_forward_shifted_rows, whose tiling the
-// weight gradient then shares: conv_backward_weight_rows).
-inline bool rows_applies(const ConvShape& s) { return shifted_applies(s) && pixel_rows_kg(s.K / s.G); }
+// True when the stride-1 shifted path of one group takes its pixel-rows form on the padded grid
+// (conv_forward_shifted_rows_grid; several groups: grouped_rows_forward).
+inline bool grid_rows_applies(const ConvShape& s) {
+  return s.G == 1 && shifted_applies(s) && pixel_rows_kg(s.K / s.G);
+}
 
 // The pixel-rows tiling: a tile is about 256 output pixels of one z slice of one image: a run of whole output
 // rows, or a segment of one row when a row is longer. Its input, channels-last and expanded along W, is X
@@ -220,7 +248,7 @@ void rows_to_weights(const GemmKernels& kt, const float* wb, int64_t G, int64_t 
   });
 }
 
-// Pixel-rows forward on expanded rows (rows_applies, G > 1): the roles of the GEMM operands swap so that the output channels fill
+// Pixel-rows forward on expanded rows (grouped_rows_forward): the roles of the GEMM operands swap so that the output channels fill
 // one NR-wide vector sliver; the output pixels are the MR broadcast rows, read in place from the tile's X
 // (RowsTile), the weights B (G, kv, Cg, Kg) (row = (offset, channel), column = output channel, ldb = Kg).
 // Each MR-pixel x Kg tile sums its kernel rows (a, b) in order, each row's (e, channel) terms in KC-blocks
@@ -274,7 +302,7 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
   });
 }
 
-// Weight gradient on the pixel-rows tiling (rows_applies, G > 1; one group keeps the column buffer): per group, gw_g^T ((offset, channel) x Kg) =
+// Weight gradient on the pixel-rows tiling (grouped_rows_weight; one group keeps the column buffer): per group, gw_g^T ((offset, channel) x Kg) =
 // sum over the tiles of X_ab^T dy_tile^T, kernel row (a, b) by kernel row: A = the tile's X rows of (a, b)
 // packed into MR-row slivers of (e, channel) (kW Cg rows, full but for the last), B = the tile's dy
 // transposed to (pixel, output channel) (one NR-wide sliver), K = the tile's pixels. No column buffer: X is kW
@@ -340,7 +368,7 @@ void conv_backward_weight_rows(const ConvShape& s, const float* dy, const float*
   rows_to_weights(kt, part, G, Kg, Cg, kv, gw, cols_scratch);
 }
 
-// Pixel-rows forward on the padded grid, for one group (rows_applies, G == 1): the output channels fill one
+// Pixel-rows forward on the padded grid, for one group (grid_rows_applies): the output channels fill one
 // NR-wide vector sliver as in conv_forward_shifted_rows, but the A rows are the grid points of the whole
 // zero-padded input, channels-last (N, Dp, Hp, Wp, C), so that for
 // kernel offset kk the A rows (one per grid point, Cg channels each) are read in place, lda = C; the
@@ -491,9 +519,12 @@ void conv_forward_shifted(const ConvShape& s, const float* x, const float* w, co
                           float* y, Scratch& xpad_scratch, Scratch& wpack_scratch, Scratch& (*cols_scratch)(),
                           int64_t kc_cap) {
   const GemmKernels& kt = select_kernels(gemm_tables);
-  if (rows_applies(s)) {
-    if (s.G == 1) conv_forward_shifted_rows_grid(s, x, w, bias, act, y, xpad_scratch, wpack_scratch, cols_scratch);
-    else conv_forward_shifted_rows(s, x, w, bias, act, y, wpack_scratch, cols_scratch, kc_cap);
+  if (grouped_rows_forward(s)) {
+    conv_forward_shifted_rows(s, x, w, bias, act, y, wpack_scratch, cols_scratch, kc_cap);
+    return;
+  }
+  if (grid_rows_applies(s)) {
+    conv_forward_shifted_rows_grid(s, x, w, bias, act, y, xpad_scratch, wpack_scratch, cols_scratch);
     return;
   }
   const int64_t MR = kt.mr, NR = kt.nr;
