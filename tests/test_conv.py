@@ -47,6 +47,8 @@ CASES = [
     (2, (2, 48, 6, 7), (48, 24, 3, 3), dict(padding=1, groups=2)),               # backward on X rows from 16
     (2, (1, 64, 8, 9), (64, 16, 3, 3), dict(padding=(1, 2), groups=4)),          # output channels per group
     (2, (1, 32, 6, 8), (64, 16, 3, 3), dict(padding=1, groups=2)),               # (flipped: C/G 16)
+    (2, (2, 64, 5, 6), (64, 16, 3, 3), dict(padding=1, groups=4)),               # 16 per group: two groups
+    (2, (1, 48, 7, 7), (48, 16, 3, 3), dict(padding=1, groups=3)),               # per tile (G even), or one
     (2, (1, 16, 5, 20), (40, 16, 3, 3), dict(padding=1)),                        # shifted, weight rows (Kg > 32)
     (2, (1, 16, 28, 28), (8, 16, 5, 5), dict(padding=2)),                        # ... 32 x 32 (4 KiB) padded planes
     (2, (2, 64, 6, 7), (16, 64, 3, 3), dict(padding=1)),                         # shifted, few channels per group
@@ -324,9 +326,10 @@ def test_float64_runs_in_float64(backend, rng):
 
 
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("k,groups", ((9, 1), (32, 1), (64, 2)))  # shifted path: weight rows, pixel rows on
-def test_fused_activation(backend, rng, act, k, groups):        # the padded grid, pixel rows on X (AVX-512)
-    x, w, b = data(rng, 2, (2, 16 * groups, 4, 30), (k, 16, 5, 5))
+# shifted path: weight rows, pixel rows on the padded grid, pixel rows on X (AVX-512), two groups per tile
+@pytest.mark.parametrize("k,groups,width", ((9, 1, 30), (32, 1, 30), (64, 2, 30), (32, 2, 6)))
+def test_fused_activation(backend, rng, act, k, groups, width):
+    x, w, b = data(rng, 2, (2, 16 * groups, 4, width), (k, 16, 5, 5))
     kw = dict(padding=2, groups=groups)
     y = F.conv2d(x, w, b, activation=act, **kw)
     ref = R.conv2d(x, w, b, activation=act, **kw)

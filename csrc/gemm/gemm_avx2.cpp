@@ -247,6 +247,6 @@ constexpr GemmKernels gemm_kernels_avx2 = {
     MR, NR, &micro, &micro_direct_a,
     &gemm_impl::micro_copy_b_via_pack<NR, &gemm_impl::pack_copy<NR>, &micro>, &gemm_impl::gemv_rows<VecF>,
     &gemm_impl::pack_copy<MR>, &pack_transpose<MR>, &gemm_impl::pack_copy<NR>, &pack_transpose<NR>,
-    &gemm_impl::dot<VecF>, &act, &gemm_impl::transpose, &gemm_impl::shift_rows<VecF>, &micro_offsets};
+    &gemm_impl::dot<VecF>, &act, &gemm_impl::transpose, &gemm_impl::shift_rows<VecF>, &micro_offsets, nullptr};
 
 }  // namespace fastml::cpu::avx2

@@ -27,6 +27,46 @@ constexpr int MR = 14;
 constexpr int NR = 32;
 constexpr int64_t kPrefetchK = 8;  // B rows prefetched this many k steps (~110 cycles) ahead
 
+// The C tile's epilogue: row i's two vectors c0[i], c1[i] to c + i ldc and c + i ldc + off1 (16 for one
+// NR-wide tile, nh for micro_dual's halves), C = alpha acc + beta C + bias; MASKED stores through m0 / m1,
+// HALF leaves the second vector out.
+template <int ROWS, bool MASKED, bool HALF>
+inline void store_tile(const __m512* c0, const __m512* c1, float* c, int64_t ldc, int64_t off1, __mmask16 m0,
+                       __mmask16 m1, const GemmTile& t) {
+  const __m512 va = _mm512_set1_ps(t.alpha);
+  const __m512 vb = _mm512_set1_ps(t.beta);
+  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+  if (t.bias_kind == GemmBias::col) {
+    bias0 = _mm512_maskz_loadu_ps(m0, t.bias);
+    bias1 = _mm512_maskz_loadu_ps(m1, t.bias + off1);
+  }
+#pragma GCC unroll 14
+  for (int i = 0; i < ROWS; ++i) {
+    float* ci = c + i * ldc;
+    __m512 r0 = _mm512_mul_ps(c0[i], va);
+    __m512 r1 = _mm512_mul_ps(c1[i], va);
+    if (t.beta != 0.0f) {
+      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+      if (!HALF) r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + off1), r1);
+    }
+    if (t.bias_kind == GemmBias::row) {
+      const __m512 bi = _mm512_set1_ps(t.bias[i]);
+      r0 = _mm512_add_ps(r0, bi);
+      r1 = _mm512_add_ps(r1, bi);
+    } else if (t.bias_kind == GemmBias::col) {
+      r0 = _mm512_add_ps(r0, bias0);
+      r1 = _mm512_add_ps(r1, bias1);
+    }
+    if (MASKED) {
+      _mm512_mask_storeu_ps(ci, m0, r0);
+      if (!HALF) _mm512_mask_storeu_ps(ci + off1, m1, r1);
+    } else {
+      _mm512_storeu_ps(ci, r0);
+      _mm512_storeu_ps(ci + off1, r1);
+    }
+  }
+}
+
 // DIRECT_A: A read in place (row i at a + i*lda), else a packed sliver (a[p*MR + i]).
 // COPY_B: b is read in place and every B row loaded is also stored, zero-padded to NR, at bcopy[p*NR].
 // PREFETCH: b rows kPrefetchK steps ahead are prefetched, for B read in place (rows ldb apart: no hardware
@@ -97,38 +137,7 @@ inline void micro_rows(int64_t k, const float* a, int64_t lda, const float* b, i
   } else {
     k_steps(b);
   }
-  const __m512 va = _mm512_set1_ps(t.alpha);
-  const __m512 vb = _mm512_set1_ps(t.beta);
-  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-  if (t.bias_kind == GemmBias::col) {
-    bias0 = _mm512_maskz_loadu_ps(m0, t.bias);
-    bias1 = _mm512_maskz_loadu_ps(m1, t.bias + 16);
-  }
-#pragma GCC unroll 14
-  for (int i = 0; i < ROWS; ++i) {
-    float* ci = c + i * ldc;
-    __m512 r0 = _mm512_mul_ps(c0[i], va);
-    __m512 r1 = _mm512_mul_ps(c1[i], va);
-    if (t.beta != 0.0f) {
-      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-      if (!HALF) r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
-    }
-    if (t.bias_kind == GemmBias::row) {
-      const __m512 bi = _mm512_set1_ps(t.bias[i]);
-      r0 = _mm512_add_ps(r0, bi);
-      r1 = _mm512_add_ps(r1, bi);
-    } else if (t.bias_kind == GemmBias::col) {
-      r0 = _mm512_add_ps(r0, bias0);
-      r1 = _mm512_add_ps(r1, bias1);
-    }
-    if (MASKED) {
-      _mm512_mask_storeu_ps(ci, m0, r0);
-      if (!HALF) _mm512_mask_storeu_ps(ci + 16, m1, r1);
-    } else {
-      _mm512_storeu_ps(ci, r0);
-      _mm512_storeu_ps(ci + 16, r1);
-    }
-  }
+  store_tile<ROWS, MASKED, HALF>(c0, c1, c, ldc, 16, m0, m1, t);
 }
 
 template <int ROWS, bool DIRECT_A, bool COPY_B, bool PREFETCH>
@@ -215,6 +224,44 @@ void micro_direct_a(int64_t k, const float* a, int64_t lda, const float* b, int6
     return;
   }
   micro_any<true>(k, a, lda, b, ldb, nullptr, c, ldc, m, n, t);
+}
+
+// micro_dual (gemm_kernels.h): the C tile's two 16-column halves summed from their own A rows and B rows,
+// one broadcast per row and half per k step (the A rows of both halves in place, lda apart).
+template <int ROWS>
+void micro_dual_rows(int64_t k, const float* a0, const float* a1, int64_t lda, const float* b0, const float* b1,
+                     int64_t ldb, float* c, int64_t ldc, int nh, const GemmTile& t) {
+  __m512 c0[ROWS], c1[ROWS];
+#pragma GCC unroll 14
+  for (int i = 0; i < ROWS; ++i) {
+    c0[i] = _mm512_setzero_ps();
+    c1[i] = _mm512_setzero_ps();
+  }
+  const __mmask16 m = static_cast<__mmask16>(nh >= 16 ? 0xffff : (1u << nh) - 1u);
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < k; ++p) {
+    const __m512 v0 = _mm512_maskz_loadu_ps(m, b0 + p * ldb), v1 = _mm512_maskz_loadu_ps(m, b1 + p * ldb);
+#pragma GCC unroll 14
+    for (int i = 0; i < ROWS; ++i) {
+      c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a0[i * lda + p]), v0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(_mm512_set1_ps(a1[i * lda + p]), v1, c1[i]);
+    }
+  }
+  store_tile<ROWS, true, false>(c0, c1, c, ldc, nh, m, m, t);
+}
+
+using MicroDualFn = void (*)(int64_t, const float*, const float*, int64_t, const float*, const float*, int64_t,
+                             float*, int64_t, int, const GemmTile&);
+
+template <size_t... R>
+constexpr std::array<MicroDualFn, sizeof...(R)> micro_dual_table(std::index_sequence<R...>) {
+  return {&micro_dual_rows<static_cast<int>(R) + 1>...};
+}
+
+void micro_dual(int64_t k, const float* a0, const float* a1, int64_t lda, const float* b0, const float* b1,
+                int64_t ldb, float* c, int64_t ldc, int m, int nh, const GemmTile& t) {
+  static constexpr auto kTable = micro_dual_table(std::make_index_sequence<MR>{});
+  kTable[(m < 1 ? 1 : m) - 1](k, a0, a1, lda, b0, b1, ldb, c, ldc, nh, t);
 }
 
 // In-register 16x16 transpose: r[i] lane j -> r[j] lane i (unpack ps, unpack pd, two 128-bit shuffles).
@@ -328,6 +375,6 @@ extern const GemmKernels gemm_kernels_avx512;
 constexpr GemmKernels gemm_kernels_avx512 = {
     MR, NR, &micro, &micro_direct_a, &micro_copy_b, &gemm_impl::gemv_rows<VecF>, &pack_copy<MR>, &pack_transpose<MR>, &pack_copy<NR>, &pack_transpose<NR>,
     &gemm_impl::dot<VecF>, &act, &transpose, &gemm_impl::shift_rows<VecF>,
-    &micro_offsets};
+    &micro_offsets, &micro_dual};
 
 }  // namespace fastml::cpu::avx512

@@ -65,6 +65,15 @@ using GemmShiftRowsFn = void (*)(int64_t ke, int64_t n, const float* row, int64_
 using GemmMicroOffsetsFn = void (*)(int64_t kb, int64_t nb, const int64_t* boff, const float* a, const float* b,
                                     int64_t ldb, float* c, int64_t ldc, int m, int n, const GemmTile& t);
 
+// Two products side by side in one C tile, A read in place: C[:, 0:nh] from (a0, b0) and C[:, nh:2 nh] from
+// (a1, b1), each with the direct-A contract (A(i, p) = a[i lda + p], B(p, j) = b[p ldb + j]) and the same
+// alpha / beta / bias (a column bias spans the 2 nh columns); nh <= nr / 2. Two groups of a grouped
+// convolution with nr / 2 output channels each fill one nr-wide vector sliver (conv_shifted.h). AVX-512 only
+// (nullptr in the other tables): its one caller, the grouped pixel rows, runs on AVX-512 only.
+using GemmMicroDualFn = void (*)(int64_t k, const float* a0, const float* a1, int64_t lda, const float* b0,
+                                 const float* b1, int64_t ldb, float* c, int64_t ldc, int m, int nh,
+                                 const GemmTile& t);
+
 struct GemmKernels {
   int mr, nr;                 // microkernel tile
   GemmMicroFn micro;
@@ -78,6 +87,7 @@ struct GemmKernels {
   GemmTransposeFn transpose;
   GemmShiftRowsFn shift_rows;
   GemmMicroOffsetsFn micro_offsets;
+  GemmMicroDualFn micro_dual;
 };
 
 FASTML_DECLARE_KERNEL_TABLES(GemmKernels, gemm)

@@ -79,6 +79,6 @@ constexpr GemmKernels gemm_kernels_scalar = {
     MR, NR, &micro, &micro_direct_a,
     &gemm_impl::micro_copy_b_via_pack<NR, &gemm_impl::pack_copy<NR>, &micro>, &gemm_impl::gemv_rows<VecF>, &gemm_impl::pack_copy<MR>, &gemm_impl::pack_transpose<MR>, &gemm_impl::pack_copy<NR>,
     &gemm_impl::pack_transpose<NR>, &gemm_impl::dot<Lanes8>, &act, &gemm_impl::transpose, &gemm_impl::shift_rows<VecF>,
-    &gemm_impl::micro_offsets_via_micro<MR, &micro>};
+    &gemm_impl::micro_offsets_via_micro<MR, &micro>, nullptr};
 
 }  // namespace fastml::cpu::scalar

@@ -77,16 +77,20 @@ inline bool grouped_rows_fit(const ConvShape& s, int64_t& drop, int64_t& Wp) {
 
 // The forward (and grad_input, the flipped forward, whose Kg is the forward's C/G) takes them with 29-32
 // output channels per group (pixel_rows_kg), or from 16 where more than 1/8 of the padded grid would be
-// dropped (small planes); the weight gradient from 16 (grouped_rows_weight). Paired, 2 threads, Zen 4, N8
+// dropped (small planes), or with 16 and an even group count from 1/8 dropped (two groups per tile, one
+// vector each: micro_dual); the weight gradient from 16 (grouped_rows_weight). Paired, 2 threads, Zen 4, N8
 // unless said, forward / grad_input / grad_weight against the previous paths (the channel-row shifted GEMM
 // up to 16 per group, else the column buffer): groups=32 C1024 7x7 1.95-2.5x / 1.99x / 1.93x (batch 1 2.15x /
-// 2.05x / 3.70x), groups=4 C128 14x14 1.40-1.53x forward, groups=2 C64 28x28 1.13-1.22x forward; 16 per group,
-// groups=32 C512 7x7 1.40x / 1.65x / 2.61x; 24, groups=8 C192 7x7 1.87x / 1.75x / 1.92x. Left to the other
-// paths, grad_input on C512 14x14 (16) measured 0.90x and on C192 28x28 (24) 0.85x on the expanded rows,
-// while their weight gradients gain 1.59-1.88x and 1.08-1.10x.
+// 2.05x / 3.70x), groups=4 C128 14x14 1.40-1.53x forward, groups=2 C64 28x28 1.13-1.22x forward; 24 per
+// group, groups=8 C192 7x7 1.87x / 1.75x / 1.92x; 16 per group, groups=32 C512 7x7 1.39-1.40x / 1.46-1.65x /
+// 2.61x, C512 14x14 (pairs) 1.01-1.08x / 1.05-1.17x / 1.59-1.88x, batch 1 1.18-1.20x / 1.25-1.27x. Left to the
+// other paths: C192 28x28 (24 per group) grad_input measured 0.85x on the expanded rows, C128 28x28 groups=8
+// (16, pairs) 0.95x forward; their weight gradients gain (C192: 1.08-1.10x).
 inline bool grouped_rows_forward(const ConvShape& s) {
   int64_t drop = 0, Wp = 1;
-  return grouped_rows_fit(s, drop, Wp) && (pixel_rows_kg(s.K / s.G) || 8 * drop > Wp);
+  const int64_t Kg = s.K / s.G;
+  const bool pairs = 2 * Kg <= select_kernels(gemm_tables).nr && s.G % 2 == 0;  // micro_dual
+  return grouped_rows_fit(s, drop, Wp) && (pixel_rows_kg(Kg) || 8 * drop > Wp || (pairs && 8 * drop >= Wp));
 }
 inline bool grouped_rows_weight(const ConvShape& s) {
   int64_t drop = 0, Wp = 1;
@@ -257,38 +261,46 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
   // 1. weights as B (G, kv, Cg, Kg)
   float* wb = wpack_scratch.get(G * kv * Cg * Kg);
   reorder_weight_rows(kt, true, w, G, Kg, Cg, kv, wb, cols_scratch);
-  // 2. tiles (the tile, its X rows and the weights stay in L2), per (image, group)
-  const int64_t units = s.N * G * oD * rt.tiles;
+  // 2. tiles (the tile, its X rows and the weights stay in L2), per (image, group), or per (image, pair of
+  //    groups) where two groups' output channels fill one vector sliver (micro_dual)
+  const int64_t gs = (2 * Kg <= kt.nr && G % 2 == 0) ? 2 : 1, ng = G / gs, KT = gs * Kg;  // KT: tile columns
+  const int64_t units = s.N * ng * oD * rt.tiles;
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(4e5 * units / (2.0 * s.N * s.K * P * Cg * kv)));
   parallel_for(units, grain, 1, [&](int64_t ub, int64_t ue) {
     for (int64_t u = ub; u < ue; ++u) {
-      const int64_t z = (u / rt.tiles) % oD, g = (u / (rt.tiles * oD)) % G, n = u / (rt.tiles * oD * G);
+      const int64_t z = (u / rt.tiles) % oD, g0 = (u / (rt.tiles * oD)) % ng * gs, n = u / (rt.tiles * oD * ng);
       const RowsTile::Tile q = rt.tile(s, u % rt.tiles);
-      const int64_t L = q.L, XR = q.w * KW;
-      float* T = cols_scratch().get(L * Kg + rt.scratch_floats(s, q));
-      float* X = T + L * Kg;
-      rt.build(s, kt, x + (n * s.C + g * Cg) * s.in_pixels(), z, q, X, X + rt.x_floats(q));
+      const int64_t L = q.L, XR = q.w * KW, xf = rt.x_floats(q), sf = rt.scratch_floats(s, q);
+      float* T = cols_scratch().get(L * KT + gs * sf);
+      float* X[2] = {T + L * KT, T + L * KT + sf};  // each group's X, then its staging
+      for (int64_t j = 0; j < gs; ++j)
+        rt.build(s, kt, x + (n * s.C + (g0 + j) * Cg) * s.in_pixels(), z, q, X[j], X[j] + xf);
       // 3. (kernel row, K block) outer, pixel slivers inner: the weight block (kb x Kg) stays in L1
-      const int nn = static_cast<int>(Kg);
       bool first = true;
       for (int64_t a = 0; a < kD; ++a)
         for (int64_t b = 0; b < kH; ++b) {
-          const float* xa = X + (a * q.R + b * s.dil[1]) * XR;
-          const float* bw = wb + ((g * kv + (a * kH + b) * kW) * Cg) * Kg;
+          const int64_t xo = (a * q.R + b * s.dil[1]) * XR, wo = (a * kH + b) * kW * Cg * Kg;
+          const float* bw = wb + g0 * kv * Cg * Kg + wo;
           for (int64_t c0 = 0; c0 < KW; c0 += KC) {
             const int64_t kb = std::min(KC, KW - c0);
             GemmTile t;
             t.beta = first ? 0.0f : 1.0f;
-            if (first && bias) t.bias = bias + g * Kg, t.bias_kind = GemmBias::col;
-            for (int64_t i0 = 0; i0 < L; i0 += MR)
-              kt.micro_direct_a(kb, xa + i0 * KW + c0, KW, bw + c0 * Kg, Kg, T + i0 * Kg, Kg,
-                                static_cast<int>(std::min(MR, L - i0)), nn, t);
+            if (first && bias) t.bias = bias + g0 * Kg, t.bias_kind = GemmBias::col;
+            for (int64_t i0 = 0; i0 < L; i0 += MR) {
+              const int m = static_cast<int>(std::min(MR, L - i0));
+              const float* a0 = X[0] + xo + i0 * KW + c0;
+              if (gs == 2)
+                kt.micro_dual(kb, a0, X[1] + xo + i0 * KW + c0, KW, bw + c0 * Kg, bw + kv * Cg * Kg + c0 * Kg, Kg,
+                              T + i0 * KT, KT, m, static_cast<int>(Kg), t);
+              else
+                kt.micro_direct_a(kb, a0, KW, bw + c0 * Kg, Kg, T + i0 * KT, KT, m, static_cast<int>(Kg), t);
+            }
             first = false;
           }
         }
-      if (act != GemmAct::none) kt.act(act, L * Kg, T);
+      if (act != GemmAct::none) kt.act(act, L * KT, T);
       // 4. (pixel, channel) -> the output's (channel, pixel)
-      kt.transpose(L, Kg, T, Kg, y + ((n * s.K + g * Kg) * oD + z) * oH * oW + q.out_offset(oW), P);
+      kt.transpose(L, KT, T, KT, y + ((n * s.K + g0 * Kg) * oD + z) * oH * oW + q.out_offset(oW), P);
     }
   });
 }
