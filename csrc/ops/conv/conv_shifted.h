@@ -200,13 +200,23 @@ struct RowsTile {
           continue;
         }
         const float* src = row_cl + (r - r0) * nx * Cg;
-        for (int64_t i = 0; i < q.w; ++i)
+        for (int64_t i = 0; i < q.w; ++i) {
+          const int64_t xb = q.x0 + i - s.pad[2];  // input column of offset e = 0
+          if (s.dil[2] == 1) {  // the offsets read consecutive points: one copy of the valid ones
+            const int64_t e0 = std::clamp<int64_t>(xlo - xb, 0, kW), e1 = std::clamp<int64_t>(xhi - xb, e0, kW);
+            float* d = xr + i * KW;
+            std::fill(d, d + e0 * Cg, 0.0f);
+            if (e1 > e0) std::copy_n(src + (xb + e0 - xlo) * Cg, (e1 - e0) * Cg, d + e0 * Cg);
+            std::fill(d + e1 * Cg, d + KW, 0.0f);
+            continue;
+          }
           for (int64_t e = 0; e < kW; ++e) {
             float* d = xr + i * KW + e * Cg;
-            const int64_t xi = q.x0 + i + e * s.dil[2] - s.pad[2];
+            const int64_t xi = xb + e * s.dil[2];
             if (xi >= xlo && xi < xhi) std::copy_n(src + (xi - xlo) * Cg, Cg, d);
             else std::fill(d, d + Cg, 0.0f);
           }
+        }
       }
     }
   }
