@@ -86,11 +86,14 @@ inline bool grouped_rows_fit(const ConvShape& s, int64_t& drop, int64_t& Wp) {
 // 2.61x, C512 14x14 (pairs) 1.01-1.08x / 1.05-1.17x / 1.59-1.88x, batch 1 1.18-1.20x / 1.25-1.27x. Left to the
 // other paths: C192 28x28 (24 per group) grad_input measured 0.85x on the expanded rows, C128 28x28 groups=8
 // (16, pairs) 0.95x forward; their weight gradients gain (C192: 1.08-1.10x).
+// Two groups per tile (micro_dual): their output channels fit one NR-wide sliver and the groups pair up.
+inline bool grouped_rows_pairs(const ConvShape& s) {
+  return 2 * (s.K / s.G) <= select_kernels(gemm_tables).nr && s.G % 2 == 0;
+}
 inline bool grouped_rows_forward(const ConvShape& s) {
   int64_t drop = 0, Wp = 1;
-  const int64_t Kg = s.K / s.G;
-  const bool pairs = 2 * Kg <= select_kernels(gemm_tables).nr && s.G % 2 == 0;  // micro_dual
-  return grouped_rows_fit(s, drop, Wp) && (pixel_rows_kg(Kg) || 8 * drop > Wp || (pairs && 8 * drop >= Wp));
+  return grouped_rows_fit(s, drop, Wp) &&
+         (pixel_rows_kg(s.K / s.G) || 8 * drop > Wp || (grouped_rows_pairs(s) && 8 * drop >= Wp));
 }
 inline bool grouped_rows_weight(const ConvShape& s) {
   int64_t drop = 0, Wp = 1;
@@ -191,7 +194,8 @@ struct RowsTile {
         const float* src = xg + (zi * H + yb + r0) * W + xlo;
         if (nx == W) kt.transpose(Cg, (r1 - r0) * W, src, DHW, row_cl, Cg);
         else
-          for (int64_t r = r0; r < r1; ++r) kt.transpose(Cg, nx, src + (r - r0) * W, DHW, row_cl + (r - r0) * nx * Cg, Cg);
+          for (int64_t r = r0; r < r1; ++r)
+            kt.transpose(Cg, nx, src + (r - r0) * W, DHW, row_cl + (r - r0) * nx * Cg, Cg);
       }
       for (int64_t r = 0; r < q.R; ++r) {
         float* xr = Xa + r * XR;
@@ -253,8 +257,9 @@ void reorder_weight_rows(const GemmKernels& kt, bool to_rows, const float* src, 
   });
 }
 
-// Pixel-rows forward on expanded rows (grouped_rows_forward): the roles of the GEMM operands swap so that the output channels fill
-// one NR-wide vector sliver; the output pixels are the MR broadcast rows, read in place from the tile's X
+// Pixel-rows forward on expanded rows (grouped_rows_forward): the roles of the GEMM operands swap so that the
+// output channels fill one NR-wide vector sliver; the output pixels are the MR broadcast rows, read in place
+// from the tile's X
 // (RowsTile), the weights B (G, kv, Cg, Kg) (row = (offset, channel), column = output channel, ldb = Kg).
 // Each MR-pixel x Kg tile sums its kernel rows (a, b) in order, each row's (e, channel) terms in KC-blocks
 // (at most kc_cap) in order: the same for every element whatever the tiling or thread count. The (pixel,
@@ -273,7 +278,7 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
   reorder_weight_rows(kt, true, w, G, Kg, Cg, kv, wb, cols_scratch);
   // 2. tiles (the tile, its X rows and the weights stay in L2), per (image, group), or per (image, pair of
   //    groups) where two groups' output channels fill one vector sliver (micro_dual)
-  const int64_t gs = (2 * Kg <= kt.nr && G % 2 == 0) ? 2 : 1, ng = G / gs, KT = gs * Kg;  // KT: tile columns
+  const int64_t gs = grouped_rows_pairs(s) ? 2 : 1, ng = G / gs, KT = gs * Kg;  // KT: tile columns
   const int64_t units = s.N * ng * oD * rt.tiles;
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(4e5 * units / (2.0 * s.N * s.K * P * Cg * kv)));
   parallel_for(units, grain, 1, [&](int64_t ub, int64_t ue) {
@@ -315,14 +320,14 @@ void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* 
   });
 }
 
-// Weight gradient on the pixel-rows tiling (grouped_rows_weight; one group keeps the column buffer): per group, gw_g^T ((offset, channel) x Kg) =
-// sum over the tiles of X_ab^T dy_tile^T, kernel row (a, b) by kernel row: A = the tile's X rows of (a, b)
-// packed into MR-row slivers of (e, channel) (kW Cg rows, full but for the last), B = the tile's dy
-// transposed to (pixel, output channel) (one NR-wide sliver), K = the tile's pixels. No column buffer: X is kW
-// copies of the tile's input where im2col is kv. Work items are (group, block of tiles) with a fixed
-// number of blocks (ceil(8 / G), at most 8: shape-dependent only), each summing its tiles in order into its
-// own partial; the partials are added in block order, then transposed into gw (K, Cg, k...): the same bits
-// for any thread count.
+// Weight gradient on the pixel-rows tiling (grouped_rows_weight; one group keeps the column buffer): per group,
+// gw_g^T ((offset, channel) x Kg) = sum over the tiles of X_ab^T dy_tile^T, kernel row (a, b) by kernel row: A =
+// the tile's X rows of (a, b) packed into MR-row slivers of (e, channel) (kW Cg rows, full but for the last), B =
+// the tile's dy transposed to (pixel, output channel) (one NR-wide sliver), K = the tile's pixels. No column
+// buffer: X is kW copies of the tile's input where im2col is kv. Work items are (group, block of tiles) with a
+// fixed number of blocks (ceil(8 / G), at most 8: shape-dependent only), each summing its tiles in order into its
+// own partial; the partials are added in block order, then reordered into gw (K, Cg, k...): the same bits for any
+// thread count.
 template <class Scratch>
 void conv_backward_weight_rows(const ConvShape& s, const float* dy, const float* x, float* gw,
                                Scratch& partial_scratch, Scratch& (*cols_scratch)()) {

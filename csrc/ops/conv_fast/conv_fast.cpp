@@ -66,12 +66,12 @@ ConvGeom make_conv_geom(int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh
 namespace {
 
 // Depthwise forward, multiplier 1, on small planes: `lanes` channels of an image at once, one per vector lane
-// (dw_lanes). Items (channel block, image), so that a thread's consecutive items share the block's taps; each transposes its channels' planes into one interleaved padded
-// plane (pixels of `lanes` floats; the border zeros stay from the item before, as only the interior is
-// rewritten), runs dw_lanes and transposes the result back into the output planes. On a 7 x 7 or 14 x 14 plane
-// the per-plane kernels fill few lanes (a 7-wide row uses 7 of the 32 lanes of a two-vector block, and
-// dw_forward_grid 49 of 80); here every lane is a channel. Same FMA chain per output as dw_forward (the
-// taps in the order dw_taps_qp names), so the same bits.
+// (dw_lanes). Items (channel block, image), so that a thread's consecutive items share the block's taps; each
+// transposes its channels' planes into one interleaved padded plane (pixels of `lanes` floats; the border zeros
+// stay from the item before, as only the interior is rewritten), runs dw_lanes and transposes the result back into
+// the output planes. On a 7 x 7 or 14 x 14 plane the per-plane kernels fill few lanes (a 7-wide row uses 7 of the
+// 32 lanes of a two-vector block, and dw_forward_grid 49 of 80); here every lane is a channel. Same FMA chain per
+// output as dw_forward (the taps in the order dw_taps_qp names), so the same bits.
 // Where dw_lanes beats the per-plane kernels (paired, 2 threads, Zen 4, N8, against dw_forward):
 // - AVX-512 (16 lanes): output planes up to 20 wide at stride 1 (7x7 k5 2.2x, k7 2.5x, 14x14 k5 1.5x, 20x20
 //   k5 1.13x; 28x28 0.79-0.83x), up to 8 for 3x3 stride 1 (7x7 2.0x; at 14x14 0.85-1.0x: that kernel fills
@@ -151,7 +151,8 @@ void depthwise_lanes_forward(int64_t N, int64_t C, const ConvGeom& g, const floa
 // planes transposed (pixels of L floats), dw_lanes_wgrad sums each tap's products over the pixels (along
 // each output row, then over the rows), and the
 // sums go to part[(n K + c) stride + t] (bias at t = taps), which reduce_over_batch adds up over the images.
-// Each channel's sums run the same way whatever its block and the thread: thread-count invariant (the per-plane kernels sum in vector lanes first: different last bits from these).
+// Each channel's sums run the same way whatever its block and the thread: thread-count invariant (the
+// per-plane kernels sum in vector lanes first: different last bits from these).
 void depthwise_lanes_wgrad(const Conv2dArgs& a, const ConvGeom& g, const float* x, const float* gy, bool with_bias,
                            int64_t stride, float* part) {
   const ConvFastKernels& kt = select_kernels(conv_fast_tables);

@@ -465,7 +465,8 @@ void dw_forward(const ConvGeom& g, const float* buf, const float* w, float bias,
   // 5 and 7 rows (EfficientNet's, ConvNeXt's), strides 1 and 2 (3x3 stride 2 measured level: 3 rows share
   // little)
   if (dw_taps_qp(g)) {  // 5 or 7 rows, strides 1 or 2, no row dilation: taps q outer, p inner
-    if (V::N >= 8 && g.sh == 1 && g.sw == 1 && g.dw == 1 && g.Wo <= kGridMaxWo) return dw_forward_grid<V>(g, buf, w, bias, y);
+    if (V::N >= 8 && g.sh == 1 && g.sw == 1 && g.dw == 1 && g.Wo <= kGridMaxWo)
+      return dw_forward_grid<V>(g, buf, w, bias, y);
     if (g.kh == 5) {
       if (g.sh == 1) return dw_forward_cols<V, 5, 1, 4>(g, buf, w, bias, y);
       return dw_forward_cols<V, 5, 2, 4>(g, buf, w, bias, y);

@@ -393,8 +393,8 @@ void wino_wgrad(int nd, int64_t n, int64_t ld, const float* m, float* wt) {
 
 template <class V>
 constexpr ConvFastKernels make_kernels() {
-  return ConvFastKernels{&pad_rows<V>,      &pad_interior<V>,  &dw_forward<V>,  &dw_lanes<V>,   &dw_lanes_wgrad<V>, V::N,
-                         &scatter<V>,       &unpad<V>,
+  return ConvFastKernels{&pad_rows<V>,      &pad_interior<V>,  &dw_forward<V>,  &dw_lanes<V>,   &dw_lanes_wgrad<V>,
+                         V::N,              &scatter<V>,       &unpad<V>,
                          &corr_taps<V>,     &sum<V>,           &direct_rows<V>, &wino_input<V>, &wino_output<V>,
                          &wino_filter<V>,   &wino3_input<V>,   &wino3_output<V>, &wino3_filter<V>, &wino_dy<V>,
                          &wino_wgrad<V>};
