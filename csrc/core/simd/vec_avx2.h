@@ -50,18 +50,21 @@ struct VecF {
     even.v = _mm256_shuffle_ps(a, b, 0x88);
     odd.v = _mm256_shuffle_ps(a, b, 0xDD);
   }
-  // the same of p[first:2N) (0 < first < N; p[0:first) reads as `fill`, never touched in memory)
-  static void load2_deinterleave_lanes_from(const float* p, int first, float fill, VecF& even, VecF& odd) {
-    const __m256i ma = _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(first - 1));
-    const __m256 a = _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, ma), _mm256_castsi256_ps(ma));
-    const __m256 b = _mm256_loadu_ps(p + N);
+  // the same of p[first:m), 0 < first < N, first < m <= 2N: p[0:first) reads as `fill`, p[m:2N) as 0
+  static void load2_deinterleave_lanes_from(const float* p, int first, float fill, VecF& even, VecF& odd,
+                                            int m = 2 * N) {
+    const __m256i pad = tail_mask(first);
+    const __m256i lo = _mm256_andnot_si256(pad, tail_mask(m < N ? m : N));
+    const __m256 f = _mm256_and_ps(_mm256_set1_ps(fill), _mm256_castsi256_ps(pad));
+    const __m256 a = _mm256_blendv_ps(f, _mm256_maskload_ps(p, lo), _mm256_castsi256_ps(lo));
+    const __m256 b = m >= 2 * N ? _mm256_loadu_ps(p + N) : _mm256_maskload_ps(p + N, tail_mask(m > N ? m - N : 0));
     even.v = _mm256_shuffle_ps(a, b, 0x88);
     odd.v = _mm256_shuffle_ps(a, b, 0xDD);
   }
-  // the same of p[0:m) (N < m <= 2N; the rest reads as 0, never touched in memory)
+  // the same of p[0:m), 0 < m <= 2N (the rest reads as 0, never touched in memory)
   static void load2_deinterleave_lanes(const float* p, int m, VecF& even, VecF& odd) {
-    const __m256 a = _mm256_loadu_ps(p);
-    const __m256 b = m >= 2 * N ? _mm256_loadu_ps(p + N) : _mm256_maskload_ps(p + N, tail_mask(m - N));
+    const __m256 a = m >= N ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask(m));
+    const __m256 b = m >= 2 * N ? _mm256_loadu_ps(p + N) : _mm256_maskload_ps(p + N, tail_mask(m > N ? m - N : 0));
     even.v = _mm256_shuffle_ps(a, b, 0x88);
     odd.v = _mm256_shuffle_ps(a, b, 0xDD);
   }
@@ -69,6 +72,12 @@ struct VecF {
   // [p0 p2 p8 p10 | p4 p6 p12 p14] in one shuffle, with no mask and nothing read past the last even element
   static VecF load_even_lanes(const float* p) {
     return {_mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + N - 1), 0xD8)};
+  }
+  // the same reading only p[0:m), m <= 2N - 1 (the rest reads as 0)
+  static VecF load_even_lanes(const float* p, int m) {
+    const int hi = m - (N - 1);
+    const __m256 a = m >= N ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask(m));
+    return {_mm256_shuffle_ps(a, _mm256_maskload_ps(p + N - 1, tail_mask(hi > 0 ? hi : 0)), 0xD8)};
   }
   VecF in_order() const { return {_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8))}; }
   // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)

@@ -33,19 +33,46 @@ struct VecF {
     even.v = _mm512_permutex2var_ps(a, ie, b);
     odd.v = _mm512_permutex2var_ps(a, io, b);
   }
-  // load2_deinterleave of p[0:2N) in the lane order in_order() restores (the natural one here: see vec_avx2.h)
-  static void load2_deinterleave_lanes(const float* p, VecF& even, VecF& odd) { load2_deinterleave(p, 2 * N, even, odd); }
-  static void load2_deinterleave_lanes(const float* p, int m, VecF& even, VecF& odd) { load2_deinterleave(p, m, even, odd); }
-  static void load2_deinterleave_lanes_from(const float* p, int first, float fill, VecF& even, VecF& odd) {
-    load2_deinterleave_from(p, first, 2 * N, fill, even, odd);
+  // p[0:2N) split as load2_deinterleave does, but each half's lanes in the order one in-lane shuffle leaves
+  // them: 128-bit block k of the even half holds p[4k], p[4k + 2], p[4k + 16], p[4k + 18]. in_order() (one
+  // cross-lane permute) restores p's order; lane-wise arithmetic commutes with it, so a chain of it pays for
+  // one permute instead of two two-source ones per load (as vec_avx2.h).
+  static void load2_deinterleave_lanes(const float* p, VecF& even, VecF& odd) {
+    split_lanes(_mm512_loadu_ps(p), _mm512_loadu_ps(p + N), even, odd);
   }
-  // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1)
+  // the same of p[0:m), 0 < m <= 2N (the rest reads as 0, never touched in memory)
+  static void load2_deinterleave_lanes(const float* p, int m, VecF& even, VecF& odd) {
+    split_lanes(_mm512_maskz_loadu_ps(tail_mask(m < N ? m : N), p),
+                _mm512_maskz_loadu_ps(tail_mask(m > N ? m - N : 0), p + N), even, odd);
+  }
+  // the same of p[first:m), 0 < first < N, first < m <= 2N: p[0:first) reads as `fill`, p[m:2N) as 0
+  static void load2_deinterleave_lanes_from(const float* p, int first, float fill, VecF& even, VecF& odd,
+                                            int m = 2 * N) {
+    const Mask pad = tail_mask(first);
+    const Mask lo = static_cast<Mask>(tail_mask(m < N ? m : N) & ~pad);
+    const __m512 a = _mm512_mask_loadu_ps(_mm512_maskz_mov_ps(pad, _mm512_set1_ps(fill)), lo, p);
+    split_lanes(a, _mm512_maskz_loadu_ps(tail_mask(m > N ? m - N : 0), p + N), even, odd);
+  }
+  // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1): p[0:N) and p[N-1:2N-1) give it in
+  // one shuffle, with no mask and nothing read past the last even element
   static VecF load_even_lanes(const float* p) {
-    VecF even, odd;
-    load2_deinterleave(p, 2 * N - 1, even, odd);
-    return even;
+    return {_mm512_shuffle_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(p + N - 1), 0xD8)};
   }
-  VecF in_order() const { return *this; }
+  // the same reading only p[0:m), m <= 2N - 1 (the rest reads as 0)
+  static VecF load_even_lanes(const float* p, int m) {
+    const int hi = m - (N - 1);
+    return {_mm512_shuffle_ps(_mm512_maskz_loadu_ps(tail_mask(m < N ? m : N), p),
+                              _mm512_maskz_loadu_ps(tail_mask(hi > 0 ? hi : 0), p + N - 1), 0xD8)};
+  }
+  // the lanes of load2_deinterleave_lanes in p's order: 64-bit pair h of block j (slot 2j + h) moves to pair 4h + j
+  VecF in_order() const {
+    const __m512i idx = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    return {_mm512_castpd_ps(_mm512_permutexvar_pd(idx, _mm512_castps_pd(v)))};
+  }
+  static void split_lanes(__m512 a, __m512 b, VecF& even, VecF& odd) {
+    even.v = _mm512_shuffle_ps(a, b, 0x88);
+    odd.v = _mm512_shuffle_ps(a, b, 0xDD);
+  }
   // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
   static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {
     const __mmask16 lo = static_cast<__mmask16>(tail_mask(m < N ? m : N) & ~tail_mask(first < N ? first : N));

@@ -23,11 +23,13 @@ struct VecF {
   // load2_deinterleave of p[0:2N) in the lane order in_order() restores (the natural one here: see vec_avx2.h)
   static void load2_deinterleave_lanes(const float* p, VecF& even, VecF& odd) { load2_deinterleave(p, 2 * N, even, odd); }
   static void load2_deinterleave_lanes(const float* p, int m, VecF& even, VecF& odd) { load2_deinterleave(p, m, even, odd); }
-  static void load2_deinterleave_lanes_from(const float* p, int first, float fill, VecF& even, VecF& odd) {
-    load2_deinterleave_from(p, first, 2 * N, fill, even, odd);
+  static void load2_deinterleave_lanes_from(const float* p, int first, float fill, VecF& even, VecF& odd,
+                                            int m = 2 * N) {
+    load2_deinterleave_from(p, first, m, fill, even, odd);
   }
-  // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1)
+  // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1) (or p[0:m))
   static VecF load_even_lanes(const float* p) { return {p[0]}; }
+  static VecF load_even_lanes(const float* p, int m) { return {m > 0 ? p[0] : 0.f}; }
   VecF in_order() const { return *this; }
   // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
   static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {

@@ -60,12 +60,11 @@ inline bool plane_s2k2_ok(const PoolGeom& g) {
 // The plane of plane_s2k2_ok (M: max values, max with indices, or averages with divisor div): every output row
 // is the range kernel over its two input rows, with none of the per-row work of the general loops below (tap
 // ranges, border windows, chunk split), which at W = 112 (seven vectors a row) took longer than the row's
-// vectors. The columns the range kernel leaves (oW not a multiple of N), and any max row whose probe finds a
-// NaN or both infinities, go through row_s2_unrolled (torch's NaN steps): the same values and indices.
+// vectors (a row not a multiple of N ends in one partial chunk). Any max row whose probe finds a NaN or both
+// infinities goes through row_s2_unrolled (torch's NaN steps): the same values and indices.
 template <class V, RowMode M>
 void plane_s2k2(const PoolGeom& g, const float* x, float* y, int64_t* idx, float div) {
-  const int64_t W = g.in[2], oH = g.out[1], oW = g.out[2];
-  const int64_t count = oW / V::N;  // whole vectors: their 2 N columns end at 2 oW <= W
+  const int64_t W = g.in[2], oH = g.out[1], oW = g.out[2];  // every output's columns end at 2 oW <= W
   const float rowoff[2] = {0.f, static_cast<float>(W)};
   for (int64_t oh = 0; oh < oH; ++oh) {
     const float* rows[2] = {x + 2 * oh * W, x + (2 * oh + 1) * W};
@@ -73,10 +72,9 @@ void plane_s2k2(const PoolGeom& g, const float* x, float* y, int64_t* idx, float
     int64_t* irow = M == kMaxIdx ? idx + oh * oW : nullptr;
     __builtin_prefetch(rows[1] + 2 * W);
     bool nan = false;
-    if constexpr (M == kAvg) avg_row_s2_values<V, 2, 2>(rows, 2, W, 0, count, div, yrow, nullptr, false);
-    else nan = max_row_s2_values<V, 2, 2, M == kMaxIdx>(rows, 2, W, 0, count, yrow, irow, 2 * oh * W, rowoff);
-    const int64_t from = nan ? 0 : count * V::N;
-    if (from < oW) row_s2_unrolled<V, 2, M>(g, x, 0, 2 * oh, 0, 1, 0, 2, from, oW, div, yrow, irow);
+    if constexpr (M == kAvg) avg_row_s2_values<V, 2, 2>(rows, 2, W, 0, oW, div, yrow, nullptr, false);
+    else nan = max_row_s2_values<V, 2, 2, M == kMaxIdx>(rows, 2, W, 0, oW, yrow, irow, 2 * oh * W, rowoff);
+    if (nan) row_s2_unrolled<V, 2, M>(g, x, 0, 2 * oh, 0, 1, 0, 2, 0, oW, div, yrow, irow);
   }
 }
 
@@ -90,13 +88,13 @@ inline bool plane_s2k3_ok(const PoolGeom& g) {
 
 // The plane of plane_s2k3_ok, max values (IDX: and indices): the output rows from 1 on in pairs that share
 // their middle input row, each pair one range-kernel call (max_rows_pair_s2k3_values) over the columns whose
-// taps it reads whole (the left padding column included) -- none of the per-row work of max_plane's general
-// loop. Row 0 (its top tap row is padding), a last row without a pair, the columns past the range and any pair
-// whose probe finds a NaN or both infinities take max_plane's own per-row calls: the same values and indices.
+// taps it reads whole (the left padding column included; output ow's taps end at column 2 ow + 1 < 2 oW <= W)
+// -- none of the per-row work of max_plane's general loop. Row 0 (its top tap row is padding), a last row
+// without a pair and any pair whose probe finds a NaN or both infinities take max_plane's own per-row calls:
+// the same values and indices.
 template <class V, bool IDX>
 void plane_s2k3(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
   const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
-  const int64_t count = std::min(oW / V::N, W / (2 * V::N));  // chunk c reads columns [16 c - 1, 16 c + 16]
   auto single = [&](int64_t oh) {  // one output row through the general row kernel
     const int64_t sh = 2 * oh - 1;
     int64_t b0, b1;
@@ -114,10 +112,9 @@ void plane_s2k3(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
     int64_t* i0 = IDX ? idx + oh * oW : nullptr;
     __builtin_prefetch(x + (sh + 6) * W);
     __builtin_prefetch(x + (sh + 7) * W);
-    const bool nan = max_rows_pair_s2k3_values<V, IDX>(x + sh * W, W, -1, count, y0, y0 + oW, i0,
+    const bool nan = max_rows_pair_s2k3_values<V, IDX>(x + sh * W, W, -1, oW, y0, y0 + oW, i0,
                                                         IDX ? i0 + oW : nullptr, sh * W - 1);
-    const int64_t from = nan ? 0 : count * V::N;
-    if (from < oW) max_rows_pair_s2k3<V, IDX>(g, x, 0, sh, from, oW, y0, y0 + oW, i0, IDX ? i0 + oW : nullptr);
+    if (nan) max_rows_pair_s2k3<V, IDX>(g, x, 0, sh, 0, oW, y0, y0 + oW, i0, IDX ? i0 + oW : nullptr);
     if (IDX)
       for (int i = 0; i < 2; ++i) first_index_fix(g, x, 0, sh + 2 * i, y0 + i * oW, i0 + i * oW);
   }
@@ -126,17 +123,15 @@ void plane_s2k3(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
 
 template <class V>
 void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
-  if constexpr (kRangeKernels<V>) {  // max_pool2d 2x2 s2 on 1x8x112x112, one thread: 33 -> 11.6 us
-    if (plane_s2k2_ok(g)) {
-      if (idx) plane_s2k2<V, kMaxIdx>(g, x, y, idx, 0.f);
-      else plane_s2k2<V, kMax>(g, x, y, nullptr, 0.f);
-      return;
-    }
-    if (plane_s2k3_ok(g)) {
-      if (idx) plane_s2k3<V, true>(g, x, y, idx);
-      else plane_s2k3<V, false>(g, x, y, nullptr);
-      return;
-    }
+  if (plane_s2k2_ok(g)) {  // max_pool2d 2x2 s2 on 1x8x112x112, one thread (AVX2): 33 -> 11.6 us
+    if (idx) plane_s2k2<V, kMaxIdx>(g, x, y, idx, 0.f);
+    else plane_s2k2<V, kMax>(g, x, y, nullptr, 0.f);
+    return;
+  }
+  if (plane_s2k3_ok(g)) {
+    if (idx) plane_s2k3<V, true>(g, x, y, idx);
+    else plane_s2k3<V, false>(g, x, y, nullptr);
+    return;
   }
   const int64_t oW = g.out[2];
   int64_t lo = 0, hi = 0;
@@ -198,12 +193,12 @@ void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
 // The averages of a plane_s2k3_ok plane: each output row one range-kernel call over its valid tap rows, with the
 // carried sum of the input row it shares with the previous output row (cbuf, RowCarry), divided by the row's
 // interior divisor -- none of the per-row work of avg_plane's general loop. Every row splits its columns the
-// same way (range kernel, then row_s2_unrolled's chunks), so the carried sums keep their lane order; the left
-// border column without count_include_pad is recomputed as the general loop does. Same bits.
+// same way (one range of oW outputs: output ow's taps end at column 2 ow + 1 < 2 oW <= W), so the carried sums
+// keep their lane order; the left border column without count_include_pad is recomputed as the general loop
+// does. Same bits.
 template <class V>
 void avg_plane_s2k3(const PoolGeom& g, const AvgMode& m, const float* x, float* y, float* cbuf) {
   const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
-  const int64_t count = std::min(oW / V::N, W / (2 * V::N));  // as in plane_s2k3
   RowCarry carry{cbuf, false};
   int64_t stored = -1;
   for (int64_t oh = 0; oh < oH; ++oh) {
@@ -217,22 +212,18 @@ void avg_plane_s2k3(const PoolGeom& g, const AvgMode& m, const float* x, float* 
     const float* rows[3];
     int nrows = 0;
     for (int64_t b = b0; b < b1; ++b) rows[nrows++] = x + (sh + b) * W;
-    if (nrows == 3) avg_row_s2_values<V, 3, 3>(rows, 3, W, -1, count, div, yrow, cbuf, carry.load);
-    else avg_row_s2_values<V, 3>(rows, nrows, W, -1, count, div, yrow, cbuf, carry.load);
-    if (count * V::N < oW)
-      row_s2_unrolled<V, 3, kAvg>(g, x, 0, sh, 0, 1, b0, b1, count * V::N, oW, div, yrow, nullptr, &carry);
+    if (nrows == 3) avg_row_s2_values<V, 3, 3>(rows, 3, W, -1, oW, div, yrow, cbuf, carry.load);
+    else avg_row_s2_values<V, 3>(rows, nrows, W, -1, oW, div, yrow, cbuf, carry.load);
     if (!m.count_include_pad && m.divisor == 0) yrow[0] = avg_window(g, m, x, 0, sh, -1);
   }
 }
 
 template <class V>
 void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
-  if constexpr (kRangeKernels<V>) {
-    if (plane_s2k2_ok(g)) {  // every window is whole: one divisor
-      const int64_t st[3] = {0, 0, 0};
-      plane_s2k2<V, kAvg>(g, x, y, nullptr, avg_divisor(g, m, st));
-      return;
-    }
+  if (plane_s2k2_ok(g)) {  // every window is whole: one divisor
+    const int64_t st[3] = {0, 0, 0};
+    plane_s2k2<V, kAvg>(g, x, y, nullptr, avg_divisor(g, m, st));
+    return;
   }
   const int64_t oW = g.out[2];
   int64_t lo = 0, hi = 0;
@@ -243,12 +234,12 @@ void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
   thread_local std::vector<float> t_carry;
   RowCarry carry{nullptr, false};
   if (vec && row_carry_ok(g)) {
-    if (t_carry.size() < static_cast<size_t>(hi + V::N)) t_carry.resize(static_cast<size_t>(hi + V::N));
+    // the range kernels store whole vectors of carried sums: up to N slots past the row's last output
+    const size_t need = static_cast<size_t>(std::max(hi, oW) + V::N);
+    if (t_carry.size() < need) t_carry.resize(need);
     carry.buf = t_carry.data();
   }
-  if constexpr (kRangeKernels<V>) {
-    if (carry.buf && plane_s2k3_ok(g)) return avg_plane_s2k3<V>(g, m, x, y, carry.buf);
-  }
+  if (carry.buf && plane_s2k3_ok(g)) return avg_plane_s2k3<V>(g, m, x, y, carry.buf);
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const int64_t sd = od * g.s[0] - g.p[0];
     int64_t a0, a1;

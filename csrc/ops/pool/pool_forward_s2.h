@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "ops/pool/pool_forward_rows.h"
 
@@ -152,15 +153,14 @@ V max_chunk_s2(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, int64_
   return acc;
 }
 
-// The range kernels below (max_row_s2_values, max_rows_pair_s2k3_values, avg_row_s2_values) serve vectors
-// of up to 8 lanes. On AVX2, one Zen 3 core, 64 planes of 112x112 (input in L3): 2x2 s2 max 0.43 -> 0.16-0.18
-// ms (with indices 0.69 -> 0.30 ms), the paired 3x3 s2 p1 max rows 0.23 -> 0.18 ms (with indices 0.54 -> 0.35
-// ms through the Python call), 2x2 s2 average 0.24 ->
-// 0.15 ms, 3x3 s2 p1 average 0.39 -> 0.30 ms (a quarter of that is its one division per output vector, which
-// torch's bits need). The 16-lane build keeps the per-chunk path measured at 75-93% of the triad until the
-// range kernels are measured on an AVX-512 machine.
-template <class V>
-inline constexpr bool kRangeKernels = V::N <= 8;
+// The range kernels below (max_row_s2_values, max_rows_pair_s2k3_values, avg_row_s2_values) take a run of
+// `len` outputs, chunk by chunk, the last chunk partial (masked loads and stores) when len is not a multiple
+// of N. On AVX2, one Zen 3 core, 64 planes of 112x112 (input in L3): 2x2 s2 max 0.43 -> 0.16-0.18 ms (with
+// indices 0.69 -> 0.30 ms), the paired 3x3 s2 p1 max rows 0.23 -> 0.18 ms (with indices 0.54 -> 0.35 ms
+// through the Python call), 2x2 s2 average 0.24 -> 0.15 ms, 3x3 s2 p1 average 0.39 -> 0.30 ms (a quarter of
+// that is its one division per output vector, which torch's bits need). On AVX-512 (Zen 4, 8x64x112x112, 2
+// threads) they replace the per-chunk path, which took 0.78 ms for 2x2 s2 max; the partial last chunk matters
+// there: 56 outputs a row are three whole 16-lane chunks and half of one.
 
 // The lines of a chunk's 2 N input columns from p, a few rows ahead of the loads (the hardware prefetchers
 // alone left a single core's 2x2 s2 pass over 8x64x112x112 at ~11 GB/s, a third of what a copy reads).
@@ -169,60 +169,84 @@ template <class V>
   for (int k = 0; k < 2 * V::N; k += 16) __builtin_prefetch(p + k);
 }
 
-// load_taps_s2 in load2_deinterleave_lanes' lane order, for the range kernels: r is the tap row (width W) at
-// the chunk's first tap, pos its column (< 0: padding, read as `fill`, in the ow-0 chunk only); t2 (KW = 3)
-// the even lanes two columns on (V::load_even_lanes: no mask, nothing read past the chunk's last tap, which
-// range_chunks keeps inside the row). Prefetches the lines kPrefetchRows rows below.
-template <class V, int KW>
-[[gnu::always_inline]] inline void load_taps_s2_lanes(const float* r, int64_t W, int64_t pos, float fill, V& t0, V& t1,
-                                                      V& t2) {
+// load_taps_s2 in load2_deinterleave_lanes' lane order, for the range kernels, n <= N outputs: r is the tap
+// row (width W) at the chunk's first tap, pos its column (< 0: padding, read as `fill`, in the ow-0 chunk
+// only); t2 (KW = 3) the even lanes two columns on (V::load_even_lanes: nothing read past the chunk's last
+// tap, which range_outputs keeps inside the row). Lanes past n read 0. Prefetches the lines kPrefetchRows rows
+// below.
+template <class V, int KW, bool FULL>
+[[gnu::always_inline]] inline void load_taps_s2_lanes(const float* r, int64_t W, int64_t pos, float fill, int n, V& t0,
+                                                      V& t1, V& t2) {
   prefetch_taps<V>(r + kPrefetchRows * W);
-  if (pos < 0)
-    V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), fill, t0, t1);
-  else
-    V::load2_deinterleave_lanes(r, t0, t1);
-  if constexpr (KW == 3) t2 = V::load_even_lanes(r + 2);
+  if constexpr (FULL) {
+    if (pos < 0) V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), fill, t0, t1);
+    else V::load2_deinterleave_lanes(r, t0, t1);
+    if constexpr (KW == 3) t2 = V::load_even_lanes(r + 2);
+    return;
+  }
+  if (pos < 0) V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), fill, t0, t1, 2 * n);
+  else V::load2_deinterleave_lanes(r, 2 * n, t0, t1);
+  if constexpr (KW == 3) t2 = V::load_even_lanes(r + 2, 2 * n - 1);
 }
 
-// The range kernels' split of an output row's chunks [ow0, hi) (stride 2, padding p, rows of width W): runs
+// A chunk's outputs, in order, from its lanes in load2_deinterleave_lanes' order: all N, or the first n.
+template <bool FULL, class V>
+[[gnu::always_inline]] inline void store_lanes(V acc, int n, float* y) {
+  if constexpr (FULL) acc.in_order().store(y); else acc.in_order().store_tail(y, n);
+}
+
+// A range kernel's chunks of `len` outputs: body(c, n, full) for chunk c of n outputs, full a
+// std::bool_constant (n == N), so the whole chunks' loop has no mask and no branch.
+template <class V, class Body>
+[[gnu::always_inline]] inline void for_chunks(int64_t len, Body&& body) {
+  int64_t c = 0;
+  for (; (c + 1) * V::N <= len; ++c) body(c, V::N, std::true_type{});
+  if (c * V::N < len) body(c, static_cast<int>(len - c * V::N), std::false_type{});
+}
+
+// The range kernels' split of an output row's columns [ow0, hi) (stride 2, padding p, rows of width W): runs
 // `chunk` on the leading chunks whose first tap lies further left than the one padding column
-// load_taps_s2_lanes takes, advancing ow0 past them, then returns how many full chunks from ow0 on have
-// every other tap inside the row. Every output row of a plane splits alike.
+// load_taps_s2_lanes takes, advancing ow0 past them, then returns how many outputs from ow0 on have every
+// other tap inside the row (the range kernels' `len`). Every output row of a plane splits alike.
 template <class V, int KW, class Chunk>
-int64_t range_chunks(int64_t& ow0, int64_t hi, int64_t p, int64_t W, Chunk&& chunk) {
+int64_t range_outputs(int64_t& ow0, int64_t hi, int64_t p, int64_t W, Chunk&& chunk) {
   for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
-  int64_t count = 0;
-  while (ow0 + (count + 1) * V::N <= hi && 2 * (ow0 + count * V::N) - p + 2 * V::N + (KW == 3) <= W) ++count;
-  return count;
+  // output ow's taps end at column 2 ow - p + KW - 1
+  const int64_t fit = (W - KW + p) / 2 + 1;  // outputs [0, fit) end inside the row
+  int64_t len = std::max<int64_t>(0, std::min(hi, fit) - ow0);
+  // a partial last chunk only where the range reaches hi: the per-chunk path after it starts a chunk further
+  // on, and with 3x3 averages the carried sums of a partial chunk (lane order, all N slots) stay whole
+  if (ow0 + len < hi) len -= len % V::N;
+  return len;
 }
 
-// The 3-wide range kernels' NaN probe sums t0 and t1 only: t2's taps (columns pos + 2, ..., pos + 2N of a
-// chunk) are t0's of the same chunk and of the next, but for the last chunk's column pos0 + 2N count. Whether
-// that column holds a NaN in any of the nrows rows from r (width W); count > 0.
-template <class V>
-bool range_probe_tail(const float* r, int64_t W, int nrows, int64_t pos0, int64_t count) {
+// The 3-wide range kernels' NaN probe sums t0 and t1 only: t2's taps (columns pos + 2, ..., pos + 2n of a
+// chunk) are t0's of the same chunk and of the next, but for the last chunk's column pos0 + 2 len. Whether
+// that column holds a NaN in any of the nrows rows from r (width W); len > 0.
+inline bool range_probe_tail(const float* r, int64_t W, int nrows, int64_t pos0, int64_t len) {
   bool nan = false;
-  for (int b = 0; b < nrows; ++b) nan |= std::isnan(r[b * W + pos0 + 2 * V::N * count]);
+  for (int b = 0; b < nrows; ++b) nan |= std::isnan(r[b * W + pos0 + 2 * len]);
   return nan;
 }
 
-// max_rows_pair_s2k3's values, `count` full chunks from column pos0 of the five input rows from r of width
+// max_rows_pair_s2k3's values, `len` outputs a row from column pos0 of the five input rows from r of width
 // W (every tap inside them but for padding left of column 0 in the first chunk, read as -inf), in the manner
 // of max_row_s2_values: the shared
 // row's three-tap max reduced once, lanes in load2_deinterleave_lanes' order until the stores, one NaN probe
 // for the range (true: the caller redoes it with torch's steps).
 // IDX: also the flat indices of both rows (i0, i1; origin0 the flat position of column pos0 in row r).
 template <class V, bool IDX = false>
-bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t count, float* y0, float* y1,
+bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t len, float* y0, float* y1,
                                int64_t* i0 = nullptr, int64_t* i1 = nullptr, int64_t origin0 = 0) {
   const V rel[3] = {V::zero(), V::set1(static_cast<float>(W)), V::set1(static_cast<float>(2 * W))};
   V probe = V::zero();
-  for (int64_t c = 0; c < count; ++c) {
+  for_chunks<V>(len, [&](int64_t c, int n, auto full) {
+    constexpr bool kFull = decltype(full)::value;
     const int64_t pos = pos0 + 2 * V::N * c;
     V rm[5], cm[5], sum = V::zero();
     for (int b = 0; b < 5; ++b) {
       V t0, t1, t2;
-      load_taps_s2_lanes<V, 3>(r + b * W + pos, W, pos, -kInf, t0, t1, t2);
+      load_taps_s2_lanes<V, 3, kFull>(r + b * W + pos, W, pos, -kInf, n, t0, t1, t2);
       sum = sum + (t0 + t1);  // t2's taps: t0's of this chunk and the next (range_probe_tail: the last one)
       cm[b] = V::zero();
       rm[b] = row_taps_max<V, 3, false, IDX>(t0, t1, t2, cm[b]);
@@ -237,13 +261,13 @@ bool max_rows_pair_s2k3_values(const float* r, int64_t W, int64_t pos0, int64_t 
       }
       float* y = (o == 0 ? y0 : y1) + c * V::N;
       if constexpr (IDX)
-        store_max_chunk(acc.in_order(), at.in_order(), V::N, y, (o == 0 ? i0 : i1) + c * V::N,
+        store_max_chunk(acc.in_order(), at.in_order(), n, y, (o == 0 ? i0 : i1) + c * V::N,
                         origin0 + 2 * V::N * c + 2 * o * W);
       else
-        acc.in_order().store(y);
+        store_lanes<kFull>(acc, n, y);
     }
-  }
-  return V::mask_any(is_nan(probe)) || range_probe_tail<V>(r, W, 5, pos0, count);
+  });
+  return V::mask_any(is_nan(probe)) || range_probe_tail(r, W, 5, pos0, len);
 }
 
 // Two consecutive output rows of 3x3 s2 windows (IDX: with indices), every tap row inside the input
@@ -290,20 +314,18 @@ void max_rows_pair_s2k3(const PoolGeom& g, const float* x, int64_t sd, int64_t s
     store_max_chunk(acc[1], at[1], n, y1 + ow0, IDX ? i1 + ow0 : nullptr, origin + 2 * W);
   };
   int64_t ow0 = lo;
-  if constexpr (kRangeKernels<V>) {  // the chunks with every tap inside the rows
-    const int64_t count = range_chunks<V, 3>(ow0, hi, p, W, chunk);
-    if (count > 0) {
-      const int64_t origin = (sd * H + sh) * W + 2 * ow0 - p;
-      if (max_rows_pair_s2k3_values<V, IDX>(x + (sd * H + sh) * W, W, 2 * ow0 - p, count, y0 + ow0, y1 + ow0,
-                                            IDX ? i0 + ow0 : nullptr, IDX ? i1 + ow0 : nullptr, origin))
-        for (int64_t c = 0; c < count; ++c) chunk(ow0 + c * V::N);  // a NaN or +-inf: torch's steps
-      ow0 += count * V::N;
-    }
+  const int64_t len = range_outputs<V, 3>(ow0, hi, p, W, chunk);  // the outputs with every tap inside the rows
+  if (len > 0) {
+    const int64_t origin = (sd * H + sh) * W + 2 * ow0 - p;
+    if (max_rows_pair_s2k3_values<V, IDX>(x + (sd * H + sh) * W, W, 2 * ow0 - p, len, y0 + ow0, y1 + ow0,
+                                          IDX ? i0 + ow0 : nullptr, IDX ? i1 + ow0 : nullptr, origin))
+      for (int64_t c = 0; c * V::N < len; ++c) chunk(ow0 + c * V::N);  // a NaN or +-inf: torch's steps
+    ow0 += len;
   }
   for (; ow0 < hi; ow0 += V::N) chunk(ow0);
 }
 
-// `count` chunks of N stride-2 max outputs (values only) from column pos0 of the nrows tap rows of width W,
+// `len` stride-2 max outputs, N a chunk, from column pos0 of the nrows tap rows of width W,
 // every tap inside the rows but for padding left of column 0 in the first chunk (read as -inf). The
 // deinterleave's lanes stay in V::load2_deinterleave_lanes' order until the store, and one NaN
 // probe (the sum of every tap) covers the whole range: returns true when it is NaN (a NaN tap, or +inf and
@@ -312,16 +334,17 @@ void max_rows_pair_s2k3(const PoolGeom& g, const float* x, int64_t sd, int64_t s
 // IDX: also the flat indices (idx; origin0 the flat position of column pos0 in the first tap row, rowoff[i]
 // tap row i's offset from it), each lane's winning tap tracked as in max_chunk_s2 and put in order with it.
 template <class V, int KW, int NR = 0, bool IDX = false>
-bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t pos0, int64_t count, float* y,
+bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t pos0, int64_t len, float* y,
                        int64_t* idx = nullptr, int64_t origin0 = 0, const float* rowoff = nullptr) {
   if constexpr (NR > 0) nrows = NR;  // the usual 2-D rows: a fixed trip count, unrolled
   V probe = V::zero();
-  for (int64_t c = 0; c < count; ++c) {
+  for_chunks<V>(len, [&](int64_t c, int n, auto full) {
+    constexpr bool kFull = decltype(full)::value;
     const int64_t pos = pos0 + 2 * V::N * c;
     V acc = V::zero(), sum = V::zero(), at = V::zero();
     for (int i = 0; i < nrows; ++i) {
       V t0, t1, t2 = V::zero();
-      load_taps_s2_lanes<V, KW>(rows[i] + pos, W, pos, -kInf, t0, t1, t2);
+      load_taps_s2_lanes<V, KW, kFull>(rows[i] + pos, W, pos, -kInf, n, t0, t1, t2);
       const V s = t0 + t1;  // KW = 3: t2's taps are t0's of this chunk and the next (range_probe_tail: the last one)
       sum = i == 0 ? s : sum + s;
       V col = V::zero();
@@ -331,13 +354,13 @@ bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t p
     }
     probe = probe + sum;
     if constexpr (IDX)
-      store_max_chunk(acc.in_order(), at.in_order(), V::N, y + c * V::N, idx + c * V::N, origin0 + 2 * V::N * c);
+      store_max_chunk(acc.in_order(), at.in_order(), n, y + c * V::N, idx + c * V::N, origin0 + 2 * V::N * c);
     else
-      acc.in_order().store(y + c * V::N);
-  }
+      store_lanes<kFull>(acc, n, y + c * V::N);
+  });
   if constexpr (KW == 3) {
     bool tail = false;
-    for (int i = 0; i < nrows; ++i) tail |= range_probe_tail<V>(rows[i], W, 1, pos0, count);
+    for (int i = 0; i < nrows; ++i) tail |= range_probe_tail(rows[i], W, 1, pos0, len);
     if (tail) return true;
   }
   return V::mask_any(is_nan(probe));
@@ -348,11 +371,12 @@ bool max_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t p
 // lane order (the same bits as the per-chunk path). cbuf (3x3 rows with a carry, else null): the first
 // row's sum is read from it when load_first, and the last row's sum is stored to it.
 template <class V, int KW, int NR = 0>
-void avg_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t pos0, int64_t count, float div,
+void avg_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t pos0, int64_t len, float div,
                        float* y, float* cbuf, bool load_first) {
   if constexpr (NR > 0) nrows = NR;
   const V vdiv = V::set1(div);
-  for (int64_t c = 0; c < count; ++c) {
+  for_chunks<V>(len, [&](int64_t c, int n, auto full) {
+    constexpr bool kFull = decltype(full)::value;
     const int64_t pos = pos0 + 2 * V::N * c;
     V acc = V::zero();
     for (int i = 0; i < nrows; ++i) {
@@ -361,15 +385,15 @@ void avg_row_s2_values(const float* const* rows, int nrows, int64_t W, int64_t p
         rs = V::load(cbuf + c * V::N);
       } else {
         V t0, t1, t2;
-        load_taps_s2_lanes<V, KW>(rows[i] + pos, W, pos, 0.f, t0, t1, t2);
+        load_taps_s2_lanes<V, KW, kFull>(rows[i] + pos, W, pos, 0.f, n, t0, t1, t2);
         rs = t0 + t1;
         if constexpr (KW == 3) rs = rs + t2;
         if (cbuf && i == nrows - 1) rs.store(cbuf + c * V::N);
       }
       acc = i == 0 ? rs : acc + rs;
     }
-    (acc / vdiv).in_order().store(y + c * V::N);
-  }
+    store_lanes<kFull>(acc / vdiv, n, y + c * V::N);
+  });
 }
 
 template <class V, int KW, RowMode M>
@@ -419,39 +443,37 @@ void row_s2_unrolled(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, 
     if (n == V::N) acc.store(yrow + ow0); else acc.store_tail(yrow + ow0, n);
   };
   int64_t ow0 = lo;
-  if constexpr (kRangeKernels<V>) {
-    // the chunks whose taps all lie inside the row (but for the left padding of the first) through the range
-    // kernels. Every output row of a plane splits its chunks the same way (range_chunks), so the carried 3x3
-    // row sums stay in the range kernel's lane order between the rows that store and load them.
-    const float* rows[kHoistRows];
-    float rowoff[kHoistRows];  // (with indices) each tap row's flat offset from the first
-    int nrows = 0;
-    if ((a1 - a0) * (b1 - b0) <= kHoistRows) {
-      for (int64_t a = a0; a < a1; ++a)
-        for (int64_t b = b0; b < b1; ++b) {
-          if constexpr (M == kMaxIdx) rowoff[nrows] = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
-          rows[nrows++] = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W;
-        }
-      const int64_t count = range_chunks<V, KW>(ow0, hi, p, W, chunk);
-      const int64_t pos0 = 2 * ow0 - p;
-      if (count > 0 && M != kAvg) {
-        constexpr bool kIdx = M == kMaxIdx;
-        int64_t* ir = kIdx ? irow + ow0 : nullptr;
-        const int64_t origin = (sd * H + sh) * W + pos0;
-        float* yr = yrow + ow0;
-        const bool nan = nrows == KW
-                             ? max_row_s2_values<V, KW, KW, kIdx>(rows, nrows, W, pos0, count, yr, ir, origin, rowoff)
-                             : max_row_s2_values<V, KW, 0, kIdx>(rows, nrows, W, pos0, count, yr, ir, origin, rowoff);
-        if (nan)
-          for (int64_t c = 0; c < count; ++c) chunk(ow0 + c * V::N);  // a NaN or +-inf: torch's steps
-      } else if (count > 0) {
-        float* cbuf = carry ? carry->buf + ow0 : nullptr;
-        const bool load_first = carry && carry->load;
-        if (nrows == KW) avg_row_s2_values<V, KW, KW>(rows, nrows, W, pos0, count, div, yrow + ow0, cbuf, load_first);
-        else avg_row_s2_values<V, KW>(rows, nrows, W, pos0, count, div, yrow + ow0, cbuf, load_first);
+  // the outputs whose taps all lie inside the row (but for the left padding of the first) through the range
+  // kernels. Every output row of a plane splits its chunks the same way (range_outputs), so the carried 3x3
+  // row sums stay in the range kernel's lane order between the rows that store and load them.
+  const float* rows[kHoistRows];
+  float rowoff[kHoistRows];  // (with indices) each tap row's flat offset from the first
+  int nrows = 0;
+  if ((a1 - a0) * (b1 - b0) <= kHoistRows) {
+    for (int64_t a = a0; a < a1; ++a)
+      for (int64_t b = b0; b < b1; ++b) {
+        if constexpr (M == kMaxIdx) rowoff[nrows] = static_cast<float>((a * g.d[0] * H + b * g.d[1]) * W);
+        rows[nrows++] = x + ((sd + a * g.d[0]) * H + sh + b * g.d[1]) * W;
       }
-      ow0 += count * V::N;
+    const int64_t len = range_outputs<V, KW>(ow0, hi, p, W, chunk);
+    const int64_t pos0 = 2 * ow0 - p;
+    if (len > 0 && M != kAvg) {
+      constexpr bool kIdx = M == kMaxIdx;
+      int64_t* ir = kIdx ? irow + ow0 : nullptr;
+      const int64_t origin = (sd * H + sh) * W + pos0;
+      float* yr = yrow + ow0;
+      const bool nan = nrows == KW
+                           ? max_row_s2_values<V, KW, KW, kIdx>(rows, nrows, W, pos0, len, yr, ir, origin, rowoff)
+                           : max_row_s2_values<V, KW, 0, kIdx>(rows, nrows, W, pos0, len, yr, ir, origin, rowoff);
+      if (nan)
+        for (int64_t c = 0; c * V::N < len; ++c) chunk(ow0 + c * V::N);  // a NaN or +-inf: torch's steps
+    } else if (len > 0) {
+      float* cbuf = carry ? carry->buf + ow0 : nullptr;
+      const bool load_first = carry && carry->load;
+      if (nrows == KW) avg_row_s2_values<V, KW, KW>(rows, nrows, W, pos0, len, div, yrow + ow0, cbuf, load_first);
+      else avg_row_s2_values<V, KW>(rows, nrows, W, pos0, len, div, yrow + ow0, cbuf, load_first);
     }
+    ow0 += len;
   }
   for (; ow0 < hi; ow0 += V::N) chunk(ow0);
 }
