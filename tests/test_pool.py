@@ -767,6 +767,28 @@ def test_avg_2x2_divides_exactly(backend, rng, div):
         np.testing.assert_array_equal(gx, want_gx)  # (a share of -0 is stored as +0: compared as values)
 
 
+@pytest.mark.parametrize("hw", [(2, 2), (5, 7), (9, 33), (17, 34), (4, 64), (3, 113)])
+def test_avg_2x2_backward_whole_planes(backend, rng, hw):
+    # 2x2 s2 windows all inside the plane: each output row's share goes straight to its two input rows (a
+    # partial last vector where the width is not a multiple of the lanes); an odd last row or column, which
+    # no window covers, is zero, also when out= held NaN before; the values are gy / 4 exactly (as the
+    # general path and torch give them, a -0 share stored as +0)
+    x = rng.standard_normal((2, 3) + hw).astype(np.float32)
+    gy = rng.standard_normal((2, 3, hw[0] // 2, hw[1] // 2)).astype(np.float32)
+    gy[0, 0, 0, :] = -0.0
+    want = np.zeros_like(x)
+    want[:, :, :2 * (hw[0] // 2), :2 * (hw[1] // 2)] = np.repeat(np.repeat(gy / np.float32(4), 2, axis=2), 2, axis=3)
+    out = np.full_like(x, np.nan)
+    gx = F.avg_pool2d_backward(gy, x, 2, 2, out=out)
+    assert gx is out
+    if backend == "numpy":
+        _close_avg(gx, want, gy)
+        return
+    np.testing.assert_array_equal(gx.view(np.uint32), (want + np.float32(0)).view(np.uint32))
+    np.testing.assert_array_equal(F.avg_pool2d_backward(gy, x, 2, 2, divisor_override=3),
+                                  R.avg_pool2d_backward(gy, x, 2, 2, divisor_override=3).astype(np.float32))
+
+
 @pytest.mark.parametrize("W", [33, 70])
 @pytest.mark.parametrize("k,p", [(2, 0), (2, 1), (3, 0), (3, 1)])
 @pytest.mark.parametrize("where", ["none", "first", "last", "tail"])

@@ -92,11 +92,44 @@ inline void avg_backward_row_share_any(const PoolGeom& g, float* r, const float*
   }
 }
 
+// The plane of plane_s2k2_ok (2x2 s2 windows, all inside the input): each output row's q = gy / div goes to
+// columns 2 ow and 2 ow + 1 of input rows 2 oh and 2 oh + 1, and nothing else reaches them, so the two rows are
+// stored at once from one interleave of q with itself; columns and rows past the windows are zeros. The same
+// bits as avg_backward_plane (q + 0: a -0 share is stored as +0, as a zeroed row plus the share gives).
+template <class V>
+void avg_backward_plane_s2k2(const PoolGeom& g, float div, const float* gy, float* gx) {
+  const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
+  int e2 = 0;  // a power-of-two divisor divides exactly as its reciprocal multiplies (see avg_backward_plane)
+  const bool pow2 = std::frexp(div, &e2) == 0.5f && e2 > -125 && e2 < 126;
+  const V rec = V::set1(1.0f / div), d = V::set1(div);
+  for (int64_t oh = 0; oh < oH; ++oh) {
+    const float* grow = gy + oh * oW;
+    float* r0 = gx + 2 * oh * W;
+    float* r1 = r0 + W;
+    for (int64_t j0 = 0; j0 < oW; j0 += V::N) {
+      const int n = static_cast<int>(std::min<int64_t>(V::N, oW - j0));
+      const V v = n == V::N ? V::load(grow + j0) : V::load_tail(grow + j0, n);
+      const V q = (pow2 ? v * rec : v / d) + V::zero();
+      V lo, hi;
+      interleave2(q, q, lo, hi);
+      store2<V>(r0 + 2 * j0, 2 * n, lo, hi);
+      store2<V>(r1 + 2 * j0, 2 * n, lo, hi);
+    }
+    if (2 * oW < W)
+      for (float* r : {r0, r1}) std::memset(r + 2 * oW, 0, sizeof(float) * static_cast<size_t>(W - 2 * oW));
+  }
+  if (2 * oH < H) std::memset(gx + 2 * oH * W, 0, sizeof(float) * static_cast<size_t>((H - 2 * oH) * W));
+}
+
 // gx = the avg windows' gradient, accumulated into rows zeroed on first use: per output row, the share of
 // each input column (the same for every input row the windows cover) is computed once and added to those
 // rows (no border split). `row` holds avg_backward_row_floats(g) floats.
 template <class V>
 void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row) {
+  if (plane_s2k2_ok(g)) {
+    const int64_t st[3] = {0, 0, 0};
+    return avg_backward_plane_s2k2<V>(g, avg_divisor(g, m, st), gy, gx);
+  }
   float* acc = gx;
   const int64_t H = g.in[1], W = g.in[2], oW = g.out[2], sw_ = g.s[2], pw = g.p[2];
   const int64_t rows_in = g.in[0] * H;
