@@ -789,6 +789,35 @@ def test_avg_2x2_backward_whole_planes(backend, rng, hw):
                                   R.avg_pool2d_backward(gy, x, 2, 2, divisor_override=3).astype(np.float32))
 
 
+@pytest.mark.parametrize("hw", [(6, 16), (8, 34), (10, 50), (12, 64), (112, 112), (6, 40)])
+@pytest.mark.parametrize("kw", [dict(), dict(divisor_override=4), dict(divisor_override=7)])
+def test_avg_3x3_s2_p1_backward_planes(backend, rng, hw, kw):
+    # 3x3 s2 p1 windows with one divisor (padding counted, or an override): window row k's column share S_k
+    # (q = gy / div; column 2j: q[j]; 2j + 1: q[j + 1] + q[j]) goes to input rows 2k and 2k + 1, and row 2k + 1
+    # also gets S_{k + 1}: the float32 sums below in that order, bitwise, over out= holding NaN; without
+    # counting the padding the divisors vary and the general path runs, against the reference
+    x = rng.standard_normal((2, 3) + hw).astype(np.float32)
+    oh, ow = hw[0] // 2, hw[1] // 2
+    gy = rng.standard_normal((2, 3, oh, ow)).astype(np.float32)
+    gy[0, 1, 2, :] = -0.0
+    q = gy / np.float32(kw.get("divisor_override", 9))
+    S = np.zeros(gy.shape[:3] + (hw[1],), np.float32)
+    S[..., 0::2] = q
+    S[..., 1::2] = np.concatenate([q[..., 1:], np.zeros_like(q[..., :1])], axis=-1) + q
+    want = np.empty_like(x)
+    want[:, :, 0::2] = S + np.float32(0)
+    want[:, :, 1::2] = (S + np.float32(0)) + np.concatenate([S[:, :, 1:], np.zeros_like(S[:, :, :1])], axis=2)
+    out = np.full_like(x, np.nan)
+    gx = F.avg_pool2d_backward(gy, x, 3, 2, 1, out=out, **kw)
+    assert gx is out
+    if backend == "numpy":
+        _close_avg(gx, want, gy)
+    else:
+        np.testing.assert_array_equal(gx.view(np.uint32), want.view(np.uint32))
+    _close_avg(F.avg_pool2d_backward(gy, x, 3, 2, 1, count_include_pad=False, **kw),
+               R.avg_pool2d_backward(gy, x, 3, 2, 1, count_include_pad=False, **kw), gy)
+
+
 @pytest.mark.parametrize("W", [33, 70])
 @pytest.mark.parametrize("k,p", [(2, 0), (2, 1), (3, 0), (3, 1)])
 @pytest.mark.parametrize("where", ["none", "first", "last", "tail"])
