@@ -79,6 +79,12 @@ struct VecF {
     const __m256 a = m >= N ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask(m));
     return {_mm256_shuffle_ps(a, _mm256_maskload_ps(p + N - 1, tail_mask(hi > 0 ? hi : 0)), 0xD8)};
   }
+  // load_even_lanes(p + 2) from even = the even half of load2_deinterleave_lanes(p) and extra = p[2N]: each lane
+  // takes the next even element's lane, the last one `extra`
+  static VecF next_even_lanes(VecF even, float extra) {
+    const __m256 moved = _mm256_permutevar8x32_ps(even.v, _mm256_setr_epi32(1, 4, 3, 6, 5, 2, 7, 7));
+    return {_mm256_blend_ps(moved, _mm256_set1_ps(extra), 0x80)};
+  }
   VecF in_order() const { return {_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8))}; }
   // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
   static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {

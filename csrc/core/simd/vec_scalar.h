@@ -30,6 +30,7 @@ struct VecF {
   // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1) (or p[0:m))
   static VecF load_even_lanes(const float* p) { return {p[0]}; }
   static VecF load_even_lanes(const float* p, int m) { return {m > 0 ? p[0] : 0.f}; }
+  static VecF next_even_lanes(VecF, float extra) { return {extra}; }
   VecF in_order() const { return *this; }
   // as load2_deinterleave, but only p[first:m) is read (the rest is `fill`, never touched in memory)
   static void load2_deinterleave_from(const float* p, int first, int m, float fill, VecF& even, VecF& odd) {

@@ -181,7 +181,7 @@ template <class V, int KW, bool FULL>
   if constexpr (FULL) {
     if (pos < 0) V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), fill, t0, t1);
     else V::load2_deinterleave_lanes(r, t0, t1);
-    if constexpr (KW == 3) t2 = V::load_even_lanes(r + 2);
+    if constexpr (KW == 3) t2 = V::next_even_lanes(t0, r[2 * V::N]);
     return;
   }
   if (pos < 0) V::load2_deinterleave_lanes_from(r, static_cast<int>(-pos), fill, t0, t1, 2 * n);
