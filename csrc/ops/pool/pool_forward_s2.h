@@ -1,5 +1,5 @@
 // Pooling forward, stride-2 rows of 2- and 3-wide windows (2x2 s2, 3x3 s2 p1): the per-chunk scans, the
-// paired 3x3 rows and the range kernels of 8-lane vectors (pool_forward_impl.h has the planes).
+// paired 3x3 rows and the range kernels over whole output rows (pool_forward_impl.h has the planes).
 // Test: pytest tests/test_pool.py
 #pragma once
 #include <algorithm>
