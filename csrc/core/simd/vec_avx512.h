@@ -64,13 +64,13 @@ struct VecF {
     return {_mm512_shuffle_ps(_mm512_maskz_loadu_ps(tail_mask(m < N ? m : N), p),
                               _mm512_maskz_loadu_ps(tail_mask(hi > 0 ? hi : 0), p + N - 1), 0xD8)};
   }
-  // the lanes of load2_deinterleave_lanes in p's order: 64-bit pair h of block j (slot 2j + h) moves to pair 4h + j
   // load_even_lanes(p + 2) from even = the even half of load2_deinterleave_lanes(p) and extra = p[2N]: each lane
   // takes the next even element's lane (one two-source permute instead of two loads and a shuffle)
   static VecF next_even_lanes(VecF even, float extra) {
     const __m512i idx = _mm512_setr_epi32(1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 2, 15, 16);
     return {_mm512_permutex2var_ps(even.v, idx, _mm512_set1_ps(extra))};
   }
+  // the lanes of load2_deinterleave_lanes in p's order: 64-bit pair h of block j (slot 2j + h) moves to pair 4h + j
   VecF in_order() const {
     const __m512i idx = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
     return {_mm512_castpd_ps(_mm512_permutexvar_pd(idx, _mm512_castps_pd(v)))};

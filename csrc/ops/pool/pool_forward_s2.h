@@ -171,8 +171,9 @@ template <class V>
 
 // load_taps_s2 in load2_deinterleave_lanes' lane order, for the range kernels, n <= N outputs: r is the tap
 // row (width W) at the chunk's first tap, pos its column (< 0: padding, read as `fill`, in the ow-0 chunk
-// only); t2 (KW = 3) the even lanes two columns on (V::load_even_lanes: nothing read past the chunk's last
-// tap, which range_outputs keeps inside the row). Lanes past n read 0. Prefetches the lines kPrefetchRows rows
+// only); t2 (KW = 3) the even lanes two columns on: a whole chunk's from t0 and the one column after its taps
+// (V::next_even_lanes), a partial chunk's loaded (V::load_even_lanes); nothing is read past the chunk's last
+// tap, which range_outputs keeps inside the row. Lanes past n read 0. Prefetches the lines kPrefetchRows rows
 // below.
 template <class V, int KW, bool FULL>
 [[gnu::always_inline]] inline void load_taps_s2_lanes(const float* r, int64_t W, int64_t pos, float fill, int n, V& t0,
@@ -212,7 +213,7 @@ template <class V, int KW, class Chunk>
 int64_t range_outputs(int64_t& ow0, int64_t hi, int64_t p, int64_t W, Chunk&& chunk) {
   for (; ow0 < hi && 2 * ow0 - p < 1 - V::N; ow0 += V::N) chunk(ow0);
   // output ow's taps end at column 2 ow - p + KW - 1
-  const int64_t fit = (W - KW + p) / 2 + 1;  // outputs [0, fit) end inside the row
+  const int64_t fit = W - KW + p < 0 ? 0 : (W - KW + p) / 2 + 1;  // outputs [0, fit) end inside the row
   int64_t len = std::max<int64_t>(0, std::min(hi, fit) - ow0);
   // a partial last chunk only where the range reaches hi: the per-chunk path after it starts a chunk further
   // on, and with 3x3 averages the carried sums of a partial chunk (lane order, all N slots) stay whole
