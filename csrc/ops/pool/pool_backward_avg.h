@@ -30,6 +30,14 @@ inline void store2(float* p, int m, V lo, V hi) {
   if (m > V::N) hi.store_tail(p + V::N, m - V::N);
 }
 
+// True when dividing by div rounds exactly as multiplying by 1 / div: a power of two (2x2 windows: 4) whose
+// reciprocal is a normal float. The same bits without the divide unit (a divide a vector was a tenth of the 2x2
+// backward on one Zen 3 core).
+inline bool divides_as_reciprocal(float div) {
+  int e2 = 0;
+  return std::frexp(div, &e2) == 0.5f && e2 > -125 && e2 < 126;
+}
+
 // The share one output row q (q[ow] = gy / divisor, zero outside [0, oW)) gives each of the input rows its
 // windows cover, into r[0:W): column w receives q[ow] for every tap c with ow*S - p + c = w. Stride 1: w
 // takes q[w + p - c] over all c; stride 2: the even column 2j takes q[j + (p - c)/2] over c = p mod 2, the
@@ -94,8 +102,7 @@ inline void avg_backward_row_share_any(const PoolGeom& g, float* r, const float*
 template <class V>
 void avg_backward_plane_s2k2(const PoolGeom& g, float div, const float* gy, float* gx) {
   const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
-  int e2 = 0;  // a power-of-two divisor divides exactly as its reciprocal multiplies (see avg_backward_plane)
-  const bool pow2 = std::frexp(div, &e2) == 0.5f && e2 > -125 && e2 < 126;
+  const bool pow2 = divides_as_reciprocal(div);
   const V rec = V::set1(1.0f / div), d = V::set1(div);
   for (int64_t oh = 0; oh < oH; ++oh) {
     const float* grow = gy + oh * oW;
@@ -212,11 +219,8 @@ void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, fl
               op(V::load_tail(grow + ow, n)).store_tail(q + ow, n);
             }
           };
-          // a power-of-two divisor (2x2 windows: 4) divides exactly as its reciprocal multiplies: the same bits
-          // without the divide unit (a divide a vector was a tenth of the 2x2 backward on one Zen 3 core); the
-          // choice is made once, outside the loop
-          int e2 = 0;
-          if (std::frexp(div, &e2) == 0.5f && e2 > -125 && e2 < 126)
+          // the choice is made once, outside the loop
+          if (divides_as_reciprocal(div))
             scale([rec = V::set1(1.0f / div)](V v) { return v * rec; });
           else
             scale([d = V::set1(div)](V v) { return v / d; });
