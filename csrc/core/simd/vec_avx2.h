@@ -68,19 +68,15 @@ struct VecF {
     even.v = _mm256_shuffle_ps(a, b, 0x88);
     odd.v = _mm256_shuffle_ps(a, b, 0xDD);
   }
-  // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1): p[0:N) and p[N-1:2N-1) give
-  // [p0 p2 p8 p10 | p4 p6 p12 p14] in one shuffle, with no mask and nothing read past the last even element
-  static VecF load_even_lanes(const float* p) {
-    return {_mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + N - 1), 0xD8)};
-  }
-  // the same reading only p[0:m), m <= 2N - 1 (the rest reads as 0)
+  // the even half of load2_deinterleave_lanes(p, m), m <= 2N - 1: p[0:N) and p[N-1:2N-1) (masked to p[0:m);
+  // the rest reads as 0) give [p0 p2 p8 p10 | p4 p6 p12 p14] in one shuffle, nothing read past the last even one
   static VecF load_even_lanes(const float* p, int m) {
     const int hi = m - (N - 1);
     const __m256 a = m >= N ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask(m));
     return {_mm256_shuffle_ps(a, _mm256_maskload_ps(p + N - 1, tail_mask(hi > 0 ? hi : 0)), 0xD8)};
   }
-  // load_even_lanes(p + 2) from even = the even half of load2_deinterleave_lanes(p) and extra = p[2N]: each lane
-  // takes the next even element's lane, the last one `extra`
+  // the even lanes of p[2:2N+1) (load2_deinterleave_lanes' order) from even = those of p[0:2N) and extra =
+  // p[2N]: each lane takes the next even element's lane, the last one `extra`
   static VecF next_even_lanes(VecF even, float extra) {
     const __m256 moved = _mm256_permutevar8x32_ps(even.v, _mm256_setr_epi32(1, 4, 3, 6, 5, 2, 7, 7));
     return {_mm256_blend_ps(moved, _mm256_set1_ps(extra), 0x80)};

@@ -53,19 +53,15 @@ struct VecF {
     const __m512 a = _mm512_mask_loadu_ps(_mm512_maskz_mov_ps(pad, _mm512_set1_ps(fill)), lo, p);
     split_lanes(a, _mm512_maskz_loadu_ps(tail_mask(m > N ? m - N : 0), p + N), even, odd);
   }
-  // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1): p[0:N) and p[N-1:2N-1) give it in
-  // one shuffle, with no mask and nothing read past the last even element
-  static VecF load_even_lanes(const float* p) {
-    return {_mm512_shuffle_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(p + N - 1), 0xD8)};
-  }
-  // the same reading only p[0:m), m <= 2N - 1 (the rest reads as 0)
+  // the even half of load2_deinterleave_lanes(p, m), m <= 2N - 1, read as p[0:N) and p[N-1:2N-1) (masked to
+  // p[0:m); the rest reads as 0) joined by one shuffle, nothing read past the last even element
   static VecF load_even_lanes(const float* p, int m) {
     const int hi = m - (N - 1);
     return {_mm512_shuffle_ps(_mm512_maskz_loadu_ps(tail_mask(m < N ? m : N), p),
                               _mm512_maskz_loadu_ps(tail_mask(hi > 0 ? hi : 0), p + N - 1), 0xD8)};
   }
-  // load_even_lanes(p + 2) from even = the even half of load2_deinterleave_lanes(p) and extra = p[2N]: each lane
-  // takes the next even element's lane (one two-source permute instead of two loads and a shuffle)
+  // the even lanes of p[2:2N+1) (load2_deinterleave_lanes' order) from even = those of p[0:2N) and extra =
+  // p[2N]: each lane takes the next even element's lane (one two-source permute instead of two more loads)
   static VecF next_even_lanes(VecF even, float extra) {
     const __m512i idx = _mm512_setr_epi32(1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 2, 15, 16);
     return {_mm512_permutex2var_ps(even.v, idx, _mm512_set1_ps(extra))};

@@ -27,8 +27,7 @@ struct VecF {
                                             int m = 2 * N) {
     load2_deinterleave_from(p, first, m, fill, even, odd);
   }
-  // the even half of load2_deinterleave_lanes(p), reading only p[0:2N-1) (or p[0:m))
-  static VecF load_even_lanes(const float* p) { return {p[0]}; }
+  // the even half of load2_deinterleave_lanes(p, m), reading only p[0:m); next_even_lanes: see vec_avx2.h
   static VecF load_even_lanes(const float* p, int m) { return {m > 0 ? p[0] : 0.f}; }
   static VecF next_even_lanes(VecF, float extra) { return {extra}; }
   VecF in_order() const { return *this; }

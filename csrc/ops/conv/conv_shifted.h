@@ -259,11 +259,10 @@ void reorder_weight_rows(const GemmKernels& kt, bool to_rows, const float* src, 
 
 // Pixel-rows forward on expanded rows (grouped_rows_forward): the roles of the GEMM operands swap so that the
 // output channels fill one NR-wide vector sliver; the output pixels are the MR broadcast rows, read in place
-// from the tile's X
-// (RowsTile), the weights B (G, kv, Cg, Kg) (row = (offset, channel), column = output channel, ldb = Kg).
-// Each MR-pixel x Kg tile sums its kernel rows (a, b) in order, each row's (e, channel) terms in KC-blocks
-// (at most kc_cap) in order: the same for every element whatever the tiling or thread count. The (pixel,
-// channel) tile is transposed into the output.
+// from the tile's X (RowsTile), the weights B (G, kv, Cg, Kg) (row = (offset, channel), column = output
+// channel, ldb = Kg). Each MR-pixel x Kg tile sums its kernel rows (a, b) in order, each row's (e, channel)
+// terms in KC-blocks (at most kc_cap) in order: the same for every element whatever the tiling or thread count.
+// The (pixel, channel) tile is transposed into the output.
 template <class Scratch>
 void conv_forward_shifted_rows(const ConvShape& s, const float* x, const float* w, const float* bias, GemmAct act,
                                float* y, Scratch& wpack_scratch, Scratch& (*cols_scratch)(), int64_t kc_cap) {
