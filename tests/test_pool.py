@@ -270,10 +270,12 @@ def test_max_pool3d_backward_one_depth_slice(backend, rng, kw, H, W):
     _equals_scatter(backend, got, want, g)
 
 
-@pytest.mark.parametrize("W", [7, 8, 33])
+@pytest.mark.parametrize("W", [7, 8, 33, 64, 65, 95, 127])
 def test_max_backward_index_wrapping_past_the_row(backend, rng, W):
     # a window that hangs over the left (right) edge: an index one before (after) its row, i.e. the last
     # (first) element of the previous (next) row, is not one of its taps; it is legal and is scattered there
+    # (W >= 64 take the gather: at 95 and 127, 48 and 64 windows a row, the right edge's window is in the last
+    # whole vector of windows; at 65 in a partial one)
     kw = dict(kernel_size=3, stride=2, padding=1)
     x = _rand(rng, (2, 3, 9, W))
     y, i = F.max_pool2d(x, return_indices=True, **kw)

@@ -32,6 +32,40 @@ struct EncodeRows<cpu::avx512::VecF> {
                                             _mm512_set1_epi32(sw));
     const __m512i next = _mm512_set1_epi32(16 * sw), uW = _mm512_set1_epi32(W);
     __m512i any = _mm512_setzero_si512();
+    // the low 32 bits of the 16 int64 indices of lo and hi, in order: the even 32-bit elements of both
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    // chunks [0, c_lo) hold windows that start left of the input, chunks from c_hi windows that end past it:
+    // only those check columns (CHECK), whole chunks load and store unmasked, the row's last one is masked
+    const int64_t full = oW / 16;
+    int64_t c_lo = 0, c_hi = full;
+    if (CHECK) {
+      while (c_lo < full && c_lo * 16 * sw - pw < 0) ++c_lo;
+      while (c_hi > c_lo && ((c_hi - 1) * 16 + 15) * sw - pw + kw > W) --c_hi;
+    }
+    auto chunk = [&](const int64_t* src, uint8_t* dst, __m512i org, __m512i st, int n, auto whole, auto check)
+        __attribute__((always_inline)) {
+      constexpr bool WHOLE = decltype(whole)::value, CK = decltype(check)::value;
+      const __mmask16 k = WHOLE ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+      const __m512i lo = WHOLE ? _mm512_loadu_si512(src) : _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), src);
+      const __m512i hi =
+          WHOLE ? _mm512_loadu_si512(src + 8) : _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), src + 8);
+      any = _mm512_or_si512(any, _mm512_or_si512(lo, hi));
+      const __m512i v = _mm512_permutex2var_epi32(lo, even, hi);
+      const __m512i r = _mm512_sub_epi32(v, org);
+      // in the plane by its low 32 bits: kCodeForeign, else kCodeOutside
+      __m512i code = _mm512_mask_blend_epi32(_mm512_cmplt_epu32_mask(v, uplane), outside, foreign);
+      for (int i = 0; i < NB; ++i) {  // tap row i: the code of column c = r - o when c is inside the window
+        const __m512i c = _mm512_sub_epi32(r, o[i]);
+        __mmask16 hit = _mm512_cmplt_epu32_mask(c, ukw);
+        if (CK) hit = _mm512_mask_cmplt_epu32_mask(hit, _mm512_add_epi32(st, c), uW);
+        code = _mm512_mask_add_epi32(code, hit, c, t[i]);
+      }
+      const __m128i bytes = _mm512_cvtepi32_epi8(code);
+      if (WHOLE) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), bytes);
+      else _mm_mask_storeu_epi8(dst, k, bytes);
+    };
+    using T = std::true_type;
+    using F = std::false_type;
     for (int64_t q = 0; q < rows; ++q) {
       const int64_t* iq = ip + q * oW;
       uint8_t* cq = cp + q * CR;
@@ -40,25 +74,16 @@ struct EncodeRows<cpu::avx512::VecF> {
       // window starts mod 2^32 (the differences below are exact for indices in [0, 2^30), plane < 2^30)
       __m512i org = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(base + q * step)), ramp);
       __m512i st = _mm512_sub_epi32(ramp, _mm512_set1_epi32(pw));  // window starts in W
-      for (int64_t l = 0; l < oW; l += 16, org = _mm512_add_epi32(org, next), st = _mm512_add_epi32(st, next)) {
-        const int n = static_cast<int>(std::min<int64_t>(16, oW - l));
-        const __mmask16 k = static_cast<__mmask16>((1u << n) - 1u);
-        const __m512i lo = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k), iq + l);
-        const __m512i hi = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(k >> 8), iq + l + 8);
-        any = _mm512_or_si512(any, _mm512_or_si512(lo, hi));
-        const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo)),
-                                             _mm512_cvtepi64_epi32(hi), 1);
-        const __m512i r = _mm512_sub_epi32(v, org);
-        // in the plane by its low 32 bits: kCodeForeign, else kCodeOutside
-        __m512i code = _mm512_mask_blend_epi32(_mm512_cmplt_epu32_mask(v, uplane), outside, foreign);
-        for (int i = 0; i < NB; ++i) {  // tap row i: the code of column c = r - o when c is inside the window
-          const __m512i c = _mm512_sub_epi32(r, o[i]);
-          __mmask16 hit = _mm512_cmplt_epu32_mask(c, ukw);
-          if (CHECK) hit = _mm512_mask_cmplt_epu32_mask(hit, _mm512_add_epi32(st, c), uW);
-          code = _mm512_mask_add_epi32(code, hit, c, t[i]);
-        }
-        _mm512_mask_cvtepi32_storeu_epi8(cq + l, k, code);
-      }
+      int64_t c = 0;
+      for (; c < c_lo; ++c, org = _mm512_add_epi32(org, next), st = _mm512_add_epi32(st, next))
+        chunk(iq + 16 * c, cq + 16 * c, org, st, 16, T{}, std::integral_constant<bool, CHECK>{});
+      for (; c < c_hi; ++c, org = _mm512_add_epi32(org, next), st = _mm512_add_epi32(st, next))
+        chunk(iq + 16 * c, cq + 16 * c, org, st, 16, T{}, F{});
+      for (; c < full; ++c, org = _mm512_add_epi32(org, next), st = _mm512_add_epi32(st, next))
+        chunk(iq + 16 * c, cq + 16 * c, org, st, 16, T{}, std::integral_constant<bool, CHECK>{});
+      if (full * 16 < oW)
+        chunk(iq + 16 * full, cq + 16 * full, org, st, static_cast<int>(oW - 16 * full), F{},
+              std::integral_constant<bool, CHECK>{});
     }
     alignas(64) uint64_t lanes[8];  // not _mm512_reduce_or_epi64: GCC 12 warns on its undefined operand
     _mm512_store_si512(lanes, any);
