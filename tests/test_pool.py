@@ -254,6 +254,44 @@ def test_max_backward_bitwise_scatter_order(backend, rng, case, W):
         np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
 
 
+@pytest.mark.parametrize("nd,shape,kw", [
+    (2, (2, 3, 56, 56), dict(kernel_size=3, stride=1, padding=1)),  # Inception's branch pool
+    (2, (1, 2, 20, 33), dict(kernel_size=5, stride=1, padding=2)),  # YOLO's SPPF
+    (2, (1, 2, 9, 17), dict(kernel_size=3, stride=1, padding=1, ceil_mode=True)),
+    (2, (2, 2, 7, 40), dict(kernel_size=(2, 4), stride=1, padding=(1, 2))),  # even kernels: padded on one side
+    (2, (1, 3, 13, 16), dict(kernel_size=(7, 3), stride=1, padding=(3, 0))),
+    (2, (1, 2, 5, 70), dict(kernel_size=(1, 13), stride=1, padding=(0, 6))),
+    (2, (1, 1, 70, 3), dict(kernel_size=(66, 1), stride=1)),  # more window rows than the separable path keeps
+    (1, (2, 3, 100), dict(kernel_size=9, stride=1, padding=4)),
+    (1, (1, 2, 5), dict(kernel_size=2, stride=1, padding=1)),
+])
+def test_max_pool_stride1_values_separable(backend, rng, nd, shape, kw):
+    # max values of stride-1 windows (row maxima joined down the window rows) equal the window scan of the
+    # with-indices path and torch bitwise: ties between -0 and +0 keep the first in window order, a NaN wins,
+    # infinities; one plane's only NaN in its last row (the NaN rule taken after a probe)
+    f, rf = _MAX[nd][0], _MAX[nd][1]
+    x = rng.integers(-2, 3, size=shape).astype(np.float32)
+    x.reshape(-1)[::7] = _rand(rng, x.size)[::7]
+    flat = x.reshape(-1, *shape[-nd:])
+    z = flat[0].reshape(-1)
+    z[(z == 0) & (np.arange(z.size) % 3 == 1)] = -0.0  # zeros of both signs
+    if len(flat) > 1:
+        flat[1].reshape(-1)[::23] = NAN
+        flat[1].reshape(-1)[5::31] = INF
+    if len(flat) > 2:
+        flat[2].reshape(-1)[-1] = NAN
+    y = f(x, **kw)
+    yi, _ = f(x, return_indices=True, **kw)
+    np.testing.assert_array_equal(y.view(np.int32)[~np.isnan(y)], yi.view(np.int32)[~np.isnan(y)])
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(yi))
+    np.testing.assert_array_equal(y, rf(x, **kw))
+    torch = pytest.importorskip("torch")
+    yt = getattr(torch.nn.functional, f"max_pool{nd}d")(torch.from_numpy(x), **kw).numpy()
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(yt))
+    if backend != "numpy":
+        np.testing.assert_array_equal(y.view(np.int32)[~np.isnan(y)], yt.view(np.int32)[~np.isnan(yt)])
+
+
 @pytest.mark.parametrize("kw", [dict(kernel_size=(3, 2, 2), stride=(1, 2, 2), padding=(1, 0, 0)),
                                 dict(kernel_size=3, stride=(1, 2, 2), padding=1)])
 @pytest.mark.parametrize("H,W", [(6, 16), (9, 33), (32, 48)])
