@@ -256,6 +256,7 @@ def test_max_backward_bitwise_scatter_order(backend, rng, case, W):
 
 @pytest.mark.parametrize("nd,shape,kw", [
     (2, (2, 3, 56, 56), dict(kernel_size=3, stride=1, padding=1)),  # Inception's branch pool
+    (2, (1, 4, 16, 18), dict(kernel_size=3, stride=1, padding=1)),
     (2, (1, 2, 20, 33), dict(kernel_size=5, stride=1, padding=2)),  # YOLO's SPPF
     (2, (1, 2, 9, 17), dict(kernel_size=3, stride=1, padding=1, ceil_mode=True)),
     (2, (2, 2, 7, 40), dict(kernel_size=(2, 4), stride=1, padding=(1, 2))),  # even kernels: padded on one side
@@ -265,10 +266,11 @@ def test_max_backward_bitwise_scatter_order(backend, rng, case, W):
     (1, (2, 3, 100), dict(kernel_size=9, stride=1, padding=4)),
     (1, (1, 2, 5), dict(kernel_size=2, stride=1, padding=1)),
 ])
-def test_max_pool_stride1_values_separable(backend, rng, nd, shape, kw):
-    # max values of stride-1 windows (row maxima joined down the window rows) equal the window scan of the
-    # with-indices path and torch bitwise: ties between -0 and +0 keep the first in window order, a NaN wins,
-    # infinities; one plane's only NaN in its last row (the NaN rule taken after a probe)
+def test_max_pool_stride1_separable(backend, rng, nd, shape, kw):
+    # stride-1 windows (row winners joined down the window rows) give the window scan's values and indices,
+    # bitwise, as the float64 reference and torch do: ties between -0 and +0 keep the first in window order, the
+    # last NaN wins, infinities, a window of -inf only takes its first tap inside the input; one plane's only
+    # NaN in its last row (the values-only path takes the NaN rule after a probe)
     f, rf = _MAX[nd][0], _MAX[nd][1]
     x = rng.integers(-2, 3, size=shape).astype(np.float32)
     x.reshape(-1)[::7] = _rand(rng, x.size)[::7]
@@ -280,14 +282,21 @@ def test_max_pool_stride1_values_separable(backend, rng, nd, shape, kw):
         flat[1].reshape(-1)[5::31] = INF
     if len(flat) > 2:
         flat[2].reshape(-1)[-1] = NAN
+    if len(flat) > 3:
+        flat[3] = -INF
+        flat[3].reshape(-1)[::19] = NAN
     y = f(x, **kw)
-    yi, _ = f(x, return_indices=True, **kw)
+    yi, i = f(x, return_indices=True, **kw)
+    ry, ri = rf(x, return_indices=True, **kw)
+    for got in (y, yi):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ry))
+        np.testing.assert_array_equal(got, ry)
     np.testing.assert_array_equal(y.view(np.int32)[~np.isnan(y)], yi.view(np.int32)[~np.isnan(y)])
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(yi))
-    np.testing.assert_array_equal(y, rf(x, **kw))
+    np.testing.assert_array_equal(i, ri)
     torch = pytest.importorskip("torch")
-    yt = getattr(torch.nn.functional, f"max_pool{nd}d")(torch.from_numpy(x), **kw).numpy()
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(yt))
+    yt, it = getattr(torch.nn.functional, f"max_pool{nd}d")(torch.from_numpy(x), return_indices=True, **kw)
+    yt = yt.numpy()
+    np.testing.assert_array_equal(i, it.numpy())
     if backend != "numpy":
         np.testing.assert_array_equal(y.view(np.int32)[~np.isnan(y)], yt.view(np.int32)[~np.isnan(yt)])
 

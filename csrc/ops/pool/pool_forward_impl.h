@@ -15,13 +15,14 @@
 // float (exact below 2^24) and turns it into the flat index when the row is stored.
 //
 // This file: the planes (max_plane, avg_plane, mean_planes). pool_forward_rows.h: the window loop and the
-// generic rows; pool_forward_s2.h: the stride-2 rows and their range kernels.
+// generic rows; pool_forward_s2.h: the stride-2 rows and their range kernels; pool_forward_s1.h: stride-1 max.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "ops/pool/pool_forward_s1.h"
 #include "ops/pool/pool_forward_s2.h"
 
 namespace fastml::pool_impl {
@@ -124,128 +125,9 @@ void plane_s2k3(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
   for (; oh < oH; ++oh) single(oh);
 }
 
-// 2-D (or 1-D) stride-1 windows without dilation: Inception's 3x3 s1 p1, the 5x5 s1 p2 of YOLO's SPPF, at
-// most kMaxS1Rows window rows.
-constexpr int64_t kMaxS1Rows = 64;
-inline bool plane_s1_ok(const PoolGeom& g) {
-  return g.out[0] == 1 && g.k[0] == 1 && g.p[0] == 0 && g.s[1] == 1 && g.d[1] == 1 && g.s[2] == 1 && g.d[2] == 1 &&
-         g.k[1] * g.k[2] > 1 && g.k[1] <= kMaxS1Rows && vector_ok(g);
-}
-
-// Torch's max scan step on values, later tap v into the running acc: SAFE, a later NaN wins and a NaN stays
-// (nan_max); else plain max, the same where no tap is NaN (max returns its second operand, the earlier tap,
-// on ties such as -0 / +0).
-template <class V, bool SAFE>
-[[gnu::always_inline]] inline V scan_max(V acc, V v) {
-  return SAFE ? nan_max(acc, v) : max(v, acc);
-}
-
-// One input row's kW-tap maxima at every output column, hr[ow] for ow in [0, oWr): xp holds the row at offset
-// pw with -inf around it (padding, which never wins), so every chunk is kW plain loads.
-template <class V, bool SAFE, int KW>
-inline void max_row_s1(const float* xp, int64_t kw_rt, int64_t oWr, float* hr) {
-  const int64_t kw = KW > 0 ? KW : kw_rt;
-  for (int64_t o = 0; o < oWr; o += V::N) {
-    V acc = V::load(xp + o);
-    for (int64_t c = 1; c < kw; ++c) acc = scan_max<V, SAFE>(acc, V::load(xp + o + c));
-    acc.store(hr + o);
-  }
-}
-
-// An output row from its window rows' maxima rows[0 .. n), joined in order (NR > 0 fixes n).
-template <class V, bool SAFE, int NR>
-inline void max_join_rows_s1(const float* const* rows, int n_rt, int64_t oW, float* yr) {
-  const int n = NR > 0 ? NR : n_rt;
-  for (int64_t o = 0; o < oW; o += V::N) {
-    V acc = V::load(rows[0] + o);
-    for (int b = 1; b < n; ++b) acc = scan_max<V, SAFE>(acc, V::load(rows[b] + o));
-    if (o + V::N <= oW) acc.store(yr + o);
-    else acc.store_tail(yr + o, static_cast<int>(oW - o));
-  }
-}
-
-// The plane of plane_s1_ok, max values. Torch's scan runs row by row over the window, and the scan step is
-// exact in any grouping that keeps the order, so each input row's kW-tap maxima are taken once (max_row_s1)
-// into a ring of kH rows and the output row joins its window rows' maxima in order: kH + kW steps per output
-// instead of kH * kW, the same values (NaN included) as the window loop.
-template <class V, bool SAFE, int KW>
-bool max_plane_s1_rows(const PoolGeom& g, const float* x, float* y, float* buf) {
-  const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2], kH = g.k[1], kW = g.k[2];
-  const int64_t ph = g.p[1], pw = g.p[2];
-  const int64_t oWr = (oW + V::N - 1) / V::N * V::N, rowlen = oWr + kW + V::N;
-  // two padded rows: row ih + 1 is copied in before row ih is read, so that no load reads bytes stored just
-  // before at another alignment (a store-forwarding stall on every load)
-  float* xp[2] = {buf, buf + rowlen};
-  float* ring = buf + 2 * rowlen;
-  for (int64_t i = 0; i < 2 * rowlen; ++i) buf[i] = -kInf;  // the padding; [pw, pw + W) is rewritten per row
-  // without SAFE, each row copied is also probed for NaN (v - v is NaN exactly for NaN and +-inf): a hit stops
-  // the plane, which the caller then runs again with SAFE (an infinity takes that path too, with the same values)
-  V probe = V::zero();
-  auto copy_row = [&](int64_t ih) {
-    if (ih >= H) return;
-    const float* src = x + ih * W;
-    float* dst = xp[ih & 1] + pw;
-    if (SAFE) return static_cast<void>(std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(W)));
-    int64_t i = 0;
-    for (; i + V::N <= W; i += V::N) {
-      const V v = V::load(src + i);
-      v.store(dst + i);
-      probe = probe + (v - v);
-    }
-    if (i < W) {
-      const V v = V::load_tail(src + i, static_cast<int>(W - i));
-      v.store_tail(dst + i, static_cast<int>(W - i));
-      probe = probe + (v - v);
-    }
-  };
-  int64_t done = -1;  // the last input row whose maxima are in the ring
-  for (int64_t oh = 0; oh < oH; ++oh) {
-    const int64_t sh = oh - ph;
-    int64_t b0, b1;
-    valid_taps(sh, kH, 1, H, b0, b1);
-    for (int64_t ih = std::max(done + 1, sh + b0); ih < sh + b1; ++ih) {
-      if (ih == 0 || ih != done + 1) copy_row(ih);
-      copy_row(ih + 1);
-      if (!SAFE && V::mask_any(is_nan(probe))) return false;
-      max_row_s1<V, SAFE, KW>(xp[ih & 1], kW, oWr, ring + (ih % kH) * oWr);
-      done = ih;
-    }
-    const float* rows[kMaxS1Rows];
-    for (int64_t b = b0, slot = (sh + b0) % kH; b < b1; ++b, slot = slot + 1 == kH ? 0 : slot + 1)
-      rows[b - b0] = ring + slot * oWr;
-    const int n = static_cast<int>(b1 - b0);
-    float* yr = y + oh * oW;
-    switch (n) {
-      case 1: max_join_rows_s1<V, SAFE, 1>(rows, n, oW, yr); break;
-      case 2: max_join_rows_s1<V, SAFE, 2>(rows, n, oW, yr); break;
-      case 3: max_join_rows_s1<V, SAFE, 3>(rows, n, oW, yr); break;
-      case 4: max_join_rows_s1<V, SAFE, 4>(rows, n, oW, yr); break;
-      case 5: max_join_rows_s1<V, SAFE, 5>(rows, n, oW, yr); break;
-      default: max_join_rows_s1<V, SAFE, 0>(rows, n, oW, yr); break;
-    }
-  }
-  return true;
-}
-
-template <class V>
-void max_plane_s1(const PoolGeom& g, const float* x, float* y) {
-  const int64_t oW = g.out[2];
-  const int64_t oWr = (oW + V::N - 1) / V::N * V::N, rowlen = oWr + g.k[2] + V::N;
-  thread_local std::vector<float> t_buf;
-  const size_t need = static_cast<size_t>(2 * rowlen + g.k[1] * oWr);
-  if (t_buf.size() < need) t_buf.resize(need);
-  auto run = [&](auto safe_c) {
-    constexpr bool S = decltype(safe_c)::value;
-    if (g.k[2] == 3) return max_plane_s1_rows<V, S, 3>(g, x, y, t_buf.data());
-    if (g.k[2] == 5) return max_plane_s1_rows<V, S, 5>(g, x, y, t_buf.data());
-    return max_plane_s1_rows<V, S, 0>(g, x, y, t_buf.data());
-  };
-  if (!run(std::false_type{})) run(std::true_type{});
-}
-
 template <class V>
 void max_plane(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
-  if (!idx && plane_s1_ok(g)) return max_plane_s1<V>(g, x, y);
+  if (plane_s1_ok(g)) return max_plane_s1<V>(g, x, y, idx);
   if (plane_s2k2_ok(g)) {  // max_pool2d 2x2 s2 on 1x8x112x112, one thread (AVX2): 33 -> 11.6 us
     if (idx) plane_s2k2<V, kMaxIdx>(g, x, y, idx, 0.f);
     else plane_s2k2<V, kMax>(g, x, y, nullptr, 0.f);
