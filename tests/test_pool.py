@@ -254,7 +254,7 @@ def test_max_backward_bitwise_scatter_order(backend, rng, case, W):
         np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
 
 
-@pytest.mark.parametrize("nd,shape,kw", [
+_S1 = [  # stride-1 windows (nd, shape, kw)
     (2, (2, 3, 56, 56), dict(kernel_size=3, stride=1, padding=1)),  # Inception's branch pool
     (2, (1, 4, 16, 18), dict(kernel_size=3, stride=1, padding=1)),
     (2, (1, 2, 20, 33), dict(kernel_size=5, stride=1, padding=2)),  # YOLO's SPPF
@@ -263,9 +263,13 @@ def test_max_backward_bitwise_scatter_order(backend, rng, case, W):
     (2, (1, 3, 13, 16), dict(kernel_size=(7, 3), stride=1, padding=(3, 0))),
     (2, (1, 2, 5, 70), dict(kernel_size=(1, 13), stride=1, padding=(0, 6))),
     (2, (1, 1, 70, 3), dict(kernel_size=(66, 1), stride=1)),  # more window rows than the separable path keeps
+    (2, (1, 2, 3, 80), dict(kernel_size=(2, 65), stride=1, padding=(1, 32))),  # and more columns
     (1, (2, 3, 100), dict(kernel_size=9, stride=1, padding=4)),
     (1, (1, 2, 5), dict(kernel_size=2, stride=1, padding=1)),
-])
+]
+
+
+@pytest.mark.parametrize("nd,shape,kw", _S1)
 def test_max_pool_stride1_separable(backend, rng, nd, shape, kw):
     # stride-1 windows (row winners joined down the window rows) give the window scan's values and indices,
     # bitwise, as the float64 reference and torch do: ties between -0 and +0 keep the first in window order, the
@@ -299,6 +303,28 @@ def test_max_pool_stride1_separable(backend, rng, nd, shape, kw):
     np.testing.assert_array_equal(i, it.numpy())
     if backend != "numpy":
         np.testing.assert_array_equal(y.view(np.int32)[~np.isnan(y)], yt.view(np.int32)[~np.isnan(yt)])
+
+
+@pytest.mark.parametrize("nd,shape,kw,mode", [
+    (nd, shape, kw, mode) for nd, shape, kw in _S1
+    for mode in (dict(), dict(count_include_pad=False), dict(divisor_override=7),
+                 dict(ceil_mode=True, count_include_pad=False))
+    if nd > 1 or "divisor_override" not in mode])  # avg_pool1d has no divisor_override, as in torch
+def test_avg_pool_stride1_separable(backend, rng, nd, shape, kw, mode):
+    # stride-1 averages (each row's sums once, then the window rows' sums) against the float64 reference and
+    # torch: every divisor rule (padding counted or not, divisor_override); a window of -0 only averages to +0
+    # as in torch (its sum starts at +0)
+    f, rf = _AVG[nd][0], _AVG[nd][1]
+    kw = dict(kw, **mode)
+    x = _rand(rng, shape)
+    x.reshape(-1, *shape[-nd:])[0] = -0.0
+    y = f(x, **kw)
+    _close_avg(y, rf(x.astype(np.float64), **kw), x)
+    first = y.reshape(-1, *y.shape[-nd:])[0]
+    assert np.all(first == 0) and not np.any(np.signbit(first))
+    torch = pytest.importorskip("torch")
+    yt = getattr(torch.nn.functional, f"avg_pool{nd}d")(torch.from_numpy(x), **kw).numpy()
+    _close_avg(y, yt, x)
 
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=(3, 2, 2), stride=(1, 2, 2), padding=(1, 0, 0)),

@@ -225,6 +225,7 @@ void avg_plane_s2k3(const PoolGeom& g, const AvgMode& m, const float* x, float* 
 
 template <class V>
 void avg_plane(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
+  if (plane_s1_ok(g)) return avg_plane_s1<V>(g, m, x, y);
   if (plane_s2k2_ok(g)) {  // every window is whole: one divisor
     const int64_t st[3] = {0, 0, 0};
     plane_s2k2<V, kAvg>(g, x, y, nullptr, avg_divisor(g, m, st));

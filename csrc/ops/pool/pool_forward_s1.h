@@ -1,5 +1,6 @@
-// Stride-1 max pooling of 2-D (and 1-D) planes, values and indices (maths and contract: pool.h; included by
-// pool_forward_impl.h). Torch's scan runs row by row over the window (a later tap wins when strictly greater,
+// Stride-1 max and average pooling of 2-D (and 1-D) planes, max values and indices (maths and contract: pool.h;
+// included by pool_forward_impl.h). Averages: each input row's kW-tap sums once, the window's sum over its rows'
+// sums (avg_plane_s1). Max: torch's scan runs row by row over the window (a later tap wins when strictly greater,
 // or NaN), and that rule gives the same winner in any grouping that keeps the order: the winner of a window
 // is the winner among its rows' winners, taken in row order. So each input row's kW-tap winners are found
 // once (max_row_s1) into a ring of kH rows, and each output row joins its window rows' winners in order
@@ -18,11 +19,27 @@ namespace fastml::pool_impl {
 namespace {  // internal linkage: see pool_forward_impl.h
 
 // 2-D (or 1-D) stride-1 windows without dilation: Inception's 3x3 s1 p1, the 5x5 s1 p2 of YOLO's SPPF, at
-// most kMaxS1Rows window rows, indices exact as floats.
+// most kMaxS1Rows window rows and columns (the scratch holds kH rows and a row padded by about kW), indices
+// exact as floats.
 constexpr int64_t kMaxS1Rows = 64;
 inline bool plane_s1_ok(const PoolGeom& g) {
   return g.out[0] == 1 && g.k[0] == 1 && g.p[0] == 0 && g.s[1] == 1 && g.d[1] == 1 && g.s[2] == 1 && g.d[2] == 1 &&
-         g.k[1] * g.k[2] > 1 && g.k[1] <= kMaxS1Rows && g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
+         g.k[1] * g.k[2] > 1 && g.k[1] <= kMaxS1Rows && g.k[2] <= kMaxS1Rows &&
+         g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
+}
+
+// Scratch rows are whole cache lines (16 floats), so that the ring's rows and the padded rows' first taps load
+// without splitting lines.
+inline int64_t s1_row_floats(int64_t n) { return (n + 15) / 16 * 16; }
+
+// The thread's scratch for a stride-1 plane: two padded rows and `rings` rings of kH rows, 64-byte aligned.
+inline float* s1_scratch(const PoolGeom& g, int64_t rings) {
+  thread_local std::vector<float> t_buf;
+  const int64_t oWr = s1_row_floats(g.out[2]), rowlen = s1_row_floats(g.out[2] + g.k[2] + 16);
+  const size_t need = static_cast<size_t>(2 * rowlen + rings * g.k[1] * oWr + 16);
+  if (t_buf.size() < need) t_buf.resize(need);
+  const uintptr_t a = reinterpret_cast<uintptr_t>(t_buf.data());
+  return t_buf.data() + ((64 - a % 64) % 64) / sizeof(float);
 }
 
 // Torch's max scan step on values, later tap v into the running acc: SAFE, a later NaN wins and a NaN stays
@@ -107,21 +124,18 @@ inline void max_join_rows_s1(const float* const* rows, const float* const* cols,
   }
 }
 
-// The plane of plane_s1_ok (IDX: with indices, always under the NaN rule). Without SAFE and IDX, each row
-// copied is also probed for NaN (v - v is NaN exactly for NaN and +-inf): a hit stops the plane (false), which
-// the caller then runs again with SAFE (an infinity takes that path too, with the same values).
-template <class V, bool SAFE, bool IDX, int KW>
-bool max_plane_s1_rows(const PoolGeom& g, const float* x, float* y, int64_t* idx, float* buf) {
-  constexpr bool PROBE = !SAFE && !IDX;
-  const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2], kH = g.k[1], kW = g.k[2];
-  const int64_t ph = g.p[1], pw = g.p[2];
-  const int64_t oWr = (oW + V::N - 1) / V::N * V::N, rowlen = oWr + kW + V::N;
-  // two padded rows: row ih + 1 is copied in before row ih is read, so that no load reads bytes stored just
-  // before at another alignment (a store-forwarding stall on every load)
-  float* xp[2] = {buf, buf + rowlen};
-  float* ring = buf + 2 * rowlen;     // kH rows of winners
-  float* cring = ring + kH * oWr;     // IDX: kH rows of their columns
-  for (int64_t i = 0; i < 2 * rowlen; ++i) buf[i] = -kInf;  // the padding; [pw, pw + W) is rewritten per row
+// The ring walk of a stride-1 plane: input rows copied into two padded rows (fill around them; row ih + 1 is
+// copied before row ih is read, so that no load reads bytes stored just before at another alignment, a
+// store-forwarding stall on every load), row(xp, slot) once per input row (slot: its place in a ring of kH),
+// then join(oh, r0, n, slot0) per output row over its n valid window rows r0, r0 + 1, ... (in the ring from
+// slot0 on, wrapping at kH).
+// PROBE: the copies also sum v - v (NaN exactly for NaN and +-inf), and a hit stops the plane (false).
+template <class V, bool PROBE, class Row, class Join>
+bool s1_ring_walk(const PoolGeom& g, const float* x, float* xpbuf, int64_t rowlen, float fill, Row&& row,
+                  Join&& join) {
+  const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], kH = g.k[1], ph = g.p[1], pw = g.p[2];
+  float* xp[2] = {xpbuf, xpbuf + rowlen};
+  for (int64_t i = 0; i < 2 * rowlen; ++i) xpbuf[i] = fill;  // the padding; [pw, pw + W) is rewritten per row
   V probe = V::zero();
   auto copy_row = [&](int64_t ih) {
     if (ih >= H) return;
@@ -140,7 +154,7 @@ bool max_plane_s1_rows(const PoolGeom& g, const float* x, float* y, int64_t* idx
       probe = probe + (v - v);
     }
   };
-  int64_t done = -1;  // the last input row whose winners are in the ring
+  int64_t done = -1;  // the last input row whose results are in the ring
   for (int64_t oh = 0; oh < oH; ++oh) {
     const int64_t sh = oh - ph;
     int64_t b0, b1;
@@ -149,19 +163,36 @@ bool max_plane_s1_rows(const PoolGeom& g, const float* x, float* y, int64_t* idx
       if (ih == 0 || ih != done + 1) copy_row(ih);
       copy_row(ih + 1);
       if (PROBE && V::mask_any(is_nan(probe))) return false;
-      const int64_t slot = ih % kH;
-      max_row_s1<V, SAFE, IDX, KW>(xp[ih & 1], kW, oWr, pw, ring + slot * oWr, cring + slot * oWr);
+      row(xp[ih & 1], ih % kH);
       done = ih;
     }
+    join(oh, sh + b0, static_cast<int>(b1 - b0), (sh + b0) % kH);
+  }
+  return true;
+}
+
+// The plane of plane_s1_ok, max (IDX: with indices, always under the NaN rule; else SAFE: the NaN rule, or
+// without it a probe that returns false on a NaN or infinity, for the caller to run the plane again with SAFE).
+template <class V, bool SAFE, bool IDX, int KW>
+bool max_plane_s1_rows(const PoolGeom& g, const float* x, float* y, int64_t* idx, float* buf) {
+  const int64_t W = g.in[2], oW = g.out[2], kH = g.k[1], kW = g.k[2], pw = g.p[2];
+  const int64_t oWr = s1_row_floats(oW), rowlen = s1_row_floats(oW + kW + V::N);
+  float* ring = buf + 2 * rowlen;  // kH rows of winners
+  float* cring = ring + kH * oWr;  // IDX: kH rows of their columns
+  auto row = [&](const float* xp, int64_t slot) {
+    max_row_s1<V, SAFE, IDX, KW>(xp, kW, oWr, pw, ring + slot * oWr, cring + slot * oWr);
+  };
+  auto join = [&](int64_t oh, int64_t r0, int n, int64_t slot) {
     const float* rows[kMaxS1Rows];
     const float* cols[kMaxS1Rows];
     float base[kMaxS1Rows];
-    for (int64_t b = b0, slot = (sh + b0) % kH; b < b1; ++b, slot = slot + 1 == kH ? 0 : slot + 1) {
-      rows[b - b0] = ring + slot * oWr;
-      cols[b - b0] = cring + slot * oWr;
-      base[b - b0] = static_cast<float>((sh + b) * W);
+    for (int b = 0; b < n; ++b, slot = slot + 1 == kH ? 0 : slot + 1) {
+      rows[b] = ring + slot * oWr;
+      if constexpr (IDX) {
+        cols[b] = cring + slot * oWr;
+        base[b] = static_cast<float>((r0 + b) * W);
+      }
     }
-    const int n = static_cast<int>(b1 - b0);
     float* yr = y + oh * oW;
     int64_t* ir = IDX ? idx + oh * oW : nullptr;
     switch (n) {
@@ -172,22 +203,90 @@ bool max_plane_s1_rows(const PoolGeom& g, const float* x, float* y, int64_t* idx
       case 5: max_join_rows_s1<V, SAFE, IDX, 5>(rows, cols, base, n, oW, pw, yr, ir); break;
       default: max_join_rows_s1<V, SAFE, IDX, 0>(rows, cols, base, n, oW, pw, yr, ir); break;
     }
+  };
+  return s1_ring_walk<V, !SAFE && !IDX>(g, x, buf, rowlen, -kInf, row, join);
+}
+
+// One input row's kW-tap sums at every output column (in tap order; the padding around the row is +0).
+template <class V, int KW>
+inline void avg_row_s1(const float* xp, int64_t kw_rt, int64_t oWr, float* hr) {
+  const int64_t kw = KW > 0 ? KW : kw_rt;
+  for (int64_t o = 0; o < oWr; o += V::N) {
+    V acc = V::load(xp + o);
+    for (int64_t c = 1; c < kw; ++c) acc = acc + V::load(xp + o + c);
+    acc.store(hr + o);
   }
-  return true;
+}
+
+// An output row of averages: its n window rows' sums added in order to +0 (so an all -0 window sums to +0, as
+// the window loop's does), divided by the window's divisor: `div` for every column, or (div = 0) rowf times
+// colf[ow], the valid taps counted in H and in W.
+template <class V, int NR>
+inline void avg_join_rows_s1(const float* const* rows, int n_rt, int64_t oW, float div, float rowf, const float* colf,
+                             float* yr) {
+  const int n = NR > 0 ? NR : n_rt;
+  const V vdiv = V::set1(div), vrow = V::set1(rowf);
+  for (int64_t o = 0; o < oW; o += V::N) {
+    V acc = V::zero();
+    for (int b = 0; b < n; ++b) acc = acc + V::load(rows[b] + o);
+    const V y = acc / (div != 0.f ? vdiv : vrow * V::load(colf + o));
+    if (o + V::N <= oW) y.store(yr + o);
+    else y.store_tail(yr + o, static_cast<int>(oW - o));
+  }
+}
+
+// The averages of a plane_s1_ok plane: each input row's kW-tap sums once into the ring, each output row the sum
+// of its window rows' sums, divided. The row sums join before the window's sum, as on the other vector paths
+// (the scalar window loop adds tap by tap: the last bits may differ).
+template <class V, int KW>
+void avg_plane_s1_rows(const PoolGeom& g, const AvgMode& m, const float* x, float* y, float* buf) {
+  const int64_t H = g.in[1], W = g.in[2], oW = g.out[2], kH = g.k[1], kW = g.k[2], ph = g.p[1], pw = g.p[2];
+  const int64_t oWr = s1_row_floats(oW), rowlen = s1_row_floats(oW + kW + V::N);
+  float* ring = buf + 2 * rowlen;  // kH rows of sums
+  float* colf = ring + kH * oWr;   // count_include_pad off: the valid taps of each column's window in W (a ring
+                                   // of kH rows is reserved: one is used)
+  // every window lies inside the padded input (stride 1): with padding counted the divisor is kH kW
+  float div = m.divisor != 0 ? static_cast<float>(m.divisor) : static_cast<float>(kH * kW);
+  if (m.divisor == 0 && !m.count_include_pad) {
+    div = 0.f;
+    for (int64_t ow = 0; ow < oWr; ++ow) {
+      const int64_t st = ow - pw;
+      colf[ow] = static_cast<float>(std::max<int64_t>(1, std::min(st + kW, W) - std::max<int64_t>(st, 0)));
+    }
+  }
+  auto row = [&](const float* xp, int64_t slot) { avg_row_s1<V, KW>(xp, kW, oWr, ring + slot * oWr); };
+  auto join = [&](int64_t oh, int64_t, int n, int64_t slot) {
+    const float* rows[kMaxS1Rows];
+    for (int b = 0; b < n; ++b, slot = slot + 1 == kH ? 0 : slot + 1) rows[b] = ring + slot * oWr;
+    const int64_t sh = oh - ph;
+    const float rowf = static_cast<float>(std::min(sh + kH, H) - std::max<int64_t>(sh, 0));
+    float* yr = y + oh * oW;
+    switch (n) {
+      case 2: avg_join_rows_s1<V, 2>(rows, n, oW, div, rowf, colf, yr); break;
+      case 3: avg_join_rows_s1<V, 3>(rows, n, oW, div, rowf, colf, yr); break;
+      case 5: avg_join_rows_s1<V, 5>(rows, n, oW, div, rowf, colf, yr); break;
+      default: avg_join_rows_s1<V, 0>(rows, n, oW, div, rowf, colf, yr); break;
+    }
+  };
+  s1_ring_walk<V, false>(g, x, buf, rowlen, 0.f, row, join);
+}
+
+template <class V>
+void avg_plane_s1(const PoolGeom& g, const AvgMode& m, const float* x, float* y) {
+  float* buf = s1_scratch(g, 2);  // the sums' ring and the column divisors (one row)
+  if (g.k[2] == 3) avg_plane_s1_rows<V, 3>(g, m, x, y, buf);
+  else if (g.k[2] == 5) avg_plane_s1_rows<V, 5>(g, m, x, y, buf);
+  else avg_plane_s1_rows<V, 0>(g, m, x, y, buf);
 }
 
 template <class V>
 void max_plane_s1(const PoolGeom& g, const float* x, float* y, int64_t* idx) {
-  const int64_t oW = g.out[2];
-  const int64_t oWr = (oW + V::N - 1) / V::N * V::N, rowlen = oWr + g.k[2] + V::N;
-  thread_local std::vector<float> t_buf;
-  const size_t need = static_cast<size_t>(2 * rowlen + 2 * g.k[1] * oWr);
-  if (t_buf.size() < need) t_buf.resize(need);
+  float* buf = s1_scratch(g, 2);  // the winners' ring and their columns'
   auto run = [&](auto safe_c, auto idx_c) {
     constexpr bool S = decltype(safe_c)::value, I = decltype(idx_c)::value;
-    if (g.k[2] == 3) return max_plane_s1_rows<V, S, I, 3>(g, x, y, idx, t_buf.data());
-    if (g.k[2] == 5) return max_plane_s1_rows<V, S, I, 5>(g, x, y, idx, t_buf.data());
-    return max_plane_s1_rows<V, S, I, 0>(g, x, y, idx, t_buf.data());
+    if (g.k[2] == 3) return max_plane_s1_rows<V, S, I, 3>(g, x, y, idx, buf);
+    if (g.k[2] == 5) return max_plane_s1_rows<V, S, I, 5>(g, x, y, idx, buf);
+    return max_plane_s1_rows<V, S, I, 0>(g, x, y, idx, buf);
   };
   if (idx) run(std::true_type{}, std::true_type{});
   else if (!run(std::false_type{}, std::false_type{})) run(std::true_type{}, std::false_type{});
