@@ -311,10 +311,11 @@ def test_max_pool_stride1_separable(backend, rng, nd, shape, kw):
                  dict(ceil_mode=True, count_include_pad=False))
     if nd > 1 or "divisor_override" not in mode])  # avg_pool1d has no divisor_override, as in torch
 def test_avg_pool_stride1_separable(backend, rng, nd, shape, kw, mode):
-    # stride-1 averages (each row's sums once, then the window rows' sums) against the float64 reference and
-    # torch: every divisor rule (padding counted or not, divisor_override); a window of -0 only averages to +0
-    # as in torch (its sum starts at +0)
-    f, rf = _AVG[nd][0], _AVG[nd][1]
+    # stride-1 averages (each row's sums once, then the window rows' sums) and their backward (the same sums
+    # over gy / divisor, with padding k - 1 - p) against the float64 reference and torch: every divisor rule
+    # (padding counted or not, divisor_override); a window of -0 only averages to +0, and an all -0 gradient
+    # gives +0, as in torch (the sums start at +0)
+    f, rf, fb, rfb = _AVG[nd]
     kw = dict(kw, **mode)
     x = _rand(rng, shape)
     x.reshape(-1, *shape[-nd:])[0] = -0.0
@@ -322,9 +323,18 @@ def test_avg_pool_stride1_separable(backend, rng, nd, shape, kw, mode):
     _close_avg(y, rf(x.astype(np.float64), **kw), x)
     first = y.reshape(-1, *y.shape[-nd:])[0]
     assert np.all(first == 0) and not np.any(np.signbit(first))
+    g = _rand(rng, y.shape)
+    g.reshape(-1, *y.shape[-nd:])[0] = -0.0
+    gx = fb(g, x, **kw)
+    _close_avg(gx, rfb(g.astype(np.float64), x, **kw), g)
+    first = gx.reshape(-1, *shape[-nd:])[0]
+    assert np.all(first == 0) and not np.any(np.signbit(first))
     torch = pytest.importorskip("torch")
-    yt = getattr(torch.nn.functional, f"avg_pool{nd}d")(torch.from_numpy(x), **kw).numpy()
-    _close_avg(y, yt, x)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = getattr(torch.nn.functional, f"avg_pool{nd}d")(xt, **kw)
+    _close_avg(y, yt.detach().numpy(), x)
+    yt.backward(torch.from_numpy(g))
+    _close_avg(gx, xt.grad.numpy(), g)
 
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=(3, 2, 2), stride=(1, 2, 2), padding=(1, 0, 0)),

@@ -3,7 +3,7 @@
 Shapes: N8 C64 112x112 with (2x2 s2) and (3x3 s2 p1), max and avg, forward and backward (ResNet's stem
 pool and a VGG-style pool; --quick: N2 C16 56x56); global average pooling (adaptive to 1) on N8 C512 7x7
 (also --quick) and N8 C64 56x56; stride-1 pooling (3x3 s1 p1, 5x5 s1 p2; max values, max with indices,
-average) on N8 C64 56x56, without a bar.
+average and its backward) on N8 C64 56x56, without a bar.
 
 Like with like: ``max_pool2d`` (values only) is timed against torch's ``max_pool2d``, which computes no
 indices but has no out= form, so both allocate their result here; ``max_pool2d_with_indices`` against
@@ -124,7 +124,7 @@ def register_pool_cases(register, Bar, Case):
     # own, reported beside the others
     sname = "x".join(map(str, S1_SHAPE))
     for name, k, s, p in S1_CONFIGS:
-        for op in ("max_pool2d", "max_pool2d_with_indices", "avg_pool2d"):
+        for op in ("max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "avg_pool2d_backward"):
             fn = op.replace("_with_indices", "")
             register(Case(op, "pool", f"{sname},{name}", False, (f"fastml.functional:{fn}",),
                           _build(op, k, s, p, S1_SHAPE), ()))

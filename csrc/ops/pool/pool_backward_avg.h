@@ -3,8 +3,9 @@
 // row, the share of each column, computed once from the output row divided by the divisors: strides 1 and 2
 // in vectors, with zero margins so the borders need no special case; larger strides by a scalar share per
 // row) and two planes written directly, without a row scratch or a read-back of grad_input: whole 2x2 s2
-// planes and 3x3 s2 p1 planes with one divisor (ResNet-style and DenseNet-style pools). store2 is shared with
-// the max-pool gather.
+// planes and 3x3 s2 p1 planes with one divisor (ResNet-style and DenseNet-style pools). 2-D stride-1 planes
+// take the separable sums of pool_forward_s1.h (avg_backward_plane_s1). store2 is shared with the max-pool
+// gather.
 // Test: pytest tests/test_pool.py (test_avg_*, test_s2_planes). Bench: python -m fastml.bench --ops pool
 #pragma once
 #include <algorithm>
@@ -175,6 +176,7 @@ void avg_backward_plane_s2k3(const PoolGeom& g, float div, const float* gy, floa
 // rows (no border split). `row` holds avg_backward_row_floats(g) floats.
 template <class V>
 void avg_backward_plane(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx, float* row) {
+  if (plane_s1_ok(g)) return avg_backward_plane_s1<V>(g, m, gy, gx);
   if (plane_s2k2_ok(g)) {
     const int64_t st[3] = {0, 0, 0};
     return avg_backward_plane_s2k2<V>(g, avg_divisor(g, m, st), gy, gx);

@@ -1,6 +1,6 @@
 // Stride-1 max and average pooling of 2-D (and 1-D) planes, max values and indices (maths and contract: pool.h;
 // included by pool_forward_impl.h). Averages: each input row's kW-tap sums once, the window's sum over its rows'
-// sums (avg_plane_s1). Max: torch's scan runs row by row over the window (a later tap wins when strictly greater,
+// sums (avg_plane_s1); their backward is the same sums over gy / divisor (avg_backward_plane_s1). Max: torch's scan runs row by row over the window (a later tap wins when strictly greater,
 // or NaN), and that rule gives the same winner in any grouping that keeps the order: the winner of a window
 // is the winner among its rows' winners, taken in row order. So each input row's kW-tap winners are found
 // once (max_row_s1) into a ring of kH rows, and each output row joins its window rows' winners in order
@@ -277,6 +277,47 @@ void avg_plane_s1(const PoolGeom& g, const AvgMode& m, const float* x, float* y)
   if (g.k[2] == 3) avg_plane_s1_rows<V, 3>(g, m, x, y, buf);
   else if (g.k[2] == 5) avg_plane_s1_rows<V, 5>(g, m, x, y, buf);
   else avg_plane_s1_rows<V, 0>(g, m, x, y, buf);
+}
+
+// Average-pool backward of a plane_s1_ok plane: gx = the box sum, kH x kW, of q = gy / divisor over the windows
+// covering each element, which is a stride-1 sum pool of q with padding k - 1 - p (the box is its own flip):
+// q into the thread's scratch plane, then avg_plane_s1_rows on it with divisor 1 (exact). Each element sums
+// its windows' q row by row from +0 (torch adds them window by window into a zeroed plane: the last bits may
+// differ; an all -0 gradient gives +0 in both).
+template <class V>
+void avg_backward_plane_s1(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx) {
+  const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2], kH = g.k[1], kW = g.k[2];
+  const int64_t ph = g.p[1], pw = g.p[2];
+  thread_local std::vector<float> t_q;
+  if (t_q.size() < static_cast<size_t>(oH * oW)) t_q.resize(static_cast<size_t>(oH * oW));
+  float* q = t_q.data();
+  const bool each = m.divisor == 0 && !m.count_include_pad;  // a divisor per window: valid rows x valid columns
+  const V vdiv = V::set1(m.divisor != 0 ? static_cast<float>(m.divisor) : static_cast<float>(kH * kW));
+  for (int64_t oh = 0; oh < oH; ++oh) {
+    const float rowf = static_cast<float>(std::min(oh - ph + kH, H) - std::max<int64_t>(oh - ph, 0));
+    for (int64_t o = 0; o < oW; o += V::N) {
+      const int n = static_cast<int>(std::min<int64_t>(V::N, oW - o));
+      V div = vdiv;
+      if (each) {
+        alignas(64) float cols[V::N];
+        for (int l = 0; l < V::N; ++l) {
+          const int64_t st = o + l - pw;
+          cols[l] = static_cast<float>(std::max<int64_t>(1, std::min(st + kW, W) - std::max<int64_t>(st, 0)));
+        }
+        div = V::set1(rowf) * V::load(cols);
+      }
+      const V v = V::load_tail(gy + oh * oW + o, n) / div;
+      if (n == V::N) v.store(q + oh * oW + o);
+      else v.store_tail(q + oh * oW + o, n);
+    }
+  }
+  PoolGeom t = g;  // the sum pool of q: input (oH, oW), output (H, W), padding k - 1 - p
+  t.in[1] = oH, t.in[2] = oW, t.out[1] = H, t.out[2] = W, t.p[1] = kH - 1 - ph, t.p[2] = kW - 1 - pw;
+  const AvgMode sum{true, 1};
+  float* buf = s1_scratch(t, 2);
+  if (kW == 3) avg_plane_s1_rows<V, 3>(t, sum, q, gx, buf);
+  else if (kW == 5) avg_plane_s1_rows<V, 5>(t, sum, q, gx, buf);
+  else avg_plane_s1_rows<V, 0>(t, sum, q, gx, buf);
 }
 
 template <class V>
