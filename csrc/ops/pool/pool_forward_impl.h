@@ -6,8 +6,9 @@
 // by loading 2N floats and splitting them into even/odd lanes (with dilation 1 the odd half is the next
 // tap), larger strides with gathers; taps of D and H outside the input are skipped for the whole row. Stride 2 with 2- or 3-wide windows
 // (2x2 s2, 3x3 s2 p1) has unrolled rows that also take the left border column of 1-padded rows. The
-// other border columns and planes of 2^24 elements or more run the scalar window loop. 2-D max values with
-// stride 1 are separable (max_plane_s1: each input row's maxima once, then joined down the window rows).
+// other border columns and planes of 2^24 elements or more run the scalar window loop. 2-D stride 1 (max
+// values and indices, averages) is separable (pool_forward_s1.h: each input row's results once, then joined
+// down the window rows).
 // Max values and indices are the same on every path (the scan rule is order-exact); averages may
 // differ in the last bits between paths (rows are summed before they join the window's sum).
 //
@@ -15,7 +16,7 @@
 // float (exact below 2^24) and turns it into the flat index when the row is stored.
 //
 // This file: the planes (max_plane, avg_plane, mean_planes). pool_forward_rows.h: the window loop and the
-// generic rows; pool_forward_s2.h: the stride-2 rows and their range kernels; pool_forward_s1.h: stride-1 max.
+// generic rows; pool_forward_s2.h: the stride-2 rows and their range kernels; pool_forward_s1.h: stride 1.
 #pragma once
 #include <algorithm>
 #include <cstdint>
