@@ -45,10 +45,6 @@ inline int64_t next_carry(RowCarry& c, int64_t stored_row, int64_t sh, int64_t b
   return sh + b1 - 1;
 }
 
-inline bool vector_ok(const PoolGeom& g) {
-  return g.s[2] * 64 < (int64_t{1} << 31) && g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
-}
-
 // After a max row computed in vectors from ow 0 with padding in W: a -inf result there may carry the padding
 // tap's index; the scalar scan of that window gives torch's.
 inline void first_index_fix(const PoolGeom& g, const float* x, int64_t sd, int64_t sh, float* yr, int64_t* ir) {

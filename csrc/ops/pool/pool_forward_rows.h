@@ -19,6 +19,11 @@ namespace {
 inline constexpr int64_t kExactFloatInt = int64_t{1} << 24;
 inline constexpr float kInf = std::numeric_limits<float>::infinity();
 
+// Planes the vector rows take: tap offsets (64 lanes of stride s) fit 32 bits, flat indices are exact floats.
+inline bool vector_ok(const PoolGeom& g) {
+  return g.s[2] * 64 < (int64_t{1} << 31) && g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
+}
+
 // Taps t in [t0, t1) of a window starting at `start` (k taps, dilation d) that fall inside [0, L).
 inline void valid_taps(int64_t start, int64_t k, int64_t d, int64_t L, int64_t& t0, int64_t& t1) {
   if (d == 1) {  // no divisions on the common path (border windows call this per output)

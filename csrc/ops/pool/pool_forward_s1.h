@@ -1,11 +1,12 @@
-// Stride-1 max and average pooling of 2-D (and 1-D) planes, max values and indices (maths and contract: pool.h;
-// included by pool_forward_impl.h). Averages: each input row's kW-tap sums once, the window's sum over its rows'
-// sums (avg_plane_s1); their backward is the same sums over gy / divisor (avg_backward_plane_s1). Max: torch's scan runs row by row over the window (a later tap wins when strictly greater,
-// or NaN), and that rule gives the same winner in any grouping that keeps the order: the winner of a window
-// is the winner among its rows' winners, taken in row order. So each input row's kW-tap winners are found
-// once (max_row_s1) into a ring of kH rows, and each output row joins its window rows' winners in order
-// (max_join_rows_s1): kH + kW steps per output instead of kH * kW, the same values and indices as the window
-// loop (ties between -0 and +0, the last NaN, an all -inf window's first tap).
+// Stride-1 max and average pooling of 2-D (and 1-D) planes (maths and contract: pool.h; included by
+// pool_forward_impl.h). Averages: each input row's kW-tap sums once, the window's sum over its rows' sums
+// (avg_plane_s1); their backward is the same sums over gy / divisor (avg_backward_plane_s1). Max, values and
+// indices: torch's scan runs row by row over the window (a later tap wins when strictly greater, or NaN), and
+// that rule gives the same winner in any grouping that keeps the order: the winner of a window is the winner
+// among its rows' winners, taken in row order. So each input row's kW-tap winners are found once (max_row_s1)
+// into a ring of kH rows, and each output row joins its window rows' winners in order (max_join_rows_s1):
+// kH + kW steps per output instead of kH * kW, the same values and indices as the window loop (ties between
+// -0 and +0, the last NaN, an all -inf window's first tap).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -20,12 +21,28 @@ namespace {  // internal linkage: see pool_forward_impl.h
 
 // 2-D (or 1-D) stride-1 windows without dilation: Inception's 3x3 s1 p1, the 5x5 s1 p2 of YOLO's SPPF, at
 // most kMaxS1Rows window rows and columns (the scratch holds kH rows and a row padded by about kW), indices
-// exact as floats.
+// exact as floats (vector_ok).
 constexpr int64_t kMaxS1Rows = 64;
 inline bool plane_s1_ok(const PoolGeom& g) {
   return g.out[0] == 1 && g.k[0] == 1 && g.p[0] == 0 && g.s[1] == 1 && g.d[1] == 1 && g.s[2] == 1 && g.d[2] == 1 &&
-         g.k[1] * g.k[2] > 1 && g.k[1] <= kMaxS1Rows && g.k[2] <= kMaxS1Rows &&
-         g.in[0] * g.in[1] * g.in[2] < kExactFloatInt;
+         g.k[1] * g.k[2] > 1 && g.k[1] <= kMaxS1Rows && g.k[2] <= kMaxS1Rows && vector_ok(g);
+}
+
+// The taps of a stride-1 window starting at st (k taps) inside [0, n), as a float (at least 1: the lanes past
+// the last output, whose windows may lie outside, divide by 1).
+inline float s1_taps_inside(int64_t st, int64_t k, int64_t n) {
+  return static_cast<float>(std::max<int64_t>(1, std::min(st + k, n) - std::max<int64_t>(st, 0)));
+}
+
+// The divisor of a stride-1 plane's windows: returned when it is the same for all (divisor_override, or the
+// padding counted: every window lies inside the padded input, so kH kW); else 0, with colf[ow] for ow in
+// [0, oWr) the window's taps inside the input in W, the divisor of row oh being s1_taps_inside(oh - ph, kH, H)
+// times colf[ow].
+inline float s1_divisors(const PoolGeom& g, const AvgMode& m, int64_t oWr, float* colf) {
+  if (m.divisor != 0) return static_cast<float>(m.divisor);
+  if (m.count_include_pad) return static_cast<float>(g.k[1] * g.k[2]);
+  for (int64_t ow = 0; ow < oWr; ++ow) colf[ow] = s1_taps_inside(ow - g.p[2], g.k[2], g.in[2]);
+  return 0.f;
 }
 
 // Scratch rows are whole cache lines (16 floats), so that the ring's rows and the padded rows' first taps load
@@ -240,26 +257,16 @@ inline void avg_join_rows_s1(const float* const* rows, int n_rt, int64_t oW, flo
 // (the scalar window loop adds tap by tap: the last bits may differ).
 template <class V, int KW>
 void avg_plane_s1_rows(const PoolGeom& g, const AvgMode& m, const float* x, float* y, float* buf) {
-  const int64_t H = g.in[1], W = g.in[2], oW = g.out[2], kH = g.k[1], kW = g.k[2], ph = g.p[1], pw = g.p[2];
+  const int64_t H = g.in[1], oW = g.out[2], kH = g.k[1], kW = g.k[2], ph = g.p[1];
   const int64_t oWr = s1_row_floats(oW), rowlen = s1_row_floats(oW + kW + V::N);
   float* ring = buf + 2 * rowlen;  // kH rows of sums
-  float* colf = ring + kH * oWr;   // count_include_pad off: the valid taps of each column's window in W (a ring
-                                   // of kH rows is reserved: one is used)
-  // every window lies inside the padded input (stride 1): with padding counted the divisor is kH kW
-  float div = m.divisor != 0 ? static_cast<float>(m.divisor) : static_cast<float>(kH * kW);
-  if (m.divisor == 0 && !m.count_include_pad) {
-    div = 0.f;
-    for (int64_t ow = 0; ow < oWr; ++ow) {
-      const int64_t st = ow - pw;
-      colf[ow] = static_cast<float>(std::max<int64_t>(1, std::min(st + kW, W) - std::max<int64_t>(st, 0)));
-    }
-  }
+  float* colf = ring + kH * oWr;   // s1_divisors' column counts (a ring of kH rows is reserved: one is used)
+  const float div = s1_divisors(g, m, oWr, colf);
   auto row = [&](const float* xp, int64_t slot) { avg_row_s1<V, KW>(xp, kW, oWr, ring + slot * oWr); };
   auto join = [&](int64_t oh, int64_t, int n, int64_t slot) {
     const float* rows[kMaxS1Rows];
     for (int b = 0; b < n; ++b, slot = slot + 1 == kH ? 0 : slot + 1) rows[b] = ring + slot * oWr;
-    const int64_t sh = oh - ph;
-    const float rowf = static_cast<float>(std::min(sh + kH, H) - std::max<int64_t>(sh, 0));
+    const float rowf = s1_taps_inside(oh - ph, kH, H);
     float* yr = y + oh * oW;
     switch (n) {
       case 2: avg_join_rows_s1<V, 2>(rows, n, oW, div, rowf, colf, yr); break;
@@ -288,25 +295,18 @@ template <class V>
 void avg_backward_plane_s1(const PoolGeom& g, const AvgMode& m, const float* gy, float* gx) {
   const int64_t H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2], kH = g.k[1], kW = g.k[2];
   const int64_t ph = g.p[1], pw = g.p[2];
-  thread_local std::vector<float> t_q;
-  if (t_q.size() < static_cast<size_t>(oH * oW)) t_q.resize(static_cast<size_t>(oH * oW));
+  const int64_t oWr = s1_row_floats(oW);
+  thread_local std::vector<float> t_q;  // q (oH x oW), then s1_divisors' column counts
+  if (t_q.size() < static_cast<size_t>(oH * oW + oWr)) t_q.resize(static_cast<size_t>(oH * oW + oWr));
   float* q = t_q.data();
-  const bool each = m.divisor == 0 && !m.count_include_pad;  // a divisor per window: valid rows x valid columns
-  const V vdiv = V::set1(m.divisor != 0 ? static_cast<float>(m.divisor) : static_cast<float>(kH * kW));
+  float* colf = q + oH * oW;
+  const float div = s1_divisors(g, m, oWr, colf);
+  const V vdiv = V::set1(div);
   for (int64_t oh = 0; oh < oH; ++oh) {
-    const float rowf = static_cast<float>(std::min(oh - ph + kH, H) - std::max<int64_t>(oh - ph, 0));
+    const V vrow = V::set1(s1_taps_inside(oh - ph, kH, H));
     for (int64_t o = 0; o < oW; o += V::N) {
       const int n = static_cast<int>(std::min<int64_t>(V::N, oW - o));
-      V div = vdiv;
-      if (each) {
-        alignas(64) float cols[V::N];
-        for (int l = 0; l < V::N; ++l) {
-          const int64_t st = o + l - pw;
-          cols[l] = static_cast<float>(std::max<int64_t>(1, std::min(st + kW, W) - std::max<int64_t>(st, 0)));
-        }
-        div = V::set1(rowf) * V::load(cols);
-      }
-      const V v = V::load_tail(gy + oh * oW + o, n) / div;
+      const V v = V::load_tail(gy + oh * oW + o, n) / (div != 0.f ? vdiv : vrow * V::load(colf + o));
       if (n == V::N) v.store(q + oh * oW + o);
       else v.store_tail(q + oh * oW + o, n);
     }
